@@ -1,0 +1,77 @@
+"""Training and inference throughput (images/s) of every registered model on the current device, fp32 and
+bf16 autocast, CIFAR-shaped inputs (3x32x32, 10 classes).
+
+    .venv/bin/python bench/models_throughput.py [--device cuda] [--batch-size 256] [--steps 10]
+
+Training steps are full SGD steps (forward, backward, Adam update) through ``dcforget.train.fit``'s inner
+operations; inference runs in eval mode under no_grad. Each figure is the median of --repeats timings after
+a warm-up, with device synchronisation.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+import torch.nn.functional as F
+
+from dcforget.models import MODELS, create_model
+from dcforget.runtime import resolve_device, synchronize
+
+
+def timed(fn, device, repeats: int) -> float:
+    fn()  # warm-up
+    synchronize(device)
+    out = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        synchronize(device)
+        out.append(time.perf_counter() - t)
+    return statistics.median(out)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--device", default=None)
+    ap.add_argument("--batch-size", type=int, default=256)
+    ap.add_argument("--steps", type=int, default=3, help="training/inference steps per timing")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--models", default=",".join(MODELS.names()))
+    args = ap.parse_args()
+    device = resolve_device(args.device)
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)"
+    print(f"device: {name}; batch {args.batch_size}; torch {torch.__version__}")
+    print(f"{'model':10s} {'params':>10s} {'train fp32':>11s} {'train bf16':>11s} {'infer fp32':>11s} {'infer bf16':>11s}  (images/s)")
+    bs = args.batch_size
+    x = torch.rand(bs, 3, 32, 32, device=device)
+    y = torch.randint(0, 10, (bs,), device=device)
+    for arch in args.models.split(","):
+        torch.manual_seed(0)
+        model = create_model(arch, image_shape=(3, 32, 32), num_classes=10).to(device)
+        opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+        row = []
+        for mode in ("train", "infer"):
+            for bf16 in (False, True):
+                def step():
+                    for _ in range(args.steps):
+                        if mode == "train":
+                            model.train()
+                            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+                                loss = F.cross_entropy(model(x).float(), y)
+                            opt.zero_grad(set_to_none=True)
+                            loss.backward()
+                            opt.step()
+                        else:
+                            model.eval()
+                            with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+                                model(x)
+                row.append(args.steps * bs / timed(step, device, args.repeats))
+        params = sum(p.numel() for p in model.parameters())
+        print(f"{arch:10s} {params:10,d} " + " ".join(f"{v:11.0f}" for v in row), flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,292 @@
+"""Datasets held in memory as uint8 NCHW tensors, loaded through torchvision's dataset classes.
+
+``load_data(name, ...)`` returns a :class:`Data`: the (optionally per-class capped) training split, the test
+split and a :class:`DatasetInfo` (class count, image shape, normalisation). Indices everywhere in the toolkit
+(forget specs, buckets, reports) are positions in ``Data.train``; ``Data.source_indices`` maps them back to
+the full torchvision training split.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import sys
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from .errors import DatasetError
+from .registry import Registry
+
+DATA_DIR_ENV = "DCFORGET_DATA_DIR"
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    name: str
+    num_classes: int
+    image_shape: tuple[int, int, int]  # C, H, W
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    class_names: tuple[str, ...]
+
+
+@dataclass
+class Split:
+    images: torch.Tensor  # uint8 [N, C, H, W]
+    labels: torch.Tensor  # int64 [N]
+
+    def __post_init__(self) -> None:
+        if self.images.dtype != torch.uint8 or self.images.dim() != 4:
+            raise DatasetError(f"images must be uint8 [N,C,H,W], got {self.images.dtype} {tuple(self.images.shape)}")
+        if self.labels.shape != (self.images.shape[0],):
+            raise DatasetError("labels must be one int64 per image")
+
+    def __len__(self) -> int:
+        return int(self.labels.shape[0])
+
+    def subset(self, index: torch.Tensor) -> "Split":
+        index = torch.as_tensor(index, dtype=torch.long, device=self.labels.device)
+        return Split(self.images[index], self.labels[index])
+
+    def to(self, device: torch.device) -> "Split":
+        return Split(self.images.to(device), self.labels.to(device))
+
+
+@dataclass
+class Data:
+    info: DatasetInfo
+    train: Split
+    test: Split
+    source_indices: torch.Tensor  # int64 [len(train)]: index in the full training split
+    per_class: int | None = None
+    seed: int = 0
+    spec: str = ""
+    _fingerprint: str | None = field(default=None, repr=False)
+
+    def fingerprint(self) -> str:
+        """sha256 of the (capped) training set: images and labels. Ties checkpoints and condensed sets to it."""
+        if self._fingerprint is None:
+            h = hashlib.sha256()
+            h.update(self.train.labels.cpu().numpy().astype("<i8").tobytes())
+            h.update(self.train.images.cpu().contiguous().numpy().tobytes())
+            self._fingerprint = h.hexdigest()
+        return self._fingerprint
+
+    def to(self, device: torch.device) -> "Data":
+        """Move both splits to ``device`` when they fit in its free memory (with room to spare); else keep them."""
+        if device.type == "cuda":
+            need = self.train.images.numel() + self.test.images.numel()
+            free, _ = torch.cuda.mem_get_info(device)
+            if need * 3 > free:
+                return self
+        return replace(self, train=self.train.to(device), test=self.test.to(device))
+
+
+# --------------------------------------------------------------------------------------------- registry
+@dataclass(frozen=True)
+class DatasetSource:
+    """How to read one dataset: ``load(root, download, options) -> (info, train, test)``."""
+
+    load: Callable[[Path, bool, dict[str, str]], tuple[DatasetInfo, Split, Split]]
+    expected: str  # the folder/files expected under the data dir, for error messages
+    takes_options: bool = False
+
+
+DATASETS: Registry[DatasetSource] = Registry("dataset")
+
+CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+
+
+def _torchvision_split(cls_name: str, root: Path, download: bool, expected: str, **kw):
+    """Instantiate a torchvision dataset class, local files first, then download if allowed."""
+    from .tv import torchvision
+
+    cls = getattr(torchvision.datasets, cls_name)
+    try:
+        return cls(str(root), download=False, **kw)
+    except (RuntimeError, OSError, ValueError) as local_err:
+        if not download:
+            raise DatasetError(
+                f"{cls_name} not found in {root} (expected {expected}); downloading is off"
+            ) from local_err
+    try:  # torchvision prints download progress on stdout; keep stdout for results
+        with contextlib.redirect_stdout(sys.stderr):
+            return cls(str(root), download=True, **kw)
+    except Exception as err:  # network errors come in many types (URLError, socket errors, HTTP errors)
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise DatasetError(
+            f"{cls_name} not found in {root} (expected {expected}) and could not be downloaded: {reason}"
+        ) from None
+
+
+def _from_hwc(data, targets) -> Split:
+    images = torch.from_numpy(np.ascontiguousarray(np.asarray(data, dtype=np.uint8).transpose(0, 3, 1, 2)))
+    return Split(images, torch.as_tensor(np.asarray(targets), dtype=torch.long))
+
+
+def _from_hw(data, targets) -> Split:
+    images = torch.as_tensor(data, dtype=torch.uint8).unsqueeze(1).contiguous()
+    return Split(images, torch.as_tensor(targets, dtype=torch.long).clone())
+
+
+def _register_cifar(name: str, cls_name: str, folder: str, files: str, mean, std) -> None:
+    expected = f"{folder}/{{{files}}}"
+
+    def load(root: Path, download: bool, options: dict[str, str]):
+        tr = _torchvision_split(cls_name, root, download, expected, train=True)
+        te = _torchvision_split(cls_name, root, download, expected, train=False)
+        info = DatasetInfo(name, len(tr.classes), (3, 32, 32), mean, std, tuple(tr.classes))
+        return info, _from_hwc(tr.data, tr.targets), _from_hwc(te.data, te.targets)
+
+    DATASETS.register(name)(DatasetSource(load, expected))
+
+
+_register_cifar(
+    "cifar10", "CIFAR10", "cifar-10-batches-py", "data_batch_1..5,test_batch,batches.meta",
+    (0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010),
+)
+_register_cifar(
+    "cifar100", "CIFAR100", "cifar-100-python", "train,test,meta",
+    (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762),
+)
+
+
+def _register_mnist_like(name: str, cls_name: str, mean, std) -> None:
+    expected = (
+        f"{cls_name}/raw/{{train-images-idx3-ubyte,train-labels-idx1-ubyte,"
+        "t10k-images-idx3-ubyte,t10k-labels-idx1-ubyte}"
+    )
+
+    def load(root: Path, download: bool, options: dict[str, str]):
+        tr = _torchvision_split(cls_name, root, download, expected, train=True)
+        te = _torchvision_split(cls_name, root, download, expected, train=False)
+        info = DatasetInfo(name, len(tr.classes), (1, 28, 28), mean, std, tuple(str(c) for c in tr.classes))
+        return info, _from_hw(tr.data, tr.targets), _from_hw(te.data, te.targets)
+
+    DATASETS.register(name)(DatasetSource(load, expected))
+
+
+_register_mnist_like("mnist", "MNIST", (0.1307,), (0.3081,))
+_register_mnist_like("fashionmnist", "FashionMNIST", (0.2860,), (0.3530,))
+
+
+def _load_svhn(root: Path, download: bool, options: dict[str, str]):
+    try:
+        import scipy.io  # noqa: F401  (torchvision's SVHN reader needs it)
+    except ImportError:
+        raise DatasetError("the svhn dataset needs scipy: pip install -e '.[svhn]'") from None
+    expected = "{train_32x32.mat,test_32x32.mat}"
+    tr = _torchvision_split("SVHN", root, download, expected, split="train")
+    te = _torchvision_split("SVHN", root, download, expected, split="test")
+    info = DatasetInfo("svhn", 10, (3, 32, 32), (0.4377, 0.4438, 0.4728), (0.1980, 0.2010, 0.1970),
+                       tuple(str(i) for i in range(10)))
+    as_split = lambda d: Split(torch.from_numpy(np.ascontiguousarray(d.data)), torch.as_tensor(d.labels, dtype=torch.long))
+    return info, as_split(tr), as_split(te)
+
+
+DATASETS.register("svhn")(DatasetSource(_load_svhn, "{train_32x32.mat,test_32x32.mat}"))
+
+
+# --------------------------------------------------------------------------------------------- synthetic
+SYNTHETIC_DEFAULTS = {"classes": 10, "train": 100, "test": 20, "channels": 3, "size": 32, "noise": 0.25, "seed": 0}
+
+
+def _load_synthetic(root: Path, download: bool, options: dict[str, str]):
+    """Seeded, class-structured images: each class is a smooth random prototype; samples add noise and a random
+    brightness shift. A small model learns it in a few epochs; ``noise`` sets the difficulty.
+
+    Options (``synthetic:classes=4,train=50,test=20,channels=1,size=16,noise=0.3,seed=1``): ``train`` and
+    ``test`` are images per class."""
+    opts = dict(SYNTHETIC_DEFAULTS)
+    for key, raw in options.items():
+        if key not in opts:
+            raise DatasetError(f"unknown synthetic dataset option {key!r}; known: {', '.join(opts)}")
+        try:
+            opts[key] = type(SYNTHETIC_DEFAULTS[key])(raw)
+        except ValueError:
+            raise DatasetError(f"synthetic option {key}={raw!r} is not a {type(SYNTHETIC_DEFAULTS[key]).__name__}") from None
+    k, c, s = int(opts["classes"]), int(opts["channels"]), int(opts["size"])
+    if not (2 <= k <= 1000 and c in (1, 3) and 4 <= s <= 256 and opts["train"] >= 1 and opts["test"] >= 1):
+        raise DatasetError("synthetic needs 2<=classes<=1000, channels 1 or 3, 4<=size<=256, train/test >= 1")
+    g = torch.Generator().manual_seed(int(opts["seed"]))
+    coarse = torch.rand(k, c, 4, 4, generator=g)
+    protos = torch.nn.functional.interpolate(coarse, size=(s, s), mode="bilinear", align_corners=False)
+    protos = 0.15 + 0.7 * (protos - protos.amin()) / (protos.amax() - protos.amin() + 1e-8)
+
+    def make(per_class: int) -> Split:
+        labels = torch.arange(k).repeat_interleave(per_class)
+        noise = torch.randn(len(labels), c, s, s, generator=g) * float(opts["noise"])
+        shift = (torch.rand(len(labels), 1, 1, 1, generator=g) - 0.5) * 0.2
+        x = (protos[labels] + noise + shift).clamp(0, 1)
+        perm = torch.randperm(len(labels), generator=g)  # not class-sorted, like real datasets
+        return Split((x[perm] * 255).round().to(torch.uint8), labels[perm])
+
+    train, test = make(int(opts["train"])), make(int(opts["test"]))
+    info = DatasetInfo("synthetic", k, (c, s, s), (0.5,) * c, (0.25,) * c, tuple(f"class{i}" for i in range(k)))
+    return info, train, test
+
+
+DATASETS.register("synthetic")(DatasetSource(_load_synthetic, "(generated, no files)", takes_options=True))
+
+
+# --------------------------------------------------------------------------------------------- public API
+def parse_dataset_spec(spec: str) -> tuple[str, dict[str, str]]:
+    """``"cifar10"`` -> ("cifar10", {}); ``"synthetic:classes=4,size=16"`` -> ("synthetic", {...})."""
+    name, _, rest = spec.strip().partition(":")
+    source = DATASETS.get(name.lower())
+    options: dict[str, str] = {}
+    if rest:
+        if not source.takes_options:
+            raise DatasetError(f"dataset {name!r} takes no options (got {rest!r})")
+        for item in rest.split(","):
+            key, eq, value = item.partition("=")
+            if not eq or not key.strip():
+                raise DatasetError(f"bad dataset option {item!r} in {spec!r}; expected key=value")
+            options[key.strip()] = value.strip()
+    return name.lower(), options
+
+
+def default_data_dir() -> Path:
+    return Path(os.environ.get(DATA_DIR_ENV) or "data")
+
+
+def cap_per_class(labels: torch.Tensor, per_class: int, seed: int) -> torch.Tensor:
+    """Sorted indices keeping at most ``per_class`` images of each class, chosen uniformly at random (seeded).
+
+    Vectorised: one random key per image, one sort by (label, key), rank within class < per_class."""
+    if per_class < 1:
+        raise DatasetError(f"--per-class must be at least 1, got {per_class}")
+    labels = labels.cpu()
+    keys = torch.rand(len(labels), generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+    order = torch.argsort(labels.double() * 2.0 + keys)  # keys < 1 < 2: class-major, random within class
+    sorted_labels = labels[order]
+    counts = torch.bincount(sorted_labels)
+    starts = torch.cumsum(counts, 0) - counts
+    rank = torch.arange(len(labels)) - starts[sorted_labels]
+    keep = order[rank < per_class]
+    return torch.sort(keep).values
+
+
+def load_data(
+    spec: str,
+    data_dir: str | os.PathLike | None = None,
+    per_class: int | None = None,
+    seed: int = 0,
+    download: bool = True,
+) -> Data:
+    """Load a dataset by name (or ``synthetic:...`` spec) into memory, optionally capped per class."""
+    name, options = parse_dataset_spec(spec)
+    root = Path(data_dir) if data_dir is not None else default_data_dir()
+    if root.exists() and not root.is_dir():
+        raise DatasetError(f"--data-dir {root} is not a directory")
+    info, train, test = DATASETS.get(name).load(root, download, options)
+    source = torch.arange(len(train))
+    if per_class is not None:
+        source = cap_per_class(train.labels, per_class, seed)
+        train = train.subset(source)
+    return Data(info, train, test, source, per_class, seed, spec)

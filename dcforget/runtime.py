@@ -1,0 +1,58 @@
+"""Devices and seeding."""
+
+from __future__ import annotations
+
+import contextlib
+import random
+from typing import Iterator
+
+import numpy as np
+import torch
+
+from .errors import ConfigError
+
+
+def resolve_device(name: str | None = None) -> torch.device:
+    """``None``/``"auto"`` -> CUDA when available, else CPU. ``"cuda"`` without a GPU is an error."""
+    if name in (None, "", "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(name)
+    except RuntimeError:
+        raise ConfigError(f"unknown device {name!r}; use cpu, cuda or cuda:N") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("--device cuda was asked for but no CUDA GPU is available")
+    if dev.type not in ("cpu", "cuda"):
+        raise ConfigError(f"unsupported device {name!r}; use cpu or cuda")
+    return dev
+
+
+@contextlib.contextmanager
+def seeded(seed: int, device: torch.device | None = None) -> Iterator[None]:
+    """Run the block with torch's (and numpy's, python's) global RNGs seeded, restoring them afterwards.
+
+    Global RNGs are what layer initialisation, dropout and Kornia draw from; forking keeps a seeded block from
+    disturbing the caller's random stream."""
+    devices = [device] if device is not None and device.type == "cuda" else []
+    np_state, py_state = np.random.get_state(), random.getstate()
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        np.random.seed(seed % 2**32)
+        random.seed(seed)
+        try:
+            yield
+        finally:
+            np.random.set_state(np_state)
+            random.setstate(py_state)
+
+
+def generator(seed: int) -> torch.Generator:
+    """A CPU generator for index permutations: same seed, same permutation on every device."""
+    g = torch.Generator()
+    g.manual_seed(seed)
+    return g
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)

@@ -1,0 +1,214 @@
+"""One training loop for original training, retraining and fine-tuning; one batched evaluation pass.
+
+Data stays on the device as uint8 (or float [0,1] for condensed images) and is converted per batch.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .errors import ConfigError
+from .progress import bar
+from .registry import Registry
+from .runtime import generator, seeded, synchronize
+
+OPTIMIZERS: Registry[Callable] = Registry("optimizer")
+SCHEDULES: Registry[Callable] = Registry("learning-rate schedule")
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 30
+    batch_size: int = 256
+    optimizer: str = "adam"
+    lr: float = 1e-3
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    schedule: str = "constant"
+    bf16: bool = False
+    channels_last: bool = False
+    eval_every: int = 0  # evaluate the ``evals`` sets every N epochs (0: only after the last)
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        if not (isinstance(self.epochs, int) and self.epochs >= 1):
+            raise ConfigError(f"epochs must be a positive integer, got {self.epochs!r}")
+        if not (isinstance(self.batch_size, int) and self.batch_size >= 1):
+            raise ConfigError(f"batch_size must be a positive integer, got {self.batch_size!r}")
+        if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
+            raise ConfigError(f"lr must be a positive number, got {self.lr!r}")
+        if self.weight_decay < 0 or not 0 <= self.momentum < 1:
+            raise ConfigError("weight_decay must be >= 0 and momentum in [0, 1)")
+        OPTIMIZERS.get(self.optimizer)
+        SCHEDULES.get(self.schedule)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> "TrainConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ConfigError(f"unknown training option(s): {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+        return cls(**values)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@OPTIMIZERS.register("sgd")
+def _sgd(params, cfg: TrainConfig):
+    return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+
+
+@OPTIMIZERS.register("adam")
+def _adam(params, cfg: TrainConfig):
+    return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+@SCHEDULES.register("constant")
+def _constant(step: int, total: int) -> float:
+    return 1.0
+
+
+@SCHEDULES.register("cosine")
+def _cosine(step: int, total: int) -> float:
+    return 0.5 * (1.0 + math.cos(math.pi * min(step, total) / max(total, 1)))
+
+
+@SCHEDULES.register("step")
+def _step(step: int, total: int) -> float:
+    """x0.1 at 50% and again at 75% of training (the classic CIFAR recipe)."""
+    return 0.1 ** ((step >= total // 2) + (step >= (3 * total) // 4))
+
+
+def as_unit(x: torch.Tensor) -> torch.Tensor:
+    """uint8 [0,255] -> float32 [0,1]; float passes through."""
+    return x.float().div_(255.0) if x.dtype == torch.uint8 else x.float()
+
+
+@dataclass
+class EvalResult:
+    accuracy: float
+    losses: torch.Tensor  # float32 [N] per-sample cross-entropy, on the CPU
+    predictions: torch.Tensor  # int64 [N], on the CPU
+
+    def __len__(self) -> int:
+        return int(self.losses.shape[0])
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, *, batch_size: int = 1024,
+             device: torch.device | None = None, bf16: bool = False) -> EvalResult:
+    """Accuracy, per-sample loss and predictions in eval mode, no augmentation, one batched pass."""
+    device = device or next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    losses, preds = [], []
+    try:
+        for start in range(0, len(labels), batch_size):
+            x = as_unit(images[start:start + batch_size].to(device, non_blocking=True))
+            y = labels[start:start + batch_size].to(device, non_blocking=True)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+                logits = model(x)
+            logits = logits.float()
+            losses.append(F.cross_entropy(logits, y, reduction="none").cpu())
+            preds.append(logits.argmax(1).cpu())
+    finally:
+        model.train(was_training)
+    if not losses:
+        return EvalResult(float("nan"), torch.empty(0), torch.empty(0, dtype=torch.long))
+    losses_t, preds_t = torch.cat(losses), torch.cat(preds)
+    acc = float((preds_t == labels.cpu()).float().mean())
+    return EvalResult(acc, losses_t, preds_t)
+
+
+@dataclass
+class History:
+    epochs: list[dict[str, float]] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def last(self) -> dict[str, float]:
+        return self.epochs[-1] if self.epochs else {}
+
+
+LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def fit(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, cfg: TrainConfig, *,
+        device: torch.device, seed: int = 0, augment: Callable[[torch.Tensor], torch.Tensor] | None = None,
+        loss_fn: LossFn | None = None, evals: dict[str, tuple[torch.Tensor, torch.Tensor]] | None = None,
+        quiet: bool = False, desc: str = "train") -> History:
+    """Train ``model`` in place on (images, labels) and return per-epoch loss, accuracy, seconds and the accuracy
+    on each of ``evals``. Deterministic for a seed on a given device: the data order comes from a seeded CPU
+    generator, dropout and augmentation from the seeded (forked) global RNG."""
+    n = int(labels.shape[0])
+    if n == 0:
+        raise ConfigError("cannot train on an empty set")
+    loss_fn = loss_fn or (lambda logits, y: F.cross_entropy(logits, y))
+    model.to(device)
+    if cfg.channels_last:
+        model.to(memory_format=torch.channels_last)
+    images, labels = images.to(device), labels.to(device)
+    evals = {k: (x.to(device), y.to(device)) for k, (x, y) in (evals or {}).items()}
+    opt = OPTIMIZERS.get(cfg.optimizer)([p for p in model.parameters() if p.requires_grad], cfg)
+    # batch boundaries; a trailing batch of one joins the previous one (batch norm cannot train on one sample)
+    bounds = list(range(0, n, cfg.batch_size)) + [n]
+    if len(bounds) > 2 and bounds[-1] - bounds[-2] == 1:
+        del bounds[-2]
+    steps_per_epoch = len(bounds) - 1
+    total = steps_per_epoch * cfg.epochs
+    shape = SCHEDULES.get(cfg.schedule)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: shape(s, total))
+    order_gen = generator(seed)
+    history = History()
+    t_start = time.perf_counter()
+    with seeded(seed, device):
+        epochs_bar = bar(range(cfg.epochs), desc=desc, quiet=quiet, unit="epoch")
+        for epoch in epochs_bar:
+            model.train()
+            t0 = time.perf_counter()
+            perm = torch.randperm(n, generator=order_gen).to(device)
+            loss_sum = torch.zeros((), device=device)
+            correct = torch.zeros((), device=device, dtype=torch.long)
+            batches = bar(range(steps_per_epoch), desc=f"epoch {epoch + 1}", quiet=quiet, leave=False, unit="batch")
+            for b in batches:
+                idx = perm[bounds[b]:bounds[b + 1]]
+                x, y = as_unit(images[idx]), labels[idx]
+                if augment is not None:
+                    x = augment(x)
+                if cfg.channels_last:
+                    x = x.contiguous(memory_format=torch.channels_last)
+                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
+                    logits = model(x)
+                loss = loss_fn(logits.float(), y)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                sched.step()
+                loss_sum += loss.detach() * len(y)
+                correct += (logits.detach().argmax(1) == y).sum()
+                if not quiet and b % 20 == 0:
+                    batches.set_postfix(loss=f"{loss.item():.3f}")
+            batches.close()
+            synchronize(device)
+            row = {"epoch": epoch + 1, "loss": float(loss_sum) / n, "acc": float(correct) / n,
+                   "seconds": time.perf_counter() - t0}
+            last = epoch + 1 == cfg.epochs
+            if evals and (last or (cfg.eval_every and (epoch + 1) % cfg.eval_every == 0)):
+                for name, (ex, ey) in evals.items():
+                    row[f"{name}_acc"] = evaluate(model, ex, ey, device=device, bf16=cfg.bf16).accuracy
+            history.epochs.append(row)
+            epochs_bar.set_postfix({k: f"{v:.3f}" for k, v in row.items() if k.endswith(("loss", "acc"))})
+        epochs_bar.close()
+    model.train(False)
+    history.seconds = time.perf_counter() - t_start
+    return history

@@ -1,0 +1,40 @@
+from pathlib import Path
+
+from setuptools import setup
+
+here = Path(__file__).parent
+version = {}
+exec((here / "dcforget" / "__init__.py").read_text(), version)
+
+setup(
+    name="dcforget",
+    version=version["__version__"],
+    description="Dataset-condensation-driven machine unlearning of image classifiers, with privacy attacks",
+    long_description=(here / "README.md").read_text(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.11",
+    packages=["dcforget", "dcforget.models", "condense", "unlearn", "attacks"],
+    # torch/torchvision are lower bounds only, so an installed CUDA build is kept as it is; scripts/setup.sh pins
+    # the CPU pair (2.13.0 / 0.28.0) first on machines without a GPU.
+    install_requires=[
+        "torch>=2.2",
+        "torchvision>=0.17",
+        "kornia>=0.7",
+        "numpy>=1.24",
+        "h5py>=3.8",
+        "click>=8.1",
+        "tqdm>=4.60",  # progress bars with live postfix and a disable switch; click.progressbar has neither
+    ],
+    extras_require={
+        "test": ["pytest>=7"],
+        "svhn": ["scipy"],  # torchvision's SVHN reader loads .mat files with scipy
+    },
+    data_files=[("share/dcforget/configs/presets", [str(p.relative_to(here)) for p in sorted((here / "configs" / "presets").glob("*.toml"))])],
+    entry_points={
+        "console_scripts": [
+            "condense=condense.cli:main",
+            "unlearn=unlearn.cli:main",
+            "attacks=attacks.cli:main",
+        ]
+    },
+)

@@ -1,0 +1,79 @@
+import pytest
+import torch
+
+from dcforget.errors import ConfigError, UnknownNameError
+from dcforget.train import SCHEDULES, TrainConfig, as_unit, evaluate, fit
+from dcforget.training import train_on
+
+CPU = torch.device("cpu")
+
+
+def test_training_learns_the_synthetic_task(tiny):
+    cfg = TrainConfig(epochs=6, batch_size=32, lr=3e-3)
+    trained = train_on(tiny, "convnet", cfg, seed=0, device=CPU, quiet=True)
+    assert trained.test_eval.accuracy >= 0.9
+    assert trained.history.epochs[-1]["loss"] < trained.history.epochs[0]["loss"]
+    assert len(trained.history.epochs) == 6 and all(r["seconds"] > 0 for r in trained.history.epochs)
+    assert "test_acc" in trained.history.epochs[-1]
+
+
+def test_untrained_model_is_near_chance(tiny):
+    from dcforget.training import build_model
+    m = build_model("convnet", tiny, seed=0)
+    assert evaluate(m, tiny.test.images, tiny.test.labels).accuracy < 0.6
+
+
+@pytest.mark.parametrize("arch", ["mlp", "cnn"])
+def test_same_seed_same_weights_different_seed_different(tiny, arch):
+    cfg = TrainConfig(epochs=1, batch_size=16)
+    a = train_on(tiny, arch, cfg, seed=1, device=CPU, quiet=True).model.state_dict()
+    b = train_on(tiny, arch, cfg, seed=1, device=CPU, quiet=True).model.state_dict()
+    c = train_on(tiny, arch, cfg, seed=2, device=CPU, quiet=True).model.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert any(not torch.equal(a[k], c[k]) for k in a if a[k].is_floating_point())
+
+
+def test_seeded_training_leaves_global_rng_alone(tiny):
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    train_on(tiny, "mlp", TrainConfig(epochs=1), seed=0, device=CPU, quiet=True)
+    assert torch.equal(torch.rand(3), expected)
+
+
+def test_bf16_sgd_cosine_and_float_inputs(tiny):
+    from dcforget.training import build_model
+    m = build_model("cnn", tiny, seed=0)
+    x = as_unit(tiny.train.images)
+    cfg = TrainConfig(epochs=4, batch_size=32, optimizer="sgd", lr=0.05, schedule="cosine", bf16=True)
+    h = fit(m, x, tiny.train.labels, cfg, device=CPU, quiet=True)
+    assert h.epochs[-1]["acc"] > 0.6
+    res = evaluate(m, tiny.test.images, tiny.test.labels, bf16=True)
+    assert res.losses.shape == (40,) and res.losses.dtype == torch.float32
+
+
+def test_evaluate_returns_per_sample_losses_matching_mean(tiny):
+    from dcforget.training import build_model
+    m = build_model("mlp", tiny, seed=0).eval()
+    res = evaluate(m, tiny.train.images, tiny.train.labels, batch_size=7)
+    with torch.no_grad():
+        full = torch.nn.functional.cross_entropy(m(as_unit(tiny.train.images)), tiny.train.labels)
+    assert len(res) == 120
+    assert torch.isclose(res.losses.mean(), full, atol=1e-5)
+    assert res.accuracy == pytest.approx(float((res.predictions == tiny.train.labels).float().mean()))
+
+
+def test_schedules_shape():
+    assert SCHEDULES.get("constant")(50, 100) == 1.0
+    assert SCHEDULES.get("cosine")(100, 100) == pytest.approx(0.0)
+    assert SCHEDULES.get("step")(0, 100) == 1.0 and SCHEDULES.get("step")(80, 100) == pytest.approx(0.01)
+
+
+@pytest.mark.parametrize("kw, err", [({"epochs": 0}, ConfigError), ({"lr": -1.0}, ConfigError),
+                                     ({"batch_size": 0}, ConfigError), ({"optimizer": "lbfgs"}, UnknownNameError),
+                                     ({"schedule": "warm"}, UnknownNameError)])
+def test_bad_train_config(kw, err):
+    with pytest.raises(err):
+        TrainConfig(**kw)
+    with pytest.raises(ConfigError, match="unknown training option"):
+        TrainConfig.from_dict({"epoch": 3})

@@ -1,0 +1,1 @@
+"""Unlearning stage: training the original model and (later) unlearning requests on it."""

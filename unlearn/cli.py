@@ -1,0 +1,100 @@
+"""``unlearn``: train original models, evaluate checkpoints, and (in later stages) unlearn forget requests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from dcforget.checkpoint import load_checkpoint, save_checkpoint
+from dcforget.cli import Group, data_options, out_options, run_options, with_logging
+from dcforget.config import resolve_config, section
+from dcforget.datasets import load_data
+from dcforget.io import check_writable
+from dcforget.models import MODELS
+from dcforget.runtime import resolve_device
+from dcforget.train import OPTIMIZERS, SCHEDULES, TrainConfig, evaluate
+from dcforget.training import checkpoint_meta, train_on
+
+
+@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
+def main() -> None:
+    """Machine unlearning of image classifiers.
+
+    \b
+    unlearn train cifar10 --model cnn --per-class 4500 --epochs 30 --out runs/cifar10-cnn/original.pt
+    unlearn evaluate runs/cifar10-cnn/original.pt
+    """
+
+
+def train_defaults() -> dict:
+    return {"model": "cnn", "model_options": {}, "seed": 0, "per_class": None, "train": TrainConfig().to_dict()}
+
+
+@main.command("train")
+@click.argument("dataset")
+@click.option("--model", "arch", default=None, help=f"Architecture: {', '.join(MODELS.names())} (default cnn).")
+@click.option("--epochs", type=click.IntRange(min=1), default=None, help="Training epochs (default 30).")
+@click.option("--batch-size", type=click.IntRange(min=1), default=None, help="Batch size (default 256).")
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=None, help="Learning rate (default 1e-3).")
+@click.option("--optimizer", type=click.Choice(OPTIMIZERS.names()), default=None, help="Optimizer (default adam).")
+@click.option("--schedule", type=click.Choice(SCHEDULES.names()), default=None, help="LR schedule (default constant).")
+@click.option("--weight-decay", type=click.FloatRange(min=0), default=None, help="Weight decay (default 0).")
+@click.option("--bf16/--no-bf16", default=None, help="bf16 autocast for speed (default off).")
+@click.option("--eval-every", type=click.IntRange(min=0), default=None,
+              help="Report test accuracy every N epochs (default 0: after the last only).")
+@data_options
+@run_options
+@out_options("Checkpoint to write (default runs/DATASET-MODEL/original.pt).")
+@with_logging
+def train_cmd(dataset, arch, epochs, batch_size, lr, optimizer, schedule, weight_decay, bf16, eval_every,
+              data_dir, per_class, download, config_file, preset, seed, device, quiet, out, force) -> None:
+    """Train an original model on DATASET (cifar10, cifar100, svhn, mnist, fashionmnist, synthetic[:opts]).
+
+    DC-U's recipe is the default: Adam, lr 1e-3, batch 256, 30 epochs, no augmentation."""
+    overrides = {"model": arch, "seed": seed, "per_class": per_class,
+                 "train": {"epochs": epochs, "batch_size": batch_size, "lr": lr, "optimizer": optimizer,
+                           "schedule": schedule, "weight_decay": weight_decay, "bf16": bf16,
+                           "eval_every": eval_every}}
+    config = resolve_config(train_defaults(), preset, config_file, overrides)
+    config["dataset"] = dataset
+    cfg = TrainConfig.from_dict(section(config, "train"))
+    arch = config["model"]
+    MODELS.get(arch)
+    section(config, "model_options")
+    out_path = Path(out or f"runs/{dataset.split(':')[0]}-{arch}/original.pt")
+    check_writable(out_path, force)
+    dev = resolve_device(device)
+    data = load_data(dataset, data_dir, config["per_class"], seed=config["seed"], download=download).to(dev)
+    trained = train_on(data, arch, cfg, seed=config["seed"], device=dev, quiet=quiet,
+                       model_options=section(config, "model_options"))
+    save_checkpoint(out_path, trained.model, checkpoint_meta(data, cfg, config["seed"], trained, config),
+                    force=force)
+    m = trained.metrics()
+    click.echo(f"{data.info.name} {arch}: train acc {100 * m['train_acc']:.2f}%  test acc {100 * m['test_acc']:.2f}%  "
+               f"({len(data.train)} train images, {cfg.epochs} epochs, {m['train_seconds']:.1f} s, "
+               f"{m['seconds_per_epoch']:.1f} s/epoch, {dev.type})")
+    click.echo(f"wrote {out_path}")
+
+
+@main.command("evaluate")
+@click.argument("checkpoint", type=click.Path(dir_okay=False))
+@click.option("--data-dir", type=click.Path(file_okay=False), envvar="DCFORGET_DATA_DIR", default=None,
+              help="Where datasets live (default ./data).")
+@click.option("--download/--no-download", default=True, help="Download the dataset if missing.")
+@click.option("--device", default=None, help="cpu, cuda or cuda:N.")
+def evaluate_cmd(checkpoint, data_dir, download, device) -> None:
+    """Accuracy of CHECKPOINT on its own (capped) training set and on the test split."""
+    ckpt_meta_only = load_checkpoint(checkpoint)
+    meta = ckpt_meta_only.meta
+    dev = resolve_device(device)
+    data = load_data(meta.get("dataset_spec") or meta["dataset"], data_dir, meta.get("per_class"),
+                     seed=meta.get("data_seed", 0), download=download)
+    ckpt = load_checkpoint(checkpoint, dataset=data.info.name, fingerprint=data.fingerprint(),
+                           image_shape=data.info.image_shape, num_classes=data.info.num_classes)
+    model = ckpt.model.to(dev)
+    data = data.to(dev)
+    tr = evaluate(model, data.train.images, data.train.labels, device=dev)
+    te = evaluate(model, data.test.images, data.test.labels, device=dev)
+    click.echo(f"{checkpoint}: {meta['model']['arch']} on {data.info.name}: train acc {100 * tr.accuracy:.2f}%  "
+               f"test acc {100 * te.accuracy:.2f}%  (train loss {tr.losses.mean():.4f}, test loss {te.losses.mean():.4f})")
