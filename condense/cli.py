@@ -2,14 +2,233 @@
 
 from __future__ import annotations
 
-import click
+import hashlib
+import json
+from pathlib import Path
 
-from dcforget.cli import Group
+import click
+import torch
+
+from dcforget.checkpoint import load_checkpoint, read_checkpoint_meta, save_checkpoint
+from dcforget.cli import Group, data_options, out_options, run_options, with_logging
+from dcforget.condensed import read_condensed, write_condensed
+from dcforget.config import resolve_config, section
+from dcforget.datasets import load_data, parse_dataset_spec
+from dcforget.errors import CheckpointError, ConfigError
+from dcforget.io import atomic_path, check_writable
+from dcforget.models import MODELS
+from dcforget.runtime import resolve_device
+from dcforget.train import TrainConfig
+from dcforget.training import checkpoint_meta, train_on
+
+from .build import build_condensed
+from .methods import CONDENSERS
 
 
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
 def main() -> None:
     """Dataset condensation into self-describing HDF5 files.
 
-    The condensers (fdm, mi, dm, kmeans, herding, random) and their commands arrive with the condensation stage.
+    \b
+    condense build cifar10 --method fdm --clusters 450 --checkpoint runs/cifar10-cnn/original.pt
+    condense inspect runs/condensed/cifar10-fdm-450.h5
+    condense preview runs/condensed/cifar10-fdm-450.h5 --out grid.png
+    condense evaluate runs/condensed/cifar10-fdm-450.h5 --model convnet --seeds 3
     """
+
+
+def _parse_options(pairs: tuple[str, ...]) -> dict[str, str]:
+    out = {}
+    for pair in pairs:
+        key, eq, value = pair.partition("=")
+        if not eq or not key:
+            raise ConfigError(f"--option takes key=value, got {pair!r}")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@main.command("build")
+@click.argument("dataset")
+@click.option("--method", default=None, help=f"Condenser: {', '.join(CONDENSERS.names())} (default fdm).")
+@click.option("--clusters", type=click.IntRange(min=1), default=None,
+              help="K-means buckets per class for bucket-based methods (fdm, mi, kmeans); DC-U uses 450.")
+@click.option("--ipc", type=click.IntRange(min=1), default=None, help="Images per class (dm, herding, random).")
+@click.option("--checkpoint", type=click.Path(dir_okay=False), default=None,
+              help="Trained model whose embeddings make the buckets (and FDM/MI's targets).")
+@click.option("--model", "arch", default=None,
+              help="Without --checkpoint: train this architecture first (saved beside --out as *-original.pt).")
+@click.option("--epochs", type=click.IntRange(min=1), default=None, help="Epochs of that training (default 30).")
+@click.option("--option", "options", multiple=True, metavar="KEY=VALUE",
+              help="A method option, e.g. --option steps=50 (repeatable); see `condense methods`.")
+@data_options
+@run_options
+@out_options("HDF5 file to write (default runs/condensed/DATASET-METHOD-N.h5).")
+@with_logging
+def build_cmd(dataset, method, clusters, ipc, checkpoint, arch, epochs, options, data_dir, per_class, download,
+              config_file, preset, seed, device, quiet, out, force) -> None:
+    """Condense DATASET's training set into an HDF5 file."""
+    defaults = {"method": "fdm", "seed": 0, "per_class": None, "model": "cnn", "clusters": 450, "ipc": None,
+                "train": TrainConfig().to_dict(), "condense": {}}
+    overrides = {"method": method, "clusters": clusters, "ipc": ipc, "seed": seed, "per_class": per_class,
+                 "model": arch, "train": {"epochs": epochs}}
+    if checkpoint is not None:
+        # the condensed set is of the training set the model saw: take its cap and data seed unless told otherwise
+        meta, _ = read_checkpoint_meta(checkpoint)
+        name = parse_dataset_spec(dataset)[0]
+        if meta.get("dataset") != name:  # fail before loading any data
+            raise CheckpointError(f"checkpoint {checkpoint} was made for dataset {meta.get('dataset')!r}, not {name!r}")
+        defaults.update(per_class=meta.get("per_class"), data_seed=meta.get("data_seed", 0))
+    config = resolve_config(defaults, preset, config_file, overrides)
+    if checkpoint is not None and per_class is None:
+        config["per_class"] = defaults["per_class"]
+    config["dataset"] = dataset
+    method = config["method"]
+    condenser = CONDENSERS.get(method)
+    given = {**section(config, "condense").get(method, {}), **_parse_options(options)}
+    if condenser.bucket_based:
+        config["ipc"] = None
+    else:
+        config["clusters"] = None
+        if not config["ipc"]:
+            raise ConfigError(f"method {method!r} makes --ipc images per class: give --ipc N")
+    n = config["clusters"] or config["ipc"]
+    out_path = Path(out or f"runs/condensed/{dataset.split(':')[0]}-{method}-{n}.h5")
+    check_writable(out_path, force)
+    model_out = None
+    if checkpoint is None:
+        MODELS.get(config["model"])
+        model_out = out_path.with_name(out_path.stem + "-original.pt")
+        check_writable(model_out, force)
+    dev = resolve_device(device)
+    data_seed = config["seed"] if seed is not None or checkpoint is None else config.get("data_seed", config["seed"])
+    data = load_data(dataset, data_dir, config["per_class"], seed=data_seed, download=download).to(dev)
+    if checkpoint is not None:
+        ck = load_checkpoint(checkpoint, dataset=data.info.name, fingerprint=data.fingerprint(),
+                             image_shape=data.info.image_shape, num_classes=data.info.num_classes)
+        model, ck_path = ck.model, Path(checkpoint)
+    else:
+        cfg = TrainConfig.from_dict(section(config, "train"))
+        trained = train_on(data, config["model"], cfg, seed=config["seed"], device=dev, quiet=quiet)
+        save_checkpoint(model_out, trained.model, checkpoint_meta(data, cfg, config["seed"], trained, config),
+                        force=force)
+        click.echo(f"trained {config['model']}: test acc {100 * trained.test_eval.accuracy:.2f}%  -> {model_out}")
+        model, ck_path = trained.model, model_out
+    embedder = json.dumps({"arch": model.arch, "checkpoint": str(ck_path), "checkpoint_sha256": _sha256(ck_path)})
+    res = build_condensed(data, method, model, device=dev, seed=config["seed"], clusters=config["clusters"],
+                          ipc=config["ipc"], options=given, embedder=embedder, config=config, quiet=quiet)
+    write_condensed(out_path, res.condensed, force=force)
+    cs, s = res.condensed, res.seconds
+    click.echo(f"{method}: {len(cs)} images, {len(cs)} buckets ({cs.num_classes} classes) from {cs.train_size} "
+               f"training images in {s['total']:.1f} s (embed {s['embed']:.1f}, buckets {s['buckets']:.1f}, "
+               f"condense {s['condense']:.1f}) -> {out_path}")
+
+
+@main.command("methods")
+def methods_cmd() -> None:
+    """List the condensers with their options and defaults."""
+    for name in CONDENSERS.names():
+        c = CONDENSERS.get(name)
+        kind = "--clusters" if c.bucket_based else "--ipc"
+        opts = ", ".join(f"{k}={v}" for k, v in c.defaults.items()) or "(no options)"
+        click.echo(f"{name:8s} {kind:10s} {c.summary}\n{'':19s}{opts}")
+
+
+@main.command("inspect")
+@click.argument("file", type=click.Path(dir_okay=False))
+def inspect_cmd(file) -> None:
+    """Print the schema, counts per class, buckets, provenance and config of a condensed set."""
+    cs = read_condensed(file)
+    sizes = cs.bucket_sizes().float()
+    counts = torch.bincount(cs.labels, minlength=cs.num_classes).tolist()
+    real = int((cs.source_indices >= 0).sum())
+    click.echo(f"file:        {file}")
+    click.echo(f"schema:      dcforget.condensed_set v1, created {cs.created_utc}")
+    click.echo(f"method:      {cs.method} (seed {cs.seed})")
+    click.echo(f"dataset:     {cs.dataset_spec}, {cs.num_classes} classes, images {tuple(cs.image_shape)} in [0,1] "
+               f"(range {float(cs.images.min()):.3f}..{float(cs.images.max()):.3f})")
+    click.echo(f"images:      {len(cs)}; per class: {counts}")
+    click.echo(f"buckets:     {len(cs)}, size min {int(sizes.min())} / median {float(sizes.median()):.0f} / "
+               f"max {int(sizes.max())}, covering {len(torch.unique(cs.bucket_indices))} of {cs.train_size} training images")
+    click.echo(f"provenance:  {real} copies of real training images, {len(cs) - real} synthetic; influence "
+               f"'{cs.influence}'; training-set sha256 {cs.train_fingerprint[:16]}...")
+    click.echo(f"embedder:    {cs.embedder}")
+    for name, group in cs.extra_groups.items():
+        keys = ", ".join(f"{k}={v}" if not isinstance(v, torch.Tensor) else f"{k}[{len(v)}]" for k, v in group.items())
+        click.echo(f"group {name}: {keys}")
+    click.echo("config:      " + json.dumps(cs.config, sort_keys=True))
+
+
+@main.command("preview")
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--out", type=click.Path(dir_okay=False), required=True, help="PNG to write.")
+@click.option("--per-class", "columns", type=click.IntRange(min=1), default=10, show_default=True,
+              help="Images shown per class (one row per class).")
+@click.option("--scale", type=click.IntRange(min=1, max=8), default=2, show_default=True, help="Pixel upscaling.")
+@click.option("--force", is_flag=True, help="Overwrite an existing PNG.")
+def preview_cmd(file, out, columns, scale, force) -> None:
+    """Write a PNG grid: one row per class, the first --per-class images of each."""
+    from PIL import Image
+
+    cs = read_condensed(file)
+    check_writable(out, force)
+    offsets = cs.class_offsets.tolist()
+    c, h, w = cs.image_shape
+    pad = 2
+    grid = torch.ones(3, cs.num_classes * (h + pad) + pad, columns * (w + pad) + pad)
+    for k in range(cs.num_classes):
+        imgs = cs.images[offsets[k]:offsets[k + 1]][:columns].clamp(0, 1)
+        for j, img in enumerate(imgs):
+            y, x = pad + k * (h + pad), pad + j * (w + pad)
+            grid[:, y:y + h, x:x + w] = img.expand(3, h, w)
+    arr = (grid.permute(1, 2, 0).numpy() * 255).round().astype("uint8")
+    img = Image.fromarray(arr).resize((arr.shape[1] * scale, arr.shape[0] * scale), Image.NEAREST)
+    with atomic_path(out, force=force) as tmp:
+        img.save(tmp, format="PNG")
+    click.echo(f"wrote {out}: {cs.num_classes} rows x up to {columns} images")
+
+
+@main.command("evaluate")
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--model", "arch", default="convnet", show_default=True, help="Architecture trained on the set.")
+@click.option("--seeds", type=click.IntRange(min=1), default=3, show_default=True, help="Runs (seeds 0..N-1).")
+@click.option("--epochs", type=click.IntRange(min=1), default=None, help="Training epochs (default 1000; cpu preset 300).")
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=0.01, show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=1), default=256, show_default=True)
+@click.option("--dsa/--no-dsa", default=True, show_default=True, help="DSA augmentation while training.")
+@click.option("--bf16/--no-bf16", default=None, help="bf16 autocast (cpu preset: on).")
+@click.option("--data-dir", type=click.Path(file_okay=False), envvar="DCFORGET_DATA_DIR", default=None)
+@click.option("--download/--no-download", default=True)
+@click.option("--preset", type=click.Choice(["smoke", "cpu", "paper"]), default=None)
+@click.option("--device", default=None)
+@click.option("--quiet", "-q", is_flag=True)
+@click.option("--out", type=click.Path(dir_okay=False), default=None, help="Also write the result as JSON.")
+@click.option("--force", is_flag=True)
+@with_logging
+def evaluate_cmd(file, arch, seeds, epochs, lr, batch_size, dsa, bf16, data_dir, download, preset, device, quiet,
+                 out, force) -> None:
+    """Train fresh ARCH models on the condensed set only; report real test accuracy, mean +- std over seeds."""
+    from .evaluate import evaluate_condensed
+
+    config = resolve_config({"evaluate": {"epochs": 1000, "bf16": False}}, preset, None,
+                            {"evaluate": {"epochs": epochs, "bf16": bf16}})
+    ev = section(config, "evaluate")
+    MODELS.get(arch)
+    cs = read_condensed(file)
+    if out:
+        check_writable(out, force)
+    dev = resolve_device(device)
+    data = load_data(cs.dataset_spec, data_dir, seed=0, download=download)
+    if data.info.num_classes != cs.num_classes or data.info.image_shape != cs.image_shape:
+        raise ConfigError(f"{file} does not match dataset {cs.dataset}'s classes or image shape")
+    res = evaluate_condensed(cs, data.test.to(dev), arch, device=dev, seeds=seeds, epochs=int(ev["epochs"]), lr=lr,
+                             batch_size=batch_size, dsa=dsa, bf16=bool(ev["bf16"]), quiet=quiet)
+    res["file"], res["method"] = str(file), cs.method
+    click.echo(f"{cs.method} ({len(cs)} images) -> {arch}: test acc {100 * res['mean']:.2f} +- {100 * res['std']:.2f}% "
+               f"over {seeds} seeds ({int(ev['epochs'])} epochs, DSA {'on' if dsa else 'off'})")
+    if out:
+        with atomic_path(out, force=force) as tmp:
+            tmp.write_text(json.dumps(res, indent=2))

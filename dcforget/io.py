@@ -38,6 +38,9 @@ def atomic_path(path: str | os.PathLike, force: bool = False) -> Iterator[Path]:
         yield tmp_path
         if p.exists() and not force:  # appeared while we worked
             raise OutputExistsError(f"{p} already exists; pass --force to overwrite it")
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp_path, 0o666 & ~umask)  # mkstemp makes 0600 files; outputs get the usual permissions
         os.replace(tmp_path, p)
     finally:
         if tmp_path.exists():

@@ -89,6 +89,12 @@ def _step(step: int, total: int) -> float:
     return 0.1 ** ((step >= total // 2) + (step >= (3 * total) // 4))
 
 
+@SCHEDULES.register("half")
+def _half(step: int, total: int) -> float:
+    """x0.1 at the middle of training (the dataset-condensation evaluation protocol)."""
+    return 0.1 if step >= total // 2 else 1.0
+
+
 def as_unit(x: torch.Tensor) -> torch.Tensor:
     """uint8 [0,255] -> float32 [0,1]; float passes through."""
     return x.float().div_(255.0) if x.dtype == torch.uint8 else x.float()
@@ -128,6 +134,24 @@ def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, *, ba
     losses_t, preds_t = torch.cat(losses), torch.cat(preds)
     acc = float((preds_t == labels.cpu()).float().mean())
     return EvalResult(acc, losses_t, preds_t)
+
+
+@torch.no_grad()
+def embed(model: nn.Module, images: torch.Tensor, *, batch_size: int = 1024, device: torch.device | None = None,
+          bf16: bool = False) -> torch.Tensor:
+    """``model.features`` of every image, in eval mode, batched: float32 [N, D] on ``device``."""
+    device = device or next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    try:
+        out = []
+        for start in range(0, len(images), batch_size):
+            x = as_unit(images[start:start + batch_size].to(device, non_blocking=True))
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+                out.append(model.features(x).float())
+        return torch.cat(out) if out else torch.empty(0, device=device)
+    finally:
+        model.train(was_training)
 
 
 @dataclass

@@ -1,0 +1,138 @@
+import pytest
+import torch
+
+from condense.build import build_condensed, method_options
+from condense.methods import CONDENSERS
+from condense.methods.fdm import bucket_targets, fdm_blend
+from dcforget.errors import ConfigError, UnknownNameError
+from dcforget.train import TrainConfig, as_unit, embed
+from dcforget.training import train_on
+
+CPU = torch.device("cpu")
+
+
+@pytest.fixture(scope="module")
+def trained(tiny):
+    return train_on(tiny, "cnn", TrainConfig(epochs=3, batch_size=32), seed=0, device=CPU, quiet=True).model
+
+
+def _build(tiny, model, method, **kw):
+    kw.setdefault("options", {"fdm": {"steps": 10}, "mi": {"epochs": 3, "hidden": [32, 64]},
+                              "dm": {"iterations": 4, "batch_real": 8}}.get(method, {}))
+    return build_condensed(tiny, method, model, device=CPU, seed=0, quiet=True, **kw).condensed
+
+
+def _check_common(cs, tiny, per_class):
+    assert torch.bincount(cs.labels, minlength=4).tolist() == [per_class] * 4
+    assert cs.images.shape == (4 * per_class, 3, 16, 16) and torch.isfinite(cs.images).all()
+    assert cs.train_size == len(tiny.train) and cs.train_fingerprint == tiny.fingerprint()
+    # every bucket's members share the image's class
+    owner = cs.bucket_of_row()
+    assert torch.equal(tiny.train.labels[cs.bucket_indices], cs.labels[owner])
+
+
+@pytest.mark.parametrize("method", ["fdm", "kmeans", "mi"])
+def test_bucket_methods_one_image_per_bucket_partitioning_the_class(tiny, trained, method):
+    cs = _build(tiny, trained, method, clusters=5)
+    _check_common(cs, tiny, 5)
+    assert torch.equal(torch.sort(cs.bucket_indices).values, torch.arange(len(tiny.train)))  # a partition
+    assert cs.influence == ("global" if method == "mi" else "bucket")
+
+
+@pytest.mark.parametrize("method", ["random", "herding"])
+def test_selection_methods_copy_real_images_that_stand_for_themselves(tiny, trained, method):
+    cs = _build(tiny, trained, method, ipc=3)
+    _check_common(cs, tiny, 3)
+    src = cs.source_indices
+    assert (src >= 0).all() and len(torch.unique(src)) == len(src)
+    assert torch.equal(cs.images, as_unit(tiny.train.images[src]))
+    for j in range(len(cs)):  # each chosen image is in its own bucket
+        assert int(src[j]) in cs.bucket(j).tolist()
+    assert torch.equal(torch.sort(cs.bucket_indices).values, torch.arange(len(tiny.train)))
+
+
+def test_kmeans_picks_a_member_of_its_bucket(tiny, trained):
+    cs = _build(tiny, trained, "kmeans", clusters=5)
+    for j in range(len(cs)):
+        assert int(cs.source_indices[j]) in cs.bucket(j).tolist()
+
+
+def test_herding_first_choice_is_nearest_the_class_mean(tiny, trained):
+    cs = _build(tiny, trained, "herding", ipc=2)
+    feats = embed(trained, tiny.train.images)
+    rows = torch.nonzero(tiny.train.labels == 0).flatten()
+    best = rows[((feats[rows] - feats[rows].mean(0)) ** 2).sum(1).argmin()]
+    assert int(cs.source_indices[0]) == int(best)
+
+
+def test_random_is_seeded(tiny, trained):
+    a = build_condensed(tiny, "random", trained, device=CPU, seed=0, ipc=3, quiet=True).condensed
+    b = build_condensed(tiny, "random", trained, device=CPU, seed=0, ipc=3, quiet=True).condensed
+    c = build_condensed(tiny, "random", trained, device=CPU, seed=1, ipc=3, quiet=True).condensed
+    assert torch.equal(a.source_indices, b.source_indices) and not torch.equal(a.source_indices, c.source_indices)
+
+
+def test_dm_buckets_are_whole_classes_and_images_move(tiny, trained):
+    cs = _build(tiny, trained, "dm", ipc=2)
+    _check_common(cs, tiny, 2)
+    assert cs.influence == "class" and (cs.bucket_sizes() == 30).all()
+    init = cs.extra_groups["dm"]["init_indices"]
+    assert not torch.allclose(cs.images, as_unit(tiny.train.images[init]))
+    assert cs.extra_groups["augmentation"]["siamese"] is True
+
+
+def test_fdm_batched_equals_a_per_bucket_loop_and_beats_the_plain_mean(tiny, trained):
+    """The batched optimisation must give each bucket exactly what optimising it alone gives."""
+    trained.eval()
+    for p in trained.parameters():
+        p.requires_grad_(False)
+    feats = embed(trained, tiny.train.images)
+    labels = tiny.train.labels
+    from condense.buckets import kmeans_buckets
+    b = kmeans_buckets(feats, labels, 4, 3, seed=0, quiet=True)
+    targets = bucket_targets(feats, b)
+    idx, mask = b.padded(CPU)
+    members = as_unit(tiny.train.images[idx]) * mask[:, :, None, None, None]
+    batched, w = fdm_blend(trained, members, mask, targets, steps=15, lr=1e-2)
+    for j in range(len(b)):
+        rows = b.indices[b.indptr[j]:b.indptr[j + 1]]
+        alone, _ = fdm_blend(trained, as_unit(tiny.train.images[rows])[None], torch.ones(1, len(rows), dtype=torch.bool),
+                             targets[j:j + 1], steps=15, lr=1e-2)
+        assert torch.allclose(batched[j], alone[0], atol=1e-5), j
+    plain = torch.einsum("bm,bmchw->bchw", mask.float() / mask.sum(1, keepdim=True), members)
+    loss = lambda imgs: ((trained.features(imgs) - targets) ** 2).sum(1)
+    with torch.no_grad():
+        assert (loss(batched) <= loss(plain) + 1e-6).all() and loss(batched).sum() < loss(plain).sum()
+    assert (w[~mask] == 0).all()
+    for p in trained.parameters():
+        p.requires_grad_(True)
+
+
+def test_mi_images_are_classified_as_their_class(tiny, trained):
+    cs = _build(tiny, trained, "mi", clusters=2, options={"epochs": 30, "hidden": [64, 128]})
+    with torch.no_grad():
+        pred = trained.eval()(cs.images).argmax(1)
+    assert (pred == cs.labels).float().mean() >= 0.75
+
+
+def test_bad_requests(tiny, trained):
+    with pytest.raises(UnknownNameError):
+        build_condensed(tiny, "gan", trained, device=CPU, clusters=2)
+    with pytest.raises(ConfigError, match="--clusters"):
+        build_condensed(tiny, "fdm", trained, device=CPU)
+    with pytest.raises(ConfigError, match="--ipc"):
+        build_condensed(tiny, "dm", trained, device=CPU)
+    with pytest.raises(ConfigError, match="exceeds the 30 training images"):
+        build_condensed(tiny, "fdm", trained, device=CPU, clusters=31)
+    with pytest.raises(ConfigError, match="exceeds the 30 images"):
+        build_condensed(tiny, "random", trained, device=CPU, ipc=31)
+    with pytest.raises(ConfigError, match="unknown option"):
+        method_options("fdm", {"iterations": 3})
+    with pytest.raises(ConfigError, match="must be a int"):
+        method_options("fdm", {"steps": "many"})
+    assert method_options("fdm", {"steps": "7", "bf16": "true"})["steps"] == 7
+    assert method_options("mi", {"hidden": "8,16"})["hidden"] == [8, 16]
+
+
+def test_registry_lists_every_method():
+    assert {"fdm", "mi", "dm", "kmeans", "herding", "random"} <= set(CONDENSERS.names())
