@@ -1,11 +1,15 @@
 """DC-U's fast distribution matching (dcu.md §2.1), all buckets at once.
 
 Per bucket b with members x_1..x_n: weights w (init 1/n, free), image s_b = sum_i w_i x_i, loss
-||mean_i phi(x_i) - phi(s_b)||^2 with phi the frozen model's embedding, Adam on w. Buckets are padded to the
-largest and optimised together, chunk by chunk; the loss is the sum of the per-bucket losses, so each bucket's
-weights get exactly their own bucket's gradient, and Adam (elementwise) steps them exactly as a per-bucket loop
-would (the reference's batched script matched the mean over all buckets instead: a bug). The embedder runs in
-eval mode, so a bucket's embedding does not depend on the other buckets in the batch.
+||mean_i phi(x_i) - phi(s_b)||^2 with phi the frozen model's embedding, Adam on w.
+
+Batched without padding: the members of a chunk of buckets are one flat [nnz, C, H, W] tensor, and the blends
+are one ``index_add`` by bucket id. The loss is the sum of the per-bucket losses, so each bucket's weights get
+exactly their own bucket's gradient, and Adam (elementwise) steps them exactly as a per-bucket loop would (the
+reference's batched script matched the mean over all buckets instead: a bug). The embedder runs in eval mode,
+so a bucket's embedding does not depend on the other buckets in the batch. A one-image bucket is already
+optimal (its image is its own mean) and is copied, not optimised: its gradient would be float noise that
+Adam's scale invariance turns into full-size steps.
 
 Blending happens in [0,1] pixel space (the reference blends normalised images; the two agree when the weights
 sum to 1).
@@ -29,31 +33,33 @@ def bucket_targets(features: torch.Tensor, buckets) -> torch.Tensor:
     return sums / buckets.sizes.to(features.device)[:, None].float()
 
 
-def fdm_blend(model, members: torch.Tensor, mask: torch.Tensor, target: torch.Tensor, *, steps: int, lr: float,
-              bf16: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-    """Optimise blend weights for a batch of buckets. members [b, M, C, H, W] (zero where padded), mask [b, M],
-    target [b, D]. Returns (images [b, C, H, W], weights [b, M])."""
-    sizes = mask.sum(1, keepdim=True).float()
-    w = (mask.float() / sizes).requires_grad_(True)
-    # a one-image bucket is already optimal (its image is its mean); its gradient is float noise that Adam's
-    # scale invariance would turn into full-size steps, so it is frozen
-    frozen = (sizes == 1).expand_as(w)
+def _blend(w: torch.Tensor, x: torch.Tensor, owner: torch.Tensor, b: int) -> torch.Tensor:
+    return torch.zeros(b, *x.shape[1:], device=x.device, dtype=x.dtype).index_add_(0, owner, w[:, None, None, None] * x)
+
+
+def fdm_blend(model, members: torch.Tensor, owner: torch.Tensor, target: torch.Tensor, *, steps: int, lr: float,
+              bf16: bool = False, channels_last: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """Optimise blend weights for b buckets at once. members [nnz, C, H, W] (bucket by bucket), owner [nnz] the
+    bucket (0..b-1) of each member, target [b, D]. Returns (images [b, C, H, W], weights [nnz])."""
+    b = target.shape[0]
+    sizes = torch.bincount(owner, minlength=b).float()
+    w = (1.0 / sizes[owner]).requires_grad_(True)
     opt = torch.optim.Adam([w], lr=lr)
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
     for _ in range(steps):
-        s = torch.einsum("bm,bmchw->bchw", w, members)
+        s = _blend(w, members, owner, b).contiguous(memory_format=fmt)
         with torch.autocast(members.device.type, dtype=torch.bfloat16, enabled=bf16):
             f = model.features(s)
         loss = ((f.float() - target) ** 2).sum()
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        w.grad[frozen] = 0.0
         opt.step()
     with torch.no_grad():
-        return torch.einsum("bm,bmchw->bchw", w, members), w.detach()
+        return _blend(w, members, owner, b), w.detach()
 
 
 @register("fdm", bucket_based=True, summary="DC-U fast distribution matching: a learned blend per bucket",
-          steps=100, lr=1e-3, chunk=512, bf16=False)
+          steps=100, lr=1e-3, chunk=1024, bf16=False, channels_last=True)
 def fdm(job: CondenseJob) -> Condensed:
     o = job.options
     model, buckets = job.model, job.buckets
@@ -61,19 +67,28 @@ def fdm(job: CondenseJob) -> Condensed:
     flags = [p.requires_grad for p in params]
     for p in params:
         p.requires_grad_(False)
-    model.eval()
+    fmt = torch.channels_last if o["channels_last"] else torch.contiguous_format
+    model.eval().to(memory_format=fmt)
+    dev = job.device
     targets = bucket_targets(job.features, buckets)
-    idx, mask = buckets.padded(job.device)
-    out = torch.empty(len(buckets), *job.images.shape[1:], device=job.device)
+    indptr, indices, sizes = buckets.indptr.to(dev), buckets.indices.to(dev), buckets.sizes.to(dev)
+    out = torch.empty(len(buckets), *job.images.shape[1:], device=dev)
+    single = torch.nonzero(sizes == 1).flatten()
+    out[single] = as_unit(job.images[indices[indptr[single]]])
+    multi = torch.nonzero(sizes > 1).flatten()
     chunk = int(o["chunk"])
     try:
-        for s in bar(range(0, len(buckets), chunk), desc="fdm", quiet=job.quiet, unit="chunk"):
-            e = min(s + chunk, len(buckets))
-            m = mask[s:e]
-            members = as_unit(job.images[idx[s:e]]) * m[:, :, None, None, None]
-            out[s:e], _ = fdm_blend(model, members, m, targets[s:e], steps=int(o["steps"]), lr=float(o["lr"]),
-                                    bf16=bool(o["bf16"]))
+        for s in bar(range(0, len(multi), chunk), desc="fdm", quiet=job.quiet, unit="chunk"):
+            ids = multi[s:s + chunk]
+            n = sizes[ids]
+            owner = torch.repeat_interleave(torch.arange(len(ids), device=dev), n)
+            pos = torch.repeat_interleave(indptr[ids], n) + torch.arange(int(n.sum()), device=dev) - \
+                torch.repeat_interleave(torch.cumsum(n, 0) - n, n)
+            members = as_unit(job.images[indices[pos]])
+            out[ids], _ = fdm_blend(model, members, owner, targets[ids], steps=int(o["steps"]), lr=float(o["lr"]),
+                                    bf16=bool(o["bf16"]), channels_last=bool(o["channels_last"]))
     finally:
+        model.to(memory_format=torch.contiguous_format)
         for p, f in zip(params, flags):
             p.requires_grad_(f)
     return Condensed(out, buckets, torch.full((len(buckets),), -1, dtype=torch.long), "bucket")
