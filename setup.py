@@ -13,7 +13,7 @@ setup(
     long_description=(here / "README.md").read_text(),
     long_description_content_type="text/markdown",
     python_requires=">=3.11",
-    packages=["dcforget", "dcforget.models", "condense", "condense.methods", "unlearn", "attacks"],
+    packages=["dcforget", "dcforget.models", "condense", "condense.methods", "unlearn", "unlearn.methods", "attacks"],
     # torch/torchvision are lower bounds only, so an installed CUDA build is kept as it is; scripts/setup.sh pins
     # the CPU pair (2.13.0 / 0.28.0) first on machines without a GPU.
     install_requires=[

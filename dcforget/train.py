@@ -170,13 +170,18 @@ LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 def fit(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, cfg: TrainConfig, *,
         device: torch.device, seed: int = 0, augment: Callable[[torch.Tensor], torch.Tensor] | None = None,
         loss_fn: LossFn | None = None, evals: dict[str, tuple[torch.Tensor, torch.Tensor]] | None = None,
-        quiet: bool = False, desc: str = "train") -> History:
+        sample_weights: torch.Tensor | None = None, quiet: bool = False, desc: str = "train") -> History:
     """Train ``model`` in place on (images, labels) and return per-epoch loss, accuracy, seconds and the accuracy
     on each of ``evals``. Deterministic for a seed on a given device: the data order comes from a seeded CPU
-    generator, dropout and augmentation from the seeded (forked) global RNG."""
+    generator, dropout and augmentation from the seeded (forked) global RNG. ``sample_weights`` [N] turns the
+    loss into the weighted mean of per-sample cross-entropies (e.g. a condensed image counting for its bucket)."""
     n = int(labels.shape[0])
     if n == 0:
         raise ConfigError("cannot train on an empty set")
+    if sample_weights is not None:
+        if loss_fn is not None or sample_weights.shape != (n,):
+            raise ConfigError("sample_weights needs one weight per sample and the default loss")
+        sample_weights = sample_weights.to(device).float()
     loss_fn = loss_fn or (lambda logits, y: F.cross_entropy(logits, y))
     model.to(device)
     if cfg.channels_last:
@@ -213,7 +218,11 @@ def fit(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, cfg: Train
                     x = x.contiguous(memory_format=torch.channels_last)
                 with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
                     logits = model(x)
-                loss = loss_fn(logits.float(), y)
+                if sample_weights is None:
+                    loss = loss_fn(logits.float(), y)
+                else:
+                    w = sample_weights[idx]
+                    loss = (F.cross_entropy(logits.float(), y, reduction="none") * w).sum() / w.sum()
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()

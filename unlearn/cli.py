@@ -17,14 +17,46 @@ from dcforget.train import OPTIMIZERS, SCHEDULES, TrainConfig, evaluate
 from dcforget.training import checkpoint_meta, train_on
 
 
-@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
-def main() -> None:
+@click.group(cls=Group, invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--from-condensed", "condensed_file", type=click.Path(dir_okay=False), default=None,
+              help="Condensed set (condense build) for the default method's reduced retain set.")
+@click.option("--checkpoint", type=click.Path(dir_okay=False), default=None,
+              help="The model to unlearn from (the original, or an earlier request's output).")
+@click.option("--forget", "forget_spec", default=None,
+              help="Forget spec: random:F, class:C, classes:C1,C2[:F], indices:FILE, overfit.")
+@click.option("--method", default=None, help="Unlearning method (default: condensed); see `unlearn methods`.")
+@click.option("--epochs", type=click.IntRange(min=1), default=None, help="Epochs of the method's training.")
+@click.option("--option", "options", multiple=True, metavar="KEY=VALUE", help="A method option (repeatable).")
+@click.option("--data-dir", type=click.Path(file_okay=False), envvar="DCFORGET_DATA_DIR", default=None,
+              help="Where datasets live (default ./data; env DCFORGET_DATA_DIR).")
+@click.option("--download/--no-download", default=True, help="Download the dataset if missing.")
+@run_options
+@click.option("--out", type=click.Path(file_okay=False), default=None,
+              help="Output directory for model.pt and report.json (default runs/unlearn/METHOD-SPEC).")
+@click.option("--force", is_flag=True, help="Overwrite existing outputs.")
+@click.pass_context
+@with_logging
+def main(ctx, condensed_file, checkpoint, forget_spec, method, epochs, options, data_dir, download, config_file,
+         preset, seed, device, quiet, out, force) -> None:
     """Machine unlearning of image classifiers.
 
     \b
     unlearn train cifar10 --model cnn --per-class 4500 --epochs 30 --out runs/cifar10-cnn/original.pt
-    unlearn evaluate runs/cifar10-cnn/original.pt
+    unlearn --from-condensed runs/condensed/cifar10-fdm-450.h5 --checkpoint runs/cifar10-cnn/original.pt \\
+            --forget random:0.1 --out runs/unlearn/r10
+    unlearn --method retrain --checkpoint runs/cifar10-cnn/original.pt --forget class:2 --out runs/unlearn/retrain
+    unlearn compare runs/unlearn/*/report.json
     """
+    if ctx.invoked_subcommand is not None:
+        return
+    if checkpoint is None and forget_spec is None and condensed_file is None:
+        click.echo(ctx.get_help())
+        return
+    from .requests_cli import run_request_cli
+
+    run_request_cli(condensed_file=condensed_file, checkpoint=checkpoint, forget_spec=forget_spec, method=method,
+                    epochs=epochs, options=options, data_dir=data_dir, download=download, config_file=config_file,
+                    preset=preset, seed=seed, device=device, quiet=quiet, out=out, force=force)
 
 
 def train_defaults() -> dict:
@@ -98,3 +130,23 @@ def evaluate_cmd(checkpoint, data_dir, download, device) -> None:
     te = evaluate(model, data.test.images, data.test.labels, device=dev)
     click.echo(f"{checkpoint}: {meta['model']['arch']} on {data.info.name}: train acc {100 * tr.accuracy:.2f}%  "
                f"test acc {100 * te.accuracy:.2f}%  (train loss {tr.losses.mean():.4f}, test loss {te.losses.mean():.4f})")
+
+
+@main.command("methods")
+def methods_cmd() -> None:
+    """List the unlearning methods with their options and defaults."""
+    from .methods import METHODS
+
+    for name in METHODS.names():
+        m = METHODS.get(name)
+        need = " (needs --from-condensed)" if m.needs_condensed else ""
+        click.echo(f"{name:16s} {m.summary}{need}\n{'':17s}" + ", ".join(f"{k}={v}" for k, v in m.defaults.items()))
+
+
+@main.command("compare")
+@click.argument("reports", nargs=-1, required=True, type=click.Path(dir_okay=False))
+def compare_cmd(reports) -> None:
+    """Print several report.json files as one Markdown table, retraining first."""
+    from .compare import comparison_table
+
+    click.echo(comparison_table(reports))

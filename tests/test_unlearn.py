@@ -1,0 +1,165 @@
+"""Unlearning requests on generated data: each method moves the model the way it should, forget samples never
+reach training, successive requests accumulate, and the CLI guards its inputs."""
+
+import json
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+import dcforget.train as train_mod
+from condense.build import build_condensed
+from dcforget.checkpoint import load_checkpoint
+from dcforget.datasets import load_data
+from dcforget.train import TrainConfig, evaluate
+from dcforget.training import train_on
+from unlearn.cli import main as unlearn_main
+from unlearn.methods import METHODS
+from unlearn.request import unlearn_request
+
+CPU = torch.device("cpu")
+SPEC = "synthetic:classes=4,train=40,test=20,size=16,noise=0.5"
+
+
+@pytest.fixture(scope="module")
+def setup():
+    data = load_data(SPEC)
+    trained = train_on(data, "cnn", TrainConfig(epochs=8, batch_size=32), seed=0, device=CPU, quiet=True).model
+    cs = build_condensed(data, "fdm", trained, device=CPU, seed=0, clusters=5, options={"steps": 5}, quiet=True).condensed
+    return data, trained, cs
+
+
+def _forget_acc(model, data, idx):
+    return evaluate(model, data.train.images[idx], data.train.labels[idx]).accuracy
+
+
+def test_registry_has_the_methods():
+    assert {"condensed", "retrain", "finetune", "gradient-ascent", "neggrad-plus"} <= set(METHODS.names())
+
+
+@pytest.mark.parametrize("method, opts", [("condensed", {"epochs": 8}), ("retrain", {"epochs": 8}),
+                                          ("finetune", {"epochs": 4})])
+def test_class_forgetting_drives_forget_accuracy_to_zero(setup, method, opts):
+    data, trained, cs = setup
+    forget = torch.nonzero(data.train.labels == 1).flatten()
+    assert _forget_acc(trained, data, forget) > 0.8
+    res = unlearn_request(trained, data, "class:1", method, device=CPU, options=opts, quiet=True,
+                          condensed=cs if method == "condensed" else None)
+    rep = res.report
+    assert rep["forget_acc"] <= 0.05 and rep["retain_acc"] > 0.8
+    assert rep["forget_size"] == 40 and rep["retain_size"] == 120 and rep["time"]["total_s"] > 0
+    if method == "condensed":
+        a = rep["reduced_set"]
+        assert a["passed"] and a["real_images_used"] == 0 and a["condensed_images_used"] == 15
+
+
+@pytest.mark.parametrize("method", ["retrain", "finetune", "condensed"])
+def test_no_forget_sample_reaches_training(setup, method, monkeypatch):
+    data, trained, cs = setup
+    seen = []
+    real_fit = train_mod.fit
+
+    def spy(model, images, labels, cfg, **kw):
+        seen.append(images.detach().clone())
+        return real_fit(model, images, labels, cfg, **kw)
+
+    import unlearn.methods.condensed as mc, unlearn.methods.finetune as mf, unlearn.methods.retrain as mr
+    for mod in (mc, mf, mr):
+        monkeypatch.setattr(mod, "fit", spy)
+    res = unlearn_request(trained, data, "random:0.2", method, device=CPU, options={"epochs": 1}, quiet=True,
+                          condensed=cs if method == "condensed" else None)
+    forget_imgs = train_mod.as_unit(data.train.images[res.split.forget]).flatten(1)
+    used = train_mod.as_unit(seen[0]).flatten(1)
+    # no training image equals a forget image (synthetic images are distinct with probability 1)
+    assert torch.cdist(used, forget_imgs).min() > 1e-3
+
+
+def test_gradient_ascent_and_neggrad_raise_the_forget_loss(setup):
+    data, trained, _ = setup
+    forget = torch.nonzero(data.train.labels == 2).flatten()
+    before = evaluate(trained, data.train.images[forget], data.train.labels[forget]).losses.mean()
+    for method, opts in [("gradient-ascent", {"epochs": 2}), ("neggrad-plus", {"epochs": 10, "alpha": 0.5, "batch_size": 16})]:
+        res = unlearn_request(trained, data, "class:2", method, device=CPU, options=opts, quiet=True)
+        after = evaluate(res.model, data.train.images[forget], data.train.labels[forget]).losses.mean()
+        assert after > before * 2, method
+    # the original is never modified
+    assert evaluate(trained, data.train.images[forget], data.train.labels[forget]).losses.mean() == before
+
+
+def test_successive_requests_accumulate(setup):
+    data, trained, cs = setup
+    first = unlearn_request(trained, data, "class:1", "condensed", device=CPU, options={"epochs": 1}, condensed=cs,
+                            quiet=True)
+    second = unlearn_request(first.model, data, "random:0.1", "condensed", device=CPU, options={"epochs": 1},
+                             condensed=cs, previous_forget=first.split.forget.tolist(), quiet=True)
+    f1, f2 = set(first.split.forget.tolist()), set(second.split.forget.tolist())
+    assert f1 < f2 and len(f2) > len(f1)
+    assert second.report["reduced_set"]["passed"] and second.report["cumulative"]
+
+
+def test_method_errors(setup):
+    data, trained, cs = setup
+    from dcforget.errors import ConfigError, ForgetSpecError, UnknownNameError
+    with pytest.raises(ConfigError, match="--from-condensed"):
+        unlearn_request(trained, data, "class:1", "condensed", device=CPU)
+    with pytest.raises(UnknownNameError):
+        unlearn_request(trained, data, "class:1", "scrub-v9", device=CPU)
+    with pytest.raises(ConfigError, match="unknown option"):
+        unlearn_request(trained, data, "class:1", "retrain", device=CPU, options={"epoch": 1})
+    other = load_data(SPEC.replace("train=40", "train=39"))
+    with pytest.raises(ForgetSpecError, match="different training set"):
+        unlearn_request(trained, other, "class:1", "condensed", device=CPU, condensed=cs)
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory, setup):
+    d = tmp_path_factory.mktemp("unlearn")
+    r = CliRunner()
+    assert r.invoke(unlearn_main, ["train", SPEC, "--model", "cnn", "--epochs", "4", "--out", str(d / "o.pt"), "-q"]).exit_code == 0
+    from condense.cli import main as condense_main
+    res = r.invoke(condense_main, ["build", SPEC, "--clusters", "4", "--checkpoint", str(d / "o.pt"),
+                                   "--option", "steps=3", "--out", str(d / "c.h5"), "-q"])
+    assert res.exit_code == 0, res.output
+    return d
+
+
+def test_cli_request_report_and_compare(files, tmp_path):
+    r = CliRunner()
+    idx = tmp_path / "forget.txt"
+    idx.write_text("\n".join(str(i) for i in range(0, 160, 9)))
+    res = r.invoke(unlearn_main, ["--from-condensed", str(files / "c.h5"), "--checkpoint", str(files / "o.pt"),
+                                  "--forget", f"indices:{idx}", "--epochs", "1", "--out", str(tmp_path / "a"), "-q"])
+    assert res.exit_code == 0, res.output
+    rep = json.loads((tmp_path / "a" / "report.json").read_text())
+    assert rep["method"] == "condensed" and rep["forget_size"] == 18 and rep["reduced_set"]["passed"]
+    assert set(rep["time"]) == {"assembly_s", "training_s", "total_s"} and 0 <= rep["mia"] <= 1
+    ck = load_checkpoint(tmp_path / "a" / "model.pt")
+    assert ck.meta["forgotten"] == list(range(0, 160, 9)) and ck.meta["unlearn_method"] == "condensed"
+    res = r.invoke(unlearn_main, ["--method", "retrain", "--checkpoint", str(files / "o.pt"), "--forget", "class:0",
+                                  "--epochs", "1", "--out", str(tmp_path / "b"), "-q"])
+    assert res.exit_code == 0, res.output
+    res = r.invoke(unlearn_main, ["compare", str(tmp_path / "a" / "report.json"), str(tmp_path / "b" / "report.json")])
+    lines = res.output.strip().splitlines()
+    assert res.exit_code == 0 and lines[2].startswith("| retrain |") and lines[3].startswith("| condensed |")
+
+
+@pytest.mark.parametrize("args, msg", [
+    (["--forget", "class:1"], "needs --checkpoint"),
+    (["--checkpoint", "{d}/o.pt"], "needs --forget"),
+    (["--checkpoint", "{d}/o.pt", "--forget", "class:1"], "give --from-condensed"),
+    (["--checkpoint", "{d}/o.pt", "--forget", "class:9", "--method", "retrain"], "outside 0..3"),
+    (["--checkpoint", "{d}/o.pt", "--forget", "class:1", "--method", "bogus"], "unknown unlearning method"),
+    (["--checkpoint", "{d}/o.pt", "--forget", "class:1", "--method", "condensed"], "--from-condensed"),
+    (["--checkpoint", "{d}/o.pt", "--forget", "class:1", "--method", "retrain", "--option", "x=1"], "unknown option"),
+    (["--checkpoint", "{d}/none.pt", "--forget", "class:1", "--method", "retrain"], "does not exist"),
+    (["--from-condensed", "{d}/o.pt", "--checkpoint", "{d}/o.pt", "--forget", "class:1"], "not a readable HDF5"),
+    (["compare", "{d}/o.pt"], "not an unlearning report"),
+])
+def test_cli_bad_input(files, tmp_path, args, msg):
+    args = [a.format(d=files) for a in args]
+    if args[0] != "compare":
+        args += ["--out", str(tmp_path / "out"), "-q"]
+    res = CliRunner().invoke(unlearn_main, args)
+    assert res.exit_code == 2, res.output
+    assert msg in res.output and "Traceback" not in res.output
+    assert not (tmp_path / "out").exists()

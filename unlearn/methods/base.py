@@ -1,0 +1,88 @@
+"""What an unlearning method receives, and the method registry."""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import torch
+
+from dcforget.condensed import CondensedSet
+from dcforget.datasets import Data
+from dcforget.forget import ForgetSplit
+from dcforget.models import Classifier
+from dcforget.registry import Registry
+from dcforget.runtime import seeded
+from dcforget.train import TrainConfig, as_unit
+
+from ..reduced import ReducedSet
+
+
+@dataclass
+class UnlearnContext:
+    original: Classifier  # the model before this request (never modified; methods work on copies)
+    data: Data  # the (capped) training set the original was trained on, and the test split, on the device
+    split: ForgetSplit  # cumulative forget set and its exact complement
+    device: torch.device
+    seed: int
+    options: dict[str, Any]
+    quiet: bool = False
+    condensed: CondensedSet | None = None
+    reduced: ReducedSet | None = None
+    extra: dict[str, Any] = field(default_factory=dict)  # what a method reports back (e.g. epochs run)
+
+    def copy_original(self) -> Classifier:
+        return copy.deepcopy(self.original).to(self.device)
+
+    def fresh_model(self) -> Classifier:
+        """A new model of the original's architecture, initialised from the request's seed."""
+        from dcforget.models import model_from_config
+
+        with seeded(self.seed):
+            return model_from_config(self.original.config).to(self.device)
+
+    def retain(self) -> tuple[torch.Tensor, torch.Tensor]:
+        idx = self.split.retain.to(self.data.train.labels.device)
+        return self.data.train.images[idx], self.data.train.labels[idx]
+
+    def forget(self) -> tuple[torch.Tensor, torch.Tensor]:
+        idx = self.split.forget.to(self.data.train.labels.device)
+        return self.data.train.images[idx], self.data.train.labels[idx]
+
+    def reduced_tensors(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The reduced retain set as float [0,1] images, labels, and per-sample weights (a condensed image counts
+        for the retain members of its bucket; a real image counts once)."""
+        r, cs = self.reduced, self.condensed
+        dev = self.device
+        real_idx = r.real_indices.to(self.data.train.labels.device)
+        rows = r.condensed_rows
+        images = torch.cat([as_unit(self.data.train.images[real_idx]).to(dev), cs.images[rows].to(dev)])
+        labels = torch.cat([self.data.train.labels[real_idx].to(dev), cs.labels[rows].to(dev)])
+        weights = torch.cat([torch.ones(len(real_idx)), cs.bucket_sizes()[rows].float()]).to(dev)
+        return images, labels, weights
+
+    def train_config(self, **overrides: Any) -> TrainConfig:
+        keys = {f for f in TrainConfig.__dataclass_fields__}
+        values = {k: v for k, v in self.options.items() if k in keys}
+        values.update(overrides)
+        return TrainConfig.from_dict(values)
+
+
+@dataclass(frozen=True)
+class Method:
+    run: Callable[[UnlearnContext], Classifier]
+    needs_condensed: bool
+    defaults: dict[str, Any]
+    summary: str
+
+
+METHODS: Registry[Method] = Registry("unlearning method")
+
+
+def register(name: str, *, summary: str, needs_condensed: bool = False, **defaults: Any):
+    def deco(fn: Callable[[UnlearnContext], Classifier]) -> Callable[[UnlearnContext], Classifier]:
+        METHODS.register(name)(Method(fn, needs_condensed, defaults, summary))
+        return fn
+
+    return deco

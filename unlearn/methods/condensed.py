@@ -1,0 +1,42 @@
+"""The toolkit's default method: fine-tune on the reduced retain set of a condensed file.
+
+The reduced set (unlearn.reduced) holds the real retain images of the buckets the request touches and one
+condensed image for every clean bucket; a condensed image is weighted by its bucket's size in the loss, so
+the reduced set keeps the retain set's class balance. Forgetting comes from two choices: the classification head
+is re-initialised (the head is where per-sample decision boundaries of memorised forget samples are
+sharpest; resetting it is the EU-k idea at k=0) and the whole network is then fine-tuned with DSA augmentation
+on the reduced set only, so nothing anchors the forget samples. Status: preliminary. It is not yet tuned
+against the unlearning benchmark's bar (see the README's status table).
+"""
+
+import torch
+
+from dcforget.augment import DEFAULT_STRATEGY, DIGITS_STRATEGY, DSA
+from dcforget.runtime import seeded
+from dcforget.train import fit
+
+from .base import UnlearnContext, register
+
+
+@register("condensed", needs_condensed=True,
+          summary="reset the head, fine-tune on the reduced retain set (condensed + touched real) with DSA",
+          epochs=5, batch_size=256, optimizer="adam", lr=1e-3, schedule="cosine", bf16=False, reset_head=True,
+          dsa=True)
+def condensed(ctx: UnlearnContext):
+    o = ctx.options
+    model = ctx.copy_original()
+    if o["reset_head"]:
+        with seeded(ctx.seed):
+            for m in model.final.head.modules():
+                if isinstance(m, torch.nn.Linear):
+                    m.reset_parameters()
+    x, y, w = ctx.reduced_tensors()
+    info = ctx.data.info
+    augment = None
+    if o["dsa"]:
+        strategy = DIGITS_STRATEGY if info.name in ("mnist", "svhn") else DEFAULT_STRATEGY
+        augment = DSA(info.image_shape, info.mean, strategy).to(ctx.device)
+    h = fit(model, x, y, ctx.train_config(), device=ctx.device, seed=ctx.seed, augment=augment, sample_weights=w,
+            quiet=ctx.quiet, desc="unlearn")
+    ctx.extra["epochs"] = len(h.epochs)
+    return model

@@ -1,0 +1,15 @@
+"""Retraining from scratch on the retain set: the reference point every method is judged against."""
+
+from dcforget.train import fit
+
+from .base import UnlearnContext, register
+
+
+@register("retrain", summary="a fresh model trained on the retain set (DC-U recipe: Adam 1e-3, 30 epochs)",
+          epochs=30, batch_size=256, optimizer="adam", lr=1e-3, schedule="constant", bf16=False)
+def retrain(ctx: UnlearnContext):
+    model = ctx.fresh_model()
+    x, y = ctx.retain()
+    h = fit(model, x, y, ctx.train_config(), device=ctx.device, seed=ctx.seed, quiet=ctx.quiet, desc="retrain")
+    ctx.extra["epochs"] = len(h.epochs)
+    return model
