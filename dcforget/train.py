@@ -164,13 +164,14 @@ class History:
         return self.epochs[-1] if self.epochs else {}
 
 
-LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+LossFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]  # (logits, labels, inputs) -> loss
 
 
 def fit(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, cfg: TrainConfig, *,
         device: torch.device, seed: int = 0, augment: Callable[[torch.Tensor], torch.Tensor] | None = None,
         loss_fn: LossFn | None = None, evals: dict[str, tuple[torch.Tensor, torch.Tensor]] | None = None,
-        sample_weights: torch.Tensor | None = None, quiet: bool = False, desc: str = "train") -> History:
+        sample_weights: torch.Tensor | None = None, on_epoch: Callable[[int], None] | None = None,
+        after_step: Callable[[], None] | None = None, quiet: bool = False, desc: str = "train") -> History:
     """Train ``model`` in place on (images, labels) and return per-epoch loss, accuracy, seconds and the accuracy
     on each of ``evals``. Deterministic for a seed on a given device: the data order comes from a seeded CPU
     generator, dropout and augmentation from the seeded (forked) global RNG. ``sample_weights`` [N] turns the
@@ -182,7 +183,7 @@ def fit(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, cfg: Train
         if loss_fn is not None or sample_weights.shape != (n,):
             raise ConfigError("sample_weights needs one weight per sample and the default loss")
         sample_weights = sample_weights.to(device).float()
-    loss_fn = loss_fn or (lambda logits, y: F.cross_entropy(logits, y))
+    loss_fn = loss_fn or (lambda logits, y, x: F.cross_entropy(logits, y))
     model.to(device)
     if cfg.channels_last:
         model.to(memory_format=torch.channels_last)
@@ -203,6 +204,8 @@ def fit(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, cfg: Train
     with seeded(seed, device):
         epochs_bar = bar(range(cfg.epochs), desc=desc, quiet=quiet, unit="epoch")
         for epoch in epochs_bar:
+            if on_epoch is not None:
+                on_epoch(epoch)
             model.train()
             t0 = time.perf_counter()
             perm = torch.randperm(n, generator=order_gen).to(device)
@@ -219,7 +222,7 @@ def fit(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, cfg: Train
                 with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
                     logits = model(x)
                 if sample_weights is None:
-                    loss = loss_fn(logits.float(), y)
+                    loss = loss_fn(logits.float(), y, x)
                 else:
                     w = sample_weights[idx]
                     loss = (F.cross_entropy(logits.float(), y, reduction="none") * w).sum() / w.sum()
@@ -227,6 +230,8 @@ def fit(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, cfg: Train
                 loss.backward()
                 opt.step()
                 sched.step()
+                if after_step is not None:
+                    after_step()
                 loss_sum += loss.detach() * len(y)
                 correct += (logits.detach().argmax(1) == y).sum()
                 if not quiet and b % 20 == 0:

@@ -163,3 +163,51 @@ def test_cli_bad_input(files, tmp_path, args, msg):
     assert res.exit_code == 2, res.output
     assert msg in res.output and "Traceback" not in res.output
     assert not (tmp_path / "out").exists()
+
+
+def test_distill_student_never_learns_the_forgotten_class(setup):
+    data, trained, _ = setup
+    res = unlearn_request(trained, data, "class:3", "distill", device=CPU, options={"epochs": 6}, quiet=True)
+    assert res.report["forget_acc"] <= 0.05 and res.report["retain_acc"] > 0.8
+
+
+def test_bad_teacher_pulls_forget_outputs_toward_the_random_teacher(setup):
+    data, trained, _ = setup
+    from unlearn.methods.distill import kd_kl
+    from unlearn.methods.base import UnlearnContext
+    res = unlearn_request(trained, data, "class:3", "bad-teacher", device=CPU, options={"epochs": 5}, quiet=True)
+    ctx = UnlearnContext(trained, data, res.split, CPU, 0, {})
+    bad = ctx.fresh_model(seed=1).eval()
+    x = train_mod.as_unit(data.train.images[res.split.forget])
+    with torch.no_grad():
+        before = kd_kl(trained.eval()(x), bad(x), 4.0)
+        after = kd_kl(res.model(x), bad(x), 4.0)
+    assert after < 0.5 * before
+
+
+def test_l1_sparse_penalty_shrinks_weights(setup):
+    data, trained, _ = setup
+    norm = lambda m: sum(float(p.abs().sum()) for p in m.parameters())
+    plain = unlearn_request(trained, data, "class:1", "l1-sparse", device=CPU, quiet=True,
+                            options={"epochs": 3, "no_l1_epochs": 0, "alpha": 0.0}).model
+    sparse = unlearn_request(trained, data, "class:1", "l1-sparse", device=CPU, quiet=True,
+                             options={"epochs": 3, "no_l1_epochs": 0, "alpha": 1e-3}).model
+    assert norm(sparse) < 0.9 * norm(plain)
+
+
+def test_synflow_prune_keeps_its_sparsity_through_fine_tuning(setup):
+    data, trained, _ = setup
+    res = unlearn_request(trained, data, "class:1", "synflow-prune", device=CPU, quiet=True,
+                          options={"epochs": 2, "iterations": 10, "sparsity": 0.9})
+    assert res.report["method_extra"]["weights_kept"] == pytest.approx(0.1, abs=0.01)
+    weights = [m.weight for m in res.model.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
+    zero = sum(int((w == 0).sum()) for w in weights) / sum(w.numel() for w in weights)
+    assert zero >= 0.89 and res.report["retain_acc"] > 0.5
+
+
+def test_fisher_noise_scales_with_alpha(setup):
+    data, trained, _ = setup
+    dist = lambda m: sum(float((p - q).norm()) for p, q in zip(m.parameters(), trained.parameters()))
+    small = unlearn_request(trained, data, "class:1", "fisher", device=CPU, quiet=True, options={"alpha": 1e-12}).model
+    large = unlearn_request(trained, data, "class:1", "fisher", device=CPU, quiet=True, options={"alpha": 1e-8}).model
+    assert 0 < dist(small) < dist(large)

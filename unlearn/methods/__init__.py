@@ -1,6 +1,8 @@
 """Unlearning methods (one file each); importing the package registers them."""
 
-from . import condensed, finetune, gradient_ascent, neggrad_plus, retrain  # noqa: F401
+from . import (  # noqa: F401  (registration side effects)
+    bad_teacher, condensed, distill, finetune, fisher, gradient_ascent, l1_sparse, neggrad_plus, retrain, synflow_prune,
+)
 from .base import METHODS, Method, UnlearnContext
 
 DEFAULT_METHOD = "condensed"

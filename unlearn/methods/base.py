@@ -35,11 +35,11 @@ class UnlearnContext:
     def copy_original(self) -> Classifier:
         return copy.deepcopy(self.original).to(self.device)
 
-    def fresh_model(self) -> Classifier:
-        """A new model of the original's architecture, initialised from the request's seed."""
+    def fresh_model(self, seed: int | None = None) -> Classifier:
+        """A new model of the original's architecture, initialised from ``seed`` (default: the request's)."""
         from dcforget.models import model_from_config
 
-        with seeded(self.seed):
+        with seeded(self.seed if seed is None else seed):
             return model_from_config(self.original.config).to(self.device)
 
     def retain(self) -> tuple[torch.Tensor, torch.Tensor]:

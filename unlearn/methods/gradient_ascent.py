@@ -13,5 +13,5 @@ def gradient_ascent(ctx: UnlearnContext):
     model = ctx.copy_original()
     x, y = ctx.forget()
     fit(model, x, y, ctx.train_config(), device=ctx.device, seed=ctx.seed, quiet=ctx.quiet,
-        loss_fn=lambda logits, t: -F.cross_entropy(logits, t), desc="gradient-ascent")
+        loss_fn=lambda logits, t, x: -F.cross_entropy(logits, t), desc="gradient-ascent")
     return model
