@@ -30,10 +30,13 @@ class Checkpoint:
     model: Classifier
     meta: dict[str, Any]
     path: Path | None = None
+    tensors: dict[str, torch.Tensor] | None = None  # artefacts saved beside the weights (e.g. a remembrance set)
 
 
-def save_checkpoint(path: str | os.PathLike, model: Classifier, meta: dict[str, Any], *, force: bool = False) -> Path:
-    """Write atomically; refuse to overwrite unless ``force``. ``meta`` must be JSON-serialisable."""
+def save_checkpoint(path: str | os.PathLike, model: Classifier, meta: dict[str, Any], *, force: bool = False,
+                    tensors: dict[str, torch.Tensor] | None = None) -> Path:
+    """Write atomically; refuse to overwrite unless ``force``. ``meta`` must be JSON-serialisable; ``tensors``
+    are extra arrays stored beside the weights."""
     full = {"model": model.config, "toolkit_version": __version__, "torch_version": torch.__version__,
             "created_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), **meta}
     try:
@@ -41,13 +44,15 @@ def save_checkpoint(path: str | os.PathLike, model: Classifier, meta: dict[str, 
     except TypeError as err:
         raise ConfigError(f"checkpoint metadata is not JSON-serialisable: {err}") from None
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    payload = {"format": FORMAT, "format_version": FORMAT_VERSION, "meta_json": meta_json, "state_dict": state}
+    payload = {"format": FORMAT, "format_version": FORMAT_VERSION, "meta_json": meta_json, "state_dict": state,
+               "tensors": {k: v.detach().cpu() for k, v in (tensors or {}).items()}}
     with atomic_path(path, force=force) as tmp:
         torch.save(payload, tmp)
     return Path(path)
 
 
-def read_checkpoint_meta(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+def read_checkpoint_meta(path: str | os.PathLike, *, with_tensors: bool = False):
+    """(meta, state_dict), or (meta, state_dict, tensors) with ``with_tensors``."""
     p = Path(path)
     if not p.is_file():
         raise CheckpointError(f"checkpoint {p} does not exist")
@@ -68,13 +73,18 @@ def read_checkpoint_meta(path: str | os.PathLike) -> tuple[dict[str, Any], dict[
         assert isinstance(meta, dict) and isinstance(state, dict) and "model" in meta
     except (KeyError, TypeError, ValueError, AssertionError):
         raise CheckpointError(f"{p} has missing or corrupt metadata") from None
+    if with_tensors:
+        tensors = payload.get("tensors") or {}
+        if not isinstance(tensors, dict) or not all(isinstance(v, torch.Tensor) for v in tensors.values()):
+            raise CheckpointError(f"{p} has corrupt stored tensors")
+        return meta, state, tensors
     return meta, state
 
 
 def load_checkpoint(path: str | os.PathLike, *, dataset: str | None = None, fingerprint: str | None = None,
                     image_shape=None, num_classes: int | None = None, arch: str | None = None) -> Checkpoint:
     """Load and rebuild the model; every expectation given is checked against the metadata."""
-    meta, state = read_checkpoint_meta(path)
+    meta, state, tensors = read_checkpoint_meta(path, with_tensors=True)
     cfg = meta["model"]
     p = Path(path)
     checks = [
@@ -98,4 +108,4 @@ def load_checkpoint(path: str | os.PathLike, *, dataset: str | None = None, fing
         first = str(err).strip().splitlines()[0]
         raise CheckpointError(f"checkpoint {p} does not match its architecture: {first[:200]}") from None
     model.eval()
-    return Checkpoint(model, meta, p)
+    return Checkpoint(model, meta, p, tensors)

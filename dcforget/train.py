@@ -171,7 +171,8 @@ def fit(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, cfg: Train
         device: torch.device, seed: int = 0, augment: Callable[[torch.Tensor], torch.Tensor] | None = None,
         loss_fn: LossFn | None = None, evals: dict[str, tuple[torch.Tensor, torch.Tensor]] | None = None,
         sample_weights: torch.Tensor | None = None, on_epoch: Callable[[int], None] | None = None,
-        after_step: Callable[[], None] | None = None, quiet: bool = False, desc: str = "train") -> History:
+        after_step: Callable[[], None] | None = None, optimizer: torch.optim.Optimizer | None = None,
+        train_modules: list[nn.Module] | None = None, quiet: bool = False, desc: str = "train") -> History:
     """Train ``model`` in place on (images, labels) and return per-epoch loss, accuracy, seconds and the accuracy
     on each of ``evals``. Deterministic for a seed on a given device: the data order comes from a seeded CPU
     generator, dropout and augmentation from the seeded (forked) global RNG. ``sample_weights`` [N] turns the
@@ -189,7 +190,13 @@ def fit(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, cfg: Train
         model.to(memory_format=torch.channels_last)
     images, labels = images.to(device), labels.to(device)
     evals = {k: (x.to(device), y.to(device)) for k, (x, y) in (evals or {}).items()}
-    opt = OPTIMIZERS.get(cfg.optimizer)([p for p in model.parameters() if p.requires_grad], cfg)
+    if optimizer is None:
+        opt = OPTIMIZERS.get(cfg.optimizer)([p for p in model.parameters() if p.requires_grad], cfg)
+    else:
+        opt = optimizer
+        for group in opt.param_groups:
+            group["lr"] = cfg.lr
+            group["initial_lr"] = cfg.lr
     # batch boundaries; a trailing batch of one joins the previous one (batch norm cannot train on one sample)
     bounds = list(range(0, n, cfg.batch_size)) + [n]
     if len(bounds) > 2 and bounds[-1] - bounds[-2] == 1:
@@ -206,7 +213,12 @@ def fit(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, cfg: Train
         for epoch in epochs_bar:
             if on_epoch is not None:
                 on_epoch(epoch)
-            model.train()
+            if train_modules is None:
+                model.train()
+            else:
+                model.eval()
+                for m in train_modules:
+                    m.train()
             t0 = time.perf_counter()
             perm = torch.randperm(n, generator=order_gen).to(device)
             loss_sum = torch.zeros((), device=device)

@@ -150,3 +150,50 @@ def compare_cmd(reports) -> None:
     from .compare import comparison_table
 
     click.echo(comparison_table(reports))
+
+
+@main.command("offline")
+@click.option("--checkpoint", type=click.Path(dir_okay=False), required=True, help="The original model.")
+@click.option("--remembrance-ipc", type=click.IntRange(min=1), default=10, show_default=True,
+              help="Remembrance images per class.")
+@click.option("--remembrance-source", type=click.Choice(["heldout", "test"]), default="heldout", show_default=True,
+              help="heldout: training images the per-class cap left out; test: the test split (the reference).")
+@click.option("--option", "options", multiple=True, metavar="KEY=VALUE",
+              help="Offline-phase option (iterations, final_epochs, intermediate_epochs, lr_final, ...).")
+@click.option("--data-dir", type=click.Path(file_okay=False), envvar="DCFORGET_DATA_DIR", default=None)
+@click.option("--download/--no-download", default=True)
+@run_options
+@out_options("Offline checkpoint to write (default: beside --checkpoint, *-offline.pt).")
+@with_logging
+def offline_cmd(checkpoint, remembrance_ipc, remembrance_source, options, data_dir, download, config_file, preset,
+                seed, device, quiet, out, force) -> None:
+    """DC-U's offline phase: re-anchor the model on a remembrance set, before any request (dcu-reference)."""
+    import time
+
+    from dcforget.checkpoint import read_checkpoint_meta
+
+    from .offline import OFFLINE_DEFAULTS, offline_phase, remembrance_set
+    from .requests_cli import parse_options
+
+    config = resolve_config({"seed": 0, "offline": {}}, preset, config_file, {"seed": seed})
+    opts = {**section(config, "offline", set(OFFLINE_DEFAULTS)), **parse_options(options, OFFLINE_DEFAULTS)}
+    out_path = Path(out or str(Path(checkpoint).with_name(Path(checkpoint).stem + "-offline.pt")))
+    check_writable(out_path, force)
+    meta, _ = read_checkpoint_meta(checkpoint)
+    dev = resolve_device(device)
+    data = load_data(meta.get("dataset_spec") or meta["dataset"], data_dir, meta.get("per_class"),
+                     seed=meta.get("data_seed", 0), download=download)
+    ck = load_checkpoint(checkpoint, dataset=data.info.name, fingerprint=data.fingerprint())
+    rem = remembrance_set(data, remembrance_ipc, remembrance_source, config["seed"], data_dir, download)
+    data = data.to(dev)
+    t0 = time.perf_counter()
+    model = offline_phase(ck.model, data, rem, opts, device=dev, seed=config["seed"], quiet=quiet)
+    seconds = time.perf_counter() - t0
+    new_meta = {k: v for k, v in meta.items() if k not in ("model", "toolkit_version", "torch_version", "created_utc")}
+    new_meta["offline"] = {"from": str(checkpoint), "options": {**OFFLINE_DEFAULTS, **opts}, "seconds": seconds,
+                           "remembrance": {"source": rem.source, "ipc": remembrance_ipc, "indices": rem.indices.tolist()}}
+    save_checkpoint(out_path, model, new_meta, force=force,
+                    tensors={"remembrance_images": rem.images, "remembrance_labels": rem.labels})
+    te = evaluate(model, data.test.images, data.test.labels, device=dev)
+    click.echo(f"offline phase: {seconds:.1f} s, remembrance {len(rem.labels)} images ({rem.source}); "
+               f"test acc {100 * te.accuracy:.2f}% -> {out_path}")

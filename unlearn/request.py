@@ -65,7 +65,8 @@ def evaluate_split(model: Classifier, data: Data, split: ForgetSplit, device: to
 def unlearn_request(original: Classifier, data: Data, spec: str, method: str, *, device: torch.device, seed: int = 0,
                     options: dict[str, Any] | None = None, condensed: CondensedSet | None = None,
                     previous_forget: list[int] | None = None, quiet: bool = False,
-                    config: dict[str, Any] | None = None) -> UnlearnResult:
+                    config: dict[str, Any] | None = None, artefacts: dict[str, torch.Tensor] | None = None
+                    ) -> UnlearnResult:
     m = METHODS.get(method)
     if m.needs_condensed and condensed is None:
         raise ConfigError(f"method {method!r} works from a condensed set: give --from-condensed FILE")
@@ -82,7 +83,8 @@ def unlearn_request(original: Classifier, data: Data, spec: str, method: str, *,
         if not reduced.audit["passed"]:  # cannot happen unless assembly is broken; never train on a leak
             raise ForgetSpecError(f"reduced-set audit failed: {reduced.audit['checks']}")
     t1 = time.perf_counter()
-    ctx = UnlearnContext(original.to(device).eval(), data, split, device, seed, opts, quiet, condensed, reduced)
+    ctx = UnlearnContext(original.to(device).eval(), data, split, device, seed, opts, quiet, condensed, reduced,
+                         artefacts=dict(artefacts or {}))
     model = m.run(ctx).eval()
     synchronize(device)
     t2 = time.perf_counter()

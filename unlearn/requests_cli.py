@@ -70,13 +70,14 @@ def run_request_cli(*, condensed_file, checkpoint, forget_spec, method, epochs, 
     data = data.to(dev)
     previous = meta.get("forgotten") or []
     res = unlearn_request(ck.model, data, forget_spec, method, device=dev, seed=config["seed"], options=opts,
-                          condensed=condensed, previous_forget=previous, quiet=quiet, config=config)
+                          condensed=condensed, previous_forget=previous, quiet=quiet, config=config,
+                          artefacts=ck.tensors)
     rep = res.report
     rep.update(checkpoint=str(checkpoint), condensed_file=str(condensed_file) if condensed_file else None)
     new_meta = {k: v for k, v in meta.items() if k not in ("model", "toolkit_version", "torch_version", "created_utc")}
     new_meta.update(unlearned_from=str(checkpoint), unlearn_method=method, forgotten=res.split.forget.tolist(),
                     requests=[*meta.get("requests", []), forget_spec], metrics=None, history=None)
-    save_checkpoint(model_path, res.model, new_meta, force=force)
+    save_checkpoint(model_path, res.model, new_meta, force=force, tensors=ck.tensors)
     with atomic_path(report_path, force=force) as tmp:
         tmp.write_text(json.dumps(rep, indent=2))
     a = rep["reduced_set"]

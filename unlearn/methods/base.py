@@ -31,6 +31,7 @@ class UnlearnContext:
     condensed: CondensedSet | None = None
     reduced: ReducedSet | None = None
     extra: dict[str, Any] = field(default_factory=dict)  # what a method reports back (e.g. epochs run)
+    artefacts: dict[str, torch.Tensor] = field(default_factory=dict)  # tensors stored in the checkpoint
 
     def copy_original(self) -> Classifier:
         return copy.deepcopy(self.original).to(self.device)

@@ -1,0 +1,85 @@
+"""DC-U's offline phase (dcu.md §3.1), run once before any request, and its remembrance set.
+
+The remembrance set S holds ``ipc`` images per class. DC-U takes them from the test split, which leaks the
+evaluation population into training; the default here is ``heldout``: images of the training split that the
+per-class cap left out (so neither the model's training set nor the test set). ``test`` reproduces the
+reference.
+
+For each of ``iterations``: train Final on S through the frozen Databank (= Beginning + Intermediate; Adam
+lr_final, batch 32, final_epochs), then train Intermediate on the full training set through the frozen Final
+and Beginning (Adam lr_intermediate, batch 256, intermediate_epochs). ``final_reset_each_iter`` reproduces the
+VGG/ResNet variant that restarts Final from the original head every iteration (the CNN/MLP code carries it
+over, the default).
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from dcforget.datasets import Data, cap_per_class, load_data
+from dcforget.errors import ConfigError
+from dcforget.models import Classifier
+from dcforget.train import TrainConfig, fit
+
+OFFLINE_DEFAULTS = {"iterations": 10, "final_epochs": 20, "intermediate_epochs": 20, "lr_final": 1e-4,
+                    "lr_intermediate": 1e-5, "final_batch_size": 32, "batch_size": 256, "final_reset_each_iter": False,
+                    "bf16": False}
+
+
+@dataclass
+class Remembrance:
+    images: torch.Tensor  # uint8 [ipc * classes, C, H, W]
+    labels: torch.Tensor
+    source: str
+    indices: torch.Tensor  # into the full training split (heldout) or the test split (test)
+
+
+def remembrance_set(data: Data, ipc: int, source: str, seed: int, data_dir=None, download: bool = True) -> Remembrance:
+    if ipc < 1:
+        raise ConfigError("the remembrance set needs at least 1 image per class")
+    if source == "test":
+        labels = data.test.labels.cpu()
+        idx = cap_per_class(labels, ipc, seed)
+        return Remembrance(data.test.images[idx.to(data.test.images.device)].cpu(), labels[idx], "test", idx)
+    if source != "heldout":
+        raise ConfigError(f"remembrance source must be 'heldout' or 'test', got {source!r}")
+    full = load_data(data.spec or data.info.name, data_dir, None, seed=data.seed, download=download)
+    unused = torch.ones(len(full.train), dtype=torch.bool)
+    unused[data.source_indices.cpu()] = False
+    pool = torch.nonzero(unused).flatten()
+    counts = torch.bincount(full.train.labels[pool], minlength=data.info.num_classes)
+    if int(counts.min()) < ipc:
+        raise ConfigError(f"only {int(counts.min())} held-out training images in some class (the per-class cap "
+                          f"leaves {len(pool)} unused); lower the cap (--per-class) or use remembrance source 'test'")
+    pick = pool[cap_per_class(full.train.labels[pool], ipc, seed)]
+    return Remembrance(full.train.images[pick], full.train.labels[pick], "heldout", pick)
+
+
+def offline_phase(model: Classifier, data: Data, rem: Remembrance, options: dict[str, Any], *, device: torch.device,
+                  seed: int = 0, quiet: bool = False) -> Classifier:
+    o = {**OFFLINE_DEFAULTS, **options}
+    model = copy.deepcopy(model).to(device)
+    beginning, intermediate, final = model.split()
+    head0 = copy.deepcopy(final.state_dict())
+    bf16 = bool(o["bf16"])
+    for it in range(int(o["iterations"])):
+        if o["final_reset_each_iter"]:
+            final.load_state_dict(head0)
+        for mod, on in ((beginning, False), (intermediate, False), (final, True)):
+            mod.requires_grad_(on)
+        fit(model, rem.images.to(device), rem.labels.to(device),
+            TrainConfig(epochs=int(o["final_epochs"]), batch_size=int(o["final_batch_size"]), lr=float(o["lr_final"]), bf16=bf16),
+            device=device, seed=seed + it, train_modules=[final], quiet=quiet, desc=f"offline {it + 1}: final")
+        for mod, on in ((beginning, False), (intermediate, True), (final, False)):
+            mod.requires_grad_(on)
+        fit(model, data.train.images, data.train.labels,
+            TrainConfig(epochs=int(o["intermediate_epochs"]), batch_size=int(o["batch_size"]),
+                        lr=float(o["lr_intermediate"]), bf16=bf16),
+            device=device, seed=seed + it, train_modules=[intermediate], quiet=quiet,
+            desc=f"offline {it + 1}: intermediate")
+    model.requires_grad_(True)
+    return model.eval()
