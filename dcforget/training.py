@@ -41,6 +41,7 @@ def train_on(data: Data, arch: str, cfg: TrainConfig, *, seed: int, device: torc
     train = data.train if index is None else data.train.subset(index.to(data.train.labels.device))
     model = build_model(arch, data, seed, model_options)
     history = fit(model, train.images, train.labels, cfg, device=device, seed=seed,
+                  loss_fn=getattr(model, "training_loss", None),  # e.g. convae's CE + reconstruction
                   evals={"test": (data.test.images, data.test.labels)}, quiet=quiet, desc=desc)
     train_eval = evaluate(model, train.images, train.labels, device=device, bf16=cfg.bf16)
     test_eval = evaluate(model, data.test.images, data.test.labels, device=device, bf16=cfg.bf16)

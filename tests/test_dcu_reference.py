@@ -85,3 +85,42 @@ def test_offline_cli_stores_the_remembrance_set(tmp_path):
     assert off.meta["offline"]["remembrance"]["source"] == "heldout" and off.meta["train_fingerprint"]
     res = r.invoke(unlearn_main, ["offline", "--checkpoint", str(ck), "--option", "speed=1", "--force"])
     assert res.exit_code == 2 and "unknown option" in res.output
+
+
+def test_class_forgetting_drops_that_class_from_the_remembrance_set(setup):
+    data, model = setup
+    rem = remembrance_set(data, 3, "heldout", seed=0)
+    from unlearn.methods.base import UnlearnContext
+    from unlearn.request import cumulative_split
+    split = cumulative_split(data, "class:2", 0, None)
+    ctx = UnlearnContext(model, data, split, CPU, 0, {}, artefacts={"remembrance_images": rem.images,
+                                                                    "remembrance_labels": rem.labels})
+    x, y = ctx.remembrance()
+    assert 2 not in y.tolist() and len(y) == 9
+    assert 2 in ctx.remembrance(keep_forgotten_classes=True)[1].tolist()
+
+
+def test_condensed_model_mode_trains_a_fresh_classifier_of_another_architecture(tmp_path):
+    from dcforget.models.autoencoder import AutoencoderClassifier
+    spec = "synthetic:classes=4,train=40,test=10,size=16,noise=0.5"
+    data = load_data(spec, per_class=32, seed=0)
+    ae = train_on(data, "convae", TrainConfig(epochs=6, batch_size=32), seed=0, device=CPU, quiet=True).model
+    assert isinstance(ae, AutoencoderClassifier) and ae.config["options"]["classifier"] == "convnet"
+    rem = remembrance_set(data, 4, "heldout", seed=0)
+    off = offline_phase(ae, data, rem, {"iterations": 2, "final_epochs": 5, "intermediate_epochs": 1, "lr_final": 1e-3,
+                                        "lr_intermediate": 1e-3, "final_reinit_each_iter": True}, device=CPU, quiet=True)
+    cs = build_condensed(data, "fdm", off, device=CPU, clusters=4, options={"steps": 2}, quiet=True).condensed
+    art = {"remembrance_images": rem.images, "remembrance_labels": rem.labels}
+    res = unlearn_request(off, data, "class:1", "condensed-model", device=CPU, condensed=cs, artefacts=art, quiet=True,
+                          options={"overture_epochs": 2, "final_epochs": 3, "intermediate_epochs": 1,
+                                   "classifier": "mlp", "recondense_epochs": 20})
+    m = res.model
+    assert m.config["options"]["classifier"] == "mlp" and res.report["method_extra"]["classifier"] == "mlp"
+    assert res.report["forget_acc"] <= 0.05  # class 1 is in neither the reduced set nor the remembrance set
+    # the databank is the unlearned one, shared by the fresh classifier
+    x = torch.rand(2, 3, 16, 16)
+    with torch.no_grad():
+        assert m.databank(x).shape == (2, 3, 16, 16) and 0 <= float(m.databank(x).min())
+    plain = train_on(data, "mlp", TrainConfig(epochs=1), seed=0, device=CPU, quiet=True).model
+    with pytest.raises(ConfigError, match="convae"):
+        unlearn_request(plain, data, "class:1", "condensed-model", device=CPU, condensed=cs, artefacts=art)

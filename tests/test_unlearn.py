@@ -187,7 +187,7 @@ def test_bad_teacher_pulls_forget_outputs_toward_the_random_teacher(setup):
 
 def test_l1_sparse_penalty_shrinks_weights(setup):
     data, trained, _ = setup
-    norm = lambda m: sum(float(p.abs().sum()) for p in m.parameters())
+    norm = lambda m: sum(float(p.detach().abs().sum()) for p in m.parameters())
     plain = unlearn_request(trained, data, "class:1", "l1-sparse", device=CPU, quiet=True,
                             options={"epochs": 3, "no_l1_epochs": 0, "alpha": 0.0}).model
     sparse = unlearn_request(trained, data, "class:1", "l1-sparse", device=CPU, quiet=True,

@@ -9,6 +9,7 @@ import click
 from dcforget.checkpoint import load_checkpoint, save_checkpoint
 from dcforget.cli import Group, data_options, out_options, run_options, with_logging
 from dcforget.config import resolve_config, section
+from dcforget.errors import ConfigError
 from dcforget.datasets import load_data
 from dcforget.io import check_writable
 from dcforget.models import MODELS
@@ -25,6 +26,7 @@ from dcforget.training import checkpoint_meta, train_on
 @click.option("--forget", "forget_spec", default=None,
               help="Forget spec: random:F, class:C, classes:C1,C2[:F], indices:FILE, overfit.")
 @click.option("--method", default=None, help="Unlearning method (default: condensed); see `unlearn methods`.")
+@click.option("--condensed-model", is_flag=True, help="DC-U's condensed-model mode (= --method condensed-model).")
 @click.option("--epochs", type=click.IntRange(min=1), default=None, help="Epochs of the method's training.")
 @click.option("--option", "options", multiple=True, metavar="KEY=VALUE", help="A method option (repeatable).")
 @click.option("--data-dir", type=click.Path(file_okay=False), envvar="DCFORGET_DATA_DIR", default=None,
@@ -36,7 +38,7 @@ from dcforget.training import checkpoint_meta, train_on
 @click.option("--force", is_flag=True, help="Overwrite existing outputs.")
 @click.pass_context
 @with_logging
-def main(ctx, condensed_file, checkpoint, forget_spec, method, epochs, options, data_dir, download, config_file,
+def main(ctx, condensed_file, checkpoint, forget_spec, method, condensed_model, epochs, options, data_dir, download, config_file,
          preset, seed, device, quiet, out, force) -> None:
     """Machine unlearning of image classifiers.
 
@@ -53,6 +55,11 @@ def main(ctx, condensed_file, checkpoint, forget_spec, method, epochs, options, 
         click.echo(ctx.get_help())
         return
     from .requests_cli import run_request_cli
+
+    if condensed_model:
+        if method not in (None, "condensed-model"):
+            raise ConfigError("--condensed-model and --method name two different methods")
+        method = "condensed-model"
 
     run_request_cli(condensed_file=condensed_file, checkpoint=checkpoint, forget_spec=forget_spec, method=method,
                     epochs=epochs, options=options, data_dir=data_dir, download=download, config_file=config_file,

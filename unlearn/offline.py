@@ -9,7 +9,8 @@ For each of ``iterations``: train Final on S through the frozen Databank (= Begi
 lr_final, batch 32, final_epochs), then train Intermediate on the full training set through the frozen Final
 and Beginning (Adam lr_intermediate, batch 256, intermediate_epochs). ``final_reset_each_iter`` reproduces the
 VGG/ResNet variant that restarts Final from the original head every iteration (the CNN/MLP code carries it
-over, the default).
+over, the default). ``final_reinit_each_iter`` gives Final a fresh random initialisation every iteration (DC-U's
+condensed model, where the decoder must suit any newly initialised classifier).
 """
 
 from __future__ import annotations
@@ -23,11 +24,12 @@ import torch
 from dcforget.datasets import Data, cap_per_class, load_data
 from dcforget.errors import ConfigError
 from dcforget.models import Classifier
+from dcforget.runtime import seeded
 from dcforget.train import TrainConfig, fit
 
 OFFLINE_DEFAULTS = {"iterations": 10, "final_epochs": 20, "intermediate_epochs": 20, "lr_final": 1e-4,
                     "lr_intermediate": 1e-5, "final_batch_size": 32, "batch_size": 256, "final_reset_each_iter": False,
-                    "bf16": False}
+                    "final_reinit_each_iter": False, "bf16": False}
 
 
 @dataclass
@@ -69,6 +71,11 @@ def offline_phase(model: Classifier, data: Data, rem: Remembrance, options: dict
     for it in range(int(o["iterations"])):
         if o["final_reset_each_iter"]:
             final.load_state_dict(head0)
+        if o["final_reinit_each_iter"]:
+            with seeded(seed * 7919 + it):
+                for m in final.modules():
+                    if hasattr(m, "reset_parameters"):
+                        m.reset_parameters()
         for mod, on in ((beginning, False), (intermediate, False), (final, True)):
             mod.requires_grad_(on)
         fit(model, rem.images.to(device), rem.labels.to(device),

@@ -8,6 +8,7 @@ from ..datasets import DatasetInfo
 from ..errors import ConfigError
 from .base import Classifier, Normalize
 from .zoo import MODELS
+from . import autoencoder  # noqa: E402,F401  (registers convae)
 
 
 def create_model(arch: str, info: DatasetInfo | None = None, *, image_shape=None, num_classes=None, mean=None,

@@ -102,3 +102,4 @@ def vgg16(image_shape, num_classes, mean, std, dropout=0.5):
                                      nn.Linear(4096, num_classes))
     return _assemble("vgg16", {"dropout": dropout}, image_shape, num_classes, mean, std, beginning,
                      intermediate, body, head)
+

@@ -15,28 +15,18 @@ The remembrance source (held-out by default, the test split in the reference) is
 
 import torch
 
-from dcforget.errors import ConfigError
 from dcforget.train import TrainConfig, fit
 
 from .base import UnlearnContext, register
 
 
-@register("dcu-reference", needs_condensed=True,
-          summary="DC-U's modular unlearning (Beginning on the reduced set, Final on remembrance, Intermediate)",
-          lr_overture=3e-3, lr_intermediate=3e-3, overture_epochs=30, beginning_epochs=1, final_epochs=10,
-          intermediate_epochs=1, final_thr=25, batch_size=256, bf16=False, shared_adam=False, bn_train_mode=False,
-          reference_quirks=False)
-def dcu_reference(ctx: UnlearnContext):
-    o = ctx.options
-    rem = ctx.artefacts
-    if "remembrance_images" not in rem:
-        raise ConfigError("dcu-reference needs a checkpoint made by `unlearn offline` (it carries the remembrance set)")
+def modular_unlearning(ctx: UnlearnContext, model, o) -> None:
+    """The online procedure, in place on ``model``."""
     quirks = bool(o["reference_quirks"])
+    xs, ys = ctx.remembrance(keep_forgotten_classes=quirks)
     shared, bn_train = quirks or bool(o["shared_adam"]), quirks or bool(o["bn_train_mode"])
-    model = ctx.copy_original()
     beginning, intermediate, final = model.split()
     x, y, _ = ctx.reduced_tensors()
-    xs, ys = rem["remembrance_images"].to(ctx.device), rem["remembrance_labels"].to(ctx.device)
     opt = torch.optim.Adam(model.parameters(), lr=float(o["lr_overture"])) if shared else None
     bs, bf16 = int(o["batch_size"]), bool(o["bf16"])
 
@@ -53,4 +43,14 @@ def dcu_reference(ctx: UnlearnContext):
             stage(final, xs, ys, int(o["final_epochs"]), len(ys), float(o["lr_overture"]), "final")
     stage(intermediate, x, y, int(o["intermediate_epochs"]), bs, float(o["lr_intermediate"]), "intermediate")
     model.requires_grad_(True)
+
+
+@register("dcu-reference", needs_condensed=True,
+          summary="DC-U's modular unlearning (Beginning on the reduced set, Final on remembrance, Intermediate)",
+          lr_overture=3e-3, lr_intermediate=3e-3, overture_epochs=30, beginning_epochs=1, final_epochs=10,
+          intermediate_epochs=1, final_thr=25, batch_size=256, bf16=False, shared_adam=False, bn_train_mode=False,
+          reference_quirks=False)
+def dcu_reference(ctx: UnlearnContext):
+    model = ctx.copy_original()
+    modular_unlearning(ctx, model, ctx.options)
     return model.eval()
