@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import torch
 
+from dcforget.models import frozen
 from dcforget.progress import bar
 from dcforget.train import as_unit
 
@@ -63,12 +64,7 @@ def fdm_blend(model, members: torch.Tensor, owner: torch.Tensor, target: torch.T
 def fdm(job: CondenseJob) -> Condensed:
     o = job.options
     model, buckets = job.model, job.buckets
-    params = list(model.parameters())
-    flags = [p.requires_grad for p in params]
-    for p in params:
-        p.requires_grad_(False)
     fmt = torch.channels_last if o["channels_last"] else torch.contiguous_format
-    model.eval().to(memory_format=fmt)
     dev = job.device
     targets = bucket_targets(job.features, buckets)
     indptr, indices, sizes = buckets.indptr.to(dev), buckets.indices.to(dev), buckets.sizes.to(dev)
@@ -77,18 +73,18 @@ def fdm(job: CondenseJob) -> Condensed:
     out[single] = as_unit(job.images[indices[indptr[single]]])
     multi = torch.nonzero(sizes > 1).flatten()
     chunk = int(o["chunk"])
-    try:
-        for s in bar(range(0, len(multi), chunk), desc="fdm", quiet=job.quiet, unit="chunk"):
-            ids = multi[s:s + chunk]
-            n = sizes[ids]
-            owner = torch.repeat_interleave(torch.arange(len(ids), device=dev), n)
-            pos = torch.repeat_interleave(indptr[ids], n) + torch.arange(int(n.sum()), device=dev) - \
-                torch.repeat_interleave(torch.cumsum(n, 0) - n, n)
-            members = as_unit(job.images[indices[pos]])
-            out[ids], _ = fdm_blend(model, members, owner, targets[ids], steps=int(o["steps"]), lr=float(o["lr"]),
-                                    bf16=bool(o["bf16"]), channels_last=bool(o["channels_last"]))
-    finally:
-        model.to(memory_format=torch.contiguous_format)
-        for p, f in zip(params, flags):
-            p.requires_grad_(f)
+    with frozen(model):
+        model.to(memory_format=fmt)
+        try:
+            for s in bar(range(0, len(multi), chunk), desc="fdm", quiet=job.quiet, unit="chunk"):
+                ids = multi[s:s + chunk]
+                n = sizes[ids]
+                owner = torch.repeat_interleave(torch.arange(len(ids), device=dev), n)
+                pos = torch.repeat_interleave(indptr[ids], n) + torch.arange(int(n.sum()), device=dev) - \
+                    torch.repeat_interleave(torch.cumsum(n, 0) - n, n)
+                members = as_unit(job.images[indices[pos]])
+                out[ids], _ = fdm_blend(model, members, owner, targets[ids], steps=int(o["steps"]),
+                                        lr=float(o["lr"]), bf16=bool(o["bf16"]), channels_last=bool(o["channels_last"]))
+        finally:
+            model.to(memory_format=torch.contiguous_format)
     return Condensed(out, buckets, torch.full((len(buckets),), -1, dtype=torch.long), "bucket")

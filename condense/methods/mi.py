@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dcforget.models import frozen
 from dcforget.progress import bar
 from dcforget.runtime import generator, seeded
 from dcforget.train import as_unit
@@ -47,11 +48,6 @@ class BucketGenerator(nn.Module):
 def mi(job: CondenseJob) -> Condensed:
     o = job.options
     b, model = job.buckets, job.model
-    params = list(model.parameters())
-    flags = [p.requires_grad for p in params]
-    for p in params:
-        p.requires_grad_(False)
-    model.eval()
     members = b.indices.to(job.device)
     codes = b.owner().to(job.device)
     y = b.label.to(job.device)[codes]
@@ -60,7 +56,7 @@ def mi(job: CondenseJob) -> Condensed:
     opt = torch.optim.Adam(gen.parameters(), lr=float(o["lr"]))
     order_gen = generator(job.seed)
     bs = int(o["batch_size"])
-    try:
+    with frozen(model):
         for _ in bar(range(int(o["epochs"])), desc="mi", quiet=job.quiet, unit="epoch"):
             perm = torch.randperm(len(members), generator=order_gen).to(job.device)
             for s in range(0, len(perm), bs):
@@ -73,9 +69,6 @@ def mi(job: CondenseJob) -> Condensed:
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
-    finally:
-        for p, f in zip(params, flags):
-            p.requires_grad_(f)
     with torch.no_grad():
         images = gen(torch.arange(len(b), device=job.device)).float()
     return Condensed(images, b, torch.full((len(b),), -1, dtype=torch.long), "global")

@@ -6,7 +6,7 @@ from typing import Any
 
 from ..datasets import DatasetInfo
 from ..errors import ConfigError
-from .base import Classifier, Normalize
+from .base import Classifier, Normalize, frozen
 from .zoo import MODELS
 from . import autoencoder  # noqa: E402,F401  (registers convae)
 
@@ -37,4 +37,4 @@ def model_from_config(config: dict[str, Any]) -> Classifier:
                         mean=config["mean"], std=config["std"], **config.get("options", {}))
 
 
-__all__ = ["MODELS", "Classifier", "Normalize", "create_model", "model_from_config"]
+__all__ = ["MODELS", "Classifier", "Normalize", "create_model", "frozen", "model_from_config"]

@@ -8,7 +8,8 @@ FDM condensation use.
 
 from __future__ import annotations
 
-from typing import Any
+import contextlib
+from typing import Any, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -83,3 +84,21 @@ def probe_shape(module: nn.Module, shape: tuple[int, ...]) -> tuple[int, ...]:
     out = module(torch.zeros(2, *shape))
     module.train(was)
     return tuple(out.shape[1:])
+
+
+@contextlib.contextmanager
+def frozen(model: nn.Module) -> Iterator[nn.Module]:
+    """The model in eval mode with every parameter's requires_grad off; both restored afterwards. For
+    optimising inputs (condensation, inversion) through a fixed network."""
+    params = list(model.parameters())
+    flags = [p.requires_grad for p in params]
+    was_training = model.training
+    for p in params:
+        p.requires_grad_(False)
+    model.eval()
+    try:
+        yield model
+    finally:
+        for p, f in zip(params, flags):
+            p.requires_grad_(f)
+        model.train(was_training)
