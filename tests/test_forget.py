@@ -54,7 +54,7 @@ def test_indices_text_and_npy(tmp_path):
     ("class:5", "outside 0..4"), ("class:zebra", "unknown class"), ("class:", "expected class:C"),
     ("classes:1,1:0.5", "listed twice"), ("classes:1,2:0", "outside"), ("classes:0,1,2,3,4", "retain set would be empty"),
     ("bogus:1", "unknown kind"), ("", "unknown kind"),
-    ("overfit", "attacks stage"),
+
 ])
 def test_bad_specs_raise_one_line(spec, msg):
     with pytest.raises(ForgetSpecError, match=msg) as info:

@@ -35,9 +35,12 @@ class UnlearnResult:
     report: dict[str, Any]
 
 
-def cumulative_split(data: Data, spec: str, seed: int, previous: list[int] | None) -> ForgetSplit:
-    """This request's forget set united with what earlier requests already forgot."""
-    ctx = ForgetContext(data.train.labels.cpu(), data.info.num_classes, seed, data.info.class_names)
+def cumulative_split(data: Data, spec: str, seed: int, previous: list[int] | None,
+                     model: Classifier | None = None) -> ForgetSplit:
+    """This request's forget set united with what earlier requests already forgot. ``model`` serves
+    model-based specs (``overfit``)."""
+    ctx = ForgetContext(data.train.labels.cpu(), data.info.num_classes, seed, data.info.class_names,
+                        extra={"model": model, "images": data.train.images} if model is not None else {})
     split = resolve_forget(spec, ctx)
     if not previous:
         return split
@@ -74,7 +77,7 @@ def unlearn_request(original: Classifier, data: Data, spec: str, method: str, *,
     unknown = sorted(set(options or {}) - set(m.defaults))
     if unknown:
         raise ConfigError(f"unknown option(s) for method {method!r}: {', '.join(unknown)}; known: {', '.join(sorted(m.defaults))}")
-    split = cumulative_split(data, spec, seed, previous_forget)
+    split = cumulative_split(data, spec, seed, previous_forget, model=original.to(device).eval())
     synchronize(device)
     t0 = time.perf_counter()
     reduced = None
