@@ -1,0 +1,126 @@
+"""The NeurIPS-2023 unlearning-challenge metric (unlearning-methods.md §2.5; google-deepmind/unlearning_evaluation).
+
+For each forget example, the scores (logit-scaled confidence log p_y - log(1 - p_y)) of N unlearned and N
+retrained models form two samples; "positive" is the one with the larger median. Two families of decision rules,
+100 thresholds per unit of score:
+* single threshold t over the pooled range: predict positive when score >= t;
+* double threshold [l, r]: predict the peakier sample (smaller range, width w) when l <= score <= r, with r from
+  (peaky min + w - 2) to (peaky max + 2) and l within +-2 of r - w (400 values).
+Per rule, with its FPR and FNR: both zero (perfect separation) -> infinity; one zero -> discarded; else
+    eps = max(0, log(1 - delta - FPR) - log FNR, log(1 - delta - FNR) - log FPR),   delta = 1e-5.
+eps of the example = the max over rules, capped at 50; an example whose samples' range ratio is under 1% gets 50.
+eps is bucketed in steps of 0.5 from 0 while the bucket ends at or below ceil(ln(N - 1)); buckets are worth
+1, 1/2, 1/4, ...; anything beyond scores 0. F = mean points over the forget set; the final score is
+F x (RA_unlearned / RA_retrained) x (TA_unlearned / TA_retrained).
+
+Counts come from sorted samples (``searchsorted``), so each example costs O(rules x log N) rather than the
+reference's rules x N comparison matrix, and nothing needs a GPU.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+DELTA = 1e-5
+EPSILON_CAP = 50.0
+PER_UNIT = 100
+BUFFER = 2.0
+
+
+def logit_confidence(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """log p_y - log(1 - p_y), computed stably from logits: [..., N, K] -> [..., N]."""
+    logp = torch.log_softmax(logits.double(), -1)
+    lp_y = logp.gather(-1, labels.expand(*logits.shape[:-1]).unsqueeze(-1)).squeeze(-1)
+    others = logp.scatter(-1, labels.expand(*logits.shape[:-1]).unsqueeze(-1), float("-inf"))
+    return (lp_y - torch.logsumexp(others, -1)).float()
+
+
+def _count_ge(sorted_s: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    return len(sorted_s) - torch.searchsorted(sorted_s, t, right=False)
+
+
+def _count_in(sorted_s: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor) -> torch.Tensor:
+    """#(lo <= s <= hi), elementwise over the threshold tensors."""
+    return (torch.searchsorted(sorted_s, hi, right=True) - torch.searchsorted(sorted_s, lo, right=False)).clamp_min(0)
+
+
+def _linspace(a: float, b: float) -> torch.Tensor:
+    return torch.linspace(a, b, max(int(math.ceil((b - a) * PER_UNIT)), 1), dtype=torch.float64)
+
+
+def example_epsilon(pos: torch.Tensor, neg: torch.Tensor, delta: float = DELTA) -> float:
+    """eps for one example: pos/neg are the N scores of the positive (larger-median) and negative samples."""
+    pos, neg = pos.double(), neg.double()
+    pos_diff, neg_diff = float(pos.max() - pos.min()), float(neg.max() - neg.min())
+    largest, smallest = max(pos_diff, neg_diff), min(pos_diff, neg_diff)
+    if largest == 0 or smallest / largest < 0.01:
+        return EPSILON_CAP
+    n_pos, n_neg = len(pos), len(neg)
+    sp, sn = torch.sort(pos).values, torch.sort(neg).values
+    # single threshold: predict "pos" when score >= t
+    pooled = torch.cat([pos, neg])
+    t = _linspace(float(pooled.min()), float(pooled.max()))
+    tp_s, fp_s = _count_ge(sp, t), _count_ge(sn, t)
+    fnr_s, fpr_s = (n_pos - tp_s) / n_pos, fp_s / n_neg
+    # double threshold: predict the peakier sample inside [l, r]
+    peaky, other = (sn, sp) if pos_diff >= neg_diff else (sp, sn)
+    right = _linspace(float(peaky[0]) + smallest - BUFFER, float(peaky[-1]) + BUFFER)
+    offsets = torch.linspace(-BUFFER, BUFFER, int(math.ceil(2 * BUFFER * PER_UNIT)), dtype=torch.float64)
+    left = right[:, None] - smallest + offsets[None, :]
+    hi = right[:, None].expand_as(left).contiguous()
+    tp_d = _count_in(peaky, left, hi).flatten()
+    fp_d = _count_in(other, left, hi).flatten()
+    fnr_d, fpr_d = (len(peaky) - tp_d) / len(peaky), fp_d / len(other)
+    fpr, fnr = torch.cat([fpr_s, fpr_d]).double(), torch.cat([fnr_s, fnr_d]).double()
+    if bool(((fpr == 0) & (fnr == 0)).any()):
+        return EPSILON_CAP  # perfect separation: infinity, capped as the reference does
+    keep = (fpr > 0) & (fnr > 0)
+    if not bool(keep.any()):
+        return 0.0
+    fpr, fnr = fpr[keep], fnr[keep]
+    nan_to_ninf = lambda x: torch.nan_to_num(x, nan=float("-inf"))  # the reference's nanmax: log(<0) is skipped
+    eps = torch.maximum(nan_to_ninf(torch.log(1 - delta - fpr) - torch.log(fnr)),
+                        nan_to_ninf(torch.log(1 - delta - fnr) - torch.log(fpr)))
+    eps = eps[torch.isfinite(eps)]
+    return float(min(max(float(eps.max()), 0.0), EPSILON_CAP)) if len(eps) else 0.0
+
+
+def per_example_epsilon(unlearned: torch.Tensor, retrained: torch.Tensor, *, delta: float = DELTA) -> torch.Tensor:
+    """unlearned, retrained: [N_models, E] scores -> eps [E]."""
+    u, r = unlearned.double().cpu(), retrained.double().cpu()
+    retrain_pos = r.median(0).values > u.median(0).values
+    pos = torch.where(retrain_pos[None, :], r, u)
+    neg = torch.where(retrain_pos[None, :], u, r)
+    return torch.tensor([example_epsilon(pos[:, i], neg[:, i], delta) for i in range(u.shape[1])], dtype=torch.float32)
+
+
+def bucket_points(eps: torch.Tensor, n_models: int) -> torch.Tensor:
+    """Points per example: bucket k = [0.5k, 0.5(k+1)) is worth 2^-k while it ends at or below ceil(ln(N-1))."""
+    top = math.ceil(math.log(max(n_models - 1, 2)))
+    k = torch.floor(eps.double() / 0.5)
+    pts = torch.pow(0.5, k)
+    return torch.where(eps.double() < top, pts, torch.zeros_like(pts)).float()
+
+
+@dataclass
+class EpsilonScore:
+    eps: torch.Tensor
+    points: torch.Tensor
+    forget_quality: float  # F
+    final: float
+
+    def summary(self) -> dict:
+        return {"F": self.forget_quality, "final": self.final, "eps_median": float(self.eps.median()),
+                "eps_mean": float(self.eps.mean()), "eps_capped": int((self.eps >= EPSILON_CAP).sum()),
+                "examples": int(self.eps.numel())}
+
+
+def epsilon_score(unlearned: torch.Tensor, retrained: torch.Tensor, ra_ratio: float = 1.0, ta_ratio: float = 1.0,
+                  **kw) -> EpsilonScore:
+    eps = per_example_epsilon(unlearned, retrained, **kw)
+    pts = bucket_points(eps, unlearned.shape[0])
+    f = float(pts.mean())
+    return EpsilonScore(eps, pts, f, f * ra_ratio * ta_ratio)
