@@ -1,15 +1,142 @@
-"""``attacks``: membership inference, U-LiRA, the epsilon metric, model inversion and defenses."""
+"""``attacks``: membership inference, the epsilon metric, and (in later work) U-LiRA, inversion and defenses."""
 
 from __future__ import annotations
 
-import click
+import json
+from pathlib import Path
 
-from dcforget.cli import Group
+import click
+import torch
+
+from dcforget.checkpoint import load_checkpoint, read_checkpoint_meta
+from dcforget.cli import Group, with_logging
+from dcforget.datasets import load_data
+from dcforget.errors import ConfigError
+from dcforget.forget import ForgetContext, resolve_forget
+from dcforget.io import atomic_path, check_writable
+from dcforget.metrics import population_mia
+from dcforget.runtime import resolve_device
+from dcforget.train import as_unit, evaluate
+
+from .roc import auc, tpr_at_fpr
 
 
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
 def main() -> None:
-    """Privacy attacks on (unlearned) models, and defenses.
+    """Privacy attacks on (unlearned) models.
 
-    The commands (mia, ulira, epsilon, invert, defend) arrive with the attacks stage.
+    \b
+    attacks mia --checkpoint runs/unlearn/r10/model.pt --out mia.json
+    attacks epsilon --unlearned u0.pt u1.pt ... --retrained r0.pt r1.pt ... --out eps.json
     """
+
+
+data_dir_option = click.option("--data-dir", type=click.Path(file_okay=False), envvar="DCFORGET_DATA_DIR", default=None,
+                               help="Where datasets live (default ./data).")
+
+
+def _load(meta: dict, data_dir, download: bool = True):
+    return load_data(meta.get("dataset_spec") or meta["dataset"], data_dir, meta.get("per_class"),
+                     seed=meta.get("data_seed", 0), download=download)
+
+
+def _forget_indices(meta: dict, spec: str | None, data, seed: int, model) -> torch.Tensor:
+    if spec:
+        ctx = ForgetContext(data.train.labels, data.info.num_classes, seed, data.info.class_names,
+                            extra={"model": model, "images": data.train.images})
+        return resolve_forget(spec, ctx).forget
+    if meta.get("forgotten"):
+        return torch.tensor(meta["forgotten"], dtype=torch.long)
+    raise ConfigError("give --forget SPEC (this checkpoint records no forgotten samples)")
+
+
+def _write(out: str | None, force: bool, report: dict) -> None:
+    if out:
+        with atomic_path(out, force=force) as tmp:
+            tmp.write_text(json.dumps(report, indent=2))
+
+
+@main.command("mia")
+@click.option("--checkpoint", type=click.Path(dir_okay=False), required=True)
+@click.option("--forget", "forget_spec", default=None, help="Members (default: the samples the checkpoint forgot).")
+@data_dir_option
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--device", default=None)
+@click.option("--out", type=click.Path(dir_okay=False), default=None, help="JSON report.")
+@click.option("--force", is_flag=True)
+@with_logging
+def mia_cmd(checkpoint, forget_spec, data_dir, seed, device, out, force) -> None:
+    """Population MIA: forget set (members) vs test set (non-members) on per-sample loss."""
+    if out:
+        check_writable(out, force)
+    meta, _ = read_checkpoint_meta(checkpoint)
+    data = _load(meta, data_dir)
+    model = load_checkpoint(checkpoint, fingerprint=data.fingerprint()).model
+    dev = resolve_device(device)
+    model, data = model.to(dev), data.to(dev)
+    forget = _forget_indices(meta, forget_spec, data, seed, model).to(data.train.labels.device)
+    f = evaluate(model, data.train.images[forget], data.train.labels[forget], device=dev)
+    t = evaluate(model, data.test.images, data.test.labels, device=dev)
+    res = population_mia(f.losses, t.losses, seed=seed)
+    rep = {"checkpoint": str(checkpoint), "members": len(forget), "non_members": len(t), "mia": res.accuracy,
+           "mia_splits": res.split_accuracies, "indiscernibility": res.indiscernibility,
+           "auc_loss": auc(-f.losses, -t.losses), "tpr_at_1pct_fpr": tpr_at_fpr(-f.losses, -t.losses, 0.01),
+           "tpr_at_0.1pct_fpr": tpr_at_fpr(-f.losses, -t.losses, 0.001), "forget_acc": f.accuracy,
+           "test_acc": t.accuracy, "seed": seed}
+    click.echo(f"MIA {100 * res.accuracy:.2f}% (indiscernibility {res.indiscernibility:.3f}), loss AUC "
+               f"{rep['auc_loss']:.3f}, TPR@1%FPR {rep['tpr_at_1pct_fpr']:.3f}; {len(forget)} members vs {len(t)} non-members")
+    _write(out, force, rep)
+
+
+@main.command("epsilon")
+@click.option("--unlearned", multiple=True, required=True, type=click.Path(dir_okay=False),
+              help="Unlearned checkpoints (repeat the option, one per model).")
+@click.option("--retrained", multiple=True, required=True, type=click.Path(dir_okay=False),
+              help="Retrained-from-scratch checkpoints, same forget set.")
+@click.option("--forget", "forget_spec", default=None, help="Forget set (default: what the unlearned models forgot).")
+@data_dir_option
+@click.option("--device", default=None)
+@click.option("--out", type=click.Path(dir_okay=False), default=None, help="JSON report (per-example epsilons too).")
+@click.option("--force", is_flag=True)
+@with_logging
+def epsilon_cmd(unlearned, retrained, forget_spec, data_dir, device, out, force) -> None:
+    """The NeurIPS-2023 unlearning-challenge score between unlearned and retrained models."""
+    from .epsilon import epsilon_score, logit_confidence
+
+    if len(unlearned) < 2 or len(retrained) < 2:
+        raise ConfigError("the epsilon metric needs at least 2 unlearned and 2 retrained models")
+    if out:
+        check_writable(out, force)
+    metas = [read_checkpoint_meta(p)[0] for p in (*unlearned, *retrained)]
+    if len({m.get("train_fingerprint") for m in metas}) != 1:
+        raise ConfigError("the checkpoints were trained on different training sets")
+    data = _load(metas[0], data_dir)
+    dev = resolve_device(device)
+    forget = _forget_indices(metas[0], forget_spec, data, 0, None)
+    if forget_spec is None and any(sorted(m.get("forgotten") or []) != forget.tolist() for m in metas[: len(unlearned)]):
+        raise ConfigError("the unlearned checkpoints forgot different sets; give --forget")
+    data = data.to(dev)
+    fx, fy = data.train.images[forget.to(dev)], data.train.labels[forget.to(dev)]
+
+    def scores(paths):
+        confs, ra, ta = [], [], []
+        keep = torch.ones(len(data.train), dtype=torch.bool)
+        keep[forget] = False
+        for p in paths:
+            m = load_checkpoint(p, fingerprint=data.fingerprint()).model.to(dev).eval()
+            with torch.no_grad():
+                logits = torch.cat([m(as_unit(fx[s:s + 1024])) for s in range(0, len(fy), 1024)])
+            confs.append(logit_confidence(logits.cpu(), fy.cpu()))
+            ra.append(evaluate(m, data.train.images[keep.to(dev)], data.train.labels[keep.to(dev)], device=dev).accuracy)
+            ta.append(evaluate(m, data.test.images, data.test.labels, device=dev).accuracy)
+        return torch.stack(confs), sum(ra) / len(ra), sum(ta) / len(ta)
+
+    u, ra_u, ta_u = scores(unlearned)
+    r, ra_r, ta_r = scores(retrained)
+    s = epsilon_score(u, r, ra_ratio=ra_u / ra_r, ta_ratio=ta_u / ta_r)
+    rep = {**s.summary(), "ra_unlearned": ra_u, "ra_retrained": ra_r, "ta_unlearned": ta_u, "ta_retrained": ta_r,
+           "models": {"unlearned": list(map(str, unlearned)), "retrained": list(map(str, retrained))},
+           "eps": s.eps.tolist()}
+    click.echo(f"forget quality F {s.forget_quality:.4f}, final score {s.final:.4f} "
+               f"(RA ratio {ra_u / ra_r:.3f}, TA ratio {ta_u / ta_r:.3f}; {len(forget)} examples, {len(unlearned)}+{len(retrained)} models)")
+    _write(out, force, rep)

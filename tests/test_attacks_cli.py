@@ -1,0 +1,47 @@
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from attacks.cli import main as attacks_main
+from unlearn.cli import main as unlearn_main
+
+SPEC = "synthetic:classes=4,train=30,test=15,size=16,noise=0.5"
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    d = tmp_path_factory.mktemp("attacks")
+    r = CliRunner()
+    assert r.invoke(unlearn_main, ["train", SPEC, "--model", "mlp", "--epochs", "5", "--out", str(d / "o.pt"), "-q"]).exit_code == 0
+    for s in range(2):
+        for method, name in (("retrain", "r"), ("finetune", "u")):
+            res = r.invoke(unlearn_main, ["--method", method, "--checkpoint", str(d / "o.pt"), "--forget", "class:1",
+                                          "--epochs", "2", "--seed", str(s), "--out", str(d / f"{name}{s}"), "-q"])
+            assert res.exit_code == 0, res.output
+    return d
+
+
+def test_mia_report(models, tmp_path):
+    out = tmp_path / "mia.json"
+    res = CliRunner().invoke(attacks_main, ["mia", "--checkpoint", str(models / "r0" / "model.pt"), "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    rep = json.loads(out.read_text())
+    assert rep["members"] == 30 and rep["non_members"] == 60 and 0 <= rep["mia"] <= 1
+    assert rep["forget_acc"] == 0.0 and rep["auc_loss"] < 0.5  # the never-seen class has the larger losses
+    res = CliRunner().invoke(attacks_main, ["mia", "--checkpoint", str(models / "o.pt")])
+    assert res.exit_code == 2 and "give --forget" in res.output
+
+
+def test_epsilon_report(models, tmp_path):
+    out = tmp_path / "eps.json"
+    args = ["epsilon", "--unlearned", str(models / "u0" / "model.pt"), "--unlearned", str(models / "u1" / "model.pt"),
+            "--retrained", str(models / "r0" / "model.pt"), "--retrained", str(models / "r1" / "model.pt"), "--out", str(out)]
+    res = CliRunner().invoke(attacks_main, args)
+    assert res.exit_code == 0, res.output
+    rep = json.loads(out.read_text())
+    assert len(rep["eps"]) == 30 and 0 <= rep["F"] <= 1 and rep["final"] == pytest.approx(
+        rep["F"] * rep["ra_unlearned"] / rep["ra_retrained"] * rep["ta_unlearned"] / rep["ta_retrained"])
+    res = CliRunner().invoke(attacks_main, ["epsilon", "--unlearned", str(models / "u0" / "model.pt"),
+                                            "--retrained", str(models / "r0" / "model.pt")])
+    assert res.exit_code == 2 and "at least 2" in res.output
