@@ -49,13 +49,13 @@ def offline(args, p, dev):
         t = time.perf_counter()
         tr = train_on(data, "cnn", cfg, seed=0, device=dev, quiet=True)
         save_checkpoint(ck_path, tr.model, checkpoint_meta(data, cfg, 0, tr))
-        print(f"offline: original cnn trained in {time.perf_counter() - t:.0f} s, test acc {100 * tr.test_eval.accuracy:.2f}%")
+        print(f"offline: original cnn trained in {time.perf_counter() - t:.0f} s, test acc {100 * tr.test_eval.accuracy:.2f}%", flush=True)
     model = load_checkpoint(ck_path, fingerprint=data.fingerprint()).model
     if not cs_path.exists():
         t = time.perf_counter()
         res = build_condensed(data, "fdm", model, device=dev, clusters=p["clusters"], quiet=True)
         write_condensed(cs_path, res.condensed)
-        print(f"offline: fdm K={p['clusters']} condensed in {time.perf_counter() - t:.0f} s")
+        print(f"offline: fdm K={p['clusters']} condensed in {time.perf_counter() - t:.0f} s", flush=True)
     return data, model, read_condensed(cs_path)
 
 
@@ -84,7 +84,7 @@ def main() -> None:
               if v is not None})
     dev = resolve_device(args.device)
     name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else f"cpu, {torch.get_num_threads()} threads"
-    print(f"device: {name}; preset {args.preset}: {p}")
+    print(f"device: {name}; preset {args.preset}: {p}", flush=True)
     data, model, cs = offline(args, p, dev)
     methods = ["retrain"] + [m for m in args.methods.split(",") if m and m != "retrain"]
     rows = []

@@ -211,3 +211,22 @@ def test_fisher_noise_scales_with_alpha(setup):
     small = unlearn_request(trained, data, "class:1", "fisher", device=CPU, quiet=True, options={"alpha": 1e-12}).model
     large = unlearn_request(trained, data, "class:1", "fisher", device=CPU, quiet=True, options={"alpha": 1e-8}).model
     assert 0 < dist(small) < dist(large)
+
+
+@pytest.mark.parametrize("reset", ["none", "head", "final", "intermediate+final"])
+def test_condensed_reset_choices_reinitialise_exactly_those_parts(setup, reset):
+    data, trained, cs = setup
+    from unlearn.methods.base import UnlearnContext
+    from unlearn.methods.condensed import condensed
+    from unlearn.reduced import assemble_reduced
+    from unlearn.request import cumulative_split
+    split = cumulative_split(data, "class:1", 0, None)
+    ctx = UnlearnContext(trained, data, split, CPU, 0, {**METHODS.get("condensed").defaults, "epochs": 1, "lr": 1e-9,
+                                                        "reset": reset}, quiet=True, condensed=cs,
+                         reduced=assemble_reduced(cs, split.forget, len(data.train)))
+    out = condensed(ctx)  # lr 1e-9: parameters move only by the reset
+    changed = lambda a, b: any(not torch.allclose(p, q, atol=1e-6) for p, q in zip(a.parameters(), b.parameters()))
+    expect = {"none": (False, False, False), "head": (False, False, True), "final": (False, False, True),
+              "intermediate+final": (False, True, True)}[reset]
+    assert (changed(trained.beginning, out.beginning), changed(trained.intermediate, out.intermediate),
+            changed(trained.final.head, out.final.head)) == expect

@@ -4,14 +4,16 @@ The reduced set (unlearn.reduced) holds the real retain images of the buckets th
 condensed image for every clean bucket; a condensed image is weighted by its bucket's size in the loss, so
 the reduced set keeps the retain set's class balance. Forgetting comes from two choices: the classification head
 is re-initialised (the head is where per-sample decision boundaries of memorised forget samples are
-sharpest; resetting it is the EU-k idea at k=0) and the whole network is then fine-tuned with DSA augmentation
-on the reduced set only, so nothing anchors the forget samples. Status: preliminary. It is not yet tuned
+sharpest; resetting it is the EU-k idea at k=0; ``reset`` can also re-initialise ``final`` or
+``intermediate+final``) and the whole network is then fine-tuned with DSA augmentation on the reduced set only,
+so nothing anchors the forget samples. Status: preliminary. It is not yet tuned
 against the unlearning benchmark's bar (see the README's status table).
 """
 
 import torch
 
 from dcforget.augment import DEFAULT_STRATEGY, DIGITS_STRATEGY, DSA
+from dcforget.errors import ConfigError
 from dcforget.runtime import seeded
 from dcforget.train import fit
 
@@ -20,15 +22,19 @@ from .base import UnlearnContext, register
 
 @register("condensed", needs_condensed=True,
           summary="reset the head, fine-tune on the reduced retain set (condensed + touched real) with DSA",
-          epochs=5, batch_size=256, optimizer="adam", lr=1e-3, schedule="cosine", bf16=False, reset_head=True,
+          epochs=5, batch_size=256, optimizer="adam", lr=1e-3, schedule="cosine", bf16=False, reset="head",
           dsa=True)
 def condensed(ctx: UnlearnContext):
     o = ctx.options
     model = ctx.copy_original()
-    if o["reset_head"]:
-        with seeded(ctx.seed):
-            for m in model.final.head.modules():
-                if isinstance(m, torch.nn.Linear):
+    parts = {"none": [], "head": [model.final.head], "final": [model.final],
+             "intermediate+final": [model.intermediate, model.final]}
+    if o["reset"] not in parts:
+        raise ConfigError(f"reset must be one of {', '.join(parts)}, got {o['reset']!r}")
+    with seeded(ctx.seed):
+        for part in parts[o["reset"]]:
+            for m in part.modules():
+                if hasattr(m, "reset_parameters"):
                     m.reset_parameters()
     x, y, w = ctx.reduced_tensors()
     info = ctx.data.info
