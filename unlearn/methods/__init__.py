@@ -1,7 +1,8 @@
 """Unlearning methods (one file each); importing the package registers them."""
 
 from . import (  # noqa: F401  (registration side effects)
-    bad_teacher, condensed, condensed_model, dcu_reference, distill, finetune, fisher, gradient_ascent, l1_sparse, neggrad_plus, retrain, synflow_prune,
+    bad_teacher, condensed, condensed_model, dcu_reference, distill, finetune, fisher, gradient_ascent, l1_sparse,
+    neggrad_plus, none, retrain, synflow_prune,
 )
 from .base import METHODS, Method, UnlearnContext
 

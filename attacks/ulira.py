@@ -1,0 +1,170 @@
+"""U-LiRA (Hayes et al., arXiv 2403.01218; unlearning-methods.md §2.6): a per-example likelihood-ratio attack on
+unlearning.
+
+Shadow s draws a random half of the training set, and a random ``forget_fraction`` of that half as its forget
+set. It trains an original model on the half, retrains from scratch on the half minus the forget set, and
+unlearns the forget set from the original with the method under test. Every model's logit-scaled confidence
+(log p_y - log(1 - p_y)) on every training example is written to an HDF5 file, one group per shadow, so many
+shadows stream from disk and finished shadows are skipped on a rerun (``run_shadows`` is resumable and each
+shadow is independent, so the loop can later be spread over workers).
+
+Attack, leaving each target shadow t out: for an example i forgotten in t, a Gaussian fitted to the unlearned
+models' confidences on i where i was forgotten (``forgotten``) and one fitted to the retrained models'
+confidences on i where i was outside the training half (``never``) give the log-likelihood ratio of an observed
+confidence. Positives are t's unlearned model on its forget examples; negatives are t's retrained model on the
+same examples (which never saw them). AUC 0.5 means the unlearned model is indistinguishable from retraining.
+Means are per example; the standard deviation is pooled over examples (LiRA's fixed-variance variant), since an
+example is forgotten in only a few shadows.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+import torch
+
+from dcforget.datasets import Data
+from dcforget.forget import ForgetSplit
+from dcforget.progress import bar
+from dcforget.runtime import generator
+from dcforget.train import TrainConfig, as_unit
+from dcforget.training import train_on
+
+from .epsilon import logit_confidence
+from .roc import auc, tpr_at_fpr
+
+VARIANTS = ("original", "retrained", "unlearned")
+
+
+@dataclass
+class ShadowPlan:
+    index: int
+    in_train: torch.Tensor  # bool [N]
+    in_forget: torch.Tensor  # bool [N]
+
+
+def plan_shadow(n: int, index: int, forget_fraction: float, seed: int) -> ShadowPlan:
+    g = generator(seed * 1_000_003 + index)
+    perm = torch.randperm(n, generator=g)
+    half = perm[: n // 2]
+    forget = half[torch.randperm(len(half), generator=g)[: max(1, int(round(forget_fraction * len(half))))]]
+    in_train = torch.zeros(n, dtype=torch.bool)
+    in_train[half] = True
+    in_forget = torch.zeros(n, dtype=torch.bool)
+    in_forget[forget] = True
+    return ShadowPlan(index, in_train, in_forget)
+
+
+@torch.no_grad()
+def confidences(model, data: Data, device: torch.device, batch: int = 1024) -> torch.Tensor:
+    model.eval()
+    out = []
+    for s in range(0, len(data.train), batch):
+        x = as_unit(data.train.images[s:s + batch].to(device))
+        out.append(logit_confidence(model(x).float().cpu(), data.train.labels[s:s + batch].cpu()))
+    return torch.cat(out)
+
+
+def _done(f: h5py.File, index: int) -> bool:
+    g = f.get(f"shadows/{index}")
+    return g is not None and bool(g.attrs.get("complete", False))
+
+
+def run_shadows(data: Data, arch: str, train_cfg: TrainConfig, method: str, method_options: dict[str, Any], *,
+                shadows: int, signals: str | os.PathLike, device: torch.device, seed: int = 0,
+                forget_fraction: float = 0.1, condensed_fn=None, quiet: bool = False) -> dict[str, float]:
+    """Train the shadows that ``signals`` does not hold yet; returns seconds per shadow trained here."""
+    from unlearn.request import unlearn_request  # attacks may use the unlearning stage (imports flow forward)
+
+    path = Path(signals)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    n = len(data.train)
+    with h5py.File(path, "a") as f:
+        meta = {"train_fingerprint": data.fingerprint(), "arch": arch, "method": method, "seed": seed,
+                "forget_fraction": forget_fraction}
+        for k, v in meta.items():
+            if k in f.attrs and f.attrs[k] != v:
+                raise ValueError(f"{path} holds shadows of another setup ({k}={f.attrs[k]!r}, not {v!r})")
+            f.attrs[k] = v
+        todo = [i for i in range(shadows) if not _done(f, i)]
+    times = []
+    for i in bar(todo, desc="shadows", quiet=quiet, unit="shadow"):
+        t0 = time.perf_counter()
+        plan = plan_shadow(n, i, forget_fraction, seed)
+        s_seed = seed * 1_000_003 + i
+        idx = torch.nonzero(plan.in_train).flatten()
+        original = train_on(data, arch, train_cfg, seed=s_seed, device=device, index=idx, quiet=True).model
+        retain = torch.nonzero(plan.in_train & ~plan.in_forget).flatten()
+        retrained = train_on(data, arch, train_cfg, seed=s_seed, device=device, index=retain, quiet=True).model
+        # the shadow's world is its half: the request forgets positions within it, the method sees only the half
+        half = replace(data, train=data.train.subset(idx), source_indices=data.source_indices[idx.to(data.source_indices.device)],
+                       _fingerprint=None)
+        forget_pos = torch.nonzero(plan.in_forget[idx]).flatten()
+        with tempfile.TemporaryDirectory() as tmp:
+            spec_file = Path(tmp) / "forget.txt"
+            spec_file.write_text("\n".join(map(str, forget_pos.tolist())))
+            res = unlearn_request(original, half, f"indices:{spec_file}", method, device=device, seed=s_seed,
+                                  options=method_options, quiet=True,
+                                  condensed=condensed_fn(original, half) if condensed_fn else None)
+        confs = torch.stack([confidences(m, data, device) for m in (original, retrained, res.model)])
+        with h5py.File(path, "a") as f:
+            if f"shadows/{i}" in f:
+                del f[f"shadows/{i}"]
+            g = f.create_group(f"shadows/{i}")
+            g.create_dataset("conf", data=confs.numpy().astype(np.float32), chunks=(1, n))
+            g.create_dataset("in_train", data=plan.in_train.numpy())
+            g.create_dataset("in_forget", data=plan.in_forget.numpy())
+            g.attrs["complete"] = True  # written last: a shadow interrupted before this is redone
+        times.append(time.perf_counter() - t0)
+    return {"trained": len(times), "seconds_per_shadow": float(np.mean(times)) if times else 0.0}
+
+
+def _read(signals: str | os.PathLike):
+    with h5py.File(signals, "r") as f:
+        ids = sorted(int(k) for k in f["shadows"] if f[f"shadows/{k}"].attrs.get("complete", False))
+        conf = torch.from_numpy(np.stack([f[f"shadows/{i}/conf"][()] for i in ids]))  # [S, 3, N]
+        in_train = torch.from_numpy(np.stack([f[f"shadows/{i}/in_train"][()] for i in ids]))
+        in_forget = torch.from_numpy(np.stack([f[f"shadows/{i}/in_forget"][()] for i in ids]))
+    return conf.double(), in_train, in_forget
+
+
+def attack(signals: str | os.PathLike) -> dict[str, Any]:
+    """Leave-one-shadow-out U-LiRA over every shadow's forget examples."""
+    conf, in_train, in_forget = _read(signals)
+    s_count = conf.shape[0]
+    if s_count < 3:
+        raise ValueError("U-LiRA needs at least 3 finished shadows")
+    unl, ret = conf[:, 2], conf[:, 1]
+    pos_scores, neg_scores, examples = [], [], []
+    for t in range(s_count):
+        others = torch.arange(s_count) != t
+        f_mask = in_forget[others]  # [S-1, N] forgotten in that shadow
+        n_mask = ~in_train[others]  # never seen
+        f_cnt, n_cnt = f_mask.sum(0), n_mask.sum(0)
+        mu_f = (unl[others] * f_mask).sum(0) / f_cnt.clamp_min(1)
+        mu_n = (ret[others] * n_mask).sum(0) / n_cnt.clamp_min(1)
+        ok = in_forget[t] & (f_cnt > 0) & (n_cnt > 0)
+        resid_f = ((unl[others] - mu_f) * f_mask)[:, ok]
+        resid_n = ((ret[others] - mu_n) * n_mask)[:, ok]
+        sd_f = float((resid_f ** 2).sum() / max(int(f_mask[:, ok].sum()) - 1, 1)) ** 0.5 + 1e-6
+        sd_n = float((resid_n ** 2).sum() / max(int(n_mask[:, ok].sum()) - 1, 1)) ** 0.5 + 1e-6
+
+        def llr(x):
+            return (-0.5 * ((x - mu_f[ok]) / sd_f) ** 2 - np.log(sd_f)) - (-0.5 * ((x - mu_n[ok]) / sd_n) ** 2 - np.log(sd_n))
+
+        pos_scores.append(llr(unl[t, ok]))
+        neg_scores.append(llr(ret[t, ok]))
+        examples.append(torch.nonzero(ok).flatten())
+    pos, neg = torch.cat(pos_scores), torch.cat(neg_scores)
+    return {"shadows": s_count, "examples": int(len(pos)), "auc": auc(pos, neg),
+            "tpr_at_1pct_fpr": tpr_at_fpr(pos, neg, 0.01), "tpr_at_0.1pct_fpr": tpr_at_fpr(pos, neg, 0.001),
+            "per_example": {"shadow": [t for t, e in enumerate(examples) for _ in range(len(e))],
+                            "index": torch.cat(examples).tolist(), "score_unlearned": pos.tolist(),
+                            "score_retrained": neg.tolist()}}

@@ -1,0 +1,8 @@
+"""No unlearning: the model as it was. The reference point of "nothing forgotten" for attacks and benchmarks."""
+
+from .base import UnlearnContext, register
+
+
+@register("none", summary="return the model unchanged (what an attack sees when nothing was unlearned)")
+def none(ctx: UnlearnContext):
+    return ctx.copy_original()
