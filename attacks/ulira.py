@@ -31,6 +31,7 @@ import numpy as np
 import torch
 
 from dcforget.datasets import Data
+from dcforget.errors import ConfigError
 from dcforget.forget import ForgetSplit
 from dcforget.progress import bar
 from dcforget.runtime import generator
@@ -91,7 +92,7 @@ def run_shadows(data: Data, arch: str, train_cfg: TrainConfig, method: str, meth
                 "forget_fraction": forget_fraction}
         for k, v in meta.items():
             if k in f.attrs and f.attrs[k] != v:
-                raise ValueError(f"{path} holds shadows of another setup ({k}={f.attrs[k]!r}, not {v!r})")
+                raise ConfigError(f"{path} holds shadows of another setup ({k}={f.attrs[k]!r}, not {v!r})")
             f.attrs[k] = v
         todo = [i for i in range(shadows) if not _done(f, i)]
     times = []
@@ -140,7 +141,7 @@ def attack(signals: str | os.PathLike) -> dict[str, Any]:
     conf, in_train, in_forget = _read(signals)
     s_count = conf.shape[0]
     if s_count < 3:
-        raise ValueError("U-LiRA needs at least 3 finished shadows")
+        raise ConfigError("U-LiRA needs at least 3 finished shadows")
     unl, ret = conf[:, 2], conf[:, 1]
     pos_scores, neg_scores, examples = [], [], []
     for t in range(s_count):
@@ -163,6 +164,9 @@ def attack(signals: str | os.PathLike) -> dict[str, Any]:
         neg_scores.append(llr(ret[t, ok]))
         examples.append(torch.nonzero(ok).flatten())
     pos, neg = torch.cat(pos_scores), torch.cat(neg_scores)
+    if len(pos) == 0:
+        raise ConfigError(f"no forget example of any shadow was forgotten in another shadow and unseen in a third: "
+                          f"use more shadows (have {s_count}) or a larger forget fraction")
     return {"shadows": s_count, "examples": int(len(pos)), "auc": auc(pos, neg),
             "tpr_at_1pct_fpr": tpr_at_fpr(pos, neg, 0.01), "tpr_at_0.1pct_fpr": tpr_at_fpr(pos, neg, 0.001),
             "per_example": {"shadow": [t for t, e in enumerate(examples) for _ in range(len(e))],

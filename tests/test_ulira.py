@@ -4,6 +4,7 @@ import torch
 
 from attacks.ulira import attack, plan_shadow, run_shadows
 from dcforget.datasets import load_data
+from dcforget.errors import ConfigError
 from dcforget.train import TrainConfig
 
 CPU = torch.device("cpu")
@@ -48,5 +49,5 @@ def test_resumable_and_refuses_another_setup(data, tmp_path):
     assert again["trained"] == 2  # shadow 1 redone, shadow 2 new, shadow 0 kept
     with h5py.File(sig) as f:
         assert (f["shadows/0/conf"][()] == before).all() and f["shadows/0/conf"].chunks == (1, 80)
-    with pytest.raises(ValueError, match="another setup"):
+    with pytest.raises(ConfigError, match="another setup"):
         run_shadows(data, "cnn", TrainConfig(epochs=1), "none", {}, shadows=1, signals=sig, device=CPU, quiet=True)
