@@ -207,7 +207,7 @@ def test_synflow_prune_keeps_its_sparsity_through_fine_tuning(setup):
 
 def test_fisher_noise_scales_with_alpha(setup):
     data, trained, _ = setup
-    dist = lambda m: sum(float((p - q).norm()) for p, q in zip(m.parameters(), trained.parameters()))
+    dist = lambda m: sum(float((p - q).detach().norm()) for p, q in zip(m.parameters(), trained.parameters()))
     small = unlearn_request(trained, data, "class:1", "fisher", device=CPU, quiet=True, options={"alpha": 1e-12}).model
     large = unlearn_request(trained, data, "class:1", "fisher", device=CPU, quiet=True, options={"alpha": 1e-8}).model
     assert 0 < dist(small) < dist(large)
