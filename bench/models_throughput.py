@@ -1,10 +1,10 @@
 """Training and inference throughput (images/s) of every registered model on the current device, fp32 and
 bf16 autocast, CIFAR-shaped inputs (3x32x32, 10 classes).
 
-    .venv/bin/python bench/models_throughput.py [--device cuda] [--batch-size 256] [--steps 10]
+    .venv/bin/python bench/models_throughput.py [--device cuda] [--batch-size 128] [--steps 2] [--models cnn,convnet]
 
-Training steps are full SGD steps (forward, backward, Adam update) through ``dcforget.train.fit``'s inner
-operations; inference runs in eval mode under no_grad. Each figure is the median of --repeats timings after
+Training steps are what ``dcforget.train.fit``'s inner loop does per batch (forward, backward, Adam
+update); inference runs in eval mode under no_grad. Each figure is the median of --repeats timings after
 a warm-up, with device synchronisation.
 """
 
@@ -36,9 +36,9 @@ def timed(fn, device, repeats: int) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--device", default=None)
-    ap.add_argument("--batch-size", type=int, default=256)
-    ap.add_argument("--steps", type=int, default=3, help="training/inference steps per timing")
-    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--batch-size", type=int, default=128)
+    ap.add_argument("--steps", type=int, default=2, help="training/inference steps per timing")
+    ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--models", default=",".join(MODELS.names()))
     args = ap.parse_args()
     device = resolve_device(args.device)
