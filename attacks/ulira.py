@@ -32,7 +32,6 @@ import torch
 
 from dcforget.datasets import Data
 from dcforget.errors import ConfigError
-from dcforget.forget import ForgetSplit
 from dcforget.progress import bar
 from dcforget.runtime import generator
 from dcforget.train import TrainConfig, as_unit

@@ -1,8 +1,7 @@
-import numpy as np
 import pytest
 import torch
 
-from attacks.overfit import otsu_threshold, overfitting_scores, select_overfit
+from attacks.overfit import otsu_threshold, overfitting_scores
 from attacks.roc import auc, roc_curve, tpr_at_fpr
 from dcforget.forget import ForgetContext, resolve_forget
 from dcforget.train import TrainConfig

@@ -10,7 +10,6 @@ so nothing anchors the forget samples. Status: preliminary. It is not yet tuned
 against the unlearning benchmark's bar (see the README's status table).
 """
 
-import torch
 
 from dcforget.augment import DEFAULT_STRATEGY, DIGITS_STRATEGY, DSA
 from dcforget.errors import ConfigError

@@ -9,7 +9,6 @@ remembrance set through the unlearned, frozen databank. The reference re-trained
 instead, so "train an arbitrary model" was never exercised.
 """
 
-import torch
 
 from dcforget.errors import ConfigError
 from dcforget.models import MODELS

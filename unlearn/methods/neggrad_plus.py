@@ -3,7 +3,6 @@ alpha * [CE(R) + wd/2 ||theta - theta0||^2] - (1 - alpha) * CE(F), model in eval
 frozen), SGD."""
 
 import itertools
-import math
 
 import torch
 import torch.nn.functional as F
