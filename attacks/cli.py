@@ -197,3 +197,36 @@ def ulira_cmd(dataset, arch, epochs, bf16, method, options, clusters, shadows, f
                f"TPR@0.1%FPR {rep['tpr_at_0.1pct_fpr']:.3f} over {rep['examples']} forget examples, {rep['shadows']} "
                f"shadows ({info['trained']} trained now, {info['seconds_per_shadow']:.1f} s each)")
     _write(out, force, rep)
+
+
+@main.command("metrics")
+@click.option("--checkpoint", type=click.Path(dir_okay=False), required=True)
+@click.option("--forget", "forget_spec", default=None, help="Forget set (default: what the checkpoint forgot).")
+@data_dir_option
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--device", default=None)
+@click.option("--out", type=click.Path(dir_okay=False), default=None, help="JSON report.")
+@click.option("--force", is_flag=True)
+@with_logging
+def metrics_cmd(checkpoint, forget_spec, data_dir, seed, device, out, force) -> None:
+    """DC-U's unlearning metric (gradient matching, forget vs retain) and overfitting metric on the forget set."""
+    from .overfit import overfitting_scores
+    from .unlearning_metric import unlearning_metric
+
+    if out:
+        check_writable(out, force)
+    meta, _ = read_checkpoint_meta(checkpoint)
+    data = _load(meta, data_dir)
+    dev = resolve_device(device)
+    model = load_checkpoint(checkpoint, fingerprint=data.fingerprint()).model.to(dev)
+    forget = _forget_indices(meta, forget_spec, data, seed, model)
+    keep = torch.ones(len(data.train), dtype=torch.bool)
+    keep[forget] = False
+    retain = torch.nonzero(keep).flatten()
+    um = unlearning_metric(model, data.train.images, data.train.labels, forget, retain)
+    over = overfitting_scores(model, data.train.images[forget], data.train.labels[forget])
+    rep = {**um, "overfitting_metric_forget_mean": float(over.mean()), "forget_size": len(forget),
+           "checkpoint": str(checkpoint)}
+    click.echo(f"unlearning metric {um['unlearning_metric']:.2f} (higher: forget data pulls unlike retain data); "
+               f"overfitting metric on the forget set {float(over.mean()):.4g}")
+    _write(out, force, rep)

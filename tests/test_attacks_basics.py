@@ -54,3 +54,18 @@ def test_overfit_spec_selects_low_score_samples(tiny):
     from dcforget.errors import ForgetSpecError
     with pytest.raises(ForgetSpecError, match="needs the model"):
         resolve_forget("overfit", ForgetContext(tiny.train.labels, 4, 0))
+
+
+def test_unlearning_metric_layer_distance_and_direction(tiny):
+    from attacks.unlearning_metric import layer_distance, unlearning_metric
+    a = torch.randn(4, 3)
+    assert layer_distance(a, a) == pytest.approx(0.0, abs=1e-6)
+    assert layer_distance(a, -a) == pytest.approx(2.0, abs=1e-6)
+    model = train_on(tiny, "mlp", TrainConfig(epochs=3), seed=0, device=torch.device("cpu"), quiet=True).model
+    labels = tiny.train.labels
+    split = resolve_forget("random:0.3", ForgetContext(labels, 4, 0))
+    res = unlearning_metric(model, tiny.train.images, labels, split.forget, split.retain)
+    assert set(res["per_class"]) == set(labels[split.forget].tolist()) and 0 <= res["unlearning_metric"] <= 200
+    # forget == retain samples pull identically: distance 0
+    same = unlearning_metric(model, tiny.train.images, labels, split.retain, split.retain)
+    assert same["unlearning_metric"] == pytest.approx(0.0, abs=1e-3)
