@@ -227,6 +227,8 @@ def metrics_cmd(checkpoint, forget_spec, data_dir, seed, device, out, force) -> 
     over = overfitting_scores(model, data.train.images[forget], data.train.labels[forget])
     rep = {**um, "overfitting_metric_forget_mean": float(over.mean()), "forget_size": len(forget),
            "checkpoint": str(checkpoint)}
-    click.echo(f"unlearning metric {um['unlearning_metric']:.2f} (higher: forget data pulls unlike retain data); "
+    value = um["unlearning_metric"]
+    shown = f"{value:.2f}" if value is not None else "n/a (the forget set's classes have no retain samples left)"
+    click.echo(f"unlearning metric {shown} (higher: forget data pulls unlike retain data); "
                f"overfitting metric on the forget set {float(over.mean()):.4g}")
     _write(out, force, rep)
