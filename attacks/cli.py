@@ -1,8 +1,9 @@
-"""``attacks``: membership inference, the epsilon metric, and (in later work) U-LiRA, inversion and defenses."""
+"""``attacks``: membership inference, U-LiRA, the epsilon metric, DC-U's metrics and model inversion."""
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import click
 import torch
@@ -232,3 +233,54 @@ def metrics_cmd(checkpoint, forget_spec, data_dir, seed, device, out, force) -> 
     click.echo(f"unlearning metric {shown} (higher: forget data pulls unlike retain data); "
                f"overfitting metric on the forget set {float(over.mean()):.4g}")
     _write(out, force, rep)
+
+
+@main.command("invert")
+@click.option("--checkpoint", "checkpoints", multiple=True, required=True, type=click.Path(dir_okay=False),
+              help="Model(s) to invert, e.g. original, unlearned and retrained (repeat the option).")
+@click.option("--forget", "forget_spec", default=None, help="Forget set to compare with (default: what the first forgot).")
+@click.option("--evaluator", type=click.Path(dir_okay=False), default=None,
+              help="An independently trained model: feature cosine and recognition accuracy of reconstructions.")
+@click.option("--per-class", type=click.IntRange(min=1), default=2, show_default=True, help="Reconstructions per class.")
+@click.option("--steps", type=click.IntRange(min=1), default=300, show_default=True)
+@data_dir_option
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--device", default=None)
+@click.option("--out-dir", type=click.Path(file_okay=False), required=True, help="PNG grids and report.json.")
+@click.option("--force", is_flag=True)
+@with_logging
+def invert_cmd(checkpoints, forget_spec, evaluator, per_class, steps, data_dir, seed, device, out_dir, force) -> None:
+    """Class-representative model inversion, scored against the forget set (SSIM, feature cosine, evaluator)."""
+    from dcforget.images import save_grid
+
+    from .inversion import invert_classes, score_reconstructions
+
+    out = Path(out_dir)
+    names = [Path(c).parent.name if Path(c).name == "model.pt" else Path(c).stem for c in checkpoints]
+    if len(set(names)) != len(names):
+        names = [f"{i}-{n}" for i, n in enumerate(names)]
+    for n in names:
+        check_writable(out / f"{n}.png", force)
+    check_writable(out / "report.json", force)
+    metas = [read_checkpoint_meta(c)[0] for c in checkpoints]
+    if len({m.get("train_fingerprint") for m in metas}) != 1:
+        raise ConfigError("the checkpoints were trained on different training sets")
+    data = _load(metas[0], data_dir)
+    dev = resolve_device(device)
+    first = load_checkpoint(checkpoints[0], fingerprint=data.fingerprint()).model.to(dev)
+    forget = _forget_indices(metas[0], forget_spec, data, seed, first)
+    ev = load_checkpoint(evaluator, dataset=data.info.name).model.to(dev) if evaluator else None
+    fx, fy = data.train.images[forget], data.train.labels[forget]
+    classes = sorted(set(fy.tolist()))
+    report = {"forget_size": len(forget), "classes": classes, "models": {}}
+    for path, name in zip(checkpoints, names):
+        model = load_checkpoint(path, fingerprint=data.fingerprint()).model.to(dev)
+        recon, targets = invert_classes(model, data.info.num_classes, data.info.image_shape, per_class=per_class,
+                                        steps=steps, seed=seed, classes=classes)
+        save_grid([recon[targets == c] for c in classes], out / f"{name}.png", columns=per_class, scale=3, force=force)
+        report["models"][name] = {"checkpoint": str(path), **score_reconstructions(recon, targets, fx, fy, ev)}
+        r = report["models"][name]
+        click.echo(f"{name}: SSIM to nearest forget image {r['ssim']:.3f}"
+                   + (f", feature cosine {r['feature_cosine']:.3f}, evaluator acc {r['evaluator_accuracy']:.2f}" if ev else "")
+                   + f" -> {out / (name + '.png')}")
+    _write(str(out / "report.json"), force, report)

@@ -15,6 +15,7 @@ from dcforget.condensed import read_condensed, write_condensed
 from dcforget.config import resolve_config, section
 from dcforget.datasets import load_data, parse_dataset_spec
 from dcforget.errors import CheckpointError, ConfigError
+from dcforget.images import save_grid
 from dcforget.io import atomic_path, check_writable
 from dcforget.models import MODELS
 from dcforget.runtime import resolve_device
@@ -171,23 +172,11 @@ def inspect_cmd(file) -> None:
 @click.option("--force", is_flag=True, help="Overwrite an existing PNG.")
 def preview_cmd(file, out, columns, scale, force) -> None:
     """Write a PNG grid: one row per class, the first --per-class images of each."""
-    from PIL import Image
-
     cs = read_condensed(file)
     check_writable(out, force)
     offsets = cs.class_offsets.tolist()
-    c, h, w = cs.image_shape
-    pad = 2
-    grid = torch.ones(3, cs.num_classes * (h + pad) + pad, columns * (w + pad) + pad)
-    for k in range(cs.num_classes):
-        imgs = cs.images[offsets[k]:offsets[k + 1]][:columns].clamp(0, 1)
-        for j, img in enumerate(imgs):
-            y, x = pad + k * (h + pad), pad + j * (w + pad)
-            grid[:, y:y + h, x:x + w] = img.expand(3, h, w)
-    arr = (grid.permute(1, 2, 0).numpy() * 255).round().astype("uint8")
-    img = Image.fromarray(arr).resize((arr.shape[1] * scale, arr.shape[0] * scale), Image.NEAREST)
-    with atomic_path(out, force=force) as tmp:
-        img.save(tmp, format="PNG")
+    rows = [cs.images[offsets[k]:offsets[k + 1]] for k in range(cs.num_classes)]
+    save_grid(rows, out, columns=columns, scale=scale, force=force)
     click.echo(f"wrote {out}: {cs.num_classes} rows x up to {columns} images")
 
 

@@ -45,3 +45,19 @@ def test_epsilon_report(models, tmp_path):
     res = CliRunner().invoke(attacks_main, ["epsilon", "--unlearned", str(models / "u0" / "model.pt"),
                                             "--retrained", str(models / "r0" / "model.pt")])
     assert res.exit_code == 2 and "at least 2" in res.output
+
+
+def test_invert_writes_grids_and_scores(models, tmp_path):
+    out = tmp_path / "inv"
+    res = CliRunner().invoke(attacks_main, ["invert", "--checkpoint", str(models / "o.pt"),
+                                            "--checkpoint", str(models / "r0" / "model.pt"), "--forget", "class:1",
+                                            "--evaluator", str(models / "o.pt"), "--steps", "20", "--out-dir", str(out)])
+    assert res.exit_code == 0, res.output
+    rep = json.loads((out / "report.json").read_text())
+    assert set(rep["models"]) == {"o", "r0"} and rep["classes"] == [1]
+    assert (out / "o.png").read_bytes()[:4] == b"\x89PNG"
+    # the original still knows class 1, the retrained model never saw it
+    assert rep["models"]["o"]["evaluator_accuracy"] >= rep["models"]["r0"]["evaluator_accuracy"]
+    res = CliRunner().invoke(attacks_main, ["invert", "--checkpoint", str(models / "o.pt"), "--forget", "class:1",
+                                            "--steps", "5", "--out-dir", str(out)])
+    assert res.exit_code == 2 and "already exists" in res.output
