@@ -56,24 +56,40 @@ def _write(out: str | None, force: bool, report: dict) -> None:
             tmp.write_text(json.dumps(report, indent=2))
 
 
-@main.command("mia")
-@click.option("--checkpoint", type=click.Path(dir_okay=False), required=True)
-@click.option("--forget", "forget_spec", default=None, help="Members (default: the samples the checkpoint forgot).")
-@data_dir_option
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--device", default=None)
-@click.option("--out", type=click.Path(dir_okay=False), default=None, help="JSON report.")
-@click.option("--force", is_flag=True)
-@with_logging
-def mia_cmd(checkpoint, forget_spec, data_dir, seed, device, out, force) -> None:
-    """Population MIA: forget set (members) vs test set (non-members) on per-sample loss."""
+def one_model_options(f):
+    """--checkpoint, --forget, --data-dir, --seed, --device, --out, --force: attacks on one model."""
+    for deco in reversed([
+        click.option("--checkpoint", type=click.Path(dir_okay=False), required=True),
+        click.option("--forget", "forget_spec", default=None,
+                     help="Forget set / members (default: what the checkpoint forgot)."),
+        data_dir_option,
+        click.option("--seed", type=int, default=0, show_default=True),
+        click.option("--device", default=None),
+        click.option("--out", type=click.Path(dir_okay=False), default=None, help="JSON report."),
+        click.option("--force", is_flag=True),
+        with_logging,
+    ]):
+        f = deco(f)
+    return f
+
+
+def _open_one(checkpoint, data_dir, device, out, force):
+    """Check the output, load the checkpoint's dataset (same cap and seed) and the model on the device."""
     if out:
         check_writable(out, force)
     meta, _ = read_checkpoint_meta(checkpoint)
     data = _load(meta, data_dir)
-    model = load_checkpoint(checkpoint, fingerprint=data.fingerprint()).model
     dev = resolve_device(device)
-    model, data = model.to(dev), data.to(dev)
+    model = load_checkpoint(checkpoint, fingerprint=data.fingerprint()).model.to(dev)
+    return meta, data, model, dev
+
+
+@main.command("mia")
+@one_model_options
+def mia_cmd(checkpoint, forget_spec, data_dir, seed, device, out, force) -> None:
+    """Population MIA: forget set (members) vs test set (non-members) on per-sample loss."""
+    meta, data, model, dev = _open_one(checkpoint, data_dir, device, out, force)
+    data = data.to(dev)
     forget = _forget_indices(meta, forget_spec, data, seed, model).to(data.train.labels.device)
     f = evaluate(model, data.train.images[forget], data.train.labels[forget], device=dev)
     t = evaluate(model, data.test.images, data.test.labels, device=dev)
@@ -201,25 +217,13 @@ def ulira_cmd(dataset, arch, epochs, bf16, method, options, clusters, shadows, f
 
 
 @main.command("metrics")
-@click.option("--checkpoint", type=click.Path(dir_okay=False), required=True)
-@click.option("--forget", "forget_spec", default=None, help="Forget set (default: what the checkpoint forgot).")
-@data_dir_option
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--device", default=None)
-@click.option("--out", type=click.Path(dir_okay=False), default=None, help="JSON report.")
-@click.option("--force", is_flag=True)
-@with_logging
+@one_model_options
 def metrics_cmd(checkpoint, forget_spec, data_dir, seed, device, out, force) -> None:
     """DC-U's unlearning metric (gradient matching, forget vs retain) and overfitting metric on the forget set."""
     from .overfit import overfitting_scores
     from .unlearning_metric import unlearning_metric
 
-    if out:
-        check_writable(out, force)
-    meta, _ = read_checkpoint_meta(checkpoint)
-    data = _load(meta, data_dir)
-    dev = resolve_device(device)
-    model = load_checkpoint(checkpoint, fingerprint=data.fingerprint()).model.to(dev)
+    meta, data, model, dev = _open_one(checkpoint, data_dir, device, out, force)
     forget = _forget_indices(meta, forget_spec, data, seed, model)
     keep = torch.ones(len(data.train), dtype=torch.bool)
     keep[forget] = False
