@@ -230,3 +230,14 @@ def test_condensed_reset_choices_reinitialise_exactly_those_parts(setup, reset):
               "intermediate+final": (False, True, True)}[reset]
     assert (changed(trained.beginning, out.beginning), changed(trained.intermediate, out.intermediate),
             changed(trained.final.head, out.final.head)) == expect
+
+
+@pytest.mark.parametrize("spec, expected", [("class:1", "head"), ("indices:{tmp}/few.txt", "intermediate+final")])
+def test_condensed_auto_reset_follows_the_reduced_set(setup, tmp_path, spec, expected):
+    data, trained, cs = setup
+    (tmp_path / "few.txt").write_text("0\n1\n2\n3\n4\n5\n6\n7\n")  # touches a few buckets: mostly real images
+    res = unlearn_request(trained, data, spec.format(tmp=tmp_path), "condensed", device=CPU, condensed=cs, quiet=True,
+                          options={"epochs": 1})
+    a = res.report["reduced_set"]
+    assert res.report["method_extra"]["reset"] == expected
+    assert (a["real_images_used"] >= a["condensed_images_used"]) == (expected == "intermediate+final")
