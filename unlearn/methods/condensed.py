@@ -9,8 +9,9 @@ sharpest; resetting it is the EU-k idea at k=0; ``reset`` can also re-initialise
 so nothing anchors the forget samples. ``reset="auto"`` (the default) re-initialises Intermediate and Final when
 the reduced set holds at least as many real images as condensed ones (random forgetting: there is real data to
 relearn the upper network from), and only the head otherwise (class forgetting: the reduced set is almost all
-condensed, too little to relearn more). On the cpu benchmark (one seed) this choice met the random-forgetting
-targets, where resetting only the head left FA 29 points above retraining's. Status: preliminary. It is not yet tuned
+condensed, too little to relearn more). On the cpu benchmark this brought random-forgetting FA from 29 points
+above retraining's (head-only reset) to about 5 below it (3 seeds); the relearnt upper network is still
+under-trained after 5 epochs. Status: preliminary. It is not yet tuned
 against the unlearning benchmark's bar (see the README's status table).
 """
 
