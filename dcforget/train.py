@@ -138,8 +138,9 @@ def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, *, ba
 
 @torch.no_grad()
 def embed(model: nn.Module, images: torch.Tensor, *, batch_size: int = 1024, device: torch.device | None = None,
-          bf16: bool = False) -> torch.Tensor:
-    """``model.features`` of every image, in eval mode, batched: float32 [N, D] on ``device``."""
+          bf16: bool = False, logits: bool = False) -> torch.Tensor:
+    """``model.features`` (or with ``logits``, the model's output) of every image, in eval mode, batched:
+    float32 [N, D] on ``device``."""
     device = device or next(model.parameters()).device
     was_training = model.training
     model.eval()
@@ -148,7 +149,7 @@ def embed(model: nn.Module, images: torch.Tensor, *, batch_size: int = 1024, dev
         for start in range(0, len(images), batch_size):
             x = as_unit(images[start:start + batch_size].to(device, non_blocking=True))
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-                out.append(model.features(x).float())
+                out.append((model(x) if logits else model.features(x)).float())
         return torch.cat(out) if out else torch.empty(0, device=device)
     finally:
         model.train(was_training)
@@ -172,11 +173,14 @@ def fit(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, cfg: Train
         loss_fn: LossFn | None = None, evals: dict[str, tuple[torch.Tensor, torch.Tensor]] | None = None,
         sample_weights: torch.Tensor | None = None, on_epoch: Callable[[int], None] | None = None,
         after_step: Callable[[], None] | None = None, optimizer: torch.optim.Optimizer | None = None,
+        extra_loss: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
         train_modules: list[nn.Module] | None = None, quiet: bool = False, desc: str = "train") -> History:
     """Train ``model`` in place on (images, labels) and return per-epoch loss, accuracy, seconds and the accuracy
     on each of ``evals``. Deterministic for a seed on a given device: the data order comes from a seeded CPU
     generator, dropout and augmentation from the seeded (forked) global RNG. ``sample_weights`` [N] turns the
-    loss into the weighted mean of per-sample cross-entropies (e.g. a condensed image counting for its bucket)."""
+    loss into the weighted mean of per-sample cross-entropies (e.g. a condensed image counting for its bucket).
+    ``extra_loss(logits, x, idx)`` is added to the loss of every batch (x as the model saw it, augmented; idx the
+    batch's row indices into ``images``), e.g. a distillation term; it composes with ``sample_weights`` and ``loss_fn``."""
     n = int(labels.shape[0])
     if n == 0:
         raise ConfigError("cannot train on an empty set")
@@ -238,6 +242,8 @@ def fit(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, cfg: Train
                 else:
                     w = sample_weights[idx]
                     loss = (F.cross_entropy(logits.float(), y, reduction="none") * w).sum() / w.sum()
+                if extra_loss is not None:
+                    loss = loss + extra_loss(logits.float(), x, idx)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()

@@ -63,6 +63,12 @@ class UnlearnContext:
         weights = torch.cat([torch.ones(len(real_idx)), cs.bucket_sizes()[rows].float()]).to(dev)
         return images, labels, weights
 
+    def forgotten_classes(self) -> torch.Tensor:
+        """Bool [classes]: True for a class with no retain sample left (class forgetting)."""
+        labels = self.data.train.labels
+        left = torch.bincount(labels[self.split.retain.to(labels.device)].cpu(), minlength=self.data.info.num_classes)
+        return left == 0
+
     def remembrance(self, keep_forgotten_classes: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
         """The remembrance set stored by ``unlearn offline``. Classes with no retain image left (class forgetting)
         are dropped unless ``keep_forgotten_classes`` (the reference keeps them, and so re-teaches the class)."""
@@ -72,9 +78,7 @@ class UnlearnContext:
             raise ConfigError("this method needs a checkpoint made by `unlearn offline` (it carries the remembrance set)")
         x, y = self.artefacts["remembrance_images"], self.artefacts["remembrance_labels"]
         if not keep_forgotten_classes:
-            left = torch.bincount(self.data.train.labels[self.split.retain.to(self.data.train.labels.device)].cpu(),
-                                  minlength=self.data.info.num_classes) > 0
-            keep = left[y.cpu()]
+            keep = ~self.forgotten_classes()[y.cpu()]
             x, y = x[keep], y[keep]
         return x.to(self.device), y.to(self.device)
 
