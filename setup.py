@@ -26,10 +26,13 @@ setup(
         "tqdm>=4.60",  # progress bars with live postfix and a disable switch; click.progressbar has neither
     ],
     extras_require={
-        "test": ["pytest>=7"],
+        "test": ["pytest>=7", "scikit-learn>=1.3", "opacus>=1.5"],
         "svhn": ["scipy"],  # torchvision's SVHN reader loads .mat files with scipy
+        "attacks": ["scikit-learn>=1.3"],  # SalUn's SVC-MIA uses scikit-learn's SVC; we use the same
+        "dp": ["opacus>=1.5"],  # the DP-SGD baseline of `attacks defend` (per-sample clipping + accountant)
     },
-    data_files=[("share/dcforget/configs/presets", [str(p.relative_to(here)) for p in sorted((here / "configs" / "presets").glob("*.toml"))])],
+    data_files=[(f"share/dcforget/{d.relative_to(here)}", [str(p.relative_to(here)) for p in sorted(d.glob("*.toml"))])
+                for d in sorted({p.parent for p in (here / "configs").rglob("*.toml")})],
     entry_points={
         "console_scripts": [
             "condense=condense.cli:main",

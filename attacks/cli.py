@@ -86,8 +86,17 @@ def _open_one(checkpoint, data_dir, device, out, force):
 
 @main.command("mia")
 @one_model_options
-def mia_cmd(checkpoint, forget_spec, data_dir, seed, device, out, force) -> None:
-    """Population MIA: forget set (members) vs test set (non-members) on per-sample loss."""
+@click.option("--svc/--no-svc", default=False,
+              help="Also SalUn's SVC-MIA variants (RBF SVC per feature; needs scikit-learn).")
+@click.option("--svc-max", type=click.IntRange(min=2), default=None,
+              help="Cap on the retain/test samples each SVC is fitted on (RBF SVCs cost O(n^2); default: |test|).")
+def mia_cmd(checkpoint, forget_spec, data_dir, seed, device, out, force, svc, svc_max) -> None:
+    """Population MIA: forget set (members) vs test set (non-members) on per-sample loss, with ROC AUC and
+    TPR at low FPR; SSD's entropy attack; and with --svc, SalUn's SVC-MIA efficacies."""
+    from dcforget.train import embed
+
+    from .mia_variants import entropy_lr_mia, svc_mia
+
     meta, data, model, dev = _open_one(checkpoint, data_dir, device, out, force)
     data = data.to(dev)
     forget = _forget_indices(meta, forget_spec, data, seed, model).to(data.train.labels.device)
@@ -99,8 +108,20 @@ def mia_cmd(checkpoint, forget_spec, data_dir, seed, device, out, force) -> None
            "auc_loss": auc(-f.losses, -t.losses), "tpr_at_1pct_fpr": tpr_at_fpr(-f.losses, -t.losses, 0.01),
            "tpr_at_0.1pct_fpr": tpr_at_fpr(-f.losses, -t.losses, 0.001), "forget_acc": f.accuracy,
            "test_acc": t.accuracy, "seed": seed}
-    click.echo(f"MIA {100 * res.accuracy:.2f}% (indiscernibility {res.indiscernibility:.3f}), loss AUC "
-               f"{rep['auc_loss']:.3f}, TPR@1%FPR {rep['tpr_at_1pct_fpr']:.3f}; {len(forget)} members vs {len(t)} non-members")
+    keep = torch.ones(len(data.train), dtype=torch.bool, device=forget.device)
+    keep[forget] = False
+    logits = lambda images: embed(model, images, device=dev, logits=True).cpu()
+    sets = {"retain": (data.train.images[keep], data.train.labels[keep]),
+            "test": (data.test.images, data.test.labels), "forget": (data.train.images[forget], data.train.labels[forget])}
+    outs = {k: (logits(x), y.cpu()) for k, (x, y) in sets.items()}
+    rep["entropy_lr_forget_member_rate"] = entropy_lr_mia(outs["retain"], outs["test"], outs["forget"], seed=seed)
+    line = (f"MIA {100 * res.accuracy:.2f}% (indiscernibility {res.indiscernibility:.3f}), loss AUC "
+            f"{rep['auc_loss']:.3f}, TPR@1%FPR {rep['tpr_at_1pct_fpr']:.3f}; {len(forget)} members vs {len(t)} "
+            f"non-members; entropy-LR member rate {rep['entropy_lr_forget_member_rate']:.3f}")
+    if svc:
+        rep["svc_mia"] = svc_mia(outs["retain"], outs["test"], outs["forget"], max_per_side=svc_max, seed=seed)
+        line += f"; SVC-MIA efficacy (confidence) {rep['svc_mia']['efficacy']['confidence']:.3f}"
+    click.echo(line)
     _write(out, force, rep)
 
 
@@ -163,8 +184,10 @@ def epsilon_cmd(unlearned, retrained, forget_spec, data_dir, device, out, force)
 @click.option("--model", "arch", default="cnn", show_default=True, help="Architecture of every shadow model.")
 @click.option("--epochs", type=click.IntRange(min=1), default=30, show_default=True, help="Shadow training epochs.")
 @click.option("--bf16/--no-bf16", default=False, help="bf16 autocast for shadow training.")
-@click.option("--method", default="condensed", show_default=True, help="Unlearning method under attack.")
-@click.option("--option", "options", multiple=True, metavar="KEY=VALUE", help="Method option (repeatable).")
+@click.option("--method", "methods", multiple=True, default=["condensed"], show_default=True,
+              help="Unlearning method under attack (repeatable: the shadows' original and retrained models are shared).")
+@click.option("--option", "options", multiple=True, metavar="KEY=VALUE",
+              help="Method option (repeatable); applies to every --method that has the key.")
 @click.option("--clusters", type=click.IntRange(min=1), default=None,
               help="For condensed methods: FDM buckets per class, built per shadow from its own original.")
 @click.option("--shadows", type=click.IntRange(min=3), default=8, show_default=True)
@@ -180,9 +203,10 @@ def epsilon_cmd(unlearned, retrained, forget_spec, data_dir, device, out, force)
 @click.option("--out", type=click.Path(dir_okay=False), default=None, help="JSON report with per-example scores.")
 @click.option("--force", is_flag=True)
 @with_logging
-def ulira_cmd(dataset, arch, epochs, bf16, method, options, clusters, shadows, forget_fraction, per_class, data_dir,
+def ulira_cmd(dataset, arch, epochs, bf16, methods, options, clusters, shadows, forget_fraction, per_class, data_dir,
               signals, seed, device, quiet, out, force) -> None:
-    """U-LiRA: per-example likelihood-ratio attack over shadow models (resumable)."""
+    """U-LiRA: per-example likelihood-ratio attack over shadow models (resumable), on every --method and on the
+    original model (nothing unlearned) for reference."""
     from dcforget.models import MODELS
     from dcforget.train import TrainConfig
     from unlearn.methods import METHODS
@@ -191,28 +215,34 @@ def ulira_cmd(dataset, arch, epochs, bf16, method, options, clusters, shadows, f
     from .ulira import attack, run_shadows
 
     MODELS.get(arch)
-    m = METHODS.get(method)
-    opts = parse_options(options, m.defaults)
-    if m.needs_condensed and not clusters:
-        raise ConfigError(f"method {method!r} works from a condensed set: give --clusters K")
+    methods = list(dict.fromkeys(methods))
+    known = {k: v for m in methods for k, v in METHODS.get(m).defaults.items()}
+    parsed = parse_options(options, known)
+    method_opts = {m: {k: v for k, v in parsed.items() if k in METHODS.get(m).defaults} for m in methods}
+    needs_condensed = [m for m in methods if METHODS.get(m).needs_condensed]
+    if needs_condensed and not clusters:
+        raise ConfigError(f"method {needs_condensed[0]!r} works from a condensed set: give --clusters K")
     if out:
         check_writable(out, force)
     dev = resolve_device(device)
     data = load_data(dataset, data_dir, per_class, seed=seed).to(dev)
     condensed_fn = None
-    if m.needs_condensed:
+    if needs_condensed:
         from condense.build import build_condensed
 
         def condensed_fn(original, half):
             return build_condensed(half, "fdm", original, device=dev, seed=seed, clusters=clusters, quiet=True).condensed
 
-    info = run_shadows(data, arch, TrainConfig(epochs=epochs, bf16=bf16), method, opts, shadows=shadows,
+    info = run_shadows(data, arch, TrainConfig(epochs=epochs, bf16=bf16), method_opts, shadows=shadows,
                        signals=signals, device=dev, seed=seed, forget_fraction=forget_fraction,
                        condensed_fn=condensed_fn, quiet=quiet)
-    rep = {**attack(signals), **info, "method": method, "options": opts, "dataset": dataset, "arch": arch}
-    click.echo(f"U-LiRA on {method}: AUC {rep['auc']:.3f}, TPR@1%FPR {rep['tpr_at_1pct_fpr']:.3f}, "
-               f"TPR@0.1%FPR {rep['tpr_at_0.1pct_fpr']:.3f} over {rep['examples']} forget examples, {rep['shadows']} "
-               f"shadows ({info['trained']} trained now, {info['seconds_per_shadow']:.1f} s each)")
+    rep = {**info, "methods": method_opts, "dataset": dataset, "arch": arch, "attacks": {}}
+    for v in ["original", "retrained", *methods]:
+        r = rep["attacks"][v] = attack(signals, v)
+        click.echo(f"U-LiRA on {v:12s} AUC {r['auc']:.3f}, TPR@1%FPR {r['tpr_at_1pct_fpr']:.3f}, "
+                   f"TPR@0.1%FPR {r['tpr_at_0.1pct_fpr']:.3f} over {r['examples']} forget examples")
+    click.echo(f"{rep['attacks'][v]['shadows']} shadows ({info['trained']} trained now, "
+               f"{info['seconds_per_shadow']:.1f} s each)")
     _write(out, force, rep)
 
 
@@ -245,19 +275,27 @@ def metrics_cmd(checkpoint, forget_spec, data_dir, seed, device, out, force) -> 
 @click.option("--forget", "forget_spec", default=None, help="Forget set to compare with (default: what the first forgot).")
 @click.option("--evaluator", type=click.Path(dir_okay=False), default=None,
               help="An independently trained model: feature cosine and recognition accuracy of reconstructions.")
-@click.option("--per-class", type=click.IntRange(min=1), default=2, show_default=True, help="Reconstructions per class.")
-@click.option("--steps", type=click.IntRange(min=1), default=300, show_default=True)
+@click.option("--method", "how", type=click.Choice(["class", "condensive"]), default="class", show_default=True,
+              help="class: optimise inputs per class; condensive: DC-U's generator inversion over K-means sub-classes.")
+@click.option("--per-class", type=click.IntRange(min=1), default=2, show_default=True,
+              help="Reconstructions per class (condensive: the sub-classes).")
+@click.option("--steps", type=click.IntRange(min=1), default=300, show_default=True,
+              help="class: optimisation steps; condensive: generator epochs.")
+@click.option("--pool", type=click.Choice(["test", "train"]), default="test", show_default=True,
+              help="condensive: the attacker's images (train reproduces the reference, which uses the training set).")
 @data_dir_option
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", default=None)
 @click.option("--out-dir", type=click.Path(file_okay=False), required=True, help="PNG grids and report.json.")
 @click.option("--force", is_flag=True)
 @with_logging
-def invert_cmd(checkpoints, forget_spec, evaluator, per_class, steps, data_dir, seed, device, out_dir, force) -> None:
-    """Class-representative model inversion, scored against the forget set (SSIM, feature cosine, evaluator)."""
+def invert_cmd(checkpoints, forget_spec, evaluator, how, per_class, steps, pool, data_dir, seed, device, out_dir,
+               force) -> None:
+    """Model inversion (class-representative or DC-U's condensive), scored against the forget set (SSIM, feature
+    cosine, an evaluator's accuracy) so original, unlearned and retrained models compare with numbers."""
     from dcforget.images import save_grid
 
-    from .inversion import invert_classes, score_reconstructions
+    from .inversion import condensive_invert, invert_classes, score_reconstructions
 
     out = Path(out_dir)
     names = [Path(c).parent.name if Path(c).name == "model.pt" else Path(c).stem for c in checkpoints]
@@ -276,11 +314,16 @@ def invert_cmd(checkpoints, forget_spec, evaluator, per_class, steps, data_dir, 
     ev = load_checkpoint(evaluator, dataset=data.info.name).model.to(dev) if evaluator else None
     fx, fy = data.train.images[forget], data.train.labels[forget]
     classes = sorted(set(fy.tolist()))
-    report = {"forget_size": len(forget), "classes": classes, "models": {}}
+    report = {"forget_size": len(forget), "classes": classes, "method": how, "per_class": per_class, "steps": steps,
+              "pool": pool if how == "condensive" else None, "models": {}}
     for path, name in zip(checkpoints, names):
         model = load_checkpoint(path, fingerprint=data.fingerprint()).model.to(dev)
-        recon, targets = invert_classes(model, data.info.num_classes, data.info.image_shape, per_class=per_class,
-                                        steps=steps, seed=seed, classes=classes)
+        if how == "class":
+            recon, targets = invert_classes(model, data.info.num_classes, data.info.image_shape, per_class=per_class,
+                                            steps=steps, seed=seed, classes=classes)
+        else:
+            recon, targets = condensive_invert(model, data, pool=pool, subclasses=per_class, epochs=steps,
+                                               classes=classes, seed=seed)
         save_grid([recon[targets == c] for c in classes], out / f"{name}.png", columns=per_class, scale=3, force=force)
         report["models"][name] = {"checkpoint": str(path), **score_reconstructions(recon, targets, fx, fy, ev)}
         r = report["models"][name]
@@ -288,3 +331,78 @@ def invert_cmd(checkpoints, forget_spec, evaluator, per_class, steps, data_dir, 
                    + (f", feature cosine {r['feature_cosine']:.3f}, evaluator acc {r['evaluator_accuracy']:.2f}" if ev else "")
                    + f" -> {out / (name + '.png')}")
     _write(str(out / "report.json"), force, report)
+
+
+@main.command("defend")
+@click.option("--checkpoint", type=click.Path(dir_okay=False), required=True, help="The model to defend.")
+@click.option("--from-condensed", "condensed_file", type=click.Path(dir_okay=False), default=None,
+              help="Condensed file of the checkpoint's training set (for the default unlearning method).")
+@click.option("--method", default=None, help="Unlearning method for MU-regularisation (default: condensed).")
+@click.option("--option", "options", multiple=True, metavar="KEY=VALUE", help="Unlearning-method option (repeatable).")
+@click.option("--dp/--no-dp", default=True, show_default=True, help="Train the DP-SGD baseline (needs Opacus).")
+@click.option("--dp-epsilon", type=click.FloatRange(min=0, min_open=True), default=10.0, show_default=True)
+@click.option("--dp-delta", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=1e-5, show_default=True)
+@click.option("--dp-epochs", type=click.IntRange(min=1), default=30, show_default=True)
+@click.option("--dp-lr", type=click.FloatRange(min=0, min_open=True), default=1e-3, show_default=True)
+@click.option("--dp-batch-size", type=click.IntRange(min=2), default=256, show_default=True)
+@click.option("--dp-max-grad-norm", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True)
+@data_dir_option
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--device", default=None)
+@click.option("--quiet", "-q", is_flag=True)
+@click.option("--out-dir", type=click.Path(file_okay=False), required=True,
+              help="report.json and the MU-regularised model (mu-regularised.pt).")
+@click.option("--force", is_flag=True)
+@with_logging
+def defend_cmd(checkpoint, condensed_file, method, options, dp, dp_epsilon, dp_delta, dp_epochs, dp_lr, dp_batch_size,
+               dp_max_grad_norm, data_dir, seed, device, quiet, out_dir, force) -> None:
+    """DC-U's MU-regularisation (forget the overfitted samples) against a DP-SGD baseline: accuracy and MIA of the
+    original, the MU-regularised and the DP-trained model."""
+    import time
+
+    from dcforget.checkpoint import save_checkpoint
+    from dcforget.condensed import read_condensed
+    from unlearn.methods import DEFAULT_METHOD, METHODS
+    from unlearn.requests_cli import parse_options
+
+    from .defend import mu_regularise, privacy_report, train_dp
+
+    method = method or (DEFAULT_METHOD if condensed_file else None)
+    if method is None:
+        raise ConfigError("give --from-condensed FILE (the default method) or --method NAME")
+    opts = parse_options(options, METHODS.get(method).defaults)
+    out = Path(out_dir)
+    model_path, report_path = out / "mu-regularised.pt", out / "report.json"
+    check_writable(model_path, force)
+    check_writable(report_path, force)
+    meta, data, model, dev = _open_one(checkpoint, data_dir, device, None, force)
+    condensed = read_condensed(condensed_file) if condensed_file else None
+    data = data.to(dev)
+    res = mu_regularise(model, data, method=method, options=opts, condensed=condensed, device=dev, seed=seed,
+                        quiet=quiet)
+    overfit = res.split.forget
+    rows = {"original": privacy_report(model, data, overfit, dev, seed),
+            "mu-regularised": {**privacy_report(res.model, data, overfit, dev, seed),
+                               "seconds": res.report["time"]["total_s"]}}
+    report = {"checkpoint": str(checkpoint), "method": method, "options": opts, "overfit_size": len(overfit),
+              "train_size": len(data.train), "seed": seed, "unlearning_report": res.report, "models": rows}
+    if dp:
+        t0 = time.perf_counter()
+        dp_model, info = train_dp(data, model, epochs=dp_epochs, lr=dp_lr, batch_size=dp_batch_size,
+                                  target_epsilon=dp_epsilon, delta=dp_delta, max_grad_norm=dp_max_grad_norm,
+                                  device=dev, seed=seed)
+        rows["dp-sgd"] = {**privacy_report(dp_model, data, overfit, dev, seed), **info,
+                          "seconds": time.perf_counter() - t0}
+    new_meta = {k: v for k, v in meta.items() if k not in ("model", "toolkit_version", "torch_version", "created_utc")}
+    new_meta.update(unlearned_from=str(checkpoint), unlearn_method=method, forgotten=overfit.tolist(),
+                    requests=[*meta.get("requests", []), "overfit"], metrics=None, history=None)
+    save_checkpoint(model_path, res.model, new_meta, force=force)
+    _write(str(report_path), force, report)
+    click.echo(f"{len(overfit)} of {len(data.train)} training samples flagged as overfit (Otsu)")
+    click.echo("| model | train | test | overfit-set MIA | train-vs-test AUC | TPR@1%FPR |")
+    click.echo("|---|---|---|---|---|---|")
+    for name, r in rows.items():
+        mia = f"{100 * r['overfit_mia']:.2f}" if "overfit_mia" in r else "n/a"
+        click.echo(f"| {name} | {100 * r['train_acc']:.2f} | {100 * r['test_acc']:.2f} | {mia} | {r['train_auc']:.3f} | "
+                   f"{r['train_tpr_at_1pct_fpr']:.3f} |")
+    click.echo(f"wrote {model_path} and {report_path}")

@@ -1,10 +1,18 @@
-"""Model inversion, variant (a): class-representative inversion by optimising inputs against the model
-(white-box gradients), with image priors, and the scores that compare original, unlearned and retrained models
-with numbers.
+"""Model inversion -- (a) class-representative inversion by optimising inputs against the model (white-box
+gradients, with image priors), (b) DC-U's "condensive" inversion (a generator trained to invert the model) -- and
+the scores that compare original, unlearned and retrained models with numbers.
 
 An image per (class, restart) is parameterised through a sigmoid (so it stays in [0,1]) and optimised with Adam
 to minimise CE(model(jitter(x)), c) + tv_weight * total variation + l2_weight * ||x - 0.5||^2; random
 translations by up to ``jitter`` pixels each step keep the result from being adversarial noise.
+
+(b) ``condensive_invert`` is DC-U's multi-image condensive attack (dcu.md §5.7): the attacker's image pool is
+split into ``subclasses`` K-means sub-classes per class in the attacked model's feature space, and a generator
+from sub-class codes to images is trained through the frozen model with CE(f(G(k)), y) + MSE(G(k), x) -- the
+``mi`` condenser, run on the attacker's pool. G(k) is the reconstruction of sub-class k. The reference feeds the
+training images themselves as MSE targets (``pool="train"`` reproduces it), which makes the "attack" a picture of
+the training data whatever the model; by default the pool is the test split, data the attacker could hold, so
+what the reconstructions share with the forget set comes through the model.
 
 Scores of a set of reconstructions against the forget set:
 * ``ssim``: per reconstruction, the best SSIM (kornia, window 7) to a forget image of its class, averaged;
@@ -19,6 +27,7 @@ import kornia.metrics
 import torch
 import torch.nn.functional as F
 
+from dcforget.errors import ConfigError
 from dcforget.models import frozen
 from dcforget.runtime import seeded
 from dcforget.train import as_unit
@@ -51,6 +60,27 @@ def invert_classes(model, num_classes: int, image_shape, *, per_class: int = 1, 
             loss.backward()
             opt.step()
         return torch.sigmoid(z).detach(), targets
+
+
+def condensive_invert(model, data, *, pool: str = "test", subclasses: int = 20, epochs: int = 200,
+                      lr: float = 1e-3, batch_size: int = 64, classes: list[int] | None = None, seed: int = 0,
+                      quiet: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """Returns (images [n, C, H, W] in [0,1], their classes [n]), ``subclasses`` per class of ``classes``."""
+    from dataclasses import replace
+
+    from condense.build import build_condensed
+
+    if pool not in ("test", "train"):
+        raise ConfigError(f"the attacker's pool is 'test' or 'train', got {pool!r}")
+    split = data.test if pool == "test" else data.train
+    if classes is not None:  # only the classes of interest: fewer sub-classes to train
+        keep = torch.isin(split.labels, torch.tensor(classes, device=split.labels.device))
+        split = split.subset(torch.nonzero(keep).flatten())
+    attacker = replace(data, train=split, source_indices=torch.arange(len(split)), _fingerprint=None)
+    device = next(model.parameters()).device
+    res = build_condensed(attacker, "mi", model, device=device, seed=seed, clusters=subclasses, quiet=quiet,
+                          options={"epochs": epochs, "lr": lr, "batch_size": batch_size})
+    return res.condensed.images.to(device), res.condensed.labels.to(device)
 
 
 @torch.no_grad()

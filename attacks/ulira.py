@@ -3,22 +3,26 @@ unlearning.
 
 Shadow s draws a random half of the training set, and a random ``forget_fraction`` of that half as its forget
 set. It trains an original model on the half, retrains from scratch on the half minus the forget set, and
-unlearns the forget set from the original with the method under test. Every model's logit-scaled confidence
+unlearns the forget set from the original with each method under test (one shadow serves several methods: the
+expensive original and retrained models are shared). Every model's logit-scaled confidence
 (log p_y - log(1 - p_y)) on every training example is written to an HDF5 file, one group per shadow, so many
 shadows stream from disk and finished shadows are skipped on a rerun (``run_shadows`` is resumable and each
 shadow is independent, so the loop can later be spread over workers).
 
-Attack, leaving each target shadow t out: for an example i forgotten in t, a Gaussian fitted to the unlearned
-models' confidences on i where i was forgotten (``forgotten``) and one fitted to the retrained models'
-confidences on i where i was outside the training half (``never``) give the log-likelihood ratio of an observed
-confidence. Positives are t's unlearned model on its forget examples; negatives are t's retrained model on the
-same examples (which never saw them). AUC 0.5 means the unlearned model is indistinguishable from retraining.
+Attack on a variant V (an unlearning method, or ``original`` / ``retrained`` as the two reference points),
+leaving each target shadow t out: for an example i forgotten in t, a Gaussian fitted to V's confidences on i in
+the other shadows where i was forgotten (``forgotten``) and one fitted to the retrained models' confidences on i
+where i was outside the training half (``never``) give the log-likelihood ratio of an observed confidence.
+Positives are t's V model on its forget examples; negatives are t's retrained model on the same examples (which
+never saw them). AUC 0.5 means V is indistinguishable from retraining; ``original`` shows what the attack finds
+when nothing was unlearned.
 Means are per example; the standard deviation is pooled over examples (LiRA's fixed-variance variant), since an
 example is forgotten in only a few shadows.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 import time
@@ -40,7 +44,7 @@ from dcforget.training import train_on
 from .epsilon import logit_confidence
 from .roc import auc, tpr_at_fpr
 
-VARIANTS = ("original", "retrained", "unlearned")
+REFERENCE_VARIANTS = ("original", "retrained")
 
 
 @dataclass
@@ -77,18 +81,24 @@ def _done(f: h5py.File, index: int) -> bool:
     return g is not None and bool(g.attrs.get("complete", False))
 
 
-def run_shadows(data: Data, arch: str, train_cfg: TrainConfig, method: str, method_options: dict[str, Any], *,
+def run_shadows(data: Data, arch: str, train_cfg: TrainConfig, methods: dict[str, dict[str, Any]], *,
                 shadows: int, signals: str | os.PathLike, device: torch.device, seed: int = 0,
                 forget_fraction: float = 0.1, condensed_fn=None, quiet: bool = False) -> dict[str, float]:
-    """Train the shadows that ``signals`` does not hold yet; returns seconds per shadow trained here."""
+    """Train the shadows that ``signals`` does not hold yet, unlearning with every method of ``methods`` (name ->
+    options); returns how many were trained here and the seconds per shadow."""
+    from unlearn.methods import METHODS
     from unlearn.request import unlearn_request  # attacks may use the unlearning stage (imports flow forward)
 
+    if not methods:
+        raise ConfigError("U-LiRA needs at least one unlearning method")
+    variants = [*REFERENCE_VARIANTS, *methods]
     path = Path(signals)
     path.parent.mkdir(parents=True, exist_ok=True)
     n = len(data.train)
     with h5py.File(path, "a") as f:
-        meta = {"train_fingerprint": data.fingerprint(), "arch": arch, "method": method, "seed": seed,
-                "forget_fraction": forget_fraction}
+        meta = {"train_fingerprint": data.fingerprint(), "arch": arch, "variants": json.dumps(variants),
+                "method_options": json.dumps(methods, sort_keys=True, default=str), "seed": seed,
+                "forget_fraction": forget_fraction, "train_config": json.dumps(train_cfg.to_dict(), sort_keys=True)}
         for k, v in meta.items():
             if k in f.attrs and f.attrs[k] != v:
                 raise ConfigError(f"{path} holds shadows of another setup ({k}={f.attrs[k]!r}, not {v!r})")
@@ -107,13 +117,19 @@ def run_shadows(data: Data, arch: str, train_cfg: TrainConfig, method: str, meth
         half = replace(data, train=data.train.subset(idx), source_indices=data.source_indices[idx.to(data.source_indices.device)],
                        _fingerprint=None)
         forget_pos = torch.nonzero(plan.in_forget[idx]).flatten()
+        condensed = None
+        if condensed_fn is not None and any(METHODS.get(m).needs_condensed for m in methods):
+            condensed = condensed_fn(original, half)
+        models = [original, retrained]
         with tempfile.TemporaryDirectory() as tmp:
             spec_file = Path(tmp) / "forget.txt"
             spec_file.write_text("\n".join(map(str, forget_pos.tolist())))
-            res = unlearn_request(original, half, f"indices:{spec_file}", method, device=device, seed=s_seed,
-                                  options=method_options, quiet=True,
-                                  condensed=condensed_fn(original, half) if condensed_fn else None)
-        confs = torch.stack([confidences(m, data, device) for m in (original, retrained, res.model)])
+            for method, options in methods.items():
+                res = unlearn_request(original, half, f"indices:{spec_file}", method, device=device, seed=s_seed,
+                                      options=options, quiet=True,
+                                      condensed=condensed if METHODS.get(method).needs_condensed else None)
+                models.append(res.model)
+        confs = torch.stack([confidences(m, data, device) for m in models])
         with h5py.File(path, "a") as f:
             if f"shadows/{i}" in f:
                 del f[f"shadows/{i}"]
@@ -126,22 +142,33 @@ def run_shadows(data: Data, arch: str, train_cfg: TrainConfig, method: str, meth
     return {"trained": len(times), "seconds_per_shadow": float(np.mean(times)) if times else 0.0}
 
 
+def variants(signals: str | os.PathLike) -> list[str]:
+    """The models every shadow of ``signals`` holds: original, retrained, then each unlearning method."""
+    with h5py.File(signals, "r") as f:
+        return json.loads(f.attrs["variants"])
+
+
 def _read(signals: str | os.PathLike):
     with h5py.File(signals, "r") as f:
         ids = sorted(int(k) for k in f["shadows"] if f[f"shadows/{k}"].attrs.get("complete", False))
-        conf = torch.from_numpy(np.stack([f[f"shadows/{i}/conf"][()] for i in ids]))  # [S, 3, N]
+        conf = torch.from_numpy(np.stack([f[f"shadows/{i}/conf"][()] for i in ids]))  # [S, variants, N]
         in_train = torch.from_numpy(np.stack([f[f"shadows/{i}/in_train"][()] for i in ids]))
         in_forget = torch.from_numpy(np.stack([f[f"shadows/{i}/in_forget"][()] for i in ids]))
     return conf.double(), in_train, in_forget
 
 
-def attack(signals: str | os.PathLike) -> dict[str, Any]:
-    """Leave-one-shadow-out U-LiRA over every shadow's forget examples."""
+def attack(signals: str | os.PathLike, variant: str | None = None) -> dict[str, Any]:
+    """Leave-one-shadow-out U-LiRA on ``variant`` (default: the first unlearning method) over every shadow's forget
+    examples."""
+    names = variants(signals)
+    variant = variant or names[len(REFERENCE_VARIANTS)]
+    if variant not in names:
+        raise ConfigError(f"{signals} holds no {variant!r} models; it holds {', '.join(names)}")
     conf, in_train, in_forget = _read(signals)
     s_count = conf.shape[0]
     if s_count < 3:
         raise ConfigError("U-LiRA needs at least 3 finished shadows")
-    unl, ret = conf[:, 2], conf[:, 1]
+    unl, ret = conf[:, names.index(variant)], conf[:, names.index("retrained")]
     pos_scores, neg_scores, examples = [], [], []
     for t in range(s_count):
         others = torch.arange(s_count) != t
@@ -166,7 +193,7 @@ def attack(signals: str | os.PathLike) -> dict[str, Any]:
     if len(pos) == 0:
         raise ConfigError(f"no forget example of any shadow was forgotten in another shadow and unseen in a third: "
                           f"use more shadows (have {s_count}) or a larger forget fraction")
-    return {"shadows": s_count, "examples": int(len(pos)), "auc": auc(pos, neg),
+    return {"variant": variant, "shadows": s_count, "examples": int(len(pos)), "auc": auc(pos, neg),
             "tpr_at_1pct_fpr": tpr_at_fpr(pos, neg, 0.01), "tpr_at_0.1pct_fpr": tpr_at_fpr(pos, neg, 0.001),
             "per_example": {"shadow": [t for t, e in enumerate(examples) for _ in range(len(e))],
                             "index": torch.cat(examples).tolist(), "score_unlearned": pos.tolist(),

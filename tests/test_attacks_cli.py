@@ -61,3 +61,60 @@ def test_invert_writes_grids_and_scores(models, tmp_path):
     res = CliRunner().invoke(attacks_main, ["invert", "--checkpoint", str(models / "o.pt"), "--forget", "class:1",
                                             "--steps", "5", "--out-dir", str(out)])
     assert res.exit_code == 2 and "already exists" in res.output
+
+
+def test_ulira_attacks_every_method_and_the_references(tmp_path):
+    out, sig = tmp_path / "ulira.json", tmp_path / "sig.h5"
+    args = ["ulira", SPEC, "--model", "mlp", "--epochs", "2", "--shadows", "3", "--forget-fraction", "0.5",
+            "--method", "none", "--method", "finetune", "--option", "epochs=1", "--signals", str(sig), "--out", str(out)]
+    res = CliRunner().invoke(attacks_main, args)
+    assert res.exit_code == 0, res.output
+    rep = json.loads(out.read_text())
+    assert set(rep["attacks"]) == {"original", "retrained", "none", "finetune"}
+    assert rep["methods"] == {"none": {}, "finetune": {"epochs": 1}}  # an option goes to the methods that have it
+    assert rep["attacks"]["none"]["auc"] == rep["attacks"]["original"]["auc"]  # "none" unlearns nothing
+    res = CliRunner().invoke(attacks_main, [*args[:-2], "--option", "nonsense=1"])
+    assert res.exit_code == 2 and "unknown option 'nonsense'" in res.output
+
+
+def test_mia_svc_variants(models, tmp_path):
+    out = tmp_path / "mia.json"
+    res = CliRunner().invoke(attacks_main, ["mia", "--checkpoint", str(models / "r0" / "model.pt"), "--svc",
+                                            "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    rep = json.loads(out.read_text())
+    eff = rep["svc_mia"]["efficacy"]
+    assert set(eff) == {"correctness", "confidence", "entropy", "m_entropy", "prob"}
+    assert all(0 <= v <= 1 for v in eff.values()) and 0 <= rep["entropy_lr_forget_member_rate"] <= 1
+
+
+def test_invert_condensive_writes_grids_and_scores(models, tmp_path):
+    out = tmp_path / "cinv"
+    res = CliRunner().invoke(attacks_main, ["invert", "--method", "condensive", "--checkpoint", str(models / "o.pt"),
+                                            "--forget", "class:1", "--per-class", "3", "--steps", "3",
+                                            "--evaluator", str(models / "o.pt"), "--out-dir", str(out)])
+    assert res.exit_code == 0, res.output
+    rep = json.loads((out / "report.json").read_text())
+    assert rep["method"] == "condensive" and rep["pool"] == "test"
+    assert rep["models"]["o"]["reconstructions"] == 3 and 0 <= rep["models"]["o"]["evaluator_accuracy"] <= 1
+    assert (out / "o.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_defend_reports_original_mu_and_dp(models, tmp_path):
+    pytest.importorskip("opacus")
+    out = tmp_path / "defend"
+    args = ["defend", "--checkpoint", str(models / "o.pt"), "--method", "finetune", "--option", "epochs=2",
+            "--dp-epochs", "2", "--dp-batch-size", "16", "--dp-epsilon", "8", "--out-dir", str(out)]
+    res = CliRunner().invoke(attacks_main, args)
+    assert res.exit_code == 0, res.output
+    rep = json.loads((out / "report.json").read_text())
+    assert set(rep["models"]) == {"original", "mu-regularised", "dp-sgd"} and rep["overfit_size"] > 0
+    dp = rep["models"]["dp-sgd"]
+    assert 0 < dp["epsilon_spent"] <= 8 * 1.01 and dp["noise_multiplier"] > 0
+    from dcforget.checkpoint import read_checkpoint_meta
+    meta, _ = read_checkpoint_meta(out / "mu-regularised.pt")
+    assert len(meta["forgotten"]) == rep["overfit_size"] and meta["requests"][-1] == "overfit"
+    again = CliRunner().invoke(attacks_main, args)  # never overwrites without --force
+    assert again.exit_code == 2 and "exists" in again.output
+    res = CliRunner().invoke(attacks_main, ["defend", "--checkpoint", str(models / "o.pt"), "--out-dir", str(tmp_path / "x")])
+    assert res.exit_code == 2 and "--from-condensed" in res.output
