@@ -204,3 +204,31 @@ def offline_cmd(checkpoint, remembrance_ipc, remembrance_source, options, data_d
     te = evaluate(model, data.test.images, data.test.labels, device=dev)
     click.echo(f"offline phase: {seconds:.1f} s, remembrance {len(rem.labels)} images ({rem.source}); "
                f"test acc {100 * te.accuracy:.2f}% -> {out_path}")
+
+
+@main.command("reproduce")
+@click.argument("suite")
+@click.option("--preset", "preset_name", type=click.Choice(["smoke", "cpu", "paper"]), required=True,
+              help="smoke: minutes, synthetic data; cpu: real CIFAR-10 reduced for a CPU; paper: the paper's settings.")
+@click.option("--out", type=click.Path(file_okay=False), required=True,
+              help="Output directory: cells/ (one JSON per finished cell), artefacts/, report.md/.csv/.json.")
+@click.option("--only", default=None, help="Comma list of experiments to run (default: all of the suite).")
+@click.option("--seeds", type=click.IntRange(min=1), default=None, help="Seeds per cell (default: the preset's).")
+@click.option("--data-dir", type=click.Path(file_okay=False), envvar="DCFORGET_DATA_DIR", default=None)
+@click.option("--device", default=None)
+@click.option("--quiet", "-q", is_flag=True, help="No progress lines.")
+@with_logging
+def reproduce_cmd(suite, preset_name, out, only, seeds, data_dir, device, quiet) -> None:
+    """Run a paper's experiments from configs/experiments/SUITE (e.g. `dcu`); resumable: finished cells are read
+    back, not recomputed."""
+    import shlex
+    import sys
+
+    from .reproduce import reproduce
+
+    command = "unlearn " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv and "unlearn" in sys.argv[0] else \
+        f"unlearn reproduce {suite} --preset {preset_name} --out {out}" + (f" --only {only}" if only else "")
+    only_list = [o.strip() for o in only.split(",") if o.strip()] if only else None
+    reproduce(suite, preset_name, out, only=only_list, data_dir=data_dir, device=resolve_device(device), seeds=seeds,
+              command=command, log=(lambda msg: None) if quiet else (lambda msg: click.echo(msg, err=True)))
+    click.echo(f"wrote {Path(out) / 'report.md'}")
