@@ -103,20 +103,22 @@ def mia_cmd(checkpoint, forget_spec, data_dir, seed, device, out, force, svc, sv
     f = evaluate(model, data.train.images[forget], data.train.labels[forget], device=dev)
     t = evaluate(model, data.test.images, data.test.labels, device=dev)
     res = population_mia(f.losses, t.losses, seed=seed)
+    from .epsilon import logit_confidence
+
     rep = {"checkpoint": str(checkpoint), "members": len(forget), "non_members": len(t), "mia": res.accuracy,
            "mia_splits": res.split_accuracies, "indiscernibility": res.indiscernibility,
-           "auc_loss": auc(-f.losses, -t.losses), "tpr_at_1pct_fpr": tpr_at_fpr(-f.losses, -t.losses, 0.01),
-           "tpr_at_0.1pct_fpr": tpr_at_fpr(-f.losses, -t.losses, 0.001), "forget_acc": f.accuracy,
-           "test_acc": t.accuracy, "seed": seed}
+           "forget_acc": f.accuracy, "test_acc": t.accuracy, "seed": seed}
     keep = torch.ones(len(data.train), dtype=torch.bool, device=forget.device)
     keep[forget] = False
     logits = lambda images: embed(model, images, device=dev, logits=True).cpu()
     sets = {"retain": (data.train.images[keep], data.train.labels[keep]),
             "test": (data.test.images, data.test.labels), "forget": (data.train.images[forget], data.train.labels[forget])}
     outs = {k: (logits(x), y.cpu()) for k, (x, y) in sets.items()}
+    cf, ct = logit_confidence(*outs["forget"]), logit_confidence(*outs["test"])  # ROC score: no saturation
+    rep.update(auc=auc(cf, ct), tpr_at_1pct_fpr=tpr_at_fpr(cf, ct, 0.01), **{"tpr_at_0.1pct_fpr": tpr_at_fpr(cf, ct, 0.001)})
     rep["entropy_lr_forget_member_rate"] = entropy_lr_mia(outs["retain"], outs["test"], outs["forget"], seed=seed)
-    line = (f"MIA {100 * res.accuracy:.2f}% (indiscernibility {res.indiscernibility:.3f}), loss AUC "
-            f"{rep['auc_loss']:.3f}, TPR@1%FPR {rep['tpr_at_1pct_fpr']:.3f}; {len(forget)} members vs {len(t)} "
+    line = (f"MIA {100 * res.accuracy:.2f}% (indiscernibility {res.indiscernibility:.3f}), AUC "
+            f"{rep['auc']:.3f}, TPR@1%FPR {rep['tpr_at_1pct_fpr']:.3f}; {len(forget)} members vs {len(t)} "
             f"non-members; entropy-LR member rate {rep['entropy_lr_forget_member_rate']:.3f}")
     if svc:
         rep["svc_mia"] = svc_mia(outs["retain"], outs["test"], outs["forget"], max_per_side=svc_max, seed=seed)

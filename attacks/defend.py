@@ -32,6 +32,7 @@ from dcforget.models import Classifier, model_from_config
 from dcforget.runtime import seeded
 from dcforget.train import as_unit, evaluate
 
+from .epsilon import confidences
 from .roc import auc, tpr_at_fpr
 
 
@@ -42,16 +43,16 @@ def privacy_report(model: Classifier, data: Data, overfit: torch.Tensor, device:
     on_overfit[overfit.to(labels.device)] = True
     train = evaluate(model, data.train.images, labels, device=device)
     test = evaluate(model, data.test.images, data.test.labels, device=device)
+    c_train = confidences(model, data.train.images, labels, device)  # ROC scores: logit-scaled confidence
+    c_test = confidences(model, data.test.images, data.test.labels, device)
     mask = on_overfit.cpu()
-    over_losses = train.losses[mask]
     rep = {"train_acc": train.accuracy, "test_acc": test.accuracy,
            "retain_acc": float((train.predictions[~mask] == labels.cpu()[~mask]).float().mean()),
            "overfit_acc": float((train.predictions[mask] == labels.cpu()[mask]).float().mean()) if mask.any() else None,
-           "train_auc": auc(-train.losses, -test.losses),
-           "train_tpr_at_1pct_fpr": tpr_at_fpr(-train.losses, -test.losses, 0.01)}
+           "train_auc": auc(c_train, c_test), "train_tpr_at_1pct_fpr": tpr_at_fpr(c_train, c_test, 0.01)}
     if int(mask.sum()) >= 2:
-        m = population_mia(over_losses, test.losses, seed=seed)
-        rep.update(overfit_mia=m.accuracy, overfit_auc=auc(-over_losses, -test.losses))
+        m = population_mia(train.losses[mask], test.losses, seed=seed)
+        rep.update(overfit_mia=m.accuracy, overfit_auc=auc(c_train[mask], c_test))
     return rep
 
 

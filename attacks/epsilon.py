@@ -38,6 +38,23 @@ def logit_confidence(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor
     return (lp_y - torch.logsumexp(others, -1)).float()
 
 
+@torch.no_grad()
+def confidences(model, images: torch.Tensor, labels: torch.Tensor, device: torch.device, batch: int = 1024) -> torch.Tensor:
+    """Logit-scaled confidence of ``model`` on every (image, label), eval mode, batched: float32 [N] on the CPU.
+    Unlike the loss it does not saturate (a cross-entropy of exactly 0 in float32 ties many confident samples),
+    so it is the score for ROC curves and low-FPR rates."""
+    from dcforget.train import as_unit
+
+    was = model.training
+    model.eval()
+    try:
+        out = [logit_confidence(model(as_unit(images[s:s + batch].to(device))).float().cpu(), labels[s:s + batch].cpu())
+               for s in range(0, len(labels), batch)]
+    finally:
+        model.train(was)
+    return torch.cat(out) if out else torch.empty(0)
+
+
 def _count_ge(sorted_s: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
     return len(sorted_s) - torch.searchsorted(sorted_s, t, right=False)
 

@@ -38,10 +38,10 @@ from dcforget.datasets import Data
 from dcforget.errors import ConfigError
 from dcforget.progress import bar
 from dcforget.runtime import generator
-from dcforget.train import TrainConfig, as_unit
+from dcforget.train import TrainConfig
 from dcforget.training import train_on
 
-from .epsilon import logit_confidence
+from .epsilon import confidences
 from .roc import auc, tpr_at_fpr
 
 REFERENCE_VARIANTS = ("original", "retrained")
@@ -64,16 +64,6 @@ def plan_shadow(n: int, index: int, forget_fraction: float, seed: int) -> Shadow
     in_forget = torch.zeros(n, dtype=torch.bool)
     in_forget[forget] = True
     return ShadowPlan(index, in_train, in_forget)
-
-
-@torch.no_grad()
-def confidences(model, data: Data, device: torch.device, batch: int = 1024) -> torch.Tensor:
-    model.eval()
-    out = []
-    for s in range(0, len(data.train), batch):
-        x = as_unit(data.train.images[s:s + batch].to(device))
-        out.append(logit_confidence(model(x).float().cpu(), data.train.labels[s:s + batch].cpu()))
-    return torch.cat(out)
 
 
 def _done(f: h5py.File, index: int) -> bool:
@@ -129,7 +119,7 @@ def run_shadows(data: Data, arch: str, train_cfg: TrainConfig, methods: dict[str
                                       options=options, quiet=True,
                                       condensed=condensed if METHODS.get(method).needs_condensed else None)
                 models.append(res.model)
-        confs = torch.stack([confidences(m, data, device) for m in models])
+        confs = torch.stack([confidences(m, data.train.images, data.train.labels, device) for m in models])
         with h5py.File(path, "a") as f:
             if f"shadows/{i}" in f:
                 del f[f"shadows/{i}"]

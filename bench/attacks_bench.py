@@ -26,6 +26,7 @@ from pathlib import Path
 
 import torch
 
+from attacks.epsilon import logit_confidence
 from attacks.inversion import condensive_invert, invert_classes, score_reconstructions
 from attacks.mia_variants import entropy_lr_mia, svc_mia
 from attacks.roc import auc, tpr_at_fpr
@@ -99,8 +100,9 @@ def main() -> None:
             t_loss = torch.nn.functional.cross_entropy(tst[0], tst[1], reduction="none")
             t0 = time.perf_counter()
             svc = svc_mia(ret, tst, fgt, max_per_side=p["svc_max"], seed=seed)
-            rows[m] = {"mia": population_mia(f_loss, t_loss, seed=seed).accuracy, "auc": auc(-f_loss, -t_loss),
-                       "tpr_at_1pct_fpr": tpr_at_fpr(-f_loss, -t_loss, 0.01),
+            cf, ct = logit_confidence(*fgt), logit_confidence(*tst)
+            rows[m] = {"mia": population_mia(f_loss, t_loss, seed=seed).accuracy, "auc": auc(cf, ct),
+                       "tpr_at_1pct_fpr": tpr_at_fpr(cf, ct, 0.01),
                        "entropy_lr_member_rate": entropy_lr_mia(ret, tst, fgt, seed=seed),
                        "svc_efficacy": svc["efficacy"], "svc_seconds": time.perf_counter() - t0,
                        "forget_acc": float((fgt[0].argmax(1) == fgt[1]).float().mean()),
