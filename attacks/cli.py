@@ -285,14 +285,16 @@ def metrics_cmd(checkpoint, forget_spec, data_dir, seed, device, out, force) -> 
               help="class: optimisation steps; condensive: generator epochs.")
 @click.option("--pool", type=click.Choice(["test", "train"]), default="test", show_default=True,
               help="condensive: the attacker's images (train reproduces the reference, which uses the training set).")
+@click.option("--pool-per-class", type=click.IntRange(min=1), default=None,
+              help="condensive: at most this many of the pool's images per class (seeded subsample).")
 @data_dir_option
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", default=None)
 @click.option("--out-dir", type=click.Path(file_okay=False), required=True, help="PNG grids and report.json.")
 @click.option("--force", is_flag=True)
 @with_logging
-def invert_cmd(checkpoints, forget_spec, evaluator, how, per_class, steps, pool, data_dir, seed, device, out_dir,
-               force) -> None:
+def invert_cmd(checkpoints, forget_spec, evaluator, how, per_class, steps, pool, pool_per_class, data_dir, seed, device,
+               out_dir, force) -> None:
     """Model inversion (class-representative or DC-U's condensive), scored against the forget set (SSIM, feature
     cosine, an evaluator's accuracy) so original, unlearned and retrained models compare with numbers."""
     from dcforget.images import save_grid
@@ -317,7 +319,7 @@ def invert_cmd(checkpoints, forget_spec, evaluator, how, per_class, steps, pool,
     fx, fy = data.train.images[forget], data.train.labels[forget]
     classes = sorted(set(fy.tolist()))
     report = {"forget_size": len(forget), "classes": classes, "method": how, "per_class": per_class, "steps": steps,
-              "pool": pool if how == "condensive" else None, "models": {}}
+              "pool": pool if how == "condensive" else None, "pool_per_class": pool_per_class, "models": {}}
     for path, name in zip(checkpoints, names):
         model = load_checkpoint(path, fingerprint=data.fingerprint()).model.to(dev)
         if how == "class":
@@ -325,7 +327,7 @@ def invert_cmd(checkpoints, forget_spec, evaluator, how, per_class, steps, pool,
                                             steps=steps, seed=seed, classes=classes)
         else:
             recon, targets = condensive_invert(model, data, pool=pool, subclasses=per_class, epochs=steps,
-                                               classes=classes, seed=seed)
+                                               classes=classes, seed=seed, pool_per_class=pool_per_class)
         save_grid([recon[targets == c] for c in classes], out / f"{name}.png", columns=per_class, scale=3, force=force)
         report["models"][name] = {"checkpoint": str(path), **score_reconstructions(recon, targets, fx, fy, ev)}
         r = report["models"][name]

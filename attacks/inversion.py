@@ -64,8 +64,9 @@ def invert_classes(model, num_classes: int, image_shape, *, per_class: int = 1, 
 
 def condensive_invert(model, data, *, pool: str = "test", subclasses: int = 20, epochs: int = 200,
                       lr: float = 1e-3, batch_size: int = 64, classes: list[int] | None = None, seed: int = 0,
-                      quiet: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
-    """Returns (images [n, C, H, W] in [0,1], their classes [n]), ``subclasses`` per class of ``classes``."""
+                      pool_per_class: int | None = None, quiet: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """Returns (images [n, C, H, W] in [0,1], their classes [n]), ``subclasses`` per class of ``classes``;
+    ``pool_per_class`` caps the attacker's images per class (a seeded subsample)."""
     from dataclasses import replace
 
     from condense.build import build_condensed
@@ -76,6 +77,10 @@ def condensive_invert(model, data, *, pool: str = "test", subclasses: int = 20, 
     if classes is not None:  # only the classes of interest: fewer sub-classes to train
         keep = torch.isin(split.labels, torch.tensor(classes, device=split.labels.device))
         split = split.subset(torch.nonzero(keep).flatten())
+    if pool_per_class is not None:
+        from dcforget.datasets import cap_per_class
+
+        split = split.subset(cap_per_class(split.labels.cpu(), pool_per_class, seed))
     attacker = replace(data, train=split, source_indices=torch.arange(len(split)), _fingerprint=None)
     device = next(model.parameters()).device
     res = build_condensed(attacker, "mi", model, device=device, seed=seed, clusters=subclasses, quiet=quiet,

@@ -12,7 +12,7 @@ retrained, finetuned and default-unlearned model; signals go to an HDF5 file in 
 Presets:
   cpu    part 1 on the unlearning benchmark's cpu preset (1,000/class, K=100); U-LiRA on 500/class (halves of
          5,000), 8 shadows, 20-epoch shadows, FDM K=50 per shadow; finetune 10 epochs; SVC fitted on 2,000/side;
-         condensive inversion 5 sub-classes x 5 generator epochs
+         condensive inversion 5 sub-classes x 5 generator epochs on 200 test images per class
   paper  part 1 on 4,500/class, K=450; U-LiRA on the full 4,500/class, 64 shadows, 30 epochs, K=450
 """
 
@@ -45,10 +45,10 @@ from unlearn_bench import offline
 PRESETS = {
     "cpu": {"unlearn": "cpu", "shadow_per_class": 500, "shadows": 8, "shadow_epochs": 20, "shadow_clusters": 50,
             "finetune_epochs": 10, "svc_max": 2000, "inv_steps": 200, "cond_subclasses": 5, "cond_epochs": 5,
-            "evaluator_epochs": 20},
+            "cond_pool": 200, "evaluator_epochs": 20},
     "paper": {"unlearn": "paper", "shadow_per_class": 4500, "shadows": 64, "shadow_epochs": 30, "shadow_clusters": 450,
               "finetune_epochs": 10, "svc_max": None, "inv_steps": 300, "cond_subclasses": 20, "cond_epochs": 200,
-              "evaluator_epochs": 30},
+              "cond_pool": None, "evaluator_epochs": 30},
 }
 MODELS = ("original", "retrain", "finetune", "condensed")
 
@@ -126,7 +126,7 @@ def main() -> None:
                                      steps=p["inv_steps"], seed=seed)
             t1 = time.perf_counter()
             crec, ctg = condensive_invert(model, data, pool="test", subclasses=p["cond_subclasses"],
-                                          epochs=p["cond_epochs"], seed=seed)
+                                          epochs=p["cond_epochs"], pool_per_class=p["cond_pool"], seed=seed)
             t2 = time.perf_counter()
             save_grid([rec[tg == c] for c in classes], grids / f"class-{m}.png", columns=2, scale=3, force=True)
             save_grid([crec[ctg == c] for c in classes], grids / f"condensive-{m}.png", columns=p["cond_subclasses"],

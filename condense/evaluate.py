@@ -21,7 +21,9 @@ DIGIT_DATASETS = ("mnist", "svhn")
 
 def evaluate_condensed(cs: CondensedSet, test: Split, arch: str, *, device: torch.device, seeds: int = 3,
                        epochs: int = 1000, lr: float = 0.01, batch_size: int = 256, dsa: bool = True,
-                       bf16: bool = False, quiet: bool = False) -> dict[str, Any]:
+                       bf16: bool = False, quiet: bool = False, first_seed: int = 0) -> dict[str, Any]:
+    """Train a fresh ``arch`` on the condensed set for each seed first_seed .. first_seed + seeds - 1 and measure
+    its test accuracy."""
     if tuple(test.images.shape[1:]) != cs.image_shape:
         raise ValueError("test images and condensed images differ in shape")
     cfg = TrainConfig(epochs=epochs, batch_size=batch_size, optimizer="sgd", lr=lr, momentum=0.9,
@@ -29,7 +31,7 @@ def evaluate_condensed(cs: CondensedSet, test: Split, arch: str, *, device: torc
     strategy = DIGITS_STRATEGY if cs.dataset in DIGIT_DATASETS else DEFAULT_STRATEGY
     augment = DSA(cs.image_shape, cs.norm_mean, strategy).to(device) if dsa else None
     accs = []
-    for seed in range(seeds):
+    for seed in range(first_seed, first_seed + seeds):
         with seeded(seed):
             model = create_model(arch, image_shape=cs.image_shape, num_classes=cs.num_classes, mean=cs.norm_mean,
                                  std=cs.norm_std)

@@ -28,11 +28,11 @@ def _silent(_: str) -> None:
 
 
 def original_model(path: str | Path, data: Data, arch: str, cfg: TrainConfig, *, device: torch.device, seed: int = 0,
-                   log: Log = _silent) -> Classifier:
+                   model_options: dict[str, Any] | None = None, log: Log = _silent) -> Classifier:
     path = Path(path)
     if not path.exists():
         t = time.perf_counter()
-        tr = train_on(data, arch, cfg, seed=seed, device=device, quiet=True)
+        tr = train_on(data, arch, cfg, seed=seed, device=device, quiet=True, model_options=model_options)
         path.parent.mkdir(parents=True, exist_ok=True)
         save_checkpoint(path, tr.model, checkpoint_meta(data, cfg, seed, tr))
         log(f"original {arch}: trained in {time.perf_counter() - t:.0f} s, test acc {100 * tr.test_eval.accuracy:.2f}%")

@@ -16,13 +16,14 @@ std over seeds, the reference's numbers beside ours, and flags the differences b
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import platform
 import re
 import statistics
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -33,14 +34,12 @@ from dcforget.datasets import Data, load_data
 from dcforget.errors import ConfigError
 from dcforget.io import atomic_path
 from dcforget.registry import Registry
-from dcforget.train import TrainConfig, evaluate
+from dcforget.train import TrainConfig
 
-from .artefacts import condensed_file, dcu_offline, original_model
-from .methods import METHODS
-from .request import unlearn_request
+from ..artefacts import condensed_file, dcu_offline, original_model
 
 PRESET_NAMES = ("smoke", "cpu", "paper")
-METRICS = ("retain_acc", "forget_acc", "test_acc", "mia")
+ROW_AXES = ("ipc", "clusters", "condenser", "classifier", "cycle")  # key fields a table shows between forget and method
 Log = Callable[[str], None]
 
 
@@ -99,38 +98,65 @@ class Workspace:
     device: torch.device
     data_dir: str | None
     log: Log
-    _data: Data | None = None
     _memo: dict[str, Any] = field(default_factory=dict)
+    overrides: dict[str, dict[str, Any]] = field(default_factory=dict)  # arch -> {model_options, offline}
+
+    def for_experiment(self, exp: "Experiment") -> "Workspace":
+        """This workspace (same data and memo) with ``exp``'s model and offline-phase settings."""
+        mo, off = exp.spec.get("model_options", {}), exp.spec.get("offline", {})
+        ov = {a: {"model_options": mo.get(a), "offline": off} for a in set(mo) | set(exp.spec.get("models", []))}
+        return replace(self, overrides=ov)
 
     def data(self) -> Data:
-        if self._data is None:
-            p = self.preset
-            self._data = load_data(p["dataset"], self.data_dir, p.get("per_class") or None, seed=0).to(self.device)
-        return self._data
+        p = self.preset
+        return self._cached("data", lambda: load_data(p["dataset"], self.data_dir, p.get("per_class") or None,
+                                                      seed=0).to(self.device))
 
     def _cached(self, key: str, make):
         if key not in self._memo:
             self._memo[key] = make()
         return self._memo[key]
 
+    def variant(self, arch: str) -> str:
+        """The artefact folder of ``arch``: its name, plus a digest of the model/offline options an experiment
+        sets (``model_options``, ``offline``), so experiments with different settings never share a file."""
+        extra = {k: v for k, v in self.overrides.get(arch, {}).items() if v}
+        if not extra:
+            return arch
+        return f"{arch}-{hashlib.sha256(json.dumps(extra, sort_keys=True).encode()).hexdigest()[:8]}"
+
     def original(self, arch: str):
         cfg = TrainConfig(epochs=int(self.preset["original_epochs"]), bf16=bool(self.preset.get("bf16", False)))
-        return self._cached(f"orig/{arch}", lambda: original_model(
-            self.root / arch / "original.pt", self.data(), arch, cfg, device=self.device, log=self.log))
+        mo = self.overrides.get(arch, {}).get("model_options") or None
+        v = self.variant(arch)
+        return self._cached(f"orig/{v}", lambda: original_model(
+            self.root / v / "original.pt", self.data(), arch, cfg, device=self.device, model_options=mo, log=self.log))
 
-    def condensed(self, arch: str, offline: bool = False):
-        k = int(self.preset["clusters"])
-        model = self.offline(arch)[0] if offline else self.original(arch)
-        name = f"fdm-{'offline-' if offline else ''}{k}.h5"
-        return self._cached(f"cs/{arch}/{name}", lambda: condensed_file(
-            self.root / arch / name, self.data(), model, "fdm", clusters=k, device=self.device, log=self.log))
+    def condensed(self, arch: str, offline: bool = False, *, clusters: int | None = None, condenser: str = "fdm",
+                  ipc: int | None = None):
+        """The ``condenser`` file (K = ``clusters`` or the preset's) from the original's or the offline model's
+        features."""
+        k = int(clusters or self.preset["clusters"])
+        v = self.variant(arch)
+        model = self.offline(arch, ipc)[0] if offline else self.original(arch)
+        default_ipc = int(self.preset.get("remembrance", {}).get("ipc", 10))
+        tag = ("offline-" if ipc in (None, default_ipc) else f"offline-ipc{ipc}-") if offline else ""
+        name = f"{condenser}-{tag}{k}.h5"
+        options = self.preset.get("condense", {}).get(condenser, {})
+        return self._cached(f"cs/{v}/{name}", lambda: condensed_file(
+            self.root / v / name, self.data(), model, condenser, clusters=k, options=options, device=self.device,
+            log=self.log))
 
-    def offline(self, arch: str):
+    def offline(self, arch: str, ipc: int | None = None):
         p = self.preset
         rem = p.get("remembrance", {})
-        opts = {**p.get("offline", {}), "bf16": bool(p.get("bf16", False))}
-        return self._cached(f"off/{arch}", lambda: dcu_offline(
-            self.root / arch / "offline.pt", self.data(), self.original(arch), opts, ipc=int(rem.get("ipc", 10)),
+        ipc = int(ipc if ipc is not None else rem.get("ipc", 10))
+        opts = {**p.get("offline", {}), **(self.overrides.get(arch, {}).get("offline") or {}),
+                "bf16": bool(p.get("bf16", False))}
+        name = "offline.pt" if ipc == int(rem.get("ipc", 10)) else f"offline-ipc{ipc}.pt"
+        v = self.variant(arch)
+        return self._cached(f"off/{v}/{name}", lambda: dcu_offline(
+            self.root / v / name, self.data(), self.original(arch), opts, ipc=ipc,
             source=rem.get("source", "heldout"), data_dir=self.data_dir, device=self.device, log=self.log))
 
 
@@ -157,94 +183,35 @@ class Kind:
 KINDS: Registry[Kind] = Registry("experiment kind")
 
 
-def _method_options(exp: Experiment, preset: dict[str, Any], method: str, arch: str) -> dict[str, Any]:
-    """Preset, then experiment; within each "*" (keys the method has), then "method", then "method@model"."""
-    known = METHODS.get(method).defaults
-    out = {}
-    for source in (preset.get("method_options", {}), exp.spec.get("method_options", {})):
-        for scope in ("*", method, f"{method}@{arch}"):
-            out.update({k: v for k, v in source.get(scope, {}).items() if k in known})
-    return out
-
-
-def _unlearn_cells(exp: Experiment, seeds: int) -> list[Cell]:
-    s = exp.spec
-    for m in s["methods"]:
-        METHODS.get(m)
-    return [Cell(exp.name, {"model": model, "forget": forget, "method": m}, seed)
-            for model in s["models"] for forget in s["forget"] for seed in range(seeds) for m in s["methods"]]
-
-
-def _unlearn_run(cell: Cell, exp: Experiment, ws: Workspace) -> dict[str, Any]:
-    arch, spec, method = cell.key["model"], cell.key["forget"], cell.key["method"]
-    m = METHODS.get(method)
-    start, condensed, artefacts = ws.original(arch), None, None
-    if method == "dcu-reference":
-        start, artefacts = ws.offline(arch)
-        condensed = ws.condensed(arch, offline=True)
-    elif m.needs_condensed:
-        condensed = ws.condensed(arch)
-    data = ws.data()
-    res = unlearn_request(start, data, spec, method, device=ws.device, seed=cell.seed, quiet=True,
-                          options=_method_options(exp, ws.preset, method, arch), condensed=condensed, artefacts=artefacts)
-    r = res.report
-    out = {k: r[k] for k in METRICS}
-    out.update(seconds=r["time"]["total_s"], assembly_s=r["time"]["assembly_s"], forget_size=r["forget_size"],
-               reduced_ratio=(r["reduced_set"] or {}).get("ratio_to_retain"), options=r["options"])
-    if spec.startswith("class:"):  # TA on the classes that remain
-        gone = torch.unique(data.train.labels[res.split.forget.to(data.train.labels.device)])
-        keep = ~torch.isin(data.test.labels, gone)
-        out["test_acc_other"] = evaluate(res.model, data.test.images[keep], data.test.labels[keep], device=ws.device).accuracy
-    return out
-
-
-def _mean_std(values: list[float]) -> tuple[float, float]:
+def mean_std(values: list[float]) -> tuple[float, float]:
     return statistics.fmean(values), (statistics.pstdev(values) if len(values) > 1 else 0.0)
 
 
-def _unlearn_rows(exp: Experiment, cells: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One row per (model, forget, method): mean/std over seeds, time as a ratio to retraining of the same seed,
-    and the reference's numbers with a flag where ours differ beyond noise."""
-    ref_all = exp.spec.get("reference", {})
-    notes = exp.spec.get("notes", {})
-    rows = []
-    s = exp.spec
-    for model in s["models"]:
-        for forget in s["forget"]:
-            retrain = {c["seed"]: c["result"] for c in cells if c["key"] == {"model": model, "forget": forget, "method": "retrain"}}
-            ref_model = ref_all.get(model, {}) if isinstance(ref_all.get(model), dict) else {}
-            ref_r = ref_model.get("retrain")
-            for method in s["methods"]:
-                got = [c for c in cells if c["key"] == {"model": model, "forget": forget, "method": method}]
-                if not got:
-                    continue
-                row: dict[str, Any] = {"experiment": exp.name, "model": model, "forget": forget, "method": method,
-                                       "seeds": len(got)}
-                ta_key = "test_acc_other" if forget.startswith("class:") else "test_acc"
-                for k, name in ((*[(m, m) for m in ("retain_acc", "forget_acc", "mia")], (ta_key, "test_acc"))):
-                    row[name], row[name + "_std"] = _mean_std([100 * c["result"][k] for c in got])
-                if retrain:
-                    ratios = [c["result"]["seconds"] / retrain[c["seed"]]["seconds"] for c in got if c["seed"] in retrain]
-                    if ratios:
-                        row["time_ratio"], row["time_ratio_std"] = _mean_std(ratios)
-                ref = ref_model.get(method)
-                if ref:
-                    row["ref_retain_acc"], row["ref_forget_acc"], row["ref_mia"] = ref[0], ref[1], ref[2]
-                    if ref_r:
-                        row["ref_time_ratio"] = ref[3] / ref_r[3]
-                    flags = []
-                    for k, short in (("retain_acc", "RA"), ("forget_acc", "FA"), ("mia", "MIA")):
-                        tol = max(2.0 * row[k + "_std"], 2.0)
-                        if abs(row[k] - row["ref_" + k]) > tol:
-                            flags.append(f"{short} {row[k] - row['ref_' + k]:+.1f}")
-                    row["flags"] = ", ".join(flags)
-                if method in notes:
-                    row["note"] = notes[method]
-                rows.append(row)
-    return rows
+def lookup(tree: dict[str, Any], path: list[Any]):
+    """tree[p0][p1]... with every key as a string (TOML keys), or None."""
+    for p in path:
+        if not isinstance(tree, dict) or str(p) not in tree:
+            return None
+        tree = tree[str(p)]
+    return tree
 
 
-KINDS.register("unlearn")(Kind(_unlearn_cells, _unlearn_run, _unlearn_rows))
+def add_reference(row: dict[str, Any], ref: list[float], ref_retrain: list[float] | None, flag: bool = True) -> None:
+    """Put the reference's [RA, FA, MIA, seconds] beside a row; time as the reference's ratio to its retraining;
+    flag each metric that differs by more than max(2 std, 2 points)."""
+    row["ref_retain_acc"], row["ref_forget_acc"], row["ref_mia"] = ref[0], ref[1], ref[2]
+    if isinstance(ref_retrain, list) and len(ref) > 3 and len(ref_retrain) > 3:
+        row["ref_time_ratio"] = ref[3] / ref_retrain[3]
+    if not flag:
+        return
+    flags = []
+    for k, short in (("retain_acc", "RA"), ("forget_acc", "FA"), ("mia", "MIA")):
+        if k in row and abs(row[k] - row["ref_" + k]) > max(2.0 * row.get(k + "_std", 0.0), 2.0):
+            flags.append(f"{short} {row[k] - row['ref_' + k]:+.1f}")
+    row["flags"] = ", ".join(flags)
+
+
+
 
 
 # --------------------------------------------------------------------------------------------- runner + report
@@ -271,13 +238,17 @@ def render_markdown(meta: dict[str, Any], sections: list[tuple[Experiment, list[
             w(exp.spec["description"].strip() + "\n\n")
         if exp.spec.get("reference_source"):
             w(f"Reference numbers: {exp.spec['reference_source']}\n\n")
-        w("| model | forget | method | RA | FA | TA | MIA | time / retrain | ref RA | ref FA | ref MIA | ref time / R | flags |\n")
-        w("|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+        axes = [a for a in ROW_AXES if any(a in r for r in rows)]
+        w("| model | forget | " + "".join(f"{a} | " for a in axes) + "method | RA | FA | TA | MIA | time / retrain | "
+          "ref RA | ref FA | ref MIA | ref time / R | flags | notes |\n")
+        w("|---" * (14 + len(axes)) + "|\n")
         for r in rows:
             ref = lambda k: f"{r[k]:.2f}" if k in r else ""
-            w(f"| {r['model']} | {r['forget']} | {r['method']} | {_fmt(r, 'retain_acc')} | {_fmt(r, 'forget_acc')} | "
+            w(f"| {r['model']} | {r['forget']} | " + "".join(f"{r.get(a, '')} | " for a in axes) + f"{r['method']} | "
+              f"{_fmt(r, 'retain_acc')} | {_fmt(r, 'forget_acc')} | "
               f"{_fmt(r, 'test_acc')} | {_fmt(r, 'mia')} | {_fmt(r, 'time_ratio')} | {ref('ref_retain_acc')} | "
-              f"{ref('ref_forget_acc')} | {ref('ref_mia')} | {ref('ref_time_ratio')} | {r.get('flags', '')} |\n")
+              f"{ref('ref_forget_acc')} | {ref('ref_mia')} | {ref('ref_time_ratio')} | {r.get('flags', '')} | "
+              f"{r.get('extra', '')} |\n")
         noted = [r for r in rows if r.get("note")]
         for method in dict.fromkeys(r["method"] for r in noted):
             w(f"\n- `{method}`: {next(r['note'] for r in noted if r['method'] == method)}")
@@ -304,7 +275,7 @@ def reproduce(suite: str, preset: str, out: str | Path, *, only: list[str] | Non
         else:
             log(f"[{i}/{len(plan)}] {exp.name}: {cell.id}")
             t = time.perf_counter()
-            result = KINDS.get(exp.spec.get("kind", "unlearn")).run(cell, exp, ws)
+            result = KINDS.get(exp.spec.get("kind", "unlearn")).run(cell, exp, ws.for_experiment(exp))
             rec = {"experiment": exp.name, "key": cell.key, "seed": cell.seed, "result": result,
                    "cell_seconds": time.perf_counter() - t}
             path.parent.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,128 @@
+"""The ``unlearn`` experiment kind: models x forget specs x optional axes (remembrance size, K, condenser, the
+condensed model's classifier) x methods, one unlearning request per cell."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import torch
+
+from dcforget.errors import ConfigError
+from dcforget.train import evaluate
+
+from ..methods import METHODS
+from ..request import unlearn_request
+from .runner import KINDS, Cell, Experiment, Kind, Workspace, add_reference, lookup, mean_std
+
+METRICS = ("retain_acc", "forget_acc", "test_acc", "mia")
+OFFLINE_METHODS = ("dcu-reference", "condensed-model")  # start from DC-U's offline phase and its condensed file
+
+
+def method_options(exp: Experiment, preset: dict[str, Any], method: str, arch: str) -> dict[str, Any]:
+    """Preset, then experiment; within each "*" (keys the method has), then "method", then "method@model"."""
+    known = METHODS.get(method).defaults
+    out = {}
+    for source in (preset.get("method_options", {}), exp.spec.get("method_options", {})):
+        for scope in ("*", method, f"{method}@{arch}"):
+            out.update({k: v for k, v in source.get(scope, {}).items() if k in known})
+    return out
+
+
+AXES = ("ipc", "clusters", "condenser", "classifier")  # optional grid axes of an "unlearn" experiment, beyond model/forget/method
+
+
+def _unlearn_cells(exp: Experiment, seeds: int) -> list[Cell]:
+    s = exp.spec
+    for m in s["methods"]:
+        METHODS.get(m)
+    axes = s.get("axes", {})
+    unknown = sorted(set(axes) - set(AXES))
+    if unknown:
+        raise ConfigError(f"experiment {exp.name}: unknown axes {', '.join(unknown)}; known: {', '.join(AXES)}")
+    combos: list[dict[str, Any]] = [{}]
+    for name in AXES:
+        if name in axes:
+            combos = [{**c, name: v} for c in combos for v in axes[name]]
+    cells: dict[str, Cell] = {}  # an axis a method does not use is "-" for it: retraining runs once, not per K
+    for model in s["models"]:
+        for forget in s["forget"]:
+            for combo in combos:
+                for seed in range(seeds):
+                    for m in s["methods"]:
+                        used = {a: (v if _uses(m, a) else "-") for a, v in combo.items()}
+                        cell = Cell(exp.name, {"model": model, "forget": forget, **used, "method": m}, seed)
+                        cells.setdefault(cell.id, cell)
+    return list(cells.values())
+
+
+def _uses(method: str, axis: str) -> bool:
+    if axis == "ipc":
+        return method in OFFLINE_METHODS
+    if axis == "classifier":
+        return method == "condensed-model"
+    return METHODS.get(method).needs_condensed  # clusters, condenser
+
+
+def _unlearn_run(cell: Cell, exp: Experiment, ws: Workspace) -> dict[str, Any]:
+    k = cell.key
+    arch, spec, method = k["model"], k["forget"], k["method"]
+    m = METHODS.get(method)
+    start, condensed, artefacts = ws.original(arch), None, None
+    axis = lambda a, default=None: default if k.get(a, "-") == "-" else k[a]
+    cs_args = {"clusters": axis("clusters"), "condenser": axis("condenser", "fdm")}
+    options = method_options(exp, ws.preset, method, arch)
+    if axis("classifier"):
+        options["classifier"] = axis("classifier")
+    if method in OFFLINE_METHODS:
+        start, artefacts = ws.offline(arch, axis("ipc"))
+        condensed = ws.condensed(arch, offline=True, ipc=axis("ipc"), **cs_args)
+    elif m.needs_condensed:
+        condensed = ws.condensed(arch, **cs_args)
+    data = ws.data()
+    res = unlearn_request(start, data, spec, method, device=ws.device, seed=cell.seed, quiet=True,
+                          options=options, condensed=condensed, artefacts=artefacts)
+    r = res.report
+    out = {key: r[key] for key in METRICS}
+    out.update(seconds=r["time"]["total_s"], assembly_s=r["time"]["assembly_s"], forget_size=r["forget_size"],
+               reduced_ratio=(r["reduced_set"] or {}).get("ratio_to_retain"), options=r["options"])
+    if spec.startswith("class:"):  # TA on the classes that remain
+        gone = torch.unique(data.train.labels[res.split.forget.to(data.train.labels.device)])
+        keep = ~torch.isin(data.test.labels, gone)
+        out["test_acc_other"] = evaluate(res.model, data.test.images[keep], data.test.labels[keep], device=ws.device).accuracy
+    return out
+
+
+def _unlearn_rows(exp: Experiment, cells: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per cell key (every axis but the seed): mean/std over seeds, time as a ratio to retraining of the same
+    key and seed, and the reference's numbers (looked up by ``reference_keys``, default model then method;
+    [RA, FA, MIA, seconds]) with a flag where ours differ beyond noise."""
+    ref_tree = exp.spec.get("reference", {})
+    ref_keys = exp.spec.get("reference_keys", ["model", "method"])
+    notes = exp.spec.get("notes", {})
+    keys = list({json.dumps(c["key"]): c["key"] for c in cells}.values())
+    rows = []
+    for key in keys:
+        got = [c for c in cells if c["key"] == key]
+        base = {**{a: ("-" if a in AXES else v) for a, v in key.items()}, "method": "retrain"}
+        retrain = {c["seed"]: c["result"] for c in cells if c["key"] == base}
+        row: dict[str, Any] = {"experiment": exp.name, **key, "seeds": len(got)}
+        ta_key = "test_acc_other" if key["forget"].startswith("class:") else "test_acc"
+        for k, name in (("retain_acc", "retain_acc"), ("forget_acc", "forget_acc"), (ta_key, "test_acc"), ("mia", "mia")):
+            row[name], row[name + "_std"] = mean_std([100 * c["result"][k] for c in got])
+        ratios = [c["result"]["seconds"] / retrain[c["seed"]]["seconds"] for c in got if c["seed"] in retrain]
+        if ratios:
+            row["time_ratio"], row["time_ratio_std"] = mean_std(ratios)
+        ref = lookup(ref_tree, [key.get(k) for k in ref_keys])
+        ref_r = lookup(ref_tree, [base.get(k) for k in ref_keys])
+        if isinstance(ref, list):
+            add_reference(row, ref, ref_r, flag=exp.spec.get("flag", True))
+        if key["method"] in notes:
+            row["note"] = notes[key["method"]]
+        rows.append(row)
+    return rows
+
+
+
+
+KINDS.register("unlearn")(Kind(_unlearn_cells, _unlearn_run, _unlearn_rows))
