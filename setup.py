@@ -26,10 +26,11 @@ setup(
         "tqdm>=4.60",  # progress bars with live postfix and a disable switch; click.progressbar has neither
     ],
     extras_require={
-        "test": ["pytest>=7", "scikit-learn>=1.3", "opacus>=1.5"],
+        "test": ["pytest>=7", "scikit-learn>=1.3", "opacus>=1.5", "matplotlib>=3.7"],
         "svhn": ["scipy"],  # torchvision's SVHN reader loads .mat files with scipy
         "attacks": ["scikit-learn>=1.3"],  # SalUn's SVC-MIA uses scikit-learn's SVC; we use the same
-        "dp": ["opacus>=1.5"],  # the DP-SGD baseline of `attacks defend` (per-sample clipping + accountant)
+        "dp": ["opacus>=1.5"],
+        "plots": ["matplotlib>=3.7"],  # figures of `unlearn reproduce` reports  # the DP-SGD baseline of `attacks defend` (per-sample clipping + accountant)
     },
     data_files=[(f"share/dcforget/{d.relative_to(here)}", [str(p.relative_to(here)) for p in sorted(d.glob("*.toml"))])
                 for d in sorted({p.parent for p in (here / "configs").rglob("*.toml")})],

@@ -228,6 +228,8 @@ def render_markdown(meta: dict[str, Any], sections: list[tuple[Experiment, list[
     w(f"# {meta['suite']} reproduction, preset `{meta['preset']}`\n\n")
     w(f"Command: `{meta['command']}`  \nMachine: {meta['machine']}  \nFinished: {meta['finished_utc']}  \n")
     w(f"Preset: {meta['preset_description']}\n\n")
+    if meta.get("figures_note"):
+        w(f"({meta['figures_note']})\n\n")
     w("Each cell is mean ± std over seeds 0..n-1. Time is a ratio to retraining of the same model, forget set "
       "and seed (absolute seconds depend on the machine; the reference's ratio is its method time over its "
       "retraining time). A flag marks a difference from the reference's single run larger than max(2 std, 2 "
@@ -249,6 +251,8 @@ def render_markdown(meta: dict[str, Any], sections: list[tuple[Experiment, list[
               f"{_fmt(r, 'test_acc')} | {_fmt(r, 'mia')} | {_fmt(r, 'time_ratio')} | {ref('ref_retain_acc')} | "
               f"{ref('ref_forget_acc')} | {ref('ref_mia')} | {ref('ref_time_ratio')} | {r.get('flags', '')} | "
               f"{r.get('extra', '')} |\n")
+        if exp.name in meta.get("figures", {}):
+            w(f"\n![{exp.name}]({meta['figures'][exp.name]})\n")
         noted = [r for r in rows if r.get("note")]
         for method in dict.fromkeys(r["method"] for r in noted):
             w(f"\n- `{method}`: {next(r['note'] for r in noted if r['method'] == method)}")
@@ -289,6 +293,14 @@ def reproduce(suite: str, preset: str, out: str | Path, *, only: list[str] | Non
             "preset_description": p.get("description", ""), "preset_settings": {k: v for k, v in p.items() if k != "description"},
             "cells": len(plan), "cells_read_back": done_before, "seconds_this_run": time.perf_counter() - t0}
     rows = [r for _, rs in sections for r in rs]
+    from . import figures
+
+    meta["figures"] = {}
+    for exp, rs in sections:
+        png = out / "figures" / f"{exp.name}.png"
+        if figures.draw(exp.spec.get("kind", "unlearn"), rs, png, exp.title):
+            meta["figures"][exp.name] = f"figures/{exp.name}.png"
+    meta["figures_note"] = "" if figures.available() else "figures skipped: matplotlib is not installed (pip install 'dcforget[plots]')"
     with atomic_path(out / "report.md", force=True) as tmp:
         tmp.write_text(render_markdown(meta, sections))
     buf = io.StringIO()

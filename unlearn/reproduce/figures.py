@@ -1,0 +1,92 @@
+"""Figures of a reproduction report (matplotlib, the optional ``plots`` extra): one per experiment whose rows have
+something to draw. Without matplotlib the report is written without them and says so."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+
+def available() -> bool:
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _axes_plot(rows: list[dict[str, Any]], path: Path, title: str) -> bool:
+    """Metric against K (clusters), one line per (condenser, method), one panel per forget spec and metric."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    swept = [r for r in rows if r.get("clusters") not in (None, "-")]
+    if not swept:
+        return False
+    forgets = list(dict.fromkeys(r["forget"] for r in rows))
+    metrics = (("forget_acc", "FA"), ("test_acc", "TA"), ("mia", "MIA"))
+    fig, axes = plt.subplots(len(metrics), len(forgets), figsize=(4 * len(forgets), 3 * len(metrics)), squeeze=False)
+    for j, forget in enumerate(forgets):
+        retrain = next((r for r in rows if r["forget"] == forget and r["method"] == "retrain"), None)
+        lines = list(dict.fromkeys((r.get("condenser"), r["method"]) for r in swept if r["forget"] == forget))
+        for i, (key, label) in enumerate(metrics):
+            ax = axes[i][j]
+            for cond, method in lines:
+                pts = sorted((int(r["clusters"]), r[key], r.get(key + "_std", 0.0)) for r in swept
+                             if r["forget"] == forget and r.get("condenser") == cond and r["method"] == method)
+                ax.errorbar([p[0] for p in pts], [p[1] for p in pts], yerr=[p[2] for p in pts], marker="o",
+                            capsize=3, label=f"{method} ({cond})")
+            if retrain is not None:
+                ax.axhline(retrain[key], color="k", ls="--", lw=1, label="retrain")
+            ks = sorted({int(r["clusters"]) for r in swept})
+            ax.set_xscale("log")
+            ax.set_xticks(ks, [str(k) for k in ks])
+            ax.minorticks_off()
+            ax.set_xlabel("K (buckets per class)")
+            ax.set_ylabel(f"{label} (%)")
+            ax.set_title(f"{forget}: {label}")
+    axes[0][0].legend(fontsize=7)
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
+def _tradeoff_plot(rows: list[dict[str, Any]], path: Path, title: str) -> bool:
+    """Test accuracy against the MIA of the defended set, one point per model (with std bars)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    pts = [r for r in rows if "mia" in r and "test_acc" in r]
+    if not pts:
+        return False
+    fig, ax = plt.subplots(figsize=(5, 4))
+    for r in pts:
+        ax.errorbar(r["mia"], r["test_acc"], xerr=r.get("mia_std", 0), yerr=r.get("test_acc_std", 0), marker="o",
+                    capsize=3, label=f"{r['model']}: {r['method']}")
+    ax.axvline(50, color="k", ls=":", lw=1)
+    ax.set_xlabel("MIA on the defended (overfit) set vs test (%)  (50 = indistinguishable)")
+    ax.set_ylabel("test accuracy (%)")
+    ax.legend(fontsize=7)
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
+PLOTS = {"unlearn": _axes_plot, "defense": _tradeoff_plot}
+
+
+def draw(kind: str, rows: list[dict[str, Any]], path: Path, title: str) -> bool:
+    """Write ``path`` (PNG) for an experiment of ``kind`` if there is something to draw; returns whether it did."""
+    plot = PLOTS.get(kind)
+    if plot is None or not available():
+        return False
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return plot(rows, path, title)
