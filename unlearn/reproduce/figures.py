@@ -55,6 +55,46 @@ def _axes_plot(rows: list[dict[str, Any]], path: Path, title: str) -> bool:
     return True
 
 
+def _roc_plot(rows: list[dict[str, Any]], path: Path, title: str) -> bool:
+    """MIA ROC curves (forget vs test, logit-scaled confidence, mean over seeds), one panel per (model, forget)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    curves = [r for r in rows if "roc_tpr" in r and r.get("clusters", "-") in ("-", None)]
+    panels = list(dict.fromkeys((r["model"], r["forget"]) for r in curves))
+    if not panels:
+        return False
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 4), squeeze=False)
+    for ax, (model, forget) in zip(axes[0], panels):
+        for r in curves:
+            if (r["model"], r["forget"]) == (model, forget):
+                extra = "".join(f" {r[a]}" for a in ("ipc", "classifier") if r.get(a, "-") not in ("-", None))
+                ax.plot([max(f, 1e-3) for f in r["roc_fpr"]], r["roc_tpr"], label=r["method"] + extra)
+        ax.plot([1e-3, 1], [1e-3, 1], color="k", ls=":", lw=1)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlim(1e-3, 1)
+        ax.set_ylim(1e-3, 1)
+        ax.set_xlabel("false positive rate")
+        ax.set_ylabel("true positive rate")
+        ax.set_title(f"{model}, {forget}", fontsize=9)
+        ax.legend(fontsize=6)
+    fig.suptitle(f"MIA ROC (forget vs test): {title}", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
+def _unlearn_plots(rows: list[dict[str, Any]], path: Path, title: str) -> bool:
+    """The K sweep where the experiment sweeps K, the MIA ROC curves otherwise."""
+    if any(r.get("clusters") not in (None, "-") for r in rows):
+        return _axes_plot(rows, path, title)
+    return _roc_plot(rows, path, title)
+
+
 def _tradeoff_plot(rows: list[dict[str, Any]], path: Path, title: str) -> bool:
     """Test accuracy against the MIA of the defended set, one point per model (with std bars)."""
     import matplotlib
@@ -80,7 +120,7 @@ def _tradeoff_plot(rows: list[dict[str, Any]], path: Path, title: str) -> bool:
     return True
 
 
-PLOTS = {"unlearn": _axes_plot, "defense": _tradeoff_plot}
+PLOTS = {"unlearn": _unlearn_plots, "successive": None, "defense": _tradeoff_plot}
 
 
 def draw(kind: str, rows: list[dict[str, Any]], path: Path, title: str) -> bool:

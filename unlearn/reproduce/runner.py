@@ -304,8 +304,8 @@ def reproduce(suite: str, preset: str, out: str | Path, *, only: list[str] | Non
     with atomic_path(out / "report.md", force=True) as tmp:
         tmp.write_text(render_markdown(meta, sections))
     buf = io.StringIO()
-    cols = list(dict.fromkeys(k for r in rows for k in r))
-    writer = csv.DictWriter(buf, fieldnames=cols)
+    cols = [k for k in dict.fromkeys(k for r in rows for k in r) if not k.startswith("roc_")]
+    writer = csv.DictWriter(buf, fieldnames=cols, extrasaction="ignore")
     writer.writeheader()
     writer.writerows(rows)
     with atomic_path(out / "report.csv", force=True) as tmp:

@@ -86,11 +86,27 @@ def _unlearn_run(cell: Cell, exp: Experiment, ws: Workspace) -> dict[str, Any]:
     out = {key: r[key] for key in METRICS}
     out.update(seconds=r["time"]["total_s"], assembly_s=r["time"]["assembly_s"], forget_size=r["forget_size"],
                reduced_ratio=(r["reduced_set"] or {}).get("ratio_to_retain"), options=r["options"])
+    out["roc"] = roc_points(res.model, data, res.split.forget, ws.device)
     if spec.startswith("class:"):  # TA on the classes that remain
         gone = torch.unique(data.train.labels[res.split.forget.to(data.train.labels.device)])
         keep = ~torch.isin(data.test.labels, gone)
         out["test_acc_other"] = evaluate(res.model, data.test.images[keep], data.test.labels[keep], device=ws.device).accuracy
     return out
+
+
+ROC_FPR = [0.0] + [round(10 ** (e / 10), 6) for e in range(-30, 1)]  # 0, 1e-3 .. 1, log-spaced
+
+
+def roc_points(model, data, forget: torch.Tensor, device) -> dict[str, list[float]]:
+    """The loss-free MIA ROC of forget (members) vs test on logit-scaled confidence, at fixed FPRs (so cells stay
+    small and curves average over seeds)."""
+    from attacks.epsilon import confidences
+    from attacks.roc import tpr_at_fpr
+
+    idx = forget.to(data.train.labels.device)
+    cf = confidences(model, data.train.images[idx], data.train.labels[idx], device)
+    ct = confidences(model, data.test.images, data.test.labels, device)
+    return {"fpr": ROC_FPR, "tpr": [tpr_at_fpr(cf, ct, f) for f in ROC_FPR]}
 
 
 def _unlearn_rows(exp: Experiment, cells: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -110,6 +126,10 @@ def _unlearn_rows(exp: Experiment, cells: list[dict[str, Any]]) -> list[dict[str
         ta_key = "test_acc_other" if key["forget"].startswith("class:") else "test_acc"
         for k, name in (("retain_acc", "retain_acc"), ("forget_acc", "forget_acc"), (ta_key, "test_acc"), ("mia", "mia")):
             row[name], row[name + "_std"] = mean_std([100 * c["result"][k] for c in got])
+        rocs = [c["result"]["roc"]["tpr"] for c in got if "roc" in c["result"]]
+        if rocs:
+            row["roc_fpr"] = got[0]["result"]["roc"]["fpr"]
+            row["roc_tpr"] = [sum(v) / len(v) for v in zip(*rocs)]
         ratios = [c["result"]["seconds"] / retrain[c["seed"]]["seconds"] for c in got if c["seed"] in retrain]
         if ratios:
             row["time_ratio"], row["time_ratio_std"] = mean_std(ratios)
