@@ -87,6 +87,10 @@ def _unlearn_run(cell: Cell, exp: Experiment, ws: Workspace) -> dict[str, Any]:
     out.update(seconds=r["time"]["total_s"], assembly_s=r["time"]["assembly_s"], forget_size=r["forget_size"],
                reduced_ratio=(r["reduced_set"] or {}).get("ratio_to_retain"), options=r["options"])
     out["roc"] = roc_points(res.model, data, res.split.forget, ws.device)
+    inv = exp.spec.get("invert")
+    if inv and arch in inv.get("models", []) and cell.seed in inv.get("seeds", [0]):
+        out["inversion"] = invert_and_score(res.model, data, res.split.forget, ws, f"{exp.name}-{cell.id}",
+                                            steps=int(inv.get("steps", 200)), seed=cell.seed)
     if spec.startswith("class:"):  # TA on the classes that remain
         gone = torch.unique(data.train.labels[res.split.forget.to(data.train.labels.device)])
         keep = ~torch.isin(data.test.labels, gone)
@@ -109,6 +113,21 @@ def roc_points(model, data, forget: torch.Tensor, device) -> dict[str, list[floa
     return {"fpr": ROC_FPR, "tpr": [tpr_at_fpr(cf, ct, f) for f in ROC_FPR]}
 
 
+def invert_and_score(model, data, forget: torch.Tensor, ws: Workspace, name: str, *, steps: int, seed: int) -> dict:
+    """Class-representative inversion of ``model`` (2 per class), its grid saved beside the report, scored by SSIM
+    to the nearest forget image of the class."""
+    from attacks.inversion import invert_classes, score_reconstructions
+    from dcforget.images import save_grid
+
+    rec, tg = invert_classes(model, data.info.num_classes, data.info.image_shape, per_class=2, steps=steps, seed=seed)
+    png = ws.root.parent / "figures" / "inversion" / f"{name}.png"
+    png.parent.mkdir(parents=True, exist_ok=True)
+    save_grid([rec[tg == c] for c in range(data.info.num_classes)], png, columns=2, scale=3, force=True)
+    idx = forget.to(data.train.labels.device)
+    score = score_reconstructions(rec, tg, data.train.images[idx], data.train.labels[idx])
+    return {"png": str(png.relative_to(ws.root.parent)), "ssim": score["ssim"]}
+
+
 def _unlearn_rows(exp: Experiment, cells: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """One row per cell key (every axis but the seed): mean/std over seeds, time as a ratio to retraining of the same
     key and seed, and the reference's numbers (looked up by ``reference_keys``, default model then method;
@@ -126,6 +145,9 @@ def _unlearn_rows(exp: Experiment, cells: list[dict[str, Any]]) -> list[dict[str
         ta_key = "test_acc_other" if key["forget"].startswith("class:") else "test_acc"
         for k, name in (("retain_acc", "retain_acc"), ("forget_acc", "forget_acc"), (ta_key, "test_acc"), ("mia", "mia")):
             row[name], row[name + "_std"] = mean_std([100 * c["result"][k] for c in got])
+        inv = [c["result"]["inversion"] for c in got if "inversion" in c["result"]]
+        if inv:
+            row["extra"] = "inversion: " + ", ".join(f"[SSIM {i['ssim']:.3f}]({i['png']})" for i in inv)
         rocs = [c["result"]["roc"]["tpr"] for c in got if "roc" in c["result"]]
         if rocs:
             row["roc_fpr"] = got[0]["result"]["roc"]["fpr"]
