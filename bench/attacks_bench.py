@@ -10,8 +10,8 @@ forget set with an evaluation CNN trained on the test split (it never saw a trai
 Part 2 is U-LiRA: shadows trained on random halves of a (smaller, on cpu) training set, each with its original,
 retrained, finetuned and default-unlearned model; signals go to an HDF5 file in --work, so a rerun resumes.
 Presets:
-  cpu    part 1 on the unlearning benchmark's cpu preset (1,000/class, K=100); U-LiRA on 500/class (halves of
-         5,000), 8 shadows, 20-epoch shadows, FDM K=50 per shadow; finetune 10 epochs; SVC fitted on 2,000/side;
+  cpu    part 1 on the unlearning benchmark's cpu preset (1,000/class, K=100); U-LiRA on 300/class (halves of
+         3,000), 8 shadows, 15-epoch shadows, FDM K=30 per shadow; finetune 10 epochs; SVC fitted on 2,000/side; class inversion 100 steps;
          condensive inversion 5 sub-classes x 5 generator epochs on 200 test images per class
   paper  part 1 on 4,500/class, K=450; U-LiRA on the full 4,500/class, 64 shadows, 30 epochs, K=450
 """
@@ -43,8 +43,8 @@ from unlearn_bench import PRESETS as UNLEARN_PRESETS
 from unlearn_bench import offline
 
 PRESETS = {
-    "cpu": {"unlearn": "cpu", "shadow_per_class": 500, "shadows": 8, "shadow_epochs": 20, "shadow_clusters": 50,
-            "finetune_epochs": 10, "svc_max": 2000, "inv_steps": 200, "cond_subclasses": 5, "cond_epochs": 5,
+    "cpu": {"unlearn": "cpu", "shadow_per_class": 300, "shadows": 8, "shadow_epochs": 15, "shadow_clusters": 30,
+            "finetune_epochs": 10, "svc_max": 2000, "inv_steps": 100, "cond_subclasses": 5, "cond_epochs": 5,
             "cond_pool": 200, "evaluator_epochs": 20},
     "paper": {"unlearn": "paper", "shadow_per_class": 4500, "shadows": 64, "shadow_epochs": 30, "shadow_clusters": 450,
               "finetune_epochs": 10, "svc_max": None, "inv_steps": 300, "cond_subclasses": 20, "cond_epochs": 200,
