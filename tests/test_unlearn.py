@@ -243,15 +243,6 @@ def test_condensed_auto_reset_follows_what_the_request_removes(setup, tmp_path, 
     assert res.report["method_extra"]["reset"] == expected
 
 
-@pytest.mark.parametrize("spec, epochs", [("class:1", 20), ("random:0.1", 6)])
-def test_condensed_default_epochs_follow_what_the_request_removes(setup, spec, epochs):
-    data, trained, cs = setup
-    res = unlearn_request(trained, data, spec, "condensed", device=CPU, condensed=cs, quiet=True)
-    assert res.report["method_extra"]["epochs"] == epochs
-    again = unlearn_request(trained, data, spec, "condensed", device=CPU, condensed=cs, quiet=True, options={"epochs": 2})
-    assert again.report["method_extra"]["epochs"] == 2  # an explicit count wins
-
-
 def test_condensed_distillation_masks_forgotten_classes(setup):
     """With nothing reset, a class forget can only come from the loss: the masked teacher gives the class no mass
     and the reduced set has no image of it, so its accuracy must collapse while the other classes keep theirs."""
