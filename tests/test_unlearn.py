@@ -243,6 +243,20 @@ def test_condensed_auto_reset_follows_what_the_request_removes(setup, tmp_path, 
     assert res.report["method_extra"]["reset"] == expected
 
 
+@pytest.mark.parametrize("spec, options, expected", [
+    ("random:0.1", {"min_steps": 9}, 9),             # the whole reduced set is one batch: 9 steps need 9 epochs
+    ("random:0.1", {"min_steps": 4}, 6),             # 6 epochs already give more
+    ("class:1", {"min_steps": 9}, 6),                # nothing re-initialised: 6 epochs
+    ("random:0.1", {"min_steps": 9, "epochs": 2}, 2),  # an explicit epoch count is used as given
+])
+def test_condensed_auto_epochs_give_reinitialised_layers_min_steps(setup, spec, options, expected):
+    data, trained, cs = setup
+    res = unlearn_request(trained, data, spec, "condensed", device=CPU, condensed=cs, quiet=True,
+                          options={"lr": 1e-9, "batch_size": 1024, **options})
+    assert res.report["reduced_set"]["reduced_size"] <= 1024
+    assert res.report["method_extra"]["epochs"] == expected
+
+
 def test_condensed_distillation_masks_forgotten_classes(setup):
     """With nothing reset, a class forget can only come from the loss: the masked teacher gives the class no mass
     and the reduced set has no image of it, so its accuracy must collapse while the other classes keep theirs."""
