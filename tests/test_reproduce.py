@@ -29,7 +29,7 @@ def test_smoke_preset_runs_every_cell_and_reports(smoke):
     for title in ("1. Random 10% forgetting", "2. Class forgetting", "3. Remembrance-set size", "4. Buckets per class",
                   "5. Five successive", "6. Condensed model", "7. Membership-inference defence", "8. Condensation"):
         assert title in md
-    assert "ref RA" in md and "epsilon spent" in md
+    assert "ref RA" in md and "epsilon spent" in md and "Reduced at this preset: IPC 1 and 2" in md
     rows = list(csv.DictReader((out / "report.csv").open()))
     cnn_dcu = next(r for r in rows if r["model"] == "cnn" and r["method"] == "dcu-reference" and r["forget"] == "random:0.1")
     assert float(cnn_dcu["ref_retain_acc"]) == 93.24 and cnn_dcu["seeds"] == "1"

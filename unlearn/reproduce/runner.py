@@ -238,6 +238,8 @@ def render_markdown(meta: dict[str, Any], sections: list[tuple[Experiment, list[
         w(f"\n## {exp.title}\n\n")
         if exp.spec.get("description"):
             w(exp.spec["description"].strip() + "\n\n")
+        if exp.spec.get("reductions"):
+            w(f"Reduced at this preset: {exp.spec['reductions']}.\n\n")
         if exp.spec.get("reference_source"):
             w(f"Reference numbers: {exp.spec['reference_source']}\n\n")
         axes = [a for a in ROW_AXES if any(a in r for r in rows)]
