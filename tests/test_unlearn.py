@@ -11,6 +11,7 @@ import dcforget.train as train_mod
 from condense.build import build_condensed
 from dcforget.checkpoint import load_checkpoint
 from dcforget.datasets import load_data
+from dcforget.models import create_model
 from dcforget.train import TrainConfig, evaluate
 from dcforget.training import train_on
 from unlearn.cli import main as unlearn_main
@@ -213,7 +214,7 @@ def test_fisher_noise_scales_with_alpha(setup):
     assert 0 < dist(small) < dist(large)
 
 
-@pytest.mark.parametrize("reset", ["none", "head", "final", "intermediate+final"])
+@pytest.mark.parametrize("reset", ["none", "head", "final", "intermediate+final", "all"])
 def test_condensed_reset_choices_reinitialise_exactly_those_parts(setup, reset):
     data, trained, cs = setup
     from unlearn.methods.base import UnlearnContext
@@ -227,7 +228,7 @@ def test_condensed_reset_choices_reinitialise_exactly_those_parts(setup, reset):
     out = condensed(ctx)  # lr 1e-9: parameters move only by the reset
     changed = lambda a, b: any(not torch.allclose(p, q, atol=1e-6) for p, q in zip(a.parameters(), b.parameters()))
     expect = {"none": (False, False, False), "head": (False, False, True), "final": (False, False, True),
-              "intermediate+final": (False, True, True)}[reset]
+              "intermediate+final": (False, True, True), "all": (True, True, True)}[reset]
     assert (changed(trained.beginning, out.beginning), changed(trained.intermediate, out.intermediate),
             changed(trained.final.head, out.final.head)) == expect
 
@@ -241,6 +242,15 @@ def test_condensed_auto_reset_follows_what_the_request_removes(setup, tmp_path, 
     res = unlearn_request(trained, data, spec.format(tmp=tmp_path), "condensed", device=CPU, condensed=cs, quiet=True,
                           options={"epochs": 1})
     assert res.report["method_extra"]["reset"] == expected
+
+
+def test_condensed_auto_resets_everything_where_the_beginning_holds_most_parameters(setup):
+    data, _, cs = setup
+    mlp = create_model("mlp", data.info)  # its first layer is ~96% of its parameters; the cnn's Beginning ~1%
+    res = unlearn_request(mlp, data, "random:0.1", "condensed", device=CPU, condensed=cs, quiet=True, options={"epochs": 1})
+    assert res.report["method_extra"]["reset"] == "all"
+    res = unlearn_request(mlp, data, "class:1", "condensed", device=CPU, condensed=cs, quiet=True, options={"epochs": 1})
+    assert res.report["method_extra"]["reset"] == "none"
 
 
 @pytest.mark.parametrize("spec, options, expected", [

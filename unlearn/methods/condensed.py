@@ -12,8 +12,12 @@ images alike, Adam with a cosine schedule, and three ingredients chosen against 
     while keeping the original's accuracy on the other classes.
   - anything else (random / per-sample forgetting): Intermediate and Final are re-initialised. The original has
     memorised its forget samples in its convolutional features, not only in its head: a head-only reset left FA
-    at 92% against retraining's 67%.
-  ``none``, ``head``, ``final``, ``intermediate+final`` force a choice.
+    at 92% against retraining's 67%. Where the Beginning holds most of the parameters (the MLP: its first
+    layer is 96% of them; 0.8-6% on cnn, convnet, resnet18, vgg16) the memorisation is there, so everything
+    is re-initialised ("all"): on the reproduction's cpu preset (250 images per class, random 10%, seeds 0-2)
+    keeping the MLP's Beginning left FA 85.9 and MIA 73.0 against retraining's 38.1 and 51.6; "all" gives
+    FA 45.6, MIA 51.9, TA 42.4 (retraining 39.1).
+  ``none``, ``head``, ``final``, ``intermediate+final``, ``all`` force a choice.
 * ``distill`` (weight, default 1.0; 0 turns it off) -- a distillation term KL_T(original || model) * T^2 on the
   reduced set, with the logits of forgotten classes masked out of the teacher. The teacher only ever sees
   reduced-set images, so it passes on what the original knows about the retain data and nothing specific to a
@@ -50,6 +54,11 @@ from .base import UnlearnContext, register
 from .distill import kd_kl
 
 
+def _share(part: torch.nn.Module, model: torch.nn.Module) -> float:
+    """The fraction of ``model``'s parameters that ``part`` holds."""
+    return sum(p.numel() for p in part.parameters()) / max(sum(p.numel() for p in model.parameters()), 1)
+
+
 @register("condensed", needs_condensed=True,
           summary="fine-tune on the reduced retain set (condensed + touched real) with DSA and masked distillation",
           epochs=0, min_steps=170, batch_size=256, optimizer="adam", lr=1e-3, schedule="cosine", bf16=False, reset="auto",
@@ -58,12 +67,15 @@ def condensed(ctx: UnlearnContext):
     o = ctx.options
     model = ctx.copy_original()
     parts = {"none": [], "head": [model.final.head], "final": [model.final],
-             "intermediate+final": [model.intermediate, model.final]}
+             "intermediate+final": [model.intermediate, model.final],
+             "all": [model.beginning, model.intermediate, model.final]}
     reset = o["reset"]
     if reset == "auto":  # whole classes removed: nothing to reset; per-sample forgetting: relearn the upper network
         gone = ctx.forgotten_classes()
         _, forget_labels = ctx.forget()
         reset = "none" if bool(gone[forget_labels.cpu()].all()) else "intermediate+final"
+        if reset != "none" and _share(model.beginning, model) > 0.5:  # the Beginning holds the capacity (MLP)
+            reset = "all"
     if reset not in parts:
         raise ConfigError(f"reset must be auto or one of {', '.join(parts)}, got {reset!r}")
     if o["teacher"] not in ("clean", "augmented"):
