@@ -53,6 +53,32 @@ def test_rerun_reads_finished_cells_back_and_redoes_only_missing_ones(smoke):
     assert json.loads(gone.read_text())["result"]["forget_acc"] == before["result"]["forget_acc"]  # seeded: same cell
 
 
+def test_a_cell_computed_under_other_settings_is_recomputed(smoke):
+    out, _ = smoke
+    cell = out / "cells" / "random-forgetting" / "mlp-random_0.1-retrain-s0.json"
+    rec = json.loads(cell.read_text())
+    current = rec["settings"]
+    cell.write_text(json.dumps({**rec, "settings": "0" * 16}))  # as if a preset or experiment setting had changed
+    res = CliRunner().invoke(unlearn_main, ["reproduce", "dcu", "--preset", "smoke", "--out", str(out),
+                                            "--only", "random-forgetting", "--seeds", "1"])
+    assert res.exit_code == 0, res.output
+    assert "mlp-random_0.1-retrain-s0 (settings changed since it ran: recomputed)" in res.output
+    assert json.loads((out / "report.json").read_text())["meta"]["cells_read_back"] == 15
+    assert json.loads(cell.read_text())["settings"] == current
+
+
+def test_settings_digest_follows_what_cells_are_computed_from():
+    from unlearn.reproduce.runner import Experiment, settings_digest
+    preset, spec = {"seeds": 3, "per_class": 10, "description": "a"}, {"title": "t", "methods": ["retrain"]}
+    d = settings_digest(preset, Experiment("x", spec))
+    # the seed is in each cell's name, and titles, notes and reference numbers only shape the report
+    assert settings_digest({**preset, "seeds": 5, "description": "b"}, Experiment("x", spec)) == d
+    assert settings_digest(preset, Experiment("x", {**spec, "title": "u", "notes": {"retrain": "n"},
+                                                    "reference": {"retrain": [1, 2, 3]}})) == d
+    assert settings_digest({**preset, "per_class": 20}, Experiment("x", spec)) != d
+    assert settings_digest(preset, Experiment("x", {**spec, "methods": ["finetune"]})) != d
+
+
 def test_interrupted_run_leaves_no_partial_cell(tmp_path, monkeypatch):
     from unlearn import reproduce as rp
 

@@ -8,7 +8,8 @@ numbers and notes on where they come from a reference bug. Nothing experiment-sp
 
 Every (experiment, model, forget spec, method, seed) is a cell. A finished cell is a JSON file under
 ``DIR/cells/``, written atomically: a rerun reads it back instead of recomputing it, and an interrupted run
-leaves no partial cell. Offline artefacts (original models, condensed files, DC-U offline checkpoints) are cached
+leaves no partial cell. A cell records a digest of the settings it ran under (``settings_digest``); one whose
+settings have changed since is recomputed. Code changes are not in the digest: delete the cells they affect. Offline artefacts (original models, condensed files, DC-U offline checkpoints) are cached
 under ``DIR/artefacts/`` the same way. ``DIR/report.md`` (with ``report.csv`` and ``report.json``) gives mean +-
 std over seeds, the reference's numbers beside ours, and flags the differences beyond noise.
 """
@@ -263,6 +264,19 @@ def render_markdown(meta: dict[str, Any], sections: list[tuple[Experiment, list[
     return out.getvalue()
 
 
+PRESENTATION_KEYS = ("title", "description", "reductions", "reference_source", "reference", "reference_keys", "notes",
+                     "flag")  # shape the report, not the cells
+
+
+def settings_digest(preset: dict[str, Any], exp: Experiment) -> str:
+    """What an experiment's cells are computed from: the preset's settings (seeds aside: the seed is in the cell)
+    and the experiment's grid and options after the preset's overrides. A finished cell whose digest differs was
+    computed under other settings and is recomputed, not read back."""
+    settings = {"preset": {k: v for k, v in preset.items() if k not in ("description", "seeds")},
+                "experiment": {k: v for k, v in exp.spec.items() if k not in PRESENTATION_KEYS}}
+    return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
 def reproduce(suite: str, preset: str, out: str | Path, *, only: list[str] | None = None, data_dir: str | None = None,
               device: torch.device, seeds: int | None = None, command: str = "", log: Log = print) -> dict[str, Any]:
     p, exps = load_suite(suite, preset, only)
@@ -273,17 +287,19 @@ def reproduce(suite: str, preset: str, out: str | Path, *, only: list[str] | Non
     done_before = 0
     results: dict[str, list[dict[str, Any]]] = {e.name: [] for e in exps}
     t0 = time.perf_counter()
+    digests = {e.name: settings_digest(p, e) for e in exps}
     for i, (exp, cell) in enumerate(plan, 1):
         path = out / "cells" / exp.name / f"{cell.id}.json"
-        if path.exists():
-            rec = json.loads(path.read_text())
+        rec = json.loads(path.read_text()) if path.exists() else None
+        if rec is not None and rec.get("settings") == digests[exp.name]:
             done_before += 1
         else:
-            log(f"[{i}/{len(plan)}] {exp.name}: {cell.id}")
+            stale = " (settings changed since it ran: recomputed)" if rec is not None else ""
+            log(f"[{i}/{len(plan)}] {exp.name}: {cell.id}{stale}")
             t = time.perf_counter()
             result = KINDS.get(exp.spec.get("kind", "unlearn")).run(cell, exp, ws.for_experiment(exp))
-            rec = {"experiment": exp.name, "key": cell.key, "seed": cell.seed, "result": result,
-                   "cell_seconds": time.perf_counter() - t}
+            rec = {"experiment": exp.name, "key": cell.key, "seed": cell.seed, "settings": digests[exp.name],
+                   "result": result, "cell_seconds": time.perf_counter() - t}
             path.parent.mkdir(parents=True, exist_ok=True)
             with atomic_path(path, force=True) as tmp:
                 tmp.write_text(json.dumps(rec, indent=1, default=str))
