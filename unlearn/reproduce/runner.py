@@ -9,8 +9,9 @@ numbers and notes on where they come from a reference bug. Nothing experiment-sp
 Every (experiment, model, forget spec, method, seed) is a cell. A finished cell is a JSON file under
 ``DIR/cells/``, written atomically: a rerun reads it back instead of recomputing it, and an interrupted run
 leaves no partial cell. A cell records a digest of the settings it ran under (``settings_digest``); one whose
-settings have changed since is recomputed. Code changes are not in the digest: delete the cells they affect. Offline artefacts (original models, condensed files, DC-U offline checkpoints) are cached
-under ``DIR/artefacts/`` the same way. ``DIR/report.md`` (with ``report.csv`` and ``report.json``) gives mean +-
+settings have changed since is recomputed. Code changes are not in the digest: delete the cells they affect.
+Offline artefacts (original models, condensed files, DC-U offline checkpoints) are cached under
+``DIR/artefacts/`` the same way. ``DIR/report.md`` (with ``report.csv`` and ``report.json``) gives mean +-
 std over seeds, the reference's numbers beside ours, and flags the differences beyond noise.
 """
 
