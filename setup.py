@@ -1,6 +1,6 @@
 from pathlib import Path
 
-from setuptools import setup
+from setuptools import find_packages, setup
 
 here = Path(__file__).parent
 version = {}
@@ -13,7 +13,9 @@ setup(
     long_description=(here / "README.md").read_text(),
     long_description_content_type="text/markdown",
     python_requires=">=3.11",
-    packages=["dcforget", "dcforget.models", "condense", "condense.methods", "unlearn", "unlearn.methods", "attacks"],
+    # every package and subpackage of the stages (a hand-written list left unlearn.reproduce out of the wheel)
+    packages=find_packages(include=["dcforget", "dcforget.*", "condense", "condense.*", "unlearn", "unlearn.*",
+                                    "attacks", "attacks.*"]),
     # torch/torchvision are lower bounds only, so an installed CUDA build is kept as it is; scripts/setup.sh pins
     # the CPU pair (2.13.0 / 0.28.0) first on machines without a GPU.
     install_requires=[

@@ -9,11 +9,11 @@ import click
 import torch
 
 from dcforget.checkpoint import load_checkpoint, read_checkpoint_meta
-from dcforget.cli import Group, with_logging
-from dcforget.datasets import load_data
+from dcforget.cli import SEED, Group, with_logging
+from dcforget.datasets import load_data, load_data_for
 from dcforget.errors import ConfigError
 from dcforget.forget import ForgetContext, resolve_forget
-from dcforget.io import atomic_path, check_writable
+from dcforget.io import atomic_path, atomic_paths, check_writable
 from dcforget.metrics import population_mia
 from dcforget.runtime import resolve_device
 from dcforget.train import as_unit, evaluate
@@ -36,8 +36,7 @@ data_dir_option = click.option("--data-dir", type=click.Path(file_okay=False), e
 
 
 def _load(meta: dict, data_dir, download: bool = True):
-    return load_data(meta.get("dataset_spec") or meta["dataset"], data_dir, meta.get("per_class"),
-                     seed=meta.get("data_seed", 0), download=download)
+    return load_data_for(meta, data_dir, download)
 
 
 def _forget_indices(meta: dict, spec: str | None, data, seed: int, model) -> torch.Tensor:
@@ -63,7 +62,7 @@ def one_model_options(f):
         click.option("--forget", "forget_spec", default=None,
                      help="Forget set / members (default: what the checkpoint forgot)."),
         data_dir_option,
-        click.option("--seed", type=int, default=0, show_default=True),
+        click.option("--seed", type=SEED, default=0, show_default=True),
         click.option("--device", default=None),
         click.option("--out", type=click.Path(dir_okay=False), default=None, help="JSON report."),
         click.option("--force", is_flag=True),
@@ -144,6 +143,9 @@ def epsilon_cmd(unlearned, retrained, forget_spec, data_dir, device, out, force)
 
     if len(unlearned) < 2 or len(retrained) < 2:
         raise ConfigError("the epsilon metric needs at least 2 unlearned and 2 retrained models")
+    if len(unlearned) != len(retrained):
+        raise ConfigError(f"the epsilon metric compares as many unlearned as retrained models "
+                          f"(got {len(unlearned)} and {len(retrained)})")
     if out:
         check_writable(out, force)
     metas = [read_checkpoint_meta(p)[0] for p in (*unlearned, *retrained)]
@@ -152,8 +154,18 @@ def epsilon_cmd(unlearned, retrained, forget_spec, data_dir, device, out, force)
     data = _load(metas[0], data_dir)
     dev = resolve_device(device)
     forget = _forget_indices(metas[0], forget_spec, data, 0, None)
-    if forget_spec is None and any(sorted(m.get("forgotten") or []) != forget.tolist() for m in metas[: len(unlearned)]):
-        raise ConfigError("the unlearned checkpoints forgot different sets; give --forget")
+    wanted = forget.tolist()
+    if forget_spec is None:
+        for i, (path, m) in enumerate(zip((*unlearned, *retrained), metas)):
+            if sorted(m.get("forgotten") or []) != wanted:
+                kind = "unlearned" if i < len(unlearned) else "retrained"
+                raise ConfigError(f"{kind} checkpoint {path} forgot a different set than {unlearned[0]}; give --forget")
+    else:  # the retrained models must never have seen a forget example
+        for path, m in zip(retrained, metas[len(unlearned):]):
+            missing = set(wanted) - set(m.get("forgotten") or [])
+            if missing:
+                raise ConfigError(f"retrained checkpoint {path} was trained with {len(missing)} of the "
+                                  f"{len(wanted)} --forget examples (it records no such forget request)")
     data = data.to(dev)
     fx, fy = data.train.images[forget.to(dev)], data.train.labels[forget.to(dev)]
 
@@ -172,12 +184,18 @@ def epsilon_cmd(unlearned, retrained, forget_spec, data_dir, device, out, force)
 
     u, ra_u, ta_u = scores(unlearned)
     r, ra_r, ta_r = scores(retrained)
+    if ra_r == 0 or ta_r == 0:
+        raise ConfigError(f"the retrained models' mean {'retain' if ra_r == 0 else 'test'} accuracy is 0: the final "
+                          f"score's accuracy ratio is undefined")
     s = epsilon_score(u, r, ra_ratio=ra_u / ra_r, ta_ratio=ta_u / ta_r)
     rep = {**s.summary(), "ra_unlearned": ra_u, "ra_retrained": ra_r, "ta_unlearned": ta_u, "ta_retrained": ta_r,
            "models": {"unlearned": list(map(str, unlearned)), "retrained": list(map(str, retrained))},
            "eps": s.eps.tolist()}
     click.echo(f"forget quality F {s.forget_quality:.4f}, final score {s.final:.4f} "
                f"(RA ratio {ra_u / ra_r:.3f}, TA ratio {ta_u / ta_r:.3f}; {len(forget)} examples, {len(unlearned)}+{len(retrained)} models)")
+    if len(unlearned) == 2:
+        click.echo("note: with 2 models per side ceil(ln(N - 1)) = 0, so no epsilon bucket scores points and F is 0 "
+                   "by construction (as in the challenge code); use more models")
     _write(out, force, rep)
 
 
@@ -198,7 +216,8 @@ def epsilon_cmd(unlearned, retrained, forget_spec, data_dir, device, out, force)
 @click.option("--per-class", type=click.IntRange(min=1), default=None)
 @data_dir_option
 @click.option("--signals", type=click.Path(dir_okay=False), required=True,
-              help="HDF5 file of per-model confidences; finished shadows in it are reused.")
+              help="HDF5 file of per-model confidences, made by this command; finished shadows in it are reused. "
+                   "Any other existing file is refused untouched.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", default=None)
 @click.option("--quiet", "-q", is_flag=True)
@@ -214,8 +233,9 @@ def ulira_cmd(dataset, arch, epochs, bf16, methods, options, clusters, shadows, 
     from unlearn.methods import METHODS
     from unlearn.requests_cli import parse_options
 
-    from .ulira import attack, run_shadows
+    from .ulira import attack, check_signals, run_shadows
 
+    check_signals(signals)  # a file that is not ours is refused before any work
     MODELS.get(arch)
     methods = list(dict.fromkeys(methods))
     known = {k: v for m in methods for k, v in METHODS.get(m).defaults.items()}
@@ -227,7 +247,7 @@ def ulira_cmd(dataset, arch, epochs, bf16, methods, options, clusters, shadows, 
     if out:
         check_writable(out, force)
     dev = resolve_device(device)
-    data = load_data(dataset, data_dir, per_class, seed=seed).to(dev)
+    data = load_data(dataset, data_dir, per_class, seed=seed, val_fraction=0.0).to(dev)  # shadows use no validation
     condensed_fn = None
     if needs_condensed:
         from condense.build import build_condensed
@@ -288,7 +308,7 @@ def metrics_cmd(checkpoint, forget_spec, data_dir, seed, device, out, force) -> 
 @click.option("--pool-per-class", type=click.IntRange(min=1), default=None,
               help="condensive: at most this many of the pool's images per class (seeded subsample).")
 @data_dir_option
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=SEED, default=0, show_default=True)
 @click.option("--device", default=None)
 @click.option("--out-dir", type=click.Path(file_okay=False), required=True, help="PNG grids and report.json.")
 @click.option("--force", is_flag=True)
@@ -320,6 +340,7 @@ def invert_cmd(checkpoints, forget_spec, evaluator, how, per_class, steps, pool,
     classes = sorted(set(fy.tolist()))
     report = {"forget_size": len(forget), "classes": classes, "method": how, "per_class": per_class, "steps": steps,
               "pool": pool if how == "condensive" else None, "pool_per_class": pool_per_class, "models": {}}
+    grids = []
     for path, name in zip(checkpoints, names):
         model = load_checkpoint(path, fingerprint=data.fingerprint()).model.to(dev)
         if how == "class":
@@ -328,13 +349,16 @@ def invert_cmd(checkpoints, forget_spec, evaluator, how, per_class, steps, pool,
         else:
             recon, targets = condensive_invert(model, data, pool=pool, subclasses=per_class, epochs=steps,
                                                classes=classes, seed=seed, pool_per_class=pool_per_class)
-        save_grid([recon[targets == c] for c in classes], out / f"{name}.png", columns=per_class, scale=3, force=force)
+        grids.append([recon[targets == c] for c in classes])
         report["models"][name] = {"checkpoint": str(path), **score_reconstructions(recon, targets, fx, fy, ev)}
         r = report["models"][name]
         click.echo(f"{name}: SSIM to nearest forget image {r['ssim']:.3f}"
                    + (f", feature cosine {r['feature_cosine']:.3f}, evaluator acc {r['evaluator_accuracy']:.2f}" if ev else "")
                    + f" -> {out / (name + '.png')}")
-    _write(str(out / "report.json"), force, report)
+    with atomic_paths([*(out / f"{n}.png" for n in names), out / "report.json"], force=force) as tmps:  # all or none
+        for rows, tmp in zip(grids, tmps):
+            save_grid(rows, tmp, columns=per_class, scale=3, force=True)
+        tmps[-1].write_text(json.dumps(report, indent=2))
 
 
 @main.command("defend")
@@ -351,7 +375,7 @@ def invert_cmd(checkpoints, forget_spec, evaluator, how, per_class, steps, pool,
 @click.option("--dp-batch-size", type=click.IntRange(min=2), default=256, show_default=True)
 @click.option("--dp-max-grad-norm", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True)
 @data_dir_option
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=SEED, default=0, show_default=True)
 @click.option("--device", default=None)
 @click.option("--quiet", "-q", is_flag=True)
 @click.option("--out-dir", type=click.Path(file_okay=False), required=True,
@@ -400,8 +424,9 @@ def defend_cmd(checkpoint, condensed_file, method, options, dp, dp_epsilon, dp_d
     new_meta = {k: v for k, v in meta.items() if k not in ("model", "toolkit_version", "torch_version", "created_utc")}
     new_meta.update(unlearned_from=str(checkpoint), unlearn_method=method, forgotten=overfit.tolist(),
                     requests=[*meta.get("requests", []), "overfit"], metrics=None, history=None)
-    save_checkpoint(model_path, res.model, new_meta, force=force)
-    _write(str(report_path), force, report)
+    with atomic_paths([model_path, report_path], force=force) as (tmp_model, tmp_report):  # both or neither
+        save_checkpoint(tmp_model, res.model, new_meta, force=True)
+        tmp_report.write_text(json.dumps(report, indent=2))
     click.echo(f"{len(overfit)} of {len(data.train)} training samples flagged as overfit (Otsu)")
     click.echo("| model | train | test | overfit-set MIA | train-vs-test AUC | TPR@1%FPR |")
     click.echo("|---|---|---|---|---|---|")

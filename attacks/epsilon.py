@@ -7,10 +7,20 @@ retrained models form two samples; "positive" is the one with the larger median.
 * double threshold [l, r]: predict the peakier sample (smaller range, width w) when l <= score <= r, with r from
   (peaky min + w - 2) to (peaky max + 2) and l within +-2 of r - w (400 values).
 Per rule, with its FPR and FNR: both zero (perfect separation) -> infinity; one zero -> discarded; else
-    eps = max(0, log(1 - delta - FPR) - log FNR, log(1 - delta - FNR) - log FPR),   delta = 1e-5.
+    eps = max(0, log(1 - delta - FPR) - log FNR, log(1 - delta - FNR) - log FPR),   delta = 1e-5
+(a side whose log argument is negative is skipped; a rule with both sides skipped is discarded too).
 eps of the example = the max over rules, capped at 50; an example whose samples' range ratio is under 1% gets 50.
+Edge cases, as the challenge code (``metric.py``) behaves:
+* both samples constant (range 0): the ratio is 0/0 = NaN, not under 1%, so the rules decide (distinct constants
+  separate perfectly: 50);
+* a pooled range under 1/100 gives no single-threshold rule (``linspace`` with 0 points);
+* every rule discarded: the reference stops (``assert thr_eps, "... all thresholds gave nan epsilon"``); here
+  :class:`EpsilonUndefinedError` (typed, so the CLI prints one line) names the example;
+* "positive" is the sample with the larger ``np.median`` (the mean of the two middle values for even N; torch's
+  ``median`` would take the lower one).
 eps is bucketed in steps of 0.5 from 0 while the bucket ends at or below ceil(ln(N - 1)); buckets are worth
-1, 1/2, 1/4, ...; anything beyond scores 0. F = mean points over the forget set; the final score is
+1, 1/2, 1/4, ...; anything beyond scores 0. N = 2 gives ceil(ln 1) = 0 and N = 1 gives -inf: no bucket at all, every
+example scores 0 (nothing is divided by zero). F = mean points over the forget set; the final score is
 F x (RA_unlearned / RA_retrained) x (TA_unlearned / TA_retrained).
 
 Counts come from sorted samples (``searchsorted``), so each example costs O(rules x log N) rather than the
@@ -24,10 +34,17 @@ from dataclasses import dataclass
 
 import torch
 
+from dcforget.errors import DcForgetError
+
 DELTA = 1e-5
 EPSILON_CAP = 50.0
 PER_UNIT = 100
 BUFFER = 2.0
+
+
+class EpsilonUndefinedError(DcForgetError, ValueError):
+    """Scores for which the challenge metric is not defined (every decision rule discarded, mismatched or
+    non-finite score matrices)."""
 
 
 def logit_confidence(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -65,7 +82,8 @@ def _count_in(sorted_s: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor) -> tor
 
 
 def _linspace(a: float, b: float) -> torch.Tensor:
-    return torch.linspace(a, b, max(int(math.ceil((b - a) * PER_UNIT)), 1), dtype=torch.float64)
+    """``linspace(a, b, ceil((b - a) * 100))`` as the reference: no point at all when b == a."""
+    return torch.linspace(a, b, max(int(math.ceil((b - a) * PER_UNIT)), 0), dtype=torch.float64)
 
 
 def example_epsilon(pos: torch.Tensor, neg: torch.Tensor, delta: float = DELTA) -> float:
@@ -73,7 +91,7 @@ def example_epsilon(pos: torch.Tensor, neg: torch.Tensor, delta: float = DELTA) 
     pos, neg = pos.double(), neg.double()
     pos_diff, neg_diff = float(pos.max() - pos.min()), float(neg.max() - neg.min())
     largest, smallest = max(pos_diff, neg_diff), min(pos_diff, neg_diff)
-    if largest == 0 or smallest / largest < 0.01:
+    if largest > 0 and smallest / largest < 0.01:  # 0/0 is NaN in the reference: not peaky, the rules decide
         return EPSILON_CAP
     n_pos, n_neg = len(pos), len(neg)
     sp, sn = torch.sort(pos).values, torch.sort(neg).values
@@ -95,28 +113,55 @@ def example_epsilon(pos: torch.Tensor, neg: torch.Tensor, delta: float = DELTA) 
     if bool(((fpr == 0) & (fnr == 0)).any()):
         return EPSILON_CAP  # perfect separation: infinity, capped as the reference does
     keep = (fpr > 0) & (fnr > 0)
-    if not bool(keep.any()):
-        return 0.0
     fpr, fnr = fpr[keep], fnr[keep]
     nan_to_ninf = lambda x: torch.nan_to_num(x, nan=float("-inf"))  # the reference's nanmax: log(<0) is skipped
     eps = torch.maximum(nan_to_ninf(torch.log(1 - delta - fpr) - torch.log(fnr)),
                         nan_to_ninf(torch.log(1 - delta - fnr) - torch.log(fpr)))
     eps = eps[torch.isfinite(eps)]
-    return float(min(max(float(eps.max()), 0.0), EPSILON_CAP)) if len(eps) else 0.0
+    if not len(eps):
+        raise EpsilonUndefinedError(
+            "every decision rule was discarded (FPR or FNR zero everywhere): the two samples cannot be told apart or "
+            "together at 1/100 score resolution; the challenge code stops here too (use more, or less identical, "
+            "models)")
+    return float(min(max(float(eps.max()), 0.0), EPSILON_CAP))
 
 
 def per_example_epsilon(unlearned: torch.Tensor, retrained: torch.Tensor, *, delta: float = DELTA) -> torch.Tensor:
-    """unlearned, retrained: [N_models, E] scores -> eps [E]."""
-    u, r = unlearned.double().cpu(), retrained.double().cpu()
-    retrain_pos = r.median(0).values > u.median(0).values
+    """unlearned, retrained: [N_models, E] scores (the same N, as the reference requires) -> eps [E]."""
+    u, r = _check_scores(unlearned, retrained)
+    retrain_pos = _np_median(r) > _np_median(u)
     pos = torch.where(retrain_pos[None, :], r, u)
     neg = torch.where(retrain_pos[None, :], u, r)
-    return torch.tensor([example_epsilon(pos[:, i], neg[:, i], delta) for i in range(u.shape[1])], dtype=torch.float32)
+    out = []
+    for i in range(u.shape[1]):
+        try:
+            out.append(example_epsilon(pos[:, i], neg[:, i], delta))
+        except EpsilonUndefinedError as err:
+            raise EpsilonUndefinedError(f"forget example {i}: {err}") from None
+    return torch.tensor(out, dtype=torch.float32)
+
+
+def _np_median(x: torch.Tensor) -> torch.Tensor:
+    """``np.median(x, axis=0)``: the mean of the two middle values for an even count."""
+    s = torch.sort(x, 0).values
+    n = s.shape[0]
+    return s[n // 2] if n % 2 else (s[n // 2 - 1] + s[n // 2]) / 2
+
+
+def _check_scores(unlearned: torch.Tensor, retrained: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    u, r = torch.as_tensor(unlearned).double().cpu(), torch.as_tensor(retrained).double().cpu()
+    if u.dim() != 2 or u.shape != r.shape or u.shape[0] < 1 or u.shape[1] < 1:
+        raise EpsilonUndefinedError(f"the epsilon metric needs two [models, examples] score matrices of one shape "
+                                    f"(the same number of unlearned and retrained models); got {tuple(u.shape)} and "
+                                    f"{tuple(r.shape)}")
+    if not (bool(torch.isfinite(u).all()) and bool(torch.isfinite(r).all())):
+        raise EpsilonUndefinedError("non-finite scores (a model producing NaN/inf logits?)")
+    return u, r
 
 
 def bucket_points(eps: torch.Tensor, n_models: int) -> torch.Tensor:
     """Points per example: bucket k = [0.5k, 0.5(k+1)) is worth 2^-k while it ends at or below ceil(ln(N-1))."""
-    top = math.ceil(math.log(max(n_models - 1, 2)))
+    top = math.ceil(math.log(n_models - 1)) if n_models >= 2 else -math.inf  # N = 2: 0, N = 1: ln 0 = -inf
     k = torch.floor(eps.double() / 0.5)
     pts = torch.pow(0.5, k)
     return torch.where(eps.double() < top, pts, torch.zeros_like(pts)).float()

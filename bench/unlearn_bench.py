@@ -77,7 +77,7 @@ def summarize(rows: list[dict], methods: list[str], specs: list[str]) -> None:
         ta_key = "test_acc_other" if spec.startswith("class:") else "test_acc"
         for m in methods:
             rs = [r for r in rows if r["forget_spec"] == spec and r["method"] == m]
-            ms = lambda vals: f"{statistics.fmean(vals):.2f} ± {statistics.pstdev(vals):.2f}"
+            ms = lambda vals: f"{statistics.fmean(vals):.2f} ± {statistics.stdev(vals):.2f}"
             col = lambda k: ms([100 * r[k] for r in rs])
             mean = lambda rr, k: statistics.fmean([100 * r[k] for r in rr])
             if m == "retrain":  # retraining against retraining with another seed

@@ -9,6 +9,7 @@ from typing import Any
 import torch
 
 from dcforget.condensed import CondensedSet
+from dcforget.config import coerce_option
 from dcforget.datasets import Data
 from dcforget.errors import ConfigError
 from dcforget.models import Classifier
@@ -27,23 +28,7 @@ class BuildResult:
 
 def _coerce(key: str, value: Any, default: Any, method: str) -> Any:
     """CLI strings (``--option steps=50``) become the default's type; TOML values must already match."""
-    want = type(default)
-    if isinstance(value, str) and want is not str:
-        try:
-            if want is bool:
-                if value.lower() not in ("true", "false", "1", "0", "yes", "no"):
-                    raise ValueError
-                return value.lower() in ("true", "1", "yes")
-            if want is list:
-                return [type(default[0])(v) for v in value.split(",")]
-            return want(value)
-        except (ValueError, IndexError):
-            raise ConfigError(f"option {key}={value!r} of method {method!r} must be a {want.__name__}") from None
-    if want is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    if not isinstance(value, want) or (want is int and isinstance(value, bool)):
-        raise ConfigError(f"option {key}={value!r} of method {method!r} must be a {want.__name__}")
-    return value
+    return coerce_option(key, value, default, f" of method {method!r}")  # strict types, no negative counts
 
 
 def method_options(method: str, given: dict[str, Any] | None) -> dict[str, Any]:
@@ -94,7 +79,7 @@ def build_condensed(data: Data, method: str, model: Classifier, *, device: torch
         num_classes=data.info.num_classes, norm_mean=data.info.mean, norm_std=data.info.std,
         train_size=len(data.train), train_fingerprint=data.fingerprint(), influence=out.influence,
         embedder=embedder, seed=seed, ipc=int(clusters if condenser.bucket_based else ipc), config=resolved,
-        extra_groups=out.extra,
+        extra_groups=out.extra, pixel_range=out.pixel_range,
     )
     secs = {"embed": t1 - t0, "buckets": t2 - t1, "condense": t3 - t2, "total": t3 - t0}
     return BuildResult(cs, secs)

@@ -13,7 +13,7 @@ from dcforget.checkpoint import load_checkpoint, read_checkpoint_meta, save_chec
 from dcforget.cli import Group, data_options, out_options, run_options, with_logging
 from dcforget.condensed import read_condensed, write_condensed
 from dcforget.config import resolve_config, section
-from dcforget.datasets import load_data, parse_dataset_spec
+from dcforget.datasets import DEFAULT_VAL_FRACTION, load_data, parse_dataset_spec
 from dcforget.errors import CheckpointError, ConfigError
 from dcforget.images import save_grid
 from dcforget.io import atomic_path, check_writable
@@ -22,7 +22,7 @@ from dcforget.runtime import resolve_device
 from dcforget.train import TrainConfig
 from dcforget.training import checkpoint_meta, train_on
 
-from .build import build_condensed
+from .build import build_condensed, method_options
 from .methods import CONDENSERS
 
 
@@ -69,12 +69,17 @@ def _sha256(path: Path) -> str:
 @run_options
 @out_options("HDF5 file to write (default runs/condensed/DATASET-METHOD-N.h5).")
 @with_logging
-def build_cmd(dataset, method, clusters, ipc, checkpoint, arch, epochs, options, data_dir, per_class, download,
+def build_cmd(dataset, method, clusters, ipc, checkpoint, arch, epochs, options, data_dir, val_fraction, per_class, download,
               config_file, preset, seed, device, quiet, out, force) -> None:
     """Condense DATASET's training set into an HDF5 file."""
-    defaults = {"method": "fdm", "seed": 0, "per_class": None, "model": "cnn", "clusters": 450, "ipc": None,
+    if checkpoint is not None and (arch is not None or epochs is not None):
+        given = " and ".join(f for f, v in (("--model", arch), ("--epochs", epochs)) if v is not None)
+        raise ConfigError(f"--checkpoint and {given} conflict: --checkpoint gives the model, {given} would train one")
+    defaults = {"method": "fdm", "seed": 0, "per_class": None, "val_fraction": DEFAULT_VAL_FRACTION, "model": "cnn",
+                "clusters": 450, "ipc": None,
                 "train": TrainConfig().to_dict(), "condense": {}}
     overrides = {"method": method, "clusters": clusters, "ipc": ipc, "seed": seed, "per_class": per_class,
+                 "val_fraction": val_fraction,
                  "model": arch, "train": {"epochs": epochs}}
     if checkpoint is not None:
         # the condensed set is of the training set the model saw: take its cap and data seed unless told otherwise
@@ -82,14 +87,24 @@ def build_cmd(dataset, method, clusters, ipc, checkpoint, arch, epochs, options,
         name = parse_dataset_spec(dataset)[0]
         if meta.get("dataset") != name:  # fail before loading any data
             raise CheckpointError(f"checkpoint {checkpoint} was made for dataset {meta.get('dataset')!r}, not {name!r}")
-        defaults.update(per_class=meta.get("per_class"), data_seed=meta.get("data_seed", 0))
+        defaults.update(per_class=meta.get("per_class"), data_seed=meta.get("data_seed", 0),
+                        val_fraction=meta.get("val_fraction", 0.0))
     config = resolve_config(defaults, preset, config_file, overrides)
     if checkpoint is not None and per_class is None:
         config["per_class"] = defaults["per_class"]
+    if checkpoint is not None and val_fraction is None:
+        config["val_fraction"] = defaults["val_fraction"]
     config["dataset"] = dataset
     method = config["method"]
     condenser = CONDENSERS.get(method)
-    given = {**section(config, "condense").get(method, {}), **_parse_options(options)}
+    table = section(config, "condense").get(method, {})
+    if not isinstance(table, dict):
+        raise ConfigError(f"config section [condense.{method}] must be a table")
+    if condenser.bucket_based and ipc is not None or not condenser.bucket_based and clusters is not None:
+        takes, other = ("--clusters", "--ipc") if condenser.bucket_based else ("--ipc", "--clusters")
+        raise ConfigError(f"method {method!r} takes {takes}, not {other}")
+    given = {**table, **_parse_options(options)}
+    method_options(method, given)  # unknown keys, wrong types, negative counts: refused before any work
     if condenser.bucket_based:
         config["ipc"] = None
     else:
@@ -106,7 +121,8 @@ def build_cmd(dataset, method, clusters, ipc, checkpoint, arch, epochs, options,
         check_writable(model_out, force)
     dev = resolve_device(device)
     data_seed = config["seed"] if seed is not None or checkpoint is None else config.get("data_seed", config["seed"])
-    data = load_data(dataset, data_dir, config["per_class"], seed=data_seed, download=download).to(dev)
+    data = load_data(dataset, data_dir, config["per_class"], seed=data_seed, download=download,
+                     val_fraction=config["val_fraction"]).to(dev)
     if checkpoint is not None:
         ck = load_checkpoint(checkpoint, dataset=data.info.name, fingerprint=data.fingerprint(),
                              image_shape=data.info.image_shape, num_classes=data.info.num_classes)

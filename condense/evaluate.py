@@ -39,5 +39,5 @@ def evaluate_condensed(cs: CondensedSet, test: Split, arch: str, *, device: torc
             desc=f"evaluate seed {seed}")
         accs.append(evaluate(model, test.images, test.labels, device=device).accuracy)
     return {"model": arch, "epochs": epochs, "seeds": seeds, "dsa": strategy if dsa else None,
-            "test_accs": accs, "mean": statistics.fmean(accs), "std": statistics.pstdev(accs) if len(accs) > 1 else 0.0,
+            "test_accs": accs, "mean": statistics.fmean(accs), "std": statistics.stdev(accs) if len(accs) > 1 else 0.0,
             "train_config": cfg.to_dict(), "images": len(cs)}

@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import math
 import os
+import re
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,7 +20,7 @@ from typing import Any
 import torch
 
 from . import __version__
-from .errors import CheckpointError, ConfigError
+from .errors import CheckpointError, ConfigError, DcForgetError
 from .io import atomic_path
 from .models import Classifier, model_from_config
 
@@ -51,16 +54,83 @@ def save_checkpoint(path: str | os.PathLike, model: Classifier, meta: dict[str, 
     return Path(path)
 
 
+def _load_error(err: Exception) -> str:
+    """torch.load's complaint in one short line, without its advice to load with ``weights_only=False`` (arbitrary
+    code execution) or to allowlist globals."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(err)).strip()
+    m = re.search(r"WeightsUnpickler error: *(.*)", text)
+    if m:  # a pickle holding objects beyond tensors and plain containers: not a checkpoint of ours
+        text = "it holds pickled objects that are not allowed: " + m.group(1)
+    first = text.splitlines()[0] if text else type(err).__name__
+    first = re.split(r"\. *(?:Please use|Re-running|This file can still be loaded)", first)[0]
+    return first.strip()[:200] or type(err).__name__
+
+
+_NUM = (int, float)
+_META_TYPES: dict[str, tuple] = {  # what the toolkit reads from a checkpoint's metadata; None: may be absent/null
+    "dataset": (str,), "dataset_spec": (str, type(None)), "per_class": (int, type(None)),
+    "data_seed": (int, type(None)), "seed": (int, type(None)), "train_fingerprint": (str, type(None)),
+    "forgotten": (list, type(None)), "requests": (list, type(None)), "val_fraction": (*_NUM, type(None)),
+    "offline": (dict, type(None)), "config": (dict, type(None)),
+}
+_MODEL_TYPES: dict[str, tuple] = {"arch": (str,), "image_shape": (list,), "num_classes": (int,), "mean": (list,),
+                                  "std": (list,), "options": (dict, type(None))}
+
+
+def _check_meta(p: Path, meta: dict) -> None:
+    """Malformed metadata (a string where a table is expected, a negative class count, ...) is a CheckpointError
+    here, not a TypeError deep in whatever reads it later."""
+    def bad(what: str) -> CheckpointError:
+        return CheckpointError(f"{p} has malformed metadata: {what}")
+
+    def typed(v, kinds) -> bool:
+        return isinstance(v, kinds) and not (isinstance(v, bool) and bool not in kinds)
+
+    cfg = meta.get("model")
+    if not isinstance(cfg, dict):
+        raise bad(f"'model' must be a table, got {type(cfg).__name__}")
+    for key, kinds in _MODEL_TYPES.items():
+        if key != "options" and key not in cfg:
+            raise bad(f"model.{key} is missing")
+        if key in cfg and not typed(cfg[key], kinds):
+            raise bad(f"model.{key} is a {type(cfg[key]).__name__}")
+    shape = cfg["image_shape"]
+    if len(shape) != 3 or not all(typed(s, (int,)) and s >= 1 for s in shape):
+        raise bad(f"model.image_shape {shape!r} is not 3 positive integers")
+    if cfg["num_classes"] < 1:
+        raise bad(f"model.num_classes {cfg['num_classes']!r} is not positive")
+    for key in ("mean", "std"):
+        v = cfg[key]
+        if len(v) != shape[0] or not all(typed(x, _NUM) and math.isfinite(x) for x in v) or \
+                (key == "std" and not all(x > 0 for x in v)):
+            raise bad(f"model.{key} {v!r} is not {shape[0]} finite number(s){' > 0' if key == 'std' else ''}")
+    for key, kinds in _META_TYPES.items():
+        if key in meta and not typed(meta[key], kinds):
+            raise bad(f"{key!r} is a {type(meta[key]).__name__}")
+    if meta.get("per_class") is not None and not 1 <= meta["per_class"] < 2 ** 63:
+        raise bad(f"per_class {meta['per_class']!r} is not a positive integer")
+    for key in ("seed", "data_seed"):
+        if meta.get(key) is not None and not 0 <= meta[key] < 2 ** 63:
+            raise bad(f"{key} {meta[key]!r} is out of range")
+    if not all(typed(i, (int,)) and i >= 0 for i in meta.get("forgotten") or []):
+        raise bad("'forgotten' must list training-set indices (integers >= 0)")
+    if not all(isinstance(r, str) for r in meta.get("requests") or []):
+        raise bad("'requests' must list forget specs (strings)")
+
+
 def read_checkpoint_meta(path: str | os.PathLike, *, with_tensors: bool = False):
     """(meta, state_dict), or (meta, state_dict, tensors) with ``with_tensors``."""
     p = Path(path)
+    if p.is_dir():
+        raise CheckpointError(f"checkpoint {p} is a directory, not a file")
     if not p.is_file():
         raise CheckpointError(f"checkpoint {p} does not exist")
     try:
-        payload = torch.load(p, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # e.g. "Detected pickle protocol 4": noise on a file we refuse anyway
+            warnings.simplefilter("ignore")
+            payload = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as err:  # torch.load fails on foreign bytes with many exception types (IndexError included)
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise CheckpointError(f"{p} is not a readable checkpoint ({first[:200]})") from None
+        raise CheckpointError(f"{p} is not a readable checkpoint ({_load_error(err)})") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"{p} is not a {FORMAT} file")
     version = payload.get("format_version")
@@ -73,12 +143,25 @@ def read_checkpoint_meta(path: str | os.PathLike, *, with_tensors: bool = False)
         assert isinstance(meta, dict) and isinstance(state, dict) and "model" in meta
     except (KeyError, TypeError, ValueError, AssertionError):
         raise CheckpointError(f"{p} has missing or corrupt metadata") from None
+    _check_meta(p, meta)
+    _check_tensors(p, state, "weights")
     if with_tensors:
         tensors = payload.get("tensors") or {}
         if not isinstance(tensors, dict) or not all(isinstance(v, torch.Tensor) for v in tensors.values()):
             raise CheckpointError(f"{p} has corrupt stored tensors")
+        _check_tensors(p, tensors, "stored tensors")
         return meta, state, tensors
     return meta, state
+
+
+def _check_tensors(p: Path, tensors: dict, what: str) -> None:
+    for k, v in tensors.items():
+        if not isinstance(v, torch.Tensor):
+            raise CheckpointError(f"{p} has corrupt {what}: {k!r} is not a tensor")
+        if (v.is_floating_point() or v.is_complex()) and v.numel() and not bool(torch.isfinite(v.sum())) \
+                and not bool(torch.isfinite(v).all()):  # the sum is the fast test; the full one rules out overflow
+            raise CheckpointError(f"{p} has non-finite {what} (NaN or inf) in {k!r}: the file is corrupt, or the "
+                                  "training that wrote it diverged")
 
 
 def load_checkpoint(path: str | os.PathLike, *, dataset: str | None = None, fingerprint: str | None = None,
@@ -104,8 +187,9 @@ def load_checkpoint(path: str | os.PathLike, *, dataset: str | None = None, fing
     try:
         model = model_from_config(cfg)
         model.load_state_dict(state, strict=True)
-    except (RuntimeError, KeyError, TypeError, ConfigError) as err:
-        first = str(err).strip().splitlines()[0]
+    except (RuntimeError, KeyError, TypeError, ValueError, AttributeError, IndexError, OverflowError,
+            DcForgetError) as err:  # the model's own constructor on stored options (e.g. dropout=2: ValueError)
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
         raise CheckpointError(f"checkpoint {p} does not match its architecture: {first[:200]}") from None
     model.eval()
     return Checkpoint(model, meta, p, tensors)

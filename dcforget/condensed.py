@@ -14,6 +14,7 @@ Optional groups (``augmentation``, ``offline``, ...) hold other stages' artefact
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import json
 import os
@@ -32,6 +33,28 @@ from .io import atomic_path
 SCHEMA = "dcforget.condensed_set"
 SCHEMA_VERSION = 1
 INFLUENCE = ("bucket", "class", "global")
+PIXEL_RANGES = ("unit", "unconstrained")  # root attribute pixel_range; "unit": every pixel in [0,1]
+PIXEL_TOL = 1e-6
+CHECKSUM = {"fletcher32": True}  # HDF5 per-chunk checksums: a flipped byte fails the read instead of loading
+
+
+def _put(group, name: str, data) -> None:
+    """A dataset with checksums (chunked; HDF5 cannot filter a scalar, which is stored plain)."""
+    arr = np.asarray(data)
+    group.create_dataset(name, data=arr, **(CHECKSUM if arr.ndim else {}))
+
+
+@contextlib.contextmanager
+def _h5_errors(path: Path):
+    """What h5py/numpy raise on a damaged file (checksum mismatch, truncated or garbled metadata) as the typed
+    error, with the first line of their message."""
+    try:
+        yield
+    except (OSError, RuntimeError, ValueError, TypeError, UnicodeDecodeError, AttributeError) as err:
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0][:160]
+        hint = " (checksum mismatch: the file is corrupt)" if any(w in first.lower() for w in ("checksum", "filter")) \
+            else ""
+        raise _fail(path, f"data cannot be read (truncated or corrupt){hint}: {first}") from None
 
 
 class CondensedFileError(DcForgetError):
@@ -60,6 +83,7 @@ class CondensedSet:
     dataset_spec: str = ""  # how to load the dataset again (e.g. synthetic options); defaults to ``dataset``
     extra_groups: dict[str, dict[str, Any]] = field(default_factory=dict)  # name -> {attrs..., arrays}
     created_utc: str = ""
+    pixel_range: str = "unit"  # root attribute: "unit" (images in [0,1]) or "unconstrained" (e.g. fdm blend=unconstrained)
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])
@@ -121,22 +145,22 @@ def write_condensed(path: str | os.PathLike, cs: CondensedSet, *, force: bool = 
                 "num_classes": cs.num_classes,
                 "image_shape": list(cs.image_shape), "pixel_space": "unit", "norm_mean": list(cs.norm_mean),
                 "norm_std": list(cs.norm_std), "seed": cs.seed, "ipc": cs.ipc,
-                "config_json": json.dumps(cs.config, sort_keys=True, default=str),
+                "config_json": json.dumps(cs.config, sort_keys=True, default=str), "pixel_range": cs.pixel_range,
             }
             for k, v in attrs.items():
                 f.attrs[k] = _attr(v)
             c = cs.image_shape
             chunk = (max(1, min(len(cs), int(cs.class_offsets.diff().max()))), *c)
-            f.create_dataset("images", data=cs.images.detach().cpu().float().numpy(), chunks=chunk)
+            f.create_dataset("images", data=cs.images.detach().cpu().float().numpy(), chunks=chunk, **CHECKSUM)
             f["images"].attrs["layout"] = "NCHW"
-            f.create_dataset("labels", data=cs.labels.cpu().numpy().astype(np.int64))
-            f.create_dataset("class_offsets", data=cs.class_offsets.numpy().astype(np.int64))
+            _put(f, "labels", cs.labels.cpu().numpy().astype(np.int64))
+            _put(f, "class_offsets", cs.class_offsets.numpy().astype(np.int64))
             b = f.create_group("buckets", track_order=True)
-            b.create_dataset("indptr", data=cs.bucket_indptr.cpu().numpy().astype(np.int64))
-            b.create_dataset("indices", data=cs.bucket_indices.cpu().numpy().astype(np.int64))
-            b.create_dataset("label", data=cs.labels.cpu().numpy().astype(np.int64))
+            _put(b, "indptr", cs.bucket_indptr.cpu().numpy().astype(np.int64))
+            _put(b, "indices", cs.bucket_indices.cpu().numpy().astype(np.int64))
+            _put(b, "label", cs.labels.cpu().numpy().astype(np.int64))
             p = f.create_group("provenance", track_order=True)
-            p.create_dataset("source_indices", data=cs.source_indices.cpu().numpy().astype(np.int64))
+            _put(p, "source_indices", cs.source_indices.cpu().numpy().astype(np.int64))
             for k, v in {"train_size": cs.train_size, "train_fingerprint": cs.train_fingerprint,
                          "embedder": cs.embedder, "influence": cs.influence}.items():
                 p.attrs[k] = v
@@ -144,7 +168,7 @@ def write_condensed(path: str | os.PathLike, cs: CondensedSet, *, force: bool = 
                 g = f.create_group(name, track_order=True)
                 for k, v in content.items():
                     if isinstance(v, (torch.Tensor, np.ndarray)):
-                        g.create_dataset(k, data=v.cpu().numpy() if isinstance(v, torch.Tensor) else v)
+                        _put(g, k, v.cpu().numpy() if isinstance(v, torch.Tensor) else v)
                     elif isinstance(v, dict):
                         g.attrs[k] = json.dumps(v, sort_keys=True, default=str)
                     else:
@@ -164,6 +188,13 @@ def _validate(cs: CondensedSet, path: Path) -> None:
         raise _fail(path, "the condensed set is empty")
     if not bool(torch.isfinite(cs.images).all()):
         raise _fail(path, "images contain NaN or infinite values")
+    if cs.pixel_range not in PIXEL_RANGES:
+        raise _fail(path, f"pixel_range {cs.pixel_range!r} is not one of {', '.join(PIXEL_RANGES)}")
+    if cs.pixel_range == "unit":
+        lo, hi = float(cs.images.min()), float(cs.images.max())
+        if lo < -PIXEL_TOL or hi > 1 + PIXEL_TOL:
+            raise _fail(path, f"images have pixels outside [0,1] (min {lo:.6g}, max {hi:.6g}) while pixel_range is "
+                              "'unit' (only a set declaring pixel_range='unconstrained' may): corrupt or tampered data")
     if int(cs.labels.min()) < 0 or int(cs.labels.max()) >= cs.num_classes:
         raise _fail(path, f"labels outside 0..{cs.num_classes - 1}")
     if bool((cs.labels[1:] < cs.labels[:-1]).any()):
@@ -181,18 +212,52 @@ def _validate(cs: CondensedSet, path: Path) -> None:
         raise _fail(path, "provenance/source_indices must hold one training index (or -1) per image")
     if cs.influence not in INFLUENCE:
         raise _fail(path, f"provenance influence {cs.influence!r} is not one of {', '.join(INFLUENCE)}")
+    _check_class_influence(cs, path)
+
+
+def _check_class_influence(cs: CondensedSet, path: Path) -> None:
+    """Influence "class" says image j depends on every training image of its class, and its bucket must say the
+    same: each bucket holds exactly the training positions of its label. The file does not store the training
+    labels, so "the positions of label c" are what the file assigns to c, and the rule checked is: every training
+    position belongs to the buckets of exactly one label (together they cover the training set), and every bucket
+    of label c holds all of that label's positions, each once. That these sets are the classes by the dataset's
+    own labels is left to request time, where the labels are known: the unlearning stage drops every image of a
+    class with a forget sample by those labels, whatever its bucket holds, and its independent audit checks that."""
+    if cs.influence != "class":
+        return
+    n, sizes = cs.train_size, cs.bucket_sizes()
+    if n < 1:
+        raise _fail(path, "influence 'class' needs a non-empty training set")
+    label_of_entry = torch.repeat_interleave(cs.labels, sizes)
+    pairs = torch.unique(label_of_entry * n + cs.bucket_indices)  # distinct (label, position)
+    position, label = pairs % n, pairs // n
+    if len(pairs) != n or not torch.equal(position.sort().values, torch.arange(n)):
+        raise _fail(path, f"influence 'class' needs every training position in the buckets of exactly one class, "
+                          f"covering all {n}; the buckets hold {len(pairs)} (class, position) pairs over "
+                          f"{len(torch.unique(position))} positions")
+    owner = torch.repeat_interleave(torch.arange(len(cs)), sizes)
+    class_size = torch.bincount(label, minlength=cs.num_classes)
+    distinct = torch.bincount(torch.unique(owner * n + cs.bucket_indices) // n, minlength=len(cs))
+    bad = torch.nonzero((sizes != class_size[cs.labels]) | (distinct != sizes)).flatten()
+    if len(bad):
+        j = int(bad[0])
+        raise _fail(path, f"influence 'class' needs each bucket to hold its whole class: bucket {j} (class "
+                          f"{int(cs.labels[j])}) holds {int(distinct[j])} distinct of the class's "
+                          f"{int(class_size[cs.labels[j]])} training positions ({len(bad)} such buckets)")
 
 
 def read_condensed(path: str | os.PathLike) -> CondensedSet:
     """Open read-only, validate everything, and say exactly what is wrong."""
     p = Path(path)
+    if p.is_dir():
+        raise CondensedFileError(f"condensed set {p} is a directory, not an HDF5 file")
     if not p.is_file():
         raise CondensedFileError(f"condensed set {p} does not exist")
     try:
         f = h5py.File(p, "r")
     except OSError as err:
         raise _fail(p, f"not a readable HDF5 file (truncated or another format): {str(err).splitlines()[0][:160]}") from None
-    with f:
+    with f, _h5_errors(p):
         if f.attrs.get("schema") != SCHEMA:
             raise _fail(p, f"not a dcforget condensed set (schema {f.attrs.get('schema')!r})")
         version = f.attrs.get("schema_version")
@@ -214,8 +279,6 @@ def read_condensed(path: str | os.PathLike) -> CondensedSet:
                                **{k: torch.from_numpy(np.asarray(g[k][()])) for k in g if isinstance(g[k], h5py.Dataset)}}
         except KeyError as err:
             raise _fail(p, f"missing {str(err).split('(')[-1].rstrip(')') if '(' in str(err) else err} (incomplete file)") from None
-        except OSError as err:
-            raise _fail(p, f"data cannot be read (truncated or corrupt): {str(err).splitlines()[0][:160]}") from None
     try:
         num_classes = int(a["num_classes"])
         shape = [int(s) for s in a["image_shape"]]
@@ -233,6 +296,7 @@ def read_condensed(path: str | os.PathLike) -> CondensedSet:
             influence=str(prov["influence"]), embedder=str(prov.get("embedder", "")), seed=int(a["seed"]),
             ipc=int(a.get("ipc", 0)), config=json.loads(a.get("config_json", "{}")), extra_groups=extra,
             created_utc=str(a.get("created_utc", "")), dataset_spec=str(a.get("dataset_spec", a["dataset"])),
+            pixel_range=str(a.get("pixel_range", "unit")),
         )
     except KeyError as err:
         raise _fail(p, f"missing attribute {err}") from None

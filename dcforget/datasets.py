@@ -1,9 +1,15 @@
 """Datasets held in memory as uint8 NCHW tensors, loaded through torchvision's dataset classes.
 
-``load_data(name, ...)`` returns a :class:`Data`: the (optionally per-class capped) training split, the test
-split and a :class:`DatasetInfo` (class count, image shape, normalisation). Indices everywhere in the toolkit
-(forget specs, buckets, reports) are positions in ``Data.train``; ``Data.source_indices`` maps them back to
-the full torchvision training split.
+``load_data(name, ...)`` returns a :class:`Data`: the training split models train on, a held-out validation
+split, the test split and a :class:`DatasetInfo` (class count, image shape, normalisation).
+
+The official training split is first capped per class (``per_class``, seeded), then a stratified, seeded
+``val_fraction`` of the capped set (15% by default, as in Deep Unlearn) is held out as the validation split. It is
+neither retain nor forget data: every choice of defaults or hyperparameters reads validation figures, and test
+figures are only reported. Indices everywhere in the toolkit (forget specs, buckets, reports) are positions in
+``Data.train``; ``Data.source_indices`` (and ``Data.val_source_indices``) map them back to the full torchvision
+training split. Checkpoints record ``per_class``, ``data_seed`` and ``val_fraction``; :func:`load_data_for` rebuilds
+exactly the split a checkpoint was trained on.
 """
 
 from __future__ import annotations
@@ -11,6 +17,8 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import pickle
+import shutil
 import sys
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -23,6 +31,8 @@ from .errors import DatasetError
 from .registry import Registry
 
 DATA_DIR_ENV = "DCFORGET_DATA_DIR"
+DEFAULT_VAL_FRACTION = 0.15  # Deep Unlearn's DEFAULT_VAL_RATIO
+_VAL_SEED_OFFSET = 1_000_003  # the validation draw is seeded apart from the per-class cap's
 
 
 @dataclass(frozen=True)
@@ -66,7 +76,17 @@ class Data:
     per_class: int | None = None
     seed: int = 0
     spec: str = ""
+    val: Split | None = None  # held out from the capped training set; None when val_fraction is 0
+    val_source_indices: torch.Tensor | None = None  # int64 [len(val)]: index in the full training split
+    val_fraction: float = 0.0
     _fingerprint: str | None = field(default=None, repr=False)
+
+    def split_meta(self) -> dict:
+        """What a checkpoint or report records so :func:`load_data_for` can rebuild exactly these splits."""
+        return {"dataset": self.info.name, "dataset_spec": self.spec, "per_class": self.per_class,
+                "data_seed": self.seed, "val_fraction": self.val_fraction,
+                "val_size": len(self.val) if self.val is not None else 0, "train_size": len(self.train),
+                "train_fingerprint": self.fingerprint()}
 
     def fingerprint(self) -> str:
         """sha256 of the (capped) training set: images and labels. Ties checkpoints and condensed sets to it."""
@@ -84,7 +104,8 @@ class Data:
             free, _ = torch.cuda.mem_get_info(device)
             if need * 3 > free:
                 return self
-        return replace(self, train=self.train.to(device), test=self.test.to(device))
+        val = self.val.to(device) if self.val is not None else None
+        return replace(self, train=self.train.to(device), test=self.test.to(device), val=val)
 
 
 # --------------------------------------------------------------------------------------------- registry
@@ -109,15 +130,36 @@ def _torchvision_split(cls_name: str, root: Path, download: bool, expected: str,
     cls = getattr(torchvision.datasets, cls_name)
     try:
         return cls(str(root), download=False, **kw)
-    except (RuntimeError, OSError, ValueError) as local_err:
+    except (RuntimeError, OSError, ValueError, EOFError, IndexError, pickle.UnpicklingError) as local_err:
+        folder, _, names = expected.partition("{")
+        base = root / folder.strip("/") if folder.strip("/") else root
+        present = [n for n in names.rstrip("}").split(",") if n and (base / n).is_file()] or \
+            (folder.strip("/") and base.is_dir() and [q.name for q in base.iterdir() if q.is_file()])
+        if present:  # files are there, so this is not "not found"; never download over them
+            reason = (str(local_err).strip().splitlines() or [type(local_err).__name__])[0].split(". You can use")[0][:160]
+            raise DatasetError(
+                f"{cls_name} in {base} is present but unreadable or corrupt: incomplete, truncated or damaged "
+                f"files ({reason}); expected intact {expected}: replace them, or remove them to download again"
+            ) from None
         if not download:
             raise DatasetError(
                 f"{cls_name} not found in {root} (expected {expected}); downloading is off"
             ) from local_err
+    top = root  # a failed download takes back what it created: the folders, a partial archive
+    while not top.parent.exists() and top.parent != top.parent.parent:
+        top = top.parent
+    existed = root.exists()
+    before = set(os.listdir(root)) if root.is_dir() else set()
     try:  # torchvision prints download progress on stdout; keep stdout for results
         with contextlib.redirect_stdout(sys.stderr):
             return cls(str(root), download=True, **kw)
     except Exception as err:  # network errors come in many types (URLError, socket errors, HTTP errors)
+        if not existed and top.is_dir():
+            shutil.rmtree(top, ignore_errors=True)
+        elif root.is_dir():
+            for name in set(os.listdir(root)) - before:
+                q = root / name
+                shutil.rmtree(q, ignore_errors=True) if q.is_dir() and not q.is_symlink() else q.unlink(missing_ok=True)
         reason = str(err).splitlines()[0] if str(err) else type(err).__name__
         raise DatasetError(
             f"{cls_name} not found in {root} (expected {expected}) and could not be downloaded: {reason}"
@@ -255,21 +297,39 @@ def default_data_dir() -> Path:
     return Path(os.environ.get(DATA_DIR_ENV) or "data")
 
 
-def cap_per_class(labels: torch.Tensor, per_class: int, seed: int) -> torch.Tensor:
-    """Sorted indices keeping at most ``per_class`` images of each class, chosen uniformly at random (seeded).
-
-    Vectorised: one random key per image, one sort by (label, key), rank within class < per_class."""
-    if per_class < 1:
-        raise DatasetError(f"--per-class must be at least 1, got {per_class}")
+def _rank_within_class(labels: torch.Tensor, seed: int) -> torch.Tensor:
+    """Each image's rank in a seeded random order of its class (0 = first), vectorised: one random key per image,
+    one sort by (label, key)."""
     labels = labels.cpu()
     keys = torch.rand(len(labels), generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
     order = torch.argsort(labels.double() * 2.0 + keys)  # keys < 1 < 2: class-major, random within class
     sorted_labels = labels[order]
     counts = torch.bincount(sorted_labels)
     starts = torch.cumsum(counts, 0) - counts
-    rank = torch.arange(len(labels)) - starts[sorted_labels]
-    keep = order[rank < per_class]
-    return torch.sort(keep).values
+    rank = torch.empty(len(labels), dtype=torch.long)
+    rank[order] = torch.arange(len(labels)) - starts[sorted_labels]
+    return rank
+
+
+def cap_per_class(labels: torch.Tensor, per_class: int, seed: int) -> torch.Tensor:
+    """Sorted indices keeping at most ``per_class`` images of each class, chosen uniformly at random (seeded)."""
+    if per_class < 1:
+        raise DatasetError(f"--per-class must be at least 1, got {per_class}")
+    return torch.nonzero(_rank_within_class(labels, seed) < per_class).flatten()
+
+
+def validation_split(labels: torch.Tensor, fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(train, val) sorted positions: ``round(fraction * n_c)`` images of each class c go to validation, chosen at
+    random (seeded apart from the per-class cap). Stratified, so a small capped set keeps every class in both."""
+    if not (isinstance(fraction, (int, float)) and 0.0 <= fraction < 1.0):
+        raise DatasetError(f"the validation fraction must be in [0, 1), got {fraction!r}")
+    labels = labels.cpu()
+    counts = torch.bincount(labels)
+    take = torch.round(counts.double() * fraction).long()
+    is_val = _rank_within_class(labels, seed + _VAL_SEED_OFFSET) < take[labels]
+    if fraction > 0 and bool((counts - take)[counts > 0].min() < 1):
+        raise DatasetError(f"a validation fraction of {fraction} leaves a class with no training image")
+    return torch.nonzero(~is_val).flatten(), torch.nonzero(is_val).flatten()
 
 
 def load_data(
@@ -278,9 +338,13 @@ def load_data(
     per_class: int | None = None,
     seed: int = 0,
     download: bool = True,
+    val_fraction: float = DEFAULT_VAL_FRACTION,
 ) -> Data:
-    """Load a dataset by name (or ``synthetic:...`` spec) into memory, optionally capped per class."""
+    """Load a dataset by name (or ``synthetic:...`` spec) into memory, optionally capped per class, with a
+    stratified validation split of ``val_fraction`` of the capped set held out (0: none)."""
     name, options = parse_dataset_spec(spec)
+    if not (isinstance(val_fraction, (int, float)) and 0.0 <= val_fraction < 1.0):
+        raise DatasetError(f"--val-fraction must be in [0, 1), got {val_fraction!r}")
     root = Path(data_dir) if data_dir is not None else default_data_dir()
     if root.exists() and not root.is_dir():
         raise DatasetError(f"--data-dir {root} is not a directory")
@@ -289,4 +353,27 @@ def load_data(
     if per_class is not None:
         source = cap_per_class(train.labels, per_class, seed)
         train = train.subset(source)
-    return Data(info, train, test, source, per_class, seed, spec)
+    val = val_source = None
+    if val_fraction > 0:
+        keep, held = validation_split(train.labels, float(val_fraction), seed)
+        val, val_source = train.subset(held), source[held]
+        train, source = train.subset(keep), source[keep]
+    return Data(info, train, test, source, per_class, seed, spec, val, val_source, float(val_fraction))
+
+
+def load_data_for(meta: dict, data_dir: str | os.PathLike | None = None, download: bool = True) -> Data:
+    """The exact splits a checkpoint (or report) was made on, from its recorded metadata. Checkpoints written
+    before the validation split existed record no ``val_fraction``: they trained on the whole capped set (0)."""
+    if not isinstance(meta, dict) or not isinstance(meta.get("dataset_spec") or meta.get("dataset"), str):
+        raise DatasetError("the checkpoint's metadata names no dataset")
+    per_class = meta.get("per_class")
+    seed = meta.get("data_seed", 0)
+    val_fraction = meta.get("val_fraction", 0.0)
+    if per_class is not None and (not isinstance(per_class, int) or isinstance(per_class, bool)):
+        raise DatasetError(f"the checkpoint's metadata has a malformed per_class {per_class!r}")
+    if not isinstance(seed, int) or isinstance(seed, bool):
+        raise DatasetError(f"the checkpoint's metadata has a malformed data_seed {seed!r}")
+    if not isinstance(val_fraction, (int, float)) or isinstance(val_fraction, bool):
+        raise DatasetError(f"the checkpoint's metadata has a malformed val_fraction {val_fraction!r}")
+    return load_data(meta.get("dataset_spec") or meta["dataset"], data_dir, per_class, seed=seed, download=download,
+                     val_fraction=float(val_fraction))

@@ -180,6 +180,9 @@ def _select_classes(args: tuple[str, ...], ctx: ForgetContext) -> torch.Tensor:
 
 def read_index_file(path: str) -> torch.Tensor:
     p = Path(path)
+    if path and p.is_dir():
+        raise ForgetSpecError(f"forget index file {path!r} is a directory; give a text file (one index per line) "
+                              "or a .npy array")
     if not path or not p.is_file():
         raise ForgetSpecError(f"forget index file {path!r} does not exist")
     if p.suffix == ".npy":
@@ -191,7 +194,12 @@ def read_index_file(path: str) -> torch.Tensor:
             raise ForgetSpecError(f"forget index file {p} must hold a 1-D integer array, got {arr.dtype} {arr.shape}")
         return torch.from_numpy(arr.astype(np.int64))
     values = []
-    for lineno, line in enumerate(p.read_text().splitlines(), 1):
+    try:
+        text = p.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        why = "not UTF-8 text (a binary file?)" if isinstance(err, UnicodeDecodeError) else (err.strerror or str(err))
+        raise ForgetSpecError(f"forget index file {p} cannot be read: {why}") from None
+    for lineno, line in enumerate(text.splitlines(), 1):
         line = line.split("#", 1)[0].strip()
         if not line:
             continue
@@ -199,6 +207,8 @@ def read_index_file(path: str) -> torch.Tensor:
             values.append(int(line))
         except ValueError:
             raise ForgetSpecError(f"forget index file {p}, line {lineno}: {line!r} is not an integer") from None
+        if not -2 ** 63 <= values[-1] < 2 ** 63:
+            raise ForgetSpecError(f"forget index file {p}, line {lineno}: index {line} is out of range")
     return torch.tensor(values, dtype=torch.long)
 
 

@@ -35,6 +35,7 @@ class TrainConfig:
     bf16: bool = False
     channels_last: bool = False
     eval_every: int = 0  # evaluate the ``evals`` sets every N epochs (0: only after the last)
+    max_steps: int = 0  # stop after this many optimiser steps, the schedule sized to them (0: epochs decide)
 
     def __post_init__(self) -> None:
         self.validate()
@@ -46,8 +47,18 @@ class TrainConfig:
             raise ConfigError(f"batch_size must be a positive integer, got {self.batch_size!r}")
         if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
             raise ConfigError(f"lr must be a positive number, got {self.lr!r}")
-        if self.weight_decay < 0 or not 0 <= self.momentum < 1:
+        if not (isinstance(self.max_steps, int) and self.max_steps >= 0):
+            raise ConfigError(f"max_steps must be an integer >= 0, got {self.max_steps!r}")
+        num = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+        if not (num(self.weight_decay) and num(self.momentum)) or self.weight_decay < 0 or not 0 <= self.momentum < 1:
             raise ConfigError("weight_decay must be >= 0 and momentum in [0, 1)")
+        for key in ("bf16", "channels_last"):
+            if not isinstance(getattr(self, key), bool):
+                raise ConfigError(f"{key} must be true or false, got {getattr(self, key)!r}")
+        if not (isinstance(self.eval_every, int) and self.eval_every >= 0):
+            raise ConfigError(f"eval_every must be an integer >= 0, got {self.eval_every!r}")
+        if not (isinstance(self.optimizer, str) and isinstance(self.schedule, str)):
+            raise ConfigError("optimizer and schedule must be names (strings)")
         OPTIMIZERS.get(self.optimizer)
         SCHEDULES.get(self.schedule)
 
@@ -207,6 +218,9 @@ def fit(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, cfg: Train
         del bounds[-2]
     steps_per_epoch = len(bounds) - 1
     total = steps_per_epoch * cfg.epochs
+    if cfg.max_steps:
+        total = min(total, cfg.max_steps)
+    step = 0
     shape = SCHEDULES.get(cfg.schedule)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: shape(s, total))
     order_gen = generator(seed)
@@ -229,6 +243,9 @@ def fit(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, cfg: Train
             correct = torch.zeros((), device=device, dtype=torch.long)
             batches = bar(range(steps_per_epoch), desc=f"epoch {epoch + 1}", quiet=quiet, leave=False, unit="batch")
             for b in batches:
+                if step >= total:
+                    break
+                step += 1
                 idx = perm[bounds[b]:bounds[b + 1]]
                 x, y = as_unit(images[idx]), labels[idx]
                 if augment is not None:
@@ -258,12 +275,14 @@ def fit(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, cfg: Train
             synchronize(device)
             row = {"epoch": epoch + 1, "loss": float(loss_sum) / n, "acc": float(correct) / n,
                    "seconds": time.perf_counter() - t0}
-            last = epoch + 1 == cfg.epochs
+            last = epoch + 1 == cfg.epochs or step >= total
             if evals and (last or (cfg.eval_every and (epoch + 1) % cfg.eval_every == 0)):
                 for name, (ex, ey) in evals.items():
                     row[f"{name}_acc"] = evaluate(model, ex, ey, device=device, bf16=cfg.bf16).accuracy
             history.epochs.append(row)
             epochs_bar.set_postfix({k: f"{v:.3f}" for k, v in row.items() if k.endswith(("loss", "acc"))})
+            if step >= total:
+                break
         epochs_bar.close()
     model.train(False)
     history.seconds = time.perf_counter() - t_start

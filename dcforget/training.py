@@ -20,9 +20,11 @@ class TrainedModel:
     history: History
     train_eval: EvalResult
     test_eval: EvalResult
+    val_eval: EvalResult | None = None
 
     def metrics(self) -> dict[str, float]:
-        return {"train_acc": self.train_eval.accuracy, "test_acc": self.test_eval.accuracy,
+        val = {"val_acc": self.val_eval.accuracy} if self.val_eval is not None else {}
+        return {"train_acc": self.train_eval.accuracy, **val, "test_acc": self.test_eval.accuracy,
                 "train_seconds": self.history.seconds,
                 "seconds_per_epoch": self.history.seconds / max(len(self.history.epochs), 1)}
 
@@ -45,17 +47,15 @@ def train_on(data: Data, arch: str, cfg: TrainConfig, *, seed: int, device: torc
                   evals={"test": (data.test.images, data.test.labels)}, quiet=quiet, desc=desc)
     train_eval = evaluate(model, train.images, train.labels, device=device, bf16=cfg.bf16)
     test_eval = evaluate(model, data.test.images, data.test.labels, device=device, bf16=cfg.bf16)
-    return TrainedModel(model, history, train_eval, test_eval)
+    val_eval = evaluate(model, data.val.images, data.val.labels, device=device, bf16=cfg.bf16) if data.val is not None else None
+    return TrainedModel(model, history, train_eval, test_eval, val_eval)
 
 
 def checkpoint_meta(data: Data, cfg: TrainConfig, seed: int, trained: TrainedModel | None = None,
                     resolved_config: dict[str, Any] | None = None, **extra: Any) -> dict[str, Any]:
     """What a checkpoint records about where it came from."""
-    meta: dict[str, Any] = {
-        "dataset": data.info.name, "dataset_spec": data.spec, "per_class": data.per_class, "data_seed": data.seed,
-        "train_size": len(data.train), "train_fingerprint": data.fingerprint(), "seed": seed,
-        "train_config": cfg.to_dict(), "config": resolved_config or {},
-    }
+    meta: dict[str, Any] = {**data.split_meta(), "seed": seed, "train_config": cfg.to_dict(),
+                            "config": resolved_config or {}}
     if trained is not None:
         meta["metrics"] = trained.metrics()
         meta["history"] = trained.history.epochs

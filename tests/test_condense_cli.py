@@ -59,7 +59,7 @@ def test_methods_lists_options():
 @pytest.mark.parametrize("args, msg", [
     (["build", TINY, "--method", "gan", "--clusters", 2], "unknown condensation method 'gan'"),
     (["build", TINY, "--method", "dm"], "give --ipc"),
-    (["build", TINY, "--method", "fdm", "--clusters", 99], "exceeds the 30 training images"),
+    (["build", TINY, "--method", "fdm", "--clusters", 99], "exceeds the 26 training images"),
     (["build", TINY, "--method", "fdm", "--clusters", 2, "--option", "steps"], "key=value"),
     (["build", TINY, "--method", "fdm", "--clusters", 2, "--option", "speed=3"], "unknown option"),
     (["build", "synthetic:classes=4,train=30,test=10,size=8", "--clusters", 2], "image shape"),

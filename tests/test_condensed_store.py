@@ -96,3 +96,43 @@ def test_writer_refuses_invalid_sets(tmp_path):
     with pytest.raises(CondensedFileError, match="labels outside"):
         write_condensed(tmp_path / "x.h5", _set(labels=torch.tensor([0, 1, 2, 1])))
     assert not (tmp_path / "x.h5").exists()
+
+
+def _whole_class(**kw):
+    # 8 training images, classes {0,1,2,3} and {4,5,6,7}, two images per class, each standing for its whole class
+    base = dict(images=torch.rand(4, 3, 8, 8), labels=torch.tensor([0, 0, 1, 1]),
+                bucket_indptr=torch.tensor([0, 4, 8, 12, 16]),
+                bucket_indices=torch.tensor([0, 1, 2, 3, 0, 1, 2, 3, 4, 5, 6, 7, 4, 5, 6, 7]),
+                source_indices=torch.full((4,), -1), method="dm", dataset="synthetic", num_classes=2,
+                norm_mean=(0.5,) * 3, norm_std=(0.25,) * 3, train_size=8, train_fingerprint="ab" * 32, influence="class")
+    base.update(kw)
+    return CondensedSet(**base)
+
+
+@pytest.mark.parametrize("kw, msg", [
+    ({"bucket_indptr": torch.tensor([0, 2, 4, 6, 8]),  # sub-class buckets (DM-labelled K-means, or old herding)
+      "bucket_indices": torch.tensor([0, 1, 2, 3, 4, 5, 6, 7])}, "whole class"),
+    ({"bucket_indptr": torch.tensor([0, 4, 7, 11, 15]),  # bucket 1 misses image 3
+      "bucket_indices": torch.tensor([0, 1, 2, 3, 0, 1, 2, 4, 5, 6, 7, 4, 5, 6, 7])}, "bucket 1"),
+    ({"bucket_indices": torch.tensor([0, 1, 2, 3, 0, 1, 2, 3, 3, 5, 6, 7, 3, 5, 6, 7])}, "exactly one class"),
+    ({"train_size": 9}, "covering all 9"),
+])
+def test_class_influence_needs_buckets_that_are_whole_classes(tmp_path, kw, msg):
+    assert read_condensed(write_condensed(tmp_path / "ok.h5", _whole_class())).influence == "class"
+    with pytest.raises(CondensedFileError, match=msg):
+        write_condensed(tmp_path / "x.h5", _whole_class(**kw))
+    assert not (tmp_path / "x.h5").exists()
+    # a file that claims class influence for sub-class buckets (another tool, an older toolkit) is refused on load
+    path = write_condensed(tmp_path / "sub.h5", _whole_class(influence="bucket", **kw))
+    with h5py.File(path, "a") as f:
+        f["provenance"].attrs["influence"] = "class"
+    with pytest.raises(CondensedFileError, match=msg):
+        read_condensed(path)
+
+
+def test_pixel_range_attribute_round_trips(tmp_path):
+    unit = write_condensed(tmp_path / "u.h5", _set())
+    free = write_condensed(tmp_path / "f.h5", _set(pixel_range="unconstrained"))
+    with h5py.File(unit) as f, h5py.File(free) as g:
+        assert f.attrs["pixel_range"] == "unit" and g.attrs["pixel_range"] == "unconstrained"
+    assert read_condensed(free).pixel_range == "unconstrained" and read_condensed(unit).pixel_range == "unit"

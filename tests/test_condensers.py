@@ -48,7 +48,13 @@ def test_selection_methods_copy_real_images_that_stand_for_themselves(tiny, trai
     assert torch.equal(cs.images, as_unit(tiny.train.images[src]))
     for j in range(len(cs)):  # each chosen image is in its own bucket
         assert int(src[j]) in cs.bucket(j).tolist()
-    assert torch.equal(torch.sort(cs.bucket_indices).values, torch.arange(len(tiny.train)))
+    if method == "random":  # the pick depends on no image's content: nearest-pick buckets partition the set
+        assert cs.influence == "bucket"
+        assert torch.equal(torch.sort(cs.bucket_indices).values, torch.arange(len(tiny.train)))
+    else:  # herding picks against the class mean: influence "class", each bucket the whole class
+        assert cs.influence == "class"
+        for j in range(len(cs)):
+            assert cs.bucket(j).tolist() == torch.nonzero(tiny.train.labels == cs.labels[j]).flatten().tolist()
 
 
 def test_kmeans_picks_a_member_of_its_bucket(tiny, trained):
@@ -75,7 +81,7 @@ def test_random_is_seeded(tiny, trained):
 def test_dm_buckets_are_whole_classes_and_images_move(tiny, trained):
     cs = _build(tiny, trained, "dm", ipc=2)
     _check_common(cs, tiny, 2)
-    assert cs.influence == "class" and (cs.bucket_sizes() == 30).all()
+    assert cs.influence == "class" and torch.equal(cs.bucket_sizes(), torch.bincount(tiny.train.labels).repeat_interleave(2))
     init = cs.extra_groups["dm"]["init_indices"]
     assert not torch.allclose(cs.images, as_unit(tiny.train.images[init]))
     assert cs.extra_groups["augmentation"]["siamese"] is True
@@ -134,13 +140,13 @@ def test_bad_requests(tiny, trained):
         build_condensed(tiny, "fdm", trained, device=CPU)
     with pytest.raises(ConfigError, match="--ipc"):
         build_condensed(tiny, "dm", trained, device=CPU)
-    with pytest.raises(ConfigError, match="exceeds the 30 training images"):
+    with pytest.raises(ConfigError, match="exceeds the 26 training images"):  # 30 minus 4 for validation
         build_condensed(tiny, "fdm", trained, device=CPU, clusters=31)
-    with pytest.raises(ConfigError, match="exceeds the 30 images"):
+    with pytest.raises(ConfigError, match="exceeds the 26 images"):
         build_condensed(tiny, "random", trained, device=CPU, ipc=31)
     with pytest.raises(ConfigError, match="unknown option"):
         method_options("fdm", {"iterations": 3})
-    with pytest.raises(ConfigError, match="must be a int"):
+    with pytest.raises(ConfigError, match="must be an integer"):
         method_options("fdm", {"steps": "many"})
     assert method_options("fdm", {"steps": "7", "bf16": "true"})["steps"] == 7
     assert method_options("mi", {"hidden": "8,16"})["hidden"] == [8, 16]
@@ -148,3 +154,38 @@ def test_bad_requests(tiny, trained):
 
 def test_registry_lists_every_method():
     assert {"fdm", "mi", "dm", "kmeans", "herding", "random"} <= set(CONDENSERS.names())
+
+
+def test_fdm_default_blend_stays_in_unit_range_and_the_reference_switch_says_so(tiny, trained, tmp_path):
+    import h5py
+
+    from condense.methods.fdm import BLENDS
+    from dcforget.condensed import write_condensed
+
+    big = {"steps": 30, "lr": 0.05}  # large steps: the reference's free weights push blends out of [0,1]
+    free = _build(tiny, trained, "fdm", clusters=3, options={**big, "blend": "unconstrained"})
+    assert float(free.images.min()) < 0 or float(free.images.max()) > 1
+    assert free.pixel_range == "unconstrained"
+    assert CONDENSERS.get("fdm").defaults["blend"] in BLENDS and CONDENSERS.get("fdm").defaults["blend"] != "unconstrained"
+    for opts in (big, {**big, "blend": "convex"}, {**big, "blend": "clamp"}):
+        cs = _build(tiny, trained, "fdm", clusters=3, options=opts)
+        assert 0.0 <= float(cs.images.min()) and float(cs.images.max()) <= 1.0 and cs.pixel_range == "unit", opts
+        assert not torch.equal(cs.images, free.images)
+    with h5py.File(write_condensed(tmp_path / "free.h5", free)) as f:
+        assert f.attrs["pixel_range"] == "unconstrained"
+    with h5py.File(write_condensed(tmp_path / "unit.h5", cs)) as f:
+        assert f.attrs["pixel_range"] == "unit"
+    with pytest.raises(ConfigError, match="blend"):
+        _build(tiny, trained, "fdm", clusters=3, options={"steps": 1, "blend": "sigmoid"})
+
+
+def test_convex_blend_weights_are_a_distribution_per_bucket(tiny, trained):
+    feats = embed(trained, tiny.train.images)
+    from condense.buckets import kmeans_buckets
+    b = kmeans_buckets(feats, tiny.train.labels, 4, 3, seed=0, quiet=True)
+    members, owner = as_unit(tiny.train.images[b.indices]), b.owner()
+    from dcforget.models import frozen
+    with frozen(trained):
+        _, w = fdm_blend(trained, members, owner, bucket_targets(feats, b), steps=20, lr=0.05, blend="convex")
+    assert (w >= 0).all() and torch.allclose(torch.zeros(len(b)).index_add_(0, owner, w), torch.ones(len(b)), atol=1e-5)
+    assert not torch.allclose(w, 1.0 / b.sizes[owner].float())  # they moved

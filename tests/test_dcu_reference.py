@@ -124,3 +124,105 @@ def test_condensed_model_mode_trains_a_fresh_classifier_of_another_architecture(
     plain = train_on(data, "mlp", TrainConfig(epochs=1), seed=0, device=CPU, quiet=True).model
     with pytest.raises(ConfigError, match="convae"):
         unlearn_request(plain, data, "class:1", "condensed-model", device=CPU, condensed=cs, artefacts=art)
+
+
+# --- reference switches (DC-U cifar10_exps/mlp, commit b6b6a56) ---------------------------------------------------
+
+@pytest.fixture(scope="module")
+def mlp_setup():
+    data = load_data(SPEC, per_class=32, seed=0)
+    model = train_on(data, "mlp", TrainConfig(epochs=4, batch_size=32), seed=0, device=CPU, quiet=True).model
+    return data, model
+
+
+def test_offline_logit_relu_puts_the_relu_on_the_logits_from_the_offline_phase_on(mlp_setup, tmp_path):
+    from dcforget.checkpoint import save_checkpoint
+    data, model = mlp_setup
+    x = data.test.images.float() / 255
+    with torch.no_grad():
+        assert float(model(x).min()) < 0  # the original is trained without it (DC-U's MLP.forward)
+    rem = remembrance_set(data, 3, "heldout", seed=0)
+    opts = {"iterations": 1, "final_epochs": 1, "intermediate_epochs": 1}
+    off = offline_phase(model, data, rem, {**opts, "logit_relu": True}, device=CPU, quiet=True)
+    with torch.no_grad():
+        assert float(off(x).min()) >= 0 and float((off(x) == 0).float().mean()) > 0  # clipped, as DC-U's Final
+    assert off.config["options"]["logit_relu"] and not model.config["options"]["logit_relu"]
+    save_checkpoint(tmp_path / "o.pt", off, {"dataset": "synthetic"})
+    back = load_checkpoint(tmp_path / "o.pt").model
+    with torch.no_grad():
+        assert torch.equal(back(x), off(x))  # the checkpoint rebuilds the ReLU
+    plain = offline_phase(model, data, rem, opts, device=CPU, quiet=True)
+    with torch.no_grad():
+        assert float(plain(x).min()) < 0
+    cnn = train_on(data, "cnn", TrainConfig(epochs=1, batch_size=32), seed=0, device=CPU, quiet=True).model
+    with pytest.raises(ConfigError, match="logit_relu"):
+        offline_phase(cnn, data, rem, {**opts, "logit_relu": True}, device=CPU, quiet=True)
+
+
+def test_offline_cached_beginning_matches_the_full_forward(mlp_setup):
+    data, model = mlp_setup
+    rem = remembrance_set(data, 3, "heldout", seed=0)
+    opts = {"iterations": 2, "final_epochs": 2, "intermediate_epochs": 2, "lr_intermediate": 1e-3}
+    a = offline_phase(model, data, rem, {**opts, "cache_beginning": True}, device=CPU, quiet=True)
+    b = offline_phase(model, data, rem, {**opts, "cache_beginning": False}, device=CPU, quiet=True)
+    assert not _same(model.split()[1], a.split()[1])
+    for p, q in zip(a.parameters(), b.parameters()):
+        assert torch.allclose(p, q, atol=1e-5)
+
+
+def test_settings_take_the_reference_values_of_the_architecture():
+    from unlearn.methods.dcu_reference import ARCH_SETTINGS, DEFAULTS, resolve_settings
+    mlp = ARCH_SETTINGS["mlp"]
+    assert mlp == {"lr_overture": 1e-3, "lr_intermediate": 1e-4, "final_epochs": 15, "final_thr": 15}
+    assert resolve_settings(dict(DEFAULTS), "mlp") == DEFAULTS  # default: options as given
+    quirks = resolve_settings({**DEFAULTS, "reference_quirks": True}, "mlp")
+    assert {k: quirks[k] for k in mlp} == mlp
+    assert resolve_settings({**DEFAULTS, "reference_quirks": True}, "convae")["lr_overture"] == DEFAULTS["lr_overture"]
+    explicit = resolve_settings({**DEFAULTS, "settings": "mlp", "lr_overture": 5e-4}, "cnn")
+    assert explicit["lr_overture"] == 5e-4 and explicit["final_thr"] == 15  # an explicit value wins
+    assert resolve_settings({**DEFAULTS, "reference_quirks": True, "settings": "none"}, "mlp") == \
+        {**DEFAULTS, "reference_quirks": True, "settings": "none"}
+    with pytest.raises(ConfigError, match="settings"):
+        resolve_settings({**DEFAULTS, "settings": "lenet"}, "mlp")
+
+
+def test_syn_batch_mean_weighs_each_batch_of_32_equally():
+    from unlearn.methods.dcu_reference import _batch_mean_ce
+    g = torch.Generator().manual_seed(0)
+    logits, y = torch.randn(100, 4, generator=g), torch.randint(0, 4, (100,), generator=g)
+    per = torch.nn.functional.cross_entropy(logits, y, reduction="none")
+    want = torch.stack([per[:32].mean(), per[32:64].mean(), per[64:96].mean(), per[96:].mean()]).mean()
+    assert torch.allclose(_batch_mean_ce(logits, y, None), want)
+    assert not torch.allclose(_batch_mean_ce(logits, y, None), per.mean())  # the last 4 weigh a quarter, not 4%
+
+
+def test_reference_mode_uses_the_mlp_settings_and_a_new_order_every_stage(mlp_setup, monkeypatch):
+    import unlearn.methods.dcu_reference as md
+    data, model = mlp_setup
+    rem = remembrance_set(data, 3, "heldout", seed=0)
+    off = offline_phase(model, data, rem, {"iterations": 1, "final_epochs": 1, "intermediate_epochs": 1,
+                                           "logit_relu": True}, device=CPU, quiet=True)
+    cs = build_condensed(data, "fdm", off, device=CPU, clusters=4, options={"steps": 2}, quiet=True).condensed
+    art = {"remembrance_images": rem.images, "remembrance_labels": rem.labels}
+    calls = []
+    real_fit = md.fit
+
+    def spy(model_, images, labels, cfg, **kw):
+        calls.append((len(labels), cfg.lr, kw["seed"], kw["loss_fn"], kw["optimizer"]))
+        return real_fit(model_, images, labels, cfg, **kw)
+
+    monkeypatch.setattr(md, "fit", spy)
+    res = unlearn_request(off, data, "random:0.1", "dcu-reference", device=CPU, condensed=cs, artefacts=art,
+                          options={"overture_epochs": 17, "reference_quirks": True}, quiet=True)
+    assert res.report["method_extra"]["settings"]["lr_intermediate"] == 1e-4
+    final = [c for c in calls if c[0] == len(rem.labels)]
+    assert len(final) == 17 - 15 and all(c[1] == 1e-3 and c[3] is md._batch_mean_ce for c in final)
+    assert calls[-1][1] == 1e-4 and len({c[2] for c in calls}) == len(calls)  # a new data order every call
+    assert len({id(c[4]) for c in calls}) == 1 and calls[0][4] is not None  # one shared Adam
+    with torch.no_grad():
+        assert float(res.model(data.test.images.float() / 255).min()) >= 0  # the offline checkpoint's ReLU
+    calls.clear()
+    unlearn_request(off, data, "random:0.1", "dcu-reference", device=CPU, condensed=cs, artefacts=art,
+                    options={"overture_epochs": 26}, quiet=True)
+    assert calls[0][1] == 3e-3 and all(c[3] is None and c[4] is None for c in calls)  # defaults: CNN values
+    assert len([c for c in calls if c[0] == len(rem.labels)]) == 1

@@ -70,3 +70,17 @@ def test_audit_catches_a_leak():
     assert not bad["passed"] and not bad["checks"]["no_forget_sample_used_directly"]
     bad = audit_reduced(cs, torch.tensor([4]), torch.tensor([0, 1, 2, 3]), is_forget)
     assert not bad["checks"]["no_forget_sample_in_a_used_bucket"]
+
+
+def test_class_influence_touches_every_image_of_a_class_with_a_forget_sample():
+    """A class-influence image depends on its whole class, whatever its bucket holds: with sub-class buckets,
+    forgetting image 1 (class 0) must also drop row 1 (bucket {3,4}, class 0), and 3, 4 stand in as real images."""
+    cs = _cs("class")
+    labels = torch.tensor([0] * 5 + [1] * 5)
+    r = assemble_reduced(cs, torch.tensor([1]), 10, labels=labels)
+    assert r.condensed_rows.tolist() == [2, 3] and r.real_indices.tolist() == [0, 2, 3, 4]
+    assert r.audit["passed"] and r.audit["buckets_touched"] == 2
+    import pytest
+    from dcforget.errors import ForgetSpecError
+    with pytest.raises(ForgetSpecError, match="training labels"):
+        assemble_reduced(cs, torch.tensor([1]), 10)

@@ -62,7 +62,7 @@ def test_a_cell_computed_under_other_settings_is_recomputed(smoke):
     res = CliRunner().invoke(unlearn_main, ["reproduce", "dcu", "--preset", "smoke", "--out", str(out),
                                             "--only", "random-forgetting", "--seeds", "1"])
     assert res.exit_code == 0, res.output
-    assert "mlp-random_0.1-retrain-s0 (settings changed since it ran: recomputed)" in res.output
+    assert "mlp-random_0.1-retrain-s0 (settings or code changed since it ran: recomputed)" in res.output
     assert json.loads((out / "report.json").read_text())["meta"]["cells_read_back"] == 15
     assert json.loads(cell.read_text())["settings"] == current
 
@@ -77,6 +77,61 @@ def test_settings_digest_follows_what_cells_are_computed_from():
                                                     "reference": {"retrain": [1, 2, 3]}})) == d
     assert settings_digest({**preset, "per_class": 20}, Experiment("x", spec)) != d
     assert settings_digest(preset, Experiment("x", {**spec, "methods": ["finetune"]})) != d
+
+
+def test_code_digest_follows_the_code_a_cell_runs(tmp_path):
+    import shutil
+
+    from unlearn.reproduce.runner import CODE_PACKAGES, REPO_ROOT, code_digest
+
+    for pkg in CODE_PACKAGES:
+        shutil.copytree(REPO_ROOT / pkg, tmp_path / pkg, ignore=shutil.ignore_patterns("__pycache__"))
+    before = {m: code_digest(m, tmp_path) for m in ("retrain", "finetune", "condensed", None)}
+    assert len(set(before.values())) == 4
+    (tmp_path / "unlearn" / "methods" / "finetune.py").write_text(
+        (tmp_path / "unlearn" / "methods" / "finetune.py").read_text() + "\n# changed\n")
+    code_digest.cache_clear()
+    after = {m: code_digest(m, tmp_path) for m in before}
+    # editing one method recomputes its cells (and the method-less ones), not the other methods'
+    assert after["finetune"] != before["finetune"] and after[None] != before[None]
+    assert after["retrain"] == before["retrain"] and after["condensed"] == before["condensed"]
+    (tmp_path / "unlearn" / "methods" / "distill.py").write_text(
+        (tmp_path / "unlearn" / "methods" / "distill.py").read_text() + "\n# changed\n")
+    code_digest.cache_clear()
+    assert code_digest("condensed", tmp_path) != after["condensed"]  # condensed imports distill's kd_kl
+    (tmp_path / "dcforget" / "train.py").write_text((tmp_path / "dcforget" / "train.py").read_text() + "\n# x\n")
+    code_digest.cache_clear()
+    assert code_digest("retrain", tmp_path) != after["retrain"]  # shared code: every cell
+    (tmp_path / "unlearn" / "reproduce" / "figures.py").write_text("# drawing only\n")
+    code_digest.cache_clear()
+    d = code_digest("retrain", tmp_path)
+    (tmp_path / "unlearn" / "reproduce" / "figures.py").write_text("# drawing only, changed\n")
+    code_digest.cache_clear()
+    assert code_digest("retrain", tmp_path) == d
+    code_digest.cache_clear()
+
+
+def test_variants_are_rows_of_one_method_with_their_own_options():
+    from dcforget.errors import ConfigError
+    from unlearn.reproduce.runner import Experiment
+    from unlearn.reproduce.unlearn_grid import method_options, resolve_method
+
+    exp = Experiment("x", {"methods": ["retrain", "hard"], "variants": {"hard": {"method": "condensed",
+                                                                               "options": {"reset": "all"}}},
+                           "method_options": {"condensed": {"distill": 0.5}, "hard@mlp": {"min_steps": 9}}})
+    assert resolve_method(exp, "hard") == ("condensed", {"reset": "all"})
+    assert method_options(exp, {"method_options": {"*": {"bf16": True}}}, "hard", "mlp") == \
+        {"bf16": True, "distill": 0.5, "reset": "all", "min_steps": 9}
+    assert method_options(exp, {}, "hard", "cnn") == {"distill": 0.5, "reset": "all"}
+    bad = Experiment("x", {"variants": {"v": {"method": "condensed", "options": {"nope": 1}}}})
+    with pytest.raises(ConfigError, match="unknown option"):
+        resolve_method(bad, "v")
+
+
+def test_reported_std_is_the_sample_std():
+    from unlearn.reproduce.runner import mean_std
+
+    assert mean_std([1.0, 2.0, 3.0]) == (2.0, 1.0)  # n-1 in the denominator (the population std would be 0.816)
 
 
 def test_interrupted_run_leaves_no_partial_cell(tmp_path, monkeypatch):

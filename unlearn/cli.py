@@ -8,10 +8,10 @@ import click
 
 from dcforget.checkpoint import load_checkpoint, save_checkpoint
 from dcforget.cli import Group, data_options, out_options, run_options, with_logging
-from dcforget.config import resolve_config, section
+from dcforget.config import check_options, resolve_config, section
 from dcforget.errors import ConfigError
-from dcforget.datasets import load_data
-from dcforget.io import check_writable
+from dcforget.datasets import DEFAULT_VAL_FRACTION, load_data, load_data_for
+from dcforget.io import check_writable, check_writable_dir
 from dcforget.models import MODELS
 from dcforget.runtime import resolve_device
 from dcforget.train import OPTIMIZERS, SCHEDULES, TrainConfig, evaluate
@@ -50,6 +50,11 @@ def main(ctx, condensed_file, checkpoint, forget_spec, method, condensed_model, 
     unlearn compare runs/unlearn/*/report.json
     """
     if ctx.invoked_subcommand is not None:
+        given = [p.opts[0] for p in ctx.command.params
+                 if ctx.get_parameter_source(p.name) == click.core.ParameterSource.COMMANDLINE]
+        if given:  # they belong to an unlearning request and would be silently ignored
+            raise ConfigError(f"{', '.join(given)} before `{ctx.invoked_subcommand}` are options of an unlearning "
+                              f"request, not of `unlearn {ctx.invoked_subcommand}`; put options after the command name")
         return
     if checkpoint is None and forget_spec is None and condensed_file is None:
         click.echo(ctx.get_help())
@@ -67,7 +72,8 @@ def main(ctx, condensed_file, checkpoint, forget_spec, method, condensed_model, 
 
 
 def train_defaults() -> dict:
-    return {"model": "cnn", "model_options": {}, "seed": 0, "per_class": None, "train": TrainConfig().to_dict()}
+    return {"model": "cnn", "model_options": {}, "seed": 0, "per_class": None, "val_fraction": DEFAULT_VAL_FRACTION,
+            "train": TrainConfig().to_dict()}
 
 
 @main.command("train")
@@ -87,11 +93,11 @@ def train_defaults() -> dict:
 @out_options("Checkpoint to write (default runs/DATASET-MODEL/original.pt).")
 @with_logging
 def train_cmd(dataset, arch, epochs, batch_size, lr, optimizer, schedule, weight_decay, bf16, eval_every,
-              data_dir, per_class, download, config_file, preset, seed, device, quiet, out, force) -> None:
+              data_dir, val_fraction, per_class, download, config_file, preset, seed, device, quiet, out, force) -> None:
     """Train an original model on DATASET (cifar10, cifar100, svhn, mnist, fashionmnist, synthetic[:opts]).
 
     DC-U's recipe is the default: Adam, lr 1e-3, batch 256, 30 epochs, no augmentation."""
-    overrides = {"model": arch, "seed": seed, "per_class": per_class,
+    overrides = {"model": arch, "seed": seed, "per_class": per_class, "val_fraction": val_fraction,
                  "train": {"epochs": epochs, "batch_size": batch_size, "lr": lr, "optimizer": optimizer,
                            "schedule": schedule, "weight_decay": weight_decay, "bf16": bf16,
                            "eval_every": eval_every}}
@@ -104,14 +110,16 @@ def train_cmd(dataset, arch, epochs, batch_size, lr, optimizer, schedule, weight
     out_path = Path(out or f"runs/{dataset.split(':')[0]}-{arch}/original.pt")
     check_writable(out_path, force)
     dev = resolve_device(device)
-    data = load_data(dataset, data_dir, config["per_class"], seed=config["seed"], download=download).to(dev)
+    data = load_data(dataset, data_dir, config["per_class"], seed=config["seed"], download=download,
+                     val_fraction=config["val_fraction"]).to(dev)
     trained = train_on(data, arch, cfg, seed=config["seed"], device=dev, quiet=quiet,
                        model_options=section(config, "model_options"))
     save_checkpoint(out_path, trained.model, checkpoint_meta(data, cfg, config["seed"], trained, config),
                     force=force)
     m = trained.metrics()
-    click.echo(f"{data.info.name} {arch}: train acc {100 * m['train_acc']:.2f}%  test acc {100 * m['test_acc']:.2f}%  "
-               f"({len(data.train)} train images, {cfg.epochs} epochs, {m['train_seconds']:.1f} s, "
+    val = f"val acc {100 * m['val_acc']:.2f}%  " if "val_acc" in m else ""
+    click.echo(f"{data.info.name} {arch}: train acc {100 * m['train_acc']:.2f}%  {val}test acc {100 * m['test_acc']:.2f}%  "
+               f"({len(data.train)} train + {len(data.val) if data.val is not None else 0} validation images, {cfg.epochs} epochs, {m['train_seconds']:.1f} s, "
                f"{m['seconds_per_epoch']:.1f} s/epoch, {dev.type})")
     click.echo(f"wrote {out_path}")
 
@@ -127,15 +135,16 @@ def evaluate_cmd(checkpoint, data_dir, download, device) -> None:
     ckpt_meta_only = load_checkpoint(checkpoint)
     meta = ckpt_meta_only.meta
     dev = resolve_device(device)
-    data = load_data(meta.get("dataset_spec") or meta["dataset"], data_dir, meta.get("per_class"),
-                     seed=meta.get("data_seed", 0), download=download)
+    data = load_data_for(meta, data_dir, download)
     ckpt = load_checkpoint(checkpoint, dataset=data.info.name, fingerprint=data.fingerprint(),
                            image_shape=data.info.image_shape, num_classes=data.info.num_classes)
     model = ckpt.model.to(dev)
     data = data.to(dev)
     tr = evaluate(model, data.train.images, data.train.labels, device=dev)
     te = evaluate(model, data.test.images, data.test.labels, device=dev)
-    click.echo(f"{checkpoint}: {meta['model']['arch']} on {data.info.name}: train acc {100 * tr.accuracy:.2f}%  "
+    va = evaluate(model, data.val.images, data.val.labels, device=dev) if data.val is not None else None
+    val = f"val acc {100 * va.accuracy:.2f}%  " if va is not None else ""
+    click.echo(f"{checkpoint}: {meta['model']['arch']} on {data.info.name}: train acc {100 * tr.accuracy:.2f}%  {val}"
                f"test acc {100 * te.accuracy:.2f}%  (train loss {tr.losses.mean():.4f}, test loss {te.losses.mean():.4f})")
 
 
@@ -183,13 +192,13 @@ def offline_cmd(checkpoint, remembrance_ipc, remembrance_source, options, data_d
     from .requests_cli import parse_options
 
     config = resolve_config({"seed": 0, "offline": {}}, preset, config_file, {"seed": seed})
-    opts = {**section(config, "offline", set(OFFLINE_DEFAULTS)), **parse_options(options, OFFLINE_DEFAULTS)}
+    opts = {**check_options(section(config, "offline"), OFFLINE_DEFAULTS, " in [offline]"),
+            **parse_options(options, OFFLINE_DEFAULTS)}
     out_path = Path(out or str(Path(checkpoint).with_name(Path(checkpoint).stem + "-offline.pt")))
     check_writable(out_path, force)
     meta, _ = read_checkpoint_meta(checkpoint)
     dev = resolve_device(device)
-    data = load_data(meta.get("dataset_spec") or meta["dataset"], data_dir, meta.get("per_class"),
-                     seed=meta.get("data_seed", 0), download=download)
+    data = load_data_for(meta, data_dir, download)
     ck = load_checkpoint(checkpoint, dataset=data.info.name, fingerprint=data.fingerprint())
     rem = remembrance_set(data, remembrance_ipc, remembrance_source, config["seed"], data_dir, download)
     data = data.to(dev)
@@ -229,6 +238,7 @@ def reproduce_cmd(suite, preset_name, out, only, seeds, data_dir, device, quiet)
     command = "unlearn " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv and "unlearn" in sys.argv[0] else \
         f"unlearn reproduce {suite} --preset {preset_name} --out {out}" + (f" --only {only}" if only else "")
     only_list = [o.strip() for o in only.split(",") if o.strip()] if only else None
+    check_writable_dir(out)
     reproduce(suite, preset_name, out, only=only_list, data_dir=data_dir, device=resolve_device(device), seeds=seeds,
               command=command, log=(lambda msg: None) if quiet else (lambda msg: click.echo(msg, err=True)))
     click.echo(f"wrote {Path(out) / 'report.md'}")

@@ -12,7 +12,12 @@ def load_report(path: str | Path) -> dict:
     p = Path(path)
     try:
         rep = json.loads(p.read_text())
-        assert isinstance(rep, dict) and "method" in rep and "forget_acc" in rep
+        num = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)
+        assert isinstance(rep, dict) and isinstance(rep.get("method"), str) and isinstance(rep.get("forget_spec"), str)
+        assert all(num(rep.get(k)) for k in ("retain_acc", "forget_acc", "test_acc", "mia"))
+        assert isinstance(rep.get("time"), dict) and num(rep["time"].get("total_s"))
+        red = rep.get("reduced_set")
+        assert not red or (isinstance(red, dict) and num(red.get("ratio_to_retain")))
         return rep
     except (OSError, ValueError, AssertionError):
         raise ConfigError(f"{p} is not an unlearning report (report.json written by unlearn)") from None

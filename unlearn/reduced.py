@@ -1,10 +1,12 @@
 """The reduced retain set of an unlearning request (dcu.md §2.4), vectorised, with an audit computed from data.
 
 A condensed image is *clean* when no forget sample can have influenced it: for influence "bucket" none of its
-bucket's members is forgotten (and it is not itself a copy of a forgotten image); for "class" (DM) none of
-its class; for "global" (MI's shared generator) no image may be forgotten at all. Clean condensed images stand
-in for their buckets; every retain image not represented by a clean condensed image is used as itself.
-Forget samples never enter, and ``audit`` re-derives that from the assembled set.
+bucket's members is forgotten (and it is not itself a copy of a forgotten image); for "class" (DM, herding) no
+training image of its class (by the training labels, not by what its bucket holds); for "global" (MI's shared
+generator) no image may be forgotten at all. Clean condensed images stand in for their buckets; every retain image
+not represented by a clean condensed image is used as itself.
+Forget samples never enter, and ``audit`` re-derives that from the assembled set. That audit shares this module's
+masks and helpers; the request also runs ``unlearn.audit``, which does not, on what a method is actually served.
 """
 
 from __future__ import annotations
@@ -29,12 +31,16 @@ def _owner(cs: CondensedSet) -> torch.Tensor:
     return torch.repeat_interleave(torch.arange(len(cs)), cs.bucket_sizes())
 
 
-def assemble_reduced(cs: CondensedSet, forget: torch.Tensor, train_size: int, fingerprint: str | None = None
-                     ) -> ReducedSet:
-    """forget: training positions (sorted, unique). The retain set is the complement within ``train_size``."""
+def assemble_reduced(cs: CondensedSet, forget: torch.Tensor, train_size: int, fingerprint: str | None = None,
+                     labels: torch.Tensor | None = None) -> ReducedSet:
+    """forget: training positions (sorted, unique). The retain set is the complement within ``train_size``.
+    ``labels`` (the training labels) are needed for a class-influence set: every condensed image of a class with a
+    forget sample is touched, whatever its bucket holds."""
     if cs.train_size != train_size or (fingerprint is not None and cs.train_fingerprint != fingerprint):
         raise ForgetSpecError("the condensed set was built from a different training set than this request's "
                               f"({cs.train_size} images, sha256 {cs.train_fingerprint[:12]}...)")
+    if cs.influence == "class" and (labels is None or len(labels) != train_size):
+        raise ForgetSpecError("a class-influence condensed set needs the training labels to assemble the reduced set")
     is_forget = torch.zeros(train_size, dtype=torch.bool)
     is_forget[forget] = True
     owner = _owner(cs)
@@ -42,6 +48,10 @@ def assemble_reduced(cs: CondensedSet, forget: torch.Tensor, train_size: int, fi
     touched |= (cs.source_indices >= 0) & is_forget[cs.source_indices.clamp_min(0)]
     if cs.influence == "global" and bool(is_forget.any()):
         touched[:] = True
+    if cs.influence == "class":  # e.g. DM: an image depends on every image of its class
+        forgotten_class = torch.zeros(max(cs.num_classes, int(labels.max()) + 1), dtype=torch.bool)
+        forgotten_class[labels.cpu()[is_forget]] = True
+        touched |= forgotten_class[cs.labels]
     clean = ~touched
     covered = torch.zeros(train_size, dtype=torch.bool)
     covered[cs.bucket_indices[clean[owner]]] = True  # represented by a clean condensed image

@@ -24,6 +24,7 @@ from dcforget.models import Classifier
 from dcforget.runtime import synchronize
 from dcforget.train import evaluate
 
+from .audit import ReducedSetLeakError, audit_served, require_clean
 from .methods import METHODS, UnlearnContext
 from .reduced import assemble_reduced
 
@@ -55,13 +56,20 @@ def cumulative_split(data: Data, spec: str, seed: int, previous: list[int] | Non
 
 
 def evaluate_split(model: Classifier, data: Data, split: ForgetSplit, device: torch.device, seed: int = 0) -> dict:
-    """RA / FA / TA (eval mode, no augmentation) and the population MIA (forget vs test)."""
+    """RA / FA / VA / TA (eval mode, no augmentation) and the population MIA, forget set against the test split
+    (``mia``, reported) and against the validation split (``val_mia``: what choices may read; test figures are
+    never optimised). VA and ``val_mia`` are None when the data has no validation split."""
     dev_idx = lambda t: t.to(data.train.labels.device)
     r = evaluate(model, data.train.images[dev_idx(split.retain)], data.train.labels[dev_idx(split.retain)], device=device)
     f = evaluate(model, data.train.images[dev_idx(split.forget)], data.train.labels[dev_idx(split.forget)], device=device)
     t = evaluate(model, data.test.images, data.test.labels, device=device)
     mia = population_mia(f.losses, t.losses, seed=seed)
-    return {"retain_acc": r.accuracy, "forget_acc": f.accuracy, "test_acc": t.accuracy, "mia": mia.accuracy,
+    val: dict = {"val_acc": None, "val_mia": None, "val_indiscernibility": None}
+    if data.val is not None and len(data.val) >= 2:
+        v = evaluate(model, data.val.images, data.val.labels, device=device)
+        vm = population_mia(f.losses, v.losses, seed=seed)
+        val = {"val_acc": v.accuracy, "val_mia": vm.accuracy, "val_indiscernibility": vm.indiscernibility}
+    return {"retain_acc": r.accuracy, "forget_acc": f.accuracy, **val, "test_acc": t.accuracy, "mia": mia.accuracy,
             "mia_splits": mia.split_accuracies, "indiscernibility": mia.indiscernibility}
 
 
@@ -80,17 +88,24 @@ def unlearn_request(original: Classifier, data: Data, spec: str, method: str, *,
     split = cumulative_split(data, spec, seed, previous_forget, model=original.to(device).eval())
     synchronize(device)
     t0 = time.perf_counter()
-    reduced = None
+    reduced = independent = None
     if condensed is not None:
-        reduced = assemble_reduced(condensed, split.forget, len(data.train), data.fingerprint())
+        reduced = assemble_reduced(condensed, split.forget, len(data.train), data.fingerprint(), labels=data.train.labels)
         if not reduced.audit["passed"]:  # cannot happen unless assembly is broken; never train on a leak
-            raise ForgetSpecError(f"reduced-set audit failed: {reduced.audit['checks']}")
+            raise ReducedSetLeakError(f"reduced-set audit failed: {reduced.audit['checks']}")
+        # unlearn.audit shares no code with the assembly; reduced_tensors() re-runs it on exactly what it serves
+        independent = require_clean(audit_served(split, condensed, data.train.labels, reduced.real_indices,
+                                                 reduced.condensed_rows))
     t1 = time.perf_counter()
     ctx = UnlearnContext(original.to(device).eval(), data, split, device, seed, opts, quiet, condensed, reduced,
                          artefacts=dict(artefacts or {}))
     model = m.run(ctx).eval()
     synchronize(device)
     t2 = time.perf_counter()
+    bad = [name for name, t in model.state_dict().items() if t.is_floating_point() and not bool(torch.isfinite(t).all())]
+    if bad:  # e.g. gradient ascent run too long: never hand back (or save) a broken model
+        raise ConfigError(f"method {method!r} diverged: {bad[0]} has non-finite values; lower its lr or epochs "
+                          "(or raise alpha)")
     report = {
         "method": method, "forget_spec": spec, "seed": seed,
         "forget_size": len(split.forget), "retain_size": len(split.retain),
@@ -98,8 +113,11 @@ def unlearn_request(original: Classifier, data: Data, spec: str, method: str, *,
         **evaluate_split(model, data, split, device, seed),
         "time": {"assembly_s": t1 - t0, "training_s": t2 - t1, "total_s": t2 - t0},
         "reduced_set": reduced.audit if reduced else None,
+        "independent_audit": None if independent is None else {
+            **(ctx.served_audits[-1] if ctx.served_audits else independent),
+            "scope": "served" if ctx.served_audits else "assembled", "served_calls": len(ctx.served_audits)},
         "options": opts, "method_extra": ctx.extra, "config": config or {},
-        "dataset": data.info.name, "train_size": len(data.train), "train_fingerprint": data.fingerprint(),
+        **data.split_meta(),
         "device": str(device), "toolkit_version": __version__, "torch_version": str(torch.__version__),
         "created_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     }

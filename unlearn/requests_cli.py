@@ -10,10 +10,10 @@ import click
 
 from dcforget.checkpoint import load_checkpoint, read_checkpoint_meta, save_checkpoint
 from dcforget.condensed import read_condensed
-from dcforget.config import resolve_config, section
-from dcforget.datasets import load_data
+from dcforget.config import check_options, coerce_option, resolve_config, section
+from dcforget.datasets import load_data_for
 from dcforget.errors import ConfigError
-from dcforget.io import atomic_path, check_writable
+from dcforget.io import atomic_paths, check_writable
 from dcforget.runtime import resolve_device
 
 from .methods import DEFAULT_METHOD, METHODS
@@ -29,11 +29,7 @@ def parse_options(pairs, defaults: dict) -> dict:
         key = key.strip()
         if key not in defaults:
             raise ConfigError(f"unknown option {key!r}; known: {', '.join(sorted(defaults))}")
-        want = type(defaults[key])
-        try:
-            out[key] = (value.lower() in ("1", "true", "yes")) if want is bool else want(value)
-        except ValueError:
-            raise ConfigError(f"option {key}={value!r} must be a {want.__name__}") from None
+        out[key] = coerce_option(key, value, defaults[key])  # strict: dsa=ture, steps=-5, lr=nan are errors
     return out
 
 
@@ -49,7 +45,8 @@ def run_request_cli(*, condensed_file, checkpoint, forget_spec, method, epochs, 
     if method is None:
         raise ConfigError("give --from-condensed FILE (the default method) or --method NAME")
     m = METHODS.get(method)
-    opts = {**section(config, "unlearn").get(method, {}), **parse_options(options, m.defaults)}
+    opts = {**check_options(section(config, "unlearn").get(method, {}), m.defaults, f" in [unlearn.{method}]"),
+            **parse_options(options, m.defaults)}
     if epochs is not None:
         if "epochs" not in m.defaults:
             raise ConfigError(f"method {method!r} has no epochs")
@@ -64,8 +61,7 @@ def run_request_cli(*, condensed_file, checkpoint, forget_spec, method, epochs, 
     if condensed is not None and condensed.dataset != meta.get("dataset"):
         raise ConfigError(f"{condensed_file} condenses {condensed.dataset!r} but the checkpoint is for {meta.get('dataset')!r}")
     dev = resolve_device(device)
-    data = load_data(meta.get("dataset_spec") or meta["dataset"], data_dir, meta.get("per_class"),
-                     seed=meta.get("data_seed", 0), download=download)
+    data = load_data_for(meta, data_dir, download)
     ck = load_checkpoint(checkpoint, dataset=data.info.name, fingerprint=data.fingerprint())
     data = data.to(dev)
     previous = meta.get("forgotten") or []
@@ -77,9 +73,10 @@ def run_request_cli(*, condensed_file, checkpoint, forget_spec, method, epochs, 
     new_meta = {k: v for k, v in meta.items() if k not in ("model", "toolkit_version", "torch_version", "created_utc")}
     new_meta.update(unlearned_from=str(checkpoint), unlearn_method=method, forgotten=res.split.forget.tolist(),
                     requests=[*meta.get("requests", []), forget_spec], metrics=None, history=None)
-    save_checkpoint(model_path, res.model, new_meta, force=force, tensors=ck.tensors)
-    with atomic_path(report_path, force=force) as tmp:
-        tmp.write_text(json.dumps(rep, indent=2))
+    report_text = json.dumps(rep, indent=2)
+    with atomic_paths([model_path, report_path], force=force) as (tmp_model, tmp_report):  # both or neither
+        save_checkpoint(tmp_model, res.model, new_meta, force=True, tensors=ck.tensors)
+        tmp_report.write_text(report_text)
     a = rep["reduced_set"]
     audit = (f"; reduced set {a['reduced_size']} = {a['real_images_used']} real + {a['condensed_images_used']} condensed "
              f"({a['ratio_to_retain']:.2f}x retain), audit {'passed' if a['passed'] else 'FAILED'}") if a else ""

@@ -76,6 +76,7 @@ class Condensed:
     source_indices: torch.Tensor  # int64 [M], -1 for synthetic rows
     influence: str  # "bucket" | "class" | "global" (see dcforget.condensed)
     extra: dict[str, dict[str, Any]] = field(default_factory=dict)
+    pixel_range: str = "unit"  # "unit": images in [0,1]; "unconstrained" where a method option lets them leave it
 
 
 @dataclass(frozen=True)
@@ -95,6 +96,17 @@ def register(name: str, *, bucket_based: bool, summary: str, **defaults: Any):
         return fn
 
     return deco
+
+
+def whole_class_buckets(labels: torch.Tensor, chosen_labels: torch.Tensor) -> Buckets:
+    """Buckets for images that depend on their whole class (influence "class"): image j's bucket is every
+    training position of class ``chosen_labels[j]`` (what the condensed-set reader requires of such a file)."""
+    labels, chosen_labels = labels.cpu(), chosen_labels.cpu().long()
+    per_class = {int(c): torch.nonzero(labels == c).flatten() for c in torch.unique(chosen_labels).tolist()}
+    members = [per_class[int(c)] for c in chosen_labels.tolist()]
+    sizes = torch.tensor([len(m) for m in members], dtype=torch.long)
+    indptr = torch.cat([torch.zeros(1, dtype=torch.long), torch.cumsum(sizes, 0)])
+    return Buckets(indptr, torch.cat(members) if members else torch.zeros(0, dtype=torch.long), chosen_labels)
 
 
 def nearest_assignment(features: torch.Tensor, labels: torch.Tensor, chosen: torch.Tensor) -> Buckets:

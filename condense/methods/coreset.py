@@ -4,7 +4,13 @@
 ``herding`` per class, greedy selection whose running mean tracks the class mean embedding (Welling; the
             iCaRL/IDC version, argmin)
 ``random``  per class, ``ipc`` images uniformly at random (seeded)
-Per-class selections get buckets by nearest-chosen assignment in feature space.
+
+Influence (which training images can have shaped a row; the unlearning stage drops a row when one of them is
+forgotten): ``kmeans`` -- "bucket": the pick is the member nearest its bucket's centroid, a function of the
+bucket's members only. ``random`` -- "bucket": the pick depends on no image's content; its bucket (the class's
+images nearest it in feature space) is what it stands for. ``herding`` -- "class": every pick is chosen against
+the class mean embedding, so any image of the class can change which images are picked; its buckets are the
+whole class (each pick stands for its class, shared with the class's other picks).
 """
 
 from __future__ import annotations
@@ -14,12 +20,12 @@ import torch
 from dcforget.datasets import cap_per_class
 from dcforget.train import as_unit
 
-from .base import Condensed, CondenseJob, nearest_assignment, register
+from .base import Condensed, CondenseJob, nearest_assignment, register, whole_class_buckets
 
 
-def _copy_rows(job: CondenseJob, chosen: torch.Tensor, buckets) -> Condensed:
+def _copy_rows(job: CondenseJob, chosen: torch.Tensor, buckets, influence: str = "bucket") -> Condensed:
     chosen = chosen.to(job.images.device)
-    return Condensed(as_unit(job.images[chosen]), buckets, chosen.cpu().long(), "bucket")
+    return Condensed(as_unit(job.images[chosen]), buckets, chosen.cpu().long(), influence)
 
 
 @register("kmeans", bucket_based=True, summary="the real image nearest each K-means bucket centroid")
@@ -66,4 +72,4 @@ def herding_select(job: CondenseJob) -> Condensed:
             acc += f[i]
             chosen.append(rows[i])
     chosen_t = torch.stack(chosen)
-    return _copy_rows(job, chosen_t, nearest_assignment(job.features, job.labels, chosen_t))
+    return _copy_rows(job, chosen_t, whole_class_buckets(job.labels, job.labels[chosen_t]), "class")

@@ -3,8 +3,9 @@
 Each iteration draws a fresh randomly initialised ConvNet-3 (frozen, never trained), and for every class c
 matches the mean embedding of a siamese-augmented batch of real images of c to that of the class's synthetic
 images; one SGD step (momentum 0.5) on all synthetic images. Images start from real ones (seeded) and are
-optimised in the dataset's normalised space with DM's learning rate (1.0), then stored in [0,1] pixel space;
-the network's first layer normalises. All classes share one forward pass per iteration (instance norm makes
+optimised in the dataset's normalised space with DM's learning rate (1.0), projected back onto the valid pixel
+box [0,1] after every step (DM itself leaves them unbounded; files hold [0,1] images, pixel_range "unit"), then
+stored in [0,1] pixel space; the network's first layer normalises. All classes share one forward pass per iteration (instance norm makes
 the embedding per-sample); each class gets its own augmentation draw, as in DM.
 
 Each synthetic image is matched to the whole of its class: influence "class", buckets = the class.
@@ -60,7 +61,9 @@ def dm(job: CondenseJob) -> Condensed:
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-    images = (z.detach() * std + mean).float()
+            with torch.no_grad():  # projection onto [0,1] pixels (in normalised space)
+                z.copy_(torch.maximum(torch.minimum(z, (1 - mean) / std), -mean / std))
+    images = (z.detach() * std + mean).float().clamp(0.0, 1.0)
     # every image stands for (and was matched to) its whole class
     members = torch.cat([per_class[int(c)].cpu() for c in syn_labels.cpu()])
     sizes = torch.tensor([len(per_class[int(c)]) for c in syn_labels.cpu()])

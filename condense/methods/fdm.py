@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import torch
 
+from dcforget.errors import ConfigError
 from dcforget.models import frozen
 from dcforget.progress import bar
 from dcforget.train import as_unit
@@ -34,21 +35,47 @@ def bucket_targets(features: torch.Tensor, buckets) -> torch.Tensor:
     return sums / buckets.sizes.to(features.device)[:, None].float()
 
 
+BLENDS = ("convex", "clamp", "unconstrained", "normalized")
+
+
 def _blend(w: torch.Tensor, x: torch.Tensor, owner: torch.Tensor, b: int) -> torch.Tensor:
     return torch.zeros(b, *x.shape[1:], device=x.device, dtype=x.dtype).index_add_(0, owner, w[:, None, None, None] * x)
 
 
+def _segment_softmax(z: torch.Tensor, owner: torch.Tensor, b: int) -> torch.Tensor:
+    """Softmax of ``z`` within each bucket (entries sharing an owner)."""
+    top = torch.full((b,), float("-inf"), device=z.device, dtype=z.dtype).scatter_reduce(0, owner, z.detach(), "amax")
+    e = torch.exp(z - top[owner])
+    return e / torch.zeros(b, device=z.device, dtype=z.dtype).index_add(0, owner, e)[owner]
+
+
 def fdm_blend(model, members: torch.Tensor, owner: torch.Tensor, target: torch.Tensor, *, steps: int, lr: float,
-              bf16: bool = False, channels_last: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+              bf16: bool = False, channels_last: bool = False, blend: str = "convex"
+              ) -> tuple[torch.Tensor, torch.Tensor]:
     """Optimise blend weights for b buckets at once. members [nnz, C, H, W] (bucket by bucket), owner [nnz] the
-    bucket (0..b-1) of each member, target [b, D]. Returns (images [b, C, H, W], weights [nnz])."""
+    bucket (0..b-1) of each member, target [b, D]. Returns (images [b, C, H, W], weights [nnz]).
+
+    ``blend``: ``convex`` -- weights are a softmax within each bucket of logits n * u (u the parameters, init 0, so
+    weights 1/n; the factor n makes an Adam step of size lr move a weight by about lr, as in the reference), so
+    every image is a convex combination of real [0,1] images and stays in [0,1]; ``clamp`` -- the reference's free
+    weights, the blend clamped to [0,1] (inside the loss too); ``unconstrained`` -- the reference (images may
+    leave [0,1])."""
+    if blend not in BLENDS:
+        raise ConfigError(f"fdm blend must be one of {', '.join(BLENDS)}, got {blend!r}")
     b = target.shape[0]
     sizes = torch.bincount(owner, minlength=b).float()
-    w = (1.0 / sizes[owner]).requires_grad_(True)
-    opt = torch.optim.Adam([w], lr=lr)
+    convex = blend == "convex"
+    p = (torch.zeros_like(sizes[owner]) if convex else 1.0 / sizes[owner]).requires_grad_(True)
+    weights = (lambda: _segment_softmax(p * sizes[owner], owner, b)) if convex else (lambda: p)
+    image = (lambda w: _blend(w, members, owner, b).clamp(0.0, 1.0)) if blend == "clamp" else \
+        (lambda w: _blend(w, members, owner, b))
+    if blend == "normalized":  # the reference exactly: its free weights blend *normalised* images, so the blend
+        mean = model.normalize.mean.to(members)  # in pixel space is sum_i w_i (x_i - mean) + mean (same gradients)
+        image = lambda w: _blend(w, members - mean, owner, b) + mean  # noqa: E731
+    opt = torch.optim.Adam([p], lr=lr)
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     for _ in range(steps):
-        s = _blend(w, members, owner, b).contiguous(memory_format=fmt)
+        s = image(weights()).contiguous(memory_format=fmt)
         with torch.autocast(members.device.type, dtype=torch.bfloat16, enabled=bf16):
             f = model.features(s)
         loss = ((f.float() - target) ** 2).sum()
@@ -56,13 +83,17 @@ def fdm_blend(model, members: torch.Tensor, owner: torch.Tensor, target: torch.T
         loss.backward()
         opt.step()
     with torch.no_grad():
-        return _blend(w, members, owner, b), w.detach()
+        w = weights().detach()
+        out = image(w)
+        return (out.clamp(0.0, 1.0) if convex else out), w  # convex: only float rounding to remove
 
 
 @register("fdm", bucket_based=True, summary="DC-U fast distribution matching: a learned blend per bucket",
-          steps=100, lr=1e-3, chunk=1024, bf16=False, channels_last=True)
+          steps=100, lr=1e-3, chunk=1024, bf16=False, channels_last=True, blend="convex")
 def fdm(job: CondenseJob) -> Condensed:
     o = job.options
+    if o["blend"] not in BLENDS:
+        raise ConfigError(f"fdm blend must be one of {', '.join(BLENDS)}, got {o['blend']!r}")
     model, buckets = job.model, job.buckets
     fmt = torch.channels_last if o["channels_last"] else torch.contiguous_format
     dev = job.device
@@ -84,7 +115,9 @@ def fdm(job: CondenseJob) -> Condensed:
                     torch.repeat_interleave(torch.cumsum(n, 0) - n, n)
                 members = as_unit(job.images[indices[pos]])
                 out[ids], _ = fdm_blend(model, members, owner, targets[ids], steps=int(o["steps"]),
-                                        lr=float(o["lr"]), bf16=bool(o["bf16"]), channels_last=bool(o["channels_last"]))
+                                        lr=float(o["lr"]), bf16=bool(o["bf16"]), channels_last=bool(o["channels_last"]),
+                                        blend=o["blend"])
         finally:
             model.to(memory_format=torch.contiguous_format)
-    return Condensed(out, buckets, torch.full((len(buckets),), -1, dtype=torch.long), "bucket")
+    return Condensed(out, buckets, torch.full((len(buckets),), -1, dtype=torch.long), "bucket",
+                     pixel_range="unconstrained" if o["blend"] in ("unconstrained", "normalized") else "unit")

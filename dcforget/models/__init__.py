@@ -25,8 +25,8 @@ def create_model(arch: str, info: DatasetInfo | None = None, *, image_shape=None
     std = tuple(std) if std is not None else (1.0,) * channels
     try:
         return factory(tuple(image_shape), int(num_classes), mean, std, **options)
-    except TypeError as err:
-        raise ConfigError(f"bad options for model {arch!r}: {err}") from None
+    except (TypeError, ValueError) as err:  # an unknown option, or a bad value (hidden=[32] for two layers, dropout=2)
+        raise ConfigError(f"bad options for model {arch!r} ({options}): {err}") from None
     except RuntimeError as err:  # e.g. an input too small for the architecture
         raise ConfigError(f"model {arch!r} cannot take images of shape {tuple(image_shape)}: {err}") from None
 

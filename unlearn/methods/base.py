@@ -16,6 +16,7 @@ from dcforget.registry import Registry
 from dcforget.runtime import seeded
 from dcforget.train import TrainConfig, as_unit
 
+from ..audit import audit_served, require_clean
 from ..reduced import ReducedSet
 
 
@@ -32,6 +33,7 @@ class UnlearnContext:
     reduced: ReducedSet | None = None
     extra: dict[str, Any] = field(default_factory=dict)  # what a method reports back (e.g. epochs run)
     artefacts: dict[str, torch.Tensor] = field(default_factory=dict)  # tensors stored in the checkpoint
+    served_audits: list[dict[str, Any]] = field(default_factory=list)  # unlearn.audit of each reduced_tensors call
 
     def copy_original(self) -> Classifier:
         return copy.deepcopy(self.original).to(self.device)
@@ -53,14 +55,25 @@ class UnlearnContext:
 
     def reduced_tensors(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """The reduced retain set as float [0,1] images, labels, and per-sample weights (a condensed image counts
-        for the retain members of its bucket; a real image counts once)."""
+        for the retain members of its bucket, a member shared by several served buckets -- DM's and herding's
+        whole-class buckets -- split evenly between them; a real image counts once).
+
+        The exact training positions and condensed rows gathered here are first checked by the independent audit
+        (unlearn.audit) against the request's split; a leak raises ReducedSetLeakError and nothing is served."""
         r, cs = self.reduced, self.condensed
         dev = self.device
         real_idx = r.real_indices.to(self.data.train.labels.device)
         rows = r.condensed_rows
+        self.served_audits.append(require_clean(audit_served(self.split, cs, self.data.train.labels, real_idx, rows)))
         images = torch.cat([as_unit(self.data.train.images[real_idx]).to(dev), cs.images[rows].to(dev)])
         labels = torch.cat([self.data.train.labels[real_idx].to(dev), cs.labels[rows].to(dev)])
-        weights = torch.cat([torch.ones(len(real_idx)), cs.bucket_sizes()[rows].float()]).to(dev)
+        owner = torch.repeat_interleave(torch.arange(len(cs)), cs.bucket_sizes())
+        served = torch.zeros(len(cs), dtype=torch.bool)
+        served[rows.cpu()] = True
+        members = cs.bucket_indices[served[owner]]
+        share = torch.bincount(members, minlength=cs.train_size).float()
+        per_row = torch.zeros(len(cs)).index_add_(0, owner[served[owner]], 1.0 / share[members])
+        weights = torch.cat([torch.ones(len(real_idx)), per_row[rows.cpu()]]).to(dev)
         return images, labels, weights
 
     def forgotten_classes(self) -> torch.Tensor:

@@ -38,6 +38,8 @@ images alike, Adam with a cosine schedule, and three ingredients chosen against 
   classes) keeps 6: for class forgetting on the full CIFAR-10 set (fdm-450) 6 epochs leave FA 4.7% and
   ``--epochs 20`` gives 0.9%, but on the cpu benchmark 20 epochs put TA on the other classes 3.7 points above
   retraining's (seed 0), outside the 2-point bar that 6 epochs meet. An explicit ``--epochs N`` is used as given.
+* ``steps`` (default 0: off) -- train exactly this many optimiser steps, epochs follow, so that comparisons across
+  reduced sets of different sizes (the K sweep) hold the training budget fixed.
 """
 
 
@@ -61,7 +63,7 @@ def _share(part: torch.nn.Module, model: torch.nn.Module) -> float:
 
 @register("condensed", needs_condensed=True,
           summary="fine-tune on the reduced retain set (condensed + touched real) with DSA and masked distillation",
-          epochs=0, min_steps=170, batch_size=256, optimizer="adam", lr=1e-3, schedule="cosine", bf16=False, reset="auto",
+          epochs=0, min_steps=170, steps=0, batch_size=256, optimizer="adam", lr=1e-3, schedule="cosine", bf16=False, reset="auto",
           dsa=True, distill=1.0, temperature=4.0, teacher="clean", freeze_kept=True)
 def condensed(ctx: UnlearnContext):
     o = ctx.options
@@ -113,14 +115,18 @@ def condensed(ctx: UnlearnContext):
         model.requires_grad_(False)
         for part in train_modules:
             part.requires_grad_(True)
-    epochs = int(o["epochs"])
-    if epochs < 0 or int(o["min_steps"]) < 0:
-        raise ConfigError("epochs and min_steps must be >= 0 (epochs 0 = auto)")
-    if epochs == 0:  # auto: 6 epochs; re-initialised layers get at least min_steps optimiser steps
-        batches = math.ceil(len(x) / int(o["batch_size"]))
+    epochs, steps = int(o["epochs"]), int(o["steps"])
+    if epochs < 0 or int(o["min_steps"]) < 0 or steps < 0:
+        raise ConfigError("epochs, steps and min_steps must be >= 0 (epochs 0 = auto, steps 0 = epochs decide)")
+    batches = math.ceil(len(x) / int(o["batch_size"]))
+    if steps:  # a fixed number of optimiser steps, whatever the reduced set's size (e.g. a sweep over K)
+        epochs = math.ceil(steps / batches)
+    elif epochs == 0:  # auto: 6 epochs; re-initialised layers get at least min_steps optimiser steps
         epochs = 6 if reset == "none" else max(6, math.ceil(int(o["min_steps"]) / batches))
-    h = fit(model, x, y, ctx.train_config(epochs=epochs), device=ctx.device, seed=ctx.seed, augment=augment, sample_weights=w,
-            extra_loss=extra, train_modules=train_modules, quiet=ctx.quiet, desc="unlearn")
+    h = fit(model, x, y, ctx.train_config(epochs=epochs, max_steps=steps), device=ctx.device, seed=ctx.seed,
+            augment=augment, sample_weights=w, extra_loss=extra, train_modules=train_modules, quiet=ctx.quiet,
+            desc="unlearn")
     model.requires_grad_(True)
     ctx.extra["epochs"] = len(h.epochs)
+    ctx.extra["steps"] = steps or epochs * batches
     return model

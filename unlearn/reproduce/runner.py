@@ -8,8 +8,9 @@ numbers and notes on where they come from a reference bug. Nothing experiment-sp
 
 Every (experiment, model, forget spec, method, seed) is a cell. A finished cell is a JSON file under
 ``DIR/cells/``, written atomically: a rerun reads it back instead of recomputing it, and an interrupted run
-leaves no partial cell. A cell records a digest of the settings it ran under (``settings_digest``); one whose
-settings have changed since is recomputed. Code changes are not in the digest: delete the cells they affect.
+leaves no partial cell. A cell records a digest of the settings it ran under (``settings_digest``) and of the code
+it ran through (``code_digest``: the toolkit's shared code plus the cell's own method file); a cell whose settings
+or code have changed since is recomputed.
 Offline artefacts (original models, condensed files, DC-U offline checkpoints) are cached under
 ``DIR/artefacts/`` the same way. ``DIR/report.md`` (with ``report.csv`` and ``report.json``) gives mean +-
 std over seeds, the reference's numbers beside ours, and flags the differences beyond noise.
@@ -18,7 +19,9 @@ std over seeds, the reference's numbers beside ours, and flags the differences b
 from __future__ import annotations
 
 import csv
+import functools
 import hashlib
+import inspect
 import io
 import json
 import platform
@@ -32,7 +35,7 @@ from typing import Any, Callable
 import torch
 
 from dcforget.config import config_dirs, load_toml
-from dcforget.datasets import Data, load_data
+from dcforget.datasets import DEFAULT_VAL_FRACTION, Data, load_data
 from dcforget.errors import ConfigError
 from dcforget.io import atomic_path
 from dcforget.registry import Registry
@@ -91,6 +94,11 @@ def load_suite(suite: str, preset: str, only: list[str] | None = None) -> tuple[
     return presets[preset], exps
 
 
+def val_fraction(preset: dict[str, Any]) -> float:
+    """The preset's validation fraction (default 0.15): held out of the capped training set, never trained on."""
+    return float(preset.get("val_fraction", DEFAULT_VAL_FRACTION))
+
+
 # --------------------------------------------------------------------------------------------- workspace
 @dataclass
 class Workspace:
@@ -111,8 +119,8 @@ class Workspace:
 
     def data(self) -> Data:
         p = self.preset
-        return self._cached("data", lambda: load_data(p["dataset"], self.data_dir, p.get("per_class") or None,
-                                                      seed=0).to(self.device))
+        return self._cached("data", lambda: load_data(p["dataset"], self.data_dir, p.get("per_class") or None, seed=0,
+                                                      val_fraction=val_fraction(p)).to(self.device))
 
     def _cached(self, key: str, make):
         if key not in self._memo:
@@ -135,31 +143,38 @@ class Workspace:
             self.root / v / "original.pt", self.data(), arch, cfg, device=self.device, model_options=mo, log=self.log))
 
     def condensed(self, arch: str, offline: bool = False, *, clusters: int | None = None, condenser: str = "fdm",
-                  ipc: int | None = None):
+                  ipc: int | None = None, source: str | None = None):
         """The ``condenser`` file (K = ``clusters`` or the preset's) from the original's or the offline model's
         features."""
         k = int(clusters or self.preset["clusters"])
         v = self.variant(arch)
-        model = self.offline(arch, ipc)[0] if offline else self.original(arch)
+        model = self.offline(arch, ipc, source)[0] if offline else self.original(arch)
         default_ipc = int(self.preset.get("remembrance", {}).get("ipc", 10))
         tag = ("offline-" if ipc in (None, default_ipc) else f"offline-ipc{ipc}-") if offline else ""
+        if offline and source not in (None, self.preset.get("remembrance", {}).get("source", "heldout")):
+            tag += f"{source}-"
         name = f"{condenser}-{tag}{k}.h5"
         options = self.preset.get("condense", {}).get(condenser, {})
         return self._cached(f"cs/{v}/{name}", lambda: condensed_file(
             self.root / v / name, self.data(), model, condenser, clusters=k, options=options, device=self.device,
             log=self.log))
 
-    def offline(self, arch: str, ipc: int | None = None):
+    def offline(self, arch: str, ipc: int | None = None, source: str | None = None):
+        """DC-U's offline checkpoint of ``arch``, its remembrance set of ``ipc`` images per class from ``source``
+        ("heldout" training images or the "test" split, as the reference; default: the preset's)."""
         p = self.preset
         rem = p.get("remembrance", {})
         ipc = int(ipc if ipc is not None else rem.get("ipc", 10))
+        default_source = rem.get("source", "heldout")
+        source = source or default_source
         opts = {**p.get("offline", {}), **(self.overrides.get(arch, {}).get("offline") or {}),
                 "bf16": bool(p.get("bf16", False))}
-        name = "offline.pt" if ipc == int(rem.get("ipc", 10)) else f"offline-ipc{ipc}.pt"
+        name = "offline" + ("" if ipc == int(rem.get("ipc", 10)) else f"-ipc{ipc}") + \
+            ("" if source == default_source else f"-{source}") + ".pt"
         v = self.variant(arch)
         return self._cached(f"off/{v}/{name}", lambda: dcu_offline(
             self.root / v / name, self.data(), self.original(arch), opts, ipc=ipc,
-            source=rem.get("source", "heldout"), data_dir=self.data_dir, device=self.device, log=self.log))
+            source=source, data_dir=self.data_dir, device=self.device, log=self.log))
 
 
 # --------------------------------------------------------------------------------------------- experiment kinds
@@ -186,7 +201,7 @@ KINDS: Registry[Kind] = Registry("experiment kind")
 
 
 def mean_std(values: list[float]) -> tuple[float, float]:
-    return statistics.fmean(values), (statistics.pstdev(values) if len(values) > 1 else 0.0)
+    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
 
 
 def lookup(tree: dict[str, Any], path: list[Any]):
@@ -232,26 +247,33 @@ def render_markdown(meta: dict[str, Any], sections: list[tuple[Experiment, list[
     w(f"Preset: {meta['preset_description']}\n\n")
     if meta.get("figures_note"):
         w(f"({meta['figures_note']})\n\n")
-    w("Each cell is mean ± std over seeds 0..n-1. Time is a ratio to retraining of the same model, forget set "
-      "and seed (absolute seconds depend on the machine; the reference's ratio is its method time over its "
-      "retraining time). A flag marks a difference from the reference's single run larger than max(2 std, 2 "
-      "points).\n")
+    w(f"Each cell is the mean ± sample standard deviation (n-1) over seeds 0..{meta['seeds'] - 1}. {SEED_NOTE} "
+      f"Data: {meta.get('data_note', '')} Time is a ratio to retraining of the same model, forget set and seed, "
+      "measured in the same run; it counts the whole online request (reduced-set assembly and training) and "
+      "excludes offline work (training the original, condensation, DC-U's offline phase). Absolute seconds depend "
+      "on the machine; the reference's ratio is its method time over its retraining time. "
+      f"{meta.get('bf16_note', '')} A flag marks a difference from the reference's single run larger than "
+      "max(2 std, 2 points).\n")
     for exp, rows in sections:
         w(f"\n## {exp.title}\n\n")
         if exp.spec.get("description"):
             w(exp.spec["description"].strip() + "\n\n")
         if exp.spec.get("reductions"):
             w(f"Reduced at this preset: {exp.spec['reductions']}.\n\n")
+        if any(k in r for r in rows for k, _ in VAL_COLUMNS):
+            w(VAL_NOTE + "\n\n")
         if exp.spec.get("reference_source"):
             w(f"Reference numbers: {exp.spec['reference_source']}\n\n")
         axes = [a for a in ROW_AXES if any(a in r for r in rows)]
-        w("| model | forget | " + "".join(f"{a} | " for a in axes) + "method | RA | FA | TA | MIA | time / retrain | "
+        val = [k for k, _ in VAL_COLUMNS if any(k in r for r in rows)]
+        w("| model | forget | " + "".join(f"{a} | " for a in axes) + "method | RA | FA | "
+          + "".join(f"{dict(VAL_COLUMNS)[k]} | " for k in val) + "TA | MIA | time / retrain | "
           "ref RA | ref FA | ref MIA | ref time / R | flags | notes |\n")
-        w("|---" * (14 + len(axes)) + "|\n")
+        w("|---" * (14 + len(axes) + len(val)) + "|\n")
         for r in rows:
             ref = lambda k: f"{r[k]:.2f}" if k in r else ""
             w(f"| {r['model']} | {r['forget']} | " + "".join(f"{r.get(a, '')} | " for a in axes) + f"{r['method']} | "
-              f"{_fmt(r, 'retain_acc')} | {_fmt(r, 'forget_acc')} | "
+              f"{_fmt(r, 'retain_acc')} | {_fmt(r, 'forget_acc')} | " + "".join(f"{_fmt(r, k)} | " for k in val) +
               f"{_fmt(r, 'test_acc')} | {_fmt(r, 'mia')} | {_fmt(r, 'time_ratio')} | {ref('ref_retain_acc')} | "
               f"{ref('ref_forget_acc')} | {ref('ref_mia')} | {ref('ref_time_ratio')} | {r.get('flags', '')} | "
               f"{r.get('extra', '')} |\n")
@@ -265,6 +287,19 @@ def render_markdown(meta: dict[str, Any], sections: list[tuple[Experiment, list[
     return out.getvalue()
 
 
+SEED_NOTE = ("A seed varies the forget set's draw (random and fractional specs) and the method's own randomness "
+             "(initialisation, batch order, augmentation, noise); the original model, its condensed files and DC-U's "
+             "offline checkpoint are made once (seed 0) and shared by every seed, and so are the per-class cap and "
+             "the validation split.")
+
+
+VAL_COLUMNS = (("val_acc", "VA"), ("val_mia", "val MIA"), ("val_gap", "val gap to R"))
+VAL_NOTE = ("VA is accuracy on the validation split; val MIA the population attack with validation images as "
+            "non-members; val gap to R the distance to retraining of the same seed on RA, FA, VA and val MIA "
+            "(points). Choices read only these columns and RA/FA; TA and MIA (test split) are reported, never "
+            "optimised.")
+
+
 PRESENTATION_KEYS = ("title", "description", "reductions", "reference_source", "reference", "reference_keys", "notes",
                      "flag")  # shape the report, not the cells
 
@@ -274,8 +309,52 @@ def settings_digest(preset: dict[str, Any], exp: Experiment) -> str:
     and the experiment's grid and options after the preset's overrides. A finished cell whose digest differs was
     computed under other settings and is recomputed, not read back."""
     settings = {"preset": {k: v for k, v in preset.items() if k not in ("description", "seeds")},
+                "val_fraction": val_fraction(preset),
                 "experiment": {k: v for k, v in exp.spec.items() if k not in PRESENTATION_KEYS}}
     return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+CODE_PACKAGES = ("dcforget", "condense", "unlearn", "attacks")  # what a cell's computation can run through
+NOT_CELL_CODE = ("unlearn/reproduce/figures.py", "unlearn/cli.py", "unlearn/requests_cli.py", "unlearn/compare.py",
+                 "condense/cli.py", "attacks/cli.py")  # drawing, reporting and argument parsing only
+
+
+@functools.lru_cache(maxsize=None)
+def code_digest(method: str | None = None, root: Path | None = None) -> str:
+    """sha256 of the source a cell runs through: every module of the toolkit's packages under ``root`` (default:
+    this installation) except the CLIs, the figure code and the method files of *other* methods, so editing one
+    method recomputes only its cells and a change to shared code recomputes all. ``method`` None: every method
+    file counts. A method's file counts with the sibling method files it imports (``from .distill import ...``)."""
+    from ..methods import METHODS
+
+    root = root or REPO_ROOT
+    methods_dir = root / "unlearn" / "methods"
+    own: set[str] = set()
+    if method is not None:
+        name = Path(inspect.getsourcefile(METHODS.get(method).run)).name
+        own = {name} | {f"{m}.py" for m in re.findall(r"^from \.(\w+) import", (methods_dir / name).read_text(), re.M)}
+    h = hashlib.sha256()
+    for pkg in CODE_PACKAGES:
+        for path in sorted((root / pkg).rglob("*.py")):
+            rel = path.relative_to(root).as_posix()
+            if rel in NOT_CELL_CODE:
+                continue
+            if method is not None and path.parent == methods_dir and path.name not in ("__init__.py", "base.py") \
+                    and path.name not in own:
+                continue
+            h.update(rel.encode() + b"\0" + path.read_bytes() + b"\0")
+    return h.hexdigest()[:16]
+
+
+def cell_digest(settings: str, cell: "Cell", exp: Experiment) -> str:
+    from ..methods import METHODS
+
+    method = cell.key.get("method")
+    variant = exp.spec.get("variants", {}).get(method) if isinstance(method, str) else None
+    if isinstance(variant, dict):
+        method = variant.get("method")
+    return f"{settings}-{code_digest(method if isinstance(method, str) and method in METHODS else None)}"
 
 
 def reproduce(suite: str, preset: str, out: str | Path, *, only: list[str] | None = None, data_dir: str | None = None,
@@ -292,14 +371,15 @@ def reproduce(suite: str, preset: str, out: str | Path, *, only: list[str] | Non
     for i, (exp, cell) in enumerate(plan, 1):
         path = out / "cells" / exp.name / f"{cell.id}.json"
         rec = json.loads(path.read_text()) if path.exists() else None
-        if rec is not None and rec.get("settings") == digests[exp.name]:
+        digest = cell_digest(digests[exp.name], cell, exp)
+        if rec is not None and rec.get("settings") == digest:
             done_before += 1
         else:
-            stale = " (settings changed since it ran: recomputed)" if rec is not None else ""
+            stale = " (settings or code changed since it ran: recomputed)" if rec is not None else ""
             log(f"[{i}/{len(plan)}] {exp.name}: {cell.id}{stale}")
             t = time.perf_counter()
             result = KINDS.get(exp.spec.get("kind", "unlearn")).run(cell, exp, ws.for_experiment(exp))
-            rec = {"experiment": exp.name, "key": cell.key, "seed": cell.seed, "settings": digests[exp.name],
+            rec = {"experiment": exp.name, "key": cell.key, "seed": cell.seed, "settings": digest,
                    "result": result, "cell_seconds": time.perf_counter() - t}
             path.parent.mkdir(parents=True, exist_ok=True)
             with atomic_path(path, force=True) as tmp:
@@ -310,7 +390,12 @@ def reproduce(suite: str, preset: str, out: str | Path, *, only: list[str] | Non
     meta = {"suite": suite, "preset": preset, "command": command, "machine": f"{platform.node()}: {dev_name}",
             "finished_utc": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()), "seeds": n_seeds,
             "preset_description": p.get("description", ""), "preset_settings": {k: v for k, v in p.items() if k != "description"},
-            "cells": len(plan), "cells_read_back": done_before, "seconds_this_run": time.perf_counter() - t0}
+            "cells": len(plan), "cells_read_back": done_before, "seconds_this_run": time.perf_counter() - t0,
+            "data_note": (f"{p['dataset']}, {p.get('per_class') or 'all'} training images per class (seed 0), of which "
+                          f"{100 * val_fraction(p):.0f}% per class are held out as the validation split (not retain, "
+                          "not forget); RA/FA are on the rest, TA on the test split."),
+            "bf16_note": ("bf16 autocast is on for training the originals and inside every method with a bf16 "
+                          "option (evaluation runs in float32)." if p.get("bf16") else "Everything runs in float32.")}
     rows = [r for _, rs in sections for r in rs]
     from . import figures
 

@@ -1,5 +1,9 @@
 """The ``unlearn`` experiment kind: models x forget specs x optional axes (remembrance size, K, condenser, the
-condensed model's classifier) x methods, one unlearning request per cell."""
+condensed model's classifier) x methods, one unlearning request per cell.
+
+A ``methods`` entry is a registered method or a *variant*: a row label defined in the experiment's
+``[variants.LABEL]`` table as ``method = "NAME"`` plus ``options = {...}`` (e.g. the default with another reset, or
+``dcu-reference`` in the reference's mode and corrected), so two settings of one method are two rows."""
 
 from __future__ import annotations
 
@@ -19,12 +23,36 @@ METRICS = ("retain_acc", "forget_acc", "test_acc", "mia")
 OFFLINE_METHODS = ("dcu-reference", "condensed-model")  # start from DC-U's offline phase and its condensed file
 
 
-def method_options(exp: Experiment, preset: dict[str, Any], method: str, arch: str) -> dict[str, Any]:
-    """Preset, then experiment; within each "*" (keys the method has), then "method", then "method@model"."""
+def resolve_method(exp: Experiment, label: str) -> tuple[str, dict[str, Any]]:
+    """(registered method, the variant's own options) of a ``methods`` entry."""
+    variant = exp.spec.get("variants", {}).get(label)
+    if variant is None:
+        METHODS.get(label)
+        return label, {}
+    if not isinstance(variant, dict) or not isinstance(variant.get("method"), str):
+        raise ConfigError(f"experiment {exp.name}: variant {label!r} needs method = \"NAME\"")
+    method, options = variant["method"], variant.get("options", {})
     known = METHODS.get(method).defaults
+    unknown = sorted(set(options) - set(known))
+    if unknown:
+        raise ConfigError(f"experiment {exp.name}: variant {label!r} sets unknown option(s) {', '.join(unknown)} of "
+                          f"{method!r}")
+    return method, dict(options)
+
+
+def method_options(exp: Experiment, preset: dict[str, Any], method: str, arch: str) -> dict[str, Any]:
+    """Preset, then experiment; within each "*" (keys the method has), then "method", then "method@model"; a
+    variant's own options last, then the variant's label scopes ("LABEL", "LABEL@model")."""
+    base, own = resolve_method(exp, method)
+    known = METHODS.get(base).defaults
+    scopes = ("*", base, f"{base}@{arch}") + ((method, f"{method}@{arch}") if method != base else ())
     out = {}
     for source in (preset.get("method_options", {}), exp.spec.get("method_options", {})):
-        for scope in ("*", method, f"{method}@{arch}"):
+        for scope in scopes[:3]:
+            out.update({k: v for k, v in source.get(scope, {}).items() if k in known})
+    out.update(own)
+    for source in (preset.get("method_options", {}), exp.spec.get("method_options", {})):
+        for scope in scopes[3:]:
             out.update({k: v for k, v in source.get(scope, {}).items() if k in known})
     return out
 
@@ -35,7 +63,7 @@ AXES = ("ipc", "clusters", "condenser", "classifier")  # optional grid axes of a
 def _unlearn_cells(exp: Experiment, seeds: int) -> list[Cell]:
     s = exp.spec
     for m in s["methods"]:
-        METHODS.get(m)
+        resolve_method(exp, m)
     axes = s.get("axes", {})
     unknown = sorted(set(axes) - set(AXES))
     if unknown:
@@ -50,7 +78,7 @@ def _unlearn_cells(exp: Experiment, seeds: int) -> list[Cell]:
             for combo in combos:
                 for seed in range(seeds):
                     for m in s["methods"]:
-                        used = {a: (v if _uses(m, a) else "-") for a, v in combo.items()}
+                        used = {a: (v if _uses(resolve_method(exp, m)[0], a) else "-") for a, v in combo.items()}
                         cell = Cell(exp.name, {"model": model, "forget": forget, **used, "method": m}, seed)
                         cells.setdefault(cell.id, cell)
     return list(cells.values())
@@ -66,17 +94,19 @@ def _uses(method: str, axis: str) -> bool:
 
 def _unlearn_run(cell: Cell, exp: Experiment, ws: Workspace) -> dict[str, Any]:
     k = cell.key
-    arch, spec, method = k["model"], k["forget"], k["method"]
+    arch, spec, label = k["model"], k["forget"], k["method"]
+    method = resolve_method(exp, label)[0]
     m = METHODS.get(method)
     start, condensed, artefacts = ws.original(arch), None, None
     axis = lambda a, default=None: default if k.get(a, "-") == "-" else k[a]
     cs_args = {"clusters": axis("clusters"), "condenser": axis("condenser", "fdm")}
-    options = method_options(exp, ws.preset, method, arch)
+    options = method_options(exp, ws.preset, label, arch)
     if axis("classifier"):
         options["classifier"] = axis("classifier")
     if method in OFFLINE_METHODS:
-        start, artefacts = ws.offline(arch, axis("ipc"))
-        condensed = ws.condensed(arch, offline=True, ipc=axis("ipc"), **cs_args)
+        source = exp.spec.get("variants", {}).get(label, {}).get("remembrance")  # e.g. "test": the reference's
+        start, artefacts = ws.offline(arch, axis("ipc"), source)
+        condensed = ws.condensed(arch, offline=True, ipc=axis("ipc"), source=source, **cs_args)
     elif m.needs_condensed:
         condensed = ws.condensed(arch, **cs_args)
     data = ws.data()
@@ -85,7 +115,9 @@ def _unlearn_run(cell: Cell, exp: Experiment, ws: Workspace) -> dict[str, Any]:
     r = res.report
     out = {key: r[key] for key in METRICS}
     out.update(seconds=r["time"]["total_s"], assembly_s=r["time"]["assembly_s"], forget_size=r["forget_size"],
-               reduced_ratio=(r["reduced_set"] or {}).get("ratio_to_retain"), options=r["options"])
+               reduced_ratio=(r["reduced_set"] or {}).get("ratio_to_retain"), options=r["options"],
+               val_acc=r.get("val_acc"), val_mia=r.get("val_mia"),
+               method_extra=r.get("method_extra", {}))  # e.g. the epochs and reset the method actually used
     out["roc"] = roc_points(res.model, data, res.split.forget, ws.device)
     inv = exp.spec.get("invert")
     if inv and arch in inv.get("models", []) and cell.seed in inv.get("seeds", [0]):
@@ -96,6 +128,17 @@ def _unlearn_run(cell: Cell, exp: Experiment, ws: Workspace) -> dict[str, Any]:
         keep = ~torch.isin(data.test.labels, gone)
         out["test_acc_other"] = evaluate(res.model, data.test.images[keep], data.test.labels[keep], device=ws.device).accuracy
     return out
+
+
+VAL_GAP_METRICS = ("retain_acc", "forget_acc", "val_acc", "val_mia")
+
+
+def val_gap(result: dict[str, Any], retrain: dict[str, Any]) -> float | None:
+    """Distance to retraining of the same seed on what selection may read (Deep Unlearn's objectives without
+    the test split): the Euclidean norm of the differences in RA, FA, VA and the validation MIA, in points."""
+    if any(result.get(k) is None or retrain.get(k) is None for k in VAL_GAP_METRICS):
+        return None
+    return sum((100 * (result[k] - retrain[k])) ** 2 for k in VAL_GAP_METRICS) ** 0.5
 
 
 ROC_FPR = [0.0] + [round(10 ** (e / 10), 6) for e in range(-30, 1)]  # 0, 1e-3 .. 1, log-spaced
@@ -145,6 +188,12 @@ def _unlearn_rows(exp: Experiment, cells: list[dict[str, Any]]) -> list[dict[str
         ta_key = "test_acc_other" if key["forget"].startswith("class:") else "test_acc"
         for k, name in (("retain_acc", "retain_acc"), ("forget_acc", "forget_acc"), (ta_key, "test_acc"), ("mia", "mia")):
             row[name], row[name + "_std"] = mean_std([100 * c["result"][k] for c in got])
+        for k in ("val_acc", "val_mia"):  # what choices may read (cells from before the validation split lack them)
+            if all(c["result"].get(k) is not None for c in got):
+                row[k], row[k + "_std"] = mean_std([100 * c["result"][k] for c in got])
+        gaps = [val_gap(c["result"], retrain[c["seed"]]) for c in got if c["seed"] in retrain]
+        if gaps and all(g is not None for g in gaps):
+            row["val_gap"], row["val_gap_std"] = mean_std(gaps)
         inv = [c["result"]["inversion"] for c in got if "inversion" in c["result"]]
         if inv:
             row["extra"] = "inversion: " + ", ".join(f"[SSIM {i['ssim']:.3f}]({i['png']})" for i in inv)
