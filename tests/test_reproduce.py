@@ -160,3 +160,13 @@ def test_bad_input_is_one_line(tmp_path):
     assert r.exit_code == 2 and "unknown experiment suite 'nosuch'" in r.output
     r = CliRunner().invoke(unlearn_main, ["reproduce", "dcu", "--preset", "smoke", "--out", str(tmp_path), "--only", "x"])
     assert r.exit_code == 2 and "unknown experiment(s) x" in r.output
+
+
+def test_the_choices_suite_sweeps_the_default_against_retraining():
+    from unlearn.reproduce.runner import KINDS, load_suite
+
+    preset, exps = load_suite("choices", "cpu")
+    assert preset["per_class"] == 250 and "val_fraction" not in preset  # the default 15% validation split
+    cells = [c for e in exps for c in KINDS.get(e.spec["kind"]).cells(e, 1)]
+    labels = {c.key["method"] for c in cells}
+    assert {"retrain", "condensed", "reset=final", "distill=0"} <= labels and len(cells) == 2 * len(labels)
