@@ -225,9 +225,11 @@ def offline_cmd(checkpoint, remembrance_ipc, remembrance_source, options, data_d
 @click.option("--seeds", type=click.IntRange(min=1), default=None, help="Seeds per cell (default: the preset's).")
 @click.option("--data-dir", type=click.Path(file_okay=False), envvar="DCFORGET_DATA_DIR", default=None)
 @click.option("--device", default=None)
+@click.option("--report-only", is_flag=True,
+              help="Compute nothing: write the report from the finished cells and list the missing ones.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress lines.")
 @with_logging
-def reproduce_cmd(suite, preset_name, out, only, seeds, data_dir, device, quiet) -> None:
+def reproduce_cmd(suite, preset_name, out, only, seeds, data_dir, device, report_only, quiet) -> None:
     """Run a paper's experiments from configs/experiments/SUITE (e.g. `dcu`); resumable: finished cells are read
     back, not recomputed."""
     import shlex
@@ -240,5 +242,6 @@ def reproduce_cmd(suite, preset_name, out, only, seeds, data_dir, device, quiet)
     only_list = [o.strip() for o in only.split(",") if o.strip()] if only else None
     check_writable_dir(out)
     reproduce(suite, preset_name, out, only=only_list, data_dir=data_dir, device=resolve_device(device), seeds=seeds,
-              command=command, log=(lambda msg: None) if quiet else (lambda msg: click.echo(msg, err=True)))
+              command=command, log=(lambda msg: None) if quiet else (lambda msg: click.echo(msg, err=True)),
+              report_only=report_only)
     click.echo(f"wrote {Path(out) / 'report.md'}")

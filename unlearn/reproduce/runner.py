@@ -236,7 +236,8 @@ def _fmt(row: dict[str, Any], k: str) -> str:
     if k not in row:
         return ""
     std = row.get(k + "_std")
-    return f"{row[k]:.2f} ± {std:.2f}" if std is not None else f"{row[k]:.2f}"
+    one_seed = isinstance(row.get("seeds"), int) and row["seeds"] < 2  # no spread to show
+    return f"{row[k]:.2f} ± {std:.2f}" if std is not None and not one_seed else f"{row[k]:.2f}"
 
 
 def render_markdown(meta: dict[str, Any], sections: list[tuple[Experiment, list[dict[str, Any]]]]) -> str:
@@ -247,6 +248,12 @@ def render_markdown(meta: dict[str, Any], sections: list[tuple[Experiment, list[
     w(f"Preset: {meta['preset_description']}\n\n")
     if meta.get("figures_note"):
         w(f"({meta['figures_note']})\n\n")
+    if meta.get("cells_older_code"):
+        w(f"**{len(meta['cells_older_code'])} cells were computed by an earlier version of the code** (same settings; "
+          f"`--report-only` reports them as they are, a normal run recomputes them).\n\n")
+    if meta.get("cells_missing"):
+        w(f"**Partial report**: {len(meta['cells_missing'])} of {meta['cells']} cells are not computed yet "
+          f"(`--report-only`): {', '.join(meta['cells_missing'])}.\n\n")
     w(f"Each cell is the mean ± sample standard deviation (n-1) over seeds 0..{meta['seeds'] - 1}. {SEED_NOTE} "
       f"Data: {meta.get('data_note', '')} Time is a ratio to retraining of the same model, forget set and seed, "
       "measured in the same run; it counts the whole online request (reduced-set assembly and training) and "
@@ -358,7 +365,10 @@ def cell_digest(settings: str, cell: "Cell", exp: Experiment) -> str:
 
 
 def reproduce(suite: str, preset: str, out: str | Path, *, only: list[str] | None = None, data_dir: str | None = None,
-              device: torch.device, seeds: int | None = None, command: str = "", log: Log = print) -> dict[str, Any]:
+              device: torch.device, seeds: int | None = None, command: str = "", log: Log = print,
+              report_only: bool = False) -> dict[str, Any]:
+    """Run (or read back) every cell of the suite's experiments and write the report. ``report_only``: compute
+    nothing, report the finished, current cells and list the missing ones (a partial report says so)."""
     p, exps = load_suite(suite, preset, only)
     n_seeds = int(seeds or p.get("seeds", 3))
     out = Path(out)
@@ -368,12 +378,19 @@ def reproduce(suite: str, preset: str, out: str | Path, *, only: list[str] | Non
     results: dict[str, list[dict[str, Any]]] = {e.name: [] for e in exps}
     t0 = time.perf_counter()
     digests = {e.name: settings_digest(p, e) for e in exps}
+    missing: list[str] = []
+    older_code: list[str] = []
     for i, (exp, cell) in enumerate(plan, 1):
         path = out / "cells" / exp.name / f"{cell.id}.json"
         rec = json.loads(path.read_text()) if path.exists() else None
         digest = cell_digest(digests[exp.name], cell, exp)
         if rec is not None and rec.get("settings") == digest:
             done_before += 1
+        elif report_only:
+            if rec is None or str(rec.get("settings", "")).split("-")[0] != digests[exp.name]:
+                missing.append(f"{exp.name}/{cell.id}")
+                continue
+            older_code.append(f"{exp.name}/{cell.id}")  # same settings, computed by an earlier version of the code
         else:
             stale = " (settings or code changed since it ran: recomputed)" if rec is not None else ""
             log(f"[{i}/{len(plan)}] {exp.name}: {cell.id}{stale}")
@@ -391,6 +408,7 @@ def reproduce(suite: str, preset: str, out: str | Path, *, only: list[str] | Non
             "finished_utc": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()), "seeds": n_seeds,
             "preset_description": p.get("description", ""), "preset_settings": {k: v for k, v in p.items() if k != "description"},
             "cells": len(plan), "cells_read_back": done_before, "seconds_this_run": time.perf_counter() - t0,
+            "cells_missing": missing, "cells_older_code": older_code,
             "data_note": (f"{p['dataset']}, {p.get('per_class') or 'all'} training images per class (seed 0), of which "
                           f"{100 * val_fraction(p):.0f}% per class are held out as the validation split (not retain, "
                           "not forget); RA/FA are on the rest, TA on the test split."),
