@@ -226,3 +226,38 @@ def test_reference_mode_uses_the_mlp_settings_and_a_new_order_every_stage(mlp_se
                     options={"overture_epochs": 26}, quiet=True)
     assert calls[0][1] == 3e-3 and all(c[3] is None and c[4] is None for c in calls)  # defaults: CNN values
     assert len([c for c in calls if c[0] == len(rem.labels)]) == 1
+
+
+def test_fdm_normalized_blend_is_the_reference_average_on_normalised_images(mlp_setup):
+    """DC-U's Average (ds_condensation_imrpvDM.py:33-52): free weights (init 1/n) on normalised images, Adam 1e-3,
+    loss ||mean phi(x_i) - phi(sum_i w_i x_i)||^2. blend=normalized must give that image (mapped to pixels);
+    the pixel-space blend does not."""
+    from condense.methods.fdm import fdm_blend
+    _, model = mlp_setup
+    model = model.eval()
+    g = torch.Generator().manual_seed(1)
+    x = torch.rand(5, 3, 16, 16, generator=g)
+    mean, std = model.normalize.mean, model.normalize.std
+    with torch.no_grad():
+        target = model.features(x).mean(0, keepdim=True)
+    w = torch.full((5,), 0.2, requires_grad=True)  # the reference, in its own (normalised) space
+    opt = torch.optim.Adam([w], lr=0.05)
+    z = (x - mean) / std
+    for _ in range(20):
+        s = (w[:, None, None, None] * z).sum(0, keepdim=True)
+        loss = ((target - model.features(s * std + mean)) ** 2).sum()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    ref = ((w.detach()[:, None, None, None] * z).sum(0, keepdim=True)) * std + mean
+    owner = torch.zeros(5, dtype=torch.long)
+    for p in model.parameters():
+        p.requires_grad_(False)
+    try:
+        ours, wn = fdm_blend(model, x, owner, target, steps=20, lr=0.05, blend="normalized")
+        pixel, _ = fdm_blend(model, x, owner, target, steps=20, lr=0.05, blend="unconstrained")
+    finally:
+        for p in model.parameters():
+            p.requires_grad_(True)
+    assert torch.allclose(wn, w.detach(), atol=1e-5) and torch.allclose(ours, ref, atol=1e-5)
+    assert abs(float(w.detach().sum()) - 1) > 1e-3 and not torch.allclose(pixel, ref, atol=1e-3)

@@ -15,21 +15,22 @@ pytestmark = pytest.mark.realdata
 
 
 def test_cifar10_through_torchvision(real_data_dir):
-    d = load_data("cifar10", real_data_dir, download=False)
+    d = load_data("cifar10", real_data_dir, download=False, val_fraction=0)
     assert d.train.images.shape == (50000, 3, 32, 32) and d.train.images.dtype == torch.uint8
     assert d.test.images.shape == (10000, 3, 32, 32)
     assert torch.bincount(d.train.labels).tolist() == [5000] * 10
     assert d.info.class_names[2] == "bird"
-    capped = load_data("cifar10", real_data_dir, per_class=4500, seed=0, download=False)
-    assert len(capped.train) == 45000 and torch.bincount(capped.train.labels).tolist() == [4500] * 10
+    capped = load_data("cifar10", real_data_dir, per_class=4500, seed=0, download=False)  # 15% held out: 675/class
+    assert len(capped.train) == 38250 and torch.bincount(capped.train.labels).tolist() == [3825] * 10
+    assert len(capped.val) == 6750 and torch.bincount(capped.val.labels).tolist() == [675] * 10
     split = resolve_forget("class:bird", ForgetContext(capped.train.labels, 10, 0, capped.info.class_names))
-    assert len(split.forget) == 4500 and len(split.retain) == 40500
+    assert len(split.forget) == 3825 and len(split.retain) == 34425
 
 
 def test_mnist_through_torchvision(real_data_dir):
     if not (real_data_dir / "MNIST" / "raw" / "t10k-labels-idx1-ubyte").is_file():
         pytest.skip(f"MNIST not unpacked under {real_data_dir}")
-    d = load_data("mnist", real_data_dir, download=False)
+    d = load_data("mnist", real_data_dir, download=False, val_fraction=0)
     assert d.train.images.shape == (60000, 1, 28, 28) and d.test.images.shape == (10000, 1, 28, 28)
 
 

@@ -12,7 +12,7 @@ optimal (its image is its own mean) and is copied, not optimised: its gradient w
 Adam's scale invariance turns into full-size steps.
 
 Blending happens in [0,1] pixel space (the reference blends normalised images; the two agree when the weights
-sum to 1).
+sum to 1; ``blend=normalized`` blends as the reference does, for its reference mode).
 
 Valid images: the reference's weights are free, so its blends leave [0,1] (up to 1.8 on CIFAR-10, K=450). The
 ``blend`` option: ``convex`` (default; softmax weights per bucket, so every blend is a convex combination of real
@@ -69,8 +69,9 @@ def fdm_blend(model, members: torch.Tensor, owner: torch.Tensor, target: torch.T
     ``blend``: ``convex`` -- weights are a softmax within each bucket of logits n * u (u the parameters, init 0, so
     weights 1/n; the factor n makes an Adam step of size lr move a weight by about lr, as in the reference), so
     every image is a convex combination of real [0,1] images and stays in [0,1]; ``clamp`` -- the reference's free
-    weights, the blend clamped to [0,1] (inside the loss too); ``unconstrained`` -- the reference (images may
-    leave [0,1])."""
+    weights, the blend clamped to [0,1] (inside the loss too); ``unconstrained`` -- the reference's free weights on
+    pixel images (images may leave [0,1]); ``normalized`` -- the reference exactly: free weights on normalised
+    images (DC-U auxils.py:80-93)."""
     if blend not in BLENDS:
         raise ConfigError(f"fdm blend must be one of {', '.join(BLENDS)}, got {blend!r}")
     b = target.shape[0]
