@@ -2,6 +2,7 @@
 bf16 autocast, CIFAR-shaped inputs (3x32x32, 10 classes).
 
     .venv/bin/python bench/models_throughput.py [--device cuda] [--batch-size 128] [--steps 2] [--models cnn,convnet]
+        [--out reports/bench/throughput-cpu.json]
 
 Training steps are what ``dcforget.train.fit``'s inner loop does per batch (forward, backward, Adam
 update); inference runs in eval mode under no_grad. Each figure is the median of --repeats timings after
@@ -11,6 +12,7 @@ a warm-up, with device synchronisation.
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import time
 
@@ -18,7 +20,9 @@ import torch
 import torch.nn.functional as F
 
 from dcforget.models import MODELS, create_model
-from dcforget.runtime import resolve_device, synchronize
+from dcforget.io import atomic_path
+from dcforget.provenance import run_meta
+from dcforget.runtime import bf16_native, resolve_device, synchronize
 
 
 def timed(fn, device, repeats: int) -> float:
@@ -40,6 +44,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=2, help="training/inference steps per timing")
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--models", default=",".join(MODELS.names()))
+    ap.add_argument("--out", default=None, help="write the figures as JSON (with command, git hash, machine)")
     args = ap.parse_args()
     device = resolve_device(args.device)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)"
@@ -48,6 +53,7 @@ def main() -> None:
     bs = args.batch_size
     x = torch.rand(bs, 3, 32, 32, device=device)
     y = torch.randint(0, 10, (bs,), device=device)
+    results = {}
     for arch in args.models.split(","):
         torch.manual_seed(0)
         model = create_model(arch, image_shape=(3, 32, 32), num_classes=10).to(device)
@@ -71,6 +77,14 @@ def main() -> None:
                 row.append(args.steps * bs / timed(step, device, args.repeats))
         params = sum(p.numel() for p in model.parameters())
         print(f"{arch:10s} {params:10,d} " + " ".join(f"{v:11.0f}" for v in row), flush=True)
+        results[arch] = {"params": params, "train_fp32": row[0], "train_bf16": row[1], "infer_fp32": row[2],
+                         "infer_bf16": row[3], "train_bf16_over_fp32": row[1] / row[0],
+                         "infer_bf16_over_fp32": row[3] / row[2]}
+    if args.out:
+        meta = run_meta(device, seeds=[0], batch_size=bs, steps=args.steps, repeats=args.repeats,
+                        bf16_native=bf16_native(device), unit="images per second (median of the repeats)")
+        with atomic_path(args.out, force=True) as tmp:
+            tmp.write_text(json.dumps({"meta": meta, "models": results}, indent=1))
 
 
 if __name__ == "__main__":

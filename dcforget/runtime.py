@@ -56,3 +56,17 @@ def generator(seed: int) -> torch.Generator:
 def synchronize(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
+
+
+def bf16_native(device: torch.device) -> bool:
+    """Whether bf16 autocast runs on hardware support here. CUDA: the GPU says so. CPU: the processor needs the
+    AVX-512 BF16 or AMX-BF16 extension; without it autocast emulates bf16 and is several times *slower* than float32
+    (CNN training 9x slower on this project's AVX2 CI machine: reports/bench/throughput-cpu.json)."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = f.read()
+    except OSError:  # not Linux: unknown, assume the fast path is absent
+        return False
+    return " avx512_bf16" in flags or " amx_bf16" in flags

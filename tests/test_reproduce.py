@@ -88,25 +88,29 @@ def test_code_digest_follows_the_code_a_cell_runs(tmp_path):
         shutil.copytree(REPO_ROOT / pkg, tmp_path / pkg, ignore=shutil.ignore_patterns("__pycache__"))
     before = {m: code_digest(m, tmp_path) for m in ("retrain", "finetune", "condensed", None)}
     assert len(set(before.values())) == 4
-    (tmp_path / "unlearn" / "methods" / "finetune.py").write_text(
-        (tmp_path / "unlearn" / "methods" / "finetune.py").read_text() + "\n# changed\n")
-    code_digest.cache_clear()
+
+    def edit(rel: str, extra: str) -> None:
+        (tmp_path / rel).write_text((tmp_path / rel).read_text() + extra)
+        code_digest.cache_clear()
+
+    edit("unlearn/methods/finetune.py", "\n# a comment\n")
+    assert code_digest(None, tmp_path) == before[None]  # comments are not code
+    edit("unlearn/methods/finetune.py", '\n\ndef _added():\n    """a docstring is not code either"""\n    return 1\n')
     after = {m: code_digest(m, tmp_path) for m in before}
     # editing one method recomputes its cells (and the method-less ones), not the other methods'
     assert after["finetune"] != before["finetune"] and after[None] != before[None]
     assert after["retrain"] == before["retrain"] and after["condensed"] == before["condensed"]
-    (tmp_path / "unlearn" / "methods" / "distill.py").write_text(
-        (tmp_path / "unlearn" / "methods" / "distill.py").read_text() + "\n# changed\n")
+    path = tmp_path / "unlearn/methods/finetune.py"
+    path.write_text(path.read_text().replace("a docstring is not code either", "reworded"))
     code_digest.cache_clear()
+    assert code_digest("finetune", tmp_path) == after["finetune"]
+    edit("unlearn/methods/distill.py", "\nX = 1\n")
     assert code_digest("condensed", tmp_path) != after["condensed"]  # condensed imports distill's kd_kl
-    (tmp_path / "dcforget" / "train.py").write_text((tmp_path / "dcforget" / "train.py").read_text() + "\n# x\n")
-    code_digest.cache_clear()
+    edit("dcforget/train.py", "\nX = 1\n")
     assert code_digest("retrain", tmp_path) != after["retrain"]  # shared code: every cell
-    (tmp_path / "unlearn" / "reproduce" / "figures.py").write_text("# drawing only\n")
-    code_digest.cache_clear()
     d = code_digest("retrain", tmp_path)
-    (tmp_path / "unlearn" / "reproduce" / "figures.py").write_text("# drawing only, changed\n")
-    code_digest.cache_clear()
+    for rel in ("unlearn/reproduce/figures.py", "unlearn/reproduce/report.py"):  # drawing and reporting only
+        edit(rel, "\nX = 1\n")
     assert code_digest("retrain", tmp_path) == d
     code_digest.cache_clear()
 
@@ -129,7 +133,7 @@ def test_variants_are_rows_of_one_method_with_their_own_options():
 
 
 def test_reported_std_is_the_sample_std():
-    from unlearn.reproduce.runner import mean_std
+    from unlearn.reproduce.report import mean_std
 
     assert mean_std([1.0, 2.0, 3.0]) == (2.0, 1.0)  # n-1 in the denominator (the population std would be 0.816)
 

@@ -18,15 +18,12 @@ std over seeds, the reference's numbers beside ours, and flags the differences b
 
 from __future__ import annotations
 
-import csv
 import functools
 import hashlib
 import inspect
-import io
 import json
-import platform
+import ast
 import re
-import statistics
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -38,13 +35,16 @@ from dcforget.config import config_dirs, load_toml
 from dcforget.datasets import DEFAULT_VAL_FRACTION, Data, load_data
 from dcforget.errors import ConfigError
 from dcforget.io import atomic_path
+from dcforget.provenance import git_hash, machine
 from dcforget.registry import Registry
+from dcforget.runtime import bf16_native
 from dcforget.train import TrainConfig
 
 from ..artefacts import condensed_file, dcu_offline, original_model
+from .report import write_report
 
 PRESET_NAMES = ("smoke", "cpu", "paper")
-ROW_AXES = ("ipc", "clusters", "condenser", "classifier", "cycle")  # key fields a table shows between forget and method
+
 Log = Callable[[str], None]
 
 
@@ -92,6 +92,15 @@ def load_suite(suite: str, preset: str, only: list[str] | None = None) -> tuple[
             raise ConfigError(f"unknown experiment(s) {', '.join(unknown)}; this suite has: {', '.join(sorted(names))}")
         exps = [e for e in exps if e.name in only]
     return presets[preset], exps
+
+
+def resolve_bf16(tree: Any, native: bool) -> Any:
+    """``bf16 = "auto"`` anywhere in a preset or experiment -> on exactly where bf16 autocast has hardware support
+    (``dcforget.runtime.bf16_native``): on a CPU without it, autocast emulates bf16 and is 4-12x slower than float32
+    (reports/bench/throughput-cpu.json). The resolved value is what the settings digest and the report record."""
+    if isinstance(tree, dict):
+        return {k: (native if k == "bf16" and v == "auto" else resolve_bf16(v, native)) for k, v in tree.items()}
+    return tree
 
 
 def val_fraction(preset: dict[str, Any]) -> float:
@@ -200,113 +209,6 @@ class Kind:
 KINDS: Registry[Kind] = Registry("experiment kind")
 
 
-def mean_std(values: list[float]) -> tuple[float, float]:
-    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
-
-
-def lookup(tree: dict[str, Any], path: list[Any]):
-    """tree[p0][p1]... with every key as a string (TOML keys), or None."""
-    for p in path:
-        if not isinstance(tree, dict) or str(p) not in tree:
-            return None
-        tree = tree[str(p)]
-    return tree
-
-
-def add_reference(row: dict[str, Any], ref: list[float], ref_retrain: list[float] | None, flag: bool = True) -> None:
-    """Put the reference's [RA, FA, MIA, seconds] beside a row; time as the reference's ratio to its retraining;
-    flag each metric that differs by more than max(2 std, 2 points)."""
-    row["ref_retain_acc"], row["ref_forget_acc"], row["ref_mia"] = ref[0], ref[1], ref[2]
-    if isinstance(ref_retrain, list) and len(ref) > 3 and len(ref_retrain) > 3:
-        row["ref_time_ratio"] = ref[3] / ref_retrain[3]
-    if not flag:
-        return
-    flags = []
-    for k, short in (("retain_acc", "RA"), ("forget_acc", "FA"), ("mia", "MIA")):
-        if k in row and abs(row[k] - row["ref_" + k]) > max(2.0 * row.get(k + "_std", 0.0), 2.0):
-            flags.append(f"{short} {row[k] - row['ref_' + k]:+.1f}")
-    row["flags"] = ", ".join(flags)
-
-
-
-
-
-# --------------------------------------------------------------------------------------------- runner + report
-def _fmt(row: dict[str, Any], k: str) -> str:
-    if k not in row:
-        return ""
-    std = row.get(k + "_std")
-    one_seed = isinstance(row.get("seeds"), int) and row["seeds"] < 2  # no spread to show
-    return f"{row[k]:.2f} ± {std:.2f}" if std is not None and not one_seed else f"{row[k]:.2f}"
-
-
-def render_markdown(meta: dict[str, Any], sections: list[tuple[Experiment, list[dict[str, Any]]]]) -> str:
-    out = io.StringIO()
-    w = out.write
-    w(f"# {meta['suite']} reproduction, preset `{meta['preset']}`\n\n")
-    w(f"Command: `{meta['command']}`  \nMachine: {meta['machine']}  \nFinished: {meta['finished_utc']}  \n")
-    w(f"Preset: {meta['preset_description']}\n\n")
-    if meta.get("figures_note"):
-        w(f"({meta['figures_note']})\n\n")
-    if meta.get("cells_older_code"):
-        w(f"**{len(meta['cells_older_code'])} cells were computed by an earlier version of the code** (same settings; "
-          f"`--report-only` reports them as they are, a normal run recomputes them).\n\n")
-    if meta.get("cells_missing"):
-        w(f"**Partial report**: {len(meta['cells_missing'])} of {meta['cells']} cells are not computed yet "
-          f"(`--report-only`): {', '.join(meta['cells_missing'])}.\n\n")
-    w(f"Each cell is the mean ± sample standard deviation (n-1) over seeds 0..{meta['seeds'] - 1}. {SEED_NOTE} "
-      f"Data: {meta.get('data_note', '')} Time is a ratio to retraining of the same model, forget set and seed, "
-      "measured in the same run; it counts the whole online request (reduced-set assembly and training) and "
-      "excludes offline work (training the original, condensation, DC-U's offline phase). Absolute seconds depend "
-      "on the machine; the reference's ratio is its method time over its retraining time. "
-      f"{meta.get('bf16_note', '')} A flag marks a difference from the reference's single run larger than "
-      "max(2 std, 2 points).\n")
-    for exp, rows in sections:
-        w(f"\n## {exp.title}\n\n")
-        if exp.spec.get("description"):
-            w(exp.spec["description"].strip() + "\n\n")
-        if exp.spec.get("reductions"):
-            w(f"Reduced at this preset: {exp.spec['reductions']}.\n\n")
-        if any(k in r for r in rows for k, _ in VAL_COLUMNS):
-            w(VAL_NOTE + "\n\n")
-        if exp.spec.get("reference_source"):
-            w(f"Reference numbers: {exp.spec['reference_source']}\n\n")
-        axes = [a for a in ROW_AXES if any(a in r for r in rows)]
-        val = [k for k, _ in VAL_COLUMNS if any(k in r for r in rows)]
-        w("| model | forget | " + "".join(f"{a} | " for a in axes) + "method | RA | FA | "
-          + "".join(f"{dict(VAL_COLUMNS)[k]} | " for k in val) + "TA | MIA | time / retrain | "
-          "ref RA | ref FA | ref MIA | ref time / R | flags | notes |\n")
-        w("|---" * (14 + len(axes) + len(val)) + "|\n")
-        for r in rows:
-            ref = lambda k: f"{r[k]:.2f}" if k in r else ""
-            w(f"| {r['model']} | {r['forget']} | " + "".join(f"{r.get(a, '')} | " for a in axes) + f"{r['method']} | "
-              f"{_fmt(r, 'retain_acc')} | {_fmt(r, 'forget_acc')} | " + "".join(f"{_fmt(r, k)} | " for k in val) +
-              f"{_fmt(r, 'test_acc')} | {_fmt(r, 'mia')} | {_fmt(r, 'time_ratio')} | {ref('ref_retain_acc')} | "
-              f"{ref('ref_forget_acc')} | {ref('ref_mia')} | {ref('ref_time_ratio')} | {r.get('flags', '')} | "
-              f"{r.get('extra', '')} |\n")
-        if exp.name in meta.get("figures", {}):
-            w(f"\n![{exp.name}]({meta['figures'][exp.name]})\n")
-        noted = [r for r in rows if r.get("note")]
-        for method in dict.fromkeys(r["method"] for r in noted):
-            w(f"\n- `{method}`: {next(r['note'] for r in noted if r['method'] == method)}")
-        if noted:
-            w("\n")
-    return out.getvalue()
-
-
-SEED_NOTE = ("A seed varies the forget set's draw (random and fractional specs) and the method's own randomness "
-             "(initialisation, batch order, augmentation, noise); the original model, its condensed files and DC-U's "
-             "offline checkpoint are made once (seed 0) and shared by every seed, and so are the per-class cap and "
-             "the validation split.")
-
-
-VAL_COLUMNS = (("val_acc", "VA"), ("val_mia", "val MIA"), ("val_gap", "val gap to R"))
-VAL_NOTE = ("VA is accuracy on the validation split; val MIA the population attack with validation images as "
-            "non-members; val gap to R the distance to retraining of the same seed on RA, FA, VA and val MIA "
-            "(points). Choices read only these columns and RA/FA; TA and MIA (test split) are reported, never "
-            "optimised.")
-
-
 PRESENTATION_KEYS = ("title", "description", "reductions", "reference_source", "reference", "reference_keys", "notes",
                      "flag")  # shape the report, not the cells
 
@@ -323,8 +225,20 @@ def settings_digest(preset: dict[str, Any], exp: Experiment) -> str:
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CODE_PACKAGES = ("dcforget", "condense", "unlearn", "attacks")  # what a cell's computation can run through
-NOT_CELL_CODE = ("unlearn/reproduce/figures.py", "unlearn/cli.py", "unlearn/requests_cli.py", "unlearn/compare.py",
+NOT_CELL_CODE = ("unlearn/reproduce/figures.py", "unlearn/reproduce/report.py", "unlearn/cli.py", "unlearn/requests_cli.py", "unlearn/compare.py",
                  "condense/cli.py", "attacks/cli.py")  # drawing, reporting and argument parsing only
+
+
+def _code_bytes(path: Path) -> bytes:
+    """A module's code without its comments, docstrings and layout (its AST with docstrings dropped), so that
+    documenting code never invalidates the cells computed by it."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Module, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and node.body:
+            first = node.body[0]
+            if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) and isinstance(first.value.value, str):
+                node.body = node.body[1:] or [ast.Pass()]
+    return ast.dump(tree, annotate_fields=False).encode()
 
 
 @functools.lru_cache(maxsize=None)
@@ -350,7 +264,7 @@ def code_digest(method: str | None = None, root: Path | None = None) -> str:
             if method is not None and path.parent == methods_dir and path.name not in ("__init__.py", "base.py") \
                     and path.name not in own:
                 continue
-            h.update(rel.encode() + b"\0" + path.read_bytes() + b"\0")
+            h.update(rel.encode() + b"\0" + _code_bytes(path) + b"\0")
     return h.hexdigest()[:16]
 
 
@@ -370,6 +284,9 @@ def reproduce(suite: str, preset: str, out: str | Path, *, only: list[str] | Non
     """Run (or read back) every cell of the suite's experiments and write the report. ``report_only``: compute
     nothing, report the finished, current cells and list the missing ones (a partial report says so)."""
     p, exps = load_suite(suite, preset, only)
+    native = bf16_native(device)
+    p = resolve_bf16(p, native)
+    exps = [replace(e, spec=resolve_bf16(e.spec, native)) for e in exps]
     n_seeds = int(seeds or p.get("seeds", 3))
     out = Path(out)
     ws = Workspace(p, out / "artefacts", device, data_dir, log)
@@ -403,8 +320,7 @@ def reproduce(suite: str, preset: str, out: str | Path, *, only: list[str] | Non
                 tmp.write_text(json.dumps(rec, indent=1, default=str))
         results[exp.name].append(rec)
     sections = [(e, KINDS.get(e.spec.get("kind", "unlearn")).rows(e, results[e.name])) for e in exps]
-    dev_name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
-    meta = {"suite": suite, "preset": preset, "command": command, "machine": f"{platform.node()}: {dev_name}",
+    meta = {"suite": suite, "preset": preset, "command": command, "machine": machine(device), "git": git_hash(),
             "finished_utc": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()), "seeds": n_seeds,
             "preset_description": p.get("description", ""), "preset_settings": {k: v for k, v in p.items() if k != "description"},
             "cells": len(plan), "cells_read_back": done_before, "seconds_this_run": time.perf_counter() - t0,
@@ -413,26 +329,9 @@ def reproduce(suite: str, preset: str, out: str | Path, *, only: list[str] | Non
                           f"{100 * val_fraction(p):.0f}% per class are held out as the validation split (not retain, "
                           "not forget); RA/FA are on the rest, TA on the test split."),
             "bf16_note": ("bf16 autocast is on for training the originals and inside every method with a bf16 "
-                          "option (evaluation runs in float32)." if p.get("bf16") else "Everything runs in float32.")}
-    rows = [r for _, rs in sections for r in rs]
-    from . import figures
-
-    meta["figures"] = {}
-    for exp, rs in sections:
-        png = out / "figures" / f"{exp.name}.png"
-        if figures.draw(exp.spec.get("kind", "unlearn"), rs, png, exp.title):
-            meta["figures"][exp.name] = f"figures/{exp.name}.png"
-    meta["figures_note"] = "" if figures.available() else "figures skipped: matplotlib is not installed (pip install 'dcforget[plots]')"
-    with atomic_path(out / "report.md", force=True) as tmp:
-        tmp.write_text(render_markdown(meta, sections))
-    buf = io.StringIO()
-    cols = [k for k in dict.fromkeys(k for r in rows for k in r) if not k.startswith("roc_")]
-    writer = csv.DictWriter(buf, fieldnames=cols, extrasaction="ignore")
-    writer.writeheader()
-    writer.writerows(rows)
-    with atomic_path(out / "report.csv", force=True) as tmp:
-        tmp.write_text(buf.getvalue())
-    with atomic_path(out / "report.json", force=True) as tmp:
-        tmp.write_text(json.dumps({"meta": meta, "rows": rows, "cells": results}, indent=1, default=str))
+                          "option (evaluation runs in float32)." if p.get("bf16") else
+                          "Everything runs in float32" + ("." if native else
+                          " (bf16 = auto: this device has no native bf16, where autocast is 4-12x slower)."))}
+    rows = write_report(out, meta, sections, results)
     log(f"{len(plan)} cells ({done_before} read back, {len(plan) - done_before} run now); report: {out / 'report.md'}")
     return {"meta": meta, "rows": rows}

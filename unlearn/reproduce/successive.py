@@ -14,7 +14,8 @@ from dcforget.runtime import generator
 
 from ..methods import METHODS
 from ..request import unlearn_request
-from .runner import KINDS, Cell, Experiment, Kind, Workspace, add_reference, lookup, mean_std
+from .report import add_reference, lookup, mean_std
+from .runner import KINDS, Cell, Experiment, Kind, Workspace
 from .unlearn_grid import METRICS, method_options
 
 

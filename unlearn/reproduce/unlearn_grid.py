@@ -17,7 +17,8 @@ from dcforget.train import evaluate
 
 from ..methods import METHODS
 from ..request import unlearn_request
-from .runner import KINDS, Cell, Experiment, Kind, Workspace, add_reference, lookup, mean_std
+from .report import add_reference, lookup, mean_std
+from .runner import KINDS, Cell, Experiment, Kind, Workspace
 
 METRICS = ("retain_acc", "forget_acc", "test_acc", "mia")
 OFFLINE_METHODS = ("dcu-reference", "condensed-model")  # start from DC-U's offline phase and its condensed file

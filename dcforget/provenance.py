@@ -1,0 +1,40 @@
+"""What every committed figure carries: the command, the code version, the machine and when."""
+
+from __future__ import annotations
+
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def git_hash(root: Path = ROOT) -> str:
+    """HEAD's hash, with ``+dirty`` when tracked files differ from it; ``unknown`` outside a checkout."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10)
+        if head.returncode != 0:
+            return "unknown"
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+        return head.stdout.strip() + ("+dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def machine(device: torch.device | None = None) -> str:
+    if device is not None and device.type == "cuda":
+        return f"{platform.node()}: {torch.cuda.get_device_name(device)}"
+    return f"{platform.node()}: CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+
+
+def run_meta(device: torch.device | None = None, *, command: str | None = None, **extra: Any) -> dict[str, Any]:
+    """The provenance block of a benchmark's JSON output."""
+    return {"command": command if command is not None else " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
+            "git": git_hash(), "machine": machine(device), "torch": torch.__version__,
+            "finished_utc": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()), **extra}

@@ -1,0 +1,149 @@
+"""The report of a reproduction: mean +- sample std rows beside the reference's numbers, as markdown, CSV and
+JSON, with figures. Nothing here computes a cell, so editing it never invalidates finished cells (it is outside
+``runner.code_digest``)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import statistics
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from dcforget.io import atomic_path
+
+if TYPE_CHECKING:
+    from .runner import Experiment
+
+ROW_AXES = ("ipc", "clusters", "condenser", "classifier", "cycle")  # key fields a table shows between forget and method
+
+
+def mean_std(values: list[float]) -> tuple[float, float]:
+    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
+
+
+def lookup(tree: dict[str, Any], path: list[Any]):
+    """tree[p0][p1]... with every key as a string (TOML keys), or None."""
+    for p in path:
+        if not isinstance(tree, dict) or str(p) not in tree:
+            return None
+        tree = tree[str(p)]
+    return tree
+
+
+def add_reference(row: dict[str, Any], ref: list[float], ref_retrain: list[float] | None, flag: bool = True) -> None:
+    """Put the reference's [RA, FA, MIA, seconds] beside a row; time as the reference's ratio to its retraining;
+    flag each metric that differs by more than max(2 std, 2 points)."""
+    row["ref_retain_acc"], row["ref_forget_acc"], row["ref_mia"] = ref[0], ref[1], ref[2]
+    if isinstance(ref_retrain, list) and len(ref) > 3 and len(ref_retrain) > 3:
+        row["ref_time_ratio"] = ref[3] / ref_retrain[3]
+    if not flag:
+        return
+    flags = []
+    for k, short in (("retain_acc", "RA"), ("forget_acc", "FA"), ("mia", "MIA")):
+        if k in row and abs(row[k] - row["ref_" + k]) > max(2.0 * row.get(k + "_std", 0.0), 2.0):
+            flags.append(f"{short} {row[k] - row['ref_' + k]:+.1f}")
+    row["flags"] = ", ".join(flags)
+
+
+
+def _fmt(row: dict[str, Any], k: str) -> str:
+    if k not in row:
+        return ""
+    std = row.get(k + "_std")
+    one_seed = isinstance(row.get("seeds"), int) and row["seeds"] < 2  # no spread to show
+    return f"{row[k]:.2f} ± {std:.2f}" if std is not None and not one_seed else f"{row[k]:.2f}"
+
+
+def render_markdown(meta: dict[str, Any], sections: list[tuple[Experiment, list[dict[str, Any]]]]) -> str:
+    out = io.StringIO()
+    w = out.write
+    w(f"# {meta['suite']} reproduction, preset `{meta['preset']}`\n\n")
+    w(f"Command: `{meta['command']}`  \nMachine: {meta['machine']}  \nFinished: {meta['finished_utc']}  \n")
+    w(f"Preset: {meta['preset_description']}\n\n")
+    if meta.get("figures_note"):
+        w(f"({meta['figures_note']})\n\n")
+    if meta.get("cells_older_code"):
+        w(f"**{len(meta['cells_older_code'])} cells were computed by an earlier version of the code** (same settings; "
+          f"`--report-only` reports them as they are, a normal run recomputes them).\n\n")
+    if meta.get("cells_missing"):
+        w(f"**Partial report**: {len(meta['cells_missing'])} of {meta['cells']} cells are not computed yet "
+          f"(`--report-only`): {', '.join(meta['cells_missing'])}.\n\n")
+    w(f"Each cell is the mean ± sample standard deviation (n-1) over seeds 0..{meta['seeds'] - 1}. {SEED_NOTE} "
+      f"Data: {meta.get('data_note', '')} Time is a ratio to retraining of the same model, forget set and seed, "
+      "measured in the same run; it counts the whole online request (reduced-set assembly and training) and "
+      "excludes offline work (training the original, condensation, DC-U's offline phase). Absolute seconds depend "
+      "on the machine; the reference's ratio is its method time over its retraining time. "
+      f"{meta.get('bf16_note', '')} A flag marks a difference from the reference's single run larger than "
+      "max(2 std, 2 points).\n")
+    for exp, rows in sections:
+        w(f"\n## {exp.title}\n\n")
+        if exp.spec.get("description"):
+            w(exp.spec["description"].strip() + "\n\n")
+        if exp.spec.get("reductions"):
+            w(f"Reduced at this preset: {exp.spec['reductions']}.\n\n")
+        if any(k in r for r in rows for k, _ in VAL_COLUMNS):
+            w(VAL_NOTE + "\n\n")
+        if exp.spec.get("reference_source"):
+            w(f"Reference numbers: {exp.spec['reference_source']}\n\n")
+        axes = [a for a in ROW_AXES if any(a in r for r in rows)]
+        val = [k for k, _ in VAL_COLUMNS if any(k in r for r in rows)]
+        w("| model | forget | " + "".join(f"{a} | " for a in axes) + "method | RA | FA | "
+          + "".join(f"{dict(VAL_COLUMNS)[k]} | " for k in val) + "TA | MIA | time / retrain | "
+          "ref RA | ref FA | ref MIA | ref time / R | flags | notes |\n")
+        w("|---" * (14 + len(axes) + len(val)) + "|\n")
+        for r in rows:
+            ref = lambda k: f"{r[k]:.2f}" if k in r else ""
+            w(f"| {r['model']} | {r['forget']} | " + "".join(f"{r.get(a, '')} | " for a in axes) + f"{r['method']} | "
+              f"{_fmt(r, 'retain_acc')} | {_fmt(r, 'forget_acc')} | " + "".join(f"{_fmt(r, k)} | " for k in val) +
+              f"{_fmt(r, 'test_acc')} | {_fmt(r, 'mia')} | {_fmt(r, 'time_ratio')} | {ref('ref_retain_acc')} | "
+              f"{ref('ref_forget_acc')} | {ref('ref_mia')} | {ref('ref_time_ratio')} | {r.get('flags', '')} | "
+              f"{r.get('extra', '')} |\n")
+        if exp.name in meta.get("figures", {}):
+            w(f"\n![{exp.name}]({meta['figures'][exp.name]})\n")
+        noted = [r for r in rows if r.get("note")]
+        for method in dict.fromkeys(r["method"] for r in noted):
+            w(f"\n- `{method}`: {next(r['note'] for r in noted if r['method'] == method)}")
+        if noted:
+            w("\n")
+    return out.getvalue()
+
+
+SEED_NOTE = ("A seed varies the forget set's draw (random and fractional specs) and the method's own randomness "
+             "(initialisation, batch order, augmentation, noise); the original model, its condensed files and DC-U's "
+             "offline checkpoint are made once (seed 0) and shared by every seed, and so are the per-class cap and "
+             "the validation split.")
+
+
+VAL_COLUMNS = (("val_acc", "VA"), ("val_mia", "val MIA"), ("val_gap", "val gap to R"))
+VAL_NOTE = ("VA is accuracy on the validation split; val MIA the population attack with validation images as "
+            "non-members; val gap to R the distance to retraining of the same seed on RA, FA, VA and val MIA "
+            "(points). Choices read only these columns and RA/FA; TA and MIA (test split) are reported, never "
+            "optimised.")
+
+
+def write_report(out: Path, meta: dict[str, Any], sections: list[tuple["Experiment", list[dict[str, Any]]]],
+                 results: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """Draw the figures and write report.md, report.csv and report.json (each atomically); returns the rows."""
+    rows = [r for _, rs in sections for r in rs]
+    from . import figures
+
+    meta["figures"] = {}
+    for exp, rs in sections:
+        png = out / "figures" / f"{exp.name}.png"
+        if figures.draw(exp.spec.get("kind", "unlearn"), rs, png, exp.title):
+            meta["figures"][exp.name] = f"figures/{exp.name}.png"
+    meta["figures_note"] = "" if figures.available() else "figures skipped: matplotlib is not installed (pip install 'dcforget[plots]')"
+    with atomic_path(out / "report.md", force=True) as tmp:
+        tmp.write_text(render_markdown(meta, sections))
+    buf = io.StringIO()
+    cols = [k for k in dict.fromkeys(k for r in rows for k in r) if not k.startswith("roc_")]
+    writer = csv.DictWriter(buf, fieldnames=cols, extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(rows)
+    with atomic_path(out / "report.csv", force=True) as tmp:
+        tmp.write_text(buf.getvalue())
+    with atomic_path(out / "report.json", force=True) as tmp:
+        tmp.write_text(json.dumps({"meta": meta, "rows": rows, "cells": results}, indent=1, default=str))
+    return rows
