@@ -3,6 +3,7 @@ import csv
 import json
 
 import pytest
+import torch
 from click.testing import CliRunner
 
 from unlearn.cli import main as unlearn_main
@@ -22,8 +23,14 @@ def test_smoke_preset_runs_every_cell_and_reports(smoke):
     rep = json.loads((out / "report.json").read_text())
     n = rep["meta"]["cells"]
     assert n == len(list((out / "cells").rglob("*.json"))) and rep["meta"]["cells_read_back"] == 0
-    assert len(rep["cells"]["random-forgetting"]) == 2 * 8  # 2 models x 8 methods
-    assert len(rep["cells"]["remembrance-size"]) == 1 + 2  # retraining once, not once per remembrance size
+    assert len(rep["cells"]["random-forgetting"]) == 2 * 9  # 2 models x 9 rows
+    assert len(rep["cells"]["remembrance-size"]) == 1 + 2 * 2  # retraining once, not once per remembrance size
+    # the row beside DC-U's numbers runs in DC-U's mode, from artefacts of its own; the corrected row does not
+    cells = {(c["key"]["model"], c["key"]["method"]): c["result"] for c in rep["cells"]["random-forgetting"]}
+    assert cells[("mlp", "dcu-reference")]["options"]["reference_quirks"] is True
+    assert cells[("mlp", "dcu-reference-corrected")]["options"]["reference_quirks"] is False
+    mlp_offline = sorted(p.name for d in (out / "artefacts").glob("mlp-*") for p in d.glob("offline*.pt"))
+    assert len(mlp_offline) == 2, mlp_offline  # with and without the MLP's logit ReLU
     assert f"[1/{n}]" in output and f"[{n}/{n}]" in output  # progress names the cell and the count
     md = (out / "report.md").read_text()
     for title in ("1. Random 10% forgetting", "2. Class forgetting", "3. Remembrance-set size", "4. Buckets per class",
@@ -35,7 +42,8 @@ def test_smoke_preset_runs_every_cell_and_reports(smoke):
     assert float(cnn_dcu["ref_retain_acc"]) == 93.24 and cnn_dcu["seeds"] == "1"
     retrain = next(r for r in rows if r["method"] == "retrain" and r["model"] == "mlp" and r["forget"] == "class:2")
     assert float(retrain["forget_acc"]) == 0.0 and float(retrain["time_ratio"]) == pytest.approx(1.0)
-    assert (out / "artefacts" / "cnn" / "original.pt").exists() and (out / "artefacts" / "cnn" / "offline.pt").exists()
+    cnn = sorted((out / "artefacts").glob("cnn-*"))  # one folder per (model, settings the artefacts are made from)
+    assert any((d / "original.pt").exists() and (d / "offline.pt").exists() for d in cnn)
 
 
 def test_rerun_reads_finished_cells_back_and_redoes_only_missing_ones(smoke):
@@ -49,7 +57,7 @@ def test_rerun_reads_finished_cells_back_and_redoes_only_missing_ones(smoke):
                                             "--only", "random-forgetting", "--seeds", "1"])
     assert res.exit_code == 0, res.output
     rep = json.loads((out / "report.json").read_text())
-    assert rep["meta"]["cells"] == 16 and rep["meta"]["cells_read_back"] == 15
+    assert rep["meta"]["cells"] == 18 and rep["meta"]["cells_read_back"] == 17
     assert json.loads(gone.read_text())["result"]["forget_acc"] == before["result"]["forget_acc"]  # seeded: same cell
 
 
@@ -63,7 +71,7 @@ def test_a_cell_computed_under_other_settings_is_recomputed(smoke):
                                             "--only", "random-forgetting", "--seeds", "1"])
     assert res.exit_code == 0, res.output
     assert "mlp-random_0.1-retrain-s0 (settings or code changed since it ran: recomputed)" in res.output
-    assert json.loads((out / "report.json").read_text())["meta"]["cells_read_back"] == 15
+    assert json.loads((out / "report.json").read_text())["meta"]["cells_read_back"] == 17
     assert json.loads(cell.read_text())["settings"] == current
 
 
@@ -174,3 +182,19 @@ def test_the_choices_suite_sweeps_the_default_against_retraining():
     cells = [c for e in exps for c in KINDS.get(e.spec["kind"]).cells(e, 1)]
     labels = {c.key["method"] for c in cells}
     assert {"retrain", "condensed", "reset=final", "distill=0"} <= labels and len(cells) == 2 * len(labels)
+
+
+def test_artefacts_of_other_settings_are_never_shared(tmp_path):
+    # an original trained under one preset must not be read back under another (bf16, epochs, data, K...)
+    from unlearn.reproduce.runner import Experiment, Workspace
+
+    def folder(preset, spec=None):
+        ws = Workspace(preset, tmp_path, torch.device("cpu"), None, print)
+        return ws.for_experiment(Experiment("e", spec or {"models": ["mlp"]})).variant("mlp")
+
+    base = {"dataset": "cifar10", "per_class": 250, "original_epochs": 30, "bf16": False, "clusters": 25, "seeds": 3}
+    assert folder(base) == folder({**base, "seeds": 5, "description": "other words"})  # seeds: not an artefact's
+    assert folder(base) == folder({**base, "method_options": {"*": {"epochs": 1}}})
+    for change in ({"bf16": True}, {"original_epochs": 20}, {"per_class": 100}, {"clusters": 10}):
+        assert folder({**base, **change}) != folder(base), change
+    assert folder(base, {"models": ["mlp"], "model_options": {"mlp": {"width": 64}}}) != folder(base)

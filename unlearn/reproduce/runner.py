@@ -108,6 +108,10 @@ def val_fraction(preset: dict[str, Any]) -> float:
     return float(preset.get("val_fraction", DEFAULT_VAL_FRACTION))
 
 
+def _short_digest(options: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(options, sort_keys=True, default=str).encode()).hexdigest()[:8]
+
+
 # --------------------------------------------------------------------------------------------- workspace
 @dataclass
 class Workspace:
@@ -137,12 +141,12 @@ class Workspace:
         return self._memo[key]
 
     def variant(self, arch: str) -> str:
-        """The artefact folder of ``arch``: its name, plus a digest of the model/offline options an experiment
-        sets (``model_options``, ``offline``), so experiments with different settings never share a file."""
-        extra = {k: v for k, v in self.overrides.get(arch, {}).items() if v}
-        if not extra:
-            return arch
-        return f"{arch}-{hashlib.sha256(json.dumps(extra, sort_keys=True).encode()).hexdigest()[:8]}"
+        """The artefact folder of ``arch``: its name plus a digest of everything its artefacts are made from (the
+        preset's data, training, condensation and offline settings, and the model/offline options an experiment
+        sets), so a changed preset or two experiments with different settings never share a file."""
+        made_from = {"preset": {k: v for k, v in self.preset.items() if k not in ("description", "seeds", "method_options")},
+                     **{k: v for k, v in self.overrides.get(arch, {}).items() if v}}
+        return f"{arch}-{hashlib.sha256(json.dumps(made_from, sort_keys=True, default=str).encode()).hexdigest()[:8]}"
 
     def original(self, arch: str):
         cfg = TrainConfig(epochs=int(self.preset["original_epochs"]), bf16=bool(self.preset.get("bf16", False)))
@@ -152,34 +156,42 @@ class Workspace:
             self.root / v / "original.pt", self.data(), arch, cfg, device=self.device, model_options=mo, log=self.log))
 
     def condensed(self, arch: str, offline: bool = False, *, clusters: int | None = None, condenser: str = "fdm",
-                  ipc: int | None = None, source: str | None = None):
+                  ipc: int | None = None, source: str | None = None, extra: dict[str, Any] | None = None,
+                  offline_extra: dict[str, Any] | None = None):
         """The ``condenser`` file (K = ``clusters`` or the preset's) from the original's or the offline model's
-        features."""
+        features; ``extra``: condenser options over the preset's (a variant's, e.g. the reference's FDM blend),
+        ``offline_extra``: the offline phase's, as for ``offline``."""
         k = int(clusters or self.preset["clusters"])
         v = self.variant(arch)
-        model = self.offline(arch, ipc, source)[0] if offline else self.original(arch)
+        model = self.offline(arch, ipc, source, offline_extra)[0] if offline else self.original(arch)
         default_ipc = int(self.preset.get("remembrance", {}).get("ipc", 10))
         tag = ("offline-" if ipc in (None, default_ipc) else f"offline-ipc{ipc}-") if offline else ""
         if offline and source not in (None, self.preset.get("remembrance", {}).get("source", "heldout")):
             tag += f"{source}-"
+        if offline and offline_extra:
+            tag += f"{_short_digest(offline_extra)}-"
+        if extra:
+            tag += f"{_short_digest(extra)}-"
         name = f"{condenser}-{tag}{k}.h5"
-        options = self.preset.get("condense", {}).get(condenser, {})
+        options = {**self.preset.get("condense", {}).get(condenser, {}), **(extra or {})}
         return self._cached(f"cs/{v}/{name}", lambda: condensed_file(
             self.root / v / name, self.data(), model, condenser, clusters=k, options=options, device=self.device,
             log=self.log))
 
-    def offline(self, arch: str, ipc: int | None = None, source: str | None = None):
+    def offline(self, arch: str, ipc: int | None = None, source: str | None = None,
+                extra: dict[str, Any] | None = None):
         """DC-U's offline checkpoint of ``arch``, its remembrance set of ``ipc`` images per class from ``source``
-        ("heldout" training images or the "test" split, as the reference; default: the preset's)."""
+        ("heldout" training images or the "test" split, as the reference; default: the preset's); ``extra``:
+        offline-phase options over the preset's (a variant's, e.g. the reference MLP's ``logit_relu``)."""
         p = self.preset
         rem = p.get("remembrance", {})
         ipc = int(ipc if ipc is not None else rem.get("ipc", 10))
         default_source = rem.get("source", "heldout")
         source = source or default_source
-        opts = {**p.get("offline", {}), **(self.overrides.get(arch, {}).get("offline") or {}),
+        opts = {**p.get("offline", {}), **(self.overrides.get(arch, {}).get("offline") or {}), **(extra or {}),
                 "bf16": bool(p.get("bf16", False))}
         name = "offline" + ("" if ipc == int(rem.get("ipc", 10)) else f"-ipc{ipc}") + \
-            ("" if source == default_source else f"-{source}") + ".pt"
+            ("" if source == default_source else f"-{source}") + (f"-{_short_digest(extra)}" if extra else "") + ".pt"
         v = self.variant(arch)
         return self._cached(f"off/{v}/{name}", lambda: dcu_offline(
             self.root / v / name, self.data(), self.original(arch), opts, ipc=ipc,

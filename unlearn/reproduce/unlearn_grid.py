@@ -3,7 +3,10 @@ condensed model's classifier) x methods, one unlearning request per cell.
 
 A ``methods`` entry is a registered method or a *variant*: a row label defined in the experiment's
 ``[variants.LABEL]`` table as ``method = "NAME"`` plus ``options = {...}`` (e.g. the default with another reset, or
-``dcu-reference`` in the reference's mode and corrected), so two settings of one method are two rows."""
+``dcu-reference`` in the reference's mode and corrected), so two settings of one method are two rows. A variant may
+also say where its artefacts come from: ``remembrance = "test"`` (the offline phase's remembrance source),
+``offline = {...}`` and ``condense = {...}`` (options of the offline phase and of the condenser over the preset's;
+``"@MODEL" = {...}`` inside either applies to one model only). Such artefacts are files of their own."""
 
 from __future__ import annotations
 
@@ -24,6 +27,9 @@ METRICS = ("retain_acc", "forget_acc", "test_acc", "mia")
 OFFLINE_METHODS = ("dcu-reference", "condensed-model")  # start from DC-U's offline phase and its condensed file
 
 
+VARIANT_KEYS = {"method", "options", "remembrance", "offline", "condense"}
+
+
 def resolve_method(exp: Experiment, label: str) -> tuple[str, dict[str, Any]]:
     """(registered method, the variant's own options) of a ``methods`` entry."""
     variant = exp.spec.get("variants", {}).get(label)
@@ -32,6 +38,10 @@ def resolve_method(exp: Experiment, label: str) -> tuple[str, dict[str, Any]]:
         return label, {}
     if not isinstance(variant, dict) or not isinstance(variant.get("method"), str):
         raise ConfigError(f"experiment {exp.name}: variant {label!r} needs method = \"NAME\"")
+    stray = sorted(set(variant) - VARIANT_KEYS)
+    if stray:
+        raise ConfigError(f"experiment {exp.name}: variant {label!r} has unknown key(s) {', '.join(stray)}; known: "
+                          f"{', '.join(sorted(VARIANT_KEYS))}")
     method, options = variant["method"], variant.get("options", {})
     known = METHODS.get(method).defaults
     unknown = sorted(set(options) - set(known))
@@ -56,6 +66,17 @@ def method_options(exp: Experiment, preset: dict[str, Any], method: str, arch: s
         for scope in scopes[3:]:
             out.update({k: v for k, v in source.get(scope, {}).items() if k in known})
     return out
+
+
+def variant_artefact_options(variant: dict[str, Any], stage: str, arch: str) -> dict[str, Any] | None:
+    """A variant's own options for an artefact stage ("offline" or "condense"): ``stage = {...}`` for every model,
+    with ``"@MODEL" = {...}`` entries for one model only (e.g. the reference MLP's ``logit_relu``)."""
+    table = variant.get(stage) or {}
+    if not isinstance(table, dict):
+        raise ConfigError(f"a variant's {stage} must be a table of options")
+    out = {k: v for k, v in table.items() if not k.startswith("@")}
+    out.update(table.get(f"@{arch}") or {})
+    return out or None
 
 
 AXES = ("ipc", "clusters", "condenser", "classifier")  # optional grid axes of an "unlearn" experiment, beyond model/forget/method
@@ -104,10 +125,14 @@ def _unlearn_run(cell: Cell, exp: Experiment, ws: Workspace) -> dict[str, Any]:
     options = method_options(exp, ws.preset, label, arch)
     if axis("classifier"):
         options["classifier"] = axis("classifier")
+    variant = exp.spec.get("variants", {}).get(label, {})
+    cs_args["extra"] = variant_artefact_options(variant, "condense", arch)
     if method in OFFLINE_METHODS:
-        source = exp.spec.get("variants", {}).get(label, {}).get("remembrance")  # e.g. "test": the reference's
-        start, artefacts = ws.offline(arch, axis("ipc"), source)
-        condensed = ws.condensed(arch, offline=True, ipc=axis("ipc"), source=source, **cs_args)
+        source = variant.get("remembrance")  # e.g. "test": the reference's
+        off_extra = variant_artefact_options(variant, "offline", arch)
+        start, artefacts = ws.offline(arch, axis("ipc"), source, off_extra)
+        condensed = ws.condensed(arch, offline=True, ipc=axis("ipc"), source=source, offline_extra=off_extra,
+                                 **cs_args)
     elif m.needs_condensed:
         condensed = ws.condensed(arch, **cs_args)
     data = ws.data()
