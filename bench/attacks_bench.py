@@ -34,13 +34,15 @@ from attacks.ulira import attack, run_shadows
 from condense.build import build_condensed
 from dcforget.datasets import load_data
 from dcforget.images import save_grid
+from dcforget.io import atomic_path
 from dcforget.metrics import population_mia
+from dcforget.provenance import run_meta
 from dcforget.runtime import resolve_device
 from dcforget.train import TrainConfig, embed
 from unlearn.artefacts import original_model
 from unlearn.request import unlearn_request
 from unlearn_bench import PRESETS as UNLEARN_PRESETS
-from unlearn_bench import offline
+from unlearn_bench import offline, resolve, work_dir
 
 PRESETS = {
     "cpu": {"unlearn": "cpu", "shadow_per_class": 300, "shadows": 8, "shadow_epochs": 15, "shadow_clusters": 30,
@@ -68,9 +70,9 @@ def main() -> None:
     p = dict(PRESETS[args.preset])
     if args.shadows:
         p["shadows"] = args.shadows
-    up = UNLEARN_PRESETS[p["unlearn"]]
     skip = set(filter(None, args.skip.split(",")))
     dev = resolve_device(args.device)
+    up = resolve(UNLEARN_PRESETS[p["unlearn"]], dev)
     name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else f"cpu, {torch.get_num_threads()} threads"
     print(f"device: {name}; preset {args.preset}: {p}; unlearning preset {up}", flush=True)
     args.epochs = args.per_class = args.clusters = None
@@ -113,7 +115,7 @@ def main() -> None:
                   f"{r['svc_efficacy']['confidence']:.3f} ({r['svc_seconds']:.0f} s)", flush=True)
 
     if "inversion" not in skip:
-        ev_path = Path(args.work) / "evaluator.pt"
+        ev_path = work_dir(args, {**up, "evaluator_epochs": p["evaluator_epochs"]}) / "evaluator.pt"
         evaluator_data = replace(data, train=data.test, source_indices=torch.arange(len(data.test)), _fingerprint=None)
         evaluator = original_model(ev_path, evaluator_data, "cnn", TrainConfig(epochs=p["evaluator_epochs"], bf16=up["bf16"]),
                                    device=dev, seed=12345).eval()
@@ -140,7 +142,7 @@ def main() -> None:
     # ------------------------------------------------------------------ part 2: U-LiRA over shadows
     if "ulira" not in skip:
         sdata = load_data(args.dataset, args.data_dir, p["shadow_per_class"], seed=0).to(dev)
-        signals = Path(args.work) / f"ulira-{args.preset}.h5"
+        signals = work_dir(args, {**up, "attack": p}) / f"ulira-{args.preset}.h5"
 
         def condensed_fn(orig, half):
             return build_condensed(half, "fdm", orig, device=dev, seed=seed, clusters=p["shadow_clusters"],
@@ -157,7 +159,9 @@ def main() -> None:
             print(f"U-LiRA {v:10s} AUC {r['auc']:.3f} TPR@1%FPR {r['tpr_at_1pct_fpr']:.3f} TPR@0.1%FPR "
                   f"{r['tpr_at_0.1pct_fpr']:.3f} ({r['examples']} examples, {r['shadows']} shadows)", flush=True)
     if args.out:
-        Path(args.out).write_text(json.dumps(report, indent=1, default=str))
+        report["meta"] = run_meta(dev, seeds=[seed])
+        with atomic_path(args.out, force=True) as tmp:
+            tmp.write_text(json.dumps(report, indent=1, default=str))
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ def test_smoke_preset_runs_every_cell_and_reports(smoke):
     rep = json.loads((out / "report.json").read_text())
     n = rep["meta"]["cells"]
     assert n == len(list((out / "cells").rglob("*.json"))) and rep["meta"]["cells_read_back"] == 0
-    assert len(rep["cells"]["random-forgetting"]) == 2 * 9  # 2 models x 9 rows
+    assert len(rep["cells"]["random-forgetting"]) == 2 * 12  # 2 models x 12 rows
     assert len(rep["cells"]["remembrance-size"]) == 1 + 2 * 2  # retraining once, not once per remembrance size
     # the row beside DC-U's numbers runs in DC-U's mode, from artefacts of its own; the corrected row does not
     cells = {(c["key"]["model"], c["key"]["method"]): c["result"] for c in rep["cells"]["random-forgetting"]}
@@ -57,7 +57,7 @@ def test_rerun_reads_finished_cells_back_and_redoes_only_missing_ones(smoke):
                                             "--only", "random-forgetting", "--seeds", "1"])
     assert res.exit_code == 0, res.output
     rep = json.loads((out / "report.json").read_text())
-    assert rep["meta"]["cells"] == 18 and rep["meta"]["cells_read_back"] == 17
+    assert rep["meta"]["cells"] == 24 and rep["meta"]["cells_read_back"] == 23
     assert json.loads(gone.read_text())["result"]["forget_acc"] == before["result"]["forget_acc"]  # seeded: same cell
 
 
@@ -71,7 +71,7 @@ def test_a_cell_computed_under_other_settings_is_recomputed(smoke):
                                             "--only", "random-forgetting", "--seeds", "1"])
     assert res.exit_code == 0, res.output
     assert "mlp-random_0.1-retrain-s0 (settings or code changed since it ran: recomputed)" in res.output
-    assert json.loads((out / "report.json").read_text())["meta"]["cells_read_back"] == 17
+    assert json.loads((out / "report.json").read_text())["meta"]["cells_read_back"] == 23
     assert json.loads(cell.read_text())["settings"] == current
 
 
@@ -185,7 +185,8 @@ def test_the_choices_suite_sweeps_the_default_against_retraining():
 
 
 def test_artefacts_of_other_settings_are_never_shared(tmp_path):
-    # an original trained under one preset must not be read back under another (bf16, epochs, data, K...)
+    # an original trained under one preset must not be read back under another (bf16, epochs, data...), and a
+    # setting the original does not depend on (K, the offline phase, a condenser's options) must not retrain it
     from unlearn.reproduce.runner import Experiment, Workspace
 
     def folder(preset, spec=None):
@@ -195,6 +196,44 @@ def test_artefacts_of_other_settings_are_never_shared(tmp_path):
     base = {"dataset": "cifar10", "per_class": 250, "original_epochs": 30, "bf16": False, "clusters": 25, "seeds": 3}
     assert folder(base) == folder({**base, "seeds": 5, "description": "other words"})  # seeds: not an artefact's
     assert folder(base) == folder({**base, "method_options": {"*": {"epochs": 1}}})
-    for change in ({"bf16": True}, {"original_epochs": 20}, {"per_class": 100}, {"clusters": 10}):
+    for same in ({"clusters": 10}, {"offline": {"iterations": 1}}, {"condense": {"mi": {"epochs": 1}}}):
+        assert folder({**base, **same}) == folder(base), same
+    for change in ({"bf16": True}, {"original_epochs": 20}, {"per_class": 100}, {"val_fraction": 0.0}):
         assert folder({**base, **change}) != folder(base), change
     assert folder(base, {"models": ["mlp"], "model_options": {"mlp": {"width": 64}}}) != folder(base)
+
+
+def test_a_variants_artefact_settings_must_take_effect():
+    from dcforget.errors import ConfigError
+    from unlearn.reproduce.runner import Experiment
+    from unlearn.reproduce.unlearn_grid import resolve_method
+
+    def check(variant):
+        return resolve_method(Experiment("e", {"models": ["mlp"], "variants": {"v": variant}}), "v")
+
+    assert check({"method": "dcu-reference", "remembrance": "test", "offline": {"@mlp": {"logit_relu": True}},
+                  "condense": {"blend": "normalized"}})[0] == "dcu-reference"
+    bad = [{"method": "retrain", "remembrance": "test"},  # retraining has no remembrance set
+           {"method": "dcu-reference", "remembrance": {"source": "test"}},
+           {"method": "finetune", "condense": {"blend": "clamp"}},  # finetune reads no condensed file
+           {"method": "condensed", "offline": {"iterations": 1}},  # nor does the default run an offline phase
+           {"method": "dcu-reference", "offline": {"@MLP": {"logit_relu": True}}},  # no such model
+           {"method": "dcu-reference", "offline": {"logit_reluu": True}},
+           {"method": "dcu-reference", "condense": {"blnd": "clamp"}},
+           {"method": "dcu-reference", "offlne": {}}]
+    for variant in bad:
+        with pytest.raises(ConfigError):
+            check(variant)
+
+
+def test_bf16_auto_is_decided_and_nothing_else_reaches_bool():
+    from dcforget.errors import ConfigError
+    from dcforget.runtime import bf16_native, resolve_bf16
+
+    cpu = torch.device("cpu")
+    tree, auto = resolve_bf16({"bf16": "auto", "method_options": {"*": {"bf16": "auto"}}, "x": [{"bf16": True}]}, cpu)
+    assert auto and tree["bf16"] is bf16_native(cpu) and tree["method_options"]["*"]["bf16"] is bf16_native(cpu)
+    assert resolve_bf16({"bf16": False}, cpu) == ({"bf16": False}, False)
+    for bad in ("false", "Auto", 1, None):
+        with pytest.raises(ConfigError):
+            resolve_bf16({"train": {"bf16": bad}}, cpu)

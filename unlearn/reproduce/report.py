@@ -60,7 +60,8 @@ def render_markdown(meta: dict[str, Any], sections: list[tuple[Experiment, list[
     out = io.StringIO()
     w = out.write
     w(f"# {meta['suite']} reproduction, preset `{meta['preset']}`\n\n")
-    w(f"Command: `{meta['command']}`  \nMachine: {meta['machine']}  \nFinished: {meta['finished_utc']}  \n")
+    w(f"Command: `{meta['command']}`  \nCode: {meta.get('git', 'unknown')}  \nMachine: {meta['machine']}  \n"
+      f"Finished: {meta['finished_utc']}  \n")
     w(f"Preset: {meta['preset_description']}\n\n")
     if meta.get("figures_note"):
         w(f"({meta['figures_note']})\n\n")
