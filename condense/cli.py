@@ -204,7 +204,7 @@ def preview_cmd(file, out, columns, scale, force) -> None:
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=0.01, show_default=True)
 @click.option("--batch-size", type=click.IntRange(min=1), default=256, show_default=True)
 @click.option("--dsa/--no-dsa", default=True, show_default=True, help="DSA augmentation while training.")
-@click.option("--bf16/--no-bf16", default=None, help="bf16 autocast (cpu preset: on).")
+@click.option("--bf16/--no-bf16", default=None, help="bf16 autocast (cpu preset: where the hardware has it).")
 @click.option("--data-dir", type=click.Path(file_okay=False), envvar="DCFORGET_DATA_DIR", default=None)
 @click.option("--download/--no-download", default=True)
 @click.option("--preset", type=click.Choice(["smoke", "cpu", "paper"]), default=None)

@@ -99,7 +99,7 @@ def merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
 
 
 def resolve_config(defaults: dict[str, Any], preset: str | None, config_file: str | None,
-                   overrides: dict[str, Any]) -> dict[str, Any]:
+                   overrides: dict[str, Any], device: "torch.device | None" = None) -> dict[str, Any]:
     resolved = copy.deepcopy(defaults)
     known = set(defaults) | set(overrides) | {"preset"} | _preset_keys()
     if preset:
@@ -113,7 +113,9 @@ def resolve_config(defaults: dict[str, Any], preset: str | None, config_file: st
     resolved = merge(resolved, overrides)
     if preset:
         resolved["preset"] = preset
-    return resolved
+    from .runtime import resolve_bf16, resolve_device  # bf16 = "auto": decided for the device that will run it
+
+    return resolve_bf16(resolved, device if device is not None else resolve_device(None))[0]
 
 
 def section(config: dict[str, Any], name: str, known: set[str] | None = None) -> dict[str, Any]:

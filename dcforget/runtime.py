@@ -62,11 +62,37 @@ def bf16_native(device: torch.device) -> bool:
     """Whether bf16 autocast runs on hardware support here. CUDA: the GPU says so. CPU: the processor needs the
     AVX-512 BF16 or AMX-BF16 extension; without it autocast emulates bf16 and is several times *slower* than float32
     (CNN training 9x slower on this project's AVX2 CI machine: reports/bench/throughput-cpu.json)."""
-    if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
+    if device.type == "cuda":  # native bf16 from Ampere (compute capability 8) on; older cards emulate it
+        return torch.cuda.get_device_capability(device)[0] >= 8
     try:
         with open("/proc/cpuinfo") as f:
             flags = f.read()
     except OSError:  # not Linux: unknown, assume the fast path is absent
         return False
     return " avx512_bf16" in flags or " amx_bf16" in flags
+
+
+def resolve_bf16(tree, device: torch.device):
+    """Every ``bf16`` key of a (nested) settings table decided: ``true``/``false`` as given, ``"auto"`` -> on exactly
+    where ``bf16_native(device)``. Anything else is a ConfigError (a string such as ``"false"`` must never reach
+    ``bool()``, where it would be true). Returns (resolved tree, whether any "auto" was decided)."""
+    found = []
+
+    def walk(node, where):
+        if isinstance(node, dict):
+            out = {}
+            for k, v in node.items():
+                if k == "bf16" and not isinstance(v, dict):
+                    if v == "auto":
+                        found.append(where)
+                        v = bf16_native(device)
+                    elif not isinstance(v, bool):
+                        raise ConfigError(f"bf16 must be true, false or \"auto\", not {v!r}"
+                                          + (f" (in {where})" if where else ""))
+                out[k] = walk(v, f"{where}.{k}" if where else str(k))
+            return out
+        if isinstance(node, list):
+            return [walk(v, where) for v in node]
+        return node
+
+    return walk(tree, ""), bool(found)

@@ -37,7 +37,7 @@ from dcforget.errors import ConfigError
 from dcforget.io import atomic_path
 from dcforget.provenance import git_hash, machine
 from dcforget.registry import Registry
-from dcforget.runtime import bf16_native
+from dcforget.runtime import bf16_native, resolve_bf16
 from dcforget.train import TrainConfig
 
 from ..artefacts import condensed_file, dcu_offline, original_model
@@ -94,15 +94,6 @@ def load_suite(suite: str, preset: str, only: list[str] | None = None) -> tuple[
     return presets[preset], exps
 
 
-def resolve_bf16(tree: Any, native: bool) -> Any:
-    """``bf16 = "auto"`` anywhere in a preset or experiment -> on exactly where bf16 autocast has hardware support
-    (``dcforget.runtime.bf16_native``): on a CPU without it, autocast emulates bf16 and is 4-12x slower than float32
-    (reports/bench/throughput-cpu.json). The resolved value is what the settings digest and the report record."""
-    if isinstance(tree, dict):
-        return {k: (native if k == "bf16" and v == "auto" else resolve_bf16(v, native)) for k, v in tree.items()}
-    return tree
-
-
 def val_fraction(preset: dict[str, Any]) -> float:
     """The preset's validation fraction (default 0.15): held out of the capped training set, never trained on."""
     return float(preset.get("val_fraction", DEFAULT_VAL_FRACTION))
@@ -141,15 +132,18 @@ class Workspace:
         return self._memo[key]
 
     def variant(self, arch: str) -> str:
-        """The artefact folder of ``arch``: its name plus a digest of everything its artefacts are made from (the
-        preset's data, training, condensation and offline settings, and the model/offline options an experiment
-        sets), so a changed preset or two experiments with different settings never share a file."""
-        made_from = {"preset": {k: v for k, v in self.preset.items() if k not in ("description", "seeds", "method_options")},
-                     **{k: v for k, v in self.overrides.get(arch, {}).items() if v}}
-        return f"{arch}-{hashlib.sha256(json.dumps(made_from, sort_keys=True, default=str).encode()).hexdigest()[:8]}"
+        """The artefact folder of ``arch``: its name plus a digest of what its original model is made from (data,
+        cap, validation split, epochs, bf16, the experiment's model options), so a changed preset or two experiments
+        with different settings never share an original. The offline and condensed files inside it are named by
+        digests of their own settings (``offline``, ``condensed``)."""
+        p = self.preset
+        made_from = {"dataset": p["dataset"], "per_class": p.get("per_class"), "val_fraction": val_fraction(p),
+                     "original_epochs": p["original_epochs"], "bf16": p.get("bf16", False),
+                     "model_options": self.overrides.get(arch, {}).get("model_options") or None}
+        return f"{arch}-{_short_digest(made_from)}"
 
     def original(self, arch: str):
-        cfg = TrainConfig(epochs=int(self.preset["original_epochs"]), bf16=bool(self.preset.get("bf16", False)))
+        cfg = TrainConfig(epochs=int(self.preset["original_epochs"]), bf16=self.preset.get("bf16", False))
         mo = self.overrides.get(arch, {}).get("model_options") or None
         v = self.variant(arch)
         return self._cached(f"orig/{v}", lambda: original_model(
@@ -160,42 +154,38 @@ class Workspace:
                   offline_extra: dict[str, Any] | None = None):
         """The ``condenser`` file (K = ``clusters`` or the preset's) from the original's or the offline model's
         features; ``extra``: condenser options over the preset's (a variant's, e.g. the reference's FDM blend),
-        ``offline_extra``: the offline phase's, as for ``offline``."""
+        ``offline_extra``: the offline phase's, as for ``offline``. Named by a digest of all of it."""
         k = int(clusters or self.preset["clusters"])
         v = self.variant(arch)
-        model = self.offline(arch, ipc, source, offline_extra)[0] if offline else self.original(arch)
-        default_ipc = int(self.preset.get("remembrance", {}).get("ipc", 10))
-        tag = ("offline-" if ipc in (None, default_ipc) else f"offline-ipc{ipc}-") if offline else ""
-        if offline and source not in (None, self.preset.get("remembrance", {}).get("source", "heldout")):
-            tag += f"{source}-"
-        if offline and offline_extra:
-            tag += f"{_short_digest(offline_extra)}-"
-        if extra:
-            tag += f"{_short_digest(extra)}-"
-        name = f"{condenser}-{tag}{k}.h5"
         options = {**self.preset.get("condense", {}).get(condenser, {}), **(extra or {})}
+        if offline:
+            model, _, off_name = self.offline(arch, ipc, source, offline_extra, with_name=True)
+        else:
+            model, off_name = self.original(arch), None
+        name = f"{condenser}-K{k}-{'offline-' if offline else ''}" \
+               f"{_short_digest({'options': options, 'from': off_name})}.h5"
         return self._cached(f"cs/{v}/{name}", lambda: condensed_file(
             self.root / v / name, self.data(), model, condenser, clusters=k, options=options, device=self.device,
             log=self.log))
 
     def offline(self, arch: str, ipc: int | None = None, source: str | None = None,
-                extra: dict[str, Any] | None = None):
+                extra: dict[str, Any] | None = None, *, with_name: bool = False):
         """DC-U's offline checkpoint of ``arch``, its remembrance set of ``ipc`` images per class from ``source``
         ("heldout" training images or the "test" split, as the reference; default: the preset's); ``extra``:
-        offline-phase options over the preset's (a variant's, e.g. the reference MLP's ``logit_relu``)."""
+        offline-phase options over the preset's (a variant's, e.g. the reference MLP's ``logit_relu``). Named by a
+        digest of the options, the remembrance size and its source."""
         p = self.preset
         rem = p.get("remembrance", {})
         ipc = int(ipc if ipc is not None else rem.get("ipc", 10))
-        default_source = rem.get("source", "heldout")
-        source = source or default_source
+        source = source or rem.get("source", "heldout")
         opts = {**p.get("offline", {}), **(self.overrides.get(arch, {}).get("offline") or {}), **(extra or {}),
-                "bf16": bool(p.get("bf16", False))}
-        name = "offline" + ("" if ipc == int(rem.get("ipc", 10)) else f"-ipc{ipc}") + \
-            ("" if source == default_source else f"-{source}") + (f"-{_short_digest(extra)}" if extra else "") + ".pt"
+                "bf16": p.get("bf16", False)}
+        name = f"offline-ipc{ipc}-{source}-{_short_digest(opts)}.pt"
         v = self.variant(arch)
-        return self._cached(f"off/{v}/{name}", lambda: dcu_offline(
+        model, tensors = self._cached(f"off/{v}/{name}", lambda: dcu_offline(
             self.root / v / name, self.data(), self.original(arch), opts, ipc=ipc,
             source=source, data_dir=self.data_dir, device=self.device, log=self.log))
+        return (model, tensors, name) if with_name else (model, tensors)
 
 
 # --------------------------------------------------------------------------------------------- experiment kinds
@@ -237,7 +227,7 @@ def settings_digest(preset: dict[str, Any], exp: Experiment) -> str:
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CODE_PACKAGES = ("dcforget", "condense", "unlearn", "attacks")  # what a cell's computation can run through
-NOT_CELL_CODE = ("unlearn/reproduce/figures.py", "unlearn/reproduce/report.py", "unlearn/cli.py", "unlearn/requests_cli.py", "unlearn/compare.py",
+NOT_CELL_CODE = ("unlearn/reproduce/figures.py", "unlearn/reproduce/report.py", "dcforget/provenance.py", "unlearn/cli.py", "unlearn/requests_cli.py", "unlearn/compare.py",
                  "condense/cli.py", "attacks/cli.py")  # drawing, reporting and argument parsing only
 
 
@@ -296,9 +286,13 @@ def reproduce(suite: str, preset: str, out: str | Path, *, only: list[str] | Non
     """Run (or read back) every cell of the suite's experiments and write the report. ``report_only``: compute
     nothing, report the finished, current cells and list the missing ones (a partial report says so)."""
     p, exps = load_suite(suite, preset, only)
+    # bf16 = "auto": on exactly where autocast has hardware support (emulated bf16 on a CPU is 4-12x slower than
+    # float32: reports/bench/throughput-cpu.json); the resolved value is what the digests and the report record
     native = bf16_native(device)
-    p = resolve_bf16(p, native)
-    exps = [replace(e, spec=resolve_bf16(e.spec, native)) for e in exps]
+    p, auto = resolve_bf16(p, device)
+    resolved = [resolve_bf16(e.spec, device) for e in exps]
+    exps = [replace(e, spec=spec) for e, (spec, _) in zip(exps, resolved)]
+    auto = auto or any(a for _, a in resolved)
     n_seeds = int(seeds or p.get("seeds", 3))
     out = Path(out)
     ws = Workspace(p, out / "artefacts", device, data_dir, log)
@@ -342,8 +336,8 @@ def reproduce(suite: str, preset: str, out: str | Path, *, only: list[str] | Non
                           "not forget); RA/FA are on the rest, TA on the test split."),
             "bf16_note": ("bf16 autocast is on for training the originals and inside every method with a bf16 "
                           "option (evaluation runs in float32)." if p.get("bf16") else
-                          "Everything runs in float32" + ("." if native else
-                          " (bf16 = auto: this device has no native bf16, where autocast is 4-12x slower)."))}
+                          "Everything runs in float32" + (" (bf16 = auto: this device has no native bf16, where "
+                                                          "autocast is 4-12x slower)." if auto and not native else "."))}
     rows = write_report(out, meta, sections, results)
     log(f"{len(plan)} cells ({done_before} read back, {len(plan) - done_before} run now); report: {out / 'report.md'}")
     return {"meta": meta, "rows": rows}

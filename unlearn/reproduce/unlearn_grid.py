@@ -43,6 +43,7 @@ def resolve_method(exp: Experiment, label: str) -> tuple[str, dict[str, Any]]:
         raise ConfigError(f"experiment {exp.name}: variant {label!r} has unknown key(s) {', '.join(stray)}; known: "
                           f"{', '.join(sorted(VARIANT_KEYS))}")
     method, options = variant["method"], variant.get("options", {})
+    _check_variant_artefacts(exp, label, method, variant)
     known = METHODS.get(method).defaults
     unknown = sorted(set(options) - set(known))
     if unknown:
@@ -66,6 +67,44 @@ def method_options(exp: Experiment, preset: dict[str, Any], method: str, arch: s
         for scope in scopes[3:]:
             out.update({k: v for k, v in source.get(scope, {}).items() if k in known})
     return out
+
+
+def _check_variant_artefacts(exp: Experiment, label: str, method: str, variant: dict[str, Any]) -> None:
+    """A variant's artefact keys must take effect: ``remembrance`` and ``offline`` only for methods that start from
+    DC-U's offline phase, ``condense`` only for methods that read a condensed file; option names and "@MODEL"
+    scopes must exist (checked before any cell runs, not when the artefact is first built)."""
+    from condense.methods import CONDENSERS
+    from dcforget.models import MODELS
+
+    from ..offline import OFFLINE_DEFAULTS
+
+    where = f"experiment {exp.name}: variant {label!r}"
+    offline_method = method in OFFLINE_METHODS
+    if "remembrance" in variant:
+        if not offline_method:
+            raise ConfigError(f"{where}: remembrance applies to {', '.join(OFFLINE_METHODS)} only")
+        if variant["remembrance"] not in ("heldout", "test"):
+            raise ConfigError(f"{where}: remembrance must be \"heldout\" or \"test\"")
+    stages = {"offline": (offline_method, set(OFFLINE_DEFAULTS)),
+              "condense": (offline_method or METHODS.get(method).needs_condensed,
+                           {k for n in CONDENSERS.names() for k in CONDENSERS.get(n).defaults})}
+    for stage, (applies, known) in stages.items():
+        table = variant.get(stage)
+        if table is None:
+            continue
+        if not applies:
+            raise ConfigError(f"{where}: {method!r} makes no {stage} artefact, so its {stage} table would be ignored")
+        if not isinstance(table, dict):
+            raise ConfigError(f"{where}: {stage} must be a table of options")
+        for key, value in table.items():
+            scoped = key.startswith("@")
+            if scoped:
+                MODELS.get(key[1:])  # an unknown model name is an error, not a silently unused scope
+                if not isinstance(value, dict):
+                    raise ConfigError(f"{where}: {stage}.{key} must be a table of options")
+            unknown = sorted(set(value if scoped else [key]) - known)
+            if unknown:
+                raise ConfigError(f"{where}: unknown {stage} option(s) {', '.join(unknown)}")
 
 
 def variant_artefact_options(variant: dict[str, Any], stage: str, arch: str) -> dict[str, Any] | None:
