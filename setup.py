@@ -15,7 +15,7 @@ setup(
     python_requires=">=3.11",
     # every package and subpackage of the stages (a hand-written list left unlearn.reproduce out of the wheel)
     packages=find_packages(include=["dcforget", "dcforget.*", "condense", "condense.*", "unlearn", "unlearn.*",
-                                    "attacks", "attacks.*"]),
+                                    "attacks", "attacks.*", "experiments", "experiments.*"]),
     # torch/torchvision are lower bounds only, so an installed CUDA build is kept as it is; scripts/setup.sh pins
     # the CPU pair (2.13.0 / 0.28.0) first on machines without a GPU.
     install_requires=[
@@ -28,7 +28,7 @@ setup(
         "tqdm>=4.60",  # progress bars with live postfix and a disable switch; click.progressbar has neither
     ],
     extras_require={
-        "test": ["pytest>=7", "scikit-learn>=1.3", "opacus>=1.5", "matplotlib>=3.7"],
+        "test": ["pytest>=7", "import-linter>=2.0", "scikit-learn>=1.3", "opacus>=1.5", "matplotlib>=3.7"],
         "svhn": ["scipy"],  # torchvision's SVHN reader loads .mat files with scipy
         "attacks": ["scikit-learn>=1.3"],  # SalUn's SVC-MIA uses scikit-learn's SVC; we use the same
         "dp": ["opacus>=1.5"],
@@ -39,7 +39,8 @@ setup(
     entry_points={
         "console_scripts": [
             "condense=condense.cli:main",
-            "unlearn=unlearn.cli:main",
+            "unlearn=experiments.cli:unlearn_main",
+            "experiments=experiments.cli:main",
             "attacks=attacks.cli:main",
         ]
     },

@@ -9,7 +9,7 @@ import click
 import torch
 
 from dcforget.checkpoint import load_checkpoint, read_checkpoint_meta
-from dcforget.cli import SEED, Group, with_logging
+from dcforget.cli import Group, opt, options, out_dir, out_file, with_logging
 from dcforget.datasets import load_data, load_data_for
 from dcforget.errors import ConfigError
 from dcforget.forget import ForgetContext, resolve_forget
@@ -29,10 +29,6 @@ def main() -> None:
     attacks mia --checkpoint runs/unlearn/r10/model.pt --out mia.json
     attacks epsilon --unlearned u0.pt u1.pt ... --retrained r0.pt r1.pt ... --out eps.json
     """
-
-
-data_dir_option = click.option("--data-dir", type=click.Path(file_okay=False), envvar="DCFORGET_DATA_DIR", default=None,
-                               help="Where datasets live (default ./data).")
 
 
 def _load(meta: dict, data_dir, download: bool = True):
@@ -61,11 +57,12 @@ def one_model_options(f):
         click.option("--checkpoint", type=click.Path(dir_okay=False), required=True),
         click.option("--forget", "forget_spec", default=None,
                      help="Forget set / members (default: what the checkpoint forgot)."),
-        data_dir_option,
-        click.option("--seed", type=SEED, default=0, show_default=True),
-        click.option("--device", default=None),
-        click.option("--out", type=click.Path(dir_okay=False), default=None, help="JSON report."),
-        click.option("--force", is_flag=True),
+        opt("data_dir"),
+        opt("seed", default=0, show_default=True),
+        opt("device"),
+        opt("quiet"),
+        out_file("the JSON report."),
+        opt("force"),
         with_logging,
     ]):
         f = deco(f)
@@ -89,7 +86,7 @@ def _open_one(checkpoint, data_dir, device, out, force):
               help="Also SalUn's SVC-MIA variants (RBF SVC per feature; needs scikit-learn).")
 @click.option("--svc-max", type=click.IntRange(min=2), default=None,
               help="Cap on the retain/test samples each SVC is fitted on (RBF SVCs cost O(n^2); default: |test|).")
-def mia_cmd(checkpoint, forget_spec, data_dir, seed, device, out, force, svc, svc_max) -> None:
+def mia_cmd(checkpoint, forget_spec, data_dir, seed, device, quiet, out, force, svc, svc_max) -> None:
     """Population MIA: forget set (members) vs test set (non-members) on per-sample loss, with ROC AUC and
     TPR at low FPR; SSD's entropy attack; and with --svc, SalUn's SVC-MIA efficacies."""
     from dcforget.train import embed
@@ -132,12 +129,11 @@ def mia_cmd(checkpoint, forget_spec, data_dir, seed, device, out, force, svc, sv
 @click.option("--retrained", multiple=True, required=True, type=click.Path(dir_okay=False),
               help="Retrained-from-scratch checkpoints, same forget set.")
 @click.option("--forget", "forget_spec", default=None, help="Forget set (default: what the unlearned models forgot).")
-@data_dir_option
-@click.option("--device", default=None)
-@click.option("--out", type=click.Path(dir_okay=False), default=None, help="JSON report (per-example epsilons too).")
-@click.option("--force", is_flag=True)
+@options("data_dir", "device", "quiet")
+@out_file("the JSON report (per-example epsilons too).")
+@opt("force")
 @with_logging
-def epsilon_cmd(unlearned, retrained, forget_spec, data_dir, device, out, force) -> None:
+def epsilon_cmd(unlearned, retrained, forget_spec, data_dir, device, quiet, out, force) -> None:
     """The NeurIPS-2023 unlearning-challenge score between unlearned and retrained models."""
     from .epsilon import epsilon_score, logit_confidence
 
@@ -206,23 +202,20 @@ def epsilon_cmd(unlearned, retrained, forget_spec, data_dir, device, out, force)
 @click.option("--bf16/--no-bf16", default=False, help="bf16 autocast for shadow training.")
 @click.option("--method", "methods", multiple=True, default=["condensed"], show_default=True,
               help="Unlearning method under attack (repeatable: the shadows' original and retrained models are shared).")
-@click.option("--option", "options", multiple=True, metavar="KEY=VALUE",
-              help="Method option (repeatable); applies to every --method that has the key.")
+@opt("option", help="Method option (repeatable); applies to every --method that has the key.")
 @click.option("--clusters", type=click.IntRange(min=1), default=None,
               help="For condensed methods: FDM buckets per class, built per shadow from its own original.")
 @click.option("--shadows", type=click.IntRange(min=3), default=8, show_default=True)
 @click.option("--forget-fraction", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.1,
               show_default=True, help="Share of each shadow's training half that it forgets.")
-@click.option("--per-class", type=click.IntRange(min=1), default=None)
-@data_dir_option
+@options("per_class", "data_dir")
 @click.option("--signals", type=click.Path(dir_okay=False), required=True,
               help="HDF5 file of per-model confidences, made by this command; finished shadows in it are reused. "
                    "Any other existing file is refused untouched.")
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--device", default=None)
-@click.option("--quiet", "-q", is_flag=True)
-@click.option("--out", type=click.Path(dir_okay=False), default=None, help="JSON report with per-example scores.")
-@click.option("--force", is_flag=True)
+@opt("seed", default=0, show_default=True)
+@options("device", "quiet")
+@out_file("the JSON report with per-example scores.")
+@opt("force")
 @with_logging
 def ulira_cmd(dataset, arch, epochs, bf16, methods, options, clusters, shadows, forget_fraction, per_class, data_dir,
               signals, seed, device, quiet, out, force) -> None:
@@ -270,9 +263,9 @@ def ulira_cmd(dataset, arch, epochs, bf16, methods, options, clusters, shadows, 
 
 @main.command("metrics")
 @one_model_options
-def metrics_cmd(checkpoint, forget_spec, data_dir, seed, device, out, force) -> None:
+def metrics_cmd(checkpoint, forget_spec, data_dir, seed, device, quiet, out, force) -> None:
     """DC-U's unlearning metric (gradient matching, forget vs retain) and overfitting metric on the forget set."""
-    from .overfit import overfitting_scores
+    from dcforget.overfit import overfitting_scores
     from .unlearning_metric import unlearning_metric
 
     meta, data, model, dev = _open_one(checkpoint, data_dir, device, out, force)
@@ -299,7 +292,7 @@ def metrics_cmd(checkpoint, forget_spec, data_dir, seed, device, out, force) -> 
               help="An independently trained model: feature cosine and recognition accuracy of reconstructions.")
 @click.option("--method", "how", type=click.Choice(["class", "condensive"]), default="class", show_default=True,
               help="class: optimise inputs per class; condensive: DC-U's generator inversion over K-means sub-classes.")
-@click.option("--per-class", type=click.IntRange(min=1), default=2, show_default=True,
+@click.option("--images-per-class", "per_class", type=click.IntRange(min=1), default=2, show_default=True,
               help="Reconstructions per class (condensive: the sub-classes).")
 @click.option("--steps", type=click.IntRange(min=1), default=300, show_default=True,
               help="class: optimisation steps; condensive: generator epochs.")
@@ -307,21 +300,21 @@ def metrics_cmd(checkpoint, forget_spec, data_dir, seed, device, out, force) -> 
               help="condensive: the attacker's images (train reproduces the reference, which uses the training set).")
 @click.option("--pool-per-class", type=click.IntRange(min=1), default=None,
               help="condensive: at most this many of the pool's images per class (seeded subsample).")
-@data_dir_option
-@click.option("--seed", type=SEED, default=0, show_default=True)
-@click.option("--device", default=None)
-@click.option("--out-dir", type=click.Path(file_okay=False), required=True, help="PNG grids and report.json.")
-@click.option("--force", is_flag=True)
+@opt("data_dir")
+@opt("seed", default=0, show_default=True)
+@options("device", "quiet")
+@out_dir("PNG grids and report.json.", required=True)
+@opt("force")
 @with_logging
 def invert_cmd(checkpoints, forget_spec, evaluator, how, per_class, steps, pool, pool_per_class, data_dir, seed, device,
-               out_dir, force) -> None:
+               quiet, out, force) -> None:
     """Model inversion (class-representative or DC-U's condensive), scored against the forget set (SSIM, feature
     cosine, an evaluator's accuracy) so original, unlearned and retrained models compare with numbers."""
     from dcforget.images import save_grid
 
     from .inversion import condensive_invert, invert_classes, score_reconstructions
 
-    out = Path(out_dir)
+    out = Path(out)
     names = [Path(c).parent.name if Path(c).name == "model.pt" else Path(c).stem for c in checkpoints]
     if len(set(names)) != len(names):
         names = [f"{i}-{n}" for i, n in enumerate(names)]
@@ -348,7 +341,8 @@ def invert_cmd(checkpoints, forget_spec, evaluator, how, per_class, steps, pool,
                                             steps=steps, seed=seed, classes=classes)
         else:
             recon, targets = condensive_invert(model, data, pool=pool, subclasses=per_class, epochs=steps,
-                                               classes=classes, seed=seed, pool_per_class=pool_per_class)
+                                               classes=classes, seed=seed, pool_per_class=pool_per_class,
+                                               quiet=quiet)
         grids.append([recon[targets == c] for c in classes])
         report["models"][name] = {"checkpoint": str(path), **score_reconstructions(recon, targets, fx, fy, ev)}
         r = report["models"][name]
@@ -366,7 +360,7 @@ def invert_cmd(checkpoints, forget_spec, evaluator, how, per_class, steps, pool,
 @click.option("--from-condensed", "condensed_file", type=click.Path(dir_okay=False), default=None,
               help="Condensed file of the checkpoint's training set (for the default unlearning method).")
 @click.option("--method", default=None, help="Unlearning method for MU-regularisation (default: condensed).")
-@click.option("--option", "options", multiple=True, metavar="KEY=VALUE", help="Unlearning-method option (repeatable).")
+@opt("option", help="Unlearning-method option (repeatable).")
 @click.option("--dp/--no-dp", default=True, show_default=True, help="Train the DP-SGD baseline (needs Opacus).")
 @click.option("--dp-epsilon", type=click.FloatRange(min=0, min_open=True), default=10.0, show_default=True)
 @click.option("--dp-delta", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=1e-5, show_default=True)
@@ -374,16 +368,14 @@ def invert_cmd(checkpoints, forget_spec, evaluator, how, per_class, steps, pool,
 @click.option("--dp-lr", type=click.FloatRange(min=0, min_open=True), default=1e-3, show_default=True)
 @click.option("--dp-batch-size", type=click.IntRange(min=2), default=256, show_default=True)
 @click.option("--dp-max-grad-norm", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True)
-@data_dir_option
-@click.option("--seed", type=SEED, default=0, show_default=True)
-@click.option("--device", default=None)
-@click.option("--quiet", "-q", is_flag=True)
-@click.option("--out-dir", type=click.Path(file_okay=False), required=True,
-              help="report.json and the MU-regularised model (mu-regularised.pt).")
-@click.option("--force", is_flag=True)
+@opt("data_dir")
+@opt("seed", default=0, show_default=True)
+@options("device", "quiet")
+@out_dir("report.json and the MU-regularised model (mu-regularised.pt).", required=True)
+@opt("force")
 @with_logging
 def defend_cmd(checkpoint, condensed_file, method, options, dp, dp_epsilon, dp_delta, dp_epochs, dp_lr, dp_batch_size,
-               dp_max_grad_norm, data_dir, seed, device, quiet, out_dir, force) -> None:
+               dp_max_grad_norm, data_dir, seed, device, quiet, out, force) -> None:
     """DC-U's MU-regularisation (forget the overfitted samples) against a DP-SGD baseline: accuracy and MIA of the
     original, the MU-regularised and the DP-trained model."""
     import time
@@ -399,7 +391,7 @@ def defend_cmd(checkpoint, condensed_file, method, options, dp, dp_epsilon, dp_d
     if method is None:
         raise ConfigError("give --from-condensed FILE (the default method) or --method NAME")
     opts = parse_options(options, METHODS.get(method).defaults)
-    out = Path(out_dir)
+    out = Path(out)
     model_path, report_path = out / "mu-regularised.pt", out / "report.json"
     check_writable(model_path, force)
     check_writable(report_path, force)

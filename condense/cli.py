@@ -10,7 +10,7 @@ import click
 import torch
 
 from dcforget.checkpoint import load_checkpoint, read_checkpoint_meta, save_checkpoint
-from dcforget.cli import Group, data_options, out_options, run_options, with_logging
+from dcforget.cli import Group, data_options, opt, options, out_file, out_options, run_options, with_logging
 from dcforget.condensed import read_condensed, write_condensed
 from dcforget.config import resolve_config, section
 from dcforget.datasets import DEFAULT_VAL_FRACTION, load_data, parse_dataset_spec
@@ -63,8 +63,7 @@ def _sha256(path: Path) -> str:
 @click.option("--model", "arch", default=None,
               help="Without --checkpoint: train this architecture first (saved beside --out as *-original.pt).")
 @click.option("--epochs", type=click.IntRange(min=1), default=None, help="Epochs of that training (default 30).")
-@click.option("--option", "options", multiple=True, metavar="KEY=VALUE",
-              help="A method option, e.g. --option steps=50 (repeatable); see `condense methods`.")
+@opt("option", help="A method option, e.g. --option steps=50 (repeatable); see `condense methods`.")
 @data_options
 @run_options
 @out_options("HDF5 file to write (default runs/condensed/DATASET-METHOD-N.h5).")
@@ -181,13 +180,13 @@ def inspect_cmd(file) -> None:
 
 @main.command("preview")
 @click.argument("file", type=click.Path(dir_okay=False))
-@click.option("--out", type=click.Path(dir_okay=False), required=True, help="PNG to write.")
-@click.option("--per-class", "columns", type=click.IntRange(min=1), default=10, show_default=True,
+@out_file("the PNG grid.", required=True)
+@click.option("--columns", type=click.IntRange(min=1), default=10, show_default=True,
               help="Images shown per class (one row per class).")
 @click.option("--scale", type=click.IntRange(min=1, max=8), default=2, show_default=True, help="Pixel upscaling.")
-@click.option("--force", is_flag=True, help="Overwrite an existing PNG.")
+@opt("force")
 def preview_cmd(file, out, columns, scale, force) -> None:
-    """Write a PNG grid: one row per class, the first --per-class images of each."""
+    """Write a PNG grid: one row per class, the first --columns images of each."""
     cs = read_condensed(file)
     check_writable(out, force)
     offsets = cs.class_offsets.tolist()
@@ -205,13 +204,8 @@ def preview_cmd(file, out, columns, scale, force) -> None:
 @click.option("--batch-size", type=click.IntRange(min=1), default=256, show_default=True)
 @click.option("--dsa/--no-dsa", default=True, show_default=True, help="DSA augmentation while training.")
 @click.option("--bf16/--no-bf16", default=None, help="bf16 autocast (cpu preset: where the hardware has it).")
-@click.option("--data-dir", type=click.Path(file_okay=False), envvar="DCFORGET_DATA_DIR", default=None)
-@click.option("--download/--no-download", default=True)
-@click.option("--preset", type=click.Choice(["smoke", "cpu", "paper"]), default=None)
-@click.option("--device", default=None)
-@click.option("--quiet", "-q", is_flag=True)
-@click.option("--out", type=click.Path(dir_okay=False), default=None, help="Also write the result as JSON.")
-@click.option("--force", is_flag=True)
+@options("data_dir", "download", "preset", "device", "quiet")
+@out_options("the result as JSON (besides printing it).")
 @with_logging
 def evaluate_cmd(file, arch, seeds, epochs, lr, batch_size, dsa, bf16, data_dir, download, preset, device, quiet,
                  out, force) -> None:

@@ -53,41 +53,72 @@ class Group(click.Group):
 
 
 SEED = click.IntRange(0, 2 ** 63 - 1)  # what torch generators take (a larger one used to overflow deep inside)
+PRESETS = ("smoke", "cpu", "paper")
+
+# Every option that more than one command has, declared once: (parameter declarations, click keyword arguments).
+# ``--per-class`` means one thing everywhere: the training-set cap. Other counts have names of their own.
+SHARED: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
+    "data_dir": (("--data-dir",), dict(type=click.Path(file_okay=False), envvar=DATA_DIR_ENV, default=None,
+                                       help=f"Where datasets live (default ./data; env {DATA_DIR_ENV}).")),
+    "download": (("--download/--no-download",), dict(default=True, show_default=True,
+                                                     help="Download the dataset when it is not in --data-dir "
+                                                          "(needs network).")),
+    "per_class": (("--per-class",), dict(type=click.IntRange(min=1, max=2 ** 62), default=None,
+                                         help="Training-set cap: keep at most N training images per class (seeded "
+                                              "choice), e.g. DC-U's 4500.")),
+    "val_fraction": (("--val-fraction",), dict(type=click.FloatRange(min=0, max=1, max_open=True), default=None,
+                                               help="Fraction of the (capped) training set held out as the "
+                                                    "validation split, stratified and seeded; 0 = none (default "
+                                                    "0.15, as Deep Unlearn; a checkpoint's own value when one is "
+                                                    "given).")),
+    "seed": (("--seed",), dict(type=SEED, default=None, help="Seed of every random choice (default 0).")),
+    "device": (("--device",), dict(default=None, help="cpu, cuda or cuda:N (default: CUDA when available).")),
+    "config": (("--config", "config_file"), dict(type=click.Path(dir_okay=False), default=None,
+                                                 help="TOML config; explicit flags override it.")),
+    "preset": (("--preset",), dict(type=click.Choice(PRESETS), default=None,
+                                   help="Settings preset (configs/presets/).")),
+    "force": (("--force",), dict(is_flag=True, help="Overwrite existing outputs.")),
+    "quiet": (("--quiet", "-q"), dict(is_flag=True, help="No progress bars or progress lines.")),
+    "option": (("--option", "options"), dict(multiple=True, metavar="KEY=VALUE",
+                                             help="An option of the method (repeatable); types are checked.")),
+}
 
 
-def _opt(*names: str, **kw) -> Callable:
-    return click.option(*names, **kw)
+def opt(name: str, **overrides: Any) -> Callable:
+    """The shared option ``name`` (a key of SHARED), with this command's ``default``, ``required`` or ``help``."""
+    decls, kw = SHARED[name]
+    return click.option(*decls, **{**kw, **overrides})
 
 
-def data_options(f: Callable) -> Callable:
-    f = _opt("--download/--no-download", default=True, show_default=True,
-             help="Download the dataset when it is not in --data-dir (needs network).")(f)
-    f = _opt("--val-fraction", type=click.FloatRange(min=0, max=1, max_open=True), default=None,
-             help="Fraction of the (capped) training set held out as the validation split, stratified and "
-                  "seeded; 0 = none (default 0.15, as Deep Unlearn; a checkpoint's own value when one is given).")(f)
-    f = _opt("--per-class", type=click.IntRange(min=1, max=2 ** 62), default=None,
-             help="Keep at most N training images per class (seeded choice), e.g. DC-U's 4500.")(f)
-    f = _opt("--data-dir", type=click.Path(file_okay=False), envvar=DATA_DIR_ENV, default=None,
-             help=f"Where datasets live (default ./data; env {DATA_DIR_ENV}).")(f)
-    return f
-
-
-def run_options(f: Callable) -> Callable:
-    f = _opt("--quiet", "-q", is_flag=True, help="No progress bars.")(f)
-    f = _opt("--device", default=None, help="cpu, cuda or cuda:N (default: CUDA when available).")(f)
-    f = _opt("--seed", type=SEED, default=None, help="Seed of every random choice (default 0).")(f)
-    f = _opt("--preset", type=click.Choice(["smoke", "cpu", "paper"]), default=None,
-             help="Settings preset from configs/presets/.")(f)
-    f = _opt("--config", "config_file", type=click.Path(dir_okay=False), default=None,
-             help="TOML config; explicit flags override it.")(f)
-    return f
-
-
-def out_options(default_help: str) -> Callable:
+def options(*names: str) -> Callable:
+    """Several shared options at once, in the order given (as they appear in --help)."""
     def deco(f: Callable) -> Callable:
-        f = _opt("--force", is_flag=True, help="Overwrite an existing output.")(f)
-        f = _opt("--out", type=click.Path(dir_okay=False), default=None, help=default_help)(f)
+        for name in reversed(names):
+            f = opt(name)(f)
         return f
+
+    return deco
+
+
+def out_file(help: str, **kw: Any) -> Callable:
+    """``--out FILE``: a command whose output is one file."""
+    return click.option("--out", type=click.Path(dir_okay=False), default=None, help=f"File to write: {help}", **kw)
+
+
+def out_dir(help: str, *aliases: str, **kw: Any) -> Callable:
+    """``--out DIR``: a command whose output is several files in one directory."""
+    return click.option("--out", *aliases, "out", type=click.Path(file_okay=False), default=None,
+                        help=f"Directory to write: {help}", **kw)
+
+
+data_options = options("data_dir", "per_class", "val_fraction", "download")
+run_options = options("config", "preset", "seed", "device", "quiet")
+
+
+def out_options(help: str) -> Callable:
+    """``--out FILE`` and ``--force``."""
+    def deco(f: Callable) -> Callable:
+        return out_file(help)(opt("force")(f))
 
     return deco
 

@@ -11,7 +11,6 @@ Resolution is deterministic for a seed. The retain set is always the exact compl
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -20,6 +19,7 @@ import numpy as np
 import torch
 
 from .errors import ForgetSpecError
+from .overfit import otsu_threshold, overfitting_scores
 from .registry import Registry
 
 
@@ -217,18 +217,17 @@ def _select_indices(args: tuple[str, ...], ctx: ForgetContext) -> torch.Tensor:
     return read_index_file(args[0] if args else "")
 
 
-# ``overfit`` is implemented by the attacks stage (it needs a trained model). The foundation only knows where.
-OVERFIT_PROVIDER = "attacks.overfit:select_overfit"
-
-
 @SELECTORS.register("overfit")
 def _select_overfit(args: tuple[str, ...], ctx: ForgetContext) -> torch.Tensor:
-    module_name, _, func = OVERFIT_PROVIDER.partition(":")
+    """The samples DC-U's overfitting metric calls memorised: O(x) <= Otsu's threshold. Needs
+    ``ctx.extra['model']`` and ``ctx.extra['images']``."""
+    model, images = ctx.extra.get("model"), ctx.extra.get("images")
+    if model is None or images is None:
+        raise ForgetSpecError("the 'overfit' forget spec needs the model and its training images "
+                              "(commands that take --checkpoint provide them)")
+    scores = overfitting_scores(model, images, ctx.labels)
     try:
-        provider = getattr(importlib.import_module(module_name), func)
-    except (ImportError, AttributeError):
-        raise ForgetSpecError(
-            "the 'overfit' forget spec is provided by the attacks stage's overfitting metric, "
-            "which is not available in this installation yet"
-        ) from None
-    return provider(args, ctx)
+        t = otsu_threshold(scores)
+    except ValueError:
+        raise ForgetSpecError("the 'overfit' forget spec found no spread in the overfitting metric") from None
+    return torch.nonzero(scores <= t).flatten()

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from attacks.overfit import otsu_threshold, overfitting_scores
+from dcforget.overfit import otsu_threshold, overfitting_scores
 from attacks.roc import auc, roc_curve, tpr_at_fpr
 from dcforget.forget import ForgetContext, resolve_forget
 from dcforget.train import TrainConfig

@@ -52,7 +52,7 @@ def test_invert_writes_grids_and_scores(models, tmp_path):
     out = tmp_path / "inv"
     res = CliRunner().invoke(attacks_main, ["invert", "--checkpoint", str(models / "o.pt"),
                                             "--checkpoint", str(models / "r0" / "model.pt"), "--forget", "class:1",
-                                            "--evaluator", str(models / "o.pt"), "--steps", "20", "--out-dir", str(out)])
+                                            "--evaluator", str(models / "o.pt"), "--steps", "20", "--out", str(out)])
     assert res.exit_code == 0, res.output
     rep = json.loads((out / "report.json").read_text())
     assert set(rep["models"]) == {"o", "r0"} and rep["classes"] == [1]
@@ -60,7 +60,7 @@ def test_invert_writes_grids_and_scores(models, tmp_path):
     # the original still knows class 1, the retrained model never saw it
     assert rep["models"]["o"]["evaluator_accuracy"] >= rep["models"]["r0"]["evaluator_accuracy"]
     res = CliRunner().invoke(attacks_main, ["invert", "--checkpoint", str(models / "o.pt"), "--forget", "class:1",
-                                            "--steps", "5", "--out-dir", str(out)])
+                                            "--steps", "5", "--out", str(out)])
     assert res.exit_code == 2 and "already exists" in res.output
 
 
@@ -93,7 +93,7 @@ def test_invert_condensive_writes_grids_and_scores(models, tmp_path):
     out = tmp_path / "cinv"
     res = CliRunner().invoke(attacks_main, ["invert", "--method", "condensive", "--checkpoint", str(models / "o.pt"),
                                             "--forget", "class:1", "--per-class", "3", "--steps", "3",
-                                            "--evaluator", str(models / "o.pt"), "--out-dir", str(out)])
+                                            "--evaluator", str(models / "o.pt"), "--out", str(out)])
     assert res.exit_code == 0, res.output
     rep = json.loads((out / "report.json").read_text())
     assert rep["method"] == "condensive" and rep["pool"] == "test"
@@ -105,7 +105,7 @@ def test_defend_reports_original_mu_and_dp(models, tmp_path):
     pytest.importorskip("opacus")
     out = tmp_path / "defend"
     args = ["defend", "--checkpoint", str(models / "o.pt"), "--method", "finetune", "--option", "epochs=2",
-            "--dp-epochs", "2", "--dp-batch-size", "16", "--dp-epsilon", "8", "--out-dir", str(out)]
+            "--dp-epochs", "2", "--dp-batch-size", "16", "--dp-epsilon", "8", "--out", str(out)]
     res = CliRunner().invoke(attacks_main, args)
     assert res.exit_code == 0, res.output
     rep = json.loads((out / "report.json").read_text())
@@ -117,5 +117,5 @@ def test_defend_reports_original_mu_and_dp(models, tmp_path):
     assert len(meta["forgotten"]) == rep["overfit_size"] and meta["requests"][-1] == "overfit"
     again = CliRunner().invoke(attacks_main, args)  # never overwrites without --force
     assert again.exit_code == 2 and "exists" in again.output
-    res = CliRunner().invoke(attacks_main, ["defend", "--checkpoint", str(models / "o.pt"), "--out-dir", str(tmp_path / "x")])
+    res = CliRunner().invoke(attacks_main, ["defend", "--checkpoint", str(models / "o.pt"), "--out", str(tmp_path / "x")])
     assert res.exit_code == 2 and "--from-condensed" in res.output

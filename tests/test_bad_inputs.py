@@ -20,7 +20,7 @@ from click.testing import CliRunner
 
 from attacks.cli import main as attacks
 from condense.cli import main as condense
-from unlearn.cli import main as unlearn
+from experiments.cli import unlearn_main as unlearn
 
 TINY = "synthetic:classes=4,train=30,test=10,size=16"
 MAINS = {"condense": condense, "unlearn": unlearn, "attacks": attacks}
@@ -194,7 +194,7 @@ CASES = [
     ("usage-seed-overflow", "unlearn", ["train", TINY, "--seed", "99999999999999999999999"], "Invalid value for '--seed'"),
     ("usage-per-class-overflow", "unlearn", ["train", TINY, "--per-class", "99999999999999999999999"], "--per-class"),
     ("usage-compare-no-reports", "unlearn", ["compare"], "Missing argument"),
-    ("usage-invert-pool", "attacks", ["invert", *CK, "--pool", "val", "--out-dir", "{w}/inv"], "Invalid value for '--pool'"),
+    ("usage-invert-pool", "attacks", ["invert", *CK, "--pool", "val", "--out", "{w}/inv"], "Invalid value for '--pool'"),
     # --- checkpoints: missing, a directory, foreign, corrupt, non-finite, malformed metadata
     ("ck-missing", "unlearn", ["evaluate", "{i}/none.pt"], "does not exist"),
     ("ck-directory", "unlearn", ["evaluate", "{i}/adir"], "is a directory"),
@@ -212,7 +212,7 @@ CASES = [
                                      "{w}/c.h5"], "non-finite weights"),
     ("ck-nan-mia", "attacks", ["mia", "--checkpoint", "{i}/nan.pt", "--forget", "class:1"], "non-finite weights"),
     ("ck-nan-evaluator", "attacks", ["invert", *CK, "--evaluator", "{i}/nan.pt", "--forget", "class:1",
-                                     "--out-dir", "{w}/inv"], "non-finite weights"),
+                                     "--out", "{w}/inv"], "non-finite weights"),
     ("ck-meta-model-str", "unlearn", ["evaluate", "{i}/meta-model-str.pt"], "'model' must be a table"),
     ("ck-meta-dropout", "unlearn", ["evaluate", "{i}/meta-dropout.pt"], "does not match its architecture"),
     ("ck-meta-shape", "attacks", ["mia", "--checkpoint", "{i}/meta-shape.pt"], "model.image_shape"),
@@ -243,7 +243,7 @@ CASES = [
     ("h5-checkpoint-as-h5", "unlearn", ["--from-condensed", "{i}/orig.pt", *CK, "--forget", "class:1",
                                         "--out", "{w}/u"], "not a readable HDF5"),
     ("h5-defend", "attacks", ["defend", *CK, "--from-condensed", "{i}/truncated.h5", "--no-dp",
-                              "--out-dir", "{w}/def"], "truncated"),
+                              "--out", "{w}/def"], "truncated"),
     # --- forget specs
     ("forget-kind", "unlearn", [*CK, "--forget", "everything", "--method", "finetune", "--out", "{w}/u"], "unknown kind"),
     ("forget-fraction", "unlearn", [*CK, "--forget", "random:1.5", "--method", "finetune", "--out", "{w}/u"],
@@ -275,7 +275,7 @@ CASES = [
     ("option-unknown", "unlearn", [*CK, *REQ, "--option", "speed=3"], "unknown option"),
     ("option-no-equals", "unlearn", [*CK, *REQ, "--option", "epochs"], "key=value"),
     ("option-batch-zero", "attacks", ["defend", *CK, "--method", "finetune", "--option", "batch_size=0", "--no-dp",
-                                      "--out-dir", "{w}/def"], ">= 1"),
+                                      "--out", "{w}/def"], ">= 1"),
     ("condense-option-negative", "condense", ["build", TINY, *CK, "--clusters", "2", "--option", "steps=-5",
                                               "--out", "{w}/c.h5"], "out of range"),
     ("condense-method-unknown", "condense", ["build", TINY, *CK, "--method", "gan", "--clusters", "2"],
@@ -337,14 +337,14 @@ CASES = [
     ("out-exists-request", "unlearn", [*CK, "--forget", "class:1", "--method", "finetune", "--out", "{w}/done"],
      "already exists"),
     ("out-exists-mia", "attacks", ["mia", *CK, "--forget", "class:1", "--out", "{w}/exists.json"], "already exists"),
-    ("out-exists-defend", "attacks", ["defend", *CK, "--method", "finetune", "--no-dp", "--out-dir", "{w}/done"],
+    ("out-exists-defend", "attacks", ["defend", *CK, "--method", "finetune", "--no-dp", "--out", "{w}/done"],
      "already exists"),
     ("out-is-directory", "unlearn", ["train", TINY, "--model", "mlp", "--out", "{w}/done"], "is a directory"),
     ("out-under-file", "condense", ["build", TINY, *CK, "--clusters", "2", "--out", "{w}/afile/c.h5"],
      "not a directory"),
     ("out-under-file-deep", "unlearn", [*CK, *REQ[:-2], "--out", "{w}/afile/x/y"], "not a directory"),
-    ("out-dir-is-file", "attacks", ["invert", *CK, "--forget", "class:1", "--out-dir", "{w}/afile"], "is a file"),
-    ("out-dir-under-file", "attacks", ["invert", *CK, "--forget", "class:1", "--out-dir", "{w}/afile/inv"],
+    ("out-dir-is-file", "attacks", ["invert", *CK, "--forget", "class:1", "--out", "{w}/afile"], "is a file"),
+    ("out-dir-under-file", "attacks", ["invert", *CK, "--forget", "class:1", "--out", "{w}/afile/inv"],
      "not a directory"),
     ("out-reproduce-under-file", "unlearn", ["reproduce", "dcu", "--preset", "smoke", "--out", "{w}/afile/rep"],
      "not a directory"),

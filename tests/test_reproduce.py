@@ -6,7 +6,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from unlearn.cli import main as unlearn_main
+from experiments.cli import unlearn_main
 
 
 @pytest.fixture(scope="module")
@@ -76,7 +76,7 @@ def test_a_cell_computed_under_other_settings_is_recomputed(smoke):
 
 
 def test_settings_digest_follows_what_cells_are_computed_from():
-    from unlearn.reproduce.runner import Experiment, settings_digest
+    from experiments.runner import Experiment, settings_digest
     preset, spec = {"seeds": 3, "per_class": 10, "description": "a"}, {"title": "t", "methods": ["retrain"]}
     d = settings_digest(preset, Experiment("x", spec))
     # the seed is in each cell's name, and titles, notes and reference numbers only shape the report
@@ -90,7 +90,7 @@ def test_settings_digest_follows_what_cells_are_computed_from():
 def test_code_digest_follows_the_code_a_cell_runs(tmp_path):
     import shutil
 
-    from unlearn.reproduce.runner import CODE_PACKAGES, REPO_ROOT, code_digest
+    from experiments.runner import CODE_PACKAGES, REPO_ROOT, code_digest
 
     for pkg in CODE_PACKAGES:
         shutil.copytree(REPO_ROOT / pkg, tmp_path / pkg, ignore=shutil.ignore_patterns("__pycache__"))
@@ -117,7 +117,7 @@ def test_code_digest_follows_the_code_a_cell_runs(tmp_path):
     edit("dcforget/train.py", "\nX = 1\n")
     assert code_digest("retrain", tmp_path) != after["retrain"]  # shared code: every cell
     d = code_digest("retrain", tmp_path)
-    for rel in ("unlearn/reproduce/figures.py", "unlearn/reproduce/report.py"):  # drawing and reporting only
+    for rel in ("experiments/figures.py", "experiments/report.py"):  # drawing and reporting only
         edit(rel, "\nX = 1\n")
     assert code_digest("retrain", tmp_path) == d
     code_digest.cache_clear()
@@ -125,8 +125,8 @@ def test_code_digest_follows_the_code_a_cell_runs(tmp_path):
 
 def test_variants_are_rows_of_one_method_with_their_own_options():
     from dcforget.errors import ConfigError
-    from unlearn.reproduce.runner import Experiment
-    from unlearn.reproduce.unlearn_grid import method_options, resolve_method
+    from experiments.runner import Experiment
+    from experiments.kinds.unlearn_grid import method_options, resolve_method
 
     exp = Experiment("x", {"methods": ["retrain", "hard"], "variants": {"hard": {"method": "condensed",
                                                                                "options": {"reset": "all"}}},
@@ -141,13 +141,13 @@ def test_variants_are_rows_of_one_method_with_their_own_options():
 
 
 def test_reported_std_is_the_sample_std():
-    from unlearn.reproduce.report import mean_std
+    from experiments.report import mean_std
 
     assert mean_std([1.0, 2.0, 3.0]) == (2.0, 1.0)  # n-1 in the denominator (the population std would be 0.816)
 
 
 def test_interrupted_run_leaves_no_partial_cell(tmp_path, monkeypatch):
-    from unlearn import reproduce as rp
+    import experiments as rp
 
     calls = {"n": 0}
     real = rp.KINDS.get("unlearn")
@@ -175,7 +175,7 @@ def test_bad_input_is_one_line(tmp_path):
 
 
 def test_the_choices_suite_sweeps_the_default_against_retraining():
-    from unlearn.reproduce.runner import KINDS, load_suite
+    from experiments.runner import KINDS, load_suite
 
     preset, exps = load_suite("choices", "cpu")
     assert preset["per_class"] == 250 and "val_fraction" not in preset  # the default 15% validation split
@@ -187,7 +187,7 @@ def test_the_choices_suite_sweeps_the_default_against_retraining():
 def test_artefacts_of_other_settings_are_never_shared(tmp_path):
     # an original trained under one preset must not be read back under another (bf16, epochs, data...), and a
     # setting the original does not depend on (K, the offline phase, a condenser's options) must not retrain it
-    from unlearn.reproduce.runner import Experiment, Workspace
+    from experiments.runner import Experiment, Workspace
 
     def folder(preset, spec=None):
         ws = Workspace(preset, tmp_path, torch.device("cpu"), None, print)
@@ -205,8 +205,8 @@ def test_artefacts_of_other_settings_are_never_shared(tmp_path):
 
 def test_a_variants_artefact_settings_must_take_effect():
     from dcforget.errors import ConfigError, UnknownNameError
-    from unlearn.reproduce.runner import Experiment
-    from unlearn.reproduce.unlearn_grid import resolve_method
+    from experiments.runner import Experiment
+    from experiments.kinds.unlearn_grid import resolve_method
 
     def check(variant):
         return resolve_method(Experiment("e", {"models": ["mlp"], "variants": {"v": variant}}), "v")

@@ -7,11 +7,11 @@ from pathlib import Path
 import click
 
 from dcforget.checkpoint import load_checkpoint, save_checkpoint
-from dcforget.cli import Group, data_options, out_options, run_options, with_logging
+from dcforget.cli import Group, data_options, opt, options, out_dir, out_options, run_options, with_logging
 from dcforget.config import check_options, resolve_config, section
 from dcforget.errors import ConfigError
 from dcforget.datasets import DEFAULT_VAL_FRACTION, load_data, load_data_for
-from dcforget.io import check_writable, check_writable_dir
+from dcforget.io import check_writable
 from dcforget.models import MODELS
 from dcforget.runtime import resolve_device
 from dcforget.train import OPTIMIZERS, SCHEDULES, TrainConfig, evaluate
@@ -28,14 +28,11 @@ from dcforget.training import checkpoint_meta, train_on
 @click.option("--method", default=None, help="Unlearning method (default: condensed); see `unlearn methods`.")
 @click.option("--condensed-model", is_flag=True, help="DC-U's condensed-model mode (= --method condensed-model).")
 @click.option("--epochs", type=click.IntRange(min=1), default=None, help="Epochs of the method's training.")
-@click.option("--option", "options", multiple=True, metavar="KEY=VALUE", help="A method option (repeatable).")
-@click.option("--data-dir", type=click.Path(file_okay=False), envvar="DCFORGET_DATA_DIR", default=None,
-              help="Where datasets live (default ./data; env DCFORGET_DATA_DIR).")
-@click.option("--download/--no-download", default=True, help="Download the dataset if missing.")
+@opt("option", help="A method option (repeatable; see `unlearn methods`); types are checked.")
+@options("data_dir", "download")
 @run_options
-@click.option("--out", type=click.Path(file_okay=False), default=None,
-              help="Output directory for model.pt and report.json (default runs/unlearn/METHOD-SPEC).")
-@click.option("--force", is_flag=True, help="Overwrite existing outputs.")
+@out_dir("model.pt and report.json, written as one unit (default runs/unlearn/METHOD-SPEC).")
+@opt("force")
 @click.pass_context
 @with_logging
 def main(ctx, condensed_file, checkpoint, forget_spec, method, condensed_model, epochs, options, data_dir, download, config_file,
@@ -126,10 +123,7 @@ def train_cmd(dataset, arch, epochs, batch_size, lr, optimizer, schedule, weight
 
 @main.command("evaluate")
 @click.argument("checkpoint", type=click.Path(dir_okay=False))
-@click.option("--data-dir", type=click.Path(file_okay=False), envvar="DCFORGET_DATA_DIR", default=None,
-              help="Where datasets live (default ./data).")
-@click.option("--download/--no-download", default=True, help="Download the dataset if missing.")
-@click.option("--device", default=None, help="cpu, cuda or cuda:N.")
+@options("data_dir", "download", "device")
 def evaluate_cmd(checkpoint, data_dir, download, device) -> None:
     """Accuracy of CHECKPOINT on its own (capped) training set and on the test split."""
     ckpt_meta_only = load_checkpoint(checkpoint)
@@ -174,10 +168,8 @@ def compare_cmd(reports) -> None:
               help="Remembrance images per class.")
 @click.option("--remembrance-source", type=click.Choice(["heldout", "test"]), default="heldout", show_default=True,
               help="heldout: training images the per-class cap left out; test: the test split (the reference).")
-@click.option("--option", "options", multiple=True, metavar="KEY=VALUE",
-              help="Offline-phase option (iterations, final_epochs, intermediate_epochs, lr_final, ...).")
-@click.option("--data-dir", type=click.Path(file_okay=False), envvar="DCFORGET_DATA_DIR", default=None)
-@click.option("--download/--no-download", default=True)
+@opt("option", help="Offline-phase option (iterations, final_epochs, intermediate_epochs, lr_final, ...).")
+@options("data_dir", "download")
 @run_options
 @out_options("Offline checkpoint to write (default: beside --checkpoint, *-offline.pt).")
 @with_logging
@@ -213,35 +205,3 @@ def offline_cmd(checkpoint, remembrance_ipc, remembrance_source, options, data_d
     te = evaluate(model, data.test.images, data.test.labels, device=dev)
     click.echo(f"offline phase: {seconds:.1f} s, remembrance {len(rem.labels)} images ({rem.source}); "
                f"test acc {100 * te.accuracy:.2f}% -> {out_path}")
-
-
-@main.command("reproduce")
-@click.argument("suite")
-@click.option("--preset", "preset_name", type=click.Choice(["smoke", "cpu", "paper"]), required=True,
-              help="smoke: minutes, synthetic data; cpu: real CIFAR-10 reduced for a CPU; paper: the paper's settings.")
-@click.option("--out", type=click.Path(file_okay=False), required=True,
-              help="Output directory: cells/ (one JSON per finished cell), artefacts/, report.md/.csv/.json.")
-@click.option("--only", default=None, help="Comma list of experiments to run (default: all of the suite).")
-@click.option("--seeds", type=click.IntRange(min=1), default=None, help="Seeds per cell (default: the preset's).")
-@click.option("--data-dir", type=click.Path(file_okay=False), envvar="DCFORGET_DATA_DIR", default=None)
-@click.option("--device", default=None)
-@click.option("--report-only", is_flag=True,
-              help="Compute nothing: write the report from the finished cells and list the missing ones.")
-@click.option("--quiet", "-q", is_flag=True, help="No progress lines.")
-@with_logging
-def reproduce_cmd(suite, preset_name, out, only, seeds, data_dir, device, report_only, quiet) -> None:
-    """Run a paper's experiments from configs/experiments/SUITE (e.g. `dcu`); resumable: finished cells are read
-    back, not recomputed."""
-    import shlex
-    import sys
-
-    from .reproduce import reproduce
-
-    command = "unlearn " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv and "unlearn" in sys.argv[0] else \
-        f"unlearn reproduce {suite} --preset {preset_name} --out {out}" + (f" --only {only}" if only else "")
-    only_list = [o.strip() for o in only.split(",") if o.strip()] if only else None
-    check_writable_dir(out)
-    reproduce(suite, preset_name, out, only=only_list, data_dir=data_dir, device=resolve_device(device), seeds=seeds,
-              command=command, log=(lambda msg: None) if quiet else (lambda msg: click.echo(msg, err=True)),
-              report_only=report_only)
-    click.echo(f"wrote {Path(out) / 'report.md'}")

@@ -14,8 +14,8 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parents[1]))
 
 from dcforget.provenance import run_meta  # noqa: E402
-from unlearn.reproduce.report import mean_std  # noqa: E402
-from unlearn.reproduce.unlearn_grid import val_gap  # noqa: E402
+from experiments.report import mean_std  # noqa: E402
+from experiments.kinds.unlearn_grid import val_gap  # noqa: E402
 
 rep = json.loads((HERE / "report.json").read_text())
 cells = rep["cells"]["default-random"]

@@ -1,4 +1,4 @@
-"""DC-U's overfitting metric (dcu.md §5.4) and the ``overfit`` forget spec.
+"""DC-U's overfitting metric (dcu.md §5.4), which the ``overfit`` forget spec (forget.py) thresholds.
 
 Per sample: O(x) = | CE(f(x), y) - mean_j (dCE/dtheta_j)^2 |, with per-sample gradients from ``torch.func``
 (vmap over grad, in chunks) instead of the reference's batch-of-one loop. The reference runs the model in train
@@ -14,9 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch.func import functional_call, grad, vmap
 
-from dcforget.errors import ForgetSpecError
-from dcforget.forget import ForgetContext
-from dcforget.train import as_unit
+from .train import as_unit
 
 
 def otsu_threshold(values: torch.Tensor, bins: int = 256) -> float:
@@ -63,17 +61,3 @@ def overfitting_scores(model: torch.nn.Module, images: torch.Tensor, labels: tor
     finally:
         model.train(was)
     return torch.cat(scores)
-
-
-def select_overfit(args: tuple[str, ...], ctx: ForgetContext) -> torch.Tensor:
-    """The ``overfit`` forget spec: needs ``ctx.extra['model']`` and ``ctx.extra['images']``."""
-    model, images = ctx.extra.get("model"), ctx.extra.get("images")
-    if model is None or images is None:
-        raise ForgetSpecError("the 'overfit' forget spec needs the model and its training images "
-                              "(commands that take --checkpoint provide them)")
-    scores = overfitting_scores(model, images, ctx.labels)
-    try:
-        t = otsu_threshold(scores)
-    except ValueError:
-        raise ForgetSpecError("the 'overfit' forget spec found no spread in the overfitting metric") from None
-    return torch.nonzero(scores <= t).flatten()

@@ -18,10 +18,10 @@ import torch
 from dcforget.errors import ConfigError
 from dcforget.train import evaluate
 
-from ..methods import METHODS
-from ..request import unlearn_request
-from .report import add_reference, lookup, mean_std
-from .runner import KINDS, Cell, Experiment, Kind, Workspace
+from unlearn.methods import METHODS
+from unlearn.request import unlearn_request
+from ..report import add_reference, lookup, mean_std
+from ..workspace import KINDS, Cell, Experiment, Kind, Workspace
 
 METRICS = ("retain_acc", "forget_acc", "test_acc", "mia")
 OFFLINE_METHODS = ("dcu-reference", "condensed-model")  # start from DC-U's offline phase and its condensed file
@@ -76,7 +76,7 @@ def _check_variant_artefacts(exp: Experiment, label: str, method: str, variant: 
     from condense.methods import CONDENSERS
     from dcforget.models import MODELS
 
-    from ..offline import OFFLINE_DEFAULTS
+    from unlearn.offline import OFFLINE_DEFAULTS
 
     where = f"experiment {exp.name}: variant {label!r}"
     offline_method = method in OFFLINE_METHODS

@@ -1,5 +1,7 @@
-"""`unlearn reproduce SUITE --preset P --out DIR`: a paper's experiments run from config files, resumable, reported
-next to the paper's committed numbers.
+"""`experiments reproduce SUITE --preset P --out DIR` (also `unlearn reproduce`): a suite of experiments run from
+config files, resumable, reported next to a paper's committed numbers where it has them. This module is the
+orchestration (which cells to run, reading back finished ones, the report); what a cell computes with is in
+workspace.py and kinds/.
 
 A suite is a folder ``configs/experiments/SUITE/``: ``presets.toml`` (data, training sizes and seeds per preset,
 ``smoke`` / ``cpu`` / ``paper``) and one TOML file per experiment. An experiment names its kind (a registry:
@@ -18,30 +20,31 @@ std over seeds, the reference's numbers beside ours, and flags the differences b
 
 from __future__ import annotations
 
+import ast
 import functools
 import hashlib
 import inspect
 import json
-import ast
 import re
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable
 
 import torch
 
 from dcforget.config import config_dirs, load_toml
-from dcforget.datasets import DEFAULT_VAL_FRACTION, Data, load_data
 from dcforget.errors import ConfigError
 from dcforget.io import atomic_path
 from dcforget.provenance import git_hash, machine
-from dcforget.registry import Registry
 from dcforget.runtime import bf16_native, resolve_bf16
-from dcforget.train import TrainConfig
+from unlearn.methods import METHODS
 
-from ..artefacts import condensed_file, dcu_offline, original_model
 from .report import write_report
+from .workspace import KINDS, Cell, Experiment, Kind, Workspace, val_fraction
+
+__all__ = ["KINDS", "Cell", "Experiment", "Kind", "Workspace", "reproduce", "load_suite", "settings_digest",
+           "code_digest"]
 
 PRESET_NAMES = ("smoke", "cpu", "paper")
 
@@ -55,16 +58,6 @@ def suite_dir(suite: str) -> Path:
         if d.is_dir():
             return d
     raise ConfigError(f"unknown experiment suite {suite!r} (no configs/experiments/{suite}/)")
-
-
-@dataclass
-class Experiment:
-    name: str
-    spec: dict[str, Any]  # the experiment file with the preset's overrides applied
-
-    @property
-    def title(self) -> str:
-        return self.spec.get("title", self.name)
 
 
 def load_suite(suite: str, preset: str, only: list[str] | None = None) -> tuple[dict[str, Any], list[Experiment]]:
@@ -94,123 +87,6 @@ def load_suite(suite: str, preset: str, only: list[str] | None = None) -> tuple[
     return presets[preset], exps
 
 
-def val_fraction(preset: dict[str, Any]) -> float:
-    """The preset's validation fraction (default 0.15): held out of the capped training set, never trained on."""
-    return float(preset.get("val_fraction", DEFAULT_VAL_FRACTION))
-
-
-def _short_digest(options: dict[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(options, sort_keys=True, default=str).encode()).hexdigest()[:8]
-
-
-# --------------------------------------------------------------------------------------------- workspace
-@dataclass
-class Workspace:
-    """The preset's data and every cached artefact, made on first use."""
-    preset: dict[str, Any]
-    root: Path
-    device: torch.device
-    data_dir: str | None
-    log: Log
-    _memo: dict[str, Any] = field(default_factory=dict)
-    overrides: dict[str, dict[str, Any]] = field(default_factory=dict)  # arch -> {model_options, offline}
-
-    def for_experiment(self, exp: "Experiment") -> "Workspace":
-        """This workspace (same data and memo) with ``exp``'s model and offline-phase settings."""
-        mo, off = exp.spec.get("model_options", {}), exp.spec.get("offline", {})
-        ov = {a: {"model_options": mo.get(a), "offline": off} for a in set(mo) | set(exp.spec.get("models", []))}
-        return replace(self, overrides=ov)
-
-    def data(self) -> Data:
-        p = self.preset
-        return self._cached("data", lambda: load_data(p["dataset"], self.data_dir, p.get("per_class") or None, seed=0,
-                                                      val_fraction=val_fraction(p)).to(self.device))
-
-    def _cached(self, key: str, make):
-        if key not in self._memo:
-            self._memo[key] = make()
-        return self._memo[key]
-
-    def variant(self, arch: str) -> str:
-        """The artefact folder of ``arch``: its name plus a digest of what its original model is made from (data,
-        cap, validation split, epochs, bf16, the experiment's model options), so a changed preset or two experiments
-        with different settings never share an original. The offline and condensed files inside it are named by
-        digests of their own settings (``offline``, ``condensed``)."""
-        p = self.preset
-        made_from = {"dataset": p["dataset"], "per_class": p.get("per_class"), "val_fraction": val_fraction(p),
-                     "original_epochs": p["original_epochs"], "bf16": p.get("bf16", False),
-                     "model_options": self.overrides.get(arch, {}).get("model_options") or None}
-        return f"{arch}-{_short_digest(made_from)}"
-
-    def original(self, arch: str):
-        cfg = TrainConfig(epochs=int(self.preset["original_epochs"]), bf16=self.preset.get("bf16", False))
-        mo = self.overrides.get(arch, {}).get("model_options") or None
-        v = self.variant(arch)
-        return self._cached(f"orig/{v}", lambda: original_model(
-            self.root / v / "original.pt", self.data(), arch, cfg, device=self.device, model_options=mo, log=self.log))
-
-    def condensed(self, arch: str, offline: bool = False, *, clusters: int | None = None, condenser: str = "fdm",
-                  ipc: int | None = None, source: str | None = None, extra: dict[str, Any] | None = None,
-                  offline_extra: dict[str, Any] | None = None):
-        """The ``condenser`` file (K = ``clusters`` or the preset's) from the original's or the offline model's
-        features; ``extra``: condenser options over the preset's (a variant's, e.g. the reference's FDM blend),
-        ``offline_extra``: the offline phase's, as for ``offline``. Named by a digest of all of it."""
-        k = int(clusters or self.preset["clusters"])
-        v = self.variant(arch)
-        options = {**self.preset.get("condense", {}).get(condenser, {}), **(extra or {})}
-        if offline:
-            model, _, off_name = self.offline(arch, ipc, source, offline_extra, with_name=True)
-        else:
-            model, off_name = self.original(arch), None
-        name = f"{condenser}-K{k}-{'offline-' if offline else ''}" \
-               f"{_short_digest({'options': options, 'from': off_name})}.h5"
-        return self._cached(f"cs/{v}/{name}", lambda: condensed_file(
-            self.root / v / name, self.data(), model, condenser, clusters=k, options=options, device=self.device,
-            log=self.log))
-
-    def offline(self, arch: str, ipc: int | None = None, source: str | None = None,
-                extra: dict[str, Any] | None = None, *, with_name: bool = False):
-        """DC-U's offline checkpoint of ``arch``, its remembrance set of ``ipc`` images per class from ``source``
-        ("heldout" training images or the "test" split, as the reference; default: the preset's); ``extra``:
-        offline-phase options over the preset's (a variant's, e.g. the reference MLP's ``logit_relu``). Named by a
-        digest of the options, the remembrance size and its source."""
-        p = self.preset
-        rem = p.get("remembrance", {})
-        ipc = int(ipc if ipc is not None else rem.get("ipc", 10))
-        source = source or rem.get("source", "heldout")
-        opts = {**p.get("offline", {}), **(self.overrides.get(arch, {}).get("offline") or {}), **(extra or {}),
-                "bf16": p.get("bf16", False)}
-        name = f"offline-ipc{ipc}-{source}-{_short_digest(opts)}.pt"
-        v = self.variant(arch)
-        model, tensors = self._cached(f"off/{v}/{name}", lambda: dcu_offline(
-            self.root / v / name, self.data(), self.original(arch), opts, ipc=ipc,
-            source=source, data_dir=self.data_dir, device=self.device, log=self.log))
-        return (model, tensors, name) if with_name else (model, tensors)
-
-
-# --------------------------------------------------------------------------------------------- experiment kinds
-@dataclass
-class Cell:
-    experiment: str
-    key: dict[str, Any]
-    seed: int
-
-    @property
-    def id(self) -> str:
-        parts = [re.sub(r"[^A-Za-z0-9_.]+", "_", str(v)) for v in self.key.values()]
-        return "-".join(parts + [f"s{self.seed}"])
-
-
-@dataclass(frozen=True)
-class Kind:
-    cells: Callable[[Experiment, int], list[Cell]]
-    run: Callable[[Cell, Experiment, Workspace], dict[str, Any]]
-    rows: Callable[[Experiment, list[dict[str, Any]]], list[dict[str, Any]]]
-
-
-KINDS: Registry[Kind] = Registry("experiment kind")
-
-
 PRESENTATION_KEYS = ("title", "description", "reductions", "reference_source", "reference", "reference_keys", "notes",
                      "flag")  # shape the report, not the cells
 
@@ -225,10 +101,13 @@ def settings_digest(preset: dict[str, Any], exp: Experiment) -> str:
     return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-CODE_PACKAGES = ("dcforget", "condense", "unlearn", "attacks")  # what a cell's computation can run through
-NOT_CELL_CODE = ("unlearn/reproduce/figures.py", "unlearn/reproduce/report.py", "dcforget/provenance.py", "unlearn/cli.py", "unlearn/requests_cli.py", "unlearn/compare.py",
-                 "condense/cli.py", "attacks/cli.py")  # drawing, reporting and argument parsing only
+REPO_ROOT = Path(__file__).resolve().parents[1]
+CODE_PACKAGES = ("dcforget", "condense", "unlearn", "attacks", "experiments")  # what a cell's computation can run through
+# Orchestration (which cells run, where results go), drawing, reporting and argument parsing: code that decides
+# nothing a cell computes. Everything else in CODE_PACKAGES joins the digest.
+NOT_CELL_CODE = ("experiments/runner.py", "experiments/figures.py", "experiments/report.py", "experiments/cli.py",
+                 "dcforget/provenance.py", "dcforget/cli.py", "unlearn/cli.py", "unlearn/requests_cli.py",
+                 "unlearn/compare.py", "condense/cli.py", "attacks/cli.py")
 
 
 def _code_bytes(path: Path) -> bytes:
@@ -249,8 +128,6 @@ def code_digest(method: str | None = None, root: Path | None = None) -> str:
     this installation) except the CLIs, the figure code and the method files of *other* methods, so editing one
     method recomputes only its cells and a change to shared code recomputes all. ``method`` None: every method
     file counts. A method's file counts with the sibling method files it imports (``from .distill import ...``)."""
-    from ..methods import METHODS
-
     root = root or REPO_ROOT
     methods_dir = root / "unlearn" / "methods"
     own: set[str] = set()
@@ -271,8 +148,6 @@ def code_digest(method: str | None = None, root: Path | None = None) -> str:
 
 
 def cell_digest(settings: str, cell: "Cell", exp: Experiment) -> str:
-    from ..methods import METHODS
-
     method = cell.key.get("method")
     variant = exp.spec.get("variants", {}).get(method) if isinstance(method, str) else None
     if isinstance(variant, dict):
@@ -326,7 +201,8 @@ def reproduce(suite: str, preset: str, out: str | Path, *, only: list[str] | Non
                 tmp.write_text(json.dumps(rec, indent=1, default=str))
         results[exp.name].append(rec)
     sections = [(e, KINDS.get(e.spec.get("kind", "unlearn")).rows(e, results[e.name])) for e in exps]
-    meta = {"suite": suite, "preset": preset, "command": command, "machine": machine(device), "git": git_hash(),
+    columns = {e.name: KINDS.get(e.spec.get("kind", "unlearn")).columns for e in exps}
+    meta = {"suite": suite, "columns": columns, "preset": preset, "command": command, "machine": machine(device), "git": git_hash(),
             "finished_utc": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()), "seeds": n_seeds,
             "preset_description": p.get("description", ""), "preset_settings": {k: v for k, v in p.items() if k != "description"},
             "cells": len(plan), "cells_read_back": done_before, "seconds_this_run": time.perf_counter() - t0,

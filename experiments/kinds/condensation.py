@@ -13,8 +13,8 @@ from condense.build import build_condensed
 from condense.evaluate import evaluate_condensed
 from condense.methods import CONDENSERS
 
-from .report import lookup, mean_std
-from .runner import KINDS, Cell, Experiment, Kind, Workspace
+from ..report import lookup, mean_std
+from ..workspace import KINDS, Cell, Experiment, Kind, Workspace
 
 
 def _cells(exp: Experiment, seeds: int) -> list[Cell]:

@@ -13,12 +13,15 @@ from typing import Any, Callable
 
 import torch
 
+from condense.build import build_condensed
 from dcforget.checkpoint import load_checkpoint, save_checkpoint
 from dcforget.condensed import CondensedSet, read_condensed, write_condensed
 from dcforget.datasets import Data
+from dcforget.errors import ConfigError
 from dcforget.models import Classifier
 from dcforget.train import TrainConfig
 from dcforget.training import checkpoint_meta, train_on
+from unlearn.offline import offline_phase, remembrance_set
 
 Log = Callable[[str], None]
 
@@ -42,8 +45,6 @@ def original_model(path: str | Path, data: Data, arch: str, cfg: TrainConfig, *,
 def condensed_file(path: str | Path, data: Data, model: Classifier, method: str, *, clusters: int | None = None,
                    ipc: int | None = None, options: dict[str, Any] | None = None, device: torch.device, seed: int = 0,
                    log: Log = _silent) -> CondensedSet:
-    from condense.build import build_condensed
-
     path = Path(path)
     if not path.exists():
         t = time.perf_counter()
@@ -54,8 +55,6 @@ def condensed_file(path: str | Path, data: Data, model: Classifier, method: str,
         log(f"condensed {method} ({clusters or ipc}): built in {time.perf_counter() - t:.0f} s")
     cs = read_condensed(path)
     if cs.train_fingerprint and cs.train_fingerprint != data.fingerprint():
-        from dcforget.errors import ConfigError
-
         raise ConfigError(f"{path} condenses another training set")
     return cs
 
@@ -64,8 +63,6 @@ def dcu_offline(path: str | Path, data: Data, model: Classifier, options: dict[s
                 source: str = "heldout", data_dir=None, device: torch.device, seed: int = 0,
                 log: Log = _silent) -> tuple[Classifier, dict[str, torch.Tensor]]:
     """DC-U's offline phase from ``model``: (offline model, tensors holding the remembrance set)."""
-    from .offline import offline_phase, remembrance_set
-
     path = Path(path)
     if not path.exists():
         t = time.perf_counter()

@@ -14,9 +14,9 @@ from typing import TYPE_CHECKING, Any
 from dcforget.io import atomic_path
 
 if TYPE_CHECKING:
-    from .runner import Experiment
+    from .workspace import Experiment
 
-ROW_AXES = ("ipc", "clusters", "condenser", "classifier", "cycle")  # key fields a table shows between forget and method
+ROW_AXES = ("part", "ipc", "clusters", "condenser", "classifier", "cycle")  # key fields a table shows between forget and method
 
 
 def mean_std(values: list[float]) -> tuple[float, float]:
@@ -89,6 +89,9 @@ def render_markdown(meta: dict[str, Any], sections: list[tuple[Experiment, list[
         if exp.spec.get("reference_source"):
             w(f"Reference numbers: {exp.spec['reference_source']}\n\n")
         axes = [a for a in ROW_AXES if any(a in r for r in rows)]
+        if meta.get("columns", {}).get(exp.name):
+            w(_kind_table(rows, axes, meta["columns"][exp.name]))
+            continue
         val = [k for k, _ in VAL_COLUMNS if any(k in r for r in rows)]
         w("| model | forget | " + "".join(f"{a} | " for a in axes) + "method | RA | FA | "
           + "".join(f"{dict(VAL_COLUMNS)[k]} | " for k in val) + "TA | MIA | time / retrain | "
@@ -109,6 +112,20 @@ def render_markdown(meta: dict[str, Any], sections: list[tuple[Experiment, list[
         if noted:
             w("\n")
     return out.getvalue()
+
+
+def _kind_table(rows: list[dict[str, Any]], axes: list[str], columns) -> str:
+    """A kind's own table: model, its axes, method, then the kind's (key, header, format) columns and notes."""
+    cols = [c for c in columns if any(c[0] in r for r in rows)]
+    out = ["| model | " + "".join(f"{a} | " for a in axes) + "method | " + "".join(f"{h} | " for _, h, _ in cols)
+           + "notes |", "|---" * (3 + len(axes) + len(cols)) + "|"]
+    for r in rows:
+        cell = lambda k, f: "" if k not in r else (f"{r[k]:{f}} ± {r[k + '_std']:{f}}"
+                                                     if r.get(k + "_std") is not None and r.get("seeds", 1) > 1
+                                                     else f"{r[k]:{f}}")
+        out.append(f"| {r.get('model', '')} | " + "".join(f"{r.get(a, '')} | " for a in axes) + f"{r['method']} | "
+                   + "".join(f"{cell(k, f)} | " for k, _, f in cols) + f"{r.get('extra', '')} |")
+    return "\n".join(out) + "\n"
 
 
 SEED_NOTE = ("A seed varies the forget set's draw (random and fractional specs) and the method's own randomness "

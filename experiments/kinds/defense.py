@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from .report import add_reference, lookup, mean_std
-from .runner import KINDS, Cell, Experiment, Kind, Workspace
+from ..report import add_reference, lookup, mean_std
+from ..workspace import KINDS, Cell, Experiment, Kind, Workspace
 from .unlearn_grid import method_options
 
 MODELS = ("original", "mu-regularised", "dp-sgd")

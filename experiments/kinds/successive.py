@@ -12,10 +12,10 @@ import torch
 
 from dcforget.runtime import generator
 
-from ..methods import METHODS
-from ..request import unlearn_request
-from .report import add_reference, lookup, mean_std
-from .runner import KINDS, Cell, Experiment, Kind, Workspace
+from unlearn.methods import METHODS
+from unlearn.request import unlearn_request
+from ..report import add_reference, lookup, mean_std
+from ..workspace import KINDS, Cell, Experiment, Kind, Workspace
 from .unlearn_grid import METRICS, method_options
 
 

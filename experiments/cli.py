@@ -1,0 +1,65 @@
+"""``experiments``: run suites of experiments from config files and report them.
+
+The ``unlearn`` console script is assembled here too (``unlearn_main``): the unlearn stage's own group plus the
+commands that span every stage (``unlearn reproduce``, kept as the name users know), so no stage imports the
+layer above it."""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from pathlib import Path
+
+import click
+
+from dcforget.cli import Group, opt, options, out_dir, with_logging
+from dcforget.io import check_writable_dir
+from dcforget.runtime import resolve_device
+from unlearn.cli import main as unlearn_group
+
+from .runner import reproduce
+
+
+@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
+def main() -> None:
+    """Grids of unlearning experiments from configs/experiments/SUITE/, resumable, with reports.
+
+    \b
+    experiments reproduce dcu --preset cpu --data-dir data --out reports/dcu-cpu
+    experiments reproduce choices --preset cpu --data-dir data --out reports/choices-cpu
+    experiments reproduce bench --preset cpu --data-dir data --out reports/bench/unlearn-cpu
+    """
+
+
+@main.command("reproduce")
+@click.argument("suite")
+@opt("preset", required=True, help="The suite's preset (its presets.toml): smoke: minutes, synthetic data; cpu: real "
+                                   "data reduced for a CPU; paper: the paper's settings.")
+@out_dir("cells/ (one JSON per finished cell), artefacts/, report.md/.csv/.json.", required=True)
+@click.option("--only", default=None, help="Comma list of experiments to run (default: all of the suite).")
+@click.option("--seeds", type=click.IntRange(min=1), default=None, help="Seeds per cell (default: the preset's).")
+@options("data_dir", "device")
+@click.option("--report-only", is_flag=True,
+              help="Compute nothing: write the report from the finished cells and list the missing ones.")
+@opt("quiet")
+@click.pass_context
+@with_logging
+def reproduce_cmd(ctx, suite, preset, out, only, seeds, data_dir, device, report_only, quiet) -> None:
+    """Run the experiments of configs/experiments/SUITE (e.g. `dcu`); resumable: finished cells are read back,
+    not recomputed."""
+    prog = Path(sys.argv[0]).name if sys.argv else ""
+    command = (f"{prog} " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if prog in ("unlearn", "experiments")
+               else f"{ctx.command_path} {suite} --preset {preset} --out {out}" + (f" --only {only}" if only else ""))
+    only_list = [o.strip() for o in only.split(",") if o.strip()] if only else None
+    check_writable_dir(out)
+    reproduce(suite, preset, out, only=only_list, data_dir=data_dir, device=resolve_device(device), seeds=seeds,
+              command=command, log=(lambda msg: None) if quiet else (lambda msg: click.echo(msg, err=True)),
+              report_only=report_only)
+    click.echo(f"wrote {Path(out) / 'report.md'}")
+
+
+unlearn_group.add_command(reproduce_cmd)  # `unlearn reproduce ...`: the name the README has always used
+unlearn_main = unlearn_group
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,154 @@
+"""What a cell computes with: the experiment (its file after the preset's overrides), the cells of its grid, the
+registry of experiment kinds, and the workspace of cached artefacts (data, originals, condensed files, DC-U
+offline checkpoints). This module is cell code: it joins the code digest, unlike the orchestration in runner.py
+(which only decides which cells to run and where their results go)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from dcforget.datasets import DEFAULT_VAL_FRACTION, Data, load_data
+from dcforget.registry import Registry
+from dcforget.train import TrainConfig
+
+from .artefacts import condensed_file, dcu_offline, original_model
+
+Log = Callable[[str], None]
+
+
+@dataclass
+class Experiment:
+    name: str
+    spec: dict[str, Any]  # the experiment file with the preset's overrides applied
+
+    @property
+    def title(self) -> str:
+        return self.spec.get("title", self.name)
+
+
+def val_fraction(preset: dict[str, Any]) -> float:
+    """The preset's validation fraction (default 0.15): held out of the capped training set, never trained on."""
+    return float(preset.get("val_fraction", DEFAULT_VAL_FRACTION))
+
+
+def _short_digest(options: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(options, sort_keys=True, default=str).encode()).hexdigest()[:8]
+
+
+# --------------------------------------------------------------------------------------------- workspace
+@dataclass
+class Workspace:
+    """The preset's data and every cached artefact, made on first use."""
+    preset: dict[str, Any]
+    root: Path
+    device: torch.device
+    data_dir: str | None
+    log: Log
+    _memo: dict[str, Any] = field(default_factory=dict)
+    overrides: dict[str, dict[str, Any]] = field(default_factory=dict)  # arch -> {model_options, offline}
+
+    def for_experiment(self, exp: "Experiment") -> "Workspace":
+        """This workspace (same data and memo) with ``exp``'s model and offline-phase settings."""
+        mo, off = exp.spec.get("model_options", {}), exp.spec.get("offline", {})
+        ov = {a: {"model_options": mo.get(a), "offline": off} for a in set(mo) | set(exp.spec.get("models", []))}
+        return replace(self, overrides=ov)
+
+    def data(self) -> Data:
+        p = self.preset
+        return self._cached("data", lambda: load_data(p["dataset"], self.data_dir, p.get("per_class") or None, seed=0,
+                                                      val_fraction=val_fraction(p)).to(self.device))
+
+    def _cached(self, key: str, make):
+        if key not in self._memo:
+            self._memo[key] = make()
+        return self._memo[key]
+
+    def variant(self, arch: str) -> str:
+        """The artefact folder of ``arch``: its name plus a digest of what its original model is made from (data,
+        cap, validation split, epochs, bf16, the experiment's model options), so a changed preset or two experiments
+        with different settings never share an original. The offline and condensed files inside it are named by
+        digests of their own settings (``offline``, ``condensed``)."""
+        p = self.preset
+        made_from = {"dataset": p["dataset"], "per_class": p.get("per_class"), "val_fraction": val_fraction(p),
+                     "original_epochs": p["original_epochs"], "bf16": p.get("bf16", False),
+                     "model_options": self.overrides.get(arch, {}).get("model_options") or None}
+        return f"{arch}-{_short_digest(made_from)}"
+
+    def original(self, arch: str):
+        cfg = TrainConfig(epochs=int(self.preset["original_epochs"]), bf16=self.preset.get("bf16", False))
+        mo = self.overrides.get(arch, {}).get("model_options") or None
+        v = self.variant(arch)
+        return self._cached(f"orig/{v}", lambda: original_model(
+            self.root / v / "original.pt", self.data(), arch, cfg, device=self.device, model_options=mo, log=self.log))
+
+    def condensed(self, arch: str, offline: bool = False, *, clusters: int | None = None, condenser: str = "fdm",
+                  ipc: int | None = None, source: str | None = None, extra: dict[str, Any] | None = None,
+                  offline_extra: dict[str, Any] | None = None):
+        """The ``condenser`` file (K = ``clusters`` or the preset's) from the original's or the offline model's
+        features; ``extra``: condenser options over the preset's (a variant's, e.g. the reference's FDM blend),
+        ``offline_extra``: the offline phase's, as for ``offline``. Named by a digest of all of it."""
+        k = int(clusters or self.preset["clusters"])
+        v = self.variant(arch)
+        options = {**self.preset.get("condense", {}).get(condenser, {}), **(extra or {})}
+        if offline:
+            model, _, off_name = self.offline(arch, ipc, source, offline_extra, with_name=True)
+        else:
+            model, off_name = self.original(arch), None
+        name = f"{condenser}-K{k}-{'offline-' if offline else ''}" \
+               f"{_short_digest({'options': options, 'from': off_name})}.h5"
+        return self._cached(f"cs/{v}/{name}", lambda: condensed_file(
+            self.root / v / name, self.data(), model, condenser, clusters=k, options=options, device=self.device,
+            log=self.log))
+
+    def offline(self, arch: str, ipc: int | None = None, source: str | None = None,
+                extra: dict[str, Any] | None = None, *, with_name: bool = False):
+        """DC-U's offline checkpoint of ``arch``, its remembrance set of ``ipc`` images per class from ``source``
+        ("heldout" training images or the "test" split, as the reference; default: the preset's); ``extra``:
+        offline-phase options over the preset's (a variant's, e.g. the reference MLP's ``logit_relu``). Named by a
+        digest of the options, the remembrance size and its source."""
+        p = self.preset
+        rem = p.get("remembrance", {})
+        ipc = int(ipc if ipc is not None else rem.get("ipc", 10))
+        source = source or rem.get("source", "heldout")
+        opts = {**p.get("offline", {}), **(self.overrides.get(arch, {}).get("offline") or {}), **(extra or {}),
+                "bf16": p.get("bf16", False)}
+        name = f"offline-ipc{ipc}-{source}-{_short_digest(opts)}.pt"
+        v = self.variant(arch)
+        model, tensors = self._cached(f"off/{v}/{name}", lambda: dcu_offline(
+            self.root / v / name, self.data(), self.original(arch), opts, ipc=ipc,
+            source=source, data_dir=self.data_dir, device=self.device, log=self.log))
+        return (model, tensors, name) if with_name else (model, tensors)
+
+
+# --------------------------------------------------------------------------------------------- experiment kinds
+@dataclass
+class Cell:
+    experiment: str
+    key: dict[str, Any]
+    seed: int
+
+    @property
+    def id(self) -> str:
+        parts = [re.sub(r"[^A-Za-z0-9_.]+", "_", str(v)) for v in self.key.values()]
+        return "-".join(parts + [f"s{self.seed}"])
+
+
+@dataclass(frozen=True)
+class Kind:
+    """An experiment kind: its grid of cells, how one cell runs, and how finished cells become report rows.
+    ``columns``: (row key, header, format) of the kind's own table; None = the unlearning table (RA, FA, ..., the
+    reference's numbers)."""
+    cells: Callable[[Experiment, int], list[Cell]]
+    run: Callable[[Cell, Experiment, Workspace], dict[str, Any]]
+    rows: Callable[[Experiment, list[dict[str, Any]]], list[dict[str, Any]]]
+    columns: tuple[tuple[str, str, str], ...] | None = None
+
+
+KINDS: Registry[Kind] = Registry("experiment kind")
