@@ -92,7 +92,7 @@ def test_mia_svc_variants(models, tmp_path):
 def test_invert_condensive_writes_grids_and_scores(models, tmp_path):
     out = tmp_path / "cinv"
     res = CliRunner().invoke(attacks_main, ["invert", "--method", "condensive", "--checkpoint", str(models / "o.pt"),
-                                            "--forget", "class:1", "--per-class", "3", "--steps", "3",
+                                            "--forget", "class:1", "--images-per-class", "3", "--steps", "3",
                                             "--evaluator", str(models / "o.pt"), "--out", str(out)])
     assert res.exit_code == 0, res.output
     rep = json.loads((out / "report.json").read_text())
