@@ -102,13 +102,14 @@ def options(*names: str) -> Callable:
 
 def out_file(help: str, **kw: Any) -> Callable:
     """``--out FILE``: a command whose output is one file."""
-    return click.option("--out", type=click.Path(dir_okay=False), default=None, help=f"File to write: {help}", **kw)
+    return click.option("--out", **{"type": click.Path(dir_okay=False), "default": None,
+                                    "help": f"File to write: {help}", **kw})
 
 
-def out_dir(help: str, *aliases: str, **kw: Any) -> Callable:
+def out_dir(help: str, **kw: Any) -> Callable:
     """``--out DIR``: a command whose output is several files in one directory."""
-    return click.option("--out", *aliases, "out", type=click.Path(file_okay=False), default=None,
-                        help=f"Directory to write: {help}", **kw)
+    return click.option("--out", **{"type": click.Path(file_okay=False), "default": None,
+                                    "help": f"Directory to write: {help}", **kw})
 
 
 data_options = options("data_dir", "per_class", "val_fraction", "download")

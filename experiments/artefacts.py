@@ -31,11 +31,11 @@ def _silent(_: str) -> None:
 
 
 def original_model(path: str | Path, data: Data, arch: str, cfg: TrainConfig, *, device: torch.device, seed: int = 0,
-                   model_options: dict[str, Any] | None = None, log: Log = _silent) -> Classifier:
+                   model_options: dict[str, Any] | None = None, log: Log = _silent, quiet: bool = True) -> Classifier:
     path = Path(path)
     if not path.exists():
         t = time.perf_counter()
-        tr = train_on(data, arch, cfg, seed=seed, device=device, quiet=True, model_options=model_options)
+        tr = train_on(data, arch, cfg, seed=seed, device=device, quiet=quiet, model_options=model_options)
         path.parent.mkdir(parents=True, exist_ok=True)
         save_checkpoint(path, tr.model, checkpoint_meta(data, cfg, seed, tr))
         log(f"original {arch}: trained in {time.perf_counter() - t:.0f} s, test acc {100 * tr.test_eval.accuracy:.2f}%")
@@ -44,12 +44,12 @@ def original_model(path: str | Path, data: Data, arch: str, cfg: TrainConfig, *,
 
 def condensed_file(path: str | Path, data: Data, model: Classifier, method: str, *, clusters: int | None = None,
                    ipc: int | None = None, options: dict[str, Any] | None = None, device: torch.device, seed: int = 0,
-                   log: Log = _silent) -> CondensedSet:
+                   log: Log = _silent, quiet: bool = True) -> CondensedSet:
     path = Path(path)
     if not path.exists():
         t = time.perf_counter()
         res = build_condensed(data, method, model, device=device, seed=seed, clusters=clusters, ipc=ipc,
-                              options=options, quiet=True)
+                              options=options, quiet=quiet)
         path.parent.mkdir(parents=True, exist_ok=True)
         write_condensed(path, res.condensed)
         log(f"condensed {method} ({clusters or ipc}): built in {time.perf_counter() - t:.0f} s")
@@ -61,13 +61,13 @@ def condensed_file(path: str | Path, data: Data, model: Classifier, method: str,
 
 def dcu_offline(path: str | Path, data: Data, model: Classifier, options: dict[str, Any], *, ipc: int = 10,
                 source: str = "heldout", data_dir=None, device: torch.device, seed: int = 0,
-                log: Log = _silent) -> tuple[Classifier, dict[str, torch.Tensor]]:
+                log: Log = _silent, quiet: bool = True) -> tuple[Classifier, dict[str, torch.Tensor]]:
     """DC-U's offline phase from ``model``: (offline model, tensors holding the remembrance set)."""
     path = Path(path)
     if not path.exists():
         t = time.perf_counter()
         rem = remembrance_set(data, ipc, source, seed, data_dir)
-        off = offline_phase(model, data, rem, options, device=device, seed=seed, quiet=True)
+        off = offline_phase(model, data, rem, options, device=device, seed=seed, quiet=quiet)
         meta = checkpoint_meta(data, TrainConfig(), seed, offline=options, remembrance={"ipc": ipc, "source": source})
         path.parent.mkdir(parents=True, exist_ok=True)
         save_checkpoint(path, off, meta, tensors={"remembrance_images": rem.images, "remembrance_labels": rem.labels})

@@ -59,7 +59,7 @@ def _fmt(row: dict[str, Any], k: str) -> str:
 def render_markdown(meta: dict[str, Any], sections: list[tuple[Experiment, list[dict[str, Any]]]]) -> str:
     out = io.StringIO()
     w = out.write
-    w(f"# {meta['suite']} reproduction, preset `{meta['preset']}`\n\n")
+    w(f"# `{meta['suite']}` experiments, preset `{meta['preset']}`\n\n")
     w(f"Command: `{meta['command']}`  \nCode: {meta.get('git', 'unknown')}  \nMachine: {meta['machine']}  \n"
       f"Finished: {meta['finished_utc']}  \n")
     w(f"Preset: {meta['preset_description']}\n\n")
@@ -165,3 +165,11 @@ def write_report(out: Path, meta: dict[str, Any], sections: list[tuple["Experime
     with atomic_path(out / "report.json", force=True) as tmp:
         tmp.write_text(json.dumps({"meta": meta, "rows": rows, "cells": results}, indent=1, default=str))
     return rows
+
+
+def append_section(out: Path, markdown: str) -> None:
+    """Add a section at the end of ``out``/report.md (atomically), e.g. a picture a command draws after the run."""
+    path = Path(out) / "report.md"
+    text = path.read_text()
+    with atomic_path(path, force=True) as tmp:
+        tmp.write_text(text.rstrip("\n") + "\n\n" + markdown.strip("\n") + "\n")

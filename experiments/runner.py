@@ -157,7 +157,7 @@ def cell_digest(settings: str, cell: "Cell", exp: Experiment) -> str:
 
 def reproduce(suite: str, preset: str, out: str | Path, *, only: list[str] | None = None, data_dir: str | None = None,
               device: torch.device, seeds: int | None = None, command: str = "", log: Log = print,
-              report_only: bool = False) -> dict[str, Any]:
+              report_only: bool = False, progress: bool = False) -> dict[str, Any]:
     """Run (or read back) every cell of the suite's experiments and write the report. ``report_only``: compute
     nothing, report the finished, current cells and list the missing ones (a partial report says so)."""
     p, exps = load_suite(suite, preset, only)
@@ -170,7 +170,7 @@ def reproduce(suite: str, preset: str, out: str | Path, *, only: list[str] | Non
     auto = auto or any(a for _, a in resolved)
     n_seeds = int(seeds or p.get("seeds", 3))
     out = Path(out)
-    ws = Workspace(p, out / "artefacts", device, data_dir, log)
+    ws = Workspace(p, out / "artefacts", device, data_dir, log, quiet=not progress)
     plan = [(exp, cell) for exp in exps for cell in KINDS.get(exp.spec.get("kind", "unlearn")).cells(exp, n_seeds)]
     done_before = 0
     results: dict[str, list[dict[str, Any]]] = {e.name: [] for e in exps}

@@ -53,6 +53,7 @@ class Workspace:
     log: Log
     _memo: dict[str, Any] = field(default_factory=dict)
     overrides: dict[str, dict[str, Any]] = field(default_factory=dict)  # arch -> {model_options, offline}
+    quiet: bool = True  # False: progress bars of the training inside cells (the demo shows them)
 
     def for_experiment(self, exp: "Experiment") -> "Workspace":
         """This workspace (same data and memo) with ``exp``'s model and offline-phase settings."""
@@ -86,7 +87,7 @@ class Workspace:
         mo = self.overrides.get(arch, {}).get("model_options") or None
         v = self.variant(arch)
         return self._cached(f"orig/{v}", lambda: original_model(
-            self.root / v / "original.pt", self.data(), arch, cfg, device=self.device, model_options=mo, log=self.log))
+            self.root / v / "original.pt", self.data(), arch, cfg, device=self.device, model_options=mo, log=self.log, quiet=self.quiet))
 
     def condensed(self, arch: str, offline: bool = False, *, clusters: int | None = None, condenser: str = "fdm",
                   ipc: int | None = None, source: str | None = None, extra: dict[str, Any] | None = None,
@@ -105,7 +106,7 @@ class Workspace:
                f"{_short_digest({'options': options, 'from': off_name})}.h5"
         return self._cached(f"cs/{v}/{name}", lambda: condensed_file(
             self.root / v / name, self.data(), model, condenser, clusters=k, options=options, device=self.device,
-            log=self.log))
+            log=self.log, quiet=self.quiet))
 
     def offline(self, arch: str, ipc: int | None = None, source: str | None = None,
                 extra: dict[str, Any] | None = None, *, with_name: bool = False):
@@ -123,7 +124,7 @@ class Workspace:
         v = self.variant(arch)
         model, tensors = self._cached(f"off/{v}/{name}", lambda: dcu_offline(
             self.root / v / name, self.data(), self.original(arch), opts, ipc=ipc,
-            source=source, data_dir=self.data_dir, device=self.device, log=self.log))
+            source=source, data_dir=self.data_dir, device=self.device, log=self.log, quiet=self.quiet))
         return (model, tensors, name) if with_name else (model, tensors)
 
 

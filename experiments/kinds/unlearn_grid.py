@@ -175,7 +175,7 @@ def _unlearn_run(cell: Cell, exp: Experiment, ws: Workspace) -> dict[str, Any]:
     elif m.needs_condensed:
         condensed = ws.condensed(arch, **cs_args)
     data = ws.data()
-    res = unlearn_request(start, data, spec, method, device=ws.device, seed=cell.seed, quiet=True,
+    res = unlearn_request(start, data, spec, method, device=ws.device, seed=cell.seed, quiet=ws.quiet,
                           options=options, condensed=condensed, artefacts=artefacts)
     r = res.report
     out = {key: r[key] for key in METRICS}
