@@ -8,13 +8,15 @@ from pathlib import Path
 import click
 import torch
 
-from dcforget.checkpoint import load_checkpoint, read_checkpoint_meta
+from dcforget.checkpoint import CheckpointMeta, load_checkpoint, open_checkpoint, read_checkpoint_meta
 from dcforget.cli import Group, opt, options, out_dir, out_file, with_logging
-from dcforget.datasets import load_data, load_data_for
+from dcforget.datasets import load_data
+from dcforget.config import parse_options
 from dcforget.errors import ConfigError
 from dcforget.forget import ForgetContext, resolve_forget
 from dcforget.io import atomic_path, atomic_paths, check_writable
 from dcforget.metrics import population_mia
+from dcforget.pairing import check_pairing
 from dcforget.runtime import resolve_device
 from dcforget.train import as_unit, evaluate
 
@@ -31,17 +33,13 @@ def main() -> None:
     """
 
 
-def _load(meta: dict, data_dir, download: bool = True):
-    return load_data_for(meta, data_dir, download)
-
-
-def _forget_indices(meta: dict, spec: str | None, data, seed: int, model) -> torch.Tensor:
+def _forget_indices(meta: CheckpointMeta, spec: str | None, data, seed: int, model) -> torch.Tensor:
     if spec:
         ctx = ForgetContext(data.train.labels, data.info.num_classes, seed, data.info.class_names,
                             extra={"model": model, "images": data.train.images})
         return resolve_forget(spec, ctx).forget
-    if meta.get("forgotten"):
-        return torch.tensor(meta["forgotten"], dtype=torch.long)
+    if meta.forgotten:
+        return torch.tensor(meta.forgotten, dtype=torch.long)
     raise ConfigError("give --forget SPEC (this checkpoint records no forgotten samples)")
 
 
@@ -69,15 +67,21 @@ def one_model_options(f):
     return f
 
 
+def _same_training_set(paths: list) -> list[CheckpointMeta]:
+    """The checkpoints' metadata, all made from one training set (dcforget.pairing's mismatch error otherwise)."""
+    metas = [read_checkpoint_meta(p)[0] for p in paths]
+    for p, m in zip(paths[1:], metas[1:]):
+        check_pairing(m, where=f"checkpoint {p}", dataset=metas[0].dataset, fingerprint=metas[0].train_fingerprint)
+    return metas
+
+
 def _open_one(checkpoint, data_dir, device, out, force):
     """Check the output, load the checkpoint's dataset (same cap and seed) and the model on the device."""
     if out:
         check_writable(out, force)
-    meta, _ = read_checkpoint_meta(checkpoint)
-    data = _load(meta, data_dir)
+    ck, data = open_checkpoint(checkpoint, data_dir)
     dev = resolve_device(device)
-    model = load_checkpoint(checkpoint, fingerprint=data.fingerprint()).model.to(dev)
-    return meta, data, model, dev
+    return ck.meta, data, ck.model.to(dev), dev
 
 
 @main.command("mia")
@@ -144,21 +148,19 @@ def epsilon_cmd(unlearned, retrained, forget_spec, data_dir, device, quiet, out,
                           f"(got {len(unlearned)} and {len(retrained)})")
     if out:
         check_writable(out, force)
-    metas = [read_checkpoint_meta(p)[0] for p in (*unlearned, *retrained)]
-    if len({m.get("train_fingerprint") for m in metas}) != 1:
-        raise ConfigError("the checkpoints were trained on different training sets")
-    data = _load(metas[0], data_dir)
+    metas = _same_training_set([*unlearned, *retrained])
+    data = metas[0].load_data(data_dir)
     dev = resolve_device(device)
     forget = _forget_indices(metas[0], forget_spec, data, 0, None)
     wanted = forget.tolist()
     if forget_spec is None:
         for i, (path, m) in enumerate(zip((*unlearned, *retrained), metas)):
-            if sorted(m.get("forgotten") or []) != wanted:
+            if sorted(m.forgotten) != wanted:
                 kind = "unlearned" if i < len(unlearned) else "retrained"
                 raise ConfigError(f"{kind} checkpoint {path} forgot a different set than {unlearned[0]}; give --forget")
     else:  # the retrained models must never have seen a forget example
         for path, m in zip(retrained, metas[len(unlearned):]):
-            missing = set(wanted) - set(m.get("forgotten") or [])
+            missing = set(wanted) - set(m.forgotten)
             if missing:
                 raise ConfigError(f"retrained checkpoint {path} was trained with {len(missing)} of the "
                                   f"{len(wanted)} --forget examples (it records no such forget request)")
@@ -224,7 +226,6 @@ def ulira_cmd(dataset, arch, epochs, bf16, methods, options, clusters, shadows, 
     from dcforget.models import MODELS
     from dcforget.train import TrainConfig
     from unlearn.methods import METHODS
-    from unlearn.requests_cli import parse_options
 
     from .ulira import attack, check_signals, run_shadows
 
@@ -321,10 +322,8 @@ def invert_cmd(checkpoints, forget_spec, evaluator, how, per_class, steps, pool,
     for n in names:
         check_writable(out / f"{n}.png", force)
     check_writable(out / "report.json", force)
-    metas = [read_checkpoint_meta(c)[0] for c in checkpoints]
-    if len({m.get("train_fingerprint") for m in metas}) != 1:
-        raise ConfigError("the checkpoints were trained on different training sets")
-    data = _load(metas[0], data_dir)
+    metas = _same_training_set(list(checkpoints))
+    data = metas[0].load_data(data_dir)
     dev = resolve_device(device)
     first = load_checkpoint(checkpoints[0], fingerprint=data.fingerprint()).model.to(dev)
     forget = _forget_indices(metas[0], forget_spec, data, seed, first)
@@ -383,7 +382,6 @@ def defend_cmd(checkpoint, condensed_file, method, options, dp, dp_epsilon, dp_d
     from dcforget.checkpoint import save_checkpoint
     from dcforget.condensed import read_condensed
     from unlearn.methods import DEFAULT_METHOD, METHODS
-    from unlearn.requests_cli import parse_options
 
     from .defend import mu_regularise, privacy_report, train_dp
 
@@ -413,9 +411,10 @@ def defend_cmd(checkpoint, condensed_file, method, options, dp, dp_epsilon, dp_d
                                   device=dev, seed=seed)
         rows["dp-sgd"] = {**privacy_report(dp_model, data, overfit, dev, seed), **info,
                           "seconds": time.perf_counter() - t0}
-    new_meta = {k: v for k, v in meta.items() if k not in ("model", "toolkit_version", "torch_version", "created_utc")}
+    new_meta = {k: v for k, v in meta.to_dict().items()
+                if k not in ("model", "toolkit_version", "torch_version", "created_utc", "metrics", "history")}
     new_meta.update(unlearned_from=str(checkpoint), unlearn_method=method, forgotten=overfit.tolist(),
-                    requests=[*meta.get("requests", []), "overfit"], metrics=None, history=None)
+                    requests=[*meta.requests, "overfit"])
     with atomic_paths([model_path, report_path], force=force) as (tmp_model, tmp_report):  # both or neither
         save_checkpoint(tmp_model, res.model, new_meta, force=True)
         tmp_report.write_text(json.dumps(report, indent=2))

@@ -12,12 +12,13 @@ import torch
 from dcforget.checkpoint import load_checkpoint, read_checkpoint_meta, save_checkpoint
 from dcforget.cli import Group, data_options, opt, options, out_file, out_options, run_options, with_logging
 from dcforget.condensed import read_condensed, write_condensed
-from dcforget.config import resolve_config, section
+from dcforget.config import parse_options, resolve_config, section
 from dcforget.datasets import DEFAULT_VAL_FRACTION, load_data, parse_dataset_spec
-from dcforget.errors import CheckpointError, ConfigError
+from dcforget.errors import ConfigError
 from dcforget.images import save_grid
 from dcforget.io import atomic_path, check_writable
 from dcforget.models import MODELS
+from dcforget.pairing import check_pairing
 from dcforget.runtime import resolve_device
 from dcforget.train import TrainConfig
 from dcforget.training import checkpoint_meta, train_on
@@ -36,16 +37,6 @@ def main() -> None:
     condense preview runs/condensed/cifar10-fdm-450.h5 --out grid.png
     condense evaluate runs/condensed/cifar10-fdm-450.h5 --model convnet --seeds 3
     """
-
-
-def _parse_options(pairs: tuple[str, ...]) -> dict[str, str]:
-    out = {}
-    for pair in pairs:
-        key, eq, value = pair.partition("=")
-        if not eq or not key:
-            raise ConfigError(f"--option takes key=value, got {pair!r}")
-        out[key.strip()] = value.strip()
-    return out
 
 
 def _sha256(path: Path) -> str:
@@ -83,11 +74,8 @@ def build_cmd(dataset, method, clusters, ipc, checkpoint, arch, epochs, options,
     if checkpoint is not None:
         # the condensed set is of the training set the model saw: take its cap and data seed unless told otherwise
         meta, _ = read_checkpoint_meta(checkpoint)
-        name = parse_dataset_spec(dataset)[0]
-        if meta.get("dataset") != name:  # fail before loading any data
-            raise CheckpointError(f"checkpoint {checkpoint} was made for dataset {meta.get('dataset')!r}, not {name!r}")
-        defaults.update(per_class=meta.get("per_class"), data_seed=meta.get("data_seed", 0),
-                        val_fraction=meta.get("val_fraction", 0.0))
+        check_pairing(meta, where=f"checkpoint {checkpoint}", dataset=parse_dataset_spec(dataset)[0])  # before any data
+        defaults.update(per_class=meta.per_class, data_seed=meta.data_seed or 0, val_fraction=meta.val_fraction or 0.0)
     config = resolve_config(defaults, preset, config_file, overrides)
     if checkpoint is not None and per_class is None:
         config["per_class"] = defaults["per_class"]
@@ -102,7 +90,7 @@ def build_cmd(dataset, method, clusters, ipc, checkpoint, arch, epochs, options,
     if condenser.bucket_based and ipc is not None or not condenser.bucket_based and clusters is not None:
         takes, other = ("--clusters", "--ipc") if condenser.bucket_based else ("--ipc", "--clusters")
         raise ConfigError(f"method {method!r} takes {takes}, not {other}")
-    given = {**table, **_parse_options(options)}
+    given = {**table, **parse_options(options, condenser.defaults, f" of method {method!r}")}
     method_options(method, given)  # unknown keys, wrong types, negative counts: refused before any work
     if condenser.bucket_based:
         config["ipc"] = None

@@ -13,16 +13,18 @@ import math
 import os
 import re
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from . import __version__
+from .datasets import Data, load_data_for
 from .errors import CheckpointError, ConfigError, DcForgetError
 from .io import atomic_path
 from .models import Classifier, model_from_config
+from .pairing import check_pairing
 
 FORMAT = "dcforget-checkpoint"
 FORMAT_VERSION = 1
@@ -31,7 +33,7 @@ FORMAT_VERSION = 1
 @dataclass
 class Checkpoint:
     model: Classifier
-    meta: dict[str, Any]
+    meta: "CheckpointMeta"
     path: Path | None = None
     tensors: dict[str, torch.Tensor] | None = None  # artefacts saved beside the weights (e.g. a remembrance set)
 
@@ -77,6 +79,66 @@ _MODEL_TYPES: dict[str, tuple] = {"arch": (str,), "image_shape": (list,), "num_c
                                   "std": (list,), "options": (dict, type(None))}
 
 
+@dataclass(frozen=True)
+class CheckpointMeta:
+    """A checkpoint's metadata, validated when read (like ``CondensedSet`` on the HDF5 side): the fields the toolkit
+    acts on are typed attributes; everything else a checkpoint records (training config, metrics, history, the
+    offline phase's remembrance summary, versions) is provenance in ``extra``, carried along unread."""
+    model: dict[str, Any]  # the architecture's config: arch, image_shape, num_classes, mean, std, options
+    dataset: str | None = None
+    dataset_spec: str | None = None
+    per_class: int | None = None
+    data_seed: int | None = None
+    val_fraction: float | None = None
+    train_fingerprint: str | None = None
+    seed: int | None = None
+    forgotten: tuple[int, ...] = ()  # training-set indices every earlier request forgot (cumulative)
+    requests: tuple[str, ...] = ()  # their forget specs, in order
+    unlearned_from: str | None = None
+    unlearn_method: str | None = None
+    offline: dict[str, Any] | None = None  # DC-U's offline phase settings (unlearn offline)
+    config: dict[str, Any] | None = None  # the resolved config the checkpoint was made with
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def arch(self) -> str:
+        return self.model["arch"]
+
+    @property
+    def num_classes(self) -> int:
+        return self.model["num_classes"]
+
+    @property
+    def image_shape(self) -> tuple[int, ...]:
+        return tuple(self.model["image_shape"])
+
+    @classmethod
+    def from_dict(cls, meta: dict[str, Any], where: str | os.PathLike = "checkpoint") -> "CheckpointMeta":
+        """Validate ``meta`` (CheckpointError naming ``where`` and what is wrong) and type it."""
+        _check_meta(Path(where), meta)
+        known = {f for f in cls.__dataclass_fields__ if f != "extra"}
+        fields = {k: meta[k] for k in known if k in meta and meta[k] is not None}
+        fields["forgotten"] = tuple(meta.get("forgotten") or ())
+        fields["requests"] = tuple(meta.get("requests") or ())
+        if "val_fraction" in fields:
+            fields["val_fraction"] = float(fields["val_fraction"])
+        return cls(**fields, extra={k: v for k, v in meta.items() if k not in known})
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON a checkpoint stores (what ``from_dict`` reads back)."""
+        out = {**self.extra, "model": self.model}
+        for f in self.__dataclass_fields__:
+            if f not in ("model", "extra"):
+                v = getattr(self, f)
+                if v is not None and v != ():
+                    out[f] = list(v) if isinstance(v, tuple) else v
+        return out
+
+    def load_data(self, data_dir: str | os.PathLike | None = None, download: bool = True) -> Data:
+        """The exact splits this checkpoint was trained on (its dataset, cap, data seed and validation split)."""
+        return load_data_for(self.to_dict(), data_dir, download)
+
+
 def _check_meta(p: Path, meta: dict) -> None:
     """Malformed metadata (a string where a table is expected, a negative class count, ...) is a CheckpointError
     here, not a TypeError deep in whatever reads it later."""
@@ -119,7 +181,7 @@ def _check_meta(p: Path, meta: dict) -> None:
 
 
 def read_checkpoint_meta(path: str | os.PathLike, *, with_tensors: bool = False):
-    """(meta, state_dict), or (meta, state_dict, tensors) with ``with_tensors``."""
+    """(CheckpointMeta, state_dict), or (meta, state_dict, tensors) with ``with_tensors``."""
     p = Path(path)
     if p.is_dir():
         raise CheckpointError(f"checkpoint {p} is a directory, not a file")
@@ -143,7 +205,7 @@ def read_checkpoint_meta(path: str | os.PathLike, *, with_tensors: bool = False)
         assert isinstance(meta, dict) and isinstance(state, dict) and "model" in meta
     except (KeyError, TypeError, ValueError, AssertionError):
         raise CheckpointError(f"{p} has missing or corrupt metadata") from None
-    _check_meta(p, meta)
+    meta = CheckpointMeta.from_dict(meta, p)
     _check_tensors(p, state, "weights")
     if with_tensors:
         tensors = payload.get("tensors") or {}
@@ -168,22 +230,10 @@ def load_checkpoint(path: str | os.PathLike, *, dataset: str | None = None, fing
                     image_shape=None, num_classes: int | None = None, arch: str | None = None) -> Checkpoint:
     """Load and rebuild the model; every expectation given is checked against the metadata."""
     meta, state, tensors = read_checkpoint_meta(path, with_tensors=True)
-    cfg = meta["model"]
+    cfg = meta.model
     p = Path(path)
-    checks = [
-        ("dataset", dataset, meta.get("dataset")),
-        ("architecture", arch, cfg.get("arch")),
-        ("image shape", list(image_shape) if image_shape is not None else None, cfg.get("image_shape")),
-        ("class count", num_classes, cfg.get("num_classes")),
-    ]
-    for what, want, have in checks:
-        if want is not None and want != have:
-            raise CheckpointError(f"checkpoint {p} was made for {what} {have!r}, not {want!r}")
-    if fingerprint is not None and meta.get("train_fingerprint") not in (None, fingerprint):
-        raise CheckpointError(
-            f"checkpoint {p} was trained on a different training set (per-class cap or seed differ: it used "
-            f"per_class={meta.get('per_class')}, seed={meta.get('data_seed', meta.get('seed'))})"
-        )
+    check_pairing(meta, where=f"checkpoint {p}", dataset=dataset, fingerprint=fingerprint, arch=arch,
+                  image_shape=image_shape, num_classes=num_classes)
     try:
         model = model_from_config(cfg)
         model.load_state_dict(state, strict=True)
@@ -193,3 +243,11 @@ def load_checkpoint(path: str | os.PathLike, *, dataset: str | None = None, fing
         raise CheckpointError(f"checkpoint {p} does not match its architecture: {first[:200]}") from None
     model.eval()
     return Checkpoint(model, meta, p, tensors)
+
+
+def open_checkpoint(path: str | os.PathLike, data_dir: str | os.PathLike | None = None, download: bool = True
+                    ) -> tuple[Checkpoint, Data]:
+    """A checkpoint and the exact data it was trained on, checked against each other: the one way to load both."""
+    meta, _ = read_checkpoint_meta(path)
+    data = meta.load_data(data_dir, download)
+    return load_checkpoint(path, dataset=data.info.name, fingerprint=data.fingerprint()), data

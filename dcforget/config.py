@@ -202,3 +202,18 @@ def check_options(given: Any, defaults: dict[str, Any], where: str = "") -> dict
     if unknown:
         raise ConfigError(f"unknown option(s){where}: {', '.join(unknown)}; known: {', '.join(sorted(defaults)) or '(none)'}")
     return {k: coerce_option(k, v, defaults[k], where) for k, v in given.items()}
+
+
+def parse_options(pairs: Any, defaults: dict[str, Any], where: str = "") -> dict[str, Any]:
+    """``--option KEY=VALUE`` pairs (every CLI's one parser): unknown keys are errors, values are parsed strictly as
+    the type of their default (``dsa=ture``, ``steps=-5``, ``lr=nan`` are errors)."""
+    out = {}
+    for pair in pairs:
+        key, eq, value = str(pair).partition("=")
+        if not eq or not key.strip():
+            raise ConfigError(f"--option takes key=value, got {pair!r}")
+        key = key.strip()
+        if key not in defaults:
+            raise ConfigError(f"unknown option {key!r}{where}; known: {', '.join(sorted(defaults)) or '(none)'}")
+        out[key] = coerce_option(key, value.strip(), defaults[key], where)
+    return out

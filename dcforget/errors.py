@@ -31,3 +31,21 @@ class CheckpointError(DcForgetError):
 
 class OutputExistsError(DcForgetError):
     """An output path that exists while ``force`` was not given."""
+
+
+class MismatchError(DcForgetError):
+    """Two inputs that do not belong together (a checkpoint, a condensed file, a dataset). One subclass per kind
+    of mismatch, raised by the one pairing check (``dcforget.checkpoint.check_pairing``)."""
+
+
+class DatasetMismatchError(MismatchError):
+    """Made for another dataset."""
+
+
+class TrainingSetMismatchError(MismatchError):
+    """Made from another training set of the same dataset (another per-class cap, data seed or validation split:
+    the training-set fingerprints differ)."""
+
+
+class ArchitectureMismatchError(MismatchError):
+    """Another architecture, image shape or class count."""

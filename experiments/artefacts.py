@@ -17,8 +17,8 @@ from condense.build import build_condensed
 from dcforget.checkpoint import load_checkpoint, save_checkpoint
 from dcforget.condensed import CondensedSet, read_condensed, write_condensed
 from dcforget.datasets import Data
-from dcforget.errors import ConfigError
 from dcforget.models import Classifier
+from dcforget.pairing import check_pairing
 from dcforget.train import TrainConfig
 from dcforget.training import checkpoint_meta, train_on
 from unlearn.offline import offline_phase, remembrance_set
@@ -54,8 +54,7 @@ def condensed_file(path: str | Path, data: Data, model: Classifier, method: str,
         write_condensed(path, res.condensed)
         log(f"condensed {method} ({clusters or ipc}): built in {time.perf_counter() - t:.0f} s")
     cs = read_condensed(path)
-    if cs.train_fingerprint and cs.train_fingerprint != data.fingerprint():
-        raise ConfigError(f"{path} condenses another training set")
+    check_pairing(cs, where=f"condensed file {path}", fingerprint=data.fingerprint())
     return cs
 
 

@@ -114,7 +114,7 @@ def test_defend_reports_original_mu_and_dp(models, tmp_path):
     assert 0 < dp["epsilon_spent"] <= 8 * 1.01 and dp["noise_multiplier"] > 0
     from dcforget.checkpoint import read_checkpoint_meta
     meta, _ = read_checkpoint_meta(out / "mu-regularised.pt")
-    assert len(meta["forgotten"]) == rep["overfit_size"] and meta["requests"][-1] == "overfit"
+    assert len(meta.forgotten) == rep["overfit_size"] and meta.requests[-1] == "overfit"
     again = CliRunner().invoke(attacks_main, args)  # never overwrites without --force
     assert again.exit_code == 2 and "exists" in again.output
     res = CliRunner().invoke(attacks_main, ["defend", "--checkpoint", str(models / "o.pt"), "--out", str(tmp_path / "x")])

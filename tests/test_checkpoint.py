@@ -2,7 +2,8 @@ import pytest
 import torch
 
 from dcforget.checkpoint import load_checkpoint, save_checkpoint
-from dcforget.errors import CheckpointError, OutputExistsError
+from dcforget.errors import (ArchitectureMismatchError, CheckpointError, DatasetMismatchError, OutputExistsError,
+                             TrainingSetMismatchError)
 from dcforget.train import TrainConfig
 from dcforget.training import build_model, checkpoint_meta
 
@@ -19,8 +20,8 @@ def test_round_trip_restores_weights_and_metadata(saved, tiny):
     ck = load_checkpoint(path, dataset="synthetic", fingerprint=tiny.fingerprint(), arch="cnn",
                          image_shape=tiny.info.image_shape, num_classes=4)
     assert all(torch.equal(v, ck.model.state_dict()[k]) for k, v in m.state_dict().items())
-    assert ck.meta["model"]["arch"] == "cnn" and ck.meta["seed"] == 0 and ck.meta["train_config"]["epochs"] == 1
-    assert ck.meta["toolkit_version"] and ck.meta["train_fingerprint"] == tiny.fingerprint()
+    assert ck.meta.model["arch"] == "cnn" and ck.meta.seed == 0 and ck.meta.extra["train_config"]["epochs"] == 1
+    assert ck.meta.extra["toolkit_version"] and ck.meta.train_fingerprint == tiny.fingerprint()
     x = torch.rand(3, 3, 16, 16)
     m.eval()
     assert torch.equal(m(x), ck.model(x))
@@ -39,17 +40,18 @@ def test_no_overwrite_without_force(saved, tiny):
         save_checkpoint(path, m, {})
     assert path.read_bytes() == before
     save_checkpoint(path, m, {"note": "again"}, force=True)
-    assert load_checkpoint(path).meta["note"] == "again"
+    assert load_checkpoint(path).meta.extra["note"] == "again"
     assert [p.name for p in path.parent.iterdir()] == [path.name]  # no temp files left
 
 
-@pytest.mark.parametrize("kw, msg", [({"dataset": "cifar10"}, "dataset 'synthetic'"),
-                                     ({"arch": "mlp"}, "architecture 'cnn'"),
-                                     ({"num_classes": 10}, "class count 4"),
-                                     ({"image_shape": (3, 32, 32)}, "image shape"),
-                                     ({"fingerprint": "0" * 64}, "different training set")])
-def test_mismatch_is_a_clear_error(saved, kw, msg):
-    with pytest.raises(CheckpointError, match=msg):
+@pytest.mark.parametrize("kw, msg, kind", [
+    ({"dataset": "cifar10"}, "dataset 'synthetic'", DatasetMismatchError),
+    ({"arch": "mlp"}, "architecture 'cnn'", ArchitectureMismatchError),
+    ({"num_classes": 10}, "class count 4", ArchitectureMismatchError),
+    ({"image_shape": (3, 32, 32)}, "image shape", ArchitectureMismatchError),
+    ({"fingerprint": "0" * 64}, "different training set", TrainingSetMismatchError)])
+def test_mismatch_is_a_clear_error_of_its_own_kind(saved, kw, msg, kind):
+    with pytest.raises(kind, match=msg):
         load_checkpoint(saved[1], **kw)
 
 

@@ -38,10 +38,10 @@ def test_train_writes_checkpoint_and_reports(tmp_path):
     assert res.exit_code == 0, res.output
     assert "train acc" in res.output and "test acc" in res.output and "s/epoch" in res.output
     ck = load_checkpoint(out)
-    assert ck.meta["seed"] == 4 and ck.meta["train_config"]["epochs"] == 3 and ck.meta["model"]["arch"] == "mlp"
-    assert ck.meta["config"]["dataset"] == TINY and len(ck.meta["history"]) == 3
+    assert ck.meta.seed == 4 and ck.meta.extra["train_config"]["epochs"] == 3 and ck.meta.model["arch"] == "mlp"
+    assert ck.meta.config["dataset"] == TINY and len(ck.meta.extra["history"]) == 3
     res = run(unlearn_main, ["evaluate", str(out)])
-    assert res.exit_code == 0 and f"{100 * ck.meta['metrics']['test_acc']:.2f}%" in res.output
+    assert res.exit_code == 0 and f"{100 * ck.meta.extra['metrics']['test_acc']:.2f}%" in res.output
 
 
 def test_config_file_then_flags_override(tmp_path):
@@ -51,8 +51,8 @@ def test_config_file_then_flags_override(tmp_path):
     res = run(unlearn_main, ["train", TINY, "--config", str(cfg), "--lr", "0.002", "--out", str(out), "-q"])
     assert res.exit_code == 0, res.output
     meta = load_checkpoint(out).meta
-    assert meta["model"]["arch"] == "mlp" and meta["train_config"]["epochs"] == 2
-    assert meta["train_config"]["lr"] == 0.002
+    assert meta.model["arch"] == "mlp" and meta.extra["train_config"]["epochs"] == 2
+    assert meta.extra["train_config"]["lr"] == 0.002
 
 
 def test_smoke_preset(tmp_path):
@@ -60,7 +60,7 @@ def test_smoke_preset(tmp_path):
     res = run(unlearn_main, ["train", TINY, "--preset", "smoke", "--model", "mlp", "--out", str(out), "-q"])
     assert res.exit_code == 0, res.output
     meta = load_checkpoint(out).meta
-    assert meta["per_class"] == 20 and meta["train_config"]["epochs"] == 2 and meta["config"]["preset"] == "smoke"
+    assert meta.per_class == 20 and meta.extra["train_config"]["epochs"] == 2 and meta.config["preset"] == "smoke"
 
 
 BAD = [
@@ -104,7 +104,7 @@ def test_existing_output_needs_force(tmp_path):
     assert res.exit_code == 2 and "already exists" in res.output and out.read_bytes() == b"precious"
     res = CliRunner().invoke(unlearn_main, ["train", TINY, "--model", "mlp", "--epochs", "1", "--out", str(out),
                                             "-q", "--force"])
-    assert res.exit_code == 0 and load_checkpoint(out).meta["model"]["arch"] == "mlp"
+    assert res.exit_code == 0 and load_checkpoint(out).meta.model["arch"] == "mlp"
 
 
 def test_error_line_goes_to_stderr_only(tmp_path):
@@ -133,7 +133,7 @@ def test_model_options_from_config(tmp_path):
     out = tmp_path / "m.pt"
     assert run(unlearn_main, ["train", TINY, "--config", str(cfg), "--out", str(out), "-q"]).exit_code == 0
     ck = load_checkpoint(out)
-    assert ck.meta["model"]["options"]["logit_relu"] is True
+    assert ck.meta.model["options"]["logit_relu"] is True
     import torch
     assert (ck.model(torch.rand(8, 3, 16, 16)) >= 0).all()
     cfg.write_text('model = "mlp"\n[model_options]\ndepth = 3\n')

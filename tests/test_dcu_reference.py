@@ -82,7 +82,7 @@ def test_offline_cli_stores_the_remembrance_set(tmp_path):
     assert res.exit_code == 0, res.output
     off = load_checkpoint(tmp_path / "o-offline.pt")
     assert off.tensors["remembrance_images"].shape == (8, 3, 16, 16)
-    assert off.meta["offline"]["remembrance"]["source"] == "heldout" and off.meta["train_fingerprint"]
+    assert off.meta.offline["remembrance"]["source"] == "heldout" and off.meta.train_fingerprint
     res = r.invoke(unlearn_main, ["offline", "--checkpoint", str(ck), "--option", "speed=1", "--force"])
     assert res.exit_code == 2 and "unknown option" in res.output
 

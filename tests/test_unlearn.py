@@ -144,7 +144,7 @@ def test_cli_request_report_and_compare(files, tmp_path):
     assert rep["method"] == "condensed" and rep["forget_size"] == 17 and rep["reduced_set"]["passed"]
     assert set(rep["time"]) == {"assembly_s", "training_s", "total_s"} and 0 <= rep["mia"] <= 1
     ck = load_checkpoint(tmp_path / "a" / "model.pt")
-    assert ck.meta["forgotten"] == list(range(0, 136, 8)) and ck.meta["unlearn_method"] == "condensed"
+    assert list(ck.meta.forgotten) == list(range(0, 136, 8)) and ck.meta.unlearn_method == "condensed"
     res = r.invoke(unlearn_main, ["--method", "retrain", "--checkpoint", str(files / "o.pt"), "--forget", "class:0",
                                   "--epochs", "1", "--out", str(tmp_path / "b"), "-q"])
     assert res.exit_code == 0, res.output

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import click
 
-from dcforget.checkpoint import load_checkpoint, save_checkpoint
+from dcforget.checkpoint import open_checkpoint, save_checkpoint
 from dcforget.cli import Group, data_options, opt, options, out_dir, out_options, run_options, with_logging
-from dcforget.config import check_options, resolve_config, section
+from dcforget.config import check_options, parse_options, resolve_config, section
 from dcforget.errors import ConfigError
-from dcforget.datasets import DEFAULT_VAL_FRACTION, load_data, load_data_for
+from dcforget.datasets import DEFAULT_VAL_FRACTION, load_data
 from dcforget.io import check_writable
 from dcforget.models import MODELS
 from dcforget.runtime import resolve_device
@@ -126,19 +126,15 @@ def train_cmd(dataset, arch, epochs, batch_size, lr, optimizer, schedule, weight
 @options("data_dir", "download", "device")
 def evaluate_cmd(checkpoint, data_dir, download, device) -> None:
     """Accuracy of CHECKPOINT on its own (capped) training set and on the test split."""
-    ckpt_meta_only = load_checkpoint(checkpoint)
-    meta = ckpt_meta_only.meta
     dev = resolve_device(device)
-    data = load_data_for(meta, data_dir, download)
-    ckpt = load_checkpoint(checkpoint, dataset=data.info.name, fingerprint=data.fingerprint(),
-                           image_shape=data.info.image_shape, num_classes=data.info.num_classes)
+    ckpt, data = open_checkpoint(checkpoint, data_dir, download)
     model = ckpt.model.to(dev)
     data = data.to(dev)
     tr = evaluate(model, data.train.images, data.train.labels, device=dev)
     te = evaluate(model, data.test.images, data.test.labels, device=dev)
     va = evaluate(model, data.val.images, data.val.labels, device=dev) if data.val is not None else None
     val = f"val acc {100 * va.accuracy:.2f}%  " if va is not None else ""
-    click.echo(f"{checkpoint}: {meta['model']['arch']} on {data.info.name}: train acc {100 * tr.accuracy:.2f}%  {val}"
+    click.echo(f"{checkpoint}: {ckpt.meta.arch} on {data.info.name}: train acc {100 * tr.accuracy:.2f}%  {val}"
                f"test acc {100 * te.accuracy:.2f}%  (train loss {tr.losses.mean():.4f}, test loss {te.losses.mean():.4f})")
 
 
@@ -149,7 +145,9 @@ def methods_cmd() -> None:
 
     for name in METHODS.names():
         m = METHODS.get(name)
-        need = " (needs --from-condensed)" if m.needs_condensed else ""
+        caps = {"needs_condensed": "needs --from-condensed", "needs_offline": "needs an `unlearn offline` checkpoint",
+                "trains_fresh": "trains a fresh model", "zero_shot": "uses no retain data"}
+        need = f" ({'; '.join(caps[c] for c in m.capabilities)})" if m.capabilities else ""
         click.echo(f"{name:16s} {m.summary}{need}\n{'':17s}" + ", ".join(f"{k}={v}" for k, v in m.defaults.items()))
 
 
@@ -178,26 +176,22 @@ def offline_cmd(checkpoint, remembrance_ipc, remembrance_source, options, data_d
     """DC-U's offline phase: re-anchor the model on a remembrance set, before any request (dcu-reference)."""
     import time
 
-    from dcforget.checkpoint import read_checkpoint_meta
-
     from .offline import OFFLINE_DEFAULTS, offline_phase, remembrance_set
-    from .requests_cli import parse_options
 
     config = resolve_config({"seed": 0, "offline": {}}, preset, config_file, {"seed": seed})
     opts = {**check_options(section(config, "offline"), OFFLINE_DEFAULTS, " in [offline]"),
             **parse_options(options, OFFLINE_DEFAULTS)}
     out_path = Path(out or str(Path(checkpoint).with_name(Path(checkpoint).stem + "-offline.pt")))
     check_writable(out_path, force)
-    meta, _ = read_checkpoint_meta(checkpoint)
     dev = resolve_device(device)
-    data = load_data_for(meta, data_dir, download)
-    ck = load_checkpoint(checkpoint, dataset=data.info.name, fingerprint=data.fingerprint())
+    ck, data = open_checkpoint(checkpoint, data_dir, download)
     rem = remembrance_set(data, remembrance_ipc, remembrance_source, config["seed"], data_dir, download)
     data = data.to(dev)
     t0 = time.perf_counter()
     model = offline_phase(ck.model, data, rem, opts, device=dev, seed=config["seed"], quiet=quiet)
     seconds = time.perf_counter() - t0
-    new_meta = {k: v for k, v in meta.items() if k not in ("model", "toolkit_version", "torch_version", "created_utc")}
+    new_meta = {k: v for k, v in ck.meta.to_dict().items()
+                if k not in ("model", "toolkit_version", "torch_version", "created_utc")}
     new_meta["offline"] = {"from": str(checkpoint), "options": {**OFFLINE_DEFAULTS, **opts}, "seconds": seconds,
                            "remembrance": {"source": rem.source, "ipc": remembrance_ipc, "indices": rem.indices.tolist()}}
     save_checkpoint(out_path, model, new_meta, force=force,

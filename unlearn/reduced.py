@@ -17,7 +17,8 @@ from typing import Any
 import torch
 
 from dcforget.condensed import CondensedSet
-from dcforget.errors import ForgetSpecError
+from dcforget.errors import ForgetSpecError, TrainingSetMismatchError
+from dcforget.pairing import check_pairing
 
 
 @dataclass
@@ -36,9 +37,10 @@ def assemble_reduced(cs: CondensedSet, forget: torch.Tensor, train_size: int, fi
     """forget: training positions (sorted, unique). The retain set is the complement within ``train_size``.
     ``labels`` (the training labels) are needed for a class-influence set: every condensed image of a class with a
     forget sample is touched, whatever its bucket holds."""
-    if cs.train_size != train_size or (fingerprint is not None and cs.train_fingerprint != fingerprint):
-        raise ForgetSpecError("the condensed set was built from a different training set than this request's "
-                              f"({cs.train_size} images, sha256 {cs.train_fingerprint[:12]}...)")
+    if cs.train_size != train_size:
+        raise TrainingSetMismatchError(f"the condensed set was built from a training set of {cs.train_size} images, "
+                                       f"not this request's {train_size}")
+    check_pairing(cs, where="the condensed set", fingerprint=fingerprint)
     if cs.influence == "class" and (labels is None or len(labels) != train_size):
         raise ForgetSpecError("a class-influence condensed set needs the training labels to assemble the reduced set")
     is_forget = torch.zeros(train_size, dtype=torch.bool)

@@ -1,6 +1,11 @@
 """One unlearning request, start to finish: resolve the (cumulative) forget set, assemble the reduced set when a
 condensed file is given, run the method, evaluate, and build the report.
 
+``UnlearnRequest`` is the façade a user (or the CLI) fills in with files and names: ``prepare()`` validates
+everything once, together (method and its options, checkpoint, condensed file, dataset, training set, what the
+method needs), before any work, and ``run()`` answers it. ``unlearn_request`` is the engine under it, for callers
+that already hold a model and data in memory (the experiments, U-LiRA's shadows).
+
 Timing follows the evaluation protocol: the request's time is everything after the forget set is known
 (reduced-set assembly included), split into ``assembly`` and ``training``; loading files is not counted.
 """
@@ -8,24 +13,28 @@ Timing follows the evaluation protocol: the request's time is everything after t
 from __future__ import annotations
 
 import datetime as _dt
+import os
 import time
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Mapping
 
 import torch
 
 from dcforget import __version__
-from dcforget.condensed import CondensedSet
+from dcforget.checkpoint import Checkpoint, CheckpointMeta, open_checkpoint, read_checkpoint_meta
+from dcforget.condensed import CondensedSet, read_condensed
+from dcforget.config import check_options, parse_options
 from dcforget.datasets import Data
 from dcforget.errors import ConfigError, ForgetSpecError
 from dcforget.forget import ForgetContext, ForgetSplit, resolve_forget
 from dcforget.metrics import population_mia
 from dcforget.models import Classifier
-from dcforget.runtime import synchronize
+from dcforget.pairing import check_pairing
+from dcforget.runtime import resolve_device, synchronize
 from dcforget.train import evaluate
 
 from .audit import ReducedSetLeakError, audit_served, require_clean
-from .methods import METHODS, UnlearnContext
+from .methods import DEFAULT_METHOD, METHODS, UnlearnContext
 from .reduced import assemble_reduced
 
 
@@ -122,3 +131,93 @@ def unlearn_request(original: Classifier, data: Data, spec: str, method: str, *,
         "created_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     }
     return UnlearnResult(model, split, report)
+
+
+@dataclass(frozen=True)
+class UnlearnRequest:
+    """An unlearning request as a user states it. ``options``: typed values (a config table) or ``KEY=VALUE``
+    strings (``option_pairs``, parsed strictly); ``method`` None = the default method when a condensed file is
+    given."""
+    checkpoint: str | os.PathLike
+    forget: str
+    method: str | None = None
+    condensed_file: str | os.PathLike | None = None
+    options: Mapping[str, Any] = field(default_factory=dict)
+    option_pairs: tuple[str, ...] = ()
+    epochs: int | None = None
+    seed: int = 0
+    device: str | torch.device | None = None
+    data_dir: str | os.PathLike | None = None
+    download: bool = True
+
+    def prepare(self) -> "PreparedRequest":
+        """Validate the whole request before any work: the method and its options; the checkpoint; the condensed
+        file against the checkpoint (dataset, training set, classes, image shape: ``dcforget.pairing``, one error
+        type per kind of mismatch); what the method needs (a condensed file, an offline checkpoint); then load the
+        data the checkpoint was trained on and check the checkpoint against it."""
+        if not isinstance(self.forget, str) or not self.forget.strip():
+            raise ForgetSpecError("an unlearning request needs a forget spec (random:F, class:C, classes:..., "
+                                  "indices:FILE, overfit)")
+        method = self.method or (DEFAULT_METHOD if self.condensed_file is not None else None)
+        if method is None:
+            raise ConfigError("give a condensed file (--from-condensed FILE, for the default method) or a method "
+                              "(--method NAME)")
+        m = METHODS.get(method)
+        where = f" of method {method!r}"
+        opts = {**check_options(dict(self.options), m.defaults, where), **parse_options(self.option_pairs, m.defaults, where)}
+        if self.epochs is not None:
+            if "epochs" not in m.defaults:
+                raise ConfigError(f"method {method!r} has no epochs")
+            opts["epochs"] = int(self.epochs)
+        if m.needs_condensed and self.condensed_file is None:
+            raise ConfigError(f"method {method!r} works from a condensed set: give --from-condensed FILE")
+        meta, _ = read_checkpoint_meta(self.checkpoint)
+        condensed = None
+        if self.condensed_file is not None:
+            condensed = read_condensed(self.condensed_file)
+            check_pairing(condensed, where=f"condensed file {self.condensed_file}", dataset=meta.dataset,
+                          fingerprint=meta.train_fingerprint, num_classes=meta.num_classes,
+                          image_shape=meta.image_shape)
+        if m.needs_offline and meta.offline is None:
+            raise ConfigError(f"method {method!r} starts from DC-U's offline phase: give a checkpoint made by "
+                              "`unlearn offline` (it carries the remembrance set)")
+        device = resolve_device(self.device)
+        ck, data = open_checkpoint(self.checkpoint, self.data_dir, self.download)
+        if condensed is not None:  # the condensed file against the training set actually loaded, too
+            check_pairing(condensed, where=f"condensed file {self.condensed_file}", fingerprint=data.fingerprint())
+        return PreparedRequest(self, method, opts, ck, data.to(device), condensed, device)
+
+
+@dataclass
+class PreparedRequest:
+    """A validated request with its files loaded; ``run()`` answers it."""
+    request: UnlearnRequest
+    method: str
+    options: dict[str, Any]
+    checkpoint: Checkpoint
+    data: Data
+    condensed: CondensedSet | None
+    device: torch.device
+
+    @property
+    def meta(self) -> CheckpointMeta:
+        return self.checkpoint.meta
+
+    def run(self, *, quiet: bool = False, config: dict[str, Any] | None = None) -> UnlearnResult:
+        """Unlearn; the report names the input files. Successive requests: the checkpoint's earlier forget sets are
+        forgotten again (cumulative)."""
+        r = self.request
+        res = unlearn_request(self.checkpoint.model, self.data, r.forget, self.method, device=self.device,
+                              seed=r.seed, options=self.options, condensed=self.condensed,
+                              previous_forget=list(self.meta.forgotten), quiet=quiet, config=config,
+                              artefacts=self.checkpoint.tensors)
+        res.report.update(checkpoint=str(r.checkpoint),
+                          condensed_file=str(r.condensed_file) if r.condensed_file is not None else None)
+        return res
+
+    def output_meta(self, res: UnlearnResult) -> dict[str, Any]:
+        """The unlearned model's checkpoint metadata: the original's provenance, and every request so far."""
+        keep = {k: v for k, v in self.meta.to_dict().items()
+                if k not in ("model", "toolkit_version", "torch_version", "created_utc", "metrics", "history")}
+        return {**keep, "unlearned_from": str(self.request.checkpoint), "unlearn_method": self.method,
+                "forgotten": res.split.forget.tolist(), "requests": [*self.meta.requests, self.request.forget]}

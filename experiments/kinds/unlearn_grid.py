@@ -24,7 +24,6 @@ from ..report import add_reference, lookup, mean_std
 from ..workspace import KINDS, Cell, Experiment, Kind, Workspace
 
 METRICS = ("retain_acc", "forget_acc", "test_acc", "mia")
-OFFLINE_METHODS = ("dcu-reference", "condensed-model")  # start from DC-U's offline phase and its condensed file
 
 
 VARIANT_KEYS = {"method", "options", "remembrance", "offline", "condense"}
@@ -79,10 +78,10 @@ def _check_variant_artefacts(exp: Experiment, label: str, method: str, variant: 
     from unlearn.offline import OFFLINE_DEFAULTS
 
     where = f"experiment {exp.name}: variant {label!r}"
-    offline_method = method in OFFLINE_METHODS
+    offline_method = METHODS.get(method).needs_offline
     if "remembrance" in variant:
         if not offline_method:
-            raise ConfigError(f"{where}: remembrance applies to {', '.join(OFFLINE_METHODS)} only")
+            raise ConfigError(f"{where}: remembrance applies to {', '.join(n for n in METHODS.names() if METHODS.get(n).needs_offline)} only")
         if variant["remembrance"] not in ("heldout", "test"):
             raise ConfigError(f"{where}: remembrance must be \"heldout\" or \"test\"")
     stages = {"offline": (offline_method, set(OFFLINE_DEFAULTS)),
@@ -147,7 +146,7 @@ def _unlearn_cells(exp: Experiment, seeds: int) -> list[Cell]:
 
 def _uses(method: str, axis: str) -> bool:
     if axis == "ipc":
-        return method in OFFLINE_METHODS
+        return METHODS.get(method).needs_offline
     if axis == "classifier":
         return method == "condensed-model"
     return METHODS.get(method).needs_condensed  # clusters, condenser
@@ -166,7 +165,7 @@ def _unlearn_run(cell: Cell, exp: Experiment, ws: Workspace) -> dict[str, Any]:
         options["classifier"] = axis("classifier")
     variant = exp.spec.get("variants", {}).get(label, {})
     cs_args["extra"] = variant_artefact_options(variant, "condense", arch)
-    if method in OFFLINE_METHODS:
+    if METHODS.get(method).needs_offline:
         source = variant.get("remembrance")  # e.g. "test": the reference's
         off_extra = variant_artefact_options(variant, "offline", arch)
         start, artefacts = ws.offline(arch, axis("ipc"), source, off_extra)

@@ -104,18 +104,28 @@ class UnlearnContext:
 
 @dataclass(frozen=True)
 class Method:
+    """A registered method: what it runs, its defaults, and what it needs and does (the runner, the request and
+    ``unlearn methods`` read these instead of lists of method names)."""
     run: Callable[[UnlearnContext], Classifier]
-    needs_condensed: bool
     defaults: dict[str, Any]
     summary: str
+    needs_condensed: bool = False  # reads a condensed file (--from-condensed): its reduced retain set
+    needs_offline: bool = False  # starts from DC-U's offline phase (`unlearn offline`): its remembrance set
+    trains_fresh: bool = False  # trains a freshly initialised network (the rest start from the original)
+    zero_shot: bool = False  # uses no retain data, only the forget set and the model
+
+    @property
+    def capabilities(self) -> list[str]:
+        return [name for name in ("needs_condensed", "needs_offline", "trains_fresh", "zero_shot") if getattr(self, name)]
 
 
 METHODS: Registry[Method] = Registry("unlearning method")
 
 
-def register(name: str, *, summary: str, needs_condensed: bool = False, **defaults: Any):
+def register(name: str, *, summary: str, needs_condensed: bool = False, needs_offline: bool = False,
+             trains_fresh: bool = False, zero_shot: bool = False, **defaults: Any):
     def deco(fn: Callable[[UnlearnContext], Classifier]) -> Callable[[UnlearnContext], Classifier]:
-        METHODS.register(name)(Method(fn, needs_condensed, defaults, summary))
+        METHODS.register(name)(Method(fn, defaults, summary, needs_condensed, needs_offline, trains_fresh, zero_shot))
         return fn
 
     return deco

@@ -139,7 +139,7 @@ def modular_unlearning(ctx: UnlearnContext, model, o) -> None:
     model.requires_grad_(True)
 
 
-@register("dcu-reference", needs_condensed=True,
+@register("dcu-reference", needs_offline=True, needs_condensed=True,
           summary="DC-U's modular unlearning (Beginning on the reduced set, Final on remembrance, Intermediate)",
           **DEFAULTS)
 def dcu_reference(ctx: UnlearnContext):

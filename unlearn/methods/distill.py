@@ -15,7 +15,7 @@ def kd_kl(student_logits: torch.Tensor, teacher_logits: torch.Tensor, t: float) 
                     reduction="batchmean") * t * t
 
 
-@register("distill", summary="a fresh student: CE + 0.1 KL(T=4) to the original, on the retain set",
+@register("distill", trains_fresh=True, summary="a fresh student: CE + 0.1 KL(T=4) to the original, on the retain set",
           epochs=30, batch_size=256, optimizer="adam", lr=1e-3, schedule="constant", bf16=False,
           hard_weight=1.0, soft_weight=0.1, temperature=4.0)
 def distill(ctx: UnlearnContext):

@@ -7,7 +7,7 @@ from dcforget.train import fit
 from .base import UnlearnContext, register
 
 
-@register("gradient-ascent", summary="minimise -CE on the forget set (no retain term)",
+@register("gradient-ascent", zero_shot=True, summary="minimise -CE on the forget set (no retain term)",
           epochs=10, batch_size=256, optimizer="sgd", lr=0.01, momentum=0.9, weight_decay=5e-4, schedule="constant")
 def gradient_ascent(ctx: UnlearnContext):
     model = ctx.copy_original()

@@ -3,6 +3,6 @@
 from .base import UnlearnContext, register
 
 
-@register("none", summary="return the model unchanged (what an attack sees when nothing was unlearned)")
+@register("none", zero_shot=True, summary="return the model unchanged (what an attack sees when nothing was unlearned)")
 def none(ctx: UnlearnContext):
     return ctx.copy_original()

@@ -1,0 +1,96 @@
+"""The request façade: one object validated once, together, before any work; one error type per kind of
+mismatch; what a method needs comes from the registered method's capabilities."""
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+import dcforget.train as train_mod
+from condense.build import build_condensed
+from dcforget.checkpoint import CheckpointMeta, read_checkpoint_meta, save_checkpoint
+from dcforget.condensed import write_condensed
+from dcforget.datasets import load_data
+from dcforget.errors import (ArchitectureMismatchError, CheckpointError, ConfigError, DatasetMismatchError,
+                             MismatchError, TrainingSetMismatchError)
+from dcforget.train import TrainConfig
+from dcforget.training import checkpoint_meta, train_on
+from experiments.cli import unlearn_main
+from unlearn.methods import METHODS
+from unlearn.request import UnlearnRequest
+
+CPU = torch.device("cpu")
+SPEC = "synthetic:classes=4,train=40,test=20,size=16,noise=0.5"
+OTHER = "synthetic:classes=4,train=40,test=20,size=16,noise=0.5,seed=7"  # same shape, other images
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    d = tmp_path_factory.mktemp("facade")
+    out = {}
+    for name, spec in (("a", SPEC), ("b", OTHER), ("c", "synthetic:classes=3,train=40,test=20,size=16")):
+        data = load_data(spec)
+        cfg = TrainConfig(epochs=2, batch_size=32)
+        tr = train_on(data, "cnn", cfg, seed=0, device=CPU, quiet=True)
+        save_checkpoint(d / f"{name}.pt", tr.model, checkpoint_meta(data, cfg, 0, tr))
+        cs = build_condensed(data, "fdm", tr.model, device=CPU, seed=0, clusters=3, options={"steps": 2},
+                             quiet=True).condensed
+        write_condensed(d / f"{name}.h5", cs)
+        out[name] = (d / f"{name}.pt", d / f"{name}.h5")
+    return out
+
+
+def test_a_good_request_runs_and_names_its_files(files):
+    ck, cs = files["a"]
+    res = UnlearnRequest(ck, "random:0.1", condensed_file=cs, option_pairs=("epochs=1",), device="cpu").prepare().run(
+        quiet=True)
+    assert res.report["method"] == "condensed" and res.report["checkpoint"] == str(ck)
+    assert res.report["condensed_file"] == str(cs) and res.report["options"]["epochs"] == 1
+
+
+@pytest.mark.parametrize("condensed, kind", [("b", TrainingSetMismatchError), ("c", ArchitectureMismatchError)])
+def test_a_condensed_file_of_other_data_is_refused_before_any_work(files, monkeypatch, condensed, kind):
+    calls = []
+    monkeypatch.setattr(train_mod, "fit", lambda *a, **k: calls.append(1))  # any training would be recorded
+    with pytest.raises(kind) as err:
+        UnlearnRequest(files["a"][0], "random:0.1", condensed_file=files[condensed][1], device="cpu").prepare()
+    assert isinstance(err.value, MismatchError) and str(files[condensed][1]) in str(err.value) and not calls
+
+
+def test_checkpoint_and_condensed_of_other_datasets_is_a_dataset_mismatch(files, tmp_path):
+    ck, _ = files["a"]
+    meta, state, tensors = read_checkpoint_meta(ck, with_tensors=True)
+    d = meta.to_dict()
+    d["dataset"] = "mnist"
+    moved = tmp_path / "mnist.pt"
+    import json
+    payload = torch.load(ck, weights_only=True)
+    payload["meta_json"] = json.dumps(d)
+    torch.save(payload, moved)
+    with pytest.raises(DatasetMismatchError, match="dataset 'synthetic', not 'mnist'"):
+        UnlearnRequest(moved, "random:0.1", condensed_file=files["a"][1], device="cpu").prepare()
+
+
+def test_what_a_method_needs_is_checked_from_its_capabilities(files):
+    assert METHODS.get("dcu-reference").needs_offline and METHODS.get("condensed-model").needs_offline
+    assert METHODS.get("retrain").trains_fresh and METHODS.get("gradient-ascent").zero_shot
+    assert not METHODS.get("finetune").capabilities
+    ck, cs = files["a"]
+    with pytest.raises(ConfigError, match="offline phase"):
+        UnlearnRequest(ck, "random:0.1", method="dcu-reference", condensed_file=cs, device="cpu").prepare()
+    with pytest.raises(ConfigError, match="works from a condensed set"):
+        UnlearnRequest(ck, "random:0.1", method="condensed", device="cpu").prepare()
+    with pytest.raises(ConfigError, match="unknown option 'nosuch'"):
+        UnlearnRequest(ck, "random:0.1", method="finetune", option_pairs=("nosuch=1",), device="cpu").prepare()
+    with pytest.raises(ConfigError, match="epochs='-5'"):
+        UnlearnRequest(ck, "random:0.1", condensed_file=cs, option_pairs=("epochs=-5",), device="cpu").prepare()
+    res = CliRunner().invoke(unlearn_main, ["methods"])
+    assert "dcu-reference" in res.output and "needs an `unlearn offline` checkpoint" in res.output
+
+
+def test_checkpoint_metadata_is_typed_and_validated(files, tmp_path):
+    meta, _ = read_checkpoint_meta(files["a"][0])
+    assert isinstance(meta, CheckpointMeta) and meta.arch == "cnn" and meta.num_classes == 4
+    assert meta.image_shape == (3, 16, 16) and meta.forgotten == () and meta.val_fraction == 0.15
+    assert CheckpointMeta.from_dict(meta.to_dict()) == meta  # what is written reads back the same
+    with pytest.raises(CheckpointError, match="'forgotten' must list"):
+        CheckpointMeta.from_dict({**meta.to_dict(), "forgotten": ["x"]}, tmp_path / "bad.pt")
