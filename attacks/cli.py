@@ -18,7 +18,7 @@ from dcforget.io import atomic_path, atomic_paths, check_writable
 from dcforget.metrics import population_mia
 from dcforget.pairing import check_pairing
 from dcforget.runtime import resolve_device
-from dcforget.train import as_unit, evaluate
+from dcforget.train import TrainConfig, as_unit, embed, evaluate
 
 from .roc import auc, tpr_at_fpr
 
@@ -93,7 +93,6 @@ def _open_one(checkpoint, data_dir, device, out, force):
 def mia_cmd(checkpoint, forget_spec, data_dir, seed, device, quiet, out, force, svc, svc_max) -> None:
     """Population MIA: forget set (members) vs test set (non-members) on per-sample loss, with ROC AUC and
     TPR at low FPR; SSD's entropy attack; and with --svc, SalUn's SVC-MIA efficacies."""
-    from dcforget.train import embed
 
     from .mia_variants import entropy_lr_mia, svc_mia
 
@@ -224,7 +223,6 @@ def ulira_cmd(dataset, arch, epochs, bf16, methods, options, clusters, shadows, 
     """U-LiRA: per-example likelihood-ratio attack over shadow models (resumable), on every --method and on the
     original model (nothing unlearned) for reference."""
     from dcforget.models import MODELS
-    from dcforget.train import TrainConfig
     from unlearn.methods import METHODS
 
     from .ulira import attack, check_signals, run_shadows
@@ -380,7 +378,7 @@ def defend_cmd(checkpoint, condensed_file, method, options, dp, dp_epsilon, dp_d
     import time
 
     from dcforget.checkpoint import save_checkpoint
-    from dcforget.condensed import read_condensed
+    from dcforget.condensed_store import read_condensed
     from unlearn.methods import DEFAULT_METHOD, METHODS
 
     from .defend import mu_regularise, privacy_report, train_dp

@@ -1,4 +1,4 @@
-"""DC-U's membership-inference defence, "MU-regularisation" (dcu.md §5.7), and the DP-SGD baseline it is judged
+"""DC-U's membership-inference defence, "MU-regularisation" (docs/reference/dcu.md §5.7), and the DP-SGD baseline it is judged
 against.
 
 MU-regularisation: the overfitting metric and Otsu's threshold pick the training samples the model has memorised

@@ -1,4 +1,4 @@
-"""The NeurIPS-2023 unlearning-challenge metric (unlearning-methods.md §2.5; google-deepmind/unlearning_evaluation).
+"""The NeurIPS-2023 unlearning-challenge metric (docs/reference/unlearning-methods.md §2.5; google-deepmind/unlearning_evaluation).
 
 For each forget example, the scores (logit-scaled confidence log p_y - log(1 - p_y)) of N unlearned and N
 retrained models form two samples; "positive" is the one with the larger median. Two families of decision rules,

@@ -6,7 +6,7 @@ An image per (class, restart) is parameterised through a sigmoid (so it stays in
 to minimise CE(model(jitter(x)), c) + tv_weight * total variation + l2_weight * ||x - 0.5||^2; random
 translations by up to ``jitter`` pixels each step keep the result from being adversarial noise.
 
-(b) ``condensive_invert`` is DC-U's multi-image condensive attack (dcu.md §5.7): the attacker's image pool is
+(b) ``condensive_invert`` is DC-U's multi-image condensive attack (docs/reference/dcu.md §5.7): the attacker's image pool is
 split into ``subclasses`` K-means sub-classes per class in the attacked model's feature space, and a generator
 from sub-class codes to images is trained through the frozen model with CE(f(G(k)), y) + MSE(G(k), x) -- the
 ``mi`` condenser, run on the attacker's pool. G(k) is the reconstruction of sub-class k. The reference feeds the

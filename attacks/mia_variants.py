@@ -1,5 +1,5 @@
 """The membership-inference variants other unlearning papers report next to the population MIA
-(unlearning-methods.md §2.1 and §2.4). Both train an attack on retain (member) vs test (non-member) outputs of the
+(docs/reference/unlearning-methods.md §2.1 and §2.4). Both train an attack on retain (member) vs test (non-member) outputs of the
 model under attack, then apply it to the forget set:
 
 * ``svc_mia`` -- SalUn / Unlearn-Sparse ``SVC_MIA``: one RBF SVC (C=3, gamma="auto", scikit-learn, as there) per

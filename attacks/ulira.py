@@ -1,4 +1,4 @@
-"""U-LiRA (Hayes et al., arXiv 2403.01218; unlearning-methods.md §2.6): a per-example likelihood-ratio attack on
+"""U-LiRA (Hayes et al., arXiv 2403.01218; docs/reference/unlearning-methods.md §2.6): a per-example likelihood-ratio attack on
 unlearning.
 
 Shadow s draws a random half of the training set, and a random ``forget_fraction`` of that half as its forget
@@ -52,8 +52,7 @@ from dcforget.errors import ConfigError, DcForgetError
 from dcforget.io import atomic_path
 from dcforget.progress import bar
 from dcforget.runtime import generator
-from dcforget.train import TrainConfig
-from dcforget.training import train_on
+from dcforget.train import TrainConfig, train_on
 
 from .epsilon import confidences
 from .roc import auc, tpr_at_fpr

@@ -1,4 +1,4 @@
-"""DC-U's unlearning metric (dcu.md §5.5, the VGG/ResNet version): how differently the forget and retain samples
+"""DC-U's unlearning metric (docs/reference/dcu.md §5.5, the VGG/ResNet version): how differently the forget and retain samples
 of each class pull on the model.
 
 For every class c present in the forget set: g_F = gradient of the mean cross-entropy over the forget samples of

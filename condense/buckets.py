@@ -1,4 +1,4 @@
-"""K-means buckets per class in a model's feature space (dcu.md §2): bucket ids are class-major, cluster order
+"""K-means buckets per class in a model's feature space (docs/reference/dcu.md §2): bucket ids are class-major, cluster order
 within a class."""
 
 from __future__ import annotations

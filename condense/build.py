@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-from dcforget.condensed import CondensedSet
+from dcforget.condensed_store import CondensedSet
 from dcforget.config import coerce_option
 from dcforget.datasets import Data
 from dcforget.errors import ConfigError

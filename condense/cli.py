@@ -11,7 +11,7 @@ import torch
 
 from dcforget.checkpoint import load_checkpoint, read_checkpoint_meta, save_checkpoint
 from dcforget.cli import Group, data_options, opt, options, out_file, out_options, run_options, with_logging
-from dcforget.condensed import read_condensed, write_condensed
+from dcforget.condensed_store import read_condensed, write_condensed
 from dcforget.config import parse_options, resolve_config, section
 from dcforget.datasets import DEFAULT_VAL_FRACTION, load_data, parse_dataset_spec
 from dcforget.errors import ConfigError
@@ -20,8 +20,7 @@ from dcforget.io import atomic_path, check_writable
 from dcforget.models import MODELS
 from dcforget.pairing import check_pairing
 from dcforget.runtime import resolve_device
-from dcforget.train import TrainConfig
-from dcforget.training import checkpoint_meta, train_on
+from dcforget.train import TrainConfig, checkpoint_meta, train_on
 
 from .build import build_condensed, method_options
 from .methods import CONDENSERS

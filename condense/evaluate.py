@@ -1,5 +1,5 @@
 """The standard condensed-set evaluation: train a fresh network on the condensed images only, test on the
-real test split (condensation.md §1.1): SGD momentum 0.9, weight decay 5e-4, lr 0.01, batch 256, lr /10 at
+real test split (docs/reference/condensation.md §1.1): SGD momentum 0.9, weight decay 5e-4, lr 0.01, batch 256, lr /10 at
 half time, DSA augmentation drawn per sample; mean and std over seeds."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from typing import Any
 import torch
 
 from dcforget.augment import DEFAULT_STRATEGY, DIGITS_STRATEGY, DSA
-from dcforget.condensed import CondensedSet
+from dcforget.condensed_store import CondensedSet
 from dcforget.datasets import Split
 from dcforget.models import create_model
 from dcforget.runtime import seeded

@@ -1,7 +1,7 @@
 """Differentiable siamese augmentation (DSA) with Kornia, in [0,1] pixel space, on the images' device.
 
 DSA's mode 'S': every call picks one family from the strategy and applies only that family. Families (DSA's
-ratios, translated to pixel space; condensation.md §1.3, §2):
+ratios, translated to pixel space; docs/reference/condensation.md §1.3, §2):
 
 * ``scale``  Kornia ``RandomAffine`` with independent x/y zoom in [1/1.2, 1.2]
 * ``rotate`` Kornia ``RandomAffine`` with an angle in [-15, 15] degrees

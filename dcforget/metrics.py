@@ -1,5 +1,5 @@
 """Evaluation metrics every stage reports: the population membership-inference attack of DC-U / Deep Unlearn /
-the NeurIPS-2023 kit (unlearning-methods.md §1.3, dcu.md §5.2).
+the NeurIPS-2023 kit (docs/reference/unlearning-methods.md §1.3, docs/reference/dcu.md §5.2).
 
 A one-feature logistic regression on per-sample cross-entropy separates members (the forget set) from
 non-members (the test set). Both sets are balanced by a seeded random subsample to the smaller size; the score

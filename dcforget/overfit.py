@@ -1,4 +1,4 @@
-"""DC-U's overfitting metric (dcu.md §5.4), which the ``overfit`` forget spec (forget.py) thresholds.
+"""DC-U's overfitting metric (docs/reference/dcu.md §5.4), which the ``overfit`` forget spec (forget.py) thresholds.
 
 Per sample: O(x) = | CE(f(x), y) - mean_j (dCE/dtheta_j)^2 |, with per-sample gradients from ``torch.func``
 (vmap over grad, in chunks) instead of the reference's batch-of-one loop. The reference runs the model in train

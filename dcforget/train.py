@@ -1,4 +1,5 @@
-"""One training loop for original training, retraining and fine-tuning; one batched evaluation pass.
+"""Training: one loop for original training, retraining and fine-tuning (``fit``), one batched evaluation pass
+(``evaluate``), and a fresh model trained on a dataset start to finish (``train_on``, with its checkpoint metadata).
 
 Data stays on the device as uint8 (or float [0,1] for condensed images) and is converted per batch.
 """
@@ -14,7 +15,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .datasets import Data
 from .errors import ConfigError
+from .models import Classifier, create_model
 from .progress import bar
 from .registry import Registry
 from .runtime import generator, seeded, synchronize
@@ -287,3 +290,53 @@ def fit(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, cfg: Train
     model.train(False)
     history.seconds = time.perf_counter() - t_start
     return history
+
+
+# ------------------------------------------------------------------ a fresh model trained on a dataset
+@dataclass
+class TrainedModel:
+    model: Classifier
+    history: History
+    train_eval: EvalResult
+    test_eval: EvalResult
+    val_eval: EvalResult | None = None
+
+    def metrics(self) -> dict[str, float]:
+        val = {"val_acc": self.val_eval.accuracy} if self.val_eval is not None else {}
+        return {"train_acc": self.train_eval.accuracy, **val, "test_acc": self.test_eval.accuracy,
+                "train_seconds": self.history.seconds,
+                "seconds_per_epoch": self.history.seconds / max(len(self.history.epochs), 1)}
+
+
+def build_model(arch: str, data: Data, seed: int, options: dict[str, Any] | None = None) -> Classifier:
+    """A freshly initialised model; its initialisation depends only on ``seed``."""
+    with seeded(seed):
+        return create_model(arch, data.info, **(options or {}))
+
+
+def train_on(data: Data, arch: str, cfg: TrainConfig, *, seed: int, device: torch.device,
+             index: torch.Tensor | None = None, quiet: bool = False, model_options: dict[str, Any] | None = None,
+             desc: str = "train") -> TrainedModel:
+    """Train a fresh ``arch`` on ``data.train`` (or the rows ``index`` of it) and evaluate it on that set and
+    on the test split."""
+    train = data.train if index is None else data.train.subset(index.to(data.train.labels.device))
+    model = build_model(arch, data, seed, model_options)
+    history = fit(model, train.images, train.labels, cfg, device=device, seed=seed,
+                  loss_fn=getattr(model, "training_loss", None),  # e.g. convae's CE + reconstruction
+                  evals={"test": (data.test.images, data.test.labels)}, quiet=quiet, desc=desc)
+    train_eval = evaluate(model, train.images, train.labels, device=device, bf16=cfg.bf16)
+    test_eval = evaluate(model, data.test.images, data.test.labels, device=device, bf16=cfg.bf16)
+    val_eval = evaluate(model, data.val.images, data.val.labels, device=device, bf16=cfg.bf16) if data.val is not None else None
+    return TrainedModel(model, history, train_eval, test_eval, val_eval)
+
+
+def checkpoint_meta(data: Data, cfg: TrainConfig, seed: int, trained: TrainedModel | None = None,
+                    resolved_config: dict[str, Any] | None = None, **extra: Any) -> dict[str, Any]:
+    """What a checkpoint records about where it came from."""
+    meta: dict[str, Any] = {**data.split_meta(), "seed": seed, "train_config": cfg.to_dict(),
+                            "config": resolved_config or {}}
+    if trained is not None:
+        meta["metrics"] = trained.metrics()
+        meta["history"] = trained.history.epochs
+    meta.update(extra)
+    return meta

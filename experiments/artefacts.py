@@ -15,12 +15,11 @@ import torch
 
 from condense.build import build_condensed
 from dcforget.checkpoint import load_checkpoint, save_checkpoint
-from dcforget.condensed import CondensedSet, read_condensed, write_condensed
+from dcforget.condensed_store import CondensedSet, read_condensed, write_condensed
 from dcforget.datasets import Data
 from dcforget.models import Classifier
 from dcforget.pairing import check_pairing
-from dcforget.train import TrainConfig
-from dcforget.training import checkpoint_meta, train_on
+from dcforget.train import TrainConfig, checkpoint_meta, train_on
 from unlearn.offline import offline_phase, remembrance_set
 
 Log = Callable[[str], None]

@@ -10,7 +10,7 @@ from typing import Any, Callable
 
 import torch
 
-from dcforget.condensed import read_condensed
+from dcforget.condensed_store import read_condensed
 from dcforget.images import save_grid
 
 from .report import append_section

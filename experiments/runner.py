@@ -106,7 +106,8 @@ CODE_PACKAGES = ("dcforget", "condense", "unlearn", "attacks", "experiments")  #
 # Orchestration (which cells run, where results go), drawing, reporting and argument parsing: code that decides
 # nothing a cell computes. Everything else in CODE_PACKAGES joins the digest.
 NOT_CELL_CODE = ("experiments/runner.py", "experiments/figures.py", "experiments/report.py", "experiments/cli.py",
-                 "dcforget/provenance.py", "dcforget/cli.py", "unlearn/cli.py", "unlearn/requests_cli.py",
+                 "experiments/demo.py",
+                 "dcforget/provenance.py", "dcforget/cli.py", "unlearn/cli.py",
                  "unlearn/compare.py", "condense/cli.py", "attacks/cli.py")
 
 

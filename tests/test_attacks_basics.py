@@ -4,8 +4,7 @@ import torch
 from dcforget.overfit import otsu_threshold, overfitting_scores
 from attacks.roc import auc, roc_curve, tpr_at_fpr
 from dcforget.forget import ForgetContext, resolve_forget
-from dcforget.train import TrainConfig
-from dcforget.training import train_on
+from dcforget.train import TrainConfig, train_on
 
 
 def test_otsu_finds_the_valley_of_a_bimodal_histogram():

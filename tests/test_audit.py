@@ -9,11 +9,10 @@ import dcforget.train as train_mod
 import unlearn.reduced as reduced_mod
 import unlearn.request as request_mod
 from condense.build import build_condensed
-from dcforget.condensed import CondensedSet
+from dcforget.condensed_store import CondensedSet
 from dcforget.datasets import load_data
 from dcforget.forget import ForgetSplit
-from dcforget.train import TrainConfig
-from dcforget.training import train_on
+from dcforget.train import TrainConfig, train_on
 from unlearn.audit import ReducedSetLeakError, audit_served
 from unlearn.methods import METHODS
 from unlearn.methods.base import UnlearnContext

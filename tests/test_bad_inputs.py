@@ -428,7 +428,7 @@ def test_non_finite_weights_refused_at_load(inputs):
 
 
 def _tiny_set(**kw):
-    from dcforget.condensed import CondensedSet
+    from dcforget.condensed_store import CondensedSet
 
     base = dict(images=torch.rand(4, 3, 8, 8), labels=torch.tensor([0, 0, 1, 1]),
                 bucket_indptr=torch.tensor([0, 1, 2, 3, 4]), bucket_indices=torch.tensor([0, 1, 2, 3]),
@@ -439,7 +439,7 @@ def _tiny_set(**kw):
 
 
 def test_condensed_datasets_carry_checksums_and_old_files_still_load(tmp_path):
-    from dcforget.condensed import CondensedFileError, read_condensed, write_condensed
+    from dcforget.condensed_store import CondensedFileError, read_condensed, write_condensed
 
     path = write_condensed(tmp_path / "c.h5", _tiny_set())
     with h5py.File(path) as f:
@@ -461,7 +461,7 @@ def test_condensed_datasets_carry_checksums_and_old_files_still_load(tmp_path):
 
 
 def test_pixel_range_attribute(tmp_path):
-    from dcforget.condensed import CondensedFileError, read_condensed, write_condensed
+    from dcforget.condensed_store import CondensedFileError, read_condensed, write_condensed
 
     wild = torch.rand(4, 3, 8, 8) * 3 - 1
     with pytest.raises(CondensedFileError, match="pixel_range"):

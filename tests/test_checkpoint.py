@@ -4,8 +4,7 @@ import torch
 from dcforget.checkpoint import load_checkpoint, save_checkpoint
 from dcforget.errors import (ArchitectureMismatchError, CheckpointError, DatasetMismatchError, OutputExistsError,
                              TrainingSetMismatchError)
-from dcforget.train import TrainConfig
-from dcforget.training import build_model, checkpoint_meta
+from dcforget.train import TrainConfig, build_model, checkpoint_meta
 
 
 @pytest.fixture()

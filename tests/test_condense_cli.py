@@ -4,7 +4,7 @@ import pytest
 from click.testing import CliRunner
 
 from condense.cli import main as condense_main
-from dcforget.condensed import read_condensed
+from dcforget.condensed_store import read_condensed
 from unlearn.cli import main as unlearn_main
 
 TINY = "synthetic:classes=4,train=30,test=10,size=16"

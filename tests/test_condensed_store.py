@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from dcforget.condensed import CondensedFileError, CondensedSet, read_condensed, write_condensed
+from dcforget.condensed_store import CondensedFileError, CondensedSet, read_condensed, write_condensed
 from dcforget.errors import OutputExistsError
 
 

@@ -5,8 +5,7 @@ from condense.build import build_condensed, method_options
 from condense.methods import CONDENSERS
 from condense.methods.fdm import bucket_targets, fdm_blend
 from dcforget.errors import ConfigError, UnknownNameError
-from dcforget.train import TrainConfig, as_unit, embed
-from dcforget.training import train_on
+from dcforget.train import TrainConfig, as_unit, embed, train_on
 
 CPU = torch.device("cpu")
 
@@ -160,7 +159,7 @@ def test_fdm_default_blend_stays_in_unit_range_and_the_reference_switch_says_so(
     import h5py
 
     from condense.methods.fdm import BLENDS
-    from dcforget.condensed import write_condensed
+    from dcforget.condensed_store import write_condensed
 
     big = {"steps": 30, "lr": 0.05}  # large steps: the reference's free weights push blends out of [0,1]
     free = _build(tiny, trained, "fdm", clusters=3, options={**big, "blend": "unconstrained"})

@@ -8,8 +8,7 @@ from condense.build import build_condensed
 from dcforget.checkpoint import load_checkpoint
 from dcforget.datasets import load_data
 from dcforget.errors import ConfigError
-from dcforget.train import TrainConfig
-from dcforget.training import train_on
+from dcforget.train import TrainConfig, train_on
 from unlearn.cli import main as unlearn_main
 from unlearn.offline import offline_phase, remembrance_set
 from unlearn.request import unlearn_request

@@ -5,8 +5,7 @@ import torch
 from attacks.defend import privacy_report, train_dp
 from dcforget.datasets import load_data
 from dcforget.errors import ConfigError
-from dcforget.train import TrainConfig
-from dcforget.training import train_on
+from dcforget.train import TrainConfig, train_on
 
 CPU = torch.device("cpu")
 SPEC = "synthetic:classes=2,train=40,test=40,size=8,noise=1.2"

@@ -2,8 +2,7 @@ import pytest
 import torch
 
 from attacks.inversion import invert_classes, score_reconstructions, total_variation
-from dcforget.train import TrainConfig, as_unit
-from dcforget.training import train_on
+from dcforget.train import TrainConfig, as_unit, train_on
 
 CPU = torch.device("cpu")
 

@@ -1,4 +1,4 @@
-"""The import contract (DESIGN.md, .importlinter): foundation <- condense <- unlearn <- attacks <- experiments.
+"""The import contract (docs/DESIGN.md, .importlinter): foundation <- condense <- unlearn <- attacks <- experiments.
 import-linter (grimp) sees every import, function-local ones included."""
 
 from __future__ import annotations

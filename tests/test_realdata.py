@@ -6,7 +6,7 @@ import torch
 from click.testing import CliRunner
 
 from condense.cli import main as condense_main
-from dcforget.condensed import read_condensed
+from dcforget.condensed_store import read_condensed
 from dcforget.datasets import load_data
 from dcforget.forget import ForgetContext, resolve_forget
 from unlearn.cli import main as unlearn_main

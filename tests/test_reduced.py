@@ -1,6 +1,6 @@
 import torch
 
-from dcforget.condensed import CondensedSet
+from dcforget.condensed_store import CondensedSet
 from unlearn.reduced import assemble_reduced, audit_reduced
 
 

@@ -8,12 +8,11 @@ from click.testing import CliRunner
 import dcforget.train as train_mod
 from condense.build import build_condensed
 from dcforget.checkpoint import CheckpointMeta, read_checkpoint_meta, save_checkpoint
-from dcforget.condensed import write_condensed
+from dcforget.condensed_store import write_condensed
 from dcforget.datasets import load_data
 from dcforget.errors import (ArchitectureMismatchError, CheckpointError, ConfigError, DatasetMismatchError,
                              MismatchError, TrainingSetMismatchError)
-from dcforget.train import TrainConfig
-from dcforget.training import checkpoint_meta, train_on
+from dcforget.train import TrainConfig, checkpoint_meta, train_on
 from experiments.cli import unlearn_main
 from unlearn.methods import METHODS
 from unlearn.request import UnlearnRequest

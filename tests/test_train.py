@@ -2,8 +2,7 @@ import pytest
 import torch
 
 from dcforget.errors import ConfigError, UnknownNameError
-from dcforget.train import SCHEDULES, TrainConfig, as_unit, evaluate, fit
-from dcforget.training import train_on
+from dcforget.train import SCHEDULES, TrainConfig, as_unit, build_model, evaluate, fit, train_on
 
 CPU = torch.device("cpu")
 
@@ -18,7 +17,6 @@ def test_training_learns_the_synthetic_task(tiny):
 
 
 def test_untrained_model_is_near_chance(tiny):
-    from dcforget.training import build_model
     m = build_model("convnet", tiny, seed=0)
     assert evaluate(m, tiny.test.images, tiny.test.labels).accuracy < 0.6
 
@@ -42,7 +40,6 @@ def test_seeded_training_leaves_global_rng_alone(tiny):
 
 
 def test_bf16_sgd_cosine_and_float_inputs(tiny):
-    from dcforget.training import build_model
     m = build_model("cnn", tiny, seed=0)
     x = as_unit(tiny.train.images)
     cfg = TrainConfig(epochs=4, batch_size=32, optimizer="sgd", lr=0.05, schedule="cosine", bf16=True)
@@ -53,7 +50,6 @@ def test_bf16_sgd_cosine_and_float_inputs(tiny):
 
 
 def test_evaluate_returns_per_sample_losses_matching_mean(tiny):
-    from dcforget.training import build_model
     m = build_model("mlp", tiny, seed=0).eval()
     res = evaluate(m, tiny.train.images, tiny.train.labels, batch_size=7)
     with torch.no_grad():

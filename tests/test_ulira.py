@@ -99,7 +99,7 @@ def _sha(path):
 
 
 def _condensed_h5(path):
-    from dcforget.condensed import CondensedSet, write_condensed
+    from dcforget.condensed_store import CondensedSet, write_condensed
 
     cs = CondensedSet(images=torch.rand(2, 3, 8, 8), labels=torch.tensor([0, 1]), bucket_indptr=torch.tensor([0, 1, 2]),
                       bucket_indices=torch.tensor([0, 1]), source_indices=torch.tensor([-1, -1]), method="fdm",

@@ -13,8 +13,7 @@ from dcforget.checkpoint import load_checkpoint
 from dcforget.datasets import load_data
 from dcforget.errors import ConfigError
 from dcforget.models import create_model
-from dcforget.train import TrainConfig, evaluate
-from dcforget.training import train_on
+from dcforget.train import TrainConfig, evaluate, train_on
 from unlearn.cli import main as unlearn_main
 from unlearn.methods import METHODS
 from unlearn.request import unlearn_request
@@ -109,7 +108,7 @@ def test_successive_requests_accumulate(setup):
 
 def test_method_errors(setup):
     data, trained, cs = setup
-    from dcforget.errors import ConfigError, ForgetSpecError, UnknownNameError
+    from dcforget.errors import ConfigError, TrainingSetMismatchError, UnknownNameError
     with pytest.raises(ConfigError, match="--from-condensed"):
         unlearn_request(trained, data, "class:1", "condensed", device=CPU)
     with pytest.raises(UnknownNameError):
@@ -117,7 +116,7 @@ def test_method_errors(setup):
     with pytest.raises(ConfigError, match="unknown option"):
         unlearn_request(trained, data, "class:1", "retrain", device=CPU, options={"epoch": 1})
     other = load_data(SPEC.replace("train=40", "train=39"))
-    with pytest.raises(ForgetSpecError, match="different training set"):
+    with pytest.raises(TrainingSetMismatchError, match="training set of 136 images, not this request's 132"):
         unlearn_request(trained, other, "class:1", "condensed", device=CPU, condensed=cs)
 
 
@@ -156,7 +155,7 @@ def test_cli_request_report_and_compare(files, tmp_path):
 @pytest.mark.parametrize("args, msg", [
     (["--forget", "class:1"], "needs --checkpoint"),
     (["--checkpoint", "{d}/o.pt"], "needs --forget"),
-    (["--checkpoint", "{d}/o.pt", "--forget", "class:1"], "give --from-condensed"),
+    (["--checkpoint", "{d}/o.pt", "--forget", "class:1"], "--from-condensed FILE, for the default method"),
     (["--checkpoint", "{d}/o.pt", "--forget", "class:9", "--method", "retrain"], "outside 0..3"),
     (["--checkpoint", "{d}/o.pt", "--forget", "class:1", "--method", "bogus"], "unknown unlearning method"),
     (["--checkpoint", "{d}/o.pt", "--forget", "class:1", "--method", "condensed"], "--from-condensed"),

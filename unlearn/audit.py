@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from dcforget.condensed import CondensedSet
+from dcforget.condensed_store import CondensedSet
 from dcforget.errors import ForgetSpecError
 from dcforget.forget import ForgetSplit
 

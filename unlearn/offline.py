@@ -1,4 +1,4 @@
-"""DC-U's offline phase (dcu.md §3.1), run once before any request, and its remembrance set.
+"""DC-U's offline phase (docs/reference/dcu.md §3.1), run once before any request, and its remembrance set.
 
 The remembrance set S holds ``ipc`` images per class. DC-U takes them from the test split, which leaks the
 evaluation population into training; the default here is ``heldout``: images of the training split that the

@@ -1,4 +1,4 @@
-"""The reduced retain set of an unlearning request (dcu.md §2.4), vectorised, with an audit computed from data.
+"""The reduced retain set of an unlearning request (docs/reference/dcu.md §2.4), vectorised, with an audit computed from data.
 
 A condensed image is *clean* when no forget sample can have influenced it: for influence "bucket" none of its
 bucket's members is forgotten (and it is not itself a copy of a forgotten image); for "class" (DM, herding) no
@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from dcforget.condensed import CondensedSet
+from dcforget.condensed_store import CondensedSet
 from dcforget.errors import ForgetSpecError, TrainingSetMismatchError
 from dcforget.pairing import check_pairing
 

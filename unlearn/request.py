@@ -22,7 +22,7 @@ import torch
 
 from dcforget import __version__
 from dcforget.checkpoint import Checkpoint, CheckpointMeta, open_checkpoint, read_checkpoint_meta
-from dcforget.condensed import CondensedSet, read_condensed
+from dcforget.condensed_store import CondensedSet, read_condensed
 from dcforget.config import check_options, parse_options
 from dcforget.datasets import Data
 from dcforget.errors import ConfigError, ForgetSpecError

@@ -1,4 +1,4 @@
-"""Distribution matching (Zhao & Bilen, WACV'23; condensation.md §1.4) with Kornia siamese DSA.
+"""Distribution matching (Zhao & Bilen, WACV'23; docs/reference/condensation.md §1.4) with Kornia siamese DSA.
 
 Each iteration draws a fresh randomly initialised ConvNet-3 (frozen, never trained), and for every class c
 matches the mean embedding of a siamese-augmented batch of real images of c to that of the class's synthetic

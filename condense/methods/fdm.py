@@ -1,4 +1,4 @@
-"""DC-U's fast distribution matching (dcu.md §2.1), all buckets at once.
+"""DC-U's fast distribution matching (docs/reference/dcu.md §2.1), all buckets at once.
 
 Per bucket b with members x_1..x_n: weights w (init 1/n, free), image s_b = sum_i w_i x_i, loss
 ||mean_i phi(x_i) - phi(s_b)||^2 with phi the frozen model's embedding, Adam on w.

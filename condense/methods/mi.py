@@ -1,4 +1,4 @@
-"""DC-U's model-inversion condensation (dcu.md §2.2, "lite").
+"""DC-U's model-inversion condensation (docs/reference/dcu.md §2.2, "lite").
 
 A generator G maps a bucket code to an image; trained on every training image x (bucket k, class y) with
 CE(f(G(k)), y) + MSE(G(k), x) through the frozen model f. Bucket k's condensed image is G(k): pulled toward its

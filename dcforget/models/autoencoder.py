@@ -1,4 +1,4 @@
-"""DC-U's "condensed model" (dcu.md §4): a convolutional autoencoder whose encoder (Beginning) and decoder
+"""DC-U's "condensed model" (docs/reference/dcu.md §4): a convolutional autoencoder whose encoder (Beginning) and decoder
 (Intermediate) form a databank mapping an image to a "condensed" image in [0,1], followed by a classifier
 (Final) that can be any registered architecture, applied to the decoded image.
 

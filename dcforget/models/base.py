@@ -1,6 +1,6 @@
 """The model contract: [0,1] NCHW images in, logits out; normalisation is the first layer.
 
-Every model is a :class:`Classifier` made of DC-U's three parts (reference dcu.md §1.4):
+Every model is a :class:`Classifier` made of DC-U's three parts (reference docs/reference/dcu.md §1.4):
 ``beginning`` (normalisation + early layers), ``intermediate``, and ``final`` = ``body`` then ``head``.
 ``features(x)`` is the embedding ``final.body`` produces (the input of ``head``), which K-means buckets and
 FDM condensation use.

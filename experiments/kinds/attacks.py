@@ -1,5 +1,5 @@
 """The ``attacks`` experiment kind: every attack of the attacks stage on the original, retrained and unlearned
-models of one forget request, on the preset's data (formerly ``bench/attacks_bench.py``).
+models of one forget request, on the preset's data .
 
 Parts (one cell per part and seed; ``parts`` in the experiment file):
 

@@ -1,7 +1,7 @@
 """The ``condensation`` experiment kind: each condenser at each images-per-class count, built from the preset's
 training set with the features of an original ``embedder`` model, then scored by training a fresh ``evaluator``
 on the condensed set alone: build seconds and TEST accuracy (DC-U's benchmark reported training-set accuracy under
-a "Test Accuracy" label, dcu.md §2.3). Bucket-based condensers get K = ipc buckets per class. Every cell builds
+a "Test Accuracy" label, docs/reference/dcu.md §2.3). Bucket-based condensers get K = ipc buckets per class. Every cell builds
 anew with its seed, so build time is measured in every cell."""
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The ``successive`` experiment kind: a chain of unlearning requests, each forgetting another ``fraction`` of what
 is left of the retain set, each applied to the previous request's model with the cumulative forget set (the
 toolkit's successive-request semantics; DC-U restarted every cycle from its offline model and forgot only the
-original set plus the newest chunk, dcu.md §6.6). One cell = one method and seed over all cycles."""
+original set plus the newest chunk, docs/reference/dcu.md §6.6). One cell = one method and seed over all cycles."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """The ``throughput`` experiment kind: speed figures of this machine, each a ratio to a baseline timed in the same
-cell (formerly ``bench/models_throughput.py`` and ``bench/condense_fdm.py``).
+cell .
 
 - ``part = "models"``: training and inference images/s of each of ``models`` on CIFAR-shaped inputs (3x32x32, 10
   classes, batch ``batch_size``), float32 and bf16 autocast. A training step is what ``dcforget.train.fit`` does

@@ -1,4 +1,4 @@
-"""Bad-teacher distillation (Chundawat et al.; dcu.md §3.3 BD): the student starts as the original and
+"""Bad-teacher distillation (Chundawat et al.; docs/reference/dcu.md §3.3 BD): the student starts as the original and
 distils (KL, T=4) from the original on a random 30% of the retain set and from a randomly initialised
 teacher on the forget set. Adam 1e-3, 30 epochs (DC-U's settings). KL is batch-mean (the reference used
 F.kl_div's default element mean, which only rescales the loss)."""

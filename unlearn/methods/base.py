@@ -8,7 +8,7 @@ from typing import Any, Callable
 
 import torch
 
-from dcforget.condensed import CondensedSet
+from dcforget.condensed_store import CondensedSet
 from dcforget.datasets import Data
 from dcforget.forget import ForgetSplit
 from dcforget.models import Classifier

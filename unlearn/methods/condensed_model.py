@@ -1,4 +1,4 @@
-"""DC-U's condensed-model mode (dcu.md §4), done properly.
+"""DC-U's condensed-model mode (docs/reference/dcu.md §4), done properly.
 
 The model is a ``convae`` (autoencoder databank + classifier) whose offline phase re-initialised its classifier
 every iteration (``unlearn offline --option final_reinit_each_iter=true``), so the decoder learned to produce

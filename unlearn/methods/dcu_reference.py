@@ -1,4 +1,4 @@
-"""DC-U's online modular unlearning (dcu.md §3.2), on an offline-phase checkpoint (``unlearn offline``).
+"""DC-U's online modular unlearning (docs/reference/dcu.md §3.2), on an offline-phase checkpoint (``unlearn offline``).
 
 for ep in range(overture_epochs):
     train Beginning on the reduced retain set for beginning_epochs          (lr_overture)
@@ -75,7 +75,7 @@ from .base import UnlearnContext, register
 
 
 # DC-U's per-architecture settings of the online phase, random forgetting (cifar10_exps/<arch>/
-# unlearn_relative_methods.py:74-83; dcu.md §1.5). The registered defaults are the CNN's.
+# unlearn_relative_methods.py:74-83; docs/reference/dcu.md §1.5). The registered defaults are the CNN's.
 ARCH_SETTINGS = {
     "cnn": {"lr_overture": 3e-3, "lr_intermediate": 3e-3, "final_epochs": 10, "final_thr": 25},
     "mlp": {"lr_overture": 1e-3, "lr_intermediate": 1e-4, "final_epochs": 15, "final_thr": 15},

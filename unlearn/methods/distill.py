@@ -1,4 +1,4 @@
-"""DC-U's "distillation" baseline (dcu.md §3.3 D; not SCRUB): a fresh student trained on the retain set with
+"""DC-U's "distillation" baseline (docs/reference/dcu.md §3.3 D; not SCRUB): a fresh student trained on the retain set with
 1 * CE + 0.1 * KL_T(student || teacher = the original), T = 4, Adam 1e-3, 30 epochs."""
 
 import torch

@@ -1,6 +1,6 @@
 """Fisher forgetting (Golatkar et al., "Eternal Sunshine of the Spotless Net", CVPR 2020), with the variance rule of
-Unlearn-Sparse's ``fisher_new`` as Deep Unlearn ships it (``munl/unlearning/fisher.py``; unlearning-methods.md
-§1.5 item 8; dcu.md row "FF"). No training step.
+Unlearn-Sparse's ``fisher_new`` as Deep Unlearn ships it (``munl/unlearning/fisher.py``; docs/reference/unlearning-methods.md
+§1.5 item 8; docs/reference/dcu.md row "FF"). No training step.
 
 1. Diagonal Fisher over the retain set, model in eval mode, from PER-SAMPLE gradients (Golatkar's and DC-U's
    batch size 1; Deep Unlearn squares batch-mean gradients, which underestimates F):

@@ -1,4 +1,4 @@
-"""Sparsity-aware unlearning (Jia et al., "l1-sparse"; dcu.md §3.3 S): fine-tune the original on the retain set
+"""Sparsity-aware unlearning (Jia et al., "l1-sparse"; docs/reference/dcu.md §3.3 S): fine-tune the original on the retain set
 with CE + alpha_t * ||theta||_1, alpha_t = alpha * (1 - t / (E - no_l1_epochs)) for epochs t < E - no_l1_epochs,
 then 0. DC-U: alpha 1e-4, 30 epochs of which the last 15 without the penalty, Adam 1e-3."""
 

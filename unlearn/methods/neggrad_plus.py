@@ -1,4 +1,4 @@
-"""NegGrad+ (unlearning-methods.md §1.5 item 4): over retain batches, cycling forget batches, minimise
+"""NegGrad+ (docs/reference/unlearning-methods.md §1.5 item 4): over retain batches, cycling forget batches, minimise
 alpha * [CE(R) + wd/2 ||theta - theta0||^2] - (1 - alpha) * CE(F), model in eval mode (batch-norm statistics
 frozen), SGD."""
 

@@ -1,4 +1,4 @@
-"""Pruning + unlearning (dcu.md §3.3 P+U): SynFlow scores (Tanaka et al.: |theta * d R / d theta| with all
+"""Pruning + unlearning (docs/reference/dcu.md §3.3 P+U): SynFlow scores (Tanaka et al.: |theta * d R / d theta| with all
 weights made positive and an all-ones input), 100 iterations of global pruning on an exponential schedule to
 95% sparsity of the weight tensors (conv and linear), then fine-tuning on the retain set with the masks kept."""
 

@@ -1,4 +1,4 @@
-"""The condensed set on disk: one self-describing, versioned HDF5 file (schema in DESIGN.md).
+"""The condensed set on disk: one self-describing, versioned HDF5 file (schema in docs/DESIGN.md).
 
 Root attributes: schema, schema_version, created_utc, toolkit/torch/kornia/h5py versions, method, dataset,
 num_classes, image_shape, pixel_space ("unit": images are [0,1]-space floats, possibly slightly outside for
