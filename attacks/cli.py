@@ -67,6 +67,18 @@ def one_model_options(f):
     return f
 
 
+def dir_output_options(out_help: str):
+    """--data-dir, --seed, --device, --quiet, --out DIR (required), --force, and logging: attacks that write a
+    directory."""
+    def deco(f):
+        for d in reversed([opt("data_dir"), opt("seed", default=0, show_default=True), opt("device"), opt("quiet"),
+                           out_dir(out_help, required=True), opt("force"), with_logging]):
+            f = d(f)
+        return f
+
+    return deco
+
+
 def _same_training_set(paths: list) -> list[CheckpointMeta]:
     """The checkpoints' metadata, all made from one training set (dcforget.pairing's mismatch error otherwise)."""
     metas = [read_checkpoint_meta(p)[0] for p in paths]
@@ -299,12 +311,7 @@ def metrics_cmd(checkpoint, forget_spec, data_dir, seed, device, quiet, out, for
               help="condensive: the attacker's images (train reproduces the reference, which uses the training set).")
 @click.option("--pool-per-class", type=click.IntRange(min=1), default=None,
               help="condensive: at most this many of the pool's images per class (seeded subsample).")
-@opt("data_dir")
-@opt("seed", default=0, show_default=True)
-@options("device", "quiet")
-@out_dir("PNG grids and report.json.", required=True)
-@opt("force")
-@with_logging
+@dir_output_options("PNG grids and report.json.")
 def invert_cmd(checkpoints, forget_spec, evaluator, how, per_class, steps, pool, pool_per_class, data_dir, seed, device,
                quiet, out, force) -> None:
     """Model inversion (class-representative or DC-U's condensive), scored against the forget set (SSIM, feature
@@ -365,12 +372,7 @@ def invert_cmd(checkpoints, forget_spec, evaluator, how, per_class, steps, pool,
 @click.option("--dp-lr", type=click.FloatRange(min=0, min_open=True), default=1e-3, show_default=True)
 @click.option("--dp-batch-size", type=click.IntRange(min=2), default=256, show_default=True)
 @click.option("--dp-max-grad-norm", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True)
-@opt("data_dir")
-@opt("seed", default=0, show_default=True)
-@options("device", "quiet")
-@out_dir("report.json and the MU-regularised model (mu-regularised.pt).", required=True)
-@opt("force")
-@with_logging
+@dir_output_options("report.json and the MU-regularised model (mu-regularised.pt).")
 def defend_cmd(checkpoint, condensed_file, method, options, dp, dp_epsilon, dp_delta, dp_epochs, dp_lr, dp_batch_size,
                dp_max_grad_norm, data_dir, seed, device, quiet, out, force) -> None:
     """DC-U's MU-regularisation (forget the overfitted samples) against a DP-SGD baseline: accuracy and MIA of the
