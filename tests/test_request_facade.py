@@ -93,3 +93,17 @@ def test_checkpoint_metadata_is_typed_and_validated(files, tmp_path):
     assert CheckpointMeta.from_dict(meta.to_dict()) == meta  # what is written reads back the same
     with pytest.raises(CheckpointError, match="'forgotten' must list"):
         CheckpointMeta.from_dict({**meta.to_dict(), "forgotten": ["x"]}, tmp_path / "bad.pt")
+
+
+def test_a_quirk_switched_off_beside_reference_quirks_is_refused_not_ignored(files):
+    from dcforget.checkpoint import open_checkpoint
+    from unlearn.request import unlearn_request
+
+    check = METHODS.get("dcu-reference").validate
+    check({"reference_quirks": True})  # fine: every quirk on
+    check({"reference_quirks": False, "shared_adam": True})  # fine: one quirk on its own
+    ck, data = open_checkpoint(files["a"][0])
+    for method in ("dcu-reference", "condensed-model"):
+        with pytest.raises(ConfigError, match="shared_adam=false beside it would be ignored"):
+            unlearn_request(ck.model, data, "random:0.1", method, device=CPU,
+                            options={"reference_quirks": True, "shared_adam": False})

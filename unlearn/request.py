@@ -88,12 +88,14 @@ def unlearn_request(original: Classifier, data: Data, spec: str, method: str, *,
                     config: dict[str, Any] | None = None, artefacts: dict[str, torch.Tensor] | None = None
                     ) -> UnlearnResult:
     m = METHODS.get(method)
-    if m.needs_condensed and condensed is None:
-        raise ConfigError(f"method {method!r} works from a condensed set: give --from-condensed FILE")
     opts = {**m.defaults, **(options or {})}
     unknown = sorted(set(options or {}) - set(m.defaults))
     if unknown:
         raise ConfigError(f"unknown option(s) for method {method!r}: {', '.join(unknown)}; known: {', '.join(sorted(m.defaults))}")
+    if m.validate is not None:
+        m.validate(dict(options or {}))
+    if m.needs_condensed and condensed is None:
+        raise ConfigError(f"method {method!r} works from a condensed set: give --from-condensed FILE")
     split = cumulative_split(data, spec, seed, previous_forget, model=original.to(device).eval())
     synchronize(device)
     t0 = time.perf_counter()
@@ -169,6 +171,8 @@ class UnlearnRequest:
             if "epochs" not in m.defaults:
                 raise ConfigError(f"method {method!r} has no epochs")
             opts["epochs"] = int(self.epochs)
+        if m.validate is not None:
+            m.validate(opts)
         if m.needs_condensed and self.condensed_file is None:
             raise ConfigError(f"method {method!r} works from a condensed set: give --from-condensed FILE")
         meta, _ = read_checkpoint_meta(self.checkpoint)

@@ -113,6 +113,7 @@ class Method:
     needs_offline: bool = False  # starts from DC-U's offline phase (`unlearn offline`): its remembrance set
     trains_fresh: bool = False  # trains a freshly initialised network (the rest start from the original)
     zero_shot: bool = False  # uses no retain data, only the forget set and the model
+    validate: Callable[[dict[str, Any]], None] | None = None  # checks the options a user gave, together
 
     @property
     def capabilities(self) -> list[str]:
@@ -123,9 +124,13 @@ METHODS: Registry[Method] = Registry("unlearning method")
 
 
 def register(name: str, *, summary: str, needs_condensed: bool = False, needs_offline: bool = False,
-             trains_fresh: bool = False, zero_shot: bool = False, **defaults: Any):
+             trains_fresh: bool = False, zero_shot: bool = False,
+             validate: Callable[[dict[str, Any]], None] | None = None, **defaults: Any):
+    """``validate``: called with the options a user gave (before defaults fill in the rest), for combinations the
+    types alone cannot refuse."""
     def deco(fn: Callable[[UnlearnContext], Classifier]) -> Callable[[UnlearnContext], Classifier]:
-        METHODS.register(name)(Method(fn, defaults, summary, needs_condensed, needs_offline, trains_fresh, zero_shot))
+        METHODS.register(name)(Method(fn, defaults, summary, needs_condensed, needs_offline, trains_fresh, zero_shot,
+                                      validate))
         return fn
 
     return deco

@@ -17,10 +17,10 @@ from dcforget.runtime import seeded
 from dcforget.train import TrainConfig, fit
 
 from .base import UnlearnContext, register
-from .dcu_reference import modular_unlearning
+from .dcu_reference import check_quirks, modular_unlearning
 
 
-@register("condensed-model", needs_offline=True, trains_fresh=True, needs_condensed=True,
+@register("condensed-model", needs_offline=True, trains_fresh=True, needs_condensed=True, validate=check_quirks,
           summary="DC-U's autoencoder databank unlearned modularly, then a fresh classifier trained through it",
           lr_overture=1e-3, lr_intermediate=1e-3, overture_epochs=10, beginning_epochs=2, final_epochs=50,
           intermediate_epochs=5, final_thr=2, batch_size=256, bf16=False, shared_adam=False, bn_train_mode=False,

@@ -139,7 +139,19 @@ def modular_unlearning(ctx: UnlearnContext, model, o) -> None:
     model.requires_grad_(True)
 
 
-@register("dcu-reference", needs_offline=True, needs_condensed=True,
+QUIRKS = ("shared_adam", "bn_train_mode", "syn_batch_mean")
+
+
+def check_quirks(given: dict) -> None:
+    """``reference_quirks=true`` turns every quirk on: an explicit ``QUIRK=false`` beside it would be ignored, so it
+    is refused (leave reference_quirks off and turn the quirks on one by one instead)."""
+    off = [k for k in QUIRKS if given.get(k) is False]
+    if given.get("reference_quirks") is True and off:
+        raise ConfigError(f"reference_quirks=true turns on {', '.join(QUIRKS)}; {'='.join([off[0], 'false'])} beside "
+                          "it would be ignored: leave reference_quirks off and turn the quirks you want on one by one")
+
+
+@register("dcu-reference", needs_offline=True, needs_condensed=True, validate=check_quirks,
           summary="DC-U's modular unlearning (Beginning on the reduced set, Final on remembrance, Intermediate)",
           **DEFAULTS)
 def dcu_reference(ctx: UnlearnContext):
