@@ -3,6 +3,7 @@ something to draw. Without matplotlib the report is written without them and say
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +49,7 @@ def _axes_plot(rows: list[dict[str, Any]], path: Path, title: str) -> bool:
             ax.set_ylabel(f"{label} (%)")
             ax.set_title(f"{forget}: {label}")
     axes[0][0].legend(fontsize=7)
-    fig.suptitle(title)
+    fig.suptitle("\n".join(textwrap.wrap(title, 70)))
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -81,7 +82,7 @@ def _roc_plot(rows: list[dict[str, Any]], path: Path, title: str) -> bool:
         ax.set_ylabel("true positive rate")
         ax.set_title(f"{model}, {forget}", fontsize=9)
         ax.legend(fontsize=6)
-    fig.suptitle(f"MIA ROC (forget vs test): {title}", fontsize=9)
+    fig.suptitle("\n".join(textwrap.wrap(f"MIA ROC (forget vs test): {title}", 60)), fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
