@@ -12,7 +12,7 @@ from dcforget.checkpoint import CheckpointMeta, load_checkpoint, open_checkpoint
 from dcforget.cli import Group, opt, options, out_dir, out_file, with_logging
 from dcforget.datasets import load_data
 from dcforget.config import parse_options
-from dcforget.errors import ConfigError
+from dcforget.errors import ConfigError, TrainingSetMismatchError
 from dcforget.forget import ForgetContext, resolve_forget
 from dcforget.io import atomic_path, atomic_paths, check_writable
 from dcforget.metrics import population_mia
@@ -84,6 +84,9 @@ def _same_training_set(paths: list) -> list[CheckpointMeta]:
     metas = [read_checkpoint_meta(p)[0] for p in paths]
     for p, m in zip(paths[1:], metas[1:]):
         check_pairing(m, where=f"checkpoint {p}", dataset=metas[0].dataset, fingerprint=metas[0].train_fingerprint)
+        if m.train_fingerprint != metas[0].train_fingerprint:  # one of them records none: no proof they match
+            raise TrainingSetMismatchError(f"checkpoint {p} and {paths[0]} cannot be shown to share a training set "
+                                           "(one records no training-set fingerprint)")
     return metas
 
 

@@ -250,4 +250,5 @@ def open_checkpoint(path: str | os.PathLike, data_dir: str | os.PathLike | None 
     """A checkpoint and the exact data it was trained on, checked against each other: the one way to load both."""
     meta, _ = read_checkpoint_meta(path)
     data = meta.load_data(data_dir, download)
-    return load_checkpoint(path, dataset=data.info.name, fingerprint=data.fingerprint()), data
+    return load_checkpoint(path, dataset=data.info.name, fingerprint=data.fingerprint(),
+                           image_shape=data.info.image_shape, num_classes=data.info.num_classes), data

@@ -23,7 +23,9 @@ def check_pairing(made: Any, *, where: str, dataset: str | None = None, fingerpr
         if want is not None and want != have:
             raise ArchitectureMismatchError(f"{where} was made for {what} {have!r}, not {want!r}")
     have_fp = getattr(made, "train_fingerprint", None)
-    if fingerprint is not None and have_fp not in (None, "", fingerprint):
+    # a checkpoint from before fingerprints were recorded has None; a condensed file always records one
+    unrecorded = have_fp is None and hasattr(made, "per_class")
+    if fingerprint is not None and have_fp != fingerprint and not unrecorded:
         cap = ""
         if hasattr(made, "per_class"):
             seed = made.data_seed if made.data_seed is not None else made.seed

@@ -104,7 +104,7 @@ def settings_digest(preset: dict[str, Any], exp: Experiment) -> str:
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CODE_PACKAGES = ("dcforget", "condense", "unlearn", "attacks", "experiments")  # what a cell's computation can run through
 # Orchestration (which cells run, where results go), drawing, reporting and argument parsing: code that decides
-# nothing a cell computes. Everything else in CODE_PACKAGES joins the digest.
+# nothing a cell computes. What a cell's modules import, transitively, joins its digest (code_digest).
 NOT_CELL_CODE = ("experiments/runner.py", "experiments/figures.py", "experiments/report.py", "experiments/cli.py",
                  "experiments/demo.py",
                  "dcforget/provenance.py", "dcforget/cli.py", "unlearn/cli.py",
@@ -123,28 +123,67 @@ def _code_bytes(path: Path) -> bytes:
     return ast.dump(tree, annotate_fields=False).encode()
 
 
-@functools.lru_cache(maxsize=None)
-def code_digest(method: str | None = None, root: Path | None = None) -> str:
-    """sha256 of the source a cell runs through: every module of the toolkit's packages under ``root`` (default:
-    this installation) except the CLIs, the figure code and the method files of *other* methods, so editing one
-    method recomputes only its cells and a change to shared code recomputes all. ``method`` None: every method
-    file counts. A method's file counts with the sibling method files it imports (``from .distill import ...``)."""
-    root = root or REPO_ROOT
-    methods_dir = root / "unlearn" / "methods"
-    own: set[str] = set()
-    if method is not None:
-        name = Path(inspect.getsourcefile(METHODS.get(method).run)).name
-        own = {name} | {f"{m}.py" for m in re.findall(r"^from \.(\w+) import", (methods_dir / name).read_text(), re.M)}
-    h = hashlib.sha256()
+def _module_files(root: Path) -> dict[str, Path]:
+    """Dotted module name -> file, for every module of CODE_PACKAGES under ``root``."""
+    out = {}
     for pkg in CODE_PACKAGES:
         for path in sorted((root / pkg).rglob("*.py")):
-            rel = path.relative_to(root).as_posix()
-            if rel in NOT_CELL_CODE:
-                continue
-            if method is not None and path.parent == methods_dir and path.name not in ("__init__.py", "base.py") \
-                    and path.name not in own:
-                continue
-            h.update(rel.encode() + b"\0" + _code_bytes(path) + b"\0")
+            parts = path.relative_to(root).with_suffix("").parts
+            out[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    return out
+
+
+def _imports(name: str, path: Path, known: dict[str, Path]) -> set[str]:
+    """The toolkit modules ``name`` imports anywhere in its body (function-local imports included): for
+    ``from X import Y``, X and, where Y is a module, X.Y."""
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.Import):
+            found.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package.split(".")
+                anchor = anchor[:len(anchor) - (node.level - 1)]
+                base = ".".join([*anchor, base] if base else anchor)
+            found.add(base)
+            found.update(f"{base}.{a.name}" for a in node.names)
+    return {m for m in found if m in known}
+
+
+@functools.lru_cache(maxsize=None)
+def code_digest(method: str | None = None, root: Path | None = None,
+                kind_module: str = "experiments.kinds.unlearn_grid") -> str:
+    """sha256 of the source a cell runs through: the modules reachable by imports (static, function-local ones
+    included) from its experiment kind's module, the workspace and the cell's method, without docstrings and
+    comments. Not followed: orchestration, reports and CLIs (NOT_CELL_CODE), and the method files of *other*
+    methods (the registry imports them all), so editing one method recomputes only its cells, editing a kind
+    recomputes only that kind's cells, and editing a module no cell imports (U-LiRA's, for the reproduction's
+    unlearning cells) recomputes nothing. ``method`` None: every method file counts. ``root``: another copy of the
+    toolkit (default: this installation)."""
+    root = root or REPO_ROOT
+    known = _module_files(root)
+    methods_pkg = "unlearn.methods"
+    own: set[str] = set()
+    if method is not None:
+        own = {f"{methods_pkg}.{Path(inspect.getsourcefile(METHODS.get(method).run)).stem}"}
+        own |= {m for m in _imports(next(iter(own)), known[next(iter(own))], known) if m.startswith(methods_pkg + ".")}
+    skip = {m for m in known if known[m].relative_to(root).as_posix() in NOT_CELL_CODE}
+    if method is not None:
+        skip |= {m for m in known if m.startswith(methods_pkg + ".") and m not in own
+                 and m not in (f"{methods_pkg}.base",)}
+    todo = [m for m in (kind_module, "experiments.workspace", "experiments.artefacts", *sorted(own)) if m in known]
+    seen: set[str] = set()
+    while todo:
+        m = todo.pop()
+        if m in seen or m in skip:
+            continue
+        seen.add(m)
+        todo.extend(_imports(m, known[m], known) - seen)
+    h = hashlib.sha256()
+    for m in sorted(seen):
+        h.update(known[m].relative_to(root).as_posix().encode() + b"\0" + _code_bytes(known[m]) + b"\0")
     return h.hexdigest()[:16]
 
 
@@ -153,7 +192,8 @@ def cell_digest(settings: str, cell: "Cell", exp: Experiment) -> str:
     variant = exp.spec.get("variants", {}).get(method) if isinstance(method, str) else None
     if isinstance(variant, dict):
         method = variant.get("method")
-    return f"{settings}-{code_digest(method if isinstance(method, str) and method in METHODS else None)}"
+    kind_module = KINDS.get(exp.spec.get("kind", "unlearn")).run.__module__
+    return f"{settings}-{code_digest(method if isinstance(method, str) and method in METHODS else None, None, kind_module)}"
 
 
 def reproduce(suite: str, preset: str, out: str | Path, *, only: list[str] | None = None, data_dir: str | None = None,

@@ -117,9 +117,18 @@ def test_code_digest_follows_the_code_a_cell_runs(tmp_path):
     edit("dcforget/train.py", "\nX = 1\n")
     assert code_digest("retrain", tmp_path) != after["retrain"]  # shared code: every cell
     d = code_digest("retrain", tmp_path)
-    for rel in ("experiments/figures.py", "experiments/report.py"):  # drawing and reporting only
+    for rel in ("experiments/figures.py", "experiments/report.py", "experiments/runner.py"):  # not what cells compute
         edit(rel, "\nX = 1\n")
     assert code_digest("retrain", tmp_path) == d
+    # code no unlearning cell imports (U-LiRA's, the attacks kind) leaves the reproduction's cells alone ...
+    attacks_kind = code_digest(None, tmp_path, "experiments.kinds.attacks")
+    edit("attacks/ulira.py", "\nX = 1\n")
+    edit("experiments/kinds/attacks.py", "\nY = 1\n")
+    assert code_digest("retrain", tmp_path) == d
+    # ... and recomputes the cells that do import it
+    assert code_digest(None, tmp_path, "experiments.kinds.attacks") != attacks_kind
+    edit("attacks/roc.py", "\nX = 1\n")  # the unlearning kind draws ROC curves with it
+    assert code_digest("retrain", tmp_path) != d
     code_digest.cache_clear()
 
 

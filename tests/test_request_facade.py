@@ -107,3 +107,30 @@ def test_a_quirk_switched_off_beside_reference_quirks_is_refused_not_ignored(fil
         with pytest.raises(ConfigError, match="shared_adam=false beside it would be ignored"):
             unlearn_request(ck.model, data, "random:0.1", method, device=CPU,
                             options={"reference_quirks": True, "shared_adam": False})
+
+
+def test_cheap_refusals_come_before_any_data_is_loaded(files, monkeypatch):
+    import dcforget.checkpoint as ck_mod
+    from dcforget.errors import ForgetSpecError
+
+    monkeypatch.setattr(ck_mod, "load_data_for", lambda *a, **k: pytest.fail("data loaded before refusing"))
+    ck, cs = files["a"]
+    for spec, msg in (("randum:0.1", "unknown kind 'randum'"), ("class:9", "class 9 is outside 0..3"),
+                      ("indices:/nonexistent/idx.txt", "does not exist|cannot be read")):
+        with pytest.raises(ForgetSpecError, match=msg):
+            UnlearnRequest(ck, spec, condensed_file=cs, device="cpu").prepare()
+    with pytest.raises(ConfigError, match="offline phase"):
+        UnlearnRequest(ck, "class:1", method="dcu-reference", condensed_file=cs, device="cpu").prepare()
+
+
+def test_a_condensed_file_must_record_the_training_set_it_condenses():
+    from types import SimpleNamespace
+
+    from dcforget.pairing import check_pairing
+
+    condensed = SimpleNamespace(dataset="synthetic", train_fingerprint="", num_classes=4, image_shape=(3, 16, 16))
+    with pytest.raises(TrainingSetMismatchError):
+        check_pairing(condensed, where="c.h5", fingerprint="ab" * 32)
+    old_checkpoint = SimpleNamespace(dataset="synthetic", train_fingerprint=None, num_classes=4,
+                                     image_shape=(3, 16, 16), per_class=None, data_seed=0, seed=0)
+    check_pairing(old_checkpoint, where="o.pt", fingerprint="ab" * 32)  # written before fingerprints: accepted

@@ -212,6 +212,9 @@ def run_request_cli(*, condensed_file, checkpoint, forget_spec, method, epochs, 
     defaults = {"method": DEFAULT_METHOD if condensed_file else None, "seed": 0, "unlearn": {}}
     config = resolve_config(defaults, preset, config_file, {"method": method, "seed": seed})
     method = config["method"]
+    if method is None:  # before the output check, so the message names the real problem
+        raise ConfigError("give a condensed file (--from-condensed FILE, for the default method) or a method "
+                          "(--method NAME)")
     table = section(config, "unlearn").get(method, {}) if method else {}
     if not isinstance(table, dict):
         raise ConfigError(f"config section [unlearn.{method}] must be a table")

@@ -26,7 +26,7 @@ from dcforget.condensed_store import CondensedSet, read_condensed
 from dcforget.config import check_options, parse_options
 from dcforget.datasets import Data
 from dcforget.errors import ConfigError, ForgetSpecError
-from dcforget.forget import ForgetContext, ForgetSplit, resolve_forget
+from dcforget.forget import ForgetContext, ForgetSplit, parse_forget_spec, read_index_file, resolve_forget
 from dcforget.metrics import population_mia
 from dcforget.models import Classifier
 from dcforget.pairing import check_pairing
@@ -160,6 +160,9 @@ class UnlearnRequest:
         if not isinstance(self.forget, str) or not self.forget.strip():
             raise ForgetSpecError("an unlearning request needs a forget spec (random:F, class:C, classes:..., "
                                   "indices:FILE, overfit)")
+        spec = parse_forget_spec(self.forget)  # kind and syntax now; an index file is read now too
+        if spec.kind == "indices":
+            read_index_file(spec.args[0])
         method = self.method or (DEFAULT_METHOD if self.condensed_file is not None else None)
         if method is None:
             raise ConfigError("give a condensed file (--from-condensed FILE, for the default method) or a method "
@@ -175,16 +178,22 @@ class UnlearnRequest:
             m.validate(opts)
         if m.needs_condensed and self.condensed_file is None:
             raise ConfigError(f"method {method!r} works from a condensed set: give --from-condensed FILE")
-        meta, _ = read_checkpoint_meta(self.checkpoint)
+        meta, _, tensors = read_checkpoint_meta(self.checkpoint, with_tensors=True)
+        if spec.kind in ("class", "classes"):
+            numbers = [c for c in spec.args[0].split(",") if c.strip().lstrip("-").isdigit()] if spec.args else []
+            bad = [c for c in numbers if not 0 <= int(c) < meta.num_classes]
+            if bad:
+                raise ForgetSpecError(f"bad forget spec {self.forget!r}: class {int(bad[0])} is outside "
+                                      f"0..{meta.num_classes - 1}")
+        if m.needs_offline and "remembrance_images" not in tensors:
+            raise ConfigError(f"method {method!r} starts from DC-U's offline phase: give a checkpoint made by "
+                              "`unlearn offline` (it carries the remembrance set)")
         condensed = None
         if self.condensed_file is not None:
             condensed = read_condensed(self.condensed_file)
             check_pairing(condensed, where=f"condensed file {self.condensed_file}", dataset=meta.dataset,
                           fingerprint=meta.train_fingerprint, num_classes=meta.num_classes,
                           image_shape=meta.image_shape)
-        if m.needs_offline and meta.offline is None:
-            raise ConfigError(f"method {method!r} starts from DC-U's offline phase: give a checkpoint made by "
-                              "`unlearn offline` (it carries the remembrance set)")
         device = resolve_device(self.device)
         ck, data = open_checkpoint(self.checkpoint, self.data_dir, self.download)
         if condensed is not None:  # the condensed file against the training set actually loaded, too

@@ -38,7 +38,7 @@ from unlearn.request import unlearn_request
 
 from ..artefacts import original_model
 from ..report import mean_std
-from ..workspace import KINDS, Cell, Experiment, Kind, Workspace
+from ..workspace import KINDS, Cell, Experiment, Kind, Workspace, _short_digest
 from .unlearn_grid import method_options
 
 PARTS = ("mia", "inversion", "ulira")
@@ -56,7 +56,12 @@ def _cells(exp: Experiment, seeds: int) -> list[Cell]:
 
 
 def _models(exp: Experiment, ws: Workspace, seed: int):
-    """The original and, for the experiment's request, retraining and every method: (models, forget indices)."""
+    """The original and, for the experiment's request, retraining and every method: (models, forget indices);
+    made once per run and seed, so the mia and inversion parts attack the same models."""
+    return ws._cached(f"attacked-models/{exp.name}/{seed}", lambda: _make_models(exp, ws, seed))
+
+
+def _make_models(exp: Experiment, ws: Workspace, seed: int):
     s, arch = exp.spec, exp.spec.get("model", "cnn")
     data, original = ws.data(), ws.original(arch)
     models, forget = {"original": original.eval()}, None
@@ -99,8 +104,9 @@ def _inversion(exp: Experiment, ws: Workspace, seed: int) -> dict[str, Any]:
     fx, fy = data.train.images[forget.to(data.train.labels.device)], data.train.labels[forget.to(data.train.labels.device)]
     epochs = int(s.get("evaluator_epochs", 20))
     evaluator_data = replace(data, train=data.test, source_indices=torch.arange(len(data.test)), _fingerprint=None)
-    evaluator = original_model(ws.root / ws.variant("evaluator") / f"evaluator-{epochs}.pt", evaluator_data,
-                               s.get("model", "cnn"), TrainConfig(epochs=epochs, bf16=ws.preset.get("bf16", False)),
+    arch = s.get("model", "cnn")
+    evaluator = original_model(ws.root / ws.variant("evaluator") / f"evaluator-{arch}-{epochs}.pt", evaluator_data,
+                               arch, TrainConfig(epochs=epochs, bf16=ws.preset.get("bf16", False)),
                                device=ws.device, seed=12345).eval()
     out = {}
     for m, model in models.items():
@@ -121,7 +127,9 @@ def _ulira(exp: Experiment, ws: Workspace, seed: int) -> dict[str, Any]:
     sdata = load_data(p["dataset"], ws.data_dir, int(s.get("shadow_per_class", 300)), seed=0).to(ws.device)
     methods = {m: method_options(exp, ws.preset, m, arch) for m in s.get("methods", [])}
     k = int(s.get("shadow_clusters", 30))
-    signals = ws.root / ws.variant(arch) / f"ulira-s{seed}-{s.get('shadow_per_class', 300)}pc-K{k}.h5"
+    made_from = {key: s.get(key) for key in ("shadow_per_class", "shadows", "shadow_epochs", "shadow_clusters")}
+    made_from.update(methods=methods, bf16=p.get("bf16", False), dataset=p["dataset"])
+    signals = ws.root / ws.variant(arch) / f"ulira-s{seed}-{_short_digest(made_from)}.h5"  # its own settings
     signals.parent.mkdir(parents=True, exist_ok=True)
 
     def condensed_fn(orig, half):

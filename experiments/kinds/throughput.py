@@ -118,7 +118,7 @@ def _fdm(cell: Cell, exp: Experiment, ws: Workspace) -> dict[str, Any]:
     t_ours = time.perf_counter() - t
     targets = bucket_targets(feats, buckets)
     n = len(buckets)
-    sample = torch.randperm(n, generator=torch.Generator().manual_seed(cell.seed))[: int(s.get("baseline_buckets", 200))]
+    sample = torch.randperm(n, generator=torch.Generator().manual_seed(cell.seed))[: int(s.get("baseline_buckets", 200)) or None]  # 0: all
     t = time.perf_counter()
     seq = torch.stack([sequential_fdm(model, data.train.images,
                                       buckets.indices[buckets.indptr[j]:buckets.indptr[j + 1]].to(dev), targets[j],
