@@ -1,9 +1,11 @@
 """Jobs: many small, independent computations (U-LiRA's models, seeds, hyperparameter trials), run by an executor
 and kept in a content-addressed store.
 
-A job is a pure function of a small spec: ``fn(spec) -> result``, where ``spec`` is a JSON-able dict (dataset,
-split seed, model, method, options, seed, ...) and ``result`` a dict of JSON-able values and arrays (numpy or
-torch). ``fn`` must be a module-level function, so a worker process or a Ray node finds it by name.
+A job is a pure function of a small spec: ``fn(spec, context) -> result``, where ``spec`` is a JSON-able dict
+(dataset, split seed, model, method, options, seed, ...) that decides the result, ``context`` says where to find
+things and what to run on (a data directory, a device) without changing the result, and ``result`` is a dict of
+JSON-able values and arrays (numpy or torch). ``fn`` must be a module-level function, so a worker process or a
+Ray node finds it by name.
 
 The store (:class:`JobStore`) keys a job by the SHA-256 of its function's qualified name, a version string the
 caller bumps when the function's meaning changes, and the canonical JSON of its spec. A result is a directory
@@ -45,7 +47,7 @@ import numpy as np
 
 from .errors import ConfigError, DcForgetError
 
-JobFn = Callable[[dict[str, Any]], dict[str, Any]]
+JobFn = Callable[[dict[str, Any], dict[str, Any]], dict[str, Any]]  # (spec, context) -> result
 RESULT_SCHEMA = "dcforget.job/1"
 EXECUTORS = ("local", "ray")
 
@@ -154,9 +156,9 @@ class JobStore:
                 continue
 
 
-def _timed(fn: JobFn, spec: dict[str, Any]) -> tuple[dict[str, Any], float]:
+def _timed(fn: JobFn, spec: dict[str, Any], context: dict[str, Any]) -> tuple[dict[str, Any], float]:
     t0 = time.perf_counter()
-    result = fn(spec)
+    result = fn(spec, context)
     return result, time.perf_counter() - t0
 
 
@@ -166,7 +168,8 @@ class Executor(ABC):
     name = "executor"
 
     @abstractmethod
-    def map(self, fn: JobFn, specs: Sequence[dict[str, Any]]) -> Iterator[tuple[int, tuple[dict[str, Any], float]]]:
+    def map(self, fn: JobFn, specs: Sequence[dict[str, Any]], context: dict[str, Any]
+            ) -> Iterator[tuple[int, tuple[dict[str, Any], float]]]:
         ...
 
     def close(self) -> None:
@@ -209,10 +212,10 @@ class LocalExecutor(Executor):
         return {"executor": self.name, "workers": self.workers,
                 "threads_per_worker": self.threads if self.workers > 1 else None}
 
-    def map(self, fn, specs):
+    def map(self, fn, specs, context):
         if self.workers == 1:
             for i, spec in enumerate(specs):
-                yield i, _timed(fn, spec)
+                yield i, _timed(fn, spec, context)
             return
         pending = dict(enumerate(specs))
         deaths = {i: 0 for i in pending}
@@ -221,7 +224,7 @@ class LocalExecutor(Executor):
             pool = cf.ProcessPoolExecutor(self.workers, mp_context=ctx, initializer=_limit_threads,
                                           initargs=(self.threads,))
             try:
-                futures = {pool.submit(_timed, fn, spec): i for i, spec in pending.items()}
+                futures = {pool.submit(_timed, fn, spec, context): i for i, spec in pending.items()}
                 broken = False
                 for fut in cf.as_completed(futures):
                     i = futures[fut]
@@ -273,11 +276,11 @@ class RayExecutor(Executor):
         return {"executor": self.name, "address": self.address or "local", "cpus_per_job": self.cpus,
                 "gpus_per_job": self.gpus, "cluster_cpus": self.ray.cluster_resources().get("CPU")}
 
-    def map(self, fn, specs):
+    def map(self, fn, specs, context):
         ray = self.ray
         threads = max(1, int(self.cpus))
         task = ray.remote(num_cpus=self.cpus, num_gpus=self.gpus, max_retries=self.max_retries)(_ray_job)
-        refs = {task.remote(fn, spec, threads): i for i, spec in enumerate(specs)}
+        refs = {task.remote(fn, spec, context, threads): i for i, spec in enumerate(specs)}
         waiting = list(refs)
         while waiting:
             done, waiting = ray.wait(waiting, num_returns=1)
@@ -302,9 +305,9 @@ class RayExecutor(Executor):
             self.ray.shutdown()
 
 
-def _ray_job(fn: JobFn, spec: dict[str, Any], threads: int):
+def _ray_job(fn: JobFn, spec: dict[str, Any], context: dict[str, Any], threads: int):
     _limit_threads(threads)
-    return _timed(fn, spec)
+    return _timed(fn, spec, context)
 
 
 def make_executor(name: str = "local", *, workers: int = 1, address: str | None = None,
@@ -333,10 +336,11 @@ class GridRun:
 
 
 def run_jobs(fn: JobFn, specs: Sequence[dict[str, Any]], store: JobStore | str | os.PathLike, *,
-             executor: Executor | None = None, version: str = "1", on_result: Callable[[int], None] | None = None
-             ) -> GridRun:
+             executor: Executor | None = None, version: str = "1", context: dict[str, Any] | None = None,
+             on_result: Callable[[int], None] | None = None) -> GridRun:
     """Run every job of ``specs`` that ``store`` does not hold yet on ``executor`` (default: in this process),
-    writing each result as it finishes; return all results, read back from the store."""
+    writing each result as it finishes; return all results, read back from the store. ``context`` reaches every
+    job but is not part of its key."""
     store = store if isinstance(store, JobStore) else JobStore(store)
     store.clear_stale()
     executor = executor or LocalExecutor()
@@ -348,7 +352,7 @@ def run_jobs(fn: JobFn, specs: Sequence[dict[str, Any]], store: JobStore | str |
             todo[k] = i
     order = list(todo.values())
     job_seconds = []
-    for pos, (result, seconds) in executor.map(fn, [specs[i] for i in order]):
+    for pos, (result, seconds) in executor.map(fn, [specs[i] for i in order], dict(context or {})):
         i = order[pos]
         store.put(keys[i], fn, specs[i], result, seconds, version)
         job_seconds.append(seconds)

@@ -50,7 +50,7 @@ def test_bad_specs_and_functions(tmp_path):
     with pytest.raises(ConfigError, match="plain JSON"):
         run_jobs(jobs_fns.square, [{"seed": float("nan"), "n": 1}], tmp_path)
     with pytest.raises(ConfigError, match="module level"):
-        run_jobs(lambda s: s, [{}], tmp_path)
+        run_jobs(lambda s, c: s, [{}], tmp_path)
     with pytest.raises(ValueError, match="a bug"):
         run_jobs(jobs_fns.boom, [{}], tmp_path)
     with pytest.raises(ConfigError, match="unknown executor"):
