@@ -8,8 +8,9 @@ Parts (one cell per part and seed; ``parts`` in the experiment file):
 - ``inversion``: class-representative inversion (``inv_steps`` steps) and DC-U's condensive inversion
   (``cond_subclasses`` sub-classes x ``cond_epochs`` generator epochs on ``cond_pool`` test images per class),
   scored against the forget set by an evaluator CNN trained on the test split (it never saw a training image).
-- ``ulira``: U-LiRA (``attacks.ulira``) over ``shadows`` random halves of ``shadow_per_class`` images per class,
-  ``forget_sets`` forget sets each; its jobs are kept in the workspace's job store, so a rerun reads them back.
+- ``ulira``: U-LiRA (``attacks.ulira``) with ``shadow_model`` (default ``model``) over ``shadows`` random halves of
+  ``shadow_per_class`` images per class, ``forget_sets`` forget sets of ``forget_fraction`` each; its jobs are kept
+  in the workspace's job store, so a rerun reads them back. (The full-size U-LiRA run is ``attacks ulira --preset``.)
 
 The request is ``forget`` (one spec) on ``model``; ``methods`` are the unlearning methods attacked besides the
 original and retraining, with options from ``[method_options]``."""
@@ -38,7 +39,7 @@ from unlearn.request import unlearn_request
 
 from ..artefacts import original_model
 from ..report import mean_std
-from ..workspace import KINDS, Cell, Experiment, Kind, Workspace, _short_digest
+from ..workspace import KINDS, Cell, Experiment, Kind, Workspace
 from .unlearn_grid import method_options
 
 PARTS = ("mia", "inversion", "ulira")
@@ -123,12 +124,13 @@ def _inversion(exp: Experiment, ws: Workspace, seed: int) -> dict[str, Any]:
 
 
 def _ulira(exp: Experiment, ws: Workspace, seed: int) -> dict[str, Any]:
-    s, p, arch = exp.spec, ws.preset, exp.spec.get("model", "cnn")
+    s, p = exp.spec, ws.preset
+    arch = s.get("shadow_model", s.get("model", "cnn"))
     methods = {m: method_options(exp, ws.preset, m, arch) for m in s.get("methods", [])}
     setup = UliraSetup(p["dataset"], arch, {"epochs": int(s.get("shadow_epochs", 15)), "bf16": p.get("bf16", False)},
                        methods, int(s.get("shadow_per_class", 300)), 0, int(s.get("shadows", 8)),
-                       int(s.get("forget_sets", 1)), 0.1, seed, int(s.get("shadow_clusters", 30)),
-                       int(s.get("splits_per_job", 1)))
+                       int(s.get("forget_sets", 1)), float(s.get("forget_fraction", 0.1)), seed,
+                       int(s.get("shadow_clusters", 30)), int(s.get("splits_per_job", 8)))
     grid = run_ulira(setup, ws.root / "jobs", data_dir=ws.data_dir, device=str(ws.device))  # jobs are artefacts
     rep = ulira_report(setup, grid, bootstrap=int(s.get("bootstrap", 200)))
     out: dict[str, Any] = {"seconds_per_split": sum(rep["seconds"].values()) / setup.splits}
