@@ -56,7 +56,7 @@ from dcforget.runtime import generator, resolve_device
 from dcforget.train import TrainConfig, train_on
 
 from .epsilon import confidences, logit_confidence
-from .roc import bootstrap_roc
+from .bootstrap import bootstrap_roc
 
 REFERENCE_VARIANTS = ("original", "retrained")
 JOB_VERSION = "ulira/1"

@@ -6,7 +6,8 @@ import torch
 from click.testing import CliRunner
 
 from attacks.cli import main as attacks_main
-from attacks.roc import auc, bootstrap_roc, tpr_at_fpr
+from attacks.bootstrap import bootstrap_roc
+from attacks.roc import auc, tpr_at_fpr
 from attacks.ulira import Signals, UliraSetup, attack, derive_seed, plan_split, report, run
 from dcforget.errors import ConfigError, DcForgetError
 
