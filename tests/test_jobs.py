@@ -113,3 +113,9 @@ def test_ray_retries_a_killed_task(tmp_path, ray_executor):
 def test_ray_job_errors_are_not_retried(tmp_path, ray_executor):
     with pytest.raises(JobError, match="a bug"):
         run_jobs(jobs_fns.boom, [{}], tmp_path, executor=ray_executor)
+
+
+def test_context_reaches_jobs_but_is_not_their_key(tmp_path):
+    first = run_jobs(jobs_fns.square, SPECS[:2], tmp_path, context={"data_dir": "/somewhere"})
+    again = run_jobs(jobs_fns.square, SPECS[:2], tmp_path, context={"data_dir": "/elsewhere"})
+    assert first.computed == 2 and again.computed == 0 and again.keys == first.keys
