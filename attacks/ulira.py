@@ -47,7 +47,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from dcforget.datasets import Data, load_data
+from dcforget.datasets import Data, default_data_dir, load_data
 from dcforget.errors import ConfigError
 from dcforget.jobs import Executor, JobStore, run_jobs
 from dcforget.models import MODELS
@@ -237,7 +237,7 @@ def run(setup: UliraSetup, store: str | os.PathLike, *, executor: Executor | Non
     specs = setup.job_specs()
     with bar(total=len(specs), desc="U-LiRA jobs", quiet=quiet, unit="job") as progress:
         return run_jobs(shadow_job, specs, JobStore(store), executor=executor, version=JOB_VERSION,
-                        context={"data_dir": None if data_dir is None else str(Path(data_dir).resolve()),
+                        context={"data_dir": str(Path(data_dir or default_data_dir()).resolve()),
                                  "device": device}, on_result=lambda i: progress.update(1))
 
 
