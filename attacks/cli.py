@@ -211,67 +211,86 @@ def epsilon_cmd(unlearned, retrained, forget_spec, data_dir, device, quiet, out,
     _write(out, force, rep)
 
 
+ULIRA_DEFAULTS = {"model": "mlp", "per_class": None, "splits": 64, "forget_sets": 4, "forget_fraction": 0.1,
+                  "splits_per_job": 8, "methods": ["finetune"], "clusters": None, "min_observations": 8,
+                  "bootstrap": 1000, "batched": True, "train": {"epochs": 30}}
+
+
 @main.command("ulira")
 @click.argument("dataset")
-@click.option("--model", "arch", default="cnn", show_default=True, help="Architecture of every shadow model.")
-@click.option("--epochs", type=click.IntRange(min=1), default=30, show_default=True, help="Shadow training epochs.")
-@click.option("--bf16/--no-bf16", default=False, help="bf16 autocast for shadow training.")
-@click.option("--method", "methods", multiple=True, default=["condensed"], show_default=True,
-              help="Unlearning method under attack (repeatable: the shadows' original and retrained models are shared).")
+@options("preset", "config")
+@click.option("--model", "arch", default=None, help="Architecture of every model (default mlp).")
+@click.option("--epochs", type=click.IntRange(min=1), default=None, help="Training epochs of every model (default 30).")
+@click.option("--method", "methods", multiple=True,
+              help="Unlearning method under attack (repeatable; default finetune). Original and retrained are "
+                   "always attacked too.")
 @opt("option", help="Method option (repeatable); applies to every --method that has the key.")
 @click.option("--clusters", type=click.IntRange(min=1), default=None,
-              help="For condensed methods: FDM buckets per class, built per shadow from its own original.")
-@click.option("--shadows", type=click.IntRange(min=3), default=8, show_default=True)
-@click.option("--forget-fraction", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.1,
-              show_default=True, help="Share of each shadow's training half that it forgets.")
+              help="For condensed methods: FDM buckets per class, built per split from its own original.")
+@click.option("--splits", type=click.IntRange(min=3), default=None, help="Random halves of the pool (default 64).")
+@click.option("--forget-sets", type=click.IntRange(min=1), default=None,
+              help="Forget sets drawn from each half (default 4; Deep Unlearn: 10).")
+@click.option("--forget-fraction", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=None,
+              help="Share of a half that one forget set takes (default 0.1).")
+@click.option("--splits-per-job", type=click.IntRange(min=1), default=None,
+              help="Splits trained together in one job (default 8).")
+@click.option("--min-observations", type=click.IntRange(min=2), default=None,
+              help="Per-example standard deviation from this many observations up, pooled below (default 8).")
+@click.option("--bootstrap", type=click.IntRange(min=0), default=None,
+              help="Bootstrap replicates over target models for the 95% intervals (default 1000; 0: none).")
 @options("per_class", "data_dir")
-@click.option("--signals", type=click.Path(dir_okay=False), required=True,
-              help="HDF5 file of per-model confidences, made by this command; finished shadows in it are reused. "
-                   "Any other existing file is refused untouched.")
+@click.option("--store", type=click.Path(file_okay=False), default="runs/jobs", show_default=True,
+              help="Job store (directory): finished jobs are read back from it, never recomputed.")
+@options("executor", "workers", "address")
 @opt("seed", default=0, show_default=True)
 @options("device", "quiet")
-@out_file("the JSON report with per-example scores.")
+@out_file("the JSON report (setup, per-variant AUC, accuracy, TPR at low FPR with intervals).", required=True)
 @opt("force")
 @with_logging
-def ulira_cmd(dataset, arch, epochs, bf16, methods, options, clusters, shadows, forget_fraction, per_class, data_dir,
-              signals, seed, device, quiet, out, force) -> None:
-    """U-LiRA: per-example likelihood-ratio attack over shadow models (resumable), on every --method and on the
-    original model (nothing unlearned) for reference."""
-    from dcforget.models import MODELS
+def ulira_cmd(dataset, preset, config_file, arch, epochs, methods, options, clusters, splits, forget_sets,
+              forget_fraction, splits_per_job, min_observations, bootstrap, per_class, data_dir, store, executor,
+              workers, address, seed, device, quiet, out, force) -> None:
+    """U-LiRA: per-example likelihood-ratio attack (Hayes et al., Deep Unlearn's protocol) over models trained on
+    random halves of the pool, on every --method and on the original and an independent retraining."""
+    from dcforget.config import resolve_config, section
+    from dcforget.jobs import make_executor
     from unlearn.methods import METHODS
 
-    from .ulira import attack, check_signals, run_shadows
+    from .ulira import UliraSetup, expected_observations, report, run
 
-    check_signals(signals)  # a file that is not ours is refused before any work
-    MODELS.get(arch)
-    methods = list(dict.fromkeys(methods))
-    known = {k: v for m in methods for k, v in METHODS.get(m).defaults.items()}
+    check_writable(out, force)
+    overrides = {"model": arch, "splits": splits, "forget_sets": forget_sets, "forget_fraction": forget_fraction,
+                 "splits_per_job": splits_per_job, "methods": list(dict.fromkeys(methods)) or None,
+                 "clusters": clusters, "min_observations": min_observations, "bootstrap": bootstrap,
+                 "per_class": per_class, "train": {"epochs": epochs}}
+    config = resolve_config({"ulira": ULIRA_DEFAULTS}, preset, config_file, {"ulira": overrides})
+    u = section(config, "ulira", set(ULIRA_DEFAULTS))
+    method_names = list(u["methods"])
+    known = {k: v for m in method_names for k, v in METHODS.get(m).defaults.items()}
     parsed = parse_options(options, known)
-    method_opts = {m: {k: v for k, v in parsed.items() if k in METHODS.get(m).defaults} for m in methods}
-    needs_condensed = [m for m in methods if METHODS.get(m).needs_condensed]
-    if needs_condensed and not clusters:
-        raise ConfigError(f"method {needs_condensed[0]!r} works from a condensed set: give --clusters K")
-    if out:
-        check_writable(out, force)
-    dev = resolve_device(device)
-    data = load_data(dataset, data_dir, per_class, seed=seed, val_fraction=0.0).to(dev)  # shadows use no validation
-    condensed_fn = None
-    if needs_condensed:
-        from condense.build import build_condensed
+    method_opts = {m: {k: v for k, v in parsed.items() if k in METHODS.get(m).defaults} for m in method_names}
+    setup = UliraSetup(dataset, u["model"], dict(u["train"]), method_opts, u["per_class"], 0, u["splits"],
+                       u["forget_sets"], u["forget_fraction"], seed, u["clusters"], u["splits_per_job"], u["batched"])
+    if expected_observations(setup) < 2:
+        raise ConfigError(f"an example would be forgotten in {expected_observations(setup):.1f} models on average: "
+                          f"use more splits, forget sets or a larger forget fraction")
+    load_data(dataset, data_dir, per_class, seed=0, val_fraction=0.0)  # a bad dataset fails here, before any job
+    with make_executor(executor or "local", workers=workers or 1, address=address) as ex:
+        grid = run(setup, store, executor=ex, data_dir=data_dir, device=device, quiet=quiet)
+        rep = report(setup, grid, min_observations=u["min_observations"], bootstrap=u["bootstrap"])
+        rep["executor"] = ex.describe()
+    from dcforget.provenance import run_meta
 
-        def condensed_fn(original, half):
-            return build_condensed(half, "fdm", original, device=dev, seed=seed, clusters=clusters, quiet=True).condensed
-
-    info = run_shadows(data, arch, TrainConfig(epochs=epochs, bf16=bf16), method_opts, shadows=shadows,
-                       signals=signals, device=dev, seed=seed, forget_fraction=forget_fraction,
-                       condensed_fn=condensed_fn, quiet=quiet)
-    rep = {**info, "methods": method_opts, "dataset": dataset, "arch": arch, "attacks": {}}
-    for v in ["original", "retrained", *methods]:
-        r = rep["attacks"][v] = attack(signals, v)
-        click.echo(f"U-LiRA on {v:12s} AUC {r['auc']:.3f}, TPR@1%FPR {r['tpr_at_1pct_fpr']:.3f}, "
-                   f"TPR@0.1%FPR {r['tpr_at_0.1pct_fpr']:.3f} over {r['examples']} forget examples")
-    click.echo(f"{rep['attacks'][v]['shadows']} shadows ({info['trained']} trained now, "
-               f"{info['seconds_per_shadow']:.1f} s each)")
+    rep = {"meta": run_meta(resolve_device(device), seed=seed), "config": config, **rep}
+    for v, r in rep["attacks"].items():
+        ci = r.get("auc_ci")
+        shown = f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else ""
+        click.echo(f"U-LiRA on {v:12s} AUC {r['auc']:.3f}{shown}, accuracy {r['accuracy']:.3f}, "
+                   f"TPR@1%FPR {r['tpr_at_1pct_fpr']:.3f}, TPR@0.1%FPR {r['tpr_at_0.1pct_fpr']:.3f} "
+                   f"({r['pairs']} forget examples in {r['target_models']} models)")
+    j = rep["jobs"]
+    click.echo(f"{setup.splits} splits x {setup.forget_sets} forget sets in {j['count']} jobs "
+               f"({j['computed_now']} computed now, {j['reused']} read back) in {j['wall_s']:.0f} s")
     _write(out, force, rep)
 
 

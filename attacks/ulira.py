@@ -1,280 +1,348 @@
-"""U-LiRA (Hayes et al., arXiv 2403.01218; docs/reference/unlearning-methods.md §2.6): a per-example likelihood-ratio attack on
-unlearning.
+"""U-LiRA (Hayes et al., arXiv 2403.01218) with Deep Unlearn's protocol (docs/reference/unlearning-methods.md §1.3,
+§2.6): a per-example likelihood-ratio attack that asks whether an unlearned model can be told from a retrained one.
 
-Shadow s draws a random half of the training set, and a random ``forget_fraction`` of that half as its forget
-set. It trains an original model on the half, retrains from scratch on the half minus the forget set, and
-unlearns the forget set from the original with each method under test (one shadow serves several methods: the
-expensive original and retrained models are shared). Every model's logit-scaled confidence
-(log p_y - log(1 - p_y)) on every training example is written to an HDF5 file, one group per shadow, so many
-shadows stream from disk and finished shadows are skipped on a rerun (``run_shadows`` is resumable and each
-shadow is independent, so the loop can later be spread over workers).
+Protocol. The pool is the (capped) training set, N examples. Split s (of ``splits``) draws a random half of it;
+forget set (s, f) (``forget_sets`` per split) draws ``forget_fraction`` of that half. Per split, one ``original``
+model trains on the half; per (s, f), a *reference* model retrains from scratch on the half minus the forget set,
+a second, independent retraining is the ``retrained`` model under test (its seed differs, so its null test can
+fail), and every unlearning method under test unlearns (s, f) from the split's original. Each model's logit-scaled
+confidence log p_y - log(1 - p_y) on every pool example is kept. An example is forgotten in about
+splits * forget_sets * forget_fraction / 2 models (64 x 10 x 0.1 / 2 = 32 in Deep Unlearn's setting).
 
-Seeds. Shadow i's split, original model and *reference* retrained model use ``shadow_seed(seed, i)`` =
-seed * 1000003 + i. The models under attack -- the ``retrained`` variant (a second model retrained from scratch on
-the same retain set) and every unlearning method -- use ``under_test_seed(seed, i)`` = shadow_seed + 2**31, which
-differs from every shadow's seed (and, modulo 2**32, from every shadow's numpy seed) for fewer than 2**31 shadows.
-So the ``retrained`` null test compares two independently trained models and can fail; with one shared seed it
-compared a model with itself and scored AUC 0.5 by construction. Both seeds are recorded per shadow.
+Statistic, for a variant V (``original``, ``retrained`` or a method) and a target model (s, f), leaving split s
+out of every fit: for each example i of forget set (s, f), a Gaussian fitted to V's confidences on i in the
+models where i was forgotten (``forgotten``: the (s', f') with i in their forget set), and one fitted to the
+reference models' confidences on i where i was outside the split's half (``never``). The score of a confidence x
+is log N(x; mu_f, sd_f) - log N(x; mu_n, sd_n). Means are per example; a standard deviation is per example where
+the example has at least ``min_observations`` observations on that side, and pooled over the examples otherwise
+(LiRA's fixed variance; the report says how often each was used). Positives: V(s, f)'s scores on its forget
+examples; negatives: the reference (s, f)'s scores on the same examples (it never saw them). AUC 0.5 means V cannot
+be told from retraining; ``original`` shows what the attack finds when nothing was unlearned. Deep Unlearn fits
+Gaussians to 0/1 correctness in-sample; this follows Hayes et al. (logit-scaled confidence, held-out split).
 
-The signals file carries ``schema`` = :data:`SCHEMA`. An existing file without it (not HDF5, a condensed set, any
-other HDF5, an older signals layout) is refused untouched; a finished shadow is added by copying the file to a
-temporary sibling, writing there, fsyncing and renaming it over the original (``dcforget.io.atomic_path``), so a
-crash leaves the previous file intact. (Two processes adding shadows to one file at once would lose one's shadow.)
+Uncertainty: 95% percentile intervals from a bootstrap over target models (resampling the (s, f) models with
+replacement, all their examples together: examples of one model are not independent).
 
-Attack on a variant V (an unlearning method, or ``original`` / ``retrained`` as the two reference points),
-leaving each target shadow t out: for an example i forgotten in t, a Gaussian fitted to V's confidences on i in
-the other shadows where i was forgotten (``forgotten``) and one fitted to the retrained models' confidences on i
-where i was outside the training half (``never``) give the log-likelihood ratio of an observed confidence.
-Positives are t's V model on its forget examples; negatives are t's reference retrained model on the same examples
-(which never saw them). AUC 0.5 means V is indistinguishable from retraining; ``original`` shows what the attack finds
-when nothing was unlearned.
-Means are per example; the standard deviation is pooled over examples (LiRA's fixed-variance variant), since an
-example is forgotten in only a few shadows.
+Engine. Splits are grouped into jobs (``splits_per_job`` each) of :mod:`dcforget.jobs`: a job trains its splits'
+originals, references and retrainings (batched with :func:`dcforget.batched.fit_many` where the architecture
+allows, else one by one) and runs every method, returning the confidences; results are content-addressed in a job
+store and read back on a rerun, and the jobs run on any executor (in process, a local pool, Ray).
+
+Seeds: every random draw has its own seed, ``derive_seed(seed, split, forget_set, role)`` (SHA-256 of the four),
+with roles ``split`` (the half and its forget sets), ``original``, ``reference`` and ``under-test`` (the
+``retrained`` model and every method). So the under-test models never share a seed with a reference model.
 """
 
 from __future__ import annotations
 
-import json
+import hashlib
 import os
-import shutil
 import tempfile
 import time
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-import h5py
 import numpy as np
 import torch
 
-from dcforget.datasets import Data
-from dcforget.errors import ConfigError, DcForgetError
-from dcforget.io import atomic_path
+from dcforget.datasets import Data, default_data_dir, load_data
+from dcforget.errors import ConfigError
+from dcforget.jobs import Executor, JobStore, run_jobs
+from dcforget.models import MODELS
 from dcforget.progress import bar
-from dcforget.runtime import generator
+from dcforget.runtime import generator, resolve_device
 from dcforget.train import TrainConfig, train_on
 
-from .epsilon import confidences
-from .roc import auc, tpr_at_fpr
+from .epsilon import confidences, logit_confidence
+from .bootstrap import bootstrap_roc
 
 REFERENCE_VARIANTS = ("original", "retrained")
-SCHEMA = "dcforget.ulira-signals/2"
-TEST_SEED_OFFSET = 2 ** 31
+JOB_VERSION = "ulira/1"
 
 
-class SignalsFileError(DcForgetError, ValueError):
-    """A --signals path that is not (or no longer) a U-LiRA signals file of this version."""
-
-
-def shadow_seed(seed: int, index: int) -> int:
-    """Shadow ``index``'s split, original and reference retrained model."""
-    return seed * 1_000_003 + index
-
-
-def under_test_seed(seed: int, index: int) -> int:
-    """The models under attack in shadow ``index`` (the ``retrained`` variant and the unlearning methods): differs
-    from ``shadow_seed(seed, j)`` for every j < 2**31."""
-    return shadow_seed(seed, index) + TEST_SEED_OFFSET
-
-
-def check_signals(path: str | os.PathLike) -> bool:
-    """True when ``path`` is a signals file of this version, False when nothing is there; otherwise a
-    :class:`SignalsFileError` (the file is left alone)."""
-    p = Path(path)
-    if not p.exists():
-        return False
-    if not p.is_file():
-        raise SignalsFileError(f"{p} is not a file")
-    try:
-        is_h5 = h5py.is_hdf5(p)
-    except OSError as err:
-        raise SignalsFileError(f"cannot read {p}: {err.strerror or err}") from None
-    if not is_h5:
-        raise SignalsFileError(f"{p} is not an HDF5 file, so not a U-LiRA signals file; refusing to touch it")
-    try:
-        with h5py.File(p, "r") as f:
-            schema = f.attrs.get("schema")
-    except OSError as err:
-        raise SignalsFileError(f"cannot read {p} as HDF5: {err}") from None
-    if isinstance(schema, bytes):
-        schema = schema.decode(errors="replace")
-    if schema != SCHEMA:
-        what = "no schema attribute" if schema is None else f"schema {schema!r}"
-        raise SignalsFileError(f"{p} is not a U-LiRA signals file of this version ({what}, want {SCHEMA!r}); "
-                               f"refusing to modify it: give a new --signals path")
-    return True
+def derive_seed(seed: int, split: int, forget_set: int, role: str) -> int:
+    digest = hashlib.sha256(f"ulira/{seed}/{split}/{forget_set}/{role}".encode()).digest()
+    return int.from_bytes(digest[:5], "big")  # 40 bits: room for the arithmetic methods do on a seed within int64
 
 
 @dataclass
-class ShadowPlan:
-    index: int
-    in_train: torch.Tensor  # bool [N]
-    in_forget: torch.Tensor  # bool [N]
+class UliraSetup:
+    """Everything that decides the models (the jobs' specs are made from it)."""
+
+    dataset: str
+    arch: str = "mlp"
+    train: dict[str, Any] = field(default_factory=lambda: {"epochs": 30})
+    methods: dict[str, dict[str, Any]] = field(default_factory=dict)
+    per_class: int | None = None
+    data_seed: int = 0
+    splits: int = 64
+    forget_sets: int = 4
+    forget_fraction: float = 0.1
+    seed: int = 0
+    clusters: int | None = None  # FDM buckets per class for methods that unlearn from a condensed set
+    splits_per_job: int = 8
+    batched: bool = True  # train a job's models together (torch.func) where the architecture allows
+
+    def __post_init__(self) -> None:
+        from unlearn.methods import METHODS
+
+        MODELS.get(self.arch)
+        TrainConfig.from_dict(self.train)
+        for name, value, low in (("splits", self.splits, 3), ("forget_sets", self.forget_sets, 1),
+                                 ("splits_per_job", self.splits_per_job, 1)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ConfigError(f"{name} must be an integer >= {low}, got {value!r}")
+        if not (isinstance(self.forget_fraction, (int, float)) and 0 < self.forget_fraction < 1):
+            raise ConfigError(f"forget_fraction must be in (0, 1), got {self.forget_fraction!r}")
+        for m in self.methods:
+            spec = METHODS.get(m)
+            if spec.trains_fresh:
+                raise ConfigError(f"method {m!r} retrains from scratch: it is the 'retrained' reference already")
+            if spec.needs_condensed and not self.clusters:
+                raise ConfigError(f"method {m!r} works from a condensed set: give clusters (--clusters K)")
+
+    def job_specs(self) -> list[dict[str, Any]]:
+        base = {k: v for k, v in asdict(self).items() if k not in ("splits", "splits_per_job")}
+        return [{**base, "split_ids": list(range(a, min(a + self.splits_per_job, self.splits)))}
+                for a in range(0, self.splits, self.splits_per_job)]
+
+    @property
+    def variants(self) -> list[str]:
+        return [*REFERENCE_VARIANTS, *self.methods]
 
 
-def plan_shadow(n: int, index: int, forget_fraction: float, seed: int) -> ShadowPlan:
-    g = generator(seed * 1_000_003 + index)
-    perm = torch.randperm(n, generator=g)
-    half = perm[: n // 2]
-    forget = half[torch.randperm(len(half), generator=g)[: max(1, int(round(forget_fraction * len(half))))]]
-    in_train = torch.zeros(n, dtype=torch.bool)
-    in_train[half] = True
-    in_forget = torch.zeros(n, dtype=torch.bool)
-    in_forget[forget] = True
-    return ShadowPlan(index, in_train, in_forget)
+# ------------------------------------------------------------------------------------------------ the jobs
+@lru_cache(maxsize=2)
+def _load(dataset: str, data_dir: str | None, per_class: int | None, data_seed: int, device: str) -> Data:
+    return load_data(dataset, data_dir, per_class, seed=data_seed, val_fraction=0.0).to(torch.device(device))
 
 
-def _done(f: h5py.File, index: int) -> bool:
-    g = f.get(f"shadows/{index}")
-    return g is not None and bool(g.attrs.get("complete", False))
+def plan_split(n: int, split: int, forget_sets: int, forget_fraction: float, seed: int
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+    """The split's half (sorted indices [n // 2]) and its forget sets ([forget_sets, k] positions into the pool)."""
+    g = generator(derive_seed(seed, split, 0, "split"))
+    half = torch.randperm(n, generator=g)[: n // 2].sort().values
+    k = max(1, int(round(forget_fraction * len(half))))
+    forgets = torch.stack([half[torch.randperm(len(half), generator=g)[:k]].sort().values for _ in range(forget_sets)])
+    return half, forgets
 
 
-def run_shadows(data: Data, arch: str, train_cfg: TrainConfig, methods: dict[str, dict[str, Any]], *,
-                shadows: int, signals: str | os.PathLike, device: torch.device, seed: int = 0,
-                forget_fraction: float = 0.1, condensed_fn=None, quiet: bool = False) -> dict[str, float]:
-    """Train the shadows that ``signals`` does not hold yet, unlearning with every method of ``methods`` (name ->
-    options); returns how many were trained here and the seconds per shadow."""
+def _without(half: torch.Tensor, forget: torch.Tensor) -> torch.Tensor:
+    keep = torch.ones(int(half.max()) + 1, dtype=torch.bool)
+    keep[forget] = False
+    return half[keep[half]]
+
+
+def _train(data: Data, arch: str, cfg: TrainConfig, subsets: list[torch.Tensor], seeds: list[int],
+           device: torch.device, batched: bool) -> tuple[torch.Tensor, Any]:
+    """Train one model per (subset, seed): (their confidences on the pool [M, N], model(m) -> nn.Module)."""
+    images, labels = data.train.images, data.train.labels
+    if batched:
+        from dcforget.batched import fit_many
+
+        stack = fit_many(arch, data, torch.stack(subsets), seeds, cfg, device=device)
+        logits = stack.logits(images, bf16=cfg.bf16)  # [M, N, C]
+        conf = torch.stack([logit_confidence(lg.cpu(), labels.cpu()) for lg in logits])
+        return conf, stack.model
+    models = [train_on(data, arch, cfg, seed=s, device=device, index=sub, quiet=True).model
+              for sub, s in zip(subsets, seeds)]
+    conf = torch.stack([confidences(m, images, labels, device) for m in models])
+    return conf, models.__getitem__
+
+
+def batchable(arch: str, data: Data) -> bool:
+    from dcforget.batched import _check_batchable
+    from dcforget.train import build_model
+
+    try:
+        _check_batchable(build_model(arch, data, 0))
+        return True
+    except ConfigError:
+        return False
+
+
+def shadow_job(spec: dict[str, Any], context: dict[str, Any]) -> dict[str, Any]:
+    """One job: the splits ``spec["split_ids"]`` of a :class:`UliraSetup` (see the module's docstring)."""
     from unlearn.methods import METHODS
-    from unlearn.request import unlearn_request  # attacks may use the unlearning stage (imports flow forward)
+    from unlearn.request import unlearn_request
 
-    if not methods:
-        raise ConfigError("U-LiRA needs at least one unlearning method")
-    if not 0 <= shadows < TEST_SEED_OFFSET:
-        raise ConfigError(f"shadows must be in [0, 2**31), got {shadows}")
-    variants = [*REFERENCE_VARIANTS, *methods]
-    path = Path(signals)
+    device = resolve_device(context.get("device"))
+    data = _load(spec["dataset"], context.get("data_dir"), spec["per_class"], spec["data_seed"], str(device))
+    cfg = TrainConfig.from_dict(spec["train"])
+    arch, seed, ids, n_f = spec["arch"], spec["seed"], spec["split_ids"], spec["forget_sets"]
+    batched = spec["batched"] and batchable(arch, data)
     n = len(data.train)
-    meta = {"train_fingerprint": data.fingerprint(), "arch": arch, "variants": json.dumps(variants),
-            "method_options": json.dumps(methods, sort_keys=True, default=str), "seed": seed,
-            "forget_fraction": forget_fraction, "train_config": json.dumps(train_cfg.to_dict(), sort_keys=True)}
-    todo = list(range(shadows))
-    if check_signals(path):
-        with h5py.File(path, "r") as f:
-            for k, v in meta.items():
-                if k not in f.attrs or f.attrs[k] != v:
-                    have = f.attrs[k] if k in f.attrs else None
-                    raise ConfigError(f"{path} holds shadows of another setup ({k}={have!r}, not {v!r})")
-            todo = [i for i in range(shadows) if not _done(f, i)]
-    times = []
-    for i in bar(todo, desc="shadows", quiet=quiet, unit="shadow"):
+    plans = [plan_split(n, s, n_f, spec["forget_fraction"], seed) for s in ids]
+    seconds: dict[str, float] = {}
+
+    def timed(name, fn, *args):
         t0 = time.perf_counter()
-        plan = plan_shadow(n, i, forget_fraction, seed)
-        s_seed, t_seed = shadow_seed(seed, i), under_test_seed(seed, i)
-        idx = torch.nonzero(plan.in_train).flatten()
-        original = train_on(data, arch, train_cfg, seed=s_seed, device=device, index=idx, quiet=True).model
-        retain = torch.nonzero(plan.in_train & ~plan.in_forget).flatten()
-        reference = train_on(data, arch, train_cfg, seed=s_seed, device=device, index=retain, quiet=True).model
-        retrained = train_on(data, arch, train_cfg, seed=t_seed, device=device, index=retain, quiet=True).model
-        # the shadow's world is its half: the request forgets positions within it, the method sees only the half
-        half = replace(data, train=data.train.subset(idx), source_indices=data.source_indices[idx.to(data.source_indices.device)],
-                       _fingerprint=None)
-        forget_pos = torch.nonzero(plan.in_forget[idx]).flatten()
-        condensed = None
-        if condensed_fn is not None and any(METHODS.get(m).needs_condensed for m in methods):
-            condensed = condensed_fn(original, half)
-        models = [original, retrained]
-        with tempfile.TemporaryDirectory() as tmp:
-            spec_file = Path(tmp) / "forget.txt"
-            spec_file.write_text("\n".join(map(str, forget_pos.tolist())))
-            for method, options in methods.items():
-                res = unlearn_request(original, half, f"indices:{spec_file}", method, device=device, seed=t_seed,
-                                      options=options, quiet=True,
-                                      condensed=condensed if METHODS.get(method).needs_condensed else None)
-                models.append(res.model)
-        confs = torch.stack([confidences(m, data.train.images, data.train.labels, device) for m in models])
-        ref = confidences(reference, data.train.images, data.train.labels, device)
-        _write_shadow(path, meta, i, plan, confs, ref, s_seed, t_seed)
-        times.append(time.perf_counter() - t0)
-    return {"trained": len(times), "seconds_per_shadow": float(np.mean(times)) if times else 0.0,
-            "seeds": {"shadow": "seed * 1000003 + i (split, original, reference retrained model)",
-                      "under_test": "seed * 1000003 + i + 2**31 (the 'retrained' variant and the unlearning methods)"}}
+        out = fn(*args)
+        seconds[name] = seconds.get(name, 0.0) + time.perf_counter() - t0
+        return out
+
+    halves = [h for h, _ in plans]
+    conf_o, original = timed("original", _train, data, arch, cfg, halves,
+                             [derive_seed(seed, s, 0, "original") for s in ids], device, batched)
+    retains = [_without(h, f) for h, fs in plans for f in fs]
+    pairs = [(s, f) for s in ids for f in range(n_f)]
+    conf_ref, _ = timed("reference", _train, data, arch, cfg, retains,
+                        [derive_seed(seed, s, f, "reference") for s, f in pairs], device, batched)
+    conf_ret, _ = timed("retrained", _train, data, arch, cfg, retains,
+                        [derive_seed(seed, s, f, "under-test") for s, f in pairs], device, batched)
+    out: dict[str, Any] = {"in_train": torch.zeros(len(ids), n, dtype=torch.bool),
+                           "in_forget": torch.zeros(len(ids), n_f, n, dtype=torch.bool),
+                           "conf_original": conf_o, "conf_reference": conf_ref.view(len(ids), n_f, n),
+                           "conf_retrained": conf_ret.view(len(ids), n_f, n)}
+    for b, (half, forgets) in enumerate(plans):
+        out["in_train"][b, half] = True
+        for f in range(n_f):
+            out["in_forget"][b, f, forgets[f]] = True
+    for method, options in spec["methods"].items():
+        needs = METHODS.get(method).needs_condensed
+        conf_m = torch.zeros(len(ids), n_f, n)
+        for b, (s, (half, forgets)) in enumerate(zip(ids, plans)):
+            orig = original(b).to(device).eval()
+            # the split's world is its half: the request forgets positions within it; the method sees only the half
+            world = replace(data, train=data.train.subset(half.to(data.train.labels.device)),
+                            source_indices=data.source_indices[half.to(data.source_indices.device)], _fingerprint=None)
+            condensed = None
+            if needs:
+                from condense.build import build_condensed
+
+                condensed = timed(f"{method}:condense", lambda: build_condensed(
+                    world, "fdm", orig, device=device, seed=derive_seed(seed, s, 0, "under-test"),
+                    clusters=spec["clusters"], quiet=True).condensed)
+            position = torch.full((n,), -1, dtype=torch.long)
+            position[half] = torch.arange(len(half))
+            for f in range(n_f):
+                with tempfile.TemporaryDirectory() as tmp:
+                    file = Path(tmp) / "forget.txt"
+                    file.write_text("\n".join(map(str, position[forgets[f]].tolist())))
+                    res = timed(method, lambda: unlearn_request(
+                        orig, world, f"indices:{file}", method, device=device,
+                        seed=derive_seed(seed, s, f, "under-test"), options=options, quiet=True, condensed=condensed))
+                conf_m[b, f] = confidences(res.model, data.train.images, data.train.labels, device)
+        out[f"conf_{method}"] = conf_m
+    out["seconds"] = seconds
+    out["batched"] = batched
+    return out
 
 
-def _write_shadow(path: Path, meta: dict[str, Any], i: int, plan: ShadowPlan, confs: torch.Tensor,
-                  ref: torch.Tensor, s_seed: int, t_seed: int) -> None:
-    """Add shadow ``i`` to the signals file atomically: copy, write the copy, fsync, rename over."""
-    n = confs.shape[1]
-    with atomic_path(path, force=True) as tmp:
-        existed = check_signals(path)  # re-checked: still ours
-        if existed:
-            shutil.copyfile(path, tmp)
-        with h5py.File(tmp, "r+" if existed else "w") as f:
-            if not existed:
-                f.attrs["schema"] = SCHEMA
-                for k, v in meta.items():
-                    f.attrs[k] = v
-            if f"shadows/{i}" in f:  # an unfinished shadow of this signals file: redone
-                del f[f"shadows/{i}"]
-            g = f.create_group(f"shadows/{i}")
-            g.create_dataset("conf", data=confs.numpy().astype(np.float32), chunks=(1, n))
-            g.create_dataset("reference", data=ref.numpy().astype(np.float32))
-            g.create_dataset("in_train", data=plan.in_train.numpy())
-            g.create_dataset("in_forget", data=plan.in_forget.numpy())
-            g.attrs["seed"] = s_seed
-            g.attrs["test_seed"] = t_seed
-            g.attrs["complete"] = True
+def run(setup: UliraSetup, store: str | os.PathLike, *, executor: Executor | None = None,
+        data_dir: str | None = None, device: str | None = None, quiet: bool = True):
+    """Run (or read back) every job of ``setup``; returns the :class:`dcforget.jobs.GridRun`."""
+    specs = setup.job_specs()
+    with bar(total=len(specs), desc="U-LiRA jobs", quiet=quiet, unit="job") as progress:
+        return run_jobs(shadow_job, specs, JobStore(store), executor=executor, version=JOB_VERSION,
+                        context={"data_dir": str(Path(data_dir or default_data_dir()).resolve()),
+                                 "device": device}, on_result=lambda i: progress.update(1))
 
 
-def variants(signals: str | os.PathLike) -> list[str]:
-    """The models every shadow of ``signals`` holds: original, retrained, then each unlearning method."""
-    if not check_signals(signals):
-        raise SignalsFileError(f"no signals file at {signals}")
-    with h5py.File(signals, "r") as f:
-        return json.loads(f.attrs["variants"])
+# ------------------------------------------------------------------------------------------------ the attack
+@dataclass
+class Signals:
+    """Every job's results, concatenated over splits."""
+
+    in_train: torch.Tensor  # bool [S, N]
+    in_forget: torch.Tensor  # bool [S, F, N]
+    conf: dict[str, torch.Tensor]  # variant -> float64 [S, F, N] (original: repeated over F)
+    reference: torch.Tensor  # float64 [S, F, N]
+
+    @classmethod
+    def gather(cls, results: list[dict[str, Any]], variants: list[str]) -> "Signals":
+        cat = lambda key: torch.from_numpy(np.concatenate([r[key] for r in results]))
+        in_forget = cat("in_forget")
+        f = in_forget.shape[1]
+        conf = {"original": cat("conf_original").double()[:, None].expand(-1, f, -1)}
+        conf.update({v: cat(f"conf_{v}").double() for v in variants if v != "original"})
+        return cls(cat("in_train"), in_forget, conf, cat("conf_reference").double())
 
 
-def _read(signals: str | os.PathLike):
-    with h5py.File(signals, "r") as f:
-        ids = sorted(int(k) for k in f["shadows"] if f[f"shadows/{k}"].attrs.get("complete", False))
-        if not ids:
-            raise ConfigError(f"{signals} holds no finished shadow")
-        conf = torch.from_numpy(np.stack([f[f"shadows/{i}/conf"][()] for i in ids]))  # [S, variants, N]
-        ref = torch.from_numpy(np.stack([f[f"shadows/{i}/reference"][()] for i in ids]))  # [S, N]
-        in_train = torch.from_numpy(np.stack([f[f"shadows/{i}/in_train"][()] for i in ids]))
-        in_forget = torch.from_numpy(np.stack([f[f"shadows/{i}/in_forget"][()] for i in ids]))
-        seeds = {"reference": [int(f[f"shadows/{i}"].attrs["seed"]) for i in ids],
-                 "under_test": [int(f[f"shadows/{i}"].attrs["test_seed"]) for i in ids]}
-    return conf.double(), ref.double(), in_train, in_forget, seeds
+def _moments(x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per split: count, sum and sum of squares of x over its forget sets where mask ([S, F, N] -> [S, N])."""
+    m = mask.double()
+    return m.sum(1), (x * m).sum(1), (x * x * m).sum(1)
 
 
-def attack(signals: str | os.PathLike, variant: str | None = None) -> dict[str, Any]:
-    """Leave-one-shadow-out U-LiRA on ``variant`` (default: the first unlearning method) over every shadow's forget
-    examples."""
-    names = variants(signals)
-    variant = variant or names[len(REFERENCE_VARIANTS)]
-    if variant not in names:
-        raise ConfigError(f"{signals} holds no {variant!r} models; it holds {', '.join(names)}")
-    conf, ret, in_train, in_forget, seeds = _read(signals)
-    s_count = conf.shape[0]
+def _gaussian(count, total, squares, min_obs):
+    """Leave-one-split-out per-example mean and standard deviation ([S, N]), and where the per-example one was used.
+    ``count/total/squares`` are per-split moments; row s of the result excludes split s."""
+    c = count.sum(0) - count
+    s1 = total.sum(0) - total
+    s2 = squares.sum(0) - squares
+    mu = s1 / c.clamp_min(1)
+    ss = (s2 - s1 * mu).clamp_min(0)  # sum of squared residuals per example
+    own = ss / (c - 1).clamp_min(1)
+    pooled = ss.sum(1, keepdim=True) / (c - 1).clamp_min(0).sum(1, keepdim=True).clamp_min(1)
+    use_own = c >= min_obs
+    sd = torch.where(use_own, own, pooled.expand_as(own)).sqrt().clamp_min(1e-6)
+    return mu, sd, c, use_own
+
+
+def _log_pdf(x, mu, sd):
+    return -0.5 * ((x - mu) / sd) ** 2 - torch.log(sd)
+
+
+def attack(sig: Signals, variant: str, *, min_observations: int = 8, bootstrap: int = 1000, seed: int = 0
+           ) -> dict[str, Any]:
+    """Leave-one-split-out U-LiRA on ``variant``; see the module's docstring."""
+    if variant not in sig.conf:
+        raise ConfigError(f"no {variant!r} models; there are: {', '.join(sig.conf)}")
+    s_count, f_count, n = sig.in_forget.shape
     if s_count < 3:
-        raise ConfigError("U-LiRA needs at least 3 finished shadows")
-    unl = conf[:, names.index(variant)]  # ret: the reference retrained models (their own seeds)
-    pos_scores, neg_scores, examples = [], [], []
-    for t in range(s_count):
-        others = torch.arange(s_count) != t
-        f_mask = in_forget[others]  # [S-1, N] forgotten in that shadow
-        n_mask = ~in_train[others]  # never seen
-        f_cnt, n_cnt = f_mask.sum(0), n_mask.sum(0)
-        mu_f = (unl[others] * f_mask).sum(0) / f_cnt.clamp_min(1)
-        mu_n = (ret[others] * n_mask).sum(0) / n_cnt.clamp_min(1)
-        ok = in_forget[t] & (f_cnt > 0) & (n_cnt > 0)
-        resid_f = ((unl[others] - mu_f) * f_mask)[:, ok]
-        resid_n = ((ret[others] - mu_n) * n_mask)[:, ok]
-        sd_f = float((resid_f ** 2).sum() / max(int(f_mask[:, ok].sum()) - 1, 1)) ** 0.5 + 1e-6
-        sd_n = float((resid_n ** 2).sum() / max(int(n_mask[:, ok].sum()) - 1, 1)) ** 0.5 + 1e-6
+        raise ConfigError("U-LiRA needs at least 3 splits")
+    v = sig.conf[variant]
+    never = (~sig.in_train)[:, None, :].expand(-1, f_count, -1)
+    mu_f, sd_f, c_f, own_f = _gaussian(*_moments(v, sig.in_forget), min_observations)
+    mu_n, sd_n, c_n, own_n = _gaussian(*_moments(sig.reference, never), min_observations)
+    ok = sig.in_forget & ((c_f > 0) & (c_n > 0))[:, None, :]  # [S, F, N]: forgotten here, observable elsewhere
+    if not bool(ok.any()):
+        raise ConfigError(f"no forget example was forgotten in another split and unseen in a third: use more "
+                          f"splits (have {s_count}) or forget sets")
 
-        def llr(x):
-            return (-0.5 * ((x - mu_f[ok]) / sd_f) ** 2 - np.log(sd_f)) - (-0.5 * ((x - mu_n[ok]) / sd_n) ** 2 - np.log(sd_n))
+    def score(x):
+        return _log_pdf(x, mu_f[:, None], sd_f[:, None]) - _log_pdf(x, mu_n[:, None], sd_n[:, None])
 
-        pos_scores.append(llr(unl[t, ok]))
-        neg_scores.append(llr(ret[t, ok]))
-        examples.append(torch.nonzero(ok).flatten())
-    pos, neg = torch.cat(pos_scores), torch.cat(neg_scores)
-    if len(pos) == 0:
-        raise ConfigError(f"no forget example of any shadow was forgotten in another shadow and unseen in a third: "
-                          f"use more shadows (have {s_count}) or a larger forget fraction")
-    return {"variant": variant, "shadows": s_count, "examples": int(len(pos)), "auc": auc(pos, neg), "seeds": seeds,
-            "tpr_at_1pct_fpr": tpr_at_fpr(pos, neg, 0.01), "tpr_at_0.1pct_fpr": tpr_at_fpr(pos, neg, 0.001),
-            "per_example": {"shadow": [t for t, e in enumerate(examples) for _ in range(len(e))],
-                            "index": torch.cat(examples).tolist(), "score_unlearned": pos.tolist(),
-                            "score_retrained": neg.tolist()}}
+    pos, neg = score(v)[ok], score(sig.reference)[ok]
+    target = torch.arange(s_count * f_count).view(s_count, f_count, 1).expand(-1, -1, n)[ok]
+    stats = bootstrap_roc(pos, neg, target, s_count * f_count, bootstrap=bootstrap, seed=seed)
+    where = ok.any(1)  # [S, N]
+    return {"variant": variant, "splits": s_count, "forget_sets": f_count, "target_models": s_count * f_count,
+            "pairs": int(ok.sum()), **stats,
+            "observations": {"forgotten_median": float(c_f[where].median()), "never_median": float(c_n[where].median()),
+                             "min_for_own_variance": min_observations,
+                             "own_variance_share_forgotten": float(own_f[where].double().mean()),
+                             "own_variance_share_never": float(own_n[where].double().mean())}}
+
+
+def report(setup: UliraSetup, grid, *, min_observations: int = 8, bootstrap: int = 1000) -> dict[str, Any]:
+    sig = Signals.gather(grid.results, setup.variants)
+    seconds: dict[str, float] = {}
+    for r in grid.results:
+        for k, val in r["seconds"].items():
+            seconds[k] = seconds.get(k, 0.0) + val
+    models = {"original": setup.splits, "reference": setup.splits * setup.forget_sets,
+              "retrained": setup.splits * setup.forget_sets}
+    models.update({m: setup.splits * setup.forget_sets for m in setup.methods})
+    per_model = {k: seconds[k] / models[k] for k in models if k in seconds}
+    return {"setup": asdict(setup), "attacks": {v: attack(sig, v, min_observations=min_observations,
+                                                          bootstrap=bootstrap, seed=setup.seed)
+                                                for v in setup.variants},
+            "seconds": seconds, "seconds_per_model": per_model,
+            "jobs": {"count": len(grid.keys), "computed_now": grid.computed, "reused": grid.reused,
+                     "wall_s": grid.seconds, "batched": [bool(r["batched"]) for r in grid.results]},
+            "seeds": "derive_seed(seed, split, forget_set, role): SHA-256; roles split, original, reference, "
+                     "under-test (the retrained variant and every method)",
+            "bootstrap": {"replicates": bootstrap, "over": "target models (s, f)", "interval": "95% percentile"}}
+
+
+def expected_observations(setup: UliraSetup) -> float:
+    """Models in which an example is forgotten, on average."""
+    return setup.splits * setup.forget_sets * setup.forget_fraction / 2
+
+
+__all__ = ["UliraSetup", "run", "report", "attack", "Signals", "shadow_job", "derive_seed", "plan_split",
+           "expected_observations", "REFERENCE_VARIANTS"]

@@ -79,6 +79,14 @@ SHARED: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
                                    help="Settings preset (configs/presets/).")),
     "force": (("--force",), dict(is_flag=True, help="Overwrite existing outputs.")),
     "quiet": (("--quiet", "-q"), dict(is_flag=True, help="No progress bars or progress lines.")),
+    "executor": (("--executor",), dict(type=click.Choice(["local", "ray"]), default=None,
+                                       help="Where jobs run: local (this machine; default) or ray (a Ray cluster, "
+                                            "pip install 'dcforget[ray]').")),
+    "workers": (("--workers",), dict(type=click.IntRange(min=1), default=None,
+                                     help="local executor: processes running jobs at once (default 1); each gets "
+                                          "cores // workers torch threads.")),
+    "address": (("--address",), dict(default=None, help="ray executor: the cluster's address (e.g. ray://host:10001"
+                                                        " or auto); default: start a local Ray.")),
     "option": (("--option", "options"), dict(multiple=True, metavar="KEY=VALUE",
                                              help="An option of the method (repeatable); types are checked.")),
 }

@@ -38,13 +38,14 @@ def main() -> None:
 @out_dir("cells/ (one JSON per finished cell), artefacts/, report.md/.csv/.json.", required=True)
 @click.option("--only", default=None, help="Comma list of experiments to run (default: all of the suite).")
 @click.option("--seeds", type=click.IntRange(min=1), default=None, help="Seeds per cell (default: the preset's).")
-@options("data_dir", "device")
+@options("data_dir", "device", "executor", "workers", "address")
 @click.option("--report-only", is_flag=True,
               help="Compute nothing: write the report from the finished cells and list the missing ones.")
 @opt("quiet")
 @click.pass_context
 @with_logging
-def reproduce_cmd(ctx, suite, preset, out, only, seeds, data_dir, device, report_only, quiet) -> None:
+def reproduce_cmd(ctx, suite, preset, out, only, seeds, data_dir, device, executor, workers, address, report_only,
+                  quiet) -> None:
     """Run the experiments of configs/experiments/SUITE (e.g. `dcu`); resumable: finished cells are read back,
     not recomputed."""
     prog = Path(sys.argv[0]).name if sys.argv else ""
@@ -52,9 +53,12 @@ def reproduce_cmd(ctx, suite, preset, out, only, seeds, data_dir, device, report
                else f"{ctx.command_path} {suite} --preset {preset} --out {out}" + (f" --only {only}" if only else ""))
     only_list = [o.strip() for o in only.split(",") if o.strip()] if only else None
     check_writable_dir(out)
-    reproduce(suite, preset, out, only=only_list, data_dir=data_dir, device=resolve_device(device), seeds=seeds,
-              command=command, log=(lambda msg: None) if quiet else (lambda msg: click.echo(msg, err=True)),
-              report_only=report_only)
+    from dcforget.jobs import make_executor
+
+    with make_executor(executor or "local", workers=workers or 1, address=address) as ex:
+        reproduce(suite, preset, out, only=only_list, data_dir=data_dir, device=resolve_device(device), seeds=seeds,
+                  command=command, log=(lambda msg: None) if quiet else (lambda msg: click.echo(msg, err=True)),
+                  report_only=report_only, executor=ex)
     click.echo(f"wrote {Path(out) / 'report.md'}")
 
 

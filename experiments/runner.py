@@ -26,7 +26,9 @@ import hashlib
 import inspect
 import json
 import re
+import sys
 import time
+import uuid
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable
@@ -34,8 +36,10 @@ from typing import Any, Callable
 import torch
 
 from dcforget.config import config_dirs, load_toml
-from dcforget.errors import ConfigError
+from dcforget.datasets import default_data_dir
+from dcforget.errors import ConfigError, OutputExistsError
 from dcforget.io import atomic_path
+from dcforget.jobs import Executor, LocalExecutor
 from dcforget.provenance import git_hash, machine
 from dcforget.runtime import bf16_native, resolve_bf16
 from unlearn.methods import METHODS
@@ -196,51 +200,108 @@ def cell_digest(settings: str, cell: "Cell", exp: Experiment) -> str:
     return f"{settings}-{code_digest(method if isinstance(method, str) and method in METHODS else None, None, kind_module)}"
 
 
-def reproduce(suite: str, preset: str, out: str | Path, *, only: list[str] | None = None, data_dir: str | None = None,
-              device: torch.device, seeds: int | None = None, command: str = "", log: Log = print,
-              report_only: bool = False, progress: bool = False) -> dict[str, Any]:
-    """Run (or read back) every cell of the suite's experiments and write the report. ``report_only``: compute
-    nothing, report the finished, current cells and list the missing ones (a partial report says so)."""
+def _resolved_suite(suite: str, preset: str, only: list[str] | None, device: torch.device):
+    """The suite's preset and experiments with bf16 = "auto" resolved for ``device``; (preset, experiments, auto)."""
     p, exps = load_suite(suite, preset, only)
-    # bf16 = "auto": on exactly where autocast has hardware support (emulated bf16 on a CPU is 4-12x slower than
-    # float32: reports/bench/throughput-cpu.json); the resolved value is what the digests and the report record
-    native = bf16_native(device)
     p, auto = resolve_bf16(p, device)
     resolved = [resolve_bf16(e.spec, device) for e in exps]
     exps = [replace(e, spec=spec) for e, (spec, _) in zip(exps, resolved)]
-    auto = auto or any(a for _, a in resolved)
+    return p, exps, auto or any(a for _, a in resolved)
+
+
+_WORKSPACES: dict[str, tuple[Workspace, dict[str, Experiment]]] = {}
+
+
+def run_cell(spec: dict[str, Any], context: dict[str, Any]) -> dict[str, Any]:
+    """One cell as a job of :mod:`dcforget.jobs` (so a suite runs on any executor: in this process, a local pool,
+    Ray). The workspace (data, cached artefacts) is made once per run and process; artefacts are files under
+    ``out/artefacts``, so workers on other machines need that directory on a shared file system."""
+    state = _WORKSPACES.get(context["run"])
+    if state is None:
+        device = torch.device(context["device"])
+        p, exps, _ = _resolved_suite(spec["suite"], spec["preset"], context.get("only"), device)
+        log = context.get("log") or (lambda msg: print(msg, file=sys.stderr, flush=True))
+        ws = Workspace(p, Path(context["out"]) / "artefacts", device, context.get("data_dir"), log,
+                       quiet=not context.get("progress"))
+        state = _WORKSPACES[context["run"]] = (ws, {e.name: e for e in exps})
+    ws, exps = state
+    exp = exps[spec["experiment"]]
+    cell = Cell(exp.name, spec["key"], spec["seed"])
+    for attempt in range(3):
+        try:
+            return {"result": KINDS.get(exp.spec.get("kind", "unlearn")).run(cell, exp, ws.for_experiment(exp))}
+        except OutputExistsError:
+            # another worker wrote an artefact this cell was making (artefacts are written atomically and never
+            # overwritten): run again, reading it back
+            if attempt == 2:
+                raise
+
+
+def reproduce(suite: str, preset: str, out: str | Path, *, only: list[str] | None = None, data_dir: str | None = None,
+              device: torch.device, seeds: int | None = None, command: str = "", log: Log = print,
+              report_only: bool = False, progress: bool = False, executor: Executor | None = None) -> dict[str, Any]:
+    """Run (or read back) every cell of the suite's experiments and write the report. ``report_only``: compute
+    nothing, report the finished, current cells and list the missing ones (a partial report says so).
+    ``executor``: where the cells run (default: one after another in this process)."""
+    # bf16 = "auto": on exactly where autocast has hardware support (emulated bf16 on a CPU is 4-12x slower than
+    # float32: reports/bench/throughput-cpu.json); the resolved value is what the digests and the report record
+    native = bf16_native(device)
+    p, exps, auto = _resolved_suite(suite, preset, only, device)
     n_seeds = int(seeds or p.get("seeds", 3))
     out = Path(out)
-    ws = Workspace(p, out / "artefacts", device, data_dir, log, quiet=not progress)
     plan = [(exp, cell) for exp in exps for cell in KINDS.get(exp.spec.get("kind", "unlearn")).cells(exp, n_seeds)]
     done_before = 0
-    results: dict[str, list[dict[str, Any]]] = {e.name: [] for e in exps}
+    records: dict[int, dict[str, Any]] = {}
     t0 = time.perf_counter()
     digests = {e.name: settings_digest(p, e) for e in exps}
     missing: list[str] = []
     older_code: list[str] = []
-    for i, (exp, cell) in enumerate(plan, 1):
+    todo: list[int] = []
+    for i, (exp, cell) in enumerate(plan):
         path = out / "cells" / exp.name / f"{cell.id}.json"
         rec = json.loads(path.read_text()) if path.exists() else None
-        digest = cell_digest(digests[exp.name], cell, exp)
-        if rec is not None and rec.get("settings") == digest:
+        if rec is not None and rec.get("settings") == cell_digest(digests[exp.name], cell, exp):
             done_before += 1
+            records[i] = rec
         elif report_only:
             if rec is None or str(rec.get("settings", "")).split("-")[0] != digests[exp.name]:
                 missing.append(f"{exp.name}/{cell.id}")
                 continue
             older_code.append(f"{exp.name}/{cell.id}")  # same settings, computed by an earlier version of the code
+            records[i] = rec
         else:
-            stale = " (settings or code changed since it ran: recomputed)" if rec is not None else ""
-            log(f"[{i}/{len(plan)}] {exp.name}: {cell.id}{stale}")
-            t = time.perf_counter()
-            result = KINDS.get(exp.spec.get("kind", "unlearn")).run(cell, exp, ws.for_experiment(exp))
-            rec = {"experiment": exp.name, "key": cell.key, "seed": cell.seed, "settings": digest,
-                   "result": result, "cell_seconds": time.perf_counter() - t}
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with atomic_path(path, force=True) as tmp:
-                tmp.write_text(json.dumps(rec, indent=1, default=str))
-        results[exp.name].append(rec)
+            if rec is not None:
+                log(f"{exp.name}: {cell.id}: settings or code changed since it ran: recomputed")
+            todo.append(i)
+    if todo:
+        executor = executor or LocalExecutor()
+        log(f"{len(todo)} cell(s) to run ({', '.join(f'{k}={v}' for k, v in executor.describe().items() if v is not None)})")
+        where = Path(data_dir) if data_dir is not None else default_data_dir()  # absolute: workers have other cwds
+        context = {"run": uuid.uuid4().hex, "out": str(out.resolve()), "data_dir": str(where.resolve()),
+                   "device": str(device),
+                   "only": only, "progress": progress,
+                   # in this process the workspace logs through ``log``; other processes print to their stderr
+                   "log": log if isinstance(executor, LocalExecutor) and executor.workers == 1 else None}
+        specs = [{"suite": suite, "preset": preset, "experiment": plan[i][0].name, "key": plan[i][1].key,
+                  "seed": plan[i][1].seed} for i in todo]
+        try:
+            for n_done, (pos, (value, seconds)) in enumerate(executor.map(run_cell, specs, context), 1):
+                i = todo[pos]
+                exp, cell = plan[i]
+                rec = {"experiment": exp.name, "key": cell.key, "seed": cell.seed,
+                       "settings": cell_digest(digests[exp.name], cell, exp), "result": value["result"],
+                       "cell_seconds": seconds}
+                path = out / "cells" / exp.name / f"{cell.id}.json"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                with atomic_path(path, force=True) as tmp:
+                    tmp.write_text(json.dumps(rec, indent=1, default=str))
+                records[i] = json.loads(json.dumps(rec, default=str))
+                log(f"[{n_done}/{len(todo)}] {exp.name}: {cell.id} ({seconds:.0f} s)")
+        finally:
+            _WORKSPACES.pop(context["run"], None)
+    results: dict[str, list[dict[str, Any]]] = {e.name: [] for e in exps}
+    for i in sorted(records):
+        results[plan[i][0].name].append(records[i])
     sections = [(e, KINDS.get(e.spec.get("kind", "unlearn")).rows(e, results[e.name])) for e in exps]
     columns = {e.name: KINDS.get(e.spec.get("kind", "unlearn")).columns for e in exps}
     meta = {"suite": suite, "columns": columns, "preset": preset, "command": command, "machine": machine(device), "git": git_hash(),

@@ -64,20 +64,6 @@ def test_invert_writes_grids_and_scores(models, tmp_path):
     assert res.exit_code == 2 and "already exists" in res.output
 
 
-def test_ulira_attacks_every_method_and_the_references(tmp_path):
-    out, sig = tmp_path / "ulira.json", tmp_path / "sig.h5"
-    args = ["ulira", SPEC, "--model", "mlp", "--epochs", "2", "--shadows", "3", "--forget-fraction", "0.5",
-            "--method", "none", "--method", "finetune", "--option", "epochs=1", "--signals", str(sig), "--out", str(out)]
-    res = CliRunner().invoke(attacks_main, args)
-    assert res.exit_code == 0, res.output
-    rep = json.loads(out.read_text())
-    assert set(rep["attacks"]) == {"original", "retrained", "none", "finetune"}
-    assert rep["methods"] == {"none": {}, "finetune": {"epochs": 1}}  # an option goes to the methods that have it
-    assert rep["attacks"]["none"]["auc"] == rep["attacks"]["original"]["auc"]  # "none" unlearns nothing
-    res = CliRunner().invoke(attacks_main, [*args[:-2], "--option", "nonsense=1"])
-    assert res.exit_code == 2 and "unknown option 'nonsense'" in res.output
-
-
 def test_mia_svc_variants(models, tmp_path):
     out = tmp_path / "mia.json"
     res = CliRunner().invoke(attacks_main, ["mia", "--checkpoint", str(models / "r0" / "model.pt"), "--svc",

@@ -1,160 +1,186 @@
-import hashlib
+import json
+import math
 
-import h5py
 import pytest
 import torch
 from click.testing import CliRunner
 
-import attacks.ulira as ulira_mod
 from attacks.cli import main as attacks_main
-from attacks.ulira import SCHEMA, SignalsFileError, attack, plan_shadow, run_shadows, shadow_seed
-from dcforget.datasets import load_data
-from dcforget.errors import ConfigError
-from dcforget.train import TrainConfig
+from attacks.bootstrap import bootstrap_roc
+from attacks.roc import auc, tpr_at_fpr
+from attacks.ulira import Signals, UliraSetup, attack, derive_seed, plan_split, report, run
+from dcforget.errors import ConfigError, DcForgetError
 
-CPU = torch.device("cpu")
 # few images, heavy noise and enough epochs: the MLP memorises its training images
 SPEC = "synthetic:classes=2,train=40,test=10,size=8,noise=1.2"
-CFG = TrainConfig(epochs=40, batch_size=20, lr=3e-3)
+TRAIN = {"epochs": 40, "batch_size": 20, "lr": 3e-3}
 
 
-def test_shadow_plans_are_seeded_halves():
-    a, b = plan_shadow(100, 3, 0.2, seed=0), plan_shadow(100, 3, 0.2, seed=0)
-    assert torch.equal(a.in_train, b.in_train) and int(a.in_train.sum()) == 50 and int(a.in_forget.sum()) == 10
-    assert not (a.in_forget & ~a.in_train).any()
-    assert not torch.equal(a.in_train, plan_shadow(100, 4, 0.2, seed=0).in_train)
+def test_splits_are_seeded_halves_with_forget_sets_inside():
+    half, forgets = plan_split(100, 3, 4, 0.2, seed=0)
+    again, _ = plan_split(100, 3, 4, 0.2, seed=0)
+    assert torch.equal(half, again) and len(half) == 50 and forgets.shape == (4, 10)
+    assert all(set(f.tolist()) <= set(half.tolist()) for f in forgets)
+    assert len({tuple(f.tolist()) for f in forgets}) == 4  # four different forget sets
+    assert not torch.equal(half, plan_split(100, 4, 4, 0.2, seed=0)[0])
+    seeds = {derive_seed(0, s, f, r) for s in range(3) for f in range(3) for r in ("original", "reference", "under-test")}
+    assert len(seeds) == 27  # no two models share a seed
+
+
+def test_setup_is_validated():
+    with pytest.raises(ConfigError, match="splits"):
+        UliraSetup(SPEC, splits=2)
+    with pytest.raises(ConfigError, match="retrains from scratch"):
+        UliraSetup(SPEC, methods={"retrain": {}})
+    with pytest.raises(ConfigError, match="clusters"):
+        UliraSetup(SPEC, methods={"condensed": {}})
+    with pytest.raises(DcForgetError, match="unknown model"):
+        UliraSetup(SPEC, arch="nonsense")
 
 
 @pytest.fixture(scope="module")
-def data():
-    return load_data(SPEC, val_fraction=0.0)  # as `attacks ulira` loads it: shadows use no validation split
+def memorised(tmp_path_factory):
+    setup = UliraSetup(SPEC, "mlp", TRAIN, {"none": {}}, splits=8, forget_sets=2, forget_fraction=0.5,
+                       splits_per_job=4)
+    store = tmp_path_factory.mktemp("store")
+    return setup, store, run(setup, store)
 
 
-def test_separates_memorised_from_never_seen_and_not_retraining(data, tmp_path):
-    memorised = tmp_path / "none.h5"
-    info = run_shadows(data, "mlp", CFG, {"none": {}, "retrain": {"epochs": 40, "batch_size": 20, "lr": 3e-3}},
-                       shadows=8, signals=memorised, device=CPU, forget_fraction=0.5, quiet=True)
-    assert info["trained"] == 8 and info["seconds_per_shadow"] > 0
-    res = attack(memorised)  # the first method: "none", i.e. the original. It still remembers
-    assert res["variant"] == "none" and res["shadows"] == 8 and res["auc"] > 0.75
-    assert attack(memorised, "original")["auc"] == res["auc"]  # the same models, the same scores
-    assert abs(attack(memorised, "retrain")["auc"] - 0.5) < 0.15  # retraining is retraining
-    assert abs(attack(memorised, "retrained")["auc"] - 0.5) < 0.15
-    assert len(res["per_example"]["index"]) == res["examples"]
-    with pytest.raises(ConfigError, match="holds no 'finetune'"):
-        attack(memorised, "finetune")
+def test_separates_memorised_from_never_seen_and_not_retraining(memorised):
+    setup, _, grid = memorised
+    assert grid.computed == 2 and all(r["batched"] for r in grid.results)
+    rep = report(setup, grid, bootstrap=200)
+    orig, retrained, none = (rep["attacks"][v] for v in ("original", "retrained", "none"))
+    assert orig["auc"] > 0.75 and orig["auc_ci"][0] > 0.5  # the original remembers its training images
+    assert none["auc"] == orig["auc"]  # "none" unlearns nothing: the original's scores
+    assert retrained["auc_ci"][0] < 0.5 < retrained["auc_ci"][1]  # an independent retraining passes the null test
+    assert retrained["auc"] != 0.5  # and is a different model from the reference (AUC exactly 0.5 if shared)
+    for r in (orig, retrained):
+        assert r["auc_ci"][0] <= r["auc"] <= r["auc_ci"][1] and 0.5 <= r["accuracy"] <= 1
+        assert r["target_models"] == 16 and r["pairs"] > 0
+        assert 0 <= r["observations"]["own_variance_share_forgotten"] <= 1
+    assert set(rep["seconds_per_model"]) == {"original", "reference", "retrained", "none"}
 
 
-def test_resumable_and_refuses_another_setup(data, tmp_path):
-    sig = tmp_path / "s.h5"
-    run_shadows(data, "mlp", TrainConfig(epochs=1), {"none": {}}, shadows=2, signals=sig, device=CPU, quiet=True)
-    with h5py.File(sig, "a") as f:  # an interrupted shadow: not marked complete
-        f["shadows/1"].attrs["complete"] = False
-        before = f["shadows/0/conf"][()]
-    again = run_shadows(data, "mlp", TrainConfig(epochs=1), {"none": {}}, shadows=3, signals=sig, device=CPU, quiet=True)
-    assert again["trained"] == 2  # shadow 1 redone, shadow 2 new, shadow 0 kept
-    with h5py.File(sig) as f:
-        assert (f["shadows/0/conf"][()] == before).all() and f["shadows/0/conf"].chunks == (1, 80)
-    with pytest.raises(ConfigError, match="another setup"):
-        run_shadows(data, "cnn", TrainConfig(epochs=1), {"none": {}}, shadows=1, signals=sig, device=CPU, quiet=True)
+def test_reruns_read_back_and_more_splits_add_jobs(memorised):
+    setup, store, grid = memorised
+    again = run(setup, store)
+    assert again.computed == 0 and again.keys == grid.keys
+    more = UliraSetup(**{**setup.__dict__, "splits": 12})
+    bigger = run(more, store)
+    assert (bigger.computed, bigger.reused) == (1, 2)  # only the new splits are trained
 
 
-def test_models_under_attack_are_independent_of_every_shadow(data, tmp_path, monkeypatch):
-    """The 'retrained' variant is a second retrain with its own seed, never a shadow's reference model; the
-    unlearning methods (here "retrain", which with a shared seed would reproduce the reference bit for bit) too."""
-    calls = []
-    real = ulira_mod.train_on
-
-    def spy(data_, arch, cfg, *, seed, index, **kw):
-        out = real(data_, arch, cfg, seed=seed, index=index, **kw)
-        calls.append((seed, index.clone(), out.model))
-        return out
-
-    monkeypatch.setattr(ulira_mod, "train_on", spy)
-    sig = tmp_path / "s.h5"
-    cfg = TrainConfig(epochs=2, batch_size=20)
-    run_shadows(data, "mlp", cfg, {"retrain": {"epochs": 2, "batch_size": 20}}, shadows=3, signals=sig, device=CPU,
-                seed=0, forget_fraction=0.5, quiet=True)
-    assert len(calls) == 9  # per shadow: original, reference retrained, retrained under test
-    shadow_seeds = {shadow_seed(0, i) for i in range(3)}
-    for i in range(3):
-        (s_orig, _, _), (s_ref, i_ref, ref), (s_test, i_test, test) = calls[3 * i: 3 * i + 3]
-        assert s_orig == s_ref == shadow_seed(0, i) and s_test not in shadow_seeds
-        assert torch.equal(i_ref, i_test)  # the same retain set ...
-        assert any(not torch.equal(a, b) for a, b in zip(ref.parameters(), test.parameters()))  # ... another model
-    with h5py.File(sig) as f:
-        assert f.attrs["schema"] == SCHEMA
-        for i in range(3):
-            g = f[f"shadows/{i}"]
-            conf, reference = g["conf"][()], g["reference"][()]
-            assert g.attrs["seed"] == shadow_seed(0, i) and int(g.attrs["test_seed"]) not in shadow_seeds
-            assert not (conf[1] == reference).all() and not (conf[2] == reference).all()  # retrained, retrain method
-    res = attack(sig, "retrained")
-    assert res["seeds"]["under_test"] == [int(calls[3 * i + 2][0]) for i in range(3)]
-    assert res["auc"] != 0.5  # the scores now come from two different models (AUC exactly 0.5 before)
+def test_batched_and_one_by_one_jobs_agree(tmp_path):
+    kw = dict(arch="mlp", train={"epochs": 3, "batch_size": 20}, splits=3, forget_sets=1, splits_per_job=3)
+    fast = run(UliraSetup(SPEC, batched=True, **kw), tmp_path)
+    slow = run(UliraSetup(SPEC, batched=False, **kw), tmp_path)
+    assert fast.results[0]["batched"] and not slow.results[0]["batched"]
+    for key in ("conf_original", "conf_reference", "conf_retrained"):
+        torch.testing.assert_close(torch.from_numpy(fast.results[0][key]), torch.from_numpy(slow.results[0][key]),
+                                   rtol=1e-3, atol=1e-3)
 
 
-def _sha(path):
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+def _plain_scores(sig: Signals, variant: str, min_obs: int):
+    """U-LiRA's statistic transcribed with loops, for the vectorised one to match."""
+    s_count, f_count, n = sig.in_forget.shape
+    v, r = sig.conf[variant], sig.reference
+    pos, neg = [], []
+    for s in range(s_count):
+        stats = {}
+        for side in ("f", "n"):
+            obs = [[] for _ in range(n)]
+            for s2 in range(s_count):
+                if s2 == s:
+                    continue
+                for f2 in range(f_count):
+                    for i in range(n):
+                        if side == "f" and sig.in_forget[s2, f2, i]:
+                            obs[i].append(float(v[s2, f2, i]))
+                        if side == "n" and not sig.in_train[s2, i]:
+                            obs[i].append(float(r[s2, f2, i]))
+            mus = [sum(o) / len(o) if o else 0.0 for o in obs]
+            sss = [sum((x - m) ** 2 for x in o) for o, m in zip(obs, mus)]
+            pooled = sum(sss) / max(sum(max(len(o) - 1, 0) for o in obs), 1)
+            sds = [max(math.sqrt(ss / (len(o) - 1) if len(o) >= min_obs else pooled), 1e-6) for o, ss in zip(obs, sss)]
+            stats[side] = (mus, sds, [len(o) for o in obs])
+        for f in range(f_count):
+            for i in range(n):
+                if not sig.in_forget[s, f, i] or stats["f"][2][i] == 0 or stats["n"][2][i] == 0:
+                    continue
+
+                def llr(x):
+                    (mf, sf), (mn, sn) = ((stats[k][0][i], stats[k][1][i]) for k in ("f", "n"))
+                    return (-0.5 * ((x - mf) / sf) ** 2 - math.log(sf)) - (-0.5 * ((x - mn) / sn) ** 2 - math.log(sn))
+
+                pos.append(llr(float(v[s, f, i])))
+                neg.append(llr(float(r[s, f, i])))
+    return torch.tensor(pos), torch.tensor(neg)
 
 
-def _condensed_h5(path):
-    from dcforget.condensed_store import CondensedSet, write_condensed
+def test_vectorised_statistic_matches_a_plain_transcription():
+    g = torch.Generator().manual_seed(0)
+    s_count, f_count, n = 5, 2, 12
+    in_train = torch.rand(s_count, n, generator=g) < 0.5
+    in_forget = (torch.rand(s_count, f_count, n, generator=g) < 0.5) & in_train[:, None]
+    ref = torch.randn(s_count, f_count, n, generator=g, dtype=torch.float64)
+    v = ref + 1.5 * in_forget + 0.3 * torch.randn(s_count, f_count, n, generator=g, dtype=torch.float64)
+    sig = Signals(in_train, in_forget, {"v": v}, ref)
+    for min_obs in (2, 3, 100):  # per-example variance for most, some, none of the examples
+        want_pos, want_neg = _plain_scores(sig, "v", min_obs)
+        got = attack(sig, "v", min_observations=min_obs, bootstrap=0)
+        assert got["pairs"] == len(want_pos)
+        assert got["auc"] == pytest.approx(auc(want_pos, want_neg), abs=1e-9)
+        assert got["tpr_at_1pct_fpr"] == pytest.approx(tpr_at_fpr(want_pos, want_neg, 0.01), abs=1e-9)
 
-    cs = CondensedSet(images=torch.rand(2, 3, 8, 8), labels=torch.tensor([0, 1]), bucket_indptr=torch.tensor([0, 1, 2]),
-                      bucket_indices=torch.tensor([0, 1]), source_indices=torch.tensor([-1, -1]), method="fdm",
-                      dataset="synthetic", num_classes=2, norm_mean=(0.5,) * 3, norm_std=(0.25,) * 3, train_size=2,
-                      train_fingerprint="ab" * 32, config={})
-    return write_condensed(path, cs)
+
+def test_bootstrap_roc_point_and_interval():
+    g = torch.Generator().manual_seed(1)
+    pos, neg = torch.randn(400, generator=g) + 1, torch.randn(400, generator=g)
+    groups = torch.arange(400) % 20
+    out = bootstrap_roc(pos, neg, groups, 20, bootstrap=300, seed=0)
+    assert out["auc"] == pytest.approx(auc(pos, neg), abs=1e-12)
+    assert out["tpr_at_1pct_fpr"] == pytest.approx(tpr_at_fpr(pos, neg, 0.01), abs=1e-12)
+    assert out["auc_ci"][0] < out["auc"] < out["auc_ci"][1] and out["auc_ci"][1] - out["auc_ci"][0] < 0.2
+    same = bootstrap_roc(neg, neg.clone(), groups, 20, bootstrap=100)
+    assert same["auc"] == pytest.approx(0.5) and same["accuracy"] == pytest.approx(0.5)
 
 
-def _foreign_h5(path):
-    with h5py.File(path, "w") as f:  # looks like signals (shadows/0, incomplete) but carries no schema
-        f.create_group("shadows/0").create_dataset("conf", data=[[1.0]])
-        f.attrs["arch"] = "mlp"
-    return path
+def test_cli_runs_and_routes_options(tmp_path):
+    out = tmp_path / "ulira.json"
+    args = ["ulira", SPEC, "--model", "mlp", "--epochs", "2", "--splits", "4", "--forget-sets", "2",
+            "--forget-fraction", "0.5", "--splits-per-job", "2", "--bootstrap", "20", "--method", "none",
+            "--method", "finetune", "--option", "epochs=1", "--store", str(tmp_path / "jobs")]
+    res = CliRunner().invoke(attacks_main, [*args, "--out", str(out), "-q"])
+    assert res.exit_code == 0, res.output
+    rep = json.loads(out.read_text())
+    assert set(rep["attacks"]) == {"original", "retrained", "none", "finetune"}
+    assert rep["setup"]["methods"] == {"none": {}, "finetune": {"epochs": 1}}  # an option goes where it belongs
+    assert rep["meta"]["git"] and rep["executor"]["executor"] == "local" and rep["jobs"]["computed_now"] == 2
+    res = CliRunner().invoke(attacks_main, [*args, "--out", str(out), "--force"])
+    assert res.exit_code == 0 and "0 computed now, 2 read back" in res.output
+    res = CliRunner().invoke(attacks_main, [*args, "--option", "nonsense=1", "--out", str(tmp_path / "x.json")])
+    assert res.exit_code == 2 and "unknown option 'nonsense'" in res.output
 
 
-@pytest.mark.parametrize("make", [_condensed_h5, _foreign_h5])
-def test_cli_refuses_a_foreign_hdf5_as_signals_and_leaves_it_alone(tmp_path, make):
-    path = make(tmp_path / "x.h5")
-    before, listing = _sha(path), sorted(p.name for p in tmp_path.iterdir())
-    res = CliRunner().invoke(attacks_main, ["ulira", SPEC, "--model", "mlp", "--epochs", "1", "--shadows", "3",
-                                            "--method", "none", "--signals", str(path)])
+@pytest.mark.parametrize("extra, message", [
+    (["--splits", "3", "--forget-sets", "1", "--forget-fraction", "0.05"], "would be forgotten in 0.1 models"),
+    (["--address", "10.0.0.1:1"], "--address is for the ray executor"),
+    (["--method", "retrain"], "retrains from scratch"),
+])
+def test_cli_refuses_bad_setups_before_any_work(tmp_path, extra, message):
+    out, store = tmp_path / "u.json", tmp_path / "jobs"
+    res = CliRunner().invoke(attacks_main, ["ulira", SPEC, "--epochs", "1", "--store", str(store), *extra,
+                                            "--out", str(out)])
     lines = res.output.strip().splitlines()
-    assert res.exit_code == 2 and len(lines) == 1 and lines[0].startswith("error:"), res.output
-    assert "not a U-LiRA signals file" in lines[0]
-    assert _sha(path) == before and sorted(p.name for p in tmp_path.iterdir()) == listing
-    with pytest.raises(SignalsFileError):  # the library refuses too, and so does the attack
-        run_shadows(load_data(SPEC, val_fraction=0.0), "mlp", TrainConfig(epochs=1), {"none": {}}, shadows=1,
-                    signals=path, device=CPU, quiet=True)
-    with pytest.raises(SignalsFileError):
-        attack(path)
-    assert _sha(path) == before
+    assert res.exit_code == 2 and len(lines) == 1 and message in lines[0], res.output
+    assert not out.exists() and not store.exists()
 
 
-def test_cli_refuses_a_non_hdf5_file(tmp_path):
-    path = tmp_path / "notes.txt"
-    path.write_text("not hdf5\n")
-    res = CliRunner().invoke(attacks_main, ["ulira", SPEC, "--model", "mlp", "--epochs", "1", "--shadows", "3",
-                                            "--method", "none", "--signals", str(path)])
-    lines = res.output.strip().splitlines()
-    assert res.exit_code == 2 and len(lines) == 1 and lines[0].startswith("error:") and "not an HDF5 file" in lines[0]
-    assert path.read_text() == "not hdf5\n" and sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
-
-
-def test_a_crash_while_adding_a_shadow_leaves_the_previous_file(data, tmp_path, monkeypatch):
-    sig = tmp_path / "s.h5"
-    cfg = TrainConfig(epochs=1)
-    run_shadows(data, "mlp", cfg, {"none": {}}, shadows=1, signals=sig, device=CPU, quiet=True)
-    before = _sha(sig)
-    real = ulira_mod.shutil.copyfile
-
-    def copy_then_die(src, dst):
-        real(src, dst)
-        raise RuntimeError("killed mid-write")
-
-    monkeypatch.setattr(ulira_mod.shutil, "copyfile", copy_then_die)
-    with pytest.raises(RuntimeError, match="killed"):
-        run_shadows(data, "mlp", cfg, {"none": {}}, shadows=2, signals=sig, device=CPU, quiet=True)
-    assert _sha(sig) == before and [p.name for p in tmp_path.iterdir()] == ["s.h5"]  # no temp file left behind
+def test_cli_refuses_a_file_as_the_store(tmp_path):
+    store = tmp_path / "jobs"
+    store.write_text("mine\n")
+    res = CliRunner().invoke(attacks_main, ["ulira", SPEC, "--epochs", "1", "--splits", "4", "--forget-fraction",
+                                            "0.5", "--store", str(store), "--out", str(tmp_path / "u.json")])
+    assert res.exit_code == 2 and "is a file" in res.output and len(res.output.strip().splitlines()) == 1
+    assert store.read_text() == "mine\n"

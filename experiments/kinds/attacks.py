@@ -8,8 +8,9 @@ Parts (one cell per part and seed; ``parts`` in the experiment file):
 - ``inversion``: class-representative inversion (``inv_steps`` steps) and DC-U's condensive inversion
   (``cond_subclasses`` sub-classes x ``cond_epochs`` generator epochs on ``cond_pool`` test images per class),
   scored against the forget set by an evaluator CNN trained on the test split (it never saw a training image).
-- ``ulira``: U-LiRA over ``shadows`` shadows trained on random halves of ``shadow_per_class`` images per class,
-  each with its original, retrained and unlearned models; the signals file is an artefact, so a rerun resumes.
+- ``ulira``: U-LiRA (``attacks.ulira``) with ``shadow_model`` (default ``model``) over ``shadows`` random halves of
+  ``shadow_per_class`` images per class, ``forget_sets`` forget sets of ``forget_fraction`` each; its jobs are kept
+  in the workspace's job store, so a rerun reads them back. (The full-size U-LiRA run is ``attacks ulira --preset``.)
 
 The request is ``forget`` (one spec) on ``model``; ``methods`` are the unlearning methods attacked besides the
 original and retraining, with options from ``[method_options]``."""
@@ -27,7 +28,7 @@ from attacks.epsilon import logit_confidence
 from attacks.inversion import condensive_invert, invert_classes, score_reconstructions
 from attacks.mia_variants import entropy_lr_mia, svc_mia
 from attacks.roc import auc, tpr_at_fpr
-from attacks.ulira import attack, run_shadows
+from attacks.ulira import UliraSetup, report as ulira_report, run as run_ulira
 from condense.build import build_condensed
 from dcforget.datasets import load_data
 from dcforget.errors import ConfigError
@@ -38,7 +39,7 @@ from unlearn.request import unlearn_request
 
 from ..artefacts import original_model
 from ..report import mean_std
-from ..workspace import KINDS, Cell, Experiment, Kind, Workspace, _short_digest
+from ..workspace import KINDS, Cell, Experiment, Kind, Workspace
 from .unlearn_grid import method_options
 
 PARTS = ("mia", "inversion", "ulira")
@@ -123,26 +124,19 @@ def _inversion(exp: Experiment, ws: Workspace, seed: int) -> dict[str, Any]:
 
 
 def _ulira(exp: Experiment, ws: Workspace, seed: int) -> dict[str, Any]:
-    s, p, arch = exp.spec, ws.preset, exp.spec.get("model", "cnn")
-    sdata = load_data(p["dataset"], ws.data_dir, int(s.get("shadow_per_class", 300)), seed=0).to(ws.device)
+    s, p = exp.spec, ws.preset
+    arch = s.get("shadow_model", s.get("model", "cnn"))
     methods = {m: method_options(exp, ws.preset, m, arch) for m in s.get("methods", [])}
-    k = int(s.get("shadow_clusters", 30))
-    made_from = {key: s.get(key) for key in ("shadow_per_class", "shadows", "shadow_epochs", "shadow_clusters")}
-    made_from.update(methods=methods, bf16=p.get("bf16", False), dataset=p["dataset"])
-    signals = ws.root / ws.variant(arch) / f"ulira-s{seed}-{_short_digest(made_from)}.h5"  # its own settings
-    signals.parent.mkdir(parents=True, exist_ok=True)
-
-    def condensed_fn(orig, half):
-        return build_condensed(half, "fdm", orig, device=ws.device, seed=seed, clusters=k, quiet=True).condensed
-
-    info = run_shadows(sdata, arch, TrainConfig(epochs=int(s.get("shadow_epochs", 15)), bf16=p.get("bf16", False)),
-                       methods, shadows=int(s.get("shadows", 8)), signals=signals, device=ws.device, seed=seed,
-                       forget_fraction=0.1, condensed_fn=condensed_fn if any(
-                           METHODS.get(m).needs_condensed for m in methods) else None, quiet=True)
-    out: dict[str, Any] = {"seconds_per_shadow": info["seconds_per_shadow"]}
-    for v in ("original", "retrained", *methods):
-        r = attack(signals, v)
-        out[v] = {k: r[k] for k in ("auc", "tpr_at_1pct_fpr", "tpr_at_0.1pct_fpr", "examples", "shadows")}
+    setup = UliraSetup(p["dataset"], arch, {"epochs": int(s.get("shadow_epochs", 15)), "bf16": p.get("bf16", False)},
+                       methods, int(s.get("shadow_per_class", 300)), 0, int(s.get("shadows", 8)),
+                       int(s.get("forget_sets", 1)), float(s.get("forget_fraction", 0.1)), seed,
+                       int(s.get("shadow_clusters", 30)), int(s.get("splits_per_job", 8)))
+    grid = run_ulira(setup, ws.root / "jobs", data_dir=ws.data_dir, device=str(ws.device))  # jobs are artefacts
+    rep = ulira_report(setup, grid, bootstrap=int(s.get("bootstrap", 200)))
+    out: dict[str, Any] = {"seconds_per_split": sum(rep["seconds"].values()) / setup.splits}
+    for v, r in rep["attacks"].items():
+        out[v] = {k: r[k] for k in ("auc", "auc_ci", "accuracy", "tpr_at_1pct_fpr", "tpr_at_0.1pct_fpr", "pairs",
+                                    "splits") if k in r}
     return out
 
 
@@ -167,11 +161,13 @@ def _rows(exp: Experiment, cells: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 row: dict[str, Any] = {"model": exp.spec.get("model", "cnn"), "part": part,
                                        "method": name + suffix, "seeds": len(results)}
                 for key in results[0]:
-                    if isinstance(results[0][key], (int, float)) and key not in ("examples", "shadows"):
+                    if isinstance(results[0][key], (int, float)) and key not in ("pairs", "splits"):
                         row[key], row[key + "_std"] = mean_std([float(r[key]) for r in results])
                 if part == "ulira":
-                    row["extra"] = (f"{results[0]['examples']} examples, {results[0]['shadows']} shadows, "
-                                    f"{got[0]['seconds_per_shadow']:.0f} s per shadow")
+                    ci = results[0].get("auc_ci")
+                    row["extra"] = (f"{results[0]['pairs']} forget examples, {results[0]['splits']} splits"
+                                    + (f", AUC 95% CI [{ci[0]:.3f}, {ci[1]:.3f}] (seed 0)" if ci else "")
+                                    + f", {got[0]['seconds_per_split']:.0f} s per split")
                 rows.append(row)
     return rows
 

@@ -1,0 +1,121 @@
+"""The job engine: content-addressed results, local and Ray executors, retries, nothing recomputed."""
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from dcforget.errors import ConfigError
+from dcforget.jobs import JobError, JobStore, LocalExecutor, job_key, make_executor, run_jobs
+
+sys.path.insert(0, str(Path(__file__).parent))
+import jobs_fns  # noqa: E402
+
+SPECS = [{"seed": s, "n": 5} for s in range(4)]
+
+
+def test_local_grid_is_stored_and_read_back(tmp_path):
+    first = run_jobs(jobs_fns.square, SPECS, tmp_path)
+    assert (first.computed, first.reused) == (4, 0)
+    assert [r["seed"] for r in first.results] == [0, 1, 2, 3]
+    assert isinstance(first.results[0]["x"], np.ndarray) and first.results[0]["x"].shape == (5,)
+    assert first.results[0]["sum"] == pytest.approx(float((first.results[0]["x"] ** 2).sum()), rel=1e-6)
+    again = run_jobs(jobs_fns.square, SPECS + [SPECS[0]], tmp_path)
+    assert (again.computed, again.reused) == (0, 5)  # a rerun computes nothing
+    assert again.results[0]["pid"] == first.results[0]["pid"]
+    doc = json.loads((JobStore(tmp_path).path(first.keys[1]) / "result.json").read_text())
+    assert doc["spec"] == SPECS[1] and doc["fn"] == "jobs_fns:square"
+    # the key is the content: another spec or another version is another job
+    assert job_key(jobs_fns.square, SPECS[0]) != job_key(jobs_fns.square, SPECS[1])
+    assert job_key(jobs_fns.square, SPECS[0], "2") != job_key(jobs_fns.square, SPECS[0])
+
+
+def test_unfinished_result_is_not_a_result(tmp_path):
+    run = run_jobs(jobs_fns.square, SPECS[:1], tmp_path)
+    store = JobStore(tmp_path)
+    path = store.path(run.keys[0])
+    (path / "arrays.npz").unlink()  # as if killed between the two files (cannot happen with the rename, but)
+    stale = path.parent / ".tmp-deadbeef-host-1-abc"
+    stale.mkdir()
+    assert not store.has(run.keys[0])
+    with pytest.raises(OSError):  # the half result blocks the rename: reported, never read as finished
+        run_jobs(jobs_fns.square, SPECS[:1], tmp_path)
+    assert not stale.exists()
+
+
+def test_bad_specs_and_functions(tmp_path):
+    with pytest.raises(ConfigError, match="plain JSON"):
+        run_jobs(jobs_fns.square, [{"seed": float("nan"), "n": 1}], tmp_path)
+    with pytest.raises(ConfigError, match="module level"):
+        run_jobs(lambda s, c: s, [{}], tmp_path)
+    with pytest.raises(ValueError, match="a bug"):
+        run_jobs(jobs_fns.boom, [{}], tmp_path)
+    with pytest.raises(ConfigError, match="unknown executor"):
+        make_executor("slurm")
+
+
+def test_pool_replaces_a_killed_worker(tmp_path):
+    specs = [{"seed": s, "dir": str(tmp_path), "die": s == 1} for s in range(3)]
+    with LocalExecutor(workers=2, threads_per_worker=1) as ex:
+        run = run_jobs(jobs_fns.die_once, specs, tmp_path / "store", executor=ex)
+    assert [r["value"] for r in run.results] == [0, 2, 4]
+    assert run.computed == 3
+    assert (tmp_path / "ran-1").exists()  # the job did die once
+    assert len(list(tmp_path.glob("count-1-*"))) >= 2  # and ran again in a new worker
+    assert run_jobs(jobs_fns.die_once, specs, tmp_path / "store", executor=ex).computed == 0
+
+
+def test_threads_per_worker_rule():
+    cores = os.cpu_count() or 1
+    assert LocalExecutor(workers=2).threads == max(1, cores // 2)
+    assert LocalExecutor(workers=cores * 4).threads == 1
+
+
+@pytest.fixture(scope="module")
+def ray_executor():
+    pytest.importorskip("ray", reason="Ray is an optional extra (pip install 'dcforget[ray]')")
+    from dcforget.jobs import RayExecutor
+
+    # the local cluster's workers are started with this environment: they must find the test's job functions
+    here = str(Path(__file__).parent)
+    old = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = os.pathsep.join([here, str(Path(here).parent), *([old] if old else [])])
+    try:
+        ex = RayExecutor(num_cpus=2, max_retries=2)
+    finally:
+        os.environ.pop("PYTHONPATH") if old is None else os.environ.__setitem__("PYTHONPATH", old)
+    yield ex
+    ex.close()
+
+
+def test_ray_gives_the_local_results(tmp_path, ray_executor):
+    local = run_jobs(jobs_fns.square, SPECS, tmp_path / "local")
+    remote = run_jobs(jobs_fns.square, SPECS, tmp_path / "ray", executor=ray_executor)
+    assert remote.computed == 4
+    for a, b in zip(local.results, remote.results):
+        np.testing.assert_array_equal(a["x"], b["x"])
+        assert a["sum"] == b["sum"]
+    assert run_jobs(jobs_fns.square, SPECS, tmp_path / "ray", executor=ray_executor).computed == 0
+
+
+def test_ray_retries_a_killed_task(tmp_path, ray_executor):
+    specs = [{"seed": s, "dir": str(tmp_path), "die": s == 2} for s in range(4)]
+    run = run_jobs(jobs_fns.die_once, specs, tmp_path / "store", executor=ray_executor)
+    assert [r["value"] for r in run.results] == [0, 2, 4, 6]
+    assert (tmp_path / "ran-2").exists() and len(list(tmp_path.glob("count-2-*"))) == 2
+    assert len(list(tmp_path.glob("count-0-*"))) == 1  # nothing duplicated
+    assert len([p for p in (tmp_path / "store").rglob("result.json")]) == 4
+
+
+def test_ray_job_errors_are_not_retried(tmp_path, ray_executor):
+    with pytest.raises(JobError, match="a bug"):
+        run_jobs(jobs_fns.boom, [{}], tmp_path, executor=ray_executor)
+
+
+def test_context_reaches_jobs_but_is_not_their_key(tmp_path):
+    first = run_jobs(jobs_fns.square, SPECS[:2], tmp_path, context={"data_dir": "/somewhere"})
+    again = run_jobs(jobs_fns.square, SPECS[:2], tmp_path, context={"data_dir": "/elsewhere"})
+    assert first.computed == 2 and again.computed == 0 and again.keys == first.keys
