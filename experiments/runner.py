@@ -271,7 +271,7 @@ def reproduce(suite: str, preset: str, out: str | Path, *, only: list[str] | Non
             records[i] = rec
         else:
             if rec is not None:
-                log(f"{exp.name}: {cell.id}: settings or code changed since it ran: recomputed")
+                log(f"{exp.name}: {cell.id} (settings or code changed since it ran: recomputed)")
             todo.append(i)
     if todo:
         executor = executor or LocalExecutor()
