@@ -28,7 +28,9 @@ setup(
         "tqdm>=4.60",  # progress bars with live postfix and a disable switch; click.progressbar has neither
     ],
     extras_require={
-        "test": ["pytest>=7", "import-linter>=2.0", "scikit-learn>=1.3", "opacus>=1.5", "matplotlib>=3.7", "ray>=2.9"],
+        "test": ["pytest>=7", "import-linter>=2.0", "scikit-learn>=1.3", "opacus>=1.5", "matplotlib>=3.7", "ray>=2.9",
+                 "optuna>=3.5"],
+        "search": ["optuna>=3.5"],  # experiments tune (NSGA-III, journal storage); imported only there
         "ray": ["ray>=2.9"],  # the ray executor of dcforget.jobs (--executor ray); the default path never imports it
         "svhn": ["scipy"],  # torchvision's SVHN reader loads .mat files with scipy
         "attacks": ["scikit-learn>=1.3"],  # SalUn's SVC-MIA uses scikit-learn's SVC; we use the same

@@ -6,6 +6,7 @@ layer above it."""
 
 from __future__ import annotations
 
+import json
 import shlex
 import sys
 from pathlib import Path
@@ -85,6 +86,78 @@ def demo_cmd(preset, out, data_dir, device, quiet) -> None:
         click.echo(f"{r['method']:10s} RA {r['retain_acc']:6.2f}  FA {r['forget_acc']:6.2f}  TA {r['test_acc']:6.2f}  "
                    f"MIA {r['mia']:6.2f}  time {r['time_ratio']:.2f}x retraining's")
     click.echo(f"wrote {Path(out) / 'report.md'} (pictures: {', '.join(sorted(res['pictures'].values()))})")
+
+
+TUNE_DEFAULTS = {"model": "mlp", "per_class": None, "val_fraction": 0.15, "forget": "random:0.1", "seeds": 3,
+                 "trials": 20, "train": {"epochs": 30}, "clusters": 10, "base_options": {}}
+
+
+@main.command("tune")
+@click.argument("dataset")
+@click.option("--method", "methods", multiple=True, required=True, help="Method to tune (repeatable).")
+@options("preset", "config")
+@click.option("--model", "arch", default=None, help="Architecture (default mlp).")
+@click.option("--trials", type=click.IntRange(min=1), default=None, help="Complete trials per method (default 20).")
+@click.option("--seeds", type=click.IntRange(min=1), default=None,
+              help="Originals (seeds 0..N-1) each trial runs on; objectives are their mean (default 3).")
+@options("per_class", "data_dir")
+@click.option("--study", default=None,
+              help="Optuna storage: a journal file (default runs/studies/DATASET-MODEL-PRESET.journal) or a database "
+                   "URL (sqlite:///..., postgresql://...). An interrupted study resumes from it.")
+@click.option("--store", type=click.Path(file_okay=False), default="runs/jobs", show_default=True,
+              help="Job store (directory): finished unlearning runs are read back from it, never recomputed.")
+@options("executor", "workers", "address", "device", "quiet")
+@out_dir("one METHOD.json per method (the chosen options with their study and provenance); default "
+         "configs/tuned/PRESET/DATASET-MODEL, where `unlearn --method` finds them.")
+@opt("force")
+@with_logging
+def tune_cmd(dataset, methods, preset, config_file, arch, trials, seeds, per_class, data_dir, study, store, executor,
+             workers, address, device, quiet, out, force) -> None:
+    """Tune unlearning methods on the validation split (Deep Unlearn's protocol: four objectives against
+    retraining, NSGA-III, the min-norm trial), on Optuna and the job engine."""
+    from dcforget.config import resolve_config, section
+    from dcforget.errors import ConfigError, OutputExistsError
+    from dcforget.io import atomic_path
+    from dcforget.jobs import make_executor
+    from dcforget.provenance import run_meta
+    from dcforget.train import TrainConfig
+    from unlearn.methods import METHODS
+
+    from .hpsearch import StudySetup, tune, tuned_config
+
+    overrides = {"model": arch, "trials": trials, "seeds": seeds, "per_class": per_class}
+    config = resolve_config({"tune": TUNE_DEFAULTS}, preset, config_file, {"tune": overrides})
+    t = section(config, "tune", set(TUNE_DEFAULTS))
+    for m in methods:
+        if not METHODS.get(m).space:
+            raise ConfigError(f"method {m!r} declares no search space")
+    name = f"{dataset.split(':')[0]}-{t['model']}"
+    out = Path(out or Path("configs") / "tuned" / (preset or "custom") / name)
+    existing = [out / f"{m}.json" for m in methods if (out / f"{m}.json").exists()]
+    if existing and not force:
+        raise OutputExistsError(f"{existing[0]} exists; pass --force to replace it")
+    check_writable_dir(out)
+    train = {**TrainConfig().to_dict(), **t["train"]}
+    setup = StudySetup(dataset=dataset, model=t["model"], per_class=t["per_class"], val_fraction=t["val_fraction"],
+                       forget=t["forget"], seeds=tuple(range(int(t["seeds"]))), train=train,
+                       condense={"condenser": "fdm", "clusters": int(t["clusters"]),
+                                 "options": config.get("condense", {}).get("fdm", {})})
+    storage = study or Path("runs") / "studies" / f"{name}-{preset or 'custom'}.journal"
+    log = (lambda msg: None) if quiet else (lambda msg: click.echo(msg, err=True))
+    context = {"root": str(Path(store) / "tune-artefacts"), "data_dir": data_dir, "device": str(resolve_device(device))}
+    with make_executor(executor or "local", workers=workers or 1, address=address) as ex:
+        for m in methods:
+            base = {k: v for k, v in t["base_options"].get(m, {}).items()}
+            res = tune(m, setup, trials=int(t["trials"]), storage=storage, store=store, executor=ex, context=context,
+                       base_options=base, log=log)
+            doc = tuned_config(res, preset=preset or "custom", meta=run_meta(resolve_device(device), seeds=list(setup.seeds)))
+            doc["study_storage"] = str(storage)
+            with atomic_path(out / f"{m}.json", force=True) as tmp:
+                tmp.write_text(json.dumps(doc, indent=1, sort_keys=True))
+            b = res.best
+            click.echo(f"{m}: trial {b['number']} of {res.summary()['trials']}, norm {b['norm']:.4f} "
+                       f"({', '.join(f'{k} {v:.4f}' for k, v in b['objectives'].items())}): "
+                       f"{', '.join(f'{k}={v}' for k, v in sorted(b['options'].items()))} -> {out / (m + '.json')}")
 
 
 unlearn_group.add_command(reproduce_cmd)  # `unlearn reproduce ...`: the name the README has always used

@@ -134,3 +134,44 @@ def test_a_condensed_file_must_record_the_training_set_it_condenses():
     old_checkpoint = SimpleNamespace(dataset="synthetic", train_fingerprint=None, num_classes=4,
                                      image_shape=(3, 16, 16), per_class=None, data_seed=0, seed=0)
     check_pairing(old_checkpoint, where="o.pt", fingerprint="ab" * 32)  # written before fingerprints: accepted
+
+
+def _tuned_file(root, preset, options, method="neggrad-plus", dataset="synthetic", model="cnn"):
+    import json
+
+    p = root / "tuned" / preset / f"{dataset}-{model}" / f"{method}.json"
+    p.parent.mkdir(parents=True)
+    p.write_text(json.dumps({"method": method, "dataset": dataset, "model": model, "preset": preset,
+                             "options": options, "trial": 3, "norm": 0.25, "study": {"trials": 20},
+                             "setup": {"per_class": 250}, "meta": {"git": "abc"}}))
+    return p
+
+
+def test_tuned_options_are_used_under_the_users_own_and_reported(files, tmp_path, monkeypatch):
+    import unlearn.tuned as tuned_mod
+
+    _tuned_file(tmp_path, "smoke", {"alpha": 0.5, "epochs": 1})
+    paper = _tuned_file(tmp_path, "paper", {"alpha": 0.9, "epochs": 2, "lr": 0.005})
+    monkeypatch.setattr(tuned_mod, "config_dirs", lambda: [tmp_path])
+    ck, _ = files["a"]
+    prep = UnlearnRequest(ck, "random:0.1", method="neggrad-plus", option_pairs=("epochs=1",), device="cpu").prepare()
+    assert prep.tuned.path == paper  # paper's full-data setup wins over smoke's
+    assert prep.options["alpha"] == 0.9 and prep.options["lr"] == 0.005 and prep.options["epochs"] == 1  # user's wins
+    res = prep.run(quiet=True)
+    assert res.report["tuned"]["file"] == str(paper) and res.report["tuned"]["trial"] == 3
+    off = UnlearnRequest(ck, "random:0.1", method="neggrad-plus", device="cpu", tuned=False).prepare()
+    assert off.tuned is None and off.options == {}  # the registered defaults fill in at run time
+    other = UnlearnRequest(ck, "random:0.1", method="finetune", device="cpu").prepare()  # none tuned for it
+    assert other.tuned is None
+    r = CliRunner().invoke(unlearn_main, ["--method", "neggrad-plus", "--checkpoint", str(ck), "--forget", "random:0.1",
+                                          "--out", str(tmp_path / "o"), "--quiet"])
+    assert r.exit_code == 0 and f"using tuned options for neggrad-plus on synthetic/cnn from {paper}" in r.output
+
+
+def test_a_tuned_file_with_options_the_method_lacks_is_refused(files, tmp_path, monkeypatch):
+    import unlearn.tuned as tuned_mod
+
+    _tuned_file(tmp_path, "cpu", {"nonsense": 1})
+    monkeypatch.setattr(tuned_mod, "config_dirs", lambda: [tmp_path])
+    with pytest.raises(ConfigError, match="does not have"):
+        UnlearnRequest(files["a"][0], "random:0.1", method="neggrad-plus", device="cpu").prepare()

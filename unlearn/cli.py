@@ -33,14 +33,17 @@ from .request import UnlearnRequest
 @click.option("--condensed-model", is_flag=True, help="DC-U's condensed-model mode (= --method condensed-model).")
 @click.option("--epochs", type=click.IntRange(min=1), default=None, help="Epochs of the method's training.")
 @opt("option", help="A method option (repeatable; see `unlearn methods`); types are checked.")
+@click.option("--tuned/--untuned", default=True, show_default=True,
+              help="Use the method's tuned options for the checkpoint's dataset and model (configs/tuned/, written "
+                   "by `experiments tune`) where there are some; your --option values override them.")
 @options("data_dir", "download")
 @run_options
 @out_dir("model.pt and report.json, written as one unit (default runs/unlearn/METHOD-SPEC).")
 @opt("force")
 @click.pass_context
 @with_logging
-def main(ctx, condensed_file, checkpoint, forget_spec, method, condensed_model, epochs, options, data_dir, download, config_file,
-         preset, seed, device, quiet, out, force) -> None:
+def main(ctx, condensed_file, checkpoint, forget_spec, method, condensed_model, epochs, options, tuned, data_dir, download,
+         config_file, preset, seed, device, quiet, out, force) -> None:
     """Machine unlearning of image classifiers.
 
     \b
@@ -66,8 +69,8 @@ def main(ctx, condensed_file, checkpoint, forget_spec, method, condensed_model, 
         method = "condensed-model"
 
     run_request_cli(condensed_file=condensed_file, checkpoint=checkpoint, forget_spec=forget_spec, method=method,
-                    epochs=epochs, options=options, data_dir=data_dir, download=download, config_file=config_file,
-                    preset=preset, seed=seed, device=device, quiet=quiet, out=out, force=force)
+                    epochs=epochs, options=options, tuned=tuned, data_dir=data_dir, download=download,
+                    config_file=config_file, preset=preset, seed=seed, device=device, quiet=quiet, out=out, force=force)
 
 
 def train_defaults() -> dict:
@@ -204,7 +207,7 @@ def offline_cmd(checkpoint, remembrance_ipc, remembrance_source, options, data_d
 
 
 def run_request_cli(*, condensed_file, checkpoint, forget_spec, method, epochs, options, data_dir, download,
-                    config_file, preset, seed, device, quiet, out, force) -> None:
+                    config_file, preset, seed, device, quiet, out, force, tuned: bool = True) -> None:
     if checkpoint is None:
         raise ConfigError("an unlearning request needs --checkpoint (the model to unlearn from)")
     if forget_spec is None:
@@ -219,13 +222,16 @@ def run_request_cli(*, condensed_file, checkpoint, forget_spec, method, epochs, 
     if not isinstance(table, dict):
         raise ConfigError(f"config section [unlearn.{method}] must be a table")
     request = UnlearnRequest(checkpoint, forget_spec, method, condensed_file, options=table, option_pairs=tuple(options),
-                             epochs=epochs, seed=config["seed"], device=device, data_dir=data_dir, download=download)
+                             epochs=epochs, seed=config["seed"], device=device, data_dir=data_dir, download=download,
+                             tuned=tuned)
     slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", forget_spec)[:40]
     out_dir = Path(out or f"runs/unlearn/{method or DEFAULT_METHOD}-{slug}")
     model_path, report_path = out_dir / "model.pt", out_dir / "report.json"
     check_writable(model_path, force)  # before any work
     check_writable(report_path, force)
     prepared = request.prepare()
+    if prepared.tuned is not None:
+        click.echo(f"using {prepared.tuned.describe()}; --untuned turns them off", err=True)
     res = prepared.run(quiet=quiet, config=config)
     rep = res.report
     report_text = json.dumps(rep, indent=2)

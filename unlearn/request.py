@@ -36,6 +36,7 @@ from dcforget.train import evaluate
 from .audit import ReducedSetLeakError, audit_served, require_clean
 from .methods import DEFAULT_METHOD, METHODS, UnlearnContext
 from .reduced import assemble_reduced
+from .tuned import Tuned, find_tuned
 
 
 @dataclass
@@ -151,6 +152,7 @@ class UnlearnRequest:
     device: str | torch.device | None = None
     data_dir: str | os.PathLike | None = None
     download: bool = True
+    tuned: bool = True  # use tuned options (`experiments tune`) for the checkpoint's dataset and model, if any
 
     def prepare(self) -> "PreparedRequest":
         """Validate the whole request before any work: the method and its options; the checkpoint; the condensed
@@ -179,6 +181,11 @@ class UnlearnRequest:
         if m.needs_condensed and self.condensed_file is None:
             raise ConfigError(f"method {method!r} works from a condensed set: give --from-condensed FILE")
         meta, _, tensors = read_checkpoint_meta(self.checkpoint, with_tensors=True)
+        tuned = find_tuned(method, meta.dataset, meta.arch, m.defaults) if self.tuned and meta.dataset else None
+        if tuned is not None:  # tuned options under the user's own
+            opts = {**tuned.options, **opts}
+            if m.validate is not None:
+                m.validate(opts)
         if spec.kind in ("class", "classes"):
             numbers = [c for c in spec.args[0].split(",") if c.strip().lstrip("-").isdigit()] if spec.args else []
             bad = [c for c in numbers if not 0 <= int(c) < meta.num_classes]
@@ -198,7 +205,7 @@ class UnlearnRequest:
         ck, data = open_checkpoint(self.checkpoint, self.data_dir, self.download)
         if condensed is not None:  # the condensed file against the training set actually loaded, too
             check_pairing(condensed, where=f"condensed file {self.condensed_file}", fingerprint=data.fingerprint())
-        return PreparedRequest(self, method, opts, ck, data.to(device), condensed, device)
+        return PreparedRequest(self, method, opts, ck, data.to(device), condensed, device, tuned)
 
 
 @dataclass
@@ -211,6 +218,7 @@ class PreparedRequest:
     data: Data
     condensed: CondensedSet | None
     device: torch.device
+    tuned: Tuned | None = None  # where the options came from, when a tuned file supplied them
 
     @property
     def meta(self) -> CheckpointMeta:
@@ -225,7 +233,9 @@ class PreparedRequest:
                               previous_forget=list(self.meta.forgotten), quiet=quiet, config=config,
                               artefacts=self.checkpoint.tensors)
         res.report.update(checkpoint=str(r.checkpoint),
-                          condensed_file=str(r.condensed_file) if r.condensed_file is not None else None)
+                          condensed_file=str(r.condensed_file) if r.condensed_file is not None else None,
+                          tuned=None if self.tuned is None else {"file": str(self.tuned.path), "preset": self.tuned.preset,
+                                                                 **self.tuned.summary})
         return res
 
     def output_meta(self, res: UnlearnResult) -> dict[str, Any]:

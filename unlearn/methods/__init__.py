@@ -1,8 +1,9 @@
 """Unlearning methods (one file each); importing the package registers them."""
 
 from . import (  # noqa: F401  (registration side effects)
-    bad_teacher, condensed, condensed_model, dcu_reference, distill, finetune, fisher, gradient_ascent, l1_sparse,
-    neggrad_plus, none, retrain, synflow_prune,
+    bad_teacher, cf_k, cfw, condensed, condensed_model, ct, dcu_reference, distill, eu_k, fcs, finetune, fisher,
+    gradient_ascent, iu, kde, l1_sparse, msg, neggrad_plus, none, prmq, retrain, rni, salun, scrub, srl,
+    synflow_prune,
 )
 from .base import METHODS, Method, UnlearnContext
 

@@ -8,13 +8,16 @@ import torch
 from dcforget.runtime import generator
 from dcforget.train import fit
 
+from dcforget.space import Float
+
 from .base import UnlearnContext, register
 from .distill import kd_kl
 
 
 @register("bad-teacher", summary="KL to the original on 30% of retain, to a random teacher on the forget set",
           epochs=30, batch_size=256, optimizer="adam", lr=1e-3, schedule="constant", bf16=False,
-          temperature=4.0, retain_fraction=0.3)
+          temperature=4.0, retain_fraction=0.3,
+          space={"temperature": Float(0.5, 5.0)})  # Deep Unlearn: kl_temperature in [0, 5] (0 divides by zero)
 def bad_teacher(ctx: UnlearnContext):
     o = ctx.options
     good = ctx.copy_original().eval()

@@ -14,6 +14,7 @@ from dcforget.forget import ForgetSplit
 from dcforget.models import Classifier
 from dcforget.registry import Registry
 from dcforget.runtime import seeded
+from dcforget.space import Space, method_space
 from dcforget.train import TrainConfig, as_unit
 
 from ..audit import audit_served, require_clean
@@ -114,6 +115,7 @@ class Method:
     trains_fresh: bool = False  # trains a freshly initialised network (the rest start from the original)
     zero_shot: bool = False  # uses no retain data, only the forget set and the model
     validate: Callable[[dict[str, Any]], None] | None = None  # checks the options a user gave, together
+    space: Space = field(default_factory=dict)  # what a hyperparameter search varies (dcforget.space)
 
     @property
     def capabilities(self) -> list[str]:
@@ -125,12 +127,16 @@ METHODS: Registry[Method] = Registry("unlearning method")
 
 def register(name: str, *, summary: str, needs_condensed: bool = False, needs_offline: bool = False,
              trains_fresh: bool = False, zero_shot: bool = False,
-             validate: Callable[[dict[str, Any]], None] | None = None, **defaults: Any):
+             validate: Callable[[dict[str, Any]], None] | None = None, space: Space | None = None,
+             shared_space: bool = True, **defaults: Any):
     """``validate``: called with the options a user gave (before defaults fill in the rest), for combinations the
-    types alone cannot refuse."""
+    types alone cannot refuse. ``space``: the method's own search dimensions; with ``shared_space`` the shared ones
+    (dcforget.space.SHARED: lr, weight decay, momentum, batch size, epochs) join for the options the method has."""
+    full_space = method_space(defaults, space, shared_space)
+
     def deco(fn: Callable[[UnlearnContext], Classifier]) -> Callable[[UnlearnContext], Classifier]:
         METHODS.register(name)(Method(fn, defaults, summary, needs_condensed, needs_offline, trains_fresh, zero_shot,
-                                      validate))
+                                      validate, full_space))
         return fn
 
     return deco

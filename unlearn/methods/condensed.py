@@ -63,6 +63,8 @@ from dcforget.errors import ConfigError
 from dcforget.runtime import seeded
 from dcforget.train import embed, fit
 
+from dcforget.space import Fixed, Float, Int
+
 from .base import UnlearnContext, register
 from .distill import kd_kl
 
@@ -75,7 +77,9 @@ def _share(part: torch.nn.Module, model: torch.nn.Module) -> float:
 @register("condensed", needs_condensed=True,
           summary="fine-tune on the reduced retain set (condensed + touched real) with DSA and masked distillation",
           epochs=0, min_steps=170, steps=0, batch_size=256, optimizer="adam", lr=1e-3, schedule="cosine", bf16=False, reset="auto",
-          dsa=True, distill=1.0, temperature=4.0, teacher="clean", freeze_kept=True)
+          dsa=True, distill=1.0, temperature=4.0, teacher="clean", freeze_kept=True,
+          space={"epochs": Fixed(0), "min_steps": Int(40, 680, log=True), "distill": Float(0.0, 2.0),
+                 "temperature": Float(0.5, 5.0)})  # epochs stay auto: min_steps sizes the training
 def condensed(ctx: UnlearnContext):
     o = ctx.options
     model = ctx.copy_original()

@@ -71,6 +71,8 @@ import torch.nn.functional as F
 from dcforget.errors import ConfigError
 from dcforget.train import TrainConfig, fit
 
+from dcforget.space import Fixed, Float, Int
+
 from .base import UnlearnContext, register
 
 
@@ -153,6 +155,9 @@ def check_quirks(given: dict) -> None:
 
 @register("dcu-reference", needs_offline=True, needs_condensed=True, validate=check_quirks,
           summary="DC-U's modular unlearning (Beginning on the reduced set, Final on remembrance, Intermediate)",
+          space={"settings": Fixed("none"), "lr_overture": Float(1e-5, 1e-1, log=True),
+                 "lr_intermediate": Float(1e-5, 1e-1, log=True), "overture_epochs": Int(1, 30),
+                 "final_epochs": Int(1, 30)},  # tuned as given: the per-architecture settings off
           **DEFAULTS)
 def dcu_reference(ctx: UnlearnContext):
     model = ctx.copy_original()

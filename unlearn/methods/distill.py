@@ -6,6 +6,8 @@ import torch.nn.functional as F
 
 from dcforget.train import fit
 
+from dcforget.space import Float
+
 from .base import UnlearnContext, register
 
 
@@ -17,7 +19,8 @@ def kd_kl(student_logits: torch.Tensor, teacher_logits: torch.Tensor, t: float) 
 
 @register("distill", trains_fresh=True, summary="a fresh student: CE + 0.1 KL(T=4) to the original, on the retain set",
           epochs=30, batch_size=256, optimizer="adam", lr=1e-3, schedule="constant", bf16=False,
-          hard_weight=1.0, soft_weight=0.1, temperature=4.0)
+          hard_weight=1.0, soft_weight=0.1, temperature=4.0,
+          space={"soft_weight": Float(0.0, 1.0), "temperature": Float(0.5, 5.0)})
 def distill(ctx: UnlearnContext):
     o = ctx.options
     teacher = ctx.copy_original().eval()

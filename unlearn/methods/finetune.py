@@ -2,11 +2,15 @@
 
 from dcforget.train import fit
 
+from dcforget.space import Fixed
+
 from .base import UnlearnContext, register
 
 
 @register("finetune", summary="the original fine-tuned on the retain set (DC-U CF: Adam 1e-3, 30 epochs)",
-          epochs=30, batch_size=256, optimizer="adam", lr=1e-3, schedule="constant", bf16=False)
+          epochs=30, batch_size=256, optimizer="adam", lr=1e-3, momentum=0.9, weight_decay=0.0, schedule="constant",
+          bf16=False,
+          space={"optimizer": Fixed("sgd"), "schedule": Fixed("cosine")})  # searched as Deep Unlearn's FT: SGD, cosine
 def finetune(ctx: UnlearnContext):
     model = ctx.copy_original()
     x, y = ctx.retain()

@@ -29,6 +29,8 @@ from dcforget.progress import bar
 from dcforget.runtime import seeded
 from dcforget.train import as_unit
 
+from dcforget.space import Float
+
 from .base import UnlearnContext, register
 
 
@@ -90,7 +92,8 @@ def fisher_variance(shape: torch.Size, fisher: torch.Tensor, num_classes: int, a
 
 
 @register("fisher", summary="add noise scaled by the inverse diagonal Fisher of the retain set (alpha 1e-7)",
-          alpha=1e-7, batch_size=32)
+          alpha=1e-7, batch_size=32,
+          space={"alpha": Float(1e-9, 1.0, log=True)})  # Deep Unlearn searched [0, 1]; the reference rule's 1e-7 is inside
 def fisher(ctx: UnlearnContext):
     o = ctx.options
     try:

@@ -5,7 +5,7 @@ from dcforget.train import fit
 from .base import UnlearnContext, register
 
 
-@register("retrain", trains_fresh=True, summary="a fresh model trained on the retain set (DC-U recipe: Adam 1e-3, 30 epochs)",
+@register("retrain", trains_fresh=True, shared_space=False, summary="a fresh model trained on the retain set (DC-U recipe: Adam 1e-3, 30 epochs)",
           epochs=30, batch_size=256, optimizer="adam", lr=1e-3, schedule="constant", bf16=False)
 def retrain(ctx: UnlearnContext):
     model = ctx.fresh_model()

@@ -8,6 +8,8 @@ from torch import nn
 from dcforget.progress import bar
 from dcforget.train import fit
 
+from dcforget.space import Float
+
 from .base import UnlearnContext, register
 
 
@@ -45,7 +47,8 @@ def synflow_masks(model: nn.Module, image_shape, sparsity: float, iterations: in
 
 @register("synflow-prune", summary="SynFlow-prune to 95% sparsity, then fine-tune on retain with the masks",
           epochs=30, batch_size=256, optimizer="adam", lr=1e-3, schedule="constant", bf16=False,
-          sparsity=0.95, iterations=100)
+          sparsity=0.95, iterations=100,
+          space={"sparsity": Float(0.5, 0.99)})
 def synflow_prune(ctx: UnlearnContext):
     o = ctx.options
     model = ctx.copy_original()

@@ -1,0 +1,316 @@
+"""Hyperparameter search for an unlearning method, Deep Unlearn's protocol on the validation split
+(../shared/reference/unlearning-methods.md §1.2; `munl/hpsearch`), on Optuna and the many-model engine.
+
+A *study* tunes one method for one setup (dataset, per-class cap, validation fraction, model, the originals'
+training, forget spec, seeds). Per seed there is an original (trained with that seed) and a retraining on its
+retain set (the same seed, so the same initialisation where the architecture allows: Deep Unlearn's originals and
+retrained models share their initial weights); a seed varies the original's and the retraining's initialisation
+and data order, the forget draw, and the method's randomness. A trial runs the method on every seed's original and
+scores it, per seed, against that seed's retraining on four objectives (Deep Unlearn's ``objective10``):
+
+    |dRA| / 3, |dFA| / 3, |dVA| / 3 (accuracies as fractions), 1 - indiscernibility(validation MIA)
+
+with the indiscernibility 1 - |MIA - 0.5| / 0.5 of the population MIA of forget vs *validation* images. The trial's
+objectives are the means over seeds; the sampler is NSGA-III (multi-objective); the chosen trial is the complete
+trial with the smallest Euclidean norm of that mean 4-vector (Deep Unlearn: ``get_best_trials``). Nothing here
+reads the test split: test accuracy and the test MIA are recorded for reports, never given to the sampler.
+
+Differences from Deep Unlearn, on purpose: one study per (method, setup) whose trials each run every seed
+(Deep Unlearn runs one study per seed and picks across them), so the chosen hyperparameters are the ones that work
+across initialisations, not on one; and every (trial, seed) unlearning run is a job of ``dcforget.jobs``
+(content-addressed, so an interrupted study re-reads finished runs and a rerun computes nothing).
+
+Storage: Optuna's journal file (``JournalFileBackend``; safe for several processes) or a database URL the user
+gives. A study resumes: complete trials are kept, trials left running by an interrupted search are evaluated again
+(their jobs are read back where they finished) and told."""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import math
+import warnings
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from dcforget.datasets import Data, load_data
+from dcforget.errors import ConfigError
+from dcforget.jobs import Executor, GridRun, run_jobs
+from dcforget.space import Choice, Epochs, Fixed, Float, Int, Space, describe, resolve
+from dcforget.train import TrainConfig
+
+from unlearn.methods import METHODS
+
+from .artefacts import original_model
+
+OBJECTIVES = ("retain_gap", "forget_gap", "val_gap", "val_mia_distinguishability")
+JOB_VERSION = "1"
+
+
+@dataclass(frozen=True)
+class StudySetup:
+    """What a study is about; its JSON form keys the study, its jobs and the tuned-config file."""
+    dataset: str
+    model: str
+    per_class: int | None = None
+    val_fraction: float = 0.15
+    forget: str = "random:0.1"
+    seeds: tuple[int, ...] = (0, 1, 2)
+    train: dict[str, Any] = field(default_factory=lambda: TrainConfig().to_dict())  # the originals' and retraining's
+    model_options: dict[str, Any] = field(default_factory=dict)
+    condense: dict[str, Any] = field(default_factory=lambda: {"condenser": "fdm", "clusters": 10, "options": {}})
+    offline: dict[str, Any] = field(default_factory=dict)  # DC-U's offline phase (dcu-reference), over its defaults
+    remembrance_ipc: int = 10
+
+    def __post_init__(self) -> None:
+        if not self.seeds or len(set(self.seeds)) != len(self.seeds):
+            raise ConfigError("a study needs one or more distinct seeds")
+        if not 0 < self.val_fraction < 1:
+            raise ConfigError("a study needs a validation split: val_fraction in (0, 1) (its objectives read it)")
+        TrainConfig.from_dict(self.train)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["seeds"] = list(self.seeds)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "StudySetup":
+        return cls(**{**d, "seeds": tuple(d["seeds"])})
+
+    @property
+    def train_epochs(self) -> int:
+        return int(self.train["epochs"])
+
+    def digest(self) -> str:
+        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:12]
+
+
+# ------------------------------------------------------------------------------------------------ jobs
+@functools.lru_cache(maxsize=4)
+def _data(setup_json: str, data_dir: str | None, device: str) -> Data:
+    s = StudySetup.from_dict(json.loads(setup_json))
+    return load_data(s.dataset, data_dir, s.per_class, seed=0, val_fraction=s.val_fraction).to(torch.device(device))
+
+
+def _original(s: StudySetup, seed: int, root: Path, data: Data, device: torch.device):
+    path = root / "originals" / f"{s.dataset.split(':')[0]}-{s.model}-{s.digest()}-s{seed}.pt"
+    return original_model(path, data, s.model, TrainConfig.from_dict(s.train), device=device, seed=seed,
+                          model_options=s.model_options or None)
+
+
+def _artefacts(s: StudySetup, seed: int, root: Path, data: Data, device: torch.device, method: str,
+               context: dict[str, Any]):
+    """(start model, condensed set or None, offline tensors or None) of ``method`` on one seed's original: the
+    condensed file of the original (``needs_condensed``), or DC-U's offline phase and the condensed file of its
+    model (``needs_offline``). Files under ``root``, named by the setup's digest and the seed."""
+    from .artefacts import condensed_file, dcu_offline
+
+    m = METHODS.get(method)
+    original = _original(s, seed, root, data, device)
+    stem = root / "originals" / f"{s.dataset.split(':')[0]}-{s.model}-{s.digest()}-s{seed}"
+    c = s.condense
+    if m.needs_offline:
+        model, tensors = dcu_offline(f"{stem}-offline.pt", data, original, {**s.offline}, ipc=s.remembrance_ipc,
+                                     data_dir=context.get("data_dir"), device=device, seed=seed)
+        cs = condensed_file(f"{stem}-offline-{c['condenser']}-K{c['clusters']}.h5", data, model, c["condenser"],
+                            clusters=c["clusters"], options=c.get("options"), device=device, seed=seed)
+        return model, cs, tensors
+    if m.needs_condensed:
+        cs = condensed_file(f"{stem}-{c['condenser']}-K{c['clusters']}.h5", data, original, c["condenser"],
+                            clusters=c["clusters"], options=c.get("options"), device=device, seed=seed)
+        return original, cs, None
+    return original, None, None
+
+
+def original_job(spec: dict[str, Any], context: dict[str, Any]) -> dict[str, Any]:
+    """Make (or read back) one seed's original and the artefacts ``spec["methods"]`` need (condensed files, DC-U's
+    offline phase); files under ``context["root"]``. Run before the unlearning jobs, so one process writes each."""
+    s = StudySetup.from_dict(spec["setup"])
+    device = torch.device(context.get("device", "cpu"))
+    data = _data(json.dumps(s.to_dict(), sort_keys=True), context.get("data_dir"), str(device))
+    for method in spec.get("methods", ["retrain"]):
+        _artefacts(s, int(spec["seed"]), Path(context["root"]), data, device, method, context)
+    return {"seed": int(spec["seed"])}
+
+
+def unlearn_job(spec: dict[str, Any], context: dict[str, Any]) -> dict[str, Any]:
+    """One method with one set of options on one seed's original: the request's metrics (validation and test),
+    seconds, and what the method reports. The retraining reference is this job with method "retrain"."""
+    from unlearn.request import unlearn_request
+
+    s = StudySetup.from_dict(spec["setup"])
+    seed = int(spec["seed"])
+    device = torch.device(context.get("device", "cpu"))
+    data = _data(json.dumps(s.to_dict(), sort_keys=True), context.get("data_dir"), str(device))
+    start, condensed, tensors = _artefacts(s, seed, Path(context["root"]), data, device, spec["method"], context)
+    res = unlearn_request(start, data, s.forget, spec["method"], device=device, seed=seed, quiet=True,
+                          options=spec["options"], condensed=condensed, artefacts=tensors)
+    r = res.report
+    keys = ("retain_acc", "forget_acc", "val_acc", "val_mia", "test_acc", "mia")
+    return {**{k: r[k] for k in keys}, "seconds": r["time"]["total_s"], "method_extra": r.get("method_extra", {})}
+
+
+def objectives(result: dict[str, Any], retrain: dict[str, Any]) -> list[float]:
+    """Deep Unlearn's four objectives of one run against the same seed's retraining (validation only)."""
+    return [abs(result["retain_acc"] - retrain["retain_acc"]) / 3, abs(result["forget_acc"] - retrain["forget_acc"]) / 3,
+            abs(result["val_acc"] - retrain["val_acc"]) / 3, abs(result["val_mia"] - 0.5) / 0.5]
+
+
+def norm(values: list[float]) -> float:
+    return math.sqrt(sum(v * v for v in values))
+
+
+# ------------------------------------------------------------------------------------------------ the search
+def retrain_options(setup: StudySetup) -> dict[str, Any]:
+    """The retraining reference trains like the originals (same recipe and epochs)."""
+    known = METHODS.get("retrain").defaults
+    return {k: v for k, v in setup.train.items() if k in known}
+
+
+def distributions(space: Space, train_epochs: int) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(Optuna distributions of the searched dimensions, the fixed values)."""
+    import optuna.distributions as od
+
+    dists, fixed = {}, {}
+    for name, dim in resolve(space, train_epochs).items():
+        if isinstance(dim, Fixed):
+            fixed[name] = dim.value
+        elif isinstance(dim, Float):
+            dists[name] = od.FloatDistribution(dim.low, dim.high, log=dim.log)
+        elif isinstance(dim, Int):
+            dists[name] = od.IntDistribution(dim.low, dim.high, log=dim.log)
+        elif isinstance(dim, Choice):
+            dists[name] = od.CategoricalDistribution(list(dim.values))
+        else:  # Epochs is resolved above
+            raise TypeError(f"unknown search dimension {dim!r}")
+    return dists, fixed
+
+
+def open_study(name: str, storage: str | Path, seed: int = 0):
+    """An Optuna study (created or resumed) in a journal file or at a database URL."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    url = str(storage)
+    if "://" in url:
+        backend = url
+    else:
+        path = Path(url)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        from optuna.storages import JournalStorage
+        from optuna.storages.journal import JournalFileBackend
+
+        backend = JournalStorage(JournalFileBackend(str(path)))
+    with warnings.catch_warnings():  # "experimental" since 3.2; Deep Unlearn's sampler
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        sampler = optuna.samplers.NSGAIIISampler(seed=seed)
+    return optuna.create_study(study_name=name, storage=backend, directions=["minimize"] * len(OBJECTIVES),
+                               sampler=sampler, load_if_exists=True)
+
+
+@dataclass
+class StudyResult:
+    method: str
+    setup: StudySetup
+    best: dict[str, Any]  # trial number, options, objectives, norm, per-seed results
+    trials: list[dict[str, Any]]
+    references: dict[int, dict[str, Any]]  # seed -> retraining's metrics
+    space: dict[str, Any]
+    fixed: dict[str, Any]
+    computed: int  # jobs computed by this call (0 on a rerun)
+
+    def summary(self) -> dict[str, Any]:
+        done = [t for t in self.trials if t["state"] == "COMPLETE"]
+        return {"trials": len(done), "best_trial": self.best["number"], "best_norm": self.best["norm"],
+                "norms": {"min": min(t["norm"] for t in done), "median": sorted(t["norm"] for t in done)[len(done) // 2]},
+                "jobs_computed_this_run": self.computed}
+
+
+def tune(method: str, setup: StudySetup, *, trials: int, storage: str | Path, store: str | Path,
+         executor: Executor | None = None, context: dict[str, Any], base_options: dict[str, Any] | None = None,
+         batch: int | None = None, sampler_seed: int = 0, log: Callable[[str], None] = lambda _: None) -> StudyResult:
+    """Run (or resume) the study of ``method`` on ``setup`` until it has ``trials`` complete trials.
+
+    ``context``: {"root": artefact folder (originals), "data_dir", "device"}. ``base_options``: the method's options
+    that the search does not vary (e.g. a preset's); the searched and fixed dimensions override them. Trials are
+    asked ``batch`` at a time (default: the executor's workers) and their (trial, seed) runs go to the executor
+    together. Returns every trial and the chosen one."""
+    m = METHODS.get(method)
+    if not m.space:
+        raise ConfigError(f"method {method!r} declares no search space")
+    dists, fixed = distributions(m.space, setup.train_epochs)
+    base = {**(base_options or {}), **fixed}
+    computed = 0
+
+    def jobs(fn, specs):
+        nonlocal computed
+        run: GridRun = run_jobs(fn, specs, store, executor=executor, version=JOB_VERSION, context=context)
+        computed += run.computed
+        return run.results
+
+    sd = setup.to_dict()
+    jobs(original_job, [{"setup": sd, "seed": s, "methods": sorted({"retrain", method})} for s in setup.seeds])
+    refs = jobs(unlearn_job, [{"setup": sd, "method": "retrain", "options": retrain_options(setup), "seed": s}
+                              for s in setup.seeds])
+    references = {s: r for s, r in zip(setup.seeds, refs)}
+    name = f"{method}-{setup.digest()}"
+    # a resumed study gets a sampler seeded by how far it got: the same seed again would redraw the first trials
+    study = open_study(name, storage, sampler_seed + len(open_study(name, storage).get_trials(deepcopy=False)))
+    batch = max(1, int(batch or getattr(executor, "workers", 1) or 1))
+
+    def evaluate(batch_trials):
+        specs = [{"setup": sd, "method": method, "options": {**base, **t.params}, "seed": s}
+                 for t in batch_trials for s in setup.seeds]
+        results = jobs(unlearn_job, specs)
+        k = len(setup.seeds)
+        for i, t in enumerate(batch_trials):
+            per_seed = results[i * k:(i + 1) * k]
+            objs = [objectives(r, references[s]) for r, s in zip(per_seed, setup.seeds)]
+            mean = [sum(o[j] for o in objs) / k for j in range(len(OBJECTIVES))]
+            t.set_user_attr("per_seed", per_seed)
+            t.set_user_attr("options", {**base, **t.params})
+            study.tell(t, mean)
+
+    import optuna
+
+    stale = [t for t in study.get_trials(deepcopy=False) if t.state == optuna.trial.TrialState.RUNNING]
+    if stale:  # left running by an interrupted search: evaluate those parameters again (finished jobs read back)
+        log(f"{method}: {len(stale)} trial(s) left running by an earlier search: evaluating them again")
+        evaluate([optuna.trial.Trial(study, t._trial_id) for t in stale])
+    while True:
+        done = len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)))
+        if done >= trials:
+            break
+        asked = [study.ask(dists) for _ in range(min(batch, trials - done))]
+        evaluate(asked)
+        log(f"{method}: {done + len(asked)}/{trials} trials")
+    rows = []
+    for t in study.get_trials(deepcopy=True):
+        row = {"number": t.number, "state": t.state.name, "params": t.params,
+               "options": t.user_attrs.get("options"), "per_seed": t.user_attrs.get("per_seed")}
+        if t.state == optuna.trial.TrialState.COMPLETE:
+            row["objectives"] = dict(zip(OBJECTIVES, t.values))
+            row["norm"] = norm(t.values)
+        rows.append(row)
+    complete = [r for r in rows if r["state"] == "COMPLETE"][:trials] if rows else []
+    if not complete:
+        raise ConfigError(f"study of {method!r} has no complete trial")
+    best = min(complete, key=lambda r: (r["norm"], r["number"]))
+    return StudyResult(method, setup, best, rows, references, describe(m.space), fixed, computed)
+
+
+def tuned_config(res: StudyResult, *, preset: str, meta: dict[str, Any]) -> dict[str, Any]:
+    """The tuned-hyperparameter file's content: the chosen options with where they come from."""
+    return {"method": res.method, "dataset": res.setup.dataset.split(":")[0], "model": res.setup.model,
+            "preset": preset, "options": res.best["options"], "objectives": res.best["objectives"],
+            "norm": res.best["norm"], "trial": res.best["number"], "setup": res.setup.to_dict(),
+            "space": res.space, "fixed": res.fixed, "study": res.summary(),
+            "selection": "validation only: Deep Unlearn's four objectives (|dRA|/3, |dFA|/3, |dVA|/3, "
+                         "1 - indiscernibility of the validation MIA) against the same seed's retraining, mean over "
+                         "seeds; NSGA-III; the trial with the smallest Euclidean norm",
+            "meta": meta}

@@ -1,0 +1,79 @@
+"""Hyperparameter search (experiments.hpsearch): Deep Unlearn's objectives on validation only, NSGA-III on Optuna,
+the min-norm trial chosen, jobs on the engine read back on a rerun, an interrupted study resumed."""
+
+import json
+import math
+
+import pytest
+
+pytest.importorskip("optuna")
+
+from dcforget.errors import ConfigError  # noqa: E402
+from dcforget.space import Choice, Epochs, Fixed, Float, Int, method_space, resolve  # noqa: E402
+from experiments.hpsearch import StudySetup, distributions, objectives, open_study, tune, tuned_config  # noqa: E402
+from unlearn.methods import METHODS  # noqa: E402
+
+SETUP = StudySetup(dataset="synthetic:classes=4,train=40,test=20,size=16,noise=0.5", model="mlp", seeds=(0, 1),
+                   train={"epochs": 10, "batch_size": 32, "optimizer": "adam", "lr": 1e-3})
+
+
+def test_spaces_are_declared_with_the_methods_and_resolve_epochs():
+    s = METHODS.get("neggrad-plus").space
+    assert s["alpha"] == Float(0.0, 1.0) and s["momentum"] == Fixed(0.9) and s["batch_size"] == Choice((64, 128, 256))
+    assert resolve(s, 182)["epochs"] == Int(1, 37) and resolve(s, 50)["epochs"] == Int(1, 10)  # Deep Unlearn's
+    assert METHODS.get("finetune").space["optimizer"] == Fixed("sgd")  # searched as Deep Unlearn's FT
+    assert METHODS.get("retrain").space == {}
+    with pytest.raises(ValueError, match="does not have"):
+        method_space({"lr": 1.0}, {"alpha": Float(0, 1)})
+    assert method_space({"lr": 1, "epochs": 2}, None)["epochs"] == Epochs(0.2)
+
+
+def test_objectives_are_deep_unlearns_and_read_no_test_figure():
+    r = {"retain_acc": 0.9, "forget_acc": 0.6, "val_acc": 0.5, "val_mia": 0.7}
+    ref = {"retain_acc": 1.0, "forget_acc": 0.3, "val_acc": 0.5, "val_mia": 0.5}
+    assert objectives(r, ref) == pytest.approx([0.1 / 3, 0.3 / 3, 0.0, 0.4])  # no test key is needed
+
+
+def test_study_tunes_on_validation_reads_back_and_resumes(tmp_path):
+    ctx = {"root": str(tmp_path / "art"), "device": "cpu"}
+    kw = dict(storage=tmp_path / "study.journal", store=tmp_path / "jobs", context=ctx,
+              base_options={"batch_size": 32})
+    res = tune("neggrad-plus", SETUP, trials=3, **kw)
+    done = [t for t in res.trials if t["state"] == "COMPLETE"]
+    assert len(done) == 3 and res.computed == 2 + 2 + 3 * 2  # 2 originals, 2 retrainings, 3 trials x 2 seeds
+    # the chosen trial is the complete one with the smallest norm of its mean objective vector
+    assert res.best["norm"] == min(t["norm"] for t in done)
+    for t in done:  # objectives = mean over seeds of each seed's objectives against that seed's retraining
+        per = [objectives(r, res.references[s]) for r, s in zip(t["per_seed"], SETUP.seeds)]
+        mean = [sum(v) / 2 for v in zip(*per)]
+        assert list(t["objectives"].values()) == pytest.approx(mean)
+        assert t["norm"] == pytest.approx(math.sqrt(sum(v * v for v in mean)))
+        assert t["options"]["momentum"] == 0.9 and 1 <= t["options"]["epochs"] <= 2 and 0 <= t["options"]["alpha"] <= 1
+    again = tune("neggrad-plus", SETUP, trials=3, **kw)  # a rerun computes nothing and chooses the same trial
+    assert again.computed == 0 and again.best["number"] == res.best["number"]
+    assert again.best["options"] == res.best["options"]
+    # an interrupted search left a trial running: the next call evaluates it and completes the study
+    study = open_study(f"neggrad-plus-{SETUP.digest()}", tmp_path / "study.journal", seed=99)
+    study.ask(distributions(METHODS.get("neggrad-plus").space, SETUP.train_epochs)[0])
+    more = tune("neggrad-plus", SETUP, trials=5, **kw)
+    states = [t["state"] for t in more.trials]
+    assert states.count("COMPLETE") == 5 and "RUNNING" not in states and more.computed == 2 * 2
+    assert len({json.dumps(t["options"], sort_keys=True) for t in more.trials}) == 5  # a resumed sampler draws anew
+    cfg = tuned_config(more, preset="test", meta={"git": "x"})
+    assert cfg["options"] == more.best["options"] and cfg["study"]["trials"] == 5 and cfg["dataset"] == "synthetic"
+
+
+def test_a_method_needing_a_condensed_file_is_tuned_with_one(tmp_path):
+    ctx = {"root": str(tmp_path / "art"), "device": "cpu"}
+    setup = StudySetup(**{**SETUP.__dict__, "seeds": (0,), "condense": {"condenser": "fdm", "clusters": 3,
+                                                                        "options": {"steps": 3}}})
+    res = tune("condensed", setup, trials=2, storage=tmp_path / "s.journal", store=tmp_path / "jobs", context=ctx)
+    assert [t["state"] for t in res.trials] == ["COMPLETE"] * 2
+    assert all(t["options"]["epochs"] == 0 for t in res.trials)  # fixed: auto epochs
+
+
+def test_a_method_without_a_space_or_a_setup_without_validation_is_refused(tmp_path):
+    with pytest.raises(ConfigError, match="no search space"):
+        tune("retrain", SETUP, trials=1, storage=tmp_path / "s", store=tmp_path / "j", context={"root": str(tmp_path)})
+    with pytest.raises(ConfigError, match="validation split"):
+        StudySetup(dataset="x", model="mlp", val_fraction=0.0)
