@@ -71,7 +71,8 @@ def render_markdown(meta: dict[str, Any], sections: list[tuple[Experiment, list[
     if meta.get("cells_missing"):
         w(f"**Partial report**: {len(meta['cells_missing'])} of {meta['cells']} cells are not computed yet "
           f"(`--report-only`): {', '.join(meta['cells_missing'])}.\n\n")
-    w(f"Each cell is the mean ± sample standard deviation (n-1) over seeds 0..{meta['seeds'] - 1}. {SEED_NOTE} "
+    w(f"Each cell is the mean ± sample standard deviation (n-1) over seeds 0..{meta['seeds'] - 1}. "
+      f"{meta.get('seed_note') or SEED_NOTE} "
       f"Data: {meta.get('data_note', '')} Time is a ratio to retraining of the same model, forget set and seed, "
       "measured in the same run; it counts the whole online request (reduced-set assembly and training) and "
       "excludes offline work (training the original, condensation, DC-U's offline phase). Absolute seconds depend "

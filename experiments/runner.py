@@ -88,7 +88,8 @@ def load_suite(suite: str, preset: str, only: list[str] | None = None) -> tuple[
         if unknown:
             raise ConfigError(f"unknown experiment(s) {', '.join(unknown)}; this suite has: {', '.join(sorted(names))}")
         exps = [e for e in exps if e.name in only]
-    return presets[preset], exps
+    shared = {k: v for k, v in presets.items() if not isinstance(v, dict)}  # top-level keys: every preset's
+    return {**shared, **presets[preset]}, exps
 
 
 PRESENTATION_KEYS = ("title", "description", "reductions", "reference_source", "reference", "reference_keys", "notes",
@@ -306,7 +307,7 @@ def reproduce(suite: str, preset: str, out: str | Path, *, only: list[str] | Non
     columns = {e.name: KINDS.get(e.spec.get("kind", "unlearn")).columns for e in exps}
     meta = {"suite": suite, "columns": columns, "preset": preset, "command": command, "machine": machine(device), "git": git_hash(),
             "finished_utc": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()), "seeds": n_seeds,
-            "preset_description": p.get("description", ""), "preset_settings": {k: v for k, v in p.items() if k != "description"},
+            "preset_description": p.get("description", ""), "seed_note": p.get("seed_note"), "preset_settings": {k: v for k, v in p.items() if k != "description"},
             "cells": len(plan), "cells_read_back": done_before, "seconds_this_run": time.perf_counter() - t0,
             "cells_missing": missing, "cells_older_code": older_code,
             "data_note": (f"{p['dataset']}, {p.get('per_class') or 'all'} training images per class (seed 0), of which "

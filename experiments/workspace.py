@@ -56,15 +56,19 @@ class Workspace:
     quiet: bool = True  # False: progress bars of the training inside cells (the demo shows them)
 
     def for_experiment(self, exp: "Experiment") -> "Workspace":
-        """This workspace (same data and memo) with ``exp``'s model and offline-phase settings."""
+        """This workspace (same memo) with ``exp``'s model and offline-phase settings, and its own ``dataset`` and
+        ``per_class`` where it names them (a benchmark over several datasets)."""
         mo, off = exp.spec.get("model_options", {}), exp.spec.get("offline", {})
         ov = {a: {"model_options": mo.get(a), "offline": off} for a in set(mo) | set(exp.spec.get("models", []))}
-        return replace(self, overrides=ov)
+        preset = {**self.preset, **{k: exp.spec[k] for k in ("dataset", "per_class") if k in exp.spec}}
+        preset["dataset"] = self.preset.get("dataset_specs", {}).get(preset["dataset"], preset["dataset"])
+        return replace(self, overrides=ov, preset=preset)
 
     def data(self) -> Data:
         p = self.preset
-        return self._cached("data", lambda: load_data(p["dataset"], self.data_dir, p.get("per_class") or None, seed=0,
-                                                      val_fraction=val_fraction(p)).to(self.device))
+        key = f"data/{p['dataset']}/{p.get('per_class')}/{val_fraction(p)}"
+        return self._cached(key, lambda: load_data(p["dataset"], self.data_dir, p.get("per_class") or None, seed=0,
+                                                   val_fraction=val_fraction(p)).to(self.device))
 
     def _cached(self, key: str, make):
         if key not in self._memo:
@@ -82,16 +86,45 @@ class Workspace:
                      "model_options": self.overrides.get(arch, {}).get("model_options") or None}
         return f"{arch}-{_short_digest(made_from)}"
 
-    def original(self, arch: str):
-        cfg = TrainConfig(epochs=int(self.preset["original_epochs"]), bf16=self.preset.get("bf16", False))
+    def original(self, arch: str, seed: int = 0):
+        """The original ``arch`` trained with ``seed`` (initialisation and data order; the reproduction uses seed 0
+        for every cell, the benchmark one original per seed, as Deep Unlearn)."""
+        cfg = TrainConfig.from_dict({**self.preset.get("original_train", {}),
+                                     "epochs": int(self.preset["original_epochs"]), "bf16": self.preset.get("bf16", False)})
         mo = self.overrides.get(arch, {}).get("model_options") or None
         v = self.variant(arch)
-        return self._cached(f"orig/{v}", lambda: original_model(
-            self.root / v / "original.pt", self.data(), arch, cfg, device=self.device, model_options=mo, log=self.log, quiet=self.quiet))
+        name = "original.pt" if seed == 0 else f"original-s{seed}.pt"
+        return self._cached(f"orig/{v}/{seed}", lambda: original_model(
+            self.root / v / name, self.data(), arch, cfg, device=self.device, seed=seed, model_options=mo,
+            log=self.log, quiet=self.quiet))
+
+    def retrained(self, arch: str, forget: str, seed: int, options: dict[str, Any] | None = None):
+        """Retraining on the retain set of ``forget`` drawn with ``seed``, from the same seed's original's split, as
+        a file (model + the request's report, time included), so methods can measure their distance to it and a
+        rerun reads it back: (model, report)."""
+        from dcforget.checkpoint import load_checkpoint, save_checkpoint
+
+        from unlearn.request import unlearn_request
+
+        v = self.variant(arch)
+        path = self.root / v / f"retrain-{re.sub(r'[^A-Za-z0-9_.]+', '_', forget)}-{_short_digest(options or {})}-s{seed}.pt"
+
+        def make():
+            if not path.exists():
+                res = unlearn_request(self.original(arch, seed), self.data(), forget, "retrain", device=self.device,
+                                      seed=seed, quiet=self.quiet, options=options)
+                keep = ("retain_acc", "forget_acc", "val_acc", "val_mia", "test_acc", "mia", "indiscernibility",
+                        "val_indiscernibility", "time", "forget_size", "retain_size", "options")
+                save_checkpoint(path, res.model, {**self.data().split_meta(), "seed": seed,
+                                                  "retrain_report": {k: res.report.get(k) for k in keep}})
+            ck = load_checkpoint(path, fingerprint=self.data().fingerprint())
+            return ck.model.to(self.device), ck.meta.extra["retrain_report"]
+
+        return self._cached(f"retrain/{path}", make)
 
     def condensed(self, arch: str, offline: bool = False, *, clusters: int | None = None, condenser: str = "fdm",
                   ipc: int | None = None, source: str | None = None, extra: dict[str, Any] | None = None,
-                  offline_extra: dict[str, Any] | None = None):
+                  offline_extra: dict[str, Any] | None = None, seed: int = 0):
         """The ``condenser`` file (K = ``clusters`` or the preset's) from the original's or the offline model's
         features; ``extra``: condenser options over the preset's (a variant's, e.g. the reference's FDM blend),
         ``offline_extra``: the offline phase's, as for ``offline``. Named by a digest of all of it."""
@@ -101,9 +134,9 @@ class Workspace:
         if offline:
             model, _, off_name = self.offline(arch, ipc, source, offline_extra, with_name=True)
         else:
-            model, off_name = self.original(arch), None
+            model, off_name = self.original(arch, seed), None
         name = f"{condenser}-K{k}-{'offline-' if offline else ''}" \
-               f"{_short_digest({'options': options, 'from': off_name})}.h5"
+               f"{_short_digest({'options': options, 'from': off_name})}{f'-s{seed}' if seed else ''}.h5"
         return self._cached(f"cs/{v}/{name}", lambda: condensed_file(
             self.root / v / name, self.data(), model, condenser, clusters=k, options=options, device=self.device,
             log=self.log, quiet=self.quiet))

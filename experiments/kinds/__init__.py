@@ -1,4 +1,6 @@
 """The experiment kinds of the runner (``kind = "..."`` in an experiment file), one module each; importing this
 package registers them all in ``workspace.KINDS``."""
 
-from . import attacks, condensation, defense, successive, throughput, unlearn_grid  # noqa: F401  (each registers its kind)
+from . import (  # noqa: F401  (each registers its kind)
+    attacks, condensation, defense, leaderboard, successive, throughput, unlearn_grid,
+)
