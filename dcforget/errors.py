@@ -17,6 +17,10 @@ class ConfigError(DcForgetError):
     """A configuration value, preset or TOML file that is invalid."""
 
 
+class DivergedError(ConfigError):
+    """A method's options made the model non-finite (e.g. gradient ascent run too long); nothing is returned."""
+
+
 class DatasetError(DcForgetError):
     """A dataset that cannot be found, loaded or sliced as asked."""
 

@@ -38,7 +38,7 @@ from typing import Any, Callable
 import torch
 
 from dcforget.datasets import Data, load_data
-from dcforget.errors import ConfigError
+from dcforget.errors import ConfigError, DivergedError
 from dcforget.jobs import Executor, GridRun, run_jobs
 from dcforget.space import Choice, Epochs, Fixed, Float, Int, Space, describe, resolve
 from dcforget.train import TrainConfig
@@ -148,15 +148,21 @@ def unlearn_job(spec: dict[str, Any], context: dict[str, Any]) -> dict[str, Any]
     device = torch.device(context.get("device", "cpu"))
     data = _data(json.dumps(s.to_dict(), sort_keys=True), context.get("data_dir"), str(device))
     start, condensed, tensors = _artefacts(s, seed, Path(context["root"]), data, device, spec["method"], context)
-    res = unlearn_request(start, data, s.forget, spec["method"], device=device, seed=seed, quiet=True,
-                          options=spec["options"], condensed=condensed, artefacts=tensors)
+    try:
+        res = unlearn_request(start, data, s.forget, spec["method"], device=device, seed=seed, quiet=True,
+                              options=spec["options"], condensed=condensed, artefacts=tensors)
+    except DivergedError as err:  # a legitimate outcome of a trial: scored as the worst (Deep Unlearn: inf)
+        return {"diverged": str(err)}
     r = res.report
     keys = ("retain_acc", "forget_acc", "val_acc", "val_mia", "test_acc", "mia")
     return {**{k: r[k] for k in keys}, "seconds": r["time"]["total_s"], "method_extra": r.get("method_extra", {})}
 
 
 def objectives(result: dict[str, Any], retrain: dict[str, Any]) -> list[float]:
-    """Deep Unlearn's four objectives of one run against the same seed's retraining (validation only)."""
+    """Deep Unlearn's four objectives of one run against the same seed's retraining (validation only); a run whose
+    model diverged scores infinity on each, as in Deep Unlearn."""
+    if "diverged" in result:
+        return [math.inf] * len(OBJECTIVES)
     return [abs(result["retain_acc"] - retrain["retain_acc"]) / 3, abs(result["forget_acc"] - retrain["forget_acc"]) / 3,
             abs(result["val_acc"] - retrain["val_acc"]) / 3, abs(result["val_mia"] - 0.5) / 0.5]
 
@@ -169,6 +175,10 @@ def norm(values: list[float]) -> float:
 def retrain_options(setup: StudySetup) -> dict[str, Any]:
     """The retraining reference trains like the originals (same recipe and epochs)."""
     known = METHODS.get("retrain").defaults
+    missing = sorted(k for k in ("optimizer", "lr", "momentum", "weight_decay", "schedule", "batch_size", "epochs")
+                     if k in setup.train and k not in known)
+    if missing:
+        raise ConfigError(f"the retraining reference cannot train like the originals: retrain lacks {missing}")
     return {k: v for k, v in setup.train.items() if k in known}
 
 
@@ -213,6 +223,14 @@ def open_study(name: str, storage: str | Path, seed: int = 0):
                                sampler=sampler, load_if_exists=True)
 
 
+def study_name(method: str, setup: StudySetup, base_options: dict[str, Any] | None = None) -> str:
+    """The study's name: the method, the setup, its search space and the fixed options, so a changed range or
+    preset never resumes (and mixes in) an older study's trials."""
+    what = json.dumps({"space": describe(METHODS.get(method).space), "base": base_options or {}}, sort_keys=True,
+                      default=str)
+    return f"{method}-{setup.digest()}-{hashlib.sha256(what.encode()).hexdigest()[:8]}"
+
+
 @dataclass
 class StudyResult:
     method: str
@@ -226,8 +244,10 @@ class StudyResult:
 
     def summary(self) -> dict[str, Any]:
         done = [t for t in self.trials if t["state"] == "COMPLETE"]
+        finite = sorted(t["norm"] for t in done if math.isfinite(t["norm"]))
         return {"trials": len(done), "best_trial": self.best["number"], "best_norm": self.best["norm"],
-                "norms": {"min": min(t["norm"] for t in done), "median": sorted(t["norm"] for t in done)[len(done) // 2]},
+                "diverged_trials": len(done) - len(finite),
+                "norms": {"min": finite[0] if finite else None, "median": finite[len(finite) // 2] if finite else None},
                 "jobs_computed_this_run": self.computed}
 
 
@@ -258,7 +278,7 @@ def tune(method: str, setup: StudySetup, *, trials: int, storage: str | Path, st
     refs = jobs(unlearn_job, [{"setup": sd, "method": "retrain", "options": retrain_options(setup), "seed": s}
                               for s in setup.seeds])
     references = {s: r for s, r in zip(setup.seeds, refs)}
-    name = f"{method}-{setup.digest()}"
+    name = study_name(method, setup, base)
     # a resumed study gets a sampler seeded by how far it got: the same seed again would redraw the first trials
     study = open_study(name, storage, sampler_seed + len(open_study(name, storage).get_trials(deepcopy=False)))
     batch = max(1, int(batch or getattr(executor, "workers", 1) or 1))

@@ -84,6 +84,8 @@ class Workspace:
         made_from = {"dataset": p["dataset"], "per_class": p.get("per_class"), "val_fraction": val_fraction(p),
                      "original_epochs": p["original_epochs"], "bf16": p.get("bf16", False),
                      "model_options": self.overrides.get(arch, {}).get("model_options") or None}
+        if p.get("original_train"):  # the originals' recipe beyond epochs (the benchmark's paper preset)
+            made_from["original_train"] = p["original_train"]
         return f"{arch}-{_short_digest(made_from)}"
 
     def original(self, arch: str, seed: int = 0):

@@ -10,7 +10,8 @@ pytest.importorskip("optuna")
 
 from dcforget.errors import ConfigError  # noqa: E402
 from dcforget.space import Choice, Epochs, Fixed, Float, Int, method_space, resolve  # noqa: E402
-from experiments.hpsearch import StudySetup, distributions, objectives, open_study, tune, tuned_config  # noqa: E402
+from experiments.hpsearch import (StudySetup, distributions, objectives, open_study, study_name, tune,
+                                  tuned_config)  # noqa: E402
 from unlearn.methods import METHODS  # noqa: E402
 
 SETUP = StudySetup(dataset="synthetic:classes=4,train=40,test=20,size=16,noise=0.5", model="mlp", seeds=(0, 1),
@@ -32,6 +33,7 @@ def test_objectives_are_deep_unlearns_and_read_no_test_figure():
     r = {"retain_acc": 0.9, "forget_acc": 0.6, "val_acc": 0.5, "val_mia": 0.7}
     ref = {"retain_acc": 1.0, "forget_acc": 0.3, "val_acc": 0.5, "val_mia": 0.5}
     assert objectives(r, ref) == pytest.approx([0.1 / 3, 0.3 / 3, 0.0, 0.4])  # no test key is needed
+    assert objectives({"diverged": "method 'x' diverged"}, ref) == [math.inf] * 4  # Deep Unlearn: inf
 
 
 def test_study_tunes_on_validation_reads_back_and_resumes(tmp_path):
@@ -53,7 +55,8 @@ def test_study_tunes_on_validation_reads_back_and_resumes(tmp_path):
     assert again.computed == 0 and again.best["number"] == res.best["number"]
     assert again.best["options"] == res.best["options"]
     # an interrupted search left a trial running: the next call evaluates it and completes the study
-    study = open_study(f"neggrad-plus-{SETUP.digest()}", tmp_path / "study.journal", seed=99)
+    base = {"batch_size": 32, "momentum": 0.9}  # the base options and the space's fixed values, as tune() makes them
+    study = open_study(study_name("neggrad-plus", SETUP, base), tmp_path / "study.journal", seed=99)
     study.ask(distributions(METHODS.get("neggrad-plus").space, SETUP.train_epochs)[0])
     more = tune("neggrad-plus", SETUP, trials=5, **kw)
     states = [t["state"] for t in more.trials]

@@ -175,3 +175,13 @@ def test_a_tuned_file_with_options_the_method_lacks_is_refused(files, tmp_path, 
     monkeypatch.setattr(tuned_mod, "config_dirs", lambda: [tmp_path])
     with pytest.raises(ConfigError, match="does not have"):
         UnlearnRequest(files["a"][0], "random:0.1", method="neggrad-plus", device="cpu").prepare()
+
+
+def test_smoke_tuned_files_never_reach_a_request(files, tmp_path, monkeypatch):
+    import unlearn.tuned as tuned_mod
+
+    _tuned_file(tmp_path, "smoke", {"alpha": 0.5})  # tuned on generated data to test the pipeline
+    monkeypatch.setattr(tuned_mod, "config_dirs", lambda: [tmp_path])
+    assert UnlearnRequest(files["a"][0], "random:0.1", method="neggrad-plus", device="cpu").prepare().tuned is None
+    assert tuned_mod.find_tuned("neggrad-plus", "synthetic:x", "cnn", METHODS.get("neggrad-plus").defaults,
+                                preset="smoke").preset == "smoke"

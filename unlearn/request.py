@@ -25,7 +25,7 @@ from dcforget.checkpoint import Checkpoint, CheckpointMeta, open_checkpoint, rea
 from dcforget.condensed_store import CondensedSet, read_condensed
 from dcforget.config import check_options, parse_options
 from dcforget.datasets import Data
-from dcforget.errors import ConfigError, ForgetSpecError
+from dcforget.errors import ConfigError, DivergedError, ForgetSpecError
 from dcforget.forget import ForgetContext, ForgetSplit, parse_forget_spec, read_index_file, resolve_forget
 from dcforget.metrics import population_mia
 from dcforget.models import Classifier
@@ -116,7 +116,7 @@ def unlearn_request(original: Classifier, data: Data, spec: str, method: str, *,
     t2 = time.perf_counter()
     bad = [name for name, t in model.state_dict().items() if t.is_floating_point() and not bool(torch.isfinite(t).all())]
     if bad:  # e.g. gradient ascent run too long: never hand back (or save) a broken model
-        raise ConfigError(f"method {method!r} diverged: {bad[0]} has non-finite values; lower its lr or epochs "
+        raise DivergedError(f"method {method!r} diverged: {bad[0]} has non-finite values; lower its lr or epochs "
                           "(or raise alpha)")
     report = {
         "method": method, "forget_spec": spec, "seed": seed,

@@ -4,7 +4,8 @@ found by dataset and architecture and used by an unlearning request unless the u
 A file holds the chosen trial's options with their provenance (the study's setup, trials, objectives on the
 validation split, git hash). Options the user gives override the tuned ones; the method's registered defaults fill
 in the rest. When several presets tuned the same method for the same dataset and model, the one whose setup is
-closest to the real thing wins: ``paper`` (full data), then ``cpu``, then any other, then ``smoke``."""
+closest to the real thing wins: ``paper`` (full data), then ``cpu``, then any other preset; ``smoke`` files (tuned on
+generated data, to test the pipeline) are used only where asked for by name (``preset="smoke"``)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from typing import Any
 from dcforget.config import config_dirs
 from dcforget.errors import ConfigError
 
-PRESET_ORDER = {"paper": 0, "cpu": 1, "smoke": 3}  # any other preset name ranks 2
+PRESET_ORDER = {"paper": 0, "cpu": 1}  # any other preset name ranks 2
 
 
 @dataclass(frozen=True)
@@ -59,12 +60,16 @@ def read_tuned(path: str | Path, known: dict[str, Any]) -> Tuned:
     return Tuned(p, doc["method"], doc["dataset"], doc["model"], doc["preset"], dict(doc["options"]), summary)
 
 
-def find_tuned(method: str, dataset: str, model: str, known: dict[str, Any],
-               roots: list[Path] | None = None) -> Tuned | None:
-    """The tuned options of ``method`` for ``dataset``/``model``, or None where none were tuned."""
+def find_tuned(method: str, dataset: str, model: str, known: dict[str, Any], roots: list[Path] | None = None,
+               preset: str | None = None) -> Tuned | None:
+    """The tuned options of ``method`` for ``dataset``/``model`` (``preset``: only that preset's), or None where none
+    were tuned."""
+    dataset = dataset.split(":")[0]
     found: list[Path] = []
     for base in roots if roots is not None else config_dirs():
-        found += sorted((Path(base) / "tuned").glob(f"*/{dataset}-{model}/{method}.json"))
+        found += sorted((Path(base) / "tuned").glob(f"{preset or '*'}/{dataset}-{model}/{method}.json"))
+    if preset is None:
+        found = [p for p in found if p.parent.parent.name != "smoke"]
     if not found:
         return None
     best = min(found, key=lambda p: (PRESET_ORDER.get(p.parent.parent.name, 2), str(p)))
