@@ -24,6 +24,8 @@ from unlearn.methods.base import UnlearnContext
 from unlearn.methods.common import cosine_per_epoch
 from unlearn.request import cumulative_split, unlearn_request
 
+from conftest import trained_cnn_and_mlp  # noqa: E402
+
 CPU = torch.device("cpu")
 SPEC = "synthetic:classes=4,train=40,test=20,size=16,noise=0.5"
 TINY = 1e-9  # a learning rate that leaves the weights where the method's non-training steps put them
@@ -31,10 +33,7 @@ TINY = 1e-9  # a learning rate that leaves the weights where the method's non-tr
 
 @pytest.fixture(scope="module")
 def setup():
-    data = load_data(SPEC)
-    cnn = train_on(data, "cnn", TrainConfig(epochs=8, batch_size=32), seed=0, device=CPU, quiet=True).model
-    mlp = train_on(data, "mlp", TrainConfig(epochs=5, batch_size=32), seed=0, device=CPU, quiet=True).model
-    return data, cnn, mlp
+    return trained_cnn_and_mlp(SPEC, cnn_epochs=8, mlp_epochs=5)
 
 
 def _params(model):

@@ -12,14 +12,15 @@ import torch.nn.functional as F
 import unlearn.methods.salun as salun_mod  # noqa: F401  (registers "salun")
 import unlearn.methods.scrub as scrub_mod  # noqa: F401  (registers "scrub")
 import unlearn.methods.srl as srl_mod  # noqa: F401  (registers "srl")
-from dcforget.datasets import load_data
 from dcforget.errors import ConfigError
 from dcforget.runtime import generator
-from dcforget.train import TrainConfig, as_unit, evaluate, train_on
+from dcforget.train import as_unit, evaluate
 from unlearn.methods import METHODS
 from unlearn.methods.common import step_decay_lr
 from unlearn.methods.distill import kd_kl
 from unlearn.request import unlearn_request
+
+from conftest import trained_cnn_and_mlp  # noqa: E402
 
 CPU = torch.device("cpu")
 SPEC = "synthetic:classes=4,train=40,test=20,size=16,noise=0.5"
@@ -27,10 +28,7 @@ SPEC = "synthetic:classes=4,train=40,test=20,size=16,noise=0.5"
 
 @pytest.fixture(scope="module")
 def setup():
-    data = load_data(SPEC)
-    cnn = train_on(data, "cnn", TrainConfig(epochs=8, batch_size=32), seed=0, device=CPU, quiet=True).model
-    mlp = train_on(data, "mlp", TrainConfig(epochs=6, batch_size=32), seed=0, device=CPU, quiet=True).model
-    return data, cnn, mlp
+    return trained_cnn_and_mlp(SPEC, cnn_epochs=8, mlp_epochs=6)
 
 
 def _params(model):
