@@ -225,6 +225,7 @@ ULIRA_DEFAULTS = {"model": "mlp", "per_class": None, "splits": 64, "forget_sets"
               help="Unlearning method under attack (repeatable; default finetune). Original and retrained are "
                    "always attacked too.")
 @opt("option", help="Method option (repeatable); applies to every --method that has the key.")
+@opt("tuned")
 @click.option("--clusters", type=click.IntRange(min=1), default=None,
               help="For condensed methods: FDM buckets per class, built per split from its own original.")
 @click.option("--splits", type=click.IntRange(min=3), default=None, help="Random halves of the pool (default 64).")
@@ -247,7 +248,7 @@ ULIRA_DEFAULTS = {"model": "mlp", "per_class": None, "splits": 64, "forget_sets"
 @out_file("the JSON report (setup, per-variant AUC, accuracy, TPR at low FPR with intervals).", required=True)
 @opt("force")
 @with_logging
-def ulira_cmd(dataset, preset, config_file, arch, epochs, methods, options, clusters, splits, forget_sets,
+def ulira_cmd(dataset, preset, config_file, arch, epochs, methods, options, tuned, clusters, splits, forget_sets,
               forget_fraction, splits_per_job, min_observations, bootstrap, per_class, data_dir, store, executor,
               workers, address, seed, device, quiet, out, force) -> None:
     """U-LiRA: per-example likelihood-ratio attack (Hayes et al., Deep Unlearn's protocol) over models trained on
@@ -269,6 +270,17 @@ def ulira_cmd(dataset, preset, config_file, arch, epochs, methods, options, clus
     known = {k: v for m in method_names for k, v in METHODS.get(m).defaults.items()}
     parsed = parse_options(options, known)
     method_opts = {m: {k: v for k, v in parsed.items() if k in METHODS.get(m).defaults} for m in method_names}
+    used = {}
+    if tuned:  # tuned options (for random forgetting on this dataset and model) under the --option ones
+        from unlearn.tuned import find_tuned
+
+        for m in method_names:
+            t = find_tuned(m, dataset, u["model"], METHODS.get(m).defaults, forget=f"random:{u['forget_fraction']}")
+            if t is not None:
+                method_opts[m] = {**t.options, **method_opts[m]}
+                used[m] = {"file": str(t.path), "preset": t.preset, **t.summary}
+                if not quiet:
+                    click.echo(f"using {t.describe()}; --untuned turns them off", err=True)
     setup = UliraSetup(dataset, u["model"], dict(u["train"]), method_opts, u["per_class"], 0, u["splits"],
                        u["forget_sets"], u["forget_fraction"], seed, u["clusters"], u["splits_per_job"], u["batched"])
     if expected_observations(setup) < 2:
@@ -281,7 +293,7 @@ def ulira_cmd(dataset, preset, config_file, arch, epochs, methods, options, clus
         rep["executor"] = ex.describe()
     from dcforget.provenance import run_meta
 
-    rep = {"meta": run_meta(resolve_device(device), seed=seed), "config": config, **rep}
+    rep = {"meta": run_meta(resolve_device(device), seed=seed), "config": config, "tuned": used, **rep}
     for v, r in rep["attacks"].items():
         ci = r.get("auc_ci")
         shown = f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else ""

@@ -87,6 +87,10 @@ SHARED: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
                                           "cores // workers torch threads.")),
     "address": (("--address",), dict(default=None, help="ray executor: the cluster's address (e.g. ray://host:10001"
                                                         " or auto); default: start a local Ray.")),
+    "tuned": (("--tuned/--untuned",), dict(default=True, show_default=True,
+                                           help="Use each method's tuned options for this dataset, model and kind "
+                                                "of forgetting (configs/tuned/, written by `experiments tune`) where "
+                                                "there are some; --option values override them.")),
     "option": (("--option", "options"), dict(multiple=True, metavar="KEY=VALUE",
                                              help="An option of the method (repeatable); types are checked.")),
 }

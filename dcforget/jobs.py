@@ -11,8 +11,9 @@ The store (:class:`JobStore`) keys a job by the SHA-256 of its function's qualif
 caller bumps when the function's meaning changes, and the canonical JSON of its spec. A result is a directory
 ``ROOT/ab/KEY/`` holding ``result.json`` (the spec, the JSON values, provenance) and ``arrays.npz`` (the arrays,
 read back with ``allow_pickle=False``). It is written in a temporary sibling and renamed into place, so a
-crashed or killed job leaves at most a ``.tmp-*`` directory, which is never read as a result and is cleared by
-the next run. Finished jobs are read back, never recomputed. Results are written by the driver (the process that
+crashed or killed job leaves at most a ``.tmp-*`` directory (named by its host and process), which is never read as
+a result and is cleared by the next run once its driver is gone (or after ``STALE_AFTER_S`` where the driver ran
+on another host), so drivers sharing a store never remove each other's writes in progress. Finished jobs are read back, never recomputed. Results are written by the driver (the process that
 calls :func:`run_jobs`) as each job finishes, so workers need no shared file system and two jobs never race for
 one path.
 
@@ -50,6 +51,7 @@ from .errors import ConfigError, DcForgetError
 JobFn = Callable[[dict[str, Any], dict[str, Any]], dict[str, Any]]  # (spec, context) -> result
 RESULT_SCHEMA = "dcforget.job/1"
 EXECUTORS = ("local", "ray")
+STALE_AFTER_S = 6 * 3600.0  # a temporary this old is a dead driver's, whichever host wrote it
 
 
 class JobError(DcForgetError):
@@ -143,17 +145,40 @@ class JobStore:
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
 
-    def clear_stale(self, max_age_s: float = 0.0) -> None:
-        """Remove temporaries of writes that never finished (in a driver that was killed)."""
+    def clear_stale(self, max_age_s: float = STALE_AFTER_S) -> None:
+        """Remove temporaries of writes that never finished: those of a driver on this host that is no longer
+        running, and any older than ``max_age_s`` (a driver on another host sharing the store, which this one cannot
+        ask). A live driver's write in progress is never touched."""
         if not self.root.is_dir():
             return
-        now = time.time()
+        now, host = time.time(), socket.gethostname()
         for tmp in self.root.glob("*/.tmp-*"):
             try:
-                if now - tmp.stat().st_mtime >= max_age_s:
+                owner, pid = _tmp_owner(tmp.name)
+                dead = owner == host and pid is not None and not pid_alive(pid)
+                if dead or now - tmp.stat().st_mtime >= max_age_s:
                     shutil.rmtree(tmp, ignore_errors=True)
             except OSError:
                 continue
+
+
+def _tmp_owner(name: str) -> tuple[str | None, int | None]:
+    """(host, pid) of a temporary ``.tmp-KEY16-HOST-PID-UUID8`` (a host name may hold dashes), or (None, None)."""
+    head, _, rest = name.partition(".tmp-")
+    parts = rest.split("-")
+    if head or len(parts) < 4 or not parts[-2].isdigit():
+        return None, None
+    return "-".join(parts[1:-2]), int(parts[-2])
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive
+        return True
+    return True
 
 
 def _timed(fn: JobFn, spec: dict[str, Any], context: dict[str, Any]) -> tuple[dict[str, Any], float]:

@@ -89,7 +89,7 @@ def demo_cmd(preset, out, data_dir, device, quiet) -> None:
 
 
 TUNE_DEFAULTS = {"model": "mlp", "per_class": None, "val_fraction": 0.15, "forget": "random:0.1", "seeds": 3,
-                 "trials": 20, "train": {"epochs": 30}, "clusters": 10, "base_options": {}}
+                 "trials": 20, "population": None, "train": {"epochs": 30}, "clusters": 10, "base_options": {}}
 
 
 @main.command("tune")
@@ -100,6 +100,9 @@ TUNE_DEFAULTS = {"model": "mlp", "per_class": None, "val_fraction": 0.15, "forge
 @click.option("--trials", type=click.IntRange(min=1), default=None, help="Complete trials per method (default 20).")
 @click.option("--seeds", type=click.IntRange(min=1), default=None,
               help="Originals (seeds 0..N-1) each trial runs on; objectives are their mean (default 3).")
+@click.option("--forget", "forget_spec", default=None,
+              help="Forget spec the study unlearns (default random:0.1, Deep Unlearn's; class:C tunes for class "
+                   "forgetting, written as METHOD.class.json).")
 @options("per_class", "data_dir")
 @click.option("--study", default=None,
               help="Optuna storage: a journal file (default runs/studies/DATASET-MODEL-PRESET.journal) or a database "
@@ -111,8 +114,8 @@ TUNE_DEFAULTS = {"model": "mlp", "per_class": None, "val_fraction": 0.15, "forge
          "configs/tuned/PRESET/DATASET-MODEL, where `unlearn --method` finds them.")
 @opt("force")
 @with_logging
-def tune_cmd(dataset, methods, preset, config_file, arch, trials, seeds, per_class, data_dir, study, store, executor,
-             workers, address, device, quiet, out, force) -> None:
+def tune_cmd(dataset, methods, preset, config_file, arch, trials, seeds, forget_spec, per_class, data_dir, study, store,
+             executor, workers, address, device, quiet, out, force) -> None:
     """Tune unlearning methods on the validation split (Deep Unlearn's protocol: four objectives against
     retraining, NSGA-III, the min-norm trial), on Optuna and the job engine."""
     from dcforget.config import resolve_config, section
@@ -122,18 +125,22 @@ def tune_cmd(dataset, methods, preset, config_file, arch, trials, seeds, per_cla
     from dcforget.provenance import run_meta
     from dcforget.train import TrainConfig
     from unlearn.methods import METHODS
+    from unlearn.request import check_forget_kind
+    from unlearn.tuned import tuned_filename
 
     from .hpsearch import StudySetup, tune, tuned_config
 
-    overrides = {"model": arch, "trials": trials, "seeds": seeds, "per_class": per_class}
+    overrides = {"model": arch, "trials": trials, "seeds": seeds, "per_class": per_class, "forget": forget_spec}
     config = resolve_config({"tune": TUNE_DEFAULTS}, preset, config_file, {"tune": overrides})
     t = section(config, "tune", set(TUNE_DEFAULTS))
     for m in methods:
         if not METHODS.get(m).space:
             raise ConfigError(f"method {m!r} declares no search space")
+        check_forget_kind(m, t["forget"])
     name = f"{dataset.split(':')[0]}-{t['model']}"
     out = Path(out or Path("configs") / "tuned" / (preset or "custom") / name)
-    existing = [out / f"{m}.json" for m in methods if (out / f"{m}.json").exists()]
+    files = {m: out / tuned_filename(m, t["forget"]) for m in methods}
+    existing = [f for f in files.values() if f.exists()]
     if existing and not force:
         raise OutputExistsError(f"{existing[0]} exists; pass --force to replace it")
     check_writable_dir(out)
@@ -149,15 +156,15 @@ def tune_cmd(dataset, methods, preset, config_file, arch, trials, seeds, per_cla
         for m in methods:
             base = {k: v for k, v in t["base_options"].get(m, {}).items()}
             res = tune(m, setup, trials=int(t["trials"]), storage=storage, store=store, executor=ex, context=context,
-                       base_options=base, log=log)
+                       base_options=base, population=t["population"], log=log)
             doc = tuned_config(res, preset=preset or "custom", meta=run_meta(resolve_device(device), seeds=list(setup.seeds)))
             doc["study_storage"] = str(storage)
-            with atomic_path(out / f"{m}.json", force=True) as tmp:
+            with atomic_path(files[m], force=True) as tmp:
                 tmp.write_text(json.dumps(doc, indent=1, sort_keys=True))
             b = res.best
             click.echo(f"{m}: trial {b['number']} of {res.summary()['trials']}, norm {b['norm']:.4f} "
                        f"({', '.join(f'{k} {v:.4f}' for k, v in b['objectives'].items())}): "
-                       f"{', '.join(f'{k}={v}' for k, v in sorted(b['options'].items()))} -> {out / (m + '.json')}")
+                       f"{', '.join(f'{k}={v}' for k, v in sorted(b['options'].items()))} -> {files[m]}")
 
 
 unlearn_group.add_command(reproduce_cmd)  # `unlearn reproduce ...`: the name the README has always used

@@ -121,7 +121,50 @@ def _tradeoff_plot(rows: list[dict[str, Any]], path: Path, title: str) -> bool:
     return True
 
 
-PLOTS = {"unlearn": _unlearn_plots, "successive": None, "defense": _tradeoff_plot}
+def _leaderboard_plot(rows: list[dict[str, Any]], path: Path, title: str) -> bool:
+    """Deep Unlearn's trade-off, one panel per model: retention deviation (x, lower is better) against
+    indiscernibility of the population MIA (y, higher is better), mean ± sample std over seeds; the Pareto front
+    (no method better on both) joined by a line; each point labelled with its method and run-time efficiency."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    pts = [r for r in rows if "retention_deviation" in r and "indiscernibility" in r and r["method"] != "retrain"]
+    models = list(dict.fromkeys(r["model"] for r in pts))
+    if not models:
+        return False
+    fig, axes = plt.subplots(1, len(models), figsize=(6.5 * len(models), 5), squeeze=False)
+    for ax, model in zip(axes[0], models):
+        mine = [r for r in pts if r["model"] == model]
+        for r in mine:
+            ref = r["method"] == "none"
+            ax.errorbar(r["retention_deviation"], r["indiscernibility"], xerr=r.get("retention_deviation_std", 0),
+                        yerr=r.get("indiscernibility_std", 0), marker="s" if ref else "o", capsize=2, ls="none",
+                        color="grey" if ref else None)
+            rte = f" ({r['rte']:.1f}x)" if "rte" in r else ""
+            ax.annotate(("original" if ref else r["method"]) + rte, (r["retention_deviation"], r["indiscernibility"]),
+                        fontsize=6, xytext=(3, 3), textcoords="offset points")
+        methods = [r for r in mine if r["method"] != "none"]
+        front = sorted((r for r in methods if not any(
+            o["retention_deviation"] <= r["retention_deviation"] and o["indiscernibility"] >= r["indiscernibility"]
+            and (o["retention_deviation"], o["indiscernibility"]) != (r["retention_deviation"], r["indiscernibility"])
+            for o in methods)), key=lambda r: r["retention_deviation"])
+        if front:
+            ax.plot([r["retention_deviation"] for r in front], [r["indiscernibility"] for r in front], color="k",
+                    lw=0.8, ls="--", label="Pareto front")
+            ax.legend(fontsize=7)
+        ax.set_xlabel("retention deviation vs retraining (lower is better)")
+        ax.set_ylabel("indiscernibility, forget vs test MIA (1 = chance)")
+        ax.set_title(f"{model}; labels: method (run-time efficiency vs retraining)", fontsize=8)
+    fig.suptitle("\n".join(textwrap.wrap(title, 90)), fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
+PLOTS = {"unlearn": _unlearn_plots, "successive": None, "defense": _tradeoff_plot, "leaderboard": _leaderboard_plot}
 
 
 def draw(kind: str, rows: list[dict[str, Any]], path: Path, title: str) -> bool:

@@ -30,6 +30,9 @@ import functools
 import hashlib
 import json
 import math
+import os
+import socket
+import time
 import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -39,8 +42,8 @@ import torch
 
 from dcforget.datasets import Data, load_data
 from dcforget.errors import ConfigError, DivergedError
-from dcforget.jobs import Executor, GridRun, run_jobs
-from dcforget.space import Choice, Epochs, Fixed, Float, Int, Space, describe, resolve
+from dcforget.jobs import STALE_AFTER_S, Executor, GridRun, pid_alive, run_jobs
+from dcforget.space import Choice, Fixed, Float, Int, Space, describe, resolve
 from dcforget.train import TrainConfig
 
 from unlearn.methods import METHODS
@@ -201,8 +204,17 @@ def distributions(space: Space, train_epochs: int) -> tuple[dict[str, Any], dict
     return dists, fixed
 
 
-def open_study(name: str, storage: str | Path, seed: int = 0):
-    """An Optuna study (created or resumed) in a journal file or at a database URL."""
+def population_size(trials: int) -> int:
+    """NSGA-III's generation size for a study of ``trials`` trials: Optuna's (and Deep Unlearn's) 50 where there
+    are 100 trials or more; otherwise a quarter of the trials (at least 4), so the budget spans about four
+    generations. With 50 and 20 trials the sampler would never leave its first, random, generation: random search
+    under NSGA-III's name."""
+    return 50 if trials >= 100 else max(4, trials // 4)
+
+
+def open_study(name: str, storage: str | Path, seed: int = 0, population: int = 50):
+    """An Optuna study (created or resumed) in a journal file or at a database URL, sampled by NSGA-III with
+    generations of ``population`` trials."""
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -218,7 +230,7 @@ def open_study(name: str, storage: str | Path, seed: int = 0):
         backend = JournalStorage(JournalFileBackend(str(path)))
     with warnings.catch_warnings():  # "experimental" since 3.2; Deep Unlearn's sampler
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        sampler = optuna.samplers.NSGAIIISampler(seed=seed)
+        sampler = optuna.samplers.NSGAIIISampler(seed=seed, population_size=population)
     return optuna.create_study(study_name=name, storage=backend, directions=["minimize"] * len(OBJECTIVES),
                                sampler=sampler, load_if_exists=True)
 
@@ -241,6 +253,7 @@ class StudyResult:
     space: dict[str, Any]
     fixed: dict[str, Any]
     computed: int  # jobs computed by this call (0 on a rerun)
+    sampler: dict[str, Any] = field(default_factory=dict)  # NSGA-III's population and base seed
 
     def summary(self) -> dict[str, Any]:
         done = [t for t in self.trials if t["state"] == "COMPLETE"]
@@ -253,16 +266,28 @@ class StudyResult:
 
 def tune(method: str, setup: StudySetup, *, trials: int, storage: str | Path, store: str | Path,
          executor: Executor | None = None, context: dict[str, Any], base_options: dict[str, Any] | None = None,
-         batch: int | None = None, sampler_seed: int = 0, log: Callable[[str], None] = lambda _: None) -> StudyResult:
+         batch: int | None = None, sampler_seed: int = 0, population: int | None = None,
+         stale_after_s: float = STALE_AFTER_S,
+         log: Callable[[str], None] = lambda _: None) -> StudyResult:
     """Run (or resume) the study of ``method`` on ``setup`` until it has ``trials`` complete trials.
 
     ``context``: {"root": artefact folder (originals), "data_dir", "device"}. ``base_options``: the method's options
     that the search does not vary (e.g. a preset's); the searched and fixed dimensions override them. Trials are
     asked ``batch`` at a time (default: the executor's workers) and their (trial, seed) runs go to the executor
-    together. Returns every trial and the chosen one."""
+    together. ``population``: NSGA-III's generation size (default :func:`population_size` of ``trials``). Returns
+    every trial and the chosen one.
+
+    Several drivers may work on one study at once (same storage and store): each trial records the driver that
+    asked it (host, process); a trial left RUNNING is evaluated again only when its driver is gone (on this host)
+    or it started more than ``stale_after_s`` ago (a driver on another host), and a trial another driver finished
+    meanwhile is not told twice. Each driver seeds its sampler with ``sampler_seed`` plus the number of trials the
+    study holds when it starts, so drivers started one after another draw different trials."""
     m = METHODS.get(method)
     if not m.space:
         raise ConfigError(f"method {method!r} declares no search space")
+    population = population_size(trials) if population is None else population
+    if isinstance(population, bool) or not isinstance(population, int) or population < 2:
+        raise ConfigError(f"NSGA-III's population must be a whole number of at least 2, got {population!r}")
     dists, fixed = distributions(m.space, setup.train_epochs)
     base = {**(base_options or {}), **fixed}
     computed = 0
@@ -280,8 +305,13 @@ def tune(method: str, setup: StudySetup, *, trials: int, storage: str | Path, st
     references = {s: r for s, r in zip(setup.seeds, refs)}
     name = study_name(method, setup, base)
     # a resumed study gets a sampler seeded by how far it got: the same seed again would redraw the first trials
-    study = open_study(name, storage, sampler_seed + len(open_study(name, storage).get_trials(deepcopy=False)))
+    study = open_study(name, storage, sampler_seed + len(open_study(name, storage).get_trials(deepcopy=False)),
+                       population)
     batch = max(1, int(batch or getattr(executor, "workers", 1) or 1))
+
+    import optuna
+
+    me = {"host": socket.gethostname(), "pid": os.getpid()}
 
     def evaluate(batch_trials):
         specs = [{"setup": sd, "method": method, "options": {**base, **t.params}, "seed": s}
@@ -289,24 +319,39 @@ def tune(method: str, setup: StudySetup, *, trials: int, storage: str | Path, st
         results = jobs(unlearn_job, specs)
         k = len(setup.seeds)
         for i, t in enumerate(batch_trials):
+            if study._storage.get_trial(t._trial_id).state.is_finished():  # another driver took it over and finished it
+                continue
             per_seed = results[i * k:(i + 1) * k]
             objs = [objectives(r, references[s]) for r, s in zip(per_seed, setup.seeds)]
             mean = [sum(o[j] for o in objs) / k for j in range(len(OBJECTIVES))]
             t.set_user_attr("per_seed", per_seed)
             t.set_user_attr("options", {**base, **t.params})
-            study.tell(t, mean)
+            study.tell(t, mean, skip_if_finished=True)
 
-    import optuna
+    def abandoned(t) -> bool:
+        d = t.user_attrs.get("driver") or {}
+        if d.get("host") == me["host"] and isinstance(d.get("pid"), int):
+            return d["pid"] == me["pid"] or not pid_alive(d["pid"])  # this process's own: an earlier call that failed
+        started = t.datetime_start.timestamp() if t.datetime_start is not None else 0.0
+        return time.time() - started >= stale_after_s
 
-    stale = [t for t in study.get_trials(deepcopy=False) if t.state == optuna.trial.TrialState.RUNNING]
+    running = [t for t in study.get_trials(deepcopy=False) if t.state == optuna.trial.TrialState.RUNNING]
+    stale = [t for t in running if abandoned(t)]
+    if len(stale) < len(running):
+        log(f"{method}: {len(running) - len(stale)} trial(s) running in another driver: left to it")
     if stale:  # left running by an interrupted search: evaluate those parameters again (finished jobs read back)
         log(f"{method}: {len(stale)} trial(s) left running by an earlier search: evaluating them again")
-        evaluate([optuna.trial.Trial(study, t._trial_id) for t in stale])
+        again = [optuna.trial.Trial(study, t._trial_id) for t in stale]
+        for t in again:
+            t.set_user_attr("driver", me)
+        evaluate(again)
     while True:
         done = len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)))
         if done >= trials:
             break
         asked = [study.ask(dists) for _ in range(min(batch, trials - done))]
+        for t in asked:
+            t.set_user_attr("driver", me)
         evaluate(asked)
         log(f"{method}: {done + len(asked)}/{trials} trials")
     rows = []
@@ -321,7 +366,8 @@ def tune(method: str, setup: StudySetup, *, trials: int, storage: str | Path, st
     if not complete:
         raise ConfigError(f"study of {method!r} has no complete trial")
     best = min(complete, key=lambda r: (r["norm"], r["number"]))
-    return StudyResult(method, setup, best, rows, references, describe(m.space), fixed, computed)
+    return StudyResult(method, setup, best, rows, references, describe(m.space), fixed, computed,
+                       {"name": "NSGA-III", "population": population, "seed": sampler_seed})
 
 
 def tuned_config(res: StudyResult, *, preset: str, meta: dict[str, Any]) -> dict[str, Any]:
@@ -329,7 +375,7 @@ def tuned_config(res: StudyResult, *, preset: str, meta: dict[str, Any]) -> dict
     return {"method": res.method, "dataset": res.setup.dataset.split(":")[0], "model": res.setup.model,
             "preset": preset, "options": res.best["options"], "objectives": res.best["objectives"],
             "norm": res.best["norm"], "trial": res.best["number"], "setup": res.setup.to_dict(),
-            "space": res.space, "fixed": res.fixed, "study": res.summary(),
+            "space": res.space, "fixed": res.fixed, "study": {**res.summary(), "sampler": res.sampler},
             "selection": "validation only: Deep Unlearn's four objectives (|dRA|/3, |dFA|/3, |dVA|/3, "
                          "1 - indiscernibility of the validation MIA) against the same seed's retraining, mean over "
                          "seeds; NSGA-III; the trial with the smallest Euclidean norm",

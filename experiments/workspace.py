@@ -105,6 +105,7 @@ class Workspace:
         a file (model + the request's report, time included), so methods can measure their distance to it and a
         rerun reads it back: (model, report)."""
         from dcforget.checkpoint import load_checkpoint, save_checkpoint
+        from dcforget.provenance import machine
 
         from unlearn.request import unlearn_request
 
@@ -117,8 +118,8 @@ class Workspace:
                                       seed=seed, quiet=self.quiet, options=options)
                 keep = ("retain_acc", "forget_acc", "val_acc", "val_mia", "test_acc", "mia", "indiscernibility",
                         "val_indiscernibility", "time", "forget_size", "retain_size", "options")
-                save_checkpoint(path, res.model, {**self.data().split_meta(), "seed": seed,
-                                                  "retrain_report": {k: res.report.get(k) for k in keep}})
+                report = {**{k: res.report.get(k) for k in keep}, "machine": machine(self.device)}  # what timed it
+                save_checkpoint(path, res.model, {**self.data().split_meta(), "seed": seed, "retrain_report": report})
             ck = load_checkpoint(path, fingerprint=self.data().fingerprint())
             return ck.model.to(self.device), ck.meta.extra["retrain_report"]
 

@@ -24,6 +24,18 @@ def trained_cnn_and_mlp(spec: str, cnn_epochs: int, mlp_epochs: int):
     return data, cnn, mlp
 
 
+def run_method(model, data, method: str, spec: str = "random:0.2", **opts):
+    """One unlearning request on the CPU, quiet: the method tests' way of running a method."""
+    from unlearn.request import unlearn_request
+
+    return unlearn_request(model, data, spec, method, device=torch.device("cpu"), options=opts, quiet=True)
+
+
+def param_copy(model) -> dict:
+    """Detached copies of a model's parameters by name."""
+    return {k: p.detach().clone() for k, p in model.named_parameters()}
+
+
 @pytest.fixture(scope="session")
 def tiny():
     """4 classes x 30 train / 10 test images of 3x16x16, generated."""

@@ -3,6 +3,9 @@ the min-norm trial chosen, jobs on the engine read back on a rerun, an interrupt
 
 import json
 import math
+import socket
+import subprocess
+import sys
 
 import pytest
 
@@ -10,8 +13,8 @@ pytest.importorskip("optuna")
 
 from dcforget.errors import ConfigError  # noqa: E402
 from dcforget.space import Choice, Epochs, Fixed, Float, Int, method_space, resolve  # noqa: E402
-from experiments.hpsearch import (StudySetup, distributions, objectives, open_study, study_name, tune,
-                                  tuned_config)  # noqa: E402
+from experiments.hpsearch import (StudySetup, distributions, objectives, open_study, population_size, study_name,
+                                  tune, tuned_config)  # noqa: E402
 from unlearn.methods import METHODS  # noqa: E402
 
 SETUP = StudySetup(dataset="synthetic:classes=4,train=40,test=20,size=16,noise=0.5", model="mlp", seeds=(0, 1),
@@ -57,11 +60,24 @@ def test_study_tunes_on_validation_reads_back_and_resumes(tmp_path):
     # an interrupted search left a trial running: the next call evaluates it and completes the study
     base = {"batch_size": 32, "momentum": 0.9}  # the base options and the space's fixed values, as tune() makes them
     study = open_study(study_name("neggrad-plus", SETUP, base), tmp_path / "study.journal", seed=99)
-    study.ask(distributions(METHODS.get("neggrad-plus").space, SETUP.train_epochs)[0])
-    more = tune("neggrad-plus", SETUP, trials=5, **kw)
-    states = [t["state"] for t in more.trials]
-    assert states.count("COMPLETE") == 5 and "RUNNING" not in states and more.computed == 2 * 2
-    assert len({json.dumps(t["options"], sort_keys=True) for t in more.trials}) == 5  # a resumed sampler draws anew
+    dists = distributions(METHODS.get("neggrad-plus").space, SETUP.train_epochs)[0]
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    study.ask(dists).set_user_attr("driver", {"host": socket.gethostname(), "pid": dead.pid})  # a killed driver's
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+    try:  # ... and one that another driver, still running, is working on: left to it
+        busy = study.ask(dists)
+        busy.set_user_attr("driver", {"host": socket.gethostname(), "pid": live.pid})
+        more = tune("neggrad-plus", SETUP, trials=5, **kw)
+    finally:
+        live.kill()
+        live.wait()
+    states = {t["number"]: t["state"] for t in more.trials}
+    assert states.pop(busy.number) == "RUNNING"
+    assert list(states.values()).count("COMPLETE") == 5 and "RUNNING" not in states.values()
+    assert more.computed == 2 * 2  # the killed driver's trial and one new one, 2 seeds each; not the busy one
+    done = [t for t in more.trials if t["state"] == "COMPLETE"]
+    assert len({json.dumps(t["options"], sort_keys=True) for t in done}) == 5  # a resumed sampler draws anew
     cfg = tuned_config(more, preset="test", meta={"git": "x"})
     assert cfg["options"] == more.best["options"] and cfg["study"]["trials"] == 5 and cfg["dataset"] == "synthetic"
 
@@ -78,5 +94,37 @@ def test_a_method_needing_a_condensed_file_is_tuned_with_one(tmp_path):
 def test_a_method_without_a_space_or_a_setup_without_validation_is_refused(tmp_path):
     with pytest.raises(ConfigError, match="no search space"):
         tune("retrain", SETUP, trials=1, storage=tmp_path / "s", store=tmp_path / "j", context={"root": str(tmp_path)})
+    with pytest.raises(ConfigError, match="population"):
+        tune("neggrad-plus", SETUP, trials=4, population=1, storage=tmp_path / "s", store=tmp_path / "j",
+             context={"root": str(tmp_path)})
+
+
+def test_nsga3_generations_fit_the_trial_budget():
+    """20 trials with Optuna's default generation of 50 would be random search; the budget spans ~4 generations."""
+    assert population_size(20) == 5 and population_size(8) == 4 and population_size(100) == 50
+    study = open_study("s", "sqlite:///:memory:", seed=0, population=5)
+    assert study.sampler._population_size == 5
     with pytest.raises(ConfigError, match="validation split"):
         StudySetup(dataset="x", model="mlp", val_fraction=0.0)
+
+
+def test_tune_cli_writes_one_file_per_kind_of_forgetting(tmp_path):
+    from click.testing import CliRunner
+
+    from experiments.cli import main as experiments_main
+
+    spec = "synthetic:classes=4,train=20,test=10,size=16,noise=0.5"
+    args = ["tune", spec, "--method", "neggrad-plus", "--preset", "smoke", "--trials", "2", "--seeds", "1",
+            "--forget", "class:1", "--study", str(tmp_path / "s.journal"), "--store", str(tmp_path / "jobs"),
+            "--out", str(tmp_path / "tuned"), "--quiet"]
+    r = CliRunner().invoke(experiments_main, args)
+    assert r.exit_code == 0, r.output
+    doc = json.loads((tmp_path / "tuned" / "neggrad-plus.class.json").read_text())
+    assert doc["setup"]["forget"] == "class:1" and doc["study"]["trials"] == 2 and doc["preset"] == "smoke"
+    assert doc["study"]["sampler"] == {"name": "NSGA-III", "population": 4, "seed": 0}
+    assert not (tmp_path / "tuned" / "neggrad-plus.json").exists()  # the random-forgetting file is another
+    again = CliRunner().invoke(experiments_main, args)
+    assert again.exit_code == 2 and "exists" in again.output  # never overwritten without --force
+    unsir = CliRunner().invoke(experiments_main, [*args[:3], "unsir", *args[4:10], "--forget", "random:0.1",
+                                                  "--out", str(tmp_path / "u")])
+    assert unsir.exit_code == 2 and "whole classes only" in unsir.output and not (tmp_path / "u").exists()

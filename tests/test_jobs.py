@@ -2,7 +2,10 @@
 
 import json
 import os
+import socket
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -38,12 +41,37 @@ def test_unfinished_result_is_not_a_result(tmp_path):
     store = JobStore(tmp_path)
     path = store.path(run.keys[0])
     (path / "arrays.npz").unlink()  # as if killed between the two files (cannot happen with the rename, but)
-    stale = path.parent / ".tmp-deadbeef-host-1-abc"
+    dead = _dead_pid()
+    stale = path.parent / f".tmp-deadbeef-{socket.gethostname()}-{dead}-abc"  # a killed driver's, on this host
     stale.mkdir()
     assert not store.has(run.keys[0])
     with pytest.raises(OSError):  # the half result blocks the rename: reported, never read as finished
         run_jobs(jobs_fns.square, SPECS[:1], tmp_path)
     assert not stale.exists()
+
+
+def _dead_pid() -> int:
+    p = subprocess.Popen([sys.executable, "-c", "pass"])
+    p.wait()
+    return p.pid
+
+
+def test_stale_temporaries_of_live_drivers_are_kept(tmp_path):
+    """Drivers sharing a store: a temporary of a running driver (here: this process) survives another driver's
+    cleanup, one of a dead driver on this host goes, one from another host goes only once it is old."""
+    store = JobStore(tmp_path)
+    (tmp_path / "ab").mkdir(parents=True)
+    host = socket.gethostname()
+    live = tmp_path / "ab" / f".tmp-0123456789abcdef-{host}-{os.getpid()}-aaaaaaaa"
+    dead = tmp_path / "ab" / f".tmp-0123456789abcdef-{host}-{_dead_pid()}-bbbbbbbb"
+    remote = tmp_path / "ab" / ".tmp-0123456789abcdef-other-node-7-cccccccc"
+    old_remote = tmp_path / "ab" / ".tmp-0123456789abcdef-other-node-8-dddddddd"
+    for d in (live, dead, remote, old_remote):
+        d.mkdir()
+    os.utime(old_remote, (time.time() - 7 * 3600,) * 2)
+    store.clear_stale()
+    assert live.exists() and remote.exists()
+    assert not dead.exists() and not old_remote.exists()
 
 
 def test_bad_specs_and_functions(tmp_path):

@@ -1,6 +1,7 @@
 """The benchmark's leaderboard kind: one original and one retraining per seed, every method against the same seed's
-retraining (L2 distance, run-time efficiency, retention deviation), tuned options picked up per dataset/model and
-preset, ranks within the table; the suite's smoke preset runs end to end on generated data."""
+retraining (L2 distance, run-time efficiency on one machine, retention deviation), tuned options picked up per
+dataset/model, preset and kind of forgetting, Deep Unlearn's per-seed ranks, the trade-off figure; the suite's cpu
+preset covers Deep Unlearn's 18 methods on three datasets."""
 
 import json
 
@@ -8,6 +9,7 @@ import pytest
 import torch
 
 import unlearn.tuned as tuned_mod
+from dcforget.errors import ForgetSpecError
 from experiments.kinds.leaderboard import REFERENCES, _cells, _rows, _run
 from experiments.runner import load_suite
 from experiments.workspace import Experiment, Workspace
@@ -46,12 +48,46 @@ def test_cells_rows_ranks_and_tuned_options(ws, tmp_path, monkeypatch):
     assert rows["retrain"]["retention_deviation"] == 0 and "avg_rank" not in rows["retrain"]
     rte = [by[("retrain", s)]["seconds"] / by[("finetune", s)]["seconds"] for s in (0, 1)]
     assert rows["finetune"]["rte"] == pytest.approx(sum(rte) / 2)
-    ranks = sorted(rows[m]["rank_l2_to_retrain"] for m in ("neggrad-plus", "finetune"))
-    assert ranks == [1, 2] and rows["finetune"]["avg_rank"] == pytest.approx(
-        sum(rows["finetune"][f"rank_{k}"] for k in ("retention_deviation", "indiscernibility", "rte", "l2_to_retrain")) / 4)
+    assert by[("finetune", 0)]["machine"] == by[("retrain", 0)]["machine"] is not None  # both timed here
+    for k in ("retention_deviation", "indiscernibility", "rte"):  # two methods: their ranks sum to 3 on every seed
+        assert rows["finetune"][f"rank_{k}"] + rows["neggrad-plus"][f"rank_{k}"] == pytest.approx(3)
+    assert "rank_l2_to_retrain" not in rows["finetune"]  # shown, not ranked
+    assert rows["finetune"]["avg_rank"] == pytest.approx(
+        sum(rows["finetune"][f"rank_{k}"] for k in ("retention_deviation", "indiscernibility", "rte")) / 3)
     # a file tuned under another preset is not this benchmark's
     ws.preset["tuned_preset"] = "cpu"
     assert _run(cells[2], exp, ws.for_experiment(exp))["tuned"] is None
+
+
+def _cell(method, seed, ra, ind, seconds, machine="here"):
+    return {"key": {"model": "mlp", "forget": "random:0.1", "method": method}, "seed": seed,
+            "result": {"retain_acc": ra, "forget_acc": 0.5, "val_acc": 0.5, "test_acc": 0.5, "mia": 0.5,
+                       "indiscernibility": ind, "l2_to_retrain": 1.0, "seconds": seconds, "machine": machine}}
+
+
+def test_ranks_are_per_seed_and_time_ratios_need_one_machine(tmp_path):
+    """Deep Unlearn ranks per seed: a method best on seed 0 and worst on seed 1 averages rank 1.5 (the ranks of the
+    seed means would make one of them first); a method timed on another machine than its retraining gets no
+    run-time efficiency on that seed, and RTE is not ranked where a method lacks it."""
+    exp = Experiment("lb", {"kind": "leaderboard", "models": ["mlp"], "methods": ["a", "b"], "forget": "random:0.1"})
+    cells = [_cell("retrain", 0, 1.0, 0.9, 10.0), _cell("retrain", 1, 1.0, 0.9, 10.0),
+             _cell("a", 0, 0.99, 0.9, 1.0), _cell("b", 0, 0.90, 0.8, 2.0),  # seed 0: a better everywhere
+             _cell("a", 1, 0.70, 0.1, 5.0), _cell("b", 1, 0.95, 0.85, 1.0, machine="gpu-node")]  # seed 1: b better
+    rows = {r["method"]: r for r in _rows(exp, cells)}
+    a, b = rows["a"], rows["b"]
+    assert a["rte"] == pytest.approx((10 + 2) / 2) and b["rte"] == pytest.approx(5.0) and b["rte_std"] == 0
+    assert a["avg_rank"] == pytest.approx(1.5) and b["avg_rank"] == pytest.approx(1.5)
+    assert a["avg_rank_std"] == pytest.approx(0.7071, abs=1e-3) and a["ranked_seeds"] == 2
+    assert a["rank_rte"] == 1 and b["rank_rte"] == 2  # seed 0 only: seed 1's b was timed elsewhere
+    assert a["rank_indiscernibility"] == 1.5  # 1 on seed 0, 2 on seed 1
+    pytest.importorskip("matplotlib")
+    from experiments.figures import draw
+
+    png = tmp_path / "lb.png"
+    assert draw("leaderboard", _rows(exp, cells), png, "trade-off") and png.stat().st_size > 1000
+    tied = [_cell("retrain", 0, 1.0, 0.9, 10.0), _cell("a", 0, 0.9, 0.8, 1.0), _cell("b", 0, 0.9, 0.8, 1.0)]
+    rows = {r["method"]: r for r in _rows(exp, tied)}
+    assert rows["a"]["avg_rank"] == rows["b"]["avg_rank"] == 1.5  # ties share their mean rank
 
 
 def test_the_benchmark_suite_covers_deep_unlearns_methods_on_three_datasets():
@@ -60,3 +96,14 @@ def test_the_benchmark_suite_covers_deep_unlearns_methods_on_three_datasets():
     eighteen = {"finetune", "gradient-ascent", "srl", "neggrad-plus", "bad-teacher", "salun", "scrub", "fisher", "iu",
                 "cf-k", "eu-k", "fcs", "msg", "cfw", "prmq", "ct", "kde", "rni"}
     assert all(eighteen <= set(e.spec["methods"]) for e in exps) and preset["seed_note"].startswith("A seed varies")
+    # issue #17's methods on CIFAR-10 and MNIST; the class-only ones in the class-forgetting experiments only
+    eight = {"ssd", "lfssd", "jit", "topk-perturb", "aru", "mia-guided", "unsir", "lrp-npp"}
+    for ds in ("cifar10", "mnist"):
+        mine = [e for e in exps if e.spec["dataset"] == ds]
+        assert eight <= set().union(*(e.spec["methods"] for e in mine))
+        assert {e.spec["forget"] for e in mine} == {"random:0.1", "class:2"}
+    for e in exps:
+        _cells(e, 1)  # every method defines the experiment's kind of forgetting (class-only ones are refused else)
+    bad = Experiment("x", {"kind": "leaderboard", "models": ["mlp"], "methods": ["unsir"], "forget": "random:0.1"})
+    with pytest.raises(ForgetSpecError, match="whole classes only"):
+        _cells(bad, 1)

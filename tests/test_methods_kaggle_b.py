@@ -142,7 +142,11 @@ def test_eu_k_reinitialises_then_fine_tunes(setup):
     data, cnn, _ = setup
     res = _run(cnn, data, "eu-k", num_blocks=1, epochs=2, lr=0.05, weight_decay=5.0, batch_size=512)
     ref = copy.deepcopy(cnn)
-    fresh = UnlearnContext(cnn, data, res.split, CPU, 0, {}).fresh_model()  # what the request builds: seed 0
+    ctx = UnlearnContext(cnn, data, res.split, CPU, 0, {})
+    fresh = ctx.fresh_model(ctx.derived_seed("eu-k"))  # what the request builds: a seed derived from its seed 0
+    same_seed = ctx.fresh_model()  # seed 0 itself: in the benchmark, the original's own initial weights
+    assert ctx.derived_seed("eu-k") == UnlearnContext(cnn, data, res.split, CPU, 0, {}).derived_seed("eu-k") != 0
+    assert not torch.equal(fresh.final.head[3].weight, same_seed.final.head[3].weight)
     for name in ("intermediate.4", "intermediate.5", "final.head"):
         ref.get_submodule(name).load_state_dict(fresh.get_submodule(name).state_dict())
     xr, yr = _retain(data, res)

@@ -136,14 +136,17 @@ def test_a_condensed_file_must_record_the_training_set_it_condenses():
     check_pairing(old_checkpoint, where="o.pt", fingerprint="ab" * 32)  # written before fingerprints: accepted
 
 
-def _tuned_file(root, preset, options, method="neggrad-plus", dataset="synthetic", model="cnn"):
+def _tuned_file(root, preset, options, method="neggrad-plus", dataset="synthetic", model="cnn", forget=None):
     import json
 
-    p = root / "tuned" / preset / f"{dataset}-{model}" / f"{method}.json"
-    p.parent.mkdir(parents=True)
+    from unlearn.tuned import tuned_filename
+
+    p = root / "tuned" / preset / f"{dataset}-{model}" / tuned_filename(method, forget or "random:0.1")
+    p.parent.mkdir(parents=True, exist_ok=True)
+    setup = {"per_class": 250, **({"forget": forget} if forget else {})}
     p.write_text(json.dumps({"method": method, "dataset": dataset, "model": model, "preset": preset,
                              "options": options, "trial": 3, "norm": 0.25, "study": {"trials": 20},
-                             "setup": {"per_class": 250}, "meta": {"git": "abc"}}))
+                             "setup": setup, "meta": {"git": "abc"}}))
     return p
 
 
@@ -175,6 +178,26 @@ def test_a_tuned_file_with_options_the_method_lacks_is_refused(files, tmp_path, 
     monkeypatch.setattr(tuned_mod, "config_dirs", lambda: [tmp_path])
     with pytest.raises(ConfigError, match="does not have"):
         UnlearnRequest(files["a"][0], "random:0.1", method="neggrad-plus", device="cpu").prepare()
+
+
+def test_tuned_options_match_the_kind_of_forgetting(files, tmp_path, monkeypatch):
+    """Options tuned for random forgetting are not used for class forgetting (and the CLI says why); a file tuned
+    for class forgetting serves one class or several."""
+    import unlearn.tuned as tuned_mod
+
+    cpu = _tuned_file(tmp_path, "cpu", {"alpha": 0.7}, forget="random:0.1")
+    paper = _tuned_file(tmp_path, "paper", {"alpha": 0.2}, forget="class:0")
+    assert (cpu.name, paper.name) == ("neggrad-plus.json", "neggrad-plus.class.json")  # one file per kind
+    monkeypatch.setattr(tuned_mod, "config_dirs", lambda: [tmp_path])
+    ck = files["a"][0]
+    assert UnlearnRequest(ck, "random:0.3", method="neggrad-plus", device="cpu").prepare().tuned.path == cpu
+    assert UnlearnRequest(ck, "classes:1,2", method="neggrad-plus", device="cpu").prepare().tuned.path == paper
+    paper.unlink()
+    prep = UnlearnRequest(ck, "class:1", method="neggrad-plus", device="cpu").prepare()
+    assert prep.tuned is None and prep.options == {} and "random forgetting, not class forgetting" in prep.tuned_note
+    r = CliRunner().invoke(unlearn_main, ["--method", "neggrad-plus", "--checkpoint", str(ck), "--forget", "class:1",
+                                          "--out", str(tmp_path / "o"), "--quiet"])
+    assert r.exit_code == 0 and "not used; the method's defaults apply" in r.output and "using tuned" not in r.output
 
 
 def test_smoke_tuned_files_never_reach_a_request(files, tmp_path, monkeypatch):

@@ -146,7 +146,14 @@ def test_bootstrap_roc_point_and_interval():
     assert same["auc"] == pytest.approx(0.5) and same["accuracy"] == pytest.approx(0.5)
 
 
-def test_cli_runs_and_routes_options(tmp_path):
+def test_cli_runs_and_routes_options(tmp_path, monkeypatch):
+    import unlearn.tuned as tuned_mod
+
+    tuned = tmp_path / "cfg" / "tuned" / "cpu" / "synthetic-mlp" / "finetune.json"  # tuned for random forgetting
+    tuned.parent.mkdir(parents=True)
+    tuned.write_text(json.dumps({"method": "finetune", "dataset": "synthetic", "model": "mlp", "preset": "cpu",
+                                 "options": {"lr": 0.02, "epochs": 3}, "setup": {"forget": "random:0.1"}}))
+    monkeypatch.setattr(tuned_mod, "config_dirs", lambda: [tmp_path / "cfg"])
     out = tmp_path / "ulira.json"
     args = ["ulira", SPEC, "--model", "mlp", "--epochs", "2", "--splits", "4", "--forget-sets", "2",
             "--forget-fraction", "0.5", "--splits-per-job", "2", "--bootstrap", "20", "--method", "none",
@@ -155,7 +162,9 @@ def test_cli_runs_and_routes_options(tmp_path):
     assert res.exit_code == 0, res.output
     rep = json.loads(out.read_text())
     assert set(rep["attacks"]) == {"original", "retrained", "none", "finetune"}
-    assert rep["setup"]["methods"] == {"none": {}, "finetune": {"epochs": 1}}  # an option goes where it belongs
+    # an option goes where it belongs, over the method's tuned options
+    assert rep["setup"]["methods"] == {"none": {}, "finetune": {"lr": 0.02, "epochs": 1}}
+    assert set(rep["tuned"]) == {"finetune"} and rep["tuned"]["finetune"]["file"] == str(tuned)
     assert rep["meta"]["git"] and rep["executor"]["executor"] == "local" and rep["jobs"]["computed_now"] == 2
     res = CliRunner().invoke(attacks_main, [*args, "--out", str(out), "--force"])
     assert res.exit_code == 0 and "0 computed now, 2 read back" in res.output

@@ -33,9 +33,7 @@ from .request import UnlearnRequest
 @click.option("--condensed-model", is_flag=True, help="DC-U's condensed-model mode (= --method condensed-model).")
 @click.option("--epochs", type=click.IntRange(min=1), default=None, help="Epochs of the method's training.")
 @opt("option", help="A method option (repeatable; see `unlearn methods`); types are checked.")
-@click.option("--tuned/--untuned", default=True, show_default=True,
-              help="Use the method's tuned options for the checkpoint's dataset and model (configs/tuned/, written "
-                   "by `experiments tune`) where there are some; your --option values override them.")
+@opt("tuned")
 @options("data_dir", "download")
 @run_options
 @out_dir("model.pt and report.json, written as one unit (default runs/unlearn/METHOD-SPEC).")
@@ -151,7 +149,8 @@ def methods_cmd() -> None:
     for name in METHODS.names():
         m = METHODS.get(name)
         caps = {"needs_condensed": "needs --from-condensed", "needs_offline": "needs an `unlearn offline` checkpoint",
-                "trains_fresh": "trains a fresh model", "zero_shot": "uses no retain data"}
+                "trains_fresh": "trains a fresh model", "zero_shot": "uses no retain data",
+                "auxiliary": "reads held-out validation images", "class_only": "class forgetting only"}
         need = f" ({'; '.join(caps[c] for c in m.capabilities)})" if m.capabilities else ""
         click.echo(f"{name:16s} {m.summary}{need}\n{'':17s}" + ", ".join(f"{k}={v}" for k, v in m.defaults.items()))
 
@@ -232,6 +231,8 @@ def run_request_cli(*, condensed_file, checkpoint, forget_spec, method, epochs, 
     prepared = request.prepare()
     if prepared.tuned is not None:
         click.echo(f"using {prepared.tuned.describe()}; --untuned turns them off", err=True)
+    elif prepared.tuned_note is not None:
+        click.echo(prepared.tuned_note, err=True)
     res = prepared.run(quiet=quiet, config=config)
     rep = res.report
     report_text = json.dumps(rep, indent=2)

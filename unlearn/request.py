@@ -34,9 +34,9 @@ from dcforget.runtime import resolve_device, synchronize
 from dcforget.train import evaluate
 
 from .audit import ReducedSetLeakError, audit_served, require_clean
-from .methods import DEFAULT_METHOD, METHODS, UnlearnContext
+from .methods import DEFAULT_METHOD, METHODS, UnlearnContext, zero_shot_view
 from .reduced import assemble_reduced
-from .tuned import Tuned, find_tuned
+from .tuned import Tuned, find_tuned, forget_kind, whole_classes
 
 
 @dataclass
@@ -83,6 +83,12 @@ def evaluate_split(model: Classifier, data: Data, split: ForgetSplit, device: to
             "mia_splits": mia.split_accuracies, "indiscernibility": mia.indiscernibility}
 
 
+def check_forget_kind(method: str, spec: str) -> None:
+    """ForgetSpecError where ``method`` is defined for whole classes only and ``spec`` asks for something else."""
+    if METHODS.get(method).class_only and not whole_classes(spec):
+        raise ForgetSpecError(f"method {method!r} forgets whole classes only (class:C or classes:C1,C2), not {spec!r}")
+
+
 def unlearn_request(original: Classifier, data: Data, spec: str, method: str, *, device: torch.device, seed: int = 0,
                     options: dict[str, Any] | None = None, condensed: CondensedSet | None = None,
                     previous_forget: list[int] | None = None, quiet: bool = False,
@@ -97,6 +103,7 @@ def unlearn_request(original: Classifier, data: Data, spec: str, method: str, *,
         m.validate(dict(options or {}))
     if m.needs_condensed and condensed is None:
         raise ConfigError(f"method {method!r} works from a condensed set: give --from-condensed FILE")
+    check_forget_kind(method, spec)
     split = cumulative_split(data, spec, seed, previous_forget, model=original.to(device).eval())
     synchronize(device)
     t0 = time.perf_counter()
@@ -109,8 +116,15 @@ def unlearn_request(original: Classifier, data: Data, spec: str, method: str, *,
         independent = require_clean(audit_served(split, condensed, data.train.labels, reduced.real_indices,
                                                  reduced.condensed_rows))
     t1 = time.perf_counter()
-    ctx = UnlearnContext(original.to(device).eval(), data, split, device, seed, opts, quiet, condensed, reduced,
-                         artefacts=dict(artefacts or {}))
+    if m.zero_shot:  # enforced, not promised: the method's context holds the forget set and nothing else
+        seen, seen_split = zero_shot_view(data, split, m.auxiliary)
+        ctx = UnlearnContext(original.to(device).eval(), seen, seen_split, device, seed, opts, quiet, zero_shot=True)
+    else:
+        ctx = UnlearnContext(original.to(device).eval(), data, split, device, seed, opts, quiet, condensed, reduced,
+                             artefacts=dict(artefacts or {}))
+    held = ctx.data
+    data_seen = {"zero_shot": m.zero_shot, "forget": len(ctx.split.forget), "retain": len(ctx.split.retain),
+                 "validation": len(held.val) if held.val is not None else 0, "test": len(held.test)}
     model = m.run(ctx).eval()
     synchronize(device)
     t2 = time.perf_counter()
@@ -128,7 +142,7 @@ def unlearn_request(original: Classifier, data: Data, spec: str, method: str, *,
         "independent_audit": None if independent is None else {
             **(ctx.served_audits[-1] if ctx.served_audits else independent),
             "scope": "served" if ctx.served_audits else "assembled", "served_calls": len(ctx.served_audits)},
-        "options": opts, "method_extra": ctx.extra, "config": config or {},
+        "options": opts, "method_extra": ctx.extra, "data_seen": data_seen, "config": config or {},
         **data.split_meta(),
         "device": str(device), "toolkit_version": __version__, "torch_version": str(torch.__version__),
         "created_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
@@ -170,6 +184,7 @@ class UnlearnRequest:
             raise ConfigError("give a condensed file (--from-condensed FILE, for the default method) or a method "
                               "(--method NAME)")
         m = METHODS.get(method)
+        check_forget_kind(method, self.forget)
         where = f" of method {method!r}"
         opts = {**check_options(dict(self.options), m.defaults, where), **parse_options(self.option_pairs, m.defaults, where)}
         if self.epochs is not None:
@@ -181,7 +196,14 @@ class UnlearnRequest:
         if m.needs_condensed and self.condensed_file is None:
             raise ConfigError(f"method {method!r} works from a condensed set: give --from-condensed FILE")
         meta, _, tensors = read_checkpoint_meta(self.checkpoint, with_tensors=True)
-        tuned = find_tuned(method, meta.dataset, meta.arch, m.defaults) if self.tuned and meta.dataset else None
+        tuned = note = None
+        if self.tuned and meta.dataset:
+            tuned = find_tuned(method, meta.dataset, meta.arch, m.defaults, forget=self.forget)
+            other = find_tuned(method, meta.dataset, meta.arch, m.defaults) if tuned is None else None
+            if other is not None:
+                note = (f"tuned options for {method} on {meta.dataset.split(':')[0]}/{meta.arch} ({other.path}) were "
+                        f"tuned for {forget_kind(other.summary['forget'])} forgetting, not "
+                        f"{forget_kind(self.forget)} forgetting: not used; the method's defaults apply")
         if tuned is not None:  # tuned options under the user's own
             opts = {**tuned.options, **opts}
             if m.validate is not None:
@@ -205,7 +227,7 @@ class UnlearnRequest:
         ck, data = open_checkpoint(self.checkpoint, self.data_dir, self.download)
         if condensed is not None:  # the condensed file against the training set actually loaded, too
             check_pairing(condensed, where=f"condensed file {self.condensed_file}", fingerprint=data.fingerprint())
-        return PreparedRequest(self, method, opts, ck, data.to(device), condensed, device, tuned)
+        return PreparedRequest(self, method, opts, ck, data.to(device), condensed, device, tuned, note)
 
 
 @dataclass
@@ -219,6 +241,7 @@ class PreparedRequest:
     condensed: CondensedSet | None
     device: torch.device
     tuned: Tuned | None = None  # where the options came from, when a tuned file supplied them
+    tuned_note: str | None = None  # why a tuned file for this method, dataset and model was not used
 
     @property
     def meta(self) -> CheckpointMeta:

@@ -6,11 +6,14 @@ split; the experiment's ``tuned_on`` names the dataset whose tuning it reuses) o
 registered defaults (the report says which, per row).
 
 Per cell: RA, FA, VA, TA, the population MIA of forget vs test (and vs validation), its indiscernibility, seconds,
-and the L2 distance of the unlearned weights to the same seed's retrained model. Rows: mean ± sample std over
-seeds, time as Deep Unlearn's run-time efficiency (retraining's seconds / the method's), retention deviation
-(mean over RA, FA, TA of |acc / retraining's acc - 1|), and ranks per metric within the table (on the seed means;
-ties get distinct ranks) plus their average. Deep Unlearn ranks per seed and aggregates the ranks; that, and
-leaving out L2 (secondary there), is still to do. Retraining and the original are reference rows."""
+the machine that timed it, and the L2 distance of the unlearned weights to the same seed's retrained model. Rows:
+mean ± sample std over seeds, time as Deep Unlearn's run-time efficiency (retraining's seconds / the method's, per
+seed, only where both were timed on the same machine: a retraining read back from a file another run made
+elsewhere gives no ratio), retention deviation (mean over RA, FA, TA of |acc / retraining's acc - 1|), and ranks
+as Deep Unlearn's: per seed, the methods are ranked on retention deviation, indiscernibility and RTE (ties share
+their mean rank), and a row's rank per metric and its average rank are means over seeds (± sample std of the
+per-seed average). L2 is shown, not ranked (secondary in Deep Unlearn). Retraining and the original are
+reference rows, never ranked."""
 
 from __future__ import annotations
 
@@ -20,8 +23,10 @@ from typing import Any
 
 import torch
 
+from dcforget.errors import ConfigError
+from dcforget.provenance import machine
 from unlearn.methods import METHODS
-from unlearn.request import unlearn_request
+from unlearn.request import check_forget_kind, unlearn_request
 from unlearn.tuned import find_tuned
 
 from ..report import mean_std
@@ -33,13 +38,12 @@ REFERENCES = ("retrain", "none")  # retraining, and the original untouched ("non
 def _cells(exp: Experiment, seeds: int) -> list[Cell]:
     s = exp.spec
     methods = [m for m in s["methods"] if m not in REFERENCES]
+    forget = s.get("forget", "random:0.1")
     for m in methods:
         if METHODS.get(m).needs_offline:
-            from dcforget.errors import ConfigError
-
             raise ConfigError(f"experiment {exp.name}: {m!r} needs DC-U's offline phase per seed, which the "
                               "leaderboard does not build yet")
-    forget = s.get("forget", "random:0.1")
+        check_forget_kind(m, forget)
     return [Cell(exp.name, {"model": model, "forget": forget, "method": m}, seed)
             for model in s["models"] for seed in range(seeds) for m in (*REFERENCES, *methods)]
 
@@ -53,7 +57,8 @@ def method_options(exp: Experiment, ws: Workspace, method: str, arch: str) -> tu
         return {k: v for k, v in train.items() if k in known}, None
     known = METHODS.get(method).defaults
     tuned = find_tuned(method, exp.spec.get("tuned_on", ws.preset["dataset"]), arch, known,
-                       preset=ws.preset.get("tuned_preset"))  # only files tuned under this benchmark's preset
+                       preset=ws.preset.get("tuned_preset"),  # only files tuned under this benchmark's preset
+                       forget=exp.spec.get("forget", "random:0.1"))
     out = dict(tuned.options) if tuned is not None else {}
     for source in (ws.preset.get("method_options", {}), exp.spec.get("method_options", {})):
         for scope in ("*", method, f"{method}@{arch}"):
@@ -79,14 +84,16 @@ def _run(cell: Cell, exp: Experiment, ws: Workspace) -> dict[str, Any]:
     if method == "retrain":
         out = {key: ref[key] for key in ("retain_acc", "forget_acc", "val_acc", "val_mia", "test_acc", "mia",
                                          "indiscernibility")}
-        return {**out, "seconds": ref["time"]["total_s"], "l2_to_retrain": 0.0, "options": ref["options"], "tuned": None}
+        return {**out, "seconds": ref["time"]["total_s"], "machine": ref.get("machine"), "l2_to_retrain": 0.0,
+                "options": ref["options"], "tuned": None}
     condensed = ws.condensed(arch, seed=cell.seed) if METHODS.get(method).needs_condensed else None
     res = unlearn_request(ws.original(arch, cell.seed), ws.data(), forget, method, device=ws.device, seed=cell.seed,
                           quiet=ws.quiet, options=options, condensed=condensed)
     r = res.report
     out = {key: r[key] for key in ("retain_acc", "forget_acc", "val_acc", "val_mia", "test_acc", "mia",
                                    "indiscernibility")}
-    return {**out, "seconds": r["time"]["total_s"], "l2_to_retrain": l2_distance(res.model, retrained),
+    return {**out, "seconds": r["time"]["total_s"], "machine": machine(ws.device),
+            "l2_to_retrain": l2_distance(res.model, retrained),
             "options": r["options"], "tuned": tuned, "method_extra": r.get("method_extra", {})}
 
 
@@ -94,7 +101,35 @@ COLUMNS = (("retain_acc", "RA", ".2f"), ("forget_acc", "FA", ".2f"), ("val_acc",
            ("test_acc", "TA", ".2f"), ("mia", "MIA", ".2f"), ("indiscernibility", "Indisc.", ".3f"),
            ("retention_deviation", "RetDev", ".3f"), ("rte", "RTE", ".2f"), ("l2_to_retrain", "L2 to R", ".2f"),
            ("avg_rank", "avg rank", ".2f"), ("tuned", "options", "s"))
-RANKED = {"retention_deviation": False, "indiscernibility": True, "rte": True, "l2_to_retrain": False}  # True: higher is better
+RANKED = {"retention_deviation": False, "indiscernibility": True, "rte": True}  # True: higher is better
+
+
+def _per_seed(c: dict[str, Any], ref: dict[str, Any] | None, method: str) -> dict[str, float]:
+    """One cell's ranked metrics against the same seed's retraining ``ref``."""
+    r = c["result"]
+    out = {"indiscernibility": r["indiscernibility"]}
+    if ref is not None:
+        # retention: accuracy / retraining's, over the accuracies retraining has (class forgetting's FA is 0)
+        out["retention_deviation"] = statistics.fmean(abs(r[a] / ref[a] - 1) for a in ("retain_acc", "forget_acc",
+                                                                                        "test_acc") if ref[a] > 0)
+        # the untouched original takes no time; a ratio needs both times from one machine
+        if method != "none" and r.get("machine") is not None and r.get("machine") == ref.get("machine"):
+            out["rte"] = ref["seconds"] / max(r["seconds"], 1e-9)
+    return out
+
+
+def _ranks(values: dict[str, float], higher: bool) -> dict[str, float]:
+    """Rank 1 = best; tied values share the mean of their ranks."""
+    order = sorted(values, key=lambda m: -values[m] if higher else values[m])
+    out, i = {}, 0
+    while i < len(order):
+        j = i
+        while j + 1 < len(order) and values[order[j + 1]] == values[order[i]]:
+            j += 1
+        for m in order[i:j + 1]:
+            out[m] = (i + j) / 2 + 1
+        i = j + 1
+    return out
 
 
 def _rows(exp: Experiment, cells: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -103,7 +138,7 @@ def _rows(exp: Experiment, cells: list[dict[str, Any]]) -> list[dict[str, Any]]:
         forget = exp.spec.get("forget", "random:0.1")
         retrain = {c["seed"]: c["result"] for c in cells if c["key"] == {"model": model, "forget": forget,
                                                                            "method": "retrain"}}
-        table = []
+        table, per_seed = [], {}
         for m in (*REFERENCES, *[m for m in exp.spec["methods"] if m not in REFERENCES]):
             got = [c for c in cells if c["key"] == {"model": model, "forget": forget, "method": m}]
             if not got:
@@ -114,28 +149,36 @@ def _rows(exp: Experiment, cells: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 row[key], row[key + "_std"] = mean_std([100 * c["result"][key] for c in got])
             for key in ("indiscernibility", "l2_to_retrain"):
                 row[key], row[key + "_std"] = mean_std([c["result"][key] for c in got])
-            paired = [c for c in got if c["seed"] in retrain]
-            if paired:
-                # retention: accuracy / retraining's, over the accuracies retraining has (class forgetting's FA is 0)
-                dev = [statistics.fmean(abs(c["result"][a] / retrain[c["seed"]][a] - 1)
-                                        for a in ("retain_acc", "forget_acc", "test_acc") if retrain[c["seed"]][a] > 0)
-                       for c in paired]
-                row["retention_deviation"], row["retention_deviation_std"] = mean_std(dev)
-                if m != "none":  # the untouched original takes no time: no efficiency to speak of
-                    rte = [retrain[c["seed"]]["seconds"] / max(c["result"]["seconds"], 1e-9) for c in paired]
-                    row["rte"], row["rte_std"] = mean_std(rte)
+            per_seed[m] = {c["seed"]: _per_seed(c, retrain.get(c["seed"]), m) for c in got}
+            for key in ("retention_deviation", "rte"):
+                vals = [v[key] for v in per_seed[m].values() if key in v]
+                if vals:
+                    row[key], row[key + "_std"] = mean_std(vals)
             files = {c["result"].get("tuned") for c in got}
             row["tuned"] = "reference" if m in REFERENCES else ("tuned" if files != {None} else "defaults")
             table.append(row)
-        ranked = [r for r in table if r["method"] not in REFERENCES]
-        for key, higher in RANKED.items():
-            order = sorted((r for r in ranked if key in r), key=lambda r: -r[key] if higher else r[key])
-            for i, r in enumerate(order, 1):
-                r[f"rank_{key}"] = i
-        for r in ranked:
-            rs = [r[f"rank_{k}"] for k in RANKED if f"rank_{k}" in r]
-            if rs:
-                r["avg_rank"] = sum(rs) / len(rs)
+        ranked = {r["method"]: r for r in table if r["method"] not in REFERENCES}
+        seeds = sorted(set.intersection(*(set(per_seed[m]) for m in ranked))) if ranked else []
+        by_method: dict[str, dict[str, list[float]]] = {m: {} for m in ranked}
+        averages: dict[str, list[float]] = {m: [] for m in ranked}
+        for seed in seeds:
+            seed_ranks: dict[str, list[float]] = {m: [] for m in ranked}
+            for key, higher in RANKED.items():
+                vals = {m: per_seed[m][seed][key] for m in ranked if key in per_seed[m][seed]}
+                if len(vals) != len(ranked):  # a metric some method lacks on this seed is not ranked there
+                    continue
+                for m, rank in _ranks(vals, higher).items():
+                    by_method[m].setdefault(key, []).append(rank)
+                    seed_ranks[m].append(rank)
+            for m, rs in seed_ranks.items():
+                if rs:
+                    averages[m].append(statistics.fmean(rs))
+        for m, r in ranked.items():
+            for key, rs in by_method[m].items():
+                r[f"rank_{key}"] = statistics.fmean(rs)
+            if averages[m]:
+                r["avg_rank"], r["avg_rank_std"] = mean_std(averages[m])
+                r["ranked_seeds"] = len(averages[m])
         rows += table
     return rows
 

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, field
+import hashlib
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
 import torch
 
 from dcforget.condensed_store import CondensedSet
 from dcforget.datasets import Data
+from dcforget.errors import DcForgetError
 from dcforget.forget import ForgetSplit
 from dcforget.models import Classifier
 from dcforget.registry import Registry
@@ -19,6 +21,24 @@ from dcforget.train import TrainConfig, as_unit
 
 from ..audit import audit_served, require_clean
 from ..reduced import ReducedSet
+
+
+class ZeroShotAccessError(DcForgetError):
+    """A method registered as zero-shot asked for retain data."""
+
+
+def zero_shot_view(data: Data, split: ForgetSplit, auxiliary: bool = False) -> tuple[Data, ForgetSplit]:
+    """What a zero-shot method is given: a training set that IS the forget set (in the split's order, so its
+    positions are 0..n-1) and an empty test split; the validation split (held out from training: images the model
+    never saw) only for a method that declares ``auxiliary``; retain data is not there to be read."""
+    idx = split.forget.to(data.train.labels.device)
+    empty = data.test.subset(torch.zeros(0, dtype=torch.long))
+    keep = auxiliary and data.val is not None
+    view = replace(data, train=data.train.subset(idx), test=empty, val=data.val if keep else None,
+                   val_source_indices=data.val_source_indices if keep else None,
+                   source_indices=data.source_indices[split.forget.cpu()], _fingerprint=None)
+    n = len(split.forget)
+    return view, ForgetSplit(split.spec, torch.arange(n), torch.zeros(0, dtype=torch.long))
 
 
 @dataclass
@@ -35,6 +55,12 @@ class UnlearnContext:
     extra: dict[str, Any] = field(default_factory=dict)  # what a method reports back (e.g. epochs run)
     artefacts: dict[str, torch.Tensor] = field(default_factory=dict)  # tensors stored in the checkpoint
     served_audits: list[dict[str, Any]] = field(default_factory=list)  # unlearn.audit of each reduced_tensors call
+    zero_shot: bool = False  # the method declared zero-shot: ``data`` holds the forget set only (see zero_shot_view)
+
+    def _no_retain(self, what: str) -> None:
+        if self.zero_shot:
+            raise ZeroShotAccessError(f"a zero-shot method may not use {what}: it sees the forget set (and the model) "
+                                      "only")
 
     def copy_original(self) -> Classifier:
         return copy.deepcopy(self.original).to(self.device)
@@ -46,7 +72,15 @@ class UnlearnContext:
         with seeded(self.seed if seed is None else seed):
             return model_from_config(self.original.config).to(self.device)
 
+    def derived_seed(self, purpose: str) -> int:
+        """A seed for one use within the request (``purpose`` names it), drawn from the request's seed but not equal
+        to it: the request's seed is often the original's, so ``fresh_model()`` under it rebuilds the original's own
+        initial weights, which a re-initialisation must not reuse."""
+        digest = hashlib.sha256(f"{self.seed}:{purpose}".encode()).digest()
+        return int.from_bytes(digest[:4], "little") & 0x7FFFFFFF
+
     def retain(self) -> tuple[torch.Tensor, torch.Tensor]:
+        self._no_retain("the retain set")
         idx = self.split.retain.to(self.data.train.labels.device)
         return self.data.train.images[idx], self.data.train.labels[idx]
 
@@ -61,6 +95,7 @@ class UnlearnContext:
 
         The exact training positions and condensed rows gathered here are first checked by the independent audit
         (unlearn.audit) against the request's split; a leak raises ReducedSetLeakError and nothing is served."""
+        self._no_retain("the reduced retain set")
         r, cs = self.reduced, self.condensed
         dev = self.device
         real_idx = r.real_indices.to(self.data.train.labels.device)
@@ -79,6 +114,7 @@ class UnlearnContext:
 
     def forgotten_classes(self) -> torch.Tensor:
         """Bool [classes]: True for a class with no retain sample left (class forgetting)."""
+        self._no_retain("the retain set's labels")
         labels = self.data.train.labels
         left = torch.bincount(labels[self.split.retain.to(labels.device)].cpu(), minlength=self.data.info.num_classes)
         return left == 0
@@ -86,6 +122,7 @@ class UnlearnContext:
     def remembrance(self, keep_forgotten_classes: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
         """The remembrance set stored by ``unlearn offline``. Classes with no retain image left (class forgetting)
         are dropped unless ``keep_forgotten_classes`` (the reference keeps them, and so re-teaches the class)."""
+        self._no_retain("the remembrance set")
         if "remembrance_images" not in self.artefacts:
             from dcforget.errors import ConfigError
 
@@ -113,20 +150,23 @@ class Method:
     needs_condensed: bool = False  # reads a condensed file (--from-condensed): its reduced retain set
     needs_offline: bool = False  # starts from DC-U's offline phase (`unlearn offline`): its remembrance set
     trains_fresh: bool = False  # trains a freshly initialised network (the rest start from the original)
-    zero_shot: bool = False  # uses no retain data, only the forget set and the model
+    zero_shot: bool = False  # uses no retain data, only the forget set and the model (enforced by the request)
     validate: Callable[[dict[str, Any]], None] | None = None  # checks the options a user gave, together
     space: Space = field(default_factory=dict)  # what a hyperparameter search varies (dcforget.space)
+    auxiliary: bool = False  # zero-shot, but also reads held-out images (the validation split) that were never trained on
+    class_only: bool = False  # defined for forgetting whole classes only (the request refuses other forget specs)
 
     @property
     def capabilities(self) -> list[str]:
-        return [name for name in ("needs_condensed", "needs_offline", "trains_fresh", "zero_shot") if getattr(self, name)]
+        return [name for name in ("needs_condensed", "needs_offline", "trains_fresh", "zero_shot", "auxiliary",
+                                  "class_only") if getattr(self, name)]
 
 
 METHODS: Registry[Method] = Registry("unlearning method")
 
 
 def register(name: str, *, summary: str, needs_condensed: bool = False, needs_offline: bool = False,
-             trains_fresh: bool = False, zero_shot: bool = False,
+             trains_fresh: bool = False, zero_shot: bool = False, auxiliary: bool = False, class_only: bool = False,
              validate: Callable[[dict[str, Any]], None] | None = None, space: Space | None = None,
              shared_space: bool = True, **defaults: Any):
     """``validate``: called with the options a user gave (before defaults fill in the rest), for combinations the
@@ -135,8 +175,10 @@ def register(name: str, *, summary: str, needs_condensed: bool = False, needs_of
     full_space = method_space(defaults, space, shared_space)
 
     def deco(fn: Callable[[UnlearnContext], Classifier]) -> Callable[[UnlearnContext], Classifier]:
+        if auxiliary and not zero_shot:
+            raise ValueError(f"method {name!r}: auxiliary data is a zero-shot method's (the others see all data)")
         METHODS.register(name)(Method(fn, defaults, summary, needs_condensed, needs_offline, trains_fresh, zero_shot,
-                                      validate, full_space))
+                                      validate, full_space, auxiliary, class_only))
         return fn
 
     return deco

@@ -14,7 +14,9 @@ Options beyond CF-k's:
 
 * ``init`` -- ``"fresh"`` (default): each re-initialised module takes the state (parameters AND buffers, so
   BatchNorm running statistics too) of the same module in a freshly initialised model of the architecture built
-  from the request's seed (``ctx.fresh_model()``), i.e. the toolkit's own initialisation. ``"reference"``: Deep
+  from a seed derived from the request's (``ctx.fresh_model(ctx.derived_seed("eu-k"))``), i.e. the toolkit's own
+  initialisation. Not the request's seed itself: the benchmark trains each original from the same seed as its
+  request, so that seed would put back the original's own initial weights (a rewind, not a re-initialisation). ``"reference"``: Deep
   Unlearn's ``init_weights`` applied under the request's seed (Conv2d Kaiming-uniform fan_out/relu, Linear
   Xavier-uniform, biases 0, BatchNorm2d weight 1 / bias 0); it leaves BN running statistics (and GroupNorm
   affines) as trained, which is the reference's behaviour.
@@ -61,7 +63,7 @@ def _reference_init(m: nn.Module) -> None:
 def reinitialise(ctx: UnlearnContext, model: Classifier, modules: list[nn.Module], init: str) -> None:
     """Re-initialise ``modules`` of ``model`` in place (``init``: "fresh" or "reference", see the module docstring)."""
     if init == "fresh":
-        fresh = ctx.fresh_model()
+        fresh = ctx.fresh_model(ctx.derived_seed("eu-k"))
         names = {id(m): n for n, m in model.named_modules()}
         for m in modules:
             m.load_state_dict(fresh.get_submodule(names[id(m)]).state_dict())

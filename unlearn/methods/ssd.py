@@ -1,0 +1,111 @@
+"""Selective Synaptic Dampening (Foster, Schoepf, Brintrup, "Fast Machine Unlearning Without Retraining Through
+Selective Synaptic Dampening", AAAI 2024; authors' code ``if-loops/selective-synaptic-dampening``, ``src/ssd.py``
+``ParameterPerturber`` and ``ssd_tuning`` in ``src/forget_*_strategies.py``; ../shared/reference/unlearning-methods.md
+§2.4). No training step: one pass over the forget set and one over the training set.
+
+1. Importances, model in eval mode, every trainable parameter: for each batch B of a loader (unshuffled, batch
+   ``batch_size``), the SQUARED gradient of the batch-mean cross-entropy, averaged over the batches:
+   ``I_S = mean_B (d mean_{b in B} CE(f(x_b), y_b) / d theta)^2``. This is the reference's estimate (not a
+   per-sample Fisher), so it depends on the batch size, which is therefore an option (the reference's 128).
+   ``I_Df`` on the forget set; ``I_D`` on the whole training set in the reference's order: the retain set, then
+   the forget set (``ConcatDataset((retain, forget))``).
+2. Selection and dampening: where ``I_Df > alpha * I_D``, ``theta *= min((lam * I_D / I_Df) ** exponent, 1)``;
+   every other parameter (and every buffer) is left as it is.
+
+Defaults are the reference's for every scenario (random, sub-class and full-class, ResNet-18): ``alpha``
+(``selection_weighting``) 10, ``lam`` (``dampening_constant``) 1, ``exponent`` 1, batches of 128. Searched:
+alpha and lam, log-uniform (the paper tunes both; Deep Unlearn has no SSD). Works on every architecture (it only
+reads gradients) and for every forget spec. Not zero-shot: I_D reads the retain set.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from dcforget.space import Fixed, Float
+from dcforget.train import as_unit
+
+from .base import UnlearnContext, register
+from .common import require
+
+ImportanceLoss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (logits, labels) -> scalar loss
+
+
+def ce_loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    return F.cross_entropy(logits, y)
+
+
+def importances(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int, loss: ImportanceLoss = ce_loss,
+                power: str = "square") -> dict[str, torch.Tensor]:
+    """Per-parameter importance over ``x`` (uint8 or [0,1] float): the gradient of ``loss`` on each batch (in
+    order, ``batch_size`` each, the last one smaller), squared (``power="square"``: SSD) or absolute (``"abs"``:
+    LFSSD), averaged over the batches. Evaluated in eval mode; the model's mode and gradients are restored."""
+    was = model.training
+    model.eval()
+    params = {n: p for n, p in model.named_parameters() if p.requires_grad}
+    total = {n: torch.zeros_like(p) for n, p in params.items()}
+    bounds = list(range(0, len(y), batch_size)) + [len(y)]  # the reference's DataLoader: a last batch of 1 stays
+    try:
+        for lo, hi in zip(bounds[:-1], bounds[1:]):
+            grads = torch.autograd.grad(loss(model(as_unit(x[lo:hi])), y[lo:hi]), list(params.values()),
+                                        allow_unused=True)
+            for (n, _), g in zip(params.items(), grads):
+                if g is not None:
+                    total[n] += g.pow(2) if power == "square" else g.abs()
+    finally:
+        model.train(was)
+    batches = max(len(bounds) - 1, 1)
+    return {n: t / batches for n, t in total.items()}
+
+
+@torch.no_grad()
+def dampen(model: nn.Module, full: dict[str, torch.Tensor], forget: dict[str, torch.Tensor], alpha: float, lam: float,
+           exponent: float = 1.0) -> dict[str, int]:
+    """SSD's rule in place: where ``forget > alpha * full``, multiply the parameter by
+    ``min((lam * full / forget) ** exponent, 1)``. Returns how many parameters were selected, per name."""
+    selected = {}
+    for n, p in model.named_parameters():
+        if n not in full:
+            continue
+        where = forget[n] > alpha * full[n]
+        factor = (lam * full[n][where] / forget[n][where]).pow(exponent).clamp(max=1.0)
+        p[where] = p[where] * factor
+        selected[n] = int(where.sum())
+    return selected
+
+
+def check(o: dict, name: str = "ssd") -> None:
+    require(o, name, positive_int=("batch_size",), positive=("alpha", "lam", "exponent"))
+
+
+def run_ssd(ctx: UnlearnContext, name: str, loss: ImportanceLoss, power: str) -> nn.Module:
+    """SSD or LFSSD (they differ in the importance's loss and power only)."""
+    o = ctx.options
+    check(o, name)
+    alpha, lam, exponent = (float(o[k]) for k in ("alpha", "lam", "exponent"))
+    model = ctx.copy_original()
+    xf, yf = ctx.forget()
+    xr, yr = ctx.retain()
+    bs = int(o["batch_size"])
+    imp_forget = importances(model, xf, yf, bs, loss, power)
+    imp_full = importances(model, torch.cat([xr, xf]), torch.cat([yr, yf]), bs, loss, power)
+    selected = dampen(model, imp_full, imp_forget, alpha, lam, exponent)
+    total = sum(p.numel() for n, p in model.named_parameters() if n in imp_full)
+    ctx.extra.update(selected_parameters=sum(selected.values()), parameters=total,
+                     selected_fraction=sum(selected.values()) / max(total, 1))
+    return model
+
+
+SPACE = {"alpha": Float(1.0, 100.0, log=True), "lam": Float(0.1, 10.0, log=True), "exponent": Fixed(1.0),
+         "batch_size": Fixed(128)}
+
+
+@register("ssd", summary="Selective Synaptic Dampening: dampen parameters far more important to the forget set than "
+                         "to the training set (no training)", space=SPACE, shared_space=False, validate=check,
+          alpha=10.0, lam=1.0, exponent=1.0, batch_size=128)
+def ssd(ctx: UnlearnContext):
+    return run_ssd(ctx, "ssd", ce_loss, "square")
