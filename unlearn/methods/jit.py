@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import torch
 
-from dcforget.runtime import generator
+from dcforget.runtime import generator, seeded
 from dcforget.space import Fixed, Float
 from dcforget.train import as_unit
 
@@ -41,6 +41,30 @@ from .common import require
 def check(o: dict) -> None:
     require(o, "jit", positive_int=("batch_size", "n_samples"), positive=("sigma", "lr"),
             choices={"mode": ("eval", "train")}, flags=("reference_bug",))
+
+
+def _step(model, opt, x, mean, std, k, sigma, gen, accumulate: bool) -> float:
+    """One JiT step on the batch ``x`` (unit-space images); returns its loss."""
+    xn = (x - mean) / std  # the reference's input space
+    noise = torch.randn((k, *xn.shape), generator=gen).to(x.device) * sigma
+    xn2 = torch.clamp(xn.unsqueeze(0) + noise, min=xn.min(), max=xn.max())  # [N, B, C, H, W]
+    if not accumulate:
+        opt.zero_grad(set_to_none=True)
+    out = model(x)
+    with torch.no_grad():
+        x2 = xn2 * std + mean
+        if model.training:  # train-mode BN normalises by its batch: one copy at a time, as the reference
+            out2 = torch.stack([model(x2[i]) for i in range(k)])
+        else:  # no batch dependence: the N copies together, about 1,024 images a pass
+            flat = x2.flatten(0, 1)
+            step = max(len(x), 1024 // max(len(x), 1) * len(x))
+            out2 = torch.cat([model(flat[i:i + step]) for i in range(0, len(flat), step)]).view(k, len(x), -1)
+    in_norm = torch.linalg.vector_norm((xn.unsqueeze(0) - xn2).flatten(2), dim=2)  # [N, B]
+    out_norm = torch.linalg.vector_norm(out.unsqueeze(0) - out2, dim=2)
+    loss = (out_norm / in_norm).sum() / k
+    loss.backward()
+    opt.step()
+    return float(loss)
 
 
 @register("jit", zero_shot=True, validate=check, shared_space=False,
@@ -61,25 +85,10 @@ def jit(ctx: UnlearnContext):
     gen = generator(ctx.seed)
     opt.zero_grad(set_to_none=True)
     losses = []
-    for lo in range(0, n, bs):
-        x = as_unit(xf[lo:lo + bs]).to(ctx.device)
-        xn = (x - mean) / std  # the reference's input space
-        noise = torch.randn((k, *xn.shape), generator=gen).to(ctx.device) * sigma
-        xn2 = torch.clamp(xn.unsqueeze(0) + noise, min=xn.min(), max=xn.max())  # [N, B, C, H, W]
-        if not o["reference_bug"]:
-            opt.zero_grad(set_to_none=True)
-        out = model(x)
-        with torch.no_grad():
-            x2 = xn2 * std + mean
-            if model.training:  # train-mode BN normalises by its batch: one copy at a time, as the reference
-                out2 = torch.stack([model(x2[i]) for i in range(k)])
-            else:  # no batch dependence: the N copies in one pass
-                out2 = model(x2.flatten(0, 1)).view(k, len(x), -1)
-        in_norm = torch.linalg.vector_norm((xn.unsqueeze(0) - xn2).flatten(2), dim=2)  # [N, B]
-        out_norm = torch.linalg.vector_norm(out.unsqueeze(0) - out2, dim=2)
-        loss = (out_norm / in_norm).sum() / k
-        loss.backward()
-        opt.step()
-        losses.append(float(loss))
+    with seeded(ctx.seed, ctx.device):  # dropout's draws in train mode
+        for lo in range(0, n, bs):
+            losses.append(_step(model, opt, as_unit(xf[lo:lo + bs]).to(ctx.device), mean, std, k, sigma, gen,
+                                bool(o["reference_bug"])))
     ctx.extra.update(steps=len(losses), mean_loss=sum(losses) / max(len(losses), 1))
     return model.eval()
+

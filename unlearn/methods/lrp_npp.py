@@ -128,7 +128,7 @@ def lrp_npp(ctx: UnlearnContext):
     pick = torch.cat([torch.nonzero(y_all == c).flatten()[:int(o["aux_per_class"])] for c in classes])
     if len(pick) == 0:
         raise ConfigError(f"lrp-npp: no {o['aux']} images of class(es) {classes} to analyse")
-    x, y = x_all[pick], y_all[pick]
+    x = x_all[pick]
     name, layer = last_linear(model)
     acts = penultimate(model, x)
     relevance, _ = epsilon_relevance(layer, acts, float(o["epsilon"]))
