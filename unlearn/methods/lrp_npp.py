@@ -137,9 +137,9 @@ def lrp_npp(ctx: UnlearnContext):
     k_p = max(1, round(float(o["perturb_fraction"]) * width))
     top = torch.topk(relevance, k_a, dim=1).indices
     counts = torch.bincount(top.flatten(), minlength=width).float()
-    summed = relevance.sum(0)
-    order = sorted(range(width), key=lambda j: (-counts[j].item(), -summed[j].item(), j))
-    neurons = torch.tensor(order[:k_p], device=layer.weight.device)
+    by_relevance = torch.argsort(-relevance.sum(0), stable=True)  # ties in count: larger summed relevance first
+    order = by_relevance[torch.argsort(-counts[by_relevance], stable=True)]
+    neurons = order[:k_p].to(layer.weight.device)
     cls = torch.tensor(classes, device=layer.weight.device)
     how = o["perturb"]
     with torch.no_grad():

@@ -87,8 +87,9 @@ def mia_guided(ctx: UnlearnContext):
         for epoch in range(int(o["epochs"])):
             if epoch % int(o["refit_every"]) == 0:
                 members = torch.randperm(len(yr), generator=gen)[:len(yv)].to(yr.device)
-                mean, std, w, b = fit_attack(losses(model, xr[members], yr[members]), losses(model, xv, yv))
-                target = float(torch.sigmoid(w * (losses(model, xv, yv).double() - mean) / std + b).mean())
+                held_out = losses(model, xv, yv)
+                mean, std, w, b = fit_attack(losses(model, xr[members], yr[members]), held_out)
+                target = float(torch.sigmoid(w * (held_out.double() - mean) / std + b).mean())
                 fits.append({"epoch": epoch, "w": w, "b": b, "target": target})
             set_lr(opt, float(o["lr"]))
             forget_batches = shuffled_batches(len(yf), bs, gen, yf.device)
