@@ -97,6 +97,16 @@ def _cosine(step: int, total: int) -> float:
     return 0.5 * (1.0 + math.cos(math.pi * min(step, total) / max(total, 1)))
 
 
+@SCHEDULES.register("onecycle")
+def _onecycle(step: int, total: int) -> float:
+    """One cycle sized by optimiser steps (the shape of torch's OneCycleLR, ``lr`` as the peak): a linear warm-up
+    from 0.04 x lr over the first 30% of the steps, then cosine annealing to 0."""
+    warm = max(1, round(0.3 * total))
+    if step < warm:
+        return 0.04 + 0.96 * step / warm
+    return 0.5 * (1.0 + math.cos(math.pi * min(step - warm, total - warm) / max(total - warm, 1)))
+
+
 @SCHEDULES.register("step")
 def _step(step: int, total: int) -> float:
     """x0.1 at 50% and again at 75% of training (the classic CIFAR recipe)."""

@@ -188,9 +188,12 @@ def test_the_choices_suite_sweeps_the_default_against_retraining():
 
     preset, exps = load_suite("choices", "cpu")
     assert preset["per_class"] == 250 and "val_fraction" not in preset  # the default 15% validation split
-    cells = [c for e in exps for c in KINDS.get(e.spec["kind"]).cells(e, 1)]
-    labels = {c.key["method"] for c in cells}
-    assert {"retrain", "condensed", "reset=final", "distill=0"} <= labels and len(cells) == 2 * len(labels)
+    per_exp = {e.name: KINDS.get(e.spec["kind"]).cells(e, 1) for e in exps}
+    labels = {n: {c.key["method"] for c in cells} for n, cells in per_exp.items()}
+    assert all(len(per_exp[n]) == 2 * len(labels[n]) for n in per_exp)  # every row on the MLP and the CNN
+    assert all({"retrain", "condensed"} <= v for v in labels.values())  # each sweep carries its own baseline rows
+    assert {"reset=final", "distill=0"} <= labels["default-random"]
+    assert {"keep=0.5", "mask=0.1", "onecycle"} <= labels["default-explore"]
 
 
 def test_artefacts_of_other_settings_are_never_shared(tmp_path):

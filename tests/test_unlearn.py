@@ -283,3 +283,50 @@ def test_condensed_distillation_masks_forgotten_classes(setup):
                           options={"epochs": 30, "reset": "none"})  # 1 step an epoch here
     assert res.report["forget_acc"] <= 0.05
     assert res.report["test_acc"] >= 0.5 * evaluate(trained, data.test.images, data.test.labels).accuracy
+
+
+def _condensed_out(setup, spec, **options):
+    data, trained, cs = setup
+    return unlearn_request(trained, data, spec, "condensed", device=CPU, condensed=cs, quiet=True,
+                           options={"epochs": 1, "lr": 1e-9, **options})  # lr 1e-9: parameters move only by the reset
+
+
+def test_condensed_keep_shrinks_the_reinitialisation_towards_the_original(setup):
+    """keep=k makes every reset entry k * original + (1 - k) * fresh: the same fresh draws at half the distance."""
+    _, trained, _ = setup
+    dist = lambda m: float(torch.cat([(p - q).detach().flatten() for p, q in zip(m.parameters(),
+                                                                             trained.parameters())]).norm())
+    fresh = _condensed_out(setup, "random:0.1", reset="all").model
+    half = _condensed_out(setup, "random:0.1", reset="all", keep=0.5).model
+    assert dist(fresh) > 0
+    assert dist(half) == pytest.approx(0.5 * dist(fresh), rel=1e-3)
+
+
+def test_condensed_mask_moves_only_the_most_forget_salient_entries(setup):
+    data, trained, cs = setup
+    from unlearn.methods.salun import forget_gradient
+    res = _condensed_out(setup, "random:0.1", reset="all", mask=0.1)
+    split = res.split
+    sal = forget_gradient(trained, data.train.images[split.forget], data.train.labels[split.forget], batch_size=256)
+    for (name, p), q in zip(res.model.named_parameters(), trained.parameters()):
+        moved = ~torch.isclose(p.detach(), q.detach(), atol=1e-6, rtol=0)
+        k = round(0.1 * p.numel())
+        assert int(moved.sum()) <= k
+        top = torch.argsort(sal[name].abs().flatten(), descending=True, stable=True)[:k]
+        assert not bool(moved.flatten()[~torch.isin(torch.arange(p.numel()), top)].any()), name
+    assert res.report["method_extra"]["reset_entries"] == sum(round(0.1 * p.numel()) for p in trained.parameters())
+
+
+@pytest.mark.parametrize("options", [{"keep": 1.0}, {"keep": -0.1}, {"mask": 0.0}, {"mask": 1.5}, {"keep": "half"},
+                                     {"mask": float("nan")}, {"keep": True}])
+def test_condensed_rejects_partial_reset_options_out_of_range(setup, options):
+    with pytest.raises(ConfigError, match="keep must be in"):
+        _condensed_out(setup, "random:0.1", **options)
+
+
+def test_onecycle_schedule_warms_up_then_anneals_to_zero():
+    shape = train_mod.SCHEDULES.get("onecycle")
+    values = [shape(s, 100) for s in range(101)]
+    assert values[0] == pytest.approx(0.04) and max(values) == pytest.approx(1.0) and values.index(1.0) == 30
+    assert values[-1] == pytest.approx(0.0, abs=1e-12)
+    assert all(a <= b for a, b in zip(values[:30], values[1:31])) and all(a >= b for a, b in zip(values[30:], values[31:]))
