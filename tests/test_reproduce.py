@@ -190,7 +190,9 @@ def test_the_choices_suite_sweeps_the_default_against_retraining():
     assert preset["per_class"] == 250 and "val_fraction" not in preset  # the default 15% validation split
     per_exp = {e.name: KINDS.get(e.spec["kind"]).cells(e, 1) for e in exps}
     labels = {n: {c.key["method"] for c in cells} for n, cells in per_exp.items()}
-    assert all(len(per_exp[n]) == 2 * len(labels[n]) for n in per_exp)  # every row on the MLP and the CNN
+    models = {e.name: len(e.spec["models"]) for e in exps}
+    assert all(len(per_exp[n]) == models[n] * len(labels[n]) for n in per_exp)  # every row on every model
+    assert models["default-random"] == 2
     assert all({"retrain", "condensed"} <= v for v in labels.values())  # each sweep carries its own baseline rows
     assert {"reset=final", "distill=0"} <= labels["default-random"]
     assert {"keep=0.5", "mask=0.1", "onecycle"} <= labels["default-explore"]
