@@ -1,6 +1,7 @@
 """Unlearning requests on generated data: each method moves the model the way it should, forget samples never
 reach training, successive requests accumulate, and the CLI guards its inputs."""
 
+import copy
 import json
 
 import pytest
@@ -307,7 +308,8 @@ def test_condensed_mask_moves_only_the_most_forget_salient_entries(setup):
     from unlearn.methods.salun import forget_gradient
     res = _condensed_out(setup, "random:0.1", reset="all", mask=0.1)
     split = res.split
-    sal = forget_gradient(trained, data.train.images[split.forget], data.train.labels[split.forget], batch_size=256)
+    original = copy.deepcopy(trained).requires_grad_(True)
+    sal = forget_gradient(original, data.train.images[split.forget], data.train.labels[split.forget], batch_size=256)
     for (name, p), q in zip(res.model.named_parameters(), trained.parameters()):
         moved = ~torch.isclose(p.detach(), q.detach(), atol=1e-6, rtol=0)
         k = round(0.1 * p.numel())

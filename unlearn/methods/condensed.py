@@ -91,7 +91,7 @@ def _partial_reset(ctx: UnlearnContext, model: torch.nn.Module, reset_parts: lis
     saliency = None
     if mask < 1:
         xf, yf = ctx.forget()
-        saliency = forget_gradient(ctx.copy_original(), xf, yf, batch_size=batch_size)
+        saliency = forget_gradient(ctx.copy_original().requires_grad_(True), xf, yf, batch_size=batch_size)
     fraction = {}
     for name, p in model.named_parameters():
         if id(p) not in chosen:
