@@ -80,7 +80,6 @@ def _number(v) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
-@torch.no_grad()
 def _partial_reset(ctx: UnlearnContext, model: torch.nn.Module, reset_parts: list, before: dict, keep: float,
                    mask: float, batch_size: int) -> None:
     """Turn the fresh re-initialisation of ``reset_parts`` into a partial one: each entry becomes
@@ -92,22 +91,21 @@ def _partial_reset(ctx: UnlearnContext, model: torch.nn.Module, reset_parts: lis
     if mask < 1:
         xf, yf = ctx.forget()
         saliency = forget_gradient(ctx.copy_original().requires_grad_(True), xf, yf, batch_size=batch_size)
-    fraction = {}
-    for name, p in model.named_parameters():
-        if id(p) not in chosen:
-            continue
-        new = torch.lerp(p, before[name].to(p.device), keep)
-        if saliency is not None:
-            k = round(mask * p.numel())
-            top = torch.zeros(p.numel(), dtype=torch.bool, device=p.device)
-            top[torch.argsort(saliency[name].abs().flatten(), descending=True, stable=True)[:k].to(p.device)] = True
-            new = torch.where(top.view_as(p), new, before[name].to(p.device))
-            fraction[name] = k / p.numel()
-        p.copy_(new)
-    for name, b in model.named_buffers():
-        b.copy_(before[name].to(b.device))
-    ctx.extra["reset_entries"] = sum(round(fraction.get(n, 1.0) * p.numel()) for n, p in model.named_parameters()
-                                     if id(p) in chosen)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if id(p) not in chosen:
+                continue
+            new = torch.lerp(p, before[name].to(p.device), keep)
+            if saliency is not None:
+                top = torch.zeros(p.numel(), dtype=torch.bool, device=p.device)
+                order = torch.argsort(saliency[name].abs().flatten(), descending=True, stable=True)
+                top[order[:round(mask * p.numel())].to(p.device)] = True
+                new = torch.where(top.view_as(p), new, before[name].to(p.device))
+            p.copy_(new)
+        for name, b in model.named_buffers():
+            b.copy_(before[name].to(b.device))
+    share = mask if saliency is not None else 1.0
+    ctx.extra["reset_entries"] = sum(round(share * p.numel()) for p in model.parameters() if id(p) in chosen)
 
 
 def _share(part: torch.nn.Module, model: torch.nn.Module) -> float:
