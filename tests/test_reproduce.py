@@ -196,6 +196,7 @@ def test_the_choices_suite_sweeps_the_default_against_retraining():
     assert all({"retrain", "condensed"} <= v for v in labels.values())  # each sweep carries its own baseline rows
     assert {"reset=final", "distill=0"} <= labels["default-random"]
     assert {"keep=0.5", "mask=0.1", "onecycle"} <= labels["default-explore"]
+    assert {"reset=none,forget_ce=3"} <= labels["default-explore-forget"]
 
 
 def test_artefacts_of_other_settings_are_never_shared(tmp_path):

@@ -332,3 +332,23 @@ def test_onecycle_schedule_warms_up_then_anneals_to_zero():
     assert values[0] == pytest.approx(0.04) and max(values) == pytest.approx(1.0) and values.index(1.0) == 30
     assert values[-1] == pytest.approx(0.0, abs=1e-12)
     assert all(a <= b for a, b in zip(values[:30], values[1:31])) and all(a >= b for a, b in zip(values[30:], values[31:]))
+
+
+def test_condensed_forget_ce_raises_the_forget_loss_towards_tau(setup):
+    data, _, _ = setup
+    import torch.nn.functional as F
+
+    def forget_ce(res):
+        x = train_mod.as_unit(data.train.images[res.split.forget])
+        with torch.no_grad():
+            return float(F.cross_entropy(res.model.eval()(x), data.train.labels[res.split.forget]))
+    opts = {"reset": "none", "epochs": 30, "lr": 1e-3}  # one step an epoch here
+    plain = forget_ce(_condensed_out(setup, "random:0.2", **opts))
+    pushed = forget_ce(_condensed_out(setup, "random:0.2", **opts, forget_ce=3.0, forget_weight=4.0))
+    assert pushed > plain + 1.0 and pushed < 6.0  # raised to about tau (3), not far beyond: the ascent stops there
+
+
+@pytest.mark.parametrize("options", [{"forget_ce": -1.0}, {"forget_weight": float("inf")}, {"forget_ce": "3"}])
+def test_condensed_rejects_bad_forget_term_options(setup, options):
+    with pytest.raises(ConfigError, match="forget_ce and forget_weight"):
+        _condensed_out(setup, "random:0.1", **options)

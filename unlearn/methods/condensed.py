@@ -46,6 +46,11 @@ earlier test-split benchmark explain why each ingredient exists; they did not ch
   fraction of each tensor's entries, those with the largest forget saliency (SalUn's ``|sum over F of grad CE|`` on
   the original), moves at all; running statistics stay the original's. The forget set chooses what moves and is
   never trained on.
+* ``forget_ce`` (tau, default 0: off) and ``forget_weight`` (default 1) -- a bounded ascent on the forget set
+  (issue #16's exploration, off by default): every step adds ``forget_weight * relu(tau - mean CE)`` on a batch of
+  forget images, which raises their mean loss to tau, the level of images the model never saw, and then stops
+  pushing (unbounded ascent over-forgets, and a forget set with FA far below retraining's is as visible to an
+  attacker as a memorised one).
 * ``epochs`` 0 (default) = auto: 6 epochs, sized so that a whole random-10% request stays well under 0.2x
   retraining's time on the cpu benchmark (1,000 images per class: 6 epochs of its 7,300-image reduced set are 174
   optimiser steps), raised when layers were re-initialised until they get at least ``min_steps`` (170) optimiser
@@ -63,11 +68,12 @@ earlier test-split benchmark explain why each ingredient exists; they did not ch
 import math
 
 import torch
+import torch.nn.functional as F
 
 from dcforget.augment import DEFAULT_STRATEGY, DIGITS_STRATEGY, DSA
 from dcforget.errors import ConfigError
-from dcforget.runtime import seeded
-from dcforget.train import embed, fit
+from dcforget.runtime import generator, seeded
+from dcforget.train import as_unit, embed, fit
 
 from dcforget.space import Fixed, Float, Int
 
@@ -108,6 +114,28 @@ def _partial_reset(ctx: UnlearnContext, model: torch.nn.Module, reset_parts: lis
     ctx.extra["reset_entries"] = sum(round(share * p.numel()) for p in model.parameters() if id(p) in chosen)
 
 
+def _with_forget_term(ctx: UnlearnContext, model: torch.nn.Module, extra, x: torch.Tensor, o: dict):
+    """``forget_ce`` tau > 0 adds ``forget_weight * relu(tau - mean CE on a forget batch)`` to every step: a bounded
+    ascent that raises the forget set's mean loss to tau (an unseen image's level) and then stops pushing. Forget
+    batches are drawn at the forget set's share of a reduced-set batch, from a seed derived from the request's."""
+    tau, weight = o["forget_ce"], o["forget_weight"]
+    if not (_number(tau) and tau >= 0 and _number(weight) and weight >= 0):
+        raise ConfigError(f"forget_ce and forget_weight must be numbers >= 0, got {tau!r}, {weight!r}")
+    if tau == 0 or weight == 0:
+        return extra
+    xf, yf = ctx.forget()
+    xf, yf = as_unit(xf).to(ctx.device), yf.to(ctx.device)
+    size = max(1, round(int(o["batch_size"]) * len(yf) / max(len(x), 1)))
+    gen = generator(ctx.derived_seed("condensed-forget"))
+
+    def term(logits, inputs, idx):
+        pick = torch.randint(len(yf), (size,), generator=gen).to(ctx.device)
+        ce = F.cross_entropy(model(xf[pick]).float(), yf[pick])
+        base = extra(logits, inputs, idx) if extra is not None else 0.0
+        return base + float(weight) * torch.relu(float(tau) - ce)
+    return term
+
+
 def _share(part: torch.nn.Module, model: torch.nn.Module) -> float:
     """The fraction of ``model``'s parameters that ``part`` holds."""
     return sum(p.numel() for p in part.parameters()) / max(sum(p.numel() for p in model.parameters()), 1)
@@ -117,6 +145,7 @@ def _share(part: torch.nn.Module, model: torch.nn.Module) -> float:
           summary="fine-tune on the reduced retain set (condensed + touched real) with DSA and masked distillation",
           epochs=0, min_steps=170, steps=0, batch_size=256, optimizer="adam", lr=1e-3, schedule="cosine", bf16=False, reset="auto",
           dsa=True, distill=1.0, temperature=4.0, teacher="clean", freeze_kept=True, keep=0.0, mask=1.0,
+          forget_ce=0.0, forget_weight=1.0,
           space={"epochs": Fixed(0), "min_steps": Int(40, 680, log=True), "distill": Float(0.0, 2.0),
                  "temperature": Float(0.5, 5.0)})  # epochs stay auto: min_steps sizes the training
 def condensed(ctx: UnlearnContext):
@@ -169,6 +198,7 @@ def condensed(ctx: UnlearnContext):
             with torch.no_grad(), torch.autocast(ctx.device.type, dtype=torch.bfloat16, enabled=bf16):
                 t_logits = teacher(inputs).float().masked_fill(gone, float("-inf"))
             return alpha * kd_kl(logits, t_logits, t)
+    extra = _with_forget_term(ctx, model, extra, x, o)
     train_modules = None
     if o["freeze_kept"] and reset != "none":  # train only what was re-initialised; the kept layers stay as they are
         train_modules = parts[reset]
