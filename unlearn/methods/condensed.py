@@ -12,8 +12,8 @@ same seed on RA, FA, validation accuracy and the validation MIA (test figures ar
 per seed, on that sweep: ``reset`` auto beats every forced reset (CNN: all +3.9, final +30; MLP: auto is all,
 final +24, intermediate+final +20); distillation off is worse on the CNN (+3.5) and slightly better on the MLP
 (-2.1 +- 1.6): kept; ``freeze_kept`` off changes the CNN's gap by +0.5 at 1.7x the time: kept. ``min_steps=340``
-is closer to retraining on every model and seed (CNN -3.9, MLP -11.2) but doubles the request (CNN 0.43x ->
-0.88x retraining's time, MLP 0.88x -> 2.3x): not a default for a method whose point is speed; pass
+is closer to retraining on every model and seed (CNN -3.9, MLP -11.2) but doubles the request (CNN 0.41x ->
+0.85x retraining's time, MLP 0.82x -> 1.7x; re-run at 9323867): not a default for a method whose point is speed; pass
 ``--option min_steps=340`` to trade time for closeness. The figures the options' notes below quote from the
 earlier test-split benchmark explain why each ingredient exists; they did not choose it.
 
