@@ -297,7 +297,7 @@ def test_condensed_keep_shrinks_the_reinitialisation_towards_the_original(setup)
     _, trained, _ = setup
     dist = lambda m: float(torch.cat([(p - q).detach().flatten() for p, q in zip(m.parameters(),
                                                                              trained.parameters())]).norm())
-    fresh = _condensed_out(setup, "random:0.1", reset="all").model
+    fresh = _condensed_out(setup, "random:0.1", reset="all", keep=0.0).model
     half = _condensed_out(setup, "random:0.1", reset="all", keep=0.5).model
     assert dist(fresh) > 0
     assert dist(half) == pytest.approx(0.5 * dist(fresh), rel=1e-3)
@@ -306,7 +306,7 @@ def test_condensed_keep_shrinks_the_reinitialisation_towards_the_original(setup)
 def test_condensed_mask_moves_only_the_most_forget_salient_entries(setup):
     data, trained, cs = setup
     from unlearn.methods.salun import forget_gradient
-    res = _condensed_out(setup, "random:0.1", reset="all", mask=0.1)
+    res = _condensed_out(setup, "random:0.1", reset="all", keep=0.0, mask=0.1)
     split = res.split
     original = copy.deepcopy(trained).requires_grad_(True)
     sal = forget_gradient(original, data.train.images[split.forget], data.train.labels[split.forget], batch_size=256)
@@ -352,3 +352,11 @@ def test_condensed_forget_ce_raises_the_forget_loss_towards_tau(setup):
 def test_condensed_rejects_bad_forget_term_options(setup, options):
     with pytest.raises(ConfigError, match="forget_ce and forget_weight"):
         _condensed_out(setup, "random:0.1", **options)
+
+
+@pytest.mark.parametrize("spec, applied", [("random:0.1", True), ("class:1", False)])
+def test_condensed_forget_term_applies_to_per_sample_forgetting_only(setup, spec, applied):
+    """A whole-class request forgets through the masked teacher; the bounded ascent is for per-sample forgetting."""
+    res = _condensed_out(setup, spec)
+    assert res.report["method_extra"]["forget_term"] is applied
+    assert ("reset_entries" in res.report["method_extra"]) is applied  # the default's partial reset: per-sample only

@@ -25,6 +25,8 @@ out = {"meta": run_meta(seeds=[0, 1, 2], source=str(run.relative_to(HERE.parents
 for (exp, cells), model in ((e, m) for e in rep["cells"].items() for m in ("mlp", "cnn")):
     of = lambda m: {c["seed"]: c["result"] for c in cells if c["key"]["model"] == model and c["key"]["method"] == m}
     retrain, default = of("retrain"), of("condensed")
+    if not retrain:  # this experiment ran on other models
+        continue
     for m in dict.fromkeys(c["key"]["method"] for c in cells):
         if m == "retrain":
             continue
