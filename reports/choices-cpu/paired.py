@@ -7,7 +7,6 @@ cells of a `choices` run (default: `unlearn reproduce choices --preset cpu --dat
 Reads validation figures only (the val gap: RA, FA, VA, val MIA); time is each request's over the same seed's
 retraining. Mean and sample std over seeds 0-2."""
 import json
-import statistics as st
 import sys
 from pathlib import Path
 
