@@ -2,6 +2,7 @@
 reach training, successive requests accumulate, and the CLI guards its inputs."""
 
 import copy
+import dataclasses
 import json
 
 import pytest
@@ -348,10 +349,23 @@ def test_condensed_forget_ce_raises_the_forget_loss_towards_tau(setup):
     assert pushed > plain + 1.0 and pushed < 6.0  # raised to about tau (3), not far beyond: the ascent stops there
 
 
-@pytest.mark.parametrize("options", [{"forget_ce": -1.0}, {"forget_weight": float("inf")}, {"forget_ce": "3"}])
+@pytest.mark.parametrize("options", [{"forget_ce": -1.0}, {"forget_weight": float("inf")}, {"forget_ce": "3"},
+                                     {"forget_ce": 3.0, "forget_ce_unit": "test"}])
 def test_condensed_rejects_bad_forget_term_options(setup, options):
-    with pytest.raises(ConfigError, match="forget_ce and forget_weight"):
+    with pytest.raises(ConfigError, match="forget_ce"):
         _condensed_out(setup, "random:0.1", **options)
+
+
+def test_condensed_forget_ce_in_units_of_the_originals_validation_loss(setup):
+    """forget_ce_unit=val: tau is forget_ce x the original's mean CE on the validation split (never trained on)."""
+    data, trained, _ = setup
+    res = _condensed_out(setup, "random:0.1", keep=0.8, forget_ce=1.5, forget_ce_unit="val")
+    expected = 1.5 * float(evaluate(trained, data.val.images, data.val.labels).losses.mean())
+    assert res.report["method_extra"]["forget_tau"] == pytest.approx(expected, rel=1e-5)
+    assert expected > 1.5 * float(evaluate(trained, data.train.images, data.train.labels).losses.mean())  # unseen
+    without_val = dataclasses.replace(data, val=None, val_source_indices=None, _fingerprint=None)
+    with pytest.raises(ConfigError, match="needs the validation split"):
+        _condensed_out((without_val, trained, setup[2]), "random:0.1", forget_ce=1.0, forget_ce_unit="val")
 
 
 @pytest.mark.parametrize("spec, applied", [("random:0.1", True), ("class:1", False)])

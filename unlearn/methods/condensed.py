@@ -55,12 +55,17 @@ validation MIA (test figures are reported, never read), and by its time over ret
   fraction of each tensor's entries, those with the largest forget saliency (SalUn's ``|sum over F of grad CE|`` on
   the original), moves at all; running statistics stay the original's. The forget set chooses what moves and is
   never trained on.
-* ``forget_ce`` (tau, default 0: off) and ``forget_weight`` (default 1) -- a bounded ascent on the
+* ``forget_ce`` (tau, default 0: off), ``forget_ce_unit`` and ``forget_weight`` (default 1) -- a bounded ascent on the
   forget set, for per-sample forgetting (a whole-class request skips it: the masked teacher removes the classes;
   ``method_extra.forget_term`` says whether it ran): every step adds ``forget_weight * relu(tau - mean CE)`` on a batch of
   forget images, which raises their mean loss to tau, the level of images the model never saw, and then stops
   pushing (unbounded ascent over-forgets, and a forget set with FA far below retraining's is as visible to an
-  attacker as a memorised one).
+  attacker as a memorised one). ``forget_ce_unit``: ``nats`` (default) takes tau as given; ``val`` measures it in
+  units of the original's mean cross-entropy on the validation split (images it never saw: ``forget_ce=1`` asks
+  for exactly their level), so that tau follows how far the model generalises instead of being one constant for
+  every model (a fixed tau=3 over-forgot the demo's less-trained original). ``method_extra.forget_tau`` records the
+  tau used. The validation split also judges choices, so a choice of this unit read on validation figures is
+  confirmed on the test split's.
 * ``epochs`` 0 (default) = auto: 6 epochs, sized so that a whole random-10% request stays well under 0.2x
   retraining's time on the cpu benchmark (1,000 images per class: 6 epochs of its 7,300-image reduced set are 174
   optimiser steps), raised when layers were re-initialised until they get at least ``min_steps`` (170) optimiser
@@ -84,7 +89,7 @@ import torch.nn.functional as F
 from dcforget.augment import DEFAULT_STRATEGY, DIGITS_STRATEGY, DSA
 from dcforget.errors import ConfigError
 from dcforget.runtime import generator, seeded
-from dcforget.train import as_unit, embed, fit
+from dcforget.train import as_unit, embed, evaluate, fit
 
 from dcforget.space import Fixed, Float, Int
 
@@ -130,12 +135,17 @@ def _with_forget_term(ctx: UnlearnContext, model: torch.nn.Module, extra, x: tor
     ascent that raises the forget set's mean loss to tau (an unseen image's level) and then stops pushing. Forget
     batches are drawn at the forget set's share of a reduced-set batch, from a seed derived from the request's.
     A request removing whole classes (``whole``) skips it: the masked teacher already makes those classes vanish."""
-    tau, weight = o["forget_ce"], o["forget_weight"]
+    tau, weight, unit = o["forget_ce"], o["forget_weight"], o["forget_ce_unit"]
     if not (_number(tau) and tau >= 0 and _number(weight) and weight >= 0):
         raise ConfigError(f"forget_ce and forget_weight must be numbers >= 0, got {tau!r}, {weight!r}")
+    if unit not in ("nats", "val"):
+        raise ConfigError(f"forget_ce_unit must be nats or val, got {unit!r}")
     ctx.extra["forget_term"] = not (tau == 0 or weight == 0 or whole)
     if not ctx.extra["forget_term"]:
         return extra
+    if unit == "val":  # in units of the loss of images the model never saw, measured on the validation split
+        tau = tau * _heldout_ce(ctx)
+    ctx.extra["forget_tau"] = float(tau)
     xf, yf = ctx.forget()
     xf, yf = as_unit(xf).to(ctx.device), yf.to(ctx.device)
     size = max(1, round(int(o["batch_size"]) * len(yf) / max(len(x), 1)))
@@ -149,6 +159,17 @@ def _with_forget_term(ctx: UnlearnContext, model: torch.nn.Module, extra, x: tor
     return term
 
 
+def _heldout_ce(ctx: UnlearnContext) -> float:
+    """The original's mean cross-entropy on the validation split: images it was never trained on, so the loss a
+    forget sample would have had if it had never been seen (retraining's forget loss is close to it)."""
+    val = ctx.data.val
+    if val is None or len(val) == 0:
+        raise ConfigError("forget_ce_unit=val needs the validation split, and this data has none (val_fraction 0); "
+                          "give tau in nats (forget_ce_unit=nats)")
+    res = evaluate(ctx.original, val.images, val.labels, bf16=bool(ctx.options["bf16"]))
+    return float(res.losses.mean())
+
+
 def _share(part: torch.nn.Module, model: torch.nn.Module) -> float:
     """The fraction of ``model``'s parameters that ``part`` holds."""
     return sum(p.numel() for p in part.parameters()) / max(sum(p.numel() for p in model.parameters()), 1)
@@ -158,7 +179,7 @@ def _share(part: torch.nn.Module, model: torch.nn.Module) -> float:
           summary="fine-tune on the reduced retain set (condensed + touched real) with DSA and masked distillation",
           epochs=0, min_steps=170, steps=0, batch_size=256, optimizer="adam", lr=1e-3, schedule="cosine", bf16=False, reset="auto",
           dsa=True, distill=1.0, temperature=4.0, teacher="clean", freeze_kept=True, keep=0.0, mask=1.0,
-          forget_ce=0.0, forget_weight=1.0,
+          forget_ce=0.0, forget_weight=1.0, forget_ce_unit="nats",
           space={"epochs": Fixed(0), "min_steps": Int(20, 680, log=True), "distill": Float(0.0, 2.0),
                  "temperature": Float(0.5, 5.0), "keep": Float(0.0, 0.95), "forget_ce": Float(0.0, 5.0)})  # epochs stay auto: min_steps sizes the training
 def condensed(ctx: UnlearnContext):
