@@ -213,6 +213,17 @@ def _resolved_suite(suite: str, preset: str, only: list[str] | None, device: tor
 _WORKSPACES: dict[str, tuple[Workspace, dict[str, Experiment]]] = {}
 
 
+def experiment_workspace(ws: Workspace, exp: Experiment) -> Workspace:
+    """The workspace an experiment's cells run in: its model and offline settings, dataset and cap
+    (``Workspace.for_experiment``), and its own ``original_epochs`` where it names one (a choice checked on
+    another recipe's original, e.g. the demo's 12-epoch one): that original is a separate artefact, since the
+    epochs join the artefact's digest (``Workspace.variant``)."""
+    ws = ws.for_experiment(exp)
+    if "original_epochs" in exp.spec:
+        ws = replace(ws, preset={**ws.preset, "original_epochs": int(exp.spec["original_epochs"])})
+    return ws
+
+
 def run_cell(spec: dict[str, Any], context: dict[str, Any]) -> dict[str, Any]:
     """One cell as a job of :mod:`dcforget.jobs` (so a suite runs on any executor: in this process, a local pool,
     Ray). The workspace (data, cached artefacts) is made once per run and process; artefacts are files under
@@ -230,7 +241,7 @@ def run_cell(spec: dict[str, Any], context: dict[str, Any]) -> dict[str, Any]:
     cell = Cell(exp.name, spec["key"], spec["seed"])
     for attempt in range(3):
         try:
-            return {"result": KINDS.get(exp.spec.get("kind", "unlearn")).run(cell, exp, ws.for_experiment(exp))}
+            return {"result": KINDS.get(exp.spec.get("kind", "unlearn")).run(cell, exp, experiment_workspace(ws, exp))}
         except OutputExistsError:
             # another worker wrote an artefact this cell was making (artefacts are written atomically and never
             # overwritten): run again, reading it back

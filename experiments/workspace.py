@@ -56,13 +56,11 @@ class Workspace:
     quiet: bool = True  # False: progress bars of the training inside cells (the demo shows them)
 
     def for_experiment(self, exp: "Experiment") -> "Workspace":
-        """This workspace (same memo) with ``exp``'s model and offline-phase settings, and its own ``dataset``,
-        ``per_class`` and ``original_epochs`` where it names them (a benchmark over several datasets, a choice
-        checked on another preset's original)."""
+        """This workspace (same memo) with ``exp``'s model and offline-phase settings, and its own ``dataset`` and
+        ``per_class`` where it names them (a benchmark over several datasets)."""
         mo, off = exp.spec.get("model_options", {}), exp.spec.get("offline", {})
         ov = {a: {"model_options": mo.get(a), "offline": off} for a in set(mo) | set(exp.spec.get("models", []))}
-        preset = {**self.preset, **{k: exp.spec[k] for k in ("dataset", "per_class", "original_epochs")
-                                   if k in exp.spec}}
+        preset = {**self.preset, **{k: exp.spec[k] for k in ("dataset", "per_class") if k in exp.spec}}
         preset["dataset"] = self.preset.get("dataset_specs", {}).get(preset["dataset"], preset["dataset"])
         return replace(self, overrides=ov, preset=preset)
 

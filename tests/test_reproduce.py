@@ -219,6 +219,20 @@ def test_artefacts_of_other_settings_are_never_shared(tmp_path):
     assert folder(base, {"models": ["mlp"], "model_options": {"mlp": {"width": 64}}}) != folder(base)
 
 
+def test_an_experiment_may_name_its_own_originals_epochs(tmp_path):
+    """An experiment that checks a choice on another recipe's original (choices' round 4 on the demo's 12-epoch
+    model) gets that original as its own artefact; the other experiments keep the preset's."""
+    from experiments.runner import Experiment, Workspace, experiment_workspace
+
+    base = {"dataset": "cifar10", "per_class": 250, "original_epochs": 30, "bf16": False, "clusters": 25, "seeds": 3}
+    ws = Workspace(base, tmp_path, torch.device("cpu"), None, print)
+    own = experiment_workspace(ws, Experiment("e", {"models": ["cnn"], "original_epochs": 12, "per_class": 300}))
+    plain = experiment_workspace(ws, Experiment("f", {"models": ["cnn"]}))
+    assert own.preset["original_epochs"] == 12 and own.preset["per_class"] == 300
+    assert plain.preset["original_epochs"] == 30 and ws.preset["original_epochs"] == 30
+    assert own.variant("cnn") != plain.variant("cnn")
+
+
 def test_a_variants_artefact_settings_must_take_effect():
     from dcforget.errors import ConfigError, UnknownNameError
     from experiments.runner import Experiment
