@@ -18,7 +18,7 @@ from dcforget.io import atomic_path, atomic_paths, check_writable
 from dcforget.metrics import population_mia
 from dcforget.pairing import check_pairing
 from dcforget.runtime import resolve_device
-from dcforget.train import TrainConfig, as_unit, embed, evaluate
+from dcforget.train import as_unit, embed, evaluate
 
 from .roc import auc, tpr_at_fpr
 

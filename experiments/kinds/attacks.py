@@ -29,8 +29,6 @@ from attacks.inversion import condensive_invert, invert_classes, score_reconstru
 from attacks.mia_variants import entropy_lr_mia, svc_mia
 from attacks.roc import auc, tpr_at_fpr
 from attacks.ulira import UliraSetup, report as ulira_report, run as run_ulira
-from condense.build import build_condensed
-from dcforget.datasets import load_data
 from dcforget.errors import ConfigError
 from dcforget.metrics import population_mia
 from dcforget.train import TrainConfig, embed

@@ -189,18 +189,40 @@ def _heldout_losses(ctx: UnlearnContext) -> torch.Tensor:
     return evaluate(ctx.original, val.images, val.labels, bf16=bool(ctx.options["bf16"])).losses
 
 
+def _distillation(ctx: UnlearnContext, x: torch.Tensor, o: dict):
+    """``distill`` > 0: the extra loss pulling the model towards the original's answers on the reduced set ``x``,
+    forgotten classes masked out of the teacher (None when off)."""
+    if float(o["distill"]) <= 0:
+        return None
+    teacher = ctx.copy_original().eval()
+    gone = ctx.forgotten_classes().to(ctx.device)
+    alpha, t, bf16 = float(o["distill"]), float(o["temperature"]), bool(o["bf16"])
+    targets = None
+    if o["teacher"] == "clean":  # one teacher pass over the un-augmented reduced set, before training
+        targets = embed(teacher, x, device=ctx.device, bf16=bf16, logits=True).masked_fill(gone, float("-inf"))
+
+    def distill(logits, inputs, idx):
+        if targets is not None:
+            return alpha * kd_kl(logits, targets[idx], t)
+        with torch.no_grad(), torch.autocast(ctx.device.type, dtype=torch.bfloat16, enabled=bf16):
+            t_logits = teacher(inputs).float().masked_fill(gone, float("-inf"))
+        return alpha * kd_kl(logits, t_logits, t)
+    return distill
+
+
 def _share(part: torch.nn.Module, model: torch.nn.Module) -> float:
     """The fraction of ``model``'s parameters that ``part`` holds."""
     return sum(p.numel() for p in part.parameters()) / max(sum(p.numel() for p in model.parameters()), 1)
 
 
 @register("condensed", needs_condensed=True,
-          summary="fine-tune on the reduced retain set (condensed + touched real) with DSA and masked distillation",
+          summary="fine-tune on the reduced retain set (condensed + touched real) from a partial reset, with DSA, masked "
+                  "distillation and a forget ascent bounded at the validation loss",
           epochs=0, min_steps=40, steps=0, batch_size=256, optimizer="adam", lr=1e-3, schedule="cosine", bf16=False, reset="auto",
           dsa=True, distill=1.0, temperature=4.0, teacher="clean", freeze_kept=True, keep=0.8, mask=1.0,
           forget_ce=1.0, forget_weight=1.0, forget_ce_unit="val", forget_match="mean",
           space={"epochs": Fixed(0), "min_steps": Int(20, 680, log=True), "distill": Float(0.0, 2.0),
-                 "temperature": Float(0.5, 5.0), "keep": Float(0.0, 0.95), "forget_ce": Float(0.0, 5.0)})  # epochs stay auto: min_steps sizes the training
+                 "temperature": Float(0.5, 5.0), "keep": Float(0.0, 0.95), "forget_ce": Float(0.0, 2.0)})  # epochs stay auto: min_steps sizes the training
 def condensed(ctx: UnlearnContext):
     o = ctx.options
     model = ctx.copy_original()
@@ -237,22 +259,7 @@ def condensed(ctx: UnlearnContext):
     if o["dsa"]:
         strategy = DIGITS_STRATEGY if info.name in ("mnist", "svhn") else DEFAULT_STRATEGY
         augment = DSA(info.image_shape, info.mean, strategy).to(ctx.device)
-    extra = None
-    if float(o["distill"]) > 0:  # pull towards the original's answers on the reduced set, forgotten classes masked
-        teacher = ctx.copy_original().eval()
-        gone = ctx.forgotten_classes().to(ctx.device)
-        alpha, t, bf16 = float(o["distill"]), float(o["temperature"]), bool(o["bf16"])
-        targets = None
-        if o["teacher"] == "clean":  # one teacher pass over the un-augmented reduced set, before training
-            targets = embed(teacher, x, device=ctx.device, bf16=bf16, logits=True).masked_fill(gone, float("-inf"))
-
-        def extra(logits, inputs, idx):
-            if targets is not None:
-                return alpha * kd_kl(logits, targets[idx], t)
-            with torch.no_grad(), torch.autocast(ctx.device.type, dtype=torch.bfloat16, enabled=bf16):
-                t_logits = teacher(inputs).float().masked_fill(gone, float("-inf"))
-            return alpha * kd_kl(logits, t_logits, t)
-    extra = _with_forget_term(ctx, model, extra, x, o, whole)
+    extra = _with_forget_term(ctx, model, _distillation(ctx, x, o), x, o, whole)
     train_modules = None
     if o["freeze_kept"] and reset != "none":  # train only what was re-initialised; the kept layers stay as they are
         train_modules = parts[reset]
