@@ -59,14 +59,16 @@ validation MIA (test figures are reported, never read), and by its time over ret
   the original), moves at all; running statistics stay the original's. The forget set chooses what moves and is
   never trained on.
 * ``forget_ce`` (tau, default 1; 0 is off), ``forget_ce_unit`` (default ``val``) and ``forget_weight`` (default 1)
-  -- a bounded ascent on the forget set, for per-sample forgetting (a whole-class request skips it: the masked teacher removes the classes;
-  ``method_extra.forget_term`` says whether it ran): every step adds ``forget_weight * relu(tau - mean CE)`` on a batch of
-  forget images, which raises their mean loss to tau, the level of images the model never saw, and then stops
-  pushing (unbounded ascent over-forgets, and a forget set with FA far below retraining's is as visible to an
-  attacker as a memorised one). ``forget_ce_unit``: ``val`` (default) measures tau in units of the original's mean cross-entropy on the validation split (images it never saw: ``forget_ce=1`` asks
-  for exactly their level), so that tau follows how far the model generalises instead of being one constant for
-  every model (a fixed tau=3 over-forgot the demo's less-trained original); ``nats`` takes tau as given (data
-  without a validation split needs it). ``method_extra.forget_tau`` records the tau used. ``forget_match``: ``mean`` (default) pushes the batch's mean loss up to tau; ``quantiles`` (needs
+  -- a bounded ascent on the forget set, for per-sample forgetting (a whole-class request skips it: the masked
+  teacher removes the classes; ``method_extra.forget_term`` says whether it ran): every step adds
+  ``forget_weight * relu(tau - mean CE)`` on a batch of forget images, which raises their mean loss to tau, the
+  level of images the model never saw, and then stops pushing (unbounded ascent over-forgets, and a forget set with
+  FA far below retraining's is as visible to an attacker as a memorised one). ``forget_ce_unit``: ``val``
+  (default) measures tau in units of the original's mean cross-entropy on the validation split (images it never
+  saw: ``forget_ce=1`` asks for exactly their level), so that tau follows how far the model generalises instead of
+  being one constant for every model (a fixed tau=3 over-forgot the demo's less-trained original); ``nats`` takes
+  tau as given (data without a validation split needs it). ``method_extra.forget_tau`` records the tau used.
+  ``forget_match``: ``mean`` (default) pushes the batch's mean loss up to tau; ``quantiles`` (needs
   ``forget_ce_unit=val``) moves the batch's sorted losses onto the quantiles of the original's validation losses
   (times tau), the whole distribution an attacker compares, not only its mean. The validation split also judges
   choices, so a choice of this unit read on validation figures is confirmed on the test split's figures (README).
@@ -76,8 +78,8 @@ validation MIA (test figures are reported, never read), and by its time over ret
   steps. Re-initialised layers need a number of updates, not of passes: on 250 images per class (a 1,800-image
   reduced set, 8 batches) 6 epochs are 48 steps and left TA 8 points under retraining's (48.5 vs 56.5, seed 0),
   24 epochs gave 58.5 (so a fresh reset needed 170 steps; the partial one, ``keep=0.8``, needs far fewer: 40 won
-  in issue #16's sweep, above). Nothing changes at 1,000 images per class or more. A request that resets nothing (whole
-  classes) keeps 6: for class forgetting on the full CIFAR-10 set (fdm-450) 6 epochs leave FA 4.7% and
+  in issue #16's sweep, above). Nothing changes at 1,000 images per class or more. A request that resets nothing
+  (whole classes) keeps 6: for class forgetting on the full CIFAR-10 set (fdm-450) 6 epochs leave FA 4.7% and
   ``--epochs 20`` gives 0.9%, but on the cpu benchmark 20 epochs put TA on the other classes 3.7 points above
   retraining's (seed 0), outside the 2-point bar that 6 epochs meet. An explicit ``--epochs N`` is used as given.
 * ``steps`` (default 0: off) -- train exactly this many optimiser steps, epochs follow, so that comparisons across
