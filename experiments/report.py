@@ -71,6 +71,10 @@ def render_markdown(meta: dict[str, Any], sections: list[tuple[Experiment, list[
     if meta.get("cells_missing"):
         w(f"**Partial report**: {len(meta['cells_missing'])} of {meta['cells']} cells are not computed yet "
           f"(`--report-only`): {', '.join(meta['cells_missing'])}.\n\n")
+    if meta.get("cells_diverged"):
+        w(f"**{len(meta['cells_diverged'])} cells diverged** (the method's weights became non-finite at these "
+          "settings; a missing row, or a row with fewer seeds, shows where):\n\n"
+          + "".join(f"- {d}\n" for d in meta["cells_diverged"]) + "\n")
     w(f"Each cell is the mean ± sample standard deviation (n-1) over seeds 0..{meta['seeds'] - 1}. "
       f"{meta.get('seed_note') or SEED_NOTE} "
       f"Data: {meta.get('data_note', '')} Time is a ratio to retraining of the same model, forget set and seed, "

@@ -37,7 +37,7 @@ import torch
 
 from dcforget.config import config_dirs, load_toml
 from dcforget.datasets import default_data_dir
-from dcforget.errors import ConfigError, OutputExistsError
+from dcforget.errors import ConfigError, DivergedError, OutputExistsError
 from dcforget.io import atomic_path
 from dcforget.jobs import Executor, LocalExecutor
 from dcforget.provenance import git_hash, machine
@@ -242,6 +242,10 @@ def run_cell(spec: dict[str, Any], context: dict[str, Any]) -> dict[str, Any]:
     for attempt in range(3):
         try:
             return {"result": KINDS.get(exp.spec.get("kind", "unlearn")).run(cell, exp, experiment_workspace(ws, exp))}
+        except DivergedError as err:
+            # a method that diverges at these settings is a result, as in Deep Unlearn's searches: the cell records
+            # it (a rerun reads it back), the report lists it, and the suite goes on with the other cells
+            return {"result": {"diverged": str(err)}}
         except OutputExistsError:
             # another worker wrote an artefact this cell was making (artefacts are written atomically and never
             # overwritten): run again, reading it back
@@ -312,7 +316,11 @@ def reproduce(suite: str, preset: str, out: str | Path, *, only: list[str] | Non
         finally:
             _WORKSPACES.pop(context["run"], None)
     results: dict[str, list[dict[str, Any]]] = {e.name: [] for e in exps}
+    diverged: list[str] = []
     for i in sorted(records):
+        if "diverged" in records[i]["result"]:  # no metrics to put in a row: the report names the cell instead
+            diverged.append(f"{plan[i][0].name}/{plan[i][1].id}: {records[i]['result']['diverged']}")
+            continue
         results[plan[i][0].name].append(records[i])
     sections = [(e, KINDS.get(e.spec.get("kind", "unlearn")).rows(e, results[e.name])) for e in exps]
     columns = {e.name: KINDS.get(e.spec.get("kind", "unlearn")).columns for e in exps}
@@ -320,7 +328,7 @@ def reproduce(suite: str, preset: str, out: str | Path, *, only: list[str] | Non
             "finished_utc": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()), "seeds": n_seeds,
             "preset_description": p.get("description", ""), "seed_note": p.get("seed_note"), "preset_settings": {k: v for k, v in p.items() if k != "description"},
             "cells": len(plan), "cells_read_back": done_before, "seconds_this_run": time.perf_counter() - t0,
-            "cells_missing": missing, "cells_older_code": older_code,
+            "cells_missing": missing, "cells_older_code": older_code, "cells_diverged": diverged,
             "data_note": (f"{p['dataset']}, {p.get('per_class') or 'all'} training images per class (seed 0), of which "
                           f"{100 * val_fraction(p):.0f}% per class are held out as the validation split (not retain, "
                           "not forget); RA/FA are on the rest, TA on the test split."),

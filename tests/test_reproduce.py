@@ -176,6 +176,39 @@ def test_interrupted_run_leaves_no_partial_cell(tmp_path, monkeypatch):
     assert not (tmp_path / "report.md").exists()
 
 
+def test_a_diverged_cell_is_a_result_the_report_names(tmp_path, monkeypatch):
+    """A method whose weights go non-finite at a benchmark's settings does not stop the suite: the cell records it,
+    a rerun reads it back instead of recomputing, the report lists it and the other rows are there."""
+    import experiments as rp
+    from dcforget.errors import DivergedError
+
+    calls = {"n": 0}
+    real = rp.KINDS.get("unlearn")
+
+    def diverging(cell, exp, ws):
+        calls["n"] += 1
+        if cell.key["method"] == "finetune":
+            raise DivergedError("method 'finetune' diverged: w has non-finite values")
+        return real.run(cell, exp, ws)
+
+    monkeypatch.setitem(rp.KINDS._items, "unlearn", rp.Kind(real.cells, diverging, real.rows))
+    args = ["reproduce", "dcu", "--preset", "smoke", "--out", str(tmp_path), "--only", "random-forgetting",
+            "--seeds", "1"]
+    res = CliRunner().invoke(unlearn_main, args)
+    assert res.exit_code == 0, res.output
+    rec = json.loads((tmp_path / "cells" / "random-forgetting" / "mlp-random_0.1-finetune-s0.json").read_text())
+    assert "diverged" in rec["result"]
+    report = json.loads((tmp_path / "report.json").read_text())
+    listed = report["meta"]["cells_diverged"]
+    assert "random-forgetting/mlp-random_0.1-finetune-s0: method 'finetune' diverged: w has non-finite values" in listed
+    assert all("-finetune-s0: " in d for d in listed)
+    methods = {r["method"] for r in report["rows"]}
+    assert "finetune" not in methods and "retrain" in methods
+    assert f"{len(listed)} cells diverged" in (tmp_path / "report.md").read_text()
+    n = calls["n"]
+    assert CliRunner().invoke(unlearn_main, args).exit_code == 0 and calls["n"] == n  # read back, not rerun
+
+
 def test_bad_input_is_one_line(tmp_path):
     r = CliRunner().invoke(unlearn_main, ["reproduce", "nosuch", "--preset", "smoke", "--out", str(tmp_path)])
     assert r.exit_code == 2 and "unknown experiment suite 'nosuch'" in r.output
