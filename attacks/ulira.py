@@ -205,9 +205,17 @@ def shadow_job(spec: dict[str, Any], context: dict[str, Any]) -> dict[str, Any]:
         conf_m = torch.zeros(len(ids), n_f, n)
         for b, (s, (half, forgets)) in enumerate(zip(ids, plans)):
             orig = original(b).to(device).eval()
-            # the split's world is its half: the request forgets positions within it; the method sees only the half
+            # the split's world is its half: the request forgets positions within it; the method trains on the half
+            # only, and the other half (never seen by this split's models) is its validation split, the held-out
+            # images a method may measure losses on (the default's forget target)
+            rest = torch.ones(n, dtype=torch.bool)
+            rest[half] = False
+            rest = torch.nonzero(rest).flatten()
             world = replace(data, train=data.train.subset(half.to(data.train.labels.device)),
-                            source_indices=data.source_indices[half.to(data.source_indices.device)], _fingerprint=None)
+                            source_indices=data.source_indices[half.to(data.source_indices.device)],
+                            val=data.train.subset(rest.to(data.train.labels.device)),
+                            val_source_indices=data.source_indices[rest.to(data.source_indices.device)],
+                            _fingerprint=None)
             condensed = None
             if needs:
                 from condense.build import build_condensed
