@@ -10,9 +10,12 @@ import math
 import sys
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import ConfigError
+
+if TYPE_CHECKING:  # annotations only: the config layer never imports torch at runtime
+    import torch
 
 PRESETS = ("smoke", "cpu", "paper")
 

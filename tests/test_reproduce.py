@@ -231,6 +231,7 @@ def test_the_choices_suite_sweeps_the_default_against_retraining():
     assert {"keep=0.5", "mask=0.1", "onecycle"} <= labels["default-explore"]
     assert {"reset=none,forget_ce=3"} <= labels["default-explore-forget"]
     assert {"keep=0.8,forget_ce=3,min_steps=40", "keep=0.8,forget_ce=1val,min_steps=40"} <= labels["default-explore-tau"]
+    assert {"quantiles,w=1", "quantiles,w=4"} <= labels["default-explore-quantiles"] & labels["default-explore-quantiles-demo"]
 
 
 def test_artefacts_of_other_settings_are_never_shared(tmp_path):
