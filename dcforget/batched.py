@@ -31,7 +31,7 @@ from .datasets import Data
 from .errors import ConfigError
 from .models import Classifier
 from .runtime import generator, seeded
-from .train import OPTIMIZERS, SCHEDULES, TrainConfig, as_unit, build_model
+from .train import OPTIMIZERS, SCHEDULES, TrainConfig, as_unit, batch_plan, build_model
 
 
 @dataclass
@@ -125,13 +125,8 @@ def fit_many(arch: str, data: Data, subsets: torch.Tensor, seeds: list[int], cfg
     images, labels = data.train.images.to(device), data.train.labels.to(device)
     subsets = subsets.to(device)
     opt = OPTIMIZERS.get(cfg.optimizer)(list(params.values()), cfg)
-    bounds = list(range(0, n, cfg.batch_size)) + [n]
-    if len(bounds) > 2 and bounds[-1] - bounds[-2] == 1:
-        del bounds[-2]
+    bounds, total = batch_plan(n, cfg)
     steps_per_epoch = len(bounds) - 1
-    total = steps_per_epoch * cfg.epochs
-    if cfg.max_steps:
-        total = min(total, cfg.max_steps)
     shape = SCHEDULES.get(cfg.schedule)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: shape(s, total))
     gens = [generator(s) for s in seeds]

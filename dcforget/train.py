@@ -192,6 +192,22 @@ class History:
 LossFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]  # (logits, labels, inputs) -> loss
 
 
+def batch_bounds(n: int, batch_size: int) -> list[int]:
+    """Batch boundaries over ``n`` rows; a trailing batch of one joins the previous one (batch norm cannot train on
+    one sample). Every trainer cuts its epochs this way (``fit``, the batched trainer, the methods' own loops)."""
+    bounds = list(range(0, n, batch_size)) + [n]
+    if len(bounds) > 2 and bounds[-1] - bounds[-2] == 1:
+        del bounds[-2]
+    return bounds
+
+
+def batch_plan(n: int, cfg: TrainConfig) -> tuple[list[int], int]:
+    """One epoch's batch boundaries over ``n`` samples and the run's total optimiser steps (``max_steps`` caps it)."""
+    bounds = batch_bounds(n, cfg.batch_size)
+    total = (len(bounds) - 1) * cfg.epochs
+    return bounds, min(total, cfg.max_steps) if cfg.max_steps else total
+
+
 def fit(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, cfg: TrainConfig, *,
         device: torch.device, seed: int = 0, augment: Callable[[torch.Tensor], torch.Tensor] | None = None,
         loss_fn: LossFn | None = None, evals: dict[str, tuple[torch.Tensor, torch.Tensor]] | None = None,
@@ -225,14 +241,8 @@ def fit(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, cfg: Train
         for group in opt.param_groups:
             group["lr"] = cfg.lr
             group["initial_lr"] = cfg.lr
-    # batch boundaries; a trailing batch of one joins the previous one (batch norm cannot train on one sample)
-    bounds = list(range(0, n, cfg.batch_size)) + [n]
-    if len(bounds) > 2 and bounds[-1] - bounds[-2] == 1:
-        del bounds[-2]
+    bounds, total = batch_plan(n, cfg)
     steps_per_epoch = len(bounds) - 1
-    total = steps_per_epoch * cfg.epochs
-    if cfg.max_steps:
-        total = min(total, cfg.max_steps)
     step = 0
     shape = SCHEDULES.get(cfg.schedule)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: shape(s, total))

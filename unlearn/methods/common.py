@@ -13,7 +13,7 @@ from torch import nn
 from dcforget.errors import ConfigError
 from dcforget.progress import bar
 from dcforget.runtime import generator, seeded
-from dcforget.train import as_unit
+from dcforget.train import as_unit, batch_bounds
 
 LossFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]  # (logits, labels, inputs) -> loss
 
@@ -84,15 +84,6 @@ def check_sgd_options(o: dict[str, Any], name: str = "", **more: Any) -> None:
 
 
 # ------------------------------------------------------------------ batches, schedules, optimisers, seeds
-def batch_bounds(n: int, batch_size: int) -> list[int]:
-    """Batch boundaries over ``n`` rows; a trailing batch of one joins the previous one (as ``dcforget.train.fit``
-    does: batch norm cannot train on one sample)."""
-    bounds = list(range(0, n, batch_size)) + [n]
-    if len(bounds) > 2 and bounds[-1] - bounds[-2] == 1:
-        del bounds[-2]
-    return bounds
-
-
 def num_batches(n: int, batch_size: int) -> int:
     """How many batches ``batch_bounds`` / ``shuffled_batches`` make of ``n`` rows."""
     return len(batch_bounds(n, batch_size)) - 1
