@@ -26,9 +26,9 @@ def main() -> None:
     """Grids of unlearning experiments from configs/experiments/SUITE/, resumable, with reports.
 
     \b
-    experiments reproduce dcu --preset cpu --data-dir data --out reports/dcu-cpu
-    experiments reproduce choices --preset cpu --data-dir data --out reports/choices-cpu
-    experiments reproduce bench --preset cpu --data-dir data --out reports/bench/unlearn-cpu
+    experiments reproduce dcu --preset cpu --data-dir data --out runs/dcu-cpu
+    experiments reproduce choices --preset cpu --data-dir data --out runs/choices-cpu
+    experiments reproduce bench --preset cpu --data-dir data --out runs/bench-cpu
     """
 
 
