@@ -12,9 +12,18 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 data_dir=data
 if [ "${1:-}" = "--data-dir" ]; then data_dir=$2; shift 2; fi
-random_methods=(finetune gradient-ascent srl neggrad-plus bad-teacher salun scrub fisher iu cf-k eu-k fcs msg cfw
-                prmq ct kde rni condensed ssd lfssd jit topk-perturb aru mia-guided)
-class_methods=(unsir lrp-npp)
+# the methods come from the benchmark suite's own files, so this list never drifts from what the suite runs
+lists=$(.venv/bin/python - <<'PY'
+from experiments.runner import load_suite
+from unlearn.methods import METHODS
+_, exps = load_suite("benchmark", "cpu")
+names = list(dict.fromkeys(m for e in exps for m in e.spec["methods"] if METHODS.get(m).space))
+print(" ".join(m for m in names if not METHODS.get(m).class_only))
+print(" ".join(m for m in names if METHODS.get(m).class_only))
+PY
+)
+read -r -a random_methods <<< "$(sed -n 1p <<< "$lists")"
+read -r -a class_methods <<< "$(sed -n 2p <<< "$lists")"
 studies=${STUDIES:-runs/studies}
 store=${STORE:-runs/jobs}
 out=configs/tuned/cpu/cifar10-mlp
