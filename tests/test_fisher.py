@@ -138,3 +138,26 @@ def test_bad_options_raise_typed_errors(tiny):
     ctx, _ = _context(tiny, "mlp", "lots", seed=0)
     with pytest.raises(ConfigError):
         fisher(ctx)
+
+
+def test_the_fisher_is_computed_once_per_original_and_retain_set(tiny, monkeypatch):
+    """A search over alpha reads the Fisher back; another original (or retain set) computes its own."""
+    import unlearn.methods.fisher as mod
+
+    calls = []
+    real = mod.fisher_diagonal
+    monkeypatch.setattr(mod, "fisher_diagonal", lambda *a, **k: calls.append(1) or real(*a, **k))
+    monkeypatch.setattr(mod, "_CACHE", type(mod._CACHE)())
+    ctx, _ = _context(tiny, "mlp", 0.2, seed=3)
+    first = fisher(ctx)
+    ctx2, _ = _context(tiny, "mlp", 0.5, seed=3)  # same original, same retain set, another alpha
+    second = fisher(ctx2)
+    assert len(calls) == 1
+    ctx3, _ = _context(tiny, "mlp", 0.2, seed=3)  # the first request again: the same model
+    for a, b in zip(first.parameters(), fisher(ctx3).parameters()):
+        assert torch.equal(a, b)
+    assert any(not torch.equal(a, b) for a, b in zip(first.parameters(), second.parameters()))
+    with torch.no_grad():  # another original
+        next(ctx3.original.parameters()).add_(0.01)
+    fisher(ctx3)
+    assert len(calls) == 2

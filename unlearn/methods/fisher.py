@@ -15,9 +15,16 @@ Unlearn-Sparse's ``fisher_new`` as Deep Unlearn ships it (``munl/unlearning/fish
 Defaults: ``alpha = 1e-7`` follows Golatkar's code and DC-U's FF baseline (Deep Unlearn/Unlearn-Sparse use 0.2 with
 batch 64). ``batch_size`` is only how many samples one vectorised chunk holds (each chunk materialises about
 ``batch_size`` x (number of parameters) floats a few times); F does not depend on it.
+
+F depends only on the original and the retain images, not on ``alpha``, so the last few are kept in memory, keyed
+by a SHA-256 of both: a hyperparameter search (``experiments tune``: 20 alphas x 3 originals in one process)
+computes three Fishers instead of sixty. A single request computes it once as before.
 """
 
 from __future__ import annotations
+
+import hashlib
+from collections import OrderedDict
 
 import torch
 import torch.nn.functional as F
@@ -77,6 +84,31 @@ def fisher_diagonal(model: nn.Module, images: torch.Tensor, *, batch_size: int =
     return {k: v / n for k, v in total.items()}
 
 
+_CACHE: "OrderedDict[str, dict[str, torch.Tensor]]" = OrderedDict()
+CACHE_SIZE = 4
+
+
+def _digest(model: nn.Module, images: torch.Tensor) -> str:
+    h = hashlib.sha256()
+    for name, t in [*model.state_dict().items(), ("<images>", images)]:
+        t = t.detach().cpu().contiguous()
+        h.update(f"{name}:{t.dtype}:{tuple(t.shape)}".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+def cached_fisher(model: nn.Module, images: torch.Tensor, *, batch_size: int, device: torch.device,
+                  quiet: bool = True) -> dict[str, torch.Tensor]:
+    """``fisher_diagonal``, read back from memory when this model and these images were seen recently."""
+    key = _digest(model, images)
+    if key not in _CACHE:
+        _CACHE[key] = fisher_diagonal(model, images, batch_size=batch_size, device=device, quiet=quiet)
+        while len(_CACHE) > CACHE_SIZE:
+            _CACHE.popitem(last=False)
+    _CACHE.move_to_end(key)
+    return _CACHE[key]
+
+
 def fisher_variance(shape: torch.Size, fisher: torch.Tensor, num_classes: int, alpha: float) -> torch.Tensor:
     """The noise variance of one parameter of ``shape`` from its Fisher diagonal (the rule of ``get_mean_var``)."""
     var = (1.0 / (fisher + 1e-8)).clamp(max=1e3)
@@ -104,7 +136,7 @@ def fisher(ctx: UnlearnContext):
         raise ConfigError(f"fisher alpha must be >= 0, got {alpha}")
     model = ctx.copy_original().eval()
     x, _ = ctx.retain()
-    fish = fisher_diagonal(model, x, batch_size=bs, device=ctx.device, quiet=ctx.quiet)
+    fish = cached_fisher(model, x, batch_size=bs, device=ctx.device, quiet=ctx.quiet)
     k = ctx.data.info.num_classes
     with torch.no_grad(), seeded(ctx.seed, ctx.device):
         for name, p in model.named_parameters():
