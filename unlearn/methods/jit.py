@@ -64,7 +64,7 @@ def _step(model, opt, x, mean, std, k, sigma, gen, accumulate: bool) -> float:
     loss = (out_norm / in_norm).sum() / k
     loss.backward()
     opt.step()
-    return float(loss)
+    return float(loss.detach())
 
 
 @register("jit", zero_shot=True, validate=check, shared_space=False,

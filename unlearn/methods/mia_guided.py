@@ -61,7 +61,7 @@ def fit_attack(members: torch.Tensor, nonmembers: torch.Tensor) -> tuple[float, 
         return loss
 
     opt.step(closure)
-    return mean, std, float(theta[0]), float(theta[1])
+    return mean, std, float(theta[0].detach()), float(theta[1].detach())
 
 
 @register("mia-guided", validate=check,
