@@ -153,6 +153,7 @@ def test_the_fisher_is_computed_once_per_original_and_retain_set(tiny, monkeypat
     ctx2, _ = _context(tiny, "mlp", 0.5, seed=3)  # same original, same retain set, another alpha
     second = fisher(ctx2)
     assert len(calls) == 1
+    assert ctx.extra["fisher_reused"] is False and ctx2.extra["fisher_reused"] is True
     ctx3, _ = _context(tiny, "mlp", 0.2, seed=3)  # the first request again: the same model
     for a, b in zip(first.parameters(), fisher(ctx3).parameters()):
         assert torch.equal(a, b)

@@ -18,7 +18,8 @@ batch 64). ``batch_size`` is only how many samples one vectorised chunk holds (e
 
 F depends only on the original and the retain images, not on ``alpha``, so the last few are kept in memory, keyed
 by a SHA-256 of both: a hyperparameter search (``experiments tune``: 20 alphas x 3 originals in one process)
-computes three Fishers instead of sixty. A single request computes it once as before.
+computes three Fishers instead of sixty. A single request computes it once as before; a request that read it back
+says so (``fisher_reused`` in its method report), since its time then leaves the Fisher out.
 """
 
 from __future__ import annotations
@@ -98,15 +99,16 @@ def _digest(model: nn.Module, images: torch.Tensor) -> str:
 
 
 def cached_fisher(model: nn.Module, images: torch.Tensor, *, batch_size: int, device: torch.device,
-                  quiet: bool = True) -> dict[str, torch.Tensor]:
-    """``fisher_diagonal``, read back from memory when this model and these images were seen recently."""
+                  quiet: bool = True) -> tuple[dict[str, torch.Tensor], bool]:
+    """(``fisher_diagonal``, whether it was read back from memory: this model and these images seen recently)."""
     key = _digest(model, images)
-    if key not in _CACHE:
+    reused = key in _CACHE
+    if not reused:
         _CACHE[key] = fisher_diagonal(model, images, batch_size=batch_size, device=device, quiet=quiet)
         while len(_CACHE) > CACHE_SIZE:
             _CACHE.popitem(last=False)
     _CACHE.move_to_end(key)
-    return _CACHE[key]
+    return _CACHE[key], reused
 
 
 def fisher_variance(shape: torch.Size, fisher: torch.Tensor, num_classes: int, alpha: float) -> torch.Tensor:
@@ -136,7 +138,7 @@ def fisher(ctx: UnlearnContext):
         raise ConfigError(f"fisher alpha must be >= 0, got {alpha}")
     model = ctx.copy_original().eval()
     x, _ = ctx.retain()
-    fish = cached_fisher(model, x, batch_size=bs, device=ctx.device, quiet=ctx.quiet)
+    fish, ctx.extra["fisher_reused"] = cached_fisher(model, x, batch_size=bs, device=ctx.device, quiet=ctx.quiet)
     k = ctx.data.info.num_classes
     with torch.no_grad(), seeded(ctx.seed, ctx.device):
         for name, p in model.named_parameters():
