@@ -167,6 +167,71 @@ def tune_cmd(dataset, methods, preset, config_file, arch, trials, seeds, forget_
                        f"{', '.join(f'{k}={v}' for k, v in sorted(b['options'].items()))} -> {files[m]}")
 
 
+@main.command("check-tuned")
+@click.argument("files", nargs=-1, required=True, type=click.Path(exists=True))
+@click.option("--store", type=click.Path(file_okay=False), required=True,
+              help="Job store (directory) for the recomputation; a new, empty one recomputes everything (originals, "
+                   "retrainings, the method), which is the check. Rerunning into it reads the jobs back.")
+@options("data_dir", "executor", "workers", "address", "device", "quiet")
+@click.option("--out", type=click.Path(dir_okay=False), required=True,
+              help="File to write: the JSON report (per file: recorded and recomputed objectives, tolerances, verdict).")
+@opt("force")
+@with_logging
+def check_tuned_cmd(files, store, data_dir, executor, workers, address, device, quiet, out, force) -> None:
+    """Check that tuned-options files (FILES: files or folders of them) reproduce their study's best trial within
+    noise: each file's options run again under its recorded setup, every seed, from new originals and retrainings.
+    Exit 0 when every file is within noise, 1 when one is not."""
+    from dcforget.errors import ConfigError, OutputExistsError
+    from dcforget.io import atomic_path
+    from dcforget.jobs import make_executor
+    from dcforget.provenance import run_meta
+    from unlearn.methods import METHODS
+    from unlearn.tuned import read_tuned
+
+    from .hpsearch import recheck
+
+    paths: list[Path] = []
+    for f in map(Path, files):
+        paths.extend(sorted(f.glob("*.json")) if f.is_dir() else [f])
+    if not paths:
+        raise ConfigError(f"no tuned-options file in {', '.join(files)}")
+    docs = []
+    for p in paths:
+        try:
+            method = json.loads(p.read_text()).get("method")
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError):
+            method = None  # read_tuned says what is wrong with the file
+        t = read_tuned(p, METHODS.get(method).defaults if isinstance(method, str) else {})
+        doc = json.loads(p.read_text())
+        if not all(k in doc for k in ("setup", "objectives", "norm")):
+            raise ConfigError(f"tuned options file {p} records no study result (setup, objectives, norm)")
+        docs.append((p, t, doc))
+    out_path = Path(out)
+    if out_path.exists() and not force:
+        raise OutputExistsError(f"{out_path} exists; pass --force to replace it")
+    check_writable_dir(out_path.parent)
+    dev = resolve_device(device)
+    context = {"root": str(Path(store) / "artefacts"), "data_dir": data_dir, "device": str(dev)}
+    rows = []
+    with make_executor(executor or "local", workers=workers or 1, address=address) as ex:
+        for p, _, doc in docs:
+            r = recheck(doc, store=store, executor=ex, context=context)
+            rows.append({"file": str(p), **r})
+            if not quiet:
+                click.echo(f"{p}: norm {r['recorded_norm']:.4f} recorded, {r['recomputed_norm']:.4f} recomputed "
+                           f"({'within noise' if r['within_noise'] else 'NOT within noise'}; "
+                           f"{r['jobs_computed']} jobs computed)", err=True)
+    report = {"meta": run_meta(dev),
+              "tolerance": "per objective: |recomputed - recorded| <= max(2 x standard error over seeds, 0.005)",
+              "files": rows, "within_noise": sum(r["within_noise"] for r in rows), "checked": len(rows)}
+    with atomic_path(out_path, force=True) as tmp:
+        tmp.write_text(json.dumps(report, indent=1, sort_keys=True))
+    click.echo(f"{report['within_noise']} of {len(rows)} tuned file(s) reproduce their study's best trial within "
+               f"noise -> {out_path}")
+    if report["within_noise"] < len(rows):
+        sys.exit(1)
+
+
 unlearn_group.add_command(reproduce_cmd)  # `unlearn reproduce ...`: the name the README has always used
 unlearn_group.add_command(demo_cmd)
 unlearn_main = unlearn_group

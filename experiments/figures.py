@@ -121,10 +121,19 @@ def _tradeoff_plot(rows: list[dict[str, Any]], path: Path, title: str) -> bool:
     return True
 
 
+def _front(points: list[dict[str, Any]], x: str, y: str, y_higher: bool) -> list[dict[str, Any]]:
+    """The rows no other row beats on both ``x`` (lower is better) and ``y``, sorted by ``x``."""
+    better = (lambda a, b: a >= b) if y_higher else (lambda a, b: a <= b)
+    return sorted((r for r in points if not any(
+        o[x] <= r[x] and better(o[y], r[y]) and (o[x], o[y]) != (r[x], r[y]) for o in points)), key=lambda r: r[x])
+
+
 def _leaderboard_plot(rows: list[dict[str, Any]], path: Path, title: str) -> bool:
-    """Deep Unlearn's trade-off, one panel per model: retention deviation (x, lower is better) against
-    indiscernibility of the population MIA (y, higher is better), mean ± sample std over seeds; the Pareto front
-    (no method better on both) joined by a line; each point labelled with its method and run-time efficiency."""
+    """Deep Unlearn's trade-offs, one column per model. Top: retention deviation (x, lower is better) against
+    indiscernibility of the population MIA (y, higher is better), each point labelled with its method and run-time
+    efficiency. Bottom: time as a share of retraining's (x, log, lower is better) against retention deviation
+    (y: distance to retraining, lower is better). Mean ± sample std over seeds; the Pareto front (no method better
+    on both) joined by a dashed line."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -134,8 +143,9 @@ def _leaderboard_plot(rows: list[dict[str, Any]], path: Path, title: str) -> boo
     models = list(dict.fromkeys(r["model"] for r in pts))
     if not models:
         return False
-    fig, axes = plt.subplots(1, len(models), figsize=(6.5 * len(models), 5), squeeze=False)
-    for ax, model in zip(axes[0], models):
+    fig, axes = plt.subplots(2, len(models), figsize=(6.5 * len(models), 10), squeeze=False)
+    for col, model in enumerate(models):
+        ax, tx = axes[0][col], axes[1][col]
         mine = [r for r in pts if r["model"] == model]
         for r in mine:
             ref = r["method"] == "none"
@@ -146,10 +156,7 @@ def _leaderboard_plot(rows: list[dict[str, Any]], path: Path, title: str) -> boo
             ax.annotate(("original" if ref else r["method"]) + rte, (r["retention_deviation"], r["indiscernibility"]),
                         fontsize=6, xytext=(3, 3), textcoords="offset points")
         methods = [r for r in mine if r["method"] != "none"]
-        front = sorted((r for r in methods if not any(
-            o["retention_deviation"] <= r["retention_deviation"] and o["indiscernibility"] >= r["indiscernibility"]
-            and (o["retention_deviation"], o["indiscernibility"]) != (r["retention_deviation"], r["indiscernibility"])
-            for o in methods)), key=lambda r: r["retention_deviation"])
+        front = _front(methods, "retention_deviation", "indiscernibility", True)
         if front:
             ax.plot([r["retention_deviation"] for r in front], [r["indiscernibility"] for r in front], color="k",
                     lw=0.8, ls="--", label="Pareto front")
@@ -157,6 +164,21 @@ def _leaderboard_plot(rows: list[dict[str, Any]], path: Path, title: str) -> boo
         ax.set_xlabel("retention deviation vs retraining (lower is better)")
         ax.set_ylabel("indiscernibility, forget vs test MIA (1 = chance)")
         ax.set_title(f"{model}; labels: method (run-time efficiency vs retraining)", fontsize=8)
+        timed = [dict(r, time_share=1.0 / r["rte"]) for r in methods if r.get("rte")]
+        for r in timed:
+            tx.plot(r["time_share"], r["retention_deviation"], marker="o", ls="none")
+            tx.annotate(r["method"], (r["time_share"], r["retention_deviation"]), fontsize=6, xytext=(3, 3),
+                        textcoords="offset points")
+        tfront = _front(timed, "time_share", "retention_deviation", False)
+        if tfront:
+            tx.plot([r["time_share"] for r in tfront], [r["retention_deviation"] for r in tfront], color="k", lw=0.8,
+                    ls="--", label="Pareto front")
+            tx.legend(fontsize=7)
+        tx.axvline(1.0, color="grey", ls=":", lw=1)
+        tx.set_xscale("log")
+        tx.set_xlabel("time / retraining's (log; 1 = as slow as retraining)")
+        tx.set_ylabel("retention deviation: distance to retraining (lower is better)")
+        tx.set_title(f"{model}: distance to retraining against time", fontsize=8)
     fig.suptitle("\n".join(textwrap.wrap(title, 90)), fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=110)

@@ -380,3 +380,49 @@ def tuned_config(res: StudyResult, *, preset: str, meta: dict[str, Any]) -> dict
                          "1 - indiscernibility of the validation MIA) against the same seed's retraining, mean over "
                          "seeds; NSGA-III; the trial with the smallest Euclidean norm",
             "meta": meta}
+
+
+# ------------------------------------------------------------------------------------------------ the check
+def recheck(doc: dict[str, Any], *, store: str | Path, executor: Executor | None = None,
+            context: dict[str, Any]) -> dict[str, Any]:
+    """Run a tuned file's chosen options again under its recorded setup (every seed: original, retraining, the
+    method) and compare the objectives with the ones the study recorded for that trial. With a fresh ``store``
+    and ``context["root"]`` everything is recomputed, so this checks that the file reproduces its study's best
+    trial, not that a store remembers it.
+
+    Within noise, per objective: |recomputed - recorded| <= max(2 x the standard error over seeds of the
+    recomputed per-seed values, 0.005). The result holds both vectors, the norms and the verdict."""
+    setup = StudySetup.from_dict(doc["setup"])
+    method, options = doc["method"], dict(doc["options"])
+    sd = setup.to_dict()
+
+    def jobs(fn, specs):
+        return run_jobs(fn, specs, store, executor=executor, version=JOB_VERSION, context=context)
+
+    originals = jobs(original_job, [{"setup": sd, "seed": s, "methods": sorted({"retrain", method})}
+                                    for s in setup.seeds])
+    refs = jobs(unlearn_job, [{"setup": sd, "method": "retrain", "options": retrain_options(setup), "seed": s}
+                              for s in setup.seeds])
+    runs = jobs(unlearn_job, [{"setup": sd, "method": method, "options": options, "seed": s} for s in setup.seeds])
+    per_seed = [objectives(r, ref) for r, ref in zip(runs.results, refs.results)]
+    k = len(per_seed)
+    mean = [sum(o[j] for o in per_seed) / k for j in range(len(OBJECTIVES))]
+    recorded = [float(doc["objectives"][name]) for name in OBJECTIVES]
+    rows = {}
+    for j, name in enumerate(OBJECTIVES):
+        vals = [o[j] for o in per_seed]
+        if all(math.isfinite(v) for v in vals) and k > 1:
+            m = sum(vals) / k
+            se = math.sqrt(sum((v - m) ** 2 for v in vals) / (k - 1) / k)
+        else:
+            se = math.inf if not all(math.isfinite(v) for v in vals) else 0.0
+        tolerance = max(2 * se, 0.005)
+        diff = abs(mean[j] - recorded[j]) if math.isfinite(mean[j]) else math.inf
+        rows[name] = {"recorded": recorded[j], "recomputed": mean[j], "abs_diff": diff, "tolerance": tolerance,
+                      "within": bool(diff <= tolerance)}
+    computed = originals.computed + refs.computed + runs.computed
+    return {"method": method, "forget": setup.forget, "options": options, "trial": doc.get("trial"),
+            "recorded_norm": float(doc["norm"]), "recomputed_norm": norm(mean),
+            "objectives": rows, "within_noise": all(r["within"] for r in rows.values()),
+            "jobs_computed": computed, "seconds": runs.seconds + refs.seconds + originals.seconds,
+            "per_seed": [dict(zip(OBJECTIVES, o)) for o in per_seed]}

@@ -96,6 +96,10 @@ def render_markdown(meta: dict[str, Any], sections: list[tuple[Experiment, list[
         axes = [a for a in ROW_AXES if any(a in r for r in rows)]
         if meta.get("columns", {}).get(exp.name):
             w(_kind_table(rows, axes, meta["columns"][exp.name]))
+            if exp.name in meta.get("figures", {}):
+                w(f"\n![{exp.name}]({meta['figures'][exp.name]})\n")
+            if exp.spec.get("kind") == "leaderboard":
+                w(claims_markdown(deep_unlearn_claims(rows)))
             continue
         val = [k for k, _ in VAL_COLUMNS if any(k in r for r in rows)]
         w("| model | forget | " + "".join(f"{a} | " for a in axes) + "method | RA | FA | "
@@ -133,6 +137,45 @@ def _kind_table(rows: list[dict[str, Any]], axes: list[str], columns) -> str:
     return "\n".join(out) + "\n"
 
 
+DEEP_UNLEARN_18 = ("finetune", "gradient-ascent", "bad-teacher", "fisher", "neggrad-plus", "srl", "fcs", "msg", "cfw",
+                   "prmq", "ct", "kde", "rni", "salun", "scrub", "iu", "cf-k", "eu-k")
+
+
+def deep_unlearn_claims(rows: list[dict[str, Any]], top: int = 3) -> list[dict[str, Any]]:
+    """Deep Unlearn's qualitative claims (arXiv 2410.01276) checked on a leaderboard's rows, per model: MSG and CT
+    come out best (both among the ``top`` average ranks of Deep Unlearn's 18 methods), and NG+ ranks above GA and
+    SRL. Each claim: confirmed or not, with the ranks that decide it (average rank over seeds; lower is better)."""
+    out = []
+    for model in dict.fromkeys(r["model"] for r in rows):
+        ranked = {r["method"]: r for r in rows if r["model"] == model and "avg_rank" in r}
+        ours = sorted((m for m in ranked if m in DEEP_UNLEARN_18), key=lambda m: ranked[m]["avg_rank"])
+        every = sorted(ranked, key=lambda m: ranked[m]["avg_rank"])
+        if not ours:
+            continue
+        pos = {m: ours.index(m) + 1 for m in ours}
+        where = lambda m: (f"{m} {pos[m]} of {len(ours)} (avg rank {ranked[m]['avg_rank']:.2f}; "
+                           f"{every.index(m) + 1} of {len(every)} with the toolkit's other methods)")
+        if {"msg", "ct"} <= set(pos):
+            out.append({"model": model, "claim": f"MSG and CT are the best methods (both in the top {top} of "
+                        "Deep Unlearn's 18 by average rank)",
+                        "confirmed": pos["msg"] <= top and pos["ct"] <= top,
+                        "evidence": f"{where('msg')}; {where('ct')}; best: {', '.join(ours[:top])}"})
+        if {"neggrad-plus", "gradient-ascent", "srl"} <= set(pos):
+            ng = ranked["neggrad-plus"]["avg_rank"]
+            out.append({"model": model, "claim": "NG+ ranks above GA and SRL",
+                        "confirmed": ng < ranked["gradient-ascent"]["avg_rank"] and ng < ranked["srl"]["avg_rank"],
+                        "evidence": f"{where('neggrad-plus')}; {where('gradient-ascent')}; {where('srl')}"})
+    return out
+
+
+def claims_markdown(claims: list[dict[str, Any]]) -> str:
+    if not claims:
+        return ""
+    return ("\nDeep Unlearn's claims on this table:\n\n"
+            + "".join(f"- {c['model']}: {c['claim']}: **{'confirmed' if c['confirmed'] else 'not confirmed'}** "
+                      f"({c['evidence']})\n" for c in claims))
+
+
 SEED_NOTE = ("A seed varies the forget set's draw (random and fractional specs) and the method's own randomness "
              "(initialisation, batch order, augmentation, noise); the original model, its condensed files and DC-U's "
              "offline checkpoint are made once (seed 0) and shared by every seed, and so are the per-class cap and "
@@ -157,6 +200,8 @@ def write_report(out: Path, meta: dict[str, Any], sections: list[tuple["Experime
         png = out / "figures" / f"{exp.name}.png"
         if figures.draw(exp.spec.get("kind", "unlearn"), rs, png, exp.title):
             meta["figures"][exp.name] = f"figures/{exp.name}.png"
+    meta["claims"] = {exp.name: deep_unlearn_claims(rs) for exp, rs in sections
+                      if exp.spec.get("kind") == "leaderboard"}
     meta["figures_note"] = "" if figures.available() else "figures skipped: matplotlib is not installed (pip install 'dcforget[plots]')"
     with atomic_path(out / "report.md", force=True) as tmp:
         tmp.write_text(render_markdown(meta, sections))

@@ -128,3 +128,43 @@ def test_tune_cli_writes_one_file_per_kind_of_forgetting(tmp_path):
     unsir = CliRunner().invoke(experiments_main, [*args[:3], "unsir", *args[4:10], "--forget", "random:0.1",
                                                   "--out", str(tmp_path / "u")])
     assert unsir.exit_code == 2 and "whole classes only" in unsir.output and not (tmp_path / "u").exists()
+
+
+def test_check_tuned_recomputes_a_file_from_new_originals_and_flags_a_forged_one(tmp_path):
+    """`experiments check-tuned` runs a file's options again from nothing (new originals, retrainings and method
+    runs, in a new store) and compares each objective with the study's record: the tuned file reproduces; the same
+    file with a forged record does not, and the command exits 1."""
+    from click.testing import CliRunner
+
+    from experiments.cli import main as experiments_main
+
+    spec = "synthetic:classes=4,train=20,test=10,size=16,noise=0.5"
+    tuned = tmp_path / "tuned"
+    r = CliRunner().invoke(experiments_main, ["tune", spec, "--method", "neggrad-plus", "--preset", "smoke",
+                                              "--trials", "2", "--seeds", "2", "--study", str(tmp_path / "s.journal"),
+                                              "--store", str(tmp_path / "jobs"), "--out", str(tuned), "--quiet"])
+    assert r.exit_code == 0, r.output
+    doc = json.loads((tuned / "neggrad-plus.json").read_text())
+    forged = dict(doc, objectives={**doc["objectives"], "forget_gap": doc["objectives"]["forget_gap"] + 0.2})
+    (tmp_path / "forged").mkdir()
+    (tmp_path / "forged" / "neggrad-plus.json").write_text(json.dumps(forged))
+    out = tmp_path / "check.json"
+    ok = CliRunner().invoke(experiments_main, ["check-tuned", str(tuned), "--store", str(tmp_path / "fresh"),
+                                               "--out", str(out), "--quiet"])
+    assert ok.exit_code == 0, ok.output
+    rep = json.loads(out.read_text())
+    row = rep["files"][0]
+    assert rep["checked"] == 1 and row["within_noise"] and row["jobs_computed"] == 2 + 2 + 2  # all from nothing
+    assert row["recomputed_norm"] == pytest.approx(doc["norm"], abs=0.01)
+    bad = CliRunner().invoke(experiments_main, ["check-tuned", str(tmp_path / "forged"), "--store",
+                                                str(tmp_path / "fresh"), "--out", str(tmp_path / "bad.json"), "--quiet"])
+    assert bad.exit_code == 1 and "0 of 1" in bad.output
+    brow = json.loads((tmp_path / "bad.json").read_text())["files"][0]
+    assert not brow["objectives"]["forget_gap"]["within"] and brow["jobs_computed"] == 0  # read back this time
+    again = CliRunner().invoke(experiments_main, ["check-tuned", str(tuned), "--store", str(tmp_path / "fresh"),
+                                                  "--out", str(out), "--quiet"])
+    assert again.exit_code == 2 and "exists" in again.output  # never overwritten without --force
+    (tmp_path / "junk.json").write_text("{not json")
+    junk = CliRunner().invoke(experiments_main, ["check-tuned", str(tmp_path / "junk.json"), "--store",
+                                                 str(tmp_path / "fresh"), "--out", str(tmp_path / "j.json")])
+    assert junk.exit_code == 2 and "cannot be read" in junk.output and not (tmp_path / "j.json").exists()

@@ -111,3 +111,19 @@ def test_the_benchmark_suite_covers_deep_unlearns_methods_on_three_datasets():
     bad = Experiment("x", {"kind": "leaderboard", "models": ["mlp"], "methods": ["unsir"], "forget": "random:0.1"})
     with pytest.raises(ForgetSpecError, match="whole classes only"):
         _cells(bad, 1)
+
+
+def test_deep_unlearns_claims_are_checked_on_the_ranks():
+    """MSG and CT on top (both in the top 3 of Deep Unlearn's 18 by average rank) and NG+ above GA and SRL: each
+    confirmed or not from the rows' average ranks; the toolkit's other methods do not push MSG/CT out of the top."""
+    from experiments.report import claims_markdown, deep_unlearn_claims
+
+    def rows(order):
+        return [{"model": "mlp", "method": m, "avg_rank": float(i + 1)} for i, m in enumerate(order)]
+
+    good = deep_unlearn_claims(rows(["condensed", "msg", "kde", "ct", "neggrad-plus", "srl", "gradient-ascent"]))
+    assert [c["confirmed"] for c in good] == [True, True]
+    assert "msg 1 of 6" in good[0]["evidence"] and "2 of 7 with the toolkit's" in good[0]["evidence"]
+    bad = deep_unlearn_claims(rows(["msg", "kde", "finetune", "ct", "srl", "neggrad-plus", "gradient-ascent"]))
+    assert [c["confirmed"] for c in bad] == [False, False]
+    assert "**not confirmed**" in claims_markdown(bad) and deep_unlearn_claims(rows(["condensed"])) == []

@@ -1,4 +1,5 @@
-"""Real-data tier: the project's CIFAR-10 and MNIST copies (scripts/setup.sh unpacks them into ./data).
+"""Real-data tier: the project's CIFAR-10 and MNIST copies and Debian's Fashion-MNIST (scripts/setup.sh unpacks
+them into ./data).
 Skipped, with the reason, where they are absent."""
 
 import pytest
@@ -32,6 +33,15 @@ def test_mnist_through_torchvision(real_data_dir):
         pytest.skip(f"MNIST not unpacked under {real_data_dir}")
     d = load_data("mnist", real_data_dir, download=False, val_fraction=0)
     assert d.train.images.shape == (60000, 1, 28, 28) and d.test.images.shape == (10000, 1, 28, 28)
+
+
+def test_fashionmnist_through_torchvision(real_data_dir):
+    if not (real_data_dir / "FashionMNIST" / "raw" / "t10k-labels-idx1-ubyte").is_file():
+        pytest.skip(f"Fashion-MNIST not unpacked under {real_data_dir} (scripts/setup.sh does it from Debian's "
+                    "dataset-fashion-mnist where that is installed)")
+    d = load_data("fashionmnist", real_data_dir, download=False, val_fraction=0)
+    assert d.train.images.shape == (60000, 1, 28, 28) and d.test.images.shape == (10000, 1, 28, 28)
+    assert torch.bincount(d.train.labels).tolist() == [6000] * 10 and d.info.class_names[0] == "T-shirt/top"
 
 
 def test_train_and_condense_a_real_subset(real_data_dir, tmp_path):

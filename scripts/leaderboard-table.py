@@ -1,0 +1,52 @@
+"""Markdown leaderboard of one experiment of a `benchmark` report (README's leaderboard tables), sorted by average
+rank, references first; and, with --summary, one line per experiment: the top 5 by average rank and where Deep
+Unlearn's claims stand.
+
+    .venv/bin/python scripts/leaderboard-table.py reports/benchmark-cpu 01-cifar10
+    .venv/bin/python scripts/leaderboard-table.py reports/benchmark-cpu --summary
+"""
+import json
+import sys
+from pathlib import Path
+
+
+def pm(r, k, scale=1.0, f=".1f"):
+    if k not in r:
+        return ""
+    s = r.get(k + "_std")
+    return f"{r[k] * scale:{f}} ± {s * scale:{f}}" if s is not None and r.get("seeds", 1) > 1 else f"{r[k] * scale:{f}}"
+
+
+def table(rows, exp):
+    mine = [r for r in rows if r["experiment"] == exp]
+    refs = [r for r in mine if r["method"] in ("retrain", "none")]
+    ranked = sorted((r for r in mine if "avg_rank" in r), key=lambda r: r["avg_rank"])
+    rest = [r for r in mine if r not in refs and r not in ranked]
+    print("| # | method | RA | FA | TA | Indisc. | RetDev | RTE | L2 to R | avg rank | options |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    for i, r in enumerate(refs + ranked + rest):
+        pos = "" if r in refs or r in rest else str(i + 1 - len(refs))
+        name = {"none": "original (reference)", "retrain": "retrain (reference)"}.get(r["method"], f"`{r['method']}`")
+        print(f"| {pos} | {name} | {pm(r, 'retain_acc')} | {pm(r, 'forget_acc')} | {pm(r, 'test_acc')} | "
+              f"{pm(r, 'indiscernibility', f='.3f')} | {pm(r, 'retention_deviation', f='.3f')} | "
+              f"{pm(r, 'rte', f='.2f')} | {pm(r, 'l2_to_retrain', f='.1f')} | {pm(r, 'avg_rank', f='.2f')} | "
+              f"{r.get('tuned', '')} |")
+
+
+def summary(report):
+    rows = report["rows"]
+    for exp, claims in report["meta"].get("claims", {}).items():
+        ranked = sorted((r for r in rows if r["experiment"] == exp and "avg_rank" in r), key=lambda r: r["avg_rank"])
+        top = ", ".join(f"`{r['method']}` {r['avg_rank']:.1f}" for r in ranked[:5])
+        verdicts = "; ".join(f"{c['claim']}: {'confirmed' if c['confirmed'] else 'not confirmed'}" for c in claims)
+        print(f"| {exp} | {len(ranked)} | {top} | {verdicts} |")
+
+
+if __name__ == "__main__":
+    rep = json.loads((Path(sys.argv[1]) / "report.json").read_text())
+    if sys.argv[2] == "--summary":
+        print("| experiment | methods ranked | top 5 (average rank) | Deep Unlearn's claims |")
+        print("|---|---|---|---|")
+        summary(rep)
+    else:
+        table(rep["rows"], sys.argv[2])
