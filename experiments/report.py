@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import statistics
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -20,6 +21,9 @@ ROW_AXES = ("part", "ipc", "clusters", "condenser", "classifier", "cycle")  # ke
 
 
 def mean_std(values: list[float]) -> tuple[float, float]:
+    """Mean and sample std; where a value is not finite (a diverged model's distance) the std is NaN."""
+    if not all(math.isfinite(v) for v in values):
+        return statistics.fmean(values), math.nan
     return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
 
 

@@ -127,3 +127,13 @@ def test_deep_unlearns_claims_are_checked_on_the_ranks():
     bad = deep_unlearn_claims(rows(["msg", "kde", "finetune", "ct", "srl", "neggrad-plus", "gradient-ascent"]))
     assert [c["confirmed"] for c in bad] == [False, False]
     assert "**not confirmed**" in claims_markdown(bad) and deep_unlearn_claims(rows(["condensed"])) == []
+
+
+def test_a_non_finite_distance_does_not_break_the_report():
+    """A diverged model's L2 distance is inf: its row shows inf with a NaN spread instead of failing the report."""
+    import math
+
+    from experiments.report import mean_std
+
+    m, s = mean_std([1.0, math.inf, 2.0])
+    assert m == math.inf and math.isnan(s) and mean_std([1.0, 3.0]) == (2.0, pytest.approx(1.4142, abs=1e-4))
