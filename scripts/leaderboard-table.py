@@ -14,6 +14,8 @@ def pm(r, k, scale=1.0, f=".1f"):
     if k not in r:
         return ""
     s = r.get(k + "_std")
+    if abs(r[k]) >= 1e4:  # a diverging method's distance
+        f = ".2g"
     return f"{r[k] * scale:{f}} ± {s * scale:{f}}" if s is not None and r.get("seeds", 1) > 1 else f"{r[k] * scale:{f}}"
 
 
