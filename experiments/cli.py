@@ -201,11 +201,11 @@ def check_tuned_cmd(files, store, data_dir, executor, workers, address, device, 
             method = json.loads(p.read_text()).get("method")
         except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError):
             method = None  # read_tuned says what is wrong with the file
-        t = read_tuned(p, METHODS.get(method).defaults if isinstance(method, str) else {})
+        read_tuned(p, METHODS.get(method).defaults if isinstance(method, str) else {})  # refuses a bad file
         doc = json.loads(p.read_text())
         if not all(k in doc for k in ("setup", "objectives", "norm")):
             raise ConfigError(f"tuned options file {p} records no study result (setup, objectives, norm)")
-        docs.append((p, t, doc))
+        docs.append((p, doc))
     out_path = Path(out)
     if out_path.exists() and not force:
         raise OutputExistsError(f"{out_path} exists; pass --force to replace it")
@@ -214,7 +214,7 @@ def check_tuned_cmd(files, store, data_dir, executor, workers, address, device, 
     context = {"root": str(Path(store) / "artefacts"), "data_dir": data_dir, "device": str(dev)}
     rows = []
     with make_executor(executor or "local", workers=workers or 1, address=address) as ex:
-        for p, _, doc in docs:
+        for p, doc in docs:
             r = recheck(doc, store=store, executor=ex, context=context)
             rows.append({"file": str(p), **r})
             if not quiet:

@@ -32,6 +32,7 @@ import json
 import math
 import os
 import socket
+import statistics
 import time
 import warnings
 from dataclasses import asdict, dataclass, field
@@ -264,6 +265,16 @@ class StudyResult:
                 "jobs_computed_this_run": self.computed}
 
 
+def _references(setup: StudySetup, method: str, jobs: Callable) -> dict[int, dict[str, Any]]:
+    """Every seed's original (with the artefacts ``method`` needs) and its retraining, through ``jobs(fn, specs)``
+    (which returns the results in order): seed -> retraining's metrics."""
+    sd = setup.to_dict()
+    jobs(original_job, [{"setup": sd, "seed": s, "methods": sorted({"retrain", method})} for s in setup.seeds])
+    refs = jobs(unlearn_job, [{"setup": sd, "method": "retrain", "options": retrain_options(setup), "seed": s}
+                              for s in setup.seeds])
+    return dict(zip(setup.seeds, refs))
+
+
 def tune(method: str, setup: StudySetup, *, trials: int, storage: str | Path, store: str | Path,
          executor: Executor | None = None, context: dict[str, Any], base_options: dict[str, Any] | None = None,
          batch: int | None = None, sampler_seed: int = 0, population: int | None = None,
@@ -299,10 +310,7 @@ def tune(method: str, setup: StudySetup, *, trials: int, storage: str | Path, st
         return run.results
 
     sd = setup.to_dict()
-    jobs(original_job, [{"setup": sd, "seed": s, "methods": sorted({"retrain", method})} for s in setup.seeds])
-    refs = jobs(unlearn_job, [{"setup": sd, "method": "retrain", "options": retrain_options(setup), "seed": s}
-                              for s in setup.seeds])
-    references = {s: r for s, r in zip(setup.seeds, refs)}
+    references = _references(setup, method, jobs)
     name = study_name(method, setup, base)
     # a resumed study gets a sampler seeded by how far it got: the same seed again would redraw the first trials
     study = open_study(name, storage, sampler_seed + len(open_study(name, storage).get_trials(deepcopy=False)),
@@ -394,35 +402,32 @@ def recheck(doc: dict[str, Any], *, store: str | Path, executor: Executor | None
     recomputed per-seed values, 0.005). The result holds both vectors, the norms and the verdict."""
     setup = StudySetup.from_dict(doc["setup"])
     method, options = doc["method"], dict(doc["options"])
-    sd = setup.to_dict()
+    computed = 0
 
     def jobs(fn, specs):
-        return run_jobs(fn, specs, store, executor=executor, version=JOB_VERSION, context=context)
+        nonlocal computed
+        run = run_jobs(fn, specs, store, executor=executor, version=JOB_VERSION, context=context)
+        computed += run.computed
+        return run.results
 
-    originals = jobs(original_job, [{"setup": sd, "seed": s, "methods": sorted({"retrain", method})}
-                                    for s in setup.seeds])
-    refs = jobs(unlearn_job, [{"setup": sd, "method": "retrain", "options": retrain_options(setup), "seed": s}
+    references = _references(setup, method, jobs)
+    runs = jobs(unlearn_job, [{"setup": setup.to_dict(), "method": method, "options": options, "seed": s}
                               for s in setup.seeds])
-    runs = jobs(unlearn_job, [{"setup": sd, "method": method, "options": options, "seed": s} for s in setup.seeds])
-    per_seed = [objectives(r, ref) for r, ref in zip(runs.results, refs.results)]
+    per_seed = [objectives(r, references[s]) for r, s in zip(runs, setup.seeds)]
     k = len(per_seed)
     mean = [sum(o[j] for o in per_seed) / k for j in range(len(OBJECTIVES))]
-    recorded = [float(doc["objectives"][name]) for name in OBJECTIVES]
     rows = {}
     for j, name in enumerate(OBJECTIVES):
-        vals = [o[j] for o in per_seed]
-        if all(math.isfinite(v) for v in vals) and k > 1:
-            m = sum(vals) / k
-            se = math.sqrt(sum((v - m) ** 2 for v in vals) / (k - 1) / k)
-        else:
-            se = math.inf if not all(math.isfinite(v) for v in vals) else 0.0
-        tolerance = max(2 * se, 0.005)
-        diff = abs(mean[j] - recorded[j]) if math.isfinite(mean[j]) else math.inf
-        rows[name] = {"recorded": recorded[j], "recomputed": mean[j], "abs_diff": diff, "tolerance": tolerance,
+        vals, recorded = [o[j] for o in per_seed], float(doc["objectives"][name])
+        if not all(math.isfinite(v) for v in vals):  # a diverged run matches only a diverged record
+            rows[name] = {"recorded": recorded, "recomputed": mean[j], "abs_diff": math.inf, "tolerance": 0.0,
+                          "within": not math.isfinite(recorded)}
+            continue
+        se = statistics.stdev(vals) / math.sqrt(k) if k > 1 else 0.0
+        tolerance, diff = max(2 * se, 0.005), abs(mean[j] - recorded)
+        rows[name] = {"recorded": recorded, "recomputed": mean[j], "abs_diff": diff, "tolerance": tolerance,
                       "within": bool(diff <= tolerance)}
-    computed = originals.computed + refs.computed + runs.computed
     return {"method": method, "forget": setup.forget, "options": options, "trial": doc.get("trial"),
             "recorded_norm": float(doc["norm"]), "recomputed_norm": norm(mean),
-            "objectives": rows, "within_noise": all(r["within"] for r in rows.values()),
-            "jobs_computed": computed, "seconds": runs.seconds + refs.seconds + originals.seconds,
+            "objectives": rows, "within_noise": all(r["within"] for r in rows.values()), "jobs_computed": computed,
             "per_seed": [dict(zip(OBJECTIVES, o)) for o in per_seed]}

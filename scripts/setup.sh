@@ -26,9 +26,12 @@ fmnist=/usr/share/datasets/fashion-mnist
 if [ ! -d "$fmnist" ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
   apt-get install -y -qq dataset-fashion-mnist >/dev/null 2>&1 || echo "note: dataset-fashion-mnist not installed"
 fi
-if [ -d "$fmnist" ] && [ ! -f data/FashionMNIST/raw/t10k-labels-idx1-ubyte ]; then
+if [ -d "$fmnist" ]; then
   mkdir -p data/FashionMNIST/raw
-  for f in "$fmnist"/*-ubyte.gz; do gunzip -c "$f" > "data/FashionMNIST/raw/$(basename "$f" .gz)"; done
+  for f in "$fmnist"/*-ubyte.gz; do  # each file written whole (temp, then rename), so a stopped setup leaves no half file
+    dst="data/FashionMNIST/raw/$(basename "$f" .gz)"
+    [ -f "$dst" ] || { gunzip -c "$f" > "$dst.part" && mv "$dst.part" "$dst"; }
+  done
   echo "Fashion-MNIST unpacked into ./data"
 fi
 .venv/bin/python -c "import dcforget.tv, kornia, h5py; print('dcforget ready:', dcforget.tv.torchvision.__version__)"

@@ -168,3 +168,23 @@ def test_check_tuned_recomputes_a_file_from_new_originals_and_flags_a_forged_one
     junk = CliRunner().invoke(experiments_main, ["check-tuned", str(tmp_path / "junk.json"), "--store",
                                                  str(tmp_path / "fresh"), "--out", str(tmp_path / "j.json")])
     assert junk.exit_code == 2 and "cannot be read" in junk.output and not (tmp_path / "j.json").exists()
+
+
+def test_check_tuned_never_passes_a_diverged_rerun_against_a_finite_record(monkeypatch):
+    """A rerun whose model diverges (infinite objectives) reproduces only a record that diverged too."""
+    import experiments.hpsearch as hp
+    from dcforget.jobs import GridRun
+
+    def fake(fn, specs, store, **kw):
+        out = [{"seed": s["seed"]} if fn is hp.original_job else
+               ({"diverged": "x"} if s["method"] != "retrain" else
+                {"retain_acc": 1.0, "forget_acc": 0.5, "val_acc": 0.5, "val_mia": 0.5}) for s in specs]
+        return GridRun(out, [""] * len(out), len(out), 0, 0.0)
+
+    monkeypatch.setattr(hp, "run_jobs", fake)
+    doc = {"setup": SETUP.to_dict(), "method": "neggrad-plus", "options": {}, "norm": 0.1,
+           "objectives": dict.fromkeys(hp.OBJECTIVES, 0.05)}
+    r = hp.recheck(doc, store="unused", context={})
+    assert not r["within_noise"] and r["objectives"]["retain_gap"]["abs_diff"] == math.inf
+    inf = dict(doc, objectives=dict.fromkeys(hp.OBJECTIVES, math.inf))
+    assert hp.recheck(inf, store="unused", context={})["within_noise"]
