@@ -111,7 +111,7 @@ CODE_PACKAGES = ("dcforget", "condense", "unlearn", "attacks", "experiments")  #
 # Orchestration (which cells run, where results go), drawing, reporting and argument parsing: code that decides
 # nothing a cell computes. What a cell's modules import, transitively, joins its digest (code_digest).
 NOT_CELL_CODE = ("experiments/runner.py", "experiments/figures.py", "experiments/report.py", "experiments/cli.py",
-                 "experiments/demo.py",
+                 "experiments/demo.py", "experiments/kinds/leaderboard_rows.py",
                  "dcforget/provenance.py", "dcforget/cli.py", "unlearn/cli.py",
                  "unlearn/compare.py", "condense/cli.py", "attacks/cli.py")
 

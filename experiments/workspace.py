@@ -135,7 +135,7 @@ class Workspace:
         v = self.variant(arch)
         options = {**self.preset.get("condense", {}).get(condenser, {}), **(extra or {})}
         if offline:
-            model, _, off_name = self.offline(arch, ipc, source, offline_extra, with_name=True)
+            model, _, off_name = self.offline(arch, ipc, source, offline_extra, with_name=True, seed=seed)
         else:
             model, off_name = self.original(arch, seed), None
         name = f"{condenser}-K{k}-{'offline-' if offline else ''}" \
@@ -145,22 +145,23 @@ class Workspace:
             log=self.log, quiet=self.quiet))
 
     def offline(self, arch: str, ipc: int | None = None, source: str | None = None,
-                extra: dict[str, Any] | None = None, *, with_name: bool = False):
-        """DC-U's offline checkpoint of ``arch``, its remembrance set of ``ipc`` images per class from ``source``
+                extra: dict[str, Any] | None = None, *, with_name: bool = False, seed: int = 0):
+        """DC-U's offline checkpoint of ``arch`` (from the original of ``seed``: the reproduction's seed 0, the
+        benchmark's one per seed), its remembrance set of ``ipc`` images per class from ``source``
         ("heldout" training images or the "test" split, as the reference; default: the preset's); ``extra``:
         offline-phase options over the preset's (a variant's, e.g. the reference MLP's ``logit_relu``). Named by a
-        digest of the options, the remembrance size and its source."""
+        digest of the options, the remembrance size and its source (and the seed where it is not 0)."""
         p = self.preset
         rem = p.get("remembrance", {})
         ipc = int(ipc if ipc is not None else rem.get("ipc", 10))
         source = source or rem.get("source", "heldout")
         opts = {**p.get("offline", {}), **(self.overrides.get(arch, {}).get("offline") or {}), **(extra or {}),
                 "bf16": p.get("bf16", False)}
-        name = f"offline-ipc{ipc}-{source}-{_short_digest(opts)}.pt"
+        name = f"offline-ipc{ipc}-{source}-{_short_digest(opts)}{f'-s{seed}' if seed else ''}.pt"
         v = self.variant(arch)
         model, tensors = self._cached(f"off/{v}/{name}", lambda: dcu_offline(
-            self.root / v / name, self.data(), self.original(arch), opts, ipc=ipc,
-            source=source, data_dir=self.data_dir, device=self.device, log=self.log, quiet=self.quiet))
+            self.root / v / name, self.data(), self.original(arch, seed), opts, ipc=ipc,
+            source=source, data_dir=self.data_dir, device=self.device, log=self.log, quiet=self.quiet, seed=seed))
         return (model, tensors, name) if with_name else (model, tensors)
 
 

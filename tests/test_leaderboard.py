@@ -10,7 +10,8 @@ import torch
 
 import unlearn.tuned as tuned_mod
 from dcforget.errors import ForgetSpecError
-from experiments.kinds.leaderboard import REFERENCES, _cells, _rows, _run
+from experiments.kinds.leaderboard import _cells, _run
+from experiments.kinds.leaderboard_rows import REFERENCES, rows as _rows
 from experiments.runner import load_suite
 from experiments.workspace import Experiment, Workspace
 
@@ -137,3 +138,37 @@ def test_a_non_finite_distance_does_not_break_the_report():
 
     m, s = mean_std([1.0, math.inf, 2.0])
     assert m == math.inf and math.isnan(s) and mean_std([1.0, 3.0]) == (2.0, pytest.approx(1.4142, abs=1e-4))
+
+
+def test_class_forgetting_retention_counts_the_forgotten_class():
+    """Retraining's FA is 0 on a forgotten class: the FA term is the absolute gap there, so a method that forgets
+    nothing is far from retraining (it used to drop the term and rank near the top)."""
+    from experiments.kinds.leaderboard_rows import retention_terms
+
+    ref = {"retain_acc": 1.0, "forget_acc": 0.0, "test_acc": 0.5}
+    assert retention_terms({"retain_acc": 1.0, "forget_acc": 1.0, "test_acc": 0.5}, ref) == [0.0, 1.0, 0.0]
+    assert retention_terms({"retain_acc": 0.9, "forget_acc": 0.0, "test_acc": 0.5}, ref) == pytest.approx([0.1, 0, 0])
+
+
+def test_the_rows_module_is_outside_the_cells_code_digest():
+    """Ranking is reporting: editing the rows module must not recompute a leaderboard cell."""
+    from experiments.runner import NOT_CELL_CODE
+
+    assert "experiments/kinds/leaderboard_rows.py" in NOT_CELL_CODE
+
+
+def test_dcu_reference_runs_on_the_leaderboard_from_each_seeds_offline_phase(tmp_path):
+    """DC-U's reference mode joins the leaderboard: per seed, the offline phase of that seed's original and the
+    condensed file of the offline model (the reproduction's seed 0 keeps its file names)."""
+    preset = {"dataset": SPEC, "original_epochs": 3, "bf16": False, "clusters": 3,
+              "offline": {"iterations": 1, "final_epochs": 1, "intermediate_epochs": 1},
+              "remembrance": {"ipc": 2, "source": "test"},
+              "method_options": {"*": {"epochs": 1}, "dcu-reference": {"overture_epochs": 1, "final_epochs": 1}}}
+    ws = Workspace(preset, tmp_path / "artefacts", torch.device("cpu"), None, lambda msg: None)
+    exp = Experiment("lb", {"kind": "leaderboard", "models": ["mlp"], "methods": ["dcu-reference"],
+                            "forget": "random:0.2"})
+    cells = [c for c in _cells(exp, 2) if c.key["method"] == "dcu-reference"]
+    out = [_run(c, exp, ws.for_experiment(exp)) for c in cells]
+    assert all(0 <= r["retain_acc"] <= 1 and r["l2_to_retrain"] > 0 for r in out)
+    names = sorted(p.name for p in (tmp_path / "artefacts").rglob("offline-*.pt"))
+    assert len(names) == 2 and any(n.endswith("-s1.pt") for n in names) and not all(n.endswith("-s1.pt") for n in names)

@@ -18,21 +18,18 @@ reference rows, never ranked."""
 from __future__ import annotations
 
 import math
-import statistics
 from typing import Any
 
 import torch
 
-from dcforget.errors import ConfigError
 from dcforget.provenance import machine
 from unlearn.methods import METHODS
 from unlearn.request import check_forget_kind, unlearn_request
 from unlearn.tuned import find_tuned
 
-from ..report import mean_std
 from ..workspace import KINDS, Cell, Experiment, Kind, Workspace
+from .leaderboard_rows import COLUMNS, REFERENCES, rows
 
-REFERENCES = ("retrain", "none")  # retraining, and the original untouched ("none")
 
 
 def _cells(exp: Experiment, seeds: int) -> list[Cell]:
@@ -40,9 +37,6 @@ def _cells(exp: Experiment, seeds: int) -> list[Cell]:
     methods = [m for m in s["methods"] if m not in REFERENCES]
     forget = s.get("forget", "random:0.1")
     for m in methods:
-        if METHODS.get(m).needs_offline:
-            raise ConfigError(f"experiment {exp.name}: {m!r} needs DC-U's offline phase per seed, which the "
-                              "leaderboard does not build yet")
         check_forget_kind(m, forget)
     return [Cell(exp.name, {"model": model, "forget": forget, "method": m}, seed)
             for model in s["models"] for seed in range(seeds) for m in (*REFERENCES, *methods)]
@@ -86,9 +80,15 @@ def _run(cell: Cell, exp: Experiment, ws: Workspace) -> dict[str, Any]:
                                          "indiscernibility")}
         return {**out, "seconds": ref["time"]["total_s"], "machine": ref.get("machine"), "l2_to_retrain": 0.0,
                 "options": ref["options"], "tuned": None}
-    condensed = ws.condensed(arch, seed=cell.seed) if METHODS.get(method).needs_condensed else None
-    res = unlearn_request(ws.original(arch, cell.seed), ws.data(), forget, method, device=ws.device, seed=cell.seed,
-                          quiet=ws.quiet, options=options, condensed=condensed)
+    m = METHODS.get(method)
+    start, condensed, artefacts = ws.original(arch, cell.seed), None, None
+    if m.needs_offline:  # DC-U's reference mode: the offline phase of this seed's original, its condensed file
+        start, artefacts = ws.offline(arch, seed=cell.seed)
+        condensed = ws.condensed(arch, offline=True, seed=cell.seed)
+    elif m.needs_condensed:
+        condensed = ws.condensed(arch, seed=cell.seed)
+    res = unlearn_request(start, ws.data(), forget, method, device=ws.device, seed=cell.seed, quiet=ws.quiet,
+                          options=options, condensed=condensed, artefacts=artefacts)
     r = res.report
     out = {key: r[key] for key in ("retain_acc", "forget_acc", "val_acc", "val_mia", "test_acc", "mia",
                                    "indiscernibility")}
@@ -97,90 +97,4 @@ def _run(cell: Cell, exp: Experiment, ws: Workspace) -> dict[str, Any]:
             "options": r["options"], "tuned": tuned, "method_extra": r.get("method_extra", {})}
 
 
-COLUMNS = (("retain_acc", "RA", ".2f"), ("forget_acc", "FA", ".2f"), ("val_acc", "VA", ".2f"),
-           ("test_acc", "TA", ".2f"), ("mia", "MIA", ".2f"), ("indiscernibility", "Indisc.", ".3f"),
-           ("retention_deviation", "RetDev", ".3f"), ("rte", "RTE", ".2f"), ("l2_to_retrain", "L2 to R", ".2f"),
-           ("avg_rank", "avg rank", ".2f"), ("tuned", "options", "s"))
-RANKED = {"retention_deviation": False, "indiscernibility": True, "rte": True}  # True: higher is better
-
-
-def _per_seed(c: dict[str, Any], ref: dict[str, Any] | None, method: str) -> dict[str, float]:
-    """One cell's ranked metrics against the same seed's retraining ``ref``."""
-    r = c["result"]
-    out = {"indiscernibility": r["indiscernibility"]}
-    if ref is not None:
-        # retention: accuracy / retraining's, over the accuracies retraining has (class forgetting's FA is 0)
-        out["retention_deviation"] = statistics.fmean(abs(r[a] / ref[a] - 1) for a in ("retain_acc", "forget_acc",
-                                                                                        "test_acc") if ref[a] > 0)
-        # the untouched original takes no time; a ratio needs both times from one machine
-        if method != "none" and r.get("machine") is not None and r.get("machine") == ref.get("machine"):
-            out["rte"] = ref["seconds"] / max(r["seconds"], 1e-9)
-    return out
-
-
-def _ranks(values: dict[str, float], higher: bool) -> dict[str, float]:
-    """Rank 1 = best; tied values share the mean of their ranks."""
-    order = sorted(values, key=lambda m: -values[m] if higher else values[m])
-    out, i = {}, 0
-    while i < len(order):
-        j = i
-        while j + 1 < len(order) and values[order[j + 1]] == values[order[i]]:
-            j += 1
-        for m in order[i:j + 1]:
-            out[m] = (i + j) / 2 + 1
-        i = j + 1
-    return out
-
-
-def _rows(exp: Experiment, cells: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    rows = []
-    for model in exp.spec["models"]:
-        forget = exp.spec.get("forget", "random:0.1")
-        retrain = {c["seed"]: c["result"] for c in cells if c["key"] == {"model": model, "forget": forget,
-                                                                           "method": "retrain"}}
-        table, per_seed = [], {}
-        for m in (*REFERENCES, *[m for m in exp.spec["methods"] if m not in REFERENCES]):
-            got = [c for c in cells if c["key"] == {"model": model, "forget": forget, "method": m}]
-            if not got:
-                continue
-            row: dict[str, Any] = {"experiment": exp.name, "model": model, "forget": forget, "method": m,
-                                   "seeds": len(got)}
-            for key in ("retain_acc", "forget_acc", "val_acc", "test_acc", "mia"):
-                row[key], row[key + "_std"] = mean_std([100 * c["result"][key] for c in got])
-            for key in ("indiscernibility", "l2_to_retrain"):
-                row[key], row[key + "_std"] = mean_std([c["result"][key] for c in got])
-            per_seed[m] = {c["seed"]: _per_seed(c, retrain.get(c["seed"]), m) for c in got}
-            for key in ("retention_deviation", "rte"):
-                vals = [v[key] for v in per_seed[m].values() if key in v]
-                if vals:
-                    row[key], row[key + "_std"] = mean_std(vals)
-            files = {c["result"].get("tuned") for c in got}
-            row["tuned"] = "reference" if m in REFERENCES else ("tuned" if files != {None} else "defaults")
-            table.append(row)
-        ranked = {r["method"]: r for r in table if r["method"] not in REFERENCES}
-        seeds = sorted(set.intersection(*(set(per_seed[m]) for m in ranked))) if ranked else []
-        by_method: dict[str, dict[str, list[float]]] = {m: {} for m in ranked}
-        averages: dict[str, list[float]] = {m: [] for m in ranked}
-        for seed in seeds:
-            seed_ranks: dict[str, list[float]] = {m: [] for m in ranked}
-            for key, higher in RANKED.items():
-                vals = {m: per_seed[m][seed][key] for m in ranked if key in per_seed[m][seed]}
-                if len(vals) != len(ranked):  # a metric some method lacks on this seed is not ranked there
-                    continue
-                for m, rank in _ranks(vals, higher).items():
-                    by_method[m].setdefault(key, []).append(rank)
-                    seed_ranks[m].append(rank)
-            for m, rs in seed_ranks.items():
-                if rs:
-                    averages[m].append(statistics.fmean(rs))
-        for m, r in ranked.items():
-            for key, rs in by_method[m].items():
-                r[f"rank_{key}"] = statistics.fmean(rs)
-            if averages[m]:
-                r["avg_rank"], r["avg_rank_std"] = mean_std(averages[m])
-                r["ranked_seeds"] = len(averages[m])
-        rows += table
-    return rows
-
-
-KINDS.register("leaderboard")(Kind(_cells, _run, _rows, COLUMNS))
+KINDS.register("leaderboard")(Kind(_cells, _run, rows, COLUMNS))

@@ -1,0 +1,109 @@
+"""The ``leaderboard`` kind's report rows (experiments/kinds/leaderboard.py computes the cells): mean ± sample std
+over seeds, retention deviation, run-time efficiency and Deep Unlearn's per-seed ranks. Reporting only, so it is
+outside the cells' code digest (runner.NOT_CELL_CODE): changing how rows are ranked never recomputes a cell.
+
+Retention deviation (Deep Unlearn's RetDev): the mean over RA, FA and TA of |acc / retraining's acc - 1|. Where
+retraining's accuracy is 0 (a forgotten class's FA) the ratio is undefined; Deep Unlearn, which forgets random
+samples only, never meets it. Here that term is the absolute difference |acc - retraining's acc| (as a fraction),
+so a method that leaves a forgotten class recognised is as far from retraining as its FA says, instead of the
+term being dropped (which ranked doing nothing near the top of class-forgetting tables)."""
+
+from __future__ import annotations
+
+import statistics
+from typing import Any
+
+from ..report import mean_std
+from ..workspace import Experiment
+
+REFERENCES = ("retrain", "none")  # retraining, and the original untouched ("none")
+
+COLUMNS = (("retain_acc", "RA", ".2f"), ("forget_acc", "FA", ".2f"), ("val_acc", "VA", ".2f"),
+           ("test_acc", "TA", ".2f"), ("mia", "MIA", ".2f"), ("indiscernibility", "Indisc.", ".3f"),
+           ("retention_deviation", "RetDev", ".3f"), ("rte", "RTE", ".2f"), ("l2_to_retrain", "L2 to R", ".2f"),
+           ("avg_rank", "avg rank", ".2f"), ("tuned", "options", "s"))
+RANKED = {"retention_deviation": False, "indiscernibility": True, "rte": True}  # True: higher is better
+
+
+def retention_terms(r: dict[str, Any], ref: dict[str, Any]) -> list[float]:
+    """|acc / retraining's - 1| for RA, FA and TA; |acc - retraining's| where retraining's is 0 (module docstring)."""
+    return [abs(r[a] / ref[a] - 1) if ref[a] > 0 else abs(r[a] - ref[a]) for a in ("retain_acc", "forget_acc",
+                                                                                   "test_acc")]
+
+
+def _per_seed(c: dict[str, Any], ref: dict[str, Any] | None, method: str) -> dict[str, float]:
+    """One cell's ranked metrics against the same seed's retraining ``ref``."""
+    r = c["result"]
+    out = {"indiscernibility": r["indiscernibility"]}
+    if ref is not None:
+        # retention: accuracy / retraining's, over the accuracies retraining has (class forgetting's FA is 0)
+        out["retention_deviation"] = statistics.fmean(retention_terms(r, ref))
+        # the untouched original takes no time; a ratio needs both times from one machine
+        if method != "none" and r.get("machine") is not None and r.get("machine") == ref.get("machine"):
+            out["rte"] = ref["seconds"] / max(r["seconds"], 1e-9)
+    return out
+
+
+def _ranks(values: dict[str, float], higher: bool) -> dict[str, float]:
+    """Rank 1 = best; tied values share the mean of their ranks."""
+    order = sorted(values, key=lambda m: -values[m] if higher else values[m])
+    out, i = {}, 0
+    while i < len(order):
+        j = i
+        while j + 1 < len(order) and values[order[j + 1]] == values[order[i]]:
+            j += 1
+        for m in order[i:j + 1]:
+            out[m] = (i + j) / 2 + 1
+        i = j + 1
+    return out
+
+
+def rows(exp: Experiment, cells: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    rows = []
+    for model in exp.spec["models"]:
+        forget = exp.spec.get("forget", "random:0.1")
+        retrain = {c["seed"]: c["result"] for c in cells if c["key"] == {"model": model, "forget": forget,
+                                                                           "method": "retrain"}}
+        table, per_seed = [], {}
+        for m in (*REFERENCES, *[m for m in exp.spec["methods"] if m not in REFERENCES]):
+            got = [c for c in cells if c["key"] == {"model": model, "forget": forget, "method": m}]
+            if not got:
+                continue
+            row: dict[str, Any] = {"experiment": exp.name, "model": model, "forget": forget, "method": m,
+                                   "seeds": len(got)}
+            for key in ("retain_acc", "forget_acc", "val_acc", "test_acc", "mia"):
+                row[key], row[key + "_std"] = mean_std([100 * c["result"][key] for c in got])
+            for key in ("indiscernibility", "l2_to_retrain"):
+                row[key], row[key + "_std"] = mean_std([c["result"][key] for c in got])
+            per_seed[m] = {c["seed"]: _per_seed(c, retrain.get(c["seed"]), m) for c in got}
+            for key in ("retention_deviation", "rte"):
+                vals = [v[key] for v in per_seed[m].values() if key in v]
+                if vals:
+                    row[key], row[key + "_std"] = mean_std(vals)
+            files = {c["result"].get("tuned") for c in got}
+            row["tuned"] = "reference" if m in REFERENCES else ("tuned" if files != {None} else "defaults")
+            table.append(row)
+        ranked = {r["method"]: r for r in table if r["method"] not in REFERENCES}
+        seeds = sorted(set.intersection(*(set(per_seed[m]) for m in ranked))) if ranked else []
+        by_method: dict[str, dict[str, list[float]]] = {m: {} for m in ranked}
+        averages: dict[str, list[float]] = {m: [] for m in ranked}
+        for seed in seeds:
+            seed_ranks: dict[str, list[float]] = {m: [] for m in ranked}
+            for key, higher in RANKED.items():
+                vals = {m: per_seed[m][seed][key] for m in ranked if key in per_seed[m][seed]}
+                if len(vals) != len(ranked):  # a metric some method lacks on this seed is not ranked there
+                    continue
+                for m, rank in _ranks(vals, higher).items():
+                    by_method[m].setdefault(key, []).append(rank)
+                    seed_ranks[m].append(rank)
+            for m, rs in seed_ranks.items():
+                if rs:
+                    averages[m].append(statistics.fmean(rs))
+        for m, r in ranked.items():
+            for key, rs in by_method[m].items():
+                r[f"rank_{key}"] = statistics.fmean(rs)
+            if averages[m]:
+                r["avg_rank"], r["avg_rank_std"] = mean_std(averages[m])
+                r["ranked_seeds"] = len(averages[m])
+        rows += table
+    return rows
