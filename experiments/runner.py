@@ -192,13 +192,19 @@ def code_digest(method: str | None = None, root: Path | None = None,
     return h.hexdigest()[:16]
 
 
-def cell_digest(settings: str, cell: "Cell", exp: Experiment) -> str:
+def cell_digest(settings: str, cell: "Cell", exp: Experiment, preset: dict[str, Any]) -> str:
+    """SETTINGS-CODE[-INPUTS]: the experiment's settings digest, the code the cell runs through, and what its kind
+    says the cell reads besides (``Kind.inputs``: e.g. tuned options, so re-tuning recomputes the cell)."""
     method = cell.key.get("method")
     variant = exp.spec.get("variants", {}).get(method) if isinstance(method, str) else None
     if isinstance(variant, dict):
         method = variant.get("method")
-    kind_module = KINDS.get(exp.spec.get("kind", "unlearn")).run.__module__
-    return f"{settings}-{code_digest(method if isinstance(method, str) and method in METHODS else None, None, kind_module)}"
+    kind = KINDS.get(exp.spec.get("kind", "unlearn"))
+    out = f"{settings}-{code_digest(method if isinstance(method, str) and method in METHODS else None, None, kind.run.__module__)}"
+    if kind.inputs is not None:
+        inputs = kind.inputs(cell, exp, Workspace.experiment_preset(preset, exp))
+        out += "-" + hashlib.sha256(json.dumps(inputs, sort_keys=True, default=str).encode()).hexdigest()[:12]
+    return out
 
 
 def _resolved_suite(suite: str, preset: str, only: list[str] | None, device: torch.device):
@@ -276,7 +282,7 @@ def reproduce(suite: str, preset: str, out: str | Path, *, only: list[str] | Non
     for i, (exp, cell) in enumerate(plan):
         path = out / "cells" / exp.name / f"{cell.id}.json"
         rec = json.loads(path.read_text()) if path.exists() else None
-        if rec is not None and rec.get("settings") == cell_digest(digests[exp.name], cell, exp):
+        if rec is not None and rec.get("settings") == cell_digest(digests[exp.name], cell, exp, p):
             done_before += 1
             records[i] = rec
         elif report_only:
@@ -305,7 +311,7 @@ def reproduce(suite: str, preset: str, out: str | Path, *, only: list[str] | Non
                 i = todo[pos]
                 exp, cell = plan[i]
                 rec = {"experiment": exp.name, "key": cell.key, "seed": cell.seed,
-                       "settings": cell_digest(digests[exp.name], cell, exp), "result": value["result"],
+                       "settings": cell_digest(digests[exp.name], cell, exp, p), "result": value["result"],
                        "cell_seconds": seconds}
                 path = out / "cells" / exp.name / f"{cell.id}.json"
                 path.parent.mkdir(parents=True, exist_ok=True)

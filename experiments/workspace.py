@@ -60,9 +60,14 @@ class Workspace:
         ``per_class`` where it names them (a benchmark over several datasets)."""
         mo, off = exp.spec.get("model_options", {}), exp.spec.get("offline", {})
         ov = {a: {"model_options": mo.get(a), "offline": off} for a in set(mo) | set(exp.spec.get("models", []))}
-        preset = {**self.preset, **{k: exp.spec[k] for k in ("dataset", "per_class") if k in exp.spec}}
-        preset["dataset"] = self.preset.get("dataset_specs", {}).get(preset["dataset"], preset["dataset"])
-        return replace(self, overrides=ov, preset=preset)
+        return replace(self, overrides=ov, preset=self.experiment_preset(self.preset, exp))
+
+    @staticmethod
+    def experiment_preset(preset: dict[str, Any], exp: "Experiment") -> dict[str, Any]:
+        """The preset an experiment's cells see: its own ``dataset`` and ``per_class`` where it names them."""
+        out = {**preset, **{k: exp.spec[k] for k in ("dataset", "per_class") if k in exp.spec}}
+        out["dataset"] = preset.get("dataset_specs", {}).get(out["dataset"], out["dataset"])
+        return out
 
     def data(self) -> Data:
         p = self.preset
@@ -182,11 +187,13 @@ class Cell:
 class Kind:
     """An experiment kind: its grid of cells, how one cell runs, and how finished cells become report rows.
     ``columns``: (row key, header, format) of the kind's own table; None = the unlearning table (RA, FA, ..., the
-    reference's numbers)."""
+    reference's numbers). ``inputs``: what a cell reads besides its settings and code (e.g. tuned option files),
+    given the experiment's preset (``Workspace.experiment_preset``); it joins the cell's digest."""
     cells: Callable[[Experiment, int], list[Cell]]
     run: Callable[[Cell, Experiment, Workspace], dict[str, Any]]
     rows: Callable[[Experiment, list[dict[str, Any]]], list[dict[str, Any]]]
     columns: tuple[tuple[str, str, str], ...] | None = None
+    inputs: Callable[[Cell, Experiment, dict[str, Any]], Any] | None = None
 
 
 KINDS: Registry[Kind] = Registry("experiment kind")

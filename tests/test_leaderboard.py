@@ -12,7 +12,7 @@ import unlearn.tuned as tuned_mod
 from dcforget.errors import ForgetSpecError
 from experiments.kinds.leaderboard import _cells, _run
 from experiments.kinds.leaderboard_rows import REFERENCES, rows as _rows
-from experiments.runner import load_suite
+from experiments.runner import cell_digest, load_suite
 from experiments.workspace import Experiment, Workspace
 
 SPEC = "synthetic:classes=4,train=40,test=20,size=16,noise=0.5"
@@ -55,6 +55,13 @@ def test_cells_rows_ranks_and_tuned_options(ws, tmp_path, monkeypatch):
     assert "rank_l2_to_retrain" not in rows["finetune"]  # shown, not ranked
     assert rows["finetune"]["avg_rank"] == pytest.approx(
         sum(rows["finetune"][f"rank_{k}"] for k in ("retention_deviation", "indiscernibility", "rte")) / 3)
+    # the tuned options join the cell's digest: re-tuning recomputes the cell, the untouched method's stays
+    before = {c.key["method"]: cell_digest("s", c, exp, ws.preset) for c in cells[:4]}
+    tuned.write_text(json.dumps({"method": "neggrad-plus", "dataset": "synthetic", "model": "mlp", "preset": "smoke",
+                                 "options": {"alpha": 0.7, "lr": 0.02}}))
+    after = {c.key["method"]: cell_digest("s", c, exp, ws.preset) for c in cells[:4]}
+    assert after["neggrad-plus"] != before["neggrad-plus"] and after["finetune"] == before["finetune"]
+    assert after["retrain"] == before["retrain"]
     # a file tuned under another preset is not this benchmark's
     ws.preset["tuned_preset"] = "cpu"
     assert _run(cells[2], exp, ws.for_experiment(exp))["tuned"] is None

@@ -42,19 +42,19 @@ def _cells(exp: Experiment, seeds: int) -> list[Cell]:
             for model in s["models"] for seed in range(seeds) for m in (*REFERENCES, *methods)]
 
 
-def method_options(exp: Experiment, ws: Workspace, method: str, arch: str) -> tuple[dict[str, Any], str | None]:
-    """(options, tuned file or None): the tuned options of ``tuned_on``'s dataset for this preset, under the
-    preset's and experiment's ``method_options``."""
+def method_options(exp: Experiment, preset: dict[str, Any], method: str, arch: str) -> tuple[dict[str, Any], str | None]:
+    """(options, tuned file or None): the tuned options of ``tuned_on``'s dataset for this preset (the workspace's,
+    after ``Workspace.for_experiment``), under the preset's and experiment's ``method_options``."""
     if method in REFERENCES:
-        train = {**ws.preset.get("original_train", {}), "epochs": int(ws.preset["original_epochs"])}
+        train = {**preset.get("original_train", {}), "epochs": int(preset["original_epochs"])}
         known = METHODS.get(method).defaults
         return {k: v for k, v in train.items() if k in known}, None
     known = METHODS.get(method).defaults
-    tuned = find_tuned(method, exp.spec.get("tuned_on", ws.preset["dataset"]), arch, known,
-                       preset=ws.preset.get("tuned_preset"),  # only files tuned under this benchmark's preset
+    tuned = find_tuned(method, exp.spec.get("tuned_on", preset["dataset"]), arch, known,
+                       preset=preset.get("tuned_preset"),  # only files tuned under this benchmark's preset
                        forget=exp.spec.get("forget", "random:0.1"))
     out = dict(tuned.options) if tuned is not None else {}
-    for source in (ws.preset.get("method_options", {}), exp.spec.get("method_options", {})):
+    for source in (preset.get("method_options", {}), exp.spec.get("method_options", {})):
         for scope in ("*", method, f"{method}@{arch}"):
             out.update({k: v for k, v in source.get(scope, {}).items() if k in known})
     return out, (str(tuned.path) if tuned is not None else None)
@@ -72,8 +72,8 @@ def l2_distance(a: torch.nn.Module, b: torch.nn.Module) -> float:
 def _run(cell: Cell, exp: Experiment, ws: Workspace) -> dict[str, Any]:
     k = cell.key
     arch, forget, method = k["model"], k["forget"], k["method"]
-    options, tuned = method_options(exp, ws, method, arch)
-    retrain_opts = method_options(exp, ws, "retrain", arch)[0]
+    options, tuned = method_options(exp, ws.preset, method, arch)
+    retrain_opts = method_options(exp, ws.preset, "retrain", arch)[0]
     retrained, ref = ws.retrained(arch, forget, cell.seed, retrain_opts)
     if method == "retrain":
         out = {key: ref[key] for key in ("retain_acc", "forget_acc", "val_acc", "val_mia", "test_acc", "mia",
@@ -97,4 +97,12 @@ def _run(cell: Cell, exp: Experiment, ws: Workspace) -> dict[str, Any]:
             "options": r["options"], "tuned": tuned, "method_extra": r.get("method_extra", {})}
 
 
-KINDS.register("leaderboard")(Kind(_cells, _run, rows, COLUMNS))
+def _inputs(cell: Cell, exp: Experiment, preset: dict[str, Any]) -> dict[str, Any]:
+    """What a cell reads besides its settings and code: the options it runs with, tuned files included, so a
+    re-tuned method's cells are recomputed by the next run instead of read back."""
+    k = cell.key
+    return {"options": method_options(exp, preset, k["method"], k["model"])[0],
+            "retrain": method_options(exp, preset, "retrain", k["model"])[0]}
+
+
+KINDS.register("leaderboard")(Kind(_cells, _run, rows, COLUMNS, _inputs))
