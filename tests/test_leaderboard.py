@@ -157,6 +157,31 @@ def test_class_forgetting_retention_counts_the_forgotten_class():
     assert retention_terms({"retain_acc": 0.9, "forget_acc": 0.0, "test_acc": 0.5}, ref) == pytest.approx([0.1, 0, 0])
 
 
+def test_class_forgetting_indiscernibility_aims_at_retrainings_mia():
+    """Retraining's MIA on a forgotten class is far from chance: for whole-class forgetting the ranked Indisc. is the
+    distance to retraining's MIA, so a method that keeps the class (MIA near 0.5) no longer wins that rank; random
+    forgetting keeps Deep Unlearn's 1 - |MIA - 0.5| / 0.5."""
+    def cell(method, seed, fa, mia, forget):
+        return {"key": {"model": "mlp", "forget": forget, "method": method}, "seed": seed,
+                "result": {"retain_acc": 1.0, "forget_acc": fa, "val_acc": 0.5, "test_acc": 0.5, "mia": mia,
+                           "indiscernibility": 1 - abs(mia - 0.5) / 0.5, "l2_to_retrain": 1.0, "seconds": 1.0,
+                           "machine": "here"}}
+
+    for forget in ("class:2", "random:0.1"):
+        exp = Experiment("lb", {"kind": "leaderboard", "models": ["mlp"], "forget": forget,
+                                "methods": ["keeps", "forgets"]})
+        cells = [c for s in (0, 1) for c in (cell("retrain", s, 0.0, 0.9, forget), cell("none", s, 1.0, 0.5, forget),
+                                               cell("keeps", s, 1.0, 0.5, forget), cell("forgets", s, 0.0, 0.85, forget))]
+        by = {r["method"]: r for r in _rows(exp, cells)}
+        if forget == "class:2":
+            assert by["forgets"]["indiscernibility"] == pytest.approx(0.9) and by["keeps"]["indiscernibility"] == \
+                pytest.approx(0.2)
+            assert by["forgets"]["rank_indiscernibility"] == 1 and by["forgets"]["indisc_target"] == "retrain"
+        else:
+            assert by["keeps"]["indiscernibility"] == 1.0 and by["keeps"]["rank_indiscernibility"] == 1
+            assert "indisc_target" not in by["keeps"]
+
+
 def test_the_rows_module_is_outside_the_cells_code_digest():
     """Ranking is reporting: editing the rows module must not recompute a leaderboard cell."""
     from experiments.runner import NOT_CELL_CODE
