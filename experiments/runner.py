@@ -279,10 +279,14 @@ def reproduce(suite: str, preset: str, out: str | Path, *, only: list[str] | Non
     missing: list[str] = []
     older_code: list[str] = []
     todo: list[int] = []
+    # each cell's digest as planned, also what its record is written under: a tuned file that changes while the run
+    # is in flight then leaves the cell under the old digest (recomputed next time), never stale under the new one
+    want: dict[int, str] = {}
     for i, (exp, cell) in enumerate(plan):
         path = out / "cells" / exp.name / f"{cell.id}.json"
         rec = json.loads(path.read_text()) if path.exists() else None
-        if rec is not None and rec.get("settings") == cell_digest(digests[exp.name], cell, exp, p):
+        want[i] = cell_digest(digests[exp.name], cell, exp, p)
+        if rec is not None and rec.get("settings") == want[i]:
             done_before += 1
             records[i] = rec
         elif report_only:
@@ -311,7 +315,7 @@ def reproduce(suite: str, preset: str, out: str | Path, *, only: list[str] | Non
                 i = todo[pos]
                 exp, cell = plan[i]
                 rec = {"experiment": exp.name, "key": cell.key, "seed": cell.seed,
-                       "settings": cell_digest(digests[exp.name], cell, exp, p), "result": value["result"],
+                       "settings": want[i], "result": value["result"],
                        "cell_seconds": seconds}
                 path = out / "cells" / exp.name / f"{cell.id}.json"
                 path.parent.mkdir(parents=True, exist_ok=True)

@@ -155,6 +155,14 @@ def test_class_forgetting_retention_counts_the_forgotten_class():
     ref = {"retain_acc": 1.0, "forget_acc": 0.0, "test_acc": 0.5}
     assert retention_terms({"retain_acc": 1.0, "forget_acc": 1.0, "test_acc": 0.5}, ref) == [0.0, 1.0, 0.0]
     assert retention_terms({"retain_acc": 0.9, "forget_acc": 0.0, "test_acc": 0.5}, ref) == pytest.approx([0.1, 0, 0])
+    # a retraining that still recognises 0.2% of a forgotten class: the gap stays absolute, not a 500x ratio
+    near = {**ref, "forget_acc": 0.002}
+    assert retention_terms({"retain_acc": 1.0, "forget_acc": 1.0, "test_acc": 0.5}, near, True)[1] == \
+        pytest.approx(0.998)
+    # random forgetting keeps Deep Unlearn's ratios: |acc / retraining's - 1| for each of RA, FA, TA
+    rnd = {"retain_acc": 1.0, "forget_acc": 0.4, "test_acc": 0.4}
+    assert retention_terms({"retain_acc": 0.9, "forget_acc": 0.5, "test_acc": 0.38}, rnd) == \
+        pytest.approx([0.1, 0.25, 0.05])
 
 
 def test_class_forgetting_indiscernibility_aims_at_retrainings_mia():
@@ -204,3 +212,28 @@ def test_dcu_reference_runs_on_the_leaderboard_from_each_seeds_offline_phase(tmp
     assert all(0 <= r["retain_acc"] <= 1 and r["l2_to_retrain"] > 0 for r in out)
     names = sorted(p.name for p in (tmp_path / "artefacts").rglob("offline-*.pt"))
     assert len(names) == 2 and any(n.endswith("-s1.pt") for n in names) and not all(n.endswith("-s1.pt") for n in names)
+
+
+def test_a_cell_is_written_under_the_digest_it_was_planned_with(tmp_path, monkeypatch):
+    """A tuned file re-written while a run is in flight must not leave a cell computed with the old options under
+    the new options' digest (the next run would read it back): records carry the digest taken when the run planned
+    them."""
+    import experiments.runner as runner
+
+    calls = []
+
+    def digest(settings, cell, exp, preset):
+        calls.append(cell.id)
+        return f"{settings}-call{len(calls)}"  # a different value on every call, as if the inputs changed
+
+    result = {"retain_acc": 1.0, "forget_acc": 0.0, "val_acc": 0.5, "test_acc": 0.5, "mia": 0.5, "val_mia": 0.5,
+              "indiscernibility": 1.0, "l2_to_retrain": 0.0, "seconds": 1.0, "machine": "here"}
+    monkeypatch.setattr(runner, "cell_digest", digest)
+    monkeypatch.setattr(runner, "run_cell", lambda spec, context: {"result": dict(result)})
+    runner.reproduce("benchmark", "smoke", tmp_path / "out", only=["cifar10-cnn-class"], device=torch.device("cpu"),
+                     seeds=1, log=lambda msg: None)
+    planned = {f"call{i + 1}" for i in range(len(calls))}
+    written = [json.loads(f.read_text())["settings"].split("-")[-1]
+               for f in (tmp_path / "out" / "cells").rglob("*.json")]
+    assert written and len(calls) == len(written)  # one digest per cell, taken when planning, none at write time
+    assert set(written) <= planned

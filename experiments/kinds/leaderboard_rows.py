@@ -34,10 +34,13 @@ COLUMNS = (("retain_acc", "RA", ".2f"), ("forget_acc", "FA", ".2f"), ("val_acc",
 RANKED = {"retention_deviation": False, "indiscernibility": True, "rte": True}  # True: higher is better
 
 
-def retention_terms(r: dict[str, Any], ref: dict[str, Any]) -> list[float]:
-    """|acc / retraining's - 1| for RA, FA and TA; |acc - retraining's| where retraining's is 0 (module docstring)."""
-    return [abs(r[a] / ref[a] - 1) if ref[a] > 0 else abs(r[a] - ref[a]) for a in ("retain_acc", "forget_acc",
-                                                                                   "test_acc")]
+def retention_terms(r: dict[str, Any], ref: dict[str, Any], whole_class: bool = False) -> list[float]:
+    """|acc / retraining's - 1| for RA, FA and TA; for whole-class forgetting FA's term is |FA - retraining's FA|
+    whatever retraining's FA is (a retraining that recognises 0.2% of the class must not turn the ratio into a
+    500x term); elsewhere an accuracy retraining has at 0 (e.g. a tiny random forget set) also takes the
+    absolute gap, since the ratio is undefined (module docstring)."""
+    return [abs(r[a] - ref[a]) if (whole_class and a == "forget_acc") or ref[a] <= 0 else abs(r[a] / ref[a] - 1)
+            for a in ("retain_acc", "forget_acc", "test_acc")]
 
 
 def indiscernibility(r: dict[str, Any], ref: dict[str, Any] | None, whole_class: bool) -> float:
@@ -53,8 +56,7 @@ def _per_seed(c: dict[str, Any], ref: dict[str, Any] | None, method: str, whole_
     r = c["result"]
     out = {"indiscernibility": indiscernibility(r, ref, whole_class)}
     if ref is not None:
-        # retention: accuracy / retraining's, over the accuracies retraining has (class forgetting's FA is 0)
-        out["retention_deviation"] = statistics.fmean(retention_terms(r, ref))
+        out["retention_deviation"] = statistics.fmean(retention_terms(r, ref, whole_class))
         # the untouched original takes no time; a ratio needs both times from one machine
         if method != "none" and r.get("machine") is not None and r.get("machine") == ref.get("machine"):
             out["rte"] = ref["seconds"] / max(r["seconds"], 1e-9)
