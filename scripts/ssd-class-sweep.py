@@ -12,12 +12,9 @@ The importances are computed once per original; each grid point dampens a fresh 
 import copy
 import json
 import sys
-from pathlib import Path
-
 import torch
 
-from dcforget.checkpoint import load_checkpoint
-from dcforget.datasets import load_data
+from benchmark_cnn import ORIGINALS, benchmark_data, cnn_folder, load
 from dcforget.provenance import run_meta
 from dcforget.train import as_unit
 from unlearn.methods.ssd import dampen, importances
@@ -41,17 +38,14 @@ def scores(model: torch.nn.Module, d) -> dict[str, float]:
 
 
 def main(out: str) -> None:
-    d = load_data("cifar10", "data", 250, seed=0, val_fraction=0.15)  # the benchmark's cpu preset
-    folders = sorted(Path(out, "artefacts").glob("cnn-*"))
-    if len(folders) != 1:
-        raise SystemExit(f"error: expected one cnn artefact folder under {out}/artefacts, found {len(folders)}")
+    d, folder = benchmark_data(), cnn_folder(out)
     x, y = d.train.images, d.train.labels
     f = y == FORGET
     seeds = []
-    for seed, name in enumerate(("original.pt", "original-s1.pt", "original-s2.pt")):
-        m = load_checkpoint(folders[0] / name, fingerprint=d.fingerprint()).model.eval()
-        retrain = sorted(folders[0].glob(f"retrain-class_{FORGET}-*-s{seed}.pt"))
-        r = load_checkpoint(retrain[0], fingerprint=d.fingerprint()).model.eval() if len(retrain) == 1 else None
+    for seed, name in enumerate(ORIGINALS):
+        m = load(folder / name, d)
+        retrain = sorted(folder.glob(f"retrain-class_{FORGET}-*-s{seed}.pt"))
+        r = load(retrain[0], d) if len(retrain) == 1 else None
         i_f = importances(m, x[f], y[f], 128)
         i_d = importances(m, torch.cat([x[~f], x[f]]), torch.cat([y[~f], y[f]]), 128)  # SSD's order, batches of 128
         grid = []

@@ -6,12 +6,10 @@ quantiles of the ratio. Reads the originals the `benchmark` suite's cpu run made
 """
 import json
 import sys
-from pathlib import Path
 
 import torch
 
-from dcforget.checkpoint import load_checkpoint
-from dcforget.datasets import load_data
+from benchmark_cnn import ORIGINALS, benchmark_data, cnn_folder, load
 from dcforget.provenance import run_meta
 from dcforget.train import as_unit
 from unlearn.methods.ssd import importances
@@ -20,15 +18,12 @@ ALPHAS = (100.0, 10.0, 5.0, 2.0, 1.0)
 
 
 def main(out: str) -> None:
-    d = load_data("cifar10", "data", 250, seed=0, val_fraction=0.15)  # the benchmark's cpu preset
-    folders = sorted(Path(out, "artefacts").glob("cnn-*"))
-    if len(folders) != 1:
-        raise SystemExit(f"error: expected one cnn artefact folder under {out}/artefacts, found {len(folders)}")
+    d, folder = benchmark_data(), cnn_folder(out)
     x, y = d.train.images, d.train.labels
     f = y == 2
     rows = []
-    for seed, name in enumerate(("original.pt", "original-s1.pt", "original-s2.pt")):
-        m = load_checkpoint(folders[0] / name, fingerprint=d.fingerprint()).model.eval()
+    for seed, name in enumerate(ORIGINALS):
+        m = load(folder / name, d)
         with torch.no_grad():
             acc = float((m(as_unit(x[f])).argmax(1) == y[f]).float().mean())
         i_f = importances(m, x[f], y[f], 128)
