@@ -96,11 +96,14 @@ PRESENTATION_KEYS = ("title", "description", "reductions", "reference_source", "
                      "flag")  # shape the report, not the cells
 
 
+PRESET_PRESENTATION_KEYS = ("description", "seeds", "seed_note")  # the report's text, and the seed (in the cell)
+
+
 def settings_digest(preset: dict[str, Any], exp: Experiment) -> str:
     """What an experiment's cells are computed from: the preset's settings (seeds aside: the seed is in the cell)
     and the experiment's grid and options after the preset's overrides. A finished cell whose digest differs was
     computed under other settings and is recomputed, not read back."""
-    settings = {"preset": {k: v for k, v in preset.items() if k not in ("description", "seeds")},
+    settings = {"preset": {k: v for k, v in preset.items() if k not in PRESET_PRESENTATION_KEYS},
                 "val_fraction": val_fraction(preset),
                 "experiment": {k: v for k, v in exp.spec.items() if k not in PRESENTATION_KEYS}}
     return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]
@@ -224,10 +227,7 @@ def experiment_workspace(ws: Workspace, exp: Experiment) -> Workspace:
     (``Workspace.for_experiment``), and its own ``original_epochs`` where it names one (a choice checked on
     another recipe's original, e.g. the demo's 12-epoch one): that original is a separate artefact, since the
     epochs join the artefact's digest (``Workspace.variant``)."""
-    ws = ws.for_experiment(exp)
-    if "original_epochs" in exp.spec:
-        ws = replace(ws, preset={**ws.preset, "original_epochs": int(exp.spec["original_epochs"])})
-    return ws
+    return ws.for_experiment(exp)  # Workspace.experiment_preset applies the experiment's own original_epochs
 
 
 def run_cell(spec: dict[str, Any], context: dict[str, Any]) -> dict[str, Any]:

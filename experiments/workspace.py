@@ -64,8 +64,12 @@ class Workspace:
 
     @staticmethod
     def experiment_preset(preset: dict[str, Any], exp: "Experiment") -> dict[str, Any]:
-        """The preset an experiment's cells see: its own ``dataset`` and ``per_class`` where it names them."""
+        """The preset an experiment's cells see: its own ``dataset``, ``per_class`` and ``original_epochs`` where it
+        names them (a choice checked on another recipe's original, e.g. the demo's 12-epoch one: that original is a
+        separate artefact, since the epochs join the artefact's digest, ``Workspace.variant``)."""
         out = {**preset, **{k: exp.spec[k] for k in ("dataset", "per_class") if k in exp.spec}}
+        if "original_epochs" in exp.spec:
+            out["original_epochs"] = int(exp.spec["original_epochs"])
         out["dataset"] = preset.get("dataset_specs", {}).get(out["dataset"], out["dataset"])
         return out
 
@@ -144,10 +148,11 @@ class Workspace:
         else:
             model, off_name = self.original(arch, seed), None
         name = f"{condenser}-K{k}-{'offline-' if offline else ''}" \
-               f"{_short_digest({'options': options, 'from': off_name})}{f'-s{seed}' if seed else ''}.h5"
+               f"{_short_digest({'options': options, 'from': off_name, **({'seed': seed} if seed else {})})}" \
+               f"{f'-s{seed}' if seed else ''}.h5"  # seed 0's name as before; other seeds' cluster with their seed
         return self._cached(f"cs/{v}/{name}", lambda: condensed_file(
             self.root / v / name, self.data(), model, condenser, clusters=k, options=options, device=self.device,
-            log=self.log, quiet=self.quiet))
+            seed=seed, log=self.log, quiet=self.quiet))
 
     def offline(self, arch: str, ipc: int | None = None, source: str | None = None,
                 extra: dict[str, Any] | None = None, *, with_name: bool = False, seed: int = 0):

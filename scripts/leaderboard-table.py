@@ -24,13 +24,15 @@ def table(rows, exp):
     refs = [r for r in mine if r["method"] in ("retrain", "none")]
     ranked = sorted((r for r in mine if "avg_rank" in r), key=lambda r: r["avg_rank"])
     rest = [r for r in mine if r not in refs and r not in ranked]
-    print("| # | method | RA | FA | TA | Indisc. | RetDev | RTE | L2 to R | avg rank | options |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    other = any("test_acc_other" in r for r in mine)  # whole-class tables: TA on the classes kept
+    print("| # | method | RA | FA | TA |" + (" TA other |" if other else "") + " Indisc. | RetDev | RTE | L2 to R | avg rank "
+          "| options |")
+    print("|---|---|---|---|---|" + ("---|" if other else "") + "---|---|---|---|---|---|")
     for i, r in enumerate(refs + ranked + rest):
         pos = "" if r in refs or r in rest else str(i + 1 - len(refs))
         name = {"none": "original (reference)", "retrain": "retrain (reference)"}.get(r["method"], f"`{r['method']}`")
         print(f"| {pos} | {name} | {pm(r, 'retain_acc')} | {pm(r, 'forget_acc')} | {pm(r, 'test_acc')} | "
-              f"{pm(r, 'indiscernibility', f='.3f')} | {pm(r, 'retention_deviation', f='.3f')} | "
+              + (f"{pm(r, 'test_acc_other')} | " if other else "") + f"{pm(r, 'indiscernibility', f='.3f')} | {pm(r, 'retention_deviation', f='.3f')} | "
               f"{pm(r, 'rte', f='.2f')} | {pm(r, 'l2_to_retrain', f='.1f')} | {pm(r, 'avg_rank', f='.2f')} | "
               f"{r.get('tuned', '')} |")
 

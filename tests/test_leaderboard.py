@@ -10,11 +10,11 @@ import torch
 
 import unlearn.tuned as tuned_mod
 from dcforget.errors import ForgetSpecError
-from experiments.kinds.leaderboard import _cells, _run
-from experiments.kinds.leaderboard_rows import REFERENCES, rows as _rows
+from experiments.kinds.leaderboard import REFERENCES, _cells, _run
 from experiments.runner import cell_digest, load_suite
-from experiments.workspace import Experiment, Workspace
+from experiments.workspace import KINDS, Experiment, Workspace
 
+_rows = KINDS.get("leaderboard").rows
 SPEC = "synthetic:classes=4,train=40,test=20,size=16,noise=0.5"
 
 
@@ -195,6 +195,17 @@ def test_the_rows_module_is_outside_the_cells_code_digest():
     from experiments.runner import NOT_CELL_CODE
 
     assert "experiments/kinds/leaderboard_rows.py" in NOT_CELL_CODE
+    # and the kind's cell code takes only reporting names from it: what decides a cell (which methods are
+    # references, with the originals' options) is defined in the cell-code module
+    import ast
+    from pathlib import Path
+
+    import experiments.kinds.leaderboard as lb
+
+    tree = ast.parse(Path(lb.__file__).read_text())
+    taken = {a.name for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module == "leaderboard_rows"
+             for a in n.names}
+    assert taken == {"COLUMNS", "rows"}
 
 
 def test_dcu_reference_runs_on_the_leaderboard_from_each_seeds_offline_phase(tmp_path):
@@ -237,3 +248,37 @@ def test_a_cell_is_written_under_the_digest_it_was_planned_with(tmp_path, monkey
                for f in (tmp_path / "out" / "cells").rglob("*.json")]
     assert written and len(calls) == len(written)  # one digest per cell, taken when planning, none at write time
     assert set(written) <= planned
+
+
+def test_whole_class_cells_report_the_other_classes_test_accuracy(ws):
+    """Issue #17 reads TA on the classes a whole-class request keeps: each class cell records it (retraining and
+    methods alike), the row shows it, a random-forgetting cell has none."""
+    from dcforget.train import evaluate
+
+    exp = Experiment("lb", {"kind": "leaderboard", "models": ["mlp"], "methods": ["finetune"], "forget": "class:1"})
+    cells = _cells(exp, 1)
+    out = {c.key["method"]: _run(c, exp, ws.for_experiment(exp)) for c in cells}
+    test = ws.for_experiment(exp).data().test
+    keep = test.labels != 1
+    from experiments.kinds.leaderboard import method_options
+
+    wse = ws.for_experiment(exp)
+    retrained = wse.retrained("mlp", "class:1", 0, method_options(exp, wse.preset, "retrain", "mlp")[0])[0]
+    assert out["retrain"]["test_acc_other"] == pytest.approx(
+        evaluate(retrained, test.images[keep], test.labels[keep]).accuracy)
+    assert all(0 <= r["test_acc_other"] <= 1 for r in out.values())
+    rows = {r["method"]: r for r in _rows(exp, [{"key": c.key, "seed": 0, "result": out[c.key["method"]]}
+                                                for c in cells])}
+    assert rows["finetune"]["test_acc_other"] == pytest.approx(100 * out["finetune"]["test_acc_other"])
+    rnd = Experiment("lb2", {"kind": "leaderboard", "models": ["mlp"], "methods": ["finetune"], "forget": "random:0.2"})
+    assert _run(_cells(rnd, 1)[2], rnd, ws.for_experiment(rnd))["test_acc_other"] is None
+
+
+def test_the_reports_seed_note_is_presentation_not_a_setting():
+    """Correcting the report's text about seeds and metrics must not recompute a cell; a real setting must."""
+    from experiments.runner import settings_digest
+
+    exp = Experiment("lb", {"kind": "leaderboard", "models": ["mlp"], "methods": ["finetune"]})
+    base = {"dataset": "cifar10", "per_class": 250, "seed_note": "one text"}
+    assert settings_digest({**base, "seed_note": "another text"}, exp) == settings_digest(base, exp)
+    assert settings_digest({**base, "per_class": 100}, exp) != settings_digest(base, exp)

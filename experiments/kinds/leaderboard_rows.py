@@ -25,10 +25,9 @@ from unlearn.tuned import whole_classes
 from ..report import mean_std
 from ..workspace import Experiment
 
-REFERENCES = ("retrain", "none")  # retraining, and the original untouched ("none")
 
 COLUMNS = (("retain_acc", "RA", ".2f"), ("forget_acc", "FA", ".2f"), ("val_acc", "VA", ".2f"),
-           ("test_acc", "TA", ".2f"), ("mia", "MIA", ".2f"), ("indiscernibility", "Indisc.", ".3f"),
+           ("test_acc", "TA", ".2f"), ("test_acc_other", "TA other", ".2f"), ("mia", "MIA", ".2f"), ("indiscernibility", "Indisc.", ".3f"),
            ("retention_deviation", "RetDev", ".3f"), ("rte", "RTE", ".2f"), ("l2_to_retrain", "L2 to R", ".2f"),
            ("avg_rank", "avg rank", ".2f"), ("tuned", "options", "s"))
 RANKED = {"retention_deviation": False, "indiscernibility": True, "rte": True}  # True: higher is better
@@ -77,7 +76,9 @@ def _ranks(values: dict[str, float], higher: bool) -> dict[str, float]:
     return out
 
 
-def rows(exp: Experiment, cells: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def rows(exp: Experiment, cells: list[dict[str, Any]], references: tuple[str, ...]) -> list[dict[str, Any]]:
+    """The table rows: ``references`` (the kind's reference methods, defined with the cells they decide) first,
+    never ranked."""
     rows = []
     for model in exp.spec["models"]:
         forget = exp.spec.get("forget", "random:0.1")
@@ -85,7 +86,7 @@ def rows(exp: Experiment, cells: list[dict[str, Any]]) -> list[dict[str, Any]]:
                                                                            "method": "retrain"}}
         table, per_seed = [], {}
         whole_class = whole_classes(forget)
-        for m in (*REFERENCES, *[m for m in exp.spec["methods"] if m not in REFERENCES]):
+        for m in (*references, *[m for m in exp.spec["methods"] if m not in references]):
             got = [c for c in cells if c["key"] == {"model": model, "forget": forget, "method": m}]
             if not got:
                 continue
@@ -94,6 +95,9 @@ def rows(exp: Experiment, cells: list[dict[str, Any]]) -> list[dict[str, Any]]:
             for key in ("retain_acc", "forget_acc", "val_acc", "test_acc", "mia"):
                 row[key], row[key + "_std"] = mean_std([100 * c["result"][key] for c in got])
             row["l2_to_retrain"], row["l2_to_retrain_std"] = mean_std([c["result"]["l2_to_retrain"] for c in got])
+            other = [c["result"].get("test_acc_other") for c in got]
+            if all(v is not None for v in other):  # whole-class requests: TA on the classes kept
+                row["test_acc_other"], row["test_acc_other_std"] = mean_std([100 * v for v in other])
             per_seed[m] = {c["seed"]: _per_seed(c, retrain.get(c["seed"]), m, whole_class) for c in got}
             row["indiscernibility"], row["indiscernibility_std"] = mean_std(
                 [per_seed[m][c["seed"]]["indiscernibility"] for c in got])
@@ -104,9 +108,9 @@ def rows(exp: Experiment, cells: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 if vals:
                     row[key], row[key + "_std"] = mean_std(vals)
             files = {c["result"].get("tuned") for c in got}
-            row["tuned"] = "reference" if m in REFERENCES else ("tuned" if files != {None} else "defaults")
+            row["tuned"] = "reference" if m in references else ("tuned" if files != {None} else "defaults")
             table.append(row)
-        ranked = {r["method"]: r for r in table if r["method"] not in REFERENCES}
+        ranked = {r["method"]: r for r in table if r["method"] not in references}
         seeds = sorted(set.intersection(*(set(per_seed[m]) for m in ranked))) if ranked else []
         by_method: dict[str, dict[str, list[float]]] = {m: {} for m in ranked}
         averages: dict[str, list[float]] = {m: [] for m in ranked}
