@@ -204,8 +204,8 @@ def cell_digest(settings: str, cell: "Cell", exp: Experiment, preset: dict[str, 
         method = variant.get("method")
     kind = KINDS.get(exp.spec.get("kind", "unlearn"))
     out = f"{settings}-{code_digest(method if isinstance(method, str) and method in METHODS else None, None, kind.run.__module__)}"
-    if kind.inputs is not None:
-        inputs = kind.inputs(cell, exp, Workspace.experiment_preset(preset, exp))
+    inputs = kind.inputs(cell, exp, Workspace.experiment_preset(preset, exp)) if kind.inputs is not None else None
+    if inputs is not None:
         out += "-" + hashlib.sha256(json.dumps(inputs, sort_keys=True, default=str).encode()).hexdigest()[:12]
     return out
 

@@ -304,3 +304,47 @@ def test_bf16_auto_is_decided_and_nothing_else_reaches_bool():
     for bad in ("false", "Auto", 1, None):
         with pytest.raises(ConfigError):
             resolve_bf16({"train": {"bf16": bad}}, cpu)
+
+
+def test_experiment_index_files_resolve_under_configs_and_join_the_digest(tmp_path, monkeypatch):
+    """An experiment's ``indices:PATH`` names a file under the configs folder (not the working directory), the
+    request gets its absolute path, and the file's bytes join the cell's digest: editing it recomputes the cell."""
+    import experiments.kinds.unlearn_grid as grid
+    from dcforget.errors import ConfigError
+    from experiments.runner import cell_digest
+    from experiments.workspace import Cell, Experiment
+
+    cfg = tmp_path / "cfg"
+    (cfg / "experiments" / "x").mkdir(parents=True)
+    f = cfg / "experiments" / "x" / "forget.txt"
+    f.write_text("# two positions\n3\n5\n")
+    monkeypatch.setattr(grid, "config_dirs", lambda: [tmp_path / "elsewhere", cfg])
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")  # not where the file is: resolved under configs, not the cwd
+    assert grid.forget_spec("indices:experiments/x/forget.txt") == f"indices:{f}"
+    assert grid.forget_spec("random:0.1") == "random:0.1"
+    with pytest.raises(ConfigError, match="not under any configs folder"):
+        grid.forget_spec("indices:experiments/x/missing.txt")
+    exp = Experiment("e", {"kind": "unlearn", "models": ["mlp"], "forget": ["indices:experiments/x/forget.txt"],
+                           "methods": ["retrain"]})
+    cell, other = (Cell("e", {"model": "mlp", "forget": s, "method": "retrain"}, 0)
+                   for s in ("indices:experiments/x/forget.txt", "random:0.1"))
+    P = {"dataset": "cifar10"}
+    before = cell_digest("s", cell, exp, P), cell_digest("s", other, exp, P)
+    f.write_text("# two positions\n3\n6\n")
+    after = cell_digest("s", cell, exp, P), cell_digest("s", other, exp, P)
+    assert after[0] != before[0] and after[1] == before[1]
+
+
+def test_the_paper_preset_index_files_fit_the_experiment():
+    """Experiment 10's files index the 42,500-image training set they say they do: distinct, in range, sized."""
+    from dcforget.forget import read_index_file
+    from experiments.kinds.unlearn_grid import forget_spec
+    from experiments.runner import load_suite
+
+    preset, exps = load_suite("dcu", "paper", ["default-requests"])
+    files = [s for s in exps[0].spec["forget"] if s.startswith("indices:")]
+    assert len(files) == 2
+    for spec, n in zip(files, (500, 5000)):
+        idx = read_index_file(forget_spec(spec).split(":", 1)[1])
+        assert len(idx) == n == len(set(idx.tolist())) and 0 <= int(idx.min()) and int(idx.max()) < 42500

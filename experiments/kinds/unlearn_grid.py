@@ -6,15 +6,23 @@ A ``methods`` entry is a registered method or a *variant*: a row label defined i
 ``dcu-reference`` in the reference's mode and corrected), so two settings of one method are two rows. A variant may
 also say where its artefacts come from: ``remembrance = "test"`` (the offline phase's remembrance source),
 ``offline = {...}`` and ``condense = {...}`` (options of the offline phase and of the condenser over the preset's;
-``"@MODEL" = {...}`` inside either applies to one model only). Such artefacts are files of their own."""
+``"@MODEL" = {...}`` inside either applies to one model only). Such artefacts are files of their own.
+
+A ``forget`` entry ``indices:PATH`` with a relative PATH names an index file under the configs folder (e.g.
+``indices:experiments/dcu/forget-500.txt``), found wherever the experiment files are (a clone or an installed
+copy), not relative to the working directory; the file's bytes join the cell's digest, so editing it recomputes
+the cells that read it."""
 
 from __future__ import annotations
 
+import hashlib
 import json
+from pathlib import Path
 from typing import Any
 
 import torch
 
+from dcforget.config import config_dirs
 from dcforget.errors import ConfigError
 from dcforget.train import evaluate
 
@@ -144,6 +152,28 @@ def _unlearn_cells(exp: Experiment, seeds: int) -> list[Cell]:
     return list(cells.values())
 
 
+def forget_spec(spec: str) -> str:
+    """An experiment's forget entry as the request takes it: a relative ``indices:PATH`` resolved against the configs
+    folder (the first that has the file; an absolute path is kept)."""
+    if not spec.startswith("indices:"):
+        return spec
+    path = Path(spec.split(":", 1)[1])
+    if path.is_absolute():
+        return spec
+    for base in config_dirs():
+        if (base / path).is_file():
+            return f"indices:{base / path}"
+    raise ConfigError(f"forget index file {path} is not under any configs folder ({', '.join(map(str, config_dirs()))})")
+
+
+def _unlearn_inputs(cell: Cell, exp: Experiment, preset: dict[str, Any]) -> dict[str, Any] | None:
+    """The bytes of an ``indices:`` forget file (the spec's text alone would not notice an edited file)."""
+    spec = cell.key["forget"]
+    if not spec.startswith("indices:"):
+        return None
+    return {"indices": hashlib.sha256(Path(forget_spec(spec).split(":", 1)[1]).read_bytes()).hexdigest()}
+
+
 def _uses(method: str, axis: str) -> bool:
     if axis == "ipc":
         return METHODS.get(method).needs_offline
@@ -174,7 +204,7 @@ def _unlearn_run(cell: Cell, exp: Experiment, ws: Workspace) -> dict[str, Any]:
     elif m.needs_condensed:
         condensed = ws.condensed(arch, **cs_args)
     data = ws.data()
-    res = unlearn_request(start, data, spec, method, device=ws.device, seed=cell.seed, quiet=ws.quiet,
+    res = unlearn_request(start, data, forget_spec(spec), method, device=ws.device, seed=cell.seed, quiet=ws.quiet,
                           options=options, condensed=condensed, artefacts=artefacts)
     r = res.report
     out = {key: r[key] for key in METRICS}
@@ -280,4 +310,4 @@ def _unlearn_rows(exp: Experiment, cells: list[dict[str, Any]]) -> list[dict[str
 
 
 
-KINDS.register("unlearn")(Kind(_unlearn_cells, _unlearn_run, _unlearn_rows))
+KINDS.register("unlearn")(Kind(_unlearn_cells, _unlearn_run, _unlearn_rows, inputs=_unlearn_inputs))
