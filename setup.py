@@ -38,9 +38,9 @@ setup(
         "dp": ["opacus>=1.5"],
         "plots": ["matplotlib>=3.7"],  # figures of `unlearn reproduce` reports  # the DP-SGD baseline of `attacks defend` (per-sample clipping + accountant)
     },
-    data_files=[(f"share/dcforget/{d.relative_to(here)}",  # experiment files and their forget index files
-                 [str(p.relative_to(here)) for p in sorted(d.glob("*")) if p.suffix in (".toml", ".txt")])
-                for d in sorted({p.parent for p in (here / "configs").rglob("*") if p.suffix in (".toml", ".txt")})],
+    data_files=[(f"share/dcforget/{d.relative_to(here)}",  # experiment files, their forget index files, tuned options
+                 [str(p.relative_to(here)) for p in sorted(d.glob("*")) if p.suffix in (".toml", ".txt", ".json")])
+                for d in sorted({p.parent for p in (here / "configs").rglob("*") if p.suffix in (".toml", ".txt", ".json")})],
     entry_points={
         "console_scripts": [
             "condense=condense.cli:main",
