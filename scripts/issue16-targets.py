@@ -12,7 +12,8 @@ whole online request over that seed's retraining in the same run):
 - U-LiRA (the many-model engine's cpu preset): the default's 95% AUC interval overlaps retraining's and does not
   overlap fine-tuning's.
 
-A target is met on the mean if the mean over seeds is within it, on every seed if each seed's value is.
+A target is met on the mean if the mean over seeds is within it, on every seed if each seed's value is. The
+printed tables: bold where the mean misses, "(a seed misses)" where the mean meets it and a seed does not.
 """
 from __future__ import annotations
 
@@ -131,19 +132,38 @@ def main() -> None:
                              "clear_of_finetune": not overlap(ci["condensed"], ci["finetune"])}})
     out = {"meta": run_meta(seeds=[0, 1, 2], sources=sources), "rows": rows}
     (ROOT / "reports" / "default-targets.json").write_text(json.dumps(out, indent=1) + "\n")
+    print(markdown(rows))
+
+
+def _fmt(t: dict, signed: bool = True) -> str:
+    v = f"{t['mean']:+.1f}" if signed else f"{t['mean']:.2f}"
+    return v if t["met_on_every_seed"] else (f"{v} (a seed misses)" if t["met_on_mean"] else f"**{v}**")
+
+
+def markdown(rows: list[dict]) -> str:
+    """Two tables (per-sample requests; whole-class requests) and the U-LiRA line. Bold: the mean misses the
+    target; "(a seed misses)": the mean meets it, at least one seed does not."""
+    out = ["| setting | request | dRA (<= 3) | dFA (<= 2) | dTA (<= 1) | dMIA (<= 2) | time / R (<= 0.1) |",
+           "|---|---|---|---|---|---|---|"]
+    cls = ["| setting | request | FA (<= 1) | d other-class TA (<= 1) | time / R (<= 0.1) |", "|---|---|---|---|---|"]
+    tail = []
     for r in rows:
         if "missing" in r:
-            print(f"{r['setting']} | {r['request']} | MISSING ({r['missing']})")
-            continue
-        t = r["targets"]
-        if "auc" in r:
-            print(f"{r['setting']} | {r['request']} | AUC default {r['auc']['condensed']:.3f} {r['auc_ci']['condensed']}, "
-                  f"retrained {r['auc_ci']['retrained']}, finetune {r['auc_ci']['finetune']} | {t}")
-            continue
-        cells = ", ".join(f"{k} {v['mean']:+.2f}{'' if v['met_on_every_seed'] else ('*' if v['met_on_mean'] else ' MISS')}"
-                          for k, v in t.items())
-        print(f"{r['setting']} | {r['request']} | {cells}")
-
+            tail.append(f"- {r['setting']}, {r['request']}: not measured ({r['missing']})")
+        elif "auc" in r:
+            ci = {k: f"{r['auc'][k]:.3f} [{v[0]:.3f}, {v[1]:.3f}]" for k, v in r["auc_ci"].items()}
+            tail.append(f"- {r['setting']}: the default's AUC {ci['condensed']}, retraining's {ci['retrained']}, "
+                        f"fine-tuning's {ci['finetune']}: overlaps retraining's: {r['targets']['overlaps_retraining']}; "
+                        f"clear of fine-tuning's: {r['targets']['clear_of_finetune']}")
+        elif "forget_acc_class" in r["targets"]:
+            t = r["targets"]
+            cls.append(f"| {r['setting']} | {r['request']} | {_fmt(t['forget_acc_class'], False)} | "
+                       f"{_fmt(t['test_acc_other'])} | {_fmt(t['time_ratio'], False)} |")
+        else:
+            t = r["targets"]
+            out.append(f"| {r['setting']} | {r['request']} | " + " | ".join(
+                _fmt(t[k]) for k in ("retain_acc", "forget_acc", "test_acc", "mia")) + f" | {_fmt(t['time_ratio'], False)} |")
+    return "\n".join(out + [""] + cls + [""] + tail)
 
 if __name__ == "__main__":
     main()
