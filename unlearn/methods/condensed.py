@@ -31,8 +31,8 @@ validation MIA (test figures are reported, never read), and by its time over ret
 - Issue #16's targets (reports/default-targets.json, scripts/issue16-targets.py; test figures, reported, never used
   to choose): this default meets them for whole-class forgetting at DC-U's MLP settings and for the population MIA,
   not for RA (13-17 points under retraining's at DC-U's settings), FA (4-13 over) or time (0.15-0.37x) on requests
-  that touch most buckets; over five successive requests its RA falls from 77 to 67 (each request shrinks the upper
-  network again), where retraining's stays at 95. Round 5 (``forget_match=quantiles``, below) did not help.
+  that touch most buckets; over five successive requests its RA falls from 77 to 67 (our reading, not tested: each
+  request shrinks the upper network again), where retraining's stays at 95. Round 5 (``forget_match=quantiles``, below) did not help.
 
 * ``reset`` -- what is re-initialised before fine-tuning. ``auto`` (default) looks at what the request removes:
   - whole classes (every forget sample belongs to a class with no retain sample left): nothing is reset. There is
