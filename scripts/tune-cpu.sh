@@ -4,8 +4,9 @@
 # Resumable at two levels: a method whose tuned file exists is skipped; an interrupted study resumes from its
 # journal (STUDIES) and finished unlearning runs are read back from the job store (STORE). The tuned files land in
 # configs/tuned/cpu/cifar10-mlp/, where `unlearn --method`, `attacks ulira` and the benchmark suite find them.
-# Random forgetting for every method (Deep Unlearn's setting); class forgetting only for the class-only methods,
-# the others use their defaults there (the benchmark's report says which options each row used).
+# Random forgetting for every method (Deep Unlearn's setting); class forgetting for the class-only methods and for
+# issue #17's parameter-level methods (CLASS_ALSO); the others use their defaults there (the benchmark's report says
+# which options each row used).
 #
 #   scripts/tune-cpu.sh [--data-dir data] [METHOD ...]     # default: every method below
 set -euo pipefail
@@ -35,5 +36,6 @@ tune() {  # METHOD FORGET FILE
     --study "$studies/cifar10-mlp-cpu.journal" --store "$store" -q
 }
 for m in "${random_methods[@]}"; do selected "$m" && tune "$m" random:0.1 "$m.json"; done
-for m in "${class_methods[@]}"; do selected "$m" && tune "$m" class:2 "$m.class.json"; done
+class_also=(ssd lfssd jit topk-perturb aru mia-guided)  # issue #17: tuned for class 2 as well (2026-11-27)
+for m in "${class_methods[@]}" "${class_also[@]}"; do selected "$m" && tune "$m" class:2 "$m.class.json"; done
 echo "tuned files in $out"
