@@ -202,3 +202,38 @@ def test_bad_options_are_refused_before_any_work(setup, method, opts, message):
     data, _, mlp = setup
     with pytest.raises(ConfigError, match=message):
         _run(mlp, data, method, "class:1", **opts)
+
+
+ARCH_SPEC = "synthetic:classes=4,train=12,test=4,size=32,noise=0.5"  # 32x32: VGG-16 pools five times
+ARCH_RUNS = {  # issue #17's eight, with the smallest options that still run every stage of each
+    "ssd": ("random:0.25", {}), "lfssd": ("random:0.25", {}), "jit": ("random:0.25", {"n_samples": 2}),
+    "unsir": ("class:1", {"noise_steps": 1, "noise_copies": 1, "retain_per_class": 2, "noise_batch": 4,
+                          "batch_size": 8}),
+    "aru": ("random:0.25", {"pgd_steps": 1, "epochs": 1, "batch_size": 8}),
+    "topk-perturb": ("random:0.25", {"steps": 1}), "lrp-npp": ("class:1", {}),
+    "mia-guided": ("random:0.25", {"epochs": 1, "batch_size": 8})}
+
+
+@pytest.mark.parametrize("arch", ["convnet", "resnet18", "vgg16"])
+def test_the_eight_parameter_level_methods_run_on_the_larger_architectures(arch):
+    """Issue #17: every method applies to every registered architecture (the definition tests above use the MLP and
+    the CNN): on ConvNet-3, ResNet-18 and VGG-16 each request finishes, keeps the architecture, moves parameters,
+    and a zero-shot method sees no retain image; lrp-npp (default ``zero_all``) changes only the classifier's input
+    weights."""
+    from dcforget.datasets import load_data
+
+    data = load_data(ARCH_SPEC)
+    torch.manual_seed(0)
+    model = create_model(arch, num_classes=4, image_shape=(3, 32, 32))
+    before = _params(model)
+    for method, (spec, opts) in ARCH_RUNS.items():
+        res = _run(model, data, method, spec, **opts)
+        after = _params(res.model)
+        assert {k: v.shape for k, v in after.items()} == {k: v.shape for k, v in before.items()}, method
+        moved = [k for k in before if not torch.equal(after[k], before[k])]
+        assert moved, f"{method} on {arch} changed nothing"
+        seen = res.report["data_seen"]
+        assert (seen["retain"] == 0) == seen["zero_shot"], method
+        if method == "lrp-npp":
+            assert len(moved) == 1 and moved[0].endswith("weight"), moved
+    assert all(torch.equal(p, before[k]) for k, p in _params(model).items())  # the original is never modified
