@@ -208,3 +208,31 @@ def test_smoke_tuned_files_never_reach_a_request(files, tmp_path, monkeypatch):
     assert UnlearnRequest(files["a"][0], "random:0.1", method="neggrad-plus", device="cpu").prepare().tuned is None
     assert tuned_mod.find_tuned("neggrad-plus", "synthetic:x", "cnn", METHODS.get("neggrad-plus").defaults,
                                 preset="smoke").preset == "smoke"
+
+
+def test_kept_class_accuracy_is_test_accuracy_on_the_classes_a_request_keeps(tiny, tmp_path):
+    """One definition of issue #17's other-class TA, used by every experiment kind: the classes with no retain
+    sample left are gone (however the spec names them: index, name, several, or an index file covering a class);
+    the accuracy is on the test images of the others; per-sample forgetting has none."""
+    from dcforget.models import create_model
+    from dcforget.train import evaluate
+    from unlearn.request import cumulative_split, kept_class_accuracy
+
+    torch.manual_seed(0)
+    model = create_model("mlp", num_classes=4, image_shape=tuple(tiny.train.images.shape[1:]))
+    test = tiny.test
+
+    def on(classes):
+        keep = ~torch.isin(test.labels, torch.tensor(classes))
+        return evaluate(model, test.images[keep], test.labels[keep], device=CPU).accuracy
+
+    name = tiny.info.class_names[2]
+    whole = torch.nonzero(tiny.train.labels == 3).flatten()
+    (tmp_path / "c3.txt").write_text("\n".join(map(str, whole.tolist())))
+    for spec, gone in (("class:1", [1]), (f"class:{name}", [2]), ("classes:0,2", [0, 2]),
+                       (f"indices:{tmp_path / 'c3.txt'}", [3])):
+        got = kept_class_accuracy(model, tiny, cumulative_split(tiny, spec, 0, None), CPU)
+        assert got == pytest.approx(on(gone)), spec
+    assert on([1]) != on([2]) or on([1]) != on([0, 2])  # the classes removed matter, so the check above can fail
+    assert kept_class_accuracy(model, tiny, cumulative_split(tiny, "random:0.3", 0, None), CPU) is None
+    assert kept_class_accuracy(model, tiny, cumulative_split(tiny, "classes:1:0.5", 0, None), CPU) is None

@@ -83,6 +83,19 @@ def evaluate_split(model: Classifier, data: Data, split: ForgetSplit, device: to
             "mia_splits": mia.split_accuracies, "indiscernibility": mia.indiscernibility}
 
 
+def kept_class_accuracy(model: Classifier, data: Data, split: ForgetSplit, device: torch.device) -> float | None:
+    """Test accuracy on the classes a request keeps, where it removes whole classes (classes with no retain sample
+    left: ``class:C``, ``classes:C1,C2``, by index or name, or an index file covering a class); None where it removes
+    none (per-sample forgetting)."""
+    labels = data.train.labels.cpu()
+    gone = torch.unique(labels[split.forget.cpu()])
+    gone = gone[~torch.isin(gone, torch.unique(labels[split.retain.cpu()]))]
+    if len(gone) == 0:
+        return None
+    keep = ~torch.isin(data.test.labels, gone.to(data.test.labels.device))
+    return evaluate(model, data.test.images[keep], data.test.labels[keep], device=device).accuracy
+
+
 def check_forget_kind(method: str, spec: str) -> None:
     """ForgetSpecError where ``method`` is defined for whole classes only and ``spec`` asks for something else."""
     if METHODS.get(method).class_only and not whole_classes(spec):

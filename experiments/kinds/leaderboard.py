@@ -23,12 +23,10 @@ from typing import Any
 
 import torch
 
-from dcforget.forget import parse_forget_spec
 from dcforget.provenance import machine
-from dcforget.train import evaluate
 from unlearn.methods import METHODS
-from unlearn.request import check_forget_kind, unlearn_request
-from unlearn.tuned import find_tuned, whole_classes
+from unlearn.request import check_forget_kind, cumulative_split, kept_class_accuracy, unlearn_request
+from unlearn.tuned import find_tuned
 
 from ..workspace import KINDS, Cell, Experiment, Kind, Workspace
 from .leaderboard_rows import COLUMNS, rows
@@ -76,16 +74,6 @@ def l2_distance(a: torch.nn.Module, b: torch.nn.Module) -> float:
                          for p, q in zip(a.parameters(), b.parameters())))
 
 
-def other_class_acc(model: torch.nn.Module, ws: Workspace, forget: str) -> float | None:
-    """Test accuracy on the classes a whole-class request keeps (issue #17's "other-class TA"); None otherwise."""
-    if not whole_classes(forget):
-        return None
-    gone = torch.tensor([int(c) for c in parse_forget_spec(forget).args[0].split(",")])
-    test = ws.data().test
-    keep = ~torch.isin(test.labels, gone.to(test.labels.device))
-    return evaluate(model, test.images[keep], test.labels[keep], device=ws.device).accuracy
-
-
 def _run(cell: Cell, exp: Experiment, ws: Workspace) -> dict[str, Any]:
     k = cell.key
     arch, forget, method = k["model"], k["forget"], k["method"]
@@ -95,8 +83,10 @@ def _run(cell: Cell, exp: Experiment, ws: Workspace) -> dict[str, Any]:
     if method == "retrain":
         out = {key: ref[key] for key in ("retain_acc", "forget_acc", "val_acc", "val_mia", "test_acc", "mia",
                                          "indiscernibility")}
+        split = cumulative_split(ws.data(), forget, cell.seed, None)  # the split retraining trained without
         return {**out, "seconds": ref["time"]["total_s"], "machine": ref.get("machine"), "l2_to_retrain": 0.0,
-                "options": ref["options"], "tuned": None, "test_acc_other": other_class_acc(retrained, ws, forget)}
+                "options": ref["options"], "tuned": None,
+                "test_acc_other": kept_class_accuracy(retrained, ws.data(), split, ws.device)}
     m = METHODS.get(method)
     start, condensed, artefacts = ws.original(arch, cell.seed), None, None
     if m.needs_offline:  # DC-U's reference mode: the offline phase of this seed's original, its condensed file
@@ -110,7 +100,7 @@ def _run(cell: Cell, exp: Experiment, ws: Workspace) -> dict[str, Any]:
     out = {key: r[key] for key in ("retain_acc", "forget_acc", "val_acc", "val_mia", "test_acc", "mia",
                                    "indiscernibility")}
     return {**out, "seconds": r["time"]["total_s"], "machine": machine(ws.device),
-            "l2_to_retrain": l2_distance(res.model, retrained), "test_acc_other": other_class_acc(res.model, ws, forget),
+            "l2_to_retrain": l2_distance(res.model, retrained), "test_acc_other": kept_class_accuracy(res.model, ws.data(), res.split, ws.device),
             "options": r["options"], "tuned": tuned, "method_extra": r.get("method_extra", {})}
 
 

@@ -24,10 +24,9 @@ import torch
 
 from dcforget.config import config_dirs
 from dcforget.errors import ConfigError
-from dcforget.train import evaluate
 
 from unlearn.methods import METHODS
-from unlearn.request import unlearn_request
+from unlearn.request import kept_class_accuracy, unlearn_request
 from ..report import add_reference, lookup, mean_std
 from ..workspace import KINDS, Cell, Experiment, Kind, Workspace
 
@@ -217,10 +216,9 @@ def _unlearn_run(cell: Cell, exp: Experiment, ws: Workspace) -> dict[str, Any]:
     if inv and arch in inv.get("models", []) and cell.seed in inv.get("seeds", [0]):
         out["inversion"] = invert_and_score(res.model, data, res.split.forget, ws, f"{exp.name}-{cell.id}",
                                             steps=int(inv.get("steps", 200)), seed=cell.seed)
-    if spec.startswith("class:"):  # TA on the classes that remain
-        gone = torch.unique(data.train.labels[res.split.forget.to(data.train.labels.device)])
-        keep = ~torch.isin(data.test.labels, gone)
-        out["test_acc_other"] = evaluate(res.model, data.test.images[keep], data.test.labels[keep], device=ws.device).accuracy
+    other = kept_class_accuracy(res.model, data, res.split, ws.device)  # whole-class requests: TA on the rest
+    if other is not None:
+        out["test_acc_other"] = other
     return out
 
 
@@ -279,7 +277,8 @@ def _unlearn_rows(exp: Experiment, cells: list[dict[str, Any]]) -> list[dict[str
         base = {**{a: ("-" if a in AXES else v) for a, v in key.items()}, "method": "retrain"}
         retrain = {c["seed"]: c["result"] for c in cells if c["key"] == base}
         row: dict[str, Any] = {"experiment": exp.name, **key, "seeds": len(got)}
-        ta_key = "test_acc_other" if key["forget"].startswith("class:") else "test_acc"
+        # whole-class requests: TA on the classes kept (the forgotten class's test images would count as errors)
+        ta_key = "test_acc_other" if all("test_acc_other" in c["result"] for c in got) else "test_acc"
         for k, name in (("retain_acc", "retain_acc"), ("forget_acc", "forget_acc"), (ta_key, "test_acc"), ("mia", "mia")):
             row[name], row[name + "_std"] = mean_std([100 * c["result"][k] for c in got])
         for k in ("val_acc", "val_mia"):  # what choices may read (cells from before the validation split lack them)
