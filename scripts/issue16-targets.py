@@ -60,15 +60,9 @@ def _check(deltas: dict[str, list[float]], bounds: dict[str, float]) -> dict[str
     for k, bound in bounds.items():
         vals = deltas[k]
         mean = statistics.fmean(vals)
-        if k == "time_ratio":
-            ok_mean, ok_all = mean <= bound, all(v <= bound for v in vals)
-            miss = max(0.0, mean - bound)
-        elif k == "forget_acc_class":
-            ok_mean, ok_all = mean <= bound, all(v <= bound for v in vals)
-            miss = max(0.0, mean - bound)
-        else:
-            ok_mean, ok_all = abs(mean) <= bound, all(abs(v) <= bound for v in vals)
-            miss = max(0.0, abs(mean) - bound)
+        size = (lambda v: v) if k in ("time_ratio", "forget_acc_class") else abs  # an upper bound, or a +- band
+        ok_mean, ok_all = size(mean) <= bound, all(size(v) <= bound for v in vals)
+        miss = max(0.0, size(mean) - bound)
         out[k] = {"mean": round(mean, 3), "per_seed": [round(v, 3) for v in vals], "bound": bound,
                   "met_on_mean": ok_mean, "met_on_every_seed": ok_all, "missed_by": round(miss, 3)}
     return out
