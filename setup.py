@@ -29,7 +29,7 @@ setup(
     ],
     extras_require={
         "test": ["pytest>=7", "import-linter>=2.0", "scikit-learn>=1.3", "opacus>=1.5", "matplotlib>=3.7", "ray>=2.9",
-                 "optuna>=3.5", "zennit>=0.5"],
+                 "optuna>=3.5", "zennit>=0.5", "hypothesis>=6.80"],
         "lrp": ["zennit>=0.5"],  # the lrp-npp method's epsilon-LRP (zennit rules); imported only there
         "search": ["optuna>=3.5"],  # experiments tune (NSGA-III, journal storage); imported only there
         "ray": ["ray>=2.9"],  # the ray executor of dcforget.jobs (--executor ray); the default path never imports it
