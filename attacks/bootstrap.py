@@ -1,5 +1,7 @@
 """Weighted ROC statistics and their bootstrap intervals: AUC, accuracy and TPR at low FPR of attack scores, with a
-bootstrap over groups of scores (e.g. the target models of U-LiRA)."""
+bootstrap over groups of fixed scores (:func:`bootstrap_roc`). U-LiRA's intervals resample splits and refit the
+attack in each replicate instead (:func:`attacks.ulira.cluster_bootstrap`, on :func:`weighted_curves`), since its
+scores depend on the splits drawn."""
 
 from __future__ import annotations
 
@@ -8,16 +10,27 @@ from typing import Any
 import torch
 
 
-def _weighted_curves(scores: torch.Tensor, is_pos: torch.Tensor, weights: torch.Tensor
-                     ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(fpr, tpr) [B, T+1] for B rows of sample weights [B, n] over one set of scores (higher = member)."""
-    order = torch.argsort(scores, descending=True)
-    s, y, w = scores[order], is_pos[order].double(), weights[:, order]
+def weighted_curves(scores: torch.Tensor, is_pos: torch.Tensor, weights: torch.Tensor
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
+    """(fpr, tpr) [B, n+1] for B rows of sample weights [B, n] (higher score = member). ``scores`` is one set of
+    scores [n] shared by the rows, or one per row [B, n]. Tied scores form one point of the curve (the position of
+    the tie's last member carries it; the other members repeat the previous point), so a tie costs half the area
+    between, as the usual ROC with ties; repeated points add no area and change no statistic of :func:`roc_stats`."""
+    rows = weights.shape[0]
+    scores = scores.expand(rows, -1) if scores.dim() == 1 else scores
+    order = torch.argsort(scores, dim=1, descending=True)
+    s = torch.gather(scores, 1, order)
+    y = is_pos.double().expand(rows, -1).gather(1, order)
+    w = torch.gather(weights.double(), 1, order)
     tp, fp = torch.cumsum(w * y, 1), torch.cumsum(w * (1 - y), 1)
-    last = torch.cat([s[1:] != s[:-1], torch.tensor([True])])
-    zero = torch.zeros(len(w), 1, dtype=torch.float64)
-    tpr = torch.cat([zero, tp[:, last] / tp[:, -1:].clamp_min(1e-12)], 1)
-    fpr = torch.cat([zero, fp[:, last] / fp[:, -1:].clamp_min(1e-12)], 1)
+    n = s.shape[1]
+    last = torch.cat([s[:, 1:] != s[:, :-1], torch.ones(rows, 1, dtype=torch.bool)], 1)
+    pos = torch.arange(n).expand(rows, -1)
+    end = torch.where(last, pos, torch.full_like(pos, n)).flip(1).cummin(1).values.flip(1)  # each one's tie's end
+    tp, fp = tp.gather(1, end), fp.gather(1, end)
+    zero = torch.zeros(rows, 1, dtype=torch.float64)
+    tpr = torch.cat([zero, tp / tp[:, -1:].clamp_min(1e-12)], 1)
+    fpr = torch.cat([zero, fp / fp[:, -1:].clamp_min(1e-12)], 1)
     return fpr, tpr
 
 
@@ -40,7 +53,7 @@ def bootstrap_roc(member_scores: torch.Tensor, nonmember_scores: torch.Tensor, g
     scores = torch.cat([pos, neg])
     is_pos = torch.cat([torch.ones(len(pos), dtype=torch.bool), torch.zeros(len(neg), dtype=torch.bool)])
     both = torch.cat([groups, groups])
-    point = {k: float(v[0]) for k, v in roc_stats(*_weighted_curves(scores, is_pos, torch.ones(1, len(scores),
+    point = {k: float(v[0]) for k, v in roc_stats(*weighted_curves(scores, is_pos, torch.ones(1, len(scores),
                                                                                                 dtype=torch.float64))).items()}
     out: dict[str, Any] = dict(point)
     if bootstrap:
@@ -51,7 +64,7 @@ def bootstrap_roc(member_scores: torch.Tensor, nonmember_scores: torch.Tensor, g
             draws = torch.randint(n_groups, (b, n_groups), generator=g)
             counts = torch.zeros(b, n_groups, dtype=torch.float64).scatter_add_(1, draws, torch.ones(b, n_groups,
                                                                                                      dtype=torch.float64))
-            for k, v in roc_stats(*_weighted_curves(scores, is_pos, counts[:, both])).items():
+            for k, v in roc_stats(*weighted_curves(scores, is_pos, counts[:, both])).items():
                 reps[k].append(v)
         for k, v in reps.items():
             lo, hi = torch.quantile(torch.cat(v), torch.tensor([0.025, 0.975], dtype=torch.float64)).tolist()

@@ -238,7 +238,7 @@ ULIRA_DEFAULTS = {"model": "mlp", "per_class": None, "splits": 64, "forget_sets"
 @click.option("--min-observations", type=click.IntRange(min=2), default=None,
               help="Per-example standard deviation from this many observations up, pooled below (default 8).")
 @click.option("--bootstrap", type=click.IntRange(min=0), default=None,
-              help="Bootstrap replicates over target models for the 95% intervals (default 1000; 0: none).")
+              help="Cluster-bootstrap replicates over splits (Gaussians refitted in each) for the 95% intervals (default 1000; 0: none).")
 @options("per_class", "data_dir")
 @click.option("--store", type=click.Path(file_okay=False), default="runs/jobs", show_default=True,
               help="Job store (directory): finished jobs are read back from it, never recomputed.")

@@ -20,8 +20,14 @@ examples; negatives: the reference (s, f)'s scores on the same examples (it neve
 be told from retraining; ``original`` shows what the attack finds when nothing was unlearned. Deep Unlearn fits
 Gaussians to 0/1 correctness in-sample; this follows Hayes et al. (logit-scaled confidence, held-out split).
 
-Uncertainty: 95% percentile intervals from a bootstrap over target models (resampling the (s, f) models with
-replacement, all their examples together: examples of one model are not independent).
+Uncertainty: 95% percentile intervals from a cluster bootstrap over splits. The forget sets of one split share
+its original, its half and its leave-one-split-out fit, so they are not independent draws; a split is the unit that
+varies. Each replicate draws ``splits`` splits with replacement, weighs every split by how often it was drawn,
+*refits* both Gaussians of every example from the drawn splits (the fits' own uncertainty is propagated), rescores,
+and recomputes AUC, accuracy and TPR at low FPR over the drawn splits' pairs (a pair counts as often as its split
+was drawn). The calibration test (tests/test_ulira.py) checks on simulated null signals with split-level
+correlation that the 95% interval holds 0.5 in about 95% of repetitions, where resampling target models as if
+independent covers it far less often.
 
 Engine. Splits are grouped into jobs (``splits_per_job`` each) of :mod:`dcforget.jobs`: a job trains its splits'
 originals, references and retrainings (batched with :func:`dcforget.batched.fit_many` where the architecture
@@ -55,8 +61,8 @@ from dcforget.progress import bar
 from dcforget.runtime import generator, resolve_device
 from dcforget.train import TrainConfig, train_on
 
+from .bootstrap import roc_stats, weighted_curves
 from .epsilon import confidences, logit_confidence
-from .bootstrap import bootstrap_roc
 
 REFERENCE_VARIANTS = ("original", "retrained")
 JOB_VERSION = "ulira/1"
@@ -275,16 +281,21 @@ def _moments(x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.T
     return m.sum(1), (x * m).sum(1), (x * x * m).sum(1)
 
 
-def _gaussian(count, total, squares, min_obs):
+def _gaussian(count, total, squares, min_obs, weights: torch.Tensor | None = None):
     """Leave-one-split-out per-example mean and standard deviation ([S, N]), and where the per-example one was used.
-    ``count/total/squares`` are per-split moments; row s of the result excludes split s."""
-    c = count.sum(0) - count
-    s1 = total.sum(0) - total
-    s2 = squares.sum(0) - squares
+    ``count/total/squares`` are per-split moments; row s of the result excludes split s. ``weights`` [B, S]: how
+    often each split counts in each of B cluster-bootstrap draws (row s then excludes every copy of split s; the
+    results are [B, S, N]); None: once each."""
+    if weights is not None:
+        w = weights[..., None]
+        count, total, squares = count * w, total * w, squares * w
+    c = count.sum(-2, keepdim=True) - count
+    s1 = total.sum(-2, keepdim=True) - total
+    s2 = squares.sum(-2, keepdim=True) - squares
     mu = s1 / c.clamp_min(1)
     ss = (s2 - s1 * mu).clamp_min(0)  # sum of squared residuals per example
     own = ss / (c - 1).clamp_min(1)
-    pooled = ss.sum(1, keepdim=True) / (c - 1).clamp_min(0).sum(1, keepdim=True).clamp_min(1)
+    pooled = ss.sum(-1, keepdim=True) / (c - 1).clamp_min(0).sum(-1, keepdim=True).clamp_min(1)
     use_own = c >= min_obs
     sd = torch.where(use_own, own, pooled.expand_as(own)).sqrt().clamp_min(1e-6)
     return mu, sd, c, use_own
@@ -292,6 +303,65 @@ def _gaussian(count, total, squares, min_obs):
 
 def _log_pdf(x, mu, sd):
     return -0.5 * ((x - mu) / sd) ** 2 - torch.log(sd)
+
+
+class _Fit:
+    """The attack's fits and scores on one variant, for any weighting of the splits (the data as observed, or
+    cluster-bootstrap draws). Scores are computed only at the forgotten positions (s, f, i), the pairs' candidates."""
+
+    def __init__(self, sig: Signals, variant: str, min_observations: int):
+        self.min_obs = min_observations
+        v = sig.conf[variant]
+        f_count = sig.in_forget.shape[1]
+        never = (~sig.in_train)[:, None, :].expand(-1, f_count, -1)
+        self.forgotten_moments = _moments(v, sig.in_forget)
+        self.never_moments = _moments(sig.reference, never)
+        self.where = sig.in_forget.nonzero(as_tuple=True)  # (s, f, i) of every forgotten position
+        self.v, self.ref = v[self.where], sig.reference[self.where]
+
+    def scores(self, weights: torch.Tensor | None = None):
+        """(member scores, non-member scores, their split, mask of scorable pairs, the fits' details); with
+        ``weights`` [B, S] every output but the splits has a leading replicate dimension."""
+        mu_f, sd_f, c_f, own_f = _gaussian(*self.forgotten_moments, self.min_obs, weights)
+        mu_n, sd_n, c_n, own_n = _gaussian(*self.never_moments, self.min_obs, weights)
+        s, _, i = self.where
+        ok = (c_f[..., s, i] > 0) & (c_n[..., s, i] > 0)  # forgotten here, observable in other splits on both sides
+        if weights is not None:
+            ok &= weights[:, s] > 0
+
+        def score(x):
+            return _log_pdf(x, mu_f[..., s, i], sd_f[..., s, i]) - _log_pdf(x, mu_n[..., s, i], sd_n[..., s, i])
+
+        return score(self.v), score(self.ref), s, ok, (c_f, c_n, own_f, own_n)
+
+
+def cluster_bootstrap(fit: _Fit, s_count: int, *, bootstrap: int, seed: int = 0, chunk: int = 25
+                      ) -> dict[str, Any]:
+    """95% percentile intervals of :func:`attacks.bootstrap.roc_stats` from a bootstrap over splits that refits the
+    Gaussians in every replicate (module docstring); ``chunk`` replicates are computed together."""
+    g = torch.Generator().manual_seed(seed)
+    reps: dict[str, list[torch.Tensor]] = {}
+    for start in range(0, bootstrap, chunk):
+        b = min(chunk, bootstrap - start)
+        draws = torch.randint(s_count, (b, s_count), generator=g)
+        w = torch.zeros(b, s_count, dtype=torch.float64).scatter_add_(1, draws, torch.ones(b, s_count,
+                                                                                            dtype=torch.float64))
+        pos, neg, s, ok, _ = fit.scores(w)
+        keep = ok.any(1)  # a draw of too few distinct splits leaves nothing scorable: it gives no replicate
+        pw = torch.where(ok, w[:, s], torch.zeros_like(pos))[keep]  # a pair counts as often as its split was drawn
+        zero = torch.zeros_like(pos)
+        scores = torch.cat([torch.where(ok, pos, zero), torch.where(ok, neg, zero)], 1)[keep]
+        is_pos = torch.cat([torch.ones(len(s), dtype=torch.bool), torch.zeros(len(s), dtype=torch.bool)])
+        for k, v in roc_stats(*weighted_curves(scores, is_pos, torch.cat([pw, pw], 1))).items():
+            reps.setdefault(k, []).append(v)
+    q = torch.tensor([0.025, 0.975], dtype=torch.float64)
+    out: dict[str, Any] = {f"{k}_ci": torch.quantile(torch.cat(v).double(), q).tolist() for k, v in reps.items()}
+    return {**out, "bootstrap_replicates_scored": int(sum(len(v) for v in reps.get("auc", [])))}
+
+
+BOOTSTRAP_METHOD = {"over": "splits (cluster bootstrap: a split's forget sets are resampled together)",
+                    "refit": "both Gaussians of every example refitted in each replicate",
+                    "interval": "95% percentile"}
 
 
 def attack(sig: Signals, variant: str, *, min_observations: int = 8, bootstrap: int = 1000, seed: int = 0
@@ -302,22 +372,19 @@ def attack(sig: Signals, variant: str, *, min_observations: int = 8, bootstrap: 
     s_count, f_count, n = sig.in_forget.shape
     if s_count < 3:
         raise ConfigError("U-LiRA needs at least 3 splits")
-    v = sig.conf[variant]
-    never = (~sig.in_train)[:, None, :].expand(-1, f_count, -1)
-    mu_f, sd_f, c_f, own_f = _gaussian(*_moments(v, sig.in_forget), min_observations)
-    mu_n, sd_n, c_n, own_n = _gaussian(*_moments(sig.reference, never), min_observations)
-    ok = sig.in_forget & ((c_f > 0) & (c_n > 0))[:, None, :]  # [S, F, N]: forgotten here, observable elsewhere
+    fit = _Fit(sig, variant, min_observations)
+    pos, neg, s, ok, (c_f, c_n, own_f, own_n) = fit.scores()
     if not bool(ok.any()):
         raise ConfigError(f"no forget example was forgotten in another split and unseen in a third: use more "
                           f"splits (have {s_count}) or forget sets")
-
-    def score(x):
-        return _log_pdf(x, mu_f[:, None], sd_f[:, None]) - _log_pdf(x, mu_n[:, None], sd_n[:, None])
-
-    pos, neg = score(v)[ok], score(sig.reference)[ok]
-    target = torch.arange(s_count * f_count).view(s_count, f_count, 1).expand(-1, -1, n)[ok]
-    stats = bootstrap_roc(pos, neg, target, s_count * f_count, bootstrap=bootstrap, seed=seed)
-    where = ok.any(1)  # [S, N]
+    scores = torch.cat([pos[ok], neg[ok]])
+    is_pos = torch.cat([torch.ones(int(ok.sum()), dtype=torch.bool), torch.zeros(int(ok.sum()), dtype=torch.bool)])
+    stats = {k: float(v[0]) for k, v in roc_stats(*weighted_curves(
+        scores, is_pos, torch.ones(1, len(scores), dtype=torch.float64))).items()}
+    if bootstrap:
+        stats.update(cluster_bootstrap(fit, s_count, bootstrap=bootstrap, seed=seed))
+    where = torch.zeros(s_count, n, dtype=torch.bool)
+    where[s[ok], fit.where[2][ok]] = True  # [S, N]: the examples scored in split s
     return {"variant": variant, "splits": s_count, "forget_sets": f_count, "target_models": s_count * f_count,
             "pairs": int(ok.sum()), **stats,
             "observations": {"forgotten_median": float(c_f[where].median()), "never_median": float(c_n[where].median()),
@@ -344,7 +411,7 @@ def report(setup: UliraSetup, grid, *, min_observations: int = 8, bootstrap: int
                      "wall_s": grid.seconds, "batched": [bool(r["batched"]) for r in grid.results]},
             "seeds": "derive_seed(seed, split, forget_set, role): SHA-256; roles split, original, reference, "
                      "under-test (the retrained variant and every method)",
-            "bootstrap": {"replicates": bootstrap, "over": "target models (s, f)", "interval": "95% percentile"}}
+            "bootstrap": {"replicates": bootstrap, **BOOTSTRAP_METHOD}}
 
 
 def expected_observations(setup: UliraSetup) -> float:
@@ -353,4 +420,4 @@ def expected_observations(setup: UliraSetup) -> float:
 
 
 __all__ = ["UliraSetup", "run", "report", "attack", "Signals", "shadow_job", "derive_seed", "plan_split",
-           "expected_observations", "REFERENCE_VARIANTS"]
+           "expected_observations", "REFERENCE_VARIANTS", "cluster_bootstrap", "BOOTSTRAP_METHOD"]
