@@ -183,8 +183,11 @@ def read_index_file(path: str) -> torch.Tensor:
     if path and p.is_dir():
         raise ForgetSpecError(f"forget index file {path!r} is a directory; give a text file (one index per line) "
                               "or a .npy array")
-    if not path or not p.is_file():
+    if not path or not p.exists():
         raise ForgetSpecError(f"forget index file {path!r} does not exist")
+    if not p.is_file():  # a device (/dev/zero never ends), a pipe or a socket
+        raise ForgetSpecError(f"forget index file {path!r} is not a regular file (a device, pipe or socket); give a "
+                              "text file (one index per line) or a .npy array")
     if p.suffix == ".npy":
         try:
             arr = np.load(p, allow_pickle=False)
