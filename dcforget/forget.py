@@ -224,6 +224,9 @@ def _select_indices(args: tuple[str, ...], ctx: ForgetContext) -> torch.Tensor:
 def _select_overfit(args: tuple[str, ...], ctx: ForgetContext) -> torch.Tensor:
     """The samples DC-U's overfitting metric calls memorised: O(x) <= Otsu's threshold. Needs
     ``ctx.extra['model']`` and ``ctx.extra['images']``."""
+    if any(a.strip() for a in args):  # overfit:0.1 would otherwise be taken as plain overfit, the argument dropped
+        raise ForgetSpecError(f"bad forget spec {'overfit:' + ':'.join(args)!r}: overfit takes no argument (the "
+                              "overfitting metric and Otsu's threshold choose the samples)")
     model, images = ctx.extra.get("model"), ctx.extra.get("images")
     if model is None or images is None:
         raise ForgetSpecError("the 'overfit' forget spec needs the model and its training images "

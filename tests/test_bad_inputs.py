@@ -716,6 +716,7 @@ MESSAGE_CASES = [
      "does not match its architecture (mlp): missing key intermediate.0.weight; unexpected key extra.weight"),
     ("ck-arch-shape", "attacks", ["mia", "--checkpoint", "{i}/arch-shape.pt"],
      "beginning.2.weight has shape [32, 767] in the file, the architecture needs [32, 768]"),
+    ("forget-overfit-argument", "attacks", ["mia", *CK, "--forget", "overfit:0.1"], "overfit takes no argument"),
     ("device-cuda-index", "unlearn", ["evaluate", "{i}/orig.pt", "--device", "cuda:7"],
      "--device cuda:7 was asked for but"),
 ]
