@@ -29,7 +29,7 @@ def main() -> None:
 
     \b
     attacks mia --checkpoint runs/unlearn/r10/model.pt --out mia.json
-    attacks epsilon --unlearned u0.pt u1.pt ... --retrained r0.pt r1.pt ... --out eps.json
+    attacks epsilon --unlearned u0.pt --unlearned u1.pt --retrained r0.pt --retrained r1.pt --out eps.json
     """
 
 

@@ -13,6 +13,7 @@ import math
 import os
 import re
 import warnings
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -56,16 +57,62 @@ def save_checkpoint(path: str | os.PathLike, model: Classifier, meta: dict[str, 
     return Path(path)
 
 
-def _load_error(err: Exception) -> str:
-    """torch.load's complaint in one short line, without its advice to load with ``weights_only=False`` (arbitrary
-    code execution) or to allowlist globals."""
-    text = re.sub(r"\x1b\[[0-9;]*m", "", str(err)).strip()
-    m = re.search(r"WeightsUnpickler error: *(.*)", text)
-    if m:  # a pickle holding objects beyond tensors and plain containers: not a checkpoint of ours
-        text = "it holds pickled objects that are not allowed: " + m.group(1)
-    first = text.splitlines()[0] if text else type(err).__name__
-    first = re.split(r"\. *(?:Please use|Re-running|This file can still be loaded)", first)[0]
-    return first.strip()[:200] or type(err).__name__
+def _first_sentence(text: str, limit: int = 160) -> str:
+    """The first sentence of a library's message, whole (cut at a word, with an ellipsis, only when very long)."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", text).strip()
+    text = " ".join(text.split())
+    m = re.match(r"(.+?[.!?])(?:\s+[A-Z`(]|$)", text)
+    first = (m.group(1) if m else text).rstrip(".")
+    if len(first) > limit:
+        first = first[:limit].rsplit(" ", 1)[0] + "..."
+    return first
+
+
+def _load_error(p: Path, err: Exception) -> str:
+    """Why torch.load refused ``p``, in one short, complete line, from what the file is (empty, text, another
+    format, a cut-short zip archive, a pickle of non-tensor objects); never torch's advice to load with
+    ``weights_only=False`` (arbitrary code execution) or to allowlist globals."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(err))
+    m = re.search(r"WeightsUnpickler error: *(.*?)(?:\n\s*\n|$)", text, re.S)
+    refused = " ".join(m.group(1).split()) if m else ""
+    glob = re.search(r"GLOBAL ([\w.]+)", refused) or re.search(r"global:? *([\w.]+)", refused, re.I)
+    if glob:  # a pickle holding objects beyond tensors and plain containers: not a checkpoint of ours
+        return "it holds pickled objects that are not allowed: " + glob.group(1)
+    try:
+        size = p.stat().st_size
+        with open(p, "rb") as fh:
+            head = fh.read(1024)
+    except OSError as oerr:
+        return f"cannot be read: {oerr.strerror or oerr}"
+    if size == 0:
+        return "the file is empty"
+    if head.startswith(b"PK"):  # torch.save's zip archive
+        try:
+            with zipfile.ZipFile(p) as z:
+                bad = z.testzip()
+        except (zipfile.BadZipFile, OSError, EOFError, ValueError):
+            return "truncated or damaged checkpoint file: its zip archive is incomplete, with no central directory"
+        except Exception as zerr:  # e.g. zlib.error on a damaged compressed member
+            return f"damaged checkpoint file: {_first_sentence(str(zerr)) or type(zerr).__name__}"
+        if bad:
+            return f"damaged checkpoint file: archive member {bad!r} fails its CRC check"
+        if refused:
+            return f"not a weights-only torch checkpoint: the weights-only loader refuses it ({refused[:80]})"
+        return f"damaged checkpoint file: {_first_sentence(str(err)) or type(err).__name__}"
+    if head[:1] == b"\x80":  # a pickle stream (torch's legacy format, or plain pickle)
+        why = f" ({refused[:80]})" if refused else ""
+        return f"not a weights-only torch checkpoint: a pickle stream the weights-only loader refuses{why}"
+    if head.startswith(b"\x89HDF"):
+        kind = "an HDF5 file"
+    elif head.startswith(b"\x93NUMPY"):
+        kind = "a NumPy .npy file"
+    else:
+        try:
+            head.decode("utf-8")
+            kind = "a text file"
+        except UnicodeDecodeError as uerr:
+            kind = "a text file" if uerr.start > len(head) - 4 else "binary data of another format"
+    return f"not a weights-only torch checkpoint: {kind}, not the zip archive torch.save writes"
 
 
 _NUM = (int, float)
@@ -192,7 +239,7 @@ def read_checkpoint_meta(path: str | os.PathLike, *, with_tensors: bool = False)
             warnings.simplefilter("ignore")
             payload = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as err:  # torch.load fails on foreign bytes with many exception types (IndexError included)
-        raise CheckpointError(f"{p} is not a readable checkpoint ({_load_error(err)})") from None
+        raise CheckpointError(f"{p} is not a readable checkpoint ({_load_error(p, err)})") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"{p} is not a {FORMAT} file")
     version = payload.get("format_version")
@@ -226,6 +273,28 @@ def _check_tensors(p: Path, tensors: dict, what: str) -> None:
                                   "training that wrote it diverged")
 
 
+def _state_mismatch(expected: dict, stored: dict, show: int = 2) -> str:
+    """What differs between the architecture's state dict and the stored one, briefly: the first missing and
+    unexpected keys, and the first shape mismatch. Empty when they fit."""
+    def names(keys: list[str]) -> str:
+        more = f" (+{len(keys) - show} more)" if len(keys) > show else ""
+        return ", ".join(keys[:show]) + more
+
+    parts = []
+    missing = [k for k in expected if k not in stored]
+    unexpected = [k for k in stored if k not in expected]
+    if missing:
+        parts.append(f"missing key{'s' if len(missing) > 1 else ''} {names(missing)}")
+    if unexpected:
+        parts.append(f"unexpected key{'s' if len(unexpected) > 1 else ''} {names(unexpected)}")
+    for k, v in expected.items():
+        w = stored.get(k)
+        if isinstance(w, torch.Tensor) and tuple(w.shape) != tuple(v.shape):
+            parts.append(f"{k} has shape {list(w.shape)} in the file, the architecture needs {list(v.shape)}")
+            break
+    return "; ".join(parts)
+
+
 def load_checkpoint(path: str | os.PathLike, *, dataset: str | None = None, fingerprint: str | None = None,
                     image_shape=None, num_classes: int | None = None, arch: str | None = None) -> Checkpoint:
     """Load and rebuild the model; every expectation given is checked against the metadata."""
@@ -236,11 +305,15 @@ def load_checkpoint(path: str | os.PathLike, *, dataset: str | None = None, fing
                   image_shape=image_shape, num_classes=num_classes)
     try:
         model = model_from_config(cfg)
-        model.load_state_dict(state, strict=True)
+        mismatch = _state_mismatch(model.state_dict(), state)
+        if not mismatch:
+            model.load_state_dict(state, strict=True)
     except (RuntimeError, KeyError, TypeError, ValueError, AttributeError, IndexError, OverflowError,
             DcForgetError) as err:  # the model's own constructor on stored options (e.g. dropout=2: ValueError)
         first = (str(err).strip().splitlines() or [type(err).__name__])[0]
         raise CheckpointError(f"checkpoint {p} does not match its architecture: {first[:200]}") from None
+    if mismatch:
+        raise CheckpointError(f"checkpoint {p} does not match its architecture ({cfg.get('arch')}): {mismatch}")
     model.eval()
     return Checkpoint(model, meta, p, tensors)
 

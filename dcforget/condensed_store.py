@@ -50,11 +50,38 @@ def _h5_errors(path: Path):
     error, with the first line of their message."""
     try:
         yield
+    except KeyError as err:  # h5py raises KeyError when an object header is damaged, not only when it is absent
+        raise _fail(path, f"damaged file, not a valid condensed set: an HDF5 object header cannot be read "
+                          f"({_h5_reason(err)})") from None
     except (OSError, RuntimeError, ValueError, TypeError, UnicodeDecodeError, AttributeError) as err:
         first = (str(err).strip().splitlines() or [type(err).__name__])[0][:160]
         hint = " (checksum mismatch: the file is corrupt)" if any(w in first.lower() for w in ("checksum", "filter")) \
             else ""
         raise _fail(path, f"data cannot be read (truncated or corrupt){hint}: {first}") from None
+
+
+def _h5_reason(err: BaseException) -> str:
+    """HDF5's own reason, without h5py's wrapper: 'Unable to synchronously open object (bad object header version
+    number)' -> 'bad object header version number'."""
+    text = (str(err.args[0]) if err.args else str(err)).strip()
+    text = (text.splitlines() or [type(err).__name__])[0]
+    inner = text[text.find("(") + 1:text.rfind(")")] if "(" in text and text.endswith(")") else text
+    return inner.strip()[:160] or type(err).__name__
+
+
+def _read_array(f, path: Path, name: str) -> np.ndarray:
+    """One dataset, telling an absent object (an incomplete file) from one whose header is damaged."""
+    try:
+        obj = f[name]
+    except KeyError as err:
+        reason = _h5_reason(err)
+        if "doesn't exist" in reason or "does not exist" in reason:
+            raise _fail(path, f"incomplete file, not a valid condensed set: dataset '{name}' is missing") from None
+        raise _fail(path, f"damaged file, not a valid condensed set: dataset '{name}' cannot be opened "
+                          f"({reason})") from None
+    if not isinstance(obj, h5py.Dataset):
+        raise _fail(path, f"not a valid condensed set: '{name}' is a {type(obj).__name__.lower()}, not a dataset")
+    return np.asarray(obj[()])
 
 
 class CondensedFileError(DcForgetError):
@@ -176,6 +203,15 @@ def write_condensed(path: str | os.PathLike, cs: CondensedSet, *, force: bool = 
     return Path(path)
 
 
+def _plain(value: Any) -> str:
+    """An attribute value as the user wrote it: 999, not np.int64(999)."""
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", "replace")
+    return repr(value) if isinstance(value, str) else str(value)
+
+
 def _fail(path: Path, msg: str) -> CondensedFileError:
     return CondensedFileError(f"{path}: {msg}")
 
@@ -255,16 +291,20 @@ def read_condensed(path: str | os.PathLike) -> CondensedSet:
         raise CondensedFileError(f"condensed set {p} does not exist")
     try:
         f = h5py.File(p, "r")
-    except OSError as err:
+    except (OSError, KeyError, RuntimeError, ValueError) as err:
         raise _fail(p, f"not a readable HDF5 file (truncated or another format): {str(err).splitlines()[0][:160]}") from None
     with f, _h5_errors(p):
         if f.attrs.get("schema") != SCHEMA:
-            raise _fail(p, f"not a dcforget condensed set (schema {f.attrs.get('schema')!r})")
+            raise _fail(p, f"not a dcforget condensed set (schema {_plain(f.attrs.get('schema'))})")
         version = f.attrs.get("schema_version")
-        if not isinstance(version, (int, np.integer)) or int(version) > SCHEMA_VERSION:
-            raise _fail(p, f"schema version {version!r} is newer than this toolkit reads ({SCHEMA_VERSION}); upgrade dcforget")
+        if not isinstance(version, (int, np.integer)) or isinstance(version, bool):
+            raise _fail(p, f"schema version {_plain(version)} is not an integer (this toolkit reads version "
+                           f"{SCHEMA_VERSION})")
+        if int(version) > SCHEMA_VERSION:
+            raise _fail(p, f"schema version {int(version)} is newer than this toolkit reads (it supports version "
+                           f"{SCHEMA_VERSION}); upgrade dcforget")
         try:
-            get = lambda name: torch.from_numpy(np.asarray(f[name][()]))
+            get = lambda name: torch.from_numpy(_read_array(f, p, name))
             images, labels = get("images"), get("labels")
             offsets, indptr, indices, blabel = get("class_offsets"), get("buckets/indptr"), get("buckets/indices"), get("buckets/label")
             source = get("provenance/source_indices")
@@ -277,8 +317,8 @@ def read_condensed(path: str | os.PathLike) -> CondensedSet:
                 g = f[name]
                 extra[name] = {**{k: v for k, v in g.attrs.items()},
                                **{k: torch.from_numpy(np.asarray(g[k][()])) for k in g if isinstance(g[k], h5py.Dataset)}}
-        except KeyError as err:
-            raise _fail(p, f"missing {str(err).split('(')[-1].rstrip(')') if '(' in str(err) else err} (incomplete file)") from None
+        except KeyError as err:  # a group's attributes or members (an absent object is reported by _read_array)
+            raise _fail(p, f"damaged or incomplete file, not a valid condensed set ({_h5_reason(err)})") from None
     try:
         num_classes = int(a["num_classes"])
         shape = [int(s) for s in a["image_shape"]]

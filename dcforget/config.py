@@ -218,5 +218,19 @@ def parse_options(pairs: Any, defaults: dict[str, Any], where: str = "") -> dict
         key = key.strip()
         if key not in defaults:
             raise ConfigError(f"unknown option {key!r}{where}; known: {', '.join(sorted(defaults)) or '(none)'}")
-        out[key] = coerce_option(key, value.strip(), defaults[key], where)
+        value = coerce_option(key, value.strip(), defaults[key], where)
+        if key in out and out[key] != value:  # the same key twice: no silent winner
+            scope = f" ({where.strip()})" if where.strip() else ""
+            raise ConfigError(f"--option {key}={_shown(out[key])} and --option {key}={_shown(value)}{scope} conflict; "
+                              "give one of them")
+        out[key] = value
     return out
+
+
+def _shown(value: Any) -> str:
+    """An option value as it is written on the command line."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, list):
+        return ",".join(map(_shown, value))
+    return str(value)

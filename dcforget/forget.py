@@ -183,8 +183,11 @@ def read_index_file(path: str) -> torch.Tensor:
     if path and p.is_dir():
         raise ForgetSpecError(f"forget index file {path!r} is a directory; give a text file (one index per line) "
                               "or a .npy array")
-    if not path or not p.is_file():
+    if not path or not p.exists():
         raise ForgetSpecError(f"forget index file {path!r} does not exist")
+    if not p.is_file():  # a device (/dev/zero never ends), a pipe or a socket
+        raise ForgetSpecError(f"forget index file {path!r} is not a regular file (a device, pipe or socket); give a "
+                              "text file (one index per line) or a .npy array")
     if p.suffix == ".npy":
         try:
             arr = np.load(p, allow_pickle=False)
@@ -221,6 +224,9 @@ def _select_indices(args: tuple[str, ...], ctx: ForgetContext) -> torch.Tensor:
 def _select_overfit(args: tuple[str, ...], ctx: ForgetContext) -> torch.Tensor:
     """The samples DC-U's overfitting metric calls memorised: O(x) <= Otsu's threshold. Needs
     ``ctx.extra['model']`` and ``ctx.extra['images']``."""
+    if any(a.strip() for a in args):  # overfit:0.1 would otherwise be taken as plain overfit, the argument dropped
+        raise ForgetSpecError(f"bad forget spec {'overfit:' + ':'.join(args)!r}: overfit takes no argument (the "
+                              "overfitting metric and Otsu's threshold choose the samples)")
     model, images = ctx.extra.get("model"), ctx.extra.get("images")
     if model is None or images is None:
         raise ForgetSpecError("the 'overfit' forget spec needs the model and its training images "

@@ -20,10 +20,17 @@ def resolve_device(name: str | None = None) -> torch.device:
         dev = torch.device(name)
     except RuntimeError:
         raise ConfigError(f"unknown device {name!r}; use cpu, cuda or cuda:N") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("--device cuda was asked for but no CUDA GPU is available")
     if dev.type not in ("cpu", "cuda"):
         raise ConfigError(f"unsupported device {name!r}; use cpu or cuda")
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        why = "this torch is built without CUDA" if torch.version.cuda is None else "no CUDA GPU is visible"
+        raise ConfigError(f"--device {name} was asked for but CUDA is not available ({why}); use --device cpu")
+    if dev.type == "cuda" and dev.index is not None:
+        count = torch.cuda.device_count()
+        if dev.index >= count:
+            have = "cuda:0" if count == 1 else f"cuda:0..cuda:{count - 1}"
+            raise ConfigError(f"--device {name} was asked for but there {'is' if count == 1 else 'are'} only "
+                              f"{count} CUDA device{'s' if count != 1 else ''} ({have})")
     return dev
 
 

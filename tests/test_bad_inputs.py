@@ -637,3 +637,155 @@ def test_failed_download_takes_back_what_it_created(tmp_path, monkeypatch):
     with pytest.raises(DatasetError, match="could not be downloaded"):
         datasets._torchvision_split("MNIST", root, True, "MNIST/raw/{train-images-idx3-ubyte}", train=True)
     assert [p.name for p in root.iterdir()] == ["keep.txt"]
+
+
+# ------------------------------------------------------------------ messages that say exactly what is wrong
+def _damage_object_header(src: Path, dst: Path) -> Path:
+    """Flip bytes inside an HDF5 object header (signature ``OHDR``) until h5py cannot open an object: the file
+    still opens, but reading it raised KeyError/OSError from h5py before it became a typed error."""
+    from dcforget.condensed_store import CondensedFileError, read_condensed
+
+    raw = src.read_bytes()
+    starts = [i for i in range(len(raw)) if raw.startswith(b"OHDR", i)] or [96]
+    for start in starts:
+        for delta in (4, 7, 10, 16, 25):
+            b = bytearray(raw)
+            b[start + delta] ^= 0xFF
+            dst.write_bytes(bytes(b))
+            try:
+                read_condensed(dst)
+            except CondensedFileError as err:
+                if "damaged file" in str(err):
+                    return dst
+    raise AssertionError("no flipped object-header byte made the file unreadable")
+
+
+def _state_edit(fn):
+    def edit(payload, meta):
+        sd = dict(payload["state_dict"])
+        fn(sd)
+        payload["state_dict"] = sd
+    return edit
+
+
+@pytest.fixture(scope="module")
+def msg_inputs(inputs):
+    d = inputs
+    _damage_object_header(d / "good.h5", d / "damaged-header.h5")
+    (d / "text.pt").write_text("not a checkpoint\n" * 20)
+    (d / "random.pt").write_bytes(np.random.default_rng(0).bytes(3000))  # starts with neither PK nor a pickle
+    first = "beginning.2.weight"
+
+    def rename(sd):
+        sd["extra.weight"] = sd.pop("intermediate.0.weight")
+
+    def reshape(sd):
+        sd[first] = torch.zeros(sd[first].shape[0], sd[first].shape[1] - 1)
+    _edit_checkpoint(d / "orig.pt", d / "arch-keys.pt", _state_edit(rename))
+    _edit_checkpoint(d / "orig.pt", d / "arch-shape.pt", _state_edit(reshape))
+    return d
+
+
+MESSAGE_CASES = [
+    ("h5-damaged-header-inspect", "condense", ["inspect", "{i}/damaged-header.h5"],
+     "damaged-header.h5: damaged file, not a valid condensed set"),
+    ("h5-damaged-header-preview", "condense", ["preview", "{i}/damaged-header.h5", "--out", "{w}/g.png"],
+     "damaged file, not a valid condensed set"),
+    ("h5-damaged-header-request", "unlearn", ["--from-condensed", "{i}/damaged-header.h5", *CK, "--forget", "class:1",
+                                              "--out", "{w}/u"], "damaged file, not a valid condensed set"),
+    ("h5-no-labels-says-which", "condense", ["inspect", "{i}/no-labels.h5"],
+     "incomplete file, not a valid condensed set: dataset 'labels' is missing"),
+    ("h5-newer-plain-number", "condense", ["inspect", "{i}/newer.h5"],
+     "schema version 9 is newer than this toolkit reads (it supports version 1)"),
+    ("conflict-epochs-option", "unlearn", [*CK, *REQ, "--epochs", "1", "--option", "epochs=3"],
+     "--epochs 1 and --option epochs=3 conflict"),
+    ("conflict-option-twice", "unlearn", [*CK, *REQ, "--option", "lr=0.1", "--option", "lr=0.2"],
+     "--option lr=0.1 and --option lr=0.2 (of method 'finetune') conflict"),
+    ("conflict-option-twice-condense", "condense", ["build", TINY, *CK, "--clusters", "2", "--option", "steps=3",
+                                                    "--option", "steps=4", "--out", "{w}/c.h5"], "conflict"),
+    ("forget-index-device", "attacks", ["mia", *CK, "--forget", "indices:/dev/zero"],
+     "forget index file '/dev/zero' is not a regular file"),
+    ("ck-text-file", "unlearn", ["evaluate", "{i}/text.pt"],
+     "not a weights-only torch checkpoint: a text file, not the zip archive torch.save writes"),
+    ("ck-truncated-says-so", "unlearn", ["evaluate", "{i}/truncated.pt"],
+     "truncated or damaged checkpoint file: its zip archive is incomplete, with no central directory)"),
+    ("ck-random-bytes", "attacks", ["mia", "--checkpoint", "{i}/random.pt"],
+     "not a weights-only torch checkpoint: binary data of another format"),
+    ("ck-h5-says-hdf5", "unlearn", ["evaluate", "{i}/good.h5"], "an HDF5 file, not the zip archive"),
+    ("ck-arch-keys", "unlearn", ["evaluate", "{i}/arch-keys.pt"],
+     "does not match its architecture (mlp): missing key intermediate.0.weight; unexpected key extra.weight"),
+    ("ck-arch-shape", "attacks", ["mia", "--checkpoint", "{i}/arch-shape.pt"],
+     "beginning.2.weight has shape [32, 767] in the file, the architecture needs [32, 768]"),
+    ("forget-overfit-argument", "attacks", ["mia", *CK, "--forget", "overfit:0.1"], "overfit takes no argument"),
+    ("device-cuda-index", "unlearn", ["evaluate", "{i}/orig.pt", "--device", "cuda:7"],
+     "--device cuda:7 was asked for but"),
+]
+
+
+@pytest.mark.parametrize("case", MESSAGE_CASES, ids=[c[0] for c in MESSAGE_CASES])
+def test_bad_input_message(case, msg_inputs, tmp_path, monkeypatch):
+    if case[0] == "device-cuda-index" and torch.cuda.device_count() > 7:
+        pytest.skip("this machine has a cuda:7")
+    test_bad_input(case, msg_inputs, tmp_path, monkeypatch)
+
+
+def test_damaged_object_headers_give_typed_errors(inputs, tmp_path):
+    """Every flipped byte in every object header: the file loads, or the typed error; never h5py's KeyError."""
+    from dcforget.condensed_store import CondensedFileError, read_condensed
+
+    raw = (inputs / "good.h5").read_bytes()
+    starts = [i for i in range(len(raw)) if raw.startswith(b"OHDR", i)]
+    assert starts
+    damaged = 0
+    for start in starts:
+        for delta in range(4, 40, 3):
+            b = bytearray(raw)
+            b[start + delta] ^= 0xFF
+            path = tmp_path / f"f{start}-{delta}.h5"
+            path.write_bytes(bytes(b))
+            try:
+                read_condensed(path)
+            except CondensedFileError as err:
+                damaged += "damaged" in str(err)
+                assert str(err).startswith(f"{path}: ") and "\n" not in str(err)
+    assert damaged
+
+
+def _help_examples(main, name):
+    import shlex
+
+    text = main.help.replace("\\\n", " ")
+    return [shlex.split(line)[1:] for line in text.splitlines() if line.strip().startswith(name + " ")]
+
+
+@pytest.mark.parametrize("name", ["attacks", "condense", "unlearn", "experiments"])
+def test_help_examples_parse(name):
+    """Each example in a CLI's --help goes through click's parser as written (options, repeats, arguments)."""
+    import click
+
+    from experiments.cli import main as experiments
+
+    main = {**MAINS, "experiments": experiments}[name]
+    examples = _help_examples(main, name)
+    assert examples
+    for argv in examples:
+        argv = list(argv)
+        if argv and argv[0] in main.commands:
+            ctx = main.commands[argv[0]].make_context(argv[0], argv[1:], parent=click.Context(main, info_name=name))
+        else:
+            ctx = main.make_context(name, list(argv))
+            assert not ctx.args and not getattr(ctx, "_protected_args", []), argv
+        assert ctx.params
+
+
+def test_epsilon_takes_repeated_unlearned_not_a_list():
+    import click
+
+    from attacks.cli import epsilon_cmd
+
+    parent = click.Context(attacks, info_name="attacks")
+    ctx = epsilon_cmd.make_context("epsilon", ["--unlearned", "u0.pt", "--unlearned", "u1.pt", "--retrained", "r0.pt",
+                                               "--retrained", "r1.pt"], parent=parent)
+    assert ctx.params["unlearned"] == ("u0.pt", "u1.pt")
+    with pytest.raises(click.UsageError, match="unexpected extra argument"):
+        epsilon_cmd.make_context("epsilon", ["--unlearned", "u0.pt", "u1.pt", "--retrained", "r0.pt"], parent=parent)

@@ -199,10 +199,14 @@ class UnlearnRequest:
         m = METHODS.get(method)
         check_forget_kind(method, self.forget)
         where = f" of method {method!r}"
-        opts = {**check_options(dict(self.options), m.defaults, where), **parse_options(self.option_pairs, m.defaults, where)}
+        pairs = parse_options(self.option_pairs, m.defaults, where)
+        opts = {**check_options(dict(self.options), m.defaults, where), **pairs}
         if self.epochs is not None:
             if "epochs" not in m.defaults:
                 raise ConfigError(f"method {method!r} has no epochs")
+            if "epochs" in pairs and pairs["epochs"] != int(self.epochs):  # two flags for one setting: no silent winner
+                raise ConfigError(f"--epochs {self.epochs} and --option epochs={pairs['epochs']} conflict; give one "
+                                  "of them")
             opts["epochs"] = int(self.epochs)
         if m.validate is not None:
             m.validate(opts)
