@@ -28,7 +28,8 @@ def test_mia_report(models, tmp_path):
     assert res.exit_code == 0, res.output
     rep = json.loads(out.read_text())
     # 30 images of the class, of which round(0.15 * 30) = 4 are in the validation split
-    assert rep["members"] == 26 and rep["non_members"] == 60 and 0 <= rep["mia"] <= 1
+    # the population MIA (a logistic regression on the loss) tells them apart by their higher losses, both ways
+    assert rep["members"] == 26 and rep["non_members"] == 60 and rep["mia"] >= 0.75
     assert rep["forget_acc"] == 0.0 and rep["auc"] < 0.5  # the never-seen class has the lower confidences
     res = CliRunner().invoke(attacks_main, ["mia", "--checkpoint", str(models / "o.pt")])
     assert res.exit_code == 2 and "give --forget" in res.output
