@@ -27,10 +27,32 @@ def git_hash(root: Path = ROOT) -> str:
         return "unknown"
 
 
+def cpu_info() -> dict[str, Any]:
+    """The CPU's model name and the flags that change speed here (avx2, avx512f, avx512_bf16, amx_bf16), from
+    /proc/cpuinfo where there is one; VMs of one kind differ in exactly these, so timings name them."""
+    model, flags = platform.processor() or platform.machine(), []
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return {"model": model, "flags": flags}
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() == "model name" and value.strip():
+            model = value.strip()
+        elif key.strip() == "flags":
+            have = set(value.split())
+            flags = [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16") if f in have]
+            break
+    return {"model": model, "flags": flags}
+
+
 def machine(device: torch.device | None = None) -> str:
+    """What timed a figure: host, the device (a GPU's name; a CPU's model and speed flags) and torch's threads."""
     if device is not None and device.type == "cuda":
         return f"{platform.node()}: {torch.cuda.get_device_name(device)}"
-    return f"{platform.node()}: CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+    cpu = cpu_info()
+    flags = ", ".join(cpu["flags"]) or "no avx2"
+    return f"{platform.node()}: CPU {cpu['model']} ({platform.machine()}; {flags}; {torch.get_num_threads()} threads)"
 
 
 def run_meta(device: torch.device | None = None, *, command: str | None = None, **extra: Any) -> dict[str, Any]:

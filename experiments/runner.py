@@ -240,7 +240,7 @@ def run_cell(spec: dict[str, Any], context: dict[str, Any]) -> dict[str, Any]:
         p, exps, _ = _resolved_suite(spec["suite"], spec["preset"], context.get("only"), device)
         log = context.get("log") or (lambda msg: print(msg, file=sys.stderr, flush=True))
         ws = Workspace(p, Path(context["out"]) / "artefacts", device, context.get("data_dir"), log,
-                       quiet=not context.get("progress"))
+                       quiet=not context.get("progress"), run_id=context["run"])
         state = _WORKSPACES[context["run"]] = (ws, {e.name: e for e in exps})
     ws, exps = state
     exp = exps[spec["experiment"]]

@@ -54,6 +54,7 @@ class Workspace:
     _memo: dict[str, Any] = field(default_factory=dict)
     overrides: dict[str, dict[str, Any]] = field(default_factory=dict)  # arch -> {model_options, offline}
     quiet: bool = True  # False: progress bars of the training inside cells (the demo shows them)
+    run_id: str | None = None  # the invocation the cells run in: a time ratio divides two times of one invocation
 
     def for_experiment(self, exp: "Experiment") -> "Workspace":
         """This workspace (same memo) with ``exp``'s model and offline-phase settings, and its own ``dataset`` and
@@ -127,7 +128,10 @@ class Workspace:
                                       seed=seed, quiet=self.quiet, options=options)
                 keep = ("retain_acc", "forget_acc", "val_acc", "val_mia", "test_acc", "mia", "indiscernibility",
                         "val_indiscernibility", "time", "forget_size", "retain_size", "options")
-                report = {**{k: res.report.get(k) for k in keep}, "machine": machine(self.device)}  # what timed it
+                # what timed it, and in which invocation (a time read back from a file of another run is no
+                # same-run reference: the leaderboard's retrain cell times retraining again)
+                report = {**{k: res.report.get(k) for k in keep}, "machine": machine(self.device),
+                          "run_id": self.run_id}
                 save_checkpoint(path, res.model, {**self.data().split_meta(), "seed": seed, "retrain_report": report})
             ck = load_checkpoint(path, fingerprint=self.data().fingerprint())
             return ck.model.to(self.device), ck.meta.extra["retrain_report"]

@@ -4,6 +4,7 @@ dataset/model, preset and kind of forgetting, Deep Unlearn's per-seed ranks, the
 preset covers Deep Unlearn's 18 methods on three datasets."""
 
 import json
+import os
 
 import pytest
 import torch
@@ -22,7 +23,7 @@ SPEC = "synthetic:classes=4,train=40,test=20,size=16,noise=0.5"
 def ws(tmp_path):
     preset = {"dataset": SPEC, "original_epochs": 3, "bf16": False, "clusters": 3, "tuned_preset": "smoke",
               "method_options": {"*": {"epochs": 1}}}
-    return Workspace(preset, tmp_path / "artefacts", torch.device("cpu"), None, lambda msg: None)
+    return Workspace(preset, tmp_path / "artefacts", torch.device("cpu"), None, lambda msg: None, run_id="run-1")
 
 
 def test_cells_rows_ranks_and_tuned_options(ws, tmp_path, monkeypatch):
@@ -67,10 +68,11 @@ def test_cells_rows_ranks_and_tuned_options(ws, tmp_path, monkeypatch):
     assert _run(cells[2], exp, ws.for_experiment(exp))["tuned"] is None
 
 
-def _cell(method, seed, ra, ind, seconds, machine="here"):
+def _cell(method, seed, ra, ind, seconds, machine="here", run_id="run-1", ta=0.5, norm=1.0):
     return {"key": {"model": "mlp", "forget": "random:0.1", "method": method}, "seed": seed,
-            "result": {"retain_acc": ra, "forget_acc": 0.5, "val_acc": 0.5, "test_acc": 0.5, "mia": 0.5,
-                       "indiscernibility": ind, "l2_to_retrain": 1.0, "seconds": seconds, "machine": machine}}
+            "result": {"retain_acc": ra, "forget_acc": 0.5, "val_acc": 0.5, "test_acc": ta, "mia": 0.5,
+                       "indiscernibility": ind, "l2_to_retrain": 1.0, "seconds": seconds, "machine": machine,
+                       "run_id": run_id, "num_classes": 10, "weight_norm": norm}}
 
 
 def test_ranks_are_per_seed_and_time_ratios_need_one_machine(tmp_path):
@@ -131,10 +133,75 @@ def test_deep_unlearns_claims_are_checked_on_the_ranks():
 
     good = deep_unlearn_claims(rows(["condensed", "msg", "kde", "ct", "neggrad-plus", "srl", "gradient-ascent"]))
     assert [c["confirmed"] for c in good] == [True, True]
-    assert "msg 1 of 6" in good[0]["evidence"] and "2 of 7 with the toolkit's" in good[0]["evidence"]
+    assert "msg 1 of 6" in good[0]["evidence"] and "ct 3 of 6" in good[0]["evidence"]
     bad = deep_unlearn_claims(rows(["msg", "kde", "finetune", "ct", "srl", "neggrad-plus", "gradient-ascent"]))
     assert [c["confirmed"] for c in bad] == [False, False]
     assert "**not confirmed**" in claims_markdown(bad) and deep_unlearn_claims(rows(["condensed"])) == []
+
+
+def test_wrecked_models_are_flagged_and_ranked_apart():
+    """A model at chance on TA, one whose weights exploded and one with non-finite weights are degenerate: the
+    toolkit's ranking leaves them out (they would win on speed and a chance-level MIA), Deep Unlearn's keeps them."""
+    exp = Experiment("lb", {"kind": "leaderboard", "models": ["mlp"], "methods": ["good", "chance", "boom", "nan"],
+                            "forget": "random:0.1"})
+    cells = []
+    for seed in (0, 1):
+        cells += [_cell("retrain", seed, 1.0, 0.9, 10.0, ta=0.8, norm=5.0), _cell("good", seed, 0.95, 0.8, 5.0, ta=0.75),
+                  _cell("chance", seed, 0.5, 1.0, 0.1, ta=0.12 if seed else 0.4),  # 10 classes: 12% <= 15%
+                  _cell("boom", seed, 0.9, 1.0, 0.1, ta=0.7, norm=60.0 if seed == 0 else 5.0),
+                  _cell("nan", seed, 0.9, 1.0, 0.1, ta=0.7, norm=float("nan"))]
+    rows = {r["method"]: r for r in _rows(exp, cells)}
+    assert "TA 12.0 <= chance + 5" in rows["chance"]["degenerate"] and rows["chance"]["degenerate"].startswith("s1")
+    assert "exploded (12x" in rows["boom"]["degenerate"] and "non-finite" in rows["nan"]["degenerate"]
+    assert "degenerate" not in rows["good"] and "degenerate" not in rows["retrain"]
+    assert rows["good"]["avg_rank"] == 1 and all("avg_rank" not in rows[m] for m in ("chance", "boom", "nan"))
+    assert rows["good"]["avg_rank_du"] > rows["chance"]["avg_rank_du"]  # Deep Unlearn's ranking puts it below
+
+
+def test_time_ratios_need_one_run_and_ranks_come_with_a_timing_range():
+    """A method timed in another invocation than its retraining gets no RTE on that seed (withheld, counted); a
+    method whose RTE lead is within +-20% of timing noise gets a rank range that overlaps its rival's, one far
+    ahead a range of a single rank."""
+    exp = Experiment("lb", {"kind": "leaderboard", "models": ["mlp"], "methods": ["a", "b", "c"],
+                            "forget": "random:0.1"})
+    cells = []
+    for seed in (0, 1, 2):
+        cells += [_cell("retrain", seed, 1.0, 0.9, 10.0), _cell("a", seed, 0.9, 0.8, 1.0),
+                  _cell("b", seed, 0.9, 0.8, 1.1), _cell("c", seed, 0.9, 0.8, 50.0,
+                                                         run_id="run-0" if seed == 2 else "run-1")]
+    rows = {r["method"]: r for r in _rows(exp, cells)}
+    assert rows["c"]["rte_withheld"] == 1 and "rte_withheld" not in rows["a"]
+    assert rows["c"]["rte"] == pytest.approx(0.2)  # the two same-run seeds only
+    assert rows["a"]["avg_rank"] < rows["b"]["avg_rank"]  # a is a little faster on every seed
+    assert rows["a"]["avg_rank_hi"] > rows["b"]["avg_rank_lo"]  # but not beyond timing noise
+    assert rows["a"]["avg_rank_lo"] <= rows["a"]["avg_rank"] <= rows["a"]["avg_rank_hi"]
+    assert rows["c"]["avg_rank_lo"] == rows["c"]["avg_rank_hi"] == rows["c"]["avg_rank"]  # last whatever the noise
+
+
+def test_claims_within_timing_noise_are_not_decided():
+    """A claim that flips under +-20% timing noise is reported as within timing noise, not confirmed."""
+    from experiments.report import deep_unlearn_claims
+
+    methods = ["neggrad-plus", "gradient-ascent", "srl"]
+    exp = Experiment("lb", {"kind": "leaderboard", "models": ["mlp"], "methods": methods, "forget": "random:0.1"})
+    close = [_cell("retrain", s, 1.0, 0.9, 10.0) for s in (0, 1, 2)]
+    close += [_cell(m, s, 0.9, 0.8, t) for s in (0, 1, 2) for m, t in zip(methods, (1.0, 1.05, 1.1))]
+    claim = [c for c in deep_unlearn_claims(_rows(exp, close)) if c["ranking"] == "toolkit"][0]
+    assert claim["verdict"] == "within timing noise" and not claim["confirmed"]
+    clear = [_cell("retrain", s, 1.0, 0.9, 10.0) for s in (0, 1, 2)]
+    clear += [_cell(m, s, 0.9, 0.8, t) for s in (0, 1, 2) for m, t in zip(methods, (1.0, 3.0, 6.0))]
+    claim = [c for c in deep_unlearn_claims(_rows(exp, clear)) if c["ranking"] == "toolkit"][0]
+    assert claim["verdict"] == "confirmed" and claim["share_of_timing_draws"] == 1.0
+
+
+def test_machine_names_the_cpu_model_and_its_speed_flags():
+    from dcforget.provenance import cpu_info, machine
+
+    info = cpu_info()
+    assert info["model"] and set(info["flags"]) <= {"avx2", "avx512f", "avx512_bf16", "amx_bf16"}
+    assert info["model"] in machine() and "threads" in machine()
+    text = open("/proc/cpuinfo").read() if os.path.exists("/proc/cpuinfo") else ""
+    assert ("avx512_bf16" in info["flags"]) == (" avx512_bf16" in text)
 
 
 def test_a_non_finite_distance_does_not_break_the_report():

@@ -74,18 +74,40 @@ def l2_distance(a: torch.nn.Module, b: torch.nn.Module) -> float:
                          for p, q in zip(a.parameters(), b.parameters())))
 
 
+def weight_norm(model: torch.nn.Module) -> float:
+    """Euclidean norm of a model's parameters (inf or NaN where a weight is not finite)."""
+    return math.sqrt(sum(float((p.detach().float() ** 2).sum()) for p in model.parameters()))
+
+
+def _timing(ws: Workspace) -> dict[str, Any]:
+    """What a cell's seconds were measured on and in: the machine (CPU model and flags, threads), the invocation,
+    whether bf16 autocast ran (a preset's bf16 = "auto" resolves per machine)."""
+    return {"machine": machine(ws.device), "run_id": ws.run_id, "bf16": bool(ws.preset.get("bf16", False)),
+            "torch_threads": torch.get_num_threads()}
+
+
+METRICS = ("retain_acc", "forget_acc", "val_acc", "val_mia", "test_acc", "mia", "indiscernibility")
+
+
 def _run(cell: Cell, exp: Experiment, ws: Workspace) -> dict[str, Any]:
     k = cell.key
     arch, forget, method = k["model"], k["forget"], k["method"]
     options, tuned = method_options(exp, ws.preset, method, arch)
     retrain_opts = method_options(exp, ws.preset, "retrain", arch)[0]
     retrained, ref = ws.retrained(arch, forget, cell.seed, retrain_opts)
+    classes = ws.data().info.num_classes
     if method == "retrain":
-        out = {key: ref[key] for key in ("retain_acc", "forget_acc", "val_acc", "val_mia", "test_acc", "mia",
-                                         "indiscernibility")}
+        out = {key: ref[key] for key in METRICS}
+        seconds = ref["time"]["total_s"]
+        if ref.get("run_id") is None or ref.get("run_id") != ws.run_id:
+            # retraining's file was made by another invocation: time it again here, so every time ratio of this
+            # run divides two times of this run (same seed: the same model, retrained again only to be timed)
+            again = unlearn_request(ws.original(arch, cell.seed), ws.data(), forget, "retrain", device=ws.device,
+                                    seed=cell.seed, quiet=ws.quiet, options=retrain_opts)
+            seconds = again.report["time"]["total_s"]
         split = cumulative_split(ws.data(), forget, cell.seed, None)  # the split retraining trained without
-        return {**out, "seconds": ref["time"]["total_s"], "machine": ref.get("machine"), "l2_to_retrain": 0.0,
-                "options": ref["options"], "tuned": None,
+        return {**out, "seconds": seconds, **_timing(ws), "l2_to_retrain": 0.0, "weight_norm": weight_norm(retrained),
+                "num_classes": classes, "options": ref["options"], "tuned": None,
                 "test_acc_other": kept_class_accuracy(retrained, ws.data(), split, ws.device)}
     m = METHODS.get(method)
     start, condensed, artefacts = ws.original(arch, cell.seed), None, None
@@ -97,10 +119,11 @@ def _run(cell: Cell, exp: Experiment, ws: Workspace) -> dict[str, Any]:
     res = unlearn_request(start, ws.data(), forget, method, device=ws.device, seed=cell.seed, quiet=ws.quiet,
                           options=options, condensed=condensed, artefacts=artefacts)
     r = res.report
-    out = {key: r[key] for key in ("retain_acc", "forget_acc", "val_acc", "val_mia", "test_acc", "mia",
-                                   "indiscernibility")}
-    return {**out, "seconds": r["time"]["total_s"], "machine": machine(ws.device),
-            "l2_to_retrain": l2_distance(res.model, retrained), "test_acc_other": kept_class_accuracy(res.model, ws.data(), res.split, ws.device),
+    out = {key: r[key] for key in METRICS}
+    return {**out, "seconds": r["time"]["total_s"], **_timing(ws),
+            "l2_to_retrain": l2_distance(res.model, retrained), "weight_norm": weight_norm(res.model),
+            "num_classes": classes,
+            "test_acc_other": kept_class_accuracy(res.model, ws.data(), res.split, ws.device),
             "options": r["options"], "tuned": tuned, "method_extra": r.get("method_extra", {})}
 
 

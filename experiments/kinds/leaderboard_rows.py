@@ -13,10 +13,27 @@ when random samples are forgotten. When whole classes are forgotten it is not: r
 forgotten class is far from 0.5 (indiscernibility about 0.1-0.3 on the benchmark's class tables), so Deep Unlearn's
 formula rewards a model that still knows the class. For whole-class forgetting the ranked value is 1 - |MIA -
 retraining's MIA| / 0.5 against the same seed's retraining (``indisc_target`` = "retrain"); the Indisc. column
-shows it, the MIA column the raw attack. Random forgetting keeps Deep Unlearn's formula."""
+shows it, the MIA column the raw attack. Random forgetting keeps Deep Unlearn's formula.
+
+Same-run times. RTE divides retraining's seconds by the method's only where both cells were timed in one
+invocation (``run_id``) on one machine (its CPU model, flags and threads); otherwise the seed's ratio is withheld
+and the row counts it (``rte_withheld``). A machine's speed drifts between runs by about 20%, so the ranks that
+depend on RTE come with a range: each timed cell's seconds are scaled by independent factors uniform in [0.8, 1.2]
+(``TIME_NOISE``; 500 seeded draws), the average ranks recomputed, and the 2.5-97.5% range of each method's
+average rank is shown (``avg_rank_range``). A claim is decided only when it holds, or fails, in at least 97.5% of
+those draws; otherwise it is "within timing noise".
+
+Degenerate models. A cell whose RA or TA is at or below chance + 5 points (``DEGENERATE_MARGIN``), or whose
+weights are not finite, or whose weight norm exceeds ``EXPLODED`` times retraining's (same seed), is degenerate:
+a wrecked model that Deep Unlearn's ranking can still place high (it is fast and its MIA sits at chance). A
+method with a degenerate cell on any seed is not ranked in the toolkit's ranking (``avg_rank``); the row says why
+(``degenerate``). Deep Unlearn's own ranking of every method, wrecked ones included, stays beside it, labelled
+(``avg_rank_du``)."""
 
 from __future__ import annotations
 
+import math
+import random
 import statistics
 from typing import Any
 
@@ -27,9 +44,15 @@ from ..workspace import Experiment
 
 
 COLUMNS = (("retain_acc", "RA", ".2f"), ("forget_acc", "FA", ".2f"), ("val_acc", "VA", ".2f"),
-           ("test_acc", "TA", ".2f"), ("test_acc_other", "TA other", ".2f"), ("mia", "MIA", ".2f"), ("indiscernibility", "Indisc.", ".3f"),
-           ("retention_deviation", "RetDev", ".3f"), ("rte", "RTE", ".2f"), ("l2_to_retrain", "L2 to R", ".2f"),
-           ("avg_rank", "avg rank", ".2f"), ("tuned", "options", "s"))
+           ("test_acc", "TA", ".2f"), ("test_acc_other", "TA other", ".2f"), ("mia", "MIA", ".2f"),
+           ("indiscernibility", "Indisc.", ".3f"), ("retention_deviation", "RetDev", ".3f"), ("rte", "RTE", ".2f"),
+           ("rte_withheld", "RTE withheld", "d"), ("l2_to_retrain", "L2 to R", ".3g"), ("avg_rank", "avg rank", ".2f"),
+           ("avg_rank_range", "rank range (time ±20%)", "s"), ("avg_rank_du", "DU rank (all)", ".2f"),
+           ("degenerate", "degenerate", "s"), ("tuned", "options", "s"))
+DEGENERATE_MARGIN = 5.0  # points above chance
+EXPLODED = 10.0  # weight norm / retraining's
+TIME_NOISE = (0.8, 1.2)
+TIME_DRAWS = 500
 RANKED = {"retention_deviation": False, "indiscernibility": True, "rte": True}  # True: higher is better
 
 
@@ -50,15 +73,38 @@ def indiscernibility(r: dict[str, Any], ref: dict[str, Any] | None, whole_class:
     return 1 - abs(r["mia"] - ref["mia"]) / 0.5 if ref is not None else float("nan")
 
 
-def _per_seed(c: dict[str, Any], ref: dict[str, Any] | None, method: str, whole_class: bool) -> dict[str, float]:
-    """One cell's ranked metrics against the same seed's retraining ``ref``."""
+def degenerate_reasons(r: dict[str, Any], ref: dict[str, Any] | None) -> list[str]:
+    """Why one cell's model is wrecked (module docstring); empty where it is not."""
+    out = []
+    classes = r.get("num_classes")
+    if classes:
+        floor = 1 / classes + DEGENERATE_MARGIN / 100
+        out += [f"{name} {100 * r[key]:.1f} <= chance + {DEGENERATE_MARGIN:g}"
+                for key, name in (("retain_acc", "RA"), ("test_acc", "TA")) if r[key] <= floor]
+    norm, l2 = r.get("weight_norm"), r.get("l2_to_retrain")
+    if (norm is not None and not math.isfinite(norm)) or (l2 is not None and not math.isfinite(l2)):
+        out.append("non-finite weights")
+    elif norm is not None and ref is not None and ref.get("weight_norm") and norm > EXPLODED * ref["weight_norm"]:
+        out.append(f"weights exploded ({norm / ref['weight_norm']:.3g}x retraining's norm)")
+    return out
+
+
+def _per_seed(c: dict[str, Any], ref: dict[str, Any] | None, method: str, whole_class: bool) -> dict[str, Any]:
+    """One cell's ranked metrics against the same seed's retraining ``ref``, with the two times behind its RTE."""
     r = c["result"]
-    out = {"indiscernibility": indiscernibility(r, ref, whole_class)}
+    out: dict[str, Any] = {"indiscernibility": indiscernibility(r, ref, whole_class),
+                           "degenerate": degenerate_reasons(r, ref)}
     if ref is not None:
         out["retention_deviation"] = statistics.fmean(retention_terms(r, ref, whole_class))
-        # the untouched original takes no time; a ratio needs both times from one machine
-        if method != "none" and r.get("machine") is not None and r.get("machine") == ref.get("machine"):
-            out["rte"] = ref["seconds"] / max(r["seconds"], 1e-9)
+        # the untouched original takes no time; a ratio needs both times from one invocation on one machine
+        if method != "none":
+            same = (r.get("machine") is not None and r.get("machine") == ref.get("machine")
+                    and r.get("run_id") is not None and r.get("run_id") == ref.get("run_id"))
+            if same:
+                out["rte"] = ref["seconds"] / max(r["seconds"], 1e-9)
+                out["times"] = (ref["seconds"], r["seconds"])
+            else:
+                out["rte_withheld"] = True
     return out
 
 
@@ -76,9 +122,58 @@ def _ranks(values: dict[str, float], higher: bool) -> dict[str, float]:
     return out
 
 
+def _average_ranks(per_seed: dict[str, dict[int, dict[str, Any]]], methods: list[str], seeds: list[int],
+                   factors: dict[tuple[str, int], tuple[float, float]] | None = None
+                   ) -> tuple[dict[str, list[float]], dict[str, dict[str, list[float]]]]:
+    """Per method: its average rank on each seed, and its rank per metric per seed, among ``methods``; with
+    ``factors`` (method, seed) -> (retraining's, the method's time factor) the RTE is recomputed from scaled times."""
+    averages: dict[str, list[float]] = {m: [] for m in methods}
+    by_method: dict[str, dict[str, list[float]]] = {m: {} for m in methods}
+    for seed in seeds:
+        seed_ranks: dict[str, list[float]] = {m: [] for m in methods}
+        for key, higher in RANKED.items():
+            vals = {}
+            for m in methods:
+                v = per_seed[m][seed]
+                if key == "rte" and factors is not None and "times" in v:
+                    (ref_s, own_s), (fr, fm) = v["times"], factors[m, seed]
+                    vals[m] = ref_s * fr / max(own_s * fm, 1e-9)
+                elif key in v:
+                    vals[m] = v[key]
+            if len(vals) != len(methods):  # a metric some method lacks on this seed is not ranked there
+                continue
+            for m, rank in _ranks(vals, higher).items():
+                by_method[m].setdefault(key, []).append(rank)
+                seed_ranks[m].append(rank)
+        for m, rs in seed_ranks.items():
+            if rs:
+                averages[m].append(statistics.fmean(rs))
+    return averages, by_method
+
+
+def rank_ranges(per_seed: dict[str, dict[int, dict[str, Any]]], methods: list[str], seeds: list[int],
+                draws: int = TIME_DRAWS, seed: int = 0) -> list[dict[str, float]]:
+    """The average rank of every method under ``draws`` seeded draws of timing noise (module docstring)."""
+    rng = random.Random(seed)
+    out = []
+    for _ in range(draws):
+        factors = {(m, s): (rng.uniform(*TIME_NOISE), rng.uniform(*TIME_NOISE)) for m in methods for s in seeds}
+        averages, _ = _average_ranks(per_seed, methods, seeds, factors)
+        out.append({m: statistics.fmean(v) for m, v in averages.items() if v})
+    return out
+
+
+def _quantile(values: list[float], q: float) -> float:
+    v = sorted(values)
+    pos = q * (len(v) - 1)
+    lo = math.floor(pos)
+    return v[lo] + (v[min(lo + 1, len(v) - 1)] - v[lo]) * (pos - lo)
+
+
 def rows(exp: Experiment, cells: list[dict[str, Any]], references: tuple[str, ...]) -> list[dict[str, Any]]:
     """The table rows: ``references`` (the kind's reference methods, defined with the cells they decide) first,
-    never ranked."""
+    never ranked. Each ranked table also carries, on its first ranked row, the draws of timing noise
+    (``_rank_draws``, ``_rank_draws_du``: average ranks per draw, for claims to be checked against; not written)."""
     rows = []
     for model in exp.spec["models"]:
         forget = exp.spec.get("forget", "random:0.1")
@@ -107,30 +202,43 @@ def rows(exp: Experiment, cells: list[dict[str, Any]], references: tuple[str, ..
                 vals = [v[key] for v in per_seed[m].values() if key in v]
                 if vals:
                     row[key], row[key + "_std"] = mean_std(vals)
+            withheld = sum(bool(v.get("rte_withheld")) for v in per_seed[m].values())
+            if withheld:
+                row["rte_withheld"] = withheld  # seeds whose two times come from different runs or machines
+            reasons = {f"s{seed}: {'; '.join(v['degenerate'])}" for seed, v in sorted(per_seed[m].items())
+                       if v["degenerate"]}
+            if reasons and m not in references:
+                row["degenerate"] = ", ".join(sorted(reasons))
             files = {c["result"].get("tuned") for c in got}
             row["tuned"] = "reference" if m in references else ("tuned" if files != {None} else "defaults")
             table.append(row)
-        ranked = {r["method"]: r for r in table if r["method"] not in references}
-        seeds = sorted(set.intersection(*(set(per_seed[m]) for m in ranked))) if ranked else []
-        by_method: dict[str, dict[str, list[float]]] = {m: {} for m in ranked}
-        averages: dict[str, list[float]] = {m: [] for m in ranked}
-        for seed in seeds:
-            seed_ranks: dict[str, list[float]] = {m: [] for m in ranked}
-            for key, higher in RANKED.items():
-                vals = {m: per_seed[m][seed][key] for m in ranked if key in per_seed[m][seed]}
-                if len(vals) != len(ranked):  # a metric some method lacks on this seed is not ranked there
-                    continue
-                for m, rank in _ranks(vals, higher).items():
-                    by_method[m].setdefault(key, []).append(rank)
-                    seed_ranks[m].append(rank)
-            for m, rs in seed_ranks.items():
-                if rs:
-                    averages[m].append(statistics.fmean(rs))
-        for m, r in ranked.items():
+        ranked_all = {r["method"]: r for r in table if r["method"] not in references}
+        seeds = sorted(set.intersection(*(set(per_seed[m]) for m in ranked_all))) if ranked_all else []
+        # Deep Unlearn's ranking: every method, wrecked ones included
+        du_avg, _ = _average_ranks(per_seed, list(ranked_all), seeds)
+        for m, r in ranked_all.items():
+            if du_avg[m]:
+                r["avg_rank_du"], r["avg_rank_du_std"] = mean_std(du_avg[m])
+        # the toolkit's ranking: degenerate methods left out
+        ranked = [m for m, r in ranked_all.items() if "degenerate" not in r]
+        averages, by_method = _average_ranks(per_seed, ranked, seeds)
+        for m in ranked:
+            r = ranked_all[m]
             for key, rs in by_method[m].items():
                 r[f"rank_{key}"] = statistics.fmean(rs)
             if averages[m]:
                 r["avg_rank"], r["avg_rank_std"] = mean_std(averages[m])
                 r["ranked_seeds"] = len(averages[m])
+        if ranked and seeds:
+            draws = rank_ranges(per_seed, ranked, seeds)
+            for m in ranked:
+                vals = [d[m] for d in draws if m in d]
+                if vals:
+                    lo, hi = _quantile(vals, 0.025), _quantile(vals, 0.975)
+                    ranked_all[m]["avg_rank_lo"], ranked_all[m]["avg_rank_hi"] = lo, hi
+                    ranked_all[m]["avg_rank_range"] = f"{lo:.2f}-{hi:.2f}"
+            du_draws = rank_ranges(per_seed, list(ranked_all), seeds)
+            first = ranked_all[next(iter(ranked_all))]
+            first["_rank_draws"], first["_rank_draws_du"] = draws, du_draws
         rows += table
     return rows
