@@ -128,7 +128,9 @@ def tune_cmd(dataset, methods, preset, config_file, arch, trials, seeds, forget_
     from unlearn.request import check_forget_kind
     from unlearn.tuned import tuned_filename
 
-    from .hpsearch import StudySetup, tune, tuned_config
+    from dcforget.jobs import JobStore
+
+    from .hpsearch import StudySetup, check_storage, tune, tuned_config
 
     overrides = {"model": arch, "trials": trials, "seeds": seeds, "per_class": per_class, "forget": forget_spec}
     config = resolve_config({"tune": TUNE_DEFAULTS}, preset, config_file, {"tune": overrides})
@@ -150,6 +152,9 @@ def tune_cmd(dataset, methods, preset, config_file, arch, trials, seeds, forget_
                        condense={"condenser": "fdm", "clusters": int(t["clusters"]),
                                  "options": config.get("condense", {}).get("fdm", {})})
     storage = study or Path("runs") / "studies" / f"{name}-{preset or 'custom'}.journal"
+    # every output location is checked before any job runs: the tuned files (above), the job store, the study
+    JobStore(store).check_writable()
+    check_storage(storage)
     log = (lambda msg: None) if quiet else (lambda msg: click.echo(msg, err=True))
     context = {"root": str(Path(store) / "tune-artefacts"), "data_dir": data_dir, "device": str(resolve_device(device))}
     with make_executor(executor or "local", workers=workers or 1, address=address) as ex:
@@ -183,7 +188,7 @@ def check_tuned_cmd(files, store, data_dir, executor, workers, address, device, 
     Exit 0 when every file is within noise, 1 when one is not."""
     from dcforget.errors import ConfigError, OutputExistsError
     from dcforget.io import atomic_path
-    from dcforget.jobs import make_executor
+    from dcforget.jobs import JobStore, make_executor
     from dcforget.provenance import run_meta
     from unlearn.methods import METHODS
     from unlearn.tuned import read_tuned
@@ -210,6 +215,7 @@ def check_tuned_cmd(files, store, data_dir, executor, workers, address, device, 
     if out_path.exists() and not force:
         raise OutputExistsError(f"{out_path} exists; pass --force to replace it")
     check_writable_dir(out_path.parent)
+    JobStore(store).check_writable()
     dev = resolve_device(device)
     context = {"root": str(Path(store) / "artefacts"), "data_dir": data_dir, "device": str(dev)}
     rows = []
