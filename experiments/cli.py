@@ -42,24 +42,26 @@ def main() -> None:
 @options("data_dir", "device", "executor", "workers", "address")
 @click.option("--report-only", is_flag=True,
               help="Compute nothing: write the report from the finished cells and list the missing ones.")
+@opt("force", help="Replace the run of another suite or preset that --out holds (its report; cells of the same "
+                   "name are recomputed).")
 @opt("quiet")
 @click.pass_context
 @with_logging
 def reproduce_cmd(ctx, suite, preset, out, only, seeds, data_dir, device, executor, workers, address, report_only,
-                  quiet) -> None:
+                  force, quiet) -> None:
     """Run the experiments of configs/experiments/SUITE (e.g. `dcu`); resumable: finished cells are read back,
     not recomputed."""
     prog = Path(sys.argv[0]).name if sys.argv else ""
     command = (f"{prog} " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if prog in ("unlearn", "experiments")
                else f"{ctx.command_path} {suite} --preset {preset} --out {out}" + (f" --only {only}" if only else ""))
-    only_list = [o.strip() for o in only.split(",") if o.strip()] if only else None
+    only_list = [o.strip() for o in only.split(",")] if only is not None else None  # a blank name is refused
     check_writable_dir(out)
     from dcforget.jobs import make_executor
 
     with make_executor(executor or "local", workers=workers or 1, address=address) as ex:
         reproduce(suite, preset, out, only=only_list, data_dir=data_dir, device=resolve_device(device), seeds=seeds,
                   command=command, log=(lambda msg: None) if quiet else (lambda msg: click.echo(msg, err=True)),
-                  report_only=report_only, executor=ex)
+                  report_only=report_only, executor=ex, force=force)
     click.echo(f"wrote {Path(out) / 'report.md'}")
 
 
