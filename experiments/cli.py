@@ -70,9 +70,11 @@ def reproduce_cmd(ctx, suite, preset, out, only, seeds, data_dir, device, execut
      help="cpu: real CIFAR-10, about 5 minutes on a 2-core CPU; smoke: seconds, synthetic data; paper: DC-U's sizes.")
 @out_dir("report.md (table and pictures), report.json, cells/ and artefacts/ (model, condensed set).",
          default="runs/demo", show_default=True)
-@options("data_dir", "device", "quiet")
+@options("data_dir", "device")
+@opt("force", help="Replace the demo of another preset that --out holds.")
+@opt("quiet")
 @with_logging
-def demo_cmd(preset, out, data_dir, device, quiet) -> None:
+def demo_cmd(preset, out, data_dir, device, force, quiet) -> None:
     """The first run: train a small CNN on CIFAR-10, condense its training set, forget a random 10% with the
     default method and with retraining, attack both, and write a short report with a table and pictures.
     Resumable: a rerun reads finished work back."""
@@ -83,6 +85,7 @@ def demo_cmd(preset, out, data_dir, device, quiet) -> None:
     log(f"demo ({preset}): the original, the condensed set, then retraining and the default method; progress "
         "lines below, report at the end")
     res = run_demo(out, preset=preset, data_dir=data_dir, device=resolve_device(device), log=log, progress=not quiet,
+                   force=force,
                    command=" ".join(["unlearn demo", *(shlex.quote(a) for a in sys.argv[2:])]))
     for r in res["rows"]:
         click.echo(f"{r['method']:10s} RA {r['retain_acc']:6.2f}  FA {r['forget_acc']:6.2f}  TA {r['test_acc']:6.2f}  "
