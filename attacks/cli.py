@@ -257,9 +257,12 @@ def ulira_cmd(dataset, preset, config_file, arch, epochs, methods, options, tune
     from dcforget.jobs import make_executor
     from unlearn.methods import METHODS
 
+    from dcforget.jobs import JobStore
+
     from .ulira import UliraSetup, expected_observations, report, run
 
     check_writable(out, force)
+    JobStore(store).check_writable()  # before any training, not after the first job
     overrides = {"model": arch, "splits": splits, "forget_sets": forget_sets, "forget_fraction": forget_fraction,
                  "splits_per_job": splits_per_job, "methods": list(dict.fromkeys(methods)) or None,
                  "clusters": clusters, "min_observations": min_observations, "bootstrap": bootstrap,

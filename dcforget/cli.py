@@ -19,6 +19,12 @@ class CliError(click.ClickException):
         click.echo("error: " + " ".join(self.format_message().split()), err=True)
 
 
+class Interrupted(CliError):
+    """Ctrl-C: ``error: interrupted`` and exit code 130 (128 + SIGINT, what a shell reports for a command it
+    interrupted; not 2, which says the input was bad). Outputs are written atomically, so none is left half-done."""
+    exit_code = 130
+
+
 def _one_line(err: click.ClickException) -> CliError:
     """click's own errors (missing argument, bad option value, no such option...) as one ``error:`` line: the
     message, then where the help is, instead of click's usage block."""
@@ -50,6 +56,8 @@ class Group(click.Group):
             raise
         except click.ClickException as err:
             raise _one_line(err) from None
+        except (KeyboardInterrupt, click.exceptions.Abort):
+            raise Interrupted("interrupted") from None
 
 
 SEED = click.IntRange(0, 2 ** 63 - 1)  # what torch generators take (a larger one used to overflow deep inside)

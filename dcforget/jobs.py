@@ -33,6 +33,7 @@ from __future__ import annotations
 import concurrent.futures as cf
 import hashlib
 import json
+import logging
 import multiprocessing as mp
 import os
 import shutil
@@ -47,11 +48,14 @@ from typing import Any, Callable, Iterator, Sequence
 import numpy as np
 
 from .errors import ConfigError, DcForgetError
+from .io import check_writable_dir
 
 JobFn = Callable[[dict[str, Any], dict[str, Any]], dict[str, Any]]  # (spec, context) -> result
 RESULT_SCHEMA = "dcforget.job/1"
 EXECUTORS = ("local", "ray")
 STALE_AFTER_S = 6 * 3600.0  # a temporary this old is a dead driver's, whichever host wrote it
+
+log = logging.getLogger(__name__)
 
 
 class JobError(DcForgetError):
@@ -102,6 +106,14 @@ class JobStore:
         if self.root.exists() and not self.root.is_dir():
             raise ConfigError(f"job store {self.root} exists and is not a directory")
 
+    def check_writable(self) -> None:
+        """Refuse a store that cannot be written (under a regular file, no permission), before any job runs;
+        creates nothing that stays."""
+        try:
+            check_writable_dir(self.root)
+        except DcForgetError as err:
+            raise ConfigError(f"job store: {err}") from None
+
     def path(self, key: str) -> Path:
         return self.root / key[:2] / key
 
@@ -115,10 +127,11 @@ class JobStore:
             doc = json.loads((p / "result.json").read_text())
             with np.load(p / "arrays.npz", allow_pickle=False) as z:
                 arrays = {k: z[k] for k in z.files}
-        except (OSError, ValueError) as err:
-            raise JobError(f"job result {p} cannot be read ({err}); remove it to recompute") from None
-        if doc.get("schema") != RESULT_SCHEMA or doc.get("key") != key:
-            raise JobError(f"{p} is not a job result of this version; remove it to recompute")
+        except Exception as err:  # noqa: BLE001 - whatever a damaged file raises (BadZipFile, zlib, EOF, decode...)
+            raise JobError(f"job result {p} cannot be read ({type(err).__name__}: {err})") from None
+        if (not isinstance(doc, dict) or doc.get("schema") != RESULT_SCHEMA or doc.get("key") != key
+                or not isinstance(doc.get("values"), dict)):
+            raise JobError(f"{p} is not a job result of this version")
         return {**doc["values"], **arrays}
 
     def put(self, key: str, fn: JobFn, spec: dict[str, Any], result: dict[str, Any], seconds: float,
@@ -140,8 +153,21 @@ class JobStore:
             try:
                 os.rename(tmp, final)
             except OSError:
-                if not self.has(key):  # not someone else's identical result: a real failure
+                if not final.is_dir():
                     raise
+                try:
+                    self.get(key)
+                    return  # another driver's identical result got there first
+                except JobError:
+                    pass
+                # a damaged or half entry: set it aside (a name the stale-temporary cleanup knows), rename the new
+                # result into place, then drop the old one; a reader never sees a half-written result
+                aside = final.parent / f".tmp-{key[:16]}-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+                os.rename(final, aside)
+                try:
+                    os.rename(tmp, final)
+                finally:
+                    shutil.rmtree(aside, ignore_errors=True)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
 
@@ -372,9 +398,22 @@ def run_jobs(fn: JobFn, specs: Sequence[dict[str, Any]], store: JobStore | str |
     t0 = time.perf_counter()
     keys = [job_key(fn, s, version) for s in specs]
     todo: dict[str, int] = {}
+    found: dict[str, dict[str, Any]] = {}
     for i, k in enumerate(keys):
-        if k not in todo and not store.has(k):
-            todo[k] = i
+        if k in todo or k in found:
+            continue
+        if store.has(k):
+            try:
+                found[k] = store.get(k)
+                continue
+            except JobError as err:
+                log.warning(f"damaged job store entry, recomputing it: {err}")
+        elif store.path(k).exists():
+            log.warning(f"incomplete job store entry {store.path(k)} (result.json or arrays.npz missing), "
+                        "recomputing it")
+        todo[k] = i
+    if todo:
+        store.check_writable()
     order = list(todo.values())
     job_seconds = []
     for pos, (result, seconds) in executor.map(fn, [specs[i] for i in order], dict(context or {})):
@@ -383,5 +422,5 @@ def run_jobs(fn: JobFn, specs: Sequence[dict[str, Any]], store: JobStore | str |
         job_seconds.append(seconds)
         if on_result is not None:
             on_result(i)
-    results = [store.get(k) for k in keys]
+    results = [found[k] if k in found else store.get(k) for k in keys]
     return GridRun(results, keys, len(order), len(specs) - len(order), time.perf_counter() - t0, job_seconds)

@@ -42,24 +42,26 @@ def main() -> None:
 @options("data_dir", "device", "executor", "workers", "address")
 @click.option("--report-only", is_flag=True,
               help="Compute nothing: write the report from the finished cells and list the missing ones.")
+@opt("force", help="Replace the run of another suite or preset that --out holds (its report; cells of the same "
+                   "name are recomputed).")
 @opt("quiet")
 @click.pass_context
 @with_logging
 def reproduce_cmd(ctx, suite, preset, out, only, seeds, data_dir, device, executor, workers, address, report_only,
-                  quiet) -> None:
+                  force, quiet) -> None:
     """Run the experiments of configs/experiments/SUITE (e.g. `dcu`); resumable: finished cells are read back,
     not recomputed."""
     prog = Path(sys.argv[0]).name if sys.argv else ""
     command = (f"{prog} " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if prog in ("unlearn", "experiments")
                else f"{ctx.command_path} {suite} --preset {preset} --out {out}" + (f" --only {only}" if only else ""))
-    only_list = [o.strip() for o in only.split(",") if o.strip()] if only else None
+    only_list = [o.strip() for o in only.split(",")] if only is not None else None  # a blank name is refused
     check_writable_dir(out)
     from dcforget.jobs import make_executor
 
     with make_executor(executor or "local", workers=workers or 1, address=address) as ex:
         reproduce(suite, preset, out, only=only_list, data_dir=data_dir, device=resolve_device(device), seeds=seeds,
                   command=command, log=(lambda msg: None) if quiet else (lambda msg: click.echo(msg, err=True)),
-                  report_only=report_only, executor=ex)
+                  report_only=report_only, executor=ex, force=force)
     click.echo(f"wrote {Path(out) / 'report.md'}")
 
 
@@ -68,9 +70,11 @@ def reproduce_cmd(ctx, suite, preset, out, only, seeds, data_dir, device, execut
      help="cpu: real CIFAR-10, about 5 minutes on a 2-core CPU; smoke: seconds, synthetic data; paper: DC-U's sizes.")
 @out_dir("report.md (table and pictures), report.json, cells/ and artefacts/ (model, condensed set).",
          default="runs/demo", show_default=True)
-@options("data_dir", "device", "quiet")
+@options("data_dir", "device")
+@opt("force", help="Replace the demo of another preset that --out holds.")
+@opt("quiet")
 @with_logging
-def demo_cmd(preset, out, data_dir, device, quiet) -> None:
+def demo_cmd(preset, out, data_dir, device, force, quiet) -> None:
     """The first run: train a small CNN on CIFAR-10, condense its training set, forget a random 10% with the
     default method and with retraining, attack both, and write a short report with a table and pictures.
     Resumable: a rerun reads finished work back."""
@@ -81,6 +85,7 @@ def demo_cmd(preset, out, data_dir, device, quiet) -> None:
     log(f"demo ({preset}): the original, the condensed set, then retraining and the default method; progress "
         "lines below, report at the end")
     res = run_demo(out, preset=preset, data_dir=data_dir, device=resolve_device(device), log=log, progress=not quiet,
+                   force=force,
                    command=" ".join(["unlearn demo", *(shlex.quote(a) for a in sys.argv[2:])]))
     for r in res["rows"]:
         click.echo(f"{r['method']:10s} RA {r['retain_acc']:6.2f}  FA {r['forget_acc']:6.2f}  TA {r['test_acc']:6.2f}  "
@@ -128,7 +133,9 @@ def tune_cmd(dataset, methods, preset, config_file, arch, trials, seeds, forget_
     from unlearn.request import check_forget_kind
     from unlearn.tuned import tuned_filename
 
-    from .hpsearch import StudySetup, tune, tuned_config
+    from dcforget.jobs import JobStore
+
+    from .hpsearch import StudySetup, check_storage, tune, tuned_config
 
     overrides = {"model": arch, "trials": trials, "seeds": seeds, "per_class": per_class, "forget": forget_spec}
     config = resolve_config({"tune": TUNE_DEFAULTS}, preset, config_file, {"tune": overrides})
@@ -150,6 +157,9 @@ def tune_cmd(dataset, methods, preset, config_file, arch, trials, seeds, forget_
                        condense={"condenser": "fdm", "clusters": int(t["clusters"]),
                                  "options": config.get("condense", {}).get("fdm", {})})
     storage = study or Path("runs") / "studies" / f"{name}-{preset or 'custom'}.journal"
+    # every output location is checked before any job runs: the tuned files (above), the job store, the study
+    JobStore(store).check_writable()
+    check_storage(storage)
     log = (lambda msg: None) if quiet else (lambda msg: click.echo(msg, err=True))
     context = {"root": str(Path(store) / "tune-artefacts"), "data_dir": data_dir, "device": str(resolve_device(device))}
     with make_executor(executor or "local", workers=workers or 1, address=address) as ex:
@@ -183,7 +193,7 @@ def check_tuned_cmd(files, store, data_dir, executor, workers, address, device, 
     Exit 0 when every file is within noise, 1 when one is not."""
     from dcforget.errors import ConfigError, OutputExistsError
     from dcforget.io import atomic_path
-    from dcforget.jobs import make_executor
+    from dcforget.jobs import JobStore, make_executor
     from dcforget.provenance import run_meta
     from unlearn.methods import METHODS
     from unlearn.tuned import read_tuned
@@ -210,6 +220,7 @@ def check_tuned_cmd(files, store, data_dir, executor, workers, address, device, 
     if out_path.exists() and not force:
         raise OutputExistsError(f"{out_path} exists; pass --force to replace it")
     check_writable_dir(out_path.parent)
+    JobStore(store).check_writable()
     dev = resolve_device(device)
     context = {"root": str(Path(store) / "artefacts"), "data_dir": data_dir, "device": str(dev)}
     rows = []

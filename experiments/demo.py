@@ -20,11 +20,12 @@ CONDENSED_COLUMNS = 10  # images per class in the picture
 
 
 def run_demo(out: str | Path, *, preset: str = "cpu", data_dir: str | None = None, device: torch.device,
-             command: str = "unlearn demo", log: Callable[[str], None] = print, progress: bool = True
-             ) -> dict[str, Any]:
+             command: str = "unlearn demo", log: Callable[[str], None] = print, progress: bool = True,
+             force: bool = False) -> dict[str, Any]:
     """Run the demo into ``out``; returns the runner's {"meta", "rows"} with ``pictures`` added."""
     out = Path(out)
-    res = reproduce("demo", preset, out, device=device, data_dir=data_dir, command=command, log=log, progress=progress)
+    res = reproduce("demo", preset, out, device=device, data_dir=data_dir, command=command, log=log, progress=progress,
+                    force=force)
     files = sorted((out / "artefacts").rglob("fdm-*.h5"))
     pictures = dict(res["meta"].get("figures", {}))
     if files:

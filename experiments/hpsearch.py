@@ -26,6 +26,7 @@ gives. A study resumes: complete trials are kept, trials left running by an inte
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import json
@@ -213,27 +214,115 @@ def population_size(trials: int) -> int:
     return 50 if trials >= 100 else max(4, trials // 4)
 
 
-def open_study(name: str, storage: str | Path, seed: int = 0, population: int = 50):
-    """An Optuna study (created or resumed) in a journal file or at a database URL, sampled by NSGA-III with
-    generations of ``population`` trials."""
-    import optuna
-
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+def check_storage(storage: str | Path) -> None:
+    """Refuse a study storage that cannot be used, before any job runs and without creating anything: a journal
+    file that exists must be a readable Optuna journal and one that does not must be creatable; a database URL must
+    parse and its driver be installed, and an sqlite file that exists must be an sqlite database."""
     url = str(storage)
-    if "://" in url:
-        backend = url
-    else:
-        path = Path(url)
-        path.parent.mkdir(parents=True, exist_ok=True)
+    if "://" not in url:
+        _check_journal(Path(url))
+        return
+    try:
+        import sqlalchemy
+        from sqlalchemy.engine import make_url
+
+        parsed = make_url(url)
+    except Exception as err:  # noqa: BLE001 - sqlalchemy's ArgumentError and friends
+        raise ConfigError(f"--study {url!r} is not a database URL ({err})") from None
+    if parsed.get_backend_name() == "sqlite":
+        db = parsed.database
+        if db and db != ":memory:" and not db.startswith("file:"):
+            _check_file(Path(db), "an sqlite database", url)
+            if Path(db).exists():
+                import sqlite3
+
+                try:
+                    with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as con:
+                        con.execute("PRAGMA schema_version").fetchall()
+                except sqlite3.Error as err:
+                    raise ConfigError(f"--study {url!r}: {db} is not a readable sqlite database ({err})") from None
+    try:
+        sqlalchemy.create_engine(url).dispose()  # loads the dialect and its driver; connects to nothing
+    except ImportError as err:
+        raise ConfigError(f"--study {url!r} needs a database driver that is not installed ({err})") from None
+    except Exception as err:  # noqa: BLE001 - NoSuchModuleError (unknown dialect), ArgumentError
+        raise ConfigError(f"--study {url!r} cannot be used ({type(err).__name__}: {err})") from None
+
+
+def _check_file(path: Path, what: str, shown: str) -> None:
+    from dcforget.errors import OutputExistsError
+    from dcforget.io import check_writable
+
+    if path.exists() and not path.is_file():
+        raise ConfigError(f"--study {shown}: {path} is not a file")
+    try:
+        check_writable(path, force=True)
+    except OutputExistsError as err:
+        raise ConfigError(f"--study {shown} cannot be {what}: {err}") from None
+
+
+def _check_journal(path: Path) -> None:
+    """Every complete line of an existing journal must be one of Optuna's operations (a JSON object with an
+    ``op_code``), and Optuna must replay them. Optuna itself skips a damaged last line and then appends after it,
+    damaging the file further. A last line without its newline (a write cut short) is refused too: Optuna would
+    append its next operation to it."""
+    _check_file(path, "a journal file", str(path))
+    if not path.exists():
+        return
+    try:
+        raw = path.read_bytes()
+    except OSError as err:
+        raise ConfigError(f"--study {path} cannot be read ({err.strerror or err})") from None
+    lines = raw.split(b"\n")
+    if lines[-1]:
+        raise ConfigError(f"--study {path} is not a readable Optuna journal (its last line, {len(lines)}, is "
+                          "incomplete: a write was cut short)")
+    for n, line in enumerate(lines[:-1], 1):
+        try:
+            op = json.loads(line)
+        except ValueError as err:  # JSONDecodeError, UnicodeDecodeError
+            raise ConfigError(f"--study {path} is not a readable Optuna journal (line {n}: "
+                              f"{type(err).__name__}: {' '.join(str(err).split())[:120]})") from None
+        if not (isinstance(op, dict) and isinstance(op.get("op_code"), int)):
+            raise ConfigError(f"--study {path} is not a readable Optuna journal (line {n} is not an operation)")
+    try:
         from optuna.storages import JournalStorage
         from optuna.storages.journal import JournalFileBackend
 
-        backend = JournalStorage(JournalFileBackend(str(path)))
-    with warnings.catch_warnings():  # "experimental" since 3.2; Deep Unlearn's sampler
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        sampler = optuna.samplers.NSGAIIISampler(seed=seed, population_size=population)
-    return optuna.create_study(study_name=name, storage=backend, directions=["minimize"] * len(OBJECTIVES),
-                               sampler=sampler, load_if_exists=True)
+        JournalStorage(JournalFileBackend(str(path)))  # replays the log: reads, writes nothing
+    except Exception as err:  # noqa: BLE001 - whatever a damaged journal raises (JSON, Unicode, KeyError...)
+        raise ConfigError(f"--study {path} is not a readable Optuna journal ({type(err).__name__}: "
+                          f"{' '.join(str(err).split())[:200]})") from None
+
+
+def open_study(name: str, storage: str | Path, seed: int = 0, population: int = 50):
+    """An Optuna study (created or resumed) in a journal file or at a database URL, sampled by NSGA-III with
+    generations of ``population`` trials. A storage that cannot be opened is a :class:`ConfigError`."""
+    import optuna
+
+    check_storage(storage)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    url = str(storage)
+    try:
+        if "://" in url:
+            backend = url
+        else:
+            path = Path(url)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            from optuna.storages import JournalStorage
+            from optuna.storages.journal import JournalFileBackend
+
+            backend = JournalStorage(JournalFileBackend(str(path)))
+        with warnings.catch_warnings():  # "experimental" since 3.2; Deep Unlearn's sampler
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            sampler = optuna.samplers.NSGAIIISampler(seed=seed, population_size=population)
+        return optuna.create_study(study_name=name, storage=backend, directions=["minimize"] * len(OBJECTIVES),
+                                   sampler=sampler, load_if_exists=True)
+    except ConfigError:
+        raise
+    except Exception as err:  # noqa: BLE001 - a database that refuses (connection, permissions, schema)
+        raise ConfigError(f"cannot open the study storage {url} ({type(err).__name__}: "
+                          f"{' '.join(str(err).split())[:200]})") from None
 
 
 def study_name(method: str, setup: StudySetup, base_options: dict[str, Any] | None = None) -> str:
@@ -310,11 +399,12 @@ def tune(method: str, setup: StudySetup, *, trials: int, storage: str | Path, st
         return run.results
 
     sd = setup.to_dict()
-    references = _references(setup, method, jobs)
     name = study_name(method, setup, base)
+    # opened before any job runs, so a storage that cannot be used costs no training
     # a resumed study gets a sampler seeded by how far it got: the same seed again would redraw the first trials
     study = open_study(name, storage, sampler_seed + len(open_study(name, storage).get_trials(deepcopy=False)),
                        population)
+    references = _references(setup, method, jobs)
     batch = max(1, int(batch or getattr(executor, "workers", 1) or 1))
 
     import optuna

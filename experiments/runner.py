@@ -56,12 +56,30 @@ Log = Callable[[str], None]
 
 
 # --------------------------------------------------------------------------------------------- suite files
-def suite_dir(suite: str) -> Path:
+SUITE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
+
+
+def known_suites() -> list[str]:
+    """The suites there are: folders of configs/experiments/ holding a presets.toml."""
+    names: set[str] = set()
     for base in config_dirs():
-        d = base / "experiments" / suite
+        d = base / "experiments"
         if d.is_dir():
-            return d
-    raise ConfigError(f"unknown experiment suite {suite!r} (no configs/experiments/{suite}/)")
+            names.update(p.name for p in d.iterdir() if (p / "presets.toml").is_file() and SUITE_NAME.fullmatch(p.name))
+    return sorted(names)
+
+
+def suite_dir(suite: str) -> Path:
+    """The folder of a suite named by a plain name (never a path: ``../x`` or ``/x`` would load presets from
+    outside configs/experiments/)."""
+    known = known_suites()
+    if isinstance(suite, str) and SUITE_NAME.fullmatch(suite) and suite in known:
+        for base in config_dirs():
+            d = base / "experiments" / suite
+            if (d / "presets.toml").is_file():
+                return d
+    raise ConfigError(f"unknown experiment suite {suite!r} (a name of a folder of configs/experiments/); "
+                      f"known suites: {', '.join(known) or 'none'}")
 
 
 def load_suite(suite: str, preset: str, only: list[str] | None = None) -> tuple[dict[str, Any], list[Experiment]]:
@@ -82,6 +100,8 @@ def load_suite(suite: str, preset: str, only: list[str] | None = None) -> tuple[
         if spec.get("skip"):
             continue
         exps.append(Experiment(name, spec))
+    if only is not None and (not only or any(not isinstance(o, str) or not o.strip() for o in only)):
+        raise ConfigError("--only needs experiment names (a comma list without empty names)")
     if only:
         names = {e.name for e in exps}
         unknown = [o for o in only if o not in names]
@@ -259,11 +279,43 @@ def run_cell(spec: dict[str, Any], context: dict[str, Any]) -> dict[str, Any]:
                 raise
 
 
+def read_cell(path: Path) -> tuple[dict[str, Any] | None, str | None]:
+    """(the finished cell at ``path`` or None, why it cannot be used or None). A cell that cannot be read (cut
+    short, not JSON, not a cell record) is reported and treated as missing, never a traceback."""
+    if not path.exists():
+        return None, None
+    try:
+        rec = json.loads(path.read_text())
+    except (OSError, ValueError) as err:  # ValueError: JSONDecodeError, UnicodeDecodeError
+        return None, f"{type(err).__name__}: {' '.join(str(err).split())[:120]}"
+    if not (isinstance(rec, dict) and isinstance(rec.get("settings"), str) and isinstance(rec.get("result"), dict)):
+        return None, "not a cell record (settings and result)"
+    return rec, None
+
+
+def check_out_dir(out: Path, suite: str, preset: str, force: bool) -> None:
+    """Refuse (without ``force``) an output directory that holds the report of another suite or preset: its cells
+    and report would be replaced by this run's."""
+    try:
+        meta = json.loads((out / "report.json").read_text()).get("meta")
+    except (OSError, ValueError, AttributeError):
+        return  # no report (a new or interrupted run), or an unreadable one: nothing it says to protect
+    if not isinstance(meta, dict) or force:
+        return
+    theirs = (meta.get("suite", suite), meta.get("preset"))
+    if theirs != (suite, preset):
+        raise OutputExistsError(f"{out} holds a run of suite {theirs[0]!r} with preset {theirs[1]!r}, not {suite!r} "
+                                f"with {preset!r}; choose another --out, or pass --force to replace its report")
+
+
 def reproduce(suite: str, preset: str, out: str | Path, *, only: list[str] | None = None, data_dir: str | None = None,
               device: torch.device, seeds: int | None = None, command: str = "", log: Log = print,
-              report_only: bool = False, progress: bool = False, executor: Executor | None = None) -> dict[str, Any]:
+              report_only: bool = False, progress: bool = False, executor: Executor | None = None,
+              force: bool = False) -> dict[str, Any]:
     """Run (or read back) every cell of the suite's experiments and write the report. ``report_only``: compute
-    nothing, report the finished, current cells and list the missing ones (a partial report says so).
+    nothing, report the finished, current cells and list the missing ones (a partial report says so); an
+    unreadable cell counts as missing (and is recomputed by a run). ``force``: replace the report of another
+    suite or preset in ``out`` (refused otherwise).
     ``executor``: where the cells run (default: one after another in this process)."""
     # bf16 = "auto": on exactly where autocast has hardware support (emulated bf16 on a CPU is 4-12x slower than
     # float32: reports/bench/throughput-cpu.json); the resolved value is what the digests and the report record
@@ -271,6 +323,7 @@ def reproduce(suite: str, preset: str, out: str | Path, *, only: list[str] | Non
     p, exps, auto = _resolved_suite(suite, preset, only, device)
     n_seeds = int(seeds or p.get("seeds", 3))
     out = Path(out)
+    check_out_dir(out, suite, preset, force)
     plan = [(exp, cell) for exp in exps for cell in KINDS.get(exp.spec.get("kind", "unlearn")).cells(exp, n_seeds)]
     done_before = 0
     records: dict[int, dict[str, Any]] = {}
@@ -278,13 +331,18 @@ def reproduce(suite: str, preset: str, out: str | Path, *, only: list[str] | Non
     digests = {e.name: settings_digest(p, e) for e in exps}
     missing: list[str] = []
     older_code: list[str] = []
+    damaged: list[str] = []
     todo: list[int] = []
     # each cell's digest as planned, also what its record is written under: a tuned file that changes while the run
     # is in flight then leaves the cell under the old digest (recomputed next time), never stale under the new one
     want: dict[int, str] = {}
     for i, (exp, cell) in enumerate(plan):
         path = out / "cells" / exp.name / f"{cell.id}.json"
-        rec = json.loads(path.read_text()) if path.exists() else None
+        rec, why = read_cell(path)
+        if why is not None:
+            damaged.append(f"{exp.name}/{cell.id}")
+            log(f"{exp.name}: {cell.id} cannot be read ({why}): " + ("counted as missing" if report_only else
+                                                                        "recomputed"))
         want[i] = cell_digest(digests[exp.name], cell, exp, p)
         if rec is not None and rec.get("settings") == want[i]:
             done_before += 1
@@ -338,7 +396,7 @@ def reproduce(suite: str, preset: str, out: str | Path, *, only: list[str] | Non
             "finished_utc": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()), "seeds": n_seeds,
             "preset_description": p.get("description", ""), "seed_note": p.get("seed_note"), "preset_settings": {k: v for k, v in p.items() if k != "description"},
             "cells": len(plan), "cells_read_back": done_before, "seconds_this_run": time.perf_counter() - t0,
-            "cells_missing": missing, "cells_older_code": older_code, "cells_diverged": diverged,
+            "cells_missing": missing, "cells_older_code": older_code, "cells_damaged": damaged, "cells_diverged": diverged,
             "data_note": (f"{p['dataset']}, {p.get('per_class') or 'all'} training images per class (seed 0), of which "
                           f"{100 * val_fraction(p):.0f}% per class are held out as the validation split (not retain, "
                           "not forget); RA/FA are on the rest, TA on the test split."),
@@ -347,5 +405,11 @@ def reproduce(suite: str, preset: str, out: str | Path, *, only: list[str] | Non
                           "Everything runs in float32" + (" (bf16 = auto: this device has no native bf16, where "
                                                           "autocast is 4-12x slower)." if auto and not native else "."))}
     rows = write_report(out, meta, sections, results)
-    log(f"{len(plan)} cells ({done_before} read back, {len(plan) - done_before} run now); report: {out / 'report.md'}")
+    if report_only:
+        log(f"{len(plan)} cells: {done_before} read back, {len(older_code)} read back from older code, "
+            f"{len(missing)} missing" + (f" ({len(damaged)} of them unreadable)" if damaged else "")
+            + f"; none run (--report-only); report: {out / 'report.md'}")
+    else:
+        log(f"{len(plan)} cells ({done_before} read back, {len(todo)} run now"
+            + (f", {len(damaged)} of them unreadable before" if damaged else "") + f"); report: {out / 'report.md'}")
     return {"meta": meta, "rows": rows}

@@ -20,10 +20,12 @@ from click.testing import CliRunner
 
 from attacks.cli import main as attacks
 from condense.cli import main as condense
+from experiments.cli import main as experiments
 from experiments.cli import unlearn_main as unlearn
 
 TINY = "synthetic:classes=4,train=30,test=10,size=16"
-MAINS = {"condense": condense, "unlearn": unlearn, "attacks": attacks}
+MAINS = {"condense": condense, "unlearn": unlearn, "attacks": attacks, "experiments": experiments}
+TUNED_FILE = str(next((Path(__file__).resolve().parents[1] / "configs" / "tuned").rglob("*.json")))
 
 
 def _ok(main, args):
@@ -145,6 +147,12 @@ def inputs(tmp_path_factory):
     # reports for `unlearn compare`
     (d / "report-partial.json").write_text(json.dumps({"method": "x", "forget_acc": 0.1}))
     (d / "report-bad.json").write_text("{")
+    # Optuna study storages: a journal with a broken line, a binary file, a last line cut short, JSON that is not
+    # a journal
+    (d / "broken.journal").write_text('{"op_code": 0, "worker_id"\n')
+    (d / "binary.journal").write_bytes(b"\xff\xfe\x00\x80binary\n\x00")
+    (d / "cut.journal").write_text('{"op_code": 0, "worker_id": "a", "study_name": "s", "direct')
+    (d / "list.journal").write_text("[1, 2]\n")
     # a truncated dataset: the files are there, but cut short
     raw = d / "tdata" / "MNIST" / "raw"
     raw.mkdir(parents=True)
@@ -164,6 +172,8 @@ def _workdir(root: Path) -> Path:
     (w / "done").mkdir()
     (w / "done" / "model.pt").write_bytes(b"precious")
     (w / "done" / "report.json").write_text("{}")
+    (w / "rep-smoke").mkdir()  # a finished reproduction of another preset
+    (w / "rep-smoke" / "report.json").write_text(json.dumps({"meta": {"suite": "dcu", "preset": "smoke"}}))
     return w
 
 
@@ -179,6 +189,8 @@ def snapshot(root: Path) -> dict[str, tuple]:
 
 
 CK = ["--checkpoint", "{i}/orig.pt"]
+TUNE = ["tune", TINY, "--method", "finetune", "--trials", "1", "--seeds", "1", "--store", "{w}/jobs", "--out",
+        "{w}/tuned"]
 REQ = ["--forget", "class:1", "--method", "finetune", "--out", "{w}/u"]
 # (id, command, args, a fragment the error line must contain)
 CASES = [
@@ -352,6 +364,39 @@ CASES = [
      "cannot write"),
     ("out-unwritable-nested-fails-late", "unlearn", [*CK, "--forget", "class:9", "--method", "finetune",
                                                      "--out", "{w}/a/b/c"], "outside 0..3"),
+    # --- experiments: study storages, job stores, suite names, --only, another preset's run in --out
+    ("tune-study-broken-journal", "experiments", [*TUNE, "--study", "{i}/broken.journal"], "not a readable Optuna journal"),
+    ("tune-study-binary", "experiments", [*TUNE, "--study", "{i}/binary.journal"], "not a readable Optuna journal"),
+    ("tune-study-cut-short", "experiments", [*TUNE, "--study", "{i}/cut.journal"], "incomplete"),
+    ("tune-study-not-a-journal", "experiments", [*TUNE, "--study", "{i}/list.journal"], "not an operation"),
+    ("tune-study-directory", "experiments", [*TUNE, "--study", "{i}/adir"], "not a file"),
+    ("tune-study-sqlite-under-file", "experiments", [*TUNE, "--study", "sqlite:///{w}/afile/s.db"], "not a directory"),
+    ("tune-study-sqlite-not-a-db", "experiments", [*TUNE, "--study", "sqlite:///{w}/exists.json"],
+     "not a readable sqlite database"),
+    ("tune-study-no-driver", "experiments", [*TUNE, "--study", "postgresql://u@localhost/db"], "driver"),
+    ("tune-study-unknown-dialect", "experiments", [*TUNE, "--study", "nosuchdb://x/y"], "cannot be used"),
+    ("tune-store-under-file", "experiments", [*TUNE[:-4], "--store", "{w}/afile/sub", "--out", "{w}/tuned"],
+     "not a directory"),
+    ("tune-out-under-file", "experiments", [*TUNE[:-4], "--store", "{w}/jobs", "--out", "{w}/afile/tuned"],
+     "not a directory"),
+    ("ulira-store-under-file", "attacks", ["ulira", TINY, "--store", "{w}/afile/sub", "--out", "{w}/u.json"],
+     "not a directory"),
+    ("check-tuned-store-under-file", "experiments", ["check-tuned", TUNED_FILE, "--store", "{w}/afile/sub",
+                                                     "--out", "{w}/check.json"], "not a directory"),
+    ("reproduce-suite-dotdot", "experiments", ["reproduce", "../dcu", "--preset", "smoke", "--out", "{w}/rep"],
+     "known suites: bench"),
+    ("reproduce-suite-absolute", "experiments", ["reproduce", "{i}", "--preset", "smoke", "--out", "{w}/rep"],
+     "unknown experiment suite"),
+    ("reproduce-only-comma", "experiments", ["reproduce", "dcu", "--preset", "smoke", "--only", ",",
+                                             "--out", "{w}/rep"], "--only"),
+    ("reproduce-only-blank-name", "unlearn", ["reproduce", "dcu", "--preset", "smoke", "--only",
+                                              "random-forgetting, ", "--out", "{w}/rep"], "--only"),
+    ("reproduce-only-unknown", "experiments", ["reproduce", "dcu", "--preset", "smoke", "--only", "nope",
+                                               "--out", "{w}/rep"], "unknown experiment(s) nope"),
+    ("reproduce-other-preset", "experiments", ["reproduce", "dcu", "--preset", "cpu", "--report-only",
+                                               "--out", "{w}/rep-smoke"], "--force"),
+    ("reproduce-other-suite", "experiments", ["reproduce", "choices", "--preset", "smoke", "--report-only",
+                                              "--out", "{w}/rep-smoke"], "suite 'dcu'"),
     # --- reports for compare
     ("compare-missing", "unlearn", ["compare", "{i}/none.json"], "not an unlearning report"),
     ("compare-partial", "unlearn", ["compare", "{i}/report-partial.json"], "not an unlearning report"),
@@ -364,6 +409,11 @@ def test_bad_input(case, inputs, tmp_path, monkeypatch):
     name, command, args, fragment = case
     if name == "out-unwritable-sys" and os.access("/sys", os.W_OK) and not Path("/sys").is_dir():
         pytest.skip("no /sys here")
+    if name == "tune-study-no-driver":
+        import importlib.util
+
+        if importlib.util.find_spec("psycopg2") is not None:
+            pytest.skip("a PostgreSQL driver is installed here")
     work = _workdir(tmp_path)
     monkeypatch.chdir(work)  # default output paths (runs/...) land here too
     monkeypatch.delenv("DCFORGET_DATA_DIR", raising=False)
@@ -789,3 +839,81 @@ def test_epsilon_takes_repeated_unlearned_not_a_list():
     assert ctx.params["unlearned"] == ("u0.pt", "u1.pt")
     with pytest.raises(click.UsageError, match="unexpected extra argument"):
         epsilon_cmd.make_context("epsilon", ["--unlearned", "u0.pt", "u1.pt", "--retrained", "r0.pt"], parent=parent)
+
+
+# ------------------------------------------------------------------------------------------ experiments, stores
+def test_ctrl_c_is_one_error_line_and_leaves_nothing(inputs, tmp_path, monkeypatch):
+    """Ctrl-C in any command (the shared Group): ``error: interrupted``, exit 130 (128 + SIGINT, as a shell reports
+    it), no click ``Aborted!``, and no output or temporary left."""
+    work = _workdir(tmp_path)
+    before = snapshot(work)
+
+    def interrupt(*args, **kwargs):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(torch, "save", interrupt)  # while the output is being written
+    res = CliRunner().invoke(unlearn, ["train", TINY, "--model", "mlp", "--config", str(inputs / "small.toml"),
+                                       "--epochs", "1", "--out", str(work / "m.pt"), "-q"])
+    assert res.exit_code == 130, (res.output, res.exception)
+    assert res.stderr == "error: interrupted\n" and "Aborted" not in res.output
+    assert snapshot(work) == before
+    monkeypatch.undo()
+    import click
+
+    from dcforget.cli import Group
+
+    @click.group(cls=Group)
+    def g():
+        pass
+
+    @g.command()
+    def prompt():
+        raise click.exceptions.Abort()
+    res = CliRunner().invoke(g, ["prompt"])
+    assert res.exit_code == 130 and res.stderr == "error: interrupted\n"
+
+
+def test_damaged_job_store_entry_is_recomputed_by_the_cli(tmp_path, caplog):
+    """A truncated arrays.npz in the job store (attacks ulira): a warning naming the entry, the job recomputed and
+    its entry replaced, the same report; not a BadZipFile traceback."""
+    store, out = tmp_path / "jobs", tmp_path / "u.json"
+    args = ["ulira", "synthetic:classes=2,train=12,test=4,size=8", "--model", "mlp", "--epochs", "1", "--splits", "4",
+            "--forget-sets", "2", "--forget-fraction", "0.5", "--splits-per-job", "4", "--bootstrap", "0",
+            "--min-observations", "2", "--option", "epochs=1", "--untuned", "--device", "cpu", "-q",
+            "--store", str(store)]
+    res = CliRunner().invoke(attacks, [*args, "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    (npz,) = store.rglob("arrays.npz")
+    npz.write_bytes(npz.read_bytes()[: npz.stat().st_size // 2])
+    with caplog.at_level("WARNING", logger="dcforget.jobs"):
+        res = CliRunner().invoke(attacks, [*args, "--out", str(tmp_path / "again.json")])
+    assert res.exit_code == 0, res.output
+    assert str(npz.parent) in caplog.text and "recomputing" in caplog.text
+    assert "(1 computed now, 0 read back)" in res.stdout
+    assert json.loads(out.read_text())["attacks"] == json.loads((tmp_path / "again.json").read_text())["attacks"]
+    assert [p.name for p in npz.parent.parent.iterdir()] == [npz.parent.name]  # no damaged copy, no temporary
+
+
+def test_report_only_counts_an_unreadable_cell_as_missing_and_says_nothing_ran(tmp_path):
+    out = tmp_path / "rep"
+    cell = out / "cells" / "random-forgetting" / "mlp-random_0.1-retrain-s0.json"
+    cell.parent.mkdir(parents=True)
+    cell.write_text('{"experiment": "random-forgetting", "settings": "ab')  # cut short
+    args = ["reproduce", "dcu", "--preset", "smoke", "--only", "random-forgetting", "--seeds", "1", "--report-only",
+            "--out", str(out)]
+    res = CliRunner().invoke(experiments, args)
+    assert res.exit_code == 0, res.output
+    assert "mlp-random_0.1-retrain-s0 cannot be read (JSONDecodeError" in res.stderr
+    last = [line for line in res.stderr.splitlines() if "none run" in line]
+    assert last and "0 read back" in last[0] and "24 missing (1 of them unreadable)" in last[0], res.stderr
+    assert "run now" not in res.stderr
+    meta = json.loads((out / "report.json").read_text())["meta"]
+    assert meta["cells_damaged"] == ["random-forgetting/mlp-random_0.1-retrain-s0"]
+    assert "random-forgetting/mlp-random_0.1-retrain-s0" in meta["cells_missing"]
+    # another preset's report in --out: refused (one line), then replaced with --force
+    before = snapshot(out)
+    res = CliRunner().invoke(experiments, [*args[:3], "cpu", *args[4:]])
+    assert res.exit_code == 2 and res.stderr.startswith("error: ") and res.stderr.count("\n") == 1
+    assert "preset 'smoke'" in res.stderr and snapshot(out) == before
+    res = CliRunner().invoke(experiments, [*args[:3], "cpu", *args[4:], "--force"])
+    assert res.exit_code == 0, res.output
+    assert json.loads((out / "report.json").read_text())["meta"]["preset"] == "cpu"

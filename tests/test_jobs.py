@@ -45,9 +45,48 @@ def test_unfinished_result_is_not_a_result(tmp_path):
     stale = path.parent / f".tmp-deadbeef-{socket.gethostname()}-{dead}-abc"  # a killed driver's, on this host
     stale.mkdir()
     assert not store.has(run.keys[0])
-    with pytest.raises(OSError):  # the half result blocks the rename: reported, never read as finished
-        run_jobs(jobs_fns.square, SPECS[:1], tmp_path)
-    assert not stale.exists()
+    again = run_jobs(jobs_fns.square, SPECS[:1], tmp_path)  # never read as finished: recomputed, put in its place
+    assert again.computed == 1 and store.has(run.keys[0]) and again.results[0]["sum"] == run.results[0]["sum"]
+    assert not stale.exists() and [p.name for p in path.parent.iterdir()] == [path.name]
+
+
+@pytest.mark.parametrize("damage", ["truncated-npz", "junk-npz", "truncated-json", "binary-json", "json-list",
+                                    "other-key"])
+def test_damaged_entry_is_logged_recomputed_and_replaced(tmp_path, damage, caplog):
+    run = run_jobs(jobs_fns.square, SPECS[:2], tmp_path)
+    store = JobStore(tmp_path)
+    path = store.path(run.keys[0])
+    npz, js = path / "arrays.npz", path / "result.json"
+    if damage == "truncated-npz":
+        npz.write_bytes(npz.read_bytes()[: npz.stat().st_size // 2])
+    elif damage == "junk-npz":
+        npz.write_bytes(os.urandom(200))
+    elif damage == "truncated-json":
+        js.write_text(js.read_text()[:20])
+    elif damage == "binary-json":
+        js.write_bytes(b"\xff\xfe\x00")
+    elif damage == "json-list":
+        js.write_text("[1, 2]")
+    else:
+        js.write_text(json.dumps({**json.loads(js.read_text()), "key": "0" * 64}))
+    with pytest.raises(JobError, match=str(path)):
+        store.get(run.keys[0])
+    with caplog.at_level("WARNING", logger="dcforget.jobs"):
+        again = run_jobs(jobs_fns.square, SPECS[:2], tmp_path)
+    assert (again.computed, again.reused) == (1, 1)
+    assert str(path) in caplog.text and "recomputing" in caplog.text
+    assert store.get(run.keys[0])["sum"] == run.results[0]["sum"] == again.results[0]["sum"]
+    assert [p.name for p in path.parent.iterdir()] == [path.name]  # the damaged copy is gone, no temporary left
+    assert run_jobs(jobs_fns.square, SPECS[:2], tmp_path).computed == 0
+
+
+def test_store_under_a_file_is_refused_before_any_job(tmp_path):
+    (tmp_path / "afile").write_text("x")
+    calls = []
+    with pytest.raises(ConfigError, match="not a directory"):
+        run_jobs(jobs_fns.square, SPECS[:1], tmp_path / "afile" / "sub",
+                 on_result=lambda i: calls.append(i))
+    assert calls == [] and (tmp_path / "afile").read_text() == "x"
 
 
 def _dead_pid() -> int:

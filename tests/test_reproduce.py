@@ -78,6 +78,19 @@ def test_a_cell_computed_under_other_settings_is_recomputed(smoke):
     assert json.loads(cell.read_text())["settings"] == current
 
 
+def test_an_unreadable_cell_is_reported_and_recomputed(smoke):
+    out, _ = smoke
+    cell = out / "cells" / "random-forgetting" / "mlp-random_0.1-finetune-s0.json"
+    before = json.loads(cell.read_text())
+    cell.write_text(cell.read_text()[:40])  # cut short
+    res = CliRunner().invoke(unlearn_main, ["reproduce", "dcu", "--preset", "smoke", "--out", str(out),
+                                            "--only", "random-forgetting", "--seeds", "1"])
+    assert res.exit_code == 0, res.output
+    assert "mlp-random_0.1-finetune-s0 cannot be read (JSONDecodeError" in res.output and "recomputed" in res.output
+    assert "1 run now, 1 of them unreadable before" in res.output
+    assert json.loads(cell.read_text())["result"]["forget_acc"] == before["result"]["forget_acc"]
+
+
 def test_settings_digest_follows_what_cells_are_computed_from():
     from experiments.runner import Experiment, settings_digest
     preset, spec = {"seeds": 3, "per_class": 10, "description": "a"}, {"title": "t", "methods": ["retrain"]}
