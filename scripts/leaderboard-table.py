@@ -20,20 +20,24 @@ def pm(r, k, scale=1.0, f=".1f"):
 
 
 def table(rows, exp):
+    """References, then the toolkit's ranking (degenerate models left out) with each rank's range under +-20%
+    timing noise, then the degenerate methods (Deep Unlearn's rank of every method beside)."""
     mine = [r for r in rows if r["experiment"] == exp]
     refs = [r for r in mine if r["method"] in ("retrain", "none")]
     ranked = sorted((r for r in mine if "avg_rank" in r), key=lambda r: r["avg_rank"])
-    rest = [r for r in mine if r not in refs and r not in ranked]
+    rest = sorted((r for r in mine if r not in refs and r not in ranked), key=lambda r: r.get("avg_rank_du", 1e9))
     other = any("test_acc_other" in r for r in mine)  # whole-class tables: TA on the classes kept
     print("| # | method | RA | FA | TA |" + (" TA other |" if other else "") + " Indisc. | RetDev | RTE | L2 to R | avg rank "
-          "| options |")
-    print("|---|---|---|---|---|" + ("---|" if other else "") + "---|---|---|---|---|---|")
+          "| rank range (time ±20%) | DU rank (all) | degenerate | options |")
+    print("|---|---|---|---|---|" + ("---|" if other else "") + "---|---|---|---|---|---|---|---|---|")
     for i, r in enumerate(refs + ranked + rest):
         pos = "" if r in refs or r in rest else str(i + 1 - len(refs))
         name = {"none": "original (reference)", "retrain": "retrain (reference)"}.get(r["method"], f"`{r['method']}`")
+        rte = pm(r, 'rte', f='.2f') + (f" ({r['rte_withheld']} withheld)" if r.get("rte_withheld") else "")
         print(f"| {pos} | {name} | {pm(r, 'retain_acc')} | {pm(r, 'forget_acc')} | {pm(r, 'test_acc')} | "
               + (f"{pm(r, 'test_acc_other')} | " if other else "") + f"{pm(r, 'indiscernibility', f='.3f')} | {pm(r, 'retention_deviation', f='.3f')} | "
-              f"{pm(r, 'rte', f='.2f')} | {pm(r, 'l2_to_retrain', f='.1f')} | {pm(r, 'avg_rank', f='.2f')} | "
+              f"{rte} | {pm(r, 'l2_to_retrain', f='.1f')} | {pm(r, 'avg_rank', f='.2f')} | "
+              f"{r.get('avg_rank_range', '')} | {pm(r, 'avg_rank_du', f='.2f')} | {r.get('degenerate', '')} | "
               f"{r.get('tuned', '')} |")
 
 
@@ -42,15 +46,17 @@ def summary(report):
     for exp, claims in report["meta"].get("claims", {}).items():
         ranked = sorted((r for r in rows if r["experiment"] == exp and "avg_rank" in r), key=lambda r: r["avg_rank"])
         top = ", ".join(f"`{r['method']}` {r['avg_rank']:.1f}" for r in ranked[:5])
-        verdicts = "; ".join(f"{c['claim']}: {'confirmed' if c['confirmed'] else 'not confirmed'}" for c in claims)
-        print(f"| {exp} | {len(ranked)} | {top} | {verdicts} |")
+        verdicts = "; ".join(f"{c['claim']} ({c.get('ranking', 'du')}): {c.get('verdict') or ('confirmed' if c['confirmed'] else 'not confirmed')}"
+                             for c in claims)
+        degenerate = sum("degenerate" in r for r in rows if r["experiment"] == exp)
+        print(f"| {exp} | {len(ranked)} | {degenerate} | {top} | {verdicts} |")
 
 
 if __name__ == "__main__":
     rep = json.loads((Path(sys.argv[1]) / "report.json").read_text())
     if sys.argv[2] == "--summary":
-        print("| experiment | methods ranked | top 5 (average rank) | Deep Unlearn's claims |")
-        print("|---|---|---|---|")
+        print("| experiment | methods ranked | degenerate (not ranked) | top 5 (average rank) | Deep Unlearn's claims |")
+        print("|---|---|---|---|---|")
         summary(rep)
     else:
         table(rep["rows"], sys.argv[2])
