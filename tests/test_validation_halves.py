@@ -161,3 +161,17 @@ def test_a_halves_study_serves_the_method_half_and_scores_on_the_selection_half(
     assert doc["setup"]["validation"] == "halves" and "selection half" in doc["selection"]
     check = recheck(doc, store=tmp_path / "jobs2", context={"root": str(tmp_path / "art2"), "device": "cpu"})
     assert check["within_noise"]  # check-tuned re-scores it the same way (on the selection half)
+
+
+def test_the_class_choices_sweep_reselects_epochs_and_teacher_on_validation():
+    """The default method's class epochs (auto: 6) and teacher ("clean") were chosen on test-split TA; the choices
+    suite's default-class sweep re-makes them on the val gap (every row on every model, against retraining)."""
+    from experiments.runner import KINDS, load_suite
+
+    _, exps = load_suite("choices", "cpu")
+    exp = next(e for e in exps if e.name == "default-class")
+    cells = KINDS.get(exp.spec["kind"]).cells(exp, 1)
+    labels = {c.key["method"] for c in cells}
+    assert {"retrain", "condensed", "epochs=3", "epochs=12", "teacher=augmented"} <= labels
+    assert exp.spec["forget"] == ["class:2"] and len(cells) == len(exp.spec["models"]) * len(labels)
+    assert exp.spec["variants"]["teacher=augmented"]["options"] == {"teacher": "augmented"}
