@@ -80,6 +80,7 @@ class Data:
     val_source_indices: torch.Tensor | None = None  # int64 [len(val)]: index in the full training split
     val_fraction: float = 0.0
     _fingerprint: str | None = field(default=None, repr=False)
+    val_part: str = "whole"  # "whole" validation split, or one of its VALIDATION_HALVES (see val_half)
 
     def split_meta(self) -> dict:
         """What a checkpoint or report records so :func:`load_data_for` can rebuild exactly these splits."""
@@ -87,6 +88,26 @@ class Data:
                 "data_seed": self.seed, "val_fraction": self.val_fraction,
                 "val_size": len(self.val) if self.val is not None else 0, "train_size": len(self.train),
                 "train_fingerprint": self.fingerprint()}
+
+    def val_halves(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(method, selection) positions in ``val`` (:func:`validation_halves`, seeded by the data seed)."""
+        if self.val is None:
+            raise DatasetError("this data has no validation split (val_fraction 0) to cut into halves")
+        if self.val_part != "whole":
+            raise DatasetError(f"the validation split is already cut to its {self.val_part} half")
+        return validation_halves(self.val.labels, self.seed)
+
+    def val_half(self, which: str) -> "Data":
+        """This data with its validation split cut to one half (``"method"`` or ``"selection"``); the training and
+        test splits, and so the fingerprint, are unchanged. Data without a validation split is returned as it is."""
+        if which not in VALIDATION_HALVES:
+            raise DatasetError(f"a validation half is one of {', '.join(VALIDATION_HALVES)}, not {which!r}")
+        if self.val is None:
+            return self
+        pos = self.val_halves()[VALIDATION_HALVES.index(which)]
+        src = self.val_source_indices[pos.to(self.val_source_indices.device)] if self.val_source_indices is not None \
+            else None
+        return replace(self, val=self.val.subset(pos), val_source_indices=src, val_part=which)
 
     def fingerprint(self) -> str:
         """sha256 of the (capped) training set: images and labels. Ties checkpoints and condensed sets to it."""
@@ -330,6 +351,23 @@ def validation_split(labels: torch.Tensor, fraction: float, seed: int) -> tuple[
     if fraction > 0 and bool((counts - take)[counts > 0].min() < 1):
         raise DatasetError(f"a validation fraction of {fraction} leaves a class with no training image")
     return torch.nonzero(~is_val).flatten(), torch.nonzero(is_val).flatten()
+
+
+VALIDATION_HALVES = ("method", "selection")
+_HALVES_SEED_OFFSET = 2_000_003  # the halves' draw is seeded apart from the cap's and the validation split's
+
+
+def validation_halves(labels: torch.Tensor, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(method, selection) sorted positions in the validation split: a stratified, seeded cut of it into two halves
+    (of each class's ``n_c`` validation images, ``n_c // 2`` go to the method half and the rest to the selection
+    half). The one definition of the two halves: a method that reads the validation split inside (its ascent target,
+    its attack's non-members, its rewind) may read only the **method half**, and the figures a choice is made on
+    (tuning objectives, selections) read only the **selection half**, so that no choice is made on images the
+    method trained against."""
+    labels = labels.cpu()
+    counts = torch.bincount(labels)
+    in_method = _rank_within_class(labels, seed + _HALVES_SEED_OFFSET) < (counts // 2)[labels]
+    return torch.nonzero(in_method).flatten(), torch.nonzero(~in_method).flatten()
 
 
 def load_data(

@@ -6,6 +6,7 @@ layer above it."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shlex
 import sys
@@ -135,7 +136,7 @@ def tune_cmd(dataset, methods, preset, config_file, arch, trials, seeds, forget_
 
     from dcforget.jobs import JobStore
 
-    from .hpsearch import StudySetup, check_storage, tune, tuned_config
+    from .hpsearch import StudySetup, check_storage, study_validation, tune, tuned_config
 
     overrides = {"model": arch, "trials": trials, "seeds": seeds, "per_class": per_class, "forget": forget_spec}
     config = resolve_config({"tune": TUNE_DEFAULTS}, preset, config_file, {"tune": overrides})
@@ -165,7 +166,9 @@ def tune_cmd(dataset, methods, preset, config_file, arch, trials, seeds, forget_
     with make_executor(executor or "local", workers=workers or 1, address=address) as ex:
         for m in methods:
             base = {k: v for k, v in t["base_options"].get(m, {}).items()}
-            res = tune(m, setup, trials=int(t["trials"]), storage=storage, store=store, executor=ex, context=context,
+            # a method that reads the validation split is served its method half and chosen on the selection half
+            setup_m = dataclasses.replace(setup, validation=study_validation(m, base))
+            res = tune(m, setup_m, trials=int(t["trials"]), storage=storage, store=store, executor=ex, context=context,
                        base_options=base, population=t["population"], log=log)
             doc = tuned_config(res, preset=preset or "custom", meta=run_meta(resolve_device(device), seeds=list(setup.seeds)))
             doc["study_storage"] = str(storage)

@@ -15,6 +15,14 @@ objectives are the means over seeds; the sampler is NSGA-III (multi-objective); 
 trial with the smallest Euclidean norm of that mean 4-vector (Deep Unlearn: ``get_best_trials``). Nothing here
 reads the test split: test accuracy and the test MIA are recorded for reports, never given to the sampler.
 
+A method that reads the validation split inside itself (``reads_validation`` in the registry: ``condensed``'s
+ascent target, ``mia-guided``'s non-members, ``scrub``'s rewind, ``lrp-npp``'s relevance images) would otherwise be
+chosen on the images it trained against. Its study (``StudySetup.validation = "halves"``, set by `experiments tune`
+for such a method) serves it only the *method half* of the validation split and reads VA and the validation MIA on
+the *selection half* only (``dcforget.datasets.validation_halves``: stratified, seeded), for the method's runs and
+the retraining references alike. Every other method's study keeps the whole validation split (``"whole"``, the
+default, which the setup's JSON leaves out so that earlier studies keep their digests).
+
 Differences from Deep Unlearn, on purpose: one study per (method, setup) whose trials each run every seed
 (Deep Unlearn runs one study per seed and picks across them), so the chosen hyperparameters are the ones that work
 across initialisations, not on one; and every (trial, seed) unlearning run is a job of ``dcforget.jobs``
@@ -70,8 +78,11 @@ class StudySetup:
     condense: dict[str, Any] = field(default_factory=lambda: {"condenser": "fdm", "clusters": 10, "options": {}})
     offline: dict[str, Any] = field(default_factory=dict)  # DC-U's offline phase (dcu-reference), over its defaults
     remembrance_ipc: int = 10
+    validation: str = "whole"  # "halves": the method reads the method half, objectives the selection half
 
     def __post_init__(self) -> None:
+        if self.validation not in ("whole", "halves"):
+            raise ConfigError(f"a study's validation is whole or halves, not {self.validation!r}")
         if not self.seeds or len(set(self.seeds)) != len(self.seeds):
             raise ConfigError("a study needs one or more distinct seeds")
         if not 0 < self.val_fraction < 1:
@@ -81,6 +92,8 @@ class StudySetup:
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["seeds"] = list(self.seeds)
+        if d["validation"] == "whole":  # the default, left out: setups written before the halves keep their digest
+            del d["validation"]
         return d
 
     @classmethod
@@ -155,21 +168,32 @@ def unlearn_job(spec: dict[str, Any], context: dict[str, Any]) -> dict[str, Any]
     start, condensed, tensors = _artefacts(s, seed, Path(context["root"]), data, device, spec["method"], context)
     try:
         res = unlearn_request(start, data, s.forget, spec["method"], device=device, seed=seed, quiet=True,
-                              options=spec["options"], condensed=condensed, artefacts=tensors)
+                              options=spec["options"], condensed=condensed, artefacts=tensors,
+                              validation=s.validation)
     except DivergedError as err:  # a legitimate outcome of a trial: scored as the worst (Deep Unlearn: inf)
         return {"diverged": str(err)}
     r = res.report
     keys = ("retain_acc", "forget_acc", "val_acc", "val_mia", "test_acc", "mia")
+    if s.validation == "halves":
+        keys += ("selection_val_acc", "selection_val_mia")
     return {**{k: r[k] for k in keys}, "seconds": r["time"]["total_s"], "method_extra": r.get("method_extra", {})}
 
 
-def objectives(result: dict[str, Any], retrain: dict[str, Any]) -> list[float]:
+def objectives(result: dict[str, Any], retrain: dict[str, Any], validation: str = "whole") -> list[float]:
     """Deep Unlearn's four objectives of one run against the same seed's retraining (validation only); a run whose
-    model diverged scores infinity on each, as in Deep Unlearn."""
+    model diverged scores infinity on each, as in Deep Unlearn. ``validation="halves"``: VA and the validation MIA
+    on the selection half of the validation split (the half the method never read), for the run and the reference."""
     if "diverged" in result:
         return [math.inf] * len(OBJECTIVES)
+    va, mia = ("selection_val_acc", "selection_val_mia") if validation == "halves" else ("val_acc", "val_mia")
     return [abs(result["retain_acc"] - retrain["retain_acc"]) / 3, abs(result["forget_acc"] - retrain["forget_acc"]) / 3,
-            abs(result["val_acc"] - retrain["val_acc"]) / 3, abs(result["val_mia"] - 0.5) / 0.5]
+            abs(result[va] - retrain[va]) / 3, abs(result[mia] - 0.5) / 0.5]
+
+
+def study_validation(method: str, base_options: dict[str, Any] | None = None) -> str:
+    """How a study of ``method`` uses the validation split: ``"halves"`` where the method (with the study's fixed
+    options) reads it inside, else ``"whole"``."""
+    return "halves" if METHODS.get(method).reads_validation_with(base_options) else "whole"
 
 
 def norm(values: list[float]) -> float:
@@ -420,7 +444,7 @@ def tune(method: str, setup: StudySetup, *, trials: int, storage: str | Path, st
             if study._storage.get_trial(t._trial_id).state.is_finished():  # another driver took it over and finished it
                 continue
             per_seed = results[i * k:(i + 1) * k]
-            objs = [objectives(r, references[s]) for r, s in zip(per_seed, setup.seeds)]
+            objs = [objectives(r, references[s], setup.validation) for r, s in zip(per_seed, setup.seeds)]
             mean = [sum(o[j] for o in objs) / k for j in range(len(OBJECTIVES))]
             t.set_user_attr("per_seed", per_seed)
             t.set_user_attr("options", {**base, **t.params})
@@ -468,15 +492,24 @@ def tune(method: str, setup: StudySetup, *, trials: int, storage: str | Path, st
                        {"name": "NSGA-III", "population": population, "seed": sampler_seed})
 
 
+SELECTION = {
+    "whole": "validation only: Deep Unlearn's four objectives (|dRA|/3, |dFA|/3, |dVA|/3, 1 - indiscernibility of the "
+             "validation MIA) against the same seed's retraining, mean over seeds; NSGA-III; the trial with the "
+             "smallest Euclidean norm",
+    "halves": "validation only, on the selection half: the method read the method half of the validation split and "
+              "never the selection half; Deep Unlearn's four objectives (|dRA|/3, |dFA|/3, |dVA|/3 and 1 - "
+              "indiscernibility of the validation MIA, VA and MIA on the selection half) against the same seed's "
+              "retraining, mean over seeds; NSGA-III; the trial with the smallest Euclidean norm",
+}
+
+
 def tuned_config(res: StudyResult, *, preset: str, meta: dict[str, Any]) -> dict[str, Any]:
     """The tuned-hyperparameter file's content: the chosen options with where they come from."""
     return {"method": res.method, "dataset": res.setup.dataset.split(":")[0], "model": res.setup.model,
             "preset": preset, "options": res.best["options"], "objectives": res.best["objectives"],
             "norm": res.best["norm"], "trial": res.best["number"], "setup": res.setup.to_dict(),
             "space": res.space, "fixed": res.fixed, "study": {**res.summary(), "sampler": res.sampler},
-            "selection": "validation only: Deep Unlearn's four objectives (|dRA|/3, |dFA|/3, |dVA|/3, "
-                         "1 - indiscernibility of the validation MIA) against the same seed's retraining, mean over "
-                         "seeds; NSGA-III; the trial with the smallest Euclidean norm",
+            "selection": SELECTION[res.setup.validation],
             "meta": meta}
 
 
@@ -503,7 +536,7 @@ def recheck(doc: dict[str, Any], *, store: str | Path, executor: Executor | None
     references = _references(setup, method, jobs)
     runs = jobs(unlearn_job, [{"setup": setup.to_dict(), "method": method, "options": options, "seed": s}
                               for s in setup.seeds])
-    per_seed = [objectives(r, references[s]) for r, s in zip(runs, setup.seeds)]
+    per_seed = [objectives(r, references[s], setup.validation) for r, s in zip(runs, setup.seeds)]
     k = len(per_seed)
     mean = [sum(o[j] for o in per_seed) / k for j in range(len(OBJECTIVES))]
     rows = {}

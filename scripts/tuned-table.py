@@ -20,7 +20,8 @@ def main(folder: str) -> None:
         searched = {k: v for k, v in d["options"].items() if k not in d.get("fixed", {})}
         opts = ", ".join(f"{k}={fmt(v)}" for k, v in sorted(searched.items()))
         trials = d["study"]["trials"]
-        print(f"| `{d['method']}` | {d['setup']['forget']} | {d['norm']:.3f} | {o['retain_gap']:.3f} | "
+        halves = " (halves)" if d["setup"].get("validation") == "halves" else ""  # VA and MIA on the selection half
+        print(f"| `{d['method']}` | {d['setup']['forget']}{halves} | {d['norm']:.3f} | {o['retain_gap']:.3f} | "
               f"{o['forget_gap']:.3f} | {o['val_gap']:.3f} | {o['val_mia_distinguishability']:.3f} | {opts} | {trials} |")
 
 

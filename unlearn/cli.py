@@ -150,7 +150,8 @@ def methods_cmd() -> None:
         m = METHODS.get(name)
         caps = {"needs_condensed": "needs --from-condensed", "needs_offline": "needs an `unlearn offline` checkpoint",
                 "trains_fresh": "trains a fresh model", "zero_shot": "uses no retain data",
-                "auxiliary": "reads held-out validation images", "class_only": "class forgetting only"}
+                "auxiliary": "reads held-out validation images", "class_only": "class forgetting only",
+                "reads_validation": "reads the validation split (tuned on its other half)"}
         need = f" ({'; '.join(caps[c] for c in m.capabilities)})" if m.capabilities else ""
         click.echo(f"{name:16s} {m.summary}{need}\n{'':17s}" + ", ".join(f"{k}={v}" for k, v in m.defaults.items()))
 

@@ -65,10 +65,17 @@ def cumulative_split(data: Data, spec: str, seed: int, previous: list[int] | Non
     return ForgetSplit(spec, torch.nonzero(mask).flatten(), torch.nonzero(~mask).flatten())
 
 
-def evaluate_split(model: Classifier, data: Data, split: ForgetSplit, device: torch.device, seed: int = 0) -> dict:
+VALIDATION_MODES = ("whole", "halves")
+
+
+def evaluate_split(model: Classifier, data: Data, split: ForgetSplit, device: torch.device, seed: int = 0,
+                   halves: bool = False) -> dict:
     """RA / FA / VA / TA (eval mode, no augmentation) and the population MIA, forget set against the test split
     (``mia``, reported) and against the validation split (``val_mia``: what choices may read; test figures are
-    never optimised). VA and ``val_mia`` are None when the data has no validation split."""
+    never optimised). VA and ``val_mia`` are None when the data has no validation split. With ``halves``, also
+    ``selection_val_acc`` and ``selection_val_mia``: the same two figures on the selection half of the validation
+    split only (dcforget.datasets.validation_halves), which is what a choice about a method that reads the method
+    half may read."""
     dev_idx = lambda t: t.to(data.train.labels.device)
     r = evaluate(model, data.train.images[dev_idx(split.retain)], data.train.labels[dev_idx(split.retain)], device=device)
     f = evaluate(model, data.train.images[dev_idx(split.forget)], data.train.labels[dev_idx(split.forget)], device=device)
@@ -79,6 +86,15 @@ def evaluate_split(model: Classifier, data: Data, split: ForgetSplit, device: to
         v = evaluate(model, data.val.images, data.val.labels, device=device)
         vm = population_mia(f.losses, v.losses, seed=seed)
         val = {"val_acc": v.accuracy, "val_mia": vm.accuracy, "val_indiscernibility": vm.indiscernibility}
+        if halves:
+            sel = data.val_halves()[1]
+            sel_labels = data.val.labels.cpu()[sel]
+            sm = population_mia(f.losses, v.losses[sel], seed=seed) if len(sel) >= 2 else None
+            val.update({"selection_val_acc": float((v.predictions[sel] == sel_labels).float().mean()) if len(sel) else None,
+                        "selection_val_mia": sm.accuracy if sm is not None else None,
+                        "selection_val_indiscernibility": sm.indiscernibility if sm is not None else None})
+    elif halves:
+        val.update({"selection_val_acc": None, "selection_val_mia": None, "selection_val_indiscernibility": None})
     return {"retain_acc": r.accuracy, "forget_acc": f.accuracy, **val, "test_acc": t.accuracy, "mia": mia.accuracy,
             "mia_splits": mia.split_accuracies, "indiscernibility": mia.indiscernibility}
 
@@ -105,9 +121,16 @@ def check_forget_kind(method: str, spec: str) -> None:
 def unlearn_request(original: Classifier, data: Data, spec: str, method: str, *, device: torch.device, seed: int = 0,
                     options: dict[str, Any] | None = None, condensed: CondensedSet | None = None,
                     previous_forget: list[int] | None = None, quiet: bool = False,
-                    config: dict[str, Any] | None = None, artefacts: dict[str, torch.Tensor] | None = None
-                    ) -> UnlearnResult:
+                    config: dict[str, Any] | None = None, artefacts: dict[str, torch.Tensor] | None = None,
+                    validation: str = "whole") -> UnlearnResult:
+    """``validation``: ``"whole"`` (default) -- the method may read the whole validation split and the report's
+    validation figures are on it; ``"halves"`` -- a method that reads the validation split (``reads_validation``)
+    is served only its method half, and the report adds the validation figures on the selection half
+    (``selection_val_acc``, ``selection_val_mia``), the ones a choice about it may read. The report's
+    ``validation`` block says what the method read and which images each figure is on."""
     m = METHODS.get(method)
+    if validation not in VALIDATION_MODES:
+        raise ConfigError(f"validation must be one of {', '.join(VALIDATION_MODES)}, not {validation!r}")
     opts = {**m.defaults, **(options or {})}
     unknown = sorted(set(options or {}) - set(m.defaults))
     if unknown:
@@ -129,11 +152,15 @@ def unlearn_request(original: Classifier, data: Data, spec: str, method: str, *,
         independent = require_clean(audit_served(split, condensed, data.train.labels, reduced.real_indices,
                                                  reduced.condensed_rows))
     t1 = time.perf_counter()
+    halves = validation == "halves" and data.val is not None
+    reads_val = m.reads_validation_with(opts) and data.val is not None
+    # a method that reads validation, in halves mode, holds the method half only: the selection half is never its
+    served = data.val_half("method") if halves and reads_val else data
     if m.zero_shot:  # enforced, not promised: the method's context holds the forget set and nothing else
-        seen, seen_split = zero_shot_view(data, split, m.auxiliary)
+        seen, seen_split = zero_shot_view(served, split, m.auxiliary)
         ctx = UnlearnContext(original.to(device).eval(), seen, seen_split, device, seed, opts, quiet, zero_shot=True)
     else:
-        ctx = UnlearnContext(original.to(device).eval(), data, split, device, seed, opts, quiet, condensed, reduced,
+        ctx = UnlearnContext(original.to(device).eval(), served, split, device, seed, opts, quiet, condensed, reduced,
                              artefacts=dict(artefacts or {}))
     held = ctx.data
     data_seen = {"zero_shot": m.zero_shot, "forget": len(ctx.split.forget), "retain": len(ctx.split.retain),
@@ -149,7 +176,8 @@ def unlearn_request(original: Classifier, data: Data, spec: str, method: str, *,
         "method": method, "forget_spec": spec, "seed": seed,
         "forget_size": len(split.forget), "retain_size": len(split.retain),
         "cumulative": bool(previous_forget), "previously_forgotten": len(previous_forget or []),
-        **evaluate_split(model, data, split, device, seed),
+        **evaluate_split(model, data, split, device, seed, halves=halves),
+        "validation": validation_block(data, validation, served if reads_val else None, halves),
         "time": {"assembly_s": t1 - t0, "training_s": t2 - t1, "total_s": t2 - t0},
         "reduced_set": reduced.audit if reduced else None,
         "independent_audit": None if independent is None else {
@@ -161,6 +189,24 @@ def unlearn_request(original: Classifier, data: Data, spec: str, method: str, *,
         "created_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     }
     return UnlearnResult(model, split, report)
+
+
+def validation_block(data: Data, mode: str, served: Data | None, halves: bool) -> dict[str, Any]:
+    """What the report says about the validation split: the mode, what the method read of it, and which images each
+    validation figure is on."""
+    n = len(data.val) if data.val is not None else 0
+    if served is None:
+        read = "nothing (the method does not read the validation split)" if n else "nothing (no validation split)"
+    elif served.val_part == "method":
+        read = f"the method half ({len(served.val)} of {n} images)"
+    else:
+        read = f"the whole validation split ({n} images)"
+    figures = {"val_acc": f"whole validation split ({n} images)", "val_mia": f"forget vs whole validation split ({n})"}
+    if halves:
+        k = len(data.val_halves()[1])
+        figures.update({"selection_val_acc": f"selection half ({k} images; never served to the method)",
+                        "selection_val_mia": f"forget vs selection half ({k})"})
+    return {"mode": mode, "method_read": read, "figures": figures if n else {}}
 
 
 @dataclass(frozen=True)
@@ -271,7 +317,9 @@ class PreparedRequest:
         res = unlearn_request(self.checkpoint.model, self.data, r.forget, self.method, device=self.device,
                               seed=r.seed, options=self.options, condensed=self.condensed,
                               previous_forget=list(self.meta.forgotten), quiet=quiet, config=config,
-                              artefacts=self.checkpoint.tensors)
+                              artefacts=self.checkpoint.tensors,
+                              # options tuned with the method reading the method half: run it as it was tuned
+                              validation=self.tuned.summary.get("validation", "whole") if self.tuned else "whole")
         res.report.update(checkpoint=str(r.checkpoint),
                           condensed_file=str(r.condensed_file) if r.condensed_file is not None else None,
                           tuned=None if self.tuned is None else {"file": str(self.tuned.path), "preset": self.tuned.preset,

@@ -84,6 +84,7 @@ def read_tuned(path: str | Path, known: dict[str, Any]) -> Tuned:
     summary = {"trial": doc.get("trial"), "trials": study.get("trials"), "norm": doc.get("norm"),
                "per_class": (doc.get("setup") or {}).get("per_class"),
                "forget": (doc.get("setup") or {}).get("forget"),
+               "validation": (doc.get("setup") or {}).get("validation", "whole"),
                "git": (doc.get("meta") or {}).get("git_commit") or (doc.get("meta") or {}).get("git")}
     return Tuned(p, doc["method"], doc["dataset"], doc["model"], doc["preset"], dict(doc["options"]), summary)
 

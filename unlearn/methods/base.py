@@ -155,11 +155,21 @@ class Method:
     space: Space = field(default_factory=dict)  # what a hyperparameter search varies (dcforget.space)
     auxiliary: bool = False  # zero-shot, but also reads held-out images (the validation split) that were never trained on
     class_only: bool = False  # defined for forgetting whole classes only (the request refuses other forget specs)
+    # reads the validation split inside the method (an ascent target, an attack's non-members, a rewind): True, or
+    # a function of the options saying whether these options make it read it. Such a method's studies serve it the
+    # method half of the validation split and choose on the selection half (dcforget.datasets.validation_halves)
+    reads_validation: bool | Callable[[dict[str, Any]], bool] = False
 
     @property
     def capabilities(self) -> list[str]:
         return [name for name in ("needs_condensed", "needs_offline", "trains_fresh", "zero_shot", "auxiliary",
-                                  "class_only") if getattr(self, name)]
+                                  "class_only", "reads_validation") if getattr(self, name)]
+
+    def reads_validation_with(self, options: dict[str, Any] | None = None) -> bool:
+        """Whether the method, run with ``options`` (over its defaults), reads the validation split."""
+        if callable(self.reads_validation):
+            return bool(self.reads_validation({**self.defaults, **(options or {})}))
+        return bool(self.reads_validation)
 
 
 METHODS: Registry[Method] = Registry("unlearning method")
@@ -168,17 +178,23 @@ METHODS: Registry[Method] = Registry("unlearning method")
 def register(name: str, *, summary: str, needs_condensed: bool = False, needs_offline: bool = False,
              trains_fresh: bool = False, zero_shot: bool = False, auxiliary: bool = False, class_only: bool = False,
              validate: Callable[[dict[str, Any]], None] | None = None, space: Space | None = None,
-             shared_space: bool = True, **defaults: Any):
+             shared_space: bool = True, reads_validation: bool | Callable[[dict[str, Any]], bool] = False,
+             **defaults: Any):
     """``validate``: called with the options a user gave (before defaults fill in the rest), for combinations the
     types alone cannot refuse. ``space``: the method's own search dimensions; with ``shared_space`` the shared ones
-    (dcforget.space.SHARED: lr, weight decay, momentum, batch size, epochs) join for the options the method has."""
+    (dcforget.space.SHARED: lr, weight decay, momentum, batch size, epochs) join for the options the method has.
+    ``reads_validation``: the method reads ``ctx.data.val`` (True, or a function of its options); a zero-shot method
+    that does must also declare ``auxiliary`` (its view holds no validation split otherwise)."""
     full_space = method_space(defaults, space, shared_space)
 
     def deco(fn: Callable[[UnlearnContext], Classifier]) -> Callable[[UnlearnContext], Classifier]:
         if auxiliary and not zero_shot:
             raise ValueError(f"method {name!r}: auxiliary data is a zero-shot method's (the others see all data)")
+        if reads_validation and zero_shot and not auxiliary:
+            raise ValueError(f"method {name!r}: a zero-shot method that reads the validation split must declare "
+                             "auxiliary=True")
         METHODS.register(name)(Method(fn, defaults, summary, needs_condensed, needs_offline, trains_fresh, zero_shot,
-                                      validate, full_space, auxiliary, class_only))
+                                      validate, full_space, auxiliary, class_only, reads_validation))
         return fn
 
     return deco

@@ -65,6 +65,7 @@ def kl_t(student_logits: torch.Tensor, teacher_logits: torch.Tensor, t: float) -
 
 
 @register("kde", summary="reset first conv + head, warm-up distillation from the original, then retain CE + KD",
+          reads_validation=lambda o: o["warmup_data"] == "val",
           space={"temperature": Float(0.0, 5.0), "retain_epochs": Epochs(0.2),
                  "retain_lr": Float(1e-5, 1e-1, log=True), "retain_momentum": Fixed(0.9),
                  "retain_weight_decay": Float(1e-5, 1e-1, log=True)},

@@ -107,6 +107,7 @@ def forgotten(ctx: UnlearnContext) -> list[int]:
 
 
 @register("lrp-npp", class_only=True, zero_shot=True, auxiliary=True, validate=check, shared_space=False,
+          reads_validation=lambda o: o["aux"] == "val",
           summary="LRA-NPP: the penultimate neurons most relevant (epsilon-LRP, zennit) to held-out images of the "
                   "forgotten classes are cut from the classifier (zero-shot, class forgetting only)",
           space={"top_fraction": Float(0.02, 0.5, log=True), "perturb_fraction": Float(0.02, 0.6, log=True),

@@ -108,7 +108,7 @@ def _check(o: dict[str, Any]) -> None:
 
 @register("scrub", summary="SCRUB: max KL to the original on F, min CE + KL on R, rewind to the forget error "
                            "closest to validation",
-          validate=_check,
+          validate=_check, reads_validation=lambda o: bool(o["rewind"]),
           space={"gamma": Float(0.0, 1.0), "alpha": Float(0.0, 1.0), "msteps": Epochs(0.2),
                  "temperature": Float(0.0, 5.0), "forget_batch_size": Choice((64, 128, 256))},
           epochs=5, lr=5e-4, momentum=0.9, weight_decay=5e-4, batch_size=32, forget_batch_size=64,
