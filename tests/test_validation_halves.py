@@ -175,3 +175,18 @@ def test_the_class_choices_sweep_reselects_epochs_and_teacher_on_validation():
     assert {"retrain", "condensed", "epochs=3", "epochs=12", "teacher=augmented"} <= labels
     assert exp.spec["forget"] == ["class:2"] and len(cells) == len(exp.spec["models"]) * len(labels)
     assert exp.spec["variants"]["teacher=augmented"]["options"] == {"teacher": "augmented"}
+
+
+def test_a_tuned_file_says_how_its_study_used_validation(tmp_path):
+    """`unlearn` runs a method with options tuned on the halves the way it was tuned (the method half served)."""
+    import json
+
+    from unlearn.tuned import read_tuned
+
+    doc = {"method": "mia-guided", "dataset": "cifar10", "model": "mlp", "preset": "cpu", "options": {"lam": 0.5},
+           "setup": {"forget": "random:0.1", "validation": "halves"}}
+    (tmp_path / "a.json").write_text(json.dumps(doc))
+    assert read_tuned(tmp_path / "a.json", METHODS.get("mia-guided").defaults).summary["validation"] == "halves"
+    del doc["setup"]["validation"]  # written before the halves: the whole split
+    (tmp_path / "b.json").write_text(json.dumps(doc))
+    assert read_tuned(tmp_path / "b.json", METHODS.get("mia-guided").defaults).summary["validation"] == "whole"
