@@ -349,3 +349,26 @@ def test_the_reports_seed_note_is_presentation_not_a_setting():
     base = {"dataset": "cifar10", "per_class": 250, "seed_note": "one text"}
     assert settings_digest({**base, "seed_note": "another text"}, exp) == settings_digest(base, exp)
     assert settings_digest({**base, "per_class": 100}, exp) != settings_digest(base, exp)
+
+
+def test_a_cell_runs_the_method_the_way_its_tuned_file_was_studied(ws, tmp_path, monkeypatch):
+    """A method tuned on the validation halves is served the method half in the benchmark too (as `unlearn` does),
+    and the mode joins the cell's digest."""
+    import experiments.kinds.leaderboard as lb
+
+    tuned = tmp_path / "cfg" / "tuned" / "smoke" / "synthetic-mlp" / "finetune.json"
+    tuned.parent.mkdir(parents=True)
+    doc = {"method": "finetune", "dataset": "synthetic", "model": "mlp", "preset": "smoke", "options": {"lr": 0.02},
+           "setup": {"forget": "random:0.2", "validation": "halves"}}
+    tuned.write_text(json.dumps(doc))
+    monkeypatch.setattr(tuned_mod, "config_dirs", lambda: [tmp_path / "cfg"])
+    exp = Experiment("lb", {"kind": "leaderboard", "models": ["mlp"], "methods": ["finetune"], "forget": "random:0.2"})
+    seen = []
+    real = lb.unlearn_request
+    monkeypatch.setattr(lb, "unlearn_request", lambda *a, **k: seen.append(k.get("validation")) or real(*a, **k))
+    cell = [c for c in _cells(exp, 1) if c.key["method"] == "finetune"][0]
+    _run(cell, exp, ws.for_experiment(exp))
+    assert seen[-1] == "halves"
+    before = cell_digest("s", cell, exp, ws.preset)
+    tuned.write_text(json.dumps({**doc, "setup": {"forget": "random:0.2"}}))
+    assert cell_digest("s", cell, exp, ws.preset) != before

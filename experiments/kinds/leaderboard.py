@@ -18,7 +18,9 @@ reference rows, never ranked."""
 from __future__ import annotations
 
 import functools
+import json
 import math
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -63,6 +65,15 @@ def method_options(exp: Experiment, preset: dict[str, Any], method: str, arch: s
         for scope in ("*", method, f"{method}@{arch}"):
             out.update({k: v for k, v in source.get(scope, {}).items() if k in known})
     return out, (str(tuned.path) if tuned is not None else None)
+
+
+def tuned_validation(tuned: str | None) -> str:
+    """How the tuned file's study served the validation split ("whole", or "halves" for a method that reads it):
+    a cell runs the method the way it was tuned, as `unlearn` does."""
+    if tuned is None:
+        return "whole"
+    doc = json.loads(Path(tuned).read_text())
+    return (doc.get("setup") or {}).get("validation", "whole")
 
 
 def l2_distance(a: torch.nn.Module, b: torch.nn.Module) -> float:
@@ -117,7 +128,8 @@ def _run(cell: Cell, exp: Experiment, ws: Workspace) -> dict[str, Any]:
     elif m.needs_condensed:
         condensed = ws.condensed(arch, seed=cell.seed)
     res = unlearn_request(start, ws.data(), forget, method, device=ws.device, seed=cell.seed, quiet=ws.quiet,
-                          options=options, condensed=condensed, artefacts=artefacts)
+                          options=options, condensed=condensed, artefacts=artefacts,
+                          validation=tuned_validation(tuned))
     r = res.report
     out = {key: r[key] for key in METRICS}
     return {**out, "seconds": r["time"]["total_s"], **_timing(ws),
@@ -131,7 +143,8 @@ def _inputs(cell: Cell, exp: Experiment, preset: dict[str, Any]) -> dict[str, An
     """What a cell reads besides its settings and code: the options it runs with, tuned files included, so a
     re-tuned method's cells are recomputed by the next run instead of read back."""
     k = cell.key
-    return {"options": method_options(exp, preset, k["method"], k["model"])[0],
+    options, tuned = method_options(exp, preset, k["method"], k["model"])
+    return {"options": options, "validation": tuned_validation(tuned),
             "retrain": method_options(exp, preset, "retrain", k["model"])[0]}
 
 
