@@ -114,13 +114,13 @@ def main() -> None:
             continue
         rows.append({"setting": setting, "request": request, "source": folder, "experiment": exp,
                      **_compare(default, retrain, whole)})
-    ulira = json.loads((ROOT / "reports/ulira-cpu/report.json").read_text())
-    sources["reports/ulira-cpu"] = ulira["meta"]["git"]
+    ulira = json.loads((ROOT / "reports/ulira-benchmark-cpu/report.json").read_text())
+    sources["reports/ulira-benchmark-cpu"] = ulira["meta"]["git"]
     a = ulira["attacks"]
     ci = {k: a[k]["auc_ci"] for k in ("retrained", "finetune", "condensed")}
     overlap = lambda x, y: x[0] <= y[1] and y[0] <= x[1]
     rows.append({"setting": "U-LiRA, the many-model engine's cpu preset (64 splits x 4 forget sets, MLP)",
-                 "request": "random 10% of each split", "source": "reports/ulira-cpu",
+                 "request": "random 10% of each split", "source": "reports/ulira-benchmark-cpu",
                  "auc": {k: a[k]["auc"] for k in ci}, "auc_ci": ci,
                  "targets": {"overlaps_retraining": overlap(ci["condensed"], ci["retrained"]),
                              "clear_of_finetune": not overlap(ci["condensed"], ci["finetune"])}})
