@@ -164,8 +164,9 @@ def test_a_halves_study_serves_the_method_half_and_scores_on_the_selection_half(
 
 
 def test_the_class_choices_sweep_reselects_epochs_and_teacher_on_validation():
-    """The default method's class epochs (auto: 6) and teacher ("clean") were chosen on test-split TA; the choices
-    suite's default-class sweep re-makes them on the val gap (every row on every model, against retraining)."""
+    """The default method's class epochs and teacher were first chosen on test-split TA; the choices suite's
+    default-class sweep re-makes them on the val gap (every row on every model, against retraining), and the
+    method's auto settings are the sweep's pick."""
     from experiments.runner import KINDS, load_suite
 
     _, exps = load_suite("choices", "cpu")
@@ -174,7 +175,9 @@ def test_the_class_choices_sweep_reselects_epochs_and_teacher_on_validation():
     labels = {c.key["method"] for c in cells}
     assert {"retrain", "condensed", "epochs=3", "epochs=12", "teacher=augmented"} <= labels
     assert exp.spec["forget"] == ["class:2"] and len(cells) == len(exp.spec["models"]) * len(labels)
-    assert exp.spec["variants"]["teacher=augmented"]["options"] == {"teacher": "augmented"}
+    assert exp.spec["variants"]["teacher=augmented"]["options"] == {"teacher": "augmented", "epochs": 6}
+    assert exp.spec["variants"]["teacher=clean,epochs=6"]["options"] == {"teacher": "clean", "epochs": 6}
+    assert METHODS.get("condensed").defaults["teacher"] == "auto"
 
 
 def test_a_tuned_file_says_how_its_study_used_validation(tmp_path):
