@@ -314,7 +314,8 @@ def reproduce(suite: str, preset: str, out: str | Path, *, only: list[str] | Non
               force: bool = False) -> dict[str, Any]:
     """Run (or read back) every cell of the suite's experiments and write the report. ``report_only``: compute
     nothing, report the finished, current cells and list the missing ones (a partial report says so); an
-    unreadable cell counts as missing (and is recomputed by a run). ``force``: replace the report of another
+    unreadable cell counts as missing (and is recomputed by a run). ``only``: run these experiments' cells; the
+    suite's other experiments with cells in ``out`` are read back as with ``report_only`` and keep their rows. ``force``: replace the report of another
     suite or preset in ``out`` (refused otherwise).
     ``executor``: where the cells run (default: one after another in this process)."""
     # bf16 = "auto": on exactly where autocast has hardware support (emulated bf16 on a CPU is 4-12x slower than
@@ -324,6 +325,10 @@ def reproduce(suite: str, preset: str, out: str | Path, *, only: list[str] | Non
     n_seeds = int(seeds or p.get("seeds", 3))
     out = Path(out)
     check_out_dir(out, suite, preset, force)
+    run_names = {e.name for e in exps}
+    if only:  # the suite's other experiments that already have cells in ``out`` stay in the report, read back only
+        _, every, _ = _resolved_suite(suite, preset, None, device)
+        exps = [e for e in every if e.name in run_names or (out / "cells" / e.name).is_dir()]
     plan = [(exp, cell) for exp in exps for cell in KINDS.get(exp.spec.get("kind", "unlearn")).cells(exp, n_seeds)]
     done_before = 0
     records: dict[int, dict[str, Any]] = {}
@@ -341,13 +346,13 @@ def reproduce(suite: str, preset: str, out: str | Path, *, only: list[str] | Non
         rec, why = read_cell(path)
         if why is not None:
             damaged.append(f"{exp.name}/{cell.id}")
-            log(f"{exp.name}: {cell.id} cannot be read ({why}): " + ("counted as missing" if report_only else
+            log(f"{exp.name}: {cell.id} cannot be read ({why}): " + ("counted as missing" if report_only or exp.name not in run_names else
                                                                         "recomputed"))
         want[i] = cell_digest(digests[exp.name], cell, exp, p)
         if rec is not None and rec.get("settings") == want[i]:
             done_before += 1
             records[i] = rec
-        elif report_only:
+        elif report_only or exp.name not in run_names:
             if rec is None or str(rec.get("settings", "")).split("-")[0] != digests[exp.name]:
                 missing.append(f"{exp.name}/{cell.id}")
                 continue
@@ -395,7 +400,7 @@ def reproduce(suite: str, preset: str, out: str | Path, *, only: list[str] | Non
     meta = {"suite": suite, "columns": columns, "preset": preset, "command": command, "machine": machine(device), "git": git_hash(),
             "finished_utc": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()), "seeds": n_seeds,
             "preset_description": p.get("description", ""), "seed_note": p.get("seed_note"), "preset_settings": {k: v for k, v in p.items() if k != "description"},
-            "cells": len(plan), "cells_read_back": done_before, "seconds_this_run": time.perf_counter() - t0,
+            "cells": len(plan), "cells_read_back": done_before, "only": only, "seconds_this_run": time.perf_counter() - t0,
             "cells_missing": missing, "cells_older_code": older_code, "cells_damaged": damaged, "cells_diverged": diverged,
             "data_note": (f"{p['dataset']}, {p.get('per_class') or 'all'} training images per class (seed 0), of which "
                           f"{100 * val_fraction(p):.0f}% per class are held out as the validation split (not retain, "

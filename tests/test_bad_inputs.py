@@ -917,3 +917,22 @@ def test_report_only_counts_an_unreadable_cell_as_missing_and_says_nothing_ran(t
     res = CliRunner().invoke(experiments, [*args[:3], "cpu", *args[4:], "--force"])
     assert res.exit_code == 0, res.output
     assert json.loads((out / "report.json").read_text())["meta"]["preset"] == "cpu"
+
+
+def test_only_keeps_the_other_experiments_already_in_out(tmp_path):
+    """`--only A` into a directory that holds a run of the whole suite reports A's cells and reads the other
+    experiments' cells back (never runs them), so a partial rerun does not drop their rows; a fresh directory
+    gets A alone."""
+    def run(out, only):
+        res = CliRunner().invoke(experiments, ["reproduce", "dcu", "--preset", "smoke", "--only", only, "--seeds", "1",
+                                               "--report-only", "--out", str(out)])
+        assert res.exit_code == 0, res.output
+        return json.loads((out / "report.json").read_text())["meta"]
+
+    fresh = run(tmp_path / "fresh", "random-forgetting")
+    assert {c.split("/")[0] for c in fresh["cells_missing"]} == {"random-forgetting"}
+    kept = tmp_path / "kept"
+    (kept / "cells" / "class-forgetting").mkdir(parents=True)  # a cell directory of another experiment
+    meta = run(kept, "random-forgetting")
+    assert {c.split("/")[0] for c in meta["cells_missing"]} == {"random-forgetting", "class-forgetting"}
+    assert meta["only"] == ["random-forgetting"] and meta["cells"] > fresh["cells"]
