@@ -180,6 +180,56 @@ def tune_cmd(dataset, methods, preset, config_file, arch, trials, seeds, forget_
                        f"{', '.join(f'{k}={v}' for k, v in sorted(b['options'].items()))} -> {files[m]}")
 
 
+@main.command("report")
+@click.argument("path", required=False, type=click.Path(exists=True))
+@click.option("--markdown", "markdown", is_flag=True, default=True,
+              help="Markdown tables (the only format; the flag is accepted for clarity).")
+@click.option("--table", default=None,
+              help="One table of a benchmark report: 'summary' or an experiment's name (default: every table).")
+@click.option("--refresh", "refresh", multiple=True, type=click.Path(exists=True, dir_okay=False),
+              help="Rewrite the generated blocks (<!-- experiments report ARGS --> ... <!-- end -->) of these Markdown "
+                   "files from the reports, in place; with --check, only say which differ.")
+@click.option("--check", is_flag=True, help="With --refresh: change nothing, exit 1 when a block is out of date.")
+@with_logging
+def report_cmd(path, markdown, table, refresh, check) -> None:
+    """Render results tables from committed reports (PATH: a report folder, its report.json, or a folder of tuned
+    files), so that no figure is typed by hand.
+
+    \b
+    experiments report reports/benchmark-cpu --table summary
+    experiments report reports/benchmark-cpu --table cifar10
+    experiments report configs/tuned/cpu/cifar10-mlp
+    experiments report --refresh README.md --check
+    """
+    from dcforget.errors import ConfigError
+    from dcforget.io import atomic_path
+
+    from .tables import refresh_blocks, render
+
+    if refresh:
+        if path is not None or table is not None:
+            raise ConfigError("--refresh takes no PATH or --table (each block names its own)")
+        stale = []
+        for f in map(Path, refresh):
+            text = f.read_text()
+            new = refresh_blocks(text, Path.cwd())
+            if new != text:
+                stale.append(str(f))
+                if not check:
+                    with atomic_path(f, force=True) as tmp:
+                        tmp.write_text(new)
+        verb = "out of date" if check else "refreshed"
+        click.echo(f"{len(stale)} of {len(refresh)} file(s) {verb}" + (f": {', '.join(stale)}" if stale else ""))
+        if check and stale:
+            sys.exit(1)
+        return
+    if check:
+        raise ConfigError("--check goes with --refresh")
+    if path is None:
+        raise ConfigError("give a report folder (or --refresh FILE)")
+    click.echo(render(path, table), nl=False)
+
+
 @main.command("check-tuned")
 @click.argument("files", nargs=-1, required=True, type=click.Path(exists=True))
 @click.option("--store", type=click.Path(file_okay=False), required=True,
