@@ -100,7 +100,12 @@ TUNE_DEFAULTS = {"model": "mlp", "per_class": None, "val_fraction": 0.15, "forge
 
 @main.command("tune")
 @click.argument("dataset")
-@click.option("--method", "methods", multiple=True, required=True, help="Method to tune (repeatable).")
+@click.option("--method", "methods", multiple=True, help="Method to tune (repeatable).")
+@click.option("--suite", default=None,
+              help="Tune what a suite's leaderboards run on DATASET and --model, instead of --method: random "
+                   "forgetting for every method with a search space, class forgetting for the class-only ones and "
+                   "those a class experiment lists in `tune_class` (e.g. --suite benchmark).")
+@click.option("--skip-existing", is_flag=True, help="Leave methods whose tuned file exists alone (instead of refusing).")
 @options("preset", "config")
 @click.option("--model", "arch", default=None, help="Architecture (default mlp).")
 @click.option("--trials", type=click.IntRange(min=1), default=None, help="Complete trials per method (default 20).")
@@ -120,10 +125,15 @@ TUNE_DEFAULTS = {"model": "mlp", "per_class": None, "val_fraction": 0.15, "forge
          "configs/tuned/PRESET/DATASET-MODEL, where `unlearn --method` finds them.")
 @opt("force")
 @with_logging
-def tune_cmd(dataset, methods, preset, config_file, arch, trials, seeds, forget_spec, per_class, data_dir, study, store,
-             executor, workers, address, device, quiet, out, force) -> None:
+def tune_cmd(dataset, methods, suite, skip_existing, preset, config_file, arch, trials, seeds, forget_spec, per_class,
+             data_dir, study, store, executor, workers, address, device, quiet, out, force) -> None:
     """Tune unlearning methods on the validation split (Deep Unlearn's protocol: four objectives against
-    retraining, NSGA-III, the min-norm trial), on Optuna and the job engine."""
+    retraining, NSGA-III, the min-norm trial), on Optuna and the job engine.
+
+    \b
+    experiments tune cifar10 --method kde --preset cpu --data-dir data
+    experiments tune cifar10 --suite benchmark --skip-existing --preset cpu --data-dir data
+    """
     from dcforget.config import resolve_config, section
     from dcforget.errors import ConfigError, OutputExistsError
     from dcforget.io import atomic_path
@@ -138,25 +148,48 @@ def tune_cmd(dataset, methods, preset, config_file, arch, trials, seeds, forget_
 
     from .hpsearch import StudySetup, check_storage, study_validation, tune, tuned_config
 
+    if bool(methods) == bool(suite):
+        raise ConfigError("give --method (repeatable) or --suite, not both" if methods else "give --method or --suite")
+    if suite and forget_spec is not None:
+        raise ConfigError("--forget goes with --method; a suite's experiments say what each method forgets")
+    if skip_existing and force:
+        raise ConfigError("--skip-existing and --force contradict each other")
     overrides = {"model": arch, "trials": trials, "seeds": seeds, "per_class": per_class, "forget": forget_spec}
     config = resolve_config({"tune": TUNE_DEFAULTS}, preset, config_file, {"tune": overrides})
     t = section(config, "tune", set(TUNE_DEFAULTS))
-    for m in methods:
+    if suite:
+        from .runner import suite_tuning
+
+        jobs = suite_tuning(suite, preset or "cpu", dataset.split(":")[0], t["model"])
+    else:
+        jobs = [(m, t["forget"]) for m in methods]
+    for m, forget in jobs:
         if not METHODS.get(m).space:
             raise ConfigError(f"method {m!r} declares no search space")
-        check_forget_kind(m, t["forget"])
+        check_forget_kind(m, forget)
     name = f"{dataset.split(':')[0]}-{t['model']}"
     out = Path(out or Path("configs") / "tuned" / (preset or "custom") / name)
-    files = {m: out / tuned_filename(m, t["forget"]) for m in methods}
+    files = {(m, forget): out / tuned_filename(m, forget) for m, forget in jobs}
     existing = [f for f in files.values() if f.exists()]
-    if existing and not force:
-        raise OutputExistsError(f"{existing[0]} exists; pass --force to replace it")
+    if skip_existing:
+        for job, f in list(files.items()):
+            if f.exists():
+                click.echo(f"skip {job[0]} ({f} exists)", err=True)
+                del files[job]
+        jobs = [j for j in jobs if j in files]
+        if not jobs:
+            click.echo(f"nothing to tune: every tuned file exists in {out}")
+            return
+    elif existing and not force:
+        raise OutputExistsError(f"{existing[0]} exists; pass --force to replace it, or --skip-existing")
     check_writable_dir(out)
     train = {**TrainConfig().to_dict(), **t["train"]}
-    setup = StudySetup(dataset=dataset, model=t["model"], per_class=t["per_class"], val_fraction=t["val_fraction"],
-                       forget=t["forget"], seeds=tuple(range(int(t["seeds"]))), train=train,
-                       condense={"condenser": "fdm", "clusters": int(t["clusters"]),
-                                 "options": config.get("condense", {}).get("fdm", {})})
+
+    def setup_for(forget: str) -> StudySetup:
+        return StudySetup(dataset=dataset, model=t["model"], per_class=t["per_class"], val_fraction=t["val_fraction"],
+                          forget=forget, seeds=tuple(range(int(t["seeds"]))), train=train,
+                          condense={"condenser": "fdm", "clusters": int(t["clusters"]),
+                                    "options": config.get("condense", {}).get("fdm", {})})
     storage = study or Path("runs") / "studies" / f"{name}-{preset or 'custom'}.journal"
     # every output location is checked before any job runs: the tuned files (above), the job store, the study
     JobStore(store).check_writable()
@@ -164,20 +197,21 @@ def tune_cmd(dataset, methods, preset, config_file, arch, trials, seeds, forget_
     log = (lambda msg: None) if quiet else (lambda msg: click.echo(msg, err=True))
     context = {"root": str(Path(store) / "tune-artefacts"), "data_dir": data_dir, "device": str(resolve_device(device))}
     with make_executor(executor or "local", workers=workers or 1, address=address) as ex:
-        for m in methods:
+        for m, forget in jobs:
             base = {k: v for k, v in t["base_options"].get(m, {}).items()}
             # a method that reads the validation split is served its method half and chosen on the selection half
+            setup = setup_for(forget)
             setup_m = dataclasses.replace(setup, validation=study_validation(m, base))
             res = tune(m, setup_m, trials=int(t["trials"]), storage=storage, store=store, executor=ex, context=context,
                        base_options=base, population=t["population"], log=log)
             doc = tuned_config(res, preset=preset or "custom", meta=run_meta(resolve_device(device), seeds=list(setup.seeds)))
             doc["study_storage"] = str(storage)
-            with atomic_path(files[m], force=True) as tmp:
+            with atomic_path(files[(m, forget)], force=True) as tmp:
                 tmp.write_text(json.dumps(doc, indent=1, sort_keys=True))
             b = res.best
             click.echo(f"{m}: trial {b['number']} of {res.summary()['trials']}, norm {b['norm']:.4f} "
                        f"({', '.join(f'{k} {v:.4f}' for k, v in b['objectives'].items())}): "
-                       f"{', '.join(f'{k}={v}' for k, v in sorted(b['options'].items()))} -> {files[m]}")
+                       f"{', '.join(f'{k}={v}' for k, v in sorted(b['options'].items()))} -> {files[(m, forget)]}")
 
 
 @main.command("report")

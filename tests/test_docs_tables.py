@@ -65,3 +65,34 @@ def test_report_refuses_what_it_cannot_render(tmp_path):
             (tmp_path / "report.json").write_text("[1]")
         res = CliRunner().invoke(experiments, ["report", *args])
         assert res.exit_code == 2 and res.stderr.startswith("error: ") and why in res.stderr, res.output
+
+
+def test_tune_suite_lists_what_the_benchmark_runs_and_every_pair_has_its_tuned_file():
+    """`experiments tune --suite benchmark` (which replaced scripts/tune-cpu.sh) reads the methods from the suite's
+    files: at the cpu preset the pairs it would tune are exactly the committed tuned files of CIFAR-10's MLP."""
+    from experiments.runner import suite_tuning
+    from unlearn.tuned import tuned_filename
+
+    pairs = suite_tuning("benchmark", "cpu", "cifar10", "mlp")
+    assert ("unsir", "class:2") in pairs and ("unsir", "random:0.1") not in pairs  # class-only
+    assert ("ssd", "class:2") in pairs and ("finetune", "class:2") not in pairs  # tune_class lists ssd only
+    names = {tuned_filename(m, f) for m, f in pairs}
+    assert names == {p.name for p in (ROOT / "configs/tuned/cpu/cifar10-mlp").glob("*.json")}
+
+
+def test_tune_suite_skips_existing_files_and_refuses_contradictions(tmp_path):
+    out = tmp_path / "tuned"
+    out.mkdir()
+    for m, f in [("ssd", "ssd.class.json"), ("unsir", "unsir.class.json"), ("lfssd", "lfssd.class.json"),
+                 ("lrp-npp", "lrp-npp.class.json")]:
+        (out / f).write_text("{}")
+    before = {p.name: p.read_text() for p in out.iterdir()}
+    res = CliRunner().invoke(experiments, ["tune", "cifar10", "--suite", "benchmark", "--model", "cnn", "--preset",
+                                           "cpu", "--skip-existing", "--out", str(out), "--store", str(tmp_path / "s")])
+    assert res.exit_code == 0, res.output
+    assert res.stderr.count("skip ") == 4 and {p.name: p.read_text() for p in out.iterdir()} == before
+    for args, why in [(["--suite", "benchmark", "--method", "kde"], "not both"), ([], "give --method or --suite"),
+                      (["--suite", "benchmark", "--forget", "class:1"], "--forget goes with --method"),
+                      (["--method", "kde", "--skip-existing", "--force"], "contradict")]:
+        res = CliRunner().invoke(experiments, ["tune", "cifar10", *args, "--out", str(out)])
+        assert res.exit_code == 2 and res.stderr.startswith("error: ") and why in res.stderr, res.output
