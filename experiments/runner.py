@@ -213,7 +213,7 @@ def _imports(name: str, path: Path, known: dict[str, Path]) -> set[str]:
 
 @functools.lru_cache(maxsize=None)
 def code_digest(method: str | None = None, root: Path | None = None,
-                kind_module: str = "experiments.kinds.unlearn_grid") -> str:
+                kind_module: str = "experiments.kinds.unlearn") -> str:
     """sha256 of the source a cell runs through: the modules reachable by imports (static, function-local ones
     included) from its experiment kind's module, the workspace and the cell's method, without docstrings and
     comments. Not followed: orchestration, reports and CLIs (NOT_CELL_CODE), and the method files of *other*

@@ -60,7 +60,10 @@ def test_rerun_reads_finished_cells_back_and_redoes_only_missing_ones(smoke):
                                             "--only", "random-forgetting", "--seeds", "1"])
     assert res.exit_code == 0, res.output
     rep = json.loads((out / "report.json").read_text())
-    assert rep["meta"]["cells"] == 24 and rep["meta"]["cells_read_back"] == 23
+    # --only runs that experiment's missing cell; the suite's other experiments in --out keep their rows (read back)
+    assert rep["meta"]["only"] == ["random-forgetting"] and "1 run now" in res.stderr
+    assert rep["meta"]["cells"] > 24 and rep["meta"]["cells_read_back"] == rep["meta"]["cells"] - 1
+    assert {r["experiment"] for r in rep["rows"]} > {"random-forgetting"}
     assert json.loads(gone.read_text())["result"]["forget_acc"] == before["result"]["forget_acc"]  # seeded: same cell
 
 
@@ -74,7 +77,8 @@ def test_a_cell_computed_under_other_settings_is_recomputed(smoke):
                                             "--only", "random-forgetting", "--seeds", "1"])
     assert res.exit_code == 0, res.output
     assert "mlp-random_0.1-retrain-s0 (settings or code changed since it ran: recomputed)" in res.output
-    assert json.loads((out / "report.json").read_text())["meta"]["cells_read_back"] == 23
+    meta = json.loads((out / "report.json").read_text())["meta"]
+    assert meta["cells_read_back"] == meta["cells"] - 1  # every other cell of the suite in --out is read back
     assert json.loads(cell.read_text())["settings"] == current
 
 
@@ -151,7 +155,7 @@ def test_code_digest_follows_the_code_a_cell_runs(tmp_path):
 def test_variants_are_rows_of_one_method_with_their_own_options():
     from dcforget.errors import ConfigError
     from experiments.runner import Experiment
-    from experiments.kinds.unlearn_grid import method_options, resolve_method
+    from experiments.kinds.unlearn import method_options, resolve_method
 
     exp = Experiment("x", {"methods": ["retrain", "hard"], "variants": {"hard": {"method": "condensed",
                                                                                "options": {"reset": "all"}}},
@@ -286,7 +290,7 @@ def test_an_experiment_may_name_its_own_originals_epochs(tmp_path):
 def test_a_variants_artefact_settings_must_take_effect():
     from dcforget.errors import ConfigError, UnknownNameError
     from experiments.runner import Experiment
-    from experiments.kinds.unlearn_grid import resolve_method
+    from experiments.kinds.unlearn import resolve_method
 
     def check(variant):
         return resolve_method(Experiment("e", {"models": ["mlp"], "variants": {"v": variant}}), "v")
@@ -322,7 +326,7 @@ def test_bf16_auto_is_decided_and_nothing_else_reaches_bool():
 def test_experiment_index_files_resolve_under_configs_and_join_the_digest(tmp_path, monkeypatch):
     """An experiment's ``indices:PATH`` names a file under the configs folder (not the working directory), the
     request gets its absolute path, and the file's bytes join the cell's digest: editing it recomputes the cell."""
-    import experiments.kinds.unlearn_grid as grid
+    import experiments.kinds.unlearn as grid
     from dcforget.errors import ConfigError
     from experiments.runner import cell_digest
     from experiments.workspace import Cell, Experiment
@@ -352,7 +356,7 @@ def test_experiment_index_files_resolve_under_configs_and_join_the_digest(tmp_pa
 def test_the_paper_preset_index_files_fit_the_experiment():
     """Experiment 10's files index the 42,500-image training set they say they do: distinct, in range, sized."""
     from dcforget.forget import read_index_file
-    from experiments.kinds.unlearn_grid import forget_spec
+    from experiments.kinds.unlearn import forget_spec
     from experiments.runner import load_suite
 
     preset, exps = load_suite("dcu", "paper", ["default-requests"])
