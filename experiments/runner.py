@@ -435,7 +435,8 @@ def reproduce(suite: str, preset: str, out: str | Path, *, only: list[str] | Non
             "cells_missing": missing, "cells_older_code": older_code, "cells_damaged": damaged, "cells_diverged": diverged,
             "data_note": (f"{p['dataset']}, {p.get('per_class') or 'all'} training images per class (seed 0), of which "
                           f"{100 * val_fraction(p):.0f}% per class are held out as the validation split (not retain, "
-                          "not forget); RA/FA are on the rest, TA on the test split."),
+                          "not forget); RA/FA are on the rest, TA on the test split." if "dataset" in p else
+                          "this suite reads committed reports, each with its own data."),
             "bf16_note": ("bf16 autocast is on for training the originals and inside every method with a bf16 "
                           "option (evaluation runs in float32)." if p.get("bf16") else
                           "Everything runs in float32" + (" (bf16 = auto: this device has no native bf16, where "

@@ -125,9 +125,17 @@ def render(path: str | Path, table: str | None = None, shown: str | None = None)
     boards = list(report["meta"].get("claims", {}))
     if table == "summary":
         return src + "\n" + leaderboard_summary(report)
+    columns = report["meta"].get("columns") or {}
+    if table is not None and table not in boards and columns.get(table):  # a kind's own table, e.g. targets
+        from .report import ROW_AXES, _kind_table
+
+        rows = [r for r in report["rows"] if r.get("experiment") == table]
+        axes = [a for a in ROW_AXES if any(a in r for r in rows)]
+        return src + "\n" + _kind_table(rows, axes, [tuple(c) for c in columns[table]])
     if table is not None:
         if table not in boards:
-            raise ConfigError(f"no leaderboard {table!r} in the report (it has: {', '.join(boards) or 'none'})")
+            tables = [*boards, *(k for k, v in columns.items() if v and k not in boards)]
+            raise ConfigError(f"no table {table!r} in the report (it has: {', '.join(tables) or 'none'})")
         return src + "\n" + leaderboard(report["rows"], table)
     if boards:
         return src + "\n" + leaderboard_summary(report) + "".join(

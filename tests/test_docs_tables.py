@@ -58,7 +58,7 @@ def test_refresh_check_fails_on_a_stale_block_and_refresh_fixes_it(tmp_path, mon
 
 def test_report_refuses_what_it_cannot_render(tmp_path):
     rep = _report(tmp_path)
-    for args, why in [([str(rep), "--table", "nope"], "no leaderboard 'nope'"),
+    for args, why in [([str(rep), "--table", "nope"], "no table 'nope'"),
                       ([str(tmp_path)], "is not a report"),
                       (["--check"], "--check goes with --refresh")]:
         if args == [str(tmp_path)]:
