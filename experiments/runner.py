@@ -213,7 +213,7 @@ def _imports(name: str, path: Path, known: dict[str, Path]) -> set[str]:
 
 @functools.lru_cache(maxsize=None)
 def code_digest(method: str | None = None, root: Path | None = None,
-                kind_module: str = "experiments.kinds.unlearn") -> str:
+                kind_module: str = "experiments.kinds.unlearn_grid") -> str:
     """sha256 of the source a cell runs through: the modules reachable by imports (static, function-local ones
     included) from its experiment kind's module, the workspace and the cell's method, without docstrings and
     comments. Not followed: orchestration, reports and CLIs (NOT_CELL_CODE), and the method files of *other*
@@ -435,7 +435,7 @@ def reproduce(suite: str, preset: str, out: str | Path, *, only: list[str] | Non
             "cells_missing": missing, "cells_older_code": older_code, "cells_damaged": damaged, "cells_diverged": diverged,
             "data_note": (f"{p['dataset']}, {p.get('per_class') or 'all'} training images per class (seed 0), of which "
                           f"{100 * val_fraction(p):.0f}% per class are held out as the validation split (not retain, "
-                          "not forget); RA/FA are on the rest, TA on the test split." if "dataset" in p else
+                          "not forget); RA/FA are on the rest, TA on the test split." if p.get("dataset") else
                           "this suite reads committed reports, each with its own data."),
             "bf16_note": ("bf16 autocast is on for training the originals and inside every method with a bf16 "
                           "option (evaluation runs in float32)." if p.get("bf16") else

@@ -71,8 +71,7 @@ class Workspace:
         out = {**preset, **{k: exp.spec[k] for k in ("dataset", "per_class") if k in exp.spec}}
         if "original_epochs" in exp.spec:
             out["original_epochs"] = int(exp.spec["original_epochs"])
-        if "dataset" in out:  # a suite that trains nothing (targets) names no dataset
-            out["dataset"] = preset.get("dataset_specs", {}).get(out["dataset"], out["dataset"])
+        out["dataset"] = preset.get("dataset_specs", {}).get(out["dataset"], out["dataset"])
         return out
 
     def data(self) -> Data:

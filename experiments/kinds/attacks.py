@@ -38,7 +38,7 @@ from unlearn.request import unlearn_request
 from ..artefacts import original_model
 from ..report import mean_std
 from ..workspace import KINDS, Cell, Experiment, Kind, Workspace
-from .unlearn import method_options
+from .unlearn_grid import method_options
 
 PARTS = ("mia", "inversion", "ulira")
 

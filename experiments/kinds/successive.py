@@ -16,7 +16,7 @@ from unlearn.methods import METHODS
 from unlearn.request import unlearn_request
 from ..report import add_reference, lookup, mean_std
 from ..workspace import KINDS, Cell, Experiment, Kind, Workspace
-from .unlearn import METRICS, method_options
+from .unlearn_grid import METRICS, method_options
 
 
 def _cells(exp: Experiment, seeds: int) -> list[Cell]:

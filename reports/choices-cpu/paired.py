@@ -15,7 +15,7 @@ sys.path.insert(0, str(HERE.parents[1]))
 
 from dcforget.provenance import run_meta  # noqa: E402
 from experiments.report import mean_std  # noqa: E402
-from experiments.kinds.unlearn import VAL_GAP_METRICS, val_gap  # noqa: E402
+from experiments.kinds.unlearn_grid import VAL_GAP_METRICS, val_gap  # noqa: E402
 
 run = Path(sys.argv[1]).resolve() if len(sys.argv) > 1 else HERE
 rep = json.loads((run / "report.json").read_text())

@@ -17,7 +17,7 @@ from dcforget.io import atomic_path  # noqa: E402
 from dcforget.provenance import run_meta  # noqa: E402
 from dcforget.runtime import resolve_device, resolve_bf16  # noqa: E402
 from experiments.runner import Experiment, Workspace, load_suite  # noqa: E402
-from experiments.kinds.unlearn import method_options, variant_artefact_options  # noqa: E402
+from experiments.kinds.unlearn_grid import method_options, variant_artefact_options  # noqa: E402
 from unlearn.request import unlearn_request  # noqa: E402
 
 ROWS = {
