@@ -56,6 +56,7 @@ class UnlearnContext:
     artefacts: dict[str, torch.Tensor] = field(default_factory=dict)  # tensors stored in the checkpoint
     served_audits: list[dict[str, Any]] = field(default_factory=list)  # unlearn.audit of each reduced_tensors call
     zero_shot: bool = False  # the method declared zero-shot: ``data`` holds the forget set only (see zero_shot_view)
+    retain_source: str = "full"  # what ``retain()`` serves: the full retain set, or "reduced" (see ``retain``)
 
     def _no_retain(self, what: str) -> None:
         if self.zero_shot:
@@ -80,9 +81,30 @@ class UnlearnContext:
         return int.from_bytes(digest[:4], "little") & 0x7FFFFFFF
 
     def retain(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The retain set the method trains on: every method reads it here, so the request chooses what it is.
+
+        ``retain_source="full"``: the retain images themselves (uint8). ``"reduced"``: the audited reduced set
+        (clean condensed images + the real retain images of touched buckets, :meth:`reduced_tensors`), as float
+        [0,1] images. A condensed image stands for the retain members of its bucket, so the set is *resampled by
+        weight*: as many draws as the reduced set has images, with replacement, each image drawn with probability
+        proportional to its weight (a real image 1, a condensed one its bucket's retain members), from a seed
+        derived from the request's. A mean loss over the draw is then an unbiased estimate of the weighted mean
+        over the reduced set, i.e. of the retain set's mean loss with each bucket's members replaced by their
+        condensed image; methods need no code of their own for it. The draw is the same on every call."""
         self._no_retain("the retain set")
-        idx = self.split.retain.to(self.data.train.labels.device)
-        return self.data.train.images[idx], self.data.train.labels[idx]
+        if self.retain_source == "full":
+            idx = self.split.retain.to(self.data.train.labels.device)
+            self.extra.setdefault("retain_served", {"source": "full", "images": int(len(idx))})
+            return self.data.train.images[idx], self.data.train.labels[idx]
+        x, y, w = self.reduced_tensors()  # audited (unlearn.audit) on exactly these rows
+        gen = torch.Generator().manual_seed(self.derived_seed("retain-resample"))
+        draw = torch.multinomial(w.cpu().double(), len(w), replacement=True, generator=gen).to(x.device)
+        n_real = len(self.reduced.real_indices)
+        self.extra["retain_served"] = {
+            "source": "reduced", "images": int(len(w)), "real": n_real, "condensed": int(len(w) - n_real),
+            "stands_for": int(round(float(w.sum()))), "estimator": "resampled by weight (with replacement)",
+            "condensed_share_of_draws": float((draw >= n_real).float().mean())}
+        return x[draw], y[draw]
 
     def forget(self) -> tuple[torch.Tensor, torch.Tensor]:
         idx = self.split.forget.to(self.data.train.labels.device)
@@ -161,9 +183,16 @@ class Method:
     reads_validation: bool | Callable[[dict[str, Any]], bool] = False
 
     @property
+    def reads_retain(self) -> bool:
+        """Whether the method trains on the retain set through ``UnlearnContext.retain`` (so ``--retain reduced``
+        applies to it): every method but the zero-shot ones and those that build their own set from a condensed
+        file or DC-U's offline phase (they read the reduced set, or the remembrance set, themselves)."""
+        return not (self.zero_shot or self.needs_condensed or self.needs_offline)
+
+    @property
     def capabilities(self) -> list[str]:
         return [name for name in ("needs_condensed", "needs_offline", "trains_fresh", "zero_shot", "auxiliary",
-                                  "class_only", "reads_validation") if getattr(self, name)]
+                                  "class_only", "reads_validation", "reads_retain") if getattr(self, name)]
 
     def reads_validation_with(self, options: dict[str, Any] | None = None) -> bool:
         """Whether the method, run with ``options`` (over its defaults), reads the validation split."""
