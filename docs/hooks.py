@@ -1,0 +1,28 @@
+"""MkDocs hook (mkdocs.yml `hooks:`): fills the pages' generated sections (``<!-- generated: NAME -->`` lines: the
+methods, the CLI reference, the reports index) and adds the committed reports and their figures to the site, all
+from experiments.docgen at build time. Excluded from the site itself (`exclude_docs`)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from mkdocs.structure.files import File
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # document the checkout being built, not another installed copy
+    sys.path.insert(0, str(ROOT))
+
+from experiments import docgen  # noqa: E402
+
+
+def on_files(files, config):
+    for path, markdown in docgen.report_pages(ROOT).items():
+        files.append(File.generated(config, path, content=markdown))
+    for path, source in docgen.report_assets(ROOT):
+        files.append(File.generated(config, path, abs_src_path=str(source)))
+    return files
+
+
+def on_page_markdown(markdown, page, config, files):
+    return docgen.expand(markdown, ROOT)
