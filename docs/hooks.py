@@ -26,3 +26,7 @@ def on_files(files, config):
 
 def on_page_markdown(markdown, page, config, files):
     return docgen.expand(markdown, ROOT)
+
+
+def on_page_content(html, page, config, files):
+    return docgen.tidy_cli_html(html) if page.file.src_uri == "cli.md" else html

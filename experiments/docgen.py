@@ -134,7 +134,7 @@ def methods_page(root: Path) -> str:
         "under `configs/tuned/`; `unlearn methods` prints the same registry in the terminal. Choose one with "
         "`unlearn --method NAME` and set its options with `--option KEY=VALUE` (or a `--config` file). "
         f"The default method is [`{DEFAULT_METHOD}`](#{_anchor(DEFAULT_METHOD)}). How well each one forgets is "
-        "measured in the [committed reports](reports/index.md), not here.",
+        "measured in the [committed reports](./reports/index.md), not here.",
         "",
         f"{len(names)} methods are registered.",
         "",
@@ -215,6 +215,15 @@ def cli_page(root: Path) -> str:
                   "::: mkdocs-click", f"    :module: {module}", f"    :command: {attr}",
                   f"    :prog_name: {command}", "    :depth: 2", "    :style: table", "    :list_subcommands: true", ""]
     return "\n".join(lines)
+
+
+_NO_DEFAULT = re.compile(r"<td>(?:<code>Sentinel\.UNSET</code>|None)</td>(\s*</tr>)")
+
+
+def tidy_cli_html(html: str) -> str:
+    """The CLI reference's HTML with "no default" shown as "-": mkdocs-click's tables print an option without a
+    default as ``None``, and, under click 8.2 or later, a flag's as click's internal ``Sentinel.UNSET``."""
+    return _NO_DEFAULT.sub(r"<td>-</td>\1", html)
 
 
 @dataclass(frozen=True)

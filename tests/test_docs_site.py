@@ -92,3 +92,11 @@ def test_every_page_with_a_marker_names_a_known_generator():
 
 def test_escape_keeps_code_spans_and_escapes_markdown_elsewhere():
     assert docgen.escape("a * b_c <d> `x*y_z` [e]") == r"a \* b\_c \<d\> `x*y_z` \[e\]"
+
+
+def test_tidy_cli_html_shows_no_default_as_a_dash_and_keeps_real_defaults():
+    row = "<tr>\n<td><code>--x</code></td>\n<td>text</td>\n<td>help</td>\n<td>{}</td>\n</tr>"
+    html = "\n".join(row.format(d) for d in ("<code>Sentinel.UNSET</code>", "None", "<code>0</code>"))
+    out = docgen.tidy_cli_html(html)
+    assert "Sentinel" not in out and "<td>None</td>" not in out
+    assert out.count("<td>-</td>") == 2 and "<td><code>0</code></td>" in out
