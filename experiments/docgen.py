@@ -26,7 +26,7 @@ CAPABILITIES = {
                         "split and choose on the other",
 }
 
-_SPECIAL = re.compile(r"([\\*_<>\[\]])")
+_SPECIAL = re.compile(r"([\\*_<>\[\]|])")
 
 
 def escape(text: str) -> str:
@@ -46,8 +46,8 @@ def fmt(value: Any) -> str:
     """One option value as a code span (floats to 4 significant digits, as configs show them)."""
     if isinstance(value, float):
         value = f"{value:.4g}"
-    elif isinstance(value, (dict, list, tuple)):
-        value = json.dumps(value)
+    elif isinstance(value, (dict, list, tuple)) or value == "":
+        value = json.dumps(value)  # an empty string shows as "" (an empty code span would show nothing)
     return f"`{value}`"
 
 

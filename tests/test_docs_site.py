@@ -91,7 +91,8 @@ def test_every_page_with_a_marker_names_a_known_generator():
 
 
 def test_escape_keeps_code_spans_and_escapes_markdown_elsewhere():
-    assert docgen.escape("a * b_c <d> `x*y_z` [e]") == r"a \* b\_c \<d\> `x*y_z` \[e\]"
+    assert docgen.escape("a * b_c <d> `x*y_z` [e] |t|") == r"a \* b\_c \<d\> `x*y_z` \[e\] \|t\|"
+    assert docgen.fmt("") == '`""`' and docgen.fmt(0.123456) == "`0.1235`"
 
 
 def test_tidy_cli_html_shows_no_default_as_a_dash_and_keeps_real_defaults():
