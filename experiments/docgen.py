@@ -22,8 +22,10 @@ CAPABILITIES = {
     "zero_shot": "zero-shot: sees the forget set and the model only, never retain data (enforced by the request)",
     "auxiliary": "also reads held-out validation images (never trained on)",
     "class_only": "whole-class forgetting only: other forget specs are refused before any work",
-    "reads_validation": "reads the validation split inside the method, so its studies serve it one half of the "
-                        "split and choose on the other",
+    "reads_validation": (
+        "reads the validation split inside the method, so its studies serve it one half of the split and choose on "
+        "the other"
+    ),
 }
 
 _SPECIAL = re.compile(r"([\\*_<>\[\]|])")
@@ -92,8 +94,13 @@ def _anchor(name: str) -> str:
 def _tuned_section(files: list[TunedFile], defaults: dict[str, Any]) -> list[str]:
     if not files:
         return ["**Tuned settings:** none committed; a request runs the registered defaults.", ""]
-    lines = ["**Tuned settings** (`experiments tune`, chosen on the validation split; a request on the same dataset, "
-             "model and kind of forgetting uses them unless `--untuned`):", ""]
+    lines = [
+        (
+            "**Tuned settings** (`experiments tune`, chosen on the validation split; a request on the same dataset, "
+            "model and kind of forgetting uses them unless `--untuned`):"
+        ),
+        "",
+    ]
     for t in files:
         d = t.doc
         setup, study, meta = d.get("setup") or {}, d.get("study") or {}, d.get("meta") or {}
@@ -111,8 +118,10 @@ def _tuned_section(files: list[TunedFile], defaults: dict[str, Any]) -> list[str
         opts = d.get("options") or {}
         if opts:
             lines += ["    | option | tuned | registered default |", "    |---|---|---|"]
-            lines += [f"    | `{k}` | {fmt(v)} | {fmt(defaults[k]) if k in defaults else '(not an option now)'} |"
-                      for k, v in sorted(opts.items())]
+            lines += [
+                f"    | `{k}` | {fmt(v)} | {fmt(defaults[k]) if k in defaults else '(not an option now)'} |"
+                for k, v in sorted(opts.items())
+            ]
             lines.append("")
     return lines
 
@@ -130,11 +139,13 @@ def methods_page(root: Path) -> str:
         by_method.setdefault(str(t.doc.get("method")), []).append(t)
     names = METHODS.names()
     lines = [
-        "Generated when the site is built from the method registry (`unlearn.methods.METHODS`) and the tuned files "
-        "under `configs/tuned/`; `unlearn methods` prints the same registry in the terminal. Choose one with "
-        "`unlearn --method NAME` and set its options with `--option KEY=VALUE` (or a `--config` file). "
-        f"The default method is [`{DEFAULT_METHOD}`](#{_anchor(DEFAULT_METHOD)}). How well each one forgets is "
-        "measured in the [committed reports](./reports/index.md), not here.",
+        (
+            "Generated when the site is built from the method registry (`unlearn.methods.METHODS`) and the tuned files "
+            "under `configs/tuned/`; `unlearn methods` prints the same registry in the terminal. Choose one with "
+            "`unlearn --method NAME` and set its options with `--option KEY=VALUE` (or a `--config` file). "
+            f"The default method is [`{DEFAULT_METHOD}`](#{_anchor(DEFAULT_METHOD)}). How well each one forgets is "
+            "measured in the [committed reports](./reports/index.md), not here."
+        ),
         "",
         f"{len(names)} methods are registered.",
         "",
@@ -144,8 +155,9 @@ def methods_page(root: Path) -> str:
     for name in names:
         m = METHODS.get(name)
         caps = ", ".join(f"`{c}`" for c in m.capabilities) or "-"
-        lines.append(f"| [`{name}`](#{_anchor(name)}) | {escape(m.summary)} | {caps} | "
-                     f"{len(by_method.get(name, []))} |")
+        lines.append(
+            f"| [`{name}`](#{_anchor(name)}) | {escape(m.summary)} | {caps} | {len(by_method.get(name, []))} |"
+        )
     lines.append("")
     for name in names:
         m = METHODS.get(name)
@@ -204,16 +216,31 @@ def cli_page(root: Path) -> str:
     """The CLI reference: one mkdocs-click block per console script, so every command, option and help text is the
     click command's own."""
     scripts = console_scripts(root / "setup.py")
-    lines = ["Generated when the site is built from the click commands that `setup.py` installs as console scripts: "
-             + ", ".join(f"[`{c}`](#{c})" for c, _, _ in scripts) + ". Every command also answers `--help`. "
-             "The options shared by every command that has the concept (`--data-dir`, `--per-class`, `--model`, "
-             "`--checkpoint`, `--forget`, `--method`, `--seed`, `--device`, `--epochs`, `--config`, `--preset`, "
-             "`--out`, `--force`, `--quiet`) mean the same everywhere; forget specs are described in "
-             "[Concepts](concepts.md#forget-specs).", ""]
+    lines = [
+        "Generated when the site is built from the click commands that `setup.py` installs as console scripts: "
+        + ", ".join(f"[`{c}`](#{c})" for c, _, _ in scripts)
+        + ". Every command also answers `--help`. "
+        "The options shared by every command that has the concept (`--data-dir`, `--per-class`, `--model`, "
+        "`--checkpoint`, `--forget`, `--method`, `--seed`, `--device`, `--epochs`, `--config`, `--preset`, "
+        "`--out`, `--force`, `--quiet`) mean the same everywhere; forget specs are described in "
+        "[Concepts](concepts.md#forget-specs).",
+        "",
+    ]
     for command, module, attr in scripts:
-        lines += [f"## `{command}` {{ #{command} }}", "", f"Entry point: `{module}:{attr}`.", "",
-                  "::: mkdocs-click", f"    :module: {module}", f"    :command: {attr}",
-                  f"    :prog_name: {command}", "    :depth: 2", "    :style: table", "    :list_subcommands: true", ""]
+        lines += [
+            f"## `{command}` {{ #{command} }}",
+            "",
+            f"Entry point: `{module}:{attr}`.",
+            "",
+            "::: mkdocs-click",
+            f"    :module: {module}",
+            f"    :command: {attr}",
+            f"    :prog_name: {command}",
+            "    :depth: 2",
+            "    :style: table",
+            "    :list_subcommands: true",
+            "",
+        ]
     return "\n".join(lines)
 
 
@@ -244,10 +271,9 @@ def committed_reports(root: Path) -> list[Report]:
             continue
         text = md.read_text()
         title = next((ln.lstrip("# ").strip() for ln in text.splitlines() if ln.startswith("#")), d.name)
-        command = re.search(r"^Command: `(.+?)`", text, re.M)
-        code = re.search(r"^Code: (\S+)", text, re.M)
-        out.append(Report(d.name, f"{d.name}/{md.name}", title, command and command.group(1),
-                          code and code.group(1)))
+        command = re.search(r"^Command: `(.+?)`", text, re.MULTILINE)
+        code = re.search(r"^Code: (\S+)", text, re.MULTILINE)
+        out.append(Report(d.name, f"{d.name}/{md.name}", title, command and command.group(1), code and code.group(1)))
     return out
 
 
@@ -264,19 +290,31 @@ def report_assets(root: Path) -> list[tuple[str, Path]]:
 def reports_index(root: Path) -> str:
     """The index of committed reports: each one's title, the command that made it and the commit it ran."""
     reports = committed_reports(root)
-    lines = ["Every figure the toolkit claims is in one of these reports, copied here verbatim from `reports/` when "
-             "the site is built. Each report names the command that produced it and the commit of the code it ran; "
-             "to reproduce one, check out that commit in a worktree and run its command there "
-             "(see [Getting started](../getting-started.md#reproducing-a-report)).", "",
-             "| report | what | command | code |", "|---|---|---|---|"]
+    lines = [
+        (
+            "Every figure the toolkit claims is in one of these reports, copied here verbatim from `reports/` when "
+            "the site is built. Each report names the command that produced it and the commit of the code it ran; "
+            "to reproduce one, check out that commit in a worktree and run its command there "
+            "(see [Getting started](../getting-started.md#reproducing-a-report))."
+        ),
+        "",
+        "| report | what | command | code |",
+        "|---|---|---|---|",
+    ]
     for r in reports:
         cmd = f"`{r.command}`" if r.command else "-"
         code = f"`{r.code[:10]}{'+dirty' if r.code.endswith('+dirty') else ''}`" if r.code else "-"
         lines.append(f"| [{r.name}]({r.page}) | {escape(r.title)} | {cmd} | {code} |")
     others = other_results(root)
     if others:
-        lines += ["", "Results committed as data only (no Markdown report; the README or the scripts beside them say how "
-                  "they were made):", ""]
+        lines += [
+            "",
+            (
+                "Results committed as data only (no Markdown report; the README or the scripts beside them say "
+                "how they were made):"
+            ),
+            "",
+        ]
         lines += [f"- `{p}`" for p in others]
     lines.append("")
     return "\n".join(lines)
@@ -293,12 +331,13 @@ def other_results(root: Path) -> list[str]:
 
 
 GENERATORS = {"methods": methods_page, "cli": cli_page, "reports": reports_index}
-MARKER = re.compile(r"^<!-- generated: ([\w-]+) -->$", re.M)
+MARKER = re.compile(r"^<!-- generated: ([\w-]+) -->$", re.MULTILINE)
 
 
 def expand(markdown: str, root: Path) -> str:
     """A page's Markdown with each marker line (``<!-- generated: NAME -->``, NAME one of GENERATORS) replaced by
     that generator's output; an unknown NAME raises ValueError, so a typo fails the build."""
+
     def one(match: re.Match) -> str:
         name = match.group(1)
         if name not in GENERATORS:

@@ -20,7 +20,7 @@ def documented_commands() -> list[tuple[str, str]]:
     """(page, command line) of every console-script line in the docs' bash blocks (continuations joined)."""
     out = []
     for md in sorted((REPO / "docs").rglob("*.md")):
-        for block in re.findall(r"```bash\n(.*?)```", md.read_text(), re.S):
+        for block in re.findall(r"```bash\n(.*?)```", md.read_text(), re.DOTALL):
             for line in re.sub(r"\\\n\s*", " ", block).splitlines():
                 line = line.split("  #")[0].strip()
                 words = shlex.split(line) if line else []
@@ -54,8 +54,15 @@ def test_documented_command_parses(page, line):
     parse(line)
 
 
-@pytest.mark.parametrize("line", ["unlearn train cifar10 --no-such-option", "condense build",
-                                  "experiments reproduce dcu --preset nope --out x", "attacks mia --data-dir data"])
+@pytest.mark.parametrize(
+    "line",
+    [
+        "unlearn train cifar10 --no-such-option",
+        "condense build",
+        "experiments reproduce dcu --preset nope --out x",
+        "attacks mia --data-dir data",
+    ],
+)
 def test_a_wrong_command_is_caught(line):
     with pytest.raises(click.ClickException):
         parse(line)

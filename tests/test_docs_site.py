@@ -17,7 +17,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 def sections(page: str) -> list[str]:
     """The method names the page has a section for (its ``## `name` `` headings)."""
-    return re.findall(r"^## `([^`]+)` \{ #method-", page, re.M)
+    return re.findall(r"^## `([^`]+)` \{ #method-", page, re.MULTILINE)
 
 
 def test_methods_page_has_a_section_for_every_registered_method():
@@ -28,8 +28,9 @@ def test_methods_page_has_a_section_for_every_registered_method():
 
 
 def test_methods_page_is_generated_from_the_registry(monkeypatch):
-    fake = Method(run=lambda ctx: None, defaults={"zeta_option": 7}, summary="a method only this test registers",
-                  zero_shot=True)
+    fake = Method(
+        run=lambda ctx: None, defaults={"zeta_option": 7}, summary="a method only this test registers", zero_shot=True
+    )
     monkeypatch.setitem(METHODS._items, "zz-docs-test", fake)
     page = docgen.methods_page(REPO)
     assert "zz-docs-test" in sections(page)
@@ -41,7 +42,7 @@ def test_methods_page_is_generated_from_the_registry(monkeypatch):
 
 def test_methods_page_shows_defaults_spaces_capabilities_and_every_tuned_file():
     page = docgen.methods_page(REPO)
-    blocks = dict(zip(sections(page), re.split(r"^## `[^`]+` \{ #method-.*$", page, flags=re.M)[1:]))
+    blocks = dict(zip(sections(page), re.split(r"^## `[^`]+` \{ #method-.*$", page, flags=re.MULTILINE)[1:]))
     for name in METHODS.names():
         m = METHODS.get(name)
         for option in m.defaults:
