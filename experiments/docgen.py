@@ -218,7 +218,7 @@ def cli_page(root: Path) -> str:
     scripts = console_scripts(root / "setup.py")
     lines = [
         "Generated when the site is built from the click commands that `setup.py` installs as console scripts: "
-        + ", ".join(f"[`{c}`](#{c})" for c, _, _ in scripts)
+        + ", ".join(f"[`{c}`](#{c}) (`{m}:{a}`)" for c, m, a in scripts)
         + ". Every command also answers `--help`. "
         "The options shared by every command that has the concept (`--data-dir`, `--per-class`, `--model`, "
         "`--checkpoint`, `--forget`, `--method`, `--seed`, `--device`, `--epochs`, `--config`, `--preset`, "
@@ -227,16 +227,12 @@ def cli_page(root: Path) -> str:
         "",
     ]
     for command, module, attr in scripts:
-        lines += [
-            f"## `{command}` {{ #{command} }}",
-            "",
-            f"Entry point: `{module}:{attr}`.",
-            "",
+        lines += [  # mkdocs-click writes the command's heading (level 2, id COMMAND) and its subcommands' (level 3)
             "::: mkdocs-click",
             f"    :module: {module}",
             f"    :command: {attr}",
             f"    :prog_name: {command}",
-            "    :depth: 2",
+            "    :depth: 1",
             "    :style: table",
             "    :list_subcommands: true",
             "",
