@@ -2,6 +2,8 @@
 drift from the code: the methods page from the method registry and the tuned files, the CLI reference from the
 console scripts that setup.py installs, and the committed reports with an index of them.
 
+A hand-written page in docs/ asks for a generated section with a line ``<!-- generated: NAME -->`` (NAME a key of
+GENERATORS: a function of the repository root returning Markdown); a new generated section is one more entry there.
 Every function returns Markdown text or file lists and writes nothing; `mkdocs build` adds them to the site."""
 
 from __future__ import annotations
