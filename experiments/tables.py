@@ -98,16 +98,50 @@ def read_report(path: Path) -> dict[str, Any]:
         doc = json.loads(f.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
         raise ConfigError(f"report {f} cannot be read: {err}") from None
+    if isinstance(doc, dict) and isinstance(doc.get("meta"), dict) and isinstance(doc.get("attacks"), dict):
+        return doc  # an `attacks ulira` report
     if not isinstance(doc, dict) or not isinstance(doc.get("meta"), dict) or not isinstance(doc.get("rows"), list):
-        raise ConfigError(f"{f} is not a report `experiments reproduce` wrote (needs meta and rows)")
+        raise ConfigError(f"{f} is not a report `experiments reproduce` or `attacks ulira` wrote (needs meta and "
+                          "rows, or attacks)")
     return doc
 
 
-def source_line(report: dict[str, Any], path: Path) -> str:
-    """Where a generated table's figures come from: the report, its command and its commit."""
+def ulira_table(report: dict[str, Any]) -> str:
+    """An `attacks ulira` report: each model's attack AUC with its interval (the report's bootstrap), accuracy and
+    TPR at low FPR, most distinguishable first."""
+    b = report.get("bootstrap") or {}
+    out = [f"U-LiRA: {report.get('setup', {}).get('splits', '?')} splits; intervals: {b.get('interval', '95%')} "
+           f"({b.get('replicates', '?')} draws over {b.get('over', 'targets')}).\n",
+           "| model | AUC [95% CI] | accuracy | TPR at 1% FPR | TPR at 0.1% FPR |", "|---|---|---|---|---|"]
+    rows = sorted(report["attacks"].items(), key=lambda kv: -kv[1]["auc"])
+    for name, a in rows:
+        ci = a.get("auc_ci")
+        auc = f"{a['auc']:.3f}" + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "")
+        f = lambda k: f"{a[k]:.3f}" if isinstance(a.get(k), (int, float)) else ""  # noqa: E731
+        out.append(f"| `{name}` | {auc} | {f('accuracy')} | {f('tpr_at_1pct_fpr')} | {f('tpr_at_0.1pct_fpr')} |")
+    return "\n".join(out) + "\n"
+
+
+def _section(md_path: Path, title: str, shown: Path) -> str:
+    """The body of the section headed ``## title`` of a report's Markdown (its description, table and figure), its
+    figure links made relative to where the reader's page names the report (``shown``)."""
+    text = md_path.read_text()
+    head = f"\n## {title}\n"
+    if head not in text:
+        raise ConfigError(f"{md_path} has no section {title!r}")
+    body = text.split(head, 1)[1].split("\n## ", 1)[0].strip("\n") + "\n"
+    return body.replace("](figures/", f"]({Path(shown).as_posix()}/figures/")
+
+
+def source_line(report: dict[str, Any], path: Path, real: Path | None = None) -> str:
+    """Where a generated table's figures come from: the report (its Markdown where it has one, else its JSON), its
+    command and its commit. ``path``: the report folder as the reader's link names it; ``real``: where it is."""
     m = report["meta"]
-    return (f"From [`{Path(path).as_posix()}`]({Path(path).as_posix()}/report.md): `{m.get('command', '')}` at "
-            f"{str(m.get('git', 'unknown'))[:12]}, {m.get('seeds', '?')} seeds, finished {m.get('finished_utc', '?')}.\n")
+    page = "report.md" if (Path(real or path) / "report.md").is_file() else "report.json"
+    seeds = m.get("seeds")
+    seeds = f", {len(seeds) if isinstance(seeds, list) else seeds} seed(s)" if isinstance(seeds, (int, list)) else ""
+    return (f"From [`{Path(path).as_posix()}`]({Path(path).as_posix()}/{page}): `{m.get('command', '')}` at "
+            f"{str(m.get('git', 'unknown'))[:12]}{seeds}, finished {m.get('finished_utc', '?')}.\n")
 
 
 def render(path: str | Path, table: str | None = None, shown: str | None = None) -> str:
@@ -121,7 +155,12 @@ def render(path: str | Path, table: str | None = None, shown: str | None = None)
             raise ConfigError("--table applies to reports, not to a folder of tuned files")
         return tuned_table(p)
     report = read_report(p)
-    src = source_line(report, Path(shown) if shown is not None else (p if p.is_dir() else p.parent))
+    folder = p if p.is_dir() else p.parent
+    src = source_line(report, Path(shown) if shown is not None else folder, folder)
+    if "attacks" in report and "rows" not in report:
+        if table is not None:
+            raise ConfigError("--table applies to experiment reports, not to an `attacks ulira` report")
+        return src + "\n" + ulira_table(report)
     boards = list(report["meta"].get("claims", {}))
     if table == "summary":
         return src + "\n" + leaderboard_summary(report)
@@ -132,10 +171,19 @@ def render(path: str | Path, table: str | None = None, shown: str | None = None)
         rows = [r for r in report["rows"] if r.get("experiment") == table]
         axes = [a for a in ROW_AXES if any(a in r for r in rows)]
         return src + "\n" + _kind_table(rows, axes, [tuple(c) for c in columns[table]])
+    if table is not None and table not in boards and table in columns:  # an unlearning table: the report's own
+        from .runner import load_suite
+
+        m = report["meta"]
+        title = next((e.spec.get("title", e.name) for e in load_suite(m["suite"], m["preset"])[1] if e.name == table),
+                     None)
+        if title is None:
+            raise ConfigError(f"suite {m['suite']!r} has no experiment {table!r} any more")
+        md = p / "report.md" if p.is_dir() else p.with_name("report.md")
+        return src + "\n" + _section(md, title, Path(shown) if shown is not None else folder)
     if table is not None:
         if table not in boards:
-            tables = [*boards, *(k for k, v in columns.items() if v and k not in boards)]
-            raise ConfigError(f"no table {table!r} in the report (it has: {', '.join(tables) or 'none'})")
+            raise ConfigError(f"no table {table!r} in the report (it has: {', '.join(columns) or 'none'})")
         return src + "\n" + leaderboard(report["rows"], table)
     if boards:
         return src + "\n" + leaderboard_summary(report) + "".join(
