@@ -14,8 +14,8 @@ training set.
 
 Batch composition (``order``), a named variant. A squared batch-mean gradient only estimates a mean squared gradient
 when each batch is a random draw of its set. ``order="shuffled"`` (default) draws the batches of both loaders from a
-seeded permutation (``ctx.derived_seed("ssd-order")``; ``"lfssd-order"`` for LFSSD), as SUPREME 0.1.5's loaders do (``shuffle=True``). The authors'
-scripts do not shuffle: ``full_train_dl = DataLoader(ConcatDataset((retain, forget)))`` puts the forget set, in
+seeded permutation (``ctx.derived_seed("ssd-order")``; ``"lfssd-order"`` for LFSSD), as SUPREME 0.1.5's loaders do
+(``shuffle=True``). The authors' scripts do not shuffle: ``full_train_dl = DataLoader(ConcatDataset((retain, forget)))`` puts the forget set, in
 whole batches, at the end of the ``I_D`` pass. Those forget-only batches add ``(forget batches / all batches) * I_Df``
 to ``I_D``, so ``I_Df / I_D`` can never exceed about ``N / N_forget``: 100 on the authors' CIFAR-100 class requests
 (1% of the data), but about 10 on a CIFAR-10 class request (10%), where alpha 10 then selects almost nothing and the
