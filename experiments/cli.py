@@ -330,6 +330,77 @@ def check_tuned_cmd(files, store, data_dir, executor, workers, address, device, 
         sys.exit(1)
 
 
+
+@main.command("parity")
+@click.option("--checkpoint", type=click.Path(dir_okay=False), required=True,
+              help="The original model (unlearn train); its own dataset, cap and validation split are used.")
+@click.option("--methods", default="ssd,lfssd,jit,unsir,scrub,salun,bad-teacher,neggrad,fisher", show_default=True,
+              help="Comma list of methods to compare (SUPREME: ssd, lfssd, jit, unsir, scrub; torchunlearn: salun, "
+                   "bad-teacher, neggrad, fisher, scrub).")
+@click.option("--forget", "forget_specs", default="class:2,random:0.1", show_default=True,
+              help="Semicolon- or comma-separated forget specs (e.g. class:2,random:0.1).")
+@click.option("--seeds", default="0", show_default=True, help="Comma list of seeds (e.g. 0,1,2).")
+@out_dir("report.json and report.md.", required=True)
+@options("data_dir", "device")
+@opt("force")
+@opt("quiet")
+@with_logging
+def parity_cmd(checkpoint, methods, forget_specs, seeds, out, data_dir, device, force, quiet) -> None:
+    """Our namesake methods against the reference libraries' own functions (SUPREME 0.1.5; torchunlearn), on one
+    checkpoint, the same forget sets and seeds: FA / RA / TA / MIA / seconds side by side (issue #32)."""
+    from dcforget.checkpoint import open_checkpoint
+    from dcforget.errors import ConfigError, OutputExistsError
+    from dcforget.forget import parse_forget_spec
+    from dcforget.io import atomic_paths
+    from dcforget.provenance import run_meta
+
+    from .parity import markdown, run_parity
+
+    method_list = [m.strip() for m in methods.split(",")]
+    if not all(method_list):
+        raise ConfigError(f"--methods has an empty name: {methods!r}")
+    specs = [s.strip() for s in forget_specs.replace(";", ",").split(",")]
+    specs = [s for s in specs if s]
+    fixed = []  # "random:0.1" splits cleanly; "classes:1,2:0.1" would not: refuse it rather than guess
+    for s in specs:
+        if s.startswith("classes:"):
+            raise ConfigError("--forget: classes:... specs are not supported here (use class:C or random:F)")
+        parse_forget_spec(s)
+        fixed.append(s)
+    try:
+        seed_list = [int(x) for x in seeds.split(",")]
+    except ValueError:
+        raise ConfigError(f"--seeds must be a comma list of integers, got {seeds!r}") from None
+    if any(x < 0 for x in seed_list) or len(set(seed_list)) != len(seed_list):
+        raise ConfigError(f"--seeds must be distinct integers >= 0, got {seeds!r}")
+    out_path = Path(out)
+    files = [out_path / "report.json", out_path / "report.md"]
+    if not force and any(f.exists() for f in files):
+        raise OutputExistsError(f"{out_path} holds a report; pass --force to replace it")
+    check_writable_dir(out_path)
+    from .parity import PAIRS, TORCHUNLEARN_METHODS
+
+    unknown = [m for m in method_list if m not in PAIRS and m not in TORCHUNLEARN_METHODS]
+    if unknown:
+        raise ConfigError(f"no parity pair for {', '.join(unknown)}; known: {', '.join(sorted(PAIRS))} (SUPREME), "
+                          f"{', '.join(TORCHUNLEARN_METHODS)} (torchunlearn)")
+    ck, data = open_checkpoint(checkpoint, data_dir)
+    dev = resolve_device(device)
+    command = "experiments " + " ".join(shlex.quote(a) for a in sys.argv[1:])  # also under python -m experiments.cli
+    rows = run_parity(ck.model, data, methods=method_list, specs=fixed, seeds=seed_list, device=dev,
+                      log=(lambda msg: None) if quiet else (lambda msg: click.echo(msg, err=True)))
+    epochs = ((ck.meta.config or {}).get("train") or {}).get("epochs", "?")
+    meta = run_meta(dev, command=command, checkpoint=str(checkpoint), seeds=seed_list,
+                    setting=f"{data.info.name}, {ck.model.arch}, per class {data.per_class}, "
+                            f"{len(data.train)} training images, trained {epochs} "
+                            f"epochs with seed {ck.meta.seed}")
+    report = {"meta": meta, "tolerance_points": 5, "rows": rows}
+    with atomic_paths(files, force=True) as (tj, tm):
+        tj.write_text(json.dumps(report, indent=1, sort_keys=True))
+        tm.write_text(markdown(rows, meta))
+    click.echo(f"wrote {files[1]}")
+
+
 unlearn_group.add_command(reproduce_cmd)  # `unlearn reproduce ...`: the name the README has always used
 unlearn_group.add_command(demo_cmd)
 unlearn_main = unlearn_group
