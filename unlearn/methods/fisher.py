@@ -101,7 +101,7 @@ def _per_sample_chunk(model: nn.Module, x: torch.Tensor, linears: dict[str, nn.L
             names = list(linears)
             outs = [seen[n][1] for n in names]
             energy = {n: torch.zeros_like(o) for n, o in zip(names, outs)}  # sum_y p_y delta_y^2, [B, out]
-            for y in range(logp.shape[-1]):
+            for y in range(logp.shape[-1] if names else 0):
                 # CE(f(x), y) = -log p_y(x); summed over the chunk, its gradient at sample b's output is sample b's own
                 deltas = torch.autograd.grad(-logp[:, y].sum(), outs, retain_graph=y + 1 < logp.shape[-1])
                 for n, d in zip(names, deltas):
