@@ -17,9 +17,11 @@ torchunlearn's ``FisherForget`` (``Harry24k/machine-unlearning-pytorch``,
      gradients from ``torch.func`` (``vmap`` over ``jacrev`` of the log-softmax, one Jacobian row per class).
    * ``"batch-mean"`` (torchunlearn's ``get_hessian``; Deep Unlearn's ``fisher_new`` likewise squares batch
      gradients): shuffled batches of ``batch_size`` (the request's seed), per batch and class y the gradient g of
-     the batch-MEAN ``CE(f(x), y)``, ``F += mean_batch(p_y) * g^2``, divided by the number of batches. Cheaper (one
-     backward per class and batch), and an underestimate of the per-sample F (the square of a mean is at most the
-     mean of the squares), so the same alpha adds more noise.
+     the batch-MEAN ``CE(f(x), y)``, ``F += mean_batch(p_y) * g^2``, divided by the number of batches. One backward
+     per class and batch, and not the same quantity: the square of a batch mean cancels opposing gradients, while
+     the class weight ``mean_batch(p_y)`` pairs the (large) gradients of samples the model puts in other classes with
+     the share of the batch in class y. Neither bounds the other (on a trained CIFAR-10 MLP the batch-mean total
+     came out the larger), so an alpha chosen for one estimator does not carry over to the other.
 
 2. Per parameter p: ``var = 1 / (F + 1e-8)`` clamped at 1e3, and at 1e2 when ``p.shape[0] == num_classes`` (the
    class-row rule: classifier weight and bias, and any other parameter whose first dimension happens to equal the
