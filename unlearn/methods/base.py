@@ -181,6 +181,9 @@ class Method:
     # a function of the options saying whether these options make it read it. Such a method's studies serve it the
     # method half of the validation split and choose on the selection half (dcforget.datasets.validation_halves)
     reads_validation: bool | Callable[[dict[str, Any]], bool] = False
+    # where the method and its registered defaults come from: "Author et al., venue; code repository path" (the
+    # defaults are the reference's; settings of our own live in tuned files, configs/tuned/)
+    reference: str = ""
 
     @property
     def reads_retain(self) -> bool:
@@ -208,12 +211,13 @@ def register(name: str, *, summary: str, needs_condensed: bool = False, needs_of
              trains_fresh: bool = False, zero_shot: bool = False, auxiliary: bool = False, class_only: bool = False,
              validate: Callable[[dict[str, Any]], None] | None = None, space: Space | None = None,
              shared_space: bool = True, reads_validation: bool | Callable[[dict[str, Any]], bool] = False,
-             **defaults: Any):
+             reference: str = "", **defaults: Any):
     """``validate``: called with the options a user gave (before defaults fill in the rest), for combinations the
     types alone cannot refuse. ``space``: the method's own search dimensions; with ``shared_space`` the shared ones
     (dcforget.space.SHARED: lr, weight decay, momentum, batch size, epochs) join for the options the method has.
     ``reads_validation``: the method reads ``ctx.data.val`` (True, or a function of its options); a zero-shot method
-    that does must also declare ``auxiliary`` (its view holds no validation split otherwise)."""
+    that does must also declare ``auxiliary`` (its view holds no validation split otherwise). ``reference``: the source
+of the method and of its registered defaults (paper, and the authors' code where the paper is silent)."""
     full_space = method_space(defaults, space, shared_space)
 
     def deco(fn: Callable[[UnlearnContext], Classifier]) -> Callable[[UnlearnContext], Classifier]:
@@ -223,7 +227,7 @@ def register(name: str, *, summary: str, needs_condensed: bool = False, needs_of
             raise ValueError(f"method {name!r}: a zero-shot method that reads the validation split must declare "
                              "auxiliary=True")
         METHODS.register(name)(Method(fn, defaults, summary, needs_condensed, needs_offline, trains_fresh, zero_shot,
-                                      validate, full_space, auxiliary, class_only, reads_validation))
+                                      validate, full_space, auxiliary, class_only, reads_validation, reference))
         return fn
 
     return deco

@@ -230,7 +230,9 @@ def _share(part: torch.nn.Module, model: torch.nn.Module) -> float:
     return sum(p.numel() for p in part.parameters()) / max(sum(p.numel() for p in model.parameters()), 1)
 
 
-@register("condensed", needs_condensed=True, reads_validation=lambda o: o["forget_ce_unit"] == "val",
+@register("condensed",
+          reference="this toolkit (DC-U, arXiv 2402.00195, reduced retain set); defaults chosen on validation",
+          needs_condensed=True, reads_validation=lambda o: o["forget_ce_unit"] == "val",
           summary="fine-tune on the reduced retain set (condensed + touched real) from a partial reset, with DSA, masked "
                   "distillation and a forget ascent bounded at the validation loss",
           epochs=0, min_steps=40, steps=0, batch_size=256, optimizer="adam", lr=1e-3, schedule="cosine", bf16=False, reset="auto",
