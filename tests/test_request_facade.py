@@ -72,7 +72,7 @@ def test_checkpoint_and_condensed_of_other_datasets_is_a_dataset_mismatch(files,
 def test_what_a_method_needs_is_checked_from_its_capabilities(files):
     assert METHODS.get("dcu-reference").needs_offline and METHODS.get("condensed-model").needs_offline
     assert METHODS.get("retrain").trains_fresh and METHODS.get("gradient-ascent").zero_shot
-    assert not METHODS.get("finetune").capabilities
+    assert METHODS.get("finetune").capabilities == ["reads_retain"]  # it trains on a retain set, nothing else
     ck, cs = files["a"]
     with pytest.raises(ConfigError, match="offline phase"):
         UnlearnRequest(ck, "random:0.1", method="dcu-reference", condensed_file=cs, device="cpu").prepare()
