@@ -36,6 +36,9 @@ setup(
         "svhn": ["scipy"],  # torchvision's SVHN reader loads .mat files with scipy
         "attacks": ["scikit-learn>=1.3"],  # SalUn's SVC-MIA uses scikit-learn's SVC; we use the same
         "dp": ["opacus>=1.5"],
+        # the documentation site (mkdocs.yml; `mkdocs build --strict` in .ci/run): File.generated needs mkdocs 1.6
+        "docs": ["mkdocs>=1.6", "mkdocs-material>=9.5", "mkdocstrings[python]>=1.0", "mkdocstrings-python>=2.0",
+                 "mkdocs-click>=0.9"],
         "plots": ["matplotlib>=3.7"],  # figures of `unlearn reproduce` reports  # the DP-SGD baseline of `attacks defend` (per-sample clipping + accountant)
     },
     data_files=[(f"share/dcforget/{d.relative_to(here)}",  # experiment files, their forget index files, tuned options

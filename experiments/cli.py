@@ -100,7 +100,12 @@ TUNE_DEFAULTS = {"model": "mlp", "per_class": None, "val_fraction": 0.15, "forge
 
 @main.command("tune")
 @click.argument("dataset")
-@click.option("--method", "methods", multiple=True, required=True, help="Method to tune (repeatable).")
+@click.option("--method", "methods", multiple=True, help="Method to tune (repeatable).")
+@click.option("--suite", default=None,
+              help="Tune what a suite's leaderboards run on DATASET and --model, instead of --method: random "
+                   "forgetting for every method with a search space, class forgetting for the class-only ones and "
+                   "those a class experiment lists in `tune_class` (e.g. --suite benchmark).")
+@click.option("--skip-existing", is_flag=True, help="Leave methods whose tuned file exists alone (instead of refusing).")
 @options("preset", "config")
 @click.option("--model", "arch", default=None, help="Architecture (default mlp).")
 @click.option("--trials", type=click.IntRange(min=1), default=None, help="Complete trials per method (default 20).")
@@ -120,10 +125,15 @@ TUNE_DEFAULTS = {"model": "mlp", "per_class": None, "val_fraction": 0.15, "forge
          "configs/tuned/PRESET/DATASET-MODEL, where `unlearn --method` finds them.")
 @opt("force")
 @with_logging
-def tune_cmd(dataset, methods, preset, config_file, arch, trials, seeds, forget_spec, per_class, data_dir, study, store,
-             executor, workers, address, device, quiet, out, force) -> None:
+def tune_cmd(dataset, methods, suite, skip_existing, preset, config_file, arch, trials, seeds, forget_spec, per_class,
+             data_dir, study, store, executor, workers, address, device, quiet, out, force) -> None:
     """Tune unlearning methods on the validation split (Deep Unlearn's protocol: four objectives against
-    retraining, NSGA-III, the min-norm trial), on Optuna and the job engine."""
+    retraining, NSGA-III, the min-norm trial), on Optuna and the job engine.
+
+    \b
+    experiments tune cifar10 --method kde --preset cpu --data-dir data
+    experiments tune cifar10 --suite benchmark --skip-existing --preset cpu --data-dir data
+    """
     from dcforget.config import resolve_config, section
     from dcforget.errors import ConfigError, OutputExistsError
     from dcforget.io import atomic_path
@@ -138,25 +148,48 @@ def tune_cmd(dataset, methods, preset, config_file, arch, trials, seeds, forget_
 
     from .hpsearch import StudySetup, check_storage, study_validation, tune, tuned_config
 
+    if bool(methods) == bool(suite):
+        raise ConfigError("give --method (repeatable) or --suite, not both" if methods else "give --method or --suite")
+    if suite and forget_spec is not None:
+        raise ConfigError("--forget goes with --method; a suite's experiments say what each method forgets")
+    if skip_existing and force:
+        raise ConfigError("--skip-existing and --force contradict each other")
     overrides = {"model": arch, "trials": trials, "seeds": seeds, "per_class": per_class, "forget": forget_spec}
     config = resolve_config({"tune": TUNE_DEFAULTS}, preset, config_file, {"tune": overrides})
     t = section(config, "tune", set(TUNE_DEFAULTS))
-    for m in methods:
+    if suite:
+        from .runner import suite_tuning
+
+        jobs = suite_tuning(suite, preset or "cpu", dataset.split(":")[0], t["model"])
+    else:
+        jobs = [(m, t["forget"]) for m in methods]
+    for m, forget in jobs:
         if not METHODS.get(m).space:
             raise ConfigError(f"method {m!r} declares no search space")
-        check_forget_kind(m, t["forget"])
+        check_forget_kind(m, forget)
     name = f"{dataset.split(':')[0]}-{t['model']}"
     out = Path(out or Path("configs") / "tuned" / (preset or "custom") / name)
-    files = {m: out / tuned_filename(m, t["forget"]) for m in methods}
+    files = {(m, forget): out / tuned_filename(m, forget) for m, forget in jobs}
     existing = [f for f in files.values() if f.exists()]
-    if existing and not force:
-        raise OutputExistsError(f"{existing[0]} exists; pass --force to replace it")
+    if skip_existing:
+        for job, f in list(files.items()):
+            if f.exists():
+                click.echo(f"skip {job[0]} ({f} exists)", err=True)
+                del files[job]
+        jobs = [j for j in jobs if j in files]
+        if not jobs:
+            click.echo(f"nothing to tune: every tuned file exists in {out}")
+            return
+    elif existing and not force:
+        raise OutputExistsError(f"{existing[0]} exists; pass --force to replace it, or --skip-existing")
     check_writable_dir(out)
     train = {**TrainConfig().to_dict(), **t["train"]}
-    setup = StudySetup(dataset=dataset, model=t["model"], per_class=t["per_class"], val_fraction=t["val_fraction"],
-                       forget=t["forget"], seeds=tuple(range(int(t["seeds"]))), train=train,
-                       condense={"condenser": "fdm", "clusters": int(t["clusters"]),
-                                 "options": config.get("condense", {}).get("fdm", {})})
+
+    def setup_for(forget: str) -> StudySetup:
+        return StudySetup(dataset=dataset, model=t["model"], per_class=t["per_class"], val_fraction=t["val_fraction"],
+                          forget=forget, seeds=tuple(range(int(t["seeds"]))), train=train,
+                          condense={"condenser": "fdm", "clusters": int(t["clusters"]),
+                                    "options": config.get("condense", {}).get("fdm", {})})
     storage = study or Path("runs") / "studies" / f"{name}-{preset or 'custom'}.journal"
     # every output location is checked before any job runs: the tuned files (above), the job store, the study
     JobStore(store).check_writable()
@@ -164,20 +197,71 @@ def tune_cmd(dataset, methods, preset, config_file, arch, trials, seeds, forget_
     log = (lambda msg: None) if quiet else (lambda msg: click.echo(msg, err=True))
     context = {"root": str(Path(store) / "tune-artefacts"), "data_dir": data_dir, "device": str(resolve_device(device))}
     with make_executor(executor or "local", workers=workers or 1, address=address) as ex:
-        for m in methods:
+        for m, forget in jobs:
             base = {k: v for k, v in t["base_options"].get(m, {}).items()}
             # a method that reads the validation split is served its method half and chosen on the selection half
+            setup = setup_for(forget)
             setup_m = dataclasses.replace(setup, validation=study_validation(m, base))
             res = tune(m, setup_m, trials=int(t["trials"]), storage=storage, store=store, executor=ex, context=context,
                        base_options=base, population=t["population"], log=log)
             doc = tuned_config(res, preset=preset or "custom", meta=run_meta(resolve_device(device), seeds=list(setup.seeds)))
             doc["study_storage"] = str(storage)
-            with atomic_path(files[m], force=True) as tmp:
+            with atomic_path(files[(m, forget)], force=True) as tmp:
                 tmp.write_text(json.dumps(doc, indent=1, sort_keys=True))
             b = res.best
             click.echo(f"{m}: trial {b['number']} of {res.summary()['trials']}, norm {b['norm']:.4f} "
                        f"({', '.join(f'{k} {v:.4f}' for k, v in b['objectives'].items())}): "
-                       f"{', '.join(f'{k}={v}' for k, v in sorted(b['options'].items()))} -> {files[m]}")
+                       f"{', '.join(f'{k}={v}' for k, v in sorted(b['options'].items()))} -> {files[(m, forget)]}")
+
+
+@main.command("report")
+@click.argument("path", required=False, type=click.Path(exists=True))
+@click.option("--markdown", "markdown", is_flag=True, default=True,
+              help="Markdown tables (the only format; the flag is accepted for clarity).")
+@click.option("--table", default=None,
+              help="One table of a benchmark report: 'summary' or an experiment's name (default: every table).")
+@click.option("--refresh", "refresh", multiple=True, type=click.Path(exists=True, dir_okay=False),
+              help="Rewrite the generated blocks (<!-- experiments report ARGS --> ... <!-- end -->) of these Markdown "
+                   "files from the reports, in place; with --check, only say which differ.")
+@click.option("--check", is_flag=True, help="With --refresh: change nothing, exit 1 when a block is out of date.")
+@with_logging
+def report_cmd(path, markdown, table, refresh, check) -> None:
+    """Render results tables from committed reports (PATH: a report folder, its report.json, or a folder of tuned
+    files), so that no figure is typed by hand.
+
+    \b
+    experiments report reports/benchmark-cpu --table summary
+    experiments report reports/benchmark-cpu --table cifar10
+    experiments report configs/tuned/cpu/cifar10-mlp
+    experiments report --refresh README.md --check
+    """
+    from dcforget.errors import ConfigError
+    from dcforget.io import atomic_path
+
+    from .tables import refresh_blocks, render
+
+    if refresh:
+        if path is not None or table is not None:
+            raise ConfigError("--refresh takes no PATH or --table (each block names its own)")
+        stale = []
+        for f in map(Path, refresh):
+            text = f.read_text()
+            new = refresh_blocks(text, Path.cwd())
+            if new != text:
+                stale.append(str(f))
+                if not check:
+                    with atomic_path(f, force=True) as tmp:
+                        tmp.write_text(new)
+        verb = "out of date" if check else "refreshed"
+        click.echo(f"{len(stale)} of {len(refresh)} file(s) {verb}" + (f": {', '.join(stale)}" if stale else ""))
+        if check and stale:
+            sys.exit(1)
+        return
+    if check:
+        raise ConfigError("--check goes with --refresh")
+    if path is None:
+        raise ConfigError("give a report folder (or --refresh FILE)")
+    click.echo(render(path, table), nl=False)
 
 
 @main.command("check-tuned")
@@ -244,6 +328,77 @@ def check_tuned_cmd(files, store, data_dir, executor, workers, address, device, 
                f"noise -> {out_path}")
     if report["within_noise"] < len(rows):
         sys.exit(1)
+
+
+
+@main.command("parity")
+@click.option("--checkpoint", type=click.Path(dir_okay=False), required=True,
+              help="The original model (unlearn train); its own dataset, cap and validation split are used.")
+@click.option("--methods", default="ssd,lfssd,jit,unsir,scrub,salun,bad-teacher,neggrad,fisher", show_default=True,
+              help="Comma list of methods to compare (SUPREME: ssd, lfssd, jit, unsir, scrub; torchunlearn: salun, "
+                   "bad-teacher, neggrad, fisher, scrub).")
+@click.option("--forget", "forget_specs", default="class:2,random:0.1", show_default=True,
+              help="Semicolon- or comma-separated forget specs (e.g. class:2,random:0.1).")
+@click.option("--seeds", default="0", show_default=True, help="Comma list of seeds (e.g. 0,1,2).")
+@out_dir("report.json and report.md.", required=True)
+@options("data_dir", "device")
+@opt("force")
+@opt("quiet")
+@with_logging
+def parity_cmd(checkpoint, methods, forget_specs, seeds, out, data_dir, device, force, quiet) -> None:
+    """Our namesake methods against the reference libraries' own functions (SUPREME 0.1.5; torchunlearn), on one
+    checkpoint, the same forget sets and seeds: FA / RA / TA / MIA / seconds side by side (issue #32)."""
+    from dcforget.checkpoint import open_checkpoint
+    from dcforget.errors import ConfigError, OutputExistsError
+    from dcforget.forget import parse_forget_spec
+    from dcforget.io import atomic_paths
+    from dcforget.provenance import run_meta
+
+    from .parity import markdown, run_parity
+
+    method_list = [m.strip() for m in methods.split(",")]
+    if not all(method_list):
+        raise ConfigError(f"--methods has an empty name: {methods!r}")
+    specs = [s.strip() for s in forget_specs.replace(";", ",").split(",")]
+    specs = [s for s in specs if s]
+    fixed = []  # "random:0.1" splits cleanly; "classes:1,2:0.1" would not: refuse it rather than guess
+    for s in specs:
+        if s.startswith("classes:"):
+            raise ConfigError("--forget: classes:... specs are not supported here (use class:C or random:F)")
+        parse_forget_spec(s)
+        fixed.append(s)
+    try:
+        seed_list = [int(x) for x in seeds.split(",")]
+    except ValueError:
+        raise ConfigError(f"--seeds must be a comma list of integers, got {seeds!r}") from None
+    if any(x < 0 for x in seed_list) or len(set(seed_list)) != len(seed_list):
+        raise ConfigError(f"--seeds must be distinct integers >= 0, got {seeds!r}")
+    out_path = Path(out)
+    files = [out_path / "report.json", out_path / "report.md"]
+    if not force and any(f.exists() for f in files):
+        raise OutputExistsError(f"{out_path} holds a report; pass --force to replace it")
+    check_writable_dir(out_path)
+    from .parity import PAIRS, TORCHUNLEARN_METHODS
+
+    unknown = [m for m in method_list if m not in PAIRS and m not in TORCHUNLEARN_METHODS]
+    if unknown:
+        raise ConfigError(f"no parity pair for {', '.join(unknown)}; known: {', '.join(sorted(PAIRS))} (SUPREME), "
+                          f"{', '.join(TORCHUNLEARN_METHODS)} (torchunlearn)")
+    ck, data = open_checkpoint(checkpoint, data_dir)
+    dev = resolve_device(device)
+    command = "experiments " + " ".join(shlex.quote(a) for a in sys.argv[1:])  # also under python -m experiments.cli
+    rows = run_parity(ck.model, data, methods=method_list, specs=fixed, seeds=seed_list, device=dev,
+                      log=(lambda msg: None) if quiet else (lambda msg: click.echo(msg, err=True)))
+    epochs = ((ck.meta.config or {}).get("train") or {}).get("epochs", "?")
+    meta = run_meta(dev, command=command, checkpoint=str(checkpoint), seeds=seed_list,
+                    setting=f"{data.info.name}, {ck.model.arch}, per class {data.per_class}, "
+                            f"{len(data.train)} training images, trained {epochs} "
+                            f"epochs with seed {ck.meta.seed}")
+    report = {"meta": meta, "tolerance_points": 5, "rows": rows}
+    with atomic_paths(files, force=True) as (tj, tm):
+        tj.write_text(json.dumps(report, indent=1, sort_keys=True))
+        tm.write_text(markdown(rows, meta))
+    click.echo(f"wrote {files[1]}")
 
 
 unlearn_group.add_command(reproduce_cmd)  # `unlearn reproduce ...`: the name the README has always used

@@ -112,8 +112,39 @@ def load_suite(suite: str, preset: str, only: list[str] | None = None) -> tuple[
     return {**shared, **presets[preset]}, exps
 
 
+def suite_tuning(suite: str, preset: str, dataset: str, model: str) -> list[tuple[str, str]]:
+    """What ``experiments tune --suite SUITE`` tunes for ``dataset``/``model``: (method, forget spec) pairs from the
+    suite's leaderboards on that dataset and model whose options are tuned on it (``tuned_on``): random forgetting
+    for every method with a search space that is not class-only; class forgetting for the class-only ones and those
+    the experiment lists in ``tune_class``. The list comes from the suite's files, so it never drifts from what the
+    suite runs."""
+    from unlearn.methods import METHODS
+    from unlearn.tuned import forget_kind
+
+    _, exps = load_suite(suite, preset)
+    jobs: dict[tuple[str, str], None] = {}
+    for e in exps:
+        s = e.spec
+        if s.get("kind") != "leaderboard" or s.get("tuned_on", s.get("dataset")) != dataset or s.get("dataset") != dataset:
+            continue
+        if model not in s.get("models", []):
+            continue
+        forget = s["forget"]
+        whole = forget_kind(forget) == "class"
+        extra = set(s.get("tune_class", []))
+        for m in s["methods"]:
+            method = METHODS.get(m)
+            if not method.space:
+                continue
+            if (not whole and not method.class_only) or (whole and (method.class_only or m in extra)):
+                jobs[(m, forget)] = None
+    if not jobs:
+        raise ConfigError(f"suite {suite!r} tunes nothing on {dataset}/{model} at preset {preset!r}")
+    return list(jobs)
+
+
 PRESENTATION_KEYS = ("title", "description", "reductions", "reference_source", "reference", "reference_keys", "notes",
-                     "flag")  # shape the report, not the cells
+                     "flag", "tune_class")  # shape the report (or `experiments tune --suite`), not the cells
 
 
 PRESET_PRESENTATION_KEYS = ("description", "seeds", "seed_note")  # the report's text, and the seed (in the cell)
@@ -404,7 +435,8 @@ def reproduce(suite: str, preset: str, out: str | Path, *, only: list[str] | Non
             "cells_missing": missing, "cells_older_code": older_code, "cells_damaged": damaged, "cells_diverged": diverged,
             "data_note": (f"{p['dataset']}, {p.get('per_class') or 'all'} training images per class (seed 0), of which "
                           f"{100 * val_fraction(p):.0f}% per class are held out as the validation split (not retain, "
-                          "not forget); RA/FA are on the rest, TA on the test split."),
+                          "not forget); RA/FA are on the rest, TA on the test split." if p.get("dataset") else
+                          "this suite reads committed reports, each with its own data."),
             "bf16_note": ("bf16 autocast is on for training the originals and inside every method with a bf16 "
                           "option (evaluation runs in float32)." if p.get("bf16") else
                           "Everything runs in float32" + (" (bf16 = auto: this device has no native bf16, where "

@@ -14,7 +14,7 @@ pip=(.venv/bin/python -m pip install --quiet --disable-pip-version-check)
 if [ -z "${DCFORGET_KEEP_TORCH:-}" ]; then
   "${pip[@]}" "torch==2.13.0" "torchvision==0.28.0"
 fi
-"${pip[@]}" -e ".[test]"
+"${pip[@]}" -e ".[test,docs]"  # docs: mkdocs build --strict, which .ci/run runs
 shared_data=../shared/data
 if [ -x "$shared_data/unpack.sh" ]; then
   "$shared_data/unpack.sh" data >/dev/null

@@ -10,7 +10,7 @@ from dcforget.errors import ConfigError
 from dcforget.models import create_model
 from dcforget.runtime import seeded
 from dcforget.train import as_unit
-from unlearn.methods.base import UnlearnContext
+from unlearn.methods.base import METHODS, UnlearnContext
 from unlearn.methods.fisher import fisher, fisher_diagonal
 from unlearn.request import cumulative_split
 
@@ -66,7 +66,8 @@ def test_vectorised_fisher_equals_the_batch_one_loop(tiny, arch):
 def _context(tiny, arch, alpha, seed):
     split = cumulative_split(tiny, "class:1", 0, None)
     model = _model(arch, tiny.info).eval()
-    return UnlearnContext(model, tiny, split, CPU, seed, {"alpha": alpha, "batch_size": 16}, quiet=True), split
+    options = {**METHODS.get("fisher").defaults, "alpha": alpha, "batch_size": 16, "omit_label": False}
+    return UnlearnContext(model, tiny, split, CPU, seed, options, quiet=True), split
 
 
 def _transcribed_var(p, fish, k, alpha):
@@ -162,3 +163,121 @@ def test_the_fisher_is_computed_once_per_original_and_retain_set(tiny, monkeypat
         next(ctx3.original.parameters()).add_(0.01)
     fisher(ctx3)
     assert len(calls) == 2
+
+
+# --- the fast per-sample path, the batch-mean estimator and omit_label (issue #32) ---------------------------------
+
+@pytest.mark.parametrize("arch", list(ARCHS))
+def test_torch_func_path_alone_equals_the_batch_one_loop(tiny, arch):
+    """With the closed form for Linear layers off, every parameter's per-sample gradients come from vmap(jacrev)."""
+    model = _model(arch, tiny.info)
+    images = tiny.train.images[:11]
+    got = fisher_diagonal(model, images, batch_size=4, closed_form=False)
+    fast = fisher_diagonal(model, images, batch_size=4)
+    want = _loop_fisher(model, images)
+    for n in want:
+        scale = float(want[n].abs().max())
+        torch.testing.assert_close(got[n], want[n], rtol=1e-4, atol=1e-5 * scale)
+        torch.testing.assert_close(fast[n], want[n], rtol=1e-4, atol=1e-5 * scale)
+
+
+def _torchunlearn_hessian(model, images, batch_size, seed):
+    """torchunlearn's FisherForget.get_hessian, transcribed: batch-mean CE per class, weighted by the batch-mean
+    probability, divided by the number of batches (batches: a permutation drawn from ``seed``)."""
+    model.eval()
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    acc = {n: torch.zeros_like(p) for n, p in named}
+    order = torch.randperm(len(images), generator=torch.Generator().manual_seed(seed))
+    batches = [order[s:s + batch_size] for s in range(0, len(images), batch_size)]
+    for idx in batches:
+        out = model(as_unit(images[idx]))
+        prob = F.softmax(out, dim=-1).detach()
+        for y in range(out.shape[1]):
+            model.zero_grad()
+            F.cross_entropy(out, torch.full((len(idx),), y)).backward(retain_graph=True)
+            for n, p in named:
+                acc[n] += torch.mean(prob[:, y]) * p.grad.pow(2)
+    return {n: v / len(batches) for n, v in acc.items()}
+
+
+@pytest.mark.parametrize("arch", list(ARCHS))
+def test_batch_mean_estimator_is_torchunlearns(tiny, arch):
+    model = _model(arch, tiny.info)
+    images = tiny.train.images[:19]
+    got = fisher_diagonal(model, images, batch_size=8, estimator="batch-mean", seed=4)
+    want = _torchunlearn_hessian(_model(arch, tiny.info), images, 8, 4)
+    per_sample = fisher_diagonal(model, images, batch_size=8)
+    for n in want:
+        scale = float(want[n].abs().max())
+        assert scale > 0, n
+        torch.testing.assert_close(got[n], want[n], rtol=1e-4, atol=1e-5 * scale)
+    # squaring batch means is not the mean of per-sample squares: the two estimators differ ...
+    total = lambda f: sum(float(v.sum()) for v in f.values())
+    diff = sum(float((got[n] - per_sample[n]).abs().sum()) for n in want) / total(per_sample)
+    assert diff > 1e-3  # ten times the tolerance of the equalities here
+    # ... except with batches of one sample, where the batch mean IS the sample
+    ones = fisher_diagonal(model, images, batch_size=1, estimator="batch-mean", seed=4)
+    for n in want:
+        torch.testing.assert_close(ones[n], per_sample[n], rtol=1e-4, atol=1e-6 * float(per_sample[n].abs().max()))
+
+
+def test_batch_mean_estimator_depends_on_its_seed_and_per_sample_does_not(tiny):
+    model = _model("mlp", tiny.info)
+    images = tiny.train.images[:19]
+    a = fisher_diagonal(model, images, batch_size=8, estimator="batch-mean", seed=1)
+    b = fisher_diagonal(model, images, batch_size=8, estimator="batch-mean", seed=2)
+    assert any(not torch.allclose(a[n], b[n]) for n in a)
+    c, d = (fisher_diagonal(model, images, batch_size=8, seed=s) for s in (1, 2))
+    assert all(torch.equal(c[n], d[n]) for n in c)
+
+
+def _omit_context(tiny, spec, omit, seed=5, arch="mlp"):
+    split = cumulative_split(tiny, spec, 0, None)
+    model = _model(arch, tiny.info).eval()
+    options = {**METHODS.get("fisher").defaults, "alpha": 1e-7, "batch_size": 16, "omit_label": omit}
+    return UnlearnContext(model, tiny, split, CPU, seed, options, quiet=True)
+
+
+@pytest.mark.parametrize("arch", list(ARCHS))
+def test_omit_label_redraws_the_forgotten_class_rows_around_zero(tiny, arch):
+    """Golatkar / torchunlearn: mu = 0 and var = 1e-4 (x10, class row) on the forgotten class's rows; the rest as
+    without omit_label, draw for draw."""
+    k = tiny.info.num_classes
+    on, off = _omit_context(tiny, "class:1", True, arch=arch), _omit_context(tiny, "class:1", False, arch=arch)
+    theta0 = {n: p.detach().clone() for n, p in on.original.named_parameters()}
+    got, base = dict(fisher(on).named_parameters()), dict(fisher(off).named_parameters())
+    assert on.extra["omitted_classes"] == [1] and off.extra["omitted_classes"] == []
+    with seeded(5, CPU):
+        z = {n: torch.randn_like(p0) for n, p0 in theta0.items()}
+    rows = [n for n, p in theta0.items() if p.shape[0] == k]
+    assert len(rows) == 2
+    for n in theta0:
+        if n in rows:
+            torch.testing.assert_close(got[n].detach()[1], (1e-3 ** 0.5) * z[n][1], rtol=1e-5, atol=1e-7)
+            keep = torch.arange(k) != 1
+            torch.testing.assert_close(got[n].detach()[keep], base[n].detach()[keep])
+            assert not torch.allclose(base[n].detach()[1], got[n].detach()[1])
+        else:
+            assert torch.equal(got[n], base[n]), n
+
+
+def test_omit_label_ignores_the_original_row_and_skips_random_forgetting(tiny):
+    a, b = _omit_context(tiny, "class:1", True), _omit_context(tiny, "class:1", True)
+    head = [m for m in b.original.modules() if isinstance(m, torch.nn.Linear)][-1]
+    with torch.no_grad():
+        head.weight[1].mul_(3.0).add_(1.0)
+    wa = [m for m in fisher(a).modules() if isinstance(m, torch.nn.Linear)][-1].weight.detach()
+    wb = [m for m in fisher(b).modules() if isinstance(m, torch.nn.Linear)][-1].weight.detach()
+    torch.testing.assert_close(wa[1], wb[1])  # the row no longer depends on what the original had learnt there
+    r_on, r_off = _omit_context(tiny, "random:0.2", True), _omit_context(tiny, "random:0.2", False)
+    for p, q in zip(fisher(r_on).parameters(), fisher(r_off).parameters()):
+        assert torch.equal(p, q)
+    assert r_on.extra["omitted_classes"] == []
+
+
+def test_fisher_options_are_checked(tiny):
+    for bad in ({"estimator": "exact"}, {"omit_label": "yes"}, {"alpha": -1.0}):
+        ctx = _omit_context(tiny, "class:1", True)
+        ctx.options.update(bad)
+        with pytest.raises(ConfigError):
+            fisher(ctx)

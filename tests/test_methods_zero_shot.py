@@ -55,7 +55,7 @@ def test_a_zero_shot_method_gets_the_forget_set_and_nothing_else(setup, monkeypa
 
 def test_ssd_dampens_exactly_what_its_rule_selects(setup):
     data, cnn, _ = setup
-    res = _run(cnn, data, "ssd", "class:1", alpha=2.0, lam=0.5, batch_size=8)
+    res = _run(cnn, data, "ssd", "class:1", alpha=2.0, lam=0.5, batch_size=8, order="stored")  # retain, then forget
     xf, yf = data.train.images[res.split.forget], data.train.labels[res.split.forget]
     xr, yr = data.train.images[res.split.retain], data.train.labels[res.split.retain]
     model = copy.deepcopy(cnn).eval()

@@ -188,7 +188,8 @@ def test_bad_teacher_pulls_forget_outputs_toward_the_random_teacher(setup):
     data, trained, _ = setup
     from unlearn.methods.distill import kd_kl
     from unlearn.methods.base import UnlearnContext
-    res = unlearn_request(trained, data, "class:3", "bad-teacher", device=CPU, options={"epochs": 5}, quiet=True)
+    res = unlearn_request(trained, data, "class:3", "bad-teacher", device=CPU, quiet=True,
+                          options={"epochs": 5, "lr": 1e-3, "temperature": 4.0})  # DC-U's BD settings
     ctx = UnlearnContext(trained, data, res.split, CPU, 0, {})
     bad = ctx.fresh_model(seed=1).eval()
     x = train_mod.as_unit(data.train.images[res.split.forget])

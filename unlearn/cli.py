@@ -37,6 +37,10 @@ from .request import UnlearnRequest
 @click.option("--options-from", "options_from", type=click.Path(dir_okay=False), default=None,
               help="A tuned-options file (`experiments tune`) to use for this method whatever setting it was tuned "
                    "on; without it, tuned files are used only when tuned on the checkpoint's setting.")
+@click.option("--retain", "retain", type=click.Choice(["full", "reduced"]), default="full", show_default=True,
+              help="The retain set the method trains on: the full retain set, or the audited reduced set of "
+                   "--from-condensed (condensed images resampled by the retain images they stand for); for any "
+                   "method that reads a retain set (`unlearn methods`: reads_retain).")
 @options("data_dir", "download")
 @run_options
 @out_dir("model.pt and report.json, written as one unit (default runs/unlearn/METHOD-SPEC).")
@@ -44,7 +48,7 @@ from .request import UnlearnRequest
 @click.pass_context
 @with_logging
 def main(ctx, condensed_file, checkpoint, forget_spec, method, condensed_model, epochs, options, tuned, options_from,
-         data_dir, download, config_file, preset, seed, device, quiet, out, force) -> None:
+         retain, data_dir, download, config_file, preset, seed, device, quiet, out, force) -> None:
     """Machine unlearning of image classifiers.
 
     \b
@@ -52,6 +56,8 @@ def main(ctx, condensed_file, checkpoint, forget_spec, method, condensed_model, 
     unlearn --from-condensed runs/condensed/cifar10-fdm-450.h5 --checkpoint runs/cifar10-cnn/original.pt \\
             --forget random:0.1 --out runs/unlearn/r10
     unlearn --method retrain --checkpoint runs/cifar10-cnn/original.pt --forget class:2 --out runs/unlearn/retrain
+    unlearn --method kde --retain reduced --from-condensed runs/condensed/cifar10-fdm-450.h5 \\
+            --checkpoint runs/cifar10-cnn/original.pt --forget indices:request.txt --out runs/unlearn/kde-reduced
     unlearn compare runs/unlearn/*/report.json
     """
     if ctx.invoked_subcommand is not None:
@@ -72,7 +78,7 @@ def main(ctx, condensed_file, checkpoint, forget_spec, method, condensed_model, 
     run_request_cli(condensed_file=condensed_file, checkpoint=checkpoint, forget_spec=forget_spec, method=method,
                     epochs=epochs, options=options, tuned=tuned, data_dir=data_dir, download=download,
                     config_file=config_file, preset=preset, seed=seed, device=device, quiet=quiet, out=out, force=force,
-                    options_from=options_from)
+                    options_from=options_from, retain=retain)
 
 
 def train_defaults() -> dict:
@@ -212,7 +218,7 @@ def offline_cmd(checkpoint, remembrance_ipc, remembrance_source, options, data_d
 
 def run_request_cli(*, condensed_file, checkpoint, forget_spec, method, epochs, options, data_dir, download,
                     config_file, preset, seed, device, quiet, out, force, tuned: bool = True,
-                    options_from=None) -> None:
+                    options_from=None, retain: str = "full") -> None:
     if checkpoint is None:
         raise ConfigError("an unlearning request needs --checkpoint (the model to unlearn from)")
     if forget_spec is None:
@@ -230,7 +236,7 @@ def run_request_cli(*, condensed_file, checkpoint, forget_spec, method, epochs, 
         raise ConfigError(f"config section [unlearn.{method}] must be a table")
     request = UnlearnRequest(checkpoint, forget_spec, method, condensed_file, options=table, option_pairs=tuple(options),
                              epochs=epochs, seed=config["seed"], device=device, data_dir=data_dir, download=download,
-                             tuned=tuned, options_from=options_from)
+                             tuned=tuned, options_from=options_from, retain=retain)
     slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", forget_spec)[:40]
     out_dir = Path(out or f"runs/unlearn/{method or DEFAULT_METHOD}-{slug}")
     model_path, report_path = out_dir / "model.pt", out_dir / "report.json"
@@ -253,6 +259,10 @@ def run_request_cli(*, condensed_file, checkpoint, forget_spec, method, epochs, 
     a = rep["reduced_set"]
     audit = (f"; reduced set {a['reduced_size']} = {a['real_images_used']} real + {a['condensed_images_used']} condensed "
              f"({a['ratio_to_retain']:.2f}x retain), audit {'passed' if a['passed'] else 'FAILED'}") if a else ""
+    served = rep.get("retain_served") or {}
+    if served.get("source") == "reduced":
+        audit += (f"; the method's retain set: {served['images']} reduced-set images standing for {served['stands_for']} "
+                  f"retain images, resampled by weight")
     click.echo(f"{prepared.method} on {forget_spec}: RA {100 * rep['retain_acc']:.2f}  FA {100 * rep['forget_acc']:.2f}  "
                f"TA {100 * rep['test_acc']:.2f}  MIA {100 * rep['mia']:.2f}  time {rep['time']['total_s']:.1f} s "
                f"(assembly {rep['time']['assembly_s']:.2f}){audit}")

@@ -112,6 +112,22 @@ def kept_class_accuracy(model: Classifier, data: Data, split: ForgetSplit, devic
     return evaluate(model, data.test.images[keep], data.test.labels[keep], device=device).accuracy
 
 
+RETAIN_SOURCES = ("full", "reduced")
+
+
+def check_retain_source(method: str, retain: str, has_condensed: bool) -> None:
+    """ConfigError where ``retain`` is not a retain source, or is "reduced" without a condensed file or for a method
+    that reads no retain set."""
+    if retain not in RETAIN_SOURCES:
+        raise ConfigError(f"retain must be one of {', '.join(RETAIN_SOURCES)}, not {retain!r}")
+    if retain == "reduced":
+        if not METHODS.get(method).reads_retain:
+            raise ConfigError(f"method {method!r} reads no retain set through the request (zero-shot, or it builds "
+                              "its own from a condensed file or the offline phase): --retain reduced does not apply")
+        if not has_condensed:
+            raise ConfigError("--retain reduced serves the reduced set of a condensed file: give --from-condensed FILE")
+
+
 def check_forget_kind(method: str, spec: str) -> None:
     """ForgetSpecError where ``method`` is defined for whole classes only and ``spec`` asks for something else."""
     if METHODS.get(method).class_only and not whole_classes(spec):
@@ -122,8 +138,10 @@ def unlearn_request(original: Classifier, data: Data, spec: str, method: str, *,
                     options: dict[str, Any] | None = None, condensed: CondensedSet | None = None,
                     previous_forget: list[int] | None = None, quiet: bool = False,
                     config: dict[str, Any] | None = None, artefacts: dict[str, torch.Tensor] | None = None,
-                    validation: str = "whole") -> UnlearnResult:
-    """``validation``: ``"whole"`` (default) -- the method may read the whole validation split and the report's
+                    validation: str = "whole", retain: str = "full") -> UnlearnResult:
+    """``retain``: what the method's retain set is (``UnlearnContext.retain``): ``"full"`` (default) or
+    ``"reduced"`` -- the audited reduced set of ``condensed``, resampled by weight; only for a method that reads the
+    retain set (``Method.reads_retain``). ``validation``: ``"whole"`` (default) -- the method may read the whole validation split and the report's
     validation figures are on it; ``"halves"`` -- a method that reads the validation split (``reads_validation``)
     is served only its method half, and the report adds the validation figures on the selection half
     (``selection_val_acc``, ``selection_val_mia``), the ones a choice about it may read. The report's
@@ -139,6 +157,7 @@ def unlearn_request(original: Classifier, data: Data, spec: str, method: str, *,
         m.validate(dict(options or {}))
     if m.needs_condensed and condensed is None:
         raise ConfigError(f"method {method!r} works from a condensed set: give --from-condensed FILE")
+    check_retain_source(method, retain, condensed is not None)
     check_forget_kind(method, spec)
     split = cumulative_split(data, spec, seed, previous_forget, model=original.to(device).eval())
     synchronize(device)
@@ -161,7 +180,7 @@ def unlearn_request(original: Classifier, data: Data, spec: str, method: str, *,
         ctx = UnlearnContext(original.to(device).eval(), seen, seen_split, device, seed, opts, quiet, zero_shot=True)
     else:
         ctx = UnlearnContext(original.to(device).eval(), served, split, device, seed, opts, quiet, condensed, reduced,
-                             artefacts=dict(artefacts or {}))
+                             artefacts=dict(artefacts or {}), retain_source=retain)
     held = ctx.data
     data_seen = {"zero_shot": m.zero_shot, "forget": len(ctx.split.forget), "retain": len(ctx.split.retain),
                  "validation": len(held.val) if held.val is not None else 0, "test": len(held.test)}
@@ -179,6 +198,7 @@ def unlearn_request(original: Classifier, data: Data, spec: str, method: str, *,
         **evaluate_split(model, data, split, device, seed, halves=halves),
         "validation": validation_block(data, validation, served if reads_val else None, halves),
         "time": {"assembly_s": t1 - t0, "training_s": t2 - t1, "total_s": t2 - t0},
+        "retain_source": retain if m.reads_retain else None, "retain_served": ctx.extra.pop("retain_served", None),
         "reduced_set": reduced.audit if reduced else None,
         "independent_audit": None if independent is None else {
             **(ctx.served_audits[-1] if ctx.served_audits else independent),
@@ -227,6 +247,7 @@ class UnlearnRequest:
     download: bool = True
     tuned: bool = True  # use tuned options (`experiments tune`) tuned on the checkpoint's setting, if any
     options_from: str | os.PathLike | None = None  # a tuned file to use whatever its setting (--options-from)
+    retain: str = "full"  # the method's retain set: "full", or "reduced" (the condensed file's audited reduced set)
 
     def prepare(self) -> "PreparedRequest":
         """Validate the whole request before any work: the method and its options; the checkpoint; the condensed
@@ -246,6 +267,7 @@ class UnlearnRequest:
             raise ConfigError("give a condensed file (--from-condensed FILE, for the default method) or a method "
                               "(--method NAME)")
         m = METHODS.get(method)
+        check_retain_source(method, self.retain, self.condensed_file is not None)
         check_forget_kind(method, self.forget)
         where = f" of method {method!r}"
         pairs = parse_options(self.option_pairs, m.defaults, where)
@@ -324,7 +346,8 @@ class PreparedRequest:
                               previous_forget=list(self.meta.forgotten), quiet=quiet, config=config,
                               artefacts=self.checkpoint.tensors,
                               # options tuned with the method reading the method half: run it as it was tuned
-                              validation=self.tuned.summary.get("validation", "whole") if self.tuned else "whole")
+                              validation=self.tuned.summary.get("validation", "whole") if self.tuned else "whole",
+                              retain=r.retain)
         res.report.update(checkpoint=str(r.checkpoint),
                           condensed_file=str(r.condensed_file) if r.condensed_file is not None else None,
                           tuned=None if self.tuned is None else {"file": str(self.tuned.path), "preset": self.tuned.preset,

@@ -33,7 +33,7 @@ from ..workspace import KINDS, Cell, Experiment, Kind, Workspace
 METRICS = ("retain_acc", "forget_acc", "test_acc", "mia")
 
 
-VARIANT_KEYS = {"method", "options", "remembrance", "offline", "condense"}
+VARIANT_KEYS = {"method", "options", "remembrance", "offline", "condense", "retain"}
 
 
 def resolve_method(exp: Experiment, label: str) -> tuple[str, dict[str, Any]]:
@@ -50,12 +50,23 @@ def resolve_method(exp: Experiment, label: str) -> tuple[str, dict[str, Any]]:
                           f"{', '.join(sorted(VARIANT_KEYS))}")
     method, options = variant["method"], variant.get("options", {})
     _check_variant_artefacts(exp, label, method, variant)
+    if variant.get("retain", "full") not in ("full", "reduced") or (
+            variant.get("retain") == "reduced" and not METHODS.get(method).reads_retain):
+        raise ConfigError(f"experiment {exp.name}: variant {label!r}: retain must be full or reduced, and reduced only "
+                          f"for a method that reads a retain set ({method!r} reads_retain: "
+                          f"{METHODS.get(method).reads_retain})")
     known = METHODS.get(method).defaults
     unknown = sorted(set(options) - set(known))
     if unknown:
         raise ConfigError(f"experiment {exp.name}: variant {label!r} sets unknown option(s) {', '.join(unknown)} of "
                           f"{method!r}")
     return method, dict(options)
+
+
+def variant_retain(exp: Experiment, label: str) -> str:
+    """The retain set a ``methods`` entry trains on: a variant's ``retain = "reduced"`` (the condensed file's
+    reduced set, ``UnlearnContext.retain``), else the full retain set."""
+    return exp.spec.get("variants", {}).get(label, {}).get("retain", "full")
 
 
 def method_options(exp: Experiment, preset: dict[str, Any], method: str, arch: str) -> dict[str, Any]:
@@ -200,13 +211,15 @@ def _unlearn_run(cell: Cell, exp: Experiment, ws: Workspace) -> dict[str, Any]:
         start, artefacts = ws.offline(arch, axis("ipc"), source, off_extra)
         condensed = ws.condensed(arch, offline=True, ipc=axis("ipc"), source=source, offline_extra=off_extra,
                                  **cs_args)
-    elif m.needs_condensed:
+    elif m.needs_condensed or variant_retain(exp, label) == "reduced":
         condensed = ws.condensed(arch, **cs_args)
     data = ws.data()
     res = unlearn_request(start, data, forget_spec(spec), method, device=ws.device, seed=cell.seed, quiet=ws.quiet,
-                          options=options, condensed=condensed, artefacts=artefacts)
+                          options=options, condensed=condensed, artefacts=artefacts,
+                          retain=variant_retain(exp, label))
     r = res.report
     out = {key: r[key] for key in METRICS}
+    out["retain_source"] = r.get("retain_source")
     out.update(seconds=r["time"]["total_s"], assembly_s=r["time"]["assembly_s"], forget_size=r["forget_size"],
                reduced_ratio=(r["reduced_set"] or {}).get("ratio_to_retain"), options=r["options"],
                val_acc=r.get("val_acc"), val_mia=r.get("val_mia"),
@@ -287,9 +300,14 @@ def _unlearn_rows(exp: Experiment, cells: list[dict[str, Any]]) -> list[dict[str
         gaps = [val_gap(c["result"], retrain[c["seed"]]) for c in got if c["seed"] in retrain]
         if gaps and all(g is not None for g in gaps):
             row["val_gap"], row["val_gap_std"] = mean_std(gaps)
+        sources = {c["result"].get("retain_source") for c in got} - {None}
+        if sources:  # which retain set the method trained on (full, or the reduced set of the condensed file)
+            row["retain_source"] = "/".join(sorted(sources))
         inv = [c["result"]["inversion"] for c in got if "inversion" in c["result"]]
-        if inv:
-            row["extra"] = "inversion: " + ", ".join(f"[SSIM {i['ssim']:.3f}]({i['png']})" for i in inv)
+        notes_ = ([f"retain: {row['retain_source']}"] if row.get("retain_source") == "reduced" else []) + (
+            ["inversion: " + ", ".join(f"[SSIM {i['ssim']:.3f}]({i['png']})" for i in inv)] if inv else [])
+        if notes_:
+            row["extra"] = "; ".join(notes_)
         rocs = [c["result"]["roc"]["tpr"] for c in got if "roc" in c["result"]]
         if rocs:
             row["roc_fpr"] = got[0]["result"]["roc"]["fpr"]

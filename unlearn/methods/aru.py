@@ -58,7 +58,10 @@ def reset_units(model: nn.Module) -> list[tuple[str, nn.Module]]:
     return linears[:-1]
 
 
-@register("aru", validate=check,
+@register("aru",
+          reference="Jung et al., arXiv 2401.08998 (no code published: our reconstruction; defaults ours where "
+                    "the paper is silent)",
+          validate=check,
           summary="ARU: PGD noise on the forget set scores conv filters, the most forget-specific are re-initialised, "
                   "then fine-tuning on the retain set (our reconstruction; no published code)",
           space={"reset_fraction": Float(0.005, 0.3, log=True), "eps": Float(1 / 255, 16 / 255, log=True),

@@ -56,6 +56,7 @@ class UnlearnContext:
     artefacts: dict[str, torch.Tensor] = field(default_factory=dict)  # tensors stored in the checkpoint
     served_audits: list[dict[str, Any]] = field(default_factory=list)  # unlearn.audit of each reduced_tensors call
     zero_shot: bool = False  # the method declared zero-shot: ``data`` holds the forget set only (see zero_shot_view)
+    retain_source: str = "full"  # what ``retain()`` serves: the full retain set, or "reduced" (see ``retain``)
 
     def _no_retain(self, what: str) -> None:
         if self.zero_shot:
@@ -80,9 +81,30 @@ class UnlearnContext:
         return int.from_bytes(digest[:4], "little") & 0x7FFFFFFF
 
     def retain(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The retain set the method trains on: every method reads it here, so the request chooses what it is.
+
+        ``retain_source="full"``: the retain images themselves (uint8). ``"reduced"``: the audited reduced set
+        (clean condensed images + the real retain images of touched buckets, :meth:`reduced_tensors`), as float
+        [0,1] images. A condensed image stands for the retain members of its bucket, so the set is *resampled by
+        weight*: as many draws as the reduced set has images, with replacement, each image drawn with probability
+        proportional to its weight (a real image 1, a condensed one its bucket's retain members), from a seed
+        derived from the request's. A mean loss over the draw is then an unbiased estimate of the weighted mean
+        over the reduced set, i.e. of the retain set's mean loss with each bucket's members replaced by their
+        condensed image; methods need no code of their own for it. The draw is the same on every call."""
         self._no_retain("the retain set")
-        idx = self.split.retain.to(self.data.train.labels.device)
-        return self.data.train.images[idx], self.data.train.labels[idx]
+        if self.retain_source == "full":
+            idx = self.split.retain.to(self.data.train.labels.device)
+            self.extra.setdefault("retain_served", {"source": "full", "images": int(len(idx))})
+            return self.data.train.images[idx], self.data.train.labels[idx]
+        x, y, w = self.reduced_tensors()  # audited (unlearn.audit) on exactly these rows
+        gen = torch.Generator().manual_seed(self.derived_seed("retain-resample"))
+        draw = torch.multinomial(w.cpu().double(), len(w), replacement=True, generator=gen).to(x.device)
+        n_real = len(self.reduced.real_indices)
+        self.extra["retain_served"] = {
+            "source": "reduced", "images": int(len(w)), "real": n_real, "condensed": int(len(w) - n_real),
+            "stands_for": int(round(float(w.sum()))), "estimator": "resampled by weight (with replacement)",
+            "condensed_share_of_draws": float((draw >= n_real).float().mean())}
+        return x[draw], y[draw]
 
     def forget(self) -> tuple[torch.Tensor, torch.Tensor]:
         idx = self.split.forget.to(self.data.train.labels.device)
@@ -159,11 +181,21 @@ class Method:
     # a function of the options saying whether these options make it read it. Such a method's studies serve it the
     # method half of the validation split and choose on the selection half (dcforget.datasets.validation_halves)
     reads_validation: bool | Callable[[dict[str, Any]], bool] = False
+    # where the method and its registered defaults come from: "Author et al., venue; code repository path" (the
+    # defaults are the reference's; settings of our own live in tuned files, configs/tuned/)
+    reference: str = ""
+
+    @property
+    def reads_retain(self) -> bool:
+        """Whether the method trains on the retain set through ``UnlearnContext.retain`` (so ``--retain reduced``
+        applies to it): every method but the zero-shot ones and those that build their own set from a condensed
+        file or DC-U's offline phase (they read the reduced set, or the remembrance set, themselves)."""
+        return not (self.zero_shot or self.needs_condensed or self.needs_offline)
 
     @property
     def capabilities(self) -> list[str]:
         return [name for name in ("needs_condensed", "needs_offline", "trains_fresh", "zero_shot", "auxiliary",
-                                  "class_only", "reads_validation") if getattr(self, name)]
+                                  "class_only", "reads_validation", "reads_retain") if getattr(self, name)]
 
     def reads_validation_with(self, options: dict[str, Any] | None = None) -> bool:
         """Whether the method, run with ``options`` (over its defaults), reads the validation split."""
@@ -179,12 +211,13 @@ def register(name: str, *, summary: str, needs_condensed: bool = False, needs_of
              trains_fresh: bool = False, zero_shot: bool = False, auxiliary: bool = False, class_only: bool = False,
              validate: Callable[[dict[str, Any]], None] | None = None, space: Space | None = None,
              shared_space: bool = True, reads_validation: bool | Callable[[dict[str, Any]], bool] = False,
-             **defaults: Any):
+             reference: str = "", **defaults: Any):
     """``validate``: called with the options a user gave (before defaults fill in the rest), for combinations the
     types alone cannot refuse. ``space``: the method's own search dimensions; with ``shared_space`` the shared ones
     (dcforget.space.SHARED: lr, weight decay, momentum, batch size, epochs) join for the options the method has.
     ``reads_validation``: the method reads ``ctx.data.val`` (True, or a function of its options); a zero-shot method
-    that does must also declare ``auxiliary`` (its view holds no validation split otherwise)."""
+    that does must also declare ``auxiliary`` (its view holds no validation split otherwise). ``reference``: the source
+of the method and of its registered defaults (paper, and the authors' code where the paper is silent)."""
     full_space = method_space(defaults, space, shared_space)
 
     def deco(fn: Callable[[UnlearnContext], Classifier]) -> Callable[[UnlearnContext], Classifier]:
@@ -194,7 +227,7 @@ def register(name: str, *, summary: str, needs_condensed: bool = False, needs_of
             raise ValueError(f"method {name!r}: a zero-shot method that reads the validation split must declare "
                              "auxiliary=True")
         METHODS.register(name)(Method(fn, defaults, summary, needs_condensed, needs_offline, trains_fresh, zero_shot,
-                                      validate, full_space, auxiliary, class_only, reads_validation))
+                                      validate, full_space, auxiliary, class_only, reads_validation, reference))
         return fn
 
     return deco

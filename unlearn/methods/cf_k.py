@@ -120,7 +120,10 @@ def finetune_last_k(ctx: UnlearnContext, *, desc: str,
 CF_K_SPACE = {"num_blocks": Int(1, 10), "decay_rate": Float(0.0, 1.0)}
 
 
-@register("cf-k", summary="fine-tune only the last k blocks + classifier on retain (SGD, no momentum, proximal term)",
+@register("cf-k",
+          reference="Deep Unlearn (Cadet et al.) munl/unlearning/catastrophic_forgetting_k.py (from "
+                    "meghdadk/SCRUB notebooks)",
+          summary="fine-tune only the last k blocks + classifier on retain (SGD, no momentum, proximal term)",
           space=CF_K_SPACE,
           epochs=10, batch_size=256, lr=0.01, weight_decay=0.1, decay_rate=0.1, num_blocks=1, freeze_stem=False)
 def cf_k(ctx: UnlearnContext):

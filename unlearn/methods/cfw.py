@@ -79,7 +79,10 @@ def _validate(o: dict[str, Any]) -> None:
     check_sgd_options(o, "cfw", nonneg=("sigma_start", "sigma_final"))
 
 
-@register("cfw", validate=_validate, space={"sigma_start": Float(0.0, 1.0), "sigma_final": Float(0.0, 1.0)},
+@register("cfw",
+          reference="Deep Unlearn (Cadet et al.) munl/unlearning/kgltop3.py (NeurIPS-2023 unlearning challenge "
+                    "entry)",
+          validate=_validate, space={"sigma_start": Float(0.0, 1.0), "sigma_final": Float(0.0, 1.0)},
           summary="Kaggle kgltop3: noise on the stem conv, class-weighted cosine fine-tuning on retain, noise again",
           epochs=4, batch_size=64, lr=7e-4, momentum=0.9, weight_decay=5e-4, sigma_start=0.6, sigma_final=0.005,
           reference_bug=False)

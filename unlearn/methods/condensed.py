@@ -28,7 +28,7 @@ validation MIA (test figures are reported, never read), and by its time over ret
   -2.9 +- 4.0 (demo), at 0.27x, 0.15x and 0.33x retraining's time (0.95x, 0.44x, 1.02x before). 0.75 is as good
   (-11.1, -2.7, -2.7); 1.25 and the fixed tau=3 win more on the 30-epoch CNN (-7.3, -8.6) and lose on the demo
   (+2.5, +10.8). The earlier default is ``--option keep=0 --option forget_ce=0 --option min_steps=170``.
-- Issue #16's targets (reports/default-targets.json, scripts/issue16-targets.py; test figures, reported, never used
+- Issue #16's targets (reports/targets-cpu, `experiments reproduce targets`; test figures, reported, never used
   to choose): this default meets them for whole-class forgetting at DC-U's MLP settings and for the population MIA,
   not for RA (13-17 points under retraining's at DC-U's settings), FA (4-13 over) or time (0.15-0.37x) on requests
   that touch most buckets; over five successive requests its RA falls from 77 to 67 (our reading, not tested: each
@@ -230,7 +230,9 @@ def _share(part: torch.nn.Module, model: torch.nn.Module) -> float:
     return sum(p.numel() for p in part.parameters()) / max(sum(p.numel() for p in model.parameters()), 1)
 
 
-@register("condensed", needs_condensed=True, reads_validation=lambda o: o["forget_ce_unit"] == "val",
+@register("condensed",
+          reference="this toolkit (DC-U, arXiv 2402.00195, reduced retain set); defaults chosen on validation",
+          needs_condensed=True, reads_validation=lambda o: o["forget_ce_unit"] == "val",
           summary="fine-tune on the reduced retain set (condensed + touched real) from a partial reset, with DSA, masked "
                   "distillation and a forget ascent bounded at the validation loss",
           epochs=0, min_steps=40, steps=0, batch_size=256, optimizer="adam", lr=1e-3, schedule="cosine", bf16=False, reset="auto",

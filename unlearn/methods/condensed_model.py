@@ -20,7 +20,9 @@ from .base import UnlearnContext, register
 from .dcu_reference import check_quirks, modular_unlearning
 
 
-@register("condensed-model", needs_offline=True, trains_fresh=True, needs_condensed=True, validate=check_quirks,
+@register("condensed-model",
+          reference="DC-U, arXiv 2402.00195, condensed-model mode (docs/reference/dcu.md §4)",
+          needs_offline=True, trains_fresh=True, needs_condensed=True, validate=check_quirks,
           summary="DC-U's autoencoder databank unlearned modularly, then a fresh classifier trained through it",
           lr_overture=1e-3, lr_intermediate=1e-3, overture_epochs=10, beginning_epochs=2, final_epochs=50,
           intermediate_epochs=5, final_thr=2, batch_size=256, bf16=False, shared_adam=False, bn_train_mode=False,

@@ -50,7 +50,10 @@ def _validate(o: dict[str, Any]) -> None:
     check_sgd_options(o, "ct")
 
 
-@register("ct", validate=_validate,
+@register("ct",
+          reference="Deep Unlearn (Cadet et al.) munl/unlearning/kgltop5.py (NeurIPS-2023 unlearning challenge "
+                    "entry)",
+          validate=_validate,
           summary="Kaggle kgltop5: transpose every conv kernel spatially, then cosine SGD fine-tuning on retain",
           epochs=3, batch_size=64, lr=1e-3, momentum=0.9, weight_decay=5e-4)
 def ct(ctx: UnlearnContext):

@@ -153,7 +153,9 @@ def check_quirks(given: dict) -> None:
                           "it would be ignored: leave reference_quirks off and turn the quirks you want on one by one")
 
 
-@register("dcu-reference", needs_offline=True, needs_condensed=True, validate=check_quirks,
+@register("dcu-reference",
+          reference="DC-U, arXiv 2402.00195; its code's online modular unlearning (docs/reference/dcu.md §3.2)",
+          needs_offline=True, needs_condensed=True, validate=check_quirks,
           summary="DC-U's modular unlearning (Beginning on the reduced set, Final on remembrance, Intermediate)",
           space={"settings": Fixed("none"), "lr_overture": Float(1e-5, 1e-1, log=True),
                  "lr_intermediate": Float(1e-5, 1e-1, log=True), "overture_epochs": Int(1, 30),

@@ -17,7 +17,9 @@ def kd_kl(student_logits: torch.Tensor, teacher_logits: torch.Tensor, t: float) 
                     reduction="batchmean") * t * t
 
 
-@register("distill", trains_fresh=True, summary="a fresh student: CE + 0.1 KL(T=4) to the original, on the retain set",
+@register("distill",
+          reference="DC-U, arXiv 2402.00195, distillation baseline D (docs/reference/dcu.md §3.3)",
+          trains_fresh=True, summary="a fresh student: CE + 0.1 KL(T=4) to the original, on the retain set",
           epochs=30, batch_size=256, optimizer="adam", lr=1e-3, schedule="constant", bf16=False,
           hard_weight=1.0, soft_weight=0.1, temperature=4.0,
           space={"soft_weight": Float(0.0, 1.0), "temperature": Float(0.5, 5.0)})

@@ -61,7 +61,10 @@ def _validate(o: dict[str, Any]) -> None:
 _LOG_RATE = Float(1e-5, 1e-1, log=True)
 
 
-@register("fcs", validate=_validate,
+@register("fcs",
+          reference="Deep Unlearn (Cadet et al.) munl/unlearning/kgltop1.py (NeurIPS-2023 unlearning challenge "
+                    "winner)",
+          validate=_validate,
           space={"retain_lr": _LOG_RATE, "retain_weight_decay": _LOG_RATE, "retain_momentum": Fixed(0.9),
                  "forget_lr": _LOG_RATE, "forget_weight_decay": _LOG_RATE, "forget_momentum": Fixed(0.9),
                  "temperature": Float(0.01, 5.0), "eta_min": Float(1e-6, 1e-1, log=True)},

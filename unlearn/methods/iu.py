@@ -73,7 +73,10 @@ def woodfisher_coefficients(dots_v: torch.Tensor, dots_g0: torch.Tensor, damping
     return b, c
 
 
-@register("iu", summary="influence unlearning: theta += alpha H^-1 v, H^-1 by the WoodFisher recursion on retain",
+@register("iu",
+          reference="Deep Unlearn (Cadet et al.) munl/unlearning/iu.py (from OPTML-Group/Unlearn-Saliency "
+                    "unlearn/Wfisher.py)",
+          summary="influence unlearning: theta += alpha H^-1 v, H^-1 by the WoodFisher recursion on retain",
           space={"alpha": Float(0.0, 1.0), "batch_size": Fixed(256)},
           alpha=0.2, batch_size=256, damping=1000.0, hessian_samples=1002, chunk_size=32, sample_order="random")
 def iu(ctx: UnlearnContext):

@@ -64,7 +64,10 @@ def kl_t(student_logits: torch.Tensor, teacher_logits: torch.Tensor, t: float) -
     return F.kl_div(F.log_softmax(student_logits / t, 1), F.softmax(teacher_logits / t, 1), reduction="batchmean")
 
 
-@register("kde", summary="reset first conv + head, warm-up distillation from the original, then retain CE + KD",
+@register("kde",
+          reference="Deep Unlearn (Cadet et al.) munl/unlearning/kgltop6.py (NeurIPS-2023 unlearning challenge "
+                    "entry)",
+          summary="reset first conv + head, warm-up distillation from the original, then retain CE + KD",
           reads_validation=lambda o: o["warmup_data"] == "val",
           space={"temperature": Float(0.0, 5.0), "retain_epochs": Epochs(0.2),
                  "retain_lr": Float(1e-5, 1e-1, log=True), "retain_momentum": Fixed(0.9),

@@ -11,7 +11,10 @@ from dcforget.space import Fixed, Float
 from .base import UnlearnContext, register
 
 
-@register("l1-sparse", summary="fine-tune on retain with a decaying L1 penalty on the weights",
+@register("l1-sparse",
+          reference="Jia et al., \"Model Sparsity Can Simplify Machine Unlearning\", NeurIPS 2023; settings of "
+                    "DC-U's baseline S (docs/reference/dcu.md §3.3)",
+          summary="fine-tune on retain with a decaying L1 penalty on the weights",
           epochs=30, batch_size=256, optimizer="adam", lr=1e-3, schedule="constant", bf16=False,
           alpha=1e-4, no_l1_epochs=15,
           space={"alpha": Float(1e-6, 1e-2, log=True), "no_l1_epochs": Fixed(0)})  # the penalty decays over the whole (short) run

@@ -106,7 +106,10 @@ def forgotten(ctx: UnlearnContext) -> list[int]:
     return sorted(ctx.data.train.labels.unique().tolist())  # a zero-shot view: these are the forget set's labels
 
 
-@register("lrp-npp", class_only=True, zero_shot=True, auxiliary=True, validate=check, shared_space=False,
+@register("lrp-npp",
+          reference="Chang et al., arXiv 2410.23693; ChangWenhan/LRA-NPP-Unlearning "
+                    "examples/batch_experiments/core/methods.py",
+          class_only=True, zero_shot=True, auxiliary=True, validate=check, shared_space=False,
           reads_validation=lambda o: o["aux"] == "val",
           summary="LRA-NPP: the penultimate neurons most relevant (epsilon-LRP, zennit) to held-out images of the "
                   "forgotten classes are cut from the classifier (zero-shot, class forgetting only)",

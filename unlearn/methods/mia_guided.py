@@ -64,7 +64,9 @@ def fit_attack(members: torch.Tensor, nonmembers: torch.Tensor) -> tuple[float, 
     return mean, std, float(theta[0].detach()), float(theta[1].detach())
 
 
-@register("mia-guided", validate=check, reads_validation=True,
+@register("mia-guided",
+          reference="\"Silver Linings in the Shadows\", arXiv 2407.00866 (no code published: our reconstruction)",
+          validate=check, reads_validation=True,
           summary="MIA-guided: retain CE plus a membership loss pulling the forget set's attack score to held-out "
                   "data's (our reconstruction; no published code)",
           space={"lam": Float(0.01, 10.0, log=True), "refit_every": Int(1, 3)},

@@ -112,7 +112,10 @@ def _validate(o: dict[str, Any]) -> None:
     check_sgd_options(o, "msg", fraction=("init_rate",))
 
 
-@register("msg", validate=_validate, space={"init_rate": Float(0.0, 1.0)},
+@register("msg",
+          reference="Deep Unlearn (Cadet et al.) munl/unlearning/kgltop2.py (NeurIPS-2023 unlearning challenge "
+                    "entry)",
+          validate=_validate, space={"init_rate": Float(0.0, 1.0)},
           summary="Kaggle kgltop2: re-init the least salient conv weights, fine-tune on retain (x0.1 grads elsewhere)",
           epochs=5, batch_size=64, lr=1e-3, momentum=0.9, weight_decay=5e-4, init_rate=0.3, reference_bug=False)
 def msg(ctx: UnlearnContext):

@@ -16,7 +16,9 @@ from dcforget.space import Float
 from .base import UnlearnContext, register
 
 
-@register("neggrad-plus", summary="retain CE plus a proximal term, minus forget CE (alpha 0.95)",
+@register("neggrad-plus",
+          reference="Deep Unlearn (Cadet et al.) munl/unlearning/neggradplus.py (from meghdadk/SCRUB notebooks)",
+          summary="retain CE plus a proximal term, minus forget CE (alpha 0.95)",
           epochs=10, batch_size=256, lr=0.01, momentum=0.9, weight_decay=5e-4, alpha=0.95,
           space={"alpha": Float(0.0, 1.0)})
 def neggrad_plus(ctx: UnlearnContext):

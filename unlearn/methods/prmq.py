@@ -120,7 +120,10 @@ def _validate(o: dict[str, Any]) -> None:
             momentum=("momentum",), fraction=("prune_amount",))
 
 
-@register("prmq", validate=_validate, space={"prune_amount": Float(0.0, 1.0), "epochs": FloatEpochs(0.2)},
+@register("prmq",
+          reference="Deep Unlearn (Cadet et al.) munl/unlearning/kgltop4.py (NeurIPS-2023 unlearning challenge "
+                    "entry)",
+          validate=_validate, space={"prune_amount": Float(0.0, 1.0), "epochs": FloatEpochs(0.2)},
           summary="Kaggle kgltop4: prune 99% (L1, global), re-init, retrain on retain with CE + entropy matching, fp16",
           epochs=3.2, batch_size=64, lr=5e-4, momentum=0.9, weight_decay=5e-4, prune_amount=0.99,
           reference_bug=False)

@@ -67,7 +67,10 @@ def _pick(items: list[str], k: int, gen: torch.Generator) -> list[str]:
     return [items[i] for i in idx.tolist()]
 
 
-@register("rni", summary="reset the head, train random subsets of layers with noise on the new ones, then fine-tune",
+@register("rni",
+          reference="Deep Unlearn (Cadet et al.) munl/unlearning/kgltop7.py (NeurIPS-2023 unlearning challenge "
+                    "entry)",
+          summary="reset the head, train random subsets of layers with noise on the new ones, then fine-tune",
           space={"fine_epochs": Epochs(0.2), "fine_lr": Float(1e-5, 1e-1, log=True), "fine_lr_factors": Fixed([1.0]),
                  "fine_momentum": Fixed(0.9), "fine_weight_decay": Float(1e-5, 1e-1, log=True),
                  "reset_epochs": Epochs(0.2), "noise_ratio": Float(0.0, 1.0), "origin_noise": Float(0.0, 1.0)},

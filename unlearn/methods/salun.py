@@ -14,8 +14,12 @@ docs/reference/unlearning-methods.md §1.5 item 6 and §2.1).
    reproduces Deep Unlearn's port, which predates the fix: with weight decay > 0 the masked-out weights shrink.
    BatchNorm running statistics are buffers, not parameters, and move in both modes (as upstream).
 
-Defaults: ``SaliencyUnlearning.ORIGINAL_*``: lr 0.01, momentum 0, weight decay 0, 10 epochs, batch 256, threshold
-0.5. Search: threshold in [0, 1] plus the shared set (``munl.settings.HYPER_PARAMETERS``). The reference also
+Defaults: the authors' code (``Classification/arg_parser.py``: SGD momentum 0.9, weight decay 5e-4, batch 256,
+``--unlearn_lr`` 0.01, 10 unlearning epochs; ``mask/with_0.5.pt``: threshold 0.5). Deep Unlearn's port runs
+momentum 0 and weight decay 0 (``SaliencyUnlearning.ORIGINAL_*``, the defaults before issue #32:
+``--option momentum=0 --option weight_decay=0`` reproduces it). The authors' README example for ResNet-18 on
+CIFAR-10 uses lr 0.013. Batches: forget (random labels) and retain samples are one shuffled set
+(``ConcatDataset`` in ``unlearn/RL.py``), not torchunlearn's fixed forget:retain mix. Search: threshold in [0, 1] plus the shared set (``munl.settings.HYPER_PARAMETERS``). The reference also
 searches the "mask optimiser" lr / momentum / weight decay; that optimiser is never built (the mask pass only calls
 ``zero_grad`` on the training optimiser), so those dimensions change nothing and are left out.
 
@@ -93,9 +97,13 @@ def _check(o: dict) -> None:
     check_sgd_options(o, "salun", fraction=("threshold",), flags=("restore_masked", "reference_bug"))
 
 
-@register("salun", summary="saliency mask (top fraction of |forget gradient|), then masked random-label training",
+@register("salun",
+          reference="Fan et al., ICLR 2024; OPTML-Group/Unlearn-Saliency Classification/generate_mask.py, "
+                    "unlearn/RL.py, arg_parser.py (as Deep Unlearn (Cadet et al.) munl/unlearning/salun.py "
+                    "ports it)",
+          summary="saliency mask (top fraction of |forget gradient|), then masked random-label training",
           validate=_check, space={"threshold": Float(0.0, 1.0)},
-          epochs=10, batch_size=256, lr=0.01, momentum=0.0, weight_decay=0.0, threshold=0.5,
+          epochs=10, batch_size=256, lr=0.01, momentum=0.9, weight_decay=5e-4, threshold=0.5,
           restore_masked=True, reference_bug=False)
 def salun(ctx: UnlearnContext):
     o = ctx.options

@@ -79,7 +79,10 @@ def relabel_data(ctx: UnlearnContext) -> tuple[torch.Tensor, torch.Tensor, int]:
     return torch.cat([xf, xr]).to(ctx.device), torch.cat([yf, yr]).to(ctx.device), len(yf)
 
 
-@register("srl", summary="successive random labels: train on F (fresh uniform labels every epoch) ∪ R, CE, SGD",
+@register("srl",
+          reference="Deep Unlearn (Cadet et al.) munl/unlearning/successive_random_labels.py "
+                    "(salun.RandomRelabel)",
+          summary="successive random labels: train on F (fresh uniform labels every epoch) ∪ R, CE, SGD",
           validate=lambda o: check_sgd_options(o, "srl"),
           epochs=5, batch_size=256, lr=0.1, momentum=0.9, weight_decay=5e-4)
 def srl(ctx: UnlearnContext):

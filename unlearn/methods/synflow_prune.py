@@ -45,7 +45,10 @@ def synflow_masks(model: nn.Module, image_shape, sparsity: float, iterations: in
     return masks
 
 
-@register("synflow-prune", summary="SynFlow-prune to 95% sparsity, then fine-tune on retain with the masks",
+@register("synflow-prune",
+          reference="DC-U, arXiv 2402.00195, baseline P+U (docs/reference/dcu.md §3.3); SynFlow: Tanaka et al., "
+                    "NeurIPS 2020",
+          summary="SynFlow-prune to 95% sparsity, then fine-tune on retain with the masks",
           epochs=30, batch_size=256, optimizer="adam", lr=1e-3, schedule="constant", bf16=False,
           sparsity=0.95, iterations=100,
           space={"sparsity": Float(0.5, 0.99)})

@@ -78,7 +78,9 @@ def make_mask(grads: dict[str, torch.Tensor], fraction: float, selection: str, s
     return out
 
 
-@register("topk-perturb", zero_shot=True, validate=check, shared_space=False,
+@register("topk-perturb",
+          reference="Zuo et al., IEEE TKDE 2025, arXiv 2401.04385 (no code published: our reconstruction)",
+          zero_shot=True, validate=check, shared_space=False,
           summary="Top-K / Random-k parameter perturbation: gradient ascent on the forget set restricted to the "
                   "parameters with the largest forget gradient (or k random ones); our reconstruction, no "
                   "published code (zero-shot)",

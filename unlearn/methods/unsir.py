@@ -17,7 +17,10 @@ labels, not their images, and refuses a forget spec that does not remove whole c
 ``reference_bug`` (default False) reproduces the notebook's three slips: the impair set takes only the first 3 noise
 images of each copy (it loops ``range(batch[0].size(0))``, the channel count), labels every noise image class 0
 whatever the forgotten class, and optimises the noise with the model in train mode (BatchNorm batch statistics
-and running-statistics drift). Defaults are the notebook's. Searched: the three learning rates (log-uniform),
+and running-statistics drift). Defaults are the notebook's (the authors' code; the paper asks for "a very high
+learning rate" in the impair step). The 1e-4 impair and repair rates of the SSD/JiT repositories' ``UNSIR()`` port
+(noise batch 32, 25 noise steps, 500 retain images per class, repair batch 128), which SUPREME 0.1.5 also runs, are
+that port's, not the authors' (issue #32): ``--option impair_lr=1e-4 --option repair_lr=1e-4`` runs them. Searched: the three learning rates (log-uniform),
 noise copies and the retain subset's size.
 """
 
@@ -59,7 +62,10 @@ def retain_subset(ctx: UnlearnContext, per_class: int) -> tuple[torch.Tensor, to
     return x[keep], y[keep]
 
 
-@register("unsir", class_only=True, validate=check, shared_space=False,
+@register("unsir",
+          reference="Tarun et al., IEEE TNNLS 2023, arXiv 2111.08947; vikram2000b/Fast-Machine-Unlearning "
+                    "Machine Unlearning.ipynb",
+          class_only=True, validate=check, shared_space=False,
           summary="UNSIR: error-maximising noise for the forgotten classes, one impair epoch on noise + a retain "
                   "subset, one repair epoch (class forgetting only)",
           space={"impair_lr": Float(1e-4, 0.1, log=True), "repair_lr": Float(1e-4, 0.1, log=True),

@@ -1,0 +1,173 @@
+"""The ``targets`` experiment kind: targets of a method, checked against figures read off committed reports. It
+runs nothing: each cell reads one source report's cells (per seed) and compares the method with retraining of the
+same seed; its digest includes the source report's bytes, so a cell is recomputed when its source is re-run.
+
+An experiment file names the bounds and the sources::
+
+    kind = "targets"
+    sample = { retain_acc = 3.0, forget_acc = 2.0, test_acc = 1.0, mia = 2.0 }  # |method - retrain| (points)
+    whole_class = { forget_acc_class = 1.0, test_acc_other = 1.0 }  # FA (%) and |d TA on the kept classes|
+    time = 0.1                                                       # method seconds / retraining's, same run
+    [[sources]]
+    setting = "..."; request = "random 10%"; report = "reports/..."; experiment = "..."; model = "mlp"
+    forget = "random:0.1"      # or "successive" (one comparison per request of a successive-requests cell)
+    method = "condensed"       # the row label of the method in that report
+    [[ulira]]
+    setting = "..."; report = "reports/ulira-..."; method = "condensed"; overlaps = "retrained"; clear_of = "finetune"
+
+A target is met on the mean if the mean over seeds is within it, on every seed if each seed's value is. Report
+paths are relative to the working directory (a clone's root)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import statistics
+from pathlib import Path
+from typing import Any
+
+from dcforget.errors import ConfigError
+
+from ..workspace import KINDS, Cell, Experiment, Kind, Workspace
+
+NEEDED = ("setting", "request", "report", "experiment", "model", "forget", "method")
+
+
+def _sources(exp: Experiment) -> list[dict[str, Any]]:
+    src = exp.spec.get("sources", [])
+    for i, s in enumerate(src):
+        missing = [k for k in NEEDED if k not in s]
+        if missing:
+            raise ConfigError(f"experiment {exp.name}: source {i + 1} lacks {', '.join(missing)}")
+    for i, u in enumerate(exp.spec.get("ulira", [])):
+        missing = [k for k in ("setting", "report", "method", "overlaps", "clear_of") if k not in u]
+        if missing:
+            raise ConfigError(f"experiment {exp.name}: ulira entry {i + 1} lacks {', '.join(missing)}")
+    return src
+
+
+def _cells(exp: Experiment, seeds: int) -> list[Cell]:
+    n = len(_sources(exp))
+    return ([Cell(exp.name, {"source": i + 1}, 0) for i in range(n)]
+            + [Cell(exp.name, {"ulira": i + 1}, 0) for i in range(len(exp.spec.get("ulira", [])))])
+
+
+def _entry(cell: Cell, exp: Experiment) -> dict[str, Any]:
+    if "source" in cell.key:
+        return _sources(exp)[cell.key["source"] - 1]
+    return exp.spec["ulira"][cell.key["ulira"] - 1]
+
+
+def _inputs(cell: Cell, exp: Experiment, preset: dict[str, Any]) -> str:
+    path = Path(_entry(cell, exp)["report"]) / "report.json"
+    return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else "missing"
+
+
+def _check(deltas: dict[str, list[float]], bounds: dict[str, float]) -> dict[str, dict[str, Any]]:
+    out = {}
+    for k, bound in bounds.items():
+        vals = deltas[k]
+        mean = statistics.fmean(vals)
+        size = (lambda v: v) if k in ("time_ratio", "forget_acc_class") else abs  # an upper bound, or a +- band
+        out[k] = {"mean": mean, "per_seed": vals, "bound": bound, "met_on_mean": size(mean) <= bound,
+                  "met_on_every_seed": all(size(v) <= bound for v in vals), "missed_by": max(0.0, size(mean) - bound)}
+    return out
+
+
+def _compare(method: dict[int, dict], retrain: dict[int, dict], whole: bool, spec: dict[str, Any]) -> dict[str, Any]:
+    seeds = sorted(set(method) & set(retrain))
+    time_ratio = [method[s]["seconds"] / retrain[s]["seconds"] for s in seeds]
+    if whole:
+        deltas = {"forget_acc_class": [100 * method[s]["forget_acc"] for s in seeds],
+                  "test_acc_other": [100 * (method[s]["test_acc_other"] - retrain[s]["test_acc_other"]) for s in seeds]}
+        bounds = dict(spec["whole_class"])
+    else:
+        bounds = dict(spec["sample"])
+        deltas = {k: [100 * (method[s][k] - retrain[s][k]) for s in seeds] for k in bounds}
+    deltas["time_ratio"] = time_ratio
+    bounds["time_ratio"] = float(spec["time"])
+    return {"seeds": seeds, "targets": _check(deltas, bounds)}
+
+
+def _run(cell: Cell, exp: Experiment, ws: Workspace) -> dict[str, Any]:
+    e = _entry(cell, exp)
+    path = Path(e["report"]) / "report.json"
+    try:
+        rep = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        return {"rows": [{"setting": e["setting"], "request": e.get("request", ""), "source": e["report"],
+                          "missing": f"{path} cannot be read ({type(err).__name__})"}]}
+    base = {"setting": e["setting"], "source": e["report"], "source_git": rep["meta"].get("git"),
+            "model": e.get("model", ""), "method": e["method"]}
+    if "ulira" in cell.key:
+        a = rep["attacks"]
+        ci = {k: a[k]["auc_ci"] for k in (e["method"], e["overlaps"], e["clear_of"])}
+        overlap = lambda x, y: x[0] <= y[1] and y[0] <= x[1]  # noqa: E731
+        return {"rows": [{**base, "request": e.get("request", "U-LiRA"), "auc": {k: a[k]["auc"] for k in ci},
+                          "auc_ci": ci, "overlaps_reference": overlap(ci[e["method"]], ci[e["overlaps"]]),
+                          "clear_of_baseline": not overlap(ci[e["method"]], ci[e["clear_of"]])}]}
+    cells = rep.get("cells", {}).get(e["experiment"], [])
+    successive = e["forget"] == "successive"
+
+    def of(method: str) -> dict[int, dict]:
+        return {c["seed"]: c["result"] for c in cells if c["key"]["model"] == e["model"]
+                and c["key"]["method"] == method and (successive or c["key"].get("forget") == e["forget"])}
+
+    retrain, mine = of("retrain"), of(e["method"])
+    if not retrain or not mine:
+        return {"rows": [{**base, "request": e["request"], "missing": "no cells for the method or retraining"}]}
+    if successive:
+        n = len(next(iter(mine.values()))["cycles"])
+        return {"rows": [{**base, "request": f"{e['request']}, request {i + 1}",
+                          **_compare({s: r["cycles"][i] for s, r in mine.items()},
+                                     {s: r["cycles"][i] for s, r in retrain.items()}, False, exp.spec)}
+                         for i in range(n)]}
+    whole = e["forget"].startswith("class:")
+    if whole and any("test_acc_other" not in r for r in (*mine.values(), *retrain.values())):
+        return {"rows": [{**base, "request": e["request"], "missing": "cells computed before other-class TA was recorded"}]}
+    return {"rows": [{**base, "request": e["request"], **_compare(mine, retrain, whole, exp.spec)}]}
+
+
+def _fmt(t: dict[str, Any] | None, signed: bool = True) -> str:
+    if t is None:
+        return ""
+    v = f"{t['mean']:+.1f}" if signed else f"{t['mean']:.2f}"
+    return v if t["met_on_every_seed"] else (f"{v} (a seed misses)" if t["met_on_mean"] else f"**{v}**")
+
+
+def _rows(exp: Experiment, results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per comparison, in the experiment file's order: each target's mean with its verdict (bold: the mean
+    misses; "(a seed misses)": the mean meets it and a seed does not)."""
+    rows = []
+    for rec in sorted(results, key=lambda r: (("ulira" in r["key"]), r["key"].get("source", r["key"].get("ulira")))):
+        for r in rec["result"]["rows"]:
+            row = {"experiment": exp.name, "model": r.get("model", ""), "method": r.get("method", ""),
+                   "request": r["request"], "setting": r["setting"],
+                   "source": f"{r['source']} ({str(r.get('source_git') or '')[:7]})", "seeds": 1}
+            if "missing" in r:
+                row["extra"] = f"not measured: {r['missing']}"
+            elif "auc" in r:
+                ci = {k: f"{r['auc'][k]:.3f} [{v[0]:.3f}, {v[1]:.3f}]" for k, v in r["auc_ci"].items()}
+                row["extra"] = ("; ".join(f"{k} AUC {v}" for k, v in ci.items())
+                                + f"; overlaps the reference's: {r['overlaps_reference']}; clear of the baseline's: "
+                                  f"{r['clear_of_baseline']}")
+            else:
+                t = r["targets"]
+                for k in ("retain_acc", "forget_acc", "test_acc", "mia", "test_acc_other"):
+                    if k in t:
+                        row[f"d_{k}"] = _fmt(t[k])
+                if "forget_acc_class" in t:
+                    row["fa_class"] = _fmt(t["forget_acc_class"], signed=False)
+                row["time"] = _fmt(t["time_ratio"], signed=False)
+                row["met"] = "yes" if all(v["met_on_mean"] for v in t.values()) else "no"
+                row["targets"] = t
+            rows.append(row)
+    return rows
+
+
+COLUMNS = (("request", "request", "s"), ("setting", "setting", "s"), ("source", "report", "s"), ("d_retain_acc", "dRA", "s"),
+           ("d_forget_acc", "dFA", "s"), ("d_test_acc", "dTA", "s"), ("d_mia", "dMIA", "s"),
+           ("fa_class", "FA (class)", "s"), ("d_test_acc_other", "d TA other", "s"), ("time", "time / R", "s"),
+           ("met", "all met (mean)", "s"))
+
+KINDS.register("targets")(Kind(_cells, _run, _rows, columns=COLUMNS, inputs=_inputs))

@@ -1,0 +1,423 @@
+"""The parity tier: our namesake methods against the reference libraries' OWN functions, on the same model, data,
+forget set and seed (issue #32).
+
+Each reference function is called as its library calls it, through an adapter:
+
+* **inputs**: our models take [0,1] images and normalise in their first layer (``Classifier.normalize``). The
+  libraries' loaders hand out normalised images, and their models have no normalisation layer. The adapter feeds the
+  library normalised images ((x - mean) / std, the dataset's statistics) and a view of our model without its
+  normalisation layer (``Prenormalized``) that shares our model's parameters, so what the library perturbs in input
+  space (JiT's noise, UNSIR's noise images) lives in the space it was written for, and what it changes is our model.
+* **loaders**: SUPREME's ``create_dataloader`` semantics: triples ``(x, y, y)``, shuffled where SUPREME shuffles
+  (every training loader, the full-set loader of SSD included; seeded here), the last batch kept; its CLI's batch
+  size: 64 on a class request, 128 on a random one. Single process (no workers).
+* **framework**: SUPREME's methods take a Lightning ``Fabric``; a single-process stand-in (``SingleProcessFabric``:
+  setup returns its arguments, all_reduce/broadcast are the identity, backward is ``loss.backward()``) replaces
+  it. Lightning and wandb are not needed: where they are not installed, inert stand-in modules are put in place
+  while SUPREME's method modules are imported, and removed after.
+
+Ours runs through ``unlearn.request.unlearn_request`` with the reference's settings passed as options where our
+registered defaults differ (each row lists them). Both are evaluated by the same ``evaluate_split`` (RA, FA, TA,
+population MIA) on the same split, and timed in the same process, the same way.
+
+torchunlearn (its upstream source; PyPI 0.1.0 has no methods) is found through ``$DCFORGET_TORCHUNLEARN`` (a
+checkout) or an installed ``torchunlearn`` with the methods; its rows are listed as not yet compared otherwise.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import importlib
+import importlib.util
+import os
+import sys
+import time
+import types
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from dcforget.datasets import Data
+from dcforget.errors import ConfigError
+from dcforget.models import Classifier
+from dcforget.runtime import synchronize
+from dcforget.train import as_unit
+from unlearn.request import cumulative_split, evaluate_split, unlearn_request
+
+TORCHUNLEARN_ENV = "DCFORGET_TORCHUNLEARN"
+TOLERANCE = 0.05  # FA and RA within 5 points of the reference's
+
+
+# ------------------------------------------------------------------------------------------------ the adapter
+class Prenormalized(nn.Module):
+    """Our classifier without its normalisation layer: takes normalised images, shares the classifier's
+    parameters (training it trains ours)."""
+
+    def __init__(self, model: Classifier) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        m = self.model
+        rest = m.beginning[1:] if isinstance(m.beginning, nn.Sequential) else None
+        if rest is None:
+            raise ConfigError("the parity adapter needs a model whose beginning is a Sequential led by Normalize")
+        return m.final(m.intermediate(rest(x)))
+
+
+class Triples(Dataset):
+    """SUPREME's item format ``(x, clabel, label)`` with x normalised by the model's statistics."""
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> None:
+        self.x = ((as_unit(images.cpu()) - mean.cpu()) / std.cpu()).contiguous()
+        self.y = labels.cpu()
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def __getitem__(self, i):
+        return self.x[i], self.y[i], self.y[i]
+
+
+def loader(ds: Dataset, batch_size: int, shuffle: bool, seed: int) -> DataLoader:
+    g = torch.Generator().manual_seed(int(seed))
+    return DataLoader(ds, batch_size=batch_size, shuffle=shuffle, num_workers=0, generator=g)
+
+
+class SingleProcessFabric:
+    """What SUPREME's methods call on a Lightning Fabric, for one process on one device."""
+
+    global_rank = 0
+    world_size = 1
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+
+    def print(self, *a, **k) -> None:  # SUPREME prints progress; silenced
+        pass
+
+    def barrier(self, *a, **k) -> None:
+        pass
+
+    def all_reduce(self, x, *a, **k):
+        return x
+
+    def broadcast(self, x, *a, **k):
+        return x
+
+    def setup(self, model, *optimizers, **k):
+        return (model, *optimizers) if optimizers else model
+
+    def setup_dataloaders(self, *loaders, **k):
+        return loaders[0] if len(loaders) == 1 else loaders
+
+    def backward(self, loss, *a, **k) -> None:
+        loss.backward()
+
+
+@contextlib.contextmanager
+def _stand_ins():
+    """Inert ``lightning.fabric`` / ``wandb`` / SUPREME fabric_setup modules while SUPREME's method modules are
+    imported, where the real ones are not importable; removed afterwards (the imported modules keep them)."""
+    added = []
+
+    def put(name: str, **attrs: Any) -> None:
+        if name in sys.modules:
+            return
+        mod = types.ModuleType(name)
+        mod.__dict__.update(attrs)
+        sys.modules[name] = mod
+        added.append(name)
+
+    have_lightning = importlib.util.find_spec("lightning") is not None
+    if not have_lightning:
+        put("lightning")
+        put("lightning.fabric", Fabric=SingleProcessFabric)
+        put("supreme.utils.fabric.fabric_setup", setup_model_for_inference=lambda fabric, model, *a, **k: model)
+    if importlib.util.find_spec("wandb") is None:
+        put("wandb", config=types.SimpleNamespace(update=lambda *a, **k: None), log=lambda *a, **k: None)
+    try:
+        yield
+    finally:
+        for name in added:
+            sys.modules.pop(name, None)
+
+
+def supreme_status() -> tuple[bool, str]:
+    """(available, why not / version)."""
+    if importlib.util.find_spec("supreme") is None:
+        return False, "SUPREME is not installed (pip install --no-deps supreme-unlearning==0.1.5)"
+    try:
+        from importlib.metadata import version
+
+        v = version("supreme-unlearning")
+    except Exception:  # noqa: BLE001 - a source checkout without metadata
+        v = "unknown"
+    try:
+        supreme_function("ssd")
+    except Exception as err:  # noqa: BLE001 - any import failure means: not usable here
+        return False, f"SUPREME {v} is installed but its methods do not import: {err}"
+    return True, f"supreme-unlearning {v}"
+
+
+def supreme_function(name: str) -> Callable:
+    """SUPREME's own method function ``supreme.methods.unlearning_methods.<name>.<name>``."""
+    import dcforget.tv  # noqa: F401  (torchvision, which SUPREME's jit imports, loads only through it here)
+
+    with _stand_ins():
+        mod = importlib.import_module(f"supreme.methods.unlearning_methods.{name}")
+    return getattr(mod, name)
+
+
+def torchunlearn_status() -> tuple[bool, str]:
+    path = os.environ.get(TORCHUNLEARN_ENV)
+    if path:
+        if not os.path.isdir(path):
+            return False, f"${TORCHUNLEARN_ENV}={path} is not a directory"
+        return False, f"torchunlearn found at ${TORCHUNLEARN_ENV}={path}, but its adapter is not written yet"
+    return False, (f"torchunlearn with its methods not found (PyPI 0.1.0 lacks them; set ${TORCHUNLEARN_ENV} to an "
+                   "upstream checkout); its adapter is not written yet")
+
+
+# ------------------------------------------------------------------------------------------------ the pairs
+@dataclass(frozen=True)
+class Pair:
+    """One comparison: our ``method`` with ``ours(kind, batch)`` options against ``library``'s ``function`` called
+    by ``call``. ``variant`` names a documented difference that remains (empty: none)."""
+    method: str
+    library: str
+    function: str
+    kinds: tuple[str, ...]
+    ours: Callable[[str, int], dict[str, Any]]
+    call: Callable[..., nn.Module] | None  # None: the adapter cannot call it yet (``pending`` says why)
+    variant: str = ""
+    reference_settings: str = ""
+    pending: str = ""
+
+
+def supreme_batch(kind: str) -> int:
+    """SUPREME's CLI batch size: 64 for full-class unlearning, 128 for random."""
+    return 64 if kind == "class" else 128
+
+
+def _call_ssd(name: str, alpha: Callable[[str], float]):
+    def call(fn, fabric, model, loaders, kind, **_):
+        return fn(fabric, 1, False, model=model, forget_train_dataloader=loaders["forget"],
+                  full_train_dataloader=loaders["full"], dampening_constant=1.0, selection_weighting=alpha(kind))
+    return call
+
+
+def _lfssd_alpha(kind: str) -> float:
+    return 10.0 if kind == "class" else 3.5  # SUPREME's unlearn_main: CIFAR-10 full class alpha 10, random 3.5
+
+
+def _call_jit(fn, fabric, model, loaders, kind, **_):
+    return fn(fabric, 1, False, model=model, forget_train_dataloader=loaders["forget"])
+
+
+def _call_scrub(fn, fabric, model, loaders, kind, **_):
+    return fn(fabric, 1, False, model=model, retain_train_dataloader=loaders["retain"],
+              forget_train_dataloader=loaders["forget"])
+
+
+PAIRS: dict[str, Pair] = {p.method: p for p in (
+    Pair("ssd", "supreme", "ssd", ("class", "random"),
+         lambda kind, b: {"alpha": 10.0, "lam": 1.0, "batch_size": b}, _call_ssd("ssd", lambda kind: 10.0),
+         reference_settings="alpha 10, lambda 1, batches of 64 (class) / 128 (random), shuffled loaders"),
+    Pair("lfssd", "supreme", "lfssd", ("class", "random"),
+         lambda kind, b: {"alpha": _lfssd_alpha(kind), "lam": 1.0, "batch_size": b}, _call_ssd("lfssd", _lfssd_alpha),
+         reference_settings="alpha 10 (class) / 3.5 (random), lambda 1, shuffled loaders"),
+    Pair("jit", "supreme", "jit", ("class", "random"),
+         lambda kind, b: {"sigma": 0.1, "lr": 1e-3, "n_samples": 10, "batch_size": b, "mode": "train"}, _call_jit,
+         reference_settings="1 epoch, sigma 0.1 (normalised space), lr 1e-3 SGD, 10 noisy copies, shuffled forget "
+                            "loader"),
+    Pair("scrub", "supreme", "scrub", ("class", "random"),
+         lambda kind, b: {"epochs": 10, "lr": 5e-4, "batch_size": b, "forget_batch_size": b, "msteps": 3,
+                          "gamma": 1.0, "alpha": 0.5, "temperature": 2.0, "rewind": False},
+         _call_scrub,
+         variant="different algorithms: ours is Deep Unlearn's SCRUB (SGD, momentum 0.9, weight decay 5e-4, no "
+                 "parameter-distance term; run here with rewind off); SUPREME's (from the JiT authors' port) runs "
+                 "Adam with weight decay 0.1 and adds 0.5 * sum_layers ||theta - theta_0||_F to both steps. The lr "
+                 "decay is the same at 10 epochs (x0.1 after epochs 5, 8, 9)",
+         reference_settings="10 epochs, Adam lr 5e-4 wd 0.1, msteps 3, gamma 1, alpha 0.5, kd_T 2, smoothing 0.5"),
+    Pair("unsir", "supreme", "unsir", ("class",),
+         lambda kind, b: {"noise_batch": 32, "noise_steps": 25, "noise_lr": 0.1, "noise_l2": 0.1, "noise_copies": 80,
+                          "retain_per_class": 500, "impair_lr": 1e-4, "repair_lr": 1e-4, "batch_size": 32},
+         None,
+         pending="SUPREME's unsir trains through its own training/evaluation utilities (fit_one_unlearning_cycle, "
+                 "whose evaluate tracks memory with psutil and nvidia-smi), which the single-process adapter does not "
+                 "stand in for yet",
+         variant="ours repairs in batches of 32 (one batch_size option); SUPREME's repair loader takes 128; "
+                 "SUPREME's retain subset is the first 500 of each class in its training set's order",
+         reference_settings="noise 32 x 25 Adam steps (lr 0.1, l2 0.1), 80 noise batches, 500 retain per class, "
+                            "impair and repair Adam 1e-4, 1 epoch each"),
+)}
+TORCHUNLEARN_METHODS = ("salun", "bad-teacher", "neggrad", "fisher", "scrub")
+
+
+def kind_of(spec: str) -> str:
+    return "class" if spec.startswith("class:") or spec.startswith("classes:") else "random"
+
+
+# ------------------------------------------------------------------------------------------------ running
+def _metrics(ev: dict, seconds: float) -> dict[str, float]:
+    return {"fa": ev["forget_acc"], "ra": ev["retain_acc"], "ta": ev["test_acc"], "mia": ev["mia"], "seconds": seconds}
+
+
+def run_reference(pair: Pair, original: Classifier, data: Data, spec: str, seed: int, device: torch.device
+                  ) -> dict[str, float]:
+    """The library's own function on a copy of ``original`` through the adapter; evaluated like ours."""
+    kind = kind_of(spec)
+    split = cumulative_split(data, spec, seed, None, model=original.to(device).eval())
+    model = copy.deepcopy(original).to(device)
+    mean, std = model.normalize.mean, model.normalize.std
+    tr = data.train
+    idx = lambda t: t.to(tr.labels.device)
+    forget = Triples(tr.images[idx(split.forget)], tr.labels[idx(split.forget)], mean, std)
+    retain = Triples(tr.images[idx(split.retain)], tr.labels[idx(split.retain)], mean, std)
+    full = torch.utils.data.ConcatDataset([retain, forget])
+    b = supreme_batch(kind)
+    loaders = {"forget": loader(forget, b, True, seed), "retain": loader(retain, b, True, seed + 1),
+               "full": loader(full, b, True, seed + 2)}
+    fn = supreme_function(pair.function)
+    fabric = SingleProcessFabric(device)
+    view = Prenormalized(model)
+    torch.manual_seed(seed)  # the libraries draw from the global RNG (JiT's noise)
+    synchronize(device)
+    t0 = time.perf_counter()
+    pair.call(fn, fabric, view, loaders, kind)
+    synchronize(device)
+    seconds = time.perf_counter() - t0
+    model.eval()
+    return _metrics(evaluate_split(model, data, split, device, seed), seconds)
+
+
+def run_ours(pair: Pair, original: Classifier, data: Data, spec: str, seed: int, device: torch.device
+             ) -> tuple[dict[str, float], dict[str, Any]]:
+    opts = pair.ours(kind_of(spec), supreme_batch(kind_of(spec)))
+    res = unlearn_request(original, data, spec, pair.method, device=device, seed=seed, options=opts, quiet=True)
+    r = res.report
+    return _metrics(r, r["time"]["total_s"]), {"options": opts, "extra": r.get("method_extra", {})}
+
+
+@dataclass
+class ParityRow:
+    method: str
+    forget: str
+    library: str
+    seeds: list[int]
+    ours: list[dict[str, float]] = field(default_factory=list)
+    reference: list[dict[str, float]] = field(default_factory=list)
+    options: dict[str, Any] = field(default_factory=dict)
+    variant: str = ""
+    reference_settings: str = ""
+    status: str = "compared"
+
+
+def _mean_std(values: list[float]) -> tuple[float, float | None]:
+    t = torch.tensor(values, dtype=torch.float64)
+    return float(t.mean()), (float(t.std()) if len(values) > 1 else None)
+
+
+def summarise(row: ParityRow) -> dict[str, Any]:
+    out: dict[str, Any] = {"method": row.method, "forget": row.forget, "library": row.library, "seeds": row.seeds,
+                           "status": row.status, "variant": row.variant, "reference_settings": row.reference_settings,
+                           "our_options": row.options}
+    if row.status != "compared":
+        return out
+    for side, runs in (("ours", row.ours), ("reference", row.reference)):
+        out[side] = {k: dict(zip(("mean", "std"), _mean_std([r[k] for r in runs]))) for k in runs[0]}
+        out[side + "_per_seed"] = runs
+    diff = {k: out["ours"][k]["mean"] - out["reference"][k]["mean"] for k in ("fa", "ra", "ta", "mia")}
+    out["difference"] = diff
+    out["within_tolerance"] = abs(diff["fa"]) <= TOLERANCE and abs(diff["ra"]) <= TOLERANCE
+    out["explained"] = out["within_tolerance"] or bool(row.variant)
+    return out
+
+
+def run_parity(original: Classifier, data: Data, *, methods: list[str], specs: list[str], seeds: list[int],
+               device: torch.device, log: Callable[[str], None] = lambda s: None) -> list[dict[str, Any]]:
+    unknown = [m for m in methods if m not in PAIRS and m not in TORCHUNLEARN_METHODS]
+    if unknown:
+        raise ConfigError(f"no parity pair for {', '.join(unknown)}; known: {', '.join(sorted(PAIRS))} (SUPREME), "
+                          f"{', '.join(TORCHUNLEARN_METHODS)} (torchunlearn)")
+    ok, why = supreme_status()
+    tu_ok, tu_why = torchunlearn_status()
+    rows = []
+    for method in methods:
+        for spec in specs:
+            kind = kind_of(spec)
+            if method in PAIRS and PAIRS[method].library == "supreme":
+                pair = PAIRS[method]
+                row = ParityRow(method, spec, "SUPREME 0.1.5", list(seeds), variant=pair.variant,
+                                reference_settings=pair.reference_settings)
+                if kind not in pair.kinds:
+                    row.status = f"not applicable ({method} forgets whole classes only)"
+                elif pair.call is None:
+                    row.status = f"not yet compared: {pair.pending}"
+                elif not ok:
+                    row.status = f"not compared: {why}"
+                else:
+                    for s in seeds:
+                        log(f"{method} {spec} seed {s}: ours")
+                        m, info = run_ours(pair, original, data, spec, s, device)
+                        row.ours.append(m)
+                        row.options = info["options"]
+                        log(f"{method} {spec} seed {s}: reference")
+                        try:
+                            row.reference.append(run_reference(pair, original, data, spec, s, device))
+                        except Exception as err:  # noqa: BLE001 - the library's own code failed: say so, go on
+                            row.status = f"not compared: the reference failed: {type(err).__name__}: {err}"
+                            break
+                rows.append(summarise(row))
+            if method in TORCHUNLEARN_METHODS:
+                row = ParityRow(method, spec, "torchunlearn", list(seeds),
+                                status=f"not yet compared: {tu_why}" if not tu_ok else "not yet compared")
+                rows.append(summarise(row))
+    return rows
+
+
+def _pct(x: float | None) -> str:
+    return "" if x is None else f"{100 * x:.1f}"
+
+
+def _cell(side: dict | None, k: str) -> str:
+    if not side:
+        return ""
+    m, s = side[k]["mean"], side[k]["std"]
+    if k == "seconds":
+        return f"{m:.2f}" + (f" ± {s:.2f}" if s is not None else "")
+    return _pct(m) + (f" ± {100 * s:.1f}" if s is not None else "")
+
+
+def markdown(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
+    lines = ["# Parity with the reference implementations (issue #32)", "",
+             f"Command: `{meta['command']}`  ", f"Commit: `{meta['git']}`  ", f"Machine: {meta['machine']}  ",
+             f"Checkpoint: `{meta['checkpoint']}` ({meta['setting']})  ",
+             f"Seeds: {', '.join(map(str, meta['seeds']))} (a seed varies the forget set of a random request, the "
+             "loaders' shuffles and the methods' noise; the checkpoint is fixed)  ",
+             f"Figures: percent, mean ± sample std over the seeds; seconds: the method's own time in this process. "
+             f"Tolerance: |ours - reference| <= {100 * TOLERANCE:.0f} points on FA and RA, or a named variant.", "",
+             "| method | forget | library | ours FA | ours RA | ours TA | ours MIA | ours s | ref FA | ref RA | ref TA "
+             "| ref MIA | ref s | ΔFA | ΔRA | ΔTA | ΔMIA | verdict | note |",
+             "|---|---|---|" + "---|" * 16]
+    for r in rows:
+        if r["status"] != "compared":
+            lines.append(f"| {r['method']} | {r['forget']} | {r['library']} |" + " |" * 14 + f" {r['status']} | |")
+            continue
+        o, ref, d = r["ours"], r["reference"], r["difference"]
+        verdict = "within 5" if r["within_tolerance"] else ("variant" if r["variant"] else "DIFFERS")
+        note = "; ".join(x for x in (r["variant"], "reference: " + r["reference_settings"]) if x)
+        lines.append(f"| {r['method']} | {r['forget']} | {r['library']} | "
+                     + " | ".join(_cell(o, k) for k in ("fa", "ra", "ta", "mia", "seconds")) + " | "
+                     + " | ".join(_cell(ref, k) for k in ("fa", "ra", "ta", "mia", "seconds")) + " | "
+                     + " | ".join(f"{100 * d[k]:+.1f}" for k in ("fa", "ra", "ta", "mia")) + f" | {verdict} | {note} |")
+    lines += ["", "Our options per row (the reference's settings where our registered defaults differ):", ""]
+    for r in rows:
+        if r.get("our_options"):
+            lines.append(f"- {r['method']} {r['forget']}: `{r['our_options']}`")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,211 @@
+"""Markdown tables rendered from committed reports (``experiments report``), so that no figure in the README or the
+docs is typed by hand: a leaderboard per experiment of a ``benchmark`` report, a one-line-per-experiment summary of
+a benchmark, the tables of any other suite's report, and the table of a folder of tuned files.
+
+Generated blocks in Markdown files sit between ``<!-- experiments report ARGS -->`` and ``<!-- end -->`` markers;
+:func:`refresh_blocks` rewrites them from the reports, and the docs-tables test fails when one differs."""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+from pathlib import Path
+from typing import Any
+
+from dcforget.errors import ConfigError
+
+
+def _pm(r: dict[str, Any], k: str, scale: float = 1.0, f: str = ".1f") -> str:
+    if k not in r:
+        return ""
+    s = r.get(k + "_std")
+    if abs(r[k]) >= 1e4:  # a diverging method's distance
+        f = ".2g"
+    return f"{r[k] * scale:{f}} ± {s * scale:{f}}" if s is not None and r.get("seeds", 1) > 1 else f"{r[k] * scale:{f}}"
+
+
+def leaderboard(rows: list[dict[str, Any]], exp: str) -> str:
+    """One experiment of a benchmark report: the references, then the toolkit's ranking (degenerate models left
+    out) with each rank's range under +-20% timing noise, then the degenerate methods (Deep Unlearn's rank of every
+    method beside)."""
+    mine = [r for r in rows if r.get("experiment") == exp]
+    if not mine:
+        raise ConfigError(f"the report has no leaderboard rows for experiment {exp!r}")
+    refs = [r for r in mine if r["method"] in ("retrain", "none")]
+    ranked = sorted((r for r in mine if "avg_rank" in r), key=lambda r: r["avg_rank"])
+    rest = sorted((r for r in mine if r not in refs and r not in ranked), key=lambda r: r.get("avg_rank_du", 1e9))
+    other = any("test_acc_other" in r for r in mine)  # whole-class tables: TA on the classes kept
+    out = ["| # | method | RA | FA | TA |" + (" TA other |" if other else "") + " Indisc. | RetDev | RTE | L2 to R | "
+           "avg rank | rank range (time ±20%) | DU rank (all) | degenerate | options |",
+           "|---|---|---|---|---|" + ("---|" if other else "") + "---|---|---|---|---|---|---|---|---|"]
+    for i, r in enumerate(refs + ranked + rest):
+        pos = "" if r in refs or r in rest else str(i + 1 - len(refs))
+        name = {"none": "original (reference)", "retrain": "retrain (reference)"}.get(r["method"], f"`{r['method']}`")
+        rte = _pm(r, "rte", f=".2f") + (f" ({r['rte_withheld']} withheld)" if r.get("rte_withheld") else "")
+        out.append(f"| {pos} | {name} | {_pm(r, 'retain_acc')} | {_pm(r, 'forget_acc')} | {_pm(r, 'test_acc')} | "
+                   + (f"{_pm(r, 'test_acc_other')} | " if other else "")
+                   + f"{_pm(r, 'indiscernibility', f='.3f')} | {_pm(r, 'retention_deviation', f='.3f')} | {rte} | "
+                   f"{_pm(r, 'l2_to_retrain', f='.1f')} | {_pm(r, 'avg_rank', f='.2f')} | "
+                   f"{r.get('avg_rank_range', '')} | {_pm(r, 'avg_rank_du', f='.2f')} | {r.get('degenerate', '')} | "
+                   f"{r.get('tuned', '')} |")
+    return "\n".join(out) + "\n"
+
+
+def leaderboard_summary(report: dict[str, Any]) -> str:
+    """One line per experiment of a benchmark report: methods ranked, degenerate ones, the top 5 by average rank and
+    where Deep Unlearn's claims stand on each ranking."""
+    rows = report["rows"]
+    claims_by_exp = report["meta"].get("claims", {})
+    if not claims_by_exp:
+        raise ConfigError("the report has no leaderboard experiments (no claims in its meta)")
+    out = ["| experiment | methods ranked | degenerate (not ranked) | top 5 (average rank) | Deep Unlearn's claims |",
+           "|---|---|---|---|---|"]
+    for exp, claims in claims_by_exp.items():
+        ranked = sorted((r for r in rows if r["experiment"] == exp and "avg_rank" in r), key=lambda r: r["avg_rank"])
+        top = ", ".join(f"`{r['method']}` {r['avg_rank']:.1f}" for r in ranked[:5])
+        verdicts = "; ".join(f"{c['claim']} ({c.get('ranking', 'du')}): "
+                             f"{c.get('verdict') or ('confirmed' if c['confirmed'] else 'not confirmed')}"
+                             for c in claims)
+        degenerate = sum("degenerate" in r for r in rows if r["experiment"] == exp)
+        out.append(f"| {exp} | {len(ranked)} | {degenerate} | {top} | {verdicts} |")
+    return "\n".join(out) + "\n"
+
+
+def tuned_table(folder: Path) -> str:
+    """The tuned files of one preset/dataset-model folder, sorted by their validation objective norm."""
+    files = sorted(Path(folder).glob("*.json"))
+    if not files:
+        raise ConfigError(f"no tuned-options file in {folder}")
+    docs = [json.loads(f.read_text()) for f in files]
+    out = ["| method | forget | norm | \\|dRA\\|/3 | \\|dFA\\|/3 | \\|dVA\\|/3 | 1 - indisc. | chosen options | trials |",
+           "|---|---|---|---|---|---|---|---|---|"]
+    fmt = lambda v: f"{v:.3g}" if isinstance(v, float) else str(v)  # noqa: E731
+    for d in sorted(docs, key=lambda d: d["norm"]):
+        o = d["objectives"]
+        searched = {k: v for k, v in d["options"].items() if k not in d.get("fixed", {})}
+        opts = ", ".join(f"{k}={fmt(v)}" for k, v in sorted(searched.items()))
+        halves = " (halves)" if d["setup"].get("validation") == "halves" else ""  # VA and MIA on the selection half
+        out.append(f"| `{d['method']}` | {d['setup']['forget']}{halves} | {d['norm']:.3f} | {o['retain_gap']:.3f} | "
+                   f"{o['forget_gap']:.3f} | {o['val_gap']:.3f} | {o['val_mia_distinguishability']:.3f} | {opts} | "
+                   f"{d['study']['trials']} |")
+    return "\n".join(out) + "\n"
+
+
+def read_report(path: Path) -> dict[str, Any]:
+    f = Path(path) / "report.json" if Path(path).is_dir() else Path(path)
+    try:
+        doc = json.loads(f.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ConfigError(f"report {f} cannot be read: {err}") from None
+    if isinstance(doc, dict) and isinstance(doc.get("meta"), dict) and isinstance(doc.get("attacks"), dict):
+        return doc  # an `attacks ulira` report
+    if not isinstance(doc, dict) or not isinstance(doc.get("meta"), dict) or not isinstance(doc.get("rows"), list):
+        raise ConfigError(f"{f} is not a report `experiments reproduce` or `attacks ulira` wrote (needs meta and "
+                          "rows, or attacks)")
+    return doc
+
+
+def ulira_table(report: dict[str, Any]) -> str:
+    """An `attacks ulira` report: each model's attack AUC with its interval (the report's bootstrap), accuracy and
+    TPR at low FPR, most distinguishable first."""
+    b = report.get("bootstrap") or {}
+    out = [f"U-LiRA: {report.get('setup', {}).get('splits', '?')} splits; intervals: {b.get('interval', '95%')} "
+           f"({b.get('replicates', '?')} draws over {b.get('over', 'targets')}).\n",
+           "| model | AUC [95% CI] | accuracy | TPR at 1% FPR | TPR at 0.1% FPR |", "|---|---|---|---|---|"]
+    rows = sorted(report["attacks"].items(), key=lambda kv: -kv[1]["auc"])
+    for name, a in rows:
+        ci = a.get("auc_ci")
+        auc = f"{a['auc']:.3f}" + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "")
+        f = lambda k: f"{a[k]:.3f}" if isinstance(a.get(k), (int, float)) else ""  # noqa: E731
+        out.append(f"| `{name}` | {auc} | {f('accuracy')} | {f('tpr_at_1pct_fpr')} | {f('tpr_at_0.1pct_fpr')} |")
+    return "\n".join(out) + "\n"
+
+
+def _section(md_path: Path, title: str, shown: Path) -> str:
+    """The body of the section headed ``## title`` of a report's Markdown (its description, table and figure), its
+    figure links made relative to where the reader's page names the report (``shown``)."""
+    text = md_path.read_text()
+    head = f"\n## {title}\n"
+    if head not in text:
+        raise ConfigError(f"{md_path} has no section {title!r}")
+    body = text.split(head, 1)[1].split("\n## ", 1)[0].strip("\n") + "\n"
+    return body.replace("](figures/", f"]({Path(shown).as_posix()}/figures/")
+
+
+def source_line(report: dict[str, Any], path: Path, real: Path | None = None) -> str:
+    """Where a generated table's figures come from: the report (its Markdown where it has one, else its JSON), its
+    command and its commit. ``path``: the report folder as the reader's link names it; ``real``: where it is."""
+    m = report["meta"]
+    page = "report.md" if (Path(real or path) / "report.md").is_file() else "report.json"
+    seeds = m.get("seeds")
+    seeds = f", {len(seeds) if isinstance(seeds, list) else seeds} seed(s)" if isinstance(seeds, (int, list)) else ""
+    return (f"From [`{Path(path).as_posix()}`]({Path(path).as_posix()}/{page}): `{m.get('command', '')}` at "
+            f"{str(m.get('git', 'unknown'))[:12]}{seeds}, finished {m.get('finished_utc', '?')}.\n")
+
+
+def render(path: str | Path, table: str | None = None, shown: str | None = None) -> str:
+    """The Markdown of ``experiments report PATH [--table T]``: a tuned folder's table; a benchmark report's summary
+    (``table="summary"``) or one experiment's leaderboard (``table=EXPERIMENT``); with no ``table``, every table of
+    the report (a benchmark's summary and each leaderboard; another suite's report.md tables). ``shown``: the path
+    the source line names (default: ``path`` as given)."""
+    p = Path(path)
+    if p.is_dir() and not (p / "report.json").exists() and any(p.glob("*.json")):
+        if table is not None:
+            raise ConfigError("--table applies to reports, not to a folder of tuned files")
+        return tuned_table(p)
+    report = read_report(p)
+    folder = p if p.is_dir() else p.parent
+    src = source_line(report, Path(shown) if shown is not None else folder, folder)
+    if "attacks" in report and "rows" not in report:
+        if table is not None:
+            raise ConfigError("--table applies to experiment reports, not to an `attacks ulira` report")
+        return src + "\n" + ulira_table(report)
+    boards = list(report["meta"].get("claims", {}))
+    if table == "summary":
+        return src + "\n" + leaderboard_summary(report)
+    columns = report["meta"].get("columns") or {}
+    if table is not None and table not in boards and columns.get(table):  # a kind's own table, e.g. targets
+        from .report import ROW_AXES, _kind_table
+
+        rows = [r for r in report["rows"] if r.get("experiment") == table]
+        axes = [a for a in ROW_AXES if any(a in r for r in rows)]
+        return src + "\n" + _kind_table(rows, axes, [tuple(c) for c in columns[table]])
+    if table is not None and table not in boards and table in columns:  # an unlearning table: the report's own
+        from .runner import load_suite
+
+        m = report["meta"]
+        title = next((e.spec.get("title", e.name) for e in load_suite(m["suite"], m["preset"])[1] if e.name == table),
+                     None)
+        if title is None:
+            raise ConfigError(f"suite {m['suite']!r} has no experiment {table!r} any more")
+        md = p / "report.md" if p.is_dir() else p.with_name("report.md")
+        return src + "\n" + _section(md, title, Path(shown) if shown is not None else folder)
+    if table is not None:
+        if table not in boards:
+            raise ConfigError(f"no table {table!r} in the report (it has: {', '.join(columns) or 'none'})")
+        return src + "\n" + leaderboard(report["rows"], table)
+    if boards:
+        return src + "\n" + leaderboard_summary(report) + "".join(
+            f"\n### {exp}\n\n" + leaderboard(report["rows"], exp) for exp in boards)
+    md = (p / "report.md" if p.is_dir() else p.with_name("report.md"))
+    try:  # every other suite's tables are the report's own Markdown, written by the same run
+        return src + "\n" + md.read_text().split("\n", 1)[1].lstrip("\n")
+    except OSError as err:
+        raise ConfigError(f"report Markdown {md} cannot be read: {err}") from None
+
+
+BLOCK = re.compile(r"(<!-- experiments report (?P<args>[^>]*?) -->\n)(?P<body>.*?)(<!-- end -->)", re.S)
+
+
+def refresh_blocks(text: str, root: Path) -> str:
+    """``text`` with every generated block re-rendered from the reports under ``root``."""
+    def one(m: re.Match) -> str:
+        args = shlex.split(m.group("args"))
+        path, table = args[0], None
+        if len(args) == 3 and args[1] == "--table":
+            table = args[2]
+        elif len(args) != 1:
+            raise ConfigError(f"a generated block takes PATH [--table T], got {m.group('args')!r}")
+        return m.group(1) + render(root / path, table, shown=path) + m.group(4)
+    return BLOCK.sub(one, text)

@@ -1,0 +1,98 @@
+"""Results tables are generated from committed reports, never typed: every generated block in the README (and the
+docs) equals what `experiments report` renders now, and the command refuses what it cannot render."""
+
+import json
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from experiments.cli import main as experiments
+from experiments.tables import BLOCK, refresh_blocks, render
+
+ROOT = Path(__file__).resolve().parents[1]
+GENERATED = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
+
+
+def test_every_generated_block_matches_its_report():
+    blocks = 0
+    for f in GENERATED:
+        text = f.read_text()
+        blocks += len(BLOCK.findall(text))
+        assert refresh_blocks(text, ROOT) == text, f"{f}: run `experiments report --refresh {f.relative_to(ROOT)}`"
+    assert blocks >= 4  # the README's leaderboards, summary and tuned table
+
+
+def _report(tmp_path):
+    rows = [{"experiment": "e", "method": "retrain", "retain_acc": 100.0, "seeds": 1},
+            {"experiment": "e", "method": "b", "avg_rank": 2.0, "retain_acc": 50.0, "seeds": 1},
+            {"experiment": "e", "method": "a", "avg_rank": 1.0, "retain_acc": 90.0, "seeds": 1},
+            {"experiment": "e", "method": "w", "avg_rank_du": 0.5, "degenerate": "s0: RA 9 <= chance + 5", "seeds": 1}]
+    meta = {"command": "experiments reproduce benchmark", "git": "abc", "seeds": 1, "finished_utc": "t",
+            "claims": {"e": [{"claim": "c", "ranking": "du", "confirmed": True}]}}
+    (tmp_path / "r").mkdir()
+    (tmp_path / "r" / "report.json").write_text(json.dumps({"meta": meta, "rows": rows}))
+    return tmp_path / "r"
+
+
+def test_a_leaderboard_ranks_by_average_rank_and_lists_degenerate_methods_last(tmp_path):
+    md = render(_report(tmp_path), "e")
+    body = [line for line in md.splitlines() if line.startswith("| ") and "method" not in line]
+    assert [line.split("|")[2].strip() for line in body] == ["retrain (reference)", "`a`", "`b`", "`w`"]
+    assert body[1].split("|")[1].strip() == "1" and body[3].split("|")[1].strip() == ""  # w is not ranked
+    assert "abc" in md.splitlines()[0]  # the source line names the commit
+
+
+def test_refresh_check_fails_on_a_stale_block_and_refresh_fixes_it(tmp_path, monkeypatch):
+    rep = _report(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    doc = tmp_path / "doc.md"
+    doc.write_text("text\n<!-- experiments report r --table summary -->\n| stale |\n<!-- end -->\n")
+    res = CliRunner().invoke(experiments, ["report", "--refresh", str(doc), "--check"])
+    assert res.exit_code == 1 and "1 of 1 file(s) out of date" in res.output
+    assert "| stale |" in doc.read_text()
+    res = CliRunner().invoke(experiments, ["report", "--refresh", str(doc)])
+    assert res.exit_code == 0 and "| stale |" not in doc.read_text() and "| e | 2 | 1 | `a` 1.0, `b` 2.0 |" in doc.read_text()
+    assert CliRunner().invoke(experiments, ["report", "--refresh", str(doc), "--check"]).exit_code == 0
+    assert rep.is_dir()
+
+
+def test_report_refuses_what_it_cannot_render(tmp_path):
+    rep = _report(tmp_path)
+    for args, why in [([str(rep), "--table", "nope"], "no table 'nope'"),
+                      ([str(tmp_path)], "is not a report"),
+                      (["--check"], "--check goes with --refresh")]:
+        if args == [str(tmp_path)]:
+            (tmp_path / "report.json").write_text("[1]")
+        res = CliRunner().invoke(experiments, ["report", *args])
+        assert res.exit_code == 2 and res.stderr.startswith("error: ") and why in res.stderr, res.output
+
+
+def test_tune_suite_lists_what_the_benchmark_runs_and_every_pair_has_its_tuned_file():
+    """`experiments tune --suite benchmark` (which replaced scripts/tune-cpu.sh) reads the methods from the suite's
+    files: at the cpu preset the pairs it would tune are exactly the committed tuned files of CIFAR-10's MLP."""
+    from experiments.runner import suite_tuning
+    from unlearn.tuned import tuned_filename
+
+    pairs = suite_tuning("benchmark", "cpu", "cifar10", "mlp")
+    assert ("unsir", "class:2") in pairs and ("unsir", "random:0.1") not in pairs  # class-only
+    assert ("ssd", "class:2") in pairs and ("finetune", "class:2") not in pairs  # tune_class lists ssd only
+    names = {tuned_filename(m, f) for m, f in pairs}
+    assert names == {p.name for p in (ROOT / "configs/tuned/cpu/cifar10-mlp").glob("*.json")}
+
+
+def test_tune_suite_skips_existing_files_and_refuses_contradictions(tmp_path):
+    out = tmp_path / "tuned"
+    out.mkdir()
+    for m, f in [("ssd", "ssd.class.json"), ("unsir", "unsir.class.json"), ("lfssd", "lfssd.class.json"),
+                 ("lrp-npp", "lrp-npp.class.json")]:
+        (out / f).write_text("{}")
+    before = {p.name: p.read_text() for p in out.iterdir()}
+    res = CliRunner().invoke(experiments, ["tune", "cifar10", "--suite", "benchmark", "--model", "cnn", "--preset",
+                                           "cpu", "--skip-existing", "--out", str(out), "--store", str(tmp_path / "s")])
+    assert res.exit_code == 0, res.output
+    assert res.stderr.count("skip ") == 4 and {p.name: p.read_text() for p in out.iterdir()} == before
+    for args, why in [(["--suite", "benchmark", "--method", "kde"], "not both"), ([], "give --method or --suite"),
+                      (["--suite", "benchmark", "--forget", "class:1"], "--forget goes with --method"),
+                      (["--method", "kde", "--skip-existing", "--force"], "contradict")]:
+        res = CliRunner().invoke(experiments, ["tune", "cifar10", *args, "--out", str(out)])
+        assert res.exit_code == 2 and res.stderr.startswith("error: ") and why in res.stderr, res.output

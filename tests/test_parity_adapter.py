@@ -1,0 +1,36 @@
+"""The parity harness's adapter and CLI edges, without the reference libraries: the library sees our model without
+its normalisation layer, fed normalised images, and trains our parameters; bad input is one error line, exit 2,
+nothing written."""
+
+import torch
+from click.testing import CliRunner
+
+from dcforget.models import create_model
+from experiments.cli import main
+from experiments.parity import Prenormalized, Triples
+
+
+def test_the_library_view_is_our_model_on_normalised_images():
+    torch.manual_seed(0)
+    model = create_model("mlp", image_shape=(3, 8, 8), num_classes=4, mean=(0.4, 0.5, 0.6), std=(0.2, 0.25, 0.3)).eval()
+    u8 = torch.randint(0, 256, (5, 3, 8, 8), dtype=torch.uint8)
+    y = torch.tensor([0, 1, 2, 3, 0])
+    ds = Triples(u8, y, model.normalize.mean, model.normalize.std)
+    xn = torch.stack([ds[i][0] for i in range(5)])
+    view = Prenormalized(model)
+    assert torch.allclose(view(xn), model(u8.float() / 255), atol=1e-5)
+    assert ds[3][1] == ds[3][2] == 3  # SUPREME's (x, clabel, label) triples
+    with torch.no_grad():  # a change made through the view is a change to our model
+        next(view.parameters()).add_(1.0)
+    assert torch.equal(next(view.parameters()), next(model.parameters()))
+    assert {n.removeprefix("model.") for n, _ in view.named_parameters()} == {n for n, _ in model.named_parameters()}
+
+
+def test_parity_refuses_bad_input_before_any_work(tmp_path):
+    runner = CliRunner()
+    for args, what in ((["--seeds", "0,x"], "--seeds"), (["--methods", "ssd,nope"], "no parity pair"),
+                       (["--forget", "class:2,bogus:1"], "forget"), (["--seeds", "1,1"], "--seeds")):
+        out = tmp_path / "out"
+        res = runner.invoke(main, ["parity", "--checkpoint", str(tmp_path / "missing.pt"), "--out", str(out), *args])
+        assert res.exit_code == 2, (args, res.output)
+        assert what in res.output and not out.exists(), (args, res.output)
