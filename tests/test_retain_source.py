@@ -119,3 +119,15 @@ def test_cli_retain_reduced_needs_a_condensed_file_and_writes_nothing(tmp_path):
                                                 "--forget", "random:0.1", "--out", str(out)])
         assert res.exit_code == 2 and res.stderr.startswith("error: ") and why in res.stderr, res.output
         assert res.stderr.count("\n") == 1 and not out.exists()
+
+
+def test_unlearn_methods_lists_every_method_with_its_capabilities_and_source():
+    from experiments.cli import unlearn_main
+
+    res = CliRunner().invoke(unlearn_main, ["methods"])
+    assert res.exit_code == 0, res.output
+    lines = res.output.splitlines()
+    named = {line.split()[0] for line in lines if line and not line.startswith(" ")}
+    assert named == set(METHODS.names())
+    kde = next(i for i, line in enumerate(lines) if line.startswith("kde "))
+    assert "--retain reduced applies" in lines[kde] and lines[kde + 1].strip().startswith("source: ")

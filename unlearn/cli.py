@@ -161,9 +161,12 @@ def methods_cmd() -> None:
         caps = {"needs_condensed": "needs --from-condensed", "needs_offline": "needs an `unlearn offline` checkpoint",
                 "trains_fresh": "trains a fresh model", "zero_shot": "uses no retain data",
                 "auxiliary": "reads held-out validation images", "class_only": "class forgetting only",
-                "reads_validation": "reads the validation split (tuned on its other half)"}
-        need = f" ({'; '.join(caps[c] for c in m.capabilities)})" if m.capabilities else ""
-        click.echo(f"{name:16s} {m.summary}{need}\n{'':17s}" + ", ".join(f"{k}={v}" for k, v in m.defaults.items()))
+                "reads_validation": "reads the validation split (tuned on its other half)",
+                "reads_retain": "trains on a retain set (--retain reduced applies)"}
+        need = f" ({'; '.join(caps.get(c, c) for c in m.capabilities)})" if m.capabilities else ""
+        source = f"\n{'':17s}source: {m.reference}" if getattr(m, "reference", None) else ""
+        click.echo(f"{name:16s} {m.summary}{need}{source}\n{'':17s}"
+                   + ", ".join(f"{k}={v}" for k, v in m.defaults.items()))
 
 
 @main.command("compare")
