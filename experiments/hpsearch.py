@@ -57,6 +57,7 @@ from dcforget.space import Choice, Fixed, Float, Int, Space, describe, resolve
 from dcforget.train import TrainConfig
 
 from unlearn.methods import METHODS
+from unlearn.tuned import Setting, forget_kind
 
 from .artefacts import original_model
 
@@ -368,6 +369,7 @@ class StudyResult:
     fixed: dict[str, Any]
     computed: int  # jobs computed by this call (0 on a rerun)
     sampler: dict[str, Any] = field(default_factory=dict)  # NSGA-III's population and base seed
+    data_size: dict[str, Any] = field(default_factory=dict)  # the originals' training set: train_size, num_classes
 
     def summary(self) -> dict[str, Any]:
         done = [t for t in self.trials if t["state"] == "COMPLETE"]
@@ -388,6 +390,12 @@ def _references(setup: StudySetup, method: str, jobs: Callable) -> dict[int, dic
     return dict(zip(setup.seeds, refs))
 
 
+def method_seed_offset(method: str) -> int:
+    """What a study of ``method`` adds to its sampler seed: a hash of the method's name, so that two methods with
+    the same search space do not draw the same trials."""
+    return int(hashlib.sha256(method.encode()).hexdigest()[:8], 16)
+
+
 def tune(method: str, setup: StudySetup, *, trials: int, storage: str | Path, store: str | Path,
          executor: Executor | None = None, context: dict[str, Any], base_options: dict[str, Any] | None = None,
          batch: int | None = None, sampler_seed: int = 0, population: int | None = None,
@@ -405,7 +413,8 @@ def tune(method: str, setup: StudySetup, *, trials: int, storage: str | Path, st
     asked it (host, process); a trial left RUNNING is evaluated again only when its driver is gone (on this host)
     or it started more than ``stale_after_s`` ago (a driver on another host), and a trial another driver finished
     meanwhile is not told twice. Each driver seeds its sampler with ``sampler_seed`` plus the number of trials the
-    study holds when it starts, so drivers started one after another draw different trials."""
+    study holds when it starts, so drivers started one after another draw different trials (and plus
+    :func:`method_seed_offset`, so studies of different methods draw different trials)."""
     m = METHODS.get(method)
     if not m.space:
         raise ConfigError(f"method {method!r} declares no search space")
@@ -426,9 +435,15 @@ def tune(method: str, setup: StudySetup, *, trials: int, storage: str | Path, st
     name = study_name(method, setup, base)
     # opened before any job runs, so a storage that cannot be used costs no training
     # a resumed study gets a sampler seeded by how far it got: the same seed again would redraw the first trials
-    study = open_study(name, storage, sampler_seed + len(open_study(name, storage).get_trials(deepcopy=False)),
-                       population)
+    # and each method draws its own points: studies of methods with the same search space (ssd and lfssd) on one
+    # sampler seed drew the same first generation, and NSGA-III's crossover recombines those values, so they
+    # chose identical options (issue #32: lfssd.class.json = ssd.json)
+    offset = method_seed_offset(method)
+    study = open_study(name, storage, (sampler_seed + offset + len(open_study(name, storage).get_trials(deepcopy=False)))
+                       % 2**32, population)
     references = _references(setup, method, jobs)
+    data = _data(json.dumps(sd, sort_keys=True), context.get("data_dir"), str(context.get("device", "cpu")))
+    data_size = {"train_size": len(data.train), "num_classes": data.info.num_classes}  # what the originals trained on
     batch = max(1, int(batch or getattr(executor, "workers", 1) or 1))
 
     import optuna
@@ -489,7 +504,8 @@ def tune(method: str, setup: StudySetup, *, trials: int, storage: str | Path, st
         raise ConfigError(f"study of {method!r} has no complete trial")
     best = min(complete, key=lambda r: (r["norm"], r["number"]))
     return StudyResult(method, setup, best, rows, references, describe(m.space), fixed, computed,
-                       {"name": "NSGA-III", "population": population, "seed": sampler_seed})
+                       {"name": "NSGA-III", "population": population, "seed": sampler_seed, "method_offset": offset},
+                       data_size)
 
 
 SELECTION = {
@@ -503,9 +519,19 @@ SELECTION = {
 }
 
 
+def tuned_on(setup: StudySetup, train_size: int | None, num_classes: int | None) -> dict[str, Any]:
+    """The setting a study tuned on, as `unlearn` matches it against a checkpoint (``unlearn.tuned.Setting``):
+    dataset, model, the originals' training-set size (``train_size``: images trained on, validation excluded;
+    ``per_class``: the cap) and epochs, and the kind of request (plus the exact forget spec)."""
+    s = Setting(setup.dataset.split(":")[0], setup.model, train_size, setup.train_epochs, forget_kind(setup.forget),
+                setup.per_class, num_classes)
+    return {**s.to_dict(), "forget": setup.forget, "val_fraction": setup.val_fraction}
+
+
 def tuned_config(res: StudyResult, *, preset: str, meta: dict[str, Any]) -> dict[str, Any]:
-    """The tuned-hyperparameter file's content: the chosen options with where they come from."""
-    return {"method": res.method, "dataset": res.setup.dataset.split(":")[0], "model": res.setup.model,
+    """The tuned-hyperparameter file's content: the chosen options with where they come from, and the setting they
+    were tuned on (``tuned_on``: what `unlearn` matches a checkpoint against)."""
+    return {"tuned_on": tuned_on(res.setup, res.data_size.get("train_size"), res.data_size.get("num_classes")),"method": res.method, "dataset": res.setup.dataset.split(":")[0], "model": res.setup.model,
             "preset": preset, "options": res.best["options"], "objectives": res.best["objectives"],
             "norm": res.best["norm"], "trial": res.best["number"], "setup": res.setup.to_dict(),
             "space": res.space, "fixed": res.fixed, "study": {**res.summary(), "sampler": res.sampler},

@@ -13,8 +13,8 @@ pytest.importorskip("optuna")
 
 from dcforget.errors import ConfigError  # noqa: E402
 from dcforget.space import Choice, Epochs, Fixed, Float, Int, method_space, resolve  # noqa: E402
-from experiments.hpsearch import (StudySetup, distributions, objectives, open_study, population_size, study_name,
-                                  tune, tuned_config)  # noqa: E402
+from experiments.hpsearch import (StudySetup, distributions, method_seed_offset, objectives, open_study,
+                                  population_size, study_name, tune, tuned_config)  # noqa: E402
 from unlearn.methods import METHODS  # noqa: E402
 
 SETUP = StudySetup(dataset="synthetic:classes=4,train=40,test=20,size=16,noise=0.5", model="mlp", seeds=(0, 1),
@@ -121,7 +121,15 @@ def test_tune_cli_writes_one_file_per_kind_of_forgetting(tmp_path):
     assert r.exit_code == 0, r.output
     doc = json.loads((tmp_path / "tuned" / "neggrad-plus.class.json").read_text())
     assert doc["setup"]["forget"] == "class:1" and doc["study"]["trials"] == 2 and doc["preset"] == "smoke"
-    assert doc["study"]["sampler"] == {"name": "NSGA-III", "population": 4, "seed": 0}
+    assert doc["study"]["sampler"] == {"name": "NSGA-III", "population": 4, "seed": 0,
+                                       "method_offset": method_seed_offset(doc["method"])}
+    from dcforget.datasets import load_data
+    trained_on = load_data(spec, None, doc["setup"]["per_class"], seed=0, val_fraction=doc["setup"]["val_fraction"])
+    assert doc["tuned_on"] == {"dataset": "synthetic", "model": doc["setup"]["model"], "forget_kind": "class",
+                               "forget": "class:1", "per_class": doc["setup"]["per_class"],
+                               "train_size": len(trained_on.train), "num_classes": 4,
+                               "images_per_class": round(len(trained_on.train) / 4, 1),
+                               "epochs": doc["setup"]["train"]["epochs"], "val_fraction": 0.15}
     assert not (tmp_path / "tuned" / "neggrad-plus.json").exists()  # the random-forgetting file is another
     again = CliRunner().invoke(experiments_main, args)
     assert again.exit_code == 2 and "exists" in again.output  # never overwritten without --force
@@ -188,3 +196,14 @@ def test_check_tuned_never_passes_a_diverged_rerun_against_a_finite_record(monke
     assert not r["within_noise"] and r["objectives"]["retain_gap"]["abs_diff"] == math.inf
     inf = dict(doc, objectives=dict.fromkeys(hp.OBJECTIVES, math.inf))
     assert hp.recheck(inf, store="unused", context={})["within_noise"]
+
+
+def test_studies_of_methods_with_one_search_space_draw_different_trials():
+    """ssd and lfssd search the same space; from one sampler seed their studies drew the same first generation,
+    which NSGA-III's crossover recombines, and chose identical options (issue #32). `tune` offsets the sampler
+    seed by the method, so their first trials differ (and without the offset they would not)."""
+    dists, _ = distributions(METHODS.get("ssd").space, 30)
+    first = lambda seed: open_study(f"s{seed}", "sqlite:///:memory:", seed=seed, population=5).ask(dists).params
+    assert first(0) == first(0)
+    assert method_seed_offset("ssd") != method_seed_offset("lfssd")
+    assert first(method_seed_offset("ssd") % 2**32) != first(method_seed_offset("lfssd") % 2**32)

@@ -34,6 +34,9 @@ from .request import UnlearnRequest
 @click.option("--epochs", type=click.IntRange(min=1), default=None, help="Epochs of the method's training.")
 @opt("option", help="A method option (repeatable; see `unlearn methods`); types are checked.")
 @opt("tuned")
+@click.option("--options-from", "options_from", type=click.Path(dir_okay=False), default=None,
+              help="A tuned-options file (`experiments tune`) to use for this method whatever setting it was tuned "
+                   "on; without it, tuned files are used only when tuned on the checkpoint's setting.")
 @click.option("--retain", "retain", type=click.Choice(["full", "reduced"]), default="full", show_default=True,
               help="The retain set the method trains on: the full retain set, or the audited reduced set of "
                    "--from-condensed (condensed images resampled by the retain images they stand for); for any "
@@ -44,8 +47,8 @@ from .request import UnlearnRequest
 @opt("force")
 @click.pass_context
 @with_logging
-def main(ctx, condensed_file, checkpoint, forget_spec, method, condensed_model, epochs, options, tuned, retain, data_dir,
-         download, config_file, preset, seed, device, quiet, out, force) -> None:
+def main(ctx, condensed_file, checkpoint, forget_spec, method, condensed_model, epochs, options, tuned, options_from,
+         retain, data_dir, download, config_file, preset, seed, device, quiet, out, force) -> None:
     """Machine unlearning of image classifiers.
 
     \b
@@ -75,7 +78,7 @@ def main(ctx, condensed_file, checkpoint, forget_spec, method, condensed_model, 
     run_request_cli(condensed_file=condensed_file, checkpoint=checkpoint, forget_spec=forget_spec, method=method,
                     epochs=epochs, options=options, tuned=tuned, data_dir=data_dir, download=download,
                     config_file=config_file, preset=preset, seed=seed, device=device, quiet=quiet, out=out, force=force,
-                    retain=retain)
+                    options_from=options_from, retain=retain)
 
 
 def train_defaults() -> dict:
@@ -218,11 +221,13 @@ def offline_cmd(checkpoint, remembrance_ipc, remembrance_source, options, data_d
 
 def run_request_cli(*, condensed_file, checkpoint, forget_spec, method, epochs, options, data_dir, download,
                     config_file, preset, seed, device, quiet, out, force, tuned: bool = True,
-                    retain: str = "full") -> None:
+                    options_from=None, retain: str = "full") -> None:
     if checkpoint is None:
         raise ConfigError("an unlearning request needs --checkpoint (the model to unlearn from)")
     if forget_spec is None:
         raise ConfigError("an unlearning request needs --forget SPEC (random:F, class:C, classes:..., indices:FILE)")
+    if options_from is not None and not tuned:
+        raise ConfigError("--options-from and --untuned contradict each other: give one of them")
     defaults = {"method": DEFAULT_METHOD if condensed_file else None, "seed": 0, "unlearn": {}}
     config = resolve_config(defaults, preset, config_file, {"method": method, "seed": seed})
     method = config["method"]
@@ -234,14 +239,17 @@ def run_request_cli(*, condensed_file, checkpoint, forget_spec, method, epochs, 
         raise ConfigError(f"config section [unlearn.{method}] must be a table")
     request = UnlearnRequest(checkpoint, forget_spec, method, condensed_file, options=table, option_pairs=tuple(options),
                              epochs=epochs, seed=config["seed"], device=device, data_dir=data_dir, download=download,
-                             tuned=tuned, retain=retain)
+                             tuned=tuned, options_from=options_from, retain=retain)
     slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", forget_spec)[:40]
     out_dir = Path(out or f"runs/unlearn/{method or DEFAULT_METHOD}-{slug}")
     model_path, report_path = out_dir / "model.pt", out_dir / "report.json"
     check_writable(model_path, force)  # before any work
     check_writable(report_path, force)
     prepared = request.prepare()
-    if prepared.tuned is not None:
+    if prepared.tuned is not None and prepared.tuned_choice is not None and prepared.tuned_choice.forced:
+        differs = f"; its setting differs: {prepared.tuned_note}" if prepared.tuned_note else ""
+        click.echo(f"using {prepared.tuned.describe()}, forced by --options-from{differs}", err=True)
+    elif prepared.tuned is not None:
         click.echo(f"using {prepared.tuned.describe()}; --untuned turns them off", err=True)
     elif prepared.tuned_note is not None:
         click.echo(prepared.tuned_note, err=True)

@@ -36,7 +36,7 @@ from dcforget.train import evaluate
 from .audit import ReducedSetLeakError, audit_served, require_clean
 from .methods import DEFAULT_METHOD, METHODS, UnlearnContext, zero_shot_view
 from .reduced import assemble_reduced
-from .tuned import Tuned, find_tuned, forget_kind, whole_classes
+from .tuned import Tuned, TunedChoice, checkpoint_setting, choose_tuned, forced_tuned, whole_classes
 
 
 @dataclass
@@ -245,7 +245,8 @@ class UnlearnRequest:
     device: str | torch.device | None = None
     data_dir: str | os.PathLike | None = None
     download: bool = True
-    tuned: bool = True  # use tuned options (`experiments tune`) for the checkpoint's dataset and model, if any
+    tuned: bool = True  # use tuned options (`experiments tune`) tuned on the checkpoint's setting, if any
+    options_from: str | os.PathLike | None = None  # a tuned file to use whatever its setting (--options-from)
     retain: str = "full"  # the method's retain set: "full", or "reduced" (the condensed file's audited reduced set)
 
     def prepare(self) -> "PreparedRequest":
@@ -259,6 +260,8 @@ class UnlearnRequest:
         spec = parse_forget_spec(self.forget)  # kind and syntax now; an index file is read now too
         if spec.kind == "indices":
             read_index_file(spec.args[0])
+        if self.options_from is not None and not self.tuned:
+            raise ConfigError("--options-from and --untuned contradict each other: give one of them")
         method = self.method or (DEFAULT_METHOD if self.condensed_file is not None else None)
         if method is None:
             raise ConfigError("give a condensed file (--from-condensed FILE, for the default method) or a method "
@@ -281,14 +284,14 @@ class UnlearnRequest:
         if m.needs_condensed and self.condensed_file is None:
             raise ConfigError(f"method {method!r} works from a condensed set: give --from-condensed FILE")
         meta, _, tensors = read_checkpoint_meta(self.checkpoint, with_tensors=True)
-        tuned = note = None
-        if self.tuned and meta.dataset:
-            tuned = find_tuned(method, meta.dataset, meta.arch, m.defaults, forget=self.forget)
-            other = find_tuned(method, meta.dataset, meta.arch, m.defaults) if tuned is None else None
-            if other is not None:
-                note = (f"tuned options for {method} on {meta.dataset.split(':')[0]}/{meta.arch} ({other.path}) were "
-                        f"tuned for {forget_kind(other.summary['forget'])} forgetting, not "
-                        f"{forget_kind(self.forget)} forgetting: not used; the method's defaults apply")
+        here = checkpoint_setting(meta, self.forget)
+        if self.options_from is not None:  # forced: checked, used whatever its setting
+            choice = forced_tuned(self.options_from, method, m.defaults, here)
+        elif self.tuned:  # only a file tuned on this checkpoint's setting (the default method's condensed.json too)
+            choice = choose_tuned(method, here, m.defaults, self.forget)
+        else:
+            choice = TunedChoice(None, None, off=True)
+        tuned, note = choice.tuned, choice.note
         if tuned is not None:  # tuned options under the user's own
             opts = {**tuned.options, **opts}
             if m.validate is not None:
@@ -312,7 +315,7 @@ class UnlearnRequest:
         ck, data = open_checkpoint(self.checkpoint, self.data_dir, self.download)
         if condensed is not None:  # the condensed file against the training set actually loaded, too
             check_pairing(condensed, where=f"condensed file {self.condensed_file}", fingerprint=data.fingerprint())
-        return PreparedRequest(self, method, opts, ck, data.to(device), condensed, device, tuned, note)
+        return PreparedRequest(self, method, opts, ck, data.to(device), condensed, device, tuned, note, choice, here)
 
 
 @dataclass
@@ -327,6 +330,8 @@ class PreparedRequest:
     device: torch.device
     tuned: Tuned | None = None  # where the options came from, when a tuned file supplied them
     tuned_note: str | None = None  # why a tuned file for this method, dataset and model was not used
+    tuned_choice: TunedChoice | None = None  # which tuned file was used, or why none was
+    setting: Any = None  # the checkpoint's setting (unlearn.tuned.Setting) the choice was made for
 
     @property
     def meta(self) -> CheckpointMeta:
@@ -347,6 +352,9 @@ class PreparedRequest:
                           condensed_file=str(r.condensed_file) if r.condensed_file is not None else None,
                           tuned=None if self.tuned is None else {"file": str(self.tuned.path), "preset": self.tuned.preset,
                                                                  **self.tuned.summary})
+        if self.tuned_choice is not None:  # which tuned file was used or why none was, against what setting
+            res.report["tuned_choice"] = {**self.tuned_choice.record(),
+                                          "checkpoint_setting": self.setting.to_dict() if self.setting else None}
         return res
 
     def output_meta(self, res: UnlearnResult) -> dict[str, Any]:
