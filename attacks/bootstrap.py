@@ -10,8 +10,9 @@ from typing import Any
 import torch
 
 
-def weighted_curves(scores: torch.Tensor, is_pos: torch.Tensor, weights: torch.Tensor
-                    ) -> tuple[torch.Tensor, torch.Tensor]:
+def weighted_curves(
+    scores: torch.Tensor, is_pos: torch.Tensor, weights: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(fpr, tpr) [B, n+1] for B rows of sample weights [B, n] (higher score = member). ``scores`` is one set of
     scores [n] shared by the rows, or one per row [B, n]. Tied scores form one point of the curve (the position of
     the tie's last member carries it; the other members repeat the previous point), so a tie costs half the area
@@ -38,12 +39,22 @@ def roc_stats(fpr: torch.Tensor, tpr: torch.Tensor, levels=(0.01, 0.001)) -> dic
     """AUC, accuracy (the best threshold's balanced accuracy) and TPR at each FPR level, per row."""
     out = {"auc": torch.trapezoid(tpr, fpr, dim=1), "accuracy": (0.5 * (tpr + 1 - fpr)).max(1).values}
     for level in levels:
-        out[f"tpr_at_{level * 100:g}pct_fpr"] = torch.where(fpr <= level + 1e-12, tpr, torch.zeros_like(tpr)).max(1).values
+        out[f"tpr_at_{level * 100:g}pct_fpr"] = (
+            torch.where(fpr <= level + 1e-12, tpr, torch.zeros_like(tpr)).max(1).values
+        )
     return out
 
 
-def bootstrap_roc(member_scores: torch.Tensor, nonmember_scores: torch.Tensor, groups: torch.Tensor,
-                  n_groups: int, *, bootstrap: int = 1000, seed: int = 0, chunk: int = 50) -> dict[str, Any]:
+def bootstrap_roc(
+    member_scores: torch.Tensor,
+    nonmember_scores: torch.Tensor,
+    groups: torch.Tensor,
+    n_groups: int,
+    *,
+    bootstrap: int = 1000,
+    seed: int = 0,
+    chunk: int = 50,
+) -> dict[str, Any]:
     """AUC, accuracy and TPR at 1% and 0.1% FPR of member vs non-member scores, with 95% percentile intervals from
     a bootstrap over groups: ``groups[j]`` (in [0, n_groups)) is the group of the pair (member_scores[j],
     nonmember_scores[j]), e.g. the target model; each replicate draws n_groups groups with replacement and weighs
@@ -53,8 +64,10 @@ def bootstrap_roc(member_scores: torch.Tensor, nonmember_scores: torch.Tensor, g
     scores = torch.cat([pos, neg])
     is_pos = torch.cat([torch.ones(len(pos), dtype=torch.bool), torch.zeros(len(neg), dtype=torch.bool)])
     both = torch.cat([groups, groups])
-    point = {k: float(v[0]) for k, v in roc_stats(*weighted_curves(scores, is_pos, torch.ones(1, len(scores),
-                                                                                                dtype=torch.float64))).items()}
+    point = {
+        k: float(v[0])
+        for k, v in roc_stats(*weighted_curves(scores, is_pos, torch.ones(1, len(scores), dtype=torch.float64))).items()
+    }
     out: dict[str, Any] = dict(point)
     if bootstrap:
         g = torch.Generator().manual_seed(seed)
@@ -62,8 +75,9 @@ def bootstrap_roc(member_scores: torch.Tensor, nonmember_scores: torch.Tensor, g
         for start in range(0, bootstrap, chunk):
             b = min(chunk, bootstrap - start)
             draws = torch.randint(n_groups, (b, n_groups), generator=g)
-            counts = torch.zeros(b, n_groups, dtype=torch.float64).scatter_add_(1, draws, torch.ones(b, n_groups,
-                                                                                                     dtype=torch.float64))
+            counts = torch.zeros(b, n_groups, dtype=torch.float64).scatter_add_(
+                1, draws, torch.ones(b, n_groups, dtype=torch.float64)
+            )
             for k, v in roc_stats(*weighted_curves(scores, is_pos, counts[:, both])).items():
                 reps[k].append(v)
         for k, v in reps.items():

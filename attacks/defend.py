@@ -46,18 +46,33 @@ def privacy_report(model: Classifier, data: Data, overfit: torch.Tensor, device:
     c_train = confidences(model, data.train.images, labels, device)  # ROC scores: logit-scaled confidence
     c_test = confidences(model, data.test.images, data.test.labels, device)
     mask = on_overfit.cpu()
-    rep = {"train_acc": train.accuracy, "test_acc": test.accuracy,
-           "retain_acc": float((train.predictions[~mask] == labels.cpu()[~mask]).float().mean()),
-           "overfit_acc": float((train.predictions[mask] == labels.cpu()[mask]).float().mean()) if mask.any() else None,
-           "train_auc": auc(c_train, c_test), "train_tpr_at_1pct_fpr": tpr_at_fpr(c_train, c_test, 0.01)}
+    rep = {
+        "train_acc": train.accuracy,
+        "test_acc": test.accuracy,
+        "retain_acc": float((train.predictions[~mask] == labels.cpu()[~mask]).float().mean()),
+        "overfit_acc": float((train.predictions[mask] == labels.cpu()[mask]).float().mean()) if mask.any() else None,
+        "train_auc": auc(c_train, c_test),
+        "train_tpr_at_1pct_fpr": tpr_at_fpr(c_train, c_test, 0.01),
+    }
     if int(mask.sum()) >= 2:
         m = population_mia(train.losses[mask], test.losses, seed=seed)
         rep.update(overfit_mia=m.accuracy, overfit_auc=auc(c_train[mask], c_test))
     return rep
 
 
-def train_dp(data: Data, like: Classifier, *, epochs: int, lr: float, batch_size: int, target_epsilon: float,
-             delta: float, max_grad_norm: float, device: torch.device, seed: int = 0) -> tuple[Classifier, dict]:
+def train_dp(
+    data: Data,
+    like: Classifier,
+    *,
+    epochs: int,
+    lr: float,
+    batch_size: int,
+    target_epsilon: float,
+    delta: float,
+    max_grad_norm: float,
+    device: torch.device,
+    seed: int = 0,
+) -> tuple[Classifier, dict]:
     """A fresh model of ``like``'s architecture trained with DP-SGD (Adam) to ``target_epsilon`` over ``epochs``."""
     try:
         from opacus import PrivacyEngine
@@ -76,8 +91,14 @@ def train_dp(data: Data, like: Classifier, *, epochs: int, lr: float, batch_size
         loader = torch.utils.data.DataLoader(ds, batch_size=batch_size, generator=torch.Generator().manual_seed(seed))
         engine = PrivacyEngine(secure_mode=False)
         model, opt, loader = engine.make_private_with_epsilon(
-            module=model, optimizer=opt, data_loader=loader, target_epsilon=target_epsilon, target_delta=delta,
-            epochs=epochs, max_grad_norm=max_grad_norm)
+            module=model,
+            optimizer=opt,
+            data_loader=loader,
+            target_epsilon=target_epsilon,
+            target_delta=delta,
+            epochs=epochs,
+            max_grad_norm=max_grad_norm,
+        )
         t0 = time.perf_counter()
         model.train()
         for _ in range(epochs):
@@ -90,17 +111,35 @@ def train_dp(data: Data, like: Classifier, *, epochs: int, lr: float, batch_size
                 opt.step()
         seconds = time.perf_counter() - t0
     net = model._module.eval()
-    info = {"epsilon_spent": float(engine.get_epsilon(delta)), "target_epsilon": target_epsilon, "delta": delta,
-            "epochs": epochs, "lr": lr, "batch_size": batch_size, "max_grad_norm": max_grad_norm,
-            "noise_multiplier": float(opt.noise_multiplier), "seconds": seconds,
-            "norm_layers": "batch norm replaced by group norm (Opacus ModuleValidator.fix)"}
+    info = {
+        "epsilon_spent": float(engine.get_epsilon(delta)),
+        "target_epsilon": target_epsilon,
+        "delta": delta,
+        "epochs": epochs,
+        "lr": lr,
+        "batch_size": batch_size,
+        "max_grad_norm": max_grad_norm,
+        "noise_multiplier": float(opt.noise_multiplier),
+        "seconds": seconds,
+        "norm_layers": "batch norm replaced by group norm (Opacus ModuleValidator.fix)",
+    }
     return net, info
 
 
-def mu_regularise(model: Classifier, data: Data, *, method: str, options: dict[str, Any], condensed, device: torch.device,
-                  seed: int = 0, quiet: bool = True):
+def mu_regularise(
+    model: Classifier,
+    data: Data,
+    *,
+    method: str,
+    options: dict[str, Any],
+    condensed,
+    device: torch.device,
+    seed: int = 0,
+    quiet: bool = True,
+):
     """Forget the samples the overfitting metric flags; returns the unlearning result (model, report, split)."""
     from unlearn.request import unlearn_request
 
-    return unlearn_request(model, data, "overfit", method, device=device, seed=seed, options=options,
-                           condensed=condensed, quiet=quiet)
+    return unlearn_request(
+        model, data, "overfit", method, device=device, seed=seed, options=options, condensed=condensed, quiet=quiet
+    )

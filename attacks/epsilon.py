@@ -56,7 +56,9 @@ def logit_confidence(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor
 
 
 @torch.no_grad()
-def confidences(model, images: torch.Tensor, labels: torch.Tensor, device: torch.device, batch: int = 1024) -> torch.Tensor:
+def confidences(
+    model, images: torch.Tensor, labels: torch.Tensor, device: torch.device, batch: int = 1024
+) -> torch.Tensor:
     """Logit-scaled confidence of ``model`` on every (image, label), eval mode, batched: float32 [N] on the CPU.
     Unlike the loss it does not saturate (a cross-entropy of exactly 0 in float32 ties many confident samples),
     so it is the score for ROC curves and low-FPR rates."""
@@ -65,8 +67,12 @@ def confidences(model, images: torch.Tensor, labels: torch.Tensor, device: torch
     was = model.training
     model.eval()
     try:
-        out = [logit_confidence(model(as_unit(images[s:s + batch].to(device))).float().cpu(), labels[s:s + batch].cpu())
-               for s in range(0, len(labels), batch)]
+        out = [
+            logit_confidence(
+                model(as_unit(images[s : s + batch].to(device))).float().cpu(), labels[s : s + batch].cpu()
+            )
+            for s in range(0, len(labels), batch)
+        ]
     finally:
         model.train(was)
     return torch.cat(out) if out else torch.empty(0)
@@ -115,14 +121,17 @@ def example_epsilon(pos: torch.Tensor, neg: torch.Tensor, delta: float = DELTA) 
     keep = (fpr > 0) & (fnr > 0)
     fpr, fnr = fpr[keep], fnr[keep]
     nan_to_ninf = lambda x: torch.nan_to_num(x, nan=float("-inf"))  # the reference's nanmax: log(<0) is skipped
-    eps = torch.maximum(nan_to_ninf(torch.log(1 - delta - fpr) - torch.log(fnr)),
-                        nan_to_ninf(torch.log(1 - delta - fnr) - torch.log(fpr)))
+    eps = torch.maximum(
+        nan_to_ninf(torch.log(1 - delta - fpr) - torch.log(fnr)),
+        nan_to_ninf(torch.log(1 - delta - fnr) - torch.log(fpr)),
+    )
     eps = eps[torch.isfinite(eps)]
     if not len(eps):
         raise EpsilonUndefinedError(
             "every decision rule was discarded (FPR or FNR zero everywhere): the two samples cannot be told apart or "
             "together at 1/100 score resolution; the challenge code stops here too (use more, or less identical, "
-            "models)")
+            "models)"
+        )
     return float(min(max(float(eps.max()), 0.0), EPSILON_CAP))
 
 
@@ -151,9 +160,11 @@ def _np_median(x: torch.Tensor) -> torch.Tensor:
 def _check_scores(unlearned: torch.Tensor, retrained: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     u, r = torch.as_tensor(unlearned).double().cpu(), torch.as_tensor(retrained).double().cpu()
     if u.dim() != 2 or u.shape != r.shape or u.shape[0] < 1 or u.shape[1] < 1:
-        raise EpsilonUndefinedError(f"the epsilon metric needs two [models, examples] score matrices of one shape "
-                                    f"(the same number of unlearned and retrained models); got {tuple(u.shape)} and "
-                                    f"{tuple(r.shape)}")
+        raise EpsilonUndefinedError(
+            f"the epsilon metric needs two [models, examples] score matrices of one shape "
+            f"(the same number of unlearned and retrained models); got {tuple(u.shape)} and "
+            f"{tuple(r.shape)}"
+        )
     if not (bool(torch.isfinite(u).all()) and bool(torch.isfinite(r).all())):
         raise EpsilonUndefinedError("non-finite scores (a model producing NaN/inf logits?)")
     return u, r
@@ -175,13 +186,19 @@ class EpsilonScore:
     final: float
 
     def summary(self) -> dict:
-        return {"F": self.forget_quality, "final": self.final, "eps_median": float(self.eps.median()),
-                "eps_mean": float(self.eps.mean()), "eps_capped": int((self.eps >= EPSILON_CAP).sum()),
-                "examples": int(self.eps.numel())}
+        return {
+            "F": self.forget_quality,
+            "final": self.final,
+            "eps_median": float(self.eps.median()),
+            "eps_mean": float(self.eps.mean()),
+            "eps_capped": int((self.eps >= EPSILON_CAP).sum()),
+            "examples": int(self.eps.numel()),
+        }
 
 
-def epsilon_score(unlearned: torch.Tensor, retrained: torch.Tensor, ra_ratio: float = 1.0, ta_ratio: float = 1.0,
-                  **kw) -> EpsilonScore:
+def epsilon_score(
+    unlearned: torch.Tensor, retrained: torch.Tensor, ra_ratio: float = 1.0, ta_ratio: float = 1.0, **kw
+) -> EpsilonScore:
     eps = per_example_epsilon(unlearned, retrained, **kw)
     pts = bucket_points(eps, unlearned.shape[0])
     f = float(pts.mean())

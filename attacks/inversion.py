@@ -37,9 +37,20 @@ def total_variation(x: torch.Tensor) -> torch.Tensor:
     return (x[..., 1:, :] - x[..., :-1, :]).abs().mean() + (x[..., :, 1:] - x[..., :, :-1]).abs().mean()
 
 
-def invert_classes(model, num_classes: int, image_shape, *, per_class: int = 1, steps: int = 300, lr: float = 0.05,
-                   tv_weight: float = 0.05, l2_weight: float = 0.01, jitter: int = 2, seed: int = 0,
-                   classes: list[int] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def invert_classes(
+    model,
+    num_classes: int,
+    image_shape,
+    *,
+    per_class: int = 1,
+    steps: int = 300,
+    lr: float = 0.05,
+    tv_weight: float = 0.05,
+    l2_weight: float = 0.01,
+    jitter: int = 2,
+    seed: int = 0,
+    classes: list[int] | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Returns (images [n, C, H, W] in [0,1], their target classes [n])."""
     device = next(model.parameters()).device
     classes = list(range(num_classes)) if classes is None else classes
@@ -54,17 +65,31 @@ def invert_classes(model, num_classes: int, image_shape, *, per_class: int = 1, 
                 xj = torch.roll(x, shifts=(dx, dy), dims=(-1, -2))
             else:
                 xj = x
-            loss = F.cross_entropy(model(xj), targets) + tv_weight * total_variation(x) + \
-                l2_weight * ((x - 0.5) ** 2).mean()
+            loss = (
+                F.cross_entropy(model(xj), targets)
+                + tv_weight * total_variation(x)
+                + l2_weight * ((x - 0.5) ** 2).mean()
+            )
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
         return torch.sigmoid(z).detach(), targets
 
 
-def condensive_invert(model, data, *, pool: str = "test", subclasses: int = 20, epochs: int = 200,
-                      lr: float = 1e-3, batch_size: int = 64, classes: list[int] | None = None, seed: int = 0,
-                      pool_per_class: int | None = None, quiet: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+def condensive_invert(
+    model,
+    data,
+    *,
+    pool: str = "test",
+    subclasses: int = 20,
+    epochs: int = 200,
+    lr: float = 1e-3,
+    batch_size: int = 64,
+    classes: list[int] | None = None,
+    seed: int = 0,
+    pool_per_class: int | None = None,
+    quiet: bool = True,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Returns (images [n, C, H, W] in [0,1], their classes [n]), ``subclasses`` per class of ``classes``;
     ``pool_per_class`` caps the attacker's images per class (a seeded subsample)."""
     from dataclasses import replace
@@ -83,14 +108,28 @@ def condensive_invert(model, data, *, pool: str = "test", subclasses: int = 20, 
         split = split.subset(cap_per_class(split.labels.cpu(), pool_per_class, seed))
     attacker = replace(data, train=split, source_indices=torch.arange(len(split)), _fingerprint=None)
     device = next(model.parameters()).device
-    res = build_condensed(attacker, "mi", model, device=device, seed=seed, clusters=subclasses, quiet=quiet,
-                          options={"epochs": epochs, "lr": lr, "batch_size": batch_size})
+    res = build_condensed(
+        attacker,
+        "mi",
+        model,
+        device=device,
+        seed=seed,
+        clusters=subclasses,
+        quiet=quiet,
+        options={"epochs": epochs, "lr": lr, "batch_size": batch_size},
+    )
     return res.condensed.images.to(device), res.condensed.labels.to(device)
 
 
 @torch.no_grad()
-def score_reconstructions(recon: torch.Tensor, targets: torch.Tensor, forget_images: torch.Tensor,
-                          forget_labels: torch.Tensor, evaluator=None, window: int = 7) -> dict:
+def score_reconstructions(
+    recon: torch.Tensor,
+    targets: torch.Tensor,
+    forget_images: torch.Tensor,
+    forget_labels: torch.Tensor,
+    evaluator=None,
+    window: int = 7,
+) -> dict:
     """Similarity of each reconstruction to the forget images of its class, and an evaluator's accuracy."""
     device = recon.device
     forget = as_unit(forget_images.to(device))
@@ -106,13 +145,16 @@ def score_reconstructions(recon: torch.Tensor, targets: torch.Tensor, forget_ima
         if not bool(same.any()):
             continue
         cand = forget[same]
-        s = kornia.metrics.ssim(recon[i:i + 1].expand(len(cand), -1, -1, -1), cand, window).mean((1, 2, 3))
+        s = kornia.metrics.ssim(recon[i : i + 1].expand(len(cand), -1, -1, -1), cand, window).mean((1, 2, 3))
         ssim_best.append(float(s.max()))
         if feats_f is not None:
             cos_best.append(float((feats_f[same] @ feats_r[i]).max()))
-    out = {"reconstructions": len(recon), "scored": len(ssim_best),
-           "ssim": sum(ssim_best) / len(ssim_best) if ssim_best else None,
-           "feature_cosine": sum(cos_best) / len(cos_best) if cos_best else None}
+    out = {
+        "reconstructions": len(recon),
+        "scored": len(ssim_best),
+        "ssim": sum(ssim_best) / len(ssim_best) if ssim_best else None,
+        "feature_cosine": sum(cos_best) / len(cos_best) if cos_best else None,
+    }
     if evaluator is not None:
         out["evaluator_accuracy"] = float((evaluator(recon).argmax(1) == targets).float().mean())
     return out

@@ -43,19 +43,27 @@ def m_entropy(probs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
 def features(logits: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
     """The five SVC_MIA feature sets, [n, d] float64 each, from logits and labels."""
     p = logits.double().softmax(1)
-    return {"correctness": (p.argmax(1) == labels).double()[:, None],
-            "confidence": p.gather(1, labels[:, None]),
-            "entropy": entropy(p)[:, None],
-            "m_entropy": m_entropy(p, labels)[:, None],
-            "prob": p}
+    return {
+        "correctness": (p.argmax(1) == labels).double()[:, None],
+        "confidence": p.gather(1, labels[:, None]),
+        "entropy": entropy(p)[:, None],
+        "m_entropy": m_entropy(p, labels)[:, None],
+        "prob": p,
+    }
 
 
 def _balanced(n: int, cap: int | None, gen: torch.Generator) -> torch.Tensor:
     return torch.randperm(n, generator=gen)[: n if cap is None else min(n, cap)]
 
 
-def svc_mia(retain: tuple[torch.Tensor, torch.Tensor], test: tuple[torch.Tensor, torch.Tensor],
-            forget: tuple[torch.Tensor, torch.Tensor], *, max_per_side: int | None = None, seed: int = 0) -> dict:
+def svc_mia(
+    retain: tuple[torch.Tensor, torch.Tensor],
+    test: tuple[torch.Tensor, torch.Tensor],
+    forget: tuple[torch.Tensor, torch.Tensor],
+    *,
+    max_per_side: int | None = None,
+    seed: int = 0,
+) -> dict:
     """(logits, labels) of retain, test and forget samples -> {feature: share of forget predicted non-member}."""
     try:
         from sklearn.svm import SVC
@@ -80,8 +88,13 @@ def svc_mia(retain: tuple[torch.Tensor, torch.Tensor], test: tuple[torch.Tensor,
     return {"efficacy": out, "fitted_per_side": n}
 
 
-def entropy_lr_mia(retain: tuple[torch.Tensor, torch.Tensor], test: tuple[torch.Tensor, torch.Tensor],
-                   forget: tuple[torch.Tensor, torch.Tensor], *, seed: int = 0) -> float:
+def entropy_lr_mia(
+    retain: tuple[torch.Tensor, torch.Tensor],
+    test: tuple[torch.Tensor, torch.Tensor],
+    forget: tuple[torch.Tensor, torch.Tensor],
+    *,
+    seed: int = 0,
+) -> float:
     """SSD's attack: share of the forget set a retain-vs-test logistic regression on entropy calls a member."""
     gen = torch.Generator().manual_seed(seed)
     n = min(len(retain[1]), len(test[1]))
@@ -92,6 +105,7 @@ def entropy_lr_mia(retain: tuple[torch.Tensor, torch.Tensor], test: tuple[torch.
     ef = entropy(forget[0].double().softmax(1))
     x = torch.cat([er, et])
     mu, sd = x.mean(), x.std() + 1e-12
-    theta = _fit_logistic((x - mu) / sd, torch.cat([torch.ones(n), torch.zeros(n)]).double(),
-                          torch.ones(1, 2 * n, dtype=torch.float64))[0]
+    theta = _fit_logistic(
+        (x - mu) / sd, torch.cat([torch.ones(n), torch.zeros(n)]).double(), torch.ones(1, 2 * n, dtype=torch.float64)
+    )[0]
     return float((((ef - mu) / sd) * theta[0] + theta[1] > 0).double().mean())

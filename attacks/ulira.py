@@ -98,8 +98,11 @@ class UliraSetup:
 
         MODELS.get(self.arch)
         TrainConfig.from_dict(self.train)
-        for name, value, low in (("splits", self.splits, 3), ("forget_sets", self.forget_sets, 1),
-                                 ("splits_per_job", self.splits_per_job, 1)):
+        for name, value, low in (
+            ("splits", self.splits, 3),
+            ("forget_sets", self.forget_sets, 1),
+            ("splits_per_job", self.splits_per_job, 1),
+        ):
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise ConfigError(f"{name} must be an integer >= {low}, got {value!r}")
         if not (isinstance(self.forget_fraction, (int, float)) and 0 < self.forget_fraction < 1):
@@ -113,8 +116,10 @@ class UliraSetup:
 
     def job_specs(self) -> list[dict[str, Any]]:
         base = {k: v for k, v in asdict(self).items() if k not in ("splits", "splits_per_job")}
-        return [{**base, "split_ids": list(range(a, min(a + self.splits_per_job, self.splits)))}
-                for a in range(0, self.splits, self.splits_per_job)]
+        return [
+            {**base, "split_ids": list(range(a, min(a + self.splits_per_job, self.splits)))}
+            for a in range(0, self.splits, self.splits_per_job)
+        ]
 
     @property
     def variants(self) -> list[str]:
@@ -127,8 +132,9 @@ def _load(dataset: str, data_dir: str | None, per_class: int | None, data_seed: 
     return load_data(dataset, data_dir, per_class, seed=data_seed, val_fraction=0.0).to(torch.device(device))
 
 
-def plan_split(n: int, split: int, forget_sets: int, forget_fraction: float, seed: int
-               ) -> tuple[torch.Tensor, torch.Tensor]:
+def plan_split(
+    n: int, split: int, forget_sets: int, forget_fraction: float, seed: int
+) -> tuple[torch.Tensor, torch.Tensor]:
     """The split's half (sorted indices [n // 2]) and its forget sets ([forget_sets, k] positions into the pool)."""
     g = generator(derive_seed(seed, split, 0, "split"))
     half = torch.randperm(n, generator=g)[: n // 2].sort().values
@@ -143,8 +149,15 @@ def _without(half: torch.Tensor, forget: torch.Tensor) -> torch.Tensor:
     return half[keep[half]]
 
 
-def _train(data: Data, arch: str, cfg: TrainConfig, subsets: list[torch.Tensor], seeds: list[int],
-           device: torch.device, batched: bool) -> tuple[torch.Tensor, Any]:
+def _train(
+    data: Data,
+    arch: str,
+    cfg: TrainConfig,
+    subsets: list[torch.Tensor],
+    seeds: list[int],
+    device: torch.device,
+    batched: bool,
+) -> tuple[torch.Tensor, Any]:
     """Train one model per (subset, seed): (their confidences on the pool [M, N], model(m) -> nn.Module)."""
     images, labels = data.train.images, data.train.labels
     if batched:
@@ -154,8 +167,9 @@ def _train(data: Data, arch: str, cfg: TrainConfig, subsets: list[torch.Tensor],
         logits = stack.logits(images, bf16=cfg.bf16)  # [M, N, C]
         conf = torch.stack([logit_confidence(lg.cpu(), labels.cpu()) for lg in logits])
         return conf, stack.model
-    models = [train_on(data, arch, cfg, seed=s, device=device, index=sub, quiet=True).model
-              for sub, s in zip(subsets, seeds)]
+    models = [
+        train_on(data, arch, cfg, seed=s, device=device, index=sub, quiet=True).model for sub, s in zip(subsets, seeds)
+    ]
     conf = torch.stack([confidences(m, images, labels, device) for m in models])
     return conf, models.__getitem__
 
@@ -192,18 +206,40 @@ def shadow_job(spec: dict[str, Any], context: dict[str, Any]) -> dict[str, Any]:
         return out
 
     halves = [h for h, _ in plans]
-    conf_o, original = timed("original", _train, data, arch, cfg, halves,
-                             [derive_seed(seed, s, 0, "original") for s in ids], device, batched)
+    conf_o, original = timed(
+        "original", _train, data, arch, cfg, halves, [derive_seed(seed, s, 0, "original") for s in ids], device, batched
+    )
     retains = [_without(h, f) for h, fs in plans for f in fs]
     pairs = [(s, f) for s in ids for f in range(n_f)]
-    conf_ref, _ = timed("reference", _train, data, arch, cfg, retains,
-                        [derive_seed(seed, s, f, "reference") for s, f in pairs], device, batched)
-    conf_ret, _ = timed("retrained", _train, data, arch, cfg, retains,
-                        [derive_seed(seed, s, f, "under-test") for s, f in pairs], device, batched)
-    out: dict[str, Any] = {"in_train": torch.zeros(len(ids), n, dtype=torch.bool),
-                           "in_forget": torch.zeros(len(ids), n_f, n, dtype=torch.bool),
-                           "conf_original": conf_o, "conf_reference": conf_ref.view(len(ids), n_f, n),
-                           "conf_retrained": conf_ret.view(len(ids), n_f, n)}
+    conf_ref, _ = timed(
+        "reference",
+        _train,
+        data,
+        arch,
+        cfg,
+        retains,
+        [derive_seed(seed, s, f, "reference") for s, f in pairs],
+        device,
+        batched,
+    )
+    conf_ret, _ = timed(
+        "retrained",
+        _train,
+        data,
+        arch,
+        cfg,
+        retains,
+        [derive_seed(seed, s, f, "under-test") for s, f in pairs],
+        device,
+        batched,
+    )
+    out: dict[str, Any] = {
+        "in_train": torch.zeros(len(ids), n, dtype=torch.bool),
+        "in_forget": torch.zeros(len(ids), n_f, n, dtype=torch.bool),
+        "conf_original": conf_o,
+        "conf_reference": conf_ref.view(len(ids), n_f, n),
+        "conf_retrained": conf_ret.view(len(ids), n_f, n),
+    }
     for b, (half, forgets) in enumerate(plans):
         out["in_train"][b, half] = True
         for f in range(n_f):
@@ -219,27 +255,52 @@ def shadow_job(spec: dict[str, Any], context: dict[str, Any]) -> dict[str, Any]:
             rest = torch.ones(n, dtype=torch.bool)
             rest[half] = False
             rest = torch.nonzero(rest).flatten()
-            world = replace(data, train=data.train.subset(half.to(data.train.labels.device)),
-                            source_indices=data.source_indices[half.to(data.source_indices.device)],
-                            val=data.train.subset(rest.to(data.train.labels.device)),
-                            val_source_indices=data.source_indices[rest.to(data.source_indices.device)],
-                            _fingerprint=None)
+            world = replace(
+                data,
+                train=data.train.subset(half.to(data.train.labels.device)),
+                source_indices=data.source_indices[half.to(data.source_indices.device)],
+                val=data.train.subset(rest.to(data.train.labels.device)),
+                val_source_indices=data.source_indices[rest.to(data.source_indices.device)],
+                _fingerprint=None,
+            )
             condensed = None
             if needs:
                 from condense.build import build_condensed
 
-                condensed = timed(f"{method}:condense", lambda: build_condensed(
-                    world, "fdm", orig, device=device, seed=derive_seed(seed, s, 0, "under-test"),
-                    clusters=spec["clusters"], quiet=True).condensed)
+                condensed = timed(
+                    f"{method}:condense",
+                    lambda: (
+                        build_condensed(
+                            world,
+                            "fdm",
+                            orig,
+                            device=device,
+                            seed=derive_seed(seed, s, 0, "under-test"),
+                            clusters=spec["clusters"],
+                            quiet=True,
+                        ).condensed
+                    ),
+                )
             position = torch.full((n,), -1, dtype=torch.long)
             position[half] = torch.arange(len(half))
             for f in range(n_f):
                 with tempfile.TemporaryDirectory() as tmp:
                     file = Path(tmp) / "forget.txt"
                     file.write_text("\n".join(map(str, position[forgets[f]].tolist())))
-                    res = timed(method, lambda: unlearn_request(
-                        orig, world, f"indices:{file}", method, device=device,
-                        seed=derive_seed(seed, s, f, "under-test"), options=options, quiet=True, condensed=condensed))
+                    res = timed(
+                        method,
+                        lambda: unlearn_request(
+                            orig,
+                            world,
+                            f"indices:{file}",
+                            method,
+                            device=device,
+                            seed=derive_seed(seed, s, f, "under-test"),
+                            options=options,
+                            quiet=True,
+                            condensed=condensed,
+                        ),
+                    )
                 conf_m[b, f] = confidences(res.model, data.train.images, data.train.labels, device)
         out[f"conf_{method}"] = conf_m
     out["seconds"] = seconds
@@ -247,14 +308,27 @@ def shadow_job(spec: dict[str, Any], context: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def run(setup: UliraSetup, store: str | os.PathLike, *, executor: Executor | None = None,
-        data_dir: str | None = None, device: str | None = None, quiet: bool = True):
+def run(
+    setup: UliraSetup,
+    store: str | os.PathLike,
+    *,
+    executor: Executor | None = None,
+    data_dir: str | None = None,
+    device: str | None = None,
+    quiet: bool = True,
+):
     """Run (or read back) every job of ``setup``; returns the :class:`dcforget.jobs.GridRun`."""
     specs = setup.job_specs()
     with bar(total=len(specs), desc="U-LiRA jobs", quiet=quiet, unit="job") as progress:
-        return run_jobs(shadow_job, specs, JobStore(store), executor=executor, version=JOB_VERSION,
-                        context={"data_dir": str(Path(data_dir or default_data_dir()).resolve()),
-                                 "device": device}, on_result=lambda i: progress.update(1))
+        return run_jobs(
+            shadow_job,
+            specs,
+            JobStore(store),
+            executor=executor,
+            version=JOB_VERSION,
+            context={"data_dir": str(Path(data_dir or default_data_dir()).resolve()), "device": device},
+            on_result=lambda i: progress.update(1),
+        )
 
 
 # ------------------------------------------------------------------------------------------------ the attack
@@ -337,8 +411,9 @@ class _Fit:
         return score(self.v), score(self.ref), s, ok, (c_f, c_n, own_f, own_n)
 
 
-def cluster_bootstrap(fit: _Fit, s_count: int, *, bootstrap: int, seed: int = 0, chunk: int = 25,
-                      point: dict[str, float] | None = None) -> dict[str, Any]:
+def cluster_bootstrap(
+    fit: _Fit, s_count: int, *, bootstrap: int, seed: int = 0, chunk: int = 25, point: dict[str, float] | None = None
+) -> dict[str, Any]:
     """95% intervals of :func:`attacks.bootstrap.roc_stats` from a bootstrap over splits that refits the Gaussians
     in every replicate (module docstring): the replicates' 2.5-97.5% range, re-centred from their median onto the
     ``point`` estimates where given; ``chunk`` replicates are computed together."""
@@ -347,8 +422,9 @@ def cluster_bootstrap(fit: _Fit, s_count: int, *, bootstrap: int, seed: int = 0,
     for start in range(0, bootstrap, chunk):
         b = min(chunk, bootstrap - start)
         draws = torch.randint(s_count, (b, s_count), generator=g)
-        w = torch.zeros(b, s_count, dtype=torch.float64).scatter_add_(1, draws, torch.ones(b, s_count,
-                                                                                            dtype=torch.float64))
+        w = torch.zeros(b, s_count, dtype=torch.float64).scatter_add_(
+            1, draws, torch.ones(b, s_count, dtype=torch.float64)
+        )
         pos, neg, s, ok, _ = fit.scores(w)
         keep = ok.any(1)  # a draw of too few distinct splits leaves nothing scorable: it gives no replicate
         pw = torch.where(ok, w[:, s], torch.zeros_like(pos))[keep]  # a pair counts as often as its split was drawn
@@ -371,15 +447,18 @@ def cluster_bootstrap(fit: _Fit, s_count: int, *, bootstrap: int, seed: int = 0,
     return {**out, "bootstrap_replicates_scored": int(sum(len(v) for v in reps.get("auc", [])))}
 
 
-BOOTSTRAP_METHOD = {"over": "splits (cluster bootstrap: a split's forget sets are resampled together)",
-                    "refit": "both Gaussians of every example refitted in each replicate",
-                    "interval": "95% percentile of the replicates, re-centred from their median onto the point "
-                                "estimate (refitting on draws that repeat splits fits from fewer distinct splits, "
-                                "which lowers every replicate; *_bootstrap_shift says by how much)"}
+BOOTSTRAP_METHOD = {
+    "over": "splits (cluster bootstrap: a split's forget sets are resampled together)",
+    "refit": "both Gaussians of every example refitted in each replicate",
+    "interval": "95% percentile of the replicates, re-centred from their median onto the point "
+    "estimate (refitting on draws that repeat splits fits from fewer distinct splits, "
+    "which lowers every replicate; *_bootstrap_shift says by how much)",
+}
 
 
-def attack(sig: Signals, variant: str, *, min_observations: int = 8, bootstrap: int = 1000, seed: int = 0
-           ) -> dict[str, Any]:
+def attack(
+    sig: Signals, variant: str, *, min_observations: int = 8, bootstrap: int = 1000, seed: int = 0
+) -> dict[str, Any]:
     """Leave-one-split-out U-LiRA on ``variant``; see the module's docstring."""
     if variant not in sig.conf:
         raise ConfigError(f"no {variant!r} models; there are: {', '.join(sig.conf)}")
@@ -389,22 +468,35 @@ def attack(sig: Signals, variant: str, *, min_observations: int = 8, bootstrap: 
     fit = _Fit(sig, variant, min_observations)
     pos, neg, s, ok, (c_f, c_n, own_f, own_n) = fit.scores()
     if not bool(ok.any()):
-        raise ConfigError(f"no forget example was forgotten in another split and unseen in a third: use more "
-                          f"splits (have {s_count}) or forget sets")
+        raise ConfigError(
+            f"no forget example was forgotten in another split and unseen in a third: use more "
+            f"splits (have {s_count}) or forget sets"
+        )
     scores = torch.cat([pos[ok], neg[ok]])
     is_pos = torch.cat([torch.ones(int(ok.sum()), dtype=torch.bool), torch.zeros(int(ok.sum()), dtype=torch.bool)])
-    stats = {k: float(v[0]) for k, v in roc_stats(*weighted_curves(
-        scores, is_pos, torch.ones(1, len(scores), dtype=torch.float64))).items()}
+    stats = {
+        k: float(v[0])
+        for k, v in roc_stats(*weighted_curves(scores, is_pos, torch.ones(1, len(scores), dtype=torch.float64))).items()
+    }
     if bootstrap:
         stats.update(cluster_bootstrap(fit, s_count, bootstrap=bootstrap, seed=seed, point=dict(stats)))
     where = torch.zeros(s_count, n, dtype=torch.bool)
     where[s[ok], fit.where[2][ok]] = True  # [S, N]: the examples scored in split s
-    return {"variant": variant, "splits": s_count, "forget_sets": f_count, "target_models": s_count * f_count,
-            "pairs": int(ok.sum()), **stats,
-            "observations": {"forgotten_median": float(c_f[where].median()), "never_median": float(c_n[where].median()),
-                             "min_for_own_variance": min_observations,
-                             "own_variance_share_forgotten": float(own_f[where].double().mean()),
-                             "own_variance_share_never": float(own_n[where].double().mean())}}
+    return {
+        "variant": variant,
+        "splits": s_count,
+        "forget_sets": f_count,
+        "target_models": s_count * f_count,
+        "pairs": int(ok.sum()),
+        **stats,
+        "observations": {
+            "forgotten_median": float(c_f[where].median()),
+            "never_median": float(c_n[where].median()),
+            "min_for_own_variance": min_observations,
+            "own_variance_share_forgotten": float(own_f[where].double().mean()),
+            "own_variance_share_never": float(own_n[where].double().mean()),
+        },
+    }
 
 
 def report(setup: UliraSetup, grid, *, min_observations: int = 8, bootstrap: int = 1000) -> dict[str, Any]:
@@ -413,19 +505,32 @@ def report(setup: UliraSetup, grid, *, min_observations: int = 8, bootstrap: int
     for r in grid.results:
         for k, val in r["seconds"].items():
             seconds[k] = seconds.get(k, 0.0) + val
-    models = {"original": setup.splits, "reference": setup.splits * setup.forget_sets,
-              "retrained": setup.splits * setup.forget_sets}
+    models = {
+        "original": setup.splits,
+        "reference": setup.splits * setup.forget_sets,
+        "retrained": setup.splits * setup.forget_sets,
+    }
     models.update({m: setup.splits * setup.forget_sets for m in setup.methods})
     per_model = {k: seconds[k] / models[k] for k in models if k in seconds}
-    return {"setup": asdict(setup), "attacks": {v: attack(sig, v, min_observations=min_observations,
-                                                          bootstrap=bootstrap, seed=setup.seed)
-                                                for v in setup.variants},
-            "seconds": seconds, "seconds_per_model": per_model,
-            "jobs": {"count": len(grid.keys), "computed_now": grid.computed, "reused": grid.reused,
-                     "wall_s": grid.seconds, "batched": [bool(r["batched"]) for r in grid.results]},
-            "seeds": "derive_seed(seed, split, forget_set, role): SHA-256; roles split, original, reference, "
-                     "under-test (the retrained variant and every method)",
-            "bootstrap": {"replicates": bootstrap, **BOOTSTRAP_METHOD}}
+    return {
+        "setup": asdict(setup),
+        "attacks": {
+            v: attack(sig, v, min_observations=min_observations, bootstrap=bootstrap, seed=setup.seed)
+            for v in setup.variants
+        },
+        "seconds": seconds,
+        "seconds_per_model": per_model,
+        "jobs": {
+            "count": len(grid.keys),
+            "computed_now": grid.computed,
+            "reused": grid.reused,
+            "wall_s": grid.seconds,
+            "batched": [bool(r["batched"]) for r in grid.results],
+        },
+        "seeds": "derive_seed(seed, split, forget_set, role): SHA-256; roles split, original, reference, "
+        "under-test (the retrained variant and every method)",
+        "bootstrap": {"replicates": bootstrap, **BOOTSTRAP_METHOD},
+    }
 
 
 def expected_observations(setup: UliraSetup) -> float:
@@ -433,5 +538,17 @@ def expected_observations(setup: UliraSetup) -> float:
     return setup.splits * setup.forget_sets * setup.forget_fraction / 2
 
 
-__all__ = ["UliraSetup", "run", "report", "attack", "Signals", "shadow_job", "derive_seed", "plan_split",
-           "expected_observations", "REFERENCE_VARIANTS", "cluster_bootstrap", "BOOTSTRAP_METHOD"]
+__all__ = [
+    "UliraSetup",
+    "run",
+    "report",
+    "attack",
+    "Signals",
+    "shadow_job",
+    "derive_seed",
+    "plan_split",
+    "expected_observations",
+    "REFERENCE_VARIANTS",
+    "cluster_bootstrap",
+    "BOOTSTRAP_METHOD",
+]

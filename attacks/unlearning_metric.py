@@ -20,8 +20,8 @@ def _mean_grad(model, images, labels, params, batch: int, device) -> list[torch.
     total = [torch.zeros_like(p) for p in params]
     n = len(labels)
     for s in range(0, n, batch):
-        x = as_unit(images[s:s + batch].to(device))
-        y = labels[s:s + batch].to(device)
+        x = as_unit(images[s : s + batch].to(device))
+        y = labels[s : s + batch].to(device)
         loss = F.cross_entropy(model(x), y, reduction="sum") / n
         for acc, g in zip(total, torch.autograd.grad(loss, params)):
             acc += g

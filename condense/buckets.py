@@ -12,8 +12,16 @@ from dcforget.progress import bar
 from .methods.base import Buckets
 
 
-def kmeans_buckets(features: torch.Tensor, labels: torch.Tensor, num_classes: int, clusters: int, *, seed: int,
-                   iters: int = 100, quiet: bool = False) -> Buckets:
+def kmeans_buckets(
+    features: torch.Tensor,
+    labels: torch.Tensor,
+    num_classes: int,
+    clusters: int,
+    *,
+    seed: int,
+    iters: int = 100,
+    quiet: bool = False,
+) -> Buckets:
     counts = torch.bincount(labels.cpu(), minlength=num_classes)
     small = [c for c in range(num_classes) if 0 < counts[c] < clusters]
     if small:

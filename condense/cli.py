@@ -45,31 +45,77 @@ def _sha256(path: Path) -> str:
 @main.command("build")
 @click.argument("dataset")
 @click.option("--method", default=None, help=f"Condenser: {', '.join(CONDENSERS.names())} (default fdm).")
-@click.option("--clusters", type=click.IntRange(min=1), default=None,
-              help="K-means buckets per class for bucket-based methods (fdm, mi, kmeans); DC-U uses 450.")
+@click.option(
+    "--clusters",
+    type=click.IntRange(min=1),
+    default=None,
+    help="K-means buckets per class for bucket-based methods (fdm, mi, kmeans); DC-U uses 450.",
+)
 @click.option("--ipc", type=click.IntRange(min=1), default=None, help="Images per class (dm, herding, random).")
-@click.option("--checkpoint", type=click.Path(dir_okay=False), default=None,
-              help="Trained model whose embeddings make the buckets (and FDM/MI's targets).")
-@click.option("--model", "arch", default=None,
-              help="Without --checkpoint: train this architecture first (saved beside --out as *-original.pt).")
+@click.option(
+    "--checkpoint",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Trained model whose embeddings make the buckets (and FDM/MI's targets).",
+)
+@click.option(
+    "--model",
+    "arch",
+    default=None,
+    help="Without --checkpoint: train this architecture first (saved beside --out as *-original.pt).",
+)
 @click.option("--epochs", type=click.IntRange(min=1), default=None, help="Epochs of that training (default 30).")
 @opt("option", help="A method option, e.g. --option steps=50 (repeatable); see `condense methods`.")
 @data_options
 @run_options
 @out_options("HDF5 file to write (default runs/condensed/DATASET-METHOD-N.h5).")
 @with_logging
-def build_cmd(dataset, method, clusters, ipc, checkpoint, arch, epochs, options, data_dir, val_fraction, per_class, download,
-              config_file, preset, seed, device, quiet, out, force) -> None:
+def build_cmd(
+    dataset,
+    method,
+    clusters,
+    ipc,
+    checkpoint,
+    arch,
+    epochs,
+    options,
+    data_dir,
+    val_fraction,
+    per_class,
+    download,
+    config_file,
+    preset,
+    seed,
+    device,
+    quiet,
+    out,
+    force,
+) -> None:
     """Condense DATASET's training set into an HDF5 file."""
     if checkpoint is not None and (arch is not None or epochs is not None):
         given = " and ".join(f for f, v in (("--model", arch), ("--epochs", epochs)) if v is not None)
         raise ConfigError(f"--checkpoint and {given} conflict: --checkpoint gives the model, {given} would train one")
-    defaults = {"method": "fdm", "seed": 0, "per_class": None, "val_fraction": DEFAULT_VAL_FRACTION, "model": "cnn",
-                "clusters": 450, "ipc": None,
-                "train": TrainConfig().to_dict(), "condense": {}}
-    overrides = {"method": method, "clusters": clusters, "ipc": ipc, "seed": seed, "per_class": per_class,
-                 "val_fraction": val_fraction,
-                 "model": arch, "train": {"epochs": epochs}}
+    defaults = {
+        "method": "fdm",
+        "seed": 0,
+        "per_class": None,
+        "val_fraction": DEFAULT_VAL_FRACTION,
+        "model": "cnn",
+        "clusters": 450,
+        "ipc": None,
+        "train": TrainConfig().to_dict(),
+        "condense": {},
+    }
+    overrides = {
+        "method": method,
+        "clusters": clusters,
+        "ipc": ipc,
+        "seed": seed,
+        "per_class": per_class,
+        "val_fraction": val_fraction,
+        "model": arch,
+        "train": {"epochs": epochs},
+    }
     if checkpoint is not None:
         # the condensed set is of the training set the model saw: take its cap and data seed unless told otherwise
         meta, _ = read_checkpoint_meta(checkpoint)
@@ -107,27 +153,47 @@ def build_cmd(dataset, method, clusters, ipc, checkpoint, arch, epochs, options,
         check_writable(model_out, force)
     dev = resolve_device(device)
     data_seed = config["seed"] if seed is not None or checkpoint is None else config.get("data_seed", config["seed"])
-    data = load_data(dataset, data_dir, config["per_class"], seed=data_seed, download=download,
-                     val_fraction=config["val_fraction"]).to(dev)
+    data = load_data(
+        dataset, data_dir, config["per_class"], seed=data_seed, download=download, val_fraction=config["val_fraction"]
+    ).to(dev)
     if checkpoint is not None:
-        ck = load_checkpoint(checkpoint, dataset=data.info.name, fingerprint=data.fingerprint(),
-                             image_shape=data.info.image_shape, num_classes=data.info.num_classes)
+        ck = load_checkpoint(
+            checkpoint,
+            dataset=data.info.name,
+            fingerprint=data.fingerprint(),
+            image_shape=data.info.image_shape,
+            num_classes=data.info.num_classes,
+        )
         model, ck_path = ck.model, Path(checkpoint)
     else:
         cfg = TrainConfig.from_dict(section(config, "train"))
         trained = train_on(data, config["model"], cfg, seed=config["seed"], device=dev, quiet=quiet)
-        save_checkpoint(model_out, trained.model, checkpoint_meta(data, cfg, config["seed"], trained, config),
-                        force=force)
+        save_checkpoint(
+            model_out, trained.model, checkpoint_meta(data, cfg, config["seed"], trained, config), force=force
+        )
         click.echo(f"trained {config['model']}: test acc {100 * trained.test_eval.accuracy:.2f}%  -> {model_out}")
         model, ck_path = trained.model, model_out
     embedder = json.dumps({"arch": model.arch, "checkpoint": str(ck_path), "checkpoint_sha256": _sha256(ck_path)})
-    res = build_condensed(data, method, model, device=dev, seed=config["seed"], clusters=config["clusters"],
-                          ipc=config["ipc"], options=given, embedder=embedder, config=config, quiet=quiet)
+    res = build_condensed(
+        data,
+        method,
+        model,
+        device=dev,
+        seed=config["seed"],
+        clusters=config["clusters"],
+        ipc=config["ipc"],
+        options=given,
+        embedder=embedder,
+        config=config,
+        quiet=quiet,
+    )
     write_condensed(out_path, res.condensed, force=force)
     cs, s = res.condensed, res.seconds
-    click.echo(f"{method}: {len(cs)} images, {len(cs)} buckets ({cs.num_classes} classes) from {cs.train_size} "
-               f"training images in {s['total']:.1f} s (embed {s['embed']:.1f}, buckets {s['buckets']:.1f}, "
-               f"condense {s['condense']:.1f}) -> {out_path}")
+    click.echo(
+        f"{method}: {len(cs)} images, {len(cs)} buckets ({cs.num_classes} classes) from {cs.train_size} "
+        f"training images in {s['total']:.1f} s (embed {s['embed']:.1f}, buckets {s['buckets']:.1f}, "
+        f"condense {s['condense']:.1f}) -> {out_path}"
+    )
 
 
 @main.command("methods")
@@ -151,13 +217,19 @@ def inspect_cmd(file) -> None:
     click.echo(f"file:        {file}")
     click.echo(f"schema:      dcforget.condensed_set v1, created {cs.created_utc}")
     click.echo(f"method:      {cs.method} (seed {cs.seed})")
-    click.echo(f"dataset:     {cs.dataset_spec}, {cs.num_classes} classes, images {tuple(cs.image_shape)} in [0,1] "
-               f"(range {float(cs.images.min()):.3f}..{float(cs.images.max()):.3f})")
+    click.echo(
+        f"dataset:     {cs.dataset_spec}, {cs.num_classes} classes, images {tuple(cs.image_shape)} in [0,1] "
+        f"(range {float(cs.images.min()):.3f}..{float(cs.images.max()):.3f})"
+    )
     click.echo(f"images:      {len(cs)}; per class: {counts}")
-    click.echo(f"buckets:     {len(cs)}, size min {int(sizes.min())} / median {float(sizes.median()):.0f} / "
-               f"max {int(sizes.max())}, covering {len(torch.unique(cs.bucket_indices))} of {cs.train_size} training images")
-    click.echo(f"provenance:  {real} copies of real training images, {len(cs) - real} synthetic; influence "
-               f"'{cs.influence}'; training-set sha256 {cs.train_fingerprint[:16]}...")
+    click.echo(
+        f"buckets:     {len(cs)}, size min {int(sizes.min())} / median {float(sizes.median()):.0f} / "
+        f"max {int(sizes.max())}, covering {len(torch.unique(cs.bucket_indices))} of {cs.train_size} training images"
+    )
+    click.echo(
+        f"provenance:  {real} copies of real training images, {len(cs) - real} synthetic; influence "
+        f"'{cs.influence}'; training-set sha256 {cs.train_fingerprint[:16]}..."
+    )
     click.echo(f"embedder:    {cs.embedder}")
     for name, group in cs.extra_groups.items():
         keys = ", ".join(f"{k}={v}" if not isinstance(v, torch.Tensor) else f"{k}[{len(v)}]" for k, v in group.items())
@@ -168,8 +240,13 @@ def inspect_cmd(file) -> None:
 @main.command("preview")
 @click.argument("file", type=click.Path(dir_okay=False))
 @out_file("the PNG grid.", required=True)
-@click.option("--columns", type=click.IntRange(min=1), default=10, show_default=True,
-              help="Images shown per class (one row per class).")
+@click.option(
+    "--columns",
+    type=click.IntRange(min=1),
+    default=10,
+    show_default=True,
+    help="Images shown per class (one row per class).",
+)
 @click.option("--scale", type=click.IntRange(min=1, max=8), default=2, show_default=True, help="Pixel upscaling.")
 @opt("force")
 def preview_cmd(file, out, columns, scale, force) -> None:
@@ -177,7 +254,7 @@ def preview_cmd(file, out, columns, scale, force) -> None:
     cs = read_condensed(file)
     check_writable(out, force)
     offsets = cs.class_offsets.tolist()
-    rows = [cs.images[offsets[k]:offsets[k + 1]] for k in range(cs.num_classes)]
+    rows = [cs.images[offsets[k] : offsets[k + 1]] for k in range(cs.num_classes)]
     save_grid(rows, out, columns=columns, scale=scale, force=force)
     click.echo(f"wrote {out}: {cs.num_classes} rows x up to {columns} images")
 
@@ -186,7 +263,9 @@ def preview_cmd(file, out, columns, scale, force) -> None:
 @click.argument("file", type=click.Path(dir_okay=False))
 @click.option("--model", "arch", default="convnet", show_default=True, help="Architecture trained on the set.")
 @click.option("--seeds", type=click.IntRange(min=1), default=3, show_default=True, help="Runs (seeds 0..N-1).")
-@click.option("--epochs", type=click.IntRange(min=1), default=None, help="Training epochs (default 1000; cpu preset 300).")
+@click.option(
+    "--epochs", type=click.IntRange(min=1), default=None, help="Training epochs (default 1000; cpu preset 300)."
+)
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=0.01, show_default=True)
 @click.option("--batch-size", type=click.IntRange(min=1), default=256, show_default=True)
 @click.option("--dsa/--no-dsa", default=True, show_default=True, help="DSA augmentation while training.")
@@ -194,13 +273,15 @@ def preview_cmd(file, out, columns, scale, force) -> None:
 @options("data_dir", "download", "preset", "device", "quiet")
 @out_options("the result as JSON (besides printing it).")
 @with_logging
-def evaluate_cmd(file, arch, seeds, epochs, lr, batch_size, dsa, bf16, data_dir, download, preset, device, quiet,
-                 out, force) -> None:
+def evaluate_cmd(
+    file, arch, seeds, epochs, lr, batch_size, dsa, bf16, data_dir, download, preset, device, quiet, out, force
+) -> None:
     """Train fresh ARCH models on the condensed set only; report real test accuracy, mean +- std over seeds."""
     from .evaluate import evaluate_condensed
 
-    config = resolve_config({"evaluate": {"epochs": 1000, "bf16": False}}, preset, None,
-                            {"evaluate": {"epochs": epochs, "bf16": bf16}})
+    config = resolve_config(
+        {"evaluate": {"epochs": 1000, "bf16": False}}, preset, None, {"evaluate": {"epochs": epochs, "bf16": bf16}}
+    )
     ev = section(config, "evaluate")
     MODELS.get(arch)
     cs = read_condensed(file)
@@ -210,11 +291,24 @@ def evaluate_cmd(file, arch, seeds, epochs, lr, batch_size, dsa, bf16, data_dir,
     data = load_data(cs.dataset_spec, data_dir, seed=0, download=download)
     if data.info.num_classes != cs.num_classes or data.info.image_shape != cs.image_shape:
         raise ConfigError(f"{file} does not match dataset {cs.dataset}'s classes or image shape")
-    res = evaluate_condensed(cs, data.test.to(dev), arch, device=dev, seeds=seeds, epochs=int(ev["epochs"]), lr=lr,
-                             batch_size=batch_size, dsa=dsa, bf16=bool(ev["bf16"]), quiet=quiet)
+    res = evaluate_condensed(
+        cs,
+        data.test.to(dev),
+        arch,
+        device=dev,
+        seeds=seeds,
+        epochs=int(ev["epochs"]),
+        lr=lr,
+        batch_size=batch_size,
+        dsa=dsa,
+        bf16=bool(ev["bf16"]),
+        quiet=quiet,
+    )
     res["file"], res["method"] = str(file), cs.method
-    click.echo(f"{cs.method} ({len(cs)} images) -> {arch}: test acc {100 * res['mean']:.2f} +- {100 * res['std']:.2f}% "
-               f"over {seeds} seeds ({int(ev['epochs'])} epochs, DSA {'on' if dsa else 'off'})")
+    click.echo(
+        f"{cs.method} ({len(cs)} images) -> {arch}: test acc {100 * res['mean']:.2f} +- {100 * res['std']:.2f}% "
+        f"over {seeds} seeds ({int(ev['epochs'])} epochs, DSA {'on' if dsa else 'off'})"
+    )
     if out:
         with atomic_path(out, force=force) as tmp:
             tmp.write_text(json.dumps(res, indent=2))

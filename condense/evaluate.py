@@ -19,25 +19,63 @@ from dcforget.train import TrainConfig, evaluate, fit
 DIGIT_DATASETS = ("mnist", "svhn")
 
 
-def evaluate_condensed(cs: CondensedSet, test: Split, arch: str, *, device: torch.device, seeds: int = 3,
-                       epochs: int = 1000, lr: float = 0.01, batch_size: int = 256, dsa: bool = True,
-                       bf16: bool = False, quiet: bool = False, first_seed: int = 0) -> dict[str, Any]:
+def evaluate_condensed(
+    cs: CondensedSet,
+    test: Split,
+    arch: str,
+    *,
+    device: torch.device,
+    seeds: int = 3,
+    epochs: int = 1000,
+    lr: float = 0.01,
+    batch_size: int = 256,
+    dsa: bool = True,
+    bf16: bool = False,
+    quiet: bool = False,
+    first_seed: int = 0,
+) -> dict[str, Any]:
     """Train a fresh ``arch`` on the condensed set for each seed first_seed .. first_seed + seeds - 1 and measure
     its test accuracy."""
     if tuple(test.images.shape[1:]) != cs.image_shape:
         raise ValueError("test images and condensed images differ in shape")
-    cfg = TrainConfig(epochs=epochs, batch_size=batch_size, optimizer="sgd", lr=lr, momentum=0.9,
-                      weight_decay=5e-4, schedule="half", bf16=bf16)
+    cfg = TrainConfig(
+        epochs=epochs,
+        batch_size=batch_size,
+        optimizer="sgd",
+        lr=lr,
+        momentum=0.9,
+        weight_decay=5e-4,
+        schedule="half",
+        bf16=bf16,
+    )
     strategy = DIGITS_STRATEGY if cs.dataset in DIGIT_DATASETS else DEFAULT_STRATEGY
     augment = DSA(cs.image_shape, cs.norm_mean, strategy).to(device) if dsa else None
     accs = []
     for seed in range(first_seed, first_seed + seeds):
         with seeded(seed):
-            model = create_model(arch, image_shape=cs.image_shape, num_classes=cs.num_classes, mean=cs.norm_mean,
-                                 std=cs.norm_std)
-        fit(model, cs.images, cs.labels, cfg, device=device, seed=seed, augment=augment, quiet=quiet,
-            desc=f"evaluate seed {seed}")
+            model = create_model(
+                arch, image_shape=cs.image_shape, num_classes=cs.num_classes, mean=cs.norm_mean, std=cs.norm_std
+            )
+        fit(
+            model,
+            cs.images,
+            cs.labels,
+            cfg,
+            device=device,
+            seed=seed,
+            augment=augment,
+            quiet=quiet,
+            desc=f"evaluate seed {seed}",
+        )
         accs.append(evaluate(model, test.images, test.labels, device=device).accuracy)
-    return {"model": arch, "epochs": epochs, "seeds": seeds, "dsa": strategy if dsa else None,
-            "test_accs": accs, "mean": statistics.fmean(accs), "std": statistics.stdev(accs) if len(accs) > 1 else 0.0,
-            "train_config": cfg.to_dict(), "images": len(cs)}
+    return {
+        "model": arch,
+        "epochs": epochs,
+        "seeds": seeds,
+        "dsa": strategy if dsa else None,
+        "test_accs": accs,
+        "mean": statistics.fmean(accs),
+        "std": statistics.stdev(accs) if len(accs) > 1 else 0.0,
+        "train_config": cfg.to_dict(),
+        "images": len(cs),
+    }

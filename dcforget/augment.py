@@ -48,8 +48,11 @@ class DSAColor(nn.Module):
     def sample(self, batch: int, same_on_batch: bool, device: torch.device) -> dict[str, torch.Tensor]:
         n = 1 if same_on_batch else batch
         u = torch.rand(n, 3, device=device).expand(batch, 3)
-        return {"shift": (u[:, 0] - 0.5) * 2 * self.brightness, "sat": u[:, 1] * self.saturation,
-                "con": u[:, 2] + self.contrast}
+        return {
+            "shift": (u[:, 0] - 0.5) * 2 * self.brightness,
+            "sat": u[:, 1] * self.saturation,
+            "con": u[:, 2] + self.contrast,
+        }
 
     def apply(self, x: torch.Tensor, p: dict[str, torch.Tensor]) -> torch.Tensor:
         v = lambda t: t.view(-1, 1, 1, 1)
@@ -65,16 +68,26 @@ def _kornia_ops(image_shape: Sequence[int], mean: Sequence[float], same_on_batch
     c, h, w = image_shape
     fill = torch.tensor(list(mean), dtype=torch.float32)
     pad = max(1, round(0.125 * h))
-    return nn.ModuleDict({
-        "scale": K.RandomAffine(degrees=0, scale=(1 / 1.2, 1.2, 1 / 1.2, 1.2), padding_mode="fill",
-                                fill_value=fill, p=1.0, same_on_batch=same_on_batch),
-        "rotate": K.RandomAffine(degrees=15.0, padding_mode="fill", fill_value=fill, p=1.0,
-                                 same_on_batch=same_on_batch),
-        "crop": K.RandomCrop((h, w), padding=pad, fill=list(mean), p=1.0, same_on_batch=same_on_batch),
-        "cutout": K.RandomErasing(scale=(0.25, 0.25), ratio=(1.0, 1.0), value=float(fill.mean()), p=1.0,
-                                  same_on_batch=same_on_batch),
-        "flip": K.RandomHorizontalFlip(p=0.5, same_on_batch=same_on_batch),
-    })
+    return nn.ModuleDict(
+        {
+            "scale": K.RandomAffine(
+                degrees=0,
+                scale=(1 / 1.2, 1.2, 1 / 1.2, 1.2),
+                padding_mode="fill",
+                fill_value=fill,
+                p=1.0,
+                same_on_batch=same_on_batch,
+            ),
+            "rotate": K.RandomAffine(
+                degrees=15.0, padding_mode="fill", fill_value=fill, p=1.0, same_on_batch=same_on_batch
+            ),
+            "crop": K.RandomCrop((h, w), padding=pad, fill=list(mean), p=1.0, same_on_batch=same_on_batch),
+            "cutout": K.RandomErasing(
+                scale=(0.25, 0.25), ratio=(1.0, 1.0), value=float(fill.mean()), p=1.0, same_on_batch=same_on_batch
+            ),
+            "flip": K.RandomHorizontalFlip(p=0.5, same_on_batch=same_on_batch),
+        }
+    )
 
 
 @dataclass
@@ -99,8 +112,7 @@ class DSA(nn.Module):
         self.shared = _kornia_ops(image_shape, mean, same_on_batch=True)
 
     def config(self) -> dict[str, Any]:
-        return {"name": "dsa", "backend": "kornia", "strategy": self.strategy, "mode": "one_of",
-                "pixel_space": "unit"}
+        return {"name": "dsa", "backend": "kornia", "strategy": self.strategy, "mode": "one_of", "pixel_space": "unit"}
 
     def sample(self, shape: torch.Size, *, same_on_batch: bool, device: torch.device) -> AugParams:
         """Draw a family and its parameters from the global torch RNG."""
@@ -118,7 +130,9 @@ class DSA(nn.Module):
     def forward(self, x: torch.Tensor, *, same_on_batch: bool = False, seed: int | None = None) -> torch.Tensor:
         """Augment ``x`` [B,C,H,W] in [0,1]. ``same_on_batch``: one draw for the whole batch (siamese)."""
         if x.dim() != 4 or tuple(x.shape[1:]) != self.image_shape:
-            raise ConfigError(f"DSA expects images of shape [B,{','.join(map(str, self.image_shape))}], got {tuple(x.shape)}")
+            raise ConfigError(
+                f"DSA expects images of shape [B,{','.join(map(str, self.image_shape))}], got {tuple(x.shape)}"
+            )
         if seed is None:
             return self.apply(x, self.sample(x.shape, same_on_batch=same_on_batch, device=x.device))
         with seeded(seed, x.device):

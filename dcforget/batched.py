@@ -47,8 +47,10 @@ class Stack:
         return int(next(iter(self.params.values())).shape[0])
 
     def state_dict(self, m: int) -> dict[str, torch.Tensor]:
-        return {**{k: v[m].detach().clone() for k, v in self.params.items()},
-                **{k: v.detach().clone() for k, v in self.buffers.items()}}
+        return {
+            **{k: v[m].detach().clone() for k, v in self.params.items()},
+            **{k: v.detach().clone() for k, v in self.buffers.items()},
+        }
 
     def model(self, m: int) -> Classifier:
         """Model ``m`` as an ordinary module (a copy)."""
@@ -72,7 +74,7 @@ class Stack:
         fwd = self._forward(shared_input=True)
         out = []
         for start in range(0, len(images), batch_size):
-            x = as_unit(images[start:start + batch_size].to(device))
+            x = as_unit(images[start : start + batch_size].to(device))
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
                 out.append(fwd(self.params, x).float())
         return torch.cat(out, 1)
@@ -93,18 +95,29 @@ def stack_models(models: list[nn.Module]) -> Stack:
 def _check_batchable(model: nn.Module) -> None:
     for m in model.modules():
         if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats:
-            raise ConfigError(f"batched training cannot train {type(m).__name__} with running statistics; "
-                              f"train this architecture one model at a time")
+            raise ConfigError(
+                f"batched training cannot train {type(m).__name__} with running statistics; "
+                f"train this architecture one model at a time"
+            )
 
 
-def fit_many(arch: str, data: Data, subsets: torch.Tensor, seeds: list[int], cfg: TrainConfig, *,
-             device: torch.device, model_options: dict[str, Any] | None = None, start: Stack | None = None
-             ) -> Stack:
+def fit_many(
+    arch: str,
+    data: Data,
+    subsets: torch.Tensor,
+    seeds: list[int],
+    cfg: TrainConfig,
+    *,
+    device: torch.device,
+    model_options: dict[str, Any] | None = None,
+    start: Stack | None = None,
+) -> Stack:
     """Train ``len(seeds)`` models on ``data.train`` rows ``subsets[m]`` (see the module's docstring); with
     ``start``, continue from those models instead of fresh ones (their order follows ``seeds``)."""
     if subsets.dim() != 2 or subsets.shape[0] != len(seeds):
-        raise ConfigError(f"subsets must be [models, n] with one row per seed, got {tuple(subsets.shape)} for "
-                          f"{len(seeds)} seeds")
+        raise ConfigError(
+            f"subsets must be [models, n] with one row per seed, got {tuple(subsets.shape)} for {len(seeds)} seeds"
+        )
     m_count, n = subsets.shape
     if n == 0:
         raise ConfigError("cannot train on an empty set")
@@ -142,7 +155,7 @@ def fit_many(arch: str, data: Data, subsets: torch.Tensor, seeds: list[int], cfg
                 if step >= total:
                     break
                 step += 1
-                idx = order[:, bounds[b]:bounds[b + 1]]  # [M, B]
+                idx = order[:, bounds[b] : bounds[b + 1]]  # [M, B]
                 x, y = as_unit(images[idx]), labels[idx]
                 with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
                     logits = fwd(params, x)  # [M, B, classes]

@@ -39,19 +39,35 @@ class Checkpoint:
     tensors: dict[str, torch.Tensor] | None = None  # artefacts saved beside the weights (e.g. a remembrance set)
 
 
-def save_checkpoint(path: str | os.PathLike, model: Classifier, meta: dict[str, Any], *, force: bool = False,
-                    tensors: dict[str, torch.Tensor] | None = None) -> Path:
+def save_checkpoint(
+    path: str | os.PathLike,
+    model: Classifier,
+    meta: dict[str, Any],
+    *,
+    force: bool = False,
+    tensors: dict[str, torch.Tensor] | None = None,
+) -> Path:
     """Write atomically; refuse to overwrite unless ``force``. ``meta`` must be JSON-serialisable; ``tensors``
     are extra arrays stored beside the weights."""
-    full = {"model": model.config, "toolkit_version": __version__, "torch_version": torch.__version__,
-            "created_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), **meta}
+    full = {
+        "model": model.config,
+        "toolkit_version": __version__,
+        "torch_version": torch.__version__,
+        "created_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        **meta,
+    }
     try:
         meta_json = json.dumps(full, sort_keys=True)
     except TypeError as err:
         raise ConfigError(f"checkpoint metadata is not JSON-serialisable: {err}") from None
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    payload = {"format": FORMAT, "format_version": FORMAT_VERSION, "meta_json": meta_json, "state_dict": state,
-               "tensors": {k: v.detach().cpu() for k, v in (tensors or {}).items()}}
+    payload = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "meta_json": meta_json,
+        "state_dict": state,
+        "tensors": {k: v.detach().cpu() for k, v in (tensors or {}).items()},
+    }
     with atomic_path(path, force=force) as tmp:
         torch.save(payload, tmp)
     return Path(path)
@@ -117,13 +133,26 @@ def _load_error(p: Path, err: Exception) -> str:
 
 _NUM = (int, float)
 _META_TYPES: dict[str, tuple] = {  # what the toolkit reads from a checkpoint's metadata; None: may be absent/null
-    "dataset": (str,), "dataset_spec": (str, type(None)), "per_class": (int, type(None)),
-    "data_seed": (int, type(None)), "seed": (int, type(None)), "train_fingerprint": (str, type(None)),
-    "forgotten": (list, type(None)), "requests": (list, type(None)), "val_fraction": (*_NUM, type(None)),
-    "offline": (dict, type(None)), "config": (dict, type(None)),
+    "dataset": (str,),
+    "dataset_spec": (str, type(None)),
+    "per_class": (int, type(None)),
+    "data_seed": (int, type(None)),
+    "seed": (int, type(None)),
+    "train_fingerprint": (str, type(None)),
+    "forgotten": (list, type(None)),
+    "requests": (list, type(None)),
+    "val_fraction": (*_NUM, type(None)),
+    "offline": (dict, type(None)),
+    "config": (dict, type(None)),
 }
-_MODEL_TYPES: dict[str, tuple] = {"arch": (str,), "image_shape": (list,), "num_classes": (int,), "mean": (list,),
-                                  "std": (list,), "options": (dict, type(None))}
+_MODEL_TYPES: dict[str, tuple] = {
+    "arch": (str,),
+    "image_shape": (list,),
+    "num_classes": (int,),
+    "mean": (list,),
+    "std": (list,),
+    "options": (dict, type(None)),
+}
 
 
 @dataclass(frozen=True)
@@ -131,6 +160,7 @@ class CheckpointMeta:
     """A checkpoint's metadata, validated when read (like ``CondensedSet`` on the HDF5 side): the fields the toolkit
     acts on are typed attributes; everything else a checkpoint records (training config, metrics, history, the
     offline phase's remembrance summary, versions) is provenance in ``extra``, carried along unread."""
+
     model: dict[str, Any]  # the architecture's config: arch, image_shape, num_classes, mean, std, options
     dataset: str | None = None
     dataset_spec: str | None = None
@@ -189,6 +219,7 @@ class CheckpointMeta:
 def _check_meta(p: Path, meta: dict) -> None:
     """Malformed metadata (a string where a table is expected, a negative class count, ...) is a CheckpointError
     here, not a TypeError deep in whatever reads it later."""
+
     def bad(what: str) -> CheckpointError:
         return CheckpointError(f"{p} has malformed metadata: {what}")
 
@@ -210,16 +241,19 @@ def _check_meta(p: Path, meta: dict) -> None:
         raise bad(f"model.num_classes {cfg['num_classes']!r} is not positive")
     for key in ("mean", "std"):
         v = cfg[key]
-        if len(v) != shape[0] or not all(typed(x, _NUM) and math.isfinite(x) for x in v) or \
-                (key == "std" and not all(x > 0 for x in v)):
+        if (
+            len(v) != shape[0]
+            or not all(typed(x, _NUM) and math.isfinite(x) for x in v)
+            or (key == "std" and not all(x > 0 for x in v))
+        ):
             raise bad(f"model.{key} {v!r} is not {shape[0]} finite number(s){' > 0' if key == 'std' else ''}")
     for key, kinds in _META_TYPES.items():
         if key in meta and not typed(meta[key], kinds):
             raise bad(f"{key!r} is a {type(meta[key]).__name__}")
-    if meta.get("per_class") is not None and not 1 <= meta["per_class"] < 2 ** 63:
+    if meta.get("per_class") is not None and not 1 <= meta["per_class"] < 2**63:
         raise bad(f"per_class {meta['per_class']!r} is not a positive integer")
     for key in ("seed", "data_seed"):
-        if meta.get(key) is not None and not 0 <= meta[key] < 2 ** 63:
+        if meta.get(key) is not None and not 0 <= meta[key] < 2**63:
             raise bad(f"{key} {meta[key]!r} is out of range")
     if not all(typed(i, (int,)) and i >= 0 for i in meta.get("forgotten") or []):
         raise bad("'forgotten' must list training-set indices (integers >= 0)")
@@ -244,8 +278,10 @@ def read_checkpoint_meta(path: str | os.PathLike, *, with_tensors: bool = False)
         raise CheckpointError(f"{p} is not a {FORMAT} file")
     version = payload.get("format_version")
     if not isinstance(version, int) or version > FORMAT_VERSION:
-        raise CheckpointError(f"{p} has checkpoint format version {version!r}; this toolkit reads up to "
-                              f"{FORMAT_VERSION}: upgrade dcforget")
+        raise CheckpointError(
+            f"{p} has checkpoint format version {version!r}; this toolkit reads up to "
+            f"{FORMAT_VERSION}: upgrade dcforget"
+        )
     try:
         meta = json.loads(payload["meta_json"])
         state = payload["state_dict"]
@@ -267,15 +303,22 @@ def _check_tensors(p: Path, tensors: dict, what: str) -> None:
     for k, v in tensors.items():
         if not isinstance(v, torch.Tensor):
             raise CheckpointError(f"{p} has corrupt {what}: {k!r} is not a tensor")
-        if (v.is_floating_point() or v.is_complex()) and v.numel() and not bool(torch.isfinite(v.sum())) \
-                and not bool(torch.isfinite(v).all()):  # the sum is the fast test; the full one rules out overflow
-            raise CheckpointError(f"{p} has non-finite {what} (NaN or inf) in {k!r}: the file is corrupt, or the "
-                                  "training that wrote it diverged")
+        if (
+            (v.is_floating_point() or v.is_complex())
+            and v.numel()
+            and not bool(torch.isfinite(v.sum()))
+            and not bool(torch.isfinite(v).all())
+        ):  # the sum is the fast test; the full one rules out overflow
+            raise CheckpointError(
+                f"{p} has non-finite {what} (NaN or inf) in {k!r}: the file is corrupt, or the "
+                "training that wrote it diverged"
+            )
 
 
 def _state_mismatch(expected: dict, stored: dict, show: int = 2) -> str:
     """What differs between the architecture's state dict and the stored one, briefly: the first missing and
     unexpected keys, and the first shape mismatch. Empty when they fit."""
+
     def names(keys: list[str]) -> str:
         more = f" (+{len(keys) - show} more)" if len(keys) > show else ""
         return ", ".join(keys[:show]) + more
@@ -295,21 +338,43 @@ def _state_mismatch(expected: dict, stored: dict, show: int = 2) -> str:
     return "; ".join(parts)
 
 
-def load_checkpoint(path: str | os.PathLike, *, dataset: str | None = None, fingerprint: str | None = None,
-                    image_shape=None, num_classes: int | None = None, arch: str | None = None) -> Checkpoint:
+def load_checkpoint(
+    path: str | os.PathLike,
+    *,
+    dataset: str | None = None,
+    fingerprint: str | None = None,
+    image_shape=None,
+    num_classes: int | None = None,
+    arch: str | None = None,
+) -> Checkpoint:
     """Load and rebuild the model; every expectation given is checked against the metadata."""
     meta, state, tensors = read_checkpoint_meta(path, with_tensors=True)
     cfg = meta.model
     p = Path(path)
-    check_pairing(meta, where=f"checkpoint {p}", dataset=dataset, fingerprint=fingerprint, arch=arch,
-                  image_shape=image_shape, num_classes=num_classes)
+    check_pairing(
+        meta,
+        where=f"checkpoint {p}",
+        dataset=dataset,
+        fingerprint=fingerprint,
+        arch=arch,
+        image_shape=image_shape,
+        num_classes=num_classes,
+    )
     try:
         model = model_from_config(cfg)
         mismatch = _state_mismatch(model.state_dict(), state)
         if not mismatch:
             model.load_state_dict(state, strict=True)
-    except (RuntimeError, KeyError, TypeError, ValueError, AttributeError, IndexError, OverflowError,
-            DcForgetError) as err:  # the model's own constructor on stored options (e.g. dropout=2: ValueError)
+    except (
+        RuntimeError,
+        KeyError,
+        TypeError,
+        ValueError,
+        AttributeError,
+        IndexError,
+        OverflowError,
+        DcForgetError,
+    ) as err:  # the model's own constructor on stored options (e.g. dropout=2: ValueError)
         first = (str(err).strip().splitlines() or [type(err).__name__])[0]
         raise CheckpointError(f"checkpoint {p} does not match its architecture: {first[:200]}") from None
     if mismatch:
@@ -318,10 +383,16 @@ def load_checkpoint(path: str | os.PathLike, *, dataset: str | None = None, fing
     return Checkpoint(model, meta, p, tensors)
 
 
-def open_checkpoint(path: str | os.PathLike, data_dir: str | os.PathLike | None = None, download: bool = True
-                    ) -> tuple[Checkpoint, Data]:
+def open_checkpoint(
+    path: str | os.PathLike, data_dir: str | os.PathLike | None = None, download: bool = True
+) -> tuple[Checkpoint, Data]:
     """A checkpoint and the exact data it was trained on, checked against each other: the one way to load both."""
     meta, _ = read_checkpoint_meta(path)
     data = meta.load_data(data_dir, download)
-    return load_checkpoint(path, dataset=data.info.name, fingerprint=data.fingerprint(),
-                           image_shape=data.info.image_shape, num_classes=data.info.num_classes), data
+    return load_checkpoint(
+        path,
+        dataset=data.info.name,
+        fingerprint=data.fingerprint(),
+        image_shape=data.info.image_shape,
+        num_classes=data.info.num_classes,
+    ), data

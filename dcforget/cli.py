@@ -22,6 +22,7 @@ class CliError(click.ClickException):
 class Interrupted(CliError):
     """Ctrl-C: ``error: interrupted`` and exit code 130 (128 + SIGINT, what a shell reports for a command it
     interrupted; not 2, which says the input was bad). Outputs are written atomically, so none is left half-done."""
+
     exit_code = 130
 
 
@@ -60,47 +61,96 @@ class Group(click.Group):
             raise Interrupted("interrupted") from None
 
 
-SEED = click.IntRange(0, 2 ** 63 - 1)  # what torch generators take (a larger one used to overflow deep inside)
+SEED = click.IntRange(0, 2**63 - 1)  # what torch generators take (a larger one used to overflow deep inside)
 PRESETS = ("smoke", "cpu", "paper")
 
 # Every option that more than one command has, declared once: (parameter declarations, click keyword arguments).
 # ``--per-class`` means one thing everywhere: the training-set cap. Other counts have names of their own.
 SHARED: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
-    "data_dir": (("--data-dir",), dict(type=click.Path(file_okay=False), envvar=DATA_DIR_ENV, default=None,
-                                       help=f"Where datasets live (default ./data; env {DATA_DIR_ENV}).")),
-    "download": (("--download/--no-download",), dict(default=True, show_default=True,
-                                                     help="Download the dataset when it is not in --data-dir "
-                                                          "(needs network).")),
-    "per_class": (("--per-class",), dict(type=click.IntRange(min=1, max=2 ** 62), default=None,
-                                         help="Training-set cap: keep at most N training images per class (seeded "
-                                              "choice), e.g. DC-U's 4500.")),
-    "val_fraction": (("--val-fraction",), dict(type=click.FloatRange(min=0, max=1, max_open=True), default=None,
-                                               help="Fraction of the (capped) training set held out as the "
-                                                    "validation split, stratified and seeded; 0 = none (default "
-                                                    "0.15, as Deep Unlearn; a checkpoint's own value when one is "
-                                                    "given).")),
+    "data_dir": (
+        ("--data-dir",),
+        dict(
+            type=click.Path(file_okay=False),
+            envvar=DATA_DIR_ENV,
+            default=None,
+            help=f"Where datasets live (default ./data; env {DATA_DIR_ENV}).",
+        ),
+    ),
+    "download": (
+        ("--download/--no-download",),
+        dict(
+            default=True, show_default=True, help="Download the dataset when it is not in --data-dir (needs network)."
+        ),
+    ),
+    "per_class": (
+        ("--per-class",),
+        dict(
+            type=click.IntRange(min=1, max=2**62),
+            default=None,
+            help="Training-set cap: keep at most N training images per class (seeded choice), e.g. DC-U's 4500.",
+        ),
+    ),
+    "val_fraction": (
+        ("--val-fraction",),
+        dict(
+            type=click.FloatRange(min=0, max=1, max_open=True),
+            default=None,
+            help="Fraction of the (capped) training set held out as the "
+            "validation split, stratified and seeded; 0 = none (default "
+            "0.15, as Deep Unlearn; a checkpoint's own value when one is "
+            "given).",
+        ),
+    ),
     "seed": (("--seed",), dict(type=SEED, default=None, help="Seed of every random choice (default 0).")),
     "device": (("--device",), dict(default=None, help="cpu, cuda or cuda:N (default: CUDA when available).")),
-    "config": (("--config", "config_file"), dict(type=click.Path(dir_okay=False), default=None,
-                                                 help="TOML config; explicit flags override it.")),
-    "preset": (("--preset",), dict(type=click.Choice(PRESETS), default=None,
-                                   help="Settings preset (configs/presets/).")),
+    "config": (
+        ("--config", "config_file"),
+        dict(type=click.Path(dir_okay=False), default=None, help="TOML config; explicit flags override it."),
+    ),
+    "preset": (
+        ("--preset",),
+        dict(type=click.Choice(PRESETS), default=None, help="Settings preset (configs/presets/)."),
+    ),
     "force": (("--force",), dict(is_flag=True, help="Overwrite existing outputs.")),
     "quiet": (("--quiet", "-q"), dict(is_flag=True, help="No progress bars or progress lines.")),
-    "executor": (("--executor",), dict(type=click.Choice(["local", "ray"]), default=None,
-                                       help="Where jobs run: local (this machine; default) or ray (a Ray cluster, "
-                                            "pip install 'dcforget[ray]').")),
-    "workers": (("--workers",), dict(type=click.IntRange(min=1), default=None,
-                                     help="local executor: processes running jobs at once (default 1); each gets "
-                                          "cores // workers torch threads.")),
-    "address": (("--address",), dict(default=None, help="ray executor: the cluster's address (e.g. ray://host:10001"
-                                                        " or auto); default: start a local Ray.")),
-    "tuned": (("--tuned/--untuned",), dict(default=True, show_default=True,
-                                           help="Use each method's tuned options for this dataset, model and kind "
-                                                "of forgetting (configs/tuned/, written by `experiments tune`) where "
-                                                "there are some; --option values override them.")),
-    "option": (("--option", "options"), dict(multiple=True, metavar="KEY=VALUE",
-                                             help="An option of the method (repeatable); types are checked.")),
+    "executor": (
+        ("--executor",),
+        dict(
+            type=click.Choice(["local", "ray"]),
+            default=None,
+            help="Where jobs run: local (this machine; default) or ray (a Ray cluster, pip install 'dcforget[ray]').",
+        ),
+    ),
+    "workers": (
+        ("--workers",),
+        dict(
+            type=click.IntRange(min=1),
+            default=None,
+            help="local executor: processes running jobs at once (default 1); each gets "
+            "cores // workers torch threads.",
+        ),
+    ),
+    "address": (
+        ("--address",),
+        dict(
+            default=None,
+            help="ray executor: the cluster's address (e.g. ray://host:10001 or auto); default: start a local Ray.",
+        ),
+    ),
+    "tuned": (
+        ("--tuned/--untuned",),
+        dict(
+            default=True,
+            show_default=True,
+            help="Use each method's tuned options for this dataset, model and kind "
+            "of forgetting (configs/tuned/, written by `experiments tune`) where "
+            "there are some; --option values override them.",
+        ),
+    ),
+    "option": (
+        ("--option", "options"),
+        dict(multiple=True, metavar="KEY=VALUE", help="An option of the method (repeatable); types are checked."),
+    ),
 }
 
 
@@ -112,6 +162,7 @@ def opt(name: str, **overrides: Any) -> Callable:
 
 def options(*names: str) -> Callable:
     """Several shared options at once, in the order given (as they appear in --help)."""
+
     def deco(f: Callable) -> Callable:
         for name in reversed(names):
             f = opt(name)(f)
@@ -122,14 +173,16 @@ def options(*names: str) -> Callable:
 
 def out_file(help: str, **kw: Any) -> Callable:
     """``--out FILE``: a command whose output is one file."""
-    return click.option("--out", **{"type": click.Path(dir_okay=False), "default": None,
-                                    "help": f"File to write: {help}", **kw})
+    return click.option(
+        "--out", **{"type": click.Path(dir_okay=False), "default": None, "help": f"File to write: {help}", **kw}
+    )
 
 
 def out_dir(help: str, **kw: Any) -> Callable:
     """``--out DIR``: a command whose output is several files in one directory."""
-    return click.option("--out", **{"type": click.Path(file_okay=False), "default": None,
-                                    "help": f"Directory to write: {help}", **kw})
+    return click.option(
+        "--out", **{"type": click.Path(file_okay=False), "default": None, "help": f"Directory to write: {help}", **kw}
+    )
 
 
 data_options = options("data_dir", "per_class", "val_fraction", "download")
@@ -138,6 +191,7 @@ run_options = options("config", "preset", "seed", "device", "quiet")
 
 def out_options(help: str) -> Callable:
     """``--out FILE`` and ``--force``."""
+
     def deco(f: Callable) -> Callable:
         return out_file(help)(opt("force")(f))
 

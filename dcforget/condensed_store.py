@@ -51,12 +51,16 @@ def _h5_errors(path: Path):
     try:
         yield
     except KeyError as err:  # h5py raises KeyError when an object header is damaged, not only when it is absent
-        raise _fail(path, f"damaged file, not a valid condensed set: an HDF5 object header cannot be read "
-                          f"({_h5_reason(err)})") from None
+        raise _fail(
+            path, f"damaged file, not a valid condensed set: an HDF5 object header cannot be read ({_h5_reason(err)})"
+        ) from None
     except (OSError, RuntimeError, ValueError, TypeError, UnicodeDecodeError, AttributeError) as err:
         first = (str(err).strip().splitlines() or [type(err).__name__])[0][:160]
-        hint = " (checksum mismatch: the file is corrupt)" if any(w in first.lower() for w in ("checksum", "filter")) \
+        hint = (
+            " (checksum mismatch: the file is corrupt)"
+            if any(w in first.lower() for w in ("checksum", "filter"))
             else ""
+        )
         raise _fail(path, f"data cannot be read (truncated or corrupt){hint}: {first}") from None
 
 
@@ -65,7 +69,7 @@ def _h5_reason(err: BaseException) -> str:
     number)' -> 'bad object header version number'."""
     text = (str(err.args[0]) if err.args else str(err)).strip()
     text = (text.splitlines() or [type(err).__name__])[0]
-    inner = text[text.find("(") + 1:text.rfind(")")] if "(" in text and text.endswith(")") else text
+    inner = text[text.find("(") + 1 : text.rfind(")")] if "(" in text and text.endswith(")") else text
     return inner.strip()[:160] or type(err).__name__
 
 
@@ -77,8 +81,9 @@ def _read_array(f, path: Path, name: str) -> np.ndarray:
         reason = _h5_reason(err)
         if "doesn't exist" in reason or "does not exist" in reason:
             raise _fail(path, f"incomplete file, not a valid condensed set: dataset '{name}' is missing") from None
-        raise _fail(path, f"damaged file, not a valid condensed set: dataset '{name}' cannot be opened "
-                          f"({reason})") from None
+        raise _fail(
+            path, f"damaged file, not a valid condensed set: dataset '{name}' cannot be opened ({reason})"
+        ) from None
     if not isinstance(obj, h5py.Dataset):
         raise _fail(path, f"not a valid condensed set: '{name}' is a {type(obj).__name__.lower()}, not a dataset")
     return np.asarray(obj[()])
@@ -110,7 +115,9 @@ class CondensedSet:
     dataset_spec: str = ""  # how to load the dataset again (e.g. synthetic options); defaults to ``dataset``
     extra_groups: dict[str, dict[str, Any]] = field(default_factory=dict)  # name -> {attrs..., arrays}
     created_utc: str = ""
-    pixel_range: str = "unit"  # root attribute: "unit" (images in [0,1]) or "unconstrained" (e.g. fdm blend=unconstrained)
+    pixel_range: str = (
+        "unit"  # root attribute: "unit" (images in [0,1]) or "unconstrained" (e.g. fdm blend=unconstrained)
+    )
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])
@@ -125,7 +132,7 @@ class CondensedSet:
         return torch.cat([torch.zeros(1, dtype=torch.long), torch.cumsum(counts, 0)])
 
     def bucket(self, j: int) -> torch.Tensor:
-        return self.bucket_indices[self.bucket_indptr[j]:self.bucket_indptr[j + 1]]
+        return self.bucket_indices[self.bucket_indptr[j] : self.bucket_indptr[j + 1]]
 
     def bucket_sizes(self) -> torch.Tensor:
         return self.bucket_indptr[1:] - self.bucket_indptr[:-1]
@@ -143,8 +150,14 @@ class CondensedSet:
         indptr = torch.cat([torch.zeros(1, dtype=torch.long), torch.cumsum(sizes, 0)])
         offset_in_bucket = torch.arange(int(indptr[-1])) - torch.repeat_interleave(indptr[:-1], sizes)
         gather = torch.repeat_interleave(self.bucket_indptr[:-1][order], sizes) + offset_in_bucket
-        return replace(self, images=self.images[order], labels=self.labels[order], bucket_indptr=indptr,
-                       bucket_indices=self.bucket_indices[gather], source_indices=self.source_indices[order])
+        return replace(
+            self,
+            images=self.images[order],
+            labels=self.labels[order],
+            bucket_indptr=indptr,
+            bucket_indices=self.bucket_indices[gather],
+            source_indices=self.source_indices[order],
+        )
 
 
 def _attr(value: Any) -> Any:
@@ -164,15 +177,25 @@ def write_condensed(path: str | os.PathLike, cs: CondensedSet, *, force: bool = 
     with atomic_path(path, force=force) as tmp:
         with h5py.File(tmp, "w", track_order=True) as f:
             attrs = {
-                "schema": SCHEMA, "schema_version": SCHEMA_VERSION,
+                "schema": SCHEMA,
+                "schema_version": SCHEMA_VERSION,
                 "created_utc": cs.created_utc or _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-                "toolkit_version": __version__, "torch_version": torch.__version__,
-                "kornia_version": kornia.__version__, "h5py_version": h5py.__version__,
-                "method": cs.method, "dataset": cs.dataset, "dataset_spec": cs.dataset_spec or cs.dataset,
+                "toolkit_version": __version__,
+                "torch_version": torch.__version__,
+                "kornia_version": kornia.__version__,
+                "h5py_version": h5py.__version__,
+                "method": cs.method,
+                "dataset": cs.dataset,
+                "dataset_spec": cs.dataset_spec or cs.dataset,
                 "num_classes": cs.num_classes,
-                "image_shape": list(cs.image_shape), "pixel_space": "unit", "norm_mean": list(cs.norm_mean),
-                "norm_std": list(cs.norm_std), "seed": cs.seed, "ipc": cs.ipc,
-                "config_json": json.dumps(cs.config, sort_keys=True, default=str), "pixel_range": cs.pixel_range,
+                "image_shape": list(cs.image_shape),
+                "pixel_space": "unit",
+                "norm_mean": list(cs.norm_mean),
+                "norm_std": list(cs.norm_std),
+                "seed": cs.seed,
+                "ipc": cs.ipc,
+                "config_json": json.dumps(cs.config, sort_keys=True, default=str),
+                "pixel_range": cs.pixel_range,
             }
             for k, v in attrs.items():
                 f.attrs[k] = _attr(v)
@@ -188,8 +211,12 @@ def write_condensed(path: str | os.PathLike, cs: CondensedSet, *, force: bool = 
             _put(b, "label", cs.labels.cpu().numpy().astype(np.int64))
             p = f.create_group("provenance", track_order=True)
             _put(p, "source_indices", cs.source_indices.cpu().numpy().astype(np.int64))
-            for k, v in {"train_size": cs.train_size, "train_fingerprint": cs.train_fingerprint,
-                         "embedder": cs.embedder, "influence": cs.influence}.items():
+            for k, v in {
+                "train_size": cs.train_size,
+                "train_fingerprint": cs.train_fingerprint,
+                "embedder": cs.embedder,
+                "influence": cs.influence,
+            }.items():
                 p.attrs[k] = v
             for name, content in cs.extra_groups.items():
                 g = f.create_group(name, track_order=True)
@@ -229,8 +256,11 @@ def _validate(cs: CondensedSet, path: Path) -> None:
     if cs.pixel_range == "unit":
         lo, hi = float(cs.images.min()), float(cs.images.max())
         if lo < -PIXEL_TOL or hi > 1 + PIXEL_TOL:
-            raise _fail(path, f"images have pixels outside [0,1] (min {lo:.6g}, max {hi:.6g}) while pixel_range is "
-                              "'unit' (only a set declaring pixel_range='unconstrained' may): corrupt or tampered data")
+            raise _fail(
+                path,
+                f"images have pixels outside [0,1] (min {lo:.6g}, max {hi:.6g}) while pixel_range is "
+                "'unit' (only a set declaring pixel_range='unconstrained' may): corrupt or tampered data",
+            )
     if int(cs.labels.min()) < 0 or int(cs.labels.max()) >= cs.num_classes:
         raise _fail(path, f"labels outside 0..{cs.num_classes - 1}")
     if bool((cs.labels[1:] < cs.labels[:-1]).any()):
@@ -239,8 +269,11 @@ def _validate(cs: CondensedSet, path: Path) -> None:
         raise _fail(path, "norm_mean/norm_std need one value per channel")
     ip, ix = cs.bucket_indptr, cs.bucket_indices
     if ip.shape != (n + 1,) or int(ip[0]) != 0 or int(ip[-1]) != len(ix) or bool((ip[1:] < ip[:-1]).any()):
-        raise _fail(path, "buckets/indptr is not a valid CSR pointer for the images (length N+1, from 0, "
-                          "non-decreasing, ending at len(indices))")
+        raise _fail(
+            path,
+            "buckets/indptr is not a valid CSR pointer for the images (length N+1, from 0, "
+            "non-decreasing, ending at len(indices))",
+        )
     if len(ix) and (int(ix.min()) < 0 or int(ix.max()) >= cs.train_size):
         raise _fail(path, f"buckets/indices outside the training set 0..{cs.train_size - 1}")
     src = cs.source_indices
@@ -268,18 +301,24 @@ def _check_class_influence(cs: CondensedSet, path: Path) -> None:
     pairs = torch.unique(label_of_entry * n + cs.bucket_indices)  # distinct (label, position)
     position, label = pairs % n, pairs // n
     if len(pairs) != n or not torch.equal(position.sort().values, torch.arange(n)):
-        raise _fail(path, f"influence 'class' needs every training position in the buckets of exactly one class, "
-                          f"covering all {n}; the buckets hold {len(pairs)} (class, position) pairs over "
-                          f"{len(torch.unique(position))} positions")
+        raise _fail(
+            path,
+            f"influence 'class' needs every training position in the buckets of exactly one class, "
+            f"covering all {n}; the buckets hold {len(pairs)} (class, position) pairs over "
+            f"{len(torch.unique(position))} positions",
+        )
     owner = torch.repeat_interleave(torch.arange(len(cs)), sizes)
     class_size = torch.bincount(label, minlength=cs.num_classes)
     distinct = torch.bincount(torch.unique(owner * n + cs.bucket_indices) // n, minlength=len(cs))
     bad = torch.nonzero((sizes != class_size[cs.labels]) | (distinct != sizes)).flatten()
     if len(bad):
         j = int(bad[0])
-        raise _fail(path, f"influence 'class' needs each bucket to hold its whole class: bucket {j} (class "
-                          f"{int(cs.labels[j])}) holds {int(distinct[j])} distinct of the class's "
-                          f"{int(class_size[cs.labels[j]])} training positions ({len(bad)} such buckets)")
+        raise _fail(
+            path,
+            f"influence 'class' needs each bucket to hold its whole class: bucket {j} (class "
+            f"{int(cs.labels[j])}) holds {int(distinct[j])} distinct of the class's "
+            f"{int(class_size[cs.labels[j]])} training positions ({len(bad)} such buckets)",
+        )
 
 
 def read_condensed(path: str | os.PathLike) -> CondensedSet:
@@ -292,21 +331,32 @@ def read_condensed(path: str | os.PathLike) -> CondensedSet:
     try:
         f = h5py.File(p, "r")
     except (OSError, KeyError, RuntimeError, ValueError) as err:
-        raise _fail(p, f"not a readable HDF5 file (truncated or another format): {str(err).splitlines()[0][:160]}") from None
+        raise _fail(
+            p, f"not a readable HDF5 file (truncated or another format): {str(err).splitlines()[0][:160]}"
+        ) from None
     with f, _h5_errors(p):
         if f.attrs.get("schema") != SCHEMA:
             raise _fail(p, f"not a dcforget condensed set (schema {_plain(f.attrs.get('schema'))})")
         version = f.attrs.get("schema_version")
         if not isinstance(version, (int, np.integer)) or isinstance(version, bool):
-            raise _fail(p, f"schema version {_plain(version)} is not an integer (this toolkit reads version "
-                           f"{SCHEMA_VERSION})")
+            raise _fail(
+                p, f"schema version {_plain(version)} is not an integer (this toolkit reads version {SCHEMA_VERSION})"
+            )
         if int(version) > SCHEMA_VERSION:
-            raise _fail(p, f"schema version {int(version)} is newer than this toolkit reads (it supports version "
-                           f"{SCHEMA_VERSION}); upgrade dcforget")
+            raise _fail(
+                p,
+                f"schema version {int(version)} is newer than this toolkit reads (it supports version "
+                f"{SCHEMA_VERSION}); upgrade dcforget",
+            )
         try:
             get = lambda name: torch.from_numpy(_read_array(f, p, name))
             images, labels = get("images"), get("labels")
-            offsets, indptr, indices, blabel = get("class_offsets"), get("buckets/indptr"), get("buckets/indices"), get("buckets/label")
+            offsets, indptr, indices, blabel = (
+                get("class_offsets"),
+                get("buckets/indptr"),
+                get("buckets/indices"),
+                get("buckets/label"),
+            )
             source = get("provenance/source_indices")
             prov = dict(f["provenance"].attrs)
             a = dict(f.attrs)
@@ -315,27 +365,44 @@ def read_condensed(path: str | os.PathLike) -> CondensedSet:
                 if name in ("images", "labels", "class_offsets", "buckets", "provenance"):
                     continue
                 g = f[name]
-                extra[name] = {**{k: v for k, v in g.attrs.items()},
-                               **{k: torch.from_numpy(np.asarray(g[k][()])) for k in g if isinstance(g[k], h5py.Dataset)}}
+                extra[name] = {
+                    **{k: v for k, v in g.attrs.items()},
+                    **{k: torch.from_numpy(np.asarray(g[k][()])) for k in g if isinstance(g[k], h5py.Dataset)},
+                }
         except KeyError as err:  # a group's attributes or members (an absent object is reported by _read_array)
             raise _fail(p, f"damaged or incomplete file, not a valid condensed set ({_h5_reason(err)})") from None
     try:
         num_classes = int(a["num_classes"])
         shape = [int(s) for s in a["image_shape"]]
         if images.dtype != torch.float32 or images.dim() != 4 or list(images.shape[1:]) != shape:
-            raise _fail(p, f"images are {images.dtype} {tuple(images.shape)}, expected float32 [N,{','.join(map(str, shape))}]")
+            raise _fail(
+                p, f"images are {images.dtype} {tuple(images.shape)}, expected float32 [N,{','.join(map(str, shape))}]"
+            )
         if labels.shape != (images.shape[0],) or labels.dtype != torch.int64:
             raise _fail(p, f"labels must be int64 [{images.shape[0]}], got {labels.dtype} {tuple(labels.shape)}")
         if a.get("pixel_space") != "unit":
             raise _fail(p, f"pixel_space {a.get('pixel_space')!r} is not understood (expected 'unit')")
         cs = CondensedSet(
-            images=images, labels=labels, bucket_indptr=indptr.long(), bucket_indices=indices.long(),
-            source_indices=source.long(), method=str(a["method"]), dataset=str(a["dataset"]), num_classes=num_classes,
-            norm_mean=tuple(float(v) for v in a["norm_mean"]), norm_std=tuple(float(v) for v in a["norm_std"]),
-            train_size=int(prov["train_size"]), train_fingerprint=str(prov["train_fingerprint"]),
-            influence=str(prov["influence"]), embedder=str(prov.get("embedder", "")), seed=int(a["seed"]),
-            ipc=int(a.get("ipc", 0)), config=json.loads(a.get("config_json", "{}")), extra_groups=extra,
-            created_utc=str(a.get("created_utc", "")), dataset_spec=str(a.get("dataset_spec", a["dataset"])),
+            images=images,
+            labels=labels,
+            bucket_indptr=indptr.long(),
+            bucket_indices=indices.long(),
+            source_indices=source.long(),
+            method=str(a["method"]),
+            dataset=str(a["dataset"]),
+            num_classes=num_classes,
+            norm_mean=tuple(float(v) for v in a["norm_mean"]),
+            norm_std=tuple(float(v) for v in a["norm_std"]),
+            train_size=int(prov["train_size"]),
+            train_fingerprint=str(prov["train_fingerprint"]),
+            influence=str(prov["influence"]),
+            embedder=str(prov.get("embedder", "")),
+            seed=int(a["seed"]),
+            ipc=int(a.get("ipc", 0)),
+            config=json.loads(a.get("config_json", "{}")),
+            extra_groups=extra,
+            created_utc=str(a.get("created_utc", "")),
+            dataset_spec=str(a.get("dataset_spec", a["dataset"])),
             pixel_range=str(a.get("pixel_range", "unit")),
         )
     except KeyError as err:

@@ -44,8 +44,14 @@ def load_toml(path: str | Path) -> dict[str, Any]:
 
 # Top-level keys with a meaning of their own, wherever they appear: (types, minimum or None)
 TOP_LEVEL_RULES: dict[str, tuple[tuple[type, ...], float | None]] = {
-    "seed": ((int,), 0), "data_seed": ((int,), 0), "per_class": ((int,), 1), "clusters": ((int,), 1),
-    "ipc": ((int,), 1), "model": ((str,), None), "method": ((str,), None), "val_fraction": ((int, float), 0),
+    "seed": ((int,), 0),
+    "data_seed": ((int,), 0),
+    "per_class": ((int,), 1),
+    "clusters": ((int,), 1),
+    "ipc": ((int,), 1),
+    "model": ((str,), None),
+    "method": ((str,), None),
+    "val_fraction": ((int, float), 0),
 }
 
 
@@ -65,8 +71,9 @@ def check_keys(loaded: dict[str, Any], defaults: dict[str, Any], known: set[str]
     """Unknown top-level keys/tables, and values of the wrong type, in a preset or config file are errors."""
     unknown = sorted(set(loaded) - known)
     if unknown:
-        raise ConfigError(f"{source}: unknown key(s) or table(s): {', '.join(unknown)}; "
-                          f"known here: {', '.join(sorted(known))}")
+        raise ConfigError(
+            f"{source}: unknown key(s) or table(s): {', '.join(unknown)}; known here: {', '.join(sorted(known))}"
+        )
     for key, value in loaded.items():
         if isinstance(defaults.get(key), dict) and not isinstance(value, dict):
             raise ConfigError(f"{source}: {key} must be a table ([{key}]), got {value!r}")
@@ -101,8 +108,13 @@ def merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def resolve_config(defaults: dict[str, Any], preset: str | None, config_file: str | None,
-                   overrides: dict[str, Any], device: "torch.device | None" = None) -> dict[str, Any]:
+def resolve_config(
+    defaults: dict[str, Any],
+    preset: str | None,
+    config_file: str | None,
+    overrides: dict[str, Any],
+    device: "torch.device | None" = None,
+) -> dict[str, Any]:
     resolved = copy.deepcopy(defaults)
     known = set(defaults) | set(overrides) | {"preset"} | _preset_keys()
     if preset:
@@ -191,8 +203,15 @@ def coerce_option(key: str, value: Any, default: Any, where: str = "") -> Any:
     if want is list and default and not all(isinstance(v, type(default[0])) and not isinstance(v, bool) for v in value):
         raise ConfigError(f"{shown} must be {_kind(default)}")
     if not _in_range(key, value, default):
-        bound = ">= 1" if key in POSITIVE_OPTIONS else "in [0, 1]" if key in UNIT_OPTIONS else \
-            ">= 0" if _in_range(key, 0, default) and not _in_range(key, -1, default) else ""
+        bound = (
+            ">= 1"
+            if key in POSITIVE_OPTIONS
+            else "in [0, 1]"
+            if key in UNIT_OPTIONS
+            else ">= 0"
+            if _in_range(key, 0, default) and not _in_range(key, -1, default)
+            else ""
+        )
         raise ConfigError(f"{shown} is out of range: it must be finite{' and ' + bound if bound else ''}")
     return value
 
@@ -203,7 +222,9 @@ def check_options(given: Any, defaults: dict[str, Any], where: str = "") -> dict
         raise ConfigError(f"options{where} must be a table, got {given!r}")
     unknown = sorted(set(given) - set(defaults))
     if unknown:
-        raise ConfigError(f"unknown option(s){where}: {', '.join(unknown)}; known: {', '.join(sorted(defaults)) or '(none)'}")
+        raise ConfigError(
+            f"unknown option(s){where}: {', '.join(unknown)}; known: {', '.join(sorted(defaults)) or '(none)'}"
+        )
     return {k: coerce_option(k, v, defaults[k], where) for k, v in given.items()}
 
 
@@ -221,8 +242,10 @@ def parse_options(pairs: Any, defaults: dict[str, Any], where: str = "") -> dict
         value = coerce_option(key, value.strip(), defaults[key], where)
         if key in out and out[key] != value:  # the same key twice: no silent winner
             scope = f" ({where.strip()})" if where.strip() else ""
-            raise ConfigError(f"--option {key}={_shown(out[key])} and --option {key}={_shown(value)}{scope} conflict; "
-                              "give one of them")
+            raise ConfigError(
+                f"--option {key}={_shown(out[key])} and --option {key}={_shown(value)}{scope} conflict; "
+                "give one of them"
+            )
         out[key] = value
     return out
 

@@ -84,10 +84,16 @@ class Data:
 
     def split_meta(self) -> dict:
         """What a checkpoint or report records so :func:`load_data_for` can rebuild exactly these splits."""
-        return {"dataset": self.info.name, "dataset_spec": self.spec, "per_class": self.per_class,
-                "data_seed": self.seed, "val_fraction": self.val_fraction,
-                "val_size": len(self.val) if self.val is not None else 0, "train_size": len(self.train),
-                "train_fingerprint": self.fingerprint()}
+        return {
+            "dataset": self.info.name,
+            "dataset_spec": self.spec,
+            "per_class": self.per_class,
+            "data_seed": self.seed,
+            "val_fraction": self.val_fraction,
+            "val_size": len(self.val) if self.val is not None else 0,
+            "train_size": len(self.train),
+            "train_fingerprint": self.fingerprint(),
+        }
 
     def val_halves(self) -> tuple[torch.Tensor, torch.Tensor]:
         """(method, selection) positions in ``val`` (:func:`validation_halves`, seeded by the data seed)."""
@@ -105,8 +111,11 @@ class Data:
         if self.val is None:
             return self
         pos = self.val_halves()[VALIDATION_HALVES.index(which)]
-        src = self.val_source_indices[pos.to(self.val_source_indices.device)] if self.val_source_indices is not None \
+        src = (
+            self.val_source_indices[pos.to(self.val_source_indices.device)]
+            if self.val_source_indices is not None
             else None
+        )
         return replace(self, val=self.val.subset(pos), val_source_indices=src, val_part=which)
 
     def fingerprint(self) -> str:
@@ -154,10 +163,13 @@ def _torchvision_split(cls_name: str, root: Path, download: bool, expected: str,
     except (RuntimeError, OSError, ValueError, EOFError, IndexError, pickle.UnpicklingError) as local_err:
         folder, _, names = expected.partition("{")
         base = root / folder.strip("/") if folder.strip("/") else root
-        present = [n for n in names.rstrip("}").split(",") if n and (base / n).is_file()] or \
-            (folder.strip("/") and base.is_dir() and [q.name for q in base.iterdir() if q.is_file()])
+        present = [n for n in names.rstrip("}").split(",") if n and (base / n).is_file()] or (
+            folder.strip("/") and base.is_dir() and [q.name for q in base.iterdir() if q.is_file()]
+        )
         if present:  # files are there, so this is not "not found"; never download over them
-            reason = (str(local_err).strip().splitlines() or [type(local_err).__name__])[0].split(". You can use")[0][:160]
+            reason = (str(local_err).strip().splitlines() or [type(local_err).__name__])[0].split(". You can use")[0][
+                :160
+            ]
             raise DatasetError(
                 f"{cls_name} in {base} is present but unreadable or corrupt: incomplete, truncated or damaged "
                 f"files ({reason}); expected intact {expected}: replace them, or remove them to download again"
@@ -210,12 +222,20 @@ def _register_cifar(name: str, cls_name: str, folder: str, files: str, mean, std
 
 
 _register_cifar(
-    "cifar10", "CIFAR10", "cifar-10-batches-py", "data_batch_1..5,test_batch,batches.meta",
-    (0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010),
+    "cifar10",
+    "CIFAR10",
+    "cifar-10-batches-py",
+    "data_batch_1..5,test_batch,batches.meta",
+    (0.4914, 0.4822, 0.4465),
+    (0.2023, 0.1994, 0.2010),
 )
 _register_cifar(
-    "cifar100", "CIFAR100", "cifar-100-python", "train,test,meta",
-    (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762),
+    "cifar100",
+    "CIFAR100",
+    "cifar-100-python",
+    "train,test,meta",
+    (0.5071, 0.4865, 0.4409),
+    (0.2673, 0.2564, 0.2762),
 )
 
 
@@ -246,9 +266,12 @@ def _load_svhn(root: Path, download: bool, options: dict[str, str]):
     expected = "{train_32x32.mat,test_32x32.mat}"
     tr = _torchvision_split("SVHN", root, download, expected, split="train")
     te = _torchvision_split("SVHN", root, download, expected, split="test")
-    info = DatasetInfo("svhn", 10, (3, 32, 32), (0.4377, 0.4438, 0.4728), (0.1980, 0.2010, 0.1970),
-                       tuple(str(i) for i in range(10)))
-    as_split = lambda d: Split(torch.from_numpy(np.ascontiguousarray(d.data)), torch.as_tensor(d.labels, dtype=torch.long))
+    info = DatasetInfo(
+        "svhn", 10, (3, 32, 32), (0.4377, 0.4438, 0.4728), (0.1980, 0.2010, 0.1970), tuple(str(i) for i in range(10))
+    )
+    as_split = lambda d: Split(
+        torch.from_numpy(np.ascontiguousarray(d.data)), torch.as_tensor(d.labels, dtype=torch.long)
+    )
     return info, as_split(tr), as_split(te)
 
 
@@ -272,7 +295,9 @@ def _load_synthetic(root: Path, download: bool, options: dict[str, str]):
         try:
             opts[key] = type(SYNTHETIC_DEFAULTS[key])(raw)
         except ValueError:
-            raise DatasetError(f"synthetic option {key}={raw!r} is not a {type(SYNTHETIC_DEFAULTS[key]).__name__}") from None
+            raise DatasetError(
+                f"synthetic option {key}={raw!r} is not a {type(SYNTHETIC_DEFAULTS[key]).__name__}"
+            ) from None
     k, c, s = int(opts["classes"]), int(opts["channels"]), int(opts["size"])
     if not (2 <= k <= 1000 and c in (1, 3) and 4 <= s <= 256 and opts["train"] >= 1 and opts["test"] >= 1):
         raise DatasetError("synthetic needs 2<=classes<=1000, channels 1 or 3, 4<=size<=256, train/test >= 1")
@@ -413,5 +438,11 @@ def load_data_for(meta: dict, data_dir: str | os.PathLike | None = None, downloa
         raise DatasetError(f"the checkpoint's metadata has a malformed data_seed {seed!r}")
     if not isinstance(val_fraction, (int, float)) or isinstance(val_fraction, bool):
         raise DatasetError(f"the checkpoint's metadata has a malformed val_fraction {val_fraction!r}")
-    return load_data(meta.get("dataset_spec") or meta["dataset"], data_dir, per_class, seed=seed, download=download,
-                     val_fraction=float(val_fraction))
+    return load_data(
+        meta.get("dataset_spec") or meta["dataset"],
+        data_dir,
+        per_class,
+        seed=seed,
+        download=download,
+        val_fraction=float(val_fraction),
+    )

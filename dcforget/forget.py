@@ -181,13 +181,16 @@ def _select_classes(args: tuple[str, ...], ctx: ForgetContext) -> torch.Tensor:
 def read_index_file(path: str) -> torch.Tensor:
     p = Path(path)
     if path and p.is_dir():
-        raise ForgetSpecError(f"forget index file {path!r} is a directory; give a text file (one index per line) "
-                              "or a .npy array")
+        raise ForgetSpecError(
+            f"forget index file {path!r} is a directory; give a text file (one index per line) or a .npy array"
+        )
     if not path or not p.exists():
         raise ForgetSpecError(f"forget index file {path!r} does not exist")
     if not p.is_file():  # a device (/dev/zero never ends), a pipe or a socket
-        raise ForgetSpecError(f"forget index file {path!r} is not a regular file (a device, pipe or socket); give a "
-                              "text file (one index per line) or a .npy array")
+        raise ForgetSpecError(
+            f"forget index file {path!r} is not a regular file (a device, pipe or socket); give a "
+            "text file (one index per line) or a .npy array"
+        )
     if p.suffix == ".npy":
         try:
             arr = np.load(p, allow_pickle=False)
@@ -210,7 +213,7 @@ def read_index_file(path: str) -> torch.Tensor:
             values.append(int(line))
         except ValueError:
             raise ForgetSpecError(f"forget index file {p}, line {lineno}: {line!r} is not an integer") from None
-        if not -2 ** 63 <= values[-1] < 2 ** 63:
+        if not -(2**63) <= values[-1] < 2**63:
             raise ForgetSpecError(f"forget index file {p}, line {lineno}: index {line} is out of range")
     return torch.tensor(values, dtype=torch.long)
 
@@ -225,12 +228,16 @@ def _select_overfit(args: tuple[str, ...], ctx: ForgetContext) -> torch.Tensor:
     """The samples DC-U's overfitting metric calls memorised: O(x) <= Otsu's threshold. Needs
     ``ctx.extra['model']`` and ``ctx.extra['images']``."""
     if any(a.strip() for a in args):  # overfit:0.1 would otherwise be taken as plain overfit, the argument dropped
-        raise ForgetSpecError(f"bad forget spec {'overfit:' + ':'.join(args)!r}: overfit takes no argument (the "
-                              "overfitting metric and Otsu's threshold choose the samples)")
+        raise ForgetSpecError(
+            f"bad forget spec {'overfit:' + ':'.join(args)!r}: overfit takes no argument (the "
+            "overfitting metric and Otsu's threshold choose the samples)"
+        )
     model, images = ctx.extra.get("model"), ctx.extra.get("images")
     if model is None or images is None:
-        raise ForgetSpecError("the 'overfit' forget spec needs the model and its training images "
-                              "(commands that take --checkpoint provide them)")
+        raise ForgetSpecError(
+            "the 'overfit' forget spec needs the model and its training images "
+            "(commands that take --checkpoint provide them)"
+        )
     scores = overfitting_scores(model, images, ctx.labels)
     try:
         t = otsu_threshold(scores)

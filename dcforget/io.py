@@ -100,7 +100,7 @@ def clean_stale(directory: Path, name: str) -> None:
         head = f".{name}."
         if not (e.name.startswith(head) and e.name.endswith(".tmp")):
             continue
-        m = _TMP.match(e.name[len(head):-4])
+        m = _TMP.match(e.name[len(head) : -4])
         if not m:
             continue
         try:
@@ -232,7 +232,9 @@ def atomic_paths(paths: list[str | os.PathLike], force: bool = False) -> Iterato
                 os.rename(stage, d)  # replaces only an empty directory
             except OSError as err:
                 if err.errno in (errno.ENOTEMPTY, errno.EEXIST):
-                    raise OutputExistsError(f"{d} appeared while we worked; run again (with --force to overwrite)") from None
+                    raise OutputExistsError(
+                        f"{d} appeared while we worked; run again (with --force to overwrite)"
+                    ) from None
                 raise
             _fsync(d.parent, directory=True)
             ok = True

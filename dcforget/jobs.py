@@ -129,13 +129,18 @@ class JobStore:
                 arrays = {k: z[k] for k in z.files}
         except Exception as err:  # noqa: BLE001 - whatever a damaged file raises (BadZipFile, zlib, EOF, decode...)
             raise JobError(f"job result {p} cannot be read ({type(err).__name__}: {err})") from None
-        if (not isinstance(doc, dict) or doc.get("schema") != RESULT_SCHEMA or doc.get("key") != key
-                or not isinstance(doc.get("values"), dict)):
+        if (
+            not isinstance(doc, dict)
+            or doc.get("schema") != RESULT_SCHEMA
+            or doc.get("key") != key
+            or not isinstance(doc.get("values"), dict)
+        ):
             raise JobError(f"{p} is not a job result of this version")
         return {**doc["values"], **arrays}
 
-    def put(self, key: str, fn: JobFn, spec: dict[str, Any], result: dict[str, Any], seconds: float,
-            version: str = "1") -> None:
+    def put(
+        self, key: str, fn: JobFn, spec: dict[str, Any], result: dict[str, Any], seconds: float, version: str = "1"
+    ) -> None:
         values, arrays = _split(result)
         final = self.path(key)
         final.parent.mkdir(parents=True, exist_ok=True)
@@ -146,9 +151,17 @@ class JobStore:
                 np.savez(f, **arrays)
                 f.flush()
                 os.fsync(f.fileno())
-            doc = {"schema": RESULT_SCHEMA, "key": key, "fn": fn_name(fn), "version": version, "spec": spec,
-                   "values": values, "seconds": seconds, "host": socket.gethostname(),
-                   "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+            doc = {
+                "schema": RESULT_SCHEMA,
+                "key": key,
+                "fn": fn_name(fn),
+                "version": version,
+                "spec": spec,
+                "values": values,
+                "seconds": seconds,
+                "host": socket.gethostname(),
+                "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            }
             (tmp / "result.json").write_text(json.dumps(doc, sort_keys=True, allow_nan=True))
             try:
                 os.rename(tmp, final)
@@ -219,9 +232,9 @@ class Executor(ABC):
     name = "executor"
 
     @abstractmethod
-    def map(self, fn: JobFn, specs: Sequence[dict[str, Any]], context: dict[str, Any]
-            ) -> Iterator[tuple[int, tuple[dict[str, Any], float]]]:
-        ...
+    def map(
+        self, fn: JobFn, specs: Sequence[dict[str, Any]], context: dict[str, Any]
+    ) -> Iterator[tuple[int, tuple[dict[str, Any], float]]]: ...
 
     def close(self) -> None:
         pass
@@ -260,8 +273,11 @@ class LocalExecutor(Executor):
         self.max_retries = max_retries
 
     def describe(self) -> dict[str, Any]:
-        return {"executor": self.name, "workers": self.workers,
-                "threads_per_worker": self.threads if self.workers > 1 else None}
+        return {
+            "executor": self.name,
+            "workers": self.workers,
+            "threads_per_worker": self.threads if self.workers > 1 else None,
+        }
 
     def map(self, fn, specs, context):
         if self.workers == 1:
@@ -272,8 +288,9 @@ class LocalExecutor(Executor):
         deaths = {i: 0 for i in pending}
         while pending:
             ctx = mp.get_context("spawn")
-            pool = cf.ProcessPoolExecutor(self.workers, mp_context=ctx, initializer=_limit_threads,
-                                          initargs=(self.threads,))
+            pool = cf.ProcessPoolExecutor(
+                self.workers, mp_context=ctx, initializer=_limit_threads, initargs=(self.threads,)
+            )
             try:
                 futures = {pool.submit(_timed, fn, spec, context): i for i, spec in pending.items()}
                 broken = False
@@ -303,8 +320,14 @@ class RayExecutor(Executor):
 
     name = "ray"
 
-    def __init__(self, address: str | None = None, cpus_per_job: float = 1, gpus_per_job: float = 0,
-                 max_retries: int = 3, num_cpus: int | None = None):
+    def __init__(
+        self,
+        address: str | None = None,
+        cpus_per_job: float = 1,
+        gpus_per_job: float = 0,
+        max_retries: int = 3,
+        num_cpus: int | None = None,
+    ):
         try:
             import ray
         except ImportError:
@@ -313,8 +336,12 @@ class RayExecutor(Executor):
         self.cpus, self.gpus, self.max_retries = cpus_per_job, gpus_per_job, max_retries
         self.started_here = not ray.is_initialized()
         if self.started_here:
-            kwargs: dict[str, Any] = {"address": address, "log_to_driver": False, "include_dashboard": False,
-                                      "configure_logging": False}
+            kwargs: dict[str, Any] = {
+                "address": address,
+                "log_to_driver": False,
+                "include_dashboard": False,
+                "configure_logging": False,
+            }
             if address is None:
                 kwargs["num_cpus"] = num_cpus or os.cpu_count() or 1
             try:
@@ -324,8 +351,13 @@ class RayExecutor(Executor):
         self.address = address
 
     def describe(self) -> dict[str, Any]:
-        return {"executor": self.name, "address": self.address or "local", "cpus_per_job": self.cpus,
-                "gpus_per_job": self.gpus, "cluster_cpus": self.ray.cluster_resources().get("CPU")}
+        return {
+            "executor": self.name,
+            "address": self.address or "local",
+            "cpus_per_job": self.cpus,
+            "gpus_per_job": self.gpus,
+            "cluster_cpus": self.ray.cluster_resources().get("CPU"),
+        }
 
     def map(self, fn, specs, context):
         ray = self.ray
@@ -361,16 +393,21 @@ def _ray_job(fn: JobFn, spec: dict[str, Any], context: dict[str, Any], threads: 
     return _timed(fn, spec, context)
 
 
-def make_executor(name: str = "local", *, workers: int = 1, address: str | None = None,
-                  threads_per_worker: int | None = None, gpus_per_job: float = 0) -> Executor:
+def make_executor(
+    name: str = "local",
+    *,
+    workers: int = 1,
+    address: str | None = None,
+    threads_per_worker: int | None = None,
+    gpus_per_job: float = 0,
+) -> Executor:
     """The executor a CLI's ``--executor/--workers/--address`` name."""
     if name == "local":
         if address:
             raise ConfigError("--address is for the ray executor")
         return LocalExecutor(workers, threads_per_worker)
     if name == "ray":
-        return RayExecutor(address, cpus_per_job=threads_per_worker or 1, gpus_per_job=gpus_per_job,
-                           num_cpus=None)
+        return RayExecutor(address, cpus_per_job=threads_per_worker or 1, gpus_per_job=gpus_per_job, num_cpus=None)
     raise ConfigError(f"unknown executor {name!r}; known: {', '.join(EXECUTORS)}")
 
 
@@ -386,9 +423,16 @@ class GridRun:
     job_seconds: list[float] = field(default_factory=list)
 
 
-def run_jobs(fn: JobFn, specs: Sequence[dict[str, Any]], store: JobStore | str | os.PathLike, *,
-             executor: Executor | None = None, version: str = "1", context: dict[str, Any] | None = None,
-             on_result: Callable[[int], None] | None = None) -> GridRun:
+def run_jobs(
+    fn: JobFn,
+    specs: Sequence[dict[str, Any]],
+    store: JobStore | str | os.PathLike,
+    *,
+    executor: Executor | None = None,
+    version: str = "1",
+    context: dict[str, Any] | None = None,
+    on_result: Callable[[int], None] | None = None,
+) -> GridRun:
     """Run every job of ``specs`` that ``store`` does not hold yet on ``executor`` (default: in this process),
     writing each result as it finishes; return all results, read back from the store. ``context`` reaches every
     job but is not part of its key."""
@@ -409,8 +453,9 @@ def run_jobs(fn: JobFn, specs: Sequence[dict[str, Any]], store: JobStore | str |
             except JobError as err:
                 log.warning(f"damaged job store entry, recomputing it: {err}")
         elif store.path(k).exists():
-            log.warning(f"incomplete job store entry {store.path(k)} (result.json or arrays.npz missing), "
-                        "recomputing it")
+            log.warning(
+                f"incomplete job store entry {store.path(k)} (result.json or arrays.npz missing), recomputing it"
+            )
         todo[k] = i
     if todo:
         store.check_writable()

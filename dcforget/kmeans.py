@@ -32,8 +32,9 @@ def kmeans_plus_plus(x: torch.Tensor, k: int, gen: torch.Generator) -> torch.Ten
     return centres
 
 
-def kmeans(x: torch.Tensor, k: int, *, seed: int = 0, iters: int = 100, tol: float = 1e-4
-           ) -> tuple[torch.Tensor, torch.Tensor, int]:
+def kmeans(
+    x: torch.Tensor, k: int, *, seed: int = 0, iters: int = 100, tol: float = 1e-4
+) -> tuple[torch.Tensor, torch.Tensor, int]:
     """Cluster rows of ``x`` [n, d] into ``k`` clusters. Returns (centroids [k, d], assignment [n], iterations).
 
     ``tol`` is relative to the data's mean per-feature variance (as scikit-learn). Clusters that empty out are

@@ -54,8 +54,14 @@ def _fit_logistic(x: torch.Tensor, y: torch.Tensor, weight: torch.Tensor, c: flo
     return theta
 
 
-def population_mia(member_losses: torch.Tensor, nonmember_losses: torch.Tensor, *, n_splits: int = 10,
-                   test_size: float = 0.1, seed: int = 0) -> MiaResult:
+def population_mia(
+    member_losses: torch.Tensor,
+    nonmember_losses: torch.Tensor,
+    *,
+    n_splits: int = 10,
+    test_size: float = 0.1,
+    seed: int = 0,
+) -> MiaResult:
     """Membership-inference accuracy of a loss-threshold logistic regression (0.5 = indistinguishable)."""
     m = member_losses.detach().double().cpu().flatten()
     t = nonmember_losses.detach().double().cpu().flatten()

@@ -33,8 +33,9 @@ def otsu_threshold(values: torch.Tensor, bins: int = 256) -> float:
     return float(edges[1:][int(np.argmax(between[:-1]))])
 
 
-def overfitting_scores(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor, *, chunk: int = 64,
-                       train_mode: bool = False) -> torch.Tensor:
+def overfitting_scores(
+    model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor, *, chunk: int = 64, train_mode: bool = False
+) -> torch.Tensor:
     """O(x) for every image: float32 [N] on the CPU."""
     device = next(model.parameters()).device
     was = model.training
@@ -51,8 +52,8 @@ def overfitting_scores(model: torch.nn.Module, images: torch.Tensor, labels: tor
     scores = []
     try:
         for s in range(0, len(labels), chunk):
-            x = as_unit(images[s:s + chunk].to(device))
-            y = labels[s:s + chunk].to(device)
+            x = as_unit(images[s : s + chunk].to(device))
+            y = labels[s : s + chunk].to(device)
             g = per_sample(params, x, y)
             sq = sum((t.flatten(1) ** 2).sum(1) for t in g.values()) / n_params
             with torch.no_grad():

@@ -12,7 +12,23 @@ T = TypeVar("T")
 log = logging.getLogger("dcforget")
 
 
-def bar(iterable: Iterable[T] | None = None, *, total: int | None = None, desc: str = "", quiet: bool = False,
-        leave: bool = True, unit: str = "it") -> tqdm:
-    return tqdm(iterable, total=total, desc=desc, disable=quiet, leave=leave, unit=unit, file=sys.stderr,
-                dynamic_ncols=True, mininterval=0.5)
+def bar(
+    iterable: Iterable[T] | None = None,
+    *,
+    total: int | None = None,
+    desc: str = "",
+    quiet: bool = False,
+    leave: bool = True,
+    unit: str = "it",
+) -> tqdm:
+    return tqdm(
+        iterable,
+        total=total,
+        desc=desc,
+        disable=quiet,
+        leave=leave,
+        unit=unit,
+        file=sys.stderr,
+        dynamic_ncols=True,
+        mininterval=0.5,
+    )

@@ -20,8 +20,13 @@ def git_hash(root: Path = ROOT) -> str:
         head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10)
         if head.returncode != 0:
             return "unknown"
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
-                               capture_output=True, text=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
         return head.stdout.strip() + ("+dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
         return "unknown"
@@ -57,6 +62,11 @@ def machine(device: torch.device | None = None) -> str:
 
 def run_meta(device: torch.device | None = None, *, command: str | None = None, **extra: Any) -> dict[str, Any]:
     """The provenance block of a benchmark's JSON output."""
-    return {"command": command if command is not None else " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
-            "git": git_hash(), "machine": machine(device), "torch": torch.__version__,
-            "finished_utc": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()), **extra}
+    return {
+        "command": command if command is not None else " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
+        "git": git_hash(),
+        "machine": machine(device),
+        "torch": torch.__version__,
+        "finished_utc": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()),
+        **extra,
+    }

@@ -29,8 +29,10 @@ def resolve_device(name: str | None = None) -> torch.device:
         count = torch.cuda.device_count()
         if dev.index >= count:
             have = "cuda:0" if count == 1 else f"cuda:0..cuda:{count - 1}"
-            raise ConfigError(f"--device {name} was asked for but there {'is' if count == 1 else 'are'} only "
-                              f"{count} CUDA device{'s' if count != 1 else ''} ({have})")
+            raise ConfigError(
+                f"--device {name} was asked for but there {'is' if count == 1 else 'are'} only "
+                f"{count} CUDA device{'s' if count != 1 else ''} ({have})"
+            )
     return dev
 
 
@@ -94,8 +96,9 @@ def resolve_bf16(tree, device: torch.device):
                         found.append(where)
                         v = bf16_native(device)
                     elif not isinstance(v, bool):
-                        raise ConfigError(f"bf16 must be true, false or \"auto\", not {v!r}"
-                                          + (f" (in {where})" if where else ""))
+                        raise ConfigError(
+                            f'bf16 must be true, false or "auto", not {v!r}' + (f" (in {where})" if where else "")
+                        )
                 out[k] = walk(v, f"{where}.{k}" if where else str(k))
             return out
         if isinstance(node, list):

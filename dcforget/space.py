@@ -51,6 +51,7 @@ class Int:
 class Epochs:
     """An epoch count in [low, ceil(fraction x the original's training epochs)] (Deep Unlearn: fraction 0.2, so 37
     for CIFAR's 182 epochs, 10 for MNIST's 50). ``resolve`` turns it into an ``Int``."""
+
     fraction: float = 0.2
     low: int = 1
 
@@ -77,6 +78,7 @@ class Choice:
 class Fixed:
     """Not searched: the search sets this value (e.g. Deep Unlearn's momentum 0.9, or FT's SGD where the toolkit's
     own default is DC-U's Adam)."""
+
     value: Any
 
     def to_dict(self) -> dict[str, Any]:

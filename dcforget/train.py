@@ -135,8 +135,15 @@ class EvalResult:
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, *, batch_size: int = 1024,
-             device: torch.device | None = None, bf16: bool = False) -> EvalResult:
+def evaluate(
+    model: nn.Module,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    *,
+    batch_size: int = 1024,
+    device: torch.device | None = None,
+    bf16: bool = False,
+) -> EvalResult:
     """Accuracy, per-sample loss and predictions in eval mode, no augmentation, one batched pass."""
     device = device or next(model.parameters()).device
     was_training = model.training
@@ -144,8 +151,8 @@ def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, *, ba
     losses, preds = [], []
     try:
         for start in range(0, len(labels), batch_size):
-            x = as_unit(images[start:start + batch_size].to(device, non_blocking=True))
-            y = labels[start:start + batch_size].to(device, non_blocking=True)
+            x = as_unit(images[start : start + batch_size].to(device, non_blocking=True))
+            y = labels[start : start + batch_size].to(device, non_blocking=True)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
                 logits = model(x)
             logits = logits.float()
@@ -161,8 +168,15 @@ def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, *, ba
 
 
 @torch.no_grad()
-def embed(model: nn.Module, images: torch.Tensor, *, batch_size: int = 1024, device: torch.device | None = None,
-          bf16: bool = False, logits: bool = False) -> torch.Tensor:
+def embed(
+    model: nn.Module,
+    images: torch.Tensor,
+    *,
+    batch_size: int = 1024,
+    device: torch.device | None = None,
+    bf16: bool = False,
+    logits: bool = False,
+) -> torch.Tensor:
     """``model.features`` (or with ``logits``, the model's output) of every image, in eval mode, batched:
     float32 [N, D] on ``device``."""
     device = device or next(model.parameters()).device
@@ -171,7 +185,7 @@ def embed(model: nn.Module, images: torch.Tensor, *, batch_size: int = 1024, dev
     try:
         out = []
         for start in range(0, len(images), batch_size):
-            x = as_unit(images[start:start + batch_size].to(device, non_blocking=True))
+            x = as_unit(images[start : start + batch_size].to(device, non_blocking=True))
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
                 out.append((model(x) if logits else model.features(x)).float())
         return torch.cat(out) if out else torch.empty(0, device=device)
@@ -208,13 +222,26 @@ def batch_plan(n: int, cfg: TrainConfig) -> tuple[list[int], int]:
     return bounds, min(total, cfg.max_steps) if cfg.max_steps else total
 
 
-def fit(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, cfg: TrainConfig, *,
-        device: torch.device, seed: int = 0, augment: Callable[[torch.Tensor], torch.Tensor] | None = None,
-        loss_fn: LossFn | None = None, evals: dict[str, tuple[torch.Tensor, torch.Tensor]] | None = None,
-        sample_weights: torch.Tensor | None = None, on_epoch: Callable[[int], None] | None = None,
-        after_step: Callable[[], None] | None = None, optimizer: torch.optim.Optimizer | None = None,
-        extra_loss: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
-        train_modules: list[nn.Module] | None = None, quiet: bool = False, desc: str = "train") -> History:
+def fit(
+    model: nn.Module,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    cfg: TrainConfig,
+    *,
+    device: torch.device,
+    seed: int = 0,
+    augment: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    loss_fn: LossFn | None = None,
+    evals: dict[str, tuple[torch.Tensor, torch.Tensor]] | None = None,
+    sample_weights: torch.Tensor | None = None,
+    on_epoch: Callable[[int], None] | None = None,
+    after_step: Callable[[], None] | None = None,
+    optimizer: torch.optim.Optimizer | None = None,
+    extra_loss: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+    train_modules: list[nn.Module] | None = None,
+    quiet: bool = False,
+    desc: str = "train",
+) -> History:
     """Train ``model`` in place on (images, labels) and return per-epoch loss, accuracy, seconds and the accuracy
     on each of ``evals``. Deterministic for a seed on a given device: the data order comes from a seeded CPU
     generator, dropout and augmentation from the seeded (forked) global RNG. ``sample_weights`` [N] turns the
@@ -269,7 +296,7 @@ def fit(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, cfg: Train
                 if step >= total:
                     break
                 step += 1
-                idx = perm[bounds[b]:bounds[b + 1]]
+                idx = perm[bounds[b] : bounds[b + 1]]
                 x, y = as_unit(images[idx]), labels[idx]
                 if augment is not None:
                     x = augment(x)
@@ -296,8 +323,12 @@ def fit(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, cfg: Train
                     batches.set_postfix(loss=f"{loss.item():.3f}")
             batches.close()
             synchronize(device)
-            row = {"epoch": epoch + 1, "loss": float(loss_sum) / n, "acc": float(correct) / n,
-                   "seconds": time.perf_counter() - t0}
+            row = {
+                "epoch": epoch + 1,
+                "loss": float(loss_sum) / n,
+                "acc": float(correct) / n,
+                "seconds": time.perf_counter() - t0,
+            }
             last = epoch + 1 == cfg.epochs or step >= total
             if evals and (last or (cfg.eval_every and (epoch + 1) % cfg.eval_every == 0)):
                 for name, (ex, ey) in evals.items():
@@ -323,9 +354,13 @@ class TrainedModel:
 
     def metrics(self) -> dict[str, float]:
         val = {"val_acc": self.val_eval.accuracy} if self.val_eval is not None else {}
-        return {"train_acc": self.train_eval.accuracy, **val, "test_acc": self.test_eval.accuracy,
-                "train_seconds": self.history.seconds,
-                "seconds_per_epoch": self.history.seconds / max(len(self.history.epochs), 1)}
+        return {
+            "train_acc": self.train_eval.accuracy,
+            **val,
+            "test_acc": self.test_eval.accuracy,
+            "train_seconds": self.history.seconds,
+            "seconds_per_epoch": self.history.seconds / max(len(self.history.epochs), 1),
+        }
 
 
 def build_model(arch: str, data: Data, seed: int, options: dict[str, Any] | None = None) -> Classifier:
@@ -334,27 +369,59 @@ def build_model(arch: str, data: Data, seed: int, options: dict[str, Any] | None
         return create_model(arch, data.info, **(options or {}))
 
 
-def train_on(data: Data, arch: str, cfg: TrainConfig, *, seed: int, device: torch.device,
-             index: torch.Tensor | None = None, quiet: bool = False, model_options: dict[str, Any] | None = None,
-             desc: str = "train") -> TrainedModel:
+def train_on(
+    data: Data,
+    arch: str,
+    cfg: TrainConfig,
+    *,
+    seed: int,
+    device: torch.device,
+    index: torch.Tensor | None = None,
+    quiet: bool = False,
+    model_options: dict[str, Any] | None = None,
+    desc: str = "train",
+) -> TrainedModel:
     """Train a fresh ``arch`` on ``data.train`` (or the rows ``index`` of it) and evaluate it on that set and
     on the test split."""
     train = data.train if index is None else data.train.subset(index.to(data.train.labels.device))
     model = build_model(arch, data, seed, model_options)
-    history = fit(model, train.images, train.labels, cfg, device=device, seed=seed,
-                  loss_fn=getattr(model, "training_loss", None),  # e.g. convae's CE + reconstruction
-                  evals={"test": (data.test.images, data.test.labels)}, quiet=quiet, desc=desc)
+    history = fit(
+        model,
+        train.images,
+        train.labels,
+        cfg,
+        device=device,
+        seed=seed,
+        loss_fn=getattr(model, "training_loss", None),  # e.g. convae's CE + reconstruction
+        evals={"test": (data.test.images, data.test.labels)},
+        quiet=quiet,
+        desc=desc,
+    )
     train_eval = evaluate(model, train.images, train.labels, device=device, bf16=cfg.bf16)
     test_eval = evaluate(model, data.test.images, data.test.labels, device=device, bf16=cfg.bf16)
-    val_eval = evaluate(model, data.val.images, data.val.labels, device=device, bf16=cfg.bf16) if data.val is not None else None
+    val_eval = (
+        evaluate(model, data.val.images, data.val.labels, device=device, bf16=cfg.bf16)
+        if data.val is not None
+        else None
+    )
     return TrainedModel(model, history, train_eval, test_eval, val_eval)
 
 
-def checkpoint_meta(data: Data, cfg: TrainConfig, seed: int, trained: TrainedModel | None = None,
-                    resolved_config: dict[str, Any] | None = None, **extra: Any) -> dict[str, Any]:
+def checkpoint_meta(
+    data: Data,
+    cfg: TrainConfig,
+    seed: int,
+    trained: TrainedModel | None = None,
+    resolved_config: dict[str, Any] | None = None,
+    **extra: Any,
+) -> dict[str, Any]:
     """What a checkpoint records about where it came from."""
-    meta: dict[str, Any] = {**data.split_meta(), "seed": seed, "train_config": cfg.to_dict(),
-                            "config": resolved_config or {}}
+    meta: dict[str, Any] = {
+        **data.split_meta(),
+        "seed": seed,
+        "train_config": cfg.to_dict(),
+        "config": resolved_config or {},
+    }
     if trained is not None:
         meta["metrics"] = trained.metrics()
         meta["history"] = trained.history.epochs

@@ -29,8 +29,18 @@ def _silent(_: str) -> None:
     pass
 
 
-def original_model(path: str | Path, data: Data, arch: str, cfg: TrainConfig, *, device: torch.device, seed: int = 0,
-                   model_options: dict[str, Any] | None = None, log: Log = _silent, quiet: bool = True) -> Classifier:
+def original_model(
+    path: str | Path,
+    data: Data,
+    arch: str,
+    cfg: TrainConfig,
+    *,
+    device: torch.device,
+    seed: int = 0,
+    model_options: dict[str, Any] | None = None,
+    log: Log = _silent,
+    quiet: bool = True,
+) -> Classifier:
     path = Path(path)
     if not path.exists():
         t = time.perf_counter()
@@ -41,14 +51,26 @@ def original_model(path: str | Path, data: Data, arch: str, cfg: TrainConfig, *,
     return load_checkpoint(path, fingerprint=data.fingerprint()).model.to(device)
 
 
-def condensed_file(path: str | Path, data: Data, model: Classifier, method: str, *, clusters: int | None = None,
-                   ipc: int | None = None, options: dict[str, Any] | None = None, device: torch.device, seed: int = 0,
-                   log: Log = _silent, quiet: bool = True) -> CondensedSet:
+def condensed_file(
+    path: str | Path,
+    data: Data,
+    model: Classifier,
+    method: str,
+    *,
+    clusters: int | None = None,
+    ipc: int | None = None,
+    options: dict[str, Any] | None = None,
+    device: torch.device,
+    seed: int = 0,
+    log: Log = _silent,
+    quiet: bool = True,
+) -> CondensedSet:
     path = Path(path)
     if not path.exists():
         t = time.perf_counter()
-        res = build_condensed(data, method, model, device=device, seed=seed, clusters=clusters, ipc=ipc,
-                              options=options, quiet=quiet)
+        res = build_condensed(
+            data, method, model, device=device, seed=seed, clusters=clusters, ipc=ipc, options=options, quiet=quiet
+        )
         path.parent.mkdir(parents=True, exist_ok=True)
         write_condensed(path, res.condensed)
         log(f"condensed {method} ({clusters or ipc}): built in {time.perf_counter() - t:.0f} s")
@@ -57,9 +79,20 @@ def condensed_file(path: str | Path, data: Data, model: Classifier, method: str,
     return cs
 
 
-def dcu_offline(path: str | Path, data: Data, model: Classifier, options: dict[str, Any], *, ipc: int = 10,
-                source: str = "heldout", data_dir=None, device: torch.device, seed: int = 0,
-                log: Log = _silent, quiet: bool = True) -> tuple[Classifier, dict[str, torch.Tensor]]:
+def dcu_offline(
+    path: str | Path,
+    data: Data,
+    model: Classifier,
+    options: dict[str, Any],
+    *,
+    ipc: int = 10,
+    source: str = "heldout",
+    data_dir=None,
+    device: torch.device,
+    seed: int = 0,
+    log: Log = _silent,
+    quiet: bool = True,
+) -> tuple[Classifier, dict[str, torch.Tensor]]:
     """DC-U's offline phase from ``model``: (offline model, tensors holding the remembrance set)."""
     path = Path(path)
     if not path.exists():

@@ -35,42 +35,74 @@ def main() -> None:
 
 @main.command("reproduce")
 @click.argument("suite")
-@opt("preset", required=True, help="The suite's preset (its presets.toml): smoke: minutes, synthetic data; cpu: real "
-                                   "data reduced for a CPU; paper: the paper's settings.")
+@opt(
+    "preset",
+    required=True,
+    help="The suite's preset (its presets.toml): smoke: minutes, synthetic data; cpu: real "
+    "data reduced for a CPU; paper: the paper's settings.",
+)
 @out_dir("cells/ (one JSON per finished cell), artefacts/, report.md/.csv/.json.", required=True)
 @click.option("--only", default=None, help="Comma list of experiments to run (default: all of the suite).")
 @click.option("--seeds", type=click.IntRange(min=1), default=None, help="Seeds per cell (default: the preset's).")
 @options("data_dir", "device", "executor", "workers", "address")
-@click.option("--report-only", is_flag=True,
-              help="Compute nothing: write the report from the finished cells and list the missing ones.")
-@opt("force", help="Replace the run of another suite or preset that --out holds (its report; cells of the same "
-                   "name are recomputed).")
+@click.option(
+    "--report-only",
+    is_flag=True,
+    help="Compute nothing: write the report from the finished cells and list the missing ones.",
+)
+@opt(
+    "force",
+    help="Replace the run of another suite or preset that --out holds (its report; cells of the same "
+    "name are recomputed).",
+)
 @opt("quiet")
 @click.pass_context
 @with_logging
-def reproduce_cmd(ctx, suite, preset, out, only, seeds, data_dir, device, executor, workers, address, report_only,
-                  force, quiet) -> None:
+def reproduce_cmd(
+    ctx, suite, preset, out, only, seeds, data_dir, device, executor, workers, address, report_only, force, quiet
+) -> None:
     """Run the experiments of configs/experiments/SUITE (e.g. `dcu`); resumable: finished cells are read back,
     not recomputed."""
     prog = Path(sys.argv[0]).name if sys.argv else ""
-    command = (f"{prog} " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if prog in ("unlearn", "experiments")
-               else f"{ctx.command_path} {suite} --preset {preset} --out {out}" + (f" --only {only}" if only else ""))
+    command = (
+        f"{prog} " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+        if prog in ("unlearn", "experiments")
+        else f"{ctx.command_path} {suite} --preset {preset} --out {out}" + (f" --only {only}" if only else "")
+    )
     only_list = [o.strip() for o in only.split(",")] if only is not None else None  # a blank name is refused
     check_writable_dir(out)
     from dcforget.jobs import make_executor
 
     with make_executor(executor or "local", workers=workers or 1, address=address) as ex:
-        reproduce(suite, preset, out, only=only_list, data_dir=data_dir, device=resolve_device(device), seeds=seeds,
-                  command=command, log=(lambda msg: None) if quiet else (lambda msg: click.echo(msg, err=True)),
-                  report_only=report_only, executor=ex, force=force)
+        reproduce(
+            suite,
+            preset,
+            out,
+            only=only_list,
+            data_dir=data_dir,
+            device=resolve_device(device),
+            seeds=seeds,
+            command=command,
+            log=(lambda msg: None) if quiet else (lambda msg: click.echo(msg, err=True)),
+            report_only=report_only,
+            executor=ex,
+            force=force,
+        )
     click.echo(f"wrote {Path(out) / 'report.md'}")
 
 
 @main.command("demo")
-@opt("preset", default="cpu", show_default=True,
-     help="cpu: real CIFAR-10, about 5 minutes on a 2-core CPU; smoke: seconds, synthetic data; paper: DC-U's sizes.")
-@out_dir("report.md (table and pictures), report.json, cells/ and artefacts/ (model, condensed set).",
-         default="runs/demo", show_default=True)
+@opt(
+    "preset",
+    default="cpu",
+    show_default=True,
+    help="cpu: real CIFAR-10, about 5 minutes on a 2-core CPU; smoke: seconds, synthetic data; paper: DC-U's sizes.",
+)
+@out_dir(
+    "report.md (table and pictures), report.json, cells/ and artefacts/ (model, condensed set).",
+    default="runs/demo",
+    show_default=True,
+)
 @options("data_dir", "device")
 @opt("force", help="Replace the demo of another preset that --out holds.")
 @opt("quiet")
@@ -83,50 +115,115 @@ def demo_cmd(preset, out, data_dir, device, force, quiet) -> None:
 
     check_writable_dir(out)
     log = (lambda msg: None) if quiet else (lambda msg: click.echo(msg, err=True))
-    log(f"demo ({preset}): the original, the condensed set, then retraining and the default method; progress "
-        "lines below, report at the end")
-    res = run_demo(out, preset=preset, data_dir=data_dir, device=resolve_device(device), log=log, progress=not quiet,
-                   force=force,
-                   command=" ".join(["unlearn demo", *(shlex.quote(a) for a in sys.argv[2:])]))
+    log(
+        f"demo ({preset}): the original, the condensed set, then retraining and the default method; progress "
+        "lines below, report at the end"
+    )
+    res = run_demo(
+        out,
+        preset=preset,
+        data_dir=data_dir,
+        device=resolve_device(device),
+        log=log,
+        progress=not quiet,
+        force=force,
+        command=" ".join(["unlearn demo", *(shlex.quote(a) for a in sys.argv[2:])]),
+    )
     for r in res["rows"]:
-        click.echo(f"{r['method']:10s} RA {r['retain_acc']:6.2f}  FA {r['forget_acc']:6.2f}  TA {r['test_acc']:6.2f}  "
-                   f"MIA {r['mia']:6.2f}  time {r['time_ratio']:.2f}x retraining's")
+        click.echo(
+            f"{r['method']:10s} RA {r['retain_acc']:6.2f}  FA {r['forget_acc']:6.2f}  TA {r['test_acc']:6.2f}  "
+            f"MIA {r['mia']:6.2f}  time {r['time_ratio']:.2f}x retraining's"
+        )
     click.echo(f"wrote {Path(out) / 'report.md'} (pictures: {', '.join(sorted(res['pictures'].values()))})")
 
 
-TUNE_DEFAULTS = {"model": "mlp", "per_class": None, "val_fraction": 0.15, "forget": "random:0.1", "seeds": 3,
-                 "trials": 20, "population": None, "train": {"epochs": 30}, "clusters": 10, "base_options": {}}
+TUNE_DEFAULTS = {
+    "model": "mlp",
+    "per_class": None,
+    "val_fraction": 0.15,
+    "forget": "random:0.1",
+    "seeds": 3,
+    "trials": 20,
+    "population": None,
+    "train": {"epochs": 30},
+    "clusters": 10,
+    "base_options": {},
+}
 
 
 @main.command("tune")
 @click.argument("dataset")
 @click.option("--method", "methods", multiple=True, help="Method to tune (repeatable).")
-@click.option("--suite", default=None,
-              help="Tune what a suite's leaderboards run on DATASET and --model, instead of --method: random "
-                   "forgetting for every method with a search space, class forgetting for the class-only ones and "
-                   "those a class experiment lists in `tune_class` (e.g. --suite benchmark).")
-@click.option("--skip-existing", is_flag=True, help="Leave methods whose tuned file exists alone (instead of refusing).")
+@click.option(
+    "--suite",
+    default=None,
+    help="Tune what a suite's leaderboards run on DATASET and --model, instead of --method: random "
+    "forgetting for every method with a search space, class forgetting for the class-only ones and "
+    "those a class experiment lists in `tune_class` (e.g. --suite benchmark).",
+)
+@click.option(
+    "--skip-existing", is_flag=True, help="Leave methods whose tuned file exists alone (instead of refusing)."
+)
 @options("preset", "config")
 @click.option("--model", "arch", default=None, help="Architecture (default mlp).")
 @click.option("--trials", type=click.IntRange(min=1), default=None, help="Complete trials per method (default 20).")
-@click.option("--seeds", type=click.IntRange(min=1), default=None,
-              help="Originals (seeds 0..N-1) each trial runs on; objectives are their mean (default 3).")
-@click.option("--forget", "forget_spec", default=None,
-              help="Forget spec the study unlearns (default random:0.1, Deep Unlearn's; class:C tunes for class "
-                   "forgetting, written as METHOD.class.json).")
+@click.option(
+    "--seeds",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Originals (seeds 0..N-1) each trial runs on; objectives are their mean (default 3).",
+)
+@click.option(
+    "--forget",
+    "forget_spec",
+    default=None,
+    help="Forget spec the study unlearns (default random:0.1, Deep Unlearn's; class:C tunes for class "
+    "forgetting, written as METHOD.class.json).",
+)
 @options("per_class", "data_dir")
-@click.option("--study", default=None,
-              help="Optuna storage: a journal file (default runs/studies/DATASET-MODEL-PRESET.journal) or a database "
-                   "URL (sqlite:///..., postgresql://...). An interrupted study resumes from it.")
-@click.option("--store", type=click.Path(file_okay=False), default="runs/jobs", show_default=True,
-              help="Job store (directory): finished unlearning runs are read back from it, never recomputed.")
+@click.option(
+    "--study",
+    default=None,
+    help="Optuna storage: a journal file (default runs/studies/DATASET-MODEL-PRESET.journal) or a database "
+    "URL (sqlite:///..., postgresql://...). An interrupted study resumes from it.",
+)
+@click.option(
+    "--store",
+    type=click.Path(file_okay=False),
+    default="runs/jobs",
+    show_default=True,
+    help="Job store (directory): finished unlearning runs are read back from it, never recomputed.",
+)
 @options("executor", "workers", "address", "device", "quiet")
-@out_dir("one METHOD.json per method (the chosen options with their study and provenance); default "
-         "configs/tuned/PRESET/DATASET-MODEL, where `unlearn --method` finds them.")
+@out_dir(
+    "one METHOD.json per method (the chosen options with their study and provenance); default "
+    "configs/tuned/PRESET/DATASET-MODEL, where `unlearn --method` finds them."
+)
 @opt("force")
 @with_logging
-def tune_cmd(dataset, methods, suite, skip_existing, preset, config_file, arch, trials, seeds, forget_spec, per_class,
-             data_dir, study, store, executor, workers, address, device, quiet, out, force) -> None:
+def tune_cmd(
+    dataset,
+    methods,
+    suite,
+    skip_existing,
+    preset,
+    config_file,
+    arch,
+    trials,
+    seeds,
+    forget_spec,
+    per_class,
+    data_dir,
+    study,
+    store,
+    executor,
+    workers,
+    address,
+    device,
+    quiet,
+    out,
+    force,
+) -> None:
     """Tune unlearning methods on the validation split (Deep Unlearn's protocol: four objectives against
     retraining, NSGA-III, the min-norm trial), on Optuna and the job engine.
 
@@ -137,14 +234,12 @@ def tune_cmd(dataset, methods, suite, skip_existing, preset, config_file, arch, 
     from dcforget.config import resolve_config, section
     from dcforget.errors import ConfigError, OutputExistsError
     from dcforget.io import atomic_path
-    from dcforget.jobs import make_executor
+    from dcforget.jobs import JobStore, make_executor
     from dcforget.provenance import run_meta
     from dcforget.train import TrainConfig
     from unlearn.methods import METHODS
     from unlearn.request import check_forget_kind
     from unlearn.tuned import tuned_filename
-
-    from dcforget.jobs import JobStore
 
     from .hpsearch import StudySetup, check_storage, study_validation, tune, tuned_config
 
@@ -186,10 +281,21 @@ def tune_cmd(dataset, methods, suite, skip_existing, preset, config_file, arch, 
     train = {**TrainConfig().to_dict(), **t["train"]}
 
     def setup_for(forget: str) -> StudySetup:
-        return StudySetup(dataset=dataset, model=t["model"], per_class=t["per_class"], val_fraction=t["val_fraction"],
-                          forget=forget, seeds=tuple(range(int(t["seeds"]))), train=train,
-                          condense={"condenser": "fdm", "clusters": int(t["clusters"]),
-                                    "options": config.get("condense", {}).get("fdm", {})})
+        return StudySetup(
+            dataset=dataset,
+            model=t["model"],
+            per_class=t["per_class"],
+            val_fraction=t["val_fraction"],
+            forget=forget,
+            seeds=tuple(range(int(t["seeds"]))),
+            train=train,
+            condense={
+                "condenser": "fdm",
+                "clusters": int(t["clusters"]),
+                "options": config.get("condense", {}).get("fdm", {}),
+            },
+        )
+
     storage = study or Path("runs") / "studies" / f"{name}-{preset or 'custom'}.journal"
     # every output location is checked before any job runs: the tuned files (above), the job store, the study
     JobStore(store).check_writable()
@@ -202,27 +308,54 @@ def tune_cmd(dataset, methods, suite, skip_existing, preset, config_file, arch, 
             # a method that reads the validation split is served its method half and chosen on the selection half
             setup = setup_for(forget)
             setup_m = dataclasses.replace(setup, validation=study_validation(m, base))
-            res = tune(m, setup_m, trials=int(t["trials"]), storage=storage, store=store, executor=ex, context=context,
-                       base_options=base, population=t["population"], log=log)
-            doc = tuned_config(res, preset=preset or "custom", meta=run_meta(resolve_device(device), seeds=list(setup.seeds)))
+            res = tune(
+                m,
+                setup_m,
+                trials=int(t["trials"]),
+                storage=storage,
+                store=store,
+                executor=ex,
+                context=context,
+                base_options=base,
+                population=t["population"],
+                log=log,
+            )
+            doc = tuned_config(
+                res, preset=preset or "custom", meta=run_meta(resolve_device(device), seeds=list(setup.seeds))
+            )
             doc["study_storage"] = str(storage)
             with atomic_path(files[(m, forget)], force=True) as tmp:
                 tmp.write_text(json.dumps(doc, indent=1, sort_keys=True))
             b = res.best
-            click.echo(f"{m}: trial {b['number']} of {res.summary()['trials']}, norm {b['norm']:.4f} "
-                       f"({', '.join(f'{k} {v:.4f}' for k, v in b['objectives'].items())}): "
-                       f"{', '.join(f'{k}={v}' for k, v in sorted(b['options'].items()))} -> {files[(m, forget)]}")
+            click.echo(
+                f"{m}: trial {b['number']} of {res.summary()['trials']}, norm {b['norm']:.4f} "
+                f"({', '.join(f'{k} {v:.4f}' for k, v in b['objectives'].items())}): "
+                f"{', '.join(f'{k}={v}' for k, v in sorted(b['options'].items()))} -> {files[(m, forget)]}"
+            )
 
 
 @main.command("report")
 @click.argument("path", required=False, type=click.Path(exists=True))
-@click.option("--markdown", "markdown", is_flag=True, default=True,
-              help="Markdown tables (the only format; the flag is accepted for clarity).")
-@click.option("--table", default=None,
-              help="One table of a benchmark report: 'summary' or an experiment's name (default: every table).")
-@click.option("--refresh", "refresh", multiple=True, type=click.Path(exists=True, dir_okay=False),
-              help="Rewrite the generated blocks (<!-- experiments report ARGS --> ... <!-- end -->) of these Markdown "
-                   "files from the reports, in place; with --check, only say which differ.")
+@click.option(
+    "--markdown",
+    "markdown",
+    is_flag=True,
+    default=True,
+    help="Markdown tables (the only format; the flag is accepted for clarity).",
+)
+@click.option(
+    "--table",
+    default=None,
+    help="One table of a benchmark report: 'summary' or an experiment's name (default: every table).",
+)
+@click.option(
+    "--refresh",
+    "refresh",
+    multiple=True,
+    type=click.Path(exists=True, dir_okay=False),
+    help="Rewrite the generated blocks (<!-- experiments report ARGS --> ... <!-- end -->) of these Markdown "
+    "files from the reports, in place; with --check, only say which differ.",
+)
 @click.option("--check", is_flag=True, help="With --refresh: change nothing, exit 1 when a block is out of date.")
 @with_logging
 def report_cmd(path, markdown, table, refresh, check) -> None:
@@ -266,12 +399,20 @@ def report_cmd(path, markdown, table, refresh, check) -> None:
 
 @main.command("check-tuned")
 @click.argument("files", nargs=-1, required=True, type=click.Path(exists=True))
-@click.option("--store", type=click.Path(file_okay=False), required=True,
-              help="Job store (directory) for the recomputation; a new, empty one recomputes everything (originals, "
-                   "retrainings, the method), which is the check. Rerunning into it reads the jobs back.")
+@click.option(
+    "--store",
+    type=click.Path(file_okay=False),
+    required=True,
+    help="Job store (directory) for the recomputation; a new, empty one recomputes everything (originals, "
+    "retrainings, the method), which is the check. Rerunning into it reads the jobs back.",
+)
 @options("data_dir", "executor", "workers", "address", "device", "quiet")
-@click.option("--out", type=click.Path(dir_okay=False), required=True,
-              help="File to write: the JSON report (per file: recorded and recomputed objectives, tolerances, verdict).")
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False),
+    required=True,
+    help="File to write: the JSON report (per file: recorded and recomputed objectives, tolerances, verdict).",
+)
 @opt("force")
 @with_logging
 def check_tuned_cmd(files, store, data_dir, executor, workers, address, device, quiet, out, force) -> None:
@@ -316,29 +457,50 @@ def check_tuned_cmd(files, store, data_dir, executor, workers, address, device, 
             r = recheck(doc, store=store, executor=ex, context=context)
             rows.append({"file": str(p), **r})
             if not quiet:
-                click.echo(f"{p}: norm {r['recorded_norm']:.4f} recorded, {r['recomputed_norm']:.4f} recomputed "
-                           f"({'within noise' if r['within_noise'] else 'NOT within noise'}; "
-                           f"{r['jobs_computed']} jobs computed)", err=True)
-    report = {"meta": run_meta(dev),
-              "tolerance": "per objective: |recomputed - recorded| <= max(2 x standard error over seeds, 0.005)",
-              "files": rows, "within_noise": sum(r["within_noise"] for r in rows), "checked": len(rows)}
+                click.echo(
+                    f"{p}: norm {r['recorded_norm']:.4f} recorded, {r['recomputed_norm']:.4f} recomputed "
+                    f"({'within noise' if r['within_noise'] else 'NOT within noise'}; "
+                    f"{r['jobs_computed']} jobs computed)",
+                    err=True,
+                )
+    report = {
+        "meta": run_meta(dev),
+        "tolerance": "per objective: |recomputed - recorded| <= max(2 x standard error over seeds, 0.005)",
+        "files": rows,
+        "within_noise": sum(r["within_noise"] for r in rows),
+        "checked": len(rows),
+    }
     with atomic_path(out_path, force=True) as tmp:
         tmp.write_text(json.dumps(report, indent=1, sort_keys=True))
-    click.echo(f"{report['within_noise']} of {len(rows)} tuned file(s) reproduce their study's best trial within "
-               f"noise -> {out_path}")
+    click.echo(
+        f"{report['within_noise']} of {len(rows)} tuned file(s) reproduce their study's best trial within "
+        f"noise -> {out_path}"
+    )
     if report["within_noise"] < len(rows):
         sys.exit(1)
 
 
-
 @main.command("parity")
-@click.option("--checkpoint", type=click.Path(dir_okay=False), required=True,
-              help="The original model (unlearn train); its own dataset, cap and validation split are used.")
-@click.option("--methods", default="ssd,lfssd,jit,unsir,scrub,salun,bad-teacher,neggrad,fisher", show_default=True,
-              help="Comma list of methods to compare (SUPREME: ssd, lfssd, jit, unsir, scrub; torchunlearn: salun, "
-                   "bad-teacher, neggrad, fisher, scrub).")
-@click.option("--forget", "forget_specs", default="class:2,random:0.1", show_default=True,
-              help="Semicolon- or comma-separated forget specs (e.g. class:2,random:0.1).")
+@click.option(
+    "--checkpoint",
+    type=click.Path(dir_okay=False),
+    required=True,
+    help="The original model (unlearn train); its own dataset, cap and validation split are used.",
+)
+@click.option(
+    "--methods",
+    default="ssd,lfssd,jit,unsir,scrub,salun,bad-teacher,neggrad,fisher",
+    show_default=True,
+    help="Comma list of methods to compare (SUPREME: ssd, lfssd, jit, unsir, scrub; torchunlearn: salun, "
+    "bad-teacher, neggrad, fisher, scrub).",
+)
+@click.option(
+    "--forget",
+    "forget_specs",
+    default="class:2,random:0.1",
+    show_default=True,
+    help="Semicolon- or comma-separated forget specs (e.g. class:2,random:0.1).",
+)
 @click.option("--seeds", default="0", show_default=True, help="Comma list of seeds (e.g. 0,1,2).")
 @out_dir("report.json and report.md.", required=True)
 @options("data_dir", "device")
@@ -382,18 +544,32 @@ def parity_cmd(checkpoint, methods, forget_specs, seeds, out, data_dir, device, 
 
     unknown = [m for m in method_list if m not in PAIRS and m not in TORCHUNLEARN_METHODS]
     if unknown:
-        raise ConfigError(f"no parity pair for {', '.join(unknown)}; known: {', '.join(sorted(PAIRS))} (SUPREME), "
-                          f"{', '.join(TORCHUNLEARN_METHODS)} (torchunlearn)")
+        raise ConfigError(
+            f"no parity pair for {', '.join(unknown)}; known: {', '.join(sorted(PAIRS))} (SUPREME), "
+            f"{', '.join(TORCHUNLEARN_METHODS)} (torchunlearn)"
+        )
     ck, data = open_checkpoint(checkpoint, data_dir)
     dev = resolve_device(device)
     command = "experiments " + " ".join(shlex.quote(a) for a in sys.argv[1:])  # also under python -m experiments.cli
-    rows = run_parity(ck.model, data, methods=method_list, specs=fixed, seeds=seed_list, device=dev,
-                      log=(lambda msg: None) if quiet else (lambda msg: click.echo(msg, err=True)))
+    rows = run_parity(
+        ck.model,
+        data,
+        methods=method_list,
+        specs=fixed,
+        seeds=seed_list,
+        device=dev,
+        log=(lambda msg: None) if quiet else (lambda msg: click.echo(msg, err=True)),
+    )
     epochs = ((ck.meta.config or {}).get("train") or {}).get("epochs", "?")
-    meta = run_meta(dev, command=command, checkpoint=str(checkpoint), seeds=seed_list,
-                    setting=f"{data.info.name}, {ck.model.arch}, per class {data.per_class}, "
-                            f"{len(data.train)} training images, trained {epochs} "
-                            f"epochs with seed {ck.meta.seed}")
+    meta = run_meta(
+        dev,
+        command=command,
+        checkpoint=str(checkpoint),
+        seeds=seed_list,
+        setting=f"{data.info.name}, {ck.model.arch}, per class {data.per_class}, "
+        f"{len(data.train)} training images, trained {epochs} "
+        f"epochs with seed {ck.meta.seed}",
+    )
     report = {"meta": meta, "tolerance_points": 5, "rows": rows}
     with atomic_paths(files, force=True) as (tj, tm):
         tj.write_text(json.dumps(report, indent=1, sort_keys=True))

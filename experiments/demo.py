@@ -19,26 +19,38 @@ from .runner import reproduce
 CONDENSED_COLUMNS = 10  # images per class in the picture
 
 
-def run_demo(out: str | Path, *, preset: str = "cpu", data_dir: str | None = None, device: torch.device,
-             command: str = "unlearn demo", log: Callable[[str], None] = print, progress: bool = True,
-             force: bool = False) -> dict[str, Any]:
+def run_demo(
+    out: str | Path,
+    *,
+    preset: str = "cpu",
+    data_dir: str | None = None,
+    device: torch.device,
+    command: str = "unlearn demo",
+    log: Callable[[str], None] = print,
+    progress: bool = True,
+    force: bool = False,
+) -> dict[str, Any]:
     """Run the demo into ``out``; returns the runner's {"meta", "rows"} with ``pictures`` added."""
     out = Path(out)
-    res = reproduce("demo", preset, out, device=device, data_dir=data_dir, command=command, log=log, progress=progress,
-                    force=force)
+    res = reproduce(
+        "demo", preset, out, device=device, data_dir=data_dir, command=command, log=log, progress=progress, force=force
+    )
     files = sorted((out / "artefacts").rglob("fdm-*.h5"))
     pictures = dict(res["meta"].get("figures", {}))
     if files:
         cs = read_condensed(files[0])
         offsets = cs.class_offsets.tolist()
-        rows = [cs.images[offsets[k]:offsets[k + 1]] for k in range(cs.num_classes)]
+        rows = [cs.images[offsets[k] : offsets[k + 1]] for k in range(cs.num_classes)]
         png = out / "figures" / "condensed.png"
         save_grid(rows, png, columns=CONDENSED_COLUMNS, scale=2, force=True)
         rel = png.relative_to(out).as_posix()
         pictures["condensed"] = rel
-        append_section(out, f"## The condensed set\n\n{len(cs)} synthetic images ({cs.method}, "
-                            f"{len(cs) // cs.num_classes} per class on average), one per K-means bucket of the "
-                            f"training set; the first {CONDENSED_COLUMNS} of each class, one row per class."
-                            f"\n\n![condensed set]({rel})")
+        append_section(
+            out,
+            f"## The condensed set\n\n{len(cs)} synthetic images ({cs.method}, "
+            f"{len(cs) // cs.num_classes} per class on average), one per K-means bucket of the "
+            f"training set; the first {CONDENSED_COLUMNS} of each class, one row per class."
+            f"\n\n![condensed set]({rel})",
+        )
     res["pictures"] = pictures
     return res

@@ -35,10 +35,19 @@ def _axes_plot(rows: list[dict[str, Any]], path: Path, title: str) -> bool:
         for i, (key, label) in enumerate(metrics):
             ax = axes[i][j]
             for cond, method in lines:
-                pts = sorted((int(r["clusters"]), r[key], r.get(key + "_std", 0.0)) for r in swept
-                             if r["forget"] == forget and r.get("condenser") == cond and r["method"] == method)
-                ax.errorbar([p[0] for p in pts], [p[1] for p in pts], yerr=[p[2] for p in pts], marker="o",
-                            capsize=3, label=f"{method} ({cond})")
+                pts = sorted(
+                    (int(r["clusters"]), r[key], r.get(key + "_std", 0.0))
+                    for r in swept
+                    if r["forget"] == forget and r.get("condenser") == cond and r["method"] == method
+                )
+                ax.errorbar(
+                    [p[0] for p in pts],
+                    [p[1] for p in pts],
+                    yerr=[p[2] for p in pts],
+                    marker="o",
+                    capsize=3,
+                    label=f"{method} ({cond})",
+                )
             if retrain is not None:
                 ax.axhline(retrain[key], color="k", ls="--", lw=1, label="retrain")
             ks = sorted({int(r["clusters"]) for r in swept})
@@ -108,8 +117,15 @@ def _tradeoff_plot(rows: list[dict[str, Any]], path: Path, title: str) -> bool:
         return False
     fig, ax = plt.subplots(figsize=(5, 4))
     for r in pts:
-        ax.errorbar(r["mia"], r["test_acc"], xerr=r.get("mia_std", 0), yerr=r.get("test_acc_std", 0), marker="o",
-                    capsize=3, label=f"{r['model']}: {r['method']}")
+        ax.errorbar(
+            r["mia"],
+            r["test_acc"],
+            xerr=r.get("mia_std", 0),
+            yerr=r.get("test_acc_std", 0),
+            marker="o",
+            capsize=3,
+            label=f"{r['model']}: {r['method']}",
+        )
     ax.axvline(50, color="k", ls=":", lw=1)
     ax.set_xlabel("MIA on the defended (overfit) set vs test (%)  (50 = indistinguishable)")
     ax.set_ylabel("test accuracy (%)")
@@ -124,8 +140,14 @@ def _tradeoff_plot(rows: list[dict[str, Any]], path: Path, title: str) -> bool:
 def _front(points: list[dict[str, Any]], x: str, y: str, y_higher: bool) -> list[dict[str, Any]]:
     """The rows no other row beats on both ``x`` (lower is better) and ``y``, sorted by ``x``."""
     better = (lambda a, b: a >= b) if y_higher else (lambda a, b: a <= b)
-    return sorted((r for r in points if not any(
-        o[x] <= r[x] and better(o[y], r[y]) and (o[x], o[y]) != (r[x], r[y]) for o in points)), key=lambda r: r[x])
+    return sorted(
+        (
+            r
+            for r in points
+            if not any(o[x] <= r[x] and better(o[y], r[y]) and (o[x], o[y]) != (r[x], r[y]) for o in points)
+        ),
+        key=lambda r: r[x],
+    )
 
 
 def _leaderboard_plot(rows: list[dict[str, Any]], path: Path, title: str) -> bool:
@@ -149,17 +171,35 @@ def _leaderboard_plot(rows: list[dict[str, Any]], path: Path, title: str) -> boo
         mine = [r for r in pts if r["model"] == model]
         for r in mine:
             ref = r["method"] == "none"
-            ax.errorbar(r["retention_deviation"], r["indiscernibility"], xerr=r.get("retention_deviation_std", 0),
-                        yerr=r.get("indiscernibility_std", 0), marker="s" if ref else "o", capsize=2, ls="none",
-                        color="grey" if ref else None)
+            ax.errorbar(
+                r["retention_deviation"],
+                r["indiscernibility"],
+                xerr=r.get("retention_deviation_std", 0),
+                yerr=r.get("indiscernibility_std", 0),
+                marker="s" if ref else "o",
+                capsize=2,
+                ls="none",
+                color="grey" if ref else None,
+            )
             rte = f" ({r['rte']:.1f}x)" if "rte" in r else ""
-            ax.annotate(("original" if ref else r["method"]) + rte, (r["retention_deviation"], r["indiscernibility"]),
-                        fontsize=6, xytext=(3, 3), textcoords="offset points")
+            ax.annotate(
+                ("original" if ref else r["method"]) + rte,
+                (r["retention_deviation"], r["indiscernibility"]),
+                fontsize=6,
+                xytext=(3, 3),
+                textcoords="offset points",
+            )
         methods = [r for r in mine if r["method"] != "none"]
         front = _front(methods, "retention_deviation", "indiscernibility", True)
         if front:
-            ax.plot([r["retention_deviation"] for r in front], [r["indiscernibility"] for r in front], color="k",
-                    lw=0.8, ls="--", label="Pareto front")
+            ax.plot(
+                [r["retention_deviation"] for r in front],
+                [r["indiscernibility"] for r in front],
+                color="k",
+                lw=0.8,
+                ls="--",
+                label="Pareto front",
+            )
             ax.legend(fontsize=7)
         ax.set_xlabel("retention deviation vs retraining (lower is better)")
         ax.set_ylabel("indiscernibility, forget vs test MIA (1 = chance)")
@@ -167,12 +207,23 @@ def _leaderboard_plot(rows: list[dict[str, Any]], path: Path, title: str) -> boo
         timed = [dict(r, time_share=1.0 / r["rte"]) for r in methods if r.get("rte")]
         for r in timed:
             tx.plot(r["time_share"], r["retention_deviation"], marker="o", ls="none")
-            tx.annotate(r["method"], (r["time_share"], r["retention_deviation"]), fontsize=6, xytext=(3, 3),
-                        textcoords="offset points")
+            tx.annotate(
+                r["method"],
+                (r["time_share"], r["retention_deviation"]),
+                fontsize=6,
+                xytext=(3, 3),
+                textcoords="offset points",
+            )
         tfront = _front(timed, "time_share", "retention_deviation", False)
         if tfront:
-            tx.plot([r["time_share"] for r in tfront], [r["retention_deviation"] for r in tfront], color="k", lw=0.8,
-                    ls="--", label="Pareto front")
+            tx.plot(
+                [r["time_share"] for r in tfront],
+                [r["retention_deviation"] for r in tfront],
+                color="k",
+                lw=0.8,
+                ls="--",
+                label="Pareto front",
+            )
             tx.legend(fontsize=7)
         tx.axvline(1.0, color="grey", ls=":", lw=1)
         tx.set_xscale("log")

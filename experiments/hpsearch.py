@@ -55,7 +55,6 @@ from dcforget.errors import ConfigError, DivergedError
 from dcforget.jobs import STALE_AFTER_S, Executor, GridRun, pid_alive, run_jobs
 from dcforget.space import Choice, Fixed, Float, Int, Space, describe, resolve
 from dcforget.train import TrainConfig
-
 from unlearn.methods import METHODS
 from unlearn.tuned import Setting, forget_kind
 
@@ -68,6 +67,7 @@ JOB_VERSION = "1"
 @dataclass(frozen=True)
 class StudySetup:
     """What a study is about; its JSON form keys the study, its jobs and the tuned-config file."""
+
     dataset: str
     model: str
     per_class: int | None = None
@@ -118,12 +118,20 @@ def _data(setup_json: str, data_dir: str | None, device: str) -> Data:
 
 def _original(s: StudySetup, seed: int, root: Path, data: Data, device: torch.device):
     path = root / "originals" / f"{s.dataset.split(':')[0]}-{s.model}-{s.digest()}-s{seed}.pt"
-    return original_model(path, data, s.model, TrainConfig.from_dict(s.train), device=device, seed=seed,
-                          model_options=s.model_options or None)
+    return original_model(
+        path,
+        data,
+        s.model,
+        TrainConfig.from_dict(s.train),
+        device=device,
+        seed=seed,
+        model_options=s.model_options or None,
+    )
 
 
-def _artefacts(s: StudySetup, seed: int, root: Path, data: Data, device: torch.device, method: str,
-               context: dict[str, Any]):
+def _artefacts(
+    s: StudySetup, seed: int, root: Path, data: Data, device: torch.device, method: str, context: dict[str, Any]
+):
     """(start model, condensed set or None, offline tensors or None) of ``method`` on one seed's original: the
     condensed file of the original (``needs_condensed``), or DC-U's offline phase and the condensed file of its
     model (``needs_offline``). Files under ``root``, named by the setup's digest and the seed."""
@@ -134,14 +142,38 @@ def _artefacts(s: StudySetup, seed: int, root: Path, data: Data, device: torch.d
     stem = root / "originals" / f"{s.dataset.split(':')[0]}-{s.model}-{s.digest()}-s{seed}"
     c = s.condense
     if m.needs_offline:
-        model, tensors = dcu_offline(f"{stem}-offline.pt", data, original, {**s.offline}, ipc=s.remembrance_ipc,
-                                     data_dir=context.get("data_dir"), device=device, seed=seed)
-        cs = condensed_file(f"{stem}-offline-{c['condenser']}-K{c['clusters']}.h5", data, model, c["condenser"],
-                            clusters=c["clusters"], options=c.get("options"), device=device, seed=seed)
+        model, tensors = dcu_offline(
+            f"{stem}-offline.pt",
+            data,
+            original,
+            {**s.offline},
+            ipc=s.remembrance_ipc,
+            data_dir=context.get("data_dir"),
+            device=device,
+            seed=seed,
+        )
+        cs = condensed_file(
+            f"{stem}-offline-{c['condenser']}-K{c['clusters']}.h5",
+            data,
+            model,
+            c["condenser"],
+            clusters=c["clusters"],
+            options=c.get("options"),
+            device=device,
+            seed=seed,
+        )
         return model, cs, tensors
     if m.needs_condensed:
-        cs = condensed_file(f"{stem}-{c['condenser']}-K{c['clusters']}.h5", data, original, c["condenser"],
-                            clusters=c["clusters"], options=c.get("options"), device=device, seed=seed)
+        cs = condensed_file(
+            f"{stem}-{c['condenser']}-K{c['clusters']}.h5",
+            data,
+            original,
+            c["condenser"],
+            clusters=c["clusters"],
+            options=c.get("options"),
+            device=device,
+            seed=seed,
+        )
         return original, cs, None
     return original, None, None
 
@@ -168,9 +200,19 @@ def unlearn_job(spec: dict[str, Any], context: dict[str, Any]) -> dict[str, Any]
     data = _data(json.dumps(s.to_dict(), sort_keys=True), context.get("data_dir"), str(device))
     start, condensed, tensors = _artefacts(s, seed, Path(context["root"]), data, device, spec["method"], context)
     try:
-        res = unlearn_request(start, data, s.forget, spec["method"], device=device, seed=seed, quiet=True,
-                              options=spec["options"], condensed=condensed, artefacts=tensors,
-                              validation=s.validation)
+        res = unlearn_request(
+            start,
+            data,
+            s.forget,
+            spec["method"],
+            device=device,
+            seed=seed,
+            quiet=True,
+            options=spec["options"],
+            condensed=condensed,
+            artefacts=tensors,
+            validation=s.validation,
+        )
     except DivergedError as err:  # a legitimate outcome of a trial: scored as the worst (Deep Unlearn: inf)
         return {"diverged": str(err)}
     r = res.report
@@ -187,8 +229,12 @@ def objectives(result: dict[str, Any], retrain: dict[str, Any], validation: str 
     if "diverged" in result:
         return [math.inf] * len(OBJECTIVES)
     va, mia = ("selection_val_acc", "selection_val_mia") if validation == "halves" else ("val_acc", "val_mia")
-    return [abs(result["retain_acc"] - retrain["retain_acc"]) / 3, abs(result["forget_acc"] - retrain["forget_acc"]) / 3,
-            abs(result[va] - retrain[va]) / 3, abs(result[mia] - 0.5) / 0.5]
+    return [
+        abs(result["retain_acc"] - retrain["retain_acc"]) / 3,
+        abs(result["forget_acc"] - retrain["forget_acc"]) / 3,
+        abs(result[va] - retrain[va]) / 3,
+        abs(result[mia] - 0.5) / 0.5,
+    ]
 
 
 def study_validation(method: str, base_options: dict[str, Any] | None = None) -> str:
@@ -205,8 +251,11 @@ def norm(values: list[float]) -> float:
 def retrain_options(setup: StudySetup) -> dict[str, Any]:
     """The retraining reference trains like the originals (same recipe and epochs)."""
     known = METHODS.get("retrain").defaults
-    missing = sorted(k for k in ("optimizer", "lr", "momentum", "weight_decay", "schedule", "batch_size", "epochs")
-                     if k in setup.train and k not in known)
+    missing = sorted(
+        k
+        for k in ("optimizer", "lr", "momentum", "weight_decay", "schedule", "batch_size", "epochs")
+        if k in setup.train and k not in known
+    )
     if missing:
         raise ConfigError(f"the retraining reference cannot train like the originals: retrain lacks {missing}")
     return {k: v for k, v in setup.train.items() if k in known}
@@ -300,14 +349,18 @@ def _check_journal(path: Path) -> None:
         raise ConfigError(f"--study {path} cannot be read ({err.strerror or err})") from None
     lines = raw.split(b"\n")
     if lines[-1]:
-        raise ConfigError(f"--study {path} is not a readable Optuna journal (its last line, {len(lines)}, is "
-                          "incomplete: a write was cut short)")
+        raise ConfigError(
+            f"--study {path} is not a readable Optuna journal (its last line, {len(lines)}, is "
+            "incomplete: a write was cut short)"
+        )
     for n, line in enumerate(lines[:-1], 1):
         try:
             op = json.loads(line)
         except ValueError as err:  # JSONDecodeError, UnicodeDecodeError
-            raise ConfigError(f"--study {path} is not a readable Optuna journal (line {n}: "
-                              f"{type(err).__name__}: {' '.join(str(err).split())[:120]})") from None
+            raise ConfigError(
+                f"--study {path} is not a readable Optuna journal (line {n}: "
+                f"{type(err).__name__}: {' '.join(str(err).split())[:120]})"
+            ) from None
         if not (isinstance(op, dict) and isinstance(op.get("op_code"), int)):
             raise ConfigError(f"--study {path} is not a readable Optuna journal (line {n} is not an operation)")
     try:
@@ -316,8 +369,10 @@ def _check_journal(path: Path) -> None:
 
         JournalStorage(JournalFileBackend(str(path)))  # replays the log: reads, writes nothing
     except Exception as err:  # noqa: BLE001 - whatever a damaged journal raises (JSON, Unicode, KeyError...)
-        raise ConfigError(f"--study {path} is not a readable Optuna journal ({type(err).__name__}: "
-                          f"{' '.join(str(err).split())[:200]})") from None
+        raise ConfigError(
+            f"--study {path} is not a readable Optuna journal ({type(err).__name__}: "
+            f"{' '.join(str(err).split())[:200]})"
+        ) from None
 
 
 def open_study(name: str, storage: str | Path, seed: int = 0, population: int = 50):
@@ -341,20 +396,27 @@ def open_study(name: str, storage: str | Path, seed: int = 0, population: int = 
         with warnings.catch_warnings():  # "experimental" since 3.2; Deep Unlearn's sampler
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             sampler = optuna.samplers.NSGAIIISampler(seed=seed, population_size=population)
-        return optuna.create_study(study_name=name, storage=backend, directions=["minimize"] * len(OBJECTIVES),
-                                   sampler=sampler, load_if_exists=True)
+        return optuna.create_study(
+            study_name=name,
+            storage=backend,
+            directions=["minimize"] * len(OBJECTIVES),
+            sampler=sampler,
+            load_if_exists=True,
+        )
     except ConfigError:
         raise
     except Exception as err:  # noqa: BLE001 - a database that refuses (connection, permissions, schema)
-        raise ConfigError(f"cannot open the study storage {url} ({type(err).__name__}: "
-                          f"{' '.join(str(err).split())[:200]})") from None
+        raise ConfigError(
+            f"cannot open the study storage {url} ({type(err).__name__}: {' '.join(str(err).split())[:200]})"
+        ) from None
 
 
 def study_name(method: str, setup: StudySetup, base_options: dict[str, Any] | None = None) -> str:
     """The study's name: the method, the setup, its search space and the fixed options, so a changed range or
     preset never resumes (and mixes in) an older study's trials."""
-    what = json.dumps({"space": describe(METHODS.get(method).space), "base": base_options or {}}, sort_keys=True,
-                      default=str)
+    what = json.dumps(
+        {"space": describe(METHODS.get(method).space), "base": base_options or {}}, sort_keys=True, default=str
+    )
     return f"{method}-{setup.digest()}-{hashlib.sha256(what.encode()).hexdigest()[:8]}"
 
 
@@ -374,10 +436,14 @@ class StudyResult:
     def summary(self) -> dict[str, Any]:
         done = [t for t in self.trials if t["state"] == "COMPLETE"]
         finite = sorted(t["norm"] for t in done if math.isfinite(t["norm"]))
-        return {"trials": len(done), "best_trial": self.best["number"], "best_norm": self.best["norm"],
-                "diverged_trials": len(done) - len(finite),
-                "norms": {"min": finite[0] if finite else None, "median": finite[len(finite) // 2] if finite else None},
-                "jobs_computed_this_run": self.computed}
+        return {
+            "trials": len(done),
+            "best_trial": self.best["number"],
+            "best_norm": self.best["norm"],
+            "diverged_trials": len(done) - len(finite),
+            "norms": {"min": finite[0] if finite else None, "median": finite[len(finite) // 2] if finite else None},
+            "jobs_computed_this_run": self.computed,
+        }
 
 
 def _references(setup: StudySetup, method: str, jobs: Callable) -> dict[int, dict[str, Any]]:
@@ -385,8 +451,10 @@ def _references(setup: StudySetup, method: str, jobs: Callable) -> dict[int, dic
     (which returns the results in order): seed -> retraining's metrics."""
     sd = setup.to_dict()
     jobs(original_job, [{"setup": sd, "seed": s, "methods": sorted({"retrain", method})} for s in setup.seeds])
-    refs = jobs(unlearn_job, [{"setup": sd, "method": "retrain", "options": retrain_options(setup), "seed": s}
-                              for s in setup.seeds])
+    refs = jobs(
+        unlearn_job,
+        [{"setup": sd, "method": "retrain", "options": retrain_options(setup), "seed": s} for s in setup.seeds],
+    )
     return dict(zip(setup.seeds, refs))
 
 
@@ -396,11 +464,22 @@ def method_seed_offset(method: str) -> int:
     return int(hashlib.sha256(method.encode()).hexdigest()[:8], 16)
 
 
-def tune(method: str, setup: StudySetup, *, trials: int, storage: str | Path, store: str | Path,
-         executor: Executor | None = None, context: dict[str, Any], base_options: dict[str, Any] | None = None,
-         batch: int | None = None, sampler_seed: int = 0, population: int | None = None,
-         stale_after_s: float = STALE_AFTER_S,
-         log: Callable[[str], None] = lambda _: None) -> StudyResult:
+def tune(
+    method: str,
+    setup: StudySetup,
+    *,
+    trials: int,
+    storage: str | Path,
+    store: str | Path,
+    executor: Executor | None = None,
+    context: dict[str, Any],
+    base_options: dict[str, Any] | None = None,
+    batch: int | None = None,
+    sampler_seed: int = 0,
+    population: int | None = None,
+    stale_after_s: float = STALE_AFTER_S,
+    log: Callable[[str], None] = lambda _: None,
+) -> StudyResult:
     """Run (or resume) the study of ``method`` on ``setup`` until it has ``trials`` complete trials.
 
     ``context``: {"root": artefact folder (originals), "data_dir", "device"}. ``base_options``: the method's options
@@ -439,8 +518,12 @@ def tune(method: str, setup: StudySetup, *, trials: int, storage: str | Path, st
     # sampler seed drew the same first generation, and NSGA-III's crossover recombines those values, so they
     # chose identical options (issue #32: lfssd.class.json = ssd.json)
     offset = method_seed_offset(method)
-    study = open_study(name, storage, (sampler_seed + offset + len(open_study(name, storage).get_trials(deepcopy=False)))
-                       % 2**32, population)
+    study = open_study(
+        name,
+        storage,
+        (sampler_seed + offset + len(open_study(name, storage).get_trials(deepcopy=False))) % 2**32,
+        population,
+    )
     references = _references(setup, method, jobs)
     data = _data(json.dumps(sd, sort_keys=True), context.get("data_dir"), str(context.get("device", "cpu")))
     data_size = {"train_size": len(data.train), "num_classes": data.info.num_classes}  # what the originals trained on
@@ -451,14 +534,17 @@ def tune(method: str, setup: StudySetup, *, trials: int, storage: str | Path, st
     me = {"host": socket.gethostname(), "pid": os.getpid()}
 
     def evaluate(batch_trials):
-        specs = [{"setup": sd, "method": method, "options": {**base, **t.params}, "seed": s}
-                 for t in batch_trials for s in setup.seeds]
+        specs = [
+            {"setup": sd, "method": method, "options": {**base, **t.params}, "seed": s}
+            for t in batch_trials
+            for s in setup.seeds
+        ]
         results = jobs(unlearn_job, specs)
         k = len(setup.seeds)
         for i, t in enumerate(batch_trials):
             if study._storage.get_trial(t._trial_id).state.is_finished():  # another driver took it over and finished it
                 continue
-            per_seed = results[i * k:(i + 1) * k]
+            per_seed = results[i * k : (i + 1) * k]
             objs = [objectives(r, references[s], setup.validation) for r, s in zip(per_seed, setup.seeds)]
             mean = [sum(o[j] for o in objs) / k for j in range(len(OBJECTIVES))]
             t.set_user_attr("per_seed", per_seed)
@@ -493,8 +579,13 @@ def tune(method: str, setup: StudySetup, *, trials: int, storage: str | Path, st
         log(f"{method}: {done + len(asked)}/{trials} trials")
     rows = []
     for t in study.get_trials(deepcopy=True):
-        row = {"number": t.number, "state": t.state.name, "params": t.params,
-               "options": t.user_attrs.get("options"), "per_seed": t.user_attrs.get("per_seed")}
+        row = {
+            "number": t.number,
+            "state": t.state.name,
+            "params": t.params,
+            "options": t.user_attrs.get("options"),
+            "per_seed": t.user_attrs.get("per_seed"),
+        }
         if t.state == optuna.trial.TrialState.COMPLETE:
             row["objectives"] = dict(zip(OBJECTIVES, t.values))
             row["norm"] = norm(t.values)
@@ -503,19 +594,28 @@ def tune(method: str, setup: StudySetup, *, trials: int, storage: str | Path, st
     if not complete:
         raise ConfigError(f"study of {method!r} has no complete trial")
     best = min(complete, key=lambda r: (r["norm"], r["number"]))
-    return StudyResult(method, setup, best, rows, references, describe(m.space), fixed, computed,
-                       {"name": "NSGA-III", "population": population, "seed": sampler_seed, "method_offset": offset},
-                       data_size)
+    return StudyResult(
+        method,
+        setup,
+        best,
+        rows,
+        references,
+        describe(m.space),
+        fixed,
+        computed,
+        {"name": "NSGA-III", "population": population, "seed": sampler_seed, "method_offset": offset},
+        data_size,
+    )
 
 
 SELECTION = {
     "whole": "validation only: Deep Unlearn's four objectives (|dRA|/3, |dFA|/3, |dVA|/3, 1 - indiscernibility of the "
-             "validation MIA) against the same seed's retraining, mean over seeds; NSGA-III; the trial with the "
-             "smallest Euclidean norm",
+    "validation MIA) against the same seed's retraining, mean over seeds; NSGA-III; the trial with the "
+    "smallest Euclidean norm",
     "halves": "validation only, on the selection half: the method read the method half of the validation split and "
-              "never the selection half; Deep Unlearn's four objectives (|dRA|/3, |dFA|/3, |dVA|/3 and 1 - "
-              "indiscernibility of the validation MIA, VA and MIA on the selection half) against the same seed's "
-              "retraining, mean over seeds; NSGA-III; the trial with the smallest Euclidean norm",
+    "never the selection half; Deep Unlearn's four objectives (|dRA|/3, |dFA|/3, |dVA|/3 and 1 - "
+    "indiscernibility of the validation MIA, VA and MIA on the selection half) against the same seed's "
+    "retraining, mean over seeds; NSGA-III; the trial with the smallest Euclidean norm",
 }
 
 
@@ -523,25 +623,44 @@ def tuned_on(setup: StudySetup, train_size: int | None, num_classes: int | None)
     """The setting a study tuned on, as `unlearn` matches it against a checkpoint (``unlearn.tuned.Setting``):
     dataset, model, the originals' training-set size (``train_size``: images trained on, validation excluded;
     ``per_class``: the cap) and epochs, and the kind of request (plus the exact forget spec)."""
-    s = Setting(setup.dataset.split(":")[0], setup.model, train_size, setup.train_epochs, forget_kind(setup.forget),
-                setup.per_class, num_classes)
+    s = Setting(
+        setup.dataset.split(":")[0],
+        setup.model,
+        train_size,
+        setup.train_epochs,
+        forget_kind(setup.forget),
+        setup.per_class,
+        num_classes,
+    )
     return {**s.to_dict(), "forget": setup.forget, "val_fraction": setup.val_fraction}
 
 
 def tuned_config(res: StudyResult, *, preset: str, meta: dict[str, Any]) -> dict[str, Any]:
     """The tuned-hyperparameter file's content: the chosen options with where they come from, and the setting they
     were tuned on (``tuned_on``: what `unlearn` matches a checkpoint against)."""
-    return {"tuned_on": tuned_on(res.setup, res.data_size.get("train_size"), res.data_size.get("num_classes")),"method": res.method, "dataset": res.setup.dataset.split(":")[0], "model": res.setup.model,
-            "preset": preset, "options": res.best["options"], "objectives": res.best["objectives"],
-            "norm": res.best["norm"], "trial": res.best["number"], "setup": res.setup.to_dict(),
-            "space": res.space, "fixed": res.fixed, "study": {**res.summary(), "sampler": res.sampler},
-            "selection": SELECTION[res.setup.validation],
-            "meta": meta}
+    return {
+        "tuned_on": tuned_on(res.setup, res.data_size.get("train_size"), res.data_size.get("num_classes")),
+        "method": res.method,
+        "dataset": res.setup.dataset.split(":")[0],
+        "model": res.setup.model,
+        "preset": preset,
+        "options": res.best["options"],
+        "objectives": res.best["objectives"],
+        "norm": res.best["norm"],
+        "trial": res.best["number"],
+        "setup": res.setup.to_dict(),
+        "space": res.space,
+        "fixed": res.fixed,
+        "study": {**res.summary(), "sampler": res.sampler},
+        "selection": SELECTION[res.setup.validation],
+        "meta": meta,
+    }
 
 
 # ------------------------------------------------------------------------------------------------ the check
-def recheck(doc: dict[str, Any], *, store: str | Path, executor: Executor | None = None,
-            context: dict[str, Any]) -> dict[str, Any]:
+def recheck(
+    doc: dict[str, Any], *, store: str | Path, executor: Executor | None = None, context: dict[str, Any]
+) -> dict[str, Any]:
     """Run a tuned file's chosen options again under its recorded setup (every seed: original, retraining, the
     method) and compare the objectives with the ones the study recorded for that trial. With a fresh ``store``
     and ``context["root"]`` everything is recomputed, so this checks that the file reproduces its study's best
@@ -560,8 +679,9 @@ def recheck(doc: dict[str, Any], *, store: str | Path, executor: Executor | None
         return run.results
 
     references = _references(setup, method, jobs)
-    runs = jobs(unlearn_job, [{"setup": setup.to_dict(), "method": method, "options": options, "seed": s}
-                              for s in setup.seeds])
+    runs = jobs(
+        unlearn_job, [{"setup": setup.to_dict(), "method": method, "options": options, "seed": s} for s in setup.seeds]
+    )
     per_seed = [objectives(r, references[s], setup.validation) for r, s in zip(runs, setup.seeds)]
     k = len(per_seed)
     mean = [sum(o[j] for o in per_seed) / k for j in range(len(OBJECTIVES))]
@@ -569,14 +689,32 @@ def recheck(doc: dict[str, Any], *, store: str | Path, executor: Executor | None
     for j, name in enumerate(OBJECTIVES):
         vals, recorded = [o[j] for o in per_seed], float(doc["objectives"][name])
         if not all(math.isfinite(v) for v in vals):  # a diverged run matches only a diverged record
-            rows[name] = {"recorded": recorded, "recomputed": mean[j], "abs_diff": math.inf, "tolerance": 0.0,
-                          "within": not math.isfinite(recorded)}
+            rows[name] = {
+                "recorded": recorded,
+                "recomputed": mean[j],
+                "abs_diff": math.inf,
+                "tolerance": 0.0,
+                "within": not math.isfinite(recorded),
+            }
             continue
         se = statistics.stdev(vals) / math.sqrt(k) if k > 1 else 0.0
         tolerance, diff = max(2 * se, 0.005), abs(mean[j] - recorded)
-        rows[name] = {"recorded": recorded, "recomputed": mean[j], "abs_diff": diff, "tolerance": tolerance,
-                      "within": bool(diff <= tolerance)}
-    return {"method": method, "forget": setup.forget, "options": options, "trial": doc.get("trial"),
-            "recorded_norm": float(doc["norm"]), "recomputed_norm": norm(mean),
-            "objectives": rows, "within_noise": all(r["within"] for r in rows.values()), "jobs_computed": computed,
-            "per_seed": [dict(zip(OBJECTIVES, o)) for o in per_seed]}
+        rows[name] = {
+            "recorded": recorded,
+            "recomputed": mean[j],
+            "abs_diff": diff,
+            "tolerance": tolerance,
+            "within": bool(diff <= tolerance),
+        }
+    return {
+        "method": method,
+        "forget": setup.forget,
+        "options": options,
+        "trial": doc.get("trial"),
+        "recorded_norm": float(doc["norm"]),
+        "recomputed_norm": norm(mean),
+        "objectives": rows,
+        "within_noise": all(r["within"] for r in rows.values()),
+        "jobs_computed": computed,
+        "per_seed": [dict(zip(OBJECTIVES, o)) for o in per_seed],
+    }

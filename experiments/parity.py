@@ -179,8 +179,10 @@ def torchunlearn_status() -> tuple[bool, str]:
         if not os.path.isdir(path):
             return False, f"${TORCHUNLEARN_ENV}={path} is not a directory"
         return False, f"torchunlearn found at ${TORCHUNLEARN_ENV}={path}, but its adapter is not written yet"
-    return False, (f"torchunlearn with its methods not found (PyPI 0.1.0 lacks them; set ${TORCHUNLEARN_ENV} to an "
-                   "upstream checkout); its adapter is not written yet")
+    return False, (
+        f"torchunlearn with its methods not found (PyPI 0.1.0 lacks them; set ${TORCHUNLEARN_ENV} to an "
+        "upstream checkout); its adapter is not written yet"
+    )
 
 
 # ------------------------------------------------------------------------------------------------ the pairs
@@ -188,6 +190,7 @@ def torchunlearn_status() -> tuple[bool, str]:
 class Pair:
     """One comparison: our ``method`` with ``ours(kind, batch)`` options against ``library``'s ``function`` called
     by ``call``. ``variant`` names a documented difference that remains (empty: none)."""
+
     method: str
     library: str
     function: str
@@ -206,8 +209,17 @@ def supreme_batch(kind: str) -> int:
 
 def _call_ssd(name: str, alpha: Callable[[str], float]):
     def call(fn, fabric, model, loaders, kind, **_):
-        return fn(fabric, 1, False, model=model, forget_train_dataloader=loaders["forget"],
-                  full_train_dataloader=loaders["full"], dampening_constant=1.0, selection_weighting=alpha(kind))
+        return fn(
+            fabric,
+            1,
+            False,
+            model=model,
+            forget_train_dataloader=loaders["forget"],
+            full_train_dataloader=loaders["full"],
+            dampening_constant=1.0,
+            selection_weighting=alpha(kind),
+        )
+
     return call
 
 
@@ -220,42 +232,97 @@ def _call_jit(fn, fabric, model, loaders, kind, **_):
 
 
 def _call_scrub(fn, fabric, model, loaders, kind, **_):
-    return fn(fabric, 1, False, model=model, retain_train_dataloader=loaders["retain"],
-              forget_train_dataloader=loaders["forget"])
+    return fn(
+        fabric,
+        1,
+        False,
+        model=model,
+        retain_train_dataloader=loaders["retain"],
+        forget_train_dataloader=loaders["forget"],
+    )
 
 
-PAIRS: dict[str, Pair] = {p.method: p for p in (
-    Pair("ssd", "supreme", "ssd", ("class", "random"),
-         lambda kind, b: {"alpha": 10.0, "lam": 1.0, "batch_size": b}, _call_ssd("ssd", lambda kind: 10.0),
-         reference_settings="alpha 10, lambda 1, batches of 64 (class) / 128 (random), shuffled loaders"),
-    Pair("lfssd", "supreme", "lfssd", ("class", "random"),
-         lambda kind, b: {"alpha": _lfssd_alpha(kind), "lam": 1.0, "batch_size": b}, _call_ssd("lfssd", _lfssd_alpha),
-         reference_settings="alpha 10 (class) / 3.5 (random), lambda 1, shuffled loaders"),
-    Pair("jit", "supreme", "jit", ("class", "random"),
-         lambda kind, b: {"sigma": 0.1, "lr": 1e-3, "n_samples": 10, "batch_size": b, "mode": "train"}, _call_jit,
-         reference_settings="1 epoch, sigma 0.1 (normalised space), lr 1e-3 SGD, 10 noisy copies, shuffled forget "
-                            "loader"),
-    Pair("scrub", "supreme", "scrub", ("class", "random"),
-         lambda kind, b: {"epochs": 10, "lr": 5e-4, "batch_size": b, "forget_batch_size": b, "msteps": 3,
-                          "gamma": 1.0, "alpha": 0.5, "temperature": 2.0, "rewind": False},
-         _call_scrub,
-         variant="different algorithms: ours is Deep Unlearn's SCRUB (SGD, momentum 0.9, weight decay 5e-4, no "
-                 "parameter-distance term; run here with rewind off); SUPREME's (from the JiT authors' port) runs "
-                 "Adam with weight decay 0.1 and adds 0.5 * sum_layers ||theta - theta_0||_F to both steps. The lr "
-                 "decay is the same at 10 epochs (x0.1 after epochs 5, 8, 9)",
-         reference_settings="10 epochs, Adam lr 5e-4 wd 0.1, msteps 3, gamma 1, alpha 0.5, kd_T 2, smoothing 0.5"),
-    Pair("unsir", "supreme", "unsir", ("class",),
-         lambda kind, b: {"noise_batch": 32, "noise_steps": 25, "noise_lr": 0.1, "noise_l2": 0.1, "noise_copies": 80,
-                          "retain_per_class": 500, "impair_lr": 1e-4, "repair_lr": 1e-4, "batch_size": 32},
-         None,
-         pending="SUPREME's unsir trains through its own training/evaluation utilities (fit_one_unlearning_cycle, "
-                 "whose evaluate tracks memory with psutil and nvidia-smi), which the single-process adapter does not "
-                 "stand in for yet",
-         variant="ours repairs in batches of 32 (one batch_size option); SUPREME's repair loader takes 128; "
-                 "SUPREME's retain subset is the first 500 of each class in its training set's order",
-         reference_settings="noise 32 x 25 Adam steps (lr 0.1, l2 0.1), 80 noise batches, 500 retain per class, "
-                            "impair and repair Adam 1e-4, 1 epoch each"),
-)}
+PAIRS: dict[str, Pair] = {
+    p.method: p
+    for p in (
+        Pair(
+            "ssd",
+            "supreme",
+            "ssd",
+            ("class", "random"),
+            lambda kind, b: {"alpha": 10.0, "lam": 1.0, "batch_size": b},
+            _call_ssd("ssd", lambda kind: 10.0),
+            reference_settings="alpha 10, lambda 1, batches of 64 (class) / 128 (random), shuffled loaders",
+        ),
+        Pair(
+            "lfssd",
+            "supreme",
+            "lfssd",
+            ("class", "random"),
+            lambda kind, b: {"alpha": _lfssd_alpha(kind), "lam": 1.0, "batch_size": b},
+            _call_ssd("lfssd", _lfssd_alpha),
+            reference_settings="alpha 10 (class) / 3.5 (random), lambda 1, shuffled loaders",
+        ),
+        Pair(
+            "jit",
+            "supreme",
+            "jit",
+            ("class", "random"),
+            lambda kind, b: {"sigma": 0.1, "lr": 1e-3, "n_samples": 10, "batch_size": b, "mode": "train"},
+            _call_jit,
+            reference_settings="1 epoch, sigma 0.1 (normalised space), lr 1e-3 SGD, 10 noisy copies, shuffled forget "
+            "loader",
+        ),
+        Pair(
+            "scrub",
+            "supreme",
+            "scrub",
+            ("class", "random"),
+            lambda kind, b: {
+                "epochs": 10,
+                "lr": 5e-4,
+                "batch_size": b,
+                "forget_batch_size": b,
+                "msteps": 3,
+                "gamma": 1.0,
+                "alpha": 0.5,
+                "temperature": 2.0,
+                "rewind": False,
+            },
+            _call_scrub,
+            variant="different algorithms: ours is Deep Unlearn's SCRUB (SGD, momentum 0.9, weight decay 5e-4, no "
+            "parameter-distance term; run here with rewind off); SUPREME's (from the JiT authors' port) runs "
+            "Adam with weight decay 0.1 and adds 0.5 * sum_layers ||theta - theta_0||_F to both steps. The lr "
+            "decay is the same at 10 epochs (x0.1 after epochs 5, 8, 9)",
+            reference_settings="10 epochs, Adam lr 5e-4 wd 0.1, msteps 3, gamma 1, alpha 0.5, kd_T 2, smoothing 0.5",
+        ),
+        Pair(
+            "unsir",
+            "supreme",
+            "unsir",
+            ("class",),
+            lambda kind, b: {
+                "noise_batch": 32,
+                "noise_steps": 25,
+                "noise_lr": 0.1,
+                "noise_l2": 0.1,
+                "noise_copies": 80,
+                "retain_per_class": 500,
+                "impair_lr": 1e-4,
+                "repair_lr": 1e-4,
+                "batch_size": 32,
+            },
+            None,
+            pending="SUPREME's unsir trains through its own training/evaluation utilities (fit_one_unlearning_cycle, "
+            "whose evaluate tracks memory with psutil and nvidia-smi), which the single-process adapter does not "
+            "stand in for yet",
+            variant="ours repairs in batches of 32 (one batch_size option); SUPREME's repair loader takes 128; "
+            "SUPREME's retain subset is the first 500 of each class in its training set's order",
+            reference_settings="noise 32 x 25 Adam steps (lr 0.1, l2 0.1), 80 noise batches, 500 retain per class, "
+            "impair and repair Adam 1e-4, 1 epoch each",
+        ),
+    )
+}
 TORCHUNLEARN_METHODS = ("salun", "bad-teacher", "neggrad", "fisher", "scrub")
 
 
@@ -268,8 +335,9 @@ def _metrics(ev: dict, seconds: float) -> dict[str, float]:
     return {"fa": ev["forget_acc"], "ra": ev["retain_acc"], "ta": ev["test_acc"], "mia": ev["mia"], "seconds": seconds}
 
 
-def run_reference(pair: Pair, original: Classifier, data: Data, spec: str, seed: int, device: torch.device
-                  ) -> dict[str, float]:
+def run_reference(
+    pair: Pair, original: Classifier, data: Data, spec: str, seed: int, device: torch.device
+) -> dict[str, float]:
     """The library's own function on a copy of ``original`` through the adapter; evaluated like ours."""
     kind = kind_of(spec)
     split = cumulative_split(data, spec, seed, None, model=original.to(device).eval())
@@ -281,8 +349,11 @@ def run_reference(pair: Pair, original: Classifier, data: Data, spec: str, seed:
     retain = Triples(tr.images[idx(split.retain)], tr.labels[idx(split.retain)], mean, std)
     full = torch.utils.data.ConcatDataset([retain, forget])
     b = supreme_batch(kind)
-    loaders = {"forget": loader(forget, b, True, seed), "retain": loader(retain, b, True, seed + 1),
-               "full": loader(full, b, True, seed + 2)}
+    loaders = {
+        "forget": loader(forget, b, True, seed),
+        "retain": loader(retain, b, True, seed + 1),
+        "full": loader(full, b, True, seed + 2),
+    }
     fn = supreme_function(pair.function)
     fabric = SingleProcessFabric(device)
     view = Prenormalized(model)
@@ -296,8 +367,9 @@ def run_reference(pair: Pair, original: Classifier, data: Data, spec: str, seed:
     return _metrics(evaluate_split(model, data, split, device, seed), seconds)
 
 
-def run_ours(pair: Pair, original: Classifier, data: Data, spec: str, seed: int, device: torch.device
-             ) -> tuple[dict[str, float], dict[str, Any]]:
+def run_ours(
+    pair: Pair, original: Classifier, data: Data, spec: str, seed: int, device: torch.device
+) -> tuple[dict[str, float], dict[str, Any]]:
     opts = pair.ours(kind_of(spec), supreme_batch(kind_of(spec)))
     res = unlearn_request(original, data, spec, pair.method, device=device, seed=seed, options=opts, quiet=True)
     r = res.report
@@ -324,9 +396,16 @@ def _mean_std(values: list[float]) -> tuple[float, float | None]:
 
 
 def summarise(row: ParityRow) -> dict[str, Any]:
-    out: dict[str, Any] = {"method": row.method, "forget": row.forget, "library": row.library, "seeds": row.seeds,
-                           "status": row.status, "variant": row.variant, "reference_settings": row.reference_settings,
-                           "our_options": row.options}
+    out: dict[str, Any] = {
+        "method": row.method,
+        "forget": row.forget,
+        "library": row.library,
+        "seeds": row.seeds,
+        "status": row.status,
+        "variant": row.variant,
+        "reference_settings": row.reference_settings,
+        "our_options": row.options,
+    }
     if row.status != "compared":
         return out
     for side, runs in (("ours", row.ours), ("reference", row.reference)):
@@ -339,12 +418,22 @@ def summarise(row: ParityRow) -> dict[str, Any]:
     return out
 
 
-def run_parity(original: Classifier, data: Data, *, methods: list[str], specs: list[str], seeds: list[int],
-               device: torch.device, log: Callable[[str], None] = lambda s: None) -> list[dict[str, Any]]:
+def run_parity(
+    original: Classifier,
+    data: Data,
+    *,
+    methods: list[str],
+    specs: list[str],
+    seeds: list[int],
+    device: torch.device,
+    log: Callable[[str], None] = lambda s: None,
+) -> list[dict[str, Any]]:
     unknown = [m for m in methods if m not in PAIRS and m not in TORCHUNLEARN_METHODS]
     if unknown:
-        raise ConfigError(f"no parity pair for {', '.join(unknown)}; known: {', '.join(sorted(PAIRS))} (SUPREME), "
-                          f"{', '.join(TORCHUNLEARN_METHODS)} (torchunlearn)")
+        raise ConfigError(
+            f"no parity pair for {', '.join(unknown)}; known: {', '.join(sorted(PAIRS))} (SUPREME), "
+            f"{', '.join(TORCHUNLEARN_METHODS)} (torchunlearn)"
+        )
     ok, why = supreme_status()
     tu_ok, tu_why = torchunlearn_status()
     rows = []
@@ -353,8 +442,14 @@ def run_parity(original: Classifier, data: Data, *, methods: list[str], specs: l
             kind = kind_of(spec)
             if method in PAIRS and PAIRS[method].library == "supreme":
                 pair = PAIRS[method]
-                row = ParityRow(method, spec, "SUPREME 0.1.5", list(seeds), variant=pair.variant,
-                                reference_settings=pair.reference_settings)
+                row = ParityRow(
+                    method,
+                    spec,
+                    "SUPREME 0.1.5",
+                    list(seeds),
+                    variant=pair.variant,
+                    reference_settings=pair.reference_settings,
+                )
                 if kind not in pair.kinds:
                     row.status = f"not applicable ({method} forgets whole classes only)"
                 elif pair.call is None:
@@ -375,8 +470,13 @@ def run_parity(original: Classifier, data: Data, *, methods: list[str], specs: l
                             break
                 rows.append(summarise(row))
             if method in TORCHUNLEARN_METHODS:
-                row = ParityRow(method, spec, "torchunlearn", list(seeds),
-                                status=f"not yet compared: {tu_why}" if not tu_ok else "not yet compared")
+                row = ParityRow(
+                    method,
+                    spec,
+                    "torchunlearn",
+                    list(seeds),
+                    status=f"not yet compared: {tu_why}" if not tu_ok else "not yet compared",
+                )
                 rows.append(summarise(row))
     return rows
 
@@ -395,16 +495,22 @@ def _cell(side: dict | None, k: str) -> str:
 
 
 def markdown(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
-    lines = ["# Parity with the reference implementations (issue #32)", "",
-             f"Command: `{meta['command']}`  ", f"Commit: `{meta['git']}`  ", f"Machine: {meta['machine']}  ",
-             f"Checkpoint: `{meta['checkpoint']}` ({meta['setting']})  ",
-             f"Seeds: {', '.join(map(str, meta['seeds']))} (a seed varies the forget set of a random request, the "
-             "loaders' shuffles and the methods' noise; the checkpoint is fixed)  ",
-             f"Figures: percent, mean ± sample std over the seeds; seconds: the method's own time in this process. "
-             f"Tolerance: |ours - reference| <= {100 * TOLERANCE:.0f} points on FA and RA, or a named variant.", "",
-             "| method | forget | library | ours FA | ours RA | ours TA | ours MIA | ours s | ref FA | ref RA | ref TA "
-             "| ref MIA | ref s | ΔFA | ΔRA | ΔTA | ΔMIA | verdict | note |",
-             "|---|---|---|" + "---|" * 16]
+    lines = [
+        "# Parity with the reference implementations (issue #32)",
+        "",
+        f"Command: `{meta['command']}`  ",
+        f"Commit: `{meta['git']}`  ",
+        f"Machine: {meta['machine']}  ",
+        f"Checkpoint: `{meta['checkpoint']}` ({meta['setting']})  ",
+        f"Seeds: {', '.join(map(str, meta['seeds']))} (a seed varies the forget set of a random request, the "
+        "loaders' shuffles and the methods' noise; the checkpoint is fixed)  ",
+        f"Figures: percent, mean ± sample std over the seeds; seconds: the method's own time in this process. "
+        f"Tolerance: |ours - reference| <= {100 * TOLERANCE:.0f} points on FA and RA, or a named variant.",
+        "",
+        "| method | forget | library | ours FA | ours RA | ours TA | ours MIA | ours s | ref FA | ref RA | ref TA "
+        "| ref MIA | ref s | ΔFA | ΔRA | ΔTA | ΔMIA | verdict | note |",
+        "|---|---|---|" + "---|" * 16,
+    ]
     for r in rows:
         if r["status"] != "compared":
             lines.append(f"| {r['method']} | {r['forget']} | {r['library']} |" + " |" * 14 + f" {r['status']} | |")
@@ -412,10 +518,15 @@ def markdown(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
         o, ref, d = r["ours"], r["reference"], r["difference"]
         verdict = "within 5" if r["within_tolerance"] else ("variant" if r["variant"] else "DIFFERS")
         note = "; ".join(x for x in (r["variant"], "reference: " + r["reference_settings"]) if x)
-        lines.append(f"| {r['method']} | {r['forget']} | {r['library']} | "
-                     + " | ".join(_cell(o, k) for k in ("fa", "ra", "ta", "mia", "seconds")) + " | "
-                     + " | ".join(_cell(ref, k) for k in ("fa", "ra", "ta", "mia", "seconds")) + " | "
-                     + " | ".join(f"{100 * d[k]:+.1f}" for k in ("fa", "ra", "ta", "mia")) + f" | {verdict} | {note} |")
+        lines.append(
+            f"| {r['method']} | {r['forget']} | {r['library']} | "
+            + " | ".join(_cell(o, k) for k in ("fa", "ra", "ta", "mia", "seconds"))
+            + " | "
+            + " | ".join(_cell(ref, k) for k in ("fa", "ra", "ta", "mia", "seconds"))
+            + " | "
+            + " | ".join(f"{100 * d[k]:+.1f}" for k in ("fa", "ra", "ta", "mia"))
+            + f" | {verdict} | {note} |"
+        )
     lines += ["", "Our options per row (the reference's settings where our registered defaults differ):", ""]
     for r in rows:
         if r.get("our_options"):

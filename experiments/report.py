@@ -17,7 +17,14 @@ from dcforget.io import atomic_path
 if TYPE_CHECKING:
     from .workspace import Experiment
 
-ROW_AXES = ("part", "ipc", "clusters", "condenser", "classifier", "cycle")  # key fields a table shows between forget and method
+ROW_AXES = (
+    "part",
+    "ipc",
+    "clusters",
+    "condenser",
+    "classifier",
+    "cycle",
+)  # key fields a table shows between forget and method
 
 
 def mean_std(values: list[float]) -> tuple[float, float]:
@@ -51,7 +58,6 @@ def add_reference(row: dict[str, Any], ref: list[float], ref_retrain: list[float
     row["flags"] = ", ".join(flags)
 
 
-
 def _fmt(row: dict[str, Any], k: str) -> str:
     if k not in row:
         return ""
@@ -64,29 +70,40 @@ def render_markdown(meta: dict[str, Any], sections: list[tuple[Experiment, list[
     out = io.StringIO()
     w = out.write
     w(f"# `{meta['suite']}` experiments, preset `{meta['preset']}`\n\n")
-    w(f"Command: `{meta['command']}`  \nCode: {meta.get('git', 'unknown')}  \nMachine: {meta['machine']}  \n"
-      f"Finished: {meta['finished_utc']}  \n")
+    w(
+        f"Command: `{meta['command']}`  \nCode: {meta.get('git', 'unknown')}  \nMachine: {meta['machine']}  \n"
+        f"Finished: {meta['finished_utc']}  \n"
+    )
     w(f"Preset: {meta['preset_description']}\n\n")
     if meta.get("figures_note"):
         w(f"({meta['figures_note']})\n\n")
     if meta.get("cells_older_code"):
-        w(f"**{len(meta['cells_older_code'])} cells were computed by an earlier version of the code** (same settings; "
-          f"`--report-only` reports them as they are, a normal run recomputes them).\n\n")
+        w(
+            f"**{len(meta['cells_older_code'])} cells were computed by an earlier version of the code** (same settings; "
+            f"`--report-only` reports them as they are, a normal run recomputes them).\n\n"
+        )
     if meta.get("cells_missing"):
-        w(f"**Partial report**: {len(meta['cells_missing'])} of {meta['cells']} cells are not computed yet "
-          f"(`--report-only`): {', '.join(meta['cells_missing'])}.\n\n")
+        w(
+            f"**Partial report**: {len(meta['cells_missing'])} of {meta['cells']} cells are not computed yet "
+            f"(`--report-only`): {', '.join(meta['cells_missing'])}.\n\n"
+        )
     if meta.get("cells_diverged"):
-        w(f"**{len(meta['cells_diverged'])} cells diverged** (the method's weights became non-finite at these "
-          "settings; a missing row, or a row with fewer seeds, shows where):\n\n"
-          + "".join(f"- {d}\n" for d in meta["cells_diverged"]) + "\n")
-    w(f"Each cell is the mean ± sample standard deviation (n-1) over seeds 0..{meta['seeds'] - 1}. "
-      f"{meta.get('seed_note') or SEED_NOTE} "
-      f"Data: {meta.get('data_note', '')} Time is a ratio to retraining of the same model, forget set and seed, "
-      "measured in the same run; it counts the whole online request (reduced-set assembly and training) and "
-      "excludes offline work (training the original, condensation, DC-U's offline phase). Absolute seconds depend "
-      "on the machine; the reference's ratio is its method time over its retraining time. "
-      f"{meta.get('bf16_note', '')} A flag marks a difference from the reference's single run larger than "
-      "max(2 std, 2 points).\n")
+        w(
+            f"**{len(meta['cells_diverged'])} cells diverged** (the method's weights became non-finite at these "
+            "settings; a missing row, or a row with fewer seeds, shows where):\n\n"
+            + "".join(f"- {d}\n" for d in meta["cells_diverged"])
+            + "\n"
+        )
+    w(
+        f"Each cell is the mean ± sample standard deviation (n-1) over seeds 0..{meta['seeds'] - 1}. "
+        f"{meta.get('seed_note') or SEED_NOTE} "
+        f"Data: {meta.get('data_note', '')} Time is a ratio to retraining of the same model, forget set and seed, "
+        "measured in the same run; it counts the whole online request (reduced-set assembly and training) and "
+        "excludes offline work (training the original, condensation, DC-U's offline phase). Absolute seconds depend "
+        "on the machine; the reference's ratio is its method time over its retraining time. "
+        f"{meta.get('bf16_note', '')} A flag marks a difference from the reference's single run larger than "
+        "max(2 std, 2 points).\n"
+    )
     for exp, rows in sections:
         w(f"\n## {exp.title}\n\n")
         if exp.spec.get("description"):
@@ -107,17 +124,25 @@ def render_markdown(meta: dict[str, Any], sections: list[tuple[Experiment, list[
                 w(claims_markdown(deep_unlearn_claims(rows)))
             continue
         val = [k for k, _ in VAL_COLUMNS if any(k in r for r in rows)]
-        w("| model | forget | " + "".join(f"{a} | " for a in axes) + "method | RA | FA | "
-          + "".join(f"{dict(VAL_COLUMNS)[k]} | " for k in val) + "TA | MIA | time / retrain | "
-          "ref RA | ref FA | ref MIA | ref time / R | flags | notes |\n")
+        w(
+            "| model | forget | "
+            + "".join(f"{a} | " for a in axes)
+            + "method | RA | FA | "
+            + "".join(f"{dict(VAL_COLUMNS)[k]} | " for k in val)
+            + "TA | MIA | time / retrain | "
+            "ref RA | ref FA | ref MIA | ref time / R | flags | notes |\n"
+        )
         w("|---" * (14 + len(axes) + len(val)) + "|\n")
         for r in rows:
             ref = lambda k: f"{r[k]:.2f}" if k in r else ""
-            w(f"| {r['model']} | {r['forget']} | " + "".join(f"{r.get(a, '')} | " for a in axes) + f"{r['method']} | "
-              f"{_fmt(r, 'retain_acc')} | {_fmt(r, 'forget_acc')} | " + "".join(f"{_fmt(r, k)} | " for k in val) +
-              f"{_fmt(r, 'test_acc')} | {_fmt(r, 'mia')} | {_fmt(r, 'time_ratio')} | {ref('ref_retain_acc')} | "
-              f"{ref('ref_forget_acc')} | {ref('ref_mia')} | {ref('ref_time_ratio')} | {r.get('flags', '')} | "
-              f"{r.get('extra', '')} |\n")
+            w(
+                f"| {r['model']} | {r['forget']} | " + "".join(f"{r.get(a, '')} | " for a in axes) + f"{r['method']} | "
+                f"{_fmt(r, 'retain_acc')} | {_fmt(r, 'forget_acc')} | "
+                + "".join(f"{_fmt(r, k)} | " for k in val)
+                + f"{_fmt(r, 'test_acc')} | {_fmt(r, 'mia')} | {_fmt(r, 'time_ratio')} | {ref('ref_retain_acc')} | "
+                f"{ref('ref_forget_acc')} | {ref('ref_mia')} | {ref('ref_time_ratio')} | {r.get('flags', '')} | "
+                f"{r.get('extra', '')} |\n"
+            )
         if exp.name in meta.get("figures", {}):
             w(f"\n![{exp.name}]({meta['figures'][exp.name]})\n")
         noted = [r for r in rows if r.get("note")]
@@ -131,14 +156,31 @@ def render_markdown(meta: dict[str, Any], sections: list[tuple[Experiment, list[
 def _kind_table(rows: list[dict[str, Any]], axes: list[str], columns) -> str:
     """A kind's own table: model, its axes, method, then the kind's (key, header, format) columns and notes."""
     cols = [c for c in columns if any(c[0] in r for r in rows)]
-    out = ["| model | " + "".join(f"{a} | " for a in axes) + "method | " + "".join(f"{h} | " for _, h, _ in cols)
-           + "notes |", "|---" * (3 + len(axes) + len(cols)) + "|"]
+    out = [
+        "| model | "
+        + "".join(f"{a} | " for a in axes)
+        + "method | "
+        + "".join(f"{h} | " for _, h, _ in cols)
+        + "notes |",
+        "|---" * (3 + len(axes) + len(cols)) + "|",
+    ]
     for r in rows:
-        cell = lambda k, f: "" if k not in r else (f"{r[k]:{f}} ± {r[k + '_std']:{f}}"
-                                                     if r.get(k + "_std") is not None and r.get("seeds", 1) > 1
-                                                     else f"{r[k]:{f}}")
-        out.append(f"| {r.get('model', '')} | " + "".join(f"{r.get(a, '')} | " for a in axes) + f"{r['method']} | "
-                   + "".join(f"{cell(k, f)} | " for k, _, f in cols) + f"{r.get('extra', '')} |")
+        cell = lambda k, f: (
+            ""
+            if k not in r
+            else (
+                f"{r[k]:{f}} ± {r[k + '_std']:{f}}"
+                if r.get(k + "_std") is not None and r.get("seeds", 1) > 1
+                else f"{r[k]:{f}}"
+            )
+        )
+        out.append(
+            f"| {r.get('model', '')} | "
+            + "".join(f"{r.get(a, '')} | " for a in axes)
+            + f"{r['method']} | "
+            + "".join(f"{cell(k, f)} | " for k, _, f in cols)
+            + f"{r.get('extra', '')} |"
+        )
     return "\n".join(out) + "\n"
 
 
@@ -148,11 +190,30 @@ LEADERBOARD_NOTE = (
     "the toolkit's ranking, where a method with a degenerate cell (RA or TA at or below chance + 5 points, "
     "non-finite or exploded weights) is not ranked; rank range: its 2.5-97.5% range when every time is scaled by "
     "an independent factor in [0.8, 1.2] (500 draws); DU rank (all): Deep Unlearn's ranking of every method, "
-    "degenerate ones included.\n")
+    "degenerate ones included.\n"
+)
 
 
-DEEP_UNLEARN_18 = ("finetune", "gradient-ascent", "bad-teacher", "fisher", "neggrad-plus", "srl", "fcs", "msg", "cfw",
-                   "prmq", "ct", "kde", "rni", "salun", "scrub", "iu", "cf-k", "eu-k")
+DEEP_UNLEARN_18 = (
+    "finetune",
+    "gradient-ascent",
+    "bad-teacher",
+    "fisher",
+    "neggrad-plus",
+    "srl",
+    "fcs",
+    "msg",
+    "cfw",
+    "prmq",
+    "ct",
+    "kde",
+    "rni",
+    "salun",
+    "scrub",
+    "iu",
+    "cf-k",
+    "eu-k",
+)
 
 
 def _claim_checks(avg: dict[str, float], top: int) -> dict[str, bool]:
@@ -166,8 +227,10 @@ def _claim_checks(avg: dict[str, float], top: int) -> dict[str, bool]:
     return out
 
 
-CLAIMS = {"msg-ct": "MSG and CT are the best methods (both in the top {top} of Deep Unlearn's 18 by average rank)",
-          "ng+": "NG+ ranks above GA and SRL"}
+CLAIMS = {
+    "msg-ct": "MSG and CT are the best methods (both in the top {top} of Deep Unlearn's 18 by average rank)",
+    "ng+": "NG+ ranks above GA and SRL",
+}
 
 
 def deep_unlearn_claims(rows: list[dict[str, Any]], top: int = 3) -> list[dict[str, Any]]:
@@ -181,8 +244,10 @@ def deep_unlearn_claims(rows: list[dict[str, Any]], top: int = 3) -> list[dict[s
     for model in dict.fromkeys(r["model"] for r in rows):
         table = [r for r in rows if r["model"] == model]
         first = next((r for r in table if "_rank_draws" in r), None)
-        for ranking, key, draws_key, label in (("du", "avg_rank_du", "_rank_draws_du", "Deep Unlearn's ranking"),
-                                               ("toolkit", "avg_rank", "_rank_draws", "without degenerate models")):
+        for ranking, key, draws_key, label in (
+            ("du", "avg_rank_du", "_rank_draws_du", "Deep Unlearn's ranking"),
+            ("toolkit", "avg_rank", "_rank_draws", "without degenerate models"),
+        ):
             avg = {r["method"]: r[key] for r in table if key in r}
             every = {r["method"] for r in table}
             if not avg:
@@ -193,43 +258,68 @@ def deep_unlearn_claims(rows: list[dict[str, Any]], top: int = 3) -> list[dict[s
             for claim in _claim_checks(dict.fromkeys(every, 0.0), top):  # the claims this table's methods allow
                 share = statistics.fmean(d.get(claim, False) for d in draws) if draws else None
                 held = point.get(claim, False)
-                verdict = ("confirmed" if held else "not confirmed") if share is None else (
-                    "confirmed" if share >= 0.975 else "not confirmed" if share <= 0.025 else "within timing noise")
+                verdict = (
+                    ("confirmed" if held else "not confirmed")
+                    if share is None
+                    else (
+                        "confirmed" if share >= 0.975 else "not confirmed" if share <= 0.025 else "within timing noise"
+                    )
+                )
                 names = ("msg", "ct") if claim == "msg-ct" else ("neggrad-plus", "gradient-ascent", "srl")
-                where = "; ".join(f"{m} {ours.index(m) + 1} of {len(ours)} (avg rank {avg[m]:.2f})" if m in avg
-                                  else f"{m} not ranked (degenerate)" for m in names)
-                out.append({"model": model, "ranking": ranking, "claim": CLAIMS[claim].format(top=top),
-                            "confirmed": verdict == "confirmed", "verdict": verdict,
-                            "share_of_timing_draws": share,
-                            "evidence": f"{label}: {where}; best: {', '.join(ours[:top])}"
-                                        + (f"; holds in {100 * share:.0f}% of timing draws" if share is not None
-                                           else "")})
+                where = "; ".join(
+                    f"{m} {ours.index(m) + 1} of {len(ours)} (avg rank {avg[m]:.2f})"
+                    if m in avg
+                    else f"{m} not ranked (degenerate)"
+                    for m in names
+                )
+                out.append(
+                    {
+                        "model": model,
+                        "ranking": ranking,
+                        "claim": CLAIMS[claim].format(top=top),
+                        "confirmed": verdict == "confirmed",
+                        "verdict": verdict,
+                        "share_of_timing_draws": share,
+                        "evidence": f"{label}: {where}; best: {', '.join(ours[:top])}"
+                        + (f"; holds in {100 * share:.0f}% of timing draws" if share is not None else ""),
+                    }
+                )
     return out
 
 
 def claims_markdown(claims: list[dict[str, Any]]) -> str:
     if not claims:
         return ""
-    return ("\nDeep Unlearn's claims on this table:\n\n"
-            + "".join(f"- {c['model']}: {c['claim']}: **{c.get('verdict') or ('confirmed' if c['confirmed'] else 'not confirmed')}** "
-                      f"({c['evidence']})\n" for c in claims))
+    return "\nDeep Unlearn's claims on this table:\n\n" + "".join(
+        f"- {c['model']}: {c['claim']}: **{c.get('verdict') or ('confirmed' if c['confirmed'] else 'not confirmed')}** "
+        f"({c['evidence']})\n"
+        for c in claims
+    )
 
 
-SEED_NOTE = ("A seed varies the forget set's draw (random and fractional specs) and the method's own randomness "
-             "(initialisation, batch order, augmentation, noise); the original model, its condensed files and DC-U's "
-             "offline checkpoint are made once (seed 0) and shared by every seed, and so are the per-class cap and "
-             "the validation split.")
+SEED_NOTE = (
+    "A seed varies the forget set's draw (random and fractional specs) and the method's own randomness "
+    "(initialisation, batch order, augmentation, noise); the original model, its condensed files and DC-U's "
+    "offline checkpoint are made once (seed 0) and shared by every seed, and so are the per-class cap and "
+    "the validation split."
+)
 
 
 VAL_COLUMNS = (("val_acc", "VA"), ("val_mia", "val MIA"), ("val_gap", "val gap to R"))
-VAL_NOTE = ("VA is accuracy on the validation split; val MIA the population attack with validation images as "
-            "non-members; val gap to R the distance to retraining of the same seed on RA, FA, VA and val MIA "
-            "(points). Choices read only these columns and RA/FA; TA and MIA (test split) are reported, never "
-            "optimised.")
+VAL_NOTE = (
+    "VA is accuracy on the validation split; val MIA the population attack with validation images as "
+    "non-members; val gap to R the distance to retraining of the same seed on RA, FA, VA and val MIA "
+    "(points). Choices read only these columns and RA/FA; TA and MIA (test split) are reported, never "
+    "optimised."
+)
 
 
-def write_report(out: Path, meta: dict[str, Any], sections: list[tuple["Experiment", list[dict[str, Any]]]],
-                 results: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
+def write_report(
+    out: Path,
+    meta: dict[str, Any],
+    sections: list[tuple["Experiment", list[dict[str, Any]]]],
+    results: dict[str, list[dict[str, Any]]],
+) -> list[dict[str, Any]]:
     """Draw the figures and write report.md, report.csv and report.json (each atomically); returns the rows."""
     rows = [r for _, rs in sections for r in rs]
     from . import figures
@@ -239,9 +329,12 @@ def write_report(out: Path, meta: dict[str, Any], sections: list[tuple["Experime
         png = out / "figures" / f"{exp.name}.png"
         if figures.draw(exp.spec.get("kind", "unlearn"), rs, png, exp.title):
             meta["figures"][exp.name] = f"figures/{exp.name}.png"
-    meta["claims"] = {exp.name: deep_unlearn_claims(rs) for exp, rs in sections
-                      if exp.spec.get("kind") == "leaderboard"}
-    meta["figures_note"] = "" if figures.available() else "figures skipped: matplotlib is not installed (pip install 'dcforget[plots]')"
+    meta["claims"] = {
+        exp.name: deep_unlearn_claims(rs) for exp, rs in sections if exp.spec.get("kind") == "leaderboard"
+    }
+    meta["figures_note"] = (
+        "" if figures.available() else "figures skipped: matplotlib is not installed (pip install 'dcforget[plots]')"
+    )
     with atomic_path(out / "report.md", force=True) as tmp:
         tmp.write_text(render_markdown(meta, sections))
     rows = [{k: v for k, v in r.items() if not k.startswith("_")} for r in rows]  # working data of the rows

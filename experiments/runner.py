@@ -47,8 +47,17 @@ from unlearn.methods import METHODS
 from .report import write_report
 from .workspace import KINDS, Cell, Experiment, Kind, Workspace, val_fraction
 
-__all__ = ["KINDS", "Cell", "Experiment", "Kind", "Workspace", "reproduce", "load_suite", "settings_digest",
-           "code_digest"]
+__all__ = [
+    "KINDS",
+    "Cell",
+    "Experiment",
+    "Kind",
+    "Workspace",
+    "reproduce",
+    "load_suite",
+    "settings_digest",
+    "code_digest",
+]
 
 PRESET_NAMES = ("smoke", "cpu", "paper")
 
@@ -78,8 +87,10 @@ def suite_dir(suite: str) -> Path:
             d = base / "experiments" / suite
             if (d / "presets.toml").is_file():
                 return d
-    raise ConfigError(f"unknown experiment suite {suite!r} (a name of a folder of configs/experiments/); "
-                      f"known suites: {', '.join(known) or 'none'}")
+    raise ConfigError(
+        f"unknown experiment suite {suite!r} (a name of a folder of configs/experiments/); "
+        f"known suites: {', '.join(known) or 'none'}"
+    )
 
 
 def load_suite(suite: str, preset: str, only: list[str] | None = None) -> tuple[dict[str, Any], list[Experiment]]:
@@ -125,7 +136,11 @@ def suite_tuning(suite: str, preset: str, dataset: str, model: str) -> list[tupl
     jobs: dict[tuple[str, str], None] = {}
     for e in exps:
         s = e.spec
-        if s.get("kind") != "leaderboard" or s.get("tuned_on", s.get("dataset")) != dataset or s.get("dataset") != dataset:
+        if (
+            s.get("kind") != "leaderboard"
+            or s.get("tuned_on", s.get("dataset")) != dataset
+            or s.get("dataset") != dataset
+        ):
             continue
         if model not in s.get("models", []):
             continue
@@ -143,8 +158,17 @@ def suite_tuning(suite: str, preset: str, dataset: str, model: str) -> list[tupl
     return list(jobs)
 
 
-PRESENTATION_KEYS = ("title", "description", "reductions", "reference_source", "reference", "reference_keys", "notes",
-                     "flag", "tune_class")  # shape the report (or `experiments tune --suite`), not the cells
+PRESENTATION_KEYS = (
+    "title",
+    "description",
+    "reductions",
+    "reference_source",
+    "reference",
+    "reference_keys",
+    "notes",
+    "flag",
+    "tune_class",
+)  # shape the report (or `experiments tune --suite`), not the cells
 
 
 PRESET_PRESENTATION_KEYS = ("description", "seeds", "seed_note")  # the report's text, and the seed (in the cell)
@@ -154,20 +178,38 @@ def settings_digest(preset: dict[str, Any], exp: Experiment) -> str:
     """What an experiment's cells are computed from: the preset's settings (seeds aside: the seed is in the cell)
     and the experiment's grid and options after the preset's overrides. A finished cell whose digest differs was
     computed under other settings and is recomputed, not read back."""
-    settings = {"preset": {k: v for k, v in preset.items() if k not in PRESET_PRESENTATION_KEYS},
-                "val_fraction": val_fraction(preset),
-                "experiment": {k: v for k, v in exp.spec.items() if k not in PRESENTATION_KEYS}}
+    settings = {
+        "preset": {k: v for k, v in preset.items() if k not in PRESET_PRESENTATION_KEYS},
+        "val_fraction": val_fraction(preset),
+        "experiment": {k: v for k, v in exp.spec.items() if k not in PRESENTATION_KEYS},
+    }
     return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-CODE_PACKAGES = ("dcforget", "condense", "unlearn", "attacks", "experiments")  # what a cell's computation can run through
+CODE_PACKAGES = (
+    "dcforget",
+    "condense",
+    "unlearn",
+    "attacks",
+    "experiments",
+)  # what a cell's computation can run through
 # Orchestration (which cells run, where results go), drawing, reporting and argument parsing: code that decides
 # nothing a cell computes. What a cell's modules import, transitively, joins its digest (code_digest).
-NOT_CELL_CODE = ("experiments/runner.py", "experiments/figures.py", "experiments/report.py", "experiments/cli.py",
-                 "experiments/demo.py", "experiments/kinds/leaderboard_rows.py",
-                 "dcforget/provenance.py", "dcforget/cli.py", "unlearn/cli.py",
-                 "unlearn/compare.py", "condense/cli.py", "attacks/cli.py")
+NOT_CELL_CODE = (
+    "experiments/runner.py",
+    "experiments/figures.py",
+    "experiments/report.py",
+    "experiments/cli.py",
+    "experiments/demo.py",
+    "experiments/kinds/leaderboard_rows.py",
+    "dcforget/provenance.py",
+    "dcforget/cli.py",
+    "unlearn/cli.py",
+    "unlearn/compare.py",
+    "condense/cli.py",
+    "attacks/cli.py",
+)
 
 
 def _code_bytes(path: Path) -> bytes:
@@ -177,7 +219,11 @@ def _code_bytes(path: Path) -> bytes:
     for node in ast.walk(tree):
         if isinstance(node, (ast.Module, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and node.body:
             first = node.body[0]
-            if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) and isinstance(first.value.value, str):
+            if (
+                isinstance(first, ast.Expr)
+                and isinstance(first.value, ast.Constant)
+                and isinstance(first.value.value, str)
+            ):
                 node.body = node.body[1:] or [ast.Pass()]
     return ast.dump(tree, annotate_fields=False).encode()
 
@@ -204,7 +250,7 @@ def _imports(name: str, path: Path, known: dict[str, Path]) -> set[str]:
             base = node.module or ""
             if node.level:
                 anchor = package.split(".")
-                anchor = anchor[:len(anchor) - (node.level - 1)]
+                anchor = anchor[: len(anchor) - (node.level - 1)]
                 base = ".".join([*anchor, base] if base else anchor)
             found.add(base)
             found.update(f"{base}.{a.name}" for a in node.names)
@@ -212,8 +258,9 @@ def _imports(name: str, path: Path, known: dict[str, Path]) -> set[str]:
 
 
 @functools.lru_cache(maxsize=None)
-def code_digest(method: str | None = None, root: Path | None = None,
-                kind_module: str = "experiments.kinds.unlearn_grid") -> str:
+def code_digest(
+    method: str | None = None, root: Path | None = None, kind_module: str = "experiments.kinds.unlearn_grid"
+) -> str:
     """sha256 of the source a cell runs through: the modules reachable by imports (static, function-local ones
     included) from its experiment kind's module, the workspace and the cell's method, without docstrings and
     comments. Not followed: orchestration, reports and CLIs (NOT_CELL_CODE), and the method files of *other*
@@ -230,8 +277,9 @@ def code_digest(method: str | None = None, root: Path | None = None,
         own |= {m for m in _imports(next(iter(own)), known[next(iter(own))], known) if m.startswith(methods_pkg + ".")}
     skip = {m for m in known if known[m].relative_to(root).as_posix() in NOT_CELL_CODE}
     if method is not None:
-        skip |= {m for m in known if m.startswith(methods_pkg + ".") and m not in own
-                 and m not in (f"{methods_pkg}.base",)}
+        skip |= {
+            m for m in known if m.startswith(methods_pkg + ".") and m not in own and m not in (f"{methods_pkg}.base",)
+        }
     todo = [m for m in (kind_module, "experiments.workspace", "experiments.artefacts", *sorted(own)) if m in known]
     seen: set[str] = set()
     while todo:
@@ -290,8 +338,15 @@ def run_cell(spec: dict[str, Any], context: dict[str, Any]) -> dict[str, Any]:
         device = torch.device(context["device"])
         p, exps, _ = _resolved_suite(spec["suite"], spec["preset"], context.get("only"), device)
         log = context.get("log") or (lambda msg: print(msg, file=sys.stderr, flush=True))
-        ws = Workspace(p, Path(context["out"]) / "artefacts", device, context.get("data_dir"), log,
-                       quiet=not context.get("progress"), run_id=context["run"])
+        ws = Workspace(
+            p,
+            Path(context["out"]) / "artefacts",
+            device,
+            context.get("data_dir"),
+            log,
+            quiet=not context.get("progress"),
+            run_id=context["run"],
+        )
         state = _WORKSPACES[context["run"]] = (ws, {e.name: e for e in exps})
     ws, exps = state
     exp = exps[spec["experiment"]]
@@ -335,14 +390,28 @@ def check_out_dir(out: Path, suite: str, preset: str, force: bool) -> None:
         return
     theirs = (meta.get("suite", suite), meta.get("preset"))
     if theirs != (suite, preset):
-        raise OutputExistsError(f"{out} holds a run of suite {theirs[0]!r} with preset {theirs[1]!r}, not {suite!r} "
-                                f"with {preset!r}; choose another --out, or pass --force to replace its report")
+        raise OutputExistsError(
+            f"{out} holds a run of suite {theirs[0]!r} with preset {theirs[1]!r}, not {suite!r} "
+            f"with {preset!r}; choose another --out, or pass --force to replace its report"
+        )
 
 
-def reproduce(suite: str, preset: str, out: str | Path, *, only: list[str] | None = None, data_dir: str | None = None,
-              device: torch.device, seeds: int | None = None, command: str = "", log: Log = print,
-              report_only: bool = False, progress: bool = False, executor: Executor | None = None,
-              force: bool = False) -> dict[str, Any]:
+def reproduce(
+    suite: str,
+    preset: str,
+    out: str | Path,
+    *,
+    only: list[str] | None = None,
+    data_dir: str | None = None,
+    device: torch.device,
+    seeds: int | None = None,
+    command: str = "",
+    log: Log = print,
+    report_only: bool = False,
+    progress: bool = False,
+    executor: Executor | None = None,
+    force: bool = False,
+) -> dict[str, Any]:
     """Run (or read back) every cell of the suite's experiments and write the report. ``report_only``: compute
     nothing, report the finished, current cells and list the missing ones (a partial report says so); an
     unreadable cell counts as missing (and is recomputed by a run). ``only``: run these experiments' cells; the
@@ -377,8 +446,10 @@ def reproduce(suite: str, preset: str, out: str | Path, *, only: list[str] | Non
         rec, why = read_cell(path)
         if why is not None:
             damaged.append(f"{exp.name}/{cell.id}")
-            log(f"{exp.name}: {cell.id} cannot be read ({why}): " + ("counted as missing" if report_only or exp.name not in run_names else
-                                                                        "recomputed"))
+            log(
+                f"{exp.name}: {cell.id} cannot be read ({why}): "
+                + ("counted as missing" if report_only or exp.name not in run_names else "recomputed")
+            )
         want[i] = cell_digest(digests[exp.name], cell, exp, p)
         if rec is not None and rec.get("settings") == want[i]:
             done_before += 1
@@ -395,22 +466,42 @@ def reproduce(suite: str, preset: str, out: str | Path, *, only: list[str] | Non
             todo.append(i)
     if todo:
         executor = executor or LocalExecutor()
-        log(f"{len(todo)} cell(s) to run ({', '.join(f'{k}={v}' for k, v in executor.describe().items() if v is not None)})")
+        log(
+            f"{len(todo)} cell(s) to run ({', '.join(f'{k}={v}' for k, v in executor.describe().items() if v is not None)})"
+        )
         where = Path(data_dir) if data_dir is not None else default_data_dir()  # absolute: workers have other cwds
-        context = {"run": uuid.uuid4().hex, "out": str(out.resolve()), "data_dir": str(where.resolve()),
-                   "device": str(device),
-                   "only": only, "progress": progress,
-                   # in this process the workspace logs through ``log``; other processes print to their stderr
-                   "log": log if isinstance(executor, LocalExecutor) and executor.workers == 1 else None}
-        specs = [{"suite": suite, "preset": preset, "experiment": plan[i][0].name, "key": plan[i][1].key,
-                  "seed": plan[i][1].seed} for i in todo]
+        context = {
+            "run": uuid.uuid4().hex,
+            "out": str(out.resolve()),
+            "data_dir": str(where.resolve()),
+            "device": str(device),
+            "only": only,
+            "progress": progress,
+            # in this process the workspace logs through ``log``; other processes print to their stderr
+            "log": log if isinstance(executor, LocalExecutor) and executor.workers == 1 else None,
+        }
+        specs = [
+            {
+                "suite": suite,
+                "preset": preset,
+                "experiment": plan[i][0].name,
+                "key": plan[i][1].key,
+                "seed": plan[i][1].seed,
+            }
+            for i in todo
+        ]
         try:
             for n_done, (pos, (value, seconds)) in enumerate(executor.map(run_cell, specs, context), 1):
                 i = todo[pos]
                 exp, cell = plan[i]
-                rec = {"experiment": exp.name, "key": cell.key, "seed": cell.seed,
-                       "settings": want[i], "result": value["result"],
-                       "cell_seconds": seconds}
+                rec = {
+                    "experiment": exp.name,
+                    "key": cell.key,
+                    "seed": cell.seed,
+                    "settings": want[i],
+                    "result": value["result"],
+                    "cell_seconds": seconds,
+                }
                 path = out / "cells" / exp.name / f"{cell.id}.json"
                 path.parent.mkdir(parents=True, exist_ok=True)
                 with atomic_path(path, force=True) as tmp:
@@ -428,25 +519,57 @@ def reproduce(suite: str, preset: str, out: str | Path, *, only: list[str] | Non
         results[plan[i][0].name].append(records[i])
     sections = [(e, KINDS.get(e.spec.get("kind", "unlearn")).rows(e, results[e.name])) for e in exps]
     columns = {e.name: KINDS.get(e.spec.get("kind", "unlearn")).columns for e in exps}
-    meta = {"suite": suite, "columns": columns, "preset": preset, "command": command, "machine": machine(device), "git": git_hash(),
-            "finished_utc": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()), "seeds": n_seeds,
-            "preset_description": p.get("description", ""), "seed_note": p.get("seed_note"), "preset_settings": {k: v for k, v in p.items() if k != "description"},
-            "cells": len(plan), "cells_read_back": done_before, "only": only, "seconds_this_run": time.perf_counter() - t0,
-            "cells_missing": missing, "cells_older_code": older_code, "cells_damaged": damaged, "cells_diverged": diverged,
-            "data_note": (f"{p['dataset']}, {p.get('per_class') or 'all'} training images per class (seed 0), of which "
-                          f"{100 * val_fraction(p):.0f}% per class are held out as the validation split (not retain, "
-                          "not forget); RA/FA are on the rest, TA on the test split." if p.get("dataset") else
-                          "this suite reads committed reports, each with its own data."),
-            "bf16_note": ("bf16 autocast is on for training the originals and inside every method with a bf16 "
-                          "option (evaluation runs in float32)." if p.get("bf16") else
-                          "Everything runs in float32" + (" (bf16 = auto: this device has no native bf16, where "
-                                                          "autocast is 4-12x slower)." if auto and not native else "."))}
+    meta = {
+        "suite": suite,
+        "columns": columns,
+        "preset": preset,
+        "command": command,
+        "machine": machine(device),
+        "git": git_hash(),
+        "finished_utc": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()),
+        "seeds": n_seeds,
+        "preset_description": p.get("description", ""),
+        "seed_note": p.get("seed_note"),
+        "preset_settings": {k: v for k, v in p.items() if k != "description"},
+        "cells": len(plan),
+        "cells_read_back": done_before,
+        "only": only,
+        "seconds_this_run": time.perf_counter() - t0,
+        "cells_missing": missing,
+        "cells_older_code": older_code,
+        "cells_damaged": damaged,
+        "cells_diverged": diverged,
+        "data_note": (
+            f"{p['dataset']}, {p.get('per_class') or 'all'} training images per class (seed 0), of which "
+            f"{100 * val_fraction(p):.0f}% per class are held out as the validation split (not retain, "
+            "not forget); RA/FA are on the rest, TA on the test split."
+            if p.get("dataset")
+            else "this suite reads committed reports, each with its own data."
+        ),
+        "bf16_note": (
+            "bf16 autocast is on for training the originals and inside every method with a bf16 "
+            "option (evaluation runs in float32)."
+            if p.get("bf16")
+            else "Everything runs in float32"
+            + (
+                " (bf16 = auto: this device has no native bf16, where autocast is 4-12x slower)."
+                if auto and not native
+                else "."
+            )
+        ),
+    }
     rows = write_report(out, meta, sections, results)
     if report_only:
-        log(f"{len(plan)} cells: {done_before} read back, {len(older_code)} read back from older code, "
-            f"{len(missing)} missing" + (f" ({len(damaged)} of them unreadable)" if damaged else "")
-            + f"; none run (--report-only); report: {out / 'report.md'}")
+        log(
+            f"{len(plan)} cells: {done_before} read back, {len(older_code)} read back from older code, "
+            f"{len(missing)} missing"
+            + (f" ({len(damaged)} of them unreadable)" if damaged else "")
+            + f"; none run (--report-only); report: {out / 'report.md'}"
+        )
     else:
-        log(f"{len(plan)} cells ({done_before} read back, {len(todo)} run now"
-            + (f", {len(damaged)} of them unreadable before" if damaged else "") + f"); report: {out / 'report.md'}")
+        log(
+            f"{len(plan)} cells ({done_before} read back, {len(todo)} run now"
+            + (f", {len(damaged)} of them unreadable before" if damaged else "")
+            + f"); report: {out / 'report.md'}"
+        )
     return {"meta": meta, "rows": rows}

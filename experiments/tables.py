@@ -36,19 +36,23 @@ def leaderboard(rows: list[dict[str, Any]], exp: str) -> str:
     ranked = sorted((r for r in mine if "avg_rank" in r), key=lambda r: r["avg_rank"])
     rest = sorted((r for r in mine if r not in refs and r not in ranked), key=lambda r: r.get("avg_rank_du", 1e9))
     other = any("test_acc_other" in r for r in mine)  # whole-class tables: TA on the classes kept
-    out = ["| # | method | RA | FA | TA |" + (" TA other |" if other else "") + " Indisc. | RetDev | RTE | L2 to R | "
-           "avg rank | rank range (time ±20%) | DU rank (all) | degenerate | options |",
-           "|---|---|---|---|---|" + ("---|" if other else "") + "---|---|---|---|---|---|---|---|---|"]
+    out = [
+        "| # | method | RA | FA | TA |" + (" TA other |" if other else "") + " Indisc. | RetDev | RTE | L2 to R | "
+        "avg rank | rank range (time ±20%) | DU rank (all) | degenerate | options |",
+        "|---|---|---|---|---|" + ("---|" if other else "") + "---|---|---|---|---|---|---|---|---|",
+    ]
     for i, r in enumerate(refs + ranked + rest):
         pos = "" if r in refs or r in rest else str(i + 1 - len(refs))
         name = {"none": "original (reference)", "retrain": "retrain (reference)"}.get(r["method"], f"`{r['method']}`")
         rte = _pm(r, "rte", f=".2f") + (f" ({r['rte_withheld']} withheld)" if r.get("rte_withheld") else "")
-        out.append(f"| {pos} | {name} | {_pm(r, 'retain_acc')} | {_pm(r, 'forget_acc')} | {_pm(r, 'test_acc')} | "
-                   + (f"{_pm(r, 'test_acc_other')} | " if other else "")
-                   + f"{_pm(r, 'indiscernibility', f='.3f')} | {_pm(r, 'retention_deviation', f='.3f')} | {rte} | "
-                   f"{_pm(r, 'l2_to_retrain', f='.1f')} | {_pm(r, 'avg_rank', f='.2f')} | "
-                   f"{r.get('avg_rank_range', '')} | {_pm(r, 'avg_rank_du', f='.2f')} | {r.get('degenerate', '')} | "
-                   f"{r.get('tuned', '')} |")
+        out.append(
+            f"| {pos} | {name} | {_pm(r, 'retain_acc')} | {_pm(r, 'forget_acc')} | {_pm(r, 'test_acc')} | "
+            + (f"{_pm(r, 'test_acc_other')} | " if other else "")
+            + f"{_pm(r, 'indiscernibility', f='.3f')} | {_pm(r, 'retention_deviation', f='.3f')} | {rte} | "
+            f"{_pm(r, 'l2_to_retrain', f='.1f')} | {_pm(r, 'avg_rank', f='.2f')} | "
+            f"{r.get('avg_rank_range', '')} | {_pm(r, 'avg_rank_du', f='.2f')} | {r.get('degenerate', '')} | "
+            f"{r.get('tuned', '')} |"
+        )
     return "\n".join(out) + "\n"
 
 
@@ -59,14 +63,18 @@ def leaderboard_summary(report: dict[str, Any]) -> str:
     claims_by_exp = report["meta"].get("claims", {})
     if not claims_by_exp:
         raise ConfigError("the report has no leaderboard experiments (no claims in its meta)")
-    out = ["| experiment | methods ranked | degenerate (not ranked) | top 5 (average rank) | Deep Unlearn's claims |",
-           "|---|---|---|---|---|"]
+    out = [
+        "| experiment | methods ranked | degenerate (not ranked) | top 5 (average rank) | Deep Unlearn's claims |",
+        "|---|---|---|---|---|",
+    ]
     for exp, claims in claims_by_exp.items():
         ranked = sorted((r for r in rows if r["experiment"] == exp and "avg_rank" in r), key=lambda r: r["avg_rank"])
         top = ", ".join(f"`{r['method']}` {r['avg_rank']:.1f}" for r in ranked[:5])
-        verdicts = "; ".join(f"{c['claim']} ({c.get('ranking', 'du')}): "
-                             f"{c.get('verdict') or ('confirmed' if c['confirmed'] else 'not confirmed')}"
-                             for c in claims)
+        verdicts = "; ".join(
+            f"{c['claim']} ({c.get('ranking', 'du')}): "
+            f"{c.get('verdict') or ('confirmed' if c['confirmed'] else 'not confirmed')}"
+            for c in claims
+        )
         degenerate = sum("degenerate" in r for r in rows if r["experiment"] == exp)
         out.append(f"| {exp} | {len(ranked)} | {degenerate} | {top} | {verdicts} |")
     return "\n".join(out) + "\n"
@@ -78,17 +86,21 @@ def tuned_table(folder: Path) -> str:
     if not files:
         raise ConfigError(f"no tuned-options file in {folder}")
     docs = [json.loads(f.read_text()) for f in files]
-    out = ["| method | forget | norm | \\|dRA\\|/3 | \\|dFA\\|/3 | \\|dVA\\|/3 | 1 - indisc. | chosen options | trials |",
-           "|---|---|---|---|---|---|---|---|---|"]
+    out = [
+        "| method | forget | norm | \\|dRA\\|/3 | \\|dFA\\|/3 | \\|dVA\\|/3 | 1 - indisc. | chosen options | trials |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     fmt = lambda v: f"{v:.3g}" if isinstance(v, float) else str(v)  # noqa: E731
     for d in sorted(docs, key=lambda d: d["norm"]):
         o = d["objectives"]
         searched = {k: v for k, v in d["options"].items() if k not in d.get("fixed", {})}
         opts = ", ".join(f"{k}={fmt(v)}" for k, v in sorted(searched.items()))
         halves = " (halves)" if d["setup"].get("validation") == "halves" else ""  # VA and MIA on the selection half
-        out.append(f"| `{d['method']}` | {d['setup']['forget']}{halves} | {d['norm']:.3f} | {o['retain_gap']:.3f} | "
-                   f"{o['forget_gap']:.3f} | {o['val_gap']:.3f} | {o['val_mia_distinguishability']:.3f} | {opts} | "
-                   f"{d['study']['trials']} |")
+        out.append(
+            f"| `{d['method']}` | {d['setup']['forget']}{halves} | {d['norm']:.3f} | {o['retain_gap']:.3f} | "
+            f"{o['forget_gap']:.3f} | {o['val_gap']:.3f} | {o['val_mia_distinguishability']:.3f} | {opts} | "
+            f"{d['study']['trials']} |"
+        )
     return "\n".join(out) + "\n"
 
 
@@ -101,8 +113,9 @@ def read_report(path: Path) -> dict[str, Any]:
     if isinstance(doc, dict) and isinstance(doc.get("meta"), dict) and isinstance(doc.get("attacks"), dict):
         return doc  # an `attacks ulira` report
     if not isinstance(doc, dict) or not isinstance(doc.get("meta"), dict) or not isinstance(doc.get("rows"), list):
-        raise ConfigError(f"{f} is not a report `experiments reproduce` or `attacks ulira` wrote (needs meta and "
-                          "rows, or attacks)")
+        raise ConfigError(
+            f"{f} is not a report `experiments reproduce` or `attacks ulira` wrote (needs meta and rows, or attacks)"
+        )
     return doc
 
 
@@ -110,9 +123,12 @@ def ulira_table(report: dict[str, Any]) -> str:
     """An `attacks ulira` report: each model's attack AUC with its interval (the report's bootstrap), accuracy and
     TPR at low FPR, most distinguishable first."""
     b = report.get("bootstrap") or {}
-    out = [f"U-LiRA: {report.get('setup', {}).get('splits', '?')} splits; intervals: {b.get('interval', '95%')} "
-           f"({b.get('replicates', '?')} draws over {b.get('over', 'targets')}).\n",
-           "| model | AUC [95% CI] | accuracy | TPR at 1% FPR | TPR at 0.1% FPR |", "|---|---|---|---|---|"]
+    out = [
+        f"U-LiRA: {report.get('setup', {}).get('splits', '?')} splits; intervals: {b.get('interval', '95%')} "
+        f"({b.get('replicates', '?')} draws over {b.get('over', 'targets')}).\n",
+        "| model | AUC [95% CI] | accuracy | TPR at 1% FPR | TPR at 0.1% FPR |",
+        "|---|---|---|---|---|",
+    ]
     rows = sorted(report["attacks"].items(), key=lambda kv: -kv[1]["auc"])
     for name, a in rows:
         ci = a.get("auc_ci")
@@ -140,8 +156,10 @@ def source_line(report: dict[str, Any], path: Path, real: Path | None = None) ->
     page = "report.md" if (Path(real or path) / "report.md").is_file() else "report.json"
     seeds = m.get("seeds")
     seeds = f", {len(seeds) if isinstance(seeds, list) else seeds} seed(s)" if isinstance(seeds, (int, list)) else ""
-    return (f"From [`{Path(path).as_posix()}`]({Path(path).as_posix()}/{page}): `{m.get('command', '')}` at "
-            f"{str(m.get('git', 'unknown'))[:12]}{seeds}, finished {m.get('finished_utc', '?')}.\n")
+    return (
+        f"From [`{Path(path).as_posix()}`]({Path(path).as_posix()}/{page}): `{m.get('command', '')}` at "
+        f"{str(m.get('git', 'unknown'))[:12]}{seeds}, finished {m.get('finished_utc', '?')}.\n"
+    )
 
 
 def render(path: str | Path, table: str | None = None, shown: str | None = None) -> str:
@@ -175,8 +193,9 @@ def render(path: str | Path, table: str | None = None, shown: str | None = None)
         from .runner import load_suite
 
         m = report["meta"]
-        title = next((e.spec.get("title", e.name) for e in load_suite(m["suite"], m["preset"])[1] if e.name == table),
-                     None)
+        title = next(
+            (e.spec.get("title", e.name) for e in load_suite(m["suite"], m["preset"])[1] if e.name == table), None
+        )
         if title is None:
             raise ConfigError(f"suite {m['suite']!r} has no experiment {table!r} any more")
         md = p / "report.md" if p.is_dir() else p.with_name("report.md")
@@ -186,9 +205,13 @@ def render(path: str | Path, table: str | None = None, shown: str | None = None)
             raise ConfigError(f"no table {table!r} in the report (it has: {', '.join(columns) or 'none'})")
         return src + "\n" + leaderboard(report["rows"], table)
     if boards:
-        return src + "\n" + leaderboard_summary(report) + "".join(
-            f"\n### {exp}\n\n" + leaderboard(report["rows"], exp) for exp in boards)
-    md = (p / "report.md" if p.is_dir() else p.with_name("report.md"))
+        return (
+            src
+            + "\n"
+            + leaderboard_summary(report)
+            + "".join(f"\n### {exp}\n\n" + leaderboard(report["rows"], exp) for exp in boards)
+        )
+    md = p / "report.md" if p.is_dir() else p.with_name("report.md")
     try:  # every other suite's tables are the report's own Markdown, written by the same run
         return src + "\n" + md.read_text().split("\n", 1)[1].lstrip("\n")
     except OSError as err:
@@ -200,6 +223,7 @@ BLOCK = re.compile(r"(<!-- experiments report (?P<args>[^>]*?) -->\n)(?P<body>.*
 
 def refresh_blocks(text: str, root: Path) -> str:
     """``text`` with every generated block re-rendered from the reports under ``root``."""
+
     def one(m: re.Match) -> str:
         args = shlex.split(m.group("args"))
         path, table = args[0], None
@@ -208,4 +232,5 @@ def refresh_blocks(text: str, root: Path) -> str:
         elif len(args) != 1:
             raise ConfigError(f"a generated block takes PATH [--table T], got {m.group('args')!r}")
         return m.group(1) + render(root / path, table, shown=path) + m.group(4)
+
     return BLOCK.sub(one, text)

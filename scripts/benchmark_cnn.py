@@ -1,5 +1,6 @@
 """The benchmark suite's CNN class-2 originals (cifar10-cnn-class, cpu preset), for the SSD scripts beside this one:
 the data split they were trained on and each seed's original (and retraining, where asked)."""
+
 from pathlib import Path
 
 from dcforget.checkpoint import load_checkpoint

@@ -10,7 +10,7 @@ import torch
 def square(spec, context):
     g = torch.Generator().manual_seed(spec["seed"])
     x = torch.randn(spec["n"], generator=g)
-    return {"sum": float((x ** 2).sum()), "x": x, "seed": spec["seed"], "pid": os.getpid()}
+    return {"sum": float((x**2).sum()), "x": x, "seed": spec["seed"], "pid": os.getpid()}
 
 
 def die_once(spec, context):

@@ -1,9 +1,9 @@
 import pytest
 import torch
 
-from dcforget.overfit import otsu_threshold, overfitting_scores
 from attacks.roc import auc, roc_curve, tpr_at_fpr
 from dcforget.forget import ForgetContext, resolve_forget
+from dcforget.overfit import otsu_threshold, overfitting_scores
 from dcforget.train import TrainConfig, train_on
 
 
@@ -36,9 +36,9 @@ def test_overfitting_scores_match_a_batch_of_one_loop(tiny):
     n = sum(p.numel() for p in model.parameters())
     for i in range(6):
         model.zero_grad()
-        loss = torch.nn.functional.cross_entropy(model(x[i:i + 1].float() / 255), y[i:i + 1])
+        loss = torch.nn.functional.cross_entropy(model(x[i : i + 1].float() / 255), y[i : i + 1])
         loss.backward()
-        sq = sum(float((p.grad ** 2).sum()) for p in model.parameters()) / n
+        sq = sum(float((p.grad**2).sum()) for p in model.parameters()) / n
         assert float(fast[i]) == pytest.approx(abs(float(loss.detach()) - sq), rel=1e-4, abs=1e-7)
 
 
@@ -51,12 +51,14 @@ def test_overfit_spec_selects_low_score_samples(tiny):
     assert torch.equal(split.forget, torch.nonzero(scores <= t).flatten())
     assert 0 < len(split.forget) < len(tiny.train)
     from dcforget.errors import ForgetSpecError
+
     with pytest.raises(ForgetSpecError, match="needs the model"):
         resolve_forget("overfit", ForgetContext(tiny.train.labels, 4, 0))
 
 
 def test_unlearning_metric_layer_distance_and_direction(tiny):
     from attacks.unlearning_metric import layer_distance, unlearning_metric
+
     a = torch.randn(4, 3)
     assert layer_distance(a, a) == pytest.approx(0.0, abs=1e-6)
     assert layer_distance(a, -a) == pytest.approx(2.0, abs=1e-6)

@@ -25,11 +25,21 @@ SPEC = "synthetic:classes=4,train=40,test=20,size=16,noise=0.5"
 
 def _cs(influence="bucket", source=None, labels=(0, 0, 1, 1)):
     # 10 training images, 4 buckets: {0,1,2} {3,4} {5,6,7} {8,9}
-    return CondensedSet(images=torch.rand(4, 1, 2, 2), labels=torch.tensor(labels),
-                        bucket_indptr=torch.tensor([0, 3, 5, 8, 10]), bucket_indices=torch.arange(10),
-                        source_indices=torch.tensor(source or [-1, -1, -1, -1]), method="fdm", dataset="x",
-                        num_classes=2, norm_mean=(0.5,), norm_std=(0.5,), train_size=10, train_fingerprint="f",
-                        influence=influence)
+    return CondensedSet(
+        images=torch.rand(4, 1, 2, 2),
+        labels=torch.tensor(labels),
+        bucket_indptr=torch.tensor([0, 3, 5, 8, 10]),
+        bucket_indices=torch.arange(10),
+        source_indices=torch.tensor(source or [-1, -1, -1, -1]),
+        method="fdm",
+        dataset="x",
+        num_classes=2,
+        norm_mean=(0.5,),
+        norm_std=(0.5,),
+        train_size=10,
+        train_fingerprint="f",
+        influence=influence,
+    )
 
 
 TRAIN_LABELS = torch.tensor([0, 0, 0, 0, 0, 1, 1, 1, 1, 1])
@@ -50,8 +60,20 @@ def test_clean_assembly_passes_on_random_requests():
     keep = counts > 0
     m = int(keep.sum())
     indptr = torch.cat([torch.zeros(1, dtype=torch.long), torch.cumsum(counts[keep], 0)])
-    cs = CondensedSet(torch.rand(m, 1, 2, 2), torch.zeros(m, dtype=torch.long), indptr, torch.argsort(owner),
-                      torch.full((m,), -1), "fdm", "x", 1, (0.5,), (0.5,), n, "f")
+    cs = CondensedSet(
+        torch.rand(m, 1, 2, 2),
+        torch.zeros(m, dtype=torch.long),
+        indptr,
+        torch.argsort(owner),
+        torch.full((m,), -1),
+        "fdm",
+        "x",
+        1,
+        (0.5,),
+        (0.5,),
+        n,
+        "f",
+    )
     for trial in range(5):
         split = _split(torch.randperm(n, generator=g)[: 3 + 20 * trial].tolist(), n)
         r = assemble_reduced(cs, split.forget, n)
@@ -59,14 +81,17 @@ def test_clean_assembly_passes_on_random_requests():
         assert a["passed"], a
 
 
-@pytest.mark.parametrize("influence, source, forget, real, rows, check", [
-    ("bucket", None, [1], [0, 1, 2], [1, 2, 3], "served_real_not_forgotten"),  # forget image served as itself
-    ("bucket", None, [1], [0, 2], [0, 1, 2, 3], "served_buckets_hold_no_forget_sample"),  # touched bucket 0 served
-    ("bucket", [-1, 9, -1, -1], [9], [8], [0, 1, 2], "served_sources_not_forgotten"),  # row 1 copies image 9
-    ("class", None, [9], [8], [0, 1, 2], "served_influence_scope_untouched"),  # row 2 is class 1, 9 is class 1
-    ("global", None, [9], [0, 1, 2, 3, 4, 5, 6, 7, 8], [0], "served_influence_scope_untouched"),
-    ("bucket", None, [1], [0, 2], [3], "every_retain_sample_represented"),  # no leak, but 3..7 are dropped
-])
+@pytest.mark.parametrize(
+    "influence, source, forget, real, rows, check",
+    [
+        ("bucket", None, [1], [0, 1, 2], [1, 2, 3], "served_real_not_forgotten"),  # forget image served as itself
+        ("bucket", None, [1], [0, 2], [0, 1, 2, 3], "served_buckets_hold_no_forget_sample"),  # touched bucket 0 served
+        ("bucket", [-1, 9, -1, -1], [9], [8], [0, 1, 2], "served_sources_not_forgotten"),  # row 1 copies image 9
+        ("class", None, [9], [8], [0, 1, 2], "served_influence_scope_untouched"),  # row 2 is class 1, 9 is class 1
+        ("global", None, [9], [0, 1, 2, 3, 4, 5, 6, 7, 8], [0], "served_influence_scope_untouched"),
+        ("bucket", None, [1], [0, 2], [3], "every_retain_sample_represented"),  # no leak, but 3..7 are dropped
+    ],
+)
 def test_audit_catches_each_kind_of_leak(influence, source, forget, real, rows, check):
     a = audit_served(_split(forget), _cs(influence, source), TRAIN_LABELS, torch.tensor(real), torch.tensor(rows))
     assert a["checks"][check] is False and not a["passed"], a
@@ -79,8 +104,13 @@ def test_audit_fails_closed_on_undecodable_input():
     bad.bucket_indptr = torch.tensor([0, 3, 5, 8, 11])  # points past the indices
     a = audit_served(_split([1]), bad, TRAIN_LABELS, torch.tensor([0]), torch.tensor([1]))
     assert not a["passed"] and "condensed" in a["leaks"]
-    a = audit_served(ForgetSplit("x", torch.tensor([1]), torch.tensor([1, 2])), _cs(), TRAIN_LABELS,
-                     torch.tensor([2]), torch.tensor([1]))
+    a = audit_served(
+        ForgetSplit("x", torch.tensor([1]), torch.tensor([1, 2])),
+        _cs(),
+        TRAIN_LABELS,
+        torch.tensor([2]),
+        torch.tensor([1]),
+    )
     assert not a["passed"] and "split" in a["leaks"]
     a = audit_served(_split([1]), _cs("someday"), TRAIN_LABELS, torch.tensor([0, 2]), torch.tensor([1]))
     assert not a["checks"]["served_influence_scope_untouched"]
@@ -105,7 +135,9 @@ def test_a_shared_helper_bug_passes_the_assemblys_own_audit_but_not_the_independ
 def setup():
     data = load_data(SPEC)
     trained = train_on(data, "cnn", TrainConfig(epochs=4, batch_size=32), seed=0, device=CPU, quiet=True).model
-    cs = build_condensed(data, "fdm", trained, device=CPU, seed=0, clusters=5, options={"steps": 3}, quiet=True).condensed
+    cs = build_condensed(
+        data, "fdm", trained, device=CPU, seed=0, clusters=5, options={"steps": 3}, quiet=True
+    ).condensed
     return data, trained, cs
 
 
@@ -119,6 +151,7 @@ def _spy_fit(monkeypatch):
 
     import unlearn.methods.condensed as mc
     import unlearn.methods.dcu_reference as md
+
     for mod in (mc, md):
         monkeypatch.setattr(mod, "fit", spy)
     return calls
@@ -135,8 +168,9 @@ def test_request_refuses_a_forget_index_injected_into_the_real_images(setup, mon
 
     monkeypatch.setattr(request_mod, "assemble_reduced", leaky)
     with pytest.raises(ReducedSetLeakError, match="served_real_not_forgotten"):
-        unlearn_request(trained, data, "random:0.2", "condensed", device=CPU, options={"epochs": 1}, condensed=cs,
-                        quiet=True)
+        unlearn_request(
+            trained, data, "random:0.2", "condensed", device=CPU, options={"epochs": 1}, condensed=cs, quiet=True
+        )
     assert calls == []  # never trained
 
 
@@ -147,8 +181,9 @@ def test_request_refuses_a_touched_bucket_marked_clean_by_a_shared_helper_bug(se
     split = cumulative_split(data, "random:0.2", 0, None)
     assert assemble_reduced(cs, split.forget, len(data.train)).audit["passed"]  # the old audit would let it through
     with pytest.raises(ReducedSetLeakError, match="served_buckets_hold_no_forget_sample"):
-        unlearn_request(trained, data, "random:0.2", "condensed", device=CPU, options={"epochs": 1}, condensed=cs,
-                        quiet=True)
+        unlearn_request(
+            trained, data, "random:0.2", "condensed", device=CPU, options={"epochs": 1}, condensed=cs, quiet=True
+        )
     assert calls == []
 
 
@@ -162,8 +197,18 @@ def test_what_reduced_tensors_serves_is_audited_there(setup, method, monkeypatch
     touched = [j for j in range(len(cs)) if j not in r.condensed_rows.tolist()]
     leaky = ReducedSet(r.real_indices, torch.tensor(sorted(r.condensed_rows.tolist() + touched[:1])), r.audit)
     opts = {**METHODS.get(method).defaults, "epochs": 1}
-    ctx = UnlearnContext(trained, data, split, CPU, 0, opts, quiet=True, condensed=cs, reduced=leaky,
-                         artefacts={"remembrance_images": torch.rand(4, 3, 16, 16), "remembrance_labels": torch.arange(4)})
+    ctx = UnlearnContext(
+        trained,
+        data,
+        split,
+        CPU,
+        0,
+        opts,
+        quiet=True,
+        condensed=cs,
+        reduced=leaky,
+        artefacts={"remembrance_images": torch.rand(4, 3, 16, 16), "remembrance_labels": torch.arange(4)},
+    )
     with pytest.raises(ReducedSetLeakError):
         METHODS.get(method).run(ctx)
     assert calls == [] and ctx.served_audits == []
@@ -171,8 +216,9 @@ def test_what_reduced_tensors_serves_is_audited_there(setup, method, monkeypatch
 
 def test_report_carries_the_audit_of_what_was_served(setup):
     data, trained, cs = setup
-    res = unlearn_request(trained, data, "random:0.2", "condensed", device=CPU, options={"epochs": 1}, condensed=cs,
-                          quiet=True)
+    res = unlearn_request(
+        trained, data, "random:0.2", "condensed", device=CPU, options={"epochs": 1}, condensed=cs, quiet=True
+    )
     a = res.report["independent_audit"]
     assert a["passed"] and a["scope"] == "served" and a["served_calls"] == 1
     assert a["served_real"] == res.report["reduced_set"]["real_images_used"]

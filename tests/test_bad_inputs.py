@@ -53,6 +53,7 @@ def _set_meta(**changes):
                 meta["model"][key[6:]] = value
             else:
                 meta[key] = value
+
     return edit
 
 
@@ -60,6 +61,7 @@ def _first_weight(value):
     def edit(payload, meta):
         k = next(k for k, v in payload["state_dict"].items() if k.endswith("weight") and v.numel() > 3)
         payload["state_dict"][k].view(-1)[3] = value
+
     return edit
 
 
@@ -101,6 +103,7 @@ def inputs(tmp_path_factory):
     _edit_checkpoint(ck, d / "newer.pt", lambda p, m: p.update(format_version=99))
     torch.save({"weights": torch.zeros(3)}, d / "foreign.pt")
     import datetime
+
     torch.save({"format": "dcforget-checkpoint", "when": datetime.datetime(2020, 1, 1)}, d / "pickle.pt")
     (d / "truncated.pt").write_bytes(ck.read_bytes()[: ck.stat().st_size // 2])
     (d / "garbage.pt").write_bytes(os.urandom(3000))
@@ -113,15 +116,17 @@ def inputs(tmp_path_factory):
 
     def out_of_range(f):
         f["images"][0, 0, 0, 0] = 1.5
+
     _h5_copy(h5, d / "range.h5", out_of_range)
 
     def nan_pixel(f):
         f["images"][0, 0, 0, 0] = float("nan")
+
     _h5_copy(h5, d / "nan.h5", nan_pixel)
     _h5_copy(h5, d / "bad-range-attr.h5", lambda f: f.attrs.__setitem__("pixel_range", "whatever"))
     _h5_copy(h5, d / "no-labels.h5", lambda f: f.__delitem__("labels"))
     _h5_copy(h5, d / "newer.h5", lambda f: f.attrs.__setitem__("schema_version", 9))
-    _h5_copy(h5, d / "bad-csr.h5", lambda f: f["buckets/indptr"].__setitem__(1, 10 ** 6))
+    _h5_copy(h5, d / "bad-csr.h5", lambda f: f["buckets/indptr"].__setitem__(1, 10**6))
     with h5py.File(d / "foreign.h5", "w") as f:
         f["x"] = np.arange(3)
     # configs
@@ -156,8 +161,12 @@ def inputs(tmp_path_factory):
     # a truncated dataset: the files are there, but cut short
     raw = d / "tdata" / "MNIST" / "raw"
     raw.mkdir(parents=True)
-    for name in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
-                 "t10k-labels-idx1-ubyte"):
+    for name in (
+        "train-images-idx3-ubyte",
+        "train-labels-idx1-ubyte",
+        "t10k-images-idx3-ubyte",
+        "t10k-labels-idx1-ubyte",
+    ):
         (raw / name).write_bytes(b"\x00\x00\x08\x03" + b"\x00" * 60)
     return d
 
@@ -189,8 +198,20 @@ def snapshot(root: Path) -> dict[str, tuple]:
 
 
 CK = ["--checkpoint", "{i}/orig.pt"]
-TUNE = ["tune", TINY, "--method", "finetune", "--trials", "1", "--seeds", "1", "--store", "{w}/jobs", "--out",
-        "{w}/tuned"]
+TUNE = [
+    "tune",
+    TINY,
+    "--method",
+    "finetune",
+    "--trials",
+    "1",
+    "--seeds",
+    "1",
+    "--store",
+    "{w}/jobs",
+    "--out",
+    "{w}/tuned",
+]
 REQ = ["--forget", "class:1", "--method", "finetune", "--out", "{w}/u"]
 # (id, command, args, a fragment the error line must contain)
 CASES = [
@@ -203,10 +224,20 @@ CASES = [
     ("usage-missing-value", "unlearn", ["--checkpoint"], "requires an argument"),
     ("usage-no-such-command", "attacks", ["mia2"], "No such command"),
     ("usage-missing-option", "attacks", ["mia"], "Missing option '--checkpoint'"),
-    ("usage-seed-overflow", "unlearn", ["train", TINY, "--seed", "99999999999999999999999"], "Invalid value for '--seed'"),
+    (
+        "usage-seed-overflow",
+        "unlearn",
+        ["train", TINY, "--seed", "99999999999999999999999"],
+        "Invalid value for '--seed'",
+    ),
     ("usage-per-class-overflow", "unlearn", ["train", TINY, "--per-class", "99999999999999999999999"], "--per-class"),
     ("usage-compare-no-reports", "unlearn", ["compare"], "Missing argument"),
-    ("usage-invert-pool", "attacks", ["invert", *CK, "--pool", "val", "--out", "{w}/inv"], "Invalid value for '--pool'"),
+    (
+        "usage-invert-pool",
+        "attacks",
+        ["invert", *CK, "--pool", "val", "--out", "{w}/inv"],
+        "Invalid value for '--pool'",
+    ),
     # --- checkpoints: missing, a directory, foreign, corrupt, non-finite, malformed metadata
     ("ck-missing", "unlearn", ["evaluate", "{i}/none.pt"], "does not exist"),
     ("ck-directory", "unlearn", ["evaluate", "{i}/adir"], "is a directory"),
@@ -215,16 +246,33 @@ CASES = [
     ("ck-truncated", "unlearn", ["--checkpoint", "{i}/truncated.pt", *REQ], "not a readable checkpoint"),
     ("ck-pickle", "unlearn", ["evaluate", "{i}/pickle.pt"], "pickled objects that are not allowed"),
     ("ck-foreign", "condense", ["build", TINY, "--checkpoint", "{i}/foreign.pt", "--clusters", "2"], "not a dcforget"),
-    ("ck-toml-as-checkpoint", "attacks", ["metrics", "--checkpoint", "{i}/malformed.toml"], "not a readable checkpoint"),
-    ("ck-h5-as-checkpoint", "unlearn", ["offline", "--checkpoint", "{i}/good.h5", "--out", "{w}/off.pt"],
-     "not a readable checkpoint"),
+    (
+        "ck-toml-as-checkpoint",
+        "attacks",
+        ["metrics", "--checkpoint", "{i}/malformed.toml"],
+        "not a readable checkpoint",
+    ),
+    (
+        "ck-h5-as-checkpoint",
+        "unlearn",
+        ["offline", "--checkpoint", "{i}/good.h5", "--out", "{w}/off.pt"],
+        "not a readable checkpoint",
+    ),
     ("ck-nan", "unlearn", ["evaluate", "{i}/nan.pt"], "non-finite weights"),
     ("ck-nan-request", "unlearn", ["--checkpoint", "{i}/nan.pt", *REQ], "non-finite weights"),
-    ("ck-inf-condense", "condense", ["build", TINY, "--checkpoint", "{i}/inf.pt", "--clusters", "2", "--out",
-                                     "{w}/c.h5"], "non-finite weights"),
+    (
+        "ck-inf-condense",
+        "condense",
+        ["build", TINY, "--checkpoint", "{i}/inf.pt", "--clusters", "2", "--out", "{w}/c.h5"],
+        "non-finite weights",
+    ),
     ("ck-nan-mia", "attacks", ["mia", "--checkpoint", "{i}/nan.pt", "--forget", "class:1"], "non-finite weights"),
-    ("ck-nan-evaluator", "attacks", ["invert", *CK, "--evaluator", "{i}/nan.pt", "--forget", "class:1",
-                                     "--out", "{w}/inv"], "non-finite weights"),
+    (
+        "ck-nan-evaluator",
+        "attacks",
+        ["invert", *CK, "--evaluator", "{i}/nan.pt", "--forget", "class:1", "--out", "{w}/inv"],
+        "non-finite weights",
+    ),
     ("ck-meta-model-str", "unlearn", ["evaluate", "{i}/meta-model-str.pt"], "'model' must be a table"),
     ("ck-meta-dropout", "unlearn", ["evaluate", "{i}/meta-dropout.pt"], "does not match its architecture"),
     ("ck-meta-shape", "attacks", ["mia", "--checkpoint", "{i}/meta-shape.pt"], "model.image_shape"),
@@ -233,170 +281,394 @@ CASES = [
     ("ck-meta-seed", "unlearn", ["evaluate", "{i}/meta-seed.pt"], "data_seed"),
     ("ck-meta-json", "unlearn", ["evaluate", "{i}/meta-json.pt"], "corrupt metadata"),
     ("ck-newer", "unlearn", ["evaluate", "{i}/newer.pt"], "upgrade dcforget"),
-    ("ck-epsilon-missing", "attacks", ["epsilon", "--unlearned", "{i}/none.pt", "--unlearned", "{i}/orig.pt",
-                                       "--retrained", "{i}/orig.pt", "--retrained", "{i}/orig.pt"], "does not exist"),
+    (
+        "ck-epsilon-missing",
+        "attacks",
+        [
+            "epsilon",
+            "--unlearned",
+            "{i}/none.pt",
+            "--unlearned",
+            "{i}/orig.pt",
+            "--retrained",
+            "{i}/orig.pt",
+            "--retrained",
+            "{i}/orig.pt",
+        ],
+        "does not exist",
+    ),
     # --- condensed sets: missing, foreign, corrupt (checksums), tampered pixels, inconsistent
     ("h5-missing", "condense", ["inspect", "{i}/none.h5"], "does not exist"),
     ("h5-directory", "condense", ["inspect", "{i}/adir"], "is a directory"),
     ("h5-junk", "condense", ["inspect", "{i}/junk.h5"], "not a readable HDF5"),
     ("h5-truncated", "condense", ["preview", "{i}/truncated.h5", "--out", "{w}/g.png"], "truncated"),
     ("h5-flipped-byte", "condense", ["inspect", "{i}/flipped.h5"], "checksum"),
-    ("h5-flipped-request", "unlearn", ["--from-condensed", "{i}/flipped.h5", *CK, "--forget", "class:1",
-                                       "--out", "{w}/u"], "checksum"),
+    (
+        "h5-flipped-request",
+        "unlearn",
+        ["--from-condensed", "{i}/flipped.h5", *CK, "--forget", "class:1", "--out", "{w}/u"],
+        "checksum",
+    ),
     ("h5-out-of-range", "condense", ["inspect", "{i}/range.h5"], "outside [0,1]"),
-    ("h5-out-of-range-request", "unlearn", ["--from-condensed", "{i}/range.h5", *CK, "--forget", "class:1",
-                                            "--out", "{w}/u"], "outside [0,1]"),
+    (
+        "h5-out-of-range-request",
+        "unlearn",
+        ["--from-condensed", "{i}/range.h5", *CK, "--forget", "class:1", "--out", "{w}/u"],
+        "outside [0,1]",
+    ),
     ("h5-nan-pixel", "condense", ["evaluate", "{i}/nan.h5", "--epochs", "1"], "NaN"),
     ("h5-bad-pixel-range", "condense", ["inspect", "{i}/bad-range-attr.h5"], "pixel_range"),
     ("h5-no-labels", "condense", ["inspect", "{i}/no-labels.h5"], "missing"),
     ("h5-newer", "condense", ["inspect", "{i}/newer.h5"], "upgrade dcforget"),
     ("h5-bad-csr", "condense", ["inspect", "{i}/bad-csr.h5"], "CSR"),
     ("h5-foreign", "condense", ["inspect", "{i}/foreign.h5"], "not a dcforget condensed set"),
-    ("h5-checkpoint-as-h5", "unlearn", ["--from-condensed", "{i}/orig.pt", *CK, "--forget", "class:1",
-                                        "--out", "{w}/u"], "not a readable HDF5"),
-    ("h5-defend", "attacks", ["defend", *CK, "--from-condensed", "{i}/truncated.h5", "--no-dp",
-                              "--out", "{w}/def"], "truncated"),
+    (
+        "h5-checkpoint-as-h5",
+        "unlearn",
+        ["--from-condensed", "{i}/orig.pt", *CK, "--forget", "class:1", "--out", "{w}/u"],
+        "not a readable HDF5",
+    ),
+    (
+        "h5-defend",
+        "attacks",
+        ["defend", *CK, "--from-condensed", "{i}/truncated.h5", "--no-dp", "--out", "{w}/def"],
+        "truncated",
+    ),
     # --- forget specs
-    ("forget-kind", "unlearn", [*CK, "--forget", "everything", "--method", "finetune", "--out", "{w}/u"], "unknown kind"),
-    ("forget-fraction", "unlearn", [*CK, "--forget", "random:1.5", "--method", "finetune", "--out", "{w}/u"],
-     "outside (0, 1)"),
+    (
+        "forget-kind",
+        "unlearn",
+        [*CK, "--forget", "everything", "--method", "finetune", "--out", "{w}/u"],
+        "unknown kind",
+    ),
+    (
+        "forget-fraction",
+        "unlearn",
+        [*CK, "--forget", "random:1.5", "--method", "finetune", "--out", "{w}/u"],
+        "outside (0, 1)",
+    ),
     ("forget-class", "attacks", ["mia", *CK, "--forget", "class:9"], "outside 0..3"),
     ("forget-classes-twice", "attacks", ["metrics", *CK, "--forget", "classes:1,1"], "listed twice"),
-    ("forget-index-dir", "unlearn", [*CK, "--forget", "indices:{i}/adir", "--method", "finetune", "--out", "{w}/u"],
-     "is a directory"),
+    (
+        "forget-index-dir",
+        "unlearn",
+        [*CK, "--forget", "indices:{i}/adir", "--method", "finetune", "--out", "{w}/u"],
+        "is a directory",
+    ),
     ("forget-index-missing", "attacks", ["mia", *CK, "--forget", "indices:{i}/none.txt"], "does not exist"),
     ("forget-index-text", "attacks", ["mia", *CK, "--forget", "indices:{i}/idx-text.txt"], "not an integer"),
-    ("forget-index-range", "unlearn", [*CK, "--forget", "indices:{i}/idx-range.txt", "--method", "finetune",
-                                       "--out", "{w}/u"], "out of range"),
+    (
+        "forget-index-range",
+        "unlearn",
+        [*CK, "--forget", "indices:{i}/idx-range.txt", "--method", "finetune", "--out", "{w}/u"],
+        "out of range",
+    ),
     ("forget-index-empty", "attacks", ["mia", *CK, "--forget", "indices:{i}/idx-empty.txt"], "selects no sample"),
     ("forget-index-binary", "attacks", ["mia", *CK, "--forget", "indices:{i}/idx-binary.txt"], "not UTF-8"),
     ("forget-index-float-npy", "attacks", ["mia", *CK, "--forget", "indices:{i}/idx-float.npy"], "integer array"),
     ("forget-index-junk-npy", "attacks", ["mia", *CK, "--forget", "indices:{i}/idx-junk.npy"], "not a valid .npy"),
-    ("forget-whole-set", "unlearn", [*CK, "--forget", "classes:0,1,2,3", "--method", "finetune", "--out", "{w}/u"],
-     "whole training set"),
+    (
+        "forget-whole-set",
+        "unlearn",
+        [*CK, "--forget", "classes:0,1,2,3", "--method", "finetune", "--out", "{w}/u"],
+        "whole training set",
+    ),
     # --- methods and their options
-    ("method-unknown", "unlearn", [*CK, "--forget", "class:1", "--method", "magic", "--out", "{w}/u"],
-     "unknown unlearning method"),
-    ("method-needs-condensed", "unlearn", [*CK, "--forget", "class:1", "--method", "condensed", "--out", "{w}/u"],
-     "--from-condensed"),
+    (
+        "method-unknown",
+        "unlearn",
+        [*CK, "--forget", "class:1", "--method", "magic", "--out", "{w}/u"],
+        "unknown unlearning method",
+    ),
+    (
+        "method-needs-condensed",
+        "unlearn",
+        [*CK, "--forget", "class:1", "--method", "condensed", "--out", "{w}/u"],
+        "--from-condensed",
+    ),
     ("option-negative-epochs", "unlearn", [*CK, *REQ, "--option", "epochs=-1"], "out of range"),
-    ("option-bool-typo", "unlearn", ["--from-condensed", "{i}/good.h5", *CK, "--forget", "class:1", "--option",
-                                     "dsa=ture", "--out", "{w}/u"], "must be a boolean"),
+    (
+        "option-bool-typo",
+        "unlearn",
+        ["--from-condensed", "{i}/good.h5", *CK, "--forget", "class:1", "--option", "dsa=ture", "--out", "{w}/u"],
+        "must be a boolean",
+    ),
     ("option-not-number", "unlearn", [*CK, *REQ, "--option", "lr=fast"], "must be a number"),
     ("option-nan", "unlearn", [*CK, *REQ, "--option", "lr=nan"], "finite"),
     ("option-unknown", "unlearn", [*CK, *REQ, "--option", "speed=3"], "unknown option"),
     ("option-no-equals", "unlearn", [*CK, *REQ, "--option", "epochs"], "key=value"),
-    ("option-batch-zero", "attacks", ["defend", *CK, "--method", "finetune", "--option", "batch_size=0", "--no-dp",
-                                      "--out", "{w}/def"], ">= 1"),
-    ("condense-option-negative", "condense", ["build", TINY, *CK, "--clusters", "2", "--option", "steps=-5",
-                                              "--out", "{w}/c.h5"], "out of range"),
-    ("condense-method-unknown", "condense", ["build", TINY, *CK, "--method", "gan", "--clusters", "2"],
-     "unknown condensation method"),
+    (
+        "option-batch-zero",
+        "attacks",
+        ["defend", *CK, "--method", "finetune", "--option", "batch_size=0", "--no-dp", "--out", "{w}/def"],
+        ">= 1",
+    ),
+    (
+        "condense-option-negative",
+        "condense",
+        ["build", TINY, *CK, "--clusters", "2", "--option", "steps=-5", "--out", "{w}/c.h5"],
+        "out of range",
+    ),
+    (
+        "condense-method-unknown",
+        "condense",
+        ["build", TINY, *CK, "--method", "gan", "--clusters", "2"],
+        "unknown condensation method",
+    ),
     ("offline-option", "unlearn", ["offline", *CK, "--option", "iterations=-3", "--out", "{w}/off.pt"], "out of range"),
-    ("epochs-without-method-epochs", "unlearn", [*CK, "--forget", "class:1", "--method", "fisher", "--epochs", "2",
-                                                 "--out", "{w}/u"], "has no epochs"),
+    (
+        "epochs-without-method-epochs",
+        "unlearn",
+        [*CK, "--forget", "class:1", "--method", "fisher", "--epochs", "2", "--out", "{w}/u"],
+        "has no epochs",
+    ),
     # --- datasets
     ("dataset-unknown", "unlearn", ["train", "imagenet", "--out", "{w}/m.pt"], "unknown dataset"),
-    ("dataset-bad-option", "condense", ["build", "synthetic:colour=1", "--clusters", "2", "--model", "mlp"],
-     "unknown synthetic dataset option"),
+    (
+        "dataset-bad-option",
+        "condense",
+        ["build", "synthetic:colour=1", "--clusters", "2", "--model", "mlp"],
+        "unknown synthetic dataset option",
+    ),
     ("dataset-options-on-cifar", "unlearn", ["train", "cifar10:size=8", "--out", "{w}/m.pt"], "takes no options"),
-    ("dataset-missing", "unlearn", ["train", "cifar10", "--data-dir", "{w}/nodata", "--no-download",
-                                    "--out", "{w}/m.pt"], "not found"),
-    ("dataset-truncated", "unlearn", ["train", "mnist", "--data-dir", "{i}/tdata", "--out", "{w}/m.pt"],
-     "present but unreadable or corrupt"),
+    (
+        "dataset-missing",
+        "unlearn",
+        ["train", "cifar10", "--data-dir", "{w}/nodata", "--no-download", "--out", "{w}/m.pt"],
+        "not found",
+    ),
+    (
+        "dataset-truncated",
+        "unlearn",
+        ["train", "mnist", "--data-dir", "{i}/tdata", "--out", "{w}/m.pt"],
+        "present but unreadable or corrupt",
+    ),
     ("dataset-checkpoint-mismatch", "condense", ["build", "mnist", *CK, "--clusters", "2"], "not 'mnist'"),
     # --- presets and configs
     ("config-missing", "unlearn", ["train", TINY, "--config", "{i}/none.toml", "--out", "{w}/m.pt"], "does not exist"),
     ("config-directory", "unlearn", ["train", TINY, "--config", "{i}/adir", "--out", "{w}/m.pt"], "--config"),
-    ("config-malformed", "condense", ["build", TINY, "--config", "{i}/malformed.toml", "--clusters", "2"],
-     "not valid TOML"),
+    (
+        "config-malformed",
+        "condense",
+        ["build", TINY, "--config", "{i}/malformed.toml", "--clusters", "2"],
+        "not valid TOML",
+    ),
     ("config-binary", "unlearn", ["train", TINY, "--config", "{i}/binary.toml", "--out", "{w}/m.pt"], "not UTF-8"),
-    ("config-unknown-key", "unlearn", ["train", TINY, "--config", "{i}/unknown-key.toml", "--out", "{w}/m.pt"],
-     "unknown key(s) or table(s): modle"),
-    ("config-unknown-table", "condense", ["build", TINY, "--config", "{i}/unknown-table.toml", "--clusters", "2"],
-     "trian"),
-    ("config-seed-type", "unlearn", ["train", TINY, "--config", "{i}/seed-str.toml", "--out", "{w}/m.pt"],
-     "seed must be a int"),
-    ("config-per-class-0", "condense", ["build", TINY, "--config", "{i}/per-class-0.toml", "--clusters", "2",
-                                        "--model", "mlp"], "per_class must be >= 1"),
-    ("config-train-scalar", "unlearn", ["train", TINY, "--config", "{i}/train-scalar.toml", "--out", "{w}/m.pt"],
-     "must be a table"),
-    ("config-train-type", "unlearn", ["train", TINY, "--config", "{i}/train-wd.toml", "--out", "{w}/m.pt"],
-     "weight_decay"),
-    ("config-model-options", "unlearn", ["train", TINY, "--config", "{i}/model-options.toml", "--out", "{w}/m.pt"],
-     "bad options for model 'mlp'"),
+    (
+        "config-unknown-key",
+        "unlearn",
+        ["train", TINY, "--config", "{i}/unknown-key.toml", "--out", "{w}/m.pt"],
+        "unknown key(s) or table(s): modle",
+    ),
+    (
+        "config-unknown-table",
+        "condense",
+        ["build", TINY, "--config", "{i}/unknown-table.toml", "--clusters", "2"],
+        "trian",
+    ),
+    (
+        "config-seed-type",
+        "unlearn",
+        ["train", TINY, "--config", "{i}/seed-str.toml", "--out", "{w}/m.pt"],
+        "seed must be a int",
+    ),
+    (
+        "config-per-class-0",
+        "condense",
+        ["build", TINY, "--config", "{i}/per-class-0.toml", "--clusters", "2", "--model", "mlp"],
+        "per_class must be >= 1",
+    ),
+    (
+        "config-train-scalar",
+        "unlearn",
+        ["train", TINY, "--config", "{i}/train-scalar.toml", "--out", "{w}/m.pt"],
+        "must be a table",
+    ),
+    (
+        "config-train-type",
+        "unlearn",
+        ["train", TINY, "--config", "{i}/train-wd.toml", "--out", "{w}/m.pt"],
+        "weight_decay",
+    ),
+    (
+        "config-model-options",
+        "unlearn",
+        ["train", TINY, "--config", "{i}/model-options.toml", "--out", "{w}/m.pt"],
+        "bad options for model 'mlp'",
+    ),
     ("config-unlearn-negative", "unlearn", [*CK, *REQ, "--config", "{i}/unlearn-neg.toml"], "out of range"),
     ("config-unlearn-unknown", "unlearn", [*CK, *REQ, "--config", "{i}/unlearn-unknown.toml"], "epochz"),
-    ("config-condense-type", "condense", ["build", TINY, *CK, "--clusters", "2", "--config",
-                                          "{i}/condense-steps.toml"], "must be an integer"),
+    (
+        "config-condense-type",
+        "condense",
+        ["build", TINY, *CK, "--clusters", "2", "--config", "{i}/condense-steps.toml"],
+        "must be an integer",
+    ),
     ("preset-unknown", "condense", ["evaluate", "{i}/good.h5", "--preset", "tiny"], "Invalid value for '--preset'"),
     ("reproduce-unknown-suite", "unlearn", ["reproduce", "nosuch", "--preset", "smoke", "--out", "{w}/rep"], "nosuch"),
     # --- conflicting flags
     ("conflict-checkpoint-model", "condense", ["build", TINY, *CK, "--model", "mlp", "--clusters", "2"], "conflict"),
     ("conflict-checkpoint-epochs", "condense", ["build", TINY, *CK, "--epochs", "3", "--clusters", "2"], "conflict"),
     ("conflict-ipc-bucket-method", "condense", ["build", TINY, *CK, "--method", "fdm", "--ipc", "2"], "not --ipc"),
-    ("conflict-clusters-ipc-method", "condense", ["build", TINY, *CK, "--method", "herding", "--ipc", "2",
-                                                  "--clusters", "3"], "not --clusters"),
-    ("conflict-condensed-model-method", "unlearn", [*CK, "--forget", "class:1", "--condensed-model", "--method",
-                                                    "retrain", "--out", "{w}/u"], "two different methods"),
-    ("conflict-request-options-subcommand", "unlearn", ["--checkpoint", "{i}/orig.pt", "train", TINY,
-                                                        "--out", "{w}/m.pt"], "options of an unlearning request"),
+    (
+        "conflict-clusters-ipc-method",
+        "condense",
+        ["build", TINY, *CK, "--method", "herding", "--ipc", "2", "--clusters", "3"],
+        "not --clusters",
+    ),
+    (
+        "conflict-condensed-model-method",
+        "unlearn",
+        [*CK, "--forget", "class:1", "--condensed-model", "--method", "retrain", "--out", "{w}/u"],
+        "two different methods",
+    ),
+    (
+        "conflict-request-options-subcommand",
+        "unlearn",
+        ["--checkpoint", "{i}/orig.pt", "train", TINY, "--out", "{w}/m.pt"],
+        "options of an unlearning request",
+    ),
     # --- outputs: existing without --force, a directory, under a file, unwritable
     ("out-exists-train", "unlearn", ["train", TINY, "--model", "mlp", "--out", "{w}/exists.pt"], "already exists"),
-    ("out-exists-build", "condense", ["build", TINY, *CK, "--clusters", "2", "--out", "{w}/exists.h5"],
-     "already exists"),
+    (
+        "out-exists-build",
+        "condense",
+        ["build", TINY, *CK, "--clusters", "2", "--out", "{w}/exists.h5"],
+        "already exists",
+    ),
     ("out-exists-preview", "condense", ["preview", "{i}/good.h5", "--out", "{w}/exists.h5"], "already exists"),
-    ("out-exists-request", "unlearn", [*CK, "--forget", "class:1", "--method", "finetune", "--out", "{w}/done"],
-     "already exists"),
+    (
+        "out-exists-request",
+        "unlearn",
+        [*CK, "--forget", "class:1", "--method", "finetune", "--out", "{w}/done"],
+        "already exists",
+    ),
     ("out-exists-mia", "attacks", ["mia", *CK, "--forget", "class:1", "--out", "{w}/exists.json"], "already exists"),
-    ("out-exists-defend", "attacks", ["defend", *CK, "--method", "finetune", "--no-dp", "--out", "{w}/done"],
-     "already exists"),
+    (
+        "out-exists-defend",
+        "attacks",
+        ["defend", *CK, "--method", "finetune", "--no-dp", "--out", "{w}/done"],
+        "already exists",
+    ),
     ("out-is-directory", "unlearn", ["train", TINY, "--model", "mlp", "--out", "{w}/done"], "is a directory"),
-    ("out-under-file", "condense", ["build", TINY, *CK, "--clusters", "2", "--out", "{w}/afile/c.h5"],
-     "not a directory"),
+    (
+        "out-under-file",
+        "condense",
+        ["build", TINY, *CK, "--clusters", "2", "--out", "{w}/afile/c.h5"],
+        "not a directory",
+    ),
     ("out-under-file-deep", "unlearn", [*CK, *REQ[:-2], "--out", "{w}/afile/x/y"], "not a directory"),
     ("out-dir-is-file", "attacks", ["invert", *CK, "--forget", "class:1", "--out", "{w}/afile"], "is a file"),
-    ("out-dir-under-file", "attacks", ["invert", *CK, "--forget", "class:1", "--out", "{w}/afile/inv"],
-     "not a directory"),
-    ("out-reproduce-under-file", "unlearn", ["reproduce", "dcu", "--preset", "smoke", "--out", "{w}/afile/rep"],
-     "not a directory"),
-    ("out-unwritable-sys", "unlearn", ["train", TINY, "--model", "mlp", "--out", "/sys/dcforget-test/a/m.pt"],
-     "cannot write"),
-    ("out-unwritable-nested-fails-late", "unlearn", [*CK, "--forget", "class:9", "--method", "finetune",
-                                                     "--out", "{w}/a/b/c"], "outside 0..3"),
+    (
+        "out-dir-under-file",
+        "attacks",
+        ["invert", *CK, "--forget", "class:1", "--out", "{w}/afile/inv"],
+        "not a directory",
+    ),
+    (
+        "out-reproduce-under-file",
+        "unlearn",
+        ["reproduce", "dcu", "--preset", "smoke", "--out", "{w}/afile/rep"],
+        "not a directory",
+    ),
+    (
+        "out-unwritable-sys",
+        "unlearn",
+        ["train", TINY, "--model", "mlp", "--out", "/sys/dcforget-test/a/m.pt"],
+        "cannot write",
+    ),
+    (
+        "out-unwritable-nested-fails-late",
+        "unlearn",
+        [*CK, "--forget", "class:9", "--method", "finetune", "--out", "{w}/a/b/c"],
+        "outside 0..3",
+    ),
     # --- experiments: study storages, job stores, suite names, --only, another preset's run in --out
-    ("tune-study-broken-journal", "experiments", [*TUNE, "--study", "{i}/broken.journal"], "not a readable Optuna journal"),
+    (
+        "tune-study-broken-journal",
+        "experiments",
+        [*TUNE, "--study", "{i}/broken.journal"],
+        "not a readable Optuna journal",
+    ),
     ("tune-study-binary", "experiments", [*TUNE, "--study", "{i}/binary.journal"], "not a readable Optuna journal"),
     ("tune-study-cut-short", "experiments", [*TUNE, "--study", "{i}/cut.journal"], "incomplete"),
     ("tune-study-not-a-journal", "experiments", [*TUNE, "--study", "{i}/list.journal"], "not an operation"),
     ("tune-study-directory", "experiments", [*TUNE, "--study", "{i}/adir"], "not a file"),
     ("tune-study-sqlite-under-file", "experiments", [*TUNE, "--study", "sqlite:///{w}/afile/s.db"], "not a directory"),
-    ("tune-study-sqlite-not-a-db", "experiments", [*TUNE, "--study", "sqlite:///{w}/exists.json"],
-     "not a readable sqlite database"),
+    (
+        "tune-study-sqlite-not-a-db",
+        "experiments",
+        [*TUNE, "--study", "sqlite:///{w}/exists.json"],
+        "not a readable sqlite database",
+    ),
     ("tune-study-no-driver", "experiments", [*TUNE, "--study", "postgresql://u@localhost/db"], "driver"),
     ("tune-study-unknown-dialect", "experiments", [*TUNE, "--study", "nosuchdb://x/y"], "cannot be used"),
-    ("tune-store-under-file", "experiments", [*TUNE[:-4], "--store", "{w}/afile/sub", "--out", "{w}/tuned"],
-     "not a directory"),
-    ("tune-out-under-file", "experiments", [*TUNE[:-4], "--store", "{w}/jobs", "--out", "{w}/afile/tuned"],
-     "not a directory"),
-    ("ulira-store-under-file", "attacks", ["ulira", TINY, "--store", "{w}/afile/sub", "--out", "{w}/u.json"],
-     "not a directory"),
-    ("check-tuned-store-under-file", "experiments", ["check-tuned", TUNED_FILE, "--store", "{w}/afile/sub",
-                                                     "--out", "{w}/check.json"], "not a directory"),
-    ("reproduce-suite-dotdot", "experiments", ["reproduce", "../dcu", "--preset", "smoke", "--out", "{w}/rep"],
-     "known suites: bench"),
-    ("reproduce-suite-absolute", "experiments", ["reproduce", "{i}", "--preset", "smoke", "--out", "{w}/rep"],
-     "unknown experiment suite"),
-    ("reproduce-only-comma", "experiments", ["reproduce", "dcu", "--preset", "smoke", "--only", ",",
-                                             "--out", "{w}/rep"], "--only"),
-    ("reproduce-only-blank-name", "unlearn", ["reproduce", "dcu", "--preset", "smoke", "--only",
-                                              "random-forgetting, ", "--out", "{w}/rep"], "--only"),
-    ("reproduce-only-unknown", "experiments", ["reproduce", "dcu", "--preset", "smoke", "--only", "nope",
-                                               "--out", "{w}/rep"], "unknown experiment(s) nope"),
-    ("reproduce-other-preset", "experiments", ["reproduce", "dcu", "--preset", "cpu", "--report-only",
-                                               "--out", "{w}/rep-smoke"], "--force"),
-    ("reproduce-other-suite", "experiments", ["reproduce", "choices", "--preset", "smoke", "--report-only",
-                                              "--out", "{w}/rep-smoke"], "suite 'dcu'"),
+    (
+        "tune-store-under-file",
+        "experiments",
+        [*TUNE[:-4], "--store", "{w}/afile/sub", "--out", "{w}/tuned"],
+        "not a directory",
+    ),
+    (
+        "tune-out-under-file",
+        "experiments",
+        [*TUNE[:-4], "--store", "{w}/jobs", "--out", "{w}/afile/tuned"],
+        "not a directory",
+    ),
+    (
+        "ulira-store-under-file",
+        "attacks",
+        ["ulira", TINY, "--store", "{w}/afile/sub", "--out", "{w}/u.json"],
+        "not a directory",
+    ),
+    (
+        "check-tuned-store-under-file",
+        "experiments",
+        ["check-tuned", TUNED_FILE, "--store", "{w}/afile/sub", "--out", "{w}/check.json"],
+        "not a directory",
+    ),
+    (
+        "reproduce-suite-dotdot",
+        "experiments",
+        ["reproduce", "../dcu", "--preset", "smoke", "--out", "{w}/rep"],
+        "known suites: bench",
+    ),
+    (
+        "reproduce-suite-absolute",
+        "experiments",
+        ["reproduce", "{i}", "--preset", "smoke", "--out", "{w}/rep"],
+        "unknown experiment suite",
+    ),
+    (
+        "reproduce-only-comma",
+        "experiments",
+        ["reproduce", "dcu", "--preset", "smoke", "--only", ",", "--out", "{w}/rep"],
+        "--only",
+    ),
+    (
+        "reproduce-only-blank-name",
+        "unlearn",
+        ["reproduce", "dcu", "--preset", "smoke", "--only", "random-forgetting, ", "--out", "{w}/rep"],
+        "--only",
+    ),
+    (
+        "reproduce-only-unknown",
+        "experiments",
+        ["reproduce", "dcu", "--preset", "smoke", "--only", "nope", "--out", "{w}/rep"],
+        "unknown experiment(s) nope",
+    ),
+    (
+        "reproduce-other-preset",
+        "experiments",
+        ["reproduce", "dcu", "--preset", "cpu", "--report-only", "--out", "{w}/rep-smoke"],
+        "--force",
+    ),
+    (
+        "reproduce-other-suite",
+        "experiments",
+        ["reproduce", "choices", "--preset", "smoke", "--report-only", "--out", "{w}/rep-smoke"],
+        "suite 'dcu'",
+    ),
     # --- reports for compare
     ("compare-missing", "unlearn", ["compare", "{i}/none.json"], "not an unlearning report"),
     ("compare-partial", "unlearn", ["compare", "{i}/report-partial.json"], "not an unlearning report"),
@@ -480,10 +752,20 @@ def test_non_finite_weights_refused_at_load(inputs):
 def _tiny_set(**kw):
     from dcforget.condensed_store import CondensedSet
 
-    base = dict(images=torch.rand(4, 3, 8, 8), labels=torch.tensor([0, 0, 1, 1]),
-                bucket_indptr=torch.tensor([0, 1, 2, 3, 4]), bucket_indices=torch.tensor([0, 1, 2, 3]),
-                source_indices=torch.tensor([0, 1, 2, 3]), method="kmeans", dataset="synthetic", num_classes=2,
-                norm_mean=(0.5,) * 3, norm_std=(0.25,) * 3, train_size=4, train_fingerprint="ab" * 32)
+    base = dict(
+        images=torch.rand(4, 3, 8, 8),
+        labels=torch.tensor([0, 0, 1, 1]),
+        bucket_indptr=torch.tensor([0, 1, 2, 3, 4]),
+        bucket_indices=torch.tensor([0, 1, 2, 3]),
+        source_indices=torch.tensor([0, 1, 2, 3]),
+        method="kmeans",
+        dataset="synthetic",
+        num_classes=2,
+        norm_mean=(0.5,) * 3,
+        norm_std=(0.25,) * 3,
+        train_size=4,
+        train_fingerprint="ab" * 32,
+    )
     base.update(kw)
     return CondensedSet(**base)
 
@@ -537,6 +819,7 @@ def test_check_writable_probes_and_creates_nothing(tmp_path, monkeypatch):
 
     def refuse(*args, **kw):
         raise PermissionError(30, "Read-only file system")
+
     monkeypatch.setattr(tempfile, "mkstemp", refuse)
     with pytest.raises(OutputExistsError, match="not writable"):
         io.check_writable(target, False)
@@ -548,8 +831,8 @@ def test_check_writable_probes_and_creates_nothing(tmp_path, monkeypatch):
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only directories")
 def test_read_only_directory_is_refused_before_work(tmp_path):
-    from dcforget.io import check_writable
     from dcforget.errors import OutputExistsError
+    from dcforget.io import check_writable
 
     ro = tmp_path / "ro"
     ro.mkdir()
@@ -566,7 +849,7 @@ def test_atomic_path_cleans_stale_temporaries_and_fsyncs(tmp_path, monkeypatch):
     from dcforget import io
 
     host = io._token().rsplit("-", 1)[0]
-    dead = 2 ** 22 + 12345  # above the default pid_max
+    dead = 2**22 + 12345  # above the default pid_max
     stale = [tmp_path / ".m.pt.abcdefgh.tmp", tmp_path / f".m.pt.{host}-{dead}.abcdefgh.tmp"]
     live = tmp_path / f".m.pt.{host}-1.abcdefgh.tmp"  # pid 1 is alive: a concurrent writer
     other = tmp_path / ".other.pt.abcdefgh.tmp"
@@ -599,8 +882,15 @@ def test_atomic_paths_all_or_nothing(tmp_path, monkeypatch):
     assert sorted(p.name for p in out.iterdir()) == ["model.pt", "report.json"]
     # an existing directory, --force, and the second rename fails: the first is rolled back, the old files kept
     real = os.replace
-    monkeypatch.setattr(os, "replace", lambda a, b: (_ for _ in ()).throw(OSError(28, "No space left"))
-                        if str(b).endswith("report.json") and str(a).endswith(".tmp") else real(a, b))
+    monkeypatch.setattr(
+        os,
+        "replace",
+        lambda a, b: (
+            (_ for _ in ()).throw(OSError(28, "No space left"))
+            if str(b).endswith("report.json") and str(a).endswith(".tmp")
+            else real(a, b)
+        ),
+    )
     with pytest.raises(OSError):
         with atomic_paths([out / "model.pt", out / "report.json"], force=True) as (m, r):
             m.write_text("new model")
@@ -626,8 +916,9 @@ def test_unlearning_request_writes_model_and_report_together(inputs, tmp_path, m
     assert sorted(p.name for p in out.iterdir()) == ["model.pt", "report.json"]
 
 
-@pytest.mark.parametrize("value, ok", [("true", True), ("No", True), ("1", True), ("0", True), ("ture", False),
-                                       ("", False), ("2", False)])
+@pytest.mark.parametrize(
+    "value, ok", [("true", True), ("No", True), ("1", True), ("0", True), ("ture", False), ("", False), ("2", False)]
+)
 def test_boolean_options_are_strict(value, ok):
     from dcforget.config import coerce_option
     from dcforget.errors import ConfigError
@@ -658,8 +949,9 @@ def test_every_method_default_passes_its_own_option_check():
 
 def test_config_laid_out_like_a_preset_is_accepted(tmp_path):
     cfg = tmp_path / "c.toml"
-    cfg.write_text('model = "mlp"\nper_class = 20\n[train]\nepochs = 1\n[evaluate]\nepochs = 5\n'
-                   "[condense.fdm]\nsteps = 5\n")
+    cfg.write_text(
+        'model = "mlp"\nper_class = 20\n[train]\nepochs = 1\n[evaluate]\nepochs = 5\n[condense.fdm]\nsteps = 5\n'
+    )
     res = CliRunner().invoke(unlearn, ["train", TINY, "--config", str(cfg), "--out", str(tmp_path / "m.pt"), "-q"])
     assert res.exit_code == 0, res.output
 
@@ -715,6 +1007,7 @@ def _state_edit(fn):
         sd = dict(payload["state_dict"])
         fn(sd)
         payload["state_dict"] = sd
+
     return edit
 
 
@@ -731,44 +1024,105 @@ def msg_inputs(inputs):
 
     def reshape(sd):
         sd[first] = torch.zeros(sd[first].shape[0], sd[first].shape[1] - 1)
+
     _edit_checkpoint(d / "orig.pt", d / "arch-keys.pt", _state_edit(rename))
     _edit_checkpoint(d / "orig.pt", d / "arch-shape.pt", _state_edit(reshape))
     return d
 
 
 MESSAGE_CASES = [
-    ("h5-damaged-header-inspect", "condense", ["inspect", "{i}/damaged-header.h5"],
-     "damaged-header.h5: damaged file, not a valid condensed set"),
-    ("h5-damaged-header-preview", "condense", ["preview", "{i}/damaged-header.h5", "--out", "{w}/g.png"],
-     "damaged file, not a valid condensed set"),
-    ("h5-damaged-header-request", "unlearn", ["--from-condensed", "{i}/damaged-header.h5", *CK, "--forget", "class:1",
-                                              "--out", "{w}/u"], "damaged file, not a valid condensed set"),
-    ("h5-no-labels-says-which", "condense", ["inspect", "{i}/no-labels.h5"],
-     "incomplete file, not a valid condensed set: dataset 'labels' is missing"),
-    ("h5-newer-plain-number", "condense", ["inspect", "{i}/newer.h5"],
-     "schema version 9 is newer than this toolkit reads (it supports version 1)"),
-    ("conflict-epochs-option", "unlearn", [*CK, *REQ, "--epochs", "1", "--option", "epochs=3"],
-     "--epochs 1 and --option epochs=3 conflict"),
-    ("conflict-option-twice", "unlearn", [*CK, *REQ, "--option", "lr=0.1", "--option", "lr=0.2"],
-     "--option lr=0.1 and --option lr=0.2 (of method 'finetune') conflict"),
-    ("conflict-option-twice-condense", "condense", ["build", TINY, *CK, "--clusters", "2", "--option", "steps=3",
-                                                    "--option", "steps=4", "--out", "{w}/c.h5"], "conflict"),
-    ("forget-index-device", "attacks", ["mia", *CK, "--forget", "indices:/dev/zero"],
-     "forget index file '/dev/zero' is not a regular file"),
-    ("ck-text-file", "unlearn", ["evaluate", "{i}/text.pt"],
-     "not a weights-only torch checkpoint: a text file, not the zip archive torch.save writes"),
-    ("ck-truncated-says-so", "unlearn", ["evaluate", "{i}/truncated.pt"],
-     "truncated or damaged checkpoint file: its zip archive is incomplete, with no central directory)"),
-    ("ck-random-bytes", "attacks", ["mia", "--checkpoint", "{i}/random.pt"],
-     "not a weights-only torch checkpoint: binary data of another format"),
+    (
+        "h5-damaged-header-inspect",
+        "condense",
+        ["inspect", "{i}/damaged-header.h5"],
+        "damaged-header.h5: damaged file, not a valid condensed set",
+    ),
+    (
+        "h5-damaged-header-preview",
+        "condense",
+        ["preview", "{i}/damaged-header.h5", "--out", "{w}/g.png"],
+        "damaged file, not a valid condensed set",
+    ),
+    (
+        "h5-damaged-header-request",
+        "unlearn",
+        ["--from-condensed", "{i}/damaged-header.h5", *CK, "--forget", "class:1", "--out", "{w}/u"],
+        "damaged file, not a valid condensed set",
+    ),
+    (
+        "h5-no-labels-says-which",
+        "condense",
+        ["inspect", "{i}/no-labels.h5"],
+        "incomplete file, not a valid condensed set: dataset 'labels' is missing",
+    ),
+    (
+        "h5-newer-plain-number",
+        "condense",
+        ["inspect", "{i}/newer.h5"],
+        "schema version 9 is newer than this toolkit reads (it supports version 1)",
+    ),
+    (
+        "conflict-epochs-option",
+        "unlearn",
+        [*CK, *REQ, "--epochs", "1", "--option", "epochs=3"],
+        "--epochs 1 and --option epochs=3 conflict",
+    ),
+    (
+        "conflict-option-twice",
+        "unlearn",
+        [*CK, *REQ, "--option", "lr=0.1", "--option", "lr=0.2"],
+        "--option lr=0.1 and --option lr=0.2 (of method 'finetune') conflict",
+    ),
+    (
+        "conflict-option-twice-condense",
+        "condense",
+        ["build", TINY, *CK, "--clusters", "2", "--option", "steps=3", "--option", "steps=4", "--out", "{w}/c.h5"],
+        "conflict",
+    ),
+    (
+        "forget-index-device",
+        "attacks",
+        ["mia", *CK, "--forget", "indices:/dev/zero"],
+        "forget index file '/dev/zero' is not a regular file",
+    ),
+    (
+        "ck-text-file",
+        "unlearn",
+        ["evaluate", "{i}/text.pt"],
+        "not a weights-only torch checkpoint: a text file, not the zip archive torch.save writes",
+    ),
+    (
+        "ck-truncated-says-so",
+        "unlearn",
+        ["evaluate", "{i}/truncated.pt"],
+        "truncated or damaged checkpoint file: its zip archive is incomplete, with no central directory)",
+    ),
+    (
+        "ck-random-bytes",
+        "attacks",
+        ["mia", "--checkpoint", "{i}/random.pt"],
+        "not a weights-only torch checkpoint: binary data of another format",
+    ),
     ("ck-h5-says-hdf5", "unlearn", ["evaluate", "{i}/good.h5"], "an HDF5 file, not the zip archive"),
-    ("ck-arch-keys", "unlearn", ["evaluate", "{i}/arch-keys.pt"],
-     "does not match its architecture (mlp): missing key intermediate.0.weight; unexpected key extra.weight"),
-    ("ck-arch-shape", "attacks", ["mia", "--checkpoint", "{i}/arch-shape.pt"],
-     "beginning.2.weight has shape [32, 767] in the file, the architecture needs [32, 768]"),
+    (
+        "ck-arch-keys",
+        "unlearn",
+        ["evaluate", "{i}/arch-keys.pt"],
+        "does not match its architecture (mlp): missing key intermediate.0.weight; unexpected key extra.weight",
+    ),
+    (
+        "ck-arch-shape",
+        "attacks",
+        ["mia", "--checkpoint", "{i}/arch-shape.pt"],
+        "beginning.2.weight has shape [32, 767] in the file, the architecture needs [32, 768]",
+    ),
     ("forget-overfit-argument", "attacks", ["mia", *CK, "--forget", "overfit:0.1"], "overfit takes no argument"),
-    ("device-cuda-index", "unlearn", ["evaluate", "{i}/orig.pt", "--device", "cuda:7"],
-     "--device cuda:7 was asked for but"),
+    (
+        "device-cuda-index",
+        "unlearn",
+        ["evaluate", "{i}/orig.pt", "--device", "cuda:7"],
+        "--device cuda:7 was asked for but",
+    ),
 ]
 
 
@@ -834,8 +1188,11 @@ def test_epsilon_takes_repeated_unlearned_not_a_list():
     from attacks.cli import epsilon_cmd
 
     parent = click.Context(attacks, info_name="attacks")
-    ctx = epsilon_cmd.make_context("epsilon", ["--unlearned", "u0.pt", "--unlearned", "u1.pt", "--retrained", "r0.pt",
-                                               "--retrained", "r1.pt"], parent=parent)
+    ctx = epsilon_cmd.make_context(
+        "epsilon",
+        ["--unlearned", "u0.pt", "--unlearned", "u1.pt", "--retrained", "r0.pt", "--retrained", "r1.pt"],
+        parent=parent,
+    )
     assert ctx.params["unlearned"] == ("u0.pt", "u1.pt")
     with pytest.raises(click.UsageError, match="unexpected extra argument"):
         epsilon_cmd.make_context("epsilon", ["--unlearned", "u0.pt", "u1.pt", "--retrained", "r0.pt"], parent=parent)
@@ -850,9 +1207,24 @@ def test_ctrl_c_is_one_error_line_and_leaves_nothing(inputs, tmp_path, monkeypat
 
     def interrupt(*args, **kwargs):
         raise KeyboardInterrupt
+
     monkeypatch.setattr(torch, "save", interrupt)  # while the output is being written
-    res = CliRunner().invoke(unlearn, ["train", TINY, "--model", "mlp", "--config", str(inputs / "small.toml"),
-                                       "--epochs", "1", "--out", str(work / "m.pt"), "-q"])
+    res = CliRunner().invoke(
+        unlearn,
+        [
+            "train",
+            TINY,
+            "--model",
+            "mlp",
+            "--config",
+            str(inputs / "small.toml"),
+            "--epochs",
+            "1",
+            "--out",
+            str(work / "m.pt"),
+            "-q",
+        ],
+    )
     assert res.exit_code == 130, (res.output, res.exception)
     assert res.stderr == "error: interrupted\n" and "Aborted" not in res.output
     assert snapshot(work) == before
@@ -868,6 +1240,7 @@ def test_ctrl_c_is_one_error_line_and_leaves_nothing(inputs, tmp_path, monkeypat
     @g.command()
     def prompt():
         raise click.exceptions.Abort()
+
     res = CliRunner().invoke(g, ["prompt"])
     assert res.exit_code == 130 and res.stderr == "error: interrupted\n"
 
@@ -876,10 +1249,34 @@ def test_damaged_job_store_entry_is_recomputed_by_the_cli(tmp_path, caplog):
     """A truncated arrays.npz in the job store (attacks ulira): a warning naming the entry, the job recomputed and
     its entry replaced, the same report; not a BadZipFile traceback."""
     store, out = tmp_path / "jobs", tmp_path / "u.json"
-    args = ["ulira", "synthetic:classes=2,train=12,test=4,size=8", "--model", "mlp", "--epochs", "1", "--splits", "4",
-            "--forget-sets", "2", "--forget-fraction", "0.5", "--splits-per-job", "4", "--bootstrap", "0",
-            "--min-observations", "2", "--option", "epochs=1", "--untuned", "--device", "cpu", "-q",
-            "--store", str(store)]
+    args = [
+        "ulira",
+        "synthetic:classes=2,train=12,test=4,size=8",
+        "--model",
+        "mlp",
+        "--epochs",
+        "1",
+        "--splits",
+        "4",
+        "--forget-sets",
+        "2",
+        "--forget-fraction",
+        "0.5",
+        "--splits-per-job",
+        "4",
+        "--bootstrap",
+        "0",
+        "--min-observations",
+        "2",
+        "--option",
+        "epochs=1",
+        "--untuned",
+        "--device",
+        "cpu",
+        "-q",
+        "--store",
+        str(store),
+    ]
     res = CliRunner().invoke(attacks, [*args, "--out", str(out)])
     assert res.exit_code == 0, res.output
     (npz,) = store.rglob("arrays.npz")
@@ -898,8 +1295,19 @@ def test_report_only_counts_an_unreadable_cell_as_missing_and_says_nothing_ran(t
     cell = out / "cells" / "random-forgetting" / "mlp-random_0.1-retrain-s0.json"
     cell.parent.mkdir(parents=True)
     cell.write_text('{"experiment": "random-forgetting", "settings": "ab')  # cut short
-    args = ["reproduce", "dcu", "--preset", "smoke", "--only", "random-forgetting", "--seeds", "1", "--report-only",
-            "--out", str(out)]
+    args = [
+        "reproduce",
+        "dcu",
+        "--preset",
+        "smoke",
+        "--only",
+        "random-forgetting",
+        "--seeds",
+        "1",
+        "--report-only",
+        "--out",
+        str(out),
+    ]
     res = CliRunner().invoke(experiments, args)
     assert res.exit_code == 0, res.output
     assert "mlp-random_0.1-retrain-s0 cannot be read (JSONDecodeError" in res.stderr
@@ -923,9 +1331,24 @@ def test_only_keeps_the_other_experiments_already_in_out(tmp_path):
     """`--only A` into a directory that holds a run of the whole suite reports A's cells and reads the other
     experiments' cells back (never runs them), so a partial rerun does not drop their rows; a fresh directory
     gets A alone."""
+
     def run(out, only):
-        res = CliRunner().invoke(experiments, ["reproduce", "dcu", "--preset", "smoke", "--only", only, "--seeds", "1",
-                                               "--report-only", "--out", str(out)])
+        res = CliRunner().invoke(
+            experiments,
+            [
+                "reproduce",
+                "dcu",
+                "--preset",
+                "smoke",
+                "--only",
+                only,
+                "--seeds",
+                "1",
+                "--report-only",
+                "--out",
+                str(out),
+            ],
+        )
         assert res.exit_code == 0, res.output
         return json.loads((out / "report.json").read_text())["meta"]
 

@@ -30,8 +30,32 @@ CLI = settings(max_examples=12, deadline=None, suppress_health_check=[HealthChec
 
 # ------------------------------------------------------------------------------------------ strategies
 VALID_SPECS = ["random:0.1", "class:2", "classes:1,2:0.1", "indices:{idx}", "overfit"]
-PIECES = [":", ",", "0", "1", "2", "-1", "0.1", "1.5", "nan", "inf", "1e309", " ", "", "x", "class", "random",
-          "indices:", "classes:", "/", "#", "\x00", "é", "99999999999999999999", "bird"]
+PIECES = [
+    ":",
+    ",",
+    "0",
+    "1",
+    "2",
+    "-1",
+    "0.1",
+    "1.5",
+    "nan",
+    "inf",
+    "1e309",
+    " ",
+    "",
+    "x",
+    "class",
+    "random",
+    "indices:",
+    "classes:",
+    "/",
+    "#",
+    "\x00",
+    "é",
+    "99999999999999999999",
+    "bird",
+]
 
 
 def _mutate(draw, text: str) -> str:
@@ -62,14 +86,48 @@ def forget_specs(draw, idx: str) -> str:
     return base if draw(st.integers(0, 5)) == 0 else _mutate(draw, base)
 
 
-FINETUNE = {"epochs": 30, "batch_size": 256, "optimizer": "adam", "lr": 0.001, "momentum": 0.9, "weight_decay": 0.0,
-            "schedule": "constant", "bf16": False}
+FINETUNE = {
+    "epochs": 30,
+    "batch_size": 256,
+    "optimizer": "adam",
+    "lr": 0.001,
+    "momentum": 0.9,
+    "weight_decay": 0.0,
+    "schedule": "constant",
+    "bf16": False,
+}
 DEFAULTS = {**FINETUNE, "hidden": [128, 512], "fraction": 0.5, "mode": "a"}
-PLAUSIBLE = {int: ["1", "3", "0", "-2", "2.5"], float: ["0.1", "1", "0", "-0.5", "1e3", "nan"],
-             bool: ["true", "false", "1", "no", "maybe"], str: ["adam", "sgd", "constant", "", "b"],
-             list: ["32,16", "8", "a,b", "", "1,2,3"]}
-VALUES = ["1", "0", "-1", "0.5", "1e-3", "nan", "inf", "-inf", "true", "ture", "yes", "", " ", "1,2", "1,,2", "x",
-          "1e309", "99999999999999999999", "0x10", "1_000", "adam", "sgd"]
+PLAUSIBLE = {
+    int: ["1", "3", "0", "-2", "2.5"],
+    float: ["0.1", "1", "0", "-0.5", "1e3", "nan"],
+    bool: ["true", "false", "1", "no", "maybe"],
+    str: ["adam", "sgd", "constant", "", "b"],
+    list: ["32,16", "8", "a,b", "", "1,2,3"],
+}
+VALUES = [
+    "1",
+    "0",
+    "-1",
+    "0.5",
+    "1e-3",
+    "nan",
+    "inf",
+    "-inf",
+    "true",
+    "ture",
+    "yes",
+    "",
+    " ",
+    "1,2",
+    "1,,2",
+    "x",
+    "1e309",
+    "99999999999999999999",
+    "0x10",
+    "1_000",
+    "adam",
+    "sgd",
+]
 
 
 @st.composite
@@ -86,13 +144,42 @@ def option_strings(draw) -> str:
     return f"{key}{sep}{value}"
 
 
-KEYS = ["seed", "per_class", "model", "method", "val_fraction", "clusters", "modle", "train", "epochs", "lr",
-        "batch_size", "optimizer", "momentum", "weight_decay", "bf16", "unlearn", "finetune", "model_options",
-        "hidden", "data_seed", "ipc", "x"]
-SCALARS = st.one_of(st.integers(-3, 10 ** 20), st.floats(allow_nan=True, allow_infinity=True), st.booleans(),
-                    st.sampled_from(["mlp", "cnn", "adam", "zero", "", "finetune"]), st.text(max_size=8))
-VALUES_TOML = st.recursive(SCALARS, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(
-    st.sampled_from(KEYS), inner, max_size=3), max_leaves=6)
+KEYS = [
+    "seed",
+    "per_class",
+    "model",
+    "method",
+    "val_fraction",
+    "clusters",
+    "modle",
+    "train",
+    "epochs",
+    "lr",
+    "batch_size",
+    "optimizer",
+    "momentum",
+    "weight_decay",
+    "bf16",
+    "unlearn",
+    "finetune",
+    "model_options",
+    "hidden",
+    "data_seed",
+    "ipc",
+    "x",
+]
+SCALARS = st.one_of(
+    st.integers(-3, 10**20),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.booleans(),
+    st.sampled_from(["mlp", "cnn", "adam", "zero", "", "finetune"]),
+    st.text(max_size=8),
+)
+VALUES_TOML = st.recursive(
+    SCALARS,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.sampled_from(KEYS), inner, max_size=3),
+    max_leaves=6,
+)
 
 
 def _toml_value(v) -> str:
@@ -121,8 +208,13 @@ def _toml(doc: dict, prefix: str = "") -> str:
 
 @st.composite
 def toml_texts(draw) -> str:
-    doc = draw(st.dictionaries(st.sampled_from(KEYS), VALUES_TOML | st.dictionaries(
-        st.sampled_from(KEYS), VALUES_TOML, max_size=3), max_size=4))
+    doc = draw(
+        st.dictionaries(
+            st.sampled_from(KEYS),
+            VALUES_TOML | st.dictionaries(st.sampled_from(KEYS), VALUES_TOML, max_size=3),
+            max_size=4,
+        )
+    )
     text = _toml(doc)
     how = draw(st.integers(0, 4))
     if how == 0:
@@ -174,12 +266,19 @@ def test_option_strings_parse_or_typed_error(pairs):
 
 def _load_config(path: Path) -> None:
     """What `unlearn train` and an unlearning request do with a config file, up to the work."""
+    from dcforget.models import MODELS
     from unlearn.methods import METHODS
 
-    from dcforget.models import MODELS
-
-    defaults = {"model": "cnn", "model_options": {}, "seed": 0, "per_class": None, "val_fraction": 0.15,
-                "train": TrainConfig().to_dict(), "method": None, "unlearn": {}}
+    defaults = {
+        "model": "cnn",
+        "model_options": {},
+        "seed": 0,
+        "per_class": None,
+        "val_fraction": 0.15,
+        "train": TrainConfig().to_dict(),
+        "method": None,
+        "unlearn": {},
+    }
     config = resolve_config(defaults, None, str(path), {}, device=torch.device("cpu"))
     TrainConfig.from_dict(section(config, "train"))
     MODELS.get(config["model"])
@@ -208,8 +307,22 @@ def checkpoint(tmp_path_factory):
 
     d = tmp_path_factory.mktemp("gen-ck")
     (d / "small.toml").write_text("[model_options]\nhidden = [32, 16]\n")
-    res = CliRunner().invoke(unlearn_main, ["train", TINY, "--model", "mlp", "--config", str(d / "small.toml"),
-                                            "--epochs", "1", "--out", str(d / "orig.pt"), "-q"])
+    res = CliRunner().invoke(
+        unlearn_main,
+        [
+            "train",
+            TINY,
+            "--model",
+            "mlp",
+            "--config",
+            str(d / "small.toml"),
+            "--epochs",
+            "1",
+            "--out",
+            str(d / "orig.pt"),
+            "-q",
+        ],
+    )
     assert res.exit_code == 0, res.output
     return d / "orig.pt"
 
@@ -233,6 +346,7 @@ def no_work(monkeypatch):
 
     def stop(self, **kw):
         raise _Validated("validated")
+
     monkeypatch.setattr(request.PreparedRequest, "run", stop)
 
 
@@ -243,8 +357,21 @@ def test_forget_specs_on_the_cli(files, checkpoint, data):
 
     spec = data.draw(forget_specs(str(files / "idx.txt")))
     with tempfile.TemporaryDirectory() as out:
-        res = CliRunner().invoke(unlearn_main, ["--checkpoint", str(checkpoint), "--forget", spec, "--method", "none",
-                                                "--untuned", "--out", os.path.join(out, "u"), "-q"])
+        res = CliRunner().invoke(
+            unlearn_main,
+            [
+                "--checkpoint",
+                str(checkpoint),
+                "--forget",
+                spec,
+                "--method",
+                "none",
+                "--untuned",
+                "--out",
+                os.path.join(out, "u"),
+                "-q",
+            ],
+        )
     _check_cli(res)
 
 
@@ -269,7 +396,21 @@ def test_toml_configs_on_the_cli(checkpoint, no_work, text):
     with tempfile.TemporaryDirectory() as d:
         path = Path(d) / "c.toml"
         path.write_text(text, encoding="utf-8", errors="surrogatepass")
-        res = CliRunner().invoke(unlearn_main, ["--checkpoint", str(checkpoint), "--forget", "class:1", "--method",
-                                                "finetune", "--config", str(path), "--untuned", "-q",
-                                                "--out", os.path.join(d, "u")])
+        res = CliRunner().invoke(
+            unlearn_main,
+            [
+                "--checkpoint",
+                str(checkpoint),
+                "--forget",
+                "class:1",
+                "--method",
+                "finetune",
+                "--config",
+                str(path),
+                "--untuned",
+                "-q",
+                "--out",
+                os.path.join(d, "u"),
+            ],
+        )
     _check_cli(res)

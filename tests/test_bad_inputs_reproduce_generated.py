@@ -4,7 +4,6 @@ nothing."""
 
 from __future__ import annotations
 
-import os
 import tempfile
 from pathlib import Path
 
@@ -15,8 +14,26 @@ from hypothesis import strategies as st
 from experiments.cli import main as experiments
 
 DCU = ["random-forgetting", "class-forgetting", "remembrance-size"]
-path_like = st.sampled_from(["..", "../dcu", "/etc", "dcu/..", "./dcu", "dcu/", "~", "", " ", ".", "-x", "dcu\n",
-                             "configs/experiments/dcu", "\x00", "dcu;rm", "nosuch"])
+path_like = st.sampled_from(
+    [
+        "..",
+        "../dcu",
+        "/etc",
+        "dcu/..",
+        "./dcu",
+        "dcu/",
+        "~",
+        "",
+        " ",
+        ".",
+        "-x",
+        "dcu\n",
+        "configs/experiments/dcu",
+        "\x00",
+        "dcu;rm",
+        "nosuch",
+    ]
+)
 names = st.one_of(path_like, st.sampled_from(["dcu", "choices", "demo"]), st.text(max_size=12))
 only_items = st.one_of(st.sampled_from(DCU + ["", " ", "nope", "../x"]), st.text(max_size=8))
 
@@ -38,8 +55,9 @@ def _check(args: list[str], out: Path) -> None:
 def test_generated_suite_names(suite):
     with tempfile.TemporaryDirectory() as d:
         out = Path(d) / "rep"
-        _check(["reproduce", suite, "--preset", "smoke", "--only", "nope-never", "--report-only", "--out", str(out)],
-               out)
+        _check(
+            ["reproduce", suite, "--preset", "smoke", "--only", "nope-never", "--report-only", "--out", str(out)], out
+        )
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -47,5 +65,19 @@ def test_generated_suite_names(suite):
 def test_generated_only_lists(only):
     with tempfile.TemporaryDirectory() as d:
         out = Path(d) / "rep"
-        _check(["reproduce", "dcu", "--preset", "smoke", "--seeds", "1", "--only", only, "--report-only",
-                "--out", str(out)], out)
+        _check(
+            [
+                "reproduce",
+                "dcu",
+                "--preset",
+                "smoke",
+                "--seeds",
+                "1",
+                "--only",
+                only,
+                "--report-only",
+                "--out",
+                str(out),
+            ],
+            out,
+        )

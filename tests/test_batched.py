@@ -14,8 +14,14 @@ def test_fit_many_equals_one_by_one(tiny, optimizer):
     g = torch.Generator().manual_seed(0)
     subsets = torch.stack([torch.randperm(n, generator=g)[:70] for _ in range(3)])
     seeds = [5, 11, 17]
-    cfg = TrainConfig(epochs=3, batch_size=16, optimizer=optimizer, lr=0.01 if optimizer == "sgd" else 1e-3,
-                      schedule="cosine", weight_decay=1e-4)
+    cfg = TrainConfig(
+        epochs=3,
+        batch_size=16,
+        optimizer=optimizer,
+        lr=0.01 if optimizer == "sgd" else 1e-3,
+        schedule="cosine",
+        weight_decay=1e-4,
+    )
     stack = fit_many("mlp", tiny, subsets, seeds, cfg, device=torch.device("cpu"))
     assert len(stack) == 3
     batched_logits = stack.logits(tiny.test.images)

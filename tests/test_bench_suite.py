@@ -12,19 +12,30 @@ from experiments.cli import main as experiments_main
 
 def test_bench_suite_runs_every_kind_and_reads_back(tmp_path):
     out = tmp_path / "bench"
-    res = CliRunner().invoke(experiments_main, ["reproduce", "bench", "--preset", "smoke", "--out", str(out),
-                                                "--seeds", "1", "--device", "cpu", "--quiet"])
+    res = CliRunner().invoke(
+        experiments_main,
+        ["reproduce", "bench", "--preset", "smoke", "--out", str(out), "--seeds", "1", "--device", "cpu", "--quiet"],
+    )
     assert res.exit_code == 0, res.output
     saved = json.loads((out / "report.json").read_text())
     meta, rows = saved["meta"], saved["rows"]
     assert meta["git"] and "CPU" in meta["machine"] and meta["seeds"] == 1 and not meta["cells_missing"]
     # unlearning: the default against retraining on both requests
     assert {(r["forget"], r["method"]) for r in rows if r.get("forget") in ("random:0.1", "class:2")} >= {
-        ("random:0.1", "retrain"), ("random:0.1", "condensed"), ("class:2", "condensed")}
+        ("random:0.1", "retrain"),
+        ("random:0.1", "condensed"),
+        ("class:2", "condensed"),
+    }
     # attacks: every part, the original, retraining and the attacked methods
     parts = {(r["part"], r["method"]) for r in rows if r.get("part")}
-    assert {("mia", "original"), ("mia", "retrain"), ("mia", "condensed"), ("ulira", "retrained"),
-            ("ulira", "condensed"), ("inversion", "finetune (condensive)")} <= parts
+    assert {
+        ("mia", "original"),
+        ("mia", "retrain"),
+        ("mia", "condensed"),
+        ("ulira", "retrained"),
+        ("ulira", "condensed"),
+        ("inversion", "finetune (condensive)"),
+    } <= parts
     ulira = {r["method"]: r for r in rows if r.get("part") == "ulira"}
     for r in ulira.values():  # each AUC lies in the bootstrap CI the report prints for it
         lo, hi = (float(v) for v in re.search(r"AUC 95% CI \[([\d.]+), ([\d.]+)\]", r["extra"]).groups())
@@ -50,7 +61,9 @@ def test_bench_suite_runs_every_kind_and_reads_back(tmp_path):
     line = next(ln for ln in md.splitlines() if ln.startswith("| mlp | fdm |"))
     assert [f"{fdm['ours_s']:.1f}", f"{fdm['loop_s']:.1f}", f"{fdm['speedup']:.1f}"] == line.split(" | ")[3:6]
     # a rerun computes nothing
-    res = CliRunner().invoke(experiments_main, ["reproduce", "bench", "--preset", "smoke", "--out", str(out),
-                                                "--seeds", "1", "--device", "cpu", "--quiet"])
+    res = CliRunner().invoke(
+        experiments_main,
+        ["reproduce", "bench", "--preset", "smoke", "--out", str(out), "--seeds", "1", "--device", "cpu", "--quiet"],
+    )
     assert res.exit_code == 0
     assert json.loads((out / "report.json").read_text())["meta"]["cells_read_back"] == meta["cells"]

@@ -2,8 +2,13 @@ import pytest
 import torch
 
 from dcforget.checkpoint import load_checkpoint, save_checkpoint
-from dcforget.errors import (ArchitectureMismatchError, CheckpointError, DatasetMismatchError, OutputExistsError,
-                             TrainingSetMismatchError)
+from dcforget.errors import (
+    ArchitectureMismatchError,
+    CheckpointError,
+    DatasetMismatchError,
+    OutputExistsError,
+    TrainingSetMismatchError,
+)
 from dcforget.train import TrainConfig, build_model, checkpoint_meta
 
 
@@ -16,8 +21,14 @@ def saved(tiny, tmp_path):
 
 def test_round_trip_restores_weights_and_metadata(saved, tiny):
     m, path = saved
-    ck = load_checkpoint(path, dataset="synthetic", fingerprint=tiny.fingerprint(), arch="cnn",
-                         image_shape=tiny.info.image_shape, num_classes=4)
+    ck = load_checkpoint(
+        path,
+        dataset="synthetic",
+        fingerprint=tiny.fingerprint(),
+        arch="cnn",
+        image_shape=tiny.info.image_shape,
+        num_classes=4,
+    )
     assert all(torch.equal(v, ck.model.state_dict()[k]) for k, v in m.state_dict().items())
     assert ck.meta.model["arch"] == "cnn" and ck.meta.seed == 0 and ck.meta.extra["train_config"]["epochs"] == 1
     assert ck.meta.extra["toolkit_version"] and ck.meta.train_fingerprint == tiny.fingerprint()
@@ -43,12 +54,16 @@ def test_no_overwrite_without_force(saved, tiny):
     assert [p.name for p in path.parent.iterdir()] == [path.name]  # no temp files left
 
 
-@pytest.mark.parametrize("kw, msg, kind", [
-    ({"dataset": "cifar10"}, "dataset 'synthetic'", DatasetMismatchError),
-    ({"arch": "mlp"}, "architecture 'cnn'", ArchitectureMismatchError),
-    ({"num_classes": 10}, "class count 4", ArchitectureMismatchError),
-    ({"image_shape": (3, 32, 32)}, "image shape", ArchitectureMismatchError),
-    ({"fingerprint": "0" * 64}, "different training set", TrainingSetMismatchError)])
+@pytest.mark.parametrize(
+    "kw, msg, kind",
+    [
+        ({"dataset": "cifar10"}, "dataset 'synthetic'", DatasetMismatchError),
+        ({"arch": "mlp"}, "architecture 'cnn'", ArchitectureMismatchError),
+        ({"num_classes": 10}, "class count 4", ArchitectureMismatchError),
+        ({"image_shape": (3, 32, 32)}, "image shape", ArchitectureMismatchError),
+        ({"fingerprint": "0" * 64}, "different training set", TrainingSetMismatchError),
+    ],
+)
 def test_mismatch_is_a_clear_error_of_its_own_kind(saved, kw, msg, kind):
     with pytest.raises(kind, match=msg):
         load_checkpoint(saved[1], **kw)

@@ -102,14 +102,18 @@ def test_existing_output_needs_force(tmp_path):
     out.write_bytes(b"precious")
     res = CliRunner().invoke(unlearn_main, ["train", TINY, "--model", "mlp", "--epochs", "1", "--out", str(out), "-q"])
     assert res.exit_code == 2 and "already exists" in res.output and out.read_bytes() == b"precious"
-    res = CliRunner().invoke(unlearn_main, ["train", TINY, "--model", "mlp", "--epochs", "1", "--out", str(out),
-                                            "-q", "--force"])
+    res = CliRunner().invoke(
+        unlearn_main, ["train", TINY, "--model", "mlp", "--epochs", "1", "--out", str(out), "-q", "--force"]
+    )
     assert res.exit_code == 0 and load_checkpoint(out).meta.model["arch"] == "mlp"
 
 
 def test_error_line_goes_to_stderr_only(tmp_path):
-    res = subprocess.run([str(Path(sys.executable).parent / "unlearn"), "train", "imagenet", "--out",
-                          str(tmp_path / "x.pt")], capture_output=True, text=True)
+    res = subprocess.run(
+        [str(Path(sys.executable).parent / "unlearn"), "train", "imagenet", "--out", str(tmp_path / "x.pt")],
+        capture_output=True,
+        text=True,
+    )
     assert res.returncode == 2 and res.stdout == ""
     assert res.stderr.strip().count("\n") == 0 and res.stderr.startswith("error: unknown dataset")
 
@@ -117,7 +121,10 @@ def test_error_line_goes_to_stderr_only(tmp_path):
 def test_evaluate_refuses_a_checkpoint_for_other_data(tmp_path):
     out = tmp_path / "m.pt"
     assert run(unlearn_main, ["train", TINY, "--model", "mlp", "--epochs", "1", "--out", str(out), "-q"]).exit_code == 0
-    import torch, json
+    import json
+
+    import torch
+
     payload = torch.load(out, weights_only=True)
     meta = json.loads(payload["meta_json"])
     meta["dataset_spec"] = "synthetic:classes=4,train=30,test=10,size=16,seed=9"  # same shape, other images
@@ -135,6 +142,7 @@ def test_model_options_from_config(tmp_path):
     ck = load_checkpoint(out)
     assert ck.meta.model["options"]["logit_relu"] is True
     import torch
+
     assert (ck.model(torch.rand(8, 3, 16, 16)) >= 0).all()
     cfg.write_text('model = "mlp"\n[model_options]\ndepth = 3\n')
     res = CliRunner().invoke(unlearn_main, ["train", TINY, "--config", str(cfg), "--out", str(tmp_path / "n.pt"), "-q"])

@@ -16,8 +16,12 @@ def trained(tiny):
 
 
 def _build(tiny, model, method, **kw):
-    kw.setdefault("options", {"fdm": {"steps": 10}, "mi": {"epochs": 3, "hidden": [32, 64]},
-                              "dm": {"iterations": 4, "batch_real": 8}}.get(method, {}))
+    kw.setdefault(
+        "options",
+        {"fdm": {"steps": 10}, "mi": {"epochs": 3, "hidden": [32, 64]}, "dm": {"iterations": 4, "batch_real": 8}}.get(
+            method, {}
+        ),
+    )
     return build_condensed(tiny, method, model, device=CPU, seed=0, quiet=True, **kw).condensed
 
 
@@ -80,7 +84,9 @@ def test_random_is_seeded(tiny, trained):
 def test_dm_buckets_are_whole_classes_and_images_move(tiny, trained):
     cs = _build(tiny, trained, "dm", ipc=2)
     _check_common(cs, tiny, 2)
-    assert cs.influence == "class" and torch.equal(cs.bucket_sizes(), torch.bincount(tiny.train.labels).repeat_interleave(2))
+    assert cs.influence == "class" and torch.equal(
+        cs.bucket_sizes(), torch.bincount(tiny.train.labels).repeat_interleave(2)
+    )
     init = cs.extra_groups["dm"]["init_indices"]
     assert not torch.allclose(cs.images, as_unit(tiny.train.images[init]))
     assert cs.extra_groups["augmentation"]["siamese"] is True
@@ -93,6 +99,7 @@ def test_fdm_batched_equals_a_per_bucket_loop_and_beats_the_plain_mean(tiny, tra
         p.requires_grad_(False)
     feats = embed(trained, tiny.train.images)
     from condense.buckets import kmeans_buckets
+
     b = kmeans_buckets(feats, tiny.train.labels, 4, 3, seed=0, quiet=True)
     multi = b.sizes > 1
     assert multi.sum() >= 6
@@ -102,9 +109,15 @@ def test_fdm_batched_equals_a_per_bucket_loop_and_beats_the_plain_mean(tiny, tra
     for j in range(len(b)):
         if not multi[j]:
             continue  # one-image buckets are copied by the condenser, not optimised (next test)
-        rows = b.indices[b.indptr[j]:b.indptr[j + 1]]
-        alone, _ = fdm_blend(trained, as_unit(tiny.train.images[rows]), torch.zeros(len(rows), dtype=torch.long),
-                             targets[j:j + 1], steps=15, lr=1e-2)
+        rows = b.indices[b.indptr[j] : b.indptr[j + 1]]
+        alone, _ = fdm_blend(
+            trained,
+            as_unit(tiny.train.images[rows]),
+            torch.zeros(len(rows), dtype=torch.long),
+            targets[j : j + 1],
+            steps=15,
+            lr=1e-2,
+        )
         assert torch.allclose(batched[j], alone[0], atol=1e-5), j
     plain = torch.zeros_like(batched).index_add_(0, owner, members / b.sizes[owner].float()[:, None, None, None])
     loss = lambda imgs: ((trained.features(imgs) - targets) ** 2).sum(1)
@@ -165,7 +178,9 @@ def test_fdm_default_blend_stays_in_unit_range_and_the_reference_switch_says_so(
     free = _build(tiny, trained, "fdm", clusters=3, options={**big, "blend": "unconstrained"})
     assert float(free.images.min()) < 0 or float(free.images.max()) > 1
     assert free.pixel_range == "unconstrained"
-    assert CONDENSERS.get("fdm").defaults["blend"] in BLENDS and CONDENSERS.get("fdm").defaults["blend"] != "unconstrained"
+    assert (
+        CONDENSERS.get("fdm").defaults["blend"] in BLENDS and CONDENSERS.get("fdm").defaults["blend"] != "unconstrained"
+    )
     for opts in (big, {**big, "blend": "convex"}, {**big, "blend": "clamp"}):
         cs = _build(tiny, trained, "fdm", clusters=3, options=opts)
         assert 0.0 <= float(cs.images.min()) and float(cs.images.max()) <= 1.0 and cs.pixel_range == "unit", opts
@@ -181,9 +196,11 @@ def test_fdm_default_blend_stays_in_unit_range_and_the_reference_switch_says_so(
 def test_convex_blend_weights_are_a_distribution_per_bucket(tiny, trained):
     feats = embed(trained, tiny.train.images)
     from condense.buckets import kmeans_buckets
+
     b = kmeans_buckets(feats, tiny.train.labels, 4, 3, seed=0, quiet=True)
     members, owner = as_unit(tiny.train.images[b.indices]), b.owner()
     from dcforget.models import frozen
+
     with frozen(trained):
         _, w = fdm_blend(trained, members, owner, bucket_targets(feats, b), steps=20, lr=0.05, blend="convex")
     assert (w >= 0).all() and torch.allclose(torch.zeros(len(b)).index_add_(0, owner, w), torch.ones(len(b)), atol=1e-5)

@@ -30,13 +30,16 @@ def test_synthetic_is_class_structured(tiny):
     assert (pred == tiny.test.labels).float().mean() > 0.9
 
 
-@pytest.mark.parametrize("spec, msg", [
-    ("synthetic:colour=3", "unknown synthetic dataset option"),
-    ("synthetic:classes=x", "is not a int"),
-    ("synthetic:classes", "expected key=value"),
-    ("synthetic:classes=1", "2<=classes"),
-    ("cifar10:size=3", "takes no options"),
-])
+@pytest.mark.parametrize(
+    "spec, msg",
+    [
+        ("synthetic:colour=3", "unknown synthetic dataset option"),
+        ("synthetic:classes=x", "is not a int"),
+        ("synthetic:classes", "expected key=value"),
+        ("synthetic:classes=1", "2<=classes"),
+        ("cifar10:size=3", "takes no options"),
+    ],
+)
 def test_bad_dataset_specs(spec, msg):
     with pytest.raises(DatasetError, match=msg):
         load_data(spec)
@@ -66,8 +69,15 @@ def test_load_with_per_class_records_source_indices(tiny):
     assert torch.equal(capped.test.labels, tiny.test.labels)
 
 
-@pytest.mark.parametrize("name, expected", [("cifar10", "cifar-10-batches-py"), ("mnist", "MNIST/raw"),
-                                            ("cifar100", "cifar-100-python"), ("fashionmnist", "FashionMNIST/raw")])
+@pytest.mark.parametrize(
+    "name, expected",
+    [
+        ("cifar10", "cifar-10-batches-py"),
+        ("mnist", "MNIST/raw"),
+        ("cifar100", "cifar-100-python"),
+        ("fashionmnist", "FashionMNIST/raw"),
+    ],
+)
 def test_missing_files_give_one_line_naming_folder_and_files(tmp_path, name, expected):
     with pytest.raises(DatasetError) as info:
         load_data(name, data_dir=tmp_path, download=False)
@@ -119,9 +129,15 @@ def test_bad_validation_fractions_are_refused(tiny, fraction):
         load_data(tiny.spec, val_fraction=fraction)
 
 
-@pytest.mark.parametrize("meta", [{"dataset": 3}, {"dataset": "synthetic", "per_class": "ten"},
-                                  {"dataset": "synthetic", "data_seed": [1]},
-                                  {"dataset": "synthetic", "val_fraction": "x"}])
+@pytest.mark.parametrize(
+    "meta",
+    [
+        {"dataset": 3},
+        {"dataset": "synthetic", "per_class": "ten"},
+        {"dataset": "synthetic", "data_seed": [1]},
+        {"dataset": "synthetic", "val_fraction": "x"},
+    ],
+)
 def test_malformed_checkpoint_split_metadata_is_a_dataset_error(meta):
     from dcforget.datasets import load_data_for
 

@@ -44,8 +44,14 @@ def test_remembrance_sources(setup):
 def test_offline_phase_moves_final_and_intermediate_only(setup):
     data, model = setup
     rem = remembrance_set(data, 3, "heldout", seed=0)
-    off = offline_phase(model, data, rem, {"iterations": 2, "final_epochs": 3, "intermediate_epochs": 1,
-                                           "lr_final": 1e-2, "lr_intermediate": 1e-3}, device=CPU, quiet=True)
+    off = offline_phase(
+        model,
+        data,
+        rem,
+        {"iterations": 2, "final_epochs": 3, "intermediate_epochs": 1, "lr_final": 1e-2, "lr_intermediate": 1e-3},
+        device=CPU,
+        quiet=True,
+    )
     b0, i0, f0 = model.split()
     b1, i1, f1 = off.split()
     assert _same(b0, b1) and not _same(i0, i1) and not _same(f0, f1)
@@ -59,14 +65,32 @@ def test_online_stages_follow_the_schedule(setup, quirks):
     cs = build_condensed(data, "fdm", model, device=CPU, clusters=4, options={"steps": 2}, quiet=True).condensed
     art = {"remembrance_images": rem.images, "remembrance_labels": rem.labels}
     # final_thr == overture_epochs: Final is never trained (the reference's class-wise setting)
-    res = unlearn_request(model, data, "random:0.1", "dcu-reference", device=CPU, condensed=cs, artefacts=art,
-                          options={"overture_epochs": 2, "final_thr": 2, "reference_quirks": quirks}, quiet=True)
+    res = unlearn_request(
+        model,
+        data,
+        "random:0.1",
+        "dcu-reference",
+        device=CPU,
+        condensed=cs,
+        artefacts=art,
+        options={"overture_epochs": 2, "final_thr": 2, "reference_quirks": quirks},
+        quiet=True,
+    )
     b0, i0, f0 = model.split()
     b1, i1, f1 = res.model.split()
     assert not _same(b0, b1) and not _same(i0, i1) and _same(f0, f1)
     assert res.report["reduced_set"]["passed"]
-    res = unlearn_request(model, data, "random:0.1", "dcu-reference", device=CPU, condensed=cs, artefacts=art,
-                          options={"overture_epochs": 2, "final_thr": 1}, quiet=True)
+    res = unlearn_request(
+        model,
+        data,
+        "random:0.1",
+        "dcu-reference",
+        device=CPU,
+        condensed=cs,
+        artefacts=art,
+        options={"overture_epochs": 2, "final_thr": 1},
+        quiet=True,
+    )
     assert not _same(f0, res.model.split()[2])
     with pytest.raises(ConfigError, match="unlearn offline"):
         unlearn_request(model, data, "random:0.1", "dcu-reference", device=CPU, condensed=cs)
@@ -75,9 +99,27 @@ def test_online_stages_follow_the_schedule(setup, quirks):
 def test_offline_cli_stores_the_remembrance_set(tmp_path):
     r = CliRunner()
     ck = tmp_path / "o.pt"
-    assert r.invoke(unlearn_main, ["train", SPEC, "--per-class", "32", "--epochs", "2", "--out", str(ck), "-q"]).exit_code == 0
-    res = r.invoke(unlearn_main, ["offline", "--checkpoint", str(ck), "--remembrance-ipc", "2", "--option", "iterations=1",
-                                  "--option", "final_epochs=1", "--option", "intermediate_epochs=1", "-q"])
+    assert (
+        r.invoke(unlearn_main, ["train", SPEC, "--per-class", "32", "--epochs", "2", "--out", str(ck), "-q"]).exit_code
+        == 0
+    )
+    res = r.invoke(
+        unlearn_main,
+        [
+            "offline",
+            "--checkpoint",
+            str(ck),
+            "--remembrance-ipc",
+            "2",
+            "--option",
+            "iterations=1",
+            "--option",
+            "final_epochs=1",
+            "--option",
+            "intermediate_epochs=1",
+            "-q",
+        ],
+    )
     assert res.exit_code == 0, res.output
     off = load_checkpoint(tmp_path / "o-offline.pt")
     assert off.tensors["remembrance_images"].shape == (8, 3, 16, 16)
@@ -91,9 +133,11 @@ def test_class_forgetting_drops_that_class_from_the_remembrance_set(setup):
     rem = remembrance_set(data, 3, "heldout", seed=0)
     from unlearn.methods.base import UnlearnContext
     from unlearn.request import cumulative_split
+
     split = cumulative_split(data, "class:2", 0, None)
-    ctx = UnlearnContext(model, data, split, CPU, 0, {}, artefacts={"remembrance_images": rem.images,
-                                                                    "remembrance_labels": rem.labels})
+    ctx = UnlearnContext(
+        model, data, split, CPU, 0, {}, artefacts={"remembrance_images": rem.images, "remembrance_labels": rem.labels}
+    )
     x, y = ctx.remembrance()
     assert 2 not in y.tolist() and len(y) == 9
     assert 2 in ctx.remembrance(keep_forgotten_classes=True)[1].tolist()
@@ -101,18 +145,46 @@ def test_class_forgetting_drops_that_class_from_the_remembrance_set(setup):
 
 def test_condensed_model_mode_trains_a_fresh_classifier_of_another_architecture(tmp_path):
     from dcforget.models.autoencoder import AutoencoderClassifier
+
     spec = "synthetic:classes=4,train=40,test=10,size=16,noise=0.5"
     data = load_data(spec, per_class=32, seed=0)
     ae = train_on(data, "convae", TrainConfig(epochs=6, batch_size=32), seed=0, device=CPU, quiet=True).model
     assert isinstance(ae, AutoencoderClassifier) and ae.config["options"]["classifier"] == "convnet"
     rem = remembrance_set(data, 4, "heldout", seed=0)
-    off = offline_phase(ae, data, rem, {"iterations": 2, "final_epochs": 5, "intermediate_epochs": 1, "lr_final": 1e-3,
-                                        "lr_intermediate": 1e-3, "final_reinit_each_iter": True}, device=CPU, quiet=True)
+    off = offline_phase(
+        ae,
+        data,
+        rem,
+        {
+            "iterations": 2,
+            "final_epochs": 5,
+            "intermediate_epochs": 1,
+            "lr_final": 1e-3,
+            "lr_intermediate": 1e-3,
+            "final_reinit_each_iter": True,
+        },
+        device=CPU,
+        quiet=True,
+    )
     cs = build_condensed(data, "fdm", off, device=CPU, clusters=4, options={"steps": 2}, quiet=True).condensed
     art = {"remembrance_images": rem.images, "remembrance_labels": rem.labels}
-    res = unlearn_request(off, data, "class:1", "condensed-model", device=CPU, condensed=cs, artefacts=art, quiet=True,
-                          options={"overture_epochs": 2, "final_epochs": 3, "intermediate_epochs": 1,
-                                   "classifier": "mlp", "recondense_epochs": 20})
+    res = unlearn_request(
+        off,
+        data,
+        "class:1",
+        "condensed-model",
+        device=CPU,
+        condensed=cs,
+        artefacts=art,
+        quiet=True,
+        options={
+            "overture_epochs": 2,
+            "final_epochs": 3,
+            "intermediate_epochs": 1,
+            "classifier": "mlp",
+            "recondense_epochs": 20,
+        },
+    )
     m = res.model
     assert m.config["options"]["classifier"] == "mlp" and res.report["method_extra"]["classifier"] == "mlp"
     assert res.report["forget_acc"] <= 0.05  # class 1 is in neither the reduced set nor the remembrance set
@@ -127,6 +199,7 @@ def test_condensed_model_mode_trains_a_fresh_classifier_of_another_architecture(
 
 # --- reference switches (DC-U cifar10_exps/mlp, commit b6b6a56) ---------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def mlp_setup():
     data = load_data(SPEC, per_class=32, seed=0)
@@ -136,6 +209,7 @@ def mlp_setup():
 
 def test_offline_logit_relu_puts_the_relu_on_the_logits_from_the_offline_phase_on(mlp_setup, tmp_path):
     from dcforget.checkpoint import save_checkpoint
+
     data, model = mlp_setup
     x = data.test.images.float() / 255
     with torch.no_grad():
@@ -171,6 +245,7 @@ def test_offline_cached_beginning_matches_the_full_forward(mlp_setup):
 
 def test_settings_take_the_reference_values_of_the_architecture():
     from unlearn.methods.dcu_reference import ARCH_SETTINGS, DEFAULTS, resolve_settings
+
     mlp = ARCH_SETTINGS["mlp"]
     assert mlp == {"lr_overture": 1e-3, "lr_intermediate": 1e-4, "final_epochs": 15, "final_thr": 15}
     assert resolve_settings(dict(DEFAULTS), "mlp") == DEFAULTS  # default: options as given
@@ -179,14 +254,18 @@ def test_settings_take_the_reference_values_of_the_architecture():
     assert resolve_settings({**DEFAULTS, "reference_quirks": True}, "convae")["lr_overture"] == DEFAULTS["lr_overture"]
     explicit = resolve_settings({**DEFAULTS, "settings": "mlp", "lr_overture": 5e-4}, "cnn")
     assert explicit["lr_overture"] == 5e-4 and explicit["final_thr"] == 15  # an explicit value wins
-    assert resolve_settings({**DEFAULTS, "reference_quirks": True, "settings": "none"}, "mlp") == \
-        {**DEFAULTS, "reference_quirks": True, "settings": "none"}
+    assert resolve_settings({**DEFAULTS, "reference_quirks": True, "settings": "none"}, "mlp") == {
+        **DEFAULTS,
+        "reference_quirks": True,
+        "settings": "none",
+    }
     with pytest.raises(ConfigError, match="settings"):
         resolve_settings({**DEFAULTS, "settings": "lenet"}, "mlp")
 
 
 def test_syn_batch_mean_weighs_each_batch_of_32_equally():
     from unlearn.methods.dcu_reference import _batch_mean_ce
+
     g = torch.Generator().manual_seed(0)
     logits, y = torch.randn(100, 4, generator=g), torch.randint(0, 4, (100,), generator=g)
     per = torch.nn.functional.cross_entropy(logits, y, reduction="none")
@@ -197,10 +276,17 @@ def test_syn_batch_mean_weighs_each_batch_of_32_equally():
 
 def test_reference_mode_uses_the_mlp_settings_and_a_new_order_every_stage(mlp_setup, monkeypatch):
     import unlearn.methods.dcu_reference as md
+
     data, model = mlp_setup
     rem = remembrance_set(data, 3, "heldout", seed=0)
-    off = offline_phase(model, data, rem, {"iterations": 1, "final_epochs": 1, "intermediate_epochs": 1,
-                                           "logit_relu": True}, device=CPU, quiet=True)
+    off = offline_phase(
+        model,
+        data,
+        rem,
+        {"iterations": 1, "final_epochs": 1, "intermediate_epochs": 1, "logit_relu": True},
+        device=CPU,
+        quiet=True,
+    )
     cs = build_condensed(data, "fdm", off, device=CPU, clusters=4, options={"steps": 2}, quiet=True).condensed
     art = {"remembrance_images": rem.images, "remembrance_labels": rem.labels}
     calls = []
@@ -211,8 +297,17 @@ def test_reference_mode_uses_the_mlp_settings_and_a_new_order_every_stage(mlp_se
         return real_fit(model_, images, labels, cfg, **kw)
 
     monkeypatch.setattr(md, "fit", spy)
-    res = unlearn_request(off, data, "random:0.1", "dcu-reference", device=CPU, condensed=cs, artefacts=art,
-                          options={"overture_epochs": 17, "reference_quirks": True}, quiet=True)
+    res = unlearn_request(
+        off,
+        data,
+        "random:0.1",
+        "dcu-reference",
+        device=CPU,
+        condensed=cs,
+        artefacts=art,
+        options={"overture_epochs": 17, "reference_quirks": True},
+        quiet=True,
+    )
     assert res.report["method_extra"]["settings"]["lr_intermediate"] == 1e-4
     final = [c for c in calls if c[0] == len(rem.labels)]
     assert len(final) == 17 - 15 and all(c[1] == 1e-3 and c[3] is md._batch_mean_ce for c in final)
@@ -221,8 +316,17 @@ def test_reference_mode_uses_the_mlp_settings_and_a_new_order_every_stage(mlp_se
     with torch.no_grad():
         assert float(res.model(data.test.images.float() / 255).min()) >= 0  # the offline checkpoint's ReLU
     calls.clear()
-    unlearn_request(off, data, "random:0.1", "dcu-reference", device=CPU, condensed=cs, artefacts=art,
-                    options={"overture_epochs": 26}, quiet=True)
+    unlearn_request(
+        off,
+        data,
+        "random:0.1",
+        "dcu-reference",
+        device=CPU,
+        condensed=cs,
+        artefacts=art,
+        options={"overture_epochs": 26},
+        quiet=True,
+    )
     assert calls[0][1] == 3e-3 and all(c[3] is None and c[4] is None for c in calls)  # defaults: CNN values
     assert len([c for c in calls if c[0] == len(rem.labels)]) == 1
 
@@ -232,6 +336,7 @@ def test_fdm_normalized_blend_is_the_reference_average_on_normalised_images(mlp_
     loss ||mean phi(x_i) - phi(sum_i w_i x_i)||^2. blend=normalized must give that image (mapped to pixels);
     the pixel-space blend does not."""
     from condense.methods.fdm import fdm_blend
+
     _, model = mlp_setup
     model = model.eval()
     g = torch.Generator().manual_seed(1)

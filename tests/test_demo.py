@@ -10,8 +10,9 @@ from experiments.cli import unlearn_main
 
 def test_demo_writes_a_report_with_table_and_pictures(tmp_path):
     out = tmp_path / "demo"
-    res = CliRunner().invoke(unlearn_main, ["demo", "--preset", "smoke", "--out", str(out), "--device", "cpu",
-                                            "--quiet"])
+    res = CliRunner().invoke(
+        unlearn_main, ["demo", "--preset", "smoke", "--out", str(out), "--device", "cpu", "--quiet"]
+    )
     assert res.exit_code == 0, res.output
     assert "retrain " in res.output and "condensed " in res.output and "time 1.00x" in res.output
     md = (out / "report.md").read_text()
@@ -20,8 +21,9 @@ def test_demo_writes_a_report_with_table_and_pictures(tmp_path):
     assert "![first-request](figures/first-request.png)" in md  # the ROC curves (matplotlib is in the test extra)
     meta = json.loads((out / "report.json").read_text())["meta"]
     assert meta["command"].startswith("unlearn demo") and meta["git"] and meta["cells_missing"] == []
-    again = CliRunner().invoke(unlearn_main, ["demo", "--preset", "smoke", "--out", str(out), "--device", "cpu",
-                                              "--quiet"])
+    again = CliRunner().invoke(
+        unlearn_main, ["demo", "--preset", "smoke", "--out", str(out), "--device", "cpu", "--quiet"]
+    )
     assert again.exit_code == 0
     assert json.loads((out / "report.json").read_text())["meta"]["cells_read_back"] == 2
 

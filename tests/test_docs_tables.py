@@ -23,12 +23,19 @@ def test_every_generated_block_matches_its_report():
 
 
 def _report(tmp_path):
-    rows = [{"experiment": "e", "method": "retrain", "retain_acc": 100.0, "seeds": 1},
-            {"experiment": "e", "method": "b", "avg_rank": 2.0, "retain_acc": 50.0, "seeds": 1},
-            {"experiment": "e", "method": "a", "avg_rank": 1.0, "retain_acc": 90.0, "seeds": 1},
-            {"experiment": "e", "method": "w", "avg_rank_du": 0.5, "degenerate": "s0: RA 9 <= chance + 5", "seeds": 1}]
-    meta = {"command": "experiments reproduce benchmark", "git": "abc", "seeds": 1, "finished_utc": "t",
-            "claims": {"e": [{"claim": "c", "ranking": "du", "confirmed": True}]}}
+    rows = [
+        {"experiment": "e", "method": "retrain", "retain_acc": 100.0, "seeds": 1},
+        {"experiment": "e", "method": "b", "avg_rank": 2.0, "retain_acc": 50.0, "seeds": 1},
+        {"experiment": "e", "method": "a", "avg_rank": 1.0, "retain_acc": 90.0, "seeds": 1},
+        {"experiment": "e", "method": "w", "avg_rank_du": 0.5, "degenerate": "s0: RA 9 <= chance + 5", "seeds": 1},
+    ]
+    meta = {
+        "command": "experiments reproduce benchmark",
+        "git": "abc",
+        "seeds": 1,
+        "finished_utc": "t",
+        "claims": {"e": [{"claim": "c", "ranking": "du", "confirmed": True}]},
+    }
     (tmp_path / "r").mkdir()
     (tmp_path / "r" / "report.json").write_text(json.dumps({"meta": meta, "rows": rows}))
     return tmp_path / "r"
@@ -51,16 +58,22 @@ def test_refresh_check_fails_on_a_stale_block_and_refresh_fixes_it(tmp_path, mon
     assert res.exit_code == 1 and "1 of 1 file(s) out of date" in res.output
     assert "| stale |" in doc.read_text()
     res = CliRunner().invoke(experiments, ["report", "--refresh", str(doc)])
-    assert res.exit_code == 0 and "| stale |" not in doc.read_text() and "| e | 2 | 1 | `a` 1.0, `b` 2.0 |" in doc.read_text()
+    assert (
+        res.exit_code == 0
+        and "| stale |" not in doc.read_text()
+        and "| e | 2 | 1 | `a` 1.0, `b` 2.0 |" in doc.read_text()
+    )
     assert CliRunner().invoke(experiments, ["report", "--refresh", str(doc), "--check"]).exit_code == 0
     assert rep.is_dir()
 
 
 def test_report_refuses_what_it_cannot_render(tmp_path):
     rep = _report(tmp_path)
-    for args, why in [([str(rep), "--table", "nope"], "no table 'nope'"),
-                      ([str(tmp_path)], "is not a report"),
-                      (["--check"], "--check goes with --refresh")]:
+    for args, why in [
+        ([str(rep), "--table", "nope"], "no table 'nope'"),
+        ([str(tmp_path)], "is not a report"),
+        (["--check"], "--check goes with --refresh"),
+    ]:
         if args == [str(tmp_path)]:
             (tmp_path / "report.json").write_text("[1]")
         res = CliRunner().invoke(experiments, ["report", *args])
@@ -83,16 +96,39 @@ def test_tune_suite_lists_what_the_benchmark_runs_and_every_pair_has_its_tuned_f
 def test_tune_suite_skips_existing_files_and_refuses_contradictions(tmp_path):
     out = tmp_path / "tuned"
     out.mkdir()
-    for m, f in [("ssd", "ssd.class.json"), ("unsir", "unsir.class.json"), ("lfssd", "lfssd.class.json"),
-                 ("lrp-npp", "lrp-npp.class.json")]:
+    for m, f in [
+        ("ssd", "ssd.class.json"),
+        ("unsir", "unsir.class.json"),
+        ("lfssd", "lfssd.class.json"),
+        ("lrp-npp", "lrp-npp.class.json"),
+    ]:
         (out / f).write_text("{}")
     before = {p.name: p.read_text() for p in out.iterdir()}
-    res = CliRunner().invoke(experiments, ["tune", "cifar10", "--suite", "benchmark", "--model", "cnn", "--preset",
-                                           "cpu", "--skip-existing", "--out", str(out), "--store", str(tmp_path / "s")])
+    res = CliRunner().invoke(
+        experiments,
+        [
+            "tune",
+            "cifar10",
+            "--suite",
+            "benchmark",
+            "--model",
+            "cnn",
+            "--preset",
+            "cpu",
+            "--skip-existing",
+            "--out",
+            str(out),
+            "--store",
+            str(tmp_path / "s"),
+        ],
+    )
     assert res.exit_code == 0, res.output
     assert res.stderr.count("skip ") == 4 and {p.name: p.read_text() for p in out.iterdir()} == before
-    for args, why in [(["--suite", "benchmark", "--method", "kde"], "not both"), ([], "give --method or --suite"),
-                      (["--suite", "benchmark", "--forget", "class:1"], "--forget goes with --method"),
-                      (["--method", "kde", "--skip-existing", "--force"], "contradict")]:
+    for args, why in [
+        (["--suite", "benchmark", "--method", "kde"], "not both"),
+        ([], "give --method or --suite"),
+        (["--suite", "benchmark", "--forget", "class:1"], "--forget goes with --method"),
+        (["--method", "kde", "--skip-existing", "--force"], "contradict"),
+    ]:
         res = CliRunner().invoke(experiments, ["tune", "cifar10", *args, "--out", str(out)])
         assert res.exit_code == 2 and res.stderr.startswith("error: ") and why in res.stderr, res.output

@@ -5,8 +5,15 @@ import numpy as np
 import pytest
 import torch
 
-from attacks.epsilon import (EPSILON_CAP, EpsilonUndefinedError, bucket_points, epsilon_score, example_epsilon,
-                             logit_confidence, per_example_epsilon)
+from attacks.epsilon import (
+    EPSILON_CAP,
+    EpsilonUndefinedError,
+    bucket_points,
+    epsilon_score,
+    example_epsilon,
+    logit_confidence,
+    per_example_epsilon,
+)
 
 
 def _definition(pos, neg, delta=1e-5):
@@ -74,7 +81,7 @@ def test_identical_distributions_score_well_and_separated_ones_score_zero():
 
 def test_buckets_and_final_score():
     pts = bucket_points(torch.tensor([0.0, 0.4, 0.5, 1.2, 6.9, 7.0, 50.0]), 512)  # ceil(ln 511) = 7
-    assert pts.tolist() == [1.0, 1.0, 0.5, 0.25, 0.5 ** 13, 0.0, 0.0]
+    assert pts.tolist() == [1.0, 1.0, 0.5, 0.25, 0.5**13, 0.0, 0.0]
     g = torch.Generator().manual_seed(1)
     s = epsilon_score(torch.randn(100, 8, generator=g), torch.randn(100, 8, generator=g), ra_ratio=0.5, ta_ratio=0.8)
     assert s.final == pytest.approx(s.forget_quality * 0.4)
@@ -83,7 +90,9 @@ def test_buckets_and_final_score():
 def test_logit_confidence():
     logits = torch.tensor([[2.0, 0.0, 0.0]])
     p = torch.softmax(logits, 1)[0, 0]
-    assert float(logit_confidence(logits, torch.tensor([0]))) == pytest.approx(float(torch.log(p) - torch.log(1 - p)), abs=1e-6)
+    assert float(logit_confidence(logits, torch.tensor([0]))) == pytest.approx(
+        float(torch.log(p) - torch.log(1 - p)), abs=1e-6
+    )
 
 
 def test_two_models_per_side_score_no_points_and_no_nan():
@@ -108,13 +117,16 @@ def test_positive_side_is_chosen_by_numpys_median():
     assert float(got[0]) == pytest.approx(want, rel=1e-6)
 
 
-@pytest.mark.parametrize("pos, neg, want", [
-    ([1.0, 1.0, 1.0], [3.0, 3.0, 3.0], EPSILON_CAP),  # two constants: the rules separate them perfectly
-    ([3.0, 3.0, 3.0], [1.0, 1.0, 1.0], EPSILON_CAP),
-    ([2.0, 2.0, 2.0], [2.0, 2.0, 2.0], None),  # identical constants: every rule discarded
-    ([1.0], [2.0], EPSILON_CAP),  # one model per side
-    ([1.0], [1.0], None),
-])
+@pytest.mark.parametrize(
+    "pos, neg, want",
+    [
+        ([1.0, 1.0, 1.0], [3.0, 3.0, 3.0], EPSILON_CAP),  # two constants: the rules separate them perfectly
+        ([3.0, 3.0, 3.0], [1.0, 1.0, 1.0], EPSILON_CAP),
+        ([2.0, 2.0, 2.0], [2.0, 2.0, 2.0], None),  # identical constants: every rule discarded
+        ([1.0], [2.0], EPSILON_CAP),  # one model per side
+        ([1.0], [1.0], None),
+    ],
+)
 def test_degenerate_samples_follow_the_challenge_code(pos, neg, want):
     assert _definition(pos, neg) == want
     if want is None:  # the challenge code asserts "all thresholds gave nan epsilon"
@@ -131,9 +143,15 @@ def test_every_rule_discarded_names_the_example():
         epsilon_score(u, r)
 
 
-@pytest.mark.parametrize("u, r", [(torch.zeros(3, 4), torch.zeros(2, 4)), (torch.zeros(3, 4), torch.zeros(3, 5)),
-                                  (torch.zeros(3, 0), torch.zeros(3, 0)),
-                                  (torch.tensor([[0.0, float("nan")], [1.0, 2.0]]), torch.ones(2, 2))])
+@pytest.mark.parametrize(
+    "u, r",
+    [
+        (torch.zeros(3, 4), torch.zeros(2, 4)),
+        (torch.zeros(3, 4), torch.zeros(3, 5)),
+        (torch.zeros(3, 0), torch.zeros(3, 0)),
+        (torch.tensor([[0.0, float("nan")], [1.0, 2.0]]), torch.ones(2, 2)),
+    ],
+)
 def test_mismatched_empty_or_nonfinite_scores_raise_a_typed_error(u, r):
     with pytest.raises(EpsilonUndefinedError):
         epsilon_score(u, r)
@@ -154,8 +172,24 @@ def ckpts(tmp_path_factory):
     assert res.exit_code == 0, res.output
     for s in range(2):  # unlearned models forget class 1, "retrained" ones class 2: a mismatch
         for method, name, spec in (("finetune", "u", "class:1"), ("retrain", "r", "class:2")):
-            res = r.invoke(unlearn_main, ["--method", method, "--checkpoint", str(d / "o.pt"), "--forget", spec,
-                                          "--epochs", "1", "--seed", str(s), "--out", str(d / f"{name}{s}"), "-q"])
+            res = r.invoke(
+                unlearn_main,
+                [
+                    "--method",
+                    method,
+                    "--checkpoint",
+                    str(d / "o.pt"),
+                    "--forget",
+                    spec,
+                    "--epochs",
+                    "1",
+                    "--seed",
+                    str(s),
+                    "--out",
+                    str(d / f"{name}{s}"),
+                    "-q",
+                ],
+            )
             assert res.exit_code == 0, res.output
     return d
 
@@ -173,7 +207,9 @@ def _eps_cli(d, unlearned, retrained, *extra):
     return CliRunner().invoke(attacks_main, [*args, *extra])
 
 
-@pytest.mark.parametrize("extra, message", [((), "forgot a different set"), (("--forget", "class:1"), "was trained with")])
+@pytest.mark.parametrize(
+    "extra, message", [((), "forgot a different set"), (("--forget", "class:1"), "was trained with")]
+)
 def test_cli_refuses_retrained_models_of_another_forget_set(ckpts, extra, message):
     res = _eps_cli(ckpts, ["u0", "u1"], ["r0", "r1"], *extra)
     lines = res.output.strip().splitlines()

@@ -40,7 +40,7 @@ def _loop_fisher(model, images):
             loss = F.cross_entropy(out, torch.tensor([y]))
             grads = torch.autograd.grad(loss, [p for _, p in params], retain_graph=True)
             for (n, _), g in zip(params, grads):
-                acc[n] += prob[y] * g ** 2
+                acc[n] += prob[y] * g**2
     return {n: v / len(images) for n, v in acc.items()}
 
 
@@ -99,8 +99,9 @@ def test_method_follows_the_variance_rule_with_the_same_seed(tiny, arch):
     rows = [n for n, p in theta0.items() if p.shape[0] == k]
     assert len(rows) == 2 and any(bool((raw[n] > 1e2).any()) for n in rows)  # so is the class-row 1e2 clamp
     with seeded(seed, CPU):
-        want = {n: p0 + _transcribed_var(p0, fish[n], k, alpha).sqrt() * torch.randn_like(p0)
-                for n, p0 in theta0.items()}
+        want = {
+            n: p0 + _transcribed_var(p0, fish[n], k, alpha).sqrt() * torch.randn_like(p0) for n, p0 in theta0.items()
+        }
     got = dict(out.named_parameters())
     for n in want:
         torch.testing.assert_close(got[n].detach(), want[n], rtol=1e-4, atol=1e-5, msg=n)
@@ -167,6 +168,7 @@ def test_the_fisher_is_computed_once_per_original_and_retain_set(tiny, monkeypat
 
 # --- the fast per-sample path, the batch-mean estimator and omit_label (issue #32) ---------------------------------
 
+
 @pytest.mark.parametrize("arch", list(ARCHS))
 def test_torch_func_path_alone_equals_the_batch_one_loop(tiny, arch):
     """With the closed form for Linear layers off, every parameter's per-sample gradients come from vmap(jacrev)."""
@@ -188,7 +190,7 @@ def _torchunlearn_hessian(model, images, batch_size, seed):
     named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     acc = {n: torch.zeros_like(p) for n, p in named}
     order = torch.randperm(len(images), generator=torch.Generator().manual_seed(seed))
-    batches = [order[s:s + batch_size] for s in range(0, len(images), batch_size)]
+    batches = [order[s : s + batch_size] for s in range(0, len(images), batch_size)]
     for idx in batches:
         out = model(as_unit(images[idx]))
         prob = F.softmax(out, dim=-1).detach()
@@ -253,7 +255,7 @@ def test_omit_label_redraws_the_forgotten_class_rows_around_zero(tiny, arch):
     assert len(rows) == 2
     for n in theta0:
         if n in rows:
-            torch.testing.assert_close(got[n].detach()[1], (1e-3 ** 0.5) * z[n][1], rtol=1e-5, atol=1e-7)
+            torch.testing.assert_close(got[n].detach()[1], (1e-3**0.5) * z[n][1], rtol=1e-5, atol=1e-7)
             keep = torch.arange(k) != 1
             torch.testing.assert_close(got[n].detach()[keep], base[n].detach()[keep])
             assert not torch.allclose(base[n].detach()[1], got[n].detach()[1])

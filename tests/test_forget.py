@@ -48,22 +48,42 @@ def test_indices_text_and_npy(tmp_path):
     assert resolve_forget(f"indices:{npy}", CTX).forget.tolist() == [1, 5]
 
 
-@pytest.mark.parametrize("spec, msg", [
-    ("random:0", "outside"), ("random:1", "outside"), ("random:1.5", "outside"), ("random:-0.1", "outside"),
-    ("random:abc", "not a fraction"), ("random", "expected random:F"), ("random:0.001", "selects no sample"),
-    ("class:5", "outside 0..4"), ("class:zebra", "unknown class"), ("class:", "expected class:C"),
-    ("classes:1,1:0.5", "listed twice"), ("classes:1,2:0", "outside"), ("classes:0,1,2,3,4", "retain set would be empty"),
-    ("bogus:1", "unknown kind"), ("", "unknown kind"),
-
-])
+@pytest.mark.parametrize(
+    "spec, msg",
+    [
+        ("random:0", "outside"),
+        ("random:1", "outside"),
+        ("random:1.5", "outside"),
+        ("random:-0.1", "outside"),
+        ("random:abc", "not a fraction"),
+        ("random", "expected random:F"),
+        ("random:0.001", "selects no sample"),
+        ("class:5", "outside 0..4"),
+        ("class:zebra", "unknown class"),
+        ("class:", "expected class:C"),
+        ("classes:1,1:0.5", "listed twice"),
+        ("classes:1,2:0", "outside"),
+        ("classes:0,1,2,3,4", "retain set would be empty"),
+        ("bogus:1", "unknown kind"),
+        ("", "unknown kind"),
+    ],
+)
 def test_bad_specs_raise_one_line(spec, msg):
     with pytest.raises(ForgetSpecError, match=msg) as info:
         resolve_forget(spec, CTX)
     assert "\n" not in str(info.value)
 
 
-@pytest.mark.parametrize("content, msg", [("1\n1\n", "more than once"), ("100\n", "out of range"),
-                                          ("-1\n", "out of range"), ("x\n", "not an integer"), ("", "no sample")])
+@pytest.mark.parametrize(
+    "content, msg",
+    [
+        ("1\n1\n", "more than once"),
+        ("100\n", "out of range"),
+        ("-1\n", "out of range"),
+        ("x\n", "not an integer"),
+        ("", "no sample"),
+    ],
+)
 def test_bad_index_files(tmp_path, content, msg):
     f = tmp_path / "bad.txt"
     f.write_text(content)

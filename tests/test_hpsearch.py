@@ -13,12 +13,25 @@ pytest.importorskip("optuna")
 
 from dcforget.errors import ConfigError  # noqa: E402
 from dcforget.space import Choice, Epochs, Fixed, Float, Int, method_space, resolve  # noqa: E402
-from experiments.hpsearch import (StudySetup, distributions, method_seed_offset, objectives, open_study,
-                                  population_size, study_name, tune, tuned_config)  # noqa: E402
+from experiments.hpsearch import (
+    StudySetup,
+    distributions,
+    method_seed_offset,
+    objectives,
+    open_study,
+    population_size,  # noqa: E402
+    study_name,
+    tune,
+    tuned_config,
+)
 from unlearn.methods import METHODS  # noqa: E402
 
-SETUP = StudySetup(dataset="synthetic:classes=4,train=40,test=20,size=16,noise=0.5", model="mlp", seeds=(0, 1),
-                   train={"epochs": 10, "batch_size": 32, "optimizer": "adam", "lr": 1e-3})
+SETUP = StudySetup(
+    dataset="synthetic:classes=4,train=40,test=20,size=16,noise=0.5",
+    model="mlp",
+    seeds=(0, 1),
+    train={"epochs": 10, "batch_size": 32, "optimizer": "adam", "lr": 1e-3},
+)
 
 
 def test_spaces_are_declared_with_the_methods_and_resolve_epochs():
@@ -41,8 +54,7 @@ def test_objectives_are_deep_unlearns_and_read_no_test_figure():
 
 def test_study_tunes_on_validation_reads_back_and_resumes(tmp_path):
     ctx = {"root": str(tmp_path / "art"), "device": "cpu"}
-    kw = dict(storage=tmp_path / "study.journal", store=tmp_path / "jobs", context=ctx,
-              base_options={"batch_size": 32})
+    kw = dict(storage=tmp_path / "study.journal", store=tmp_path / "jobs", context=ctx, base_options={"batch_size": 32})
     res = tune("neggrad-plus", SETUP, trials=3, **kw)
     done = [t for t in res.trials if t["state"] == "COMPLETE"]
     assert len(done) == 3 and res.computed == 2 + 2 + 3 * 2  # 2 originals, 2 retrainings, 3 trials x 2 seeds
@@ -84,8 +96,9 @@ def test_study_tunes_on_validation_reads_back_and_resumes(tmp_path):
 
 def test_a_method_needing_a_condensed_file_is_tuned_with_one(tmp_path):
     ctx = {"root": str(tmp_path / "art"), "device": "cpu"}
-    setup = StudySetup(**{**SETUP.__dict__, "seeds": (0,), "condense": {"condenser": "fdm", "clusters": 3,
-                                                                        "options": {"steps": 3}}})
+    setup = StudySetup(
+        **{**SETUP.__dict__, "seeds": (0,), "condense": {"condenser": "fdm", "clusters": 3, "options": {"steps": 3}}}
+    )
     res = tune("condensed", setup, trials=2, storage=tmp_path / "s.journal", store=tmp_path / "jobs", context=ctx)
     assert [t["state"] for t in res.trials] == ["COMPLETE"] * 2
     assert all(t["options"]["epochs"] == 0 for t in res.trials)  # fixed: auto epochs
@@ -95,8 +108,15 @@ def test_a_method_without_a_space_or_a_setup_without_validation_is_refused(tmp_p
     with pytest.raises(ConfigError, match="no search space"):
         tune("retrain", SETUP, trials=1, storage=tmp_path / "s", store=tmp_path / "j", context={"root": str(tmp_path)})
     with pytest.raises(ConfigError, match="population"):
-        tune("neggrad-plus", SETUP, trials=4, population=1, storage=tmp_path / "s", store=tmp_path / "j",
-             context={"root": str(tmp_path)})
+        tune(
+            "neggrad-plus",
+            SETUP,
+            trials=4,
+            population=1,
+            storage=tmp_path / "s",
+            store=tmp_path / "j",
+            context={"root": str(tmp_path)},
+        )
 
 
 def test_nsga3_generations_fit_the_trial_budget():
@@ -114,27 +134,58 @@ def test_tune_cli_writes_one_file_per_kind_of_forgetting(tmp_path):
     from experiments.cli import main as experiments_main
 
     spec = "synthetic:classes=4,train=20,test=10,size=16,noise=0.5"
-    args = ["tune", spec, "--method", "neggrad-plus", "--preset", "smoke", "--trials", "2", "--seeds", "1",
-            "--forget", "class:1", "--study", str(tmp_path / "s.journal"), "--store", str(tmp_path / "jobs"),
-            "--out", str(tmp_path / "tuned"), "--quiet"]
+    args = [
+        "tune",
+        spec,
+        "--method",
+        "neggrad-plus",
+        "--preset",
+        "smoke",
+        "--trials",
+        "2",
+        "--seeds",
+        "1",
+        "--forget",
+        "class:1",
+        "--study",
+        str(tmp_path / "s.journal"),
+        "--store",
+        str(tmp_path / "jobs"),
+        "--out",
+        str(tmp_path / "tuned"),
+        "--quiet",
+    ]
     r = CliRunner().invoke(experiments_main, args)
     assert r.exit_code == 0, r.output
     doc = json.loads((tmp_path / "tuned" / "neggrad-plus.class.json").read_text())
     assert doc["setup"]["forget"] == "class:1" and doc["study"]["trials"] == 2 and doc["preset"] == "smoke"
-    assert doc["study"]["sampler"] == {"name": "NSGA-III", "population": 4, "seed": 0,
-                                       "method_offset": method_seed_offset(doc["method"])}
+    assert doc["study"]["sampler"] == {
+        "name": "NSGA-III",
+        "population": 4,
+        "seed": 0,
+        "method_offset": method_seed_offset(doc["method"]),
+    }
     from dcforget.datasets import load_data
+
     trained_on = load_data(spec, None, doc["setup"]["per_class"], seed=0, val_fraction=doc["setup"]["val_fraction"])
-    assert doc["tuned_on"] == {"dataset": "synthetic", "model": doc["setup"]["model"], "forget_kind": "class",
-                               "forget": "class:1", "per_class": doc["setup"]["per_class"],
-                               "train_size": len(trained_on.train), "num_classes": 4,
-                               "images_per_class": round(len(trained_on.train) / 4, 1),
-                               "epochs": doc["setup"]["train"]["epochs"], "val_fraction": 0.15}
+    assert doc["tuned_on"] == {
+        "dataset": "synthetic",
+        "model": doc["setup"]["model"],
+        "forget_kind": "class",
+        "forget": "class:1",
+        "per_class": doc["setup"]["per_class"],
+        "train_size": len(trained_on.train),
+        "num_classes": 4,
+        "images_per_class": round(len(trained_on.train) / 4, 1),
+        "epochs": doc["setup"]["train"]["epochs"],
+        "val_fraction": 0.15,
+    }
     assert not (tmp_path / "tuned" / "neggrad-plus.json").exists()  # the random-forgetting file is another
     again = CliRunner().invoke(experiments_main, args)
     assert again.exit_code == 2 and "exists" in again.output  # never overwritten without --force
-    unsir = CliRunner().invoke(experiments_main, [*args[:3], "unsir", *args[4:10], "--forget", "random:0.1",
-                                                  "--out", str(tmp_path / "u")])
+    unsir = CliRunner().invoke(
+        experiments_main, [*args[:3], "unsir", *args[4:10], "--forget", "random:0.1", "--out", str(tmp_path / "u")]
+    )
     assert unsir.exit_code == 2 and "whole classes only" in unsir.output and not (tmp_path / "u").exists()
 
 
@@ -148,33 +199,73 @@ def test_check_tuned_recomputes_a_file_from_new_originals_and_flags_a_forged_one
 
     spec = "synthetic:classes=4,train=20,test=10,size=16,noise=0.5"
     tuned = tmp_path / "tuned"
-    r = CliRunner().invoke(experiments_main, ["tune", spec, "--method", "neggrad-plus", "--preset", "smoke",
-                                              "--trials", "2", "--seeds", "2", "--study", str(tmp_path / "s.journal"),
-                                              "--store", str(tmp_path / "jobs"), "--out", str(tuned), "--quiet"])
+    r = CliRunner().invoke(
+        experiments_main,
+        [
+            "tune",
+            spec,
+            "--method",
+            "neggrad-plus",
+            "--preset",
+            "smoke",
+            "--trials",
+            "2",
+            "--seeds",
+            "2",
+            "--study",
+            str(tmp_path / "s.journal"),
+            "--store",
+            str(tmp_path / "jobs"),
+            "--out",
+            str(tuned),
+            "--quiet",
+        ],
+    )
     assert r.exit_code == 0, r.output
     doc = json.loads((tuned / "neggrad-plus.json").read_text())
     forged = dict(doc, objectives={**doc["objectives"], "forget_gap": doc["objectives"]["forget_gap"] + 0.2})
     (tmp_path / "forged").mkdir()
     (tmp_path / "forged" / "neggrad-plus.json").write_text(json.dumps(forged))
     out = tmp_path / "check.json"
-    ok = CliRunner().invoke(experiments_main, ["check-tuned", str(tuned), "--store", str(tmp_path / "fresh"),
-                                               "--out", str(out), "--quiet"])
+    ok = CliRunner().invoke(
+        experiments_main, ["check-tuned", str(tuned), "--store", str(tmp_path / "fresh"), "--out", str(out), "--quiet"]
+    )
     assert ok.exit_code == 0, ok.output
     rep = json.loads(out.read_text())
     row = rep["files"][0]
     assert rep["checked"] == 1 and row["within_noise"] and row["jobs_computed"] == 2 + 2 + 2  # all from nothing
     assert row["recomputed_norm"] == pytest.approx(doc["norm"], abs=0.01)
-    bad = CliRunner().invoke(experiments_main, ["check-tuned", str(tmp_path / "forged"), "--store",
-                                                str(tmp_path / "fresh"), "--out", str(tmp_path / "bad.json"), "--quiet"])
+    bad = CliRunner().invoke(
+        experiments_main,
+        [
+            "check-tuned",
+            str(tmp_path / "forged"),
+            "--store",
+            str(tmp_path / "fresh"),
+            "--out",
+            str(tmp_path / "bad.json"),
+            "--quiet",
+        ],
+    )
     assert bad.exit_code == 1 and "0 of 1" in bad.output
     brow = json.loads((tmp_path / "bad.json").read_text())["files"][0]
     assert not brow["objectives"]["forget_gap"]["within"] and brow["jobs_computed"] == 0  # read back this time
-    again = CliRunner().invoke(experiments_main, ["check-tuned", str(tuned), "--store", str(tmp_path / "fresh"),
-                                                  "--out", str(out), "--quiet"])
+    again = CliRunner().invoke(
+        experiments_main, ["check-tuned", str(tuned), "--store", str(tmp_path / "fresh"), "--out", str(out), "--quiet"]
+    )
     assert again.exit_code == 2 and "exists" in again.output  # never overwritten without --force
     (tmp_path / "junk.json").write_text("{not json")
-    junk = CliRunner().invoke(experiments_main, ["check-tuned", str(tmp_path / "junk.json"), "--store",
-                                                 str(tmp_path / "fresh"), "--out", str(tmp_path / "j.json")])
+    junk = CliRunner().invoke(
+        experiments_main,
+        [
+            "check-tuned",
+            str(tmp_path / "junk.json"),
+            "--store",
+            str(tmp_path / "fresh"),
+            "--out",
+            str(tmp_path / "j.json"),
+        ],
+    )
     assert junk.exit_code == 2 and "cannot be read" in junk.output and not (tmp_path / "j.json").exists()
 
 
@@ -184,14 +275,26 @@ def test_check_tuned_never_passes_a_diverged_rerun_against_a_finite_record(monke
     from dcforget.jobs import GridRun
 
     def fake(fn, specs, store, **kw):
-        out = [{"seed": s["seed"]} if fn is hp.original_job else
-               ({"diverged": "x"} if s["method"] != "retrain" else
-                {"retain_acc": 1.0, "forget_acc": 0.5, "val_acc": 0.5, "val_mia": 0.5}) for s in specs]
+        out = [
+            {"seed": s["seed"]}
+            if fn is hp.original_job
+            else (
+                {"diverged": "x"}
+                if s["method"] != "retrain"
+                else {"retain_acc": 1.0, "forget_acc": 0.5, "val_acc": 0.5, "val_mia": 0.5}
+            )
+            for s in specs
+        ]
         return GridRun(out, [""] * len(out), len(out), 0, 0.0)
 
     monkeypatch.setattr(hp, "run_jobs", fake)
-    doc = {"setup": SETUP.to_dict(), "method": "neggrad-plus", "options": {}, "norm": 0.1,
-           "objectives": dict.fromkeys(hp.OBJECTIVES, 0.05)}
+    doc = {
+        "setup": SETUP.to_dict(),
+        "method": "neggrad-plus",
+        "options": {},
+        "norm": 0.1,
+        "objectives": dict.fromkeys(hp.OBJECTIVES, 0.05),
+    }
     r = hp.recheck(doc, store="unused", context={})
     assert not r["within_noise"] and r["objectives"]["retain_gap"]["abs_diff"] == math.inf
     inf = dict(doc, objectives=dict.fromkeys(hp.OBJECTIVES, math.inf))

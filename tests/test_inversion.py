@@ -20,8 +20,9 @@ def test_inverted_images_are_recognised_as_their_class(tiny):
     s = score_reconstructions(as_unit(imgs), labels, imgs, labels, evaluator=model)
     assert s["ssim"] == pytest.approx(1.0, abs=1e-4) and s["feature_cosine"] == pytest.approx(1.0, abs=1e-4)
     assert s["evaluator_accuracy"] == 1.0  # the training images themselves: the evaluator knows their classes
-    noise = score_reconstructions(torch.rand(8, 3, 16, 16, generator=torch.Generator().manual_seed(0)), labels, imgs,
-                                  labels, evaluator=model)
+    noise = score_reconstructions(
+        torch.rand(8, 3, 16, 16, generator=torch.Generator().manual_seed(0)), labels, imgs, labels, evaluator=model
+    )
     # noise resembles no forget image and is not recognised as the class it stands for (labels [2,2,3,3,0,2,3,0]:
     # whatever class the model calls noise, at most 3 of 8 are right)
     assert noise["ssim"] < 0.5 and noise["feature_cosine"] < 0.95 and noise["evaluator_accuracy"] <= 0.5

@@ -50,8 +50,9 @@ def test_unfinished_result_is_not_a_result(tmp_path):
     assert not stale.exists() and [p.name for p in path.parent.iterdir()] == [path.name]
 
 
-@pytest.mark.parametrize("damage", ["truncated-npz", "junk-npz", "truncated-json", "binary-json", "json-list",
-                                    "other-key"])
+@pytest.mark.parametrize(
+    "damage", ["truncated-npz", "junk-npz", "truncated-json", "binary-json", "json-list", "other-key"]
+)
 def test_damaged_entry_is_logged_recomputed_and_replaced(tmp_path, damage, caplog):
     run = run_jobs(jobs_fns.square, SPECS[:2], tmp_path)
     store = JobStore(tmp_path)
@@ -84,8 +85,7 @@ def test_store_under_a_file_is_refused_before_any_job(tmp_path):
     (tmp_path / "afile").write_text("x")
     calls = []
     with pytest.raises(ConfigError, match="not a directory"):
-        run_jobs(jobs_fns.square, SPECS[:1], tmp_path / "afile" / "sub",
-                 on_result=lambda i: calls.append(i))
+        run_jobs(jobs_fns.square, SPECS[:1], tmp_path / "afile" / "sub", on_result=lambda i: calls.append(i))
     assert calls == [] and (tmp_path / "afile").read_text() == "x"
 
 

@@ -21,19 +21,36 @@ SPEC = "synthetic:classes=4,train=40,test=20,size=16,noise=0.5"
 
 @pytest.fixture()
 def ws(tmp_path):
-    preset = {"dataset": SPEC, "original_epochs": 3, "bf16": False, "clusters": 3, "tuned_preset": "smoke",
-              "method_options": {"*": {"epochs": 1}}}
+    preset = {
+        "dataset": SPEC,
+        "original_epochs": 3,
+        "bf16": False,
+        "clusters": 3,
+        "tuned_preset": "smoke",
+        "method_options": {"*": {"epochs": 1}},
+    }
     return Workspace(preset, tmp_path / "artefacts", torch.device("cpu"), None, lambda msg: None, run_id="run-1")
 
 
 def test_cells_rows_ranks_and_tuned_options(ws, tmp_path, monkeypatch):
     tuned = tmp_path / "cfg" / "tuned" / "smoke" / "synthetic-mlp" / "neggrad-plus.json"
     tuned.parent.mkdir(parents=True)
-    tuned.write_text(json.dumps({"method": "neggrad-plus", "dataset": "synthetic", "model": "mlp", "preset": "smoke",
-                                 "options": {"alpha": 0.5, "lr": 0.02}}))
+    tuned.write_text(
+        json.dumps(
+            {
+                "method": "neggrad-plus",
+                "dataset": "synthetic",
+                "model": "mlp",
+                "preset": "smoke",
+                "options": {"alpha": 0.5, "lr": 0.02},
+            }
+        )
+    )
     monkeypatch.setattr(tuned_mod, "config_dirs", lambda: [tmp_path / "cfg"])
-    exp = Experiment("lb", {"kind": "leaderboard", "models": ["mlp"], "methods": ["neggrad-plus", "finetune"],
-                            "forget": "random:0.2"})
+    exp = Experiment(
+        "lb",
+        {"kind": "leaderboard", "models": ["mlp"], "methods": ["neggrad-plus", "finetune"], "forget": "random:0.2"},
+    )
     cells = _cells(exp, 2)
     assert [c.key["method"] for c in cells[:4]] == [*REFERENCES, "neggrad-plus", "finetune"]  # references first
     assert len(cells) == 8 and {c.seed for c in cells} == {0, 1}
@@ -55,11 +72,21 @@ def test_cells_rows_ranks_and_tuned_options(ws, tmp_path, monkeypatch):
         assert rows["finetune"][f"rank_{k}"] + rows["neggrad-plus"][f"rank_{k}"] == pytest.approx(3)
     assert "rank_l2_to_retrain" not in rows["finetune"]  # shown, not ranked
     assert rows["finetune"]["avg_rank"] == pytest.approx(
-        sum(rows["finetune"][f"rank_{k}"] for k in ("retention_deviation", "indiscernibility", "rte")) / 3)
+        sum(rows["finetune"][f"rank_{k}"] for k in ("retention_deviation", "indiscernibility", "rte")) / 3
+    )
     # the tuned options join the cell's digest: re-tuning recomputes the cell, the untouched method's stays
     before = {c.key["method"]: cell_digest("s", c, exp, ws.preset) for c in cells[:4]}
-    tuned.write_text(json.dumps({"method": "neggrad-plus", "dataset": "synthetic", "model": "mlp", "preset": "smoke",
-                                 "options": {"alpha": 0.7, "lr": 0.02}}))
+    tuned.write_text(
+        json.dumps(
+            {
+                "method": "neggrad-plus",
+                "dataset": "synthetic",
+                "model": "mlp",
+                "preset": "smoke",
+                "options": {"alpha": 0.7, "lr": 0.02},
+            }
+        )
+    )
     after = {c.key["method"]: cell_digest("s", c, exp, ws.preset) for c in cells[:4]}
     assert after["neggrad-plus"] != before["neggrad-plus"] and after["finetune"] == before["finetune"]
     assert after["retrain"] == before["retrain"]
@@ -69,10 +96,24 @@ def test_cells_rows_ranks_and_tuned_options(ws, tmp_path, monkeypatch):
 
 
 def _cell(method, seed, ra, ind, seconds, machine="here", run_id="run-1", ta=0.5, norm=1.0):
-    return {"key": {"model": "mlp", "forget": "random:0.1", "method": method}, "seed": seed,
-            "result": {"retain_acc": ra, "forget_acc": 0.5, "val_acc": 0.5, "test_acc": ta, "mia": 0.5,
-                       "indiscernibility": ind, "l2_to_retrain": 1.0, "seconds": seconds, "machine": machine,
-                       "run_id": run_id, "num_classes": 10, "weight_norm": norm}}
+    return {
+        "key": {"model": "mlp", "forget": "random:0.1", "method": method},
+        "seed": seed,
+        "result": {
+            "retain_acc": ra,
+            "forget_acc": 0.5,
+            "val_acc": 0.5,
+            "test_acc": ta,
+            "mia": 0.5,
+            "indiscernibility": ind,
+            "l2_to_retrain": 1.0,
+            "seconds": seconds,
+            "machine": machine,
+            "run_id": run_id,
+            "num_classes": 10,
+            "weight_norm": norm,
+        },
+    }
 
 
 def test_ranks_are_per_seed_and_time_ratios_need_one_machine(tmp_path):
@@ -80,9 +121,14 @@ def test_ranks_are_per_seed_and_time_ratios_need_one_machine(tmp_path):
     seed means would make one of them first); a method timed on another machine than its retraining gets no
     run-time efficiency on that seed, and RTE is not ranked where a method lacks it."""
     exp = Experiment("lb", {"kind": "leaderboard", "models": ["mlp"], "methods": ["a", "b"], "forget": "random:0.1"})
-    cells = [_cell("retrain", 0, 1.0, 0.9, 10.0), _cell("retrain", 1, 1.0, 0.9, 10.0),
-             _cell("a", 0, 0.99, 0.9, 1.0), _cell("b", 0, 0.90, 0.8, 2.0),  # seed 0: a better everywhere
-             _cell("a", 1, 0.70, 0.1, 5.0), _cell("b", 1, 0.95, 0.85, 1.0, machine="gpu-node")]  # seed 1: b better
+    cells = [
+        _cell("retrain", 0, 1.0, 0.9, 10.0),
+        _cell("retrain", 1, 1.0, 0.9, 10.0),
+        _cell("a", 0, 0.99, 0.9, 1.0),
+        _cell("b", 0, 0.90, 0.8, 2.0),  # seed 0: a better everywhere
+        _cell("a", 1, 0.70, 0.1, 5.0),
+        _cell("b", 1, 0.95, 0.85, 1.0, machine="gpu-node"),
+    ]  # seed 1: b better
     rows = {r["method"]: r for r in _rows(exp, cells)}
     a, b = rows["a"], rows["b"]
     assert a["rte"] == pytest.approx((10 + 2) / 2) and b["rte"] == pytest.approx(5.0) and b["rte_std"] == 0
@@ -103,8 +149,26 @@ def test_ranks_are_per_seed_and_time_ratios_need_one_machine(tmp_path):
 def test_the_benchmark_suite_covers_deep_unlearns_methods_on_three_datasets():
     preset, exps = load_suite("benchmark", "cpu")
     assert {e.spec["dataset"] for e in exps} == {"cifar10", "mnist", "fashionmnist"}
-    eighteen = {"finetune", "gradient-ascent", "srl", "neggrad-plus", "bad-teacher", "salun", "scrub", "fisher", "iu",
-                "cf-k", "eu-k", "fcs", "msg", "cfw", "prmq", "ct", "kde", "rni"}
+    eighteen = {
+        "finetune",
+        "gradient-ascent",
+        "srl",
+        "neggrad-plus",
+        "bad-teacher",
+        "salun",
+        "scrub",
+        "fisher",
+        "iu",
+        "cf-k",
+        "eu-k",
+        "fcs",
+        "msg",
+        "cfw",
+        "prmq",
+        "ct",
+        "kde",
+        "rni",
+    }
     leaderboards = [e for e in exps if e.spec["models"] == ["mlp"]]  # the CNN file checks issue #17's methods only
     assert len(leaderboards) == 5 and preset["seed_note"].startswith("A seed varies")
     assert all(eighteen <= set(e.spec["methods"]) for e in leaderboards)
@@ -142,17 +206,31 @@ def test_deep_unlearns_claims_are_checked_on_the_ranks():
 def test_wrecked_models_are_flagged_and_ranked_apart():
     """A model at chance on TA, one whose weights exploded and one with non-finite weights are degenerate: the
     toolkit's ranking leaves them out (they would win on speed and a chance-level MIA), Deep Unlearn's keeps them."""
-    exp = Experiment("lb", {"kind": "leaderboard", "models": ["mlp"], "methods": ["good", "chance", "boom", "nan"],
-                            "forget": "random:0.1"})
+    exp = Experiment(
+        "lb",
+        {
+            "kind": "leaderboard",
+            "models": ["mlp"],
+            "methods": ["good", "chance", "boom", "nan"],
+            "forget": "random:0.1",
+        },
+    )
     cells = []
     for seed in (0, 1):
-        cells += [_cell("retrain", seed, 1.0, 0.9, 10.0, ta=0.8, norm=5.0), _cell("good", seed, 0.95, 0.8, 5.0, ta=0.75),
-                  _cell("chance", seed, 0.5, 1.0, 0.1, ta=0.12 if seed else 0.4),  # 10 classes: 12% <= 15%
-                  _cell("boom", seed, 0.9, 1.0, 0.1, ta=0.7, norm=600.0 if seed == 0 else 50.0),
-                  _cell("nan", seed, 0.9, 1.0, 0.1, ta=0.7, norm=float("nan"))]
+        cells += [
+            _cell("retrain", seed, 1.0, 0.9, 10.0, ta=0.8, norm=5.0),
+            _cell("good", seed, 0.95, 0.8, 5.0, ta=0.75),
+            _cell("chance", seed, 0.5, 1.0, 0.1, ta=0.12 if seed else 0.4),  # 10 classes: 12% <= 15%
+            _cell("boom", seed, 0.9, 1.0, 0.1, ta=0.7, norm=600.0 if seed == 0 else 50.0),
+            _cell("nan", seed, 0.9, 1.0, 0.1, ta=0.7, norm=float("nan")),
+        ]
     rows = {r["method"]: r for r in _rows(exp, cells)}
     assert "TA 12.0 <= chance + 5" in rows["chance"]["degenerate"] and rows["chance"]["degenerate"].startswith("s1")
-    assert "exploded (120x" in rows["boom"]["degenerate"] and "s1" not in rows["boom"]["degenerate"] and "non-finite" in rows["nan"]["degenerate"]
+    assert (
+        "exploded (120x" in rows["boom"]["degenerate"]
+        and "s1" not in rows["boom"]["degenerate"]
+        and "non-finite" in rows["nan"]["degenerate"]
+    )
     assert "degenerate" not in rows["good"] and "degenerate" not in rows["retrain"]
     assert rows["good"]["avg_rank"] == 1 and all("avg_rank" not in rows[m] for m in ("chance", "boom", "nan"))
     assert rows["good"]["avg_rank_du"] > rows["chance"]["avg_rank_du"]  # Deep Unlearn's ranking puts it below
@@ -162,13 +240,17 @@ def test_time_ratios_need_one_run_and_ranks_come_with_a_timing_range():
     """A method timed in another invocation than its retraining gets no RTE on that seed (withheld, counted); a
     method whose RTE lead is within +-20% of timing noise gets a rank range that overlaps its rival's, one far
     ahead a range of a single rank."""
-    exp = Experiment("lb", {"kind": "leaderboard", "models": ["mlp"], "methods": ["a", "b", "c"],
-                            "forget": "random:0.1"})
+    exp = Experiment(
+        "lb", {"kind": "leaderboard", "models": ["mlp"], "methods": ["a", "b", "c"], "forget": "random:0.1"}
+    )
     cells = []
     for seed in (0, 1, 2):
-        cells += [_cell("retrain", seed, 1.0, 0.9, 10.0), _cell("a", seed, 0.9, 0.8, 1.0),
-                  _cell("b", seed, 0.9, 0.8, 1.1), _cell("c", seed, 0.9, 0.8, 50.0,
-                                                         run_id="run-0" if seed == 2 else "run-1")]
+        cells += [
+            _cell("retrain", seed, 1.0, 0.9, 10.0),
+            _cell("a", seed, 0.9, 0.8, 1.0),
+            _cell("b", seed, 0.9, 0.8, 1.1),
+            _cell("c", seed, 0.9, 0.8, 50.0, run_id="run-0" if seed == 2 else "run-1"),
+        ]
     rows = {r["method"]: r for r in _rows(exp, cells)}
     assert rows["c"]["rte_withheld"] == 1 and "rte_withheld" not in rows["a"]
     assert rows["c"]["rte"] == pytest.approx(0.2)  # the two same-run seeds only
@@ -224,33 +306,57 @@ def test_class_forgetting_retention_counts_the_forgotten_class():
     assert retention_terms({"retain_acc": 0.9, "forget_acc": 0.0, "test_acc": 0.5}, ref) == pytest.approx([0.1, 0, 0])
     # a retraining that still recognises 0.2% of a forgotten class: the gap stays absolute, not a 500x ratio
     near = {**ref, "forget_acc": 0.002}
-    assert retention_terms({"retain_acc": 1.0, "forget_acc": 1.0, "test_acc": 0.5}, near, True)[1] == \
-        pytest.approx(0.998)
+    assert retention_terms({"retain_acc": 1.0, "forget_acc": 1.0, "test_acc": 0.5}, near, True)[1] == pytest.approx(
+        0.998
+    )
     # random forgetting keeps Deep Unlearn's ratios: |acc / retraining's - 1| for each of RA, FA, TA
     rnd = {"retain_acc": 1.0, "forget_acc": 0.4, "test_acc": 0.4}
-    assert retention_terms({"retain_acc": 0.9, "forget_acc": 0.5, "test_acc": 0.38}, rnd) == \
-        pytest.approx([0.1, 0.25, 0.05])
+    assert retention_terms({"retain_acc": 0.9, "forget_acc": 0.5, "test_acc": 0.38}, rnd) == pytest.approx(
+        [0.1, 0.25, 0.05]
+    )
 
 
 def test_class_forgetting_indiscernibility_aims_at_retrainings_mia():
     """Retraining's MIA on a forgotten class is far from chance: for whole-class forgetting the ranked Indisc. is the
     distance to retraining's MIA, so a method that keeps the class (MIA near 0.5) no longer wins that rank; random
     forgetting keeps Deep Unlearn's 1 - |MIA - 0.5| / 0.5."""
+
     def cell(method, seed, fa, mia, forget):
-        return {"key": {"model": "mlp", "forget": forget, "method": method}, "seed": seed,
-                "result": {"retain_acc": 1.0, "forget_acc": fa, "val_acc": 0.5, "test_acc": 0.5, "mia": mia,
-                           "indiscernibility": 1 - abs(mia - 0.5) / 0.5, "l2_to_retrain": 1.0, "seconds": 1.0,
-                           "machine": "here"}}
+        return {
+            "key": {"model": "mlp", "forget": forget, "method": method},
+            "seed": seed,
+            "result": {
+                "retain_acc": 1.0,
+                "forget_acc": fa,
+                "val_acc": 0.5,
+                "test_acc": 0.5,
+                "mia": mia,
+                "indiscernibility": 1 - abs(mia - 0.5) / 0.5,
+                "l2_to_retrain": 1.0,
+                "seconds": 1.0,
+                "machine": "here",
+            },
+        }
 
     for forget in ("class:2", "random:0.1"):
-        exp = Experiment("lb", {"kind": "leaderboard", "models": ["mlp"], "forget": forget,
-                                "methods": ["keeps", "forgets"]})
-        cells = [c for s in (0, 1) for c in (cell("retrain", s, 0.0, 0.9, forget), cell("none", s, 1.0, 0.5, forget),
-                                               cell("keeps", s, 1.0, 0.5, forget), cell("forgets", s, 0.0, 0.85, forget))]
+        exp = Experiment(
+            "lb", {"kind": "leaderboard", "models": ["mlp"], "forget": forget, "methods": ["keeps", "forgets"]}
+        )
+        cells = [
+            c
+            for s in (0, 1)
+            for c in (
+                cell("retrain", s, 0.0, 0.9, forget),
+                cell("none", s, 1.0, 0.5, forget),
+                cell("keeps", s, 1.0, 0.5, forget),
+                cell("forgets", s, 0.0, 0.85, forget),
+            )
+        ]
         by = {r["method"]: r for r in _rows(exp, cells)}
         if forget == "class:2":
-            assert by["forgets"]["indiscernibility"] == pytest.approx(0.9) and by["keeps"]["indiscernibility"] == \
-                pytest.approx(0.2)
+            assert by["forgets"]["indiscernibility"] == pytest.approx(0.9) and by["keeps"][
+                "indiscernibility"
+            ] == pytest.approx(0.2)
             assert by["forgets"]["rank_indiscernibility"] == 1 and by["forgets"]["indisc_target"] == "retrain"
         else:
             assert by["keeps"]["indiscernibility"] == 1.0 and by["keeps"]["rank_indiscernibility"] == 1
@@ -270,21 +376,31 @@ def test_the_rows_module_is_outside_the_cells_code_digest():
     import experiments.kinds.leaderboard as lb
 
     tree = ast.parse(Path(lb.__file__).read_text())
-    taken = {a.name for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module == "leaderboard_rows"
-             for a in n.names}
+    taken = {
+        a.name
+        for n in ast.walk(tree)
+        if isinstance(n, ast.ImportFrom) and n.module == "leaderboard_rows"
+        for a in n.names
+    }
     assert taken == {"COLUMNS", "rows"}
 
 
 def test_dcu_reference_runs_on_the_leaderboard_from_each_seeds_offline_phase(tmp_path):
     """DC-U's reference mode joins the leaderboard: per seed, the offline phase of that seed's original and the
     condensed file of the offline model (the reproduction's seed 0 keeps its file names)."""
-    preset = {"dataset": SPEC, "original_epochs": 3, "bf16": False, "clusters": 3,
-              "offline": {"iterations": 1, "final_epochs": 1, "intermediate_epochs": 1},
-              "remembrance": {"ipc": 2, "source": "test"},
-              "method_options": {"*": {"epochs": 1}, "dcu-reference": {"overture_epochs": 1, "final_epochs": 1}}}
+    preset = {
+        "dataset": SPEC,
+        "original_epochs": 3,
+        "bf16": False,
+        "clusters": 3,
+        "offline": {"iterations": 1, "final_epochs": 1, "intermediate_epochs": 1},
+        "remembrance": {"ipc": 2, "source": "test"},
+        "method_options": {"*": {"epochs": 1}, "dcu-reference": {"overture_epochs": 1, "final_epochs": 1}},
+    }
     ws = Workspace(preset, tmp_path / "artefacts", torch.device("cpu"), None, lambda msg: None)
-    exp = Experiment("lb", {"kind": "leaderboard", "models": ["mlp"], "methods": ["dcu-reference"],
-                            "forget": "random:0.2"})
+    exp = Experiment(
+        "lb", {"kind": "leaderboard", "models": ["mlp"], "methods": ["dcu-reference"], "forget": "random:0.2"}
+    )
     cells = [c for c in _cells(exp, 2) if c.key["method"] == "dcu-reference"]
     out = [_run(c, exp, ws.for_experiment(exp)) for c in cells]
     assert all(0 <= r["retain_acc"] <= 1 and r["l2_to_retrain"] > 0 for r in out)
@@ -304,15 +420,33 @@ def test_a_cell_is_written_under_the_digest_it_was_planned_with(tmp_path, monkey
         calls.append(cell.id)
         return f"{settings}-call{len(calls)}"  # a different value on every call, as if the inputs changed
 
-    result = {"retain_acc": 1.0, "forget_acc": 0.0, "val_acc": 0.5, "test_acc": 0.5, "mia": 0.5, "val_mia": 0.5,
-              "indiscernibility": 1.0, "l2_to_retrain": 0.0, "seconds": 1.0, "machine": "here"}
+    result = {
+        "retain_acc": 1.0,
+        "forget_acc": 0.0,
+        "val_acc": 0.5,
+        "test_acc": 0.5,
+        "mia": 0.5,
+        "val_mia": 0.5,
+        "indiscernibility": 1.0,
+        "l2_to_retrain": 0.0,
+        "seconds": 1.0,
+        "machine": "here",
+    }
     monkeypatch.setattr(runner, "cell_digest", digest)
     monkeypatch.setattr(runner, "run_cell", lambda spec, context: {"result": dict(result)})
-    runner.reproduce("benchmark", "smoke", tmp_path / "out", only=["cifar10-cnn-class"], device=torch.device("cpu"),
-                     seeds=1, log=lambda msg: None)
+    runner.reproduce(
+        "benchmark",
+        "smoke",
+        tmp_path / "out",
+        only=["cifar10-cnn-class"],
+        device=torch.device("cpu"),
+        seeds=1,
+        log=lambda msg: None,
+    )
     planned = {f"call{i + 1}" for i in range(len(calls))}
-    written = [json.loads(f.read_text())["settings"].split("-")[-1]
-               for f in (tmp_path / "out" / "cells").rglob("*.json")]
+    written = [
+        json.loads(f.read_text())["settings"].split("-")[-1] for f in (tmp_path / "out" / "cells").rglob("*.json")
+    ]
     assert written and len(calls) == len(written)  # one digest per cell, taken when planning, none at write time
     assert set(written) <= planned
 
@@ -332,10 +466,12 @@ def test_whole_class_cells_report_the_other_classes_test_accuracy(ws):
     wse = ws.for_experiment(exp)
     retrained = wse.retrained("mlp", "class:1", 0, method_options(exp, wse.preset, "retrain", "mlp")[0])[0]
     assert out["retrain"]["test_acc_other"] == pytest.approx(
-        evaluate(retrained, test.images[keep], test.labels[keep]).accuracy)
+        evaluate(retrained, test.images[keep], test.labels[keep]).accuracy
+    )
     assert all(0 <= r["test_acc_other"] <= 1 for r in out.values())
-    rows = {r["method"]: r for r in _rows(exp, [{"key": c.key, "seed": 0, "result": out[c.key["method"]]}
-                                                for c in cells])}
+    rows = {
+        r["method"]: r for r in _rows(exp, [{"key": c.key, "seed": 0, "result": out[c.key["method"]]} for c in cells])
+    }
     assert rows["finetune"]["test_acc_other"] == pytest.approx(100 * out["finetune"]["test_acc_other"])
     rnd = Experiment("lb2", {"kind": "leaderboard", "models": ["mlp"], "methods": ["finetune"], "forget": "random:0.2"})
     assert _run(_cells(rnd, 1)[2], rnd, ws.for_experiment(rnd))["test_acc_other"] is None
@@ -358,8 +494,14 @@ def test_a_cell_runs_the_method_the_way_its_tuned_file_was_studied(ws, tmp_path,
 
     tuned = tmp_path / "cfg" / "tuned" / "smoke" / "synthetic-mlp" / "finetune.json"
     tuned.parent.mkdir(parents=True)
-    doc = {"method": "finetune", "dataset": "synthetic", "model": "mlp", "preset": "smoke", "options": {"lr": 0.02},
-           "setup": {"forget": "random:0.2", "validation": "halves"}}
+    doc = {
+        "method": "finetune",
+        "dataset": "synthetic",
+        "model": "mlp",
+        "preset": "smoke",
+        "options": {"lr": 0.02},
+        "setup": {"forget": "random:0.2", "validation": "halves"},
+    }
     tuned.write_text(json.dumps(doc))
     monkeypatch.setattr(tuned_mod, "config_dirs", lambda: [tmp_path / "cfg"])
     exp = Experiment("lb", {"kind": "leaderboard", "models": ["mlp"], "methods": ["finetune"], "forget": "random:0.2"})

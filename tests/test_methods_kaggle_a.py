@@ -7,6 +7,7 @@ import json
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import trained_cnn_and_mlp  # noqa: E402
 from torch import nn
 
 import unlearn.methods.cfw as cfw_mod
@@ -23,8 +24,6 @@ from unlearn.methods import METHODS
 from unlearn.methods.base import UnlearnContext
 from unlearn.methods.common import cosine_per_epoch
 from unlearn.request import cumulative_split, unlearn_request
-
-from conftest import trained_cnn_and_mlp  # noqa: E402
 
 CPU = torch.device("cpu")
 SPEC = "synthetic:classes=4,train=40,test=20,size=16,noise=0.5"
@@ -77,8 +76,13 @@ def test_registered_with_reference_defaults_and_spaces():
         assert name in METHODS.names() and not METHODS.get(name).zero_shot
     assert METHODS.get("msg").defaults["init_rate"] == 0.3 and METHODS.get("msg").space["init_rate"] == Float(0, 1)
     assert METHODS.get("cfw").defaults["sigma_start"] == 0.6 and METHODS.get("cfw").defaults["sigma_final"] == 0.005
-    assert METHODS.get("ct").defaults == {"epochs": 3, "batch_size": 64, "lr": 1e-3, "momentum": 0.9,
-                                          "weight_decay": 5e-4}
+    assert METHODS.get("ct").defaults == {
+        "epochs": 3,
+        "batch_size": 64,
+        "lr": 1e-3,
+        "momentum": 0.9,
+        "weight_decay": 5e-4,
+    }
     fcs = METHODS.get("fcs")
     assert fcs.defaults["temperature"] == 1.15 and fcs.defaults["retain_weight_decay"] == 1e-2
     assert fcs.space["forget_momentum"] == Fixed(0.9) and fcs.space["momentum"] == Fixed(0.9)
@@ -88,9 +92,16 @@ def test_registered_with_reference_defaults_and_spaces():
     assert set(METHODS.get("ct").space) == {"lr", "weight_decay", "momentum", "batch_size", "epochs"}
 
 
-@pytest.mark.parametrize("method, opts", [("msg", {"init_rate": 1.5}), ("fcs", {"temperature": 0.0}),
-                                          ("prmq", {"prune_amount": -0.1}), ("cfw", {"sigma_start": -1.0}),
-                                          ("ct", {"epochs": 0})])
+@pytest.mark.parametrize(
+    "method, opts",
+    [
+        ("msg", {"init_rate": 1.5}),
+        ("fcs", {"temperature": 0.0}),
+        ("prmq", {"prune_amount": -0.1}),
+        ("cfw", {"sigma_start": -1.0}),
+        ("ct", {"epochs": 0}),
+    ],
+)
 def test_bad_options_are_refused(setup, method, opts):
     data, cnn, _ = setup
     with pytest.raises(ConfigError):
@@ -165,8 +176,15 @@ def test_msg_scales_conv_gradients_x1_on_reinitialised_entries_and_x0_1_elsewher
     deterministic): theta = theta_reinit - lr * scale * grad CE(R) with scale 1 on the mask, 0.1 off it (convs),
     1 elsewhere."""
     data, _, _ = setup
-    net = train_on(data, "convnet", TrainConfig(epochs=2, batch_size=32), seed=0, device=CPU, quiet=True,
-                   model_options={"width": 8, "depth": 2}).model
+    net = train_on(
+        data,
+        "convnet",
+        TrainConfig(epochs=2, batch_size=32),
+        seed=0,
+        device=CPU,
+        quiet=True,
+        model_options={"width": 8, "depth": 2},
+    ).model
     seen = {}
     real = msg_mod.reinit_small_saliency
 
@@ -284,8 +302,13 @@ def test_prmq_prunes_globally_by_magnitude_and_reinitialises_the_pruned_weights(
     model = copy.deepcopy(cnn)
     before = _params(model)
     keys = list(model.state_dict())
-    prunable = [k for k in before if k.startswith(("beginning.1.", "beginning.5.", "intermediate.0.",
-                                                   "intermediate.4.", "final.head.0.", "final.head.3."))]
+    prunable = [
+        k
+        for k in before
+        if k.startswith(
+            ("beginning.1.", "beginning.5.", "intermediate.0.", "intermediate.4.", "final.head.0.", "final.head.3.")
+        )
+    ]
     total = sum(before[k].numel() for k in prunable)
     threshold = torch.cat([before[k].abs().flatten() for k in prunable]).kthvalue(round(0.9 * total)).values
     counts = prmq_mod.prune_and_reinit(model, 0.9)
@@ -319,8 +342,11 @@ def test_prmq_end_to_end_keeps_the_unpruned_weights_and_rounds_to_fp16(setup):
     assert extra["pruned"] == round(0.5 * extra["prunable"])
     old, new = dict(cnn.named_parameters()), dict(res.model.named_parameters())
     convlin = [k for k, m in cnn.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
-    same = sum(int(torch.isclose(new[f"{k}.{p}"], old[f"{k}.{p}"], rtol=2e-3, atol=1e-6).sum())
-               for k in convlin for p in ("weight", "bias"))
+    same = sum(
+        int(torch.isclose(new[f"{k}.{p}"], old[f"{k}.{p}"], rtol=2e-3, atol=1e-6).sum())
+        for k in convlin
+        for p in ("weight", "bias")
+    )
     assert abs(same / extra["prunable"] - 0.5) < 0.01
     _plain(res.model, cnn)
     bug = _run(cnn, data, "prmq", lr=TINY, prune_amount=0.5, epochs=0.5, batch_size=16, reference_bug=True)
@@ -329,7 +355,7 @@ def test_prmq_end_to_end_keeps_the_unpruned_weights_and_rounds_to_fp16(setup):
 
 def test_prmq_entropy_loss_and_class_weights():
     w = prmq_mod.class_weights(torch.tensor([0, 0, 2, 2, 2, 2]), 3)
-    assert w.tolist() == pytest.approx([2 ** -0.1, 0.0, 4 ** -0.1])
+    assert w.tolist() == pytest.approx([2**-0.1, 0.0, 4**-0.1])
     logits = torch.tensor([[0.0, 0.0], [10.0, -10.0]])
     assert prmq_mod.entropy(logits).tolist() == pytest.approx([0.6931472, 0.0], abs=1e-6)
 
@@ -353,7 +379,8 @@ def test_fcs_contrastive_loss_is_detached_from_the_retain_logits():
     assert r.grad is None and f.grad is not None
     z = torch.randn(6, 4)
     assert float(fcs_mod.uniform_kl(z)) == pytest.approx(
-        float((0.25 * (torch.log(torch.tensor(0.25)) - F.log_softmax(z, 1))).sum(1).mean()), rel=1e-5)
+        float((0.25 * (torch.log(torch.tensor(0.25)) - F.log_softmax(z, 1))).sum(1).mean()), rel=1e-5
+    )
 
 
 def test_fcs_stage_one_pushes_forget_predictions_towards_uniform(setup):

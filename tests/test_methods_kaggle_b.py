@@ -60,19 +60,28 @@ class _FitSpy:
 
     def __call__(self, model, images, labels, cfg, **kw):
         opt = kw.get("optimizer")
-        self.calls.append({"images": images.clone(), "labels": labels.clone(), "lr": cfg.lr, "optimizer": opt,
-                           "momentum": opt.param_groups[0]["momentum"] if opt is not None else cfg.momentum,
-                           "trainable": {k for k, p in model.named_parameters() if p.requires_grad}})
+        self.calls.append(
+            {
+                "images": images.clone(),
+                "labels": labels.clone(),
+                "lr": cfg.lr,
+                "optimizer": opt,
+                "momentum": opt.param_groups[0]["momentum"] if opt is not None else cfg.momentum,
+                "trainable": {k for k, p in model.named_parameters() if p.requires_grad},
+            }
+        )
         return self.real(model, images, labels, cfg, **kw)
 
 
 # ------------------------------------------------------------------ blocks (CF-k / EU-k)
 def test_blocks_per_architecture():
     info = load_data(SPEC).info
-    expect = {"mlp": ["beginning.2", "intermediate.0"],
-              "cnn": ["beginning.1", "beginning.5", "intermediate.0", "intermediate.4"],
-              "convnet": ["beginning.1", "intermediate.0", "final.body.0"],
-              "resnet18": ["stem", "layer1", "layer2", "layer3", "layer4"]}
+    expect = {
+        "mlp": ["beginning.2", "intermediate.0"],
+        "cnn": ["beginning.1", "beginning.5", "intermediate.0", "intermediate.4"],
+        "convnet": ["beginning.1", "intermediate.0", "final.body.0"],
+        "resnet18": ["stem", "layer1", "layer2", "layer3", "layer4"],
+    }
     for arch, names in expect.items():
         m = create_model(arch, info)
         blocks = model_blocks(m)
@@ -134,8 +143,12 @@ def test_cf_k_step_decay_follows_scrub(setup, monkeypatch):
     assert [c["lr"] for c in spy.calls] == pytest.approx([0.01] * 6 + [0.001] * 3 + [0.0001])
     assert len({id(c["optimizer"]) for c in spy.calls}) == 1
     assert spy.calls[0]["trainable"] == set(_params(cnn))  # num_blocks above the block count: everything
-    assert res.report["method_extra"]["unfrozen_blocks"] == ["beginning.1", "beginning.5", "intermediate.0",
-                                                            "intermediate.4"]
+    assert res.report["method_extra"]["unfrozen_blocks"] == [
+        "beginning.1",
+        "beginning.5",
+        "intermediate.0",
+        "intermediate.4",
+    ]
 
 
 def test_eu_k_reinitialises_then_fine_tunes(setup):
@@ -174,8 +187,14 @@ def test_kde_resets_first_conv_and_head_exactly(setup):
         ref.beginning[1].reset_parameters()
         ref.final.head[0].reset_parameters()
         ref.final.head[3].reset_parameters()
-    reset = {"beginning.1.weight", "beginning.1.bias", "final.head.0.weight", "final.head.0.bias",
-             "final.head.3.weight", "final.head.3.bias"}
+    reset = {
+        "beginning.1.weight",
+        "beginning.1.bias",
+        "final.head.0.weight",
+        "final.head.0.bias",
+        "final.head.3.weight",
+        "final.head.3.bias",
+    }
     for (k, p), p0, q in zip(res.model.named_parameters(), cnn.parameters(), ref.parameters()):
         assert torch.equal(p, q), k
         assert torch.equal(p, p0) == (k not in reset), k
@@ -229,8 +248,18 @@ def test_rni_trains_only_the_drawn_tensors_and_the_norms(setup):
 def test_rni_noise_lands_only_on_newly_selected_tensors(setup):
     data, cnn, _ = setup
     # an lr of 1e-12 makes training a no-op, so every change outside the head is noise
-    res = _run(cnn, data, "rni", epochs=5, fine_epochs=0, reset_epochs=1, lr=1e-12, momentum=0.0,
-               weight_decay=0.0, origin_noise=0.04)
+    res = _run(
+        cnn,
+        data,
+        "rni",
+        epochs=5,
+        fine_epochs=0,
+        reset_epochs=1,
+        lr=1e-12,
+        momentum=0.0,
+        weight_decay=0.0,
+        origin_noise=0.04,
+    )
     ex = res.report["method_extra"]
     assert ex["noised"][0] == []  # no noise before reset_epochs
     seen = set(ex["selected"][0])
@@ -272,7 +301,7 @@ def _reference_iu(model, xr, yr, xf, yf, alpha, n_damp, samples):
     k = gf / (nf + nr) - gr * nf / ((nf + nr) * nr)
     o = None
     for i in range(samples):
-        g = flat(F.cross_entropy(model(as_unit(xr[i:i + 1])), yr[i:i + 1]))
+        g = flat(F.cross_entropy(model(as_unit(xr[i : i + 1])), yr[i : i + 1]))
         if o is None:
             o = g.clone()
         else:
@@ -282,7 +311,7 @@ def _reference_iu(model, xr, yr, xf, yf, alpha, n_damp, samples):
     with torch.no_grad():
         at = 0
         for p in params:
-            p += alpha * k[at:at + p.numel()].view_as(p)
+            p += alpha * k[at : at + p.numel()].view_as(p)
             at += p.numel()
     return model
 
@@ -294,8 +323,9 @@ def test_iu_reproduces_the_reference_woodfisher_update(setup):
     xr, yr = _retain(data, res)
     idx = res.split.forget
     # in float64: the float32 port itself is off by ~3e-5 of the step (long float32 vector recursions), ours by ~1e-6
-    ref = _reference_iu(copy.deepcopy(cnn).double(), xr, yr, data.train.images[idx], data.train.labels[idx], 50.0,
-                        0.05, 40)
+    ref = _reference_iu(
+        copy.deepcopy(cnn).double(), xr, yr, data.train.images[idx], data.train.labels[idx], 50.0, 0.05, 40
+    )
     flat = lambda m: torch.cat([p.detach().double().flatten() for p in m.parameters()])
     step = flat(ref) - flat(cnn)
     assert float(step.norm()) > 1.0 and float((flat(res.model) - flat(ref)).norm()) < 1e-5 * float(step.norm())
@@ -322,13 +352,21 @@ def test_all_five_run_on_an_mlp(setup):
     assert iu["hessian_samples"] == 50 and iu["step_norm"] > 0
 
 
-@pytest.mark.parametrize("method, opts, match", [
-    ("kde", {"warmup_data": "test"}, "warmup_data"), ("kde", {"temperature": 0.0}, "temperature"),
-    ("rni", {"fine_lr_factors": []}, "fine_lr_factors"), ("rni", {"epochs": 0}, "epochs"),
-    ("iu", {"sample_order": "last"}, "sample_order"), ("iu", {"damping": 0.0}, "damping"),
-    ("cf-k", {"num_blocks": -1}, "num_blocks"), ("cf-k", {"lr": 0.0}, "lr"),
-    ("eu-k", {"init": "kaiming"}, "init"), ("eu-k", {"augment": "blur"}, "DSA"),
-])
+@pytest.mark.parametrize(
+    "method, opts, match",
+    [
+        ("kde", {"warmup_data": "test"}, "warmup_data"),
+        ("kde", {"temperature": 0.0}, "temperature"),
+        ("rni", {"fine_lr_factors": []}, "fine_lr_factors"),
+        ("rni", {"epochs": 0}, "epochs"),
+        ("iu", {"sample_order": "last"}, "sample_order"),
+        ("iu", {"damping": 0.0}, "damping"),
+        ("cf-k", {"num_blocks": -1}, "num_blocks"),
+        ("cf-k", {"lr": 0.0}, "lr"),
+        ("eu-k", {"init": "kaiming"}, "init"),
+        ("eu-k", {"augment": "blur"}, "DSA"),
+    ],
+)
 def test_bad_options_are_refused(setup, method, opts, match):
     data, cnn, _ = setup
     with pytest.raises(ConfigError, match=match):

@@ -7,12 +7,12 @@ import copy
 import pytest
 import torch
 import torch.nn.functional as F
-from torch import nn
-
-import unlearn.methods.unsir as unsir_mod
 from conftest import param_copy as _params
 from conftest import run_method as _run
 from conftest import trained_cnn_and_mlp
+from torch import nn
+
+import unlearn.methods.unsir as unsir_mod
 from dcforget.errors import ConfigError, ForgetSpecError
 from dcforget.models import create_model
 from dcforget.runtime import generator
@@ -41,8 +41,9 @@ def test_unsir_impairs_on_noise_and_a_retain_subset_then_repairs(setup, monkeypa
         return real(model, x, y, opt, lrs, **kw)
 
     monkeypatch.setattr(unsir_mod, "train_epochs", spy)
-    res = _run(cnn, data, "unsir", "class:2", noise_batch=8, noise_steps=3, noise_copies=2, retain_per_class=5,
-               batch_size=16)
+    res = _run(
+        cnn, data, "unsir", "class:2", noise_batch=8, noise_steps=3, noise_copies=2, retain_per_class=5, batch_size=16
+    )
     impair, repair = calls
     assert impair["lrs"] == [0.02] and repair["lrs"] == [0.01]
     # the model is frozen while the noise is optimised: the impair epoch starts from the original
@@ -57,8 +58,17 @@ def test_unsir_impairs_on_noise_and_a_retain_subset_then_repairs(setup, monkeypa
     assert res.report["method_extra"]["noise_images"] == 16
     bug = []
     monkeypatch.setattr(unsir_mod, "train_epochs", lambda model, x, y, opt, lrs, **kw: bug.append(y.clone()))
-    _run(cnn, data, "unsir", "class:2", noise_batch=8, noise_steps=1, noise_copies=2, retain_per_class=5,
-         reference_bug=True)
+    _run(
+        cnn,
+        data,
+        "unsir",
+        "class:2",
+        noise_batch=8,
+        noise_steps=1,
+        noise_copies=2,
+        retain_per_class=5,
+        reference_bug=True,
+    )
     assert bug[0][:6].tolist() == [0] * 6 and bug[0][6] != 0  # the notebook: 3 images (channels) a copy, label 0
     with pytest.raises(ForgetSpecError, match="whole classes"):
         _run(cnn, data, "unsir", "random:0.2")
@@ -91,8 +101,18 @@ def test_topk_perturbation_moves_exactly_the_selected_entries(setup):
 
 def test_aru_resets_the_top_filters_from_a_fresh_model_then_fine_tunes(setup):
     data, cnn, mlp = setup
-    res = _run(cnn, data, "aru", "random:0.25", reset_fraction=0.1, epochs=1, lr=1e-12, momentum=0.0,
-               weight_decay=0.0, pgd_steps=2)
+    res = _run(
+        cnn,
+        data,
+        "aru",
+        "random:0.25",
+        reset_fraction=0.1,
+        epochs=1,
+        lr=1e-12,
+        momentum=0.0,
+        weight_decay=0.0,
+        pgd_steps=2,
+    )
     extra = res.report["method_extra"]
     convs = [(n, m) for n, m in cnn.named_modules() if isinstance(m, nn.Conv2d)]
     filters = sum(m.out_channels for _, m in convs)
@@ -116,8 +136,9 @@ def test_aru_resets_the_top_filters_from_a_fresh_model_then_fine_tunes(setup):
 
 def test_zennit_epsilon_lrp_conserves_relevance_and_matches_the_closed_form():
     torch.manual_seed(0)
-    net = nn.Sequential(nn.Linear(12, 16, bias=False), nn.ReLU(), nn.Linear(16, 8, bias=False), nn.ReLU(),
-                        nn.Linear(8, 3, bias=False))
+    net = nn.Sequential(
+        nn.Linear(12, 16, bias=False), nn.ReLU(), nn.Linear(16, 8, bias=False), nn.ReLU(), nn.Linear(8, 3, bias=False)
+    )
     x = torch.randn(5, 12)
     rel, seeded = epsilon_relevance(net, x, 1e-9)
     assert torch.allclose(rel.sum(1), seeded.sum(1), rtol=1e-4, atol=1e-6)  # conservation, bias-free
@@ -144,8 +165,9 @@ def test_lrp_npp_cuts_the_most_relevant_neurons_from_held_out_images(setup):
     x = data.val.images[data.val.labels == 1]
     rel, _ = epsilon_relevance(mlp.final.head[0], penultimate(mlp, x), 0.1)
     counts = torch.bincount(torch.topk(rel, round(0.2 * width), dim=1).indices.flatten(), minlength=width)
-    assert sorted(counts[neurons].tolist(), reverse=True)[-1] >= max(c for i, c in enumerate(counts.tolist())
-                                                                     if i not in neurons)
+    assert sorted(counts[neurons].tolist(), reverse=True)[-1] >= max(
+        c for i, c in enumerate(counts.tolist()) if i not in neurons
+    )
     after, before = _params(res.model), _params(mlp)
     w = after["final.head.0.weight"]
     assert torch.all(w[:, neurons] == 0)  # zero_all: into every class logit
@@ -167,8 +189,18 @@ def test_lrp_npp_cuts_the_most_relevant_neurons_from_held_out_images(setup):
 
 def test_mia_guided_with_lam_zero_is_retain_fine_tuning_and_needs_validation(setup):
     data, _, mlp = setup
-    res = _run(mlp, data, "mia-guided", "random:0.25", lam=0.0, epochs=1, batch_size=32, momentum=0.0,
-               weight_decay=0.0, lr=0.05)
+    res = _run(
+        mlp,
+        data,
+        "mia-guided",
+        "random:0.25",
+        lam=0.0,
+        epochs=1,
+        batch_size=32,
+        momentum=0.0,
+        weight_decay=0.0,
+        lr=0.05,
+    )
     fit = res.report["method_extra"]["attack_fits"][0]
     assert 0 < fit["target"] < 1 and res.report["method_extra"]["reconstruction"]
     # lam = 0: the same SGD steps as plain CE on the retain set, in the method's batch order
@@ -192,12 +224,18 @@ def test_mia_guided_with_lam_zero_is_retain_fine_tuning_and_needs_validation(set
         _run(mlp, no_val, "mia-guided", "random:0.25")
 
 
-@pytest.mark.parametrize("method, opts, message", [
-    ("unsir", {"noise_copies": 0}, "noise_copies"), ("topk-perturb", {"fraction": 2}, "fraction"),
-    ("topk-perturb", {"selection": "bottom"}, "selection"), ("aru", {"reset_fraction": 1.5}, "reset_fraction"),
-    ("lrp-npp", {"aux": "test"}, "aux"), ("lrp-npp", {"perturb": "scramble"}, "perturb"),
-    ("mia-guided", {"refit_every": 0}, "refit_every"),
-])
+@pytest.mark.parametrize(
+    "method, opts, message",
+    [
+        ("unsir", {"noise_copies": 0}, "noise_copies"),
+        ("topk-perturb", {"fraction": 2}, "fraction"),
+        ("topk-perturb", {"selection": "bottom"}, "selection"),
+        ("aru", {"reset_fraction": 1.5}, "reset_fraction"),
+        ("lrp-npp", {"aux": "test"}, "aux"),
+        ("lrp-npp", {"perturb": "scramble"}, "perturb"),
+        ("mia-guided", {"refit_every": 0}, "refit_every"),
+    ],
+)
 def test_bad_options_are_refused_before_any_work(setup, method, opts, message):
     data, _, mlp = setup
     with pytest.raises(ConfigError, match=message):
@@ -206,12 +244,18 @@ def test_bad_options_are_refused_before_any_work(setup, method, opts, message):
 
 ARCH_SPEC = "synthetic:classes=4,train=12,test=4,size=32,noise=0.5"  # 32x32: VGG-16 pools five times
 ARCH_RUNS = {  # issue #17's eight, with the smallest options that still run every stage of each
-    "ssd": ("random:0.25", {}), "lfssd": ("random:0.25", {}), "jit": ("random:0.25", {"n_samples": 2}),
-    "unsir": ("class:1", {"noise_steps": 1, "noise_copies": 1, "retain_per_class": 2, "noise_batch": 4,
-                          "batch_size": 8}),
+    "ssd": ("random:0.25", {}),
+    "lfssd": ("random:0.25", {}),
+    "jit": ("random:0.25", {"n_samples": 2}),
+    "unsir": (
+        "class:1",
+        {"noise_steps": 1, "noise_copies": 1, "retain_per_class": 2, "noise_batch": 4, "batch_size": 8},
+    ),
     "aru": ("random:0.25", {"pgd_steps": 1, "epochs": 1, "batch_size": 8}),
-    "topk-perturb": ("random:0.25", {"steps": 1}), "lrp-npp": ("class:1", {}),
-    "mia-guided": ("random:0.25", {"epochs": 1, "batch_size": 8})}
+    "topk-perturb": ("random:0.25", {"steps": 1}),
+    "lrp-npp": ("class:1", {}),
+    "mia-guided": ("random:0.25", {"epochs": 1, "batch_size": 8}),
+}
 
 
 @pytest.mark.parametrize("arch", ["convnet", "resnet18", "vgg16"])

@@ -8,6 +8,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import trained_cnn_and_mlp  # noqa: E402
 
 import unlearn.methods.salun as salun_mod  # noqa: F401  (registers "salun")
 import unlearn.methods.scrub as scrub_mod  # noqa: F401  (registers "scrub")
@@ -19,8 +20,6 @@ from unlearn.methods import METHODS
 from unlearn.methods.common import step_decay_lr
 from unlearn.methods.distill import kd_kl
 from unlearn.request import unlearn_request
-
-from conftest import trained_cnn_and_mlp  # noqa: E402
 
 CPU = torch.device("cpu")
 SPEC = "synthetic:classes=4,train=40,test=20,size=16,noise=0.5"
@@ -57,17 +56,20 @@ def test_srl_trains_on_retain_labels_plus_fresh_uniform_forget_labels(setup, mon
 
     monkeypatch.setattr(srl_mod, "draw_random_labels", draw)
     monkeypatch.setattr(srl_mod, "F", SimpleNamespace(cross_entropy=ce))
-    res = unlearn_request(cnn, data, "random:0.2", "srl", device=CPU, quiet=True,
-                          options={"epochs": 3, "batch_size": 16, "lr": 0.01})
+    res = unlearn_request(
+        cnn, data, "random:0.2", "srl", device=CPU, quiet=True, options={"epochs": 3, "batch_size": 16, "lr": 0.01}
+    )
     nf, nr = len(res.split.forget), len(res.split.retain)
     yr = data.train.labels[res.split.retain]
     steps = res.report["method_extra"]["steps_per_epoch"]
     assert len(draws) == 3 and len(targets) == 3 * steps
     for e, drawn in enumerate(draws):  # one fresh label per forget sample per epoch (each read once), all classes
         assert len(drawn) == nf and 0 <= int(drawn.min()) and int(drawn.max()) < 4
-        seen = torch.cat(targets[e * steps:(e + 1) * steps])
+        seen = torch.cat(targets[e * steps : (e + 1) * steps])
         assert len(seen) == nf + nr  # every sample of F ∪ R exactly once per epoch
-        assert torch.equal(torch.bincount(seen, minlength=4), torch.bincount(yr, minlength=4) + torch.bincount(drawn, minlength=4))
+        assert torch.equal(
+            torch.bincount(seen, minlength=4), torch.bincount(yr, minlength=4) + torch.bincount(drawn, minlength=4)
+        )
     assert not torch.equal(draws[0], draws[1]) and not torch.equal(draws[1], draws[2])
     assert len(torch.unique(torch.cat(draws))) == 4
 
@@ -111,8 +113,10 @@ def test_salun_reference_bug_reproduces_the_ports_running_sum_weighting(setup):
     perm = torch.randperm(len(y), generator=generator(5))
     cnn.eval()
     params = list(cnn.parameters())
-    batch = [torch.autograd.grad(-F.cross_entropy(cnn(as_unit(x[perm[s:s + 10]])), y[perm[s:s + 10]]), params)
-             for s in range(0, len(y), 10)]
+    batch = [
+        torch.autograd.grad(-F.cross_entropy(cnn(as_unit(x[perm[s : s + 10]])), y[perm[s : s + 10]]), params)
+        for s in range(0, len(y), 10)
+    ]
     nb = len(batch)
     assert nb == 4  # 34 forget images: weights 4, 3, 2, 1
     for i, (name, g) in enumerate(got.items()):
@@ -123,8 +127,14 @@ def test_salun_reference_bug_reproduces_the_ports_running_sum_weighting(setup):
 @pytest.mark.parametrize("restore", [True, False])
 def test_salun_moves_only_salient_weights_and_restore_keeps_the_rest_at_theta0(setup, restore):
     data, cnn, _ = setup
-    opts = {"epochs": 2, "batch_size": 32, "threshold": 0.3, "momentum": 0.9, "weight_decay": 0.05,
-            "restore_masked": restore}
+    opts = {
+        "epochs": 2,
+        "batch_size": 32,
+        "threshold": 0.3,
+        "momentum": 0.9,
+        "weight_decay": 0.05,
+        "restore_masked": restore,
+    }
     res = unlearn_request(cnn, data, "class:1", "salun", device=CPU, options=opts, quiet=True)
     x, y = _forget(data, res)
     mask = salun_mod.saliency_mask(salun_mod.forget_gradient(cnn, x, y, batch_size=32), 0.3)
@@ -167,12 +177,31 @@ def test_scrub_max_step_pushes_the_student_from_the_teacher_on_forget_only(setup
 def test_scrub_defaults_and_step_decay(setup):
     data, cnn, _ = setup
     m = METHODS.get("scrub")
-    assert {k: m.defaults[k] for k in ("gamma", "alpha", "msteps", "temperature", "epochs", "lr", "batch_size",
-                                       "forget_batch_size")} == \
-        {"gamma": 1.0, "alpha": 0.5, "msteps": 3, "temperature": 2.0, "epochs": 5, "lr": 5e-4, "batch_size": 32,
-         "forget_batch_size": 64}
-    assert set(m.space) == {"gamma", "alpha", "msteps", "temperature", "forget_batch_size", "lr", "weight_decay",
-                            "momentum", "batch_size", "epochs"}
+    assert {
+        k: m.defaults[k]
+        for k in ("gamma", "alpha", "msteps", "temperature", "epochs", "lr", "batch_size", "forget_batch_size")
+    } == {
+        "gamma": 1.0,
+        "alpha": 0.5,
+        "msteps": 3,
+        "temperature": 2.0,
+        "epochs": 5,
+        "lr": 5e-4,
+        "batch_size": 32,
+        "forget_batch_size": 64,
+    }
+    assert set(m.space) == {
+        "gamma",
+        "alpha",
+        "msteps",
+        "temperature",
+        "forget_batch_size",
+        "lr",
+        "weight_decay",
+        "momentum",
+        "batch_size",
+        "epochs",
+    }
     res = unlearn_request(cnn, data, "random:0.2", "scrub", device=CPU, quiet=True, options={})
     ex = res.report["method_extra"]
     assert ex["lr_per_epoch"] == pytest.approx([5e-4, 5e-4, 5e-5, 5e-5, 5e-7])  # milestones int(.5E),int(.8E),int(.9E)
@@ -199,7 +228,9 @@ def _scripted(monkeypatch, forget_wrong, val_wrong):
     return calls, snaps
 
 
-def test_scrub_rewinds_to_the_epoch_whose_forget_error_is_closest_to_the_forget_class_validation_error(setup, monkeypatch):
+def test_scrub_rewinds_to_the_epoch_whose_forget_error_is_closest_to_the_forget_class_validation_error(
+    setup, monkeypatch
+):
     data, cnn, _ = setup
     opts = {"epochs": 4, "lr": 0.01}
     # 34 forget images of class 1, 6 validation images of class 1: v = 2/6; errors 0, 5, 11, 20, 30 (/34) -> epoch 2
@@ -225,7 +256,9 @@ def test_scrub_picking_the_original_returns_it_unless_reference_bug(setup, monke
     assert res.report["method_extra"]["picked_index"] == 0
     assert all(torch.equal(v, cnn.state_dict()[k]) for k, v in res.model.state_dict().items())
     _scripted(monkeypatch, [10, 20, 25], 2)
-    bug = unlearn_request(cnn, data, "class:1", "scrub", device=CPU, quiet=True, options={**opts, "reference_bug": True})
+    bug = unlearn_request(
+        cnn, data, "class:1", "scrub", device=CPU, quiet=True, options={**opts, "reference_bug": True}
+    )
     assert bug.report["method_extra"]["selected_epoch"] == 2
     assert all(torch.equal(v, final.model.state_dict()[k]) for k, v in bug.model.state_dict().items())
 
@@ -244,10 +277,19 @@ def test_scrub_without_a_validation_split_returns_the_final_model(setup):
 def test_all_three_run_on_an_mlp(setup):
     data, _, mlp = setup
     before = _params(mlp)
-    r = unlearn_request(mlp, data, "class:2", "srl", device=CPU, quiet=True, options={"epochs": 3, "batch_size": 32, "lr": 0.01})
+    r = unlearn_request(
+        mlp, data, "class:2", "srl", device=CPU, quiet=True, options={"epochs": 3, "batch_size": 32, "lr": 0.01}
+    )
     assert r.report["forget_acc"] < evaluate(mlp, *_forget(data, r)).accuracy
-    s = unlearn_request(mlp, data, "class:2", "salun", device=CPU, quiet=True,
-                        options={"epochs": 2, "batch_size": 32, "threshold": 0.2, "weight_decay": 0.01, "momentum": 0.9})
+    s = unlearn_request(
+        mlp,
+        data,
+        "class:2",
+        "salun",
+        device=CPU,
+        quiet=True,
+        options={"epochs": 2, "batch_size": 32, "threshold": 0.2, "weight_decay": 0.01, "momentum": 0.9},
+    )
     x, y = _forget(data, s)
     mask = salun_mod.saliency_mask(salun_mod.forget_gradient(mlp, x, y, batch_size=32), 0.2)
     after = _params(s.model)
@@ -259,10 +301,15 @@ def test_all_three_run_on_an_mlp(setup):
 
 def test_bad_options_are_refused(setup):
     data, cnn, _ = setup
-    for method, opts, match in [("salun", {"threshold": 1.5}, "threshold"), ("salun", {"restore_masked": 1}, "restore"),
-                                ("scrub", {"temperature": 0.0}, "temperature"), ("scrub", {"msteps": -1}, "msteps"),
-                                ("scrub", {"forget_batch_size": 0}, "forget_batch_size"),
-                                ("srl", {"epochs": 0}, "epochs"), ("srl", {"lr": -1.0}, "lr")]:
+    for method, opts, match in [
+        ("salun", {"threshold": 1.5}, "threshold"),
+        ("salun", {"restore_masked": 1}, "restore"),
+        ("scrub", {"temperature": 0.0}, "temperature"),
+        ("scrub", {"msteps": -1}, "msteps"),
+        ("scrub", {"forget_batch_size": 0}, "forget_batch_size"),
+        ("srl", {"epochs": 0}, "epochs"),
+        ("srl", {"lr": -1.0}, "lr"),
+    ]:
         with pytest.raises(ConfigError, match=match):
             unlearn_request(cnn, data, "class:1", method, device=CPU, quiet=True, options=opts)
     assert set(METHODS.get("srl").space) == {"lr", "weight_decay", "momentum", "batch_size", "epochs"}

@@ -8,10 +8,10 @@ import copy
 import pytest
 import torch
 import torch.nn.functional as F
-
 from conftest import param_copy as _params
 from conftest import run_method as _run
 from conftest import trained_cnn_and_mlp
+
 from dcforget.errors import ConfigError
 from dcforget.runtime import generator
 from dcforget.train import as_unit
@@ -48,8 +48,7 @@ def test_a_zero_shot_method_gets_the_forget_set_and_nothing_else(setup, monkeypa
     assert res.report["data_seen"] == {"zero_shot": True, "forget": 34, "retain": 0, "validation": 0, "test": 0}
     assert res.report["retain_size"] == 102 and res.report["retain_acc"] > 0  # evaluated on the real split
     other = _run(mlp, data, "finetune", "random:0.25", epochs=1)
-    assert other.report["data_seen"] == {"zero_shot": False, "forget": 34, "retain": 102, "validation": 24,
-                                         "test": 80}
+    assert other.report["data_seen"] == {"zero_shot": False, "forget": 34, "retain": 102, "validation": 24, "test": 80}
     assert METHODS.get("jit").zero_shot and not METHODS.get("ssd").zero_shot and not METHODS.get("lfssd").zero_shot
 
 
@@ -63,7 +62,7 @@ def test_ssd_dampens_exactly_what_its_rule_selects(setup):
     by_hand = {n: torch.zeros_like(p) for n, p in model.named_parameters()}
     for lo in range(0, len(yf), 8):
         model.zero_grad()
-        F.cross_entropy(model(as_unit(xf[lo:lo + 8])), yf[lo:lo + 8]).backward()
+        F.cross_entropy(model(as_unit(xf[lo : lo + 8])), yf[lo : lo + 8]).backward()
         for n, p in model.named_parameters():
             by_hand[n] += p.grad.pow(2)
     fimp = importances(model, xf, yf, 8)
@@ -90,8 +89,14 @@ def test_lfssd_uses_the_label_free_absolute_importance(setup):
     model = copy.deepcopy(mlp).eval()
     model.zero_grad()
     model(as_unit(xf)).pow(2).sum(1).mean().backward()  # 34 forget images: one batch
-    labels_ignored = importances(model, xf, torch.zeros(len(xf), dtype=torch.long),  # labels are not read
-                                 64, lambda logits, y: logits.pow(2).sum(1).mean(), "abs")
+    labels_ignored = importances(
+        model,
+        xf,
+        torch.zeros(len(xf), dtype=torch.long),  # labels are not read
+        64,
+        lambda logits, y: logits.pow(2).sum(1).mean(),
+        "abs",
+    )
     for n, p in model.named_parameters():
         assert torch.allclose(labels_ignored[n], p.grad.abs(), rtol=1e-5, atol=1e-12), n
     assert res.report["method_extra"]["selected_parameters"] > 0
@@ -109,7 +114,7 @@ def test_jit_takes_the_reference_steps_from_forget_images_only(setup):
     gen = generator(0)
     mean, std = model.normalize.mean, model.normalize.std
     for lo in range(0, 34, 4):
-        x = as_unit(xf[lo:lo + 4])
+        x = as_unit(xf[lo : lo + 4])
         xn = (x - mean) / std
         loss = 0.0
         noise = torch.randn((3, *xn.shape), generator=gen) * 0.05
@@ -118,8 +123,12 @@ def test_jit_takes_the_reference_steps_from_forget_images_only(setup):
             with torch.no_grad():
                 out2 = model(xn2 * std + mean)
             out = model(x)
-            loss = loss + (torch.linalg.vector_norm(out - out2, dim=1)
-                           / torch.linalg.vector_norm((xn - xn2).flatten(1), dim=1)).sum()
+            loss = (
+                loss
+                + (
+                    torch.linalg.vector_norm(out - out2, dim=1) / torch.linalg.vector_norm((xn - xn2).flatten(1), dim=1)
+                ).sum()
+            )
         opt.zero_grad()
         (loss / 3).backward()
         opt.step()
@@ -131,10 +140,17 @@ def test_jit_takes_the_reference_steps_from_forget_images_only(setup):
     assert not all(torch.allclose(p, q) for p, q in zip(bug.model.parameters(), res.model.parameters()))
 
 
-@pytest.mark.parametrize("method, opts, message", [
-    ("ssd", {"alpha": 0}, "alpha"), ("ssd", {"batch_size": 0}, "batch_size"), ("lfssd", {"lam": -1}, "lam"),
-    ("jit", {"sigma": 0}, "sigma"), ("jit", {"mode": "fast"}, "mode"), ("jit", {"n_samples": 1.5}, "n_samples"),
-])
+@pytest.mark.parametrize(
+    "method, opts, message",
+    [
+        ("ssd", {"alpha": 0}, "alpha"),
+        ("ssd", {"batch_size": 0}, "batch_size"),
+        ("lfssd", {"lam": -1}, "lam"),
+        ("jit", {"sigma": 0}, "sigma"),
+        ("jit", {"mode": "fast"}, "mode"),
+        ("jit", {"n_samples": 1.5}, "n_samples"),
+    ],
+)
 def test_bad_options_are_refused_before_any_work(setup, method, opts, message):
     data, _, mlp = setup
     with pytest.raises(ConfigError, match=message):

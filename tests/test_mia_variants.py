@@ -1,4 +1,5 @@
 """The SVC / entropy MIA variants against closed-form truths."""
+
 import pytest
 import torch
 
@@ -17,9 +18,14 @@ def _logits(confident: bool, n: int, seed: int):
 
 def test_entropies_match_their_definitions():
     p = torch.tensor([[0.7, 0.2, 0.1]], dtype=torch.float64)
-    assert float(entropy(p)) == pytest.approx(-(0.7 * torch.log(torch.tensor(0.7)) + 0.2 * torch.log(torch.tensor(0.2))
-                                                + 0.1 * torch.log(torch.tensor(0.1))).item())
-    want = -(0.3 * torch.log(torch.tensor(0.7)) + 0.2 * torch.log(torch.tensor(0.8)) + 0.1 * torch.log(torch.tensor(0.9)))
+    assert float(entropy(p)) == pytest.approx(
+        -(
+            0.7 * torch.log(torch.tensor(0.7)) + 0.2 * torch.log(torch.tensor(0.2)) + 0.1 * torch.log(torch.tensor(0.1))
+        ).item()
+    )
+    want = -(
+        0.3 * torch.log(torch.tensor(0.7)) + 0.2 * torch.log(torch.tensor(0.8)) + 0.1 * torch.log(torch.tensor(0.9))
+    )
     assert float(m_entropy(p, torch.tensor([0]))) == pytest.approx(want.item())
 
 

@@ -34,8 +34,9 @@ def _compare(checkpoint, methods, library_ok):
     if not ok:
         pytest.skip(why)
     data, model = checkpoint
-    return run_parity(model, data, methods=methods, specs=["class:2", "random:0.1"], seeds=[0],
-                      device=torch.device("cpu"))
+    return run_parity(
+        model, data, methods=methods, specs=["class:2", "random:0.1"], seeds=[0], device=torch.device("cpu")
+    )
 
 
 @pytest.mark.parametrize("method", ["ssd", "lfssd", "jit", "unsir", "scrub"])
@@ -51,7 +52,8 @@ def test_supreme_pairs_agree_or_name_their_variant(checkpoint, method):
         d = r["difference"]
         assert r["within_tolerance"] or r["variant"], (
             f"{method} {r['forget']}: FA {100 * d['fa']:+.1f}, RA {100 * d['ra']:+.1f} points from SUPREME's, and no "
-            "documented variant explains it")
+            "documented variant explains it"
+        )
 
 
 def test_torchunlearn_pairs(checkpoint):

@@ -28,8 +28,12 @@ def test_the_library_view_is_our_model_on_normalised_images():
 
 def test_parity_refuses_bad_input_before_any_work(tmp_path):
     runner = CliRunner()
-    for args, what in ((["--seeds", "0,x"], "--seeds"), (["--methods", "ssd,nope"], "no parity pair"),
-                       (["--forget", "class:2,bogus:1"], "forget"), (["--seeds", "1,1"], "--seeds")):
+    for args, what in (
+        (["--seeds", "0,x"], "--seeds"),
+        (["--methods", "ssd,nope"], "no parity pair"),
+        (["--forget", "class:2,bogus:1"], "forget"),
+        (["--seeds", "1,1"], "--seeds"),
+    ):
         out = tmp_path / "out"
         res = runner.invoke(main, ["parity", "--checkpoint", str(tmp_path / "missing.pt"), "--out", str(out), *args])
         assert res.exit_code == 2, (args, res.output)

@@ -37,8 +37,10 @@ def test_mnist_through_torchvision(real_data_dir):
 
 def test_fashionmnist_through_torchvision(real_data_dir):
     if not (real_data_dir / "FashionMNIST" / "raw" / "t10k-labels-idx1-ubyte").is_file():
-        pytest.skip(f"Fashion-MNIST not unpacked under {real_data_dir} (scripts/setup.sh does it from Debian's "
-                    "dataset-fashion-mnist where that is installed)")
+        pytest.skip(
+            f"Fashion-MNIST not unpacked under {real_data_dir} (scripts/setup.sh does it from Debian's "
+            "dataset-fashion-mnist where that is installed)"
+        )
     d = load_data("fashionmnist", real_data_dir, download=False, val_fraction=0)
     assert d.train.images.shape == (60000, 1, 28, 28) and d.test.images.shape == (10000, 1, 28, 28)
     assert torch.bincount(d.train.labels).tolist() == [6000] * 10 and d.info.class_names[0] == "T-shirt/top"
@@ -46,15 +48,48 @@ def test_fashionmnist_through_torchvision(real_data_dir):
 
 def test_train_and_condense_a_real_subset(real_data_dir, tmp_path):
     ck = tmp_path / "orig.pt"
-    res = CliRunner().invoke(unlearn_main, ["train", "cifar10", "--data-dir", str(real_data_dir), "--model", "cnn",
-                                            "--per-class", "200", "--epochs", "4", "--out", str(ck), "-q"])
+    res = CliRunner().invoke(
+        unlearn_main,
+        [
+            "train",
+            "cifar10",
+            "--data-dir",
+            str(real_data_dir),
+            "--model",
+            "cnn",
+            "--per-class",
+            "200",
+            "--epochs",
+            "4",
+            "--out",
+            str(ck),
+            "-q",
+        ],
+    )
     assert res.exit_code == 0, res.output
     acc = float(res.output.split("test acc ")[1].split("%")[0])
     assert acc > 20.0  # 10 classes: chance is 10%
     h5 = tmp_path / "fdm.h5"
-    res = CliRunner().invoke(condense_main, ["build", "cifar10", "--data-dir", str(real_data_dir), "--method", "fdm",
-                                             "--clusters", "5", "--checkpoint", str(ck), "--option", "steps=5",
-                                             "--out", str(h5), "-q"])
+    res = CliRunner().invoke(
+        condense_main,
+        [
+            "build",
+            "cifar10",
+            "--data-dir",
+            str(real_data_dir),
+            "--method",
+            "fdm",
+            "--clusters",
+            "5",
+            "--checkpoint",
+            str(ck),
+            "--option",
+            "steps=5",
+            "--out",
+            str(h5),
+            "-q",
+        ],
+    )
     assert res.exit_code == 0, res.output
     cs = read_condensed(h5)
     # 15% of the 200/class cap is held out for validation: 170/class stay in the training split

@@ -6,11 +6,21 @@ from unlearn.reduced import assemble_reduced, audit_reduced
 
 def _cs(influence="bucket", source=None):
     # 10 training images, 4 buckets: {0,1,2} {3,4} {5,6,7} {8,9}
-    return CondensedSet(images=torch.rand(4, 1, 2, 2), labels=torch.tensor([0, 0, 1, 1]),
-                        bucket_indptr=torch.tensor([0, 3, 5, 8, 10]), bucket_indices=torch.arange(10),
-                        source_indices=torch.tensor(source or [-1, -1, -1, -1]), method="fdm", dataset="x",
-                        num_classes=2, norm_mean=(0.5,), norm_std=(0.5,), train_size=10, train_fingerprint="f",
-                        influence=influence)
+    return CondensedSet(
+        images=torch.rand(4, 1, 2, 2),
+        labels=torch.tensor([0, 0, 1, 1]),
+        bucket_indptr=torch.tensor([0, 3, 5, 8, 10]),
+        bucket_indices=torch.arange(10),
+        source_indices=torch.tensor(source or [-1, -1, -1, -1]),
+        method="fdm",
+        dataset="x",
+        num_classes=2,
+        norm_mean=(0.5,),
+        norm_std=(0.5,),
+        train_size=10,
+        train_fingerprint="f",
+        influence=influence,
+    )
 
 
 def _brute_force(cs, forget):
@@ -45,8 +55,20 @@ def test_matches_a_brute_force_search_on_random_requests():
     keep = counts > 0
     indptr = torch.cat([torch.zeros(1, dtype=torch.long), torch.cumsum(counts[keep], 0)])
     m = int(keep.sum())
-    cs = CondensedSet(torch.rand(m, 1, 2, 2), torch.zeros(m, dtype=torch.long), indptr, order, torch.full((m,), -1),
-                      "fdm", "x", 1, (0.5,), (0.5,), n, "f")
+    cs = CondensedSet(
+        torch.rand(m, 1, 2, 2),
+        torch.zeros(m, dtype=torch.long),
+        indptr,
+        order,
+        torch.full((m,), -1),
+        "fdm",
+        "x",
+        1,
+        (0.5,),
+        (0.5,),
+        n,
+        "f",
+    )
     for trial in range(5):
         forget = torch.sort(torch.randperm(n, generator=g)[: 5 + 10 * trial]).values
         r = assemble_reduced(cs, forget, n)
@@ -81,6 +103,8 @@ def test_class_influence_touches_every_image_of_a_class_with_a_forget_sample():
     assert r.condensed_rows.tolist() == [2, 3] and r.real_indices.tolist() == [0, 2, 3, 4]
     assert r.audit["passed"] and r.audit["buckets_touched"] == 2
     import pytest
+
     from dcforget.errors import ForgetSpecError
+
     with pytest.raises(ForgetSpecError, match="training labels"):
         assemble_reduced(cs, torch.tensor([1]), 10)

@@ -20,14 +20,43 @@ TUNED = sorted((REPO / "configs" / "tuned").glob("*/*/*.json"))
 # The registered defaults before issue #32 (the record of what was tuned). Options added since then map to the value
 # that behaves as the method did (fisher: the per-sample estimator it always used, no omitted class rows).
 OLD_DEFAULTS = {
-    "bad-teacher": {"epochs": 30, "batch_size": 256, "optimizer": "adam", "lr": 1e-3, "schedule": "constant",
-                    "bf16": False, "temperature": 4.0, "retain_fraction": 0.3},
-    "salun": {"epochs": 10, "batch_size": 256, "lr": 0.01, "momentum": 0.0, "weight_decay": 0.0, "threshold": 0.5,
-              "restore_masked": True, "reference_bug": False},
+    "bad-teacher": {
+        "epochs": 30,
+        "batch_size": 256,
+        "optimizer": "adam",
+        "lr": 1e-3,
+        "schedule": "constant",
+        "bf16": False,
+        "temperature": 4.0,
+        "retain_fraction": 0.3,
+    },
+    "salun": {
+        "epochs": 10,
+        "batch_size": 256,
+        "lr": 0.01,
+        "momentum": 0.0,
+        "weight_decay": 0.0,
+        "threshold": 0.5,
+        "restore_masked": True,
+        "reference_bug": False,
+    },
     "fisher": {"alpha": 1e-7, "batch_size": 32, "estimator": "per-sample", "omit_label": False},
-    "scrub": {"epochs": 5, "lr": 5e-4, "momentum": 0.9, "weight_decay": 5e-4, "batch_size": 32, "forget_batch_size": 64,
-              "gamma": 1.0, "alpha": 0.5, "msteps": 3, "temperature": 2.0, "lr_decay_rate": 0.1, "rewind": True,
-              "reference_bug": False, "optimizer": "sgd"},
+    "scrub": {
+        "epochs": 5,
+        "lr": 5e-4,
+        "momentum": 0.9,
+        "weight_decay": 5e-4,
+        "batch_size": 32,
+        "forget_batch_size": 64,
+        "gamma": 1.0,
+        "alpha": 0.5,
+        "msteps": 3,
+        "temperature": 2.0,
+        "lr_decay_rate": 0.1,
+        "rewind": True,
+        "reference_bug": False,
+        "optimizer": "sgd",
+    },
 }
 
 # owned by another change (the SSD parity work) and cited there
@@ -47,24 +76,41 @@ def test_the_record_of_old_defaults_covers_every_option(method):
 def test_defaults_moved_to_the_authors_code():
     bt, sal = METHODS.get("bad-teacher").defaults, METHODS.get("salun").defaults
     # vikram2000b/bad-teaching-unlearning: KL_temperature = 1, Adam lr 1e-4, 1 epoch, batch 256, 30% of retain
-    assert (bt["temperature"], bt["lr"], bt["epochs"], bt["batch_size"], bt["optimizer"], bt["retain_fraction"]) \
-        == (1.0, 1e-4, 1, 256, "adam", 0.3)
+    assert (bt["temperature"], bt["lr"], bt["epochs"], bt["batch_size"], bt["optimizer"], bt["retain_fraction"]) == (
+        1.0,
+        1e-4,
+        1,
+        256,
+        "adam",
+        0.3,
+    )
     # OPTML-Group/Unlearn-Saliency arg_parser.py: SGD momentum 0.9, weight decay 5e-4, unlearn lr 0.01, 10 epochs
-    assert (sal["momentum"], sal["weight_decay"], sal["lr"], sal["epochs"], sal["threshold"]) == (0.9, 5e-4, 0.01, 10, 0.5)
+    assert (sal["momentum"], sal["weight_decay"], sal["lr"], sal["epochs"], sal["threshold"]) == (
+        0.9,
+        5e-4,
+        0.01,
+        10,
+        0.5,
+    )
     fi = METHODS.get("fisher").defaults
     assert (fi["estimator"], fi["omit_label"], fi["alpha"]) == ("per-sample", True, 1e-7)
     for name in ("bad-teacher", "salun", "fisher"):
         assert METHODS.get(name).defaults != OLD_DEFAULTS[name]
 
 
-@pytest.mark.parametrize("path", [p for p in TUNED if json.loads(p.read_text())["method"] in OLD_DEFAULTS],
-                         ids=lambda p: str(p.relative_to(REPO / "configs" / "tuned")))
+@pytest.mark.parametrize(
+    "path",
+    [p for p in TUNED if json.loads(p.read_text())["method"] in OLD_DEFAULTS],
+    ids=lambda p: str(p.relative_to(REPO / "configs" / "tuned")),
+)
 def test_tuned_files_resolve_to_the_options_their_study_ran(path):
     doc = json.loads(path.read_text())
     method, options = doc["method"], doc["options"]
     now = {**METHODS.get(method).defaults, **options}
     before = {**OLD_DEFAULTS[method], **options}
-    assert now == before, {k: (now.get(k), before.get(k)) for k in set(now) | set(before) if now.get(k) != before.get(k)}
+    assert now == before, {
+        k: (now.get(k), before.get(k)) for k in set(now) | set(before) if now.get(k) != before.get(k)
+    }
 
 
 def test_scrub_optimizer_switch(tiny):
@@ -80,8 +126,12 @@ def test_scrub_optimizer_switch(tiny):
     model = create_model("mlp", tiny.info, hidden=(16, 8)).eval()
     cpu = torch.device("cpu")
     common = {"epochs": 2, "lr": 0.01, "rewind": False}
-    runs = {o: unlearn_request(model, tiny, "class:1", "scrub", device=cpu, quiet=True,
-                               options={**common, "optimizer": o}).model for o in ("sgd", "adam")}
+    runs = {
+        o: unlearn_request(
+            model, tiny, "class:1", "scrub", device=cpu, quiet=True, options={**common, "optimizer": o}
+        ).model
+        for o in ("sgd", "adam")
+    }
     sgd_default = unlearn_request(model, tiny, "class:1", "scrub", device=cpu, quiet=True, options=common).model
     for a, b in zip(runs["sgd"].parameters(), sgd_default.parameters()):
         assert torch.equal(a, b)  # the default is SGD

@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # fails the test, so the entry is removed
 KNOWN_MISSING = {
     "reports/dcu-cpu/report.json": "computed at c935f03, a commit that never reached the repository (rerun "
-                                   "`experiments reproduce dcu --preset cpu --data-dir data --out reports/dcu-cpu`)",
+    "`experiments reproduce dcu --preset cpu --data-dir data --out reports/dcu-cpu`)",
 }
 
 

@@ -1,4 +1,5 @@
 """`unlearn reproduce dcu --preset smoke`: the whole pipeline on generated data, resumable, honest report."""
+
 import csv
 import json
 
@@ -35,13 +36,23 @@ def test_smoke_preset_runs_every_cell_and_reports(smoke):
     assert sorted(len(v) for v in mlp_offline.values() if v) == [1, 2], mlp_offline
     assert f"[1/{n}]" in output and f"[{n}/{n}]" in output  # progress names the cell and the count
     md = (out / "report.md").read_text()
-    for title in ("1. Random 10% forgetting", "2. Class forgetting", "3. Remembrance-set size", "4. Buckets per class",
-                  "5. Five successive", "6. Condensed model", "7. Membership-inference defence", "8. Condensation",
-                  "9. The default against DC-U's scheme"):
+    for title in (
+        "1. Random 10% forgetting",
+        "2. Class forgetting",
+        "3. Remembrance-set size",
+        "4. Buckets per class",
+        "5. Five successive",
+        "6. Condensed model",
+        "7. Membership-inference defence",
+        "8. Condensation",
+        "9. The default against DC-U's scheme",
+    ):
         assert title in md
     assert "ref RA" in md and "epsilon spent" in md and "Reduced at this preset: IPC 1 and 2" in md
     rows = list(csv.DictReader((out / "report.csv").open()))
-    cnn_dcu = next(r for r in rows if r["model"] == "cnn" and r["method"] == "dcu-reference" and r["forget"] == "random:0.1")
+    cnn_dcu = next(
+        r for r in rows if r["model"] == "cnn" and r["method"] == "dcu-reference" and r["forget"] == "random:0.1"
+    )
     assert float(cnn_dcu["ref_retain_acc"]) == 93.24 and cnn_dcu["seeds"] == "1"
     retrain = next(r for r in rows if r["method"] == "retrain" and r["model"] == "mlp" and r["forget"] == "class:2")
     assert float(retrain["forget_acc"]) == 0.0 and float(retrain["time_ratio"]) == pytest.approx(1.0)
@@ -56,8 +67,10 @@ def test_rerun_reads_finished_cells_back_and_redoes_only_missing_ones(smoke):
     gone = out / "cells" / "random-forgetting" / "mlp-random_0.1-condensed-s0.json"
     before = json.loads(gone.read_text())
     gone.unlink()
-    res = CliRunner().invoke(unlearn_main, ["reproduce", "dcu", "--preset", "smoke", "--out", str(out),
-                                            "--only", "random-forgetting", "--seeds", "1"])
+    res = CliRunner().invoke(
+        unlearn_main,
+        ["reproduce", "dcu", "--preset", "smoke", "--out", str(out), "--only", "random-forgetting", "--seeds", "1"],
+    )
     assert res.exit_code == 0, res.output
     rep = json.loads((out / "report.json").read_text())
     # --only runs that experiment's missing cell; the suite's other experiments in --out keep their rows (read back)
@@ -73,8 +86,10 @@ def test_a_cell_computed_under_other_settings_is_recomputed(smoke):
     rec = json.loads(cell.read_text())
     current = rec["settings"]
     cell.write_text(json.dumps({**rec, "settings": "0" * 16}))  # as if a preset or experiment setting had changed
-    res = CliRunner().invoke(unlearn_main, ["reproduce", "dcu", "--preset", "smoke", "--out", str(out),
-                                            "--only", "random-forgetting", "--seeds", "1"])
+    res = CliRunner().invoke(
+        unlearn_main,
+        ["reproduce", "dcu", "--preset", "smoke", "--out", str(out), "--only", "random-forgetting", "--seeds", "1"],
+    )
     assert res.exit_code == 0, res.output
     assert "mlp-random_0.1-retrain-s0 (settings or code changed since it ran: recomputed)" in res.output
     meta = json.loads((out / "report.json").read_text())["meta"]
@@ -87,8 +102,10 @@ def test_an_unreadable_cell_is_reported_and_recomputed(smoke):
     cell = out / "cells" / "random-forgetting" / "mlp-random_0.1-finetune-s0.json"
     before = json.loads(cell.read_text())
     cell.write_text(cell.read_text()[:40])  # cut short
-    res = CliRunner().invoke(unlearn_main, ["reproduce", "dcu", "--preset", "smoke", "--out", str(out),
-                                            "--only", "random-forgetting", "--seeds", "1"])
+    res = CliRunner().invoke(
+        unlearn_main,
+        ["reproduce", "dcu", "--preset", "smoke", "--out", str(out), "--only", "random-forgetting", "--seeds", "1"],
+    )
     assert res.exit_code == 0, res.output
     assert "mlp-random_0.1-finetune-s0 cannot be read (JSONDecodeError" in res.output and "recomputed" in res.output
     assert "1 run now, 1 of them unreadable before" in res.output
@@ -97,12 +114,18 @@ def test_an_unreadable_cell_is_reported_and_recomputed(smoke):
 
 def test_settings_digest_follows_what_cells_are_computed_from():
     from experiments.runner import Experiment, settings_digest
+
     preset, spec = {"seeds": 3, "per_class": 10, "description": "a"}, {"title": "t", "methods": ["retrain"]}
     d = settings_digest(preset, Experiment("x", spec))
     # the seed is in each cell's name, and titles, notes and reference numbers only shape the report
     assert settings_digest({**preset, "seeds": 5, "description": "b"}, Experiment("x", spec)) == d
-    assert settings_digest(preset, Experiment("x", {**spec, "title": "u", "notes": {"retrain": "n"},
-                                                    "reference": {"retrain": [1, 2, 3]}})) == d
+    assert (
+        settings_digest(
+            preset,
+            Experiment("x", {**spec, "title": "u", "notes": {"retrain": "n"}, "reference": {"retrain": [1, 2, 3]}}),
+        )
+        == d
+    )
     assert settings_digest({**preset, "per_class": 20}, Experiment("x", spec)) != d
     assert settings_digest(preset, Experiment("x", {**spec, "methods": ["finetune"]})) != d
 
@@ -154,15 +177,24 @@ def test_code_digest_follows_the_code_a_cell_runs(tmp_path):
 
 def test_variants_are_rows_of_one_method_with_their_own_options():
     from dcforget.errors import ConfigError
-    from experiments.runner import Experiment
     from experiments.kinds.unlearn_grid import method_options, resolve_method
+    from experiments.runner import Experiment
 
-    exp = Experiment("x", {"methods": ["retrain", "hard"], "variants": {"hard": {"method": "condensed",
-                                                                               "options": {"reset": "all"}}},
-                           "method_options": {"condensed": {"distill": 0.5}, "hard@mlp": {"min_steps": 9}}})
+    exp = Experiment(
+        "x",
+        {
+            "methods": ["retrain", "hard"],
+            "variants": {"hard": {"method": "condensed", "options": {"reset": "all"}}},
+            "method_options": {"condensed": {"distill": 0.5}, "hard@mlp": {"min_steps": 9}},
+        },
+    )
     assert resolve_method(exp, "hard") == ("condensed", {"reset": "all"})
-    assert method_options(exp, {"method_options": {"*": {"bf16": True}}}, "hard", "mlp") == \
-        {"bf16": True, "distill": 0.5, "reset": "all", "min_steps": 9}
+    assert method_options(exp, {"method_options": {"*": {"bf16": True}}}, "hard", "mlp") == {
+        "bf16": True,
+        "distill": 0.5,
+        "reset": "all",
+        "min_steps": 9,
+    }
     assert method_options(exp, {}, "hard", "cnn") == {"distill": 0.5, "reset": "all"}
     bad = Experiment("x", {"variants": {"v": {"method": "condensed", "options": {"nope": 1}}}})
     with pytest.raises(ConfigError, match="unknown option"):
@@ -188,11 +220,27 @@ def test_interrupted_run_leaves_no_partial_cell(tmp_path, monkeypatch):
         return real.run(cell, exp, ws)
 
     monkeypatch.setitem(rp.KINDS._items, "unlearn", rp.Kind(real.cells, flaky, real.rows))
-    res = CliRunner().invoke(unlearn_main, ["reproduce", "dcu", "--preset", "smoke", "--out", str(tmp_path),
-                                            "--only", "random-forgetting", "--seeds", "1"])
+    res = CliRunner().invoke(
+        unlearn_main,
+        [
+            "reproduce",
+            "dcu",
+            "--preset",
+            "smoke",
+            "--out",
+            str(tmp_path),
+            "--only",
+            "random-forgetting",
+            "--seeds",
+            "1",
+        ],
+    )
     assert res.exit_code != 0
     files = list((tmp_path / "cells").rglob("*"))
-    assert sorted(f.name for f in files if f.is_file()) == ["mlp-random_0.1-finetune-s0.json", "mlp-random_0.1-retrain-s0.json"]
+    assert sorted(f.name for f in files if f.is_file()) == [
+        "mlp-random_0.1-finetune-s0.json",
+        "mlp-random_0.1-retrain-s0.json",
+    ]
     assert not (tmp_path / "report.md").exists()
 
 
@@ -212,8 +260,18 @@ def test_a_diverged_cell_is_a_result_the_report_names(tmp_path, monkeypatch):
         return real.run(cell, exp, ws)
 
     monkeypatch.setitem(rp.KINDS._items, "unlearn", rp.Kind(real.cells, diverging, real.rows))
-    args = ["reproduce", "dcu", "--preset", "smoke", "--out", str(tmp_path), "--only", "random-forgetting",
-            "--seeds", "1"]
+    args = [
+        "reproduce",
+        "dcu",
+        "--preset",
+        "smoke",
+        "--out",
+        str(tmp_path),
+        "--only",
+        "random-forgetting",
+        "--seeds",
+        "1",
+    ]
     res = CliRunner().invoke(unlearn_main, args)
     assert res.exit_code == 0, res.output
     rec = json.loads((tmp_path / "cells" / "random-forgetting" / "mlp-random_0.1-finetune-s0.json").read_text())
@@ -232,7 +290,9 @@ def test_a_diverged_cell_is_a_result_the_report_names(tmp_path, monkeypatch):
 def test_bad_input_is_one_line(tmp_path):
     r = CliRunner().invoke(unlearn_main, ["reproduce", "nosuch", "--preset", "smoke", "--out", str(tmp_path)])
     assert r.exit_code == 2 and "unknown experiment suite 'nosuch'" in r.output
-    r = CliRunner().invoke(unlearn_main, ["reproduce", "dcu", "--preset", "smoke", "--out", str(tmp_path), "--only", "x"])
+    r = CliRunner().invoke(
+        unlearn_main, ["reproduce", "dcu", "--preset", "smoke", "--out", str(tmp_path), "--only", "x"]
+    )
     assert r.exit_code == 2 and "unknown experiment(s) x" in r.output
 
 
@@ -250,8 +310,12 @@ def test_the_choices_suite_sweeps_the_default_against_retraining():
     assert {"reset=final", "distill=0"} <= labels["default-random"]
     assert {"keep=0.5", "mask=0.1", "onecycle"} <= labels["default-explore"]
     assert {"reset=none,forget_ce=3"} <= labels["default-explore-forget"]
-    assert {"keep=0.8,forget_ce=3,min_steps=40", "keep=0.8,forget_ce=1val,min_steps=40"} <= labels["default-explore-tau"]
-    assert {"quantiles,w=1", "quantiles,w=4"} <= labels["default-explore-quantiles"] & labels["default-explore-quantiles-demo"]
+    assert {"keep=0.8,forget_ce=3,min_steps=40", "keep=0.8,forget_ce=1val,min_steps=40"} <= labels[
+        "default-explore-tau"
+    ]
+    assert {"quantiles,w=1", "quantiles,w=4"} <= labels["default-explore-quantiles"] & labels[
+        "default-explore-quantiles-demo"
+    ]
 
 
 def test_artefacts_of_other_settings_are_never_shared(tmp_path):
@@ -289,22 +353,33 @@ def test_an_experiment_may_name_its_own_originals_epochs(tmp_path):
 
 def test_a_variants_artefact_settings_must_take_effect():
     from dcforget.errors import ConfigError, UnknownNameError
-    from experiments.runner import Experiment
     from experiments.kinds.unlearn_grid import resolve_method
+    from experiments.runner import Experiment
 
     def check(variant):
         return resolve_method(Experiment("e", {"models": ["mlp"], "variants": {"v": variant}}), "v")
 
-    assert check({"method": "dcu-reference", "remembrance": "test", "offline": {"@mlp": {"logit_relu": True}},
-                  "condense": {"blend": "normalized"}})[0] == "dcu-reference"
-    bad = [{"method": "retrain", "remembrance": "test"},  # retraining has no remembrance set
-           {"method": "dcu-reference", "remembrance": {"source": "test"}},
-           {"method": "finetune", "condense": {"blend": "clamp"}},  # finetune reads no condensed file
-           {"method": "condensed", "offline": {"iterations": 1}},  # nor does the default run an offline phase
-           {"method": "dcu-reference", "offline": {"@MLP": {"logit_relu": True}}},  # no such model
-           {"method": "dcu-reference", "offline": {"logit_reluu": True}},
-           {"method": "dcu-reference", "condense": {"blnd": "clamp"}},
-           {"method": "dcu-reference", "offlne": {}}]
+    assert (
+        check(
+            {
+                "method": "dcu-reference",
+                "remembrance": "test",
+                "offline": {"@mlp": {"logit_relu": True}},
+                "condense": {"blend": "normalized"},
+            }
+        )[0]
+        == "dcu-reference"
+    )
+    bad = [
+        {"method": "retrain", "remembrance": "test"},  # retraining has no remembrance set
+        {"method": "dcu-reference", "remembrance": {"source": "test"}},
+        {"method": "finetune", "condense": {"blend": "clamp"}},  # finetune reads no condensed file
+        {"method": "condensed", "offline": {"iterations": 1}},  # nor does the default run an offline phase
+        {"method": "dcu-reference", "offline": {"@MLP": {"logit_relu": True}}},  # no such model
+        {"method": "dcu-reference", "offline": {"logit_reluu": True}},
+        {"method": "dcu-reference", "condense": {"blnd": "clamp"}},
+        {"method": "dcu-reference", "offlne": {}},
+    ]
     for variant in bad:
         with pytest.raises((ConfigError, UnknownNameError)):
             check(variant)
@@ -342,10 +417,14 @@ def test_experiment_index_files_resolve_under_configs_and_join_the_digest(tmp_pa
     assert grid.forget_spec("random:0.1") == "random:0.1"
     with pytest.raises(ConfigError, match="not under any configs folder"):
         grid.forget_spec("indices:experiments/x/missing.txt")
-    exp = Experiment("e", {"kind": "unlearn", "models": ["mlp"], "forget": ["indices:experiments/x/forget.txt"],
-                           "methods": ["retrain"]})
-    cell, other = (Cell("e", {"model": "mlp", "forget": s, "method": "retrain"}, 0)
-                   for s in ("indices:experiments/x/forget.txt", "random:0.1"))
+    exp = Experiment(
+        "e",
+        {"kind": "unlearn", "models": ["mlp"], "forget": ["indices:experiments/x/forget.txt"], "methods": ["retrain"]},
+    )
+    cell, other = (
+        Cell("e", {"model": "mlp", "forget": s, "method": "retrain"}, 0)
+        for s in ("indices:experiments/x/forget.txt", "random:0.1")
+    )
     P = {"dataset": "cifar10"}
     before = cell_digest("s", cell, exp, P), cell_digest("s", other, exp, P)
     f.write_text("# two positions\n3\n6\n")

@@ -10,8 +10,14 @@ from condense.build import build_condensed
 from dcforget.checkpoint import CheckpointMeta, read_checkpoint_meta, save_checkpoint
 from dcforget.condensed_store import write_condensed
 from dcforget.datasets import load_data
-from dcforget.errors import (ArchitectureMismatchError, CheckpointError, ConfigError, DatasetMismatchError,
-                             MismatchError, TrainingSetMismatchError)
+from dcforget.errors import (
+    ArchitectureMismatchError,
+    CheckpointError,
+    ConfigError,
+    DatasetMismatchError,
+    MismatchError,
+    TrainingSetMismatchError,
+)
 from dcforget.train import TrainConfig, checkpoint_meta, train_on
 from experiments.cli import unlearn_main
 from unlearn.methods import METHODS
@@ -31,8 +37,9 @@ def files(tmp_path_factory):
         cfg = TrainConfig(epochs=2, batch_size=32)
         tr = train_on(data, "cnn", cfg, seed=0, device=CPU, quiet=True)
         save_checkpoint(d / f"{name}.pt", tr.model, checkpoint_meta(data, cfg, 0, tr))
-        cs = build_condensed(data, "fdm", tr.model, device=CPU, seed=0, clusters=3, options={"steps": 2},
-                             quiet=True).condensed
+        cs = build_condensed(
+            data, "fdm", tr.model, device=CPU, seed=0, clusters=3, options={"steps": 2}, quiet=True
+        ).condensed
         write_condensed(d / f"{name}.h5", cs)
         out[name] = (d / f"{name}.pt", d / f"{name}.h5")
     return out
@@ -40,8 +47,11 @@ def files(tmp_path_factory):
 
 def test_a_good_request_runs_and_names_its_files(files):
     ck, cs = files["a"]
-    res = UnlearnRequest(ck, "random:0.1", condensed_file=cs, option_pairs=("epochs=1",), device="cpu").prepare().run(
-        quiet=True)
+    res = (
+        UnlearnRequest(ck, "random:0.1", condensed_file=cs, option_pairs=("epochs=1",), device="cpu")
+        .prepare()
+        .run(quiet=True)
+    )
     assert res.report["method"] == "condensed" and res.report["checkpoint"] == str(ck)
     assert res.report["condensed_file"] == str(cs) and res.report["options"]["epochs"] == 1
 
@@ -62,6 +72,7 @@ def test_checkpoint_and_condensed_of_other_datasets_is_a_dataset_mismatch(files,
     d["dataset"] = "mnist"
     moved = tmp_path / "mnist.pt"
     import json
+
     payload = torch.load(ck, weights_only=True)
     payload["meta_json"] = json.dumps(d)
     torch.save(payload, moved)
@@ -105,8 +116,14 @@ def test_a_quirk_switched_off_beside_reference_quirks_is_refused_not_ignored(fil
     ck, data = open_checkpoint(files["a"][0])
     for method in ("dcu-reference", "condensed-model"):
         with pytest.raises(ConfigError, match="shared_adam=false beside it would be ignored"):
-            unlearn_request(ck.model, data, "random:0.1", method, device=CPU,
-                            options={"reference_quirks": True, "shared_adam": False})
+            unlearn_request(
+                ck.model,
+                data,
+                "random:0.1",
+                method,
+                device=CPU,
+                options={"reference_quirks": True, "shared_adam": False},
+            )
 
 
 def test_cheap_refusals_come_before_any_data_is_loaded(files, monkeypatch):
@@ -115,8 +132,11 @@ def test_cheap_refusals_come_before_any_data_is_loaded(files, monkeypatch):
 
     monkeypatch.setattr(ck_mod, "load_data_for", lambda *a, **k: pytest.fail("data loaded before refusing"))
     ck, cs = files["a"]
-    for spec, msg in (("randum:0.1", "unknown kind 'randum'"), ("class:9", "class 9 is outside 0..3"),
-                      ("indices:/nonexistent/idx.txt", "does not exist|cannot be read")):
+    for spec, msg in (
+        ("randum:0.1", "unknown kind 'randum'"),
+        ("class:9", "class 9 is outside 0..3"),
+        ("indices:/nonexistent/idx.txt", "does not exist|cannot be read"),
+    ):
         with pytest.raises(ForgetSpecError, match=msg):
             UnlearnRequest(ck, spec, condensed_file=cs, device="cpu").prepare()
     with pytest.raises(ConfigError, match="offline phase"):
@@ -131,8 +151,15 @@ def test_a_condensed_file_must_record_the_training_set_it_condenses():
     condensed = SimpleNamespace(dataset="synthetic", train_fingerprint="", num_classes=4, image_shape=(3, 16, 16))
     with pytest.raises(TrainingSetMismatchError):
         check_pairing(condensed, where="c.h5", fingerprint="ab" * 32)
-    old_checkpoint = SimpleNamespace(dataset="synthetic", train_fingerprint=None, num_classes=4,
-                                     image_shape=(3, 16, 16), per_class=None, data_seed=0, seed=0)
+    old_checkpoint = SimpleNamespace(
+        dataset="synthetic",
+        train_fingerprint=None,
+        num_classes=4,
+        image_shape=(3, 16, 16),
+        per_class=None,
+        data_seed=0,
+        seed=0,
+    )
     check_pairing(old_checkpoint, where="o.pt", fingerprint="ab" * 32)  # written before fingerprints: accepted
 
 
@@ -145,11 +172,30 @@ def _tuned_file(root, preset, options, method="neggrad-plus", dataset="synthetic
     p.parent.mkdir(parents=True, exist_ok=True)
     setup = {"per_class": 250, **({"forget": forget} if forget else {})}
     # tuned on the setting of the `files` fixture's checkpoints (SPEC, 2 epochs), so that `unlearn` may use it
-    tuned_on = {"dataset": dataset, "model": model, "train_size": len(load_data(SPEC).train), "epochs": 2,
-                "forget_kind": forget_kind(forget or "random:0.1")}
-    p.write_text(json.dumps({"method": method, "dataset": dataset, "model": model, "preset": preset,
-                             "options": options, "trial": 3, "norm": 0.25, "study": {"trials": 20},
-                             "setup": setup, "meta": {"git": "abc"}, "tuned_on": tuned_on}))
+    tuned_on = {
+        "dataset": dataset,
+        "model": model,
+        "train_size": len(load_data(SPEC).train),
+        "epochs": 2,
+        "forget_kind": forget_kind(forget or "random:0.1"),
+    }
+    p.write_text(
+        json.dumps(
+            {
+                "method": method,
+                "dataset": dataset,
+                "model": model,
+                "preset": preset,
+                "options": options,
+                "trial": 3,
+                "norm": 0.25,
+                "study": {"trials": 20},
+                "setup": setup,
+                "meta": {"git": "abc"},
+                "tuned_on": tuned_on,
+            }
+        )
+    )
     return p
 
 
@@ -169,8 +215,20 @@ def test_tuned_options_are_used_under_the_users_own_and_reported(files, tmp_path
     assert off.tuned is None and off.options == {}  # the registered defaults fill in at run time
     other = UnlearnRequest(ck, "random:0.1", method="finetune", device="cpu").prepare()  # none tuned for it
     assert other.tuned is None
-    r = CliRunner().invoke(unlearn_main, ["--method", "neggrad-plus", "--checkpoint", str(ck), "--forget", "random:0.1",
-                                          "--out", str(tmp_path / "o"), "--quiet"])
+    r = CliRunner().invoke(
+        unlearn_main,
+        [
+            "--method",
+            "neggrad-plus",
+            "--checkpoint",
+            str(ck),
+            "--forget",
+            "random:0.1",
+            "--out",
+            str(tmp_path / "o"),
+            "--quiet",
+        ],
+    )
     assert r.exit_code == 0 and f"using tuned options for neggrad-plus on synthetic/cnn from {paper}" in r.output
 
 
@@ -198,8 +256,20 @@ def test_tuned_options_match_the_kind_of_forgetting(files, tmp_path, monkeypatch
     paper.unlink()
     prep = UnlearnRequest(ck, "class:1", method="neggrad-plus", device="cpu").prepare()
     assert prep.tuned is None and prep.options == {} and "random forgetting, not class forgetting" in prep.tuned_note
-    r = CliRunner().invoke(unlearn_main, ["--method", "neggrad-plus", "--checkpoint", str(ck), "--forget", "class:1",
-                                          "--out", str(tmp_path / "o"), "--quiet"])
+    r = CliRunner().invoke(
+        unlearn_main,
+        [
+            "--method",
+            "neggrad-plus",
+            "--checkpoint",
+            str(ck),
+            "--forget",
+            "class:1",
+            "--out",
+            str(tmp_path / "o"),
+            "--quiet",
+        ],
+    )
     assert r.exit_code == 0 and "not used; the method's defaults apply" in r.output and "using tuned" not in r.output
 
 
@@ -209,8 +279,12 @@ def test_smoke_tuned_files_never_reach_a_request(files, tmp_path, monkeypatch):
     _tuned_file(tmp_path, "smoke", {"alpha": 0.5})  # tuned on generated data to test the pipeline
     monkeypatch.setattr(tuned_mod, "config_dirs", lambda: [tmp_path])
     assert UnlearnRequest(files["a"][0], "random:0.1", method="neggrad-plus", device="cpu").prepare().tuned is None
-    assert tuned_mod.find_tuned("neggrad-plus", "synthetic:x", "cnn", METHODS.get("neggrad-plus").defaults,
-                                preset="smoke").preset == "smoke"
+    assert (
+        tuned_mod.find_tuned(
+            "neggrad-plus", "synthetic:x", "cnn", METHODS.get("neggrad-plus").defaults, preset="smoke"
+        ).preset
+        == "smoke"
+    )
 
 
 def test_kept_class_accuracy_is_test_accuracy_on_the_classes_a_request_keeps(tiny, tmp_path):
@@ -232,8 +306,12 @@ def test_kept_class_accuracy_is_test_accuracy_on_the_classes_a_request_keeps(tin
     name = tiny.info.class_names[2]
     whole = torch.nonzero(tiny.train.labels == 3).flatten()
     (tmp_path / "c3.txt").write_text("\n".join(map(str, whole.tolist())))
-    for spec, gone in (("class:1", [1]), (f"class:{name}", [2]), ("classes:0,2", [0, 2]),
-                       (f"indices:{tmp_path / 'c3.txt'}", [3])):
+    for spec, gone in (
+        ("class:1", [1]),
+        (f"class:{name}", [2]),
+        ("classes:0,2", [0, 2]),
+        (f"indices:{tmp_path / 'c3.txt'}", [3]),
+    ):
         got = kept_class_accuracy(model, tiny, cumulative_split(tiny, spec, 0, None), CPU)
         assert got == pytest.approx(on(gone)), spec
     assert on([1]) != on([2]) or on([1]) != on([0, 2])  # the classes removed matter, so the check above can fail

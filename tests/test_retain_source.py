@@ -29,15 +29,23 @@ def _mean_image_set(data, per_bucket: int, seed: int = 0) -> CondensedSet:
     for c in labels.unique().tolist():
         idx = torch.nonzero(labels == c).flatten()
         idx = idx[torch.randperm(len(idx), generator=g)]
-        buckets += [idx[i:i + per_bucket] for i in range(0, len(idx), per_bucket)]
+        buckets += [idx[i : i + per_bucket] for i in range(0, len(idx), per_bucket)]
     images = torch.stack([as_unit(data.train.images[b]).mean(0) for b in buckets])
     sizes = torch.tensor([len(b) for b in buckets])
-    return CondensedSet(images=images, labels=torch.stack([labels[b[0]] for b in buckets]),
-                        bucket_indptr=torch.cat([torch.zeros(1, dtype=torch.long), sizes.cumsum(0)]),
-                        bucket_indices=torch.cat(buckets), source_indices=torch.full((len(buckets),), -1),
-                        method="mean", dataset="synthetic", num_classes=data.info.num_classes,
-                        norm_mean=data.info.mean, norm_std=data.info.std, train_size=len(data.train),
-                        train_fingerprint=data.fingerprint())
+    return CondensedSet(
+        images=images,
+        labels=torch.stack([labels[b[0]] for b in buckets]),
+        bucket_indptr=torch.cat([torch.zeros(1, dtype=torch.long), sizes.cumsum(0)]),
+        bucket_indices=torch.cat(buckets),
+        source_indices=torch.full((len(buckets),), -1),
+        method="mean",
+        dataset="synthetic",
+        num_classes=data.info.num_classes,
+        norm_mean=data.info.mean,
+        norm_std=data.info.std,
+        train_size=len(data.train),
+        train_fingerprint=data.fingerprint(),
+    )
 
 
 def test_the_reduced_set_estimates_the_retain_sets_mean():
@@ -48,8 +56,9 @@ def test_the_reduced_set_estimates_the_retain_sets_mean():
     keep[forget] = False
     split = ForgetSplit("indices", forget, torch.nonzero(keep).flatten())
     reduced = assemble_reduced(cs, forget, len(data.train), data.fingerprint(), labels=data.train.labels)
-    ctx = UnlearnContext(create_model("mlp", data.info), data, split, CPU, 3, {}, True, cs, reduced,
-                         retain_source="reduced")
+    ctx = UnlearnContext(
+        create_model("mlp", data.info), data, split, CPU, 3, {}, True, cs, reduced, retain_source="reduced"
+    )
     stat = lambda x: as_unit(x).mean((1, 2, 3)).double()  # noqa: E731  a linear statistic of each image
     target = stat(data.train.images[split.retain]).mean()
     x, _, w = ctx.reduced_tensors()
@@ -75,8 +84,16 @@ def toy():
     return data, model, cs
 
 
-FAST = {"epochs": 1, "retain_epochs": 1, "max_steps": 2, "steps": 2, "iterations": 1, "rewind_epochs": 1,
-        "noise_steps": 2, "noise_copies": 1}
+FAST = {
+    "epochs": 1,
+    "retain_epochs": 1,
+    "max_steps": 2,
+    "steps": 2,
+    "iterations": 1,
+    "rewind_epochs": 1,
+    "noise_steps": 2,
+    "noise_copies": 1,
+}
 
 
 @pytest.mark.parametrize("name", [n for n in METHODS.names() if METHODS.get(n).reads_retain])
@@ -85,8 +102,9 @@ def test_every_method_that_reads_a_retain_set_is_served_the_reduced_set(toy, nam
     m = METHODS.get(name)
     spec = "class:1" if m.class_only else "random:0.1"
     options = {k: v for k, v in FAST.items() if k in m.defaults}
-    res = unlearn_request(model, data, spec, name, device=CPU, condensed=cs, quiet=True, options=options,
-                          retain="reduced")
+    res = unlearn_request(
+        model, data, spec, name, device=CPU, condensed=cs, quiet=True, options=options, retain="reduced"
+    )
     rep = res.report
     assert rep["retain_source"] == "reduced" and rep["retain_served"]["source"] == "reduced"
     assert rep["independent_audit"]["scope"] == "served" and rep["independent_audit"]["served_calls"] >= 1
@@ -115,8 +133,20 @@ def test_cli_retain_reduced_needs_a_condensed_file_and_writes_nothing(tmp_path):
 
     out = tmp_path / "out"
     for args, why in [(["--method", "finetune"], "--from-condensed"), (["--method", "jit"], "reads no retain set")]:
-        res = CliRunner().invoke(unlearn_main, [*args, "--retain", "reduced", "--checkpoint", str(tmp_path / "m.pt"),
-                                                "--forget", "random:0.1", "--out", str(out)])
+        res = CliRunner().invoke(
+            unlearn_main,
+            [
+                *args,
+                "--retain",
+                "reduced",
+                "--checkpoint",
+                str(tmp_path / "m.pt"),
+                "--forget",
+                "random:0.1",
+                "--out",
+                str(out),
+            ],
+        )
         assert res.exit_code == 2 and res.stderr.startswith("error: ") and why in res.stderr, res.output
         assert res.stderr.count("\n") == 1 and not out.exists()
 

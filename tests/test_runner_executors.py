@@ -10,12 +10,26 @@ from experiments.cli import main as experiments_main
 
 
 def _cells(out):
-    return {p.relative_to(out).as_posix(): json.loads(p.read_text())["result"] for p in sorted((out / "cells").rglob("*.json"))}
+    return {
+        p.relative_to(out).as_posix(): json.loads(p.read_text())["result"]
+        for p in sorted((out / "cells").rglob("*.json"))
+    }
 
 
 def test_a_pool_of_workers_gives_the_in_process_cells(tmp_path):
-    args = ["reproduce", "dcu", "--preset", "smoke", "--only", "remembrance-size", "--seeds", "1", "--device", "cpu",
-            "--quiet"]
+    args = [
+        "reproduce",
+        "dcu",
+        "--preset",
+        "smoke",
+        "--only",
+        "remembrance-size",
+        "--seeds",
+        "1",
+        "--device",
+        "cpu",
+        "--quiet",
+    ]
     one, two = tmp_path / "one", tmp_path / "two"
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as each of the two workers will run: float reductions then round the same way

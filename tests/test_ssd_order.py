@@ -6,9 +6,9 @@ forget set into every batch and selects."""
 
 import pytest
 import torch
-
 from conftest import run_method as _run
 from conftest import trained_cnn_and_mlp
+
 from dcforget.errors import ConfigError
 from unlearn.methods import METHODS
 from unlearn.methods.ssd import importance_sets

@@ -12,8 +12,9 @@ from experiments.cli import main as experiments
 @pytest.fixture(scope="module")
 def stream(tmp_path_factory):
     out = tmp_path_factory.mktemp("stream")
-    res = CliRunner().invoke(experiments, ["reproduce", "dcu", "--preset", "smoke", "--only", "stream-10", "--seeds",
-                                           "1", "--out", str(out)])
+    res = CliRunner().invoke(
+        experiments, ["reproduce", "dcu", "--preset", "smoke", "--only", "stream-10", "--seeds", "1", "--out", str(out)]
+    )
     assert res.exit_code == 0, res.output
     return out, json.loads((out / "report.json").read_text())
 

@@ -8,8 +8,12 @@ import pytest
 from experiments.kinds.targets import _cells, _inputs, _rows, _run
 from experiments.workspace import Experiment
 
-SPEC = {"kind": "targets", "sample": {"retain_acc": 3.0, "forget_acc": 2.0}, "time": 0.1,
-        "whole_class": {"forget_acc_class": 1.0, "test_acc_other": 1.0}}
+SPEC = {
+    "kind": "targets",
+    "sample": {"retain_acc": 3.0, "forget_acc": 2.0},
+    "time": 0.1,
+    "whole_class": {"forget_acc_class": 1.0, "test_acc_other": 1.0},
+}
 
 
 def _cell(seed, method, forget, **r):
@@ -19,18 +23,28 @@ def _cell(seed, method, forget, **r):
 @pytest.fixture
 def report(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    cells = [_cell(0, "retrain", "random:0.1", retain_acc=0.90, forget_acc=0.40, seconds=10.0),
-             _cell(1, "retrain", "random:0.1", retain_acc=0.90, forget_acc=0.40, seconds=10.0),
-             _cell(0, "m", "random:0.1", retain_acc=0.88, forget_acc=0.41, seconds=0.5),   # within every bound
-             _cell(1, "m", "random:0.1", retain_acc=0.85, forget_acc=0.45, seconds=0.5),   # RA -5, FA +5: misses
-             _cell(0, "retrain", "class:2", forget_acc=0.0, test_acc_other=0.6, seconds=10.0),
-             _cell(0, "m", "class:2", forget_acc=0.0, test_acc_other=0.595, seconds=2.0)]  # time 0.2 misses
+    cells = [
+        _cell(0, "retrain", "random:0.1", retain_acc=0.90, forget_acc=0.40, seconds=10.0),
+        _cell(1, "retrain", "random:0.1", retain_acc=0.90, forget_acc=0.40, seconds=10.0),
+        _cell(0, "m", "random:0.1", retain_acc=0.88, forget_acc=0.41, seconds=0.5),  # within every bound
+        _cell(1, "m", "random:0.1", retain_acc=0.85, forget_acc=0.45, seconds=0.5),  # RA -5, FA +5: misses
+        _cell(0, "retrain", "class:2", forget_acc=0.0, test_acc_other=0.6, seconds=10.0),
+        _cell(0, "m", "class:2", forget_acc=0.0, test_acc_other=0.595, seconds=2.0),
+    ]  # time 0.2 misses
     (tmp_path / "rep").mkdir()
     (tmp_path / "rep" / "report.json").write_text(json.dumps({"meta": {"git": "abc1234"}, "cells": {"e": cells}}))
     src = dict(setting="s", report="rep", experiment="e", model="mlp", method="m")
-    exp = Experiment("t", {**SPEC, "sources": [{**src, "request": "random", "forget": "random:0.1"},
-                                               {**src, "request": "class", "forget": "class:2"},
-                                               {**src, "request": "gone", "forget": "random:0.1", "report": "nope"}]})
+    exp = Experiment(
+        "t",
+        {
+            **SPEC,
+            "sources": [
+                {**src, "request": "random", "forget": "random:0.1"},
+                {**src, "request": "class", "forget": "class:2"},
+                {**src, "request": "gone", "forget": "random:0.1", "report": "nope"},
+            ],
+        },
+    )
     return tmp_path, exp
 
 

@@ -65,9 +65,16 @@ def test_schedules_shape():
     assert SCHEDULES.get("step")(0, 100) == 1.0 and SCHEDULES.get("step")(80, 100) == pytest.approx(0.01)
 
 
-@pytest.mark.parametrize("kw, err", [({"epochs": 0}, ConfigError), ({"lr": -1.0}, ConfigError),
-                                     ({"batch_size": 0}, ConfigError), ({"optimizer": "lbfgs"}, UnknownNameError),
-                                     ({"schedule": "warm"}, UnknownNameError)])
+@pytest.mark.parametrize(
+    "kw, err",
+    [
+        ({"epochs": 0}, ConfigError),
+        ({"lr": -1.0}, ConfigError),
+        ({"batch_size": 0}, ConfigError),
+        ({"optimizer": "lbfgs"}, UnknownNameError),
+        ({"schedule": "warm"}, UnknownNameError),
+    ],
+)
 def test_bad_train_config(kw, err):
     with pytest.raises(err):
         TrainConfig(**kw)

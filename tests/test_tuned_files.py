@@ -26,13 +26,15 @@ IDS = [str(p.relative_to(REPO / "configs" / "tuned")) for p in FILES]
 # Pairs of files of different methods holding exactly the same options, known and not yet resolved: (file, file) ->
 # why. A new coincidence fails the test below until it is explained here (or the files are re-tuned).
 KNOWN_SAME_OPTIONS = {
-    ("cpu/cifar10-mlp/lfssd.class.json", "cpu/cifar10-mlp/ssd.json"):
-        "not a copy: lfssd's class-2 study (its own objectives, norm 0.381, trial 10) and ssd's random-10% study "
-        "(norm 0.234, trial 9) searched the same 2-D space (alpha, lam) from the same NSGA-III sampler seed 0, so "
-        "their random first generation was identical, and NSGA-III's uniform crossover recombines parents' values "
-        "(replayed: the point (1.386986, 0.149368) is drawn in 18 of 20 studies with random objectives). Studies "
-        "now offset the seed by the method (experiments.hpsearch.method_seed_offset); lfssd is not re-tuned yet "
-        "because issue #32's parity work may change its importance computation",
+    (
+        "cpu/cifar10-mlp/lfssd.class.json",
+        "cpu/cifar10-mlp/ssd.json",
+    ): "not a copy: lfssd's class-2 study (its own objectives, norm 0.381, trial 10) and ssd's random-10% study "
+    "(norm 0.234, trial 9) searched the same 2-D space (alpha, lam) from the same NSGA-III sampler seed 0, so "
+    "their random first generation was identical, and NSGA-III's uniform crossover recombines parents' values "
+    "(replayed: the point (1.386986, 0.149368) is drawn in 18 of 20 studies with random objectives). Studies "
+    "now offset the seed by the method (experiments.hpsearch.method_seed_offset); lfssd is not re-tuned yet "
+    "because issue #32's parity work may change its importance computation",
 }
 
 
@@ -48,8 +50,22 @@ def test_there_are_tuned_files():
 def test_provenance_is_complete(path):
     d = _doc(path)
     where = str(path.relative_to(REPO))
-    for key in ("method", "dataset", "model", "preset", "options", "objectives", "norm", "trial", "setup", "study",
-                "selection", "meta", "space", "study_storage"):
+    for key in (
+        "method",
+        "dataset",
+        "model",
+        "preset",
+        "options",
+        "objectives",
+        "norm",
+        "trial",
+        "setup",
+        "study",
+        "selection",
+        "meta",
+        "space",
+        "study_storage",
+    ):
         assert key in d, f"{where} records no {key!r}"
     assert d["method"] in METHODS.names(), f"{where}: unknown method {d['method']!r}"
     unknown = set(d["options"]) - set(METHODS.get(d["method"]).defaults)
@@ -99,14 +115,18 @@ def test_commit_is_in_the_repository(path):
     if _git("rev-parse", "--is-shallow-repository").stdout.strip() == "true":
         pytest.skip("a shallow clone holds only recent commits: the commit cannot be looked up")
     commit = _doc(path)["meta"]["git"].split("+")[0]
-    assert _git("cat-file", "-e", f"{commit}^{{commit}}").returncode == 0, \
+    assert _git("cat-file", "-e", f"{commit}^{{commit}}").returncode == 0, (
         f"{path.relative_to(REPO)} names commit {commit}, which is not in this repository"
+    )
 
 
 def _same_option_pairs() -> list[tuple[str, str]]:
     docs = {str(p.relative_to(REPO / "configs" / "tuned")): _doc(p) for p in FILES}
-    return [(a, b) for (a, da), (b, db) in itertools.combinations(sorted(docs.items()), 2)
-            if da["method"] != db["method"] and da["options"] and da["options"] == db["options"]]
+    return [
+        (a, b)
+        for (a, da), (b, db) in itertools.combinations(sorted(docs.items()), 2)
+        if da["method"] != db["method"] and da["options"] and da["options"] == db["options"]
+    ]
 
 
 def test_no_unexplained_identical_options_across_methods():

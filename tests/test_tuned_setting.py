@@ -20,8 +20,7 @@ from dcforget.errors import ConfigError
 from dcforget.train import TrainConfig, checkpoint_meta, train_on
 from unlearn.cli import main as unlearn_main
 from unlearn.request import UnlearnRequest
-from unlearn.tuned import (EPOCHS_FACTOR, TRAIN_SIZE_FACTOR, Setting, forget_kind, setting_mismatch,
-                           tuned_filename)
+from unlearn.tuned import EPOCHS_FACTOR, TRAIN_SIZE_FACTOR, Setting, forget_kind, setting_mismatch, tuned_filename
 
 CPU = torch.device("cpu")
 SPEC = "synthetic:classes=4,train=40,test=20,size=16,noise=0.5"
@@ -39,22 +38,54 @@ def ck(tmp_path_factory):
     meta = checkpoint_meta(data, cfg, 0, tr)
     save_checkpoint(d / "a.pt", tr.model, meta)
     save_checkpoint(d / "old.pt", tr.model, {k: v for k, v in meta.items() if k != "train_size"})
-    cs = build_condensed(data, "fdm", tr.model, device=CPU, seed=0, clusters=3, options={"steps": 2},
-                         quiet=True).condensed
+    cs = build_condensed(
+        data, "fdm", tr.model, device=CPU, seed=0, clusters=3, options={"steps": 2}, quiet=True
+    ).condensed
     write_condensed(d / "a.h5", cs)
     return {"ck": d / "a.pt", "old": d / "old.pt", "cs": d / "a.h5", "train_size": len(data.train)}
 
 
-def _write(root, method, options, *, train_size, epochs=EPOCHS, forget="random:0.1", preset="cpu", model="mlp",
-           command="experiments tune synthetic --method {m} --preset cpu"):
+def _write(
+    root,
+    method,
+    options,
+    *,
+    train_size,
+    epochs=EPOCHS,
+    forget="random:0.1",
+    preset="cpu",
+    model="mlp",
+    command="experiments tune synthetic --method {m} --preset cpu",
+):
     p = root / "tuned" / preset / f"synthetic-{model}" / tuned_filename(method, forget)
     p.parent.mkdir(parents=True, exist_ok=True)
-    on = {"dataset": "synthetic", "model": model, "train_size": train_size, "num_classes": 4, "epochs": epochs,
-          "forget_kind": forget_kind(forget), "forget": forget}
-    p.write_text(json.dumps({"method": method, "dataset": "synthetic", "model": model, "preset": preset,
-                             "options": options, "trial": 1, "norm": 0.5, "study": {"trials": 4},
-                             "setup": {"per_class": None, "forget": forget}, "tuned_on": on,
-                             "meta": {"git": "abc", "command": command.format(m=method)}}, indent=1))
+    on = {
+        "dataset": "synthetic",
+        "model": model,
+        "train_size": train_size,
+        "num_classes": 4,
+        "epochs": epochs,
+        "forget_kind": forget_kind(forget),
+        "forget": forget,
+    }
+    p.write_text(
+        json.dumps(
+            {
+                "method": method,
+                "dataset": "synthetic",
+                "model": model,
+                "preset": preset,
+                "options": options,
+                "trial": 1,
+                "norm": 0.5,
+                "study": {"trials": 4},
+                "setup": {"per_class": None, "forget": forget},
+                "tuned_on": on,
+                "meta": {"git": "abc", "command": command.format(m=method)},
+            },
+            indent=1,
+        )
+    )
     return p
 
 
@@ -70,8 +101,9 @@ def test_setting_tolerances_are_ratios_either_way():
     assert "model: cnn in the file, mlp here" in setting_mismatch(Setting("cifar10", "cnn", 2125, 30, "random"), here)
     assert "kind of request" in setting_mismatch(Setting("cifar10", "mlp", 2125, 30, "class"), here)
     assert "does not record" in setting_mismatch(None, here)
-    assert "does not record its training-set size" in setting_mismatch(at(2125, 30), Setting("cifar10", "mlp", None,
-                                                                                             30, "random"))
+    assert "does not record its training-set size" in setting_mismatch(
+        at(2125, 30), Setting("cifar10", "mlp", None, 30, "random")
+    )
 
 
 def test_a_checkpoint_whose_setting_matches_no_file_gets_the_defaults_with_a_message(ck, tmp_path, monkeypatch):
@@ -81,13 +113,28 @@ def test_a_checkpoint_whose_setting_matches_no_file_gets_the_defaults_with_a_mes
     assert prep.tuned is None and prep.options == {}  # the registered defaults fill in at run time
     assert str(far) in prep.tuned_note and "training-set size" in prep.tuned_note
     out = tmp_path / "o"
-    r = CliRunner().invoke(unlearn_main, ["--method", "neggrad-plus", "--checkpoint", str(ck["ck"]), "--forget",
-                                          "random:0.1", "--option", "epochs=1", "--out", str(out), "--quiet"])
+    r = CliRunner().invoke(
+        unlearn_main,
+        [
+            "--method",
+            "neggrad-plus",
+            "--checkpoint",
+            str(ck["ck"]),
+            "--forget",
+            "random:0.1",
+            "--option",
+            "epochs=1",
+            "--out",
+            str(out),
+            "--quiet",
+        ],
+    )
     assert r.exit_code == 0, r.output
     assert f"tuned options for neggrad-plus ({far}) were tuned on another setting: training-set size" in r.output
     assert "using tuned" not in r.output
     rep = json.loads((out / "report.json").read_text())
     from unlearn.methods import METHODS
+
     assert rep["options"]["alpha"] == METHODS.get("neggrad-plus").defaults["alpha"] != 0.9
     assert rep["tuned"] is None and rep["tuned_choice"]["file"] is None
     assert "training-set size" in rep["tuned_choice"]["reason"]
@@ -97,8 +144,10 @@ def test_a_checkpoint_whose_setting_matches_no_file_gets_the_defaults_with_a_mes
     prep = UnlearnRequest(ck["ck"], "random:0.1", method="neggrad-plus", device="cpu").prepare()
     assert prep.tuned.path == near and prep.options["alpha"] == 0.9 and prep.tuned_note is None
     _write(tmp_path, "neggrad-plus", {"alpha": 0.9}, train_size=ck["train_size"], epochs=4 * EPOCHS)
-    assert "original's epochs" in UnlearnRequest(ck["ck"], "random:0.1", method="neggrad-plus",
-                                                 device="cpu").prepare().tuned_note
+    assert (
+        "original's epochs"
+        in UnlearnRequest(ck["ck"], "random:0.1", method="neggrad-plus", device="cpu").prepare().tuned_note
+    )
     # a checkpoint that does not record its training-set size matches nothing
     _write(tmp_path, "neggrad-plus", {"alpha": 0.9}, train_size=ck["train_size"])
     old = UnlearnRequest(ck["old"], "random:0.1", method="neggrad-plus", device="cpu").prepare()
@@ -109,8 +158,22 @@ def test_a_matching_file_is_used_and_reported(ck, tmp_path, monkeypatch):
     p = _write(tmp_path, "neggrad-plus", {"alpha": 0.7}, train_size=ck["train_size"])
     monkeypatch.setattr(tuned_mod, "config_dirs", lambda: [tmp_path])
     out = tmp_path / "o"
-    r = CliRunner().invoke(unlearn_main, ["--method", "neggrad-plus", "--checkpoint", str(ck["ck"]), "--forget",
-                                          "random:0.1", "--option", "epochs=1", "--out", str(out), "--quiet"])
+    r = CliRunner().invoke(
+        unlearn_main,
+        [
+            "--method",
+            "neggrad-plus",
+            "--checkpoint",
+            str(ck["ck"]),
+            "--forget",
+            "random:0.1",
+            "--option",
+            "epochs=1",
+            "--out",
+            str(out),
+            "--quiet",
+        ],
+    )
     assert r.exit_code == 0 and f"using tuned options for neggrad-plus on synthetic/mlp from {p}" in r.output
     rep = json.loads((out / "report.json").read_text())
     assert rep["options"]["alpha"] == 0.7 and rep["tuned"]["file"] == str(p)
@@ -120,8 +183,17 @@ def test_a_matching_file_is_used_and_reported(ck, tmp_path, monkeypatch):
 def test_options_from_forces_a_file_and_is_checked(ck, tmp_path, monkeypatch):
     monkeypatch.setattr(tuned_mod, "config_dirs", lambda: [tmp_path / "none"])
     far = _write(tmp_path / "f", "neggrad-plus", {"alpha": 0.3}, train_size=10 * ck["train_size"])
-    base = ["--method", "neggrad-plus", "--checkpoint", str(ck["ck"]), "--forget", "random:0.1", "--option",
-            "epochs=1", "--quiet"]
+    base = [
+        "--method",
+        "neggrad-plus",
+        "--checkpoint",
+        str(ck["ck"]),
+        "--forget",
+        "random:0.1",
+        "--option",
+        "epochs=1",
+        "--quiet",
+    ]
     out = tmp_path / "o"
     r = CliRunner().invoke(unlearn_main, [*base, "--options-from", str(far), "--out", str(out)])
     assert r.exit_code == 0, r.output
@@ -132,15 +204,18 @@ def test_options_from_forces_a_file_and_is_checked(ck, tmp_path, monkeypatch):
     # bad files and contradictory flags: one error line, exit 2, nothing written
     (tmp_path / "junk.json").write_text("{not json")
     other = _write(tmp_path / "g", "finetune", {"lr": 0.1}, train_size=ck["train_size"])
-    unmade = _write(tmp_path / "h", "neggrad-plus", {"alpha": 0.3}, train_size=ck["train_size"],
-                    command="written by hand")
+    unmade = _write(
+        tmp_path / "h", "neggrad-plus", {"alpha": 0.3}, train_size=ck["train_size"], command="written by hand"
+    )
     wrong_key = _write(tmp_path / "k", "neggrad-plus", {"nonsense": 1}, train_size=ck["train_size"])
-    for extra, msg in (([str(tmp_path / "junk.json")], "cannot be read as JSON"),
-                       ([str(other)], "holds options for 'finetune', not for 'neggrad-plus'"),
-                       ([str(unmade)], "not a file `experiments tune` wrote"),
-                       ([str(wrong_key)], "does not have"),
-                       ([str(tmp_path / "missing.json")], "no such file"),
-                       ([str(far), "--untuned"], "contradict")):
+    for extra, msg in (
+        ([str(tmp_path / "junk.json")], "cannot be read as JSON"),
+        ([str(other)], "holds options for 'finetune', not for 'neggrad-plus'"),
+        ([str(unmade)], "not a file `experiments tune` wrote"),
+        ([str(wrong_key)], "does not have"),
+        ([str(tmp_path / "missing.json")], "no such file"),
+        ([str(far), "--untuned"], "contradict"),
+    ):
         bad = tmp_path / "bad"
         r = CliRunner().invoke(unlearn_main, [*base, "--options-from", *extra, "--out", str(bad)])
         assert r.exit_code == 2 and msg in r.output, (extra, r.output)
@@ -176,8 +251,12 @@ def test_committed_tuned_files_record_the_setting_of_their_study():
         on, setup = doc.get("tuned_on"), StudySetup.from_dict(doc["setup"])
         assert isinstance(on, dict), f"{p} records no tuned_on"
         assert (on["dataset"], on["model"], on["epochs"], on["forget_kind"], on["per_class"]) == (
-            setup.dataset.split(":")[0], setup.model, setup.train_epochs, forget_kind(setup.forget),
-            setup.per_class), p
+            setup.dataset.split(":")[0],
+            setup.model,
+            setup.train_epochs,
+            forget_kind(setup.forget),
+            setup.per_class,
+        ), p
         assert isinstance(on["train_size"], int) and on["train_size"] > 0, p
         if setup.per_class:  # the cap minus the validation split (rounded per class)
             expected = setup.per_class * on["num_classes"] * (1 - setup.val_fraction)

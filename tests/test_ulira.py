@@ -5,8 +5,8 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from attacks.cli import main as attacks_main
 from attacks.bootstrap import bootstrap_roc
+from attacks.cli import main as attacks_main
 from attacks.roc import auc, tpr_at_fpr
 from attacks.ulira import Signals, UliraSetup, attack, derive_seed, plan_split, report, run
 from dcforget.errors import ConfigError, DcForgetError
@@ -23,7 +23,9 @@ def test_splits_are_seeded_halves_with_forget_sets_inside():
     assert all(set(f.tolist()) <= set(half.tolist()) for f in forgets)
     assert len({tuple(f.tolist()) for f in forgets}) == 4  # four different forget sets
     assert not torch.equal(half, plan_split(100, 4, 4, 0.2, seed=0)[0])
-    seeds = {derive_seed(0, s, f, r) for s in range(3) for f in range(3) for r in ("original", "reference", "under-test")}
+    seeds = {
+        derive_seed(0, s, f, r) for s in range(3) for f in range(3) for r in ("original", "reference", "under-test")
+    }
     assert len(seeds) == 27  # no two models share a seed
 
 
@@ -40,8 +42,7 @@ def test_setup_is_validated():
 
 @pytest.fixture(scope="module")
 def memorised(tmp_path_factory):
-    setup = UliraSetup(SPEC, "mlp", TRAIN, {"none": {}}, splits=8, forget_sets=2, forget_fraction=0.5,
-                       splits_per_job=4)
+    setup = UliraSetup(SPEC, "mlp", TRAIN, {"none": {}}, splits=8, forget_sets=2, forget_fraction=0.5, splits_per_job=4)
     store = tmp_path_factory.mktemp("store")
     return setup, store, run(setup, store)
 
@@ -77,8 +78,9 @@ def test_batched_and_one_by_one_jobs_agree(tmp_path):
     slow = run(UliraSetup(SPEC, batched=False, **kw), tmp_path)
     assert fast.results[0]["batched"] and not slow.results[0]["batched"]
     for key in ("conf_original", "conf_reference", "conf_retrained"):
-        torch.testing.assert_close(torch.from_numpy(fast.results[0][key]), torch.from_numpy(slow.results[0][key]),
-                                   rtol=1e-3, atol=1e-3)
+        torch.testing.assert_close(
+            torch.from_numpy(fast.results[0][key]), torch.from_numpy(slow.results[0][key]), rtol=1e-3, atol=1e-3
+        )
 
 
 def _plain_scores(sig: Signals, variant: str, min_obs: int):
@@ -151,13 +153,46 @@ def test_cli_runs_and_routes_options(tmp_path, monkeypatch):
 
     tuned = tmp_path / "cfg" / "tuned" / "cpu" / "synthetic-mlp" / "finetune.json"  # tuned for random forgetting
     tuned.parent.mkdir(parents=True)
-    tuned.write_text(json.dumps({"method": "finetune", "dataset": "synthetic", "model": "mlp", "preset": "cpu",
-                                 "options": {"lr": 0.02, "epochs": 3}, "setup": {"forget": "random:0.1"}}))
+    tuned.write_text(
+        json.dumps(
+            {
+                "method": "finetune",
+                "dataset": "synthetic",
+                "model": "mlp",
+                "preset": "cpu",
+                "options": {"lr": 0.02, "epochs": 3},
+                "setup": {"forget": "random:0.1"},
+            }
+        )
+    )
     monkeypatch.setattr(tuned_mod, "config_dirs", lambda: [tmp_path / "cfg"])
     out = tmp_path / "ulira.json"
-    args = ["ulira", SPEC, "--model", "mlp", "--epochs", "2", "--splits", "4", "--forget-sets", "2",
-            "--forget-fraction", "0.5", "--splits-per-job", "2", "--bootstrap", "20", "--method", "none",
-            "--method", "finetune", "--option", "epochs=1", "--store", str(tmp_path / "jobs")]
+    args = [
+        "ulira",
+        SPEC,
+        "--model",
+        "mlp",
+        "--epochs",
+        "2",
+        "--splits",
+        "4",
+        "--forget-sets",
+        "2",
+        "--forget-fraction",
+        "0.5",
+        "--splits-per-job",
+        "2",
+        "--bootstrap",
+        "20",
+        "--method",
+        "none",
+        "--method",
+        "finetune",
+        "--option",
+        "epochs=1",
+        "--store",
+        str(tmp_path / "jobs"),
+    ]
     res = CliRunner().invoke(attacks_main, [*args, "--out", str(out), "-q"])
     assert res.exit_code == 0, res.output
     rep = json.loads(out.read_text())
@@ -172,15 +207,19 @@ def test_cli_runs_and_routes_options(tmp_path, monkeypatch):
     assert res.exit_code == 2 and "unknown option 'nonsense'" in res.output
 
 
-@pytest.mark.parametrize("extra, message", [
-    (["--splits", "3", "--forget-sets", "1", "--forget-fraction", "0.05"], "would be forgotten in 0.1 models"),
-    (["--address", "10.0.0.1:1"], "--address is for the ray executor"),
-    (["--method", "retrain"], "retrains from scratch"),
-])
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--splits", "3", "--forget-sets", "1", "--forget-fraction", "0.05"], "would be forgotten in 0.1 models"),
+        (["--address", "10.0.0.1:1"], "--address is for the ray executor"),
+        (["--method", "retrain"], "retrains from scratch"),
+    ],
+)
 def test_cli_refuses_bad_setups_before_any_work(tmp_path, extra, message):
     out, store = tmp_path / "u.json", tmp_path / "jobs"
-    res = CliRunner().invoke(attacks_main, ["ulira", SPEC, "--epochs", "1", "--store", str(store), *extra,
-                                            "--out", str(out)])
+    res = CliRunner().invoke(
+        attacks_main, ["ulira", SPEC, "--epochs", "1", "--store", str(store), *extra, "--out", str(out)]
+    )
     lines = res.output.strip().splitlines()
     assert res.exit_code == 2 and len(lines) == 1 and message in lines[0], res.output
     assert not out.exists() and not store.exists()
@@ -189,8 +228,23 @@ def test_cli_refuses_bad_setups_before_any_work(tmp_path, extra, message):
 def test_cli_refuses_a_file_as_the_store(tmp_path):
     store = tmp_path / "jobs"
     store.write_text("mine\n")
-    res = CliRunner().invoke(attacks_main, ["ulira", SPEC, "--epochs", "1", "--splits", "4", "--forget-fraction",
-                                            "0.5", "--store", str(store), "--out", str(tmp_path / "u.json")])
+    res = CliRunner().invoke(
+        attacks_main,
+        [
+            "ulira",
+            SPEC,
+            "--epochs",
+            "1",
+            "--splits",
+            "4",
+            "--forget-fraction",
+            "0.5",
+            "--store",
+            str(store),
+            "--out",
+            str(tmp_path / "u.json"),
+        ],
+    )
     assert res.exit_code == 2 and "is a file" in res.output and len(res.output.strip().splitlines()) == 1
     assert store.read_text() == "mine\n"
 
@@ -208,8 +262,9 @@ def _null_signals(g: torch.Generator, s_count=24, f_count=2, n=60, frac=0.25) ->
             in_forget[s, f, half[torch.randperm(len(half), generator=g)[: int(frac * len(half))]]] = True
     r = lambda *shape: torch.randn(*shape, generator=g, dtype=torch.float64)  # noqa: E731
     shared = r(n) + 0.5 * r(s_count, 1, n) + 0.5 * r(s_count, f_count, n)
-    return Signals(in_train, in_forget, {"v": shared + 0.5 * r(s_count, f_count, n)},
-                   shared + 0.5 * r(s_count, f_count, n))
+    return Signals(
+        in_train, in_forget, {"v": shared + 0.5 * r(s_count, f_count, n)}, shared + 0.5 * r(s_count, f_count, n)
+    )
 
 
 def test_cluster_bootstrap_is_calibrated_on_a_null_setting():
@@ -233,8 +288,14 @@ def test_cluster_bootstrap_is_calibrated_on_a_null_setting():
         fit = _Fit(sig, "v", 8)
         pos, neg, s, ok, _ = fit.scores()
         f_count = sig.in_forget.shape[1]
-        naive = bootstrap_roc(pos[ok], neg[ok], (s * f_count + fit.where[1])[ok], sig.in_forget.shape[0] * f_count,
-                              bootstrap=100, seed=rep)
+        naive = bootstrap_roc(
+            pos[ok],
+            neg[ok],
+            (s * f_count + fit.where[1])[ok],
+            sig.in_forget.shape[0] * f_count,
+            bootstrap=100,
+            seed=rep,
+        )
         naive_covered += naive["auc_ci"][0] <= 0.5 <= naive["auc_ci"][1]
         naive_widths.append(naive["auc_ci"][1] - naive["auc_ci"][0])
     spread = 2 * 1.96 * torch.tensor(aucs).std().item()  # the width a calibrated 95% interval has

@@ -28,7 +28,9 @@ SPEC = "synthetic:classes=4,train=40,test=20,size=16,noise=0.5"
 def setup():
     data = load_data(SPEC)
     trained = train_on(data, "cnn", TrainConfig(epochs=8, batch_size=32), seed=0, device=CPU, quiet=True).model
-    cs = build_condensed(data, "fdm", trained, device=CPU, seed=0, clusters=5, options={"steps": 5}, quiet=True).condensed
+    cs = build_condensed(
+        data, "fdm", trained, device=CPU, seed=0, clusters=5, options={"steps": 5}, quiet=True
+    ).condensed
     return data, trained, cs
 
 
@@ -40,14 +42,23 @@ def test_registry_has_the_methods():
     assert {"condensed", "retrain", "finetune", "gradient-ascent", "neggrad-plus"} <= set(METHODS.names())
 
 
-@pytest.mark.parametrize("method, opts", [("condensed", {"epochs": 8}), ("retrain", {"epochs": 8}),
-                                          ("finetune", {"epochs": 4})])
+@pytest.mark.parametrize(
+    "method, opts", [("condensed", {"epochs": 8}), ("retrain", {"epochs": 8}), ("finetune", {"epochs": 4})]
+)
 def test_class_forgetting_drives_forget_accuracy_to_zero(setup, method, opts):
     data, trained, cs = setup
     forget = torch.nonzero(data.train.labels == 1).flatten()
     assert _forget_acc(trained, data, forget) > 0.8
-    res = unlearn_request(trained, data, "class:1", method, device=CPU, options=opts, quiet=True,
-                          condensed=cs if method == "condensed" else None)
+    res = unlearn_request(
+        trained,
+        data,
+        "class:1",
+        method,
+        device=CPU,
+        options=opts,
+        quiet=True,
+        condensed=cs if method == "condensed" else None,
+    )
     rep = res.report
     # the condensed method trains on 15 condensed images of a 5-step FDM here (no real image): its RA on this toy
     # swings with the seed (0.55-1.0 with either teacher), so its bar is well above chance (1/3), not 0.8
@@ -69,11 +80,22 @@ def test_no_forget_sample_reaches_training(setup, method, monkeypatch):
         seen.append(images.detach().clone())
         return real_fit(model, images, labels, cfg, **kw)
 
-    import unlearn.methods.condensed as mc, unlearn.methods.finetune as mf, unlearn.methods.retrain as mr
+    import unlearn.methods.condensed as mc
+    import unlearn.methods.finetune as mf
+    import unlearn.methods.retrain as mr
+
     for mod in (mc, mf, mr):
         monkeypatch.setattr(mod, "fit", spy)
-    res = unlearn_request(trained, data, "random:0.2", method, device=CPU, options={"epochs": 1}, quiet=True,
-                          condensed=cs if method == "condensed" else None)
+    res = unlearn_request(
+        trained,
+        data,
+        "random:0.2",
+        method,
+        device=CPU,
+        options={"epochs": 1},
+        quiet=True,
+        condensed=cs if method == "condensed" else None,
+    )
     forget_imgs = train_mod.as_unit(data.train.images[res.split.forget]).flatten(1)
     used = train_mod.as_unit(seen[0]).flatten(1)
     # no training image equals a forget image (synthetic images are distinct with probability 1)
@@ -84,7 +106,10 @@ def test_gradient_ascent_and_neggrad_raise_the_forget_loss(setup):
     data, trained, _ = setup
     forget = torch.nonzero(data.train.labels == 2).flatten()
     before = evaluate(trained, data.train.images[forget], data.train.labels[forget]).losses.mean()
-    for method, opts in [("gradient-ascent", {"epochs": 2}), ("neggrad-plus", {"epochs": 4, "alpha": 0.5, "batch_size": 16})]:
+    for method, opts in [
+        ("gradient-ascent", {"epochs": 2}),
+        ("neggrad-plus", {"epochs": 4, "alpha": 0.5, "batch_size": 16}),
+    ]:
         res = unlearn_request(trained, data, "class:2", method, device=CPU, options=opts, quiet=True)
         after = evaluate(res.model, data.train.images[forget], data.train.labels[forget]).losses.mean()
         assert after > before * 2, method
@@ -95,16 +120,33 @@ def test_gradient_ascent_and_neggrad_raise_the_forget_loss(setup):
 def test_a_method_that_diverges_is_refused_not_returned(setup):
     data, trained, _ = setup
     with pytest.raises(ConfigError, match="diverged"):  # forget CE with weight 0.5, unbounded: it blows up
-        unlearn_request(trained, data, "class:2", "neggrad-plus", device=CPU, quiet=True,
-                        options={"epochs": 30, "alpha": 0.2, "lr": 0.5, "batch_size": 16})
+        unlearn_request(
+            trained,
+            data,
+            "class:2",
+            "neggrad-plus",
+            device=CPU,
+            quiet=True,
+            options={"epochs": 30, "alpha": 0.2, "lr": 0.5, "batch_size": 16},
+        )
 
 
 def test_successive_requests_accumulate(setup):
     data, trained, cs = setup
-    first = unlearn_request(trained, data, "class:1", "condensed", device=CPU, options={"epochs": 1}, condensed=cs,
-                            quiet=True)
-    second = unlearn_request(first.model, data, "random:0.1", "condensed", device=CPU, options={"epochs": 1},
-                             condensed=cs, previous_forget=first.split.forget.tolist(), quiet=True)
+    first = unlearn_request(
+        trained, data, "class:1", "condensed", device=CPU, options={"epochs": 1}, condensed=cs, quiet=True
+    )
+    second = unlearn_request(
+        first.model,
+        data,
+        "random:0.1",
+        "condensed",
+        device=CPU,
+        options={"epochs": 1},
+        condensed=cs,
+        previous_forget=first.split.forget.tolist(),
+        quiet=True,
+    )
     f1, f2 = set(first.split.forget.tolist()), set(second.split.forget.tolist())
     assert f1 < f2 and len(f2) > len(f1)
     assert second.report["reduced_set"]["passed"] and second.report["cumulative"]
@@ -113,6 +155,7 @@ def test_successive_requests_accumulate(setup):
 def test_method_errors(setup):
     data, trained, cs = setup
     from dcforget.errors import ConfigError, TrainingSetMismatchError, UnknownNameError
+
     with pytest.raises(ConfigError, match="--from-condensed"):
         unlearn_request(trained, data, "class:1", "condensed", device=CPU)
     with pytest.raises(UnknownNameError):
@@ -128,10 +171,30 @@ def test_method_errors(setup):
 def files(tmp_path_factory, setup):
     d = tmp_path_factory.mktemp("unlearn")
     r = CliRunner()
-    assert r.invoke(unlearn_main, ["train", SPEC, "--model", "cnn", "--epochs", "4", "--out", str(d / "o.pt"), "-q"]).exit_code == 0
+    assert (
+        r.invoke(
+            unlearn_main, ["train", SPEC, "--model", "cnn", "--epochs", "4", "--out", str(d / "o.pt"), "-q"]
+        ).exit_code
+        == 0
+    )
     from condense.cli import main as condense_main
-    res = r.invoke(condense_main, ["build", SPEC, "--clusters", "4", "--checkpoint", str(d / "o.pt"),
-                                   "--option", "steps=3", "--out", str(d / "c.h5"), "-q"])
+
+    res = r.invoke(
+        condense_main,
+        [
+            "build",
+            SPEC,
+            "--clusters",
+            "4",
+            "--checkpoint",
+            str(d / "o.pt"),
+            "--option",
+            "steps=3",
+            "--out",
+            str(d / "c.h5"),
+            "-q",
+        ],
+    )
     assert res.exit_code == 0, res.output
     return d
 
@@ -140,34 +203,68 @@ def test_cli_request_report_and_compare(files, tmp_path):
     r = CliRunner()
     idx = tmp_path / "forget.txt"
     idx.write_text("\n".join(str(i) for i in range(0, 136, 8)))  # 136 training images (160 less 24 for validation)
-    res = r.invoke(unlearn_main, ["--from-condensed", str(files / "c.h5"), "--checkpoint", str(files / "o.pt"),
-                                  "--forget", f"indices:{idx}", "--epochs", "1", "--out", str(tmp_path / "a"), "-q"])
+    res = r.invoke(
+        unlearn_main,
+        [
+            "--from-condensed",
+            str(files / "c.h5"),
+            "--checkpoint",
+            str(files / "o.pt"),
+            "--forget",
+            f"indices:{idx}",
+            "--epochs",
+            "1",
+            "--out",
+            str(tmp_path / "a"),
+            "-q",
+        ],
+    )
     assert res.exit_code == 0, res.output
     rep = json.loads((tmp_path / "a" / "report.json").read_text())
     assert rep["method"] == "condensed" and rep["forget_size"] == 17 and rep["reduced_set"]["passed"]
     assert set(rep["time"]) == {"assembly_s", "training_s", "total_s"} and 0 <= rep["mia"] <= 1
     ck = load_checkpoint(tmp_path / "a" / "model.pt")
     assert list(ck.meta.forgotten) == list(range(0, 136, 8)) and ck.meta.unlearn_method == "condensed"
-    res = r.invoke(unlearn_main, ["--method", "retrain", "--checkpoint", str(files / "o.pt"), "--forget", "class:0",
-                                  "--epochs", "1", "--out", str(tmp_path / "b"), "-q"])
+    res = r.invoke(
+        unlearn_main,
+        [
+            "--method",
+            "retrain",
+            "--checkpoint",
+            str(files / "o.pt"),
+            "--forget",
+            "class:0",
+            "--epochs",
+            "1",
+            "--out",
+            str(tmp_path / "b"),
+            "-q",
+        ],
+    )
     assert res.exit_code == 0, res.output
     res = r.invoke(unlearn_main, ["compare", str(tmp_path / "a" / "report.json"), str(tmp_path / "b" / "report.json")])
     lines = res.output.strip().splitlines()
     assert res.exit_code == 0 and lines[2].startswith("| retrain |") and lines[3].startswith("| condensed |")
 
 
-@pytest.mark.parametrize("args, msg", [
-    (["--forget", "class:1"], "needs --checkpoint"),
-    (["--checkpoint", "{d}/o.pt"], "needs --forget"),
-    (["--checkpoint", "{d}/o.pt", "--forget", "class:1"], "--from-condensed FILE, for the default method"),
-    (["--checkpoint", "{d}/o.pt", "--forget", "class:9", "--method", "retrain"], "outside 0..3"),
-    (["--checkpoint", "{d}/o.pt", "--forget", "class:1", "--method", "bogus"], "unknown unlearning method"),
-    (["--checkpoint", "{d}/o.pt", "--forget", "class:1", "--method", "condensed"], "--from-condensed"),
-    (["--checkpoint", "{d}/o.pt", "--forget", "class:1", "--method", "retrain", "--option", "x=1"], "unknown option"),
-    (["--checkpoint", "{d}/none.pt", "--forget", "class:1", "--method", "retrain"], "does not exist"),
-    (["--from-condensed", "{d}/o.pt", "--checkpoint", "{d}/o.pt", "--forget", "class:1"], "not a readable HDF5"),
-    (["compare", "{d}/o.pt"], "not an unlearning report"),
-])
+@pytest.mark.parametrize(
+    "args, msg",
+    [
+        (["--forget", "class:1"], "needs --checkpoint"),
+        (["--checkpoint", "{d}/o.pt"], "needs --forget"),
+        (["--checkpoint", "{d}/o.pt", "--forget", "class:1"], "--from-condensed FILE, for the default method"),
+        (["--checkpoint", "{d}/o.pt", "--forget", "class:9", "--method", "retrain"], "outside 0..3"),
+        (["--checkpoint", "{d}/o.pt", "--forget", "class:1", "--method", "bogus"], "unknown unlearning method"),
+        (["--checkpoint", "{d}/o.pt", "--forget", "class:1", "--method", "condensed"], "--from-condensed"),
+        (
+            ["--checkpoint", "{d}/o.pt", "--forget", "class:1", "--method", "retrain", "--option", "x=1"],
+            "unknown option",
+        ),
+        (["--checkpoint", "{d}/none.pt", "--forget", "class:1", "--method", "retrain"], "does not exist"),
+        (["--from-condensed", "{d}/o.pt", "--checkpoint", "{d}/o.pt", "--forget", "class:1"], "not a readable HDF5"),
+        (["compare", "{d}/o.pt"], "not an unlearning report"),
+    ],
+)
 def test_cli_bad_input(files, tmp_path, args, msg):
     args = [a.format(d=files) for a in args]
     if args[0] != "compare":
@@ -186,10 +283,18 @@ def test_distill_student_never_learns_the_forgotten_class(setup):
 
 def test_bad_teacher_pulls_forget_outputs_toward_the_random_teacher(setup):
     data, trained, _ = setup
-    from unlearn.methods.distill import kd_kl
     from unlearn.methods.base import UnlearnContext
-    res = unlearn_request(trained, data, "class:3", "bad-teacher", device=CPU, quiet=True,
-                          options={"epochs": 5, "lr": 1e-3, "temperature": 4.0})  # DC-U's BD settings
+    from unlearn.methods.distill import kd_kl
+
+    res = unlearn_request(
+        trained,
+        data,
+        "class:3",
+        "bad-teacher",
+        device=CPU,
+        quiet=True,
+        options={"epochs": 5, "lr": 1e-3, "temperature": 4.0},
+    )  # DC-U's BD settings
     ctx = UnlearnContext(trained, data, res.split, CPU, 0, {})
     bad = ctx.fresh_model(seed=1).eval()
     x = train_mod.as_unit(data.train.images[res.split.forget])
@@ -202,17 +307,38 @@ def test_bad_teacher_pulls_forget_outputs_toward_the_random_teacher(setup):
 def test_l1_sparse_penalty_shrinks_weights(setup):
     data, trained, _ = setup
     norm = lambda m: sum(float(p.detach().abs().sum()) for p in m.parameters())
-    plain = unlearn_request(trained, data, "class:1", "l1-sparse", device=CPU, quiet=True,
-                            options={"epochs": 3, "no_l1_epochs": 0, "alpha": 0.0}).model
-    sparse = unlearn_request(trained, data, "class:1", "l1-sparse", device=CPU, quiet=True,
-                             options={"epochs": 3, "no_l1_epochs": 0, "alpha": 1e-3}).model
+    plain = unlearn_request(
+        trained,
+        data,
+        "class:1",
+        "l1-sparse",
+        device=CPU,
+        quiet=True,
+        options={"epochs": 3, "no_l1_epochs": 0, "alpha": 0.0},
+    ).model
+    sparse = unlearn_request(
+        trained,
+        data,
+        "class:1",
+        "l1-sparse",
+        device=CPU,
+        quiet=True,
+        options={"epochs": 3, "no_l1_epochs": 0, "alpha": 1e-3},
+    ).model
     assert norm(sparse) < 0.9 * norm(plain)
 
 
 def test_synflow_prune_keeps_its_sparsity_through_fine_tuning(setup):
     data, trained, _ = setup
-    res = unlearn_request(trained, data, "class:1", "synflow-prune", device=CPU, quiet=True,
-                          options={"epochs": 2, "iterations": 10, "sparsity": 0.9})
+    res = unlearn_request(
+        trained,
+        data,
+        "class:1",
+        "synflow-prune",
+        device=CPU,
+        quiet=True,
+        options={"epochs": 2, "iterations": 10, "sparsity": 0.9},
+    )
     assert res.report["method_extra"]["weights_kept"] == pytest.approx(0.1, abs=0.01)
     weights = [m.weight for m in res.model.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
     zero = sum(int((w == 0).sum()) for w in weights) / sum(w.numel() for w in weights)
@@ -234,48 +360,94 @@ def test_condensed_reset_choices_reinitialise_exactly_those_parts(setup, reset):
     from unlearn.methods.condensed import condensed
     from unlearn.reduced import assemble_reduced
     from unlearn.request import cumulative_split
+
     split = cumulative_split(data, "class:1", 0, None)
-    ctx = UnlearnContext(trained, data, split, CPU, 0, {**METHODS.get("condensed").defaults, "epochs": 1, "lr": 1e-9,
-                                                        "reset": reset}, quiet=True, condensed=cs,
-                         reduced=assemble_reduced(cs, split.forget, len(data.train)))
+    ctx = UnlearnContext(
+        trained,
+        data,
+        split,
+        CPU,
+        0,
+        {**METHODS.get("condensed").defaults, "epochs": 1, "lr": 1e-9, "reset": reset},
+        quiet=True,
+        condensed=cs,
+        reduced=assemble_reduced(cs, split.forget, len(data.train)),
+    )
     out = condensed(ctx)  # lr 1e-9: parameters move only by the reset
     changed = lambda a, b: any(not torch.allclose(p, q, atol=1e-6) for p, q in zip(a.parameters(), b.parameters()))
-    expect = {"none": (False, False, False), "head": (False, False, True), "final": (False, False, True),
-              "intermediate+final": (False, True, True), "all": (True, True, True)}[reset]
-    assert (changed(trained.beginning, out.beginning), changed(trained.intermediate, out.intermediate),
-            changed(trained.final.head, out.final.head)) == expect
+    expect = {
+        "none": (False, False, False),
+        "head": (False, False, True),
+        "final": (False, False, True),
+        "intermediate+final": (False, True, True),
+        "all": (True, True, True),
+    }[reset]
+    assert (
+        changed(trained.beginning, out.beginning),
+        changed(trained.intermediate, out.intermediate),
+        changed(trained.final.head, out.final.head),
+    ) == expect
 
 
-@pytest.mark.parametrize("spec, expected", [("class:1", "none"), ("classes:0,2", "none"),
-                                            ("indices:{tmp}/few.txt", "intermediate+final"),
-                                            ("random:0.1", "intermediate+final")])
+@pytest.mark.parametrize(
+    "spec, expected",
+    [
+        ("class:1", "none"),
+        ("classes:0,2", "none"),
+        ("indices:{tmp}/few.txt", "intermediate+final"),
+        ("random:0.1", "intermediate+final"),
+    ],
+)
 def test_condensed_auto_reset_follows_what_the_request_removes(setup, tmp_path, spec, expected):
     data, trained, cs = setup
     (tmp_path / "few.txt").write_text("0\n1\n2\n3\n4\n5\n6\n7\n")
-    res = unlearn_request(trained, data, spec.format(tmp=tmp_path), "condensed", device=CPU, condensed=cs, quiet=True,
-                          options={"epochs": 1})
+    res = unlearn_request(
+        trained,
+        data,
+        spec.format(tmp=tmp_path),
+        "condensed",
+        device=CPU,
+        condensed=cs,
+        quiet=True,
+        options={"epochs": 1},
+    )
     assert res.report["method_extra"]["reset"] == expected
 
 
 def test_condensed_auto_resets_everything_where_the_beginning_holds_most_parameters(setup):
     data, _, cs = setup
     mlp = create_model("mlp", data.info)  # its first layer is ~96% of its parameters; the cnn's Beginning ~1%
-    res = unlearn_request(mlp, data, "random:0.1", "condensed", device=CPU, condensed=cs, quiet=True, options={"epochs": 1})
+    res = unlearn_request(
+        mlp, data, "random:0.1", "condensed", device=CPU, condensed=cs, quiet=True, options={"epochs": 1}
+    )
     assert res.report["method_extra"]["reset"] == "all"
-    res = unlearn_request(mlp, data, "class:1", "condensed", device=CPU, condensed=cs, quiet=True, options={"epochs": 1})
+    res = unlearn_request(
+        mlp, data, "class:1", "condensed", device=CPU, condensed=cs, quiet=True, options={"epochs": 1}
+    )
     assert res.report["method_extra"]["reset"] == "none"
 
 
-@pytest.mark.parametrize("spec, options, expected", [
-    ("random:0.1", {"min_steps": 9}, 9),             # the whole reduced set is one batch: 9 steps need 9 epochs
-    ("random:0.1", {"min_steps": 4}, 6),             # 6 epochs already give more
-    ("class:1", {"min_steps": 9}, 12),               # nothing re-initialised (whole class): 12 epochs
-    ("random:0.1", {"min_steps": 9, "epochs": 2}, 2),  # an explicit epoch count is used as given
-])
+@pytest.mark.parametrize(
+    "spec, options, expected",
+    [
+        ("random:0.1", {"min_steps": 9}, 9),  # the whole reduced set is one batch: 9 steps need 9 epochs
+        ("random:0.1", {"min_steps": 4}, 6),  # 6 epochs already give more
+        ("class:1", {"min_steps": 9}, 12),  # nothing re-initialised (whole class): 12 epochs
+        ("random:0.1", {"min_steps": 9, "epochs": 2}, 2),  # an explicit epoch count is used as given
+    ],
+)
 def test_condensed_auto_epochs_give_reinitialised_layers_min_steps(setup, spec, options, expected):
     data, trained, cs = setup
-    res = unlearn_request(trained, data, spec, "condensed", device=CPU, condensed=cs, quiet=True,
-                          options={"lr": 1e-9, "batch_size": 1024, **options})
+    res = unlearn_request(
+        trained,
+        data,
+        spec,
+        "condensed",
+        device=CPU,
+        condensed=cs,
+        quiet=True,
+        options={"lr": 1e-9, "batch_size": 1024, **options},
+    )
     assert res.report["reduced_set"]["reduced_size"] <= 1024
     assert res.report["method_extra"]["epochs"] == expected
 
@@ -285,8 +457,16 @@ def test_condensed_distillation_masks_forgotten_classes(setup, teacher, ta_share
     """With nothing reset, a class forget can only come from the loss: the masked teacher gives the class no mass
     and the reduced set has no image of it, so its accuracy must collapse while the other classes keep theirs."""
     data, trained, cs = setup
-    res = unlearn_request(trained, data, "class:1", "condensed", device=CPU, condensed=cs, quiet=True,
-                          options={"epochs": 30, "reset": "none", "teacher": teacher})  # 1 step an epoch here
+    res = unlearn_request(
+        trained,
+        data,
+        "class:1",
+        "condensed",
+        device=CPU,
+        condensed=cs,
+        quiet=True,
+        options={"epochs": 30, "reset": "none", "teacher": teacher},
+    )  # 1 step an epoch here
     assert res.report["method_extra"]["teacher"] == teacher
     assert res.report["forget_acc"] <= 0.05
     # the augmented teacher sees DSA-augmented copies of 15 condensed 5-step FDM images on this toy: a lower bar
@@ -295,15 +475,24 @@ def test_condensed_distillation_masks_forgotten_classes(setup, teacher, ta_share
 
 def _condensed_out(setup, spec, **options):
     data, trained, cs = setup
-    return unlearn_request(trained, data, spec, "condensed", device=CPU, condensed=cs, quiet=True,
-                           options={"epochs": 1, "lr": 1e-9, **options})  # lr 1e-9: parameters move only by the reset
+    return unlearn_request(
+        trained,
+        data,
+        spec,
+        "condensed",
+        device=CPU,
+        condensed=cs,
+        quiet=True,
+        options={"epochs": 1, "lr": 1e-9, **options},
+    )  # lr 1e-9: parameters move only by the reset
 
 
 def test_condensed_keep_shrinks_the_reinitialisation_towards_the_original(setup):
     """keep=k makes every reset entry k * original + (1 - k) * fresh: the same fresh draws at half the distance."""
     _, trained, _ = setup
-    dist = lambda m: float(torch.cat([(p - q).detach().flatten() for p, q in zip(m.parameters(),
-                                                                             trained.parameters())]).norm())
+    dist = lambda m: float(
+        torch.cat([(p - q).detach().flatten() for p, q in zip(m.parameters(), trained.parameters())]).norm()
+    )
     fresh = _condensed_out(setup, "random:0.1", reset="all", keep=0.0).model
     half = _condensed_out(setup, "random:0.1", reset="all", keep=0.5).model
     assert dist(fresh) > 0
@@ -313,6 +502,7 @@ def test_condensed_keep_shrinks_the_reinitialisation_towards_the_original(setup)
 def test_condensed_mask_moves_only_the_most_forget_salient_entries(setup):
     data, trained, cs = setup
     from unlearn.methods.salun import forget_gradient
+
     res = _condensed_out(setup, "random:0.1", reset="all", keep=0.0, mask=0.1)
     split = res.split
     original = copy.deepcopy(trained).requires_grad_(True)
@@ -326,8 +516,18 @@ def test_condensed_mask_moves_only_the_most_forget_salient_entries(setup):
     assert res.report["method_extra"]["reset_entries"] == sum(round(0.1 * p.numel()) for p in trained.parameters())
 
 
-@pytest.mark.parametrize("options", [{"keep": 1.0}, {"keep": -0.1}, {"mask": 0.0}, {"mask": 1.5}, {"keep": "half"},
-                                     {"mask": float("nan")}, {"keep": True}])
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"keep": 1.0},
+        {"keep": -0.1},
+        {"mask": 0.0},
+        {"mask": 1.5},
+        {"keep": "half"},
+        {"mask": float("nan")},
+        {"keep": True},
+    ],
+)
 def test_condensed_rejects_partial_reset_options_out_of_range(setup, options):
     with pytest.raises(ConfigError, match="keep must be in"):
         _condensed_out(setup, "random:0.1", **options)
@@ -338,7 +538,9 @@ def test_onecycle_schedule_warms_up_then_anneals_to_zero():
     values = [shape(s, 100) for s in range(101)]
     assert values[0] == pytest.approx(0.04) and max(values) == pytest.approx(1.0) and values.index(1.0) == 30
     assert values[-1] == pytest.approx(0.0, abs=1e-12)
-    assert all(a <= b for a, b in zip(values[:30], values[1:31])) and all(a >= b for a, b in zip(values[30:], values[31:]))
+    assert all(a <= b for a, b in zip(values[:30], values[1:31])) and all(
+        a >= b for a, b in zip(values[30:], values[31:])
+    )
 
 
 def test_condensed_forget_ce_raises_the_forget_loss_towards_tau(setup):
@@ -349,10 +551,12 @@ def test_condensed_forget_ce_raises_the_forget_loss_towards_tau(setup):
         x = train_mod.as_unit(data.train.images[res.split.forget])
         with torch.no_grad():
             return float(F.cross_entropy(res.model.eval()(x), data.train.labels[res.split.forget]))
+
     opts = {"reset": "none", "epochs": 30, "lr": 1e-3}  # one step an epoch here
     plain = forget_ce(_condensed_out(setup, "random:0.2", **opts, forget_ce=0.0))
-    pushed = forget_ce(_condensed_out(setup, "random:0.2", **opts, forget_ce=3.0, forget_ce_unit="nats",
-                                      forget_weight=4.0))
+    pushed = forget_ce(
+        _condensed_out(setup, "random:0.2", **opts, forget_ce=3.0, forget_ce_unit="nats", forget_weight=4.0)
+    )
     assert pushed > plain + 1.0 and pushed < 6.0  # raised to about tau (3), not far beyond: the ascent stops there
 
 
@@ -369,16 +573,24 @@ def test_condensed_forget_quantiles_move_the_forget_losses_onto_the_target_distr
         res = _condensed_out(setup, "random:0.2", reset="none", epochs=30, lr=3e-3, **options)  # 1 step an epoch
         f = evaluate(res.model, data.train.images[res.split.forget], data.train.labels[res.split.forget]).losses
         return float((torch.quantile(f, u) - target).abs().mean())
+
     plain = w1(forget_ce=0.0)
     matched = w1(forget_ce=20.0, forget_ce_unit="val", forget_match="quantiles", forget_weight=4.0)
     mean_ascent = w1(forget_ce=20.0, forget_ce_unit="val", forget_match="mean", forget_weight=4.0)
     assert matched < 0.7 * plain and matched < mean_ascent
 
 
-@pytest.mark.parametrize("options", [{"forget_ce": -1.0}, {"forget_weight": float("inf")}, {"forget_ce": "3"},
-                                     {"forget_ce": 3.0, "forget_ce_unit": "test"},
-                                     {"forget_ce": 1.0, "forget_ce_unit": "val", "forget_match": "median"},
-                                     {"forget_ce": 1.0, "forget_ce_unit": "nats", "forget_match": "quantiles"}])
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"forget_ce": -1.0},
+        {"forget_weight": float("inf")},
+        {"forget_ce": "3"},
+        {"forget_ce": 3.0, "forget_ce_unit": "test"},
+        {"forget_ce": 1.0, "forget_ce_unit": "val", "forget_match": "median"},
+        {"forget_ce": 1.0, "forget_ce_unit": "nats", "forget_match": "quantiles"},
+    ],
+)
 def test_condensed_rejects_bad_forget_term_options(setup, options):
     with pytest.raises(ConfigError, match="forget_"):
         _condensed_out(setup, "random:0.1", **options)

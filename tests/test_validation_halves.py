@@ -24,7 +24,9 @@ def data():
 
 def test_halves_are_stratified_seeded_and_cover_the_validation_split(data):
     a, b = data.val_halves()
-    assert len(set(a.tolist()) & set(b.tolist())) == 0 and sorted([*a.tolist(), *b.tolist()]) == list(range(len(data.val)))
+    assert len(set(a.tolist()) & set(b.tolist())) == 0 and sorted([*a.tolist(), *b.tolist()]) == list(
+        range(len(data.val))
+    )
     counts = torch.bincount(data.val.labels)
     assert torch.equal(torch.bincount(data.val.labels[a], minlength=4), counts // 2)  # stratified
     assert torch.equal(torch.bincount(data.val.labels[b], minlength=4), counts - counts // 2)
@@ -78,12 +80,12 @@ def spy(monkeypatch):
 def model(data):
     from dcforget.train import TrainConfig, train_on
 
-    return train_on(data, "mlp", TrainConfig(epochs=2, batch_size=32), seed=0, device=torch.device("cpu"),
-                    quiet=True).model
+    return train_on(
+        data, "mlp", TrainConfig(epochs=2, batch_size=32), seed=0, device=torch.device("cpu"), quiet=True
+    ).model
 
 
-@pytest.mark.parametrize("method,spec", [("mia-guided", "random:0.2"), ("scrub", "random:0.2"),
-                                         ("lrp-npp", "class:1")])
+@pytest.mark.parametrize("method,spec", [("mia-guided", "random:0.2"), ("scrub", "random:0.2"), ("lrp-npp", "class:1")])
 def test_a_method_reading_validation_is_served_the_method_half_only(spy, data, model, method, spec):
     seen = spy(method)
     method_half = set(data.val_half("method").val_source_indices.tolist())
@@ -109,22 +111,36 @@ def test_a_method_reading_validation_is_served_the_method_half_only(spy, data, m
 
 def test_a_method_that_does_not_read_validation_is_unchanged_in_halves_mode(spy, data, model):
     seen = spy("finetune")
-    res = unlearn_request(model, data, "random:0.2", "finetune", device=torch.device("cpu"), quiet=True,
-                          validation="halves")
+    res = unlearn_request(
+        model, data, "random:0.2", "finetune", device=torch.device("cpu"), quiet=True, validation="halves"
+    )
     assert seen["finetune"] == set(data.val_source_indices.tolist())  # it reads nothing of it, so nothing is cut
     assert res.report["validation"]["method_read"].startswith("nothing")
     with pytest.raises(ConfigError, match="validation must be"):
-        unlearn_request(model, data, "random:0.2", "finetune", device=torch.device("cpu"), quiet=True,
-                        validation="test")
+        unlearn_request(
+            model, data, "random:0.2", "finetune", device=torch.device("cpu"), quiet=True, validation="test"
+        )
 
 
 def test_the_objectives_of_a_halves_study_read_the_selection_half():
     from experiments.hpsearch import SELECTION, StudySetup, objectives, study_validation
 
-    r = {"retain_acc": 0.9, "forget_acc": 0.6, "val_acc": 0.5, "val_mia": 0.7, "selection_val_acc": 0.8,
-         "selection_val_mia": 0.6}
-    ref = {"retain_acc": 1.0, "forget_acc": 0.3, "val_acc": 0.5, "val_mia": 0.5, "selection_val_acc": 0.5,
-           "selection_val_mia": 0.5}
+    r = {
+        "retain_acc": 0.9,
+        "forget_acc": 0.6,
+        "val_acc": 0.5,
+        "val_mia": 0.7,
+        "selection_val_acc": 0.8,
+        "selection_val_mia": 0.6,
+    }
+    ref = {
+        "retain_acc": 1.0,
+        "forget_acc": 0.3,
+        "val_acc": 0.5,
+        "val_mia": 0.5,
+        "selection_val_acc": 0.5,
+        "selection_val_mia": 0.5,
+    }
     assert objectives(r, ref, "halves") == pytest.approx([0.1 / 3, 0.3 / 3, 0.3 / 3, 0.2])
     assert objectives(r, ref) == pytest.approx([0.1 / 3, 0.3 / 3, 0.0, 0.4])  # whole: unchanged
     assert study_validation("mia-guided") == "halves" and study_validation("finetune") == "whole"
@@ -143,13 +159,26 @@ def test_a_halves_study_serves_the_method_half_and_scores_on_the_selection_half(
     pytest.importorskip("optuna")
     from experiments.hpsearch import StudySetup, objectives, recheck, tune, tuned_config
 
-    setup = StudySetup(dataset=SPEC, model="mlp", seeds=(0,), val_fraction=0.3, validation="halves",
-                       train={"epochs": 3, "batch_size": 32, "optimizer": "adam", "lr": 1e-3})
+    setup = StudySetup(
+        dataset=SPEC,
+        model="mlp",
+        seeds=(0,),
+        val_fraction=0.3,
+        validation="halves",
+        train={"epochs": 3, "batch_size": 32, "optimizer": "adam", "lr": 1e-3},
+    )
     seen = spy("mia-guided")
     data = load_data(SPEC, val_fraction=0.3)
     ctx = {"root": str(tmp_path / "art"), "device": "cpu"}
-    res = tune("mia-guided", setup, trials=2, storage=tmp_path / "s.journal", store=tmp_path / "jobs", context=ctx,
-               base_options={"batch_size": 32})
+    res = tune(
+        "mia-guided",
+        setup,
+        trials=2,
+        storage=tmp_path / "s.journal",
+        store=tmp_path / "jobs",
+        context=ctx,
+        base_options={"batch_size": 32},
+    )
     assert seen["mia-guided"] == set(data.val_half("method").val_source_indices.tolist())
     ref = res.references[0]
     assert "selection_val_acc" in ref and "selection_val_mia" in ref
@@ -186,8 +215,14 @@ def test_a_tuned_file_says_how_its_study_used_validation(tmp_path):
 
     from unlearn.tuned import read_tuned
 
-    doc = {"method": "mia-guided", "dataset": "cifar10", "model": "mlp", "preset": "cpu", "options": {"lam": 0.5},
-           "setup": {"forget": "random:0.1", "validation": "halves"}}
+    doc = {
+        "method": "mia-guided",
+        "dataset": "cifar10",
+        "model": "mlp",
+        "preset": "cpu",
+        "options": {"lam": 0.5},
+        "setup": {"forget": "random:0.1", "validation": "halves"},
+    }
     (tmp_path / "a.json").write_text(json.dumps(doc))
     assert read_tuned(tmp_path / "a.json", METHODS.get("mia-guided").defaults).summary["validation"] == "halves"
     del doc["setup"]["validation"]  # written before the halves: the whole split

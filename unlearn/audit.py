@@ -28,8 +28,13 @@ from dcforget.condensed_store import CondensedSet
 from dcforget.errors import ForgetSpecError
 from dcforget.forget import ForgetSplit
 
-LEAK_CHECKS = ("served_real_not_forgotten", "served_real_in_retain", "served_buckets_hold_no_forget_sample",
-               "served_sources_not_forgotten", "served_influence_scope_untouched")
+LEAK_CHECKS = (
+    "served_real_not_forgotten",
+    "served_real_in_retain",
+    "served_buckets_hold_no_forget_sample",
+    "served_sources_not_forgotten",
+    "served_influence_scope_untouched",
+)
 
 
 class ReducedSetLeakError(ForgetSpecError):
@@ -51,8 +56,9 @@ def _examples(a: np.ndarray, k: int = 5) -> list[int]:
     return [int(v) for v in a[:k]]
 
 
-def audit_served(split: ForgetSplit, cs: CondensedSet, train_labels: torch.Tensor, real: torch.Tensor,
-                 rows: torch.Tensor) -> dict[str, Any]:
+def audit_served(
+    split: ForgetSplit, cs: CondensedSet, train_labels: torch.Tensor, real: torch.Tensor, rows: torch.Tensor
+) -> dict[str, Any]:
     """Check the served training positions ``real`` and condensed rows ``rows`` (see the module docstring).
     Returns {passed, checks, leaks (a few offending indices per failed check), sizes...}; never raises."""
     labels = _ints(train_labels)
@@ -62,8 +68,14 @@ def audit_served(split: ForgetSplit, cs: CondensedSet, train_labels: torch.Tenso
     source, row_label = _ints(cs.source_indices), _ints(cs.labels)
     m = row_label.size
     influence = str(cs.influence)
-    out: dict[str, Any] = {"influence": influence, "served_real": int(real.size), "served_condensed": int(rows.size),
-                           "forget_size": int(forget.size), "retain_size": int(retain.size), "leaks": {}}
+    out: dict[str, Any] = {
+        "influence": influence,
+        "served_real": int(real.size),
+        "served_condensed": int(rows.size),
+        "forget_size": int(forget.size),
+        "retain_size": int(retain.size),
+        "leaks": {},
+    }
 
     def fail(check: str, why: str) -> dict[str, Any]:  # the inputs cannot be decoded: nothing can be vouched for
         checks = {c: False for c in ("inputs_decodable", *LEAK_CHECKS, "every_retain_sample_represented")}
@@ -75,16 +87,29 @@ def audit_served(split: ForgetSplit, cs: CondensedSet, train_labels: torch.Tenso
     in_forget[forget] = True
     in_retain = np.zeros(n, dtype=bool)
     in_retain[retain] = True
-    if np.unique(forget).size != forget.size or np.unique(retain).size != retain.size or \
-            bool((in_forget & in_retain).any()) or not bool((in_forget | in_retain).all()):
+    if (
+        np.unique(forget).size != forget.size
+        or np.unique(retain).size != retain.size
+        or bool((in_forget & in_retain).any())
+        or not bool((in_forget | in_retain).all())
+    ):
         return fail("split", "forget and retain are not an exact partition of the training set")
     if int(cs.train_size) != n:
         return fail("condensed", f"condensed set is of {cs.train_size} training images, the request's has {n}")
-    if ptr.size != m + 1 or (m + 1 > 0 and (ptr[0] != 0 or ptr[-1] != members.size)) or bool((np.diff(ptr) < 0).any()) \
-            or source.size != m or not _within(members, 0, n) or not _within(source, -1, n):
+    if (
+        ptr.size != m + 1
+        or (m + 1 > 0 and (ptr[0] != 0 or ptr[-1] != members.size))
+        or bool((np.diff(ptr) < 0).any())
+        or source.size != m
+        or not _within(members, 0, n)
+        or not _within(source, -1, n)
+    ):
         return fail("condensed", "condensed CSR / provenance is inconsistent")
-    if not (_within(real, 0, n) and _within(rows, 0, m)) or np.unique(real).size != real.size \
-            or np.unique(rows).size != rows.size:
+    if (
+        not (_within(real, 0, n) and _within(rows, 0, m))
+        or np.unique(real).size != real.size
+        or np.unique(rows).size != rows.size
+    ):
         return fail("served", "served positions/rows out of range or repeated")
 
     # CSR decoded here: entry e belongs to condensed row bucket_of[e]
@@ -130,6 +155,8 @@ def require_clean(audit: dict[str, Any]) -> dict[str, Any]:
     """The audit, or :class:`ReducedSetLeakError` naming what failed."""
     if not audit["passed"]:
         failed = [k for k, v in audit["checks"].items() if not v]
-        raise ReducedSetLeakError(f"independent audit of the reduced retain set failed ({', '.join(failed)}; "
-                                  f"offending indices: {audit['leaks']}); refusing to train on it")
+        raise ReducedSetLeakError(
+            f"independent audit of the reduced retain set failed ({', '.join(failed)}; "
+            f"offending indices: {audit['leaks']}); refusing to train on it"
+        )
     return audit

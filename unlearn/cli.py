@@ -11,8 +11,8 @@ import click
 from dcforget.checkpoint import open_checkpoint, save_checkpoint
 from dcforget.cli import Group, data_options, opt, options, out_dir, out_options, run_options, with_logging
 from dcforget.config import check_options, parse_options, resolve_config, section
-from dcforget.errors import ConfigError
 from dcforget.datasets import DEFAULT_VAL_FRACTION, load_data
+from dcforget.errors import ConfigError
 from dcforget.io import atomic_paths, check_writable
 from dcforget.models import MODELS
 from dcforget.runtime import resolve_device
@@ -23,32 +23,76 @@ from .request import UnlearnRequest
 
 
 @click.group(cls=Group, invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--from-condensed", "condensed_file", type=click.Path(dir_okay=False), default=None,
-              help="Condensed set (condense build) for the default method's reduced retain set.")
-@click.option("--checkpoint", type=click.Path(dir_okay=False), default=None,
-              help="The model to unlearn from (the original, or an earlier request's output).")
-@click.option("--forget", "forget_spec", default=None,
-              help="Forget spec: random:F, class:C, classes:C1,C2[:F], indices:FILE, overfit.")
+@click.option(
+    "--from-condensed",
+    "condensed_file",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Condensed set (condense build) for the default method's reduced retain set.",
+)
+@click.option(
+    "--checkpoint",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="The model to unlearn from (the original, or an earlier request's output).",
+)
+@click.option(
+    "--forget",
+    "forget_spec",
+    default=None,
+    help="Forget spec: random:F, class:C, classes:C1,C2[:F], indices:FILE, overfit.",
+)
 @click.option("--method", default=None, help="Unlearning method (default: condensed); see `unlearn methods`.")
 @click.option("--condensed-model", is_flag=True, help="DC-U's condensed-model mode (= --method condensed-model).")
 @click.option("--epochs", type=click.IntRange(min=1), default=None, help="Epochs of the method's training.")
 @opt("option", help="A method option (repeatable; see `unlearn methods`); types are checked.")
 @opt("tuned")
-@click.option("--options-from", "options_from", type=click.Path(dir_okay=False), default=None,
-              help="A tuned-options file (`experiments tune`) to use for this method whatever setting it was tuned "
-                   "on; without it, tuned files are used only when tuned on the checkpoint's setting.")
-@click.option("--retain", "retain", type=click.Choice(["full", "reduced"]), default="full", show_default=True,
-              help="The retain set the method trains on: the full retain set, or the audited reduced set of "
-                   "--from-condensed (condensed images resampled by the retain images they stand for); for any "
-                   "method that reads a retain set (`unlearn methods`: reads_retain).")
+@click.option(
+    "--options-from",
+    "options_from",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="A tuned-options file (`experiments tune`) to use for this method whatever setting it was tuned "
+    "on; without it, tuned files are used only when tuned on the checkpoint's setting.",
+)
+@click.option(
+    "--retain",
+    "retain",
+    type=click.Choice(["full", "reduced"]),
+    default="full",
+    show_default=True,
+    help="The retain set the method trains on: the full retain set, or the audited reduced set of "
+    "--from-condensed (condensed images resampled by the retain images they stand for); for any "
+    "method that reads a retain set (`unlearn methods`: reads_retain).",
+)
 @options("data_dir", "download")
 @run_options
 @out_dir("model.pt and report.json, written as one unit (default runs/unlearn/METHOD-SPEC).")
 @opt("force")
 @click.pass_context
 @with_logging
-def main(ctx, condensed_file, checkpoint, forget_spec, method, condensed_model, epochs, options, tuned, options_from,
-         retain, data_dir, download, config_file, preset, seed, device, quiet, out, force) -> None:
+def main(
+    ctx,
+    condensed_file,
+    checkpoint,
+    forget_spec,
+    method,
+    condensed_model,
+    epochs,
+    options,
+    tuned,
+    options_from,
+    retain,
+    data_dir,
+    download,
+    config_file,
+    preset,
+    seed,
+    device,
+    quiet,
+    out,
+    force,
+) -> None:
     """Machine unlearning of image classifiers.
 
     \b
@@ -61,11 +105,16 @@ def main(ctx, condensed_file, checkpoint, forget_spec, method, condensed_model, 
     unlearn compare runs/unlearn/*/report.json
     """
     if ctx.invoked_subcommand is not None:
-        given = [p.opts[0] for p in ctx.command.params
-                 if ctx.get_parameter_source(p.name) == click.core.ParameterSource.COMMANDLINE]
+        given = [
+            p.opts[0]
+            for p in ctx.command.params
+            if ctx.get_parameter_source(p.name) == click.core.ParameterSource.COMMANDLINE
+        ]
         if given:  # they belong to an unlearning request and would be silently ignored
-            raise ConfigError(f"{', '.join(given)} before `{ctx.invoked_subcommand}` are options of an unlearning "
-                              f"request, not of `unlearn {ctx.invoked_subcommand}`; put options after the command name")
+            raise ConfigError(
+                f"{', '.join(given)} before `{ctx.invoked_subcommand}` are options of an unlearning "
+                f"request, not of `unlearn {ctx.invoked_subcommand}`; put options after the command name"
+            )
         return
     if checkpoint is None and forget_spec is None and condensed_file is None:
         click.echo(ctx.get_help())
@@ -75,15 +124,37 @@ def main(ctx, condensed_file, checkpoint, forget_spec, method, condensed_model, 
             raise ConfigError("--condensed-model and --method name two different methods")
         method = "condensed-model"
 
-    run_request_cli(condensed_file=condensed_file, checkpoint=checkpoint, forget_spec=forget_spec, method=method,
-                    epochs=epochs, options=options, tuned=tuned, data_dir=data_dir, download=download,
-                    config_file=config_file, preset=preset, seed=seed, device=device, quiet=quiet, out=out, force=force,
-                    options_from=options_from, retain=retain)
+    run_request_cli(
+        condensed_file=condensed_file,
+        checkpoint=checkpoint,
+        forget_spec=forget_spec,
+        method=method,
+        epochs=epochs,
+        options=options,
+        tuned=tuned,
+        data_dir=data_dir,
+        download=download,
+        config_file=config_file,
+        preset=preset,
+        seed=seed,
+        device=device,
+        quiet=quiet,
+        out=out,
+        force=force,
+        options_from=options_from,
+        retain=retain,
+    )
 
 
 def train_defaults() -> dict:
-    return {"model": "cnn", "model_options": {}, "seed": 0, "per_class": None, "val_fraction": DEFAULT_VAL_FRACTION,
-            "train": TrainConfig().to_dict()}
+    return {
+        "model": "cnn",
+        "model_options": {},
+        "seed": 0,
+        "per_class": None,
+        "val_fraction": DEFAULT_VAL_FRACTION,
+        "train": TrainConfig().to_dict(),
+    }
 
 
 @main.command("train")
@@ -96,21 +167,58 @@ def train_defaults() -> dict:
 @click.option("--schedule", type=click.Choice(SCHEDULES.names()), default=None, help="LR schedule (default constant).")
 @click.option("--weight-decay", type=click.FloatRange(min=0), default=None, help="Weight decay (default 0).")
 @click.option("--bf16/--no-bf16", default=None, help="bf16 autocast for speed (default off).")
-@click.option("--eval-every", type=click.IntRange(min=0), default=None,
-              help="Report test accuracy every N epochs (default 0: after the last only).")
+@click.option(
+    "--eval-every",
+    type=click.IntRange(min=0),
+    default=None,
+    help="Report test accuracy every N epochs (default 0: after the last only).",
+)
 @data_options
 @run_options
 @out_options("Checkpoint to write (default runs/DATASET-MODEL/original.pt).")
 @with_logging
-def train_cmd(dataset, arch, epochs, batch_size, lr, optimizer, schedule, weight_decay, bf16, eval_every,
-              data_dir, val_fraction, per_class, download, config_file, preset, seed, device, quiet, out, force) -> None:
+def train_cmd(
+    dataset,
+    arch,
+    epochs,
+    batch_size,
+    lr,
+    optimizer,
+    schedule,
+    weight_decay,
+    bf16,
+    eval_every,
+    data_dir,
+    val_fraction,
+    per_class,
+    download,
+    config_file,
+    preset,
+    seed,
+    device,
+    quiet,
+    out,
+    force,
+) -> None:
     """Train an original model on DATASET (cifar10, cifar100, svhn, mnist, fashionmnist, synthetic[:opts]).
 
     DC-U's recipe is the default: Adam, lr 1e-3, batch 256, 30 epochs, no augmentation."""
-    overrides = {"model": arch, "seed": seed, "per_class": per_class, "val_fraction": val_fraction,
-                 "train": {"epochs": epochs, "batch_size": batch_size, "lr": lr, "optimizer": optimizer,
-                           "schedule": schedule, "weight_decay": weight_decay, "bf16": bf16,
-                           "eval_every": eval_every}}
+    overrides = {
+        "model": arch,
+        "seed": seed,
+        "per_class": per_class,
+        "val_fraction": val_fraction,
+        "train": {
+            "epochs": epochs,
+            "batch_size": batch_size,
+            "lr": lr,
+            "optimizer": optimizer,
+            "schedule": schedule,
+            "weight_decay": weight_decay,
+            "bf16": bf16,
+            "eval_every": eval_every,
+        },
+    }
     config = resolve_config(train_defaults(), preset, config_file, overrides)
     config["dataset"] = dataset
     cfg = TrainConfig.from_dict(section(config, "train"))
@@ -120,17 +228,25 @@ def train_cmd(dataset, arch, epochs, batch_size, lr, optimizer, schedule, weight
     out_path = Path(out or f"runs/{dataset.split(':')[0]}-{arch}/original.pt")
     check_writable(out_path, force)
     dev = resolve_device(device)
-    data = load_data(dataset, data_dir, config["per_class"], seed=config["seed"], download=download,
-                     val_fraction=config["val_fraction"]).to(dev)
-    trained = train_on(data, arch, cfg, seed=config["seed"], device=dev, quiet=quiet,
-                       model_options=section(config, "model_options"))
-    save_checkpoint(out_path, trained.model, checkpoint_meta(data, cfg, config["seed"], trained, config),
-                    force=force)
+    data = load_data(
+        dataset,
+        data_dir,
+        config["per_class"],
+        seed=config["seed"],
+        download=download,
+        val_fraction=config["val_fraction"],
+    ).to(dev)
+    trained = train_on(
+        data, arch, cfg, seed=config["seed"], device=dev, quiet=quiet, model_options=section(config, "model_options")
+    )
+    save_checkpoint(out_path, trained.model, checkpoint_meta(data, cfg, config["seed"], trained, config), force=force)
     m = trained.metrics()
     val = f"val acc {100 * m['val_acc']:.2f}%  " if "val_acc" in m else ""
-    click.echo(f"{data.info.name} {arch}: train acc {100 * m['train_acc']:.2f}%  {val}test acc {100 * m['test_acc']:.2f}%  "
-               f"({len(data.train)} train + {len(data.val) if data.val is not None else 0} validation images, {cfg.epochs} epochs, {m['train_seconds']:.1f} s, "
-               f"{m['seconds_per_epoch']:.1f} s/epoch, {dev.type})")
+    click.echo(
+        f"{data.info.name} {arch}: train acc {100 * m['train_acc']:.2f}%  {val}test acc {100 * m['test_acc']:.2f}%  "
+        f"({len(data.train)} train + {len(data.val) if data.val is not None else 0} validation images, {cfg.epochs} epochs, {m['train_seconds']:.1f} s, "
+        f"{m['seconds_per_epoch']:.1f} s/epoch, {dev.type})"
+    )
     click.echo(f"wrote {out_path}")
 
 
@@ -147,8 +263,10 @@ def evaluate_cmd(checkpoint, data_dir, download, device) -> None:
     te = evaluate(model, data.test.images, data.test.labels, device=dev)
     va = evaluate(model, data.val.images, data.val.labels, device=dev) if data.val is not None else None
     val = f"val acc {100 * va.accuracy:.2f}%  " if va is not None else ""
-    click.echo(f"{checkpoint}: {ckpt.meta.arch} on {data.info.name}: train acc {100 * tr.accuracy:.2f}%  {val}"
-               f"test acc {100 * te.accuracy:.2f}%  (train loss {tr.losses.mean():.4f}, test loss {te.losses.mean():.4f})")
+    click.echo(
+        f"{checkpoint}: {ckpt.meta.arch} on {data.info.name}: train acc {100 * tr.accuracy:.2f}%  {val}"
+        f"test acc {100 * te.accuracy:.2f}%  (train loss {tr.losses.mean():.4f}, test loss {te.losses.mean():.4f})"
+    )
 
 
 @main.command("methods")
@@ -158,15 +276,21 @@ def methods_cmd() -> None:
 
     for name in METHODS.names():
         m = METHODS.get(name)
-        caps = {"needs_condensed": "needs --from-condensed", "needs_offline": "needs an `unlearn offline` checkpoint",
-                "trains_fresh": "trains a fresh model", "zero_shot": "uses no retain data",
-                "auxiliary": "reads held-out validation images", "class_only": "class forgetting only",
-                "reads_validation": "reads the validation split (tuned on its other half)",
-                "reads_retain": "trains on a retain set (--retain reduced applies)"}
+        caps = {
+            "needs_condensed": "needs --from-condensed",
+            "needs_offline": "needs an `unlearn offline` checkpoint",
+            "trains_fresh": "trains a fresh model",
+            "zero_shot": "uses no retain data",
+            "auxiliary": "reads held-out validation images",
+            "class_only": "class forgetting only",
+            "reads_validation": "reads the validation split (tuned on its other half)",
+            "reads_retain": "trains on a retain set (--retain reduced applies)",
+        }
         need = f" ({'; '.join(caps.get(c, c) for c in m.capabilities)})" if m.capabilities else ""
         source = f"\n{'':17s}source: {m.reference}" if getattr(m, "reference", None) else ""
-        click.echo(f"{name:16s} {m.summary}{need}{source}\n{'':17s}"
-                   + ", ".join(f"{k}={v}" for k, v in m.defaults.items()))
+        click.echo(
+            f"{name:16s} {m.summary}{need}{source}\n{'':17s}" + ", ".join(f"{k}={v}" for k, v in m.defaults.items())
+        )
 
 
 @main.command("compare")
@@ -180,25 +304,46 @@ def compare_cmd(reports) -> None:
 
 @main.command("offline")
 @click.option("--checkpoint", type=click.Path(dir_okay=False), required=True, help="The original model.")
-@click.option("--remembrance-ipc", type=click.IntRange(min=1), default=10, show_default=True,
-              help="Remembrance images per class.")
-@click.option("--remembrance-source", type=click.Choice(["heldout", "test"]), default="heldout", show_default=True,
-              help="heldout: training images the per-class cap left out; test: the test split (the reference).")
+@click.option(
+    "--remembrance-ipc", type=click.IntRange(min=1), default=10, show_default=True, help="Remembrance images per class."
+)
+@click.option(
+    "--remembrance-source",
+    type=click.Choice(["heldout", "test"]),
+    default="heldout",
+    show_default=True,
+    help="heldout: training images the per-class cap left out; test: the test split (the reference).",
+)
 @opt("option", help="Offline-phase option (iterations, final_epochs, intermediate_epochs, lr_final, ...).")
 @options("data_dir", "download")
 @run_options
 @out_options("Offline checkpoint to write (default: beside --checkpoint, *-offline.pt).")
 @with_logging
-def offline_cmd(checkpoint, remembrance_ipc, remembrance_source, options, data_dir, download, config_file, preset,
-                seed, device, quiet, out, force) -> None:
+def offline_cmd(
+    checkpoint,
+    remembrance_ipc,
+    remembrance_source,
+    options,
+    data_dir,
+    download,
+    config_file,
+    preset,
+    seed,
+    device,
+    quiet,
+    out,
+    force,
+) -> None:
     """DC-U's offline phase: re-anchor the model on a remembrance set, before any request (dcu-reference)."""
     import time
 
     from .offline import OFFLINE_DEFAULTS, offline_phase, remembrance_set
 
     config = resolve_config({"seed": 0, "offline": {}}, preset, config_file, {"seed": seed})
-    opts = {**check_options(section(config, "offline"), OFFLINE_DEFAULTS, " in [offline]"),
-            **parse_options(options, OFFLINE_DEFAULTS)}
+    opts = {
+        **check_options(section(config, "offline"), OFFLINE_DEFAULTS, " in [offline]"),
+        **parse_options(options, OFFLINE_DEFAULTS),
+    }
     out_path = Path(out or str(Path(checkpoint).with_name(Path(checkpoint).stem + "-offline.pt")))
     check_writable(out_path, force)
     dev = resolve_device(device)
@@ -208,20 +353,52 @@ def offline_cmd(checkpoint, remembrance_ipc, remembrance_source, options, data_d
     t0 = time.perf_counter()
     model = offline_phase(ck.model, data, rem, opts, device=dev, seed=config["seed"], quiet=quiet)
     seconds = time.perf_counter() - t0
-    new_meta = {k: v for k, v in ck.meta.to_dict().items()
-                if k not in ("model", "toolkit_version", "torch_version", "created_utc")}
-    new_meta["offline"] = {"from": str(checkpoint), "options": {**OFFLINE_DEFAULTS, **opts}, "seconds": seconds,
-                           "remembrance": {"source": rem.source, "ipc": remembrance_ipc, "indices": rem.indices.tolist()}}
-    save_checkpoint(out_path, model, new_meta, force=force,
-                    tensors={"remembrance_images": rem.images, "remembrance_labels": rem.labels})
+    new_meta = {
+        k: v
+        for k, v in ck.meta.to_dict().items()
+        if k not in ("model", "toolkit_version", "torch_version", "created_utc")
+    }
+    new_meta["offline"] = {
+        "from": str(checkpoint),
+        "options": {**OFFLINE_DEFAULTS, **opts},
+        "seconds": seconds,
+        "remembrance": {"source": rem.source, "ipc": remembrance_ipc, "indices": rem.indices.tolist()},
+    }
+    save_checkpoint(
+        out_path,
+        model,
+        new_meta,
+        force=force,
+        tensors={"remembrance_images": rem.images, "remembrance_labels": rem.labels},
+    )
     te = evaluate(model, data.test.images, data.test.labels, device=dev)
-    click.echo(f"offline phase: {seconds:.1f} s, remembrance {len(rem.labels)} images ({rem.source}); "
-               f"test acc {100 * te.accuracy:.2f}% -> {out_path}")
+    click.echo(
+        f"offline phase: {seconds:.1f} s, remembrance {len(rem.labels)} images ({rem.source}); "
+        f"test acc {100 * te.accuracy:.2f}% -> {out_path}"
+    )
 
 
-def run_request_cli(*, condensed_file, checkpoint, forget_spec, method, epochs, options, data_dir, download,
-                    config_file, preset, seed, device, quiet, out, force, tuned: bool = True,
-                    options_from=None, retain: str = "full") -> None:
+def run_request_cli(
+    *,
+    condensed_file,
+    checkpoint,
+    forget_spec,
+    method,
+    epochs,
+    options,
+    data_dir,
+    download,
+    config_file,
+    preset,
+    seed,
+    device,
+    quiet,
+    out,
+    force,
+    tuned: bool = True,
+    options_from=None,
+    retain: str = "full",
+) -> None:
     if checkpoint is None:
         raise ConfigError("an unlearning request needs --checkpoint (the model to unlearn from)")
     if forget_spec is None:
@@ -232,14 +409,28 @@ def run_request_cli(*, condensed_file, checkpoint, forget_spec, method, epochs, 
     config = resolve_config(defaults, preset, config_file, {"method": method, "seed": seed})
     method = config["method"]
     if method is None:  # before the output check, so the message names the real problem
-        raise ConfigError("give a condensed file (--from-condensed FILE, for the default method) or a method "
-                          "(--method NAME)")
+        raise ConfigError(
+            "give a condensed file (--from-condensed FILE, for the default method) or a method (--method NAME)"
+        )
     table = section(config, "unlearn").get(method, {}) if method else {}
     if not isinstance(table, dict):
         raise ConfigError(f"config section [unlearn.{method}] must be a table")
-    request = UnlearnRequest(checkpoint, forget_spec, method, condensed_file, options=table, option_pairs=tuple(options),
-                             epochs=epochs, seed=config["seed"], device=device, data_dir=data_dir, download=download,
-                             tuned=tuned, options_from=options_from, retain=retain)
+    request = UnlearnRequest(
+        checkpoint,
+        forget_spec,
+        method,
+        condensed_file,
+        options=table,
+        option_pairs=tuple(options),
+        epochs=epochs,
+        seed=config["seed"],
+        device=device,
+        data_dir=data_dir,
+        download=download,
+        tuned=tuned,
+        options_from=options_from,
+        retain=retain,
+    )
     slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", forget_spec)[:40]
     out_dir = Path(out or f"runs/unlearn/{method or DEFAULT_METHOD}-{slug}")
     model_path, report_path = out_dir / "model.pt", out_dir / "report.json"
@@ -257,16 +448,28 @@ def run_request_cli(*, condensed_file, checkpoint, forget_spec, method, epochs, 
     rep = res.report
     report_text = json.dumps(rep, indent=2)
     with atomic_paths([model_path, report_path], force=force) as (tmp_model, tmp_report):  # both or neither
-        save_checkpoint(tmp_model, res.model, prepared.output_meta(res), force=True, tensors=prepared.checkpoint.tensors)
+        save_checkpoint(
+            tmp_model, res.model, prepared.output_meta(res), force=True, tensors=prepared.checkpoint.tensors
+        )
         tmp_report.write_text(report_text)
     a = rep["reduced_set"]
-    audit = (f"; reduced set {a['reduced_size']} = {a['real_images_used']} real + {a['condensed_images_used']} condensed "
-             f"({a['ratio_to_retain']:.2f}x retain), audit {'passed' if a['passed'] else 'FAILED'}") if a else ""
+    audit = (
+        (
+            f"; reduced set {a['reduced_size']} = {a['real_images_used']} real + {a['condensed_images_used']} condensed "
+            f"({a['ratio_to_retain']:.2f}x retain), audit {'passed' if a['passed'] else 'FAILED'}"
+        )
+        if a
+        else ""
+    )
     served = rep.get("retain_served") or {}
     if served.get("source") == "reduced":
-        audit += (f"; the method's retain set: {served['images']} reduced-set images standing for {served['stands_for']} "
-                  f"retain images, resampled by weight")
-    click.echo(f"{prepared.method} on {forget_spec}: RA {100 * rep['retain_acc']:.2f}  FA {100 * rep['forget_acc']:.2f}  "
-               f"TA {100 * rep['test_acc']:.2f}  MIA {100 * rep['mia']:.2f}  time {rep['time']['total_s']:.1f} s "
-               f"(assembly {rep['time']['assembly_s']:.2f}){audit}")
+        audit += (
+            f"; the method's retain set: {served['images']} reduced-set images standing for {served['stands_for']} "
+            f"retain images, resampled by weight"
+        )
+    click.echo(
+        f"{prepared.method} on {forget_spec}: RA {100 * rep['retain_acc']:.2f}  FA {100 * rep['forget_acc']:.2f}  "
+        f"TA {100 * rep['test_acc']:.2f}  MIA {100 * rep['mia']:.2f}  time {rep['time']['total_s']:.1f} s "
+        f"(assembly {rep['time']['assembly_s']:.2f}){audit}"
+    )
     click.echo(f"wrote {model_path} and {report_path}")

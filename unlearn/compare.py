@@ -32,6 +32,8 @@ def comparison_table(paths) -> str:
     for r in reps:
         ratio = f"{r['time']['total_s'] / ref['time']['total_s']:.2f}" if ref else "-"
         red = f"{r['reduced_set']['ratio_to_retain']:.2f}" if r.get("reduced_set") else "-"
-        rows.append(f"| {r['method']} | {r['forget_spec']} | {100 * r['retain_acc']:.2f} | {100 * r['forget_acc']:.2f} | "
-                    f"{100 * r['test_acc']:.2f} | {100 * r['mia']:.2f} | {r['time']['total_s']:.1f} | {ratio} | {red} |")
+        rows.append(
+            f"| {r['method']} | {r['forget_spec']} | {100 * r['retain_acc']:.2f} | {100 * r['forget_acc']:.2f} | "
+            f"{100 * r['test_acc']:.2f} | {100 * r['mia']:.2f} | {r['time']['total_s']:.1f} | {ratio} | {red} |"
+        )
     return "\n".join(rows)

@@ -38,9 +38,20 @@ from dcforget.models import Classifier, model_from_config
 from dcforget.runtime import seeded
 from dcforget.train import TrainConfig, fit
 
-OFFLINE_DEFAULTS = {"iterations": 10, "final_epochs": 20, "intermediate_epochs": 20, "lr_final": 1e-4,
-                    "lr_intermediate": 1e-5, "final_batch_size": 32, "batch_size": 256, "final_reset_each_iter": False,
-                    "final_reinit_each_iter": False, "bf16": False, "logit_relu": False, "cache_beginning": True}
+OFFLINE_DEFAULTS = {
+    "iterations": 10,
+    "final_epochs": 20,
+    "intermediate_epochs": 20,
+    "lr_final": 1e-4,
+    "lr_intermediate": 1e-5,
+    "final_batch_size": 32,
+    "batch_size": 256,
+    "final_reset_each_iter": False,
+    "final_reinit_each_iter": False,
+    "bf16": False,
+    "logit_relu": False,
+    "cache_beginning": True,
+}
 CACHE_LIMIT_BYTES = 2 << 30
 
 
@@ -69,14 +80,24 @@ def remembrance_set(data: Data, ipc: int, source: str, seed: int, data_dir=None,
     pool = torch.nonzero(unused).flatten()
     counts = torch.bincount(full.train.labels[pool], minlength=data.info.num_classes)
     if int(counts.min()) < ipc:
-        raise ConfigError(f"only {int(counts.min())} held-out training images in some class (the per-class cap "
-                          f"leaves {len(pool)} unused); lower the cap (--per-class) or use remembrance source 'test'")
+        raise ConfigError(
+            f"only {int(counts.min())} held-out training images in some class (the per-class cap "
+            f"leaves {len(pool)} unused); lower the cap (--per-class) or use remembrance source 'test'"
+        )
     pick = pool[cap_per_class(full.train.labels[pool], ipc, seed)]
     return Remembrance(full.train.images[pick], full.train.labels[pick], "heldout", pick)
 
 
-def offline_phase(model: Classifier, data: Data, rem: Remembrance, options: dict[str, Any], *, device: torch.device,
-                  seed: int = 0, quiet: bool = False) -> Classifier:
+def offline_phase(
+    model: Classifier,
+    data: Data,
+    rem: Remembrance,
+    options: dict[str, Any],
+    *,
+    device: torch.device,
+    seed: int = 0,
+    quiet: bool = False,
+) -> Classifier:
     o = {**OFFLINE_DEFAULTS, **options}
     model = copy.deepcopy(model).to(device)
     if o["logit_relu"]:
@@ -95,17 +116,37 @@ def offline_phase(model: Classifier, data: Data, rem: Remembrance, options: dict
                         m.reset_parameters()
         for mod, on in ((beginning, False), (intermediate, False), (final, True)):
             mod.requires_grad_(on)
-        fit(model, rem.images.to(device), rem.labels.to(device),
-            TrainConfig(epochs=int(o["final_epochs"]), batch_size=int(o["final_batch_size"]), lr=float(o["lr_final"]), bf16=bf16),
-            device=device, seed=seed + it, train_modules=[final], quiet=quiet, desc=f"offline {it + 1}: final")
+        fit(
+            model,
+            rem.images.to(device),
+            rem.labels.to(device),
+            TrainConfig(
+                epochs=int(o["final_epochs"]), batch_size=int(o["final_batch_size"]), lr=float(o["lr_final"]), bf16=bf16
+            ),
+            device=device,
+            seed=seed + it,
+            train_modules=[final],
+            quiet=quiet,
+            desc=f"offline {it + 1}: final",
+        )
         for mod, on in ((beginning, False), (intermediate, True), (final, False)):
             mod.requires_grad_(on)
-        fit(model if acts is None else torch.nn.Sequential(intermediate, final),
-            data.train.images if acts is None else acts, data.train.labels,
-            TrainConfig(epochs=int(o["intermediate_epochs"]), batch_size=int(o["batch_size"]),
-                        lr=float(o["lr_intermediate"]), bf16=bf16),
-            device=device, seed=seed + it, train_modules=[intermediate], quiet=quiet,
-            desc=f"offline {it + 1}: intermediate")
+        fit(
+            model if acts is None else torch.nn.Sequential(intermediate, final),
+            data.train.images if acts is None else acts,
+            data.train.labels,
+            TrainConfig(
+                epochs=int(o["intermediate_epochs"]),
+                batch_size=int(o["batch_size"]),
+                lr=float(o["lr_intermediate"]),
+                bf16=bf16,
+            ),
+            device=device,
+            seed=seed + it,
+            train_modules=[intermediate],
+            quiet=quiet,
+            desc=f"offline {it + 1}: intermediate",
+        )
     model.requires_grad_(True)
     return model.eval()
 
@@ -115,8 +156,9 @@ def with_logit_relu(model: Classifier) -> Classifier:
     if model.config.get("options", {}).get("logit_relu"):
         return model
     if model.arch != "mlp":
-        raise ConfigError(f"logit_relu reproduces DC-U's MLP (ReLU on its logits); model {model.arch!r} has no "
-                          "such option")
+        raise ConfigError(
+            f"logit_relu reproduces DC-U's MLP (ReLU on its logits); model {model.arch!r} has no such option"
+        )
     cfg = {**model.config, "options": {**model.config.get("options", {}), "logit_relu": True}}
     out = model_from_config(cfg)
     out.load_state_dict(model.state_dict())
@@ -124,8 +166,9 @@ def with_logit_relu(model: Classifier) -> Classifier:
 
 
 @torch.no_grad()
-def _beginning_outputs(beginning: torch.nn.Module, images: torch.Tensor, device: torch.device, bf16: bool,
-                       batch_size: int = 1024) -> torch.Tensor | None:
+def _beginning_outputs(
+    beginning: torch.nn.Module, images: torch.Tensor, device: torch.device, bf16: bool, batch_size: int = 1024
+) -> torch.Tensor | None:
     """The frozen Beginning's output on every image, in eval mode, float32 on ``device``; None when it would take
     more than CACHE_LIMIT_BYTES."""
     from dcforget.train import as_unit
@@ -138,8 +181,8 @@ def _beginning_outputs(beginning: torch.nn.Module, images: torch.Tensor, device:
         return None
     out = torch.empty(len(images), *shape, device=device)
     for s in range(0, len(images), batch_size):
-        x = as_unit(images[s:s + batch_size].to(device))
+        x = as_unit(images[s : s + batch_size].to(device))
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-            out[s:s + batch_size] = beginning(x).float()
+            out[s : s + batch_size] = beginning(x).float()
     beginning.train(was)
     return out

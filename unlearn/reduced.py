@@ -32,14 +32,21 @@ def _owner(cs: CondensedSet) -> torch.Tensor:
     return torch.repeat_interleave(torch.arange(len(cs)), cs.bucket_sizes())
 
 
-def assemble_reduced(cs: CondensedSet, forget: torch.Tensor, train_size: int, fingerprint: str | None = None,
-                     labels: torch.Tensor | None = None) -> ReducedSet:
+def assemble_reduced(
+    cs: CondensedSet,
+    forget: torch.Tensor,
+    train_size: int,
+    fingerprint: str | None = None,
+    labels: torch.Tensor | None = None,
+) -> ReducedSet:
     """forget: training positions (sorted, unique). The retain set is the complement within ``train_size``.
     ``labels`` (the training labels) are needed for a class-influence set: every condensed image of a class with a
     forget sample is touched, whatever its bucket holds."""
     if cs.train_size != train_size:
-        raise TrainingSetMismatchError(f"the condensed set was built from a training set of {cs.train_size} images, "
-                                       f"not this request's {train_size}")
+        raise TrainingSetMismatchError(
+            f"the condensed set was built from a training set of {cs.train_size} images, "
+            f"not this request's {train_size}"
+        )
     check_pairing(cs, where="the condensed set", fingerprint=fingerprint)
     if cs.influence == "class" and (labels is None or len(labels) != train_size):
         raise ForgetSpecError("a class-influence condensed set needs the training labels to assemble the reduced set")
@@ -79,13 +86,23 @@ def audit_reduced(cs: CondensedSet, real: torch.Tensor, rows: torch.Tensor, is_f
         "no_forget_sample_used_directly": not bool(is_forget[real].any()),
         "no_forget_sample_in_a_used_bucket": not bool(is_forget[members_of_used].any()),
         "no_used_condensed_image_copies_a_forget_sample": not bool(((src >= 0) & is_forget[src.clamp_min(0)]).any()),
-        "global_influence_not_used_after_forgetting": not (cs.influence == "global" and len(rows) > 0 and bool(is_forget.any())),
+        "global_influence_not_used_after_forgetting": not (
+            cs.influence == "global" and len(rows) > 0 and bool(is_forget.any())
+        ),
         "every_retain_sample_represented": bool(represented[~is_forget].all()),
     }
     size = len(real) + len(rows)
     return {
-        "forget_size": int(is_forget.sum()), "retain_size": retain_size, "buckets": len(cs),
-        "buckets_touched": len(cs) - len(rows), "condensed_images_used": len(rows), "real_images_used": len(real),
-        "reduced_size": size, "ratio_to_retain": size / max(retain_size, 1), "influence": cs.influence,
-        "condensed_method": cs.method, "checks": checks, "passed": all(checks.values()),
+        "forget_size": int(is_forget.sum()),
+        "retain_size": retain_size,
+        "buckets": len(cs),
+        "buckets_touched": len(cs) - len(rows),
+        "condensed_images_used": len(rows),
+        "real_images_used": len(real),
+        "reduced_size": size,
+        "ratio_to_retain": size / max(retain_size, 1),
+        "influence": cs.influence,
+        "condensed_method": cs.method,
+        "checks": checks,
+        "passed": all(checks.values()),
     }

@@ -46,12 +46,18 @@ class UnlearnResult:
     report: dict[str, Any]
 
 
-def cumulative_split(data: Data, spec: str, seed: int, previous: list[int] | None,
-                     model: Classifier | None = None) -> ForgetSplit:
+def cumulative_split(
+    data: Data, spec: str, seed: int, previous: list[int] | None, model: Classifier | None = None
+) -> ForgetSplit:
     """This request's forget set united with what earlier requests already forgot. ``model`` serves
     model-based specs (``overfit``)."""
-    ctx = ForgetContext(data.train.labels.cpu(), data.info.num_classes, seed, data.info.class_names,
-                        extra={"model": model, "images": data.train.images} if model is not None else {})
+    ctx = ForgetContext(
+        data.train.labels.cpu(),
+        data.info.num_classes,
+        seed,
+        data.info.class_names,
+        extra={"model": model, "images": data.train.images} if model is not None else {},
+    )
     split = resolve_forget(spec, ctx)
     if not previous:
         return split
@@ -68,8 +74,9 @@ def cumulative_split(data: Data, spec: str, seed: int, previous: list[int] | Non
 VALIDATION_MODES = ("whole", "halves")
 
 
-def evaluate_split(model: Classifier, data: Data, split: ForgetSplit, device: torch.device, seed: int = 0,
-                   halves: bool = False) -> dict:
+def evaluate_split(
+    model: Classifier, data: Data, split: ForgetSplit, device: torch.device, seed: int = 0, halves: bool = False
+) -> dict:
     """RA / FA / VA / TA (eval mode, no augmentation) and the population MIA, forget set against the test split
     (``mia``, reported) and against the validation split (``val_mia``: what choices may read; test figures are
     never optimised). VA and ``val_mia`` are None when the data has no validation split. With ``halves``, also
@@ -77,8 +84,12 @@ def evaluate_split(model: Classifier, data: Data, split: ForgetSplit, device: to
     split only (dcforget.datasets.validation_halves), which is what a choice about a method that reads the method
     half may read."""
     dev_idx = lambda t: t.to(data.train.labels.device)
-    r = evaluate(model, data.train.images[dev_idx(split.retain)], data.train.labels[dev_idx(split.retain)], device=device)
-    f = evaluate(model, data.train.images[dev_idx(split.forget)], data.train.labels[dev_idx(split.forget)], device=device)
+    r = evaluate(
+        model, data.train.images[dev_idx(split.retain)], data.train.labels[dev_idx(split.retain)], device=device
+    )
+    f = evaluate(
+        model, data.train.images[dev_idx(split.forget)], data.train.labels[dev_idx(split.forget)], device=device
+    )
     t = evaluate(model, data.test.images, data.test.labels, device=device)
     mia = population_mia(f.losses, t.losses, seed=seed)
     val: dict = {"val_acc": None, "val_mia": None, "val_indiscernibility": None}
@@ -90,13 +101,24 @@ def evaluate_split(model: Classifier, data: Data, split: ForgetSplit, device: to
             sel = data.val_halves()[1]
             sel_labels = data.val.labels.cpu()[sel]
             sm = population_mia(f.losses, v.losses[sel], seed=seed) if len(sel) >= 2 else None
-            val.update({"selection_val_acc": float((v.predictions[sel] == sel_labels).float().mean()) if len(sel) else None,
-                        "selection_val_mia": sm.accuracy if sm is not None else None,
-                        "selection_val_indiscernibility": sm.indiscernibility if sm is not None else None})
+            val.update(
+                {
+                    "selection_val_acc": float((v.predictions[sel] == sel_labels).float().mean()) if len(sel) else None,
+                    "selection_val_mia": sm.accuracy if sm is not None else None,
+                    "selection_val_indiscernibility": sm.indiscernibility if sm is not None else None,
+                }
+            )
     elif halves:
         val.update({"selection_val_acc": None, "selection_val_mia": None, "selection_val_indiscernibility": None})
-    return {"retain_acc": r.accuracy, "forget_acc": f.accuracy, **val, "test_acc": t.accuracy, "mia": mia.accuracy,
-            "mia_splits": mia.split_accuracies, "indiscernibility": mia.indiscernibility}
+    return {
+        "retain_acc": r.accuracy,
+        "forget_acc": f.accuracy,
+        **val,
+        "test_acc": t.accuracy,
+        "mia": mia.accuracy,
+        "mia_splits": mia.split_accuracies,
+        "indiscernibility": mia.indiscernibility,
+    }
 
 
 def kept_class_accuracy(model: Classifier, data: Data, split: ForgetSplit, device: torch.device) -> float | None:
@@ -122,8 +144,10 @@ def check_retain_source(method: str, retain: str, has_condensed: bool) -> None:
         raise ConfigError(f"retain must be one of {', '.join(RETAIN_SOURCES)}, not {retain!r}")
     if retain == "reduced":
         if not METHODS.get(method).reads_retain:
-            raise ConfigError(f"method {method!r} reads no retain set through the request (zero-shot, or it builds "
-                              "its own from a condensed file or the offline phase): --retain reduced does not apply")
+            raise ConfigError(
+                f"method {method!r} reads no retain set through the request (zero-shot, or it builds "
+                "its own from a condensed file or the offline phase): --retain reduced does not apply"
+            )
         if not has_condensed:
             raise ConfigError("--retain reduced serves the reduced set of a condensed file: give --from-condensed FILE")
 
@@ -134,11 +158,23 @@ def check_forget_kind(method: str, spec: str) -> None:
         raise ForgetSpecError(f"method {method!r} forgets whole classes only (class:C or classes:C1,C2), not {spec!r}")
 
 
-def unlearn_request(original: Classifier, data: Data, spec: str, method: str, *, device: torch.device, seed: int = 0,
-                    options: dict[str, Any] | None = None, condensed: CondensedSet | None = None,
-                    previous_forget: list[int] | None = None, quiet: bool = False,
-                    config: dict[str, Any] | None = None, artefacts: dict[str, torch.Tensor] | None = None,
-                    validation: str = "whole", retain: str = "full") -> UnlearnResult:
+def unlearn_request(
+    original: Classifier,
+    data: Data,
+    spec: str,
+    method: str,
+    *,
+    device: torch.device,
+    seed: int = 0,
+    options: dict[str, Any] | None = None,
+    condensed: CondensedSet | None = None,
+    previous_forget: list[int] | None = None,
+    quiet: bool = False,
+    config: dict[str, Any] | None = None,
+    artefacts: dict[str, torch.Tensor] | None = None,
+    validation: str = "whole",
+    retain: str = "full",
+) -> UnlearnResult:
     """``retain``: what the method's retain set is (``UnlearnContext.retain``): ``"full"`` (default) or
     ``"reduced"`` -- the audited reduced set of ``condensed``, resampled by weight; only for a method that reads the
     retain set (``Method.reads_retain``). ``validation``: ``"whole"`` (default) -- the method may read the whole validation split and the report's
@@ -152,7 +188,9 @@ def unlearn_request(original: Classifier, data: Data, spec: str, method: str, *,
     opts = {**m.defaults, **(options or {})}
     unknown = sorted(set(options or {}) - set(m.defaults))
     if unknown:
-        raise ConfigError(f"unknown option(s) for method {method!r}: {', '.join(unknown)}; known: {', '.join(sorted(m.defaults))}")
+        raise ConfigError(
+            f"unknown option(s) for method {method!r}: {', '.join(unknown)}; known: {', '.join(sorted(m.defaults))}"
+        )
     if m.validate is not None:
         m.validate(dict(options or {}))
     if m.needs_condensed and condensed is None:
@@ -164,12 +202,15 @@ def unlearn_request(original: Classifier, data: Data, spec: str, method: str, *,
     t0 = time.perf_counter()
     reduced = independent = None
     if condensed is not None:
-        reduced = assemble_reduced(condensed, split.forget, len(data.train), data.fingerprint(), labels=data.train.labels)
+        reduced = assemble_reduced(
+            condensed, split.forget, len(data.train), data.fingerprint(), labels=data.train.labels
+        )
         if not reduced.audit["passed"]:  # cannot happen unless assembly is broken; never train on a leak
             raise ReducedSetLeakError(f"reduced-set audit failed: {reduced.audit['checks']}")
         # unlearn.audit shares no code with the assembly; reduced_tensors() re-runs it on exactly what it serves
-        independent = require_clean(audit_served(split, condensed, data.train.labels, reduced.real_indices,
-                                                 reduced.condensed_rows))
+        independent = require_clean(
+            audit_served(split, condensed, data.train.labels, reduced.real_indices, reduced.condensed_rows)
+        )
     t1 = time.perf_counter()
     halves = validation == "halves" and data.val is not None
     reads_val = m.reads_validation_with(opts) and data.val is not None
@@ -179,33 +220,66 @@ def unlearn_request(original: Classifier, data: Data, spec: str, method: str, *,
         seen, seen_split = zero_shot_view(served, split, m.auxiliary)
         ctx = UnlearnContext(original.to(device).eval(), seen, seen_split, device, seed, opts, quiet, zero_shot=True)
     else:
-        ctx = UnlearnContext(original.to(device).eval(), served, split, device, seed, opts, quiet, condensed, reduced,
-                             artefacts=dict(artefacts or {}), retain_source=retain)
+        ctx = UnlearnContext(
+            original.to(device).eval(),
+            served,
+            split,
+            device,
+            seed,
+            opts,
+            quiet,
+            condensed,
+            reduced,
+            artefacts=dict(artefacts or {}),
+            retain_source=retain,
+        )
     held = ctx.data
-    data_seen = {"zero_shot": m.zero_shot, "forget": len(ctx.split.forget), "retain": len(ctx.split.retain),
-                 "validation": len(held.val) if held.val is not None else 0, "test": len(held.test)}
+    data_seen = {
+        "zero_shot": m.zero_shot,
+        "forget": len(ctx.split.forget),
+        "retain": len(ctx.split.retain),
+        "validation": len(held.val) if held.val is not None else 0,
+        "test": len(held.test),
+    }
     model = m.run(ctx).eval()
     synchronize(device)
     t2 = time.perf_counter()
-    bad = [name for name, t in model.state_dict().items() if t.is_floating_point() and not bool(torch.isfinite(t).all())]
+    bad = [
+        name for name, t in model.state_dict().items() if t.is_floating_point() and not bool(torch.isfinite(t).all())
+    ]
     if bad:  # e.g. gradient ascent run too long: never hand back (or save) a broken model
-        raise DivergedError(f"method {method!r} diverged: {bad[0]} has non-finite values; lower its lr or epochs "
-                          "(or raise alpha)")
+        raise DivergedError(
+            f"method {method!r} diverged: {bad[0]} has non-finite values; lower its lr or epochs (or raise alpha)"
+        )
     report = {
-        "method": method, "forget_spec": spec, "seed": seed,
-        "forget_size": len(split.forget), "retain_size": len(split.retain),
-        "cumulative": bool(previous_forget), "previously_forgotten": len(previous_forget or []),
+        "method": method,
+        "forget_spec": spec,
+        "seed": seed,
+        "forget_size": len(split.forget),
+        "retain_size": len(split.retain),
+        "cumulative": bool(previous_forget),
+        "previously_forgotten": len(previous_forget or []),
         **evaluate_split(model, data, split, device, seed, halves=halves),
         "validation": validation_block(data, validation, served if reads_val else None, halves),
         "time": {"assembly_s": t1 - t0, "training_s": t2 - t1, "total_s": t2 - t0},
-        "retain_source": retain if m.reads_retain else None, "retain_served": ctx.extra.pop("retain_served", None),
+        "retain_source": retain if m.reads_retain else None,
+        "retain_served": ctx.extra.pop("retain_served", None),
         "reduced_set": reduced.audit if reduced else None,
-        "independent_audit": None if independent is None else {
+        "independent_audit": None
+        if independent is None
+        else {
             **(ctx.served_audits[-1] if ctx.served_audits else independent),
-            "scope": "served" if ctx.served_audits else "assembled", "served_calls": len(ctx.served_audits)},
-        "options": opts, "method_extra": ctx.extra, "data_seen": data_seen, "config": config or {},
+            "scope": "served" if ctx.served_audits else "assembled",
+            "served_calls": len(ctx.served_audits),
+        },
+        "options": opts,
+        "method_extra": ctx.extra,
+        "data_seen": data_seen,
+        "config": config or {},
         **data.split_meta(),
-        "device": str(device), "toolkit_version": __version__, "torch_version": str(torch.__version__),
+        "device": str(device),
+        "toolkit_version": __version__,
+        "torch_version": str(torch.__version__),
         "created_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     }
     return UnlearnResult(model, split, report)
@@ -224,8 +298,12 @@ def validation_block(data: Data, mode: str, served: Data | None, halves: bool) -
     figures = {"val_acc": f"whole validation split ({n} images)", "val_mia": f"forget vs whole validation split ({n})"}
     if halves:
         k = len(data.val_halves()[1])
-        figures.update({"selection_val_acc": f"selection half ({k} images; never served to the method)",
-                        "selection_val_mia": f"forget vs selection half ({k})"})
+        figures.update(
+            {
+                "selection_val_acc": f"selection half ({k} images; never served to the method)",
+                "selection_val_mia": f"forget vs selection half ({k})",
+            }
+        )
     return {"mode": mode, "method_read": read, "figures": figures if n else {}}
 
 
@@ -234,6 +312,7 @@ class UnlearnRequest:
     """An unlearning request as a user states it. ``options``: typed values (a config table) or ``KEY=VALUE``
     strings (``option_pairs``, parsed strictly); ``method`` None = the default method when a condensed file is
     given."""
+
     checkpoint: str | os.PathLike
     forget: str
     method: str | None = None
@@ -255,8 +334,9 @@ class UnlearnRequest:
         type per kind of mismatch); what the method needs (a condensed file, an offline checkpoint); then load the
         data the checkpoint was trained on and check the checkpoint against it."""
         if not isinstance(self.forget, str) or not self.forget.strip():
-            raise ForgetSpecError("an unlearning request needs a forget spec (random:F, class:C, classes:..., "
-                                  "indices:FILE, overfit)")
+            raise ForgetSpecError(
+                "an unlearning request needs a forget spec (random:F, class:C, classes:..., indices:FILE, overfit)"
+            )
         spec = parse_forget_spec(self.forget)  # kind and syntax now; an index file is read now too
         if spec.kind == "indices":
             read_index_file(spec.args[0])
@@ -264,8 +344,9 @@ class UnlearnRequest:
             raise ConfigError("--options-from and --untuned contradict each other: give one of them")
         method = self.method or (DEFAULT_METHOD if self.condensed_file is not None else None)
         if method is None:
-            raise ConfigError("give a condensed file (--from-condensed FILE, for the default method) or a method "
-                              "(--method NAME)")
+            raise ConfigError(
+                "give a condensed file (--from-condensed FILE, for the default method) or a method (--method NAME)"
+            )
         m = METHODS.get(method)
         check_retain_source(method, self.retain, self.condensed_file is not None)
         check_forget_kind(method, self.forget)
@@ -276,8 +357,9 @@ class UnlearnRequest:
             if "epochs" not in m.defaults:
                 raise ConfigError(f"method {method!r} has no epochs")
             if "epochs" in pairs and pairs["epochs"] != int(self.epochs):  # two flags for one setting: no silent winner
-                raise ConfigError(f"--epochs {self.epochs} and --option epochs={pairs['epochs']} conflict; give one "
-                                  "of them")
+                raise ConfigError(
+                    f"--epochs {self.epochs} and --option epochs={pairs['epochs']} conflict; give one of them"
+                )
             opts["epochs"] = int(self.epochs)
         if m.validate is not None:
             m.validate(opts)
@@ -300,17 +382,25 @@ class UnlearnRequest:
             numbers = [c for c in spec.args[0].split(",") if c.strip().lstrip("-").isdigit()] if spec.args else []
             bad = [c for c in numbers if not 0 <= int(c) < meta.num_classes]
             if bad:
-                raise ForgetSpecError(f"bad forget spec {self.forget!r}: class {int(bad[0])} is outside "
-                                      f"0..{meta.num_classes - 1}")
+                raise ForgetSpecError(
+                    f"bad forget spec {self.forget!r}: class {int(bad[0])} is outside 0..{meta.num_classes - 1}"
+                )
         if m.needs_offline and "remembrance_images" not in tensors:
-            raise ConfigError(f"method {method!r} starts from DC-U's offline phase: give a checkpoint made by "
-                              "`unlearn offline` (it carries the remembrance set)")
+            raise ConfigError(
+                f"method {method!r} starts from DC-U's offline phase: give a checkpoint made by "
+                "`unlearn offline` (it carries the remembrance set)"
+            )
         condensed = None
         if self.condensed_file is not None:
             condensed = read_condensed(self.condensed_file)
-            check_pairing(condensed, where=f"condensed file {self.condensed_file}", dataset=meta.dataset,
-                          fingerprint=meta.train_fingerprint, num_classes=meta.num_classes,
-                          image_shape=meta.image_shape)
+            check_pairing(
+                condensed,
+                where=f"condensed file {self.condensed_file}",
+                dataset=meta.dataset,
+                fingerprint=meta.train_fingerprint,
+                num_classes=meta.num_classes,
+                image_shape=meta.image_shape,
+            )
         device = resolve_device(self.device)
         ck, data = open_checkpoint(self.checkpoint, self.data_dir, self.download)
         if condensed is not None:  # the condensed file against the training set actually loaded, too
@@ -321,6 +411,7 @@ class UnlearnRequest:
 @dataclass
 class PreparedRequest:
     """A validated request with its files loaded; ``run()`` answers it."""
+
     request: UnlearnRequest
     method: str
     options: dict[str, Any]
@@ -341,25 +432,48 @@ class PreparedRequest:
         """Unlearn; the report names the input files. Successive requests: the checkpoint's earlier forget sets are
         forgotten again (cumulative)."""
         r = self.request
-        res = unlearn_request(self.checkpoint.model, self.data, r.forget, self.method, device=self.device,
-                              seed=r.seed, options=self.options, condensed=self.condensed,
-                              previous_forget=list(self.meta.forgotten), quiet=quiet, config=config,
-                              artefacts=self.checkpoint.tensors,
-                              # options tuned with the method reading the method half: run it as it was tuned
-                              validation=self.tuned.summary.get("validation", "whole") if self.tuned else "whole",
-                              retain=r.retain)
-        res.report.update(checkpoint=str(r.checkpoint),
-                          condensed_file=str(r.condensed_file) if r.condensed_file is not None else None,
-                          tuned=None if self.tuned is None else {"file": str(self.tuned.path), "preset": self.tuned.preset,
-                                                                 **self.tuned.summary})
+        res = unlearn_request(
+            self.checkpoint.model,
+            self.data,
+            r.forget,
+            self.method,
+            device=self.device,
+            seed=r.seed,
+            options=self.options,
+            condensed=self.condensed,
+            previous_forget=list(self.meta.forgotten),
+            quiet=quiet,
+            config=config,
+            artefacts=self.checkpoint.tensors,
+            # options tuned with the method reading the method half: run it as it was tuned
+            validation=self.tuned.summary.get("validation", "whole") if self.tuned else "whole",
+            retain=r.retain,
+        )
+        res.report.update(
+            checkpoint=str(r.checkpoint),
+            condensed_file=str(r.condensed_file) if r.condensed_file is not None else None,
+            tuned=None
+            if self.tuned is None
+            else {"file": str(self.tuned.path), "preset": self.tuned.preset, **self.tuned.summary},
+        )
         if self.tuned_choice is not None:  # which tuned file was used or why none was, against what setting
-            res.report["tuned_choice"] = {**self.tuned_choice.record(),
-                                          "checkpoint_setting": self.setting.to_dict() if self.setting else None}
+            res.report["tuned_choice"] = {
+                **self.tuned_choice.record(),
+                "checkpoint_setting": self.setting.to_dict() if self.setting else None,
+            }
         return res
 
     def output_meta(self, res: UnlearnResult) -> dict[str, Any]:
         """The unlearned model's checkpoint metadata: the original's provenance, and every request so far."""
-        keep = {k: v for k, v in self.meta.to_dict().items()
-                if k not in ("model", "toolkit_version", "torch_version", "created_utc", "metrics", "history")}
-        return {**keep, "unlearned_from": str(self.request.checkpoint), "unlearn_method": self.method,
-                "forgotten": res.split.forget.tolist(), "requests": [*self.meta.requests, self.request.forget]}
+        keep = {
+            k: v
+            for k, v in self.meta.to_dict().items()
+            if k not in ("model", "toolkit_version", "torch_version", "created_utc", "metrics", "history")
+        }
+        return {
+            **keep,
+            "unlearned_from": str(self.request.checkpoint),
+            "unlearn_method": self.method,
+            "forgotten": res.split.forget.tolist(),
+            "requests": [*self.meta.requests, self.request.forget],
+        }

@@ -68,9 +68,11 @@ class Tuned:
         on = f", forgetting {s['forget']}" if s.get("forget") else ""
         norm = s.get("norm")
         shown = f"{norm:.4f}" if isinstance(norm, (int, float)) else "not recorded"
-        return (f"tuned options for {self.method} on {self.dataset}/{self.model} from {self.path} (preset "
-                f"{self.preset}{cap}{on}: trial {s.get('trial')} of {s.get('trials')}, validation objective norm "
-                f"{shown})")
+        return (
+            f"tuned options for {self.method} on {self.dataset}/{self.model} from {self.path} (preset "
+            f"{self.preset}{cap}{on}: trial {s.get('trial')} of {s.get('trials')}, validation objective norm "
+            f"{shown})"
+        )
 
 
 def forget_kind(spec: str) -> str:
@@ -97,6 +99,7 @@ def tuned_filename(method: str, forget: str) -> str:
 class Setting:
     """The setting options are tuned on or used in: the dataset (its name), the model, the originals' training-set
     size (images trained on, validation split excluded) and epochs, and the kind of request. None: not recorded."""
+
     dataset: str | None
     model: str | None
     train_size: int | None = None
@@ -106,8 +109,15 @@ class Setting:
     num_classes: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        d = {"dataset": self.dataset, "model": self.model, "per_class": self.per_class, "train_size": self.train_size,
-             "num_classes": self.num_classes, "epochs": self.epochs, "forget_kind": self.forget_kind}
+        d = {
+            "dataset": self.dataset,
+            "model": self.model,
+            "per_class": self.per_class,
+            "train_size": self.train_size,
+            "num_classes": self.num_classes,
+            "epochs": self.epochs,
+            "forget_kind": self.forget_kind,
+        }
         if self.train_size and self.num_classes:
             d["images_per_class"] = round(self.train_size / self.num_classes, 1)
         return d
@@ -117,9 +127,17 @@ class Setting:
         def num(k):
             v = d.get(k)
             return int(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
+
         ds = d.get("dataset")
-        return cls(ds.split(":")[0] if isinstance(ds, str) else None, d.get("model"), num("train_size"), num("epochs"),
-                   d.get("forget_kind"), num("per_class"), num("num_classes"))
+        return cls(
+            ds.split(":")[0] if isinstance(ds, str) else None,
+            d.get("model"),
+            num("train_size"),
+            num("epochs"),
+            d.get("forget_kind"),
+            num("per_class"),
+            num("num_classes"),
+        )
 
     def size_text(self) -> str:
         if self.train_size is None:
@@ -136,9 +154,15 @@ def checkpoint_setting(meta: Any, forget: str | None = None) -> Setting:
     train = extra.get("train_config") if isinstance(extra.get("train_config"), dict) else {}
     size, epochs = extra.get("train_size"), train.get("epochs")
     ok = lambda v: isinstance(v, int) and not isinstance(v, bool) and v > 0
-    return Setting(meta.dataset.split(":")[0] if meta.dataset else None, meta.arch, size if ok(size) else None,
-                   epochs if ok(epochs) else None, forget_kind(forget) if forget else None, meta.per_class,
-                   meta.num_classes)
+    return Setting(
+        meta.dataset.split(":")[0] if meta.dataset else None,
+        meta.arch,
+        size if ok(size) else None,
+        epochs if ok(epochs) else None,
+        forget_kind(forget) if forget else None,
+        meta.per_class,
+        meta.num_classes,
+    )
 
 
 def _ratio(a: int, b: int) -> float:
@@ -151,8 +175,11 @@ def setting_mismatch(tuned: Setting | None, here: Setting) -> str | None:
     ``TRAIN_SIZE_FACTOR``; epochs within ``EPOCHS_FACTOR``. Unrecorded on either side is a mismatch."""
     if tuned is None:
         return "the file does not record the setting it was tuned on (no tuned_on; re-run `experiments tune`)"
-    for name, a, b in (("dataset", tuned.dataset, here.dataset), ("model", tuned.model, here.model),
-                       ("kind of request", tuned.forget_kind, here.forget_kind)):
+    for name, a, b in (
+        ("dataset", tuned.dataset, here.dataset),
+        ("model", tuned.model, here.model),
+        ("kind of request", tuned.forget_kind, here.forget_kind),
+    ):
         if a is None or b is None:
             return f"{name} not recorded ({'file' if a is None else 'checkpoint'})"
         if a != b:
@@ -162,15 +189,16 @@ def setting_mismatch(tuned: Setting | None, here: Setting) -> str | None:
     if here.train_size is None:
         return "the checkpoint does not record its training-set size (train_size; written by an older toolkit)"
     if _ratio(tuned.train_size, here.train_size) > TRAIN_SIZE_FACTOR:
-        return (f"training-set size: {tuned.size_text()} in the file, {here.size_text()} here (more than "
-                f"{TRAIN_SIZE_FACTOR:g}x apart)")
+        return (
+            f"training-set size: {tuned.size_text()} in the file, {here.size_text()} here (more than "
+            f"{TRAIN_SIZE_FACTOR:g}x apart)"
+        )
     if tuned.epochs is None:
         return "the original's epochs not recorded in the file"
     if here.epochs is None:
         return "the checkpoint does not record its training epochs (train_config)"
     if _ratio(tuned.epochs, here.epochs) > EPOCHS_FACTOR:
-        return (f"original's epochs: {tuned.epochs} in the file, {here.epochs} here (more than {EPOCHS_FACTOR:g}x "
-                "apart)")
+        return f"original's epochs: {tuned.epochs} in the file, {here.epochs} here (more than {EPOCHS_FACTOR:g}x apart)"
     return None
 
 
@@ -187,20 +215,33 @@ def read_tuned(path: str | Path, known: dict[str, Any]) -> Tuned:
         raise ConfigError(f"tuned options file {p} is not one `experiments tune` wrote (needs {', '.join(need)})")
     unknown = sorted(set(doc["options"]) - set(known))
     if unknown:
-        raise ConfigError(f"tuned options file {p} sets option(s) {', '.join(unknown)} that {doc['method']!r} does not "
-                          "have; re-run `experiments tune` for it")
+        raise ConfigError(
+            f"tuned options file {p} sets option(s) {', '.join(unknown)} that {doc['method']!r} does not "
+            "have; re-run `experiments tune` for it"
+        )
     study = doc.get("study") or {}
-    summary = {"trial": doc.get("trial"), "trials": study.get("trials"), "norm": doc.get("norm"),
-               "per_class": (doc.get("setup") or {}).get("per_class"),
-               "forget": (doc.get("setup") or {}).get("forget"),
-               "validation": (doc.get("setup") or {}).get("validation", "whole"),
-               "git": (doc.get("meta") or {}).get("git_commit") or (doc.get("meta") or {}).get("git"),
-               "tuned_on": doc.get("tuned_on") if isinstance(doc.get("tuned_on"), dict) else None}
+    summary = {
+        "trial": doc.get("trial"),
+        "trials": study.get("trials"),
+        "norm": doc.get("norm"),
+        "per_class": (doc.get("setup") or {}).get("per_class"),
+        "forget": (doc.get("setup") or {}).get("forget"),
+        "validation": (doc.get("setup") or {}).get("validation", "whole"),
+        "git": (doc.get("meta") or {}).get("git_commit") or (doc.get("meta") or {}).get("git"),
+        "tuned_on": doc.get("tuned_on") if isinstance(doc.get("tuned_on"), dict) else None,
+    }
     return Tuned(p, doc["method"], doc["dataset"], doc["model"], doc["preset"], dict(doc["options"]), summary)
 
 
-def find_tuned(method: str, dataset: str, model: str, known: dict[str, Any], roots: list[Path] | None = None,
-               preset: str | None = None, forget: str | None = None) -> Tuned | None:
+def find_tuned(
+    method: str,
+    dataset: str,
+    model: str,
+    known: dict[str, Any],
+    roots: list[Path] | None = None,
+    preset: str | None = None,
+    forget: str | None = None,
+) -> Tuned | None:
     """The tuned options of ``method`` for ``dataset``/``model`` (``preset``: only that preset's; ``forget``: only
     those tuned for the same kind of forgetting), or None where none were tuned."""
     dataset = dataset.split(":")[0]
@@ -214,8 +255,10 @@ def find_tuned(method: str, dataset: str, model: str, known: dict[str, Any], roo
     for path in sorted(found, key=lambda p: (PRESET_ORDER.get(p.parent.parent.name, 2), str(p))):
         t = read_tuned(path, known)
         if (t.method, t.dataset, t.model) != (method, dataset, model):
-            raise ConfigError(f"tuned options file {path} is for {t.method} on {t.dataset}/{t.model}, not {method} "
-                              f"on {dataset}/{model}")
+            raise ConfigError(
+                f"tuned options file {path} is for {t.method} on {t.dataset}/{t.model}, not {method} "
+                f"on {dataset}/{model}"
+            )
         tuned.append(t)
     if forget is not None:
         kind = forget_kind(forget)
@@ -226,6 +269,7 @@ def find_tuned(method: str, dataset: str, model: str, known: dict[str, Any], roo
 @dataclass(frozen=True)
 class TunedChoice:
     """What a request does about tuned options: the file it uses (or None) and one line saying which and why."""
+
     tuned: Tuned | None
     note: str | None  # why no file was used (None: none exists for this method, dataset and model, or one was used)
     forced: bool = False  # given with --options-from
@@ -233,16 +277,27 @@ class TunedChoice:
 
     def record(self) -> dict[str, Any]:
         """The report's account of the choice."""
-        return {"file": str(self.tuned.path) if self.tuned else None, "forced": self.forced,
-                "reason": ("tuned options turned off (--untuned)" if self.off else
-                           self.note or "no tuned file for this method, dataset and model") if self.tuned is None else (
-                    "forced with --options-from" + (f" ({self.note})" if self.note else "") if self.forced else
-                    "its setting matches the checkpoint's"),
-                "tolerances": {"train_size_factor": TRAIN_SIZE_FACTOR, "epochs_factor": EPOCHS_FACTOR}}
+        return {
+            "file": str(self.tuned.path) if self.tuned else None,
+            "forced": self.forced,
+            "reason": (
+                "tuned options turned off (--untuned)"
+                if self.off
+                else self.note or "no tuned file for this method, dataset and model"
+            )
+            if self.tuned is None
+            else (
+                "forced with --options-from" + (f" ({self.note})" if self.note else "")
+                if self.forced
+                else "its setting matches the checkpoint's"
+            ),
+            "tolerances": {"train_size_factor": TRAIN_SIZE_FACTOR, "epochs_factor": EPOCHS_FACTOR},
+        }
 
 
-def choose_tuned(method: str, here: Setting, known: dict[str, Any], forget: str,
-                 roots: list[Path] | None = None) -> TunedChoice:
+def choose_tuned(
+    method: str, here: Setting, known: dict[str, Any], forget: str, roots: list[Path] | None = None
+) -> TunedChoice:
     """The tuned file an unlearning request in setting ``here`` uses: among the files of ``method`` for its dataset
     and model and kind of request (:func:`find_tuned`'s, best preset first), the first whose ``tuned_on`` fits
     (:func:`setting_mismatch`). Where files exist and none fits, no file, and a note naming the first file and the
@@ -256,15 +311,21 @@ def choose_tuned(method: str, here: Setting, known: dict[str, Any], forget: str,
     same = [t for t in found if t.summary.get("forget") is None or forget_kind(t.summary["forget"]) == kind]
     if not same:
         other = found[0]
-        return TunedChoice(None, f"tuned options for {method} on {here.dataset}/{here.model} ({other.path}) were "
-                                 f"tuned for {forget_kind(other.summary['forget'])} forgetting, not {kind} "
-                                 "forgetting: not used; the method's defaults apply")
+        return TunedChoice(
+            None,
+            f"tuned options for {method} on {here.dataset}/{here.model} ({other.path}) were "
+            f"tuned for {forget_kind(other.summary['forget'])} forgetting, not {kind} "
+            "forgetting: not used; the method's defaults apply",
+        )
     why = [setting_mismatch(t.setting, here) for t in same]
     for t, w in zip(same, why):
         if w is None:
             return TunedChoice(t, None)
-    return TunedChoice(None, f"tuned options for {method} ({same[0].path}) were tuned on another setting: {why[0]}: "
-                             "not used; the method's registered defaults apply (--options-from FILE forces a file)")
+    return TunedChoice(
+        None,
+        f"tuned options for {method} ({same[0].path}) were tuned on another setting: {why[0]}: "
+        "not used; the method's registered defaults apply (--options-from FILE forces a file)",
+    )
 
 
 def _candidates(method: str, dataset: str, model: str, known: dict[str, Any], roots: list[Path] | None) -> list[Tuned]:
@@ -277,8 +338,10 @@ def _candidates(method: str, dataset: str, model: str, known: dict[str, Any], ro
     for path in sorted(found, key=lambda p: (PRESET_ORDER.get(p.parent.parent.name, 2), str(p))):
         t = read_tuned(path, known)
         if (t.method, t.dataset, t.model) != (method, dataset, model):
-            raise ConfigError(f"tuned options file {path} is for {t.method} on {t.dataset}/{t.model}, not {method} "
-                              f"on {dataset}/{model}")
+            raise ConfigError(
+                f"tuned options file {path} is for {t.method} on {t.dataset}/{t.model}, not {method} "
+                f"on {dataset}/{model}"
+            )
         out.append(t)
     return out
 
@@ -296,8 +359,10 @@ def forced_tuned(path: str | Path, method: str, known: dict[str, Any], here: Set
     doc = json.loads(p.read_text())
     command = (doc.get("meta") or {}).get("command") if isinstance(doc.get("meta"), dict) else None
     if not isinstance(doc.get("setup"), dict) or not (isinstance(command, str) and "experiments tune" in command):
-        raise ConfigError(f"--options-from {p} is not a file `experiments tune` wrote (it records no setup or no "
-                          "`experiments tune` command)")
+        raise ConfigError(
+            f"--options-from {p} is not a file `experiments tune` wrote (it records no setup or no "
+            "`experiments tune` command)"
+        )
     return TunedChoice(t, setting_mismatch(t.setting, here), forced=True)
 
 

@@ -33,8 +33,9 @@ class Buckets:
         return torch.repeat_interleave(torch.arange(len(self), device=self.indptr.device), self.sizes)
 
     @staticmethod
-    def from_assignment(bucket_of: torch.Tensor, num_buckets: int, label: torch.Tensor,
-                        members: torch.Tensor | None = None) -> "Buckets":
+    def from_assignment(
+        bucket_of: torch.Tensor, num_buckets: int, label: torch.Tensor, members: torch.Tensor | None = None
+    ) -> "Buckets":
         """From one bucket id per member (members default to positions 0..N-1)."""
         bucket_of = bucket_of.cpu().long()
         members = torch.arange(len(bucket_of)) if members is None else members.cpu().long()

@@ -41,7 +41,8 @@ def kmeans_select(job: CondenseJob) -> Condensed:
     is_best = d == best[owner]
     pos = torch.arange(len(members), device=feats.device)
     first = torch.full((len(b),), len(members), device=feats.device).scatter_reduce_(
-        0, owner[is_best], pos[is_best], "amin")
+        0, owner[is_best], pos[is_best], "amin"
+    )
     return _copy_rows(job, members[first], b)
 
 

@@ -24,9 +24,18 @@ from dcforget.train import as_unit
 from .base import Buckets, Condensed, CondenseJob, register
 
 
-@register("dm", bucket_based=False, summary="distribution matching with random ConvNets and Kornia DSA",
-          iterations=20000, batch_real=256, lr_img=1.0, momentum=0.5, embedder="convnet",
-          strategy="color_crop_cutout_flip_scale_rotate", bf16=False)
+@register(
+    "dm",
+    bucket_based=False,
+    summary="distribution matching with random ConvNets and Kornia DSA",
+    iterations=20000,
+    batch_real=256,
+    lr_img=1.0,
+    momentum=0.5,
+    embedder="convnet",
+    strategy="color_crop_cutout_flip_scale_rotate",
+    bf16=False,
+)
 def dm(job: CondenseJob) -> Condensed:
     o, info, dev = job.options, job.info, job.device
     classes = list(range(info.num_classes))
@@ -48,7 +57,9 @@ def dm(job: CondenseJob) -> Condensed:
             x_unit = z * std + mean
             real_parts, syn_parts = [], []
             for c, rows in zip(classes, per_class):
-                pick = rows[torch.randint(len(rows), (min(int(o["batch_real"]), len(rows)),), generator=gen).to(rows.device)]
+                pick = rows[
+                    torch.randint(len(rows), (min(int(o["batch_real"]), len(rows)),), generator=gen).to(rows.device)
+                ]
                 r, s = dsa.siamese(as_unit(job.images[pick]), x_unit[syn_labels == c])
                 real_parts.append(r)
                 syn_parts.append(s)
@@ -69,5 +80,10 @@ def dm(job: CondenseJob) -> Condensed:
     sizes = torch.tensor([len(per_class[int(c)]) for c in syn_labels.cpu()])
     indptr = torch.cat([torch.zeros(1, dtype=torch.long), torch.cumsum(sizes, 0)])
     extra = {"augmentation": {**dsa.config(), "siamese": True}, "dm": {"init_indices": init.cpu()}}
-    return Condensed(images, Buckets(indptr, members, syn_labels.cpu()), torch.full((len(init),), -1, dtype=torch.long),
-                     "class", extra)
+    return Condensed(
+        images,
+        Buckets(indptr, members, syn_labels.cpu()),
+        torch.full((len(init),), -1, dtype=torch.long),
+        "class",
+        extra,
+    )

@@ -42,7 +42,8 @@ def bucket_targets(features: torch.Tensor, buckets) -> torch.Tensor:
     """Mean embedding of each bucket's members: [B, D]."""
     owner = buckets.owner().to(features.device)
     sums = torch.zeros(len(buckets), features.shape[1], device=features.device).index_add_(
-        0, owner, features[buckets.indices.to(features.device)].float())
+        0, owner, features[buckets.indices.to(features.device)].float()
+    )
     return sums / buckets.sizes.to(features.device)[:, None].float()
 
 
@@ -60,9 +61,18 @@ def _segment_softmax(z: torch.Tensor, owner: torch.Tensor, b: int) -> torch.Tens
     return e / torch.zeros(b, device=z.device, dtype=z.dtype).index_add(0, owner, e)[owner]
 
 
-def fdm_blend(model, members: torch.Tensor, owner: torch.Tensor, target: torch.Tensor, *, steps: int, lr: float,
-              bf16: bool = False, channels_last: bool = False, blend: str = "convex"
-              ) -> tuple[torch.Tensor, torch.Tensor]:
+def fdm_blend(
+    model,
+    members: torch.Tensor,
+    owner: torch.Tensor,
+    target: torch.Tensor,
+    *,
+    steps: int,
+    lr: float,
+    bf16: bool = False,
+    channels_last: bool = False,
+    blend: str = "convex",
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Optimise blend weights for b buckets at once. members [nnz, C, H, W] (bucket by bucket), owner [nnz] the
     bucket (0..b-1) of each member, target [b, D]. Returns (images [b, C, H, W], weights [nnz]).
 
@@ -79,8 +89,11 @@ def fdm_blend(model, members: torch.Tensor, owner: torch.Tensor, target: torch.T
     convex = blend == "convex"
     p = (torch.zeros_like(sizes[owner]) if convex else 1.0 / sizes[owner]).requires_grad_(True)
     weights = (lambda: _segment_softmax(p * sizes[owner], owner, b)) if convex else (lambda: p)
-    image = (lambda w: _blend(w, members, owner, b).clamp(0.0, 1.0)) if blend == "clamp" else \
-        (lambda w: _blend(w, members, owner, b))
+    image = (
+        (lambda w: _blend(w, members, owner, b).clamp(0.0, 1.0))
+        if blend == "clamp"
+        else (lambda w: _blend(w, members, owner, b))
+    )
     if blend == "normalized":  # the reference exactly: its free weights blend *normalised* images, so the blend
         mean = model.normalize.mean.to(members)  # in pixel space is sum_i w_i (x_i - mean) + mean (same gradients)
         image = lambda w: _blend(w, members - mean, owner, b) + mean  # noqa: E731
@@ -100,8 +113,17 @@ def fdm_blend(model, members: torch.Tensor, owner: torch.Tensor, target: torch.T
         return (out.clamp(0.0, 1.0) if convex else out), w  # convex: only float rounding to remove
 
 
-@register("fdm", bucket_based=True, summary="DC-U fast distribution matching: a learned blend per bucket",
-          steps=100, lr=1e-3, chunk=1024, bf16=False, channels_last=True, blend="convex")
+@register(
+    "fdm",
+    bucket_based=True,
+    summary="DC-U fast distribution matching: a learned blend per bucket",
+    steps=100,
+    lr=1e-3,
+    chunk=1024,
+    bf16=False,
+    channels_last=True,
+    blend="convex",
+)
 def fdm(job: CondenseJob) -> Condensed:
     o = job.options
     if o["blend"] not in BLENDS:
@@ -120,16 +142,32 @@ def fdm(job: CondenseJob) -> Condensed:
         model.to(memory_format=fmt)
         try:
             for s in bar(range(0, len(multi), chunk), desc="fdm", quiet=job.quiet, unit="chunk"):
-                ids = multi[s:s + chunk]
+                ids = multi[s : s + chunk]
                 n = sizes[ids]
                 owner = torch.repeat_interleave(torch.arange(len(ids), device=dev), n)
-                pos = torch.repeat_interleave(indptr[ids], n) + torch.arange(int(n.sum()), device=dev) - \
-                    torch.repeat_interleave(torch.cumsum(n, 0) - n, n)
+                pos = (
+                    torch.repeat_interleave(indptr[ids], n)
+                    + torch.arange(int(n.sum()), device=dev)
+                    - torch.repeat_interleave(torch.cumsum(n, 0) - n, n)
+                )
                 members = as_unit(job.images[indices[pos]])
-                out[ids], _ = fdm_blend(model, members, owner, targets[ids], steps=int(o["steps"]),
-                                        lr=float(o["lr"]), bf16=bool(o["bf16"]), channels_last=bool(o["channels_last"]),
-                                        blend=o["blend"])
+                out[ids], _ = fdm_blend(
+                    model,
+                    members,
+                    owner,
+                    targets[ids],
+                    steps=int(o["steps"]),
+                    lr=float(o["lr"]),
+                    bf16=bool(o["bf16"]),
+                    channels_last=bool(o["channels_last"]),
+                    blend=o["blend"],
+                )
         finally:
             model.to(memory_format=torch.contiguous_format)
-    return Condensed(out, buckets, torch.full((len(buckets),), -1, dtype=torch.long), "bucket",
-                     pixel_range="unconstrained" if o["blend"] in ("unconstrained", "normalized") else "unit")
+    return Condensed(
+        out,
+        buckets,
+        torch.full((len(buckets),), -1, dtype=torch.long),
+        "bucket",
+        pixel_range="unconstrained" if o["blend"] in ("unconstrained", "normalized") else "unit",
+    )

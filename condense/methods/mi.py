@@ -42,9 +42,18 @@ class BucketGenerator(nn.Module):
         return torch.sigmoid(self.body(self.code(codes) + self.code_bias)).view(-1, *self.image_shape)
 
 
-@register("mi", bucket_based=True, summary="DC-U model inversion: a generator from bucket codes to images",
-          epochs=200, lr=1e-3, batch_size=256, hidden=[128, 512, 2048, 4096], ce_weight=1.0, mse_weight=1.0,
-          bf16=False)
+@register(
+    "mi",
+    bucket_based=True,
+    summary="DC-U model inversion: a generator from bucket codes to images",
+    epochs=200,
+    lr=1e-3,
+    batch_size=256,
+    hidden=[128, 512, 2048, 4096],
+    ce_weight=1.0,
+    mse_weight=1.0,
+    bf16=False,
+)
 def mi(job: CondenseJob) -> Condensed:
     o = job.options
     b, model = job.buckets, job.model
@@ -60,12 +69,13 @@ def mi(job: CondenseJob) -> Condensed:
         for _ in bar(range(int(o["epochs"])), desc="mi", quiet=job.quiet, unit="epoch"):
             perm = torch.randperm(len(members), generator=order_gen).to(job.device)
             for s in range(0, len(perm), bs):
-                i = perm[s:s + bs]
+                i = perm[s : s + bs]
                 with torch.autocast(job.device.type, dtype=torch.bfloat16, enabled=bool(o["bf16"])):
                     img = gen(codes[i])
                     logits = model(img)
-                loss = float(o["ce_weight"]) * F.cross_entropy(logits.float(), y[i]) + \
-                    float(o["mse_weight"]) * F.mse_loss(img.float(), as_unit(job.images[members[i]]))
+                loss = float(o["ce_weight"]) * F.cross_entropy(logits.float(), y[i]) + float(
+                    o["mse_weight"]
+                ) * F.mse_loss(img.float(), as_unit(job.images[members[i]]))
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()

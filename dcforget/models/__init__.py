@@ -6,13 +6,21 @@ from typing import Any
 
 from ..datasets import DatasetInfo
 from ..errors import ConfigError
+from . import autoencoder  # noqa: E402,F401  (registers convae)
 from .base import Classifier, Normalize, frozen
 from .zoo import MODELS
-from . import autoencoder  # noqa: E402,F401  (registers convae)
 
 
-def create_model(arch: str, info: DatasetInfo | None = None, *, image_shape=None, num_classes=None, mean=None,
-                 std=None, **options: Any) -> Classifier:
+def create_model(
+    arch: str,
+    info: DatasetInfo | None = None,
+    *,
+    image_shape=None,
+    num_classes=None,
+    mean=None,
+    std=None,
+    **options: Any,
+) -> Classifier:
     """Build a registered architecture for a dataset (``info``) or for explicit shape/classes/normalisation."""
     factory = MODELS.get(arch)
     if info is not None:
@@ -33,8 +41,14 @@ def create_model(arch: str, info: DatasetInfo | None = None, *, image_shape=None
 
 def model_from_config(config: dict[str, Any]) -> Classifier:
     """Rebuild a model from ``Classifier.config`` (as stored in checkpoints)."""
-    return create_model(config["arch"], image_shape=config["image_shape"], num_classes=config["num_classes"],
-                        mean=config["mean"], std=config["std"], **config.get("options", {}))
+    return create_model(
+        config["arch"],
+        image_shape=config["image_shape"],
+        num_classes=config["num_classes"],
+        mean=config["mean"],
+        std=config["std"],
+        **config.get("options", {}),
+    )
 
 
 __all__ = ["MODELS", "Classifier", "Normalize", "create_model", "frozen", "model_from_config"]

@@ -49,22 +49,47 @@ def convae(image_shape, num_classes, mean, std, classifier="convnet", recon_weig
         raise ConfigError(f"convae needs image sides divisible by 8, got {h}x{w}")
     if classifier == "convae":
         raise ConfigError("convae's classifier must be another architecture")
-    enc = nn.Sequential(Normalize(mean, std), nn.Conv2d(c, 32, 4, 2, 1), nn.ReLU(), nn.Conv2d(32, 64, 4, 2, 1),
-                        nn.ReLU(), nn.Conv2d(64, 128, 4, 2, 1), nn.ReLU())
-    dec = nn.Sequential(nn.ConvTranspose2d(128, 64, 4, 2, 1), nn.ReLU(), nn.ConvTranspose2d(64, 32, 4, 2, 1),
-                        nn.ReLU(), nn.ConvTranspose2d(32, c, 4, 2, 1), nn.Sigmoid())
+    enc = nn.Sequential(
+        Normalize(mean, std),
+        nn.Conv2d(c, 32, 4, 2, 1),
+        nn.ReLU(),
+        nn.Conv2d(32, 64, 4, 2, 1),
+        nn.ReLU(),
+        nn.Conv2d(64, 128, 4, 2, 1),
+        nn.ReLU(),
+    )
+    dec = nn.Sequential(
+        nn.ConvTranspose2d(128, 64, 4, 2, 1),
+        nn.ReLU(),
+        nn.ConvTranspose2d(64, 32, 4, 2, 1),
+        nn.ReLU(),
+        nn.ConvTranspose2d(32, c, 4, 2, 1),
+        nn.Sigmoid(),
+    )
     inner = create_model(classifier, image_shape=image_shape, num_classes=num_classes, mean=mean, std=std)
     body = nn.Sequential(inner.beginning, inner.intermediate, inner.final.body)
-    config = {"arch": "convae", "image_shape": list(image_shape), "num_classes": int(num_classes), "mean": list(mean),
-              "std": list(std), "feature_dim": inner.feature_dim,
-              "options": {"classifier": classifier, "recon_weight": recon_weight}}
+    config = {
+        "arch": "convae",
+        "image_shape": list(image_shape),
+        "num_classes": int(num_classes),
+        "mean": list(mean),
+        "std": list(std),
+        "feature_dim": inner.feature_dim,
+        "options": {"classifier": classifier, "recon_weight": recon_weight},
+    }
     return AutoencoderClassifier("convae", config, enc, dec, body, inner.final.head)
 
 
 def with_classifier(model: AutoencoderClassifier, classifier: str) -> AutoencoderClassifier:
     """The same databank (shared modules) behind a fresh classifier of architecture ``classifier``."""
     cfg = model.config
-    fresh = convae(tuple(cfg["image_shape"]), cfg["num_classes"], cfg["mean"], cfg["std"], classifier=classifier,
-                   recon_weight=cfg["options"].get("recon_weight", 0.5))
+    fresh = convae(
+        tuple(cfg["image_shape"]),
+        cfg["num_classes"],
+        cfg["mean"],
+        cfg["std"],
+        classifier=classifier,
+        recon_weight=cfg["options"].get("recon_weight", 0.5),
+    )
     fresh.beginning, fresh.intermediate = model.beginning, model.intermediate
     return fresh.to(next(model.parameters()).device)

@@ -30,8 +30,12 @@ class Normalize(nn.Module):
         if x.dim() == 4 and min(x.shape[-2:]) < self.min_size:
             h, w = x.shape[-2:]
             scale = self.min_size / min(h, w)
-            x = F.interpolate(x, size=(max(self.min_size, round(h * scale)), max(self.min_size, round(w * scale))),
-                              mode="bilinear", align_corners=False)
+            x = F.interpolate(
+                x,
+                size=(max(self.min_size, round(h * scale)), max(self.min_size, round(w * scale))),
+                mode="bilinear",
+                align_corners=False,
+            )
         return (x - self.mean) / self.std
 
     def extra_repr(self) -> str:
@@ -48,8 +52,15 @@ class Final(nn.Module):
 
 
 class Classifier(nn.Module):
-    def __init__(self, arch: str, config: dict[str, Any], beginning: nn.Module, intermediate: nn.Module,
-                 body: nn.Module, head: nn.Module) -> None:
+    def __init__(
+        self,
+        arch: str,
+        config: dict[str, Any],
+        beginning: nn.Module,
+        intermediate: nn.Module,
+        body: nn.Module,
+        head: nn.Module,
+    ) -> None:
         super().__init__()
         self.arch = arch
         self.config = dict(config)  # everything create_model needs to rebuild this model

@@ -15,8 +15,15 @@ MODELS: Registry = Registry("model")
 def _assemble(arch, options, image_shape, num_classes, mean, std, beginning, intermediate, body, make_head):
     feat = probe_shape(nn.Sequential(beginning, intermediate, body), tuple(image_shape))
     dim = math.prod(feat)
-    config = {"arch": arch, "image_shape": list(image_shape), "num_classes": int(num_classes),
-              "mean": list(mean), "std": list(std), "feature_dim": dim, "options": dict(options)}
+    config = {
+        "arch": arch,
+        "image_shape": list(image_shape),
+        "num_classes": int(num_classes),
+        "mean": list(mean),
+        "std": list(std),
+        "feature_dim": dim,
+        "options": dict(options),
+    }
     return Classifier(arch, config, beginning, intermediate, body, make_head(dim))
 
 
@@ -29,8 +36,18 @@ def mlp(image_shape, num_classes, mean, std, hidden=(512, 128), logit_relu=False
     beginning = nn.Sequential(Normalize(mean, std), nn.Flatten(), nn.Linear(d, h1), nn.ReLU())
     intermediate = nn.Sequential(nn.Linear(h1, h2), nn.ReLU())
     head = lambda dim: nn.Sequential(nn.Linear(dim, num_classes), *([nn.ReLU()] if logit_relu else []))
-    return _assemble("mlp", {"hidden": list(hidden), "logit_relu": logit_relu}, image_shape, num_classes, mean,
-                     std, beginning, intermediate, nn.Identity(), head)
+    return _assemble(
+        "mlp",
+        {"hidden": list(hidden), "logit_relu": logit_relu},
+        image_shape,
+        num_classes,
+        mean,
+        std,
+        beginning,
+        intermediate,
+        nn.Identity(),
+        head,
+    )
 
 
 def _conv_block(cin, cout, norm, pool, padding=1):
@@ -45,10 +62,21 @@ def cnn(image_shape, num_classes, mean, std, channels=(32, 64, 128, 256), hidden
     blocks = [_conv_block(c[i], c[i + 1], nn.BatchNorm2d, nn.MaxPool2d(2)) for i in range(4)]
     beginning = nn.Sequential(Normalize(mean, std, min_size=16), *blocks[0], *blocks[1])
     intermediate = nn.Sequential(*blocks[2], *blocks[3], nn.Flatten())
-    head = lambda dim: nn.Sequential(nn.Linear(dim, hidden), nn.ReLU(inplace=True), nn.Dropout(dropout),
-                                     nn.Linear(hidden, num_classes))
-    return _assemble("cnn", {"channels": list(channels), "hidden": hidden, "dropout": dropout}, image_shape,
-                     num_classes, mean, std, beginning, intermediate, nn.Identity(), head)
+    head = lambda dim: nn.Sequential(
+        nn.Linear(dim, hidden), nn.ReLU(inplace=True), nn.Dropout(dropout), nn.Linear(hidden, num_classes)
+    )
+    return _assemble(
+        "cnn",
+        {"channels": list(channels), "hidden": hidden, "dropout": dropout},
+        image_shape,
+        num_classes,
+        mean,
+        std,
+        beginning,
+        intermediate,
+        nn.Identity(),
+        head,
+    )
 
 
 @MODELS.register("convnet")
@@ -57,17 +85,35 @@ def convnet(image_shape, num_classes, mean, std, width=128, depth=3, norm="insta
     "instancenorm" is GroupNorm(width, width) as in the DC/DM code; 28x28 inputs get padding 3 on the first
     conv (as there), so they become 32x32. Beginning = block 1, intermediate = blocks 2..depth-1,
     final = the last block + flatten (the embedding) and the linear head."""
-    norms = {"instancenorm": lambda ch: nn.GroupNorm(ch, ch, affine=True), "batchnorm": nn.BatchNorm2d,
-             "groupnorm": lambda ch: nn.GroupNorm(4, ch), "none": lambda ch: nn.Identity()}
+    norms = {
+        "instancenorm": lambda ch: nn.GroupNorm(ch, ch, affine=True),
+        "batchnorm": nn.BatchNorm2d,
+        "groupnorm": lambda ch: nn.GroupNorm(4, ch),
+        "none": lambda ch: nn.Identity(),
+    }
     make_norm = norms[norm] if norm in norms else MODELS.get(f"norm {norm}")
     pad0 = 3 if tuple(image_shape[1:]) == (28, 28) else 1
-    layers = [_conv_block(image_shape[0] if i == 0 else width, width, make_norm, nn.AvgPool2d(2, 2),
-                          padding=pad0 if i == 0 else 1) for i in range(depth)]
-    beginning = nn.Sequential(Normalize(mean, std, min_size=2 ** depth), *layers[0])
+    layers = [
+        _conv_block(
+            image_shape[0] if i == 0 else width, width, make_norm, nn.AvgPool2d(2, 2), padding=pad0 if i == 0 else 1
+        )
+        for i in range(depth)
+    ]
+    beginning = nn.Sequential(Normalize(mean, std, min_size=2**depth), *layers[0])
     intermediate = nn.Sequential(*[m for block in layers[1:-1] for m in block])
     body = nn.Sequential(*layers[-1], nn.Flatten())
-    return _assemble("convnet", {"width": width, "depth": depth, "norm": norm}, image_shape, num_classes, mean,
-                     std, beginning, intermediate, body, lambda dim: nn.Linear(dim, num_classes))
+    return _assemble(
+        "convnet",
+        {"width": width, "depth": depth, "norm": norm},
+        image_shape,
+        num_classes,
+        mean,
+        std,
+        beginning,
+        intermediate,
+        body,
+        lambda dim: nn.Linear(dim, num_classes),
+    )
 
 
 @MODELS.register("resnet18")
@@ -78,11 +124,20 @@ def resnet18(image_shape, num_classes, mean, std):
 
     net = torchvision.models.resnet18(num_classes=num_classes)
     net.conv1 = nn.Conv2d(image_shape[0], 64, 3, 1, 1, bias=False)
-    beginning = nn.Sequential(Normalize(mean, std, min_size=8), net.conv1, net.bn1, net.relu, net.layer1,
-                              net.layer2)
+    beginning = nn.Sequential(Normalize(mean, std, min_size=8), net.conv1, net.bn1, net.relu, net.layer1, net.layer2)
     body = nn.Sequential(net.layer4, net.avgpool, nn.Flatten())
-    return _assemble("resnet18", {}, image_shape, num_classes, mean, std, beginning, net.layer3, body,
-                     lambda dim: nn.Linear(dim, num_classes))
+    return _assemble(
+        "resnet18",
+        {},
+        image_shape,
+        num_classes,
+        mean,
+        std,
+        beginning,
+        net.layer3,
+        body,
+        lambda dim: nn.Linear(dim, num_classes),
+    )
 
 
 @MODELS.register("vgg16")
@@ -97,9 +152,15 @@ def vgg16(image_shape, num_classes, mean, std, dropout=0.5):
     beginning = nn.Sequential(Normalize(mean, std, min_size=32), *feats[:10])
     intermediate = nn.Sequential(*feats[10:20])
     body = nn.Sequential(*feats[20:], nn.Flatten())
-    head = lambda dim: nn.Sequential(nn.Linear(dim, 4096), nn.ReLU(True), nn.Dropout(dropout),
-                                     nn.Linear(4096, 4096), nn.ReLU(True), nn.Dropout(dropout),
-                                     nn.Linear(4096, num_classes))
-    return _assemble("vgg16", {"dropout": dropout}, image_shape, num_classes, mean, std, beginning,
-                     intermediate, body, head)
-
+    head = lambda dim: nn.Sequential(
+        nn.Linear(dim, 4096),
+        nn.ReLU(True),
+        nn.Dropout(dropout),
+        nn.Linear(4096, 4096),
+        nn.ReLU(True),
+        nn.Dropout(dropout),
+        nn.Linear(4096, num_classes),
+    )
+    return _assemble(
+        "vgg16", {"dropout": dropout}, image_shape, num_classes, mean, std, beginning, intermediate, body, head
+    )

@@ -2,5 +2,12 @@
 package registers them all in ``workspace.KINDS``."""
 
 from . import (  # noqa: F401  (each registers its kind)
-    attacks, condensation, defense, leaderboard, successive, targets, throughput, unlearn_grid,
+    attacks,
+    condensation,
+    defense,
+    leaderboard,
+    successive,
+    targets,
+    throughput,
+    unlearn_grid,
 )

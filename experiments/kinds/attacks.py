@@ -28,7 +28,9 @@ from attacks.epsilon import logit_confidence
 from attacks.inversion import condensive_invert, invert_classes, score_reconstructions
 from attacks.mia_variants import entropy_lr_mia, svc_mia
 from attacks.roc import auc, tpr_at_fpr
-from attacks.ulira import UliraSetup, report as ulira_report, run as run_ulira
+from attacks.ulira import UliraSetup
+from attacks.ulira import report as ulira_report
+from attacks.ulira import run as run_ulira
 from dcforget.errors import ConfigError
 from dcforget.metrics import population_mia
 from dcforget.train import TrainConfig, embed
@@ -66,9 +68,17 @@ def _make_models(exp: Experiment, ws: Workspace, seed: int):
     models, forget = {"original": original.eval()}, None
     for m in ["retrain", *s.get("methods", [])]:
         needs = METHODS.get(m).needs_condensed
-        r = unlearn_request(original, data, s.get("forget", "random:0.1"), m, device=ws.device, seed=seed,
-                            options=method_options(exp, ws.preset, m, arch), quiet=True,
-                            condensed=ws.condensed(arch) if needs else None)
+        r = unlearn_request(
+            original,
+            data,
+            s.get("forget", "random:0.1"),
+            m,
+            device=ws.device,
+            seed=seed,
+            options=method_options(exp, ws.preset, m, arch),
+            quiet=True,
+            condensed=ws.condensed(arch) if needs else None,
+        )
         models[m], forget = r.model.eval(), r.split.forget
     return models, forget
 
@@ -88,36 +98,62 @@ def _mia(exp: Experiment, ws: Workspace, seed: int) -> dict[str, Any]:
         t_loss = F.cross_entropy(tst[0], tst[1], reduction="none")
         svc = svc_mia(ret, tst, fgt, max_per_side=exp.spec.get("svc_max"), seed=seed)
         cf, ct = logit_confidence(*fgt), logit_confidence(*tst)
-        out[m] = {"mia": population_mia(f_loss, t_loss, seed=seed).accuracy, "auc": auc(cf, ct),
-                  "tpr_at_1pct_fpr": tpr_at_fpr(cf, ct, 0.01),
-                  "entropy_lr_member_rate": entropy_lr_mia(ret, tst, fgt, seed=seed),
-                  "svc_confidence": svc["efficacy"]["confidence"],
-                  "forget_acc": float((fgt[0].argmax(1) == fgt[1]).float().mean()),
-                  "test_acc": float((tst[0].argmax(1) == tst[1]).float().mean())}
+        out[m] = {
+            "mia": population_mia(f_loss, t_loss, seed=seed).accuracy,
+            "auc": auc(cf, ct),
+            "tpr_at_1pct_fpr": tpr_at_fpr(cf, ct, 0.01),
+            "entropy_lr_member_rate": entropy_lr_mia(ret, tst, fgt, seed=seed),
+            "svc_confidence": svc["efficacy"]["confidence"],
+            "forget_acc": float((fgt[0].argmax(1) == fgt[1]).float().mean()),
+            "test_acc": float((tst[0].argmax(1) == tst[1]).float().mean()),
+        }
     return out
 
 
 def _inversion(exp: Experiment, ws: Workspace, seed: int) -> dict[str, Any]:
     s, data = exp.spec, ws.data()
     models, forget = _models(exp, ws, seed)
-    fx, fy = data.train.images[forget.to(data.train.labels.device)], data.train.labels[forget.to(data.train.labels.device)]
+    fx, fy = (
+        data.train.images[forget.to(data.train.labels.device)],
+        data.train.labels[forget.to(data.train.labels.device)],
+    )
     epochs = int(s.get("evaluator_epochs", 20))
     evaluator_data = replace(data, train=data.test, source_indices=torch.arange(len(data.test)), _fingerprint=None)
     arch = s.get("model", "cnn")
-    evaluator = original_model(ws.root / ws.variant("evaluator") / f"evaluator-{arch}-{epochs}.pt", evaluator_data,
-                               arch, TrainConfig(epochs=epochs, bf16=ws.preset.get("bf16", False)),
-                               device=ws.device, seed=12345).eval()
+    evaluator = original_model(
+        ws.root / ws.variant("evaluator") / f"evaluator-{arch}-{epochs}.pt",
+        evaluator_data,
+        arch,
+        TrainConfig(epochs=epochs, bf16=ws.preset.get("bf16", False)),
+        device=ws.device,
+        seed=12345,
+    ).eval()
     out = {}
     for m, model in models.items():
         t0 = time.perf_counter()
-        rec, tg = invert_classes(model, data.info.num_classes, data.info.image_shape, per_class=2,
-                                 steps=int(s.get("inv_steps", 100)), seed=seed)
+        rec, tg = invert_classes(
+            model,
+            data.info.num_classes,
+            data.info.image_shape,
+            per_class=2,
+            steps=int(s.get("inv_steps", 100)),
+            seed=seed,
+        )
         t1 = time.perf_counter()
-        crec, ctg = condensive_invert(model, data, pool="test", subclasses=int(s.get("cond_subclasses", 5)),
-                                      epochs=int(s.get("cond_epochs", 5)), pool_per_class=s.get("cond_pool"), seed=seed)
+        crec, ctg = condensive_invert(
+            model,
+            data,
+            pool="test",
+            subclasses=int(s.get("cond_subclasses", 5)),
+            epochs=int(s.get("cond_epochs", 5)),
+            pool_per_class=s.get("cond_pool"),
+            seed=seed,
+        )
         t2 = time.perf_counter()
-        out[m] = {"class": {**score_reconstructions(rec, tg, fx, fy, evaluator), "seconds": t1 - t0},
-                  "condensive": {**score_reconstructions(crec, ctg, fx, fy, evaluator), "seconds": t2 - t1}}
+        out[m] = {
+            "class": {**score_reconstructions(rec, tg, fx, fy, evaluator), "seconds": t1 - t0},
+            "condensive": {**score_reconstructions(crec, ctg, fx, fy, evaluator), "seconds": t2 - t1},
+        }
     return out
 
 
@@ -125,16 +161,29 @@ def _ulira(exp: Experiment, ws: Workspace, seed: int) -> dict[str, Any]:
     s, p = exp.spec, ws.preset
     arch = s.get("shadow_model", s.get("model", "cnn"))
     methods = {m: method_options(exp, ws.preset, m, arch) for m in s.get("methods", [])}
-    setup = UliraSetup(p["dataset"], arch, {"epochs": int(s.get("shadow_epochs", 15)), "bf16": p.get("bf16", False)},
-                       methods, int(s.get("shadow_per_class", 300)), 0, int(s.get("shadows", 8)),
-                       int(s.get("forget_sets", 1)), float(s.get("forget_fraction", 0.1)), seed,
-                       int(s.get("shadow_clusters", 30)), int(s.get("splits_per_job", 8)))
+    setup = UliraSetup(
+        p["dataset"],
+        arch,
+        {"epochs": int(s.get("shadow_epochs", 15)), "bf16": p.get("bf16", False)},
+        methods,
+        int(s.get("shadow_per_class", 300)),
+        0,
+        int(s.get("shadows", 8)),
+        int(s.get("forget_sets", 1)),
+        float(s.get("forget_fraction", 0.1)),
+        seed,
+        int(s.get("shadow_clusters", 30)),
+        int(s.get("splits_per_job", 8)),
+    )
     grid = run_ulira(setup, ws.root / "jobs", data_dir=ws.data_dir, device=str(ws.device))  # jobs are artefacts
     rep = ulira_report(setup, grid, bootstrap=int(s.get("bootstrap", 200)))
     out: dict[str, Any] = {"seconds_per_split": sum(rep["seconds"].values()) / setup.splits}
     for v, r in rep["attacks"].items():
-        out[v] = {k: r[k] for k in ("auc", "auc_ci", "accuracy", "tpr_at_1pct_fpr", "tpr_at_0.1pct_fpr", "pairs",
-                                    "splits") if k in r}
+        out[v] = {
+            k: r[k]
+            for k in ("auc", "auc_ci", "accuracy", "tpr_at_1pct_fpr", "tpr_at_0.1pct_fpr", "pairs", "splits")
+            if k in r
+        }
     return out
 
 
@@ -153,27 +202,45 @@ def _rows(exp: Experiment, cells: list[dict[str, Any]]) -> list[dict[str, Any]]:
             continue
         names = [k for k in got[0] if isinstance(got[0][k], dict)]
         for name in names:
-            subs = {"": [g[name] for g in got]} if part != "inversion" else \
-                {f" ({kind})": [g[name][kind] for g in got] for kind in ("class", "condensive")}
+            subs = (
+                {"": [g[name] for g in got]}
+                if part != "inversion"
+                else {f" ({kind})": [g[name][kind] for g in got] for kind in ("class", "condensive")}
+            )
             for suffix, results in subs.items():
-                row: dict[str, Any] = {"model": exp.spec.get("model", "cnn"), "part": part,
-                                       "method": name + suffix, "seeds": len(results)}
+                row: dict[str, Any] = {
+                    "model": exp.spec.get("model", "cnn"),
+                    "part": part,
+                    "method": name + suffix,
+                    "seeds": len(results),
+                }
                 for key in results[0]:
                     if isinstance(results[0][key], (int, float)) and key not in ("pairs", "splits"):
                         row[key], row[key + "_std"] = mean_std([float(r[key]) for r in results])
                 if part == "ulira":
                     ci = results[0].get("auc_ci")
-                    row["extra"] = (f"{results[0]['pairs']} forget examples, {results[0]['splits']} splits"
-                                    + (f", AUC 95% CI [{ci[0]:.3f}, {ci[1]:.3f}] (seed 0)" if ci else "")
-                                    + f", {got[0]['seconds_per_split']:.0f} s per split")
+                    row["extra"] = (
+                        f"{results[0]['pairs']} forget examples, {results[0]['splits']} splits"
+                        + (f", AUC 95% CI [{ci[0]:.3f}, {ci[1]:.3f}] (seed 0)" if ci else "")
+                        + f", {got[0]['seconds_per_split']:.0f} s per split"
+                    )
                 rows.append(row)
     return rows
 
 
-COLUMNS = (("mia", "pop MIA", ".3f"), ("auc", "AUC", ".3f"), ("tpr_at_1pct_fpr", "TPR@1%FPR", ".3f"),
-           ("tpr_at_0.1pct_fpr", "TPR@0.1%FPR", ".3f"), ("entropy_lr_member_rate", "entropy-LR members", ".3f"),
-           ("svc_confidence", "SVC-MIA conf.", ".3f"), ("ssim", "SSIM", ".3f"),
-           ("feature_cosine", "feature cos", ".3f"), ("evaluator_accuracy", "evaluator acc", ".2f"),
-           ("forget_acc", "FA", ".3f"), ("test_acc", "TA", ".3f"), ("seconds", "s", ".0f"))
+COLUMNS = (
+    ("mia", "pop MIA", ".3f"),
+    ("auc", "AUC", ".3f"),
+    ("tpr_at_1pct_fpr", "TPR@1%FPR", ".3f"),
+    ("tpr_at_0.1pct_fpr", "TPR@0.1%FPR", ".3f"),
+    ("entropy_lr_member_rate", "entropy-LR members", ".3f"),
+    ("svc_confidence", "SVC-MIA conf.", ".3f"),
+    ("ssim", "SSIM", ".3f"),
+    ("feature_cosine", "feature cos", ".3f"),
+    ("evaluator_accuracy", "evaluator acc", ".2f"),
+    ("forget_acc", "FA", ".3f"),
+    ("test_acc", "TA", ".3f"),
+    ("seconds", "s", ".0f"),
+)
 
 KINDS.register("attacks")(Kind(_cells, _run, _rows, COLUMNS))

@@ -20,8 +20,12 @@ from ..workspace import KINDS, Cell, Experiment, Kind, Workspace
 def _cells(exp: Experiment, seeds: int) -> list[Cell]:
     for m in exp.spec["condensers"]:
         CONDENSERS.get(m)
-    return [Cell(exp.name, {"condenser": m, "ipc": ipc}, seed)
-            for ipc in exp.spec["ipc"] for m in exp.spec["condensers"] for seed in range(seeds)]
+    return [
+        Cell(exp.name, {"condenser": m, "ipc": ipc}, seed)
+        for ipc in exp.spec["ipc"]
+        for m in exp.spec["condensers"]
+        for seed in range(seeds)
+    ]
 
 
 def _run(cell: Cell, exp: Experiment, ws: Workspace) -> dict[str, Any]:
@@ -30,13 +34,31 @@ def _run(cell: Cell, exp: Experiment, ws: Workspace) -> dict[str, Any]:
     options = {**ws.preset.get("condense", {}).get(method, {}), **s.get("condense", {}).get(method, {})}
     bucket = CONDENSERS.get(method).bucket_based
     t = time.perf_counter()
-    res = build_condensed(data, method, embedder, device=ws.device, seed=cell.seed, clusters=ipc if bucket else None,
-                          ipc=None if bucket else ipc, options=options, quiet=True)
+    res = build_condensed(
+        data,
+        method,
+        embedder,
+        device=ws.device,
+        seed=cell.seed,
+        clusters=ipc if bucket else None,
+        ipc=None if bucket else ipc,
+        options=options,
+        quiet=True,
+    )
     seconds = time.perf_counter() - t
     ev = s.get("evaluate", {})
-    acc = evaluate_condensed(res.condensed, data.test, s.get("evaluator", "mlp"), device=ws.device, seeds=1,
-                             first_seed=cell.seed, epochs=int(ev.get("epochs", 30)), dsa=bool(ev.get("dsa", False)),
-                             bf16=bool(ws.preset.get("bf16", False)), quiet=True)
+    acc = evaluate_condensed(
+        res.condensed,
+        data.test,
+        s.get("evaluator", "mlp"),
+        device=ws.device,
+        seeds=1,
+        first_seed=cell.seed,
+        epochs=int(ev.get("epochs", 30)),
+        dsa=bool(ev.get("dsa", False)),
+        bf16=bool(ws.preset.get("bf16", False)),
+        quiet=True,
+    )
     return {"seconds": seconds, "test_acc": acc["test_accs"][0], "images": len(res.condensed)}
 
 
@@ -47,8 +69,14 @@ def _rows(exp: Experiment, cells: list[dict[str, Any]]) -> list[dict[str, Any]]:
             got = [c["result"] for c in cells if c["key"] == {"condenser": m, "ipc": ipc}]
             if not got:
                 continue
-            row: dict[str, Any] = {"experiment": exp.name, "model": exp.spec.get("evaluator", "mlp"), "forget": "-",
-                                   "ipc": ipc, "method": m, "seeds": len(got)}
+            row: dict[str, Any] = {
+                "experiment": exp.name,
+                "model": exp.spec.get("evaluator", "mlp"),
+                "forget": "-",
+                "ipc": ipc,
+                "method": m,
+                "seeds": len(got),
+            }
             row["test_acc"], row["test_acc_std"] = mean_std([100 * r["test_acc"] for r in got])
             sec, sec_sd = mean_std([r["seconds"] for r in got])
             row["seconds"], row["seconds_std"] = sec, sec_sd

@@ -24,19 +24,38 @@ def _run(cell: Cell, exp: Experiment, ws: Workspace) -> dict[str, Any]:
     arch, s = cell.key["model"], exp.spec
     data, original = ws.data(), ws.original(cell.key["model"])
     method = s.get("method", "condensed")
-    res = mu_regularise(original, data, method=method, options=method_options(exp, ws.preset, method, arch),
-                        condensed=ws.condensed(arch), device=ws.device, seed=cell.seed)
+    res = mu_regularise(
+        original,
+        data,
+        method=method,
+        options=method_options(exp, ws.preset, method, arch),
+        condensed=ws.condensed(arch),
+        device=ws.device,
+        seed=cell.seed,
+    )
     overfit = res.split.forget
     dp = s.get("dp", {})
-    dp_model, info = train_dp(data, original, epochs=int(dp.get("epochs", 30)), lr=float(dp.get("lr", 1e-3)),
-                              batch_size=int(dp.get("batch_size", 256)), target_epsilon=float(dp.get("epsilon", 10.0)),
-                              delta=float(dp.get("delta", 1e-5)), max_grad_norm=float(dp.get("max_grad_norm", 1.0)),
-                              device=ws.device, seed=cell.seed)
-    return {"overfit_size": len(overfit),
-            "original": privacy_report(original, data, overfit, ws.device, cell.seed),
-            "mu-regularised": {**privacy_report(res.model, data, overfit, ws.device, cell.seed),
-                               "seconds": res.report["time"]["total_s"]},
-            "dp-sgd": {**privacy_report(dp_model, data, overfit, ws.device, cell.seed), **info}}
+    dp_model, info = train_dp(
+        data,
+        original,
+        epochs=int(dp.get("epochs", 30)),
+        lr=float(dp.get("lr", 1e-3)),
+        batch_size=int(dp.get("batch_size", 256)),
+        target_epsilon=float(dp.get("epsilon", 10.0)),
+        delta=float(dp.get("delta", 1e-5)),
+        max_grad_norm=float(dp.get("max_grad_norm", 1.0)),
+        device=ws.device,
+        seed=cell.seed,
+    )
+    return {
+        "overfit_size": len(overfit),
+        "original": privacy_report(original, data, overfit, ws.device, cell.seed),
+        "mu-regularised": {
+            **privacy_report(res.model, data, overfit, ws.device, cell.seed),
+            "seconds": res.report["time"]["total_s"],
+        },
+        "dp-sgd": {**privacy_report(dp_model, data, overfit, ws.device, cell.seed), **info},
+    }
 
 
 def _rows(exp: Experiment, cells: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -46,10 +65,20 @@ def _rows(exp: Experiment, cells: list[dict[str, Any]]) -> list[dict[str, Any]]:
         if not got:
             continue
         for name in MODELS:
-            row: dict[str, Any] = {"experiment": exp.name, "model": model, "forget": "overfit", "method": name,
-                                   "seeds": len(got)}
-            for k, src in (("retain_acc", "retain_acc"), ("forget_acc", "overfit_acc"), ("test_acc", "test_acc"),
-                           ("mia", "overfit_mia"), ("train_auc", "train_auc")):
+            row: dict[str, Any] = {
+                "experiment": exp.name,
+                "model": model,
+                "forget": "overfit",
+                "method": name,
+                "seeds": len(got),
+            }
+            for k, src in (
+                ("retain_acc", "retain_acc"),
+                ("forget_acc", "overfit_acc"),
+                ("test_acc", "test_acc"),
+                ("mia", "overfit_mia"),
+                ("train_auc", "train_auc"),
+            ):
                 vals = [r[name][src] for r in got if r[name].get(src) is not None]
                 if vals:
                     row[k], row[k + "_std"] = mean_std([100 * v for v in vals])

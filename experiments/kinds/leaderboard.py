@@ -38,18 +38,23 @@ from .leaderboard_rows import COLUMNS, rows
 REFERENCES = ("retrain", "none")
 
 
-
 def _cells(exp: Experiment, seeds: int) -> list[Cell]:
     s = exp.spec
     methods = [m for m in s["methods"] if m not in REFERENCES]
     forget = s.get("forget", "random:0.1")
     for m in methods:
         check_forget_kind(m, forget)
-    return [Cell(exp.name, {"model": model, "forget": forget, "method": m}, seed)
-            for model in s["models"] for seed in range(seeds) for m in (*REFERENCES, *methods)]
+    return [
+        Cell(exp.name, {"model": model, "forget": forget, "method": m}, seed)
+        for model in s["models"]
+        for seed in range(seeds)
+        for m in (*REFERENCES, *methods)
+    ]
 
 
-def method_options(exp: Experiment, preset: dict[str, Any], method: str, arch: str) -> tuple[dict[str, Any], str | None]:
+def method_options(
+    exp: Experiment, preset: dict[str, Any], method: str, arch: str
+) -> tuple[dict[str, Any], str | None]:
     """(options, tuned file or None): the tuned options of ``tuned_on``'s dataset for this preset (the workspace's,
     after ``Workspace.for_experiment``), under the preset's and experiment's ``method_options``."""
     if method in REFERENCES:
@@ -57,9 +62,14 @@ def method_options(exp: Experiment, preset: dict[str, Any], method: str, arch: s
         known = METHODS.get(method).defaults
         return {k: v for k, v in train.items() if k in known}, None
     known = METHODS.get(method).defaults
-    tuned = find_tuned(method, exp.spec.get("tuned_on", preset["dataset"]), arch, known,
-                       preset=preset.get("tuned_preset"),  # only files tuned under this benchmark's preset
-                       forget=exp.spec.get("forget", "random:0.1"))
+    tuned = find_tuned(
+        method,
+        exp.spec.get("tuned_on", preset["dataset"]),
+        arch,
+        known,
+        preset=preset.get("tuned_preset"),  # only files tuned under this benchmark's preset
+        forget=exp.spec.get("forget", "random:0.1"),
+    )
     out = dict(tuned.options) if tuned is not None else {}
     for source in (preset.get("method_options", {}), exp.spec.get("method_options", {})):
         for scope in ("*", method, f"{method}@{arch}"):
@@ -81,8 +91,12 @@ def l2_distance(a: torch.nn.Module, b: torch.nn.Module) -> float:
     na, nb = [(n, p.shape) for n, p in a.named_parameters()], [(n, p.shape) for n, p in b.named_parameters()]
     if na != nb:
         raise ValueError("L2 distance between models of different layouts")
-    return math.sqrt(sum(float(((p.detach().float() - q.detach().float()) ** 2).sum())
-                         for p, q in zip(a.parameters(), b.parameters())))
+    return math.sqrt(
+        sum(
+            float(((p.detach().float() - q.detach().float()) ** 2).sum())
+            for p, q in zip(a.parameters(), b.parameters())
+        )
+    )
 
 
 def weight_norm(model: torch.nn.Module) -> float:
@@ -93,8 +107,12 @@ def weight_norm(model: torch.nn.Module) -> float:
 def _timing(ws: Workspace) -> dict[str, Any]:
     """What a cell's seconds were measured on and in: the machine (CPU model and flags, threads), the invocation,
     whether bf16 autocast ran (a preset's bf16 = "auto" resolves per machine)."""
-    return {"machine": machine(ws.device), "run_id": ws.run_id, "bf16": bool(ws.preset.get("bf16", False)),
-            "torch_threads": torch.get_num_threads()}
+    return {
+        "machine": machine(ws.device),
+        "run_id": ws.run_id,
+        "bf16": bool(ws.preset.get("bf16", False)),
+        "torch_threads": torch.get_num_threads(),
+    }
 
 
 METRICS = ("retain_acc", "forget_acc", "val_acc", "val_mia", "test_acc", "mia", "indiscernibility")
@@ -113,13 +131,29 @@ def _run(cell: Cell, exp: Experiment, ws: Workspace) -> dict[str, Any]:
         if ref.get("run_id") is None or ref.get("run_id") != ws.run_id:
             # retraining's file was made by another invocation: time it again here, so every time ratio of this
             # run divides two times of this run (same seed: the same model, retrained again only to be timed)
-            again = unlearn_request(ws.original(arch, cell.seed), ws.data(), forget, "retrain", device=ws.device,
-                                    seed=cell.seed, quiet=ws.quiet, options=retrain_opts)
+            again = unlearn_request(
+                ws.original(arch, cell.seed),
+                ws.data(),
+                forget,
+                "retrain",
+                device=ws.device,
+                seed=cell.seed,
+                quiet=ws.quiet,
+                options=retrain_opts,
+            )
             seconds = again.report["time"]["total_s"]
         split = cumulative_split(ws.data(), forget, cell.seed, None)  # the split retraining trained without
-        return {**out, "seconds": seconds, **_timing(ws), "l2_to_retrain": 0.0, "weight_norm": weight_norm(retrained),
-                "num_classes": classes, "options": ref["options"], "tuned": None,
-                "test_acc_other": kept_class_accuracy(retrained, ws.data(), split, ws.device)}
+        return {
+            **out,
+            "seconds": seconds,
+            **_timing(ws),
+            "l2_to_retrain": 0.0,
+            "weight_norm": weight_norm(retrained),
+            "num_classes": classes,
+            "options": ref["options"],
+            "tuned": None,
+            "test_acc_other": kept_class_accuracy(retrained, ws.data(), split, ws.device),
+        }
     m = METHODS.get(method)
     start, condensed, artefacts = ws.original(arch, cell.seed), None, None
     if m.needs_offline:  # DC-U's reference mode: the offline phase of this seed's original, its condensed file
@@ -127,16 +161,33 @@ def _run(cell: Cell, exp: Experiment, ws: Workspace) -> dict[str, Any]:
         condensed = ws.condensed(arch, offline=True, seed=cell.seed)
     elif m.needs_condensed:
         condensed = ws.condensed(arch, seed=cell.seed)
-    res = unlearn_request(start, ws.data(), forget, method, device=ws.device, seed=cell.seed, quiet=ws.quiet,
-                          options=options, condensed=condensed, artefacts=artefacts,
-                          validation=tuned_validation(tuned))
+    res = unlearn_request(
+        start,
+        ws.data(),
+        forget,
+        method,
+        device=ws.device,
+        seed=cell.seed,
+        quiet=ws.quiet,
+        options=options,
+        condensed=condensed,
+        artefacts=artefacts,
+        validation=tuned_validation(tuned),
+    )
     r = res.report
     out = {key: r[key] for key in METRICS}
-    return {**out, "seconds": r["time"]["total_s"], **_timing(ws),
-            "l2_to_retrain": l2_distance(res.model, retrained), "weight_norm": weight_norm(res.model),
-            "num_classes": classes,
-            "test_acc_other": kept_class_accuracy(res.model, ws.data(), res.split, ws.device),
-            "options": r["options"], "tuned": tuned, "method_extra": r.get("method_extra", {})}
+    return {
+        **out,
+        "seconds": r["time"]["total_s"],
+        **_timing(ws),
+        "l2_to_retrain": l2_distance(res.model, retrained),
+        "weight_norm": weight_norm(res.model),
+        "num_classes": classes,
+        "test_acc_other": kept_class_accuracy(res.model, ws.data(), res.split, ws.device),
+        "options": r["options"],
+        "tuned": tuned,
+        "method_extra": r.get("method_extra", {}),
+    }
 
 
 def _inputs(cell: Cell, exp: Experiment, preset: dict[str, Any]) -> dict[str, Any]:
@@ -144,8 +195,11 @@ def _inputs(cell: Cell, exp: Experiment, preset: dict[str, Any]) -> dict[str, An
     re-tuned method's cells are recomputed by the next run instead of read back."""
     k = cell.key
     options, tuned = method_options(exp, preset, k["method"], k["model"])
-    return {"options": options, "validation": tuned_validation(tuned),
-            "retrain": method_options(exp, preset, "retrain", k["model"])[0]}
+    return {
+        "options": options,
+        "validation": tuned_validation(tuned),
+        "retrain": method_options(exp, preset, "retrain", k["model"])[0],
+    }
 
 
 KINDS.register("leaderboard")(Kind(_cells, _run, functools.partial(rows, references=REFERENCES), COLUMNS, _inputs))

@@ -45,13 +45,24 @@ from unlearn.tuned import whole_classes
 from ..report import mean_std
 from ..workspace import Experiment
 
-
-COLUMNS = (("retain_acc", "RA", ".2f"), ("forget_acc", "FA", ".2f"), ("val_acc", "VA", ".2f"),
-           ("test_acc", "TA", ".2f"), ("test_acc_other", "TA other", ".2f"), ("mia", "MIA", ".2f"),
-           ("indiscernibility", "Indisc.", ".3f"), ("retention_deviation", "RetDev", ".3f"), ("rte", "RTE", ".2f"),
-           ("rte_withheld", "RTE withheld", "d"), ("l2_to_retrain", "L2 to R", ".3g"), ("avg_rank", "avg rank", ".2f"),
-           ("avg_rank_range", "rank range (time ±20%)", "s"), ("avg_rank_du", "DU rank (all)", ".2f"),
-           ("degenerate", "degenerate", "s"), ("tuned", "options", "s"))
+COLUMNS = (
+    ("retain_acc", "RA", ".2f"),
+    ("forget_acc", "FA", ".2f"),
+    ("val_acc", "VA", ".2f"),
+    ("test_acc", "TA", ".2f"),
+    ("test_acc_other", "TA other", ".2f"),
+    ("mia", "MIA", ".2f"),
+    ("indiscernibility", "Indisc.", ".3f"),
+    ("retention_deviation", "RetDev", ".3f"),
+    ("rte", "RTE", ".2f"),
+    ("rte_withheld", "RTE withheld", "d"),
+    ("l2_to_retrain", "L2 to R", ".3g"),
+    ("avg_rank", "avg rank", ".2f"),
+    ("avg_rank_range", "rank range (time ±20%)", "s"),
+    ("avg_rank_du", "DU rank (all)", ".2f"),
+    ("degenerate", "degenerate", "s"),
+    ("tuned", "options", "s"),
+)
 DEGENERATE_MARGIN = 5.0  # points above chance
 EXPLODED = 100.0  # weight norm / retraining's (DC-U's reference mode starts from its offline-phase model, 14-15x)
 TIME_NOISE = (0.8, 1.2)
@@ -64,8 +75,10 @@ def retention_terms(r: dict[str, Any], ref: dict[str, Any], whole_class: bool = 
     whatever retraining's FA is (a retraining that recognises 0.2% of the class must not turn the ratio into a
     500x term); elsewhere an accuracy retraining has at 0 (e.g. a tiny random forget set) also takes the
     absolute gap, since the ratio is undefined (module docstring)."""
-    return [abs(r[a] - ref[a]) if (whole_class and a == "forget_acc") or ref[a] <= 0 else abs(r[a] / ref[a] - 1)
-            for a in ("retain_acc", "forget_acc", "test_acc")]
+    return [
+        abs(r[a] - ref[a]) if (whole_class and a == "forget_acc") or ref[a] <= 0 else abs(r[a] / ref[a] - 1)
+        for a in ("retain_acc", "forget_acc", "test_acc")
+    ]
 
 
 def indiscernibility(r: dict[str, Any], ref: dict[str, Any] | None, whole_class: bool) -> float:
@@ -82,8 +95,11 @@ def degenerate_reasons(r: dict[str, Any], ref: dict[str, Any] | None) -> list[st
     classes = r.get("num_classes")
     if classes:
         floor = 1 / classes + DEGENERATE_MARGIN / 100
-        out += [f"{name} {100 * r[key]:.1f} <= chance + {DEGENERATE_MARGIN:g}"
-                for key, name in (("retain_acc", "RA"), ("test_acc", "TA")) if r[key] <= floor]
+        out += [
+            f"{name} {100 * r[key]:.1f} <= chance + {DEGENERATE_MARGIN:g}"
+            for key, name in (("retain_acc", "RA"), ("test_acc", "TA"))
+            if r[key] <= floor
+        ]
     norm, l2 = r.get("weight_norm"), r.get("l2_to_retrain")
     if (norm is not None and not math.isfinite(norm)) or (l2 is not None and not math.isfinite(l2)):
         out.append("non-finite weights")
@@ -95,14 +111,20 @@ def degenerate_reasons(r: dict[str, Any], ref: dict[str, Any] | None) -> list[st
 def _per_seed(c: dict[str, Any], ref: dict[str, Any] | None, method: str, whole_class: bool) -> dict[str, Any]:
     """One cell's ranked metrics against the same seed's retraining ``ref``, with the two times behind its RTE."""
     r = c["result"]
-    out: dict[str, Any] = {"indiscernibility": indiscernibility(r, ref, whole_class),
-                           "degenerate": degenerate_reasons(r, ref)}
+    out: dict[str, Any] = {
+        "indiscernibility": indiscernibility(r, ref, whole_class),
+        "degenerate": degenerate_reasons(r, ref),
+    }
     if ref is not None:
         out["retention_deviation"] = statistics.fmean(retention_terms(r, ref, whole_class))
         # the untouched original takes no time; a ratio needs both times from one invocation on one machine
         if method != "none":
-            same = (r.get("machine") is not None and r.get("machine") == ref.get("machine")
-                    and r.get("run_id") is not None and r.get("run_id") == ref.get("run_id"))
+            same = (
+                r.get("machine") is not None
+                and r.get("machine") == ref.get("machine")
+                and r.get("run_id") is not None
+                and r.get("run_id") == ref.get("run_id")
+            )
             if same:
                 out["rte"] = ref["seconds"] / max(r["seconds"], 1e-9)
                 out["times"] = (ref["seconds"], r["seconds"])
@@ -119,15 +141,18 @@ def _ranks(values: dict[str, float], higher: bool) -> dict[str, float]:
         j = i
         while j + 1 < len(order) and values[order[j + 1]] == values[order[i]]:
             j += 1
-        for m in order[i:j + 1]:
+        for m in order[i : j + 1]:
             out[m] = (i + j) / 2 + 1
         i = j + 1
     return out
 
 
-def _average_ranks(per_seed: dict[str, dict[int, dict[str, Any]]], methods: list[str], seeds: list[int],
-                   factors: dict[tuple[str, int], tuple[float, float]] | None = None
-                   ) -> tuple[dict[str, list[float]], dict[str, dict[str, list[float]]]]:
+def _average_ranks(
+    per_seed: dict[str, dict[int, dict[str, Any]]],
+    methods: list[str],
+    seeds: list[int],
+    factors: dict[tuple[str, int], tuple[float, float]] | None = None,
+) -> tuple[dict[str, list[float]], dict[str, dict[str, list[float]]]]:
     """Per method: its average rank on each seed, and its rank per metric per seed, among ``methods``; with
     ``factors`` (method, seed) -> (retraining's, the method's time factor) the RTE is recomputed from scaled times."""
     averages: dict[str, list[float]] = {m: [] for m in methods}
@@ -154,8 +179,13 @@ def _average_ranks(per_seed: dict[str, dict[int, dict[str, Any]]], methods: list
     return averages, by_method
 
 
-def rank_ranges(per_seed: dict[str, dict[int, dict[str, Any]]], methods: list[str], seeds: list[int],
-                draws: int = TIME_DRAWS, seed: int = 0) -> list[dict[str, float]]:
+def rank_ranges(
+    per_seed: dict[str, dict[int, dict[str, Any]]],
+    methods: list[str],
+    seeds: list[int],
+    draws: int = TIME_DRAWS,
+    seed: int = 0,
+) -> list[dict[str, float]]:
     """The average rank of every method under ``draws`` seeded draws of timing noise (module docstring)."""
     rng = random.Random(seed)
     out = []
@@ -180,16 +210,22 @@ def rows(exp: Experiment, cells: list[dict[str, Any]], references: tuple[str, ..
     rows = []
     for model in exp.spec["models"]:
         forget = exp.spec.get("forget", "random:0.1")
-        retrain = {c["seed"]: c["result"] for c in cells if c["key"] == {"model": model, "forget": forget,
-                                                                           "method": "retrain"}}
+        retrain = {
+            c["seed"]: c["result"] for c in cells if c["key"] == {"model": model, "forget": forget, "method": "retrain"}
+        }
         table, per_seed = [], {}
         whole_class = whole_classes(forget)
         for m in (*references, *[m for m in exp.spec["methods"] if m not in references]):
             got = [c for c in cells if c["key"] == {"model": model, "forget": forget, "method": m}]
             if not got:
                 continue
-            row: dict[str, Any] = {"experiment": exp.name, "model": model, "forget": forget, "method": m,
-                                   "seeds": len(got)}
+            row: dict[str, Any] = {
+                "experiment": exp.name,
+                "model": model,
+                "forget": forget,
+                "method": m,
+                "seeds": len(got),
+            }
             for key in ("retain_acc", "forget_acc", "val_acc", "test_acc", "mia"):
                 row[key], row[key + "_std"] = mean_std([100 * c["result"][key] for c in got])
             row["l2_to_retrain"], row["l2_to_retrain_std"] = mean_std([c["result"]["l2_to_retrain"] for c in got])
@@ -198,7 +234,8 @@ def rows(exp: Experiment, cells: list[dict[str, Any]], references: tuple[str, ..
                 row["test_acc_other"], row["test_acc_other_std"] = mean_std([100 * v for v in other])
             per_seed[m] = {c["seed"]: _per_seed(c, retrain.get(c["seed"]), m, whole_class) for c in got}
             row["indiscernibility"], row["indiscernibility_std"] = mean_std(
-                [per_seed[m][c["seed"]]["indiscernibility"] for c in got])
+                [per_seed[m][c["seed"]]["indiscernibility"] for c in got]
+            )
             if whole_class:
                 row["indisc_target"] = "retrain"
             for key in ("retention_deviation", "rte"):
@@ -208,8 +245,9 @@ def rows(exp: Experiment, cells: list[dict[str, Any]], references: tuple[str, ..
             withheld = sum(bool(v.get("rte_withheld")) for v in per_seed[m].values())
             if withheld:
                 row["rte_withheld"] = withheld  # seeds whose two times come from different runs or machines
-            reasons = {f"s{seed}: {'; '.join(v['degenerate'])}" for seed, v in sorted(per_seed[m].items())
-                       if v["degenerate"]}
+            reasons = {
+                f"s{seed}: {'; '.join(v['degenerate'])}" for seed, v in sorted(per_seed[m].items()) if v["degenerate"]
+            }
             if reasons and m not in references:
                 row["degenerate"] = ", ".join(sorted(reasons))
             files = {c["result"].get("tuned") for c in got}

@@ -33,8 +33,12 @@ def _cells(exp: Experiment, seeds: int) -> list[Cell]:
     for m in exp.spec["methods"]:
         resolve_method(exp, m)  # a registered method or a variant
     plan(exp)
-    return [Cell(exp.name, {"model": model, "method": m}, seed)
-            for model in exp.spec["models"] for seed in range(seeds) for m in exp.spec["methods"]]
+    return [
+        Cell(exp.name, {"model": model, "method": m}, seed)
+        for model in exp.spec["models"]
+        for seed in range(seeds)
+        for m in exp.spec["methods"]
+    ]
 
 
 def plan(exp: Experiment) -> tuple[int | None, float, int, list[int]]:
@@ -76,16 +80,34 @@ def _run(cell: Cell, exp: Experiment, ws: Workspace) -> dict[str, Any]:
         if method == "retrain" and c + 1 not in reference_at:
             out.append(None)  # retraining is the reference only after the requests named in reference_at
             continue
-        res = unlearn_request(model, data, f"indices:{path}", method, device=ws.device, seed=cell.seed, quiet=True,
-                              options=method_options(exp, ws.preset, label, arch), condensed=condensed,
-                              previous_forget=previous, artefacts=artefacts, retain=retain)
+        res = unlearn_request(
+            model,
+            data,
+            f"indices:{path}",
+            method,
+            device=ws.device,
+            seed=cell.seed,
+            quiet=True,
+            options=method_options(exp, ws.preset, label, arch),
+            condensed=condensed,
+            previous_forget=previous,
+            artefacts=artefacts,
+            retain=retain,
+        )
         if method != "retrain":
             model = res.model
         r = res.report
-        out.append({**{k: r[k] for k in METRICS}, "seconds": r["time"]["total_s"], "forget_size": r["forget_size"],
-                    "request_size": int(len(chunk)), "retain_size": r["retain_size"],
-                    "reduced_size": (r["reduced_set"] or {}).get("reduced_size"),
-                    "retain_source": r.get("retain_source")})
+        out.append(
+            {
+                **{k: r[k] for k in METRICS},
+                "seconds": r["time"]["total_s"],
+                "forget_size": r["forget_size"],
+                "request_size": int(len(chunk)),
+                "retain_size": r["retain_size"],
+                "reduced_size": (r["reduced_set"] or {}).get("reduced_size"),
+                "retain_source": r.get("retain_source"),
+            }
+        )
     return {"cycles": out}
 
 
@@ -104,20 +126,34 @@ def _rows(exp: Experiment, cells: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 done = [c for c in got if c["result"]["cycles"][i] is not None]
                 if not done:  # retraining between its reference points
                     continue
-                row: dict[str, Any] = {"experiment": exp.name, "model": model, "forget": forget,
-                                       "cycle": i + 1, "method": method, "seeds": len(done)}
+                row: dict[str, Any] = {
+                    "experiment": exp.name,
+                    "model": model,
+                    "forget": forget,
+                    "cycle": i + 1,
+                    "method": method,
+                    "seeds": len(done),
+                }
                 for k in METRICS:
                     row[k], row[k + "_std"] = mean_std([100 * c["result"]["cycles"][i][k] for c in done])
-                ratios = [c["result"]["cycles"][i]["seconds"] / retrain[c["seed"]][i]["seconds"] for c in done
-                          if retrain.get(c["seed"]) and retrain[c["seed"]][i] is not None]
+                ratios = [
+                    c["result"]["cycles"][i]["seconds"] / retrain[c["seed"]][i]["seconds"]
+                    for c in done
+                    if retrain.get(c["seed"]) and retrain[c["seed"]][i] is not None
+                ]
                 if ratios:
                     row["time_ratio"], row["time_ratio_std"] = mean_std(ratios)
                 reduced = [c["result"]["cycles"][i].get("reduced_size") for c in done]
                 if all(isinstance(v, int) for v in reduced):
-                    row["extra"] = (f"reduced set {mean_std([float(v) for v in reduced])[0]:.0f} of "
-                                    f"{done[0]['result']['cycles'][i]['retain_size']} retain images"
-                                    + ("; the method trained on it (retain: reduced)"
-                                       if done[0]["result"]["cycles"][i].get("retain_source") == "reduced" else ""))
+                    row["extra"] = (
+                        f"reduced set {mean_std([float(v) for v in reduced])[0]:.0f} of "
+                        f"{done[0]['result']['cycles'][i]['retain_size']} retain images"
+                        + (
+                            "; the method trained on it (retain: reduced)"
+                            if done[0]["result"]["cycles"][i].get("retain_source") == "reduced"
+                            else ""
+                        )
+                    )
                 ref = lookup(ref_tree, [i + 1, method])
                 if isinstance(ref, list):
                     add_reference(row, ref, lookup(ref_tree, [i + 1, "retrain"]), flag=exp.spec.get("flag", True))

@@ -48,8 +48,9 @@ def _sources(exp: Experiment) -> list[dict[str, Any]]:
 
 def _cells(exp: Experiment, seeds: int) -> list[Cell]:
     n = len(_sources(exp))
-    return ([Cell(exp.name, {"source": i + 1}, 0) for i in range(n)]
-            + [Cell(exp.name, {"ulira": i + 1}, 0) for i in range(len(exp.spec.get("ulira", [])))])
+    return [Cell(exp.name, {"source": i + 1}, 0) for i in range(n)] + [
+        Cell(exp.name, {"ulira": i + 1}, 0) for i in range(len(exp.spec.get("ulira", [])))
+    ]
 
 
 def _entry(cell: Cell, exp: Experiment) -> dict[str, Any]:
@@ -69,8 +70,14 @@ def _check(deltas: dict[str, list[float]], bounds: dict[str, float]) -> dict[str
         vals = deltas[k]
         mean = statistics.fmean(vals)
         size = (lambda v: v) if k in ("time_ratio", "forget_acc_class") else abs  # an upper bound, or a +- band
-        out[k] = {"mean": mean, "per_seed": vals, "bound": bound, "met_on_mean": size(mean) <= bound,
-                  "met_on_every_seed": all(size(v) <= bound for v in vals), "missed_by": max(0.0, size(mean) - bound)}
+        out[k] = {
+            "mean": mean,
+            "per_seed": vals,
+            "bound": bound,
+            "met_on_mean": size(mean) <= bound,
+            "met_on_every_seed": all(size(v) <= bound for v in vals),
+            "missed_by": max(0.0, size(mean) - bound),
+        }
     return out
 
 
@@ -78,8 +85,10 @@ def _compare(method: dict[int, dict], retrain: dict[int, dict], whole: bool, spe
     seeds = sorted(set(method) & set(retrain))
     time_ratio = [method[s]["seconds"] / retrain[s]["seconds"] for s in seeds]
     if whole:
-        deltas = {"forget_acc_class": [100 * method[s]["forget_acc"] for s in seeds],
-                  "test_acc_other": [100 * (method[s]["test_acc_other"] - retrain[s]["test_acc_other"]) for s in seeds]}
+        deltas = {
+            "forget_acc_class": [100 * method[s]["forget_acc"] for s in seeds],
+            "test_acc_other": [100 * (method[s]["test_acc_other"] - retrain[s]["test_acc_other"]) for s in seeds],
+        }
         bounds = dict(spec["whole_class"])
     else:
         bounds = dict(spec["sample"])
@@ -95,36 +104,76 @@ def _run(cell: Cell, exp: Experiment, ws: Workspace) -> dict[str, Any]:
     try:
         rep = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        return {"rows": [{"setting": e["setting"], "request": e.get("request", ""), "source": e["report"],
-                          "missing": f"{path} cannot be read ({type(err).__name__})"}]}
-    base = {"setting": e["setting"], "source": e["report"], "source_git": rep["meta"].get("git"),
-            "model": e.get("model", ""), "method": e["method"]}
+        return {
+            "rows": [
+                {
+                    "setting": e["setting"],
+                    "request": e.get("request", ""),
+                    "source": e["report"],
+                    "missing": f"{path} cannot be read ({type(err).__name__})",
+                }
+            ]
+        }
+    base = {
+        "setting": e["setting"],
+        "source": e["report"],
+        "source_git": rep["meta"].get("git"),
+        "model": e.get("model", ""),
+        "method": e["method"],
+    }
     if "ulira" in cell.key:
         a = rep["attacks"]
         ci = {k: a[k]["auc_ci"] for k in (e["method"], e["overlaps"], e["clear_of"])}
         overlap = lambda x, y: x[0] <= y[1] and y[0] <= x[1]  # noqa: E731
-        return {"rows": [{**base, "request": e.get("request", "U-LiRA"), "auc": {k: a[k]["auc"] for k in ci},
-                          "auc_ci": ci, "overlaps_reference": overlap(ci[e["method"]], ci[e["overlaps"]]),
-                          "clear_of_baseline": not overlap(ci[e["method"]], ci[e["clear_of"]])}]}
+        return {
+            "rows": [
+                {
+                    **base,
+                    "request": e.get("request", "U-LiRA"),
+                    "auc": {k: a[k]["auc"] for k in ci},
+                    "auc_ci": ci,
+                    "overlaps_reference": overlap(ci[e["method"]], ci[e["overlaps"]]),
+                    "clear_of_baseline": not overlap(ci[e["method"]], ci[e["clear_of"]]),
+                }
+            ]
+        }
     cells = rep.get("cells", {}).get(e["experiment"], [])
     successive = e["forget"] == "successive"
 
     def of(method: str) -> dict[int, dict]:
-        return {c["seed"]: c["result"] for c in cells if c["key"]["model"] == e["model"]
-                and c["key"]["method"] == method and (successive or c["key"].get("forget") == e["forget"])}
+        return {
+            c["seed"]: c["result"]
+            for c in cells
+            if c["key"]["model"] == e["model"]
+            and c["key"]["method"] == method
+            and (successive or c["key"].get("forget") == e["forget"])
+        }
 
     retrain, mine = of("retrain"), of(e["method"])
     if not retrain or not mine:
         return {"rows": [{**base, "request": e["request"], "missing": "no cells for the method or retraining"}]}
     if successive:
         n = len(next(iter(mine.values()))["cycles"])
-        return {"rows": [{**base, "request": f"{e['request']}, request {i + 1}",
-                          **_compare({s: r["cycles"][i] for s, r in mine.items()},
-                                     {s: r["cycles"][i] for s, r in retrain.items()}, False, exp.spec)}
-                         for i in range(n)]}
+        return {
+            "rows": [
+                {
+                    **base,
+                    "request": f"{e['request']}, request {i + 1}",
+                    **_compare(
+                        {s: r["cycles"][i] for s, r in mine.items()},
+                        {s: r["cycles"][i] for s, r in retrain.items()},
+                        False,
+                        exp.spec,
+                    ),
+                }
+                for i in range(n)
+            ]
+        }
     whole = e["forget"].startswith("class:")
     if whole and any("test_acc_other" not in r for r in (*mine.values(), *retrain.values())):
-        return {"rows": [{**base, "request": e["request"], "missing": "cells computed before other-class TA was recorded"}]}
+        return {
+            "rows": [{**base, "request": e["request"], "missing": "cells computed before other-class TA was recorded"}]
+        }
     return {"rows": [{**base, "request": e["request"], **_compare(mine, retrain, whole, exp.spec)}]}
 
 
@@ -141,16 +190,24 @@ def _rows(exp: Experiment, results: list[dict[str, Any]]) -> list[dict[str, Any]
     rows = []
     for rec in sorted(results, key=lambda r: (("ulira" in r["key"]), r["key"].get("source", r["key"].get("ulira")))):
         for r in rec["result"]["rows"]:
-            row = {"experiment": exp.name, "model": r.get("model", ""), "method": r.get("method", ""),
-                   "request": r["request"], "setting": r["setting"],
-                   "source": f"{r['source']} ({str(r.get('source_git') or '')[:7]})", "seeds": 1}
+            row = {
+                "experiment": exp.name,
+                "model": r.get("model", ""),
+                "method": r.get("method", ""),
+                "request": r["request"],
+                "setting": r["setting"],
+                "source": f"{r['source']} ({str(r.get('source_git') or '')[:7]})",
+                "seeds": 1,
+            }
             if "missing" in r:
                 row["extra"] = f"not measured: {r['missing']}"
             elif "auc" in r:
                 ci = {k: f"{r['auc'][k]:.3f} [{v[0]:.3f}, {v[1]:.3f}]" for k, v in r["auc_ci"].items()}
-                row["extra"] = ("; ".join(f"{k} AUC {v}" for k, v in ci.items())
-                                + f"; overlaps the reference's: {r['overlaps_reference']}; clear of the baseline's: "
-                                  f"{r['clear_of_baseline']}")
+                row["extra"] = (
+                    "; ".join(f"{k} AUC {v}" for k, v in ci.items())
+                    + f"; overlaps the reference's: {r['overlaps_reference']}; clear of the baseline's: "
+                    f"{r['clear_of_baseline']}"
+                )
             else:
                 t = r["targets"]
                 for k in ("retain_acc", "forget_acc", "test_acc", "mia", "test_acc_other"):
@@ -165,9 +222,18 @@ def _rows(exp: Experiment, results: list[dict[str, Any]]) -> list[dict[str, Any]
     return rows
 
 
-COLUMNS = (("request", "request", "s"), ("setting", "setting", "s"), ("source", "report", "s"), ("d_retain_acc", "dRA", "s"),
-           ("d_forget_acc", "dFA", "s"), ("d_test_acc", "dTA", "s"), ("d_mia", "dMIA", "s"),
-           ("fa_class", "FA (class)", "s"), ("d_test_acc_other", "d TA other", "s"), ("time", "time / R", "s"),
-           ("met", "all met (mean)", "s"))
+COLUMNS = (
+    ("request", "request", "s"),
+    ("setting", "setting", "s"),
+    ("source", "report", "s"),
+    ("d_retain_acc", "dRA", "s"),
+    ("d_forget_acc", "dFA", "s"),
+    ("d_test_acc", "dTA", "s"),
+    ("d_mia", "dMIA", "s"),
+    ("fa_class", "FA (class)", "s"),
+    ("d_test_acc_other", "d TA other", "s"),
+    ("time", "time / R", "s"),
+    ("met", "all met (mean)", "s"),
+)
 
 KINDS.register("targets")(Kind(_cells, _run, _rows, columns=COLUMNS, inputs=_inputs))

@@ -40,8 +40,10 @@ def _cells(exp: Experiment, seeds: int) -> list[Cell]:
             MODELS.get(m)
         return [Cell(exp.name, {"model": m}, 0) for m in exp.spec.get("models", [])]
     if part == "fdm":
-        return [Cell(exp.name, {"model": exp.spec.get("model", "cnn")}, s)
-                for s in range(min(seeds, int(exp.spec.get("seeds", seeds))))]
+        return [
+            Cell(exp.name, {"model": exp.spec.get("model", "cnn")}, s)
+            for s in range(min(seeds, int(exp.spec.get("seeds", seeds))))
+        ]
     raise ConfigError(f"experiment {exp.name}: part must be 'models' or 'fdm', got {part!r}")
 
 
@@ -67,6 +69,7 @@ def _models(cell: Cell, exp: Experiment, ws: Workspace) -> dict[str, Any]:
     out: dict[str, Any] = {"params": sum(p.numel() for p in model.parameters()), "bf16_native": bf16_native(dev)}
     for mode in ("train", "infer"):
         for bf16 in (False, True):
+
             def step():
                 for _ in range(steps):
                     if mode == "train":
@@ -80,6 +83,7 @@ def _models(cell: Cell, exp: Experiment, ws: Workspace) -> dict[str, Any]:
                         model.eval()
                         with torch.no_grad(), torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16):
                             model(x)
+
             out[f"{mode}_{'bf16' if bf16 else 'fp32'}"] = steps * bs / timed(step, dev, repeats)
         out[f"{mode}_bf16_over_fp32"] = out[f"{mode}_bf16"] / out[f"{mode}_fp32"]
     return out
@@ -108,25 +112,51 @@ def _fdm(cell: Cell, exp: Experiment, ws: Workspace) -> dict[str, Any]:
     k, steps = int(s.get("clusters", ws.preset["clusters"])), int(s.get("steps", 100))
     feats = embed(model, data.train.images, device=dev)
     buckets = kmeans_buckets(feats, data.train.labels, data.info.num_classes, k, seed=cell.seed, quiet=True)
-    job = CondenseJob(images=data.train.images, labels=data.train.labels, info=data.info, device=dev, seed=cell.seed,
-                      options={**CONDENSERS.get("fdm").defaults, "steps": steps, "bf16": False,
-                               "blend": "unconstrained"},
-                      model=model, features=feats, buckets=buckets, quiet=True)
+    job = CondenseJob(
+        images=data.train.images,
+        labels=data.train.labels,
+        info=data.info,
+        device=dev,
+        seed=cell.seed,
+        options={**CONDENSERS.get("fdm").defaults, "steps": steps, "bf16": False, "blend": "unconstrained"},
+        model=model,
+        features=feats,
+        buckets=buckets,
+        quiet=True,
+    )
     t = time.perf_counter()
     ours = CONDENSERS.get("fdm").run(job).images
     synchronize(dev)
     t_ours = time.perf_counter() - t
     targets = bucket_targets(feats, buckets)
     n = len(buckets)
-    sample = torch.randperm(n, generator=torch.Generator().manual_seed(cell.seed))[: int(s.get("baseline_buckets", 200)) or None]  # 0: all
+    sample = torch.randperm(n, generator=torch.Generator().manual_seed(cell.seed))[
+        : int(s.get("baseline_buckets", 200)) or None
+    ]  # 0: all
     t = time.perf_counter()
-    seq = torch.stack([sequential_fdm(model, data.train.images,
-                                      buckets.indices[buckets.indptr[j]:buckets.indptr[j + 1]].to(dev), targets[j],
-                                      steps, 1e-3) for j in sample.tolist()])
+    seq = torch.stack(
+        [
+            sequential_fdm(
+                model,
+                data.train.images,
+                buckets.indices[buckets.indptr[j] : buckets.indptr[j + 1]].to(dev),
+                targets[j],
+                steps,
+                1e-3,
+            )
+            for j in sample.tolist()
+        ]
+    )
     synchronize(dev)
     t_seq = (time.perf_counter() - t) / len(sample) * n
-    return {"buckets": n, "ours_s": t_ours, "loop_s": t_seq, "speedup": t_seq / t_ours,
-            "sampled_buckets": len(sample), "max_pixel_diff": float((seq - ours[sample]).abs().max())}
+    return {
+        "buckets": n,
+        "ours_s": t_ours,
+        "loop_s": t_seq,
+        "speedup": t_seq / t_ours,
+        "sampled_buckets": len(sample),
+        "max_pixel_diff": float((seq - ours[sample]).abs().max()),
+    }
 
 
 def _run(cell: Cell, exp: Experiment, ws: Workspace) -> dict[str, Any]:
@@ -145,10 +175,18 @@ def _rows(exp: Experiment, cells: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return rows
 
 
-COLUMNS = (("params", "parameters", ",.0f"), ("train_fp32", "train fp32 img/s", ".0f"),
-           ("train_bf16", "train bf16 img/s", ".0f"), ("infer_fp32", "infer fp32 img/s", ".0f"),
-           ("infer_bf16", "infer bf16 img/s", ".0f"), ("train_bf16_over_fp32", "train bf16/fp32", ".2f"),
-           ("buckets", "buckets", ".0f"), ("ours_s", "batched s", ".1f"), ("loop_s", "loop s (extrapolated)", ".1f"),
-           ("speedup", "speed-up", ".1f"), ("max_pixel_diff", "max pixel diff", ".1e"))
+COLUMNS = (
+    ("params", "parameters", ",.0f"),
+    ("train_fp32", "train fp32 img/s", ".0f"),
+    ("train_bf16", "train bf16 img/s", ".0f"),
+    ("infer_fp32", "infer fp32 img/s", ".0f"),
+    ("infer_bf16", "infer bf16 img/s", ".0f"),
+    ("train_bf16_over_fp32", "train bf16/fp32", ".2f"),
+    ("buckets", "buckets", ".0f"),
+    ("ours_s", "batched s", ".1f"),
+    ("loop_s", "loop s (extrapolated)", ".1f"),
+    ("speedup", "speed-up", ".1f"),
+    ("max_pixel_diff", "max pixel diff", ".1e"),
+)
 
 KINDS.register("throughput")(Kind(_cells, _run, _rows, COLUMNS))

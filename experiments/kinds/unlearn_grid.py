@@ -24,9 +24,9 @@ import torch
 
 from dcforget.config import config_dirs
 from dcforget.errors import ConfigError
-
 from unlearn.methods import METHODS
 from unlearn.request import kept_class_accuracy, unlearn_request
+
 from ..report import add_reference, lookup, mean_std
 from ..workspace import KINDS, Cell, Experiment, Kind, Workspace
 
@@ -43,23 +43,29 @@ def resolve_method(exp: Experiment, label: str) -> tuple[str, dict[str, Any]]:
         METHODS.get(label)
         return label, {}
     if not isinstance(variant, dict) or not isinstance(variant.get("method"), str):
-        raise ConfigError(f"experiment {exp.name}: variant {label!r} needs method = \"NAME\"")
+        raise ConfigError(f'experiment {exp.name}: variant {label!r} needs method = "NAME"')
     stray = sorted(set(variant) - VARIANT_KEYS)
     if stray:
-        raise ConfigError(f"experiment {exp.name}: variant {label!r} has unknown key(s) {', '.join(stray)}; known: "
-                          f"{', '.join(sorted(VARIANT_KEYS))}")
+        raise ConfigError(
+            f"experiment {exp.name}: variant {label!r} has unknown key(s) {', '.join(stray)}; known: "
+            f"{', '.join(sorted(VARIANT_KEYS))}"
+        )
     method, options = variant["method"], variant.get("options", {})
     _check_variant_artefacts(exp, label, method, variant)
     if variant.get("retain", "full") not in ("full", "reduced") or (
-            variant.get("retain") == "reduced" and not METHODS.get(method).reads_retain):
-        raise ConfigError(f"experiment {exp.name}: variant {label!r}: retain must be full or reduced, and reduced only "
-                          f"for a method that reads a retain set ({method!r} reads_retain: "
-                          f"{METHODS.get(method).reads_retain})")
+        variant.get("retain") == "reduced" and not METHODS.get(method).reads_retain
+    ):
+        raise ConfigError(
+            f"experiment {exp.name}: variant {label!r}: retain must be full or reduced, and reduced only "
+            f"for a method that reads a retain set ({method!r} reads_retain: "
+            f"{METHODS.get(method).reads_retain})"
+        )
     known = METHODS.get(method).defaults
     unknown = sorted(set(options) - set(known))
     if unknown:
-        raise ConfigError(f"experiment {exp.name}: variant {label!r} sets unknown option(s) {', '.join(unknown)} of "
-                          f"{method!r}")
+        raise ConfigError(
+            f"experiment {exp.name}: variant {label!r} sets unknown option(s) {', '.join(unknown)} of {method!r}"
+        )
     return method, dict(options)
 
 
@@ -92,19 +98,24 @@ def _check_variant_artefacts(exp: Experiment, label: str, method: str, variant: 
     scopes must exist (checked before any cell runs, not when the artefact is first built)."""
     from condense.methods import CONDENSERS
     from dcforget.models import MODELS
-
     from unlearn.offline import OFFLINE_DEFAULTS
 
     where = f"experiment {exp.name}: variant {label!r}"
     offline_method = METHODS.get(method).needs_offline
     if "remembrance" in variant:
         if not offline_method:
-            raise ConfigError(f"{where}: remembrance applies to {', '.join(n for n in METHODS.names() if METHODS.get(n).needs_offline)} only")
+            raise ConfigError(
+                f"{where}: remembrance applies to {', '.join(n for n in METHODS.names() if METHODS.get(n).needs_offline)} only"
+            )
         if variant["remembrance"] not in ("heldout", "test"):
-            raise ConfigError(f"{where}: remembrance must be \"heldout\" or \"test\"")
-    stages = {"offline": (offline_method, set(OFFLINE_DEFAULTS)),
-              "condense": (offline_method or METHODS.get(method).needs_condensed,
-                           {k for n in CONDENSERS.names() for k in CONDENSERS.get(n).defaults})}
+            raise ConfigError(f'{where}: remembrance must be "heldout" or "test"')
+    stages = {
+        "offline": (offline_method, set(OFFLINE_DEFAULTS)),
+        "condense": (
+            offline_method or METHODS.get(method).needs_condensed,
+            {k for n in CONDENSERS.names() for k in CONDENSERS.get(n).defaults},
+        ),
+    }
     for stage, (applies, known) in stages.items():
         table = variant.get(stage)
         if table is None:
@@ -135,7 +146,12 @@ def variant_artefact_options(variant: dict[str, Any], stage: str, arch: str) -> 
     return out or None
 
 
-AXES = ("ipc", "clusters", "condenser", "classifier")  # optional grid axes of an "unlearn" experiment, beyond model/forget/method
+AXES = (
+    "ipc",
+    "clusters",
+    "condenser",
+    "classifier",
+)  # optional grid axes of an "unlearn" experiment, beyond model/forget/method
 
 
 def _unlearn_cells(exp: Experiment, seeds: int) -> list[Cell]:
@@ -173,7 +189,9 @@ def forget_spec(spec: str) -> str:
     for base in config_dirs():
         if (base / path).is_file():
             return f"indices:{base / path}"
-    raise ConfigError(f"forget index file {path} is not under any configs folder ({', '.join(map(str, config_dirs()))})")
+    raise ConfigError(
+        f"forget index file {path} is not under any configs folder ({', '.join(map(str, config_dirs()))})"
+    )
 
 
 def _unlearn_inputs(cell: Cell, exp: Experiment, preset: dict[str, Any]) -> dict[str, Any] | None:
@@ -209,26 +227,48 @@ def _unlearn_run(cell: Cell, exp: Experiment, ws: Workspace) -> dict[str, Any]:
         source = variant.get("remembrance")  # e.g. "test": the reference's
         off_extra = variant_artefact_options(variant, "offline", arch)
         start, artefacts = ws.offline(arch, axis("ipc"), source, off_extra)
-        condensed = ws.condensed(arch, offline=True, ipc=axis("ipc"), source=source, offline_extra=off_extra,
-                                 **cs_args)
+        condensed = ws.condensed(arch, offline=True, ipc=axis("ipc"), source=source, offline_extra=off_extra, **cs_args)
     elif m.needs_condensed or variant_retain(exp, label) == "reduced":
         condensed = ws.condensed(arch, **cs_args)
     data = ws.data()
-    res = unlearn_request(start, data, forget_spec(spec), method, device=ws.device, seed=cell.seed, quiet=ws.quiet,
-                          options=options, condensed=condensed, artefacts=artefacts,
-                          retain=variant_retain(exp, label))
+    res = unlearn_request(
+        start,
+        data,
+        forget_spec(spec),
+        method,
+        device=ws.device,
+        seed=cell.seed,
+        quiet=ws.quiet,
+        options=options,
+        condensed=condensed,
+        artefacts=artefacts,
+        retain=variant_retain(exp, label),
+    )
     r = res.report
     out = {key: r[key] for key in METRICS}
     out["retain_source"] = r.get("retain_source")
-    out.update(seconds=r["time"]["total_s"], assembly_s=r["time"]["assembly_s"], forget_size=r["forget_size"],
-               reduced_ratio=(r["reduced_set"] or {}).get("ratio_to_retain"), options=r["options"],
-               val_acc=r.get("val_acc"), val_mia=r.get("val_mia"),
-               method_extra=r.get("method_extra", {}))  # e.g. the epochs and reset the method actually used
+    out.update(
+        seconds=r["time"]["total_s"],
+        assembly_s=r["time"]["assembly_s"],
+        forget_size=r["forget_size"],
+        reduced_ratio=(r["reduced_set"] or {}).get("ratio_to_retain"),
+        options=r["options"],
+        val_acc=r.get("val_acc"),
+        val_mia=r.get("val_mia"),
+        method_extra=r.get("method_extra", {}),
+    )  # e.g. the epochs and reset the method actually used
     out["roc"] = roc_points(res.model, data, res.split.forget, ws.device)
     inv = exp.spec.get("invert")
     if inv and arch in inv.get("models", []) and cell.seed in inv.get("seeds", [0]):
-        out["inversion"] = invert_and_score(res.model, data, res.split.forget, ws, f"{exp.name}-{cell.id}",
-                                            steps=int(inv.get("steps", 200)), seed=cell.seed)
+        out["inversion"] = invert_and_score(
+            res.model,
+            data,
+            res.split.forget,
+            ws,
+            f"{exp.name}-{cell.id}",
+            steps=int(inv.get("steps", 200)),
+            seed=cell.seed,
+        )
     other = kept_class_accuracy(res.model, data, res.split, ws.device)  # whole-class requests: TA on the rest
     if other is not None:
         out["test_acc_other"] = other
@@ -292,7 +332,12 @@ def _unlearn_rows(exp: Experiment, cells: list[dict[str, Any]]) -> list[dict[str
         row: dict[str, Any] = {"experiment": exp.name, **key, "seeds": len(got)}
         # whole-class requests: TA on the classes kept (the forgotten class's test images would count as errors)
         ta_key = "test_acc_other" if all("test_acc_other" in c["result"] for c in got) else "test_acc"
-        for k, name in (("retain_acc", "retain_acc"), ("forget_acc", "forget_acc"), (ta_key, "test_acc"), ("mia", "mia")):
+        for k, name in (
+            ("retain_acc", "retain_acc"),
+            ("forget_acc", "forget_acc"),
+            (ta_key, "test_acc"),
+            ("mia", "mia"),
+        ):
             row[name], row[name + "_std"] = mean_std([100 * c["result"][k] for c in got])
         for k in ("val_acc", "val_mia"):  # what choices may read (cells from before the validation split lack them)
             if all(c["result"].get(k) is not None for c in got):
@@ -305,7 +350,8 @@ def _unlearn_rows(exp: Experiment, cells: list[dict[str, Any]]) -> list[dict[str
             row["retain_source"] = "/".join(sorted(sources))
         inv = [c["result"]["inversion"] for c in got if "inversion" in c["result"]]
         notes_ = ([f"retain: {row['retain_source']}"] if row.get("retain_source") == "reduced" else []) + (
-            ["inversion: " + ", ".join(f"[SSIM {i['ssim']:.3f}]({i['png']})" for i in inv)] if inv else [])
+            ["inversion: " + ", ".join(f"[SSIM {i['ssim']:.3f}]({i['png']})" for i in inv)] if inv else []
+        )
         if notes_:
             row["extra"] = "; ".join(notes_)
         rocs = [c["result"]["roc"]["tpr"] for c in got if "roc" in c["result"]]
@@ -323,8 +369,6 @@ def _unlearn_rows(exp: Experiment, cells: list[dict[str, Any]]) -> list[dict[str
             row["note"] = notes[key["method"]]
         rows.append(row)
     return rows
-
-
 
 
 KINDS.register("unlearn")(Kind(_unlearn_cells, _unlearn_run, _unlearn_rows, inputs=_unlearn_inputs))

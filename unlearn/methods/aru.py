@@ -33,18 +33,26 @@ from .common import conv_layers, require, sgd, train_epochs
 
 
 def check(o: dict) -> None:
-    require(o, "aru", positive_int=("pgd_steps", "batch_size", "epochs"), positive=("eps", "pgd_alpha", "lr"),
-            nonneg=("weight_decay",), momentum=("momentum",), fraction=("reset_fraction",))
+    require(
+        o,
+        "aru",
+        positive_int=("pgd_steps", "batch_size", "epochs"),
+        positive=("eps", "pgd_alpha", "lr"),
+        nonneg=("weight_decay",),
+        momentum=("momentum",),
+        fraction=("reset_fraction",),
+    )
 
 
-def pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, alpha: float, steps: int,
-        gen: torch.Generator) -> torch.Tensor:
+def pgd(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, alpha: float, steps: int, gen: torch.Generator
+) -> torch.Tensor:
     """Untargeted L-inf PGD (unit-space images), model in eval mode, parameters untouched."""
     delta = (torch.rand(x.shape, generator=gen).to(x.device) * 2 - 1) * eps
     adv = (x + delta).clamp(0, 1)
     for _ in range(steps):
         adv.requires_grad_(True)
-        g, = torch.autograd.grad(F.cross_entropy(model(adv), y), adv)
+        (g,) = torch.autograd.grad(F.cross_entropy(model(adv), y), adv)
         adv = torch.min(torch.max(adv.detach() + alpha * g.sign(), x - eps), x + eps).clamp(0, 1)
     return adv.detach()
 
@@ -58,16 +66,29 @@ def reset_units(model: nn.Module) -> list[tuple[str, nn.Module]]:
     return linears[:-1]
 
 
-@register("aru",
-          reference="Jung et al., arXiv 2401.08998 (no code published: our reconstruction; defaults ours where "
-                    "the paper is silent)",
-          validate=check,
-          summary="ARU: PGD noise on the forget set scores conv filters, the most forget-specific are re-initialised, "
-                  "then fine-tuning on the retain set (our reconstruction; no published code)",
-          space={"reset_fraction": Float(0.005, 0.3, log=True), "eps": Float(1 / 255, 16 / 255, log=True),
-                 "pgd_steps": Fixed(10), "pgd_alpha": Fixed(2 / 255)},
-          eps=8 / 255, pgd_steps=10, pgd_alpha=2 / 255, reset_fraction=0.05, epochs=2, lr=0.01, momentum=0.9,
-          weight_decay=5e-4, batch_size=128)
+@register(
+    "aru",
+    reference="Jung et al., arXiv 2401.08998 (no code published: our reconstruction; defaults ours where "
+    "the paper is silent)",
+    validate=check,
+    summary="ARU: PGD noise on the forget set scores conv filters, the most forget-specific are re-initialised, "
+    "then fine-tuning on the retain set (our reconstruction; no published code)",
+    space={
+        "reset_fraction": Float(0.005, 0.3, log=True),
+        "eps": Float(1 / 255, 16 / 255, log=True),
+        "pgd_steps": Fixed(10),
+        "pgd_alpha": Fixed(2 / 255),
+    },
+    eps=8 / 255,
+    pgd_steps=10,
+    pgd_alpha=2 / 255,
+    reset_fraction=0.05,
+    epochs=2,
+    lr=0.01,
+    momentum=0.9,
+    weight_decay=5e-4,
+    batch_size=128,
+)
 def aru(ctx: UnlearnContext):
     o = ctx.options
     check(o)
@@ -79,7 +100,7 @@ def aru(ctx: UnlearnContext):
     scores = {n: torch.zeros(m.weight.shape[0], device=ctx.device) for n, m in layers}
     batches = 0
     for lo in range(0, len(yf), bs):
-        x, y = as_unit(xf[lo:lo + bs]).to(ctx.device), yf[lo:lo + bs]
+        x, y = as_unit(xf[lo : lo + bs]).to(ctx.device), yf[lo : lo + bs]
         adv = pgd(model, x, y, float(o["eps"]), float(o["pgd_alpha"]), int(o["pgd_steps"]), gen)
         grads = torch.autograd.grad(F.cross_entropy(model(adv), y), [m.weight for _, m in layers])
         for (n, m), g in zip(layers, grads):
@@ -93,7 +114,7 @@ def aru(ctx: UnlearnContext):
     reset, at = {}, 0
     with torch.no_grad():
         for n, m in layers:
-            rows = torch.nonzero(chosen[at:at + m.weight.shape[0]]).flatten()
+            rows = torch.nonzero(chosen[at : at + m.weight.shape[0]]).flatten()
             at += m.weight.shape[0]
             if len(rows):
                 src = fresh.get_submodule(n)
@@ -102,8 +123,23 @@ def aru(ctx: UnlearnContext):
                     m.bias[rows] = src.bias[rows]
                 reset[n] = len(rows)
     xr, yr = ctx.retain()
-    train_epochs(model, xr, yr, sgd(model, o), [float(o["lr"])] * int(o["epochs"]), batch_size=bs, seed=ctx.seed,
-                 device=ctx.device, quiet=ctx.quiet, desc="aru fine-tune")
-    ctx.extra.update(reconstruction=True, units="filters" if conv_layers(model) else "linear units",
-                     reset=reset, reset_total=k, scored=len(flat))
+    train_epochs(
+        model,
+        xr,
+        yr,
+        sgd(model, o),
+        [float(o["lr"])] * int(o["epochs"]),
+        batch_size=bs,
+        seed=ctx.seed,
+        device=ctx.device,
+        quiet=ctx.quiet,
+        desc="aru fine-tune",
+    )
+    ctx.extra.update(
+        reconstruction=True,
+        units="filters" if conv_layers(model) else "linear units",
+        reset=reset,
+        reset_total=k,
+        scored=len(flat),
+    )
     return model

@@ -13,22 +13,29 @@ classes; with Adam that changes almost nothing)."""
 import torch
 
 from dcforget.runtime import generator
-from dcforget.train import fit
-
 from dcforget.space import Float
+from dcforget.train import fit
 
 from .base import UnlearnContext, register
 from .distill import kd_kl
 
 
-@register("bad-teacher",
-          reference="Chundawat et al., \"Can Bad Teaching Induce Forgetting?\", AAAI 2023; "
-                    "vikram2000b/bad-teaching-unlearning unlearn.py blindspot_unlearner + "
-                    "CIFARSuper20_Rocket_Unlearn.ipynb",
-          summary="KL to the original on 30% of retain, to a random teacher on the forget set",
-          epochs=1, batch_size=256, optimizer="adam", lr=1e-4, schedule="constant", bf16=False,
-          temperature=1.0, retain_fraction=0.3,
-          space={"temperature": Float(0.5, 5.0)})  # Deep Unlearn: kl_temperature in [0, 5] (0 divides by zero)
+@register(
+    "bad-teacher",
+    reference='Chundawat et al., "Can Bad Teaching Induce Forgetting?", AAAI 2023; '
+    "vikram2000b/bad-teaching-unlearning unlearn.py blindspot_unlearner + "
+    "CIFARSuper20_Rocket_Unlearn.ipynb",
+    summary="KL to the original on 30% of retain, to a random teacher on the forget set",
+    epochs=1,
+    batch_size=256,
+    optimizer="adam",
+    lr=1e-4,
+    schedule="constant",
+    bf16=False,
+    temperature=1.0,
+    retain_fraction=0.3,
+    space={"temperature": Float(0.5, 5.0)},
+)  # Deep Unlearn: kl_temperature in [0, 5] (0 divides by zero)
 def bad_teacher(ctx: UnlearnContext):
     o = ctx.options
     good = ctx.copy_original().eval()
@@ -46,6 +53,15 @@ def bad_teacher(ctx: UnlearnContext):
             target = torch.where(flag[:, None].bool(), bad(inputs), good(inputs))
         return kd_kl(logits, target, t)
 
-    fit(student, x, is_forget, ctx.train_config(), device=ctx.device, seed=ctx.seed, loss_fn=loss, quiet=ctx.quiet,
-        desc="bad-teacher")
+    fit(
+        student,
+        x,
+        is_forget,
+        ctx.train_config(),
+        device=ctx.device,
+        seed=ctx.seed,
+        loss_fn=loss,
+        quiet=ctx.quiet,
+        desc="bad-teacher",
+    )
     return student

@@ -34,9 +34,15 @@ def zero_shot_view(data: Data, split: ForgetSplit, auxiliary: bool = False) -> t
     idx = split.forget.to(data.train.labels.device)
     empty = data.test.subset(torch.zeros(0, dtype=torch.long))
     keep = auxiliary and data.val is not None
-    view = replace(data, train=data.train.subset(idx), test=empty, val=data.val if keep else None,
-                   val_source_indices=data.val_source_indices if keep else None,
-                   source_indices=data.source_indices[split.forget.cpu()], _fingerprint=None)
+    view = replace(
+        data,
+        train=data.train.subset(idx),
+        test=empty,
+        val=data.val if keep else None,
+        val_source_indices=data.val_source_indices if keep else None,
+        source_indices=data.source_indices[split.forget.cpu()],
+        _fingerprint=None,
+    )
     n = len(split.forget)
     return view, ForgetSplit(split.spec, torch.arange(n), torch.zeros(0, dtype=torch.long))
 
@@ -60,8 +66,9 @@ class UnlearnContext:
 
     def _no_retain(self, what: str) -> None:
         if self.zero_shot:
-            raise ZeroShotAccessError(f"a zero-shot method may not use {what}: it sees the forget set (and the model) "
-                                      "only")
+            raise ZeroShotAccessError(
+                f"a zero-shot method may not use {what}: it sees the forget set (and the model) only"
+            )
 
     def copy_original(self) -> Classifier:
         return copy.deepcopy(self.original).to(self.device)
@@ -101,9 +108,14 @@ class UnlearnContext:
         draw = torch.multinomial(w.cpu().double(), len(w), replacement=True, generator=gen).to(x.device)
         n_real = len(self.reduced.real_indices)
         self.extra["retain_served"] = {
-            "source": "reduced", "images": int(len(w)), "real": n_real, "condensed": int(len(w) - n_real),
-            "stands_for": int(round(float(w.sum()))), "estimator": "resampled by weight (with replacement)",
-            "condensed_share_of_draws": float((draw >= n_real).float().mean())}
+            "source": "reduced",
+            "images": int(len(w)),
+            "real": n_real,
+            "condensed": int(len(w) - n_real),
+            "stands_for": int(round(float(w.sum()))),
+            "estimator": "resampled by weight (with replacement)",
+            "condensed_share_of_draws": float((draw >= n_real).float().mean()),
+        }
         return x[draw], y[draw]
 
     def forget(self) -> tuple[torch.Tensor, torch.Tensor]:
@@ -148,7 +160,9 @@ class UnlearnContext:
         if "remembrance_images" not in self.artefacts:
             from dcforget.errors import ConfigError
 
-            raise ConfigError("this method needs a checkpoint made by `unlearn offline` (it carries the remembrance set)")
+            raise ConfigError(
+                "this method needs a checkpoint made by `unlearn offline` (it carries the remembrance set)"
+            )
         x, y = self.artefacts["remembrance_images"], self.artefacts["remembrance_labels"]
         if not keep_forgotten_classes:
             keep = ~self.forgotten_classes()[y.cpu()]
@@ -166,6 +180,7 @@ class UnlearnContext:
 class Method:
     """A registered method: what it runs, its defaults, and what it needs and does (the runner, the request and
     ``unlearn methods`` read these instead of lists of method names)."""
+
     run: Callable[[UnlearnContext], Classifier]
     defaults: dict[str, Any]
     summary: str
@@ -175,7 +190,9 @@ class Method:
     zero_shot: bool = False  # uses no retain data, only the forget set and the model (enforced by the request)
     validate: Callable[[dict[str, Any]], None] | None = None  # checks the options a user gave, together
     space: Space = field(default_factory=dict)  # what a hyperparameter search varies (dcforget.space)
-    auxiliary: bool = False  # zero-shot, but also reads held-out images (the validation split) that were never trained on
+    auxiliary: bool = (
+        False  # zero-shot, but also reads held-out images (the validation split) that were never trained on
+    )
     class_only: bool = False  # defined for forgetting whole classes only (the request refuses other forget specs)
     # reads the validation split inside the method (an ascent target, an attack's non-members, a rewind): True, or
     # a function of the options saying whether these options make it read it. Such a method's studies serve it the
@@ -194,8 +211,20 @@ class Method:
 
     @property
     def capabilities(self) -> list[str]:
-        return [name for name in ("needs_condensed", "needs_offline", "trains_fresh", "zero_shot", "auxiliary",
-                                  "class_only", "reads_validation", "reads_retain") if getattr(self, name)]
+        return [
+            name
+            for name in (
+                "needs_condensed",
+                "needs_offline",
+                "trains_fresh",
+                "zero_shot",
+                "auxiliary",
+                "class_only",
+                "reads_validation",
+                "reads_retain",
+            )
+            if getattr(self, name)
+        ]
 
     def reads_validation_with(self, options: dict[str, Any] | None = None) -> bool:
         """Whether the method, run with ``options`` (over its defaults), reads the validation split."""
@@ -207,27 +236,55 @@ class Method:
 METHODS: Registry[Method] = Registry("unlearning method")
 
 
-def register(name: str, *, summary: str, needs_condensed: bool = False, needs_offline: bool = False,
-             trains_fresh: bool = False, zero_shot: bool = False, auxiliary: bool = False, class_only: bool = False,
-             validate: Callable[[dict[str, Any]], None] | None = None, space: Space | None = None,
-             shared_space: bool = True, reads_validation: bool | Callable[[dict[str, Any]], bool] = False,
-             reference: str = "", **defaults: Any):
+def register(
+    name: str,
+    *,
+    summary: str,
+    needs_condensed: bool = False,
+    needs_offline: bool = False,
+    trains_fresh: bool = False,
+    zero_shot: bool = False,
+    auxiliary: bool = False,
+    class_only: bool = False,
+    validate: Callable[[dict[str, Any]], None] | None = None,
+    space: Space | None = None,
+    shared_space: bool = True,
+    reads_validation: bool | Callable[[dict[str, Any]], bool] = False,
+    reference: str = "",
+    **defaults: Any,
+):
     """``validate``: called with the options a user gave (before defaults fill in the rest), for combinations the
-    types alone cannot refuse. ``space``: the method's own search dimensions; with ``shared_space`` the shared ones
-    (dcforget.space.SHARED: lr, weight decay, momentum, batch size, epochs) join for the options the method has.
-    ``reads_validation``: the method reads ``ctx.data.val`` (True, or a function of its options); a zero-shot method
-    that does must also declare ``auxiliary`` (its view holds no validation split otherwise). ``reference``: the source
-of the method and of its registered defaults (paper, and the authors' code where the paper is silent)."""
+        types alone cannot refuse. ``space``: the method's own search dimensions; with ``shared_space`` the shared ones
+        (dcforget.space.SHARED: lr, weight decay, momentum, batch size, epochs) join for the options the method has.
+        ``reads_validation``: the method reads ``ctx.data.val`` (True, or a function of its options); a zero-shot method
+        that does must also declare ``auxiliary`` (its view holds no validation split otherwise). ``reference``: the source
+    of the method and of its registered defaults (paper, and the authors' code where the paper is silent)."""
     full_space = method_space(defaults, space, shared_space)
 
     def deco(fn: Callable[[UnlearnContext], Classifier]) -> Callable[[UnlearnContext], Classifier]:
         if auxiliary and not zero_shot:
             raise ValueError(f"method {name!r}: auxiliary data is a zero-shot method's (the others see all data)")
         if reads_validation and zero_shot and not auxiliary:
-            raise ValueError(f"method {name!r}: a zero-shot method that reads the validation split must declare "
-                             "auxiliary=True")
-        METHODS.register(name)(Method(fn, defaults, summary, needs_condensed, needs_offline, trains_fresh, zero_shot,
-                                      validate, full_space, auxiliary, class_only, reads_validation, reference))
+            raise ValueError(
+                f"method {name!r}: a zero-shot method that reads the validation split must declare auxiliary=True"
+            )
+        METHODS.register(name)(
+            Method(
+                fn,
+                defaults,
+                summary,
+                needs_condensed,
+                needs_offline,
+                trains_fresh,
+                zero_shot,
+                validate,
+                full_space,
+                auxiliary,
+                class_only,
+                reads_validation,
+                reference,
+            )
+        )
         return fn
 
     return deco

@@ -51,8 +51,13 @@ def model_blocks(model: Classifier) -> list[tuple[str, list[nn.Module]]]:
     module docstring). Names are the model's qualified module names (resnet18: stem, layer1..layer4)."""
     if getattr(model, "arch", None) == "resnet18":
         b = model.beginning
-        return [("stem", [b[1], b[2]]), ("layer1", [b[4]]), ("layer2", [b[5]]), ("layer3", [model.intermediate]),
-                ("layer4", [model.final.body[0]])]
+        return [
+            ("stem", [b[1], b[2]]),
+            ("layer1", [b[4]]),
+            ("layer2", [b[5]]),
+            ("layer3", [model.intermediate]),
+            ("layer4", [model.final.body[0]]),
+        ]
     names = {id(m): n for n, m in model.named_modules()}
     blocks: list[tuple[str, list[nn.Module]]] = []
     for part in (model.beginning, model.intermediate, model.final.body):
@@ -71,17 +76,29 @@ def last_blocks(model: Classifier, num_blocks: int, freeze_stem: bool = False) -
     blocks = model_blocks(model)
     if freeze_stem:
         blocks = blocks[1:]
-    return blocks[max(len(blocks) - num_blocks, 0):] if num_blocks > 0 else []
+    return blocks[max(len(blocks) - num_blocks, 0) :] if num_blocks > 0 else []
 
 
-def finetune_last_k(ctx: UnlearnContext, *, desc: str,
-                    reinit: Callable[[Classifier, list[nn.Module]], None] | None = None, augment=None,
-                    train_reinit_bn: bool = False) -> Classifier:
+def finetune_last_k(
+    ctx: UnlearnContext,
+    *,
+    desc: str,
+    reinit: Callable[[Classifier, list[nn.Module]], None] | None = None,
+    augment=None,
+    train_reinit_bn: bool = False,
+) -> Classifier:
     """CF-k's fine-tuning (and EU-k's, with ``reinit(model, modules)`` re-initialising the chosen blocks and the
     head first)."""
     o = ctx.options
-    require(o, desc, nonneg_int=("num_blocks",), positive_int=("epochs", "batch_size"), positive=("lr",),
-            nonneg=("decay_rate", "weight_decay"), flags=("freeze_stem",))
+    require(
+        o,
+        desc,
+        nonneg_int=("num_blocks",),
+        positive_int=("epochs", "batch_size"),
+        positive=("lr",),
+        nonneg=("decay_rate", "weight_decay"),
+        flags=("freeze_stem",),
+    )
     num_blocks, epochs, bs = int(o["num_blocks"]), int(o["epochs"]), int(o["batch_size"])
     lr, decay, wd = float(o["lr"]), float(o["decay_rate"]), float(o["weight_decay"])
     model = ctx.copy_original()
@@ -94,9 +111,14 @@ def finetune_last_k(ctx: UnlearnContext, *, desc: str,
         m.requires_grad_(True)
     trainable = [p for p in model.parameters() if p.requires_grad]
     theta0 = [p.detach().clone() for p in trainable]  # after any re-initialisation, as the reference's deepcopy
-    ctx.extra.update({"blocks": [n for n, _ in model_blocks(model)], "unfrozen_blocks": [n for n, _ in chosen],
-                      "trainable_params": sum(p.numel() for p in trainable),
-                      "total_params": sum(p.numel() for p in model.parameters())})
+    ctx.extra.update(
+        {
+            "blocks": [n for n, _ in model_blocks(model)],
+            "unfrozen_blocks": [n for n, _ in chosen],
+            "trainable_params": sum(p.numel() for p in trainable),
+            "total_params": sum(p.numel() for p in model.parameters()),
+        }
+    )
 
     def proximal(logits, x, idx):
         return wd / 2 * sum(((p - p0) ** 2).sum() for p, p0 in zip(trainable, theta0))
@@ -110,8 +132,20 @@ def finetune_last_k(ctx: UnlearnContext, *, desc: str,
         if lr_e <= 0:  # decay_rate 0: the decayed epochs would not move the model (SGD with lr 0)
             continue
         cfg = TrainConfig(epochs=1, batch_size=bs, optimizer="sgd", lr=lr_e, momentum=0.0, weight_decay=0.0)
-        fit(model, xr, yr, cfg, device=ctx.device, seed=s, optimizer=opt, extra_loss=proximal, augment=augment,
-            train_modules=train_modules, quiet=ctx.quiet, desc=f"{desc} {e + 1}/{epochs}")
+        fit(
+            model,
+            xr,
+            yr,
+            cfg,
+            device=ctx.device,
+            seed=s,
+            optimizer=opt,
+            extra_loss=proximal,
+            augment=augment,
+            train_modules=train_modules,
+            quiet=ctx.quiet,
+            desc=f"{desc} {e + 1}/{epochs}",
+        )
     model.requires_grad_(True)
     ctx.extra["lrs"] = lrs
     return model
@@ -120,12 +154,20 @@ def finetune_last_k(ctx: UnlearnContext, *, desc: str,
 CF_K_SPACE = {"num_blocks": Int(1, 10), "decay_rate": Float(0.0, 1.0)}
 
 
-@register("cf-k",
-          reference="Deep Unlearn (Cadet et al.) munl/unlearning/catastrophic_forgetting_k.py (from "
-                    "meghdadk/SCRUB notebooks)",
-          summary="fine-tune only the last k blocks + classifier on retain (SGD, no momentum, proximal term)",
-          space=CF_K_SPACE,
-          epochs=10, batch_size=256, lr=0.01, weight_decay=0.1, decay_rate=0.1, num_blocks=1, freeze_stem=False)
+@register(
+    "cf-k",
+    reference="Deep Unlearn (Cadet et al.) munl/unlearning/catastrophic_forgetting_k.py (from "
+    "meghdadk/SCRUB notebooks)",
+    summary="fine-tune only the last k blocks + classifier on retain (SGD, no momentum, proximal term)",
+    space=CF_K_SPACE,
+    epochs=10,
+    batch_size=256,
+    lr=0.01,
+    weight_decay=0.1,
+    decay_rate=0.1,
+    num_blocks=1,
+    freeze_stem=False,
+)
 def cf_k(ctx: UnlearnContext):
     return finetune_last_k(ctx, desc="cf-k")
 

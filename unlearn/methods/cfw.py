@@ -67,8 +67,9 @@ def balanced_class_weights(labels: torch.Tensor, num_classes: int) -> torch.Tens
     return w
 
 
-def class_weighted_ce(logits: torch.Tensor, y: torch.Tensor, weights: torch.Tensor,
-                      reference_bug: bool = False) -> torch.Tensor:
+def class_weighted_ce(
+    logits: torch.Tensor, y: torch.Tensor, weights: torch.Tensor, reference_bug: bool = False
+) -> torch.Tensor:
     """mean_i w_{y_i} CE_i; with ``reference_bug`` the reference's mean(w_{y_i}) * mean_i CE_i."""
     if reference_bug:
         return F.cross_entropy(logits, y) * weights[y].mean()
@@ -79,13 +80,21 @@ def _validate(o: dict[str, Any]) -> None:
     check_sgd_options(o, "cfw", nonneg=("sigma_start", "sigma_final"))
 
 
-@register("cfw",
-          reference="Deep Unlearn (Cadet et al.) munl/unlearning/kgltop3.py (NeurIPS-2023 unlearning challenge "
-                    "entry)",
-          validate=_validate, space={"sigma_start": Float(0.0, 1.0), "sigma_final": Float(0.0, 1.0)},
-          summary="Kaggle kgltop3: noise on the stem conv, class-weighted cosine fine-tuning on retain, noise again",
-          epochs=4, batch_size=64, lr=7e-4, momentum=0.9, weight_decay=5e-4, sigma_start=0.6, sigma_final=0.005,
-          reference_bug=False)
+@register(
+    "cfw",
+    reference="Deep Unlearn (Cadet et al.) munl/unlearning/kgltop3.py (NeurIPS-2023 unlearning challenge entry)",
+    validate=_validate,
+    space={"sigma_start": Float(0.0, 1.0), "sigma_final": Float(0.0, 1.0)},
+    summary="Kaggle kgltop3: noise on the stem conv, class-weighted cosine fine-tuning on retain, noise again",
+    epochs=4,
+    batch_size=64,
+    lr=7e-4,
+    momentum=0.9,
+    weight_decay=5e-4,
+    sigma_start=0.6,
+    sigma_final=0.005,
+    reference_bug=False,
+)
 def cfw(ctx: UnlearnContext):
     o = ctx.options
     _validate(o)
@@ -103,11 +112,27 @@ def cfw(ctx: UnlearnContext):
         if e == epochs - 2:  # before the last epoch; runs inside train_epochs' seeded block
             confuse(layer, float(o["sigma_final"]))
 
-    losses = train_epochs(model, xr, yr, sgd(model, o), cosine_per_epoch(float(o["lr"]), epochs),
-                          batch_size=int(o["batch_size"]), seed=ctx.seed + 1, device=ctx.device,
-                          loss_fn=lambda logits, y, x: class_weighted_ce(logits, y, weights, bug),
-                          after_epoch=after_epoch, quiet=ctx.quiet, desc="cfw")
-    ctx.extra.update({"noised_layers": [stem[0]] if stem else [], "conv_layers_touched": 1 if stem else 0,
-                      "final_noise_applied": epochs >= 2, "class_weights": [round(float(v), 6) for v in weights],
-                      "retain_loss": losses})
+    losses = train_epochs(
+        model,
+        xr,
+        yr,
+        sgd(model, o),
+        cosine_per_epoch(float(o["lr"]), epochs),
+        batch_size=int(o["batch_size"]),
+        seed=ctx.seed + 1,
+        device=ctx.device,
+        loss_fn=lambda logits, y, x: class_weighted_ce(logits, y, weights, bug),
+        after_epoch=after_epoch,
+        quiet=ctx.quiet,
+        desc="cfw",
+    )
+    ctx.extra.update(
+        {
+            "noised_layers": [stem[0]] if stem else [],
+            "conv_layers_touched": 1 if stem else 0,
+            "final_noise_applied": epochs >= 2,
+            "class_weights": [round(float(v), 6) for v in weights],
+            "retain_loss": losses,
+        }
+    )
     return model

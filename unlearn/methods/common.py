@@ -19,8 +19,17 @@ LossFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]  # (
 
 
 # ------------------------------------------------------------------ options
-def number(o: dict[str, Any], key: str, kind: type = float, low: float | None = None, high: float | None = None, *,
-           low_open: bool = False, high_open: bool = False, name: str = "") -> Any:
+def number(
+    o: dict[str, Any],
+    key: str,
+    kind: type = float,
+    low: float | None = None,
+    high: float | None = None,
+    *,
+    low_open: bool = False,
+    high_open: bool = False,
+    name: str = "",
+) -> Any:
     """Option ``key`` as ``kind`` (``int``: an int, as ``TrainConfig`` wants; ``float``: any finite int or float;
     bools are neither) in [low, high] (``low_open`` / ``high_open``: that end excluded), else ConfigError; ``name``
     prefixes the message."""
@@ -28,8 +37,9 @@ def number(o: dict[str, Any], key: str, kind: type = float, low: float | None = 
     ok = isinstance(v, int if kind is int else (int, float)) and not isinstance(v, bool) and math.isfinite(v)
     if ok:
         v = kind(v)
-        ok = (low is None or (v > low if low_open else v >= low)) \
-            and (high is None or (v < high if high_open else v <= high))
+        ok = (low is None or (v > low if low_open else v >= low)) and (
+            high is None or (v < high if high_open else v <= high)
+        )
     if ok:
         return v
     if low is not None and high is not None:
@@ -44,18 +54,33 @@ def number(o: dict[str, Any], key: str, kind: type = float, low: float | None = 
     raise ConfigError(f"{name + ': ' if name else ''}option {key} must be {noun}{rng}, got {o[key]!r}")
 
 
-def require(o: dict[str, Any], name: str = "", *, positive_int: Iterable[str] = (), nonneg_int: Iterable[str] = (),
-            positive: Iterable[str] = (), nonneg: Iterable[str] = (), momentum: Iterable[str] = (),
-            fraction: Iterable[str] = (), finite: Iterable[str] = (), flags: Iterable[str] = (),
-            choices: dict[str, tuple[str, ...]] | None = None) -> None:
+def require(
+    o: dict[str, Any],
+    name: str = "",
+    *,
+    positive_int: Iterable[str] = (),
+    nonneg_int: Iterable[str] = (),
+    positive: Iterable[str] = (),
+    nonneg: Iterable[str] = (),
+    momentum: Iterable[str] = (),
+    fraction: Iterable[str] = (),
+    finite: Iterable[str] = (),
+    flags: Iterable[str] = (),
+    choices: dict[str, tuple[str, ...]] | None = None,
+) -> None:
     """ConfigError for the first option present in ``o`` that is out of its range: integers >= 1 / >= 0, numbers
     > 0 / >= 0, in [0, 1) (momentum) / [0, 1] (fraction), any finite number, true/false, one of ``choices[key]``.
     Absent options are skipped, so this serves both ``register(validate=...)`` (the options a user gave) and the
     method's own check of the merged options."""
-    ranges = [(positive_int, int, 1, None, False, False), (nonneg_int, int, 0, None, False, False),
-              (positive, float, 0, None, True, False), (nonneg, float, 0, None, False, False),
-              (momentum, float, 0, 1, False, True), (fraction, float, 0, 1, False, False),
-              (finite, float, None, None, False, False)]
+    ranges = [
+        (positive_int, int, 1, None, False, False),
+        (nonneg_int, int, 0, None, False, False),
+        (positive, float, 0, None, True, False),
+        (nonneg, float, 0, None, False, False),
+        (momentum, float, 0, 1, False, True),
+        (fraction, float, 0, 1, False, False),
+        (finite, float, None, None, False, False),
+    ]
     for keys, kind, low, high, low_open, high_open in ranges:
         for k in keys:
             if k in o:
@@ -70,8 +95,12 @@ def require(o: dict[str, Any], name: str = "", *, positive_int: Iterable[str] = 
             raise ConfigError(f"{prefix}option {k} must be {names}, got {o[k]!r}")
 
 
-SGD_OPTIONS = {"positive_int": ("epochs", "batch_size"), "positive": ("lr",), "nonneg": ("weight_decay",),
-               "momentum": ("momentum",)}
+SGD_OPTIONS = {
+    "positive_int": ("epochs", "batch_size"),
+    "positive": ("lr",),
+    "nonneg": ("weight_decay",),
+    "momentum": ("momentum",),
+}
 
 
 def check_sgd_options(o: dict[str, Any], name: str = "", **more: Any) -> None:
@@ -115,8 +144,12 @@ def epoch_seeds(seed: int, n: int) -> list[int]:
 def sgd(model: nn.Module, o: dict[str, Any], prefix: str = "", *, lr: float | None = None) -> torch.optim.SGD:
     """SGD over all of ``model``'s parameters from options ``{prefix}lr``, ``{prefix}momentum``,
     ``{prefix}weight_decay`` (``lr``: use this learning rate instead)."""
-    return torch.optim.SGD(model.parameters(), lr=float(o[f"{prefix}lr"]) if lr is None else lr,
-                           momentum=float(o[f"{prefix}momentum"]), weight_decay=float(o[f"{prefix}weight_decay"]))
+    return torch.optim.SGD(
+        model.parameters(),
+        lr=float(o[f"{prefix}lr"]) if lr is None else lr,
+        momentum=float(o[f"{prefix}momentum"]),
+        weight_decay=float(o[f"{prefix}weight_decay"]),
+    )
 
 
 def set_lr(opt: torch.optim.Optimizer, lr: float) -> None:
@@ -125,9 +158,17 @@ def set_lr(opt: torch.optim.Optimizer, lr: float) -> None:
 
 
 # ------------------------------------------------------------------ training loops
-def train_pass(model: nn.Module, x: torch.Tensor, y: torch.Tensor, opt: torch.optim.Optimizer,
-               batches: Iterable[torch.Tensor], loss_fn: LossFn, *, before_step: Callable[[], None] | None = None,
-               after_step: Callable[[], None] | None = None) -> float:
+def train_pass(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    opt: torch.optim.Optimizer,
+    batches: Iterable[torch.Tensor],
+    loss_fn: LossFn,
+    *,
+    before_step: Callable[[], None] | None = None,
+    after_step: Callable[[], None] | None = None,
+) -> float:
     """One pass of optimiser steps over ``batches`` (index tensors) of (x, y), model in train mode:
     ``loss_fn(model(xb), yb, xb)`` with ``xb = as_unit(x[idx])``; ``before_step`` runs between backward and the
     step (e.g. to mask gradients), ``after_step`` after it. Returns the SUM of batch loss x batch size."""
@@ -147,10 +188,21 @@ def train_pass(model: nn.Module, x: torch.Tensor, y: torch.Tensor, opt: torch.op
     return float(total)
 
 
-def train_epochs(model: nn.Module, x: torch.Tensor, y: torch.Tensor, opt: torch.optim.Optimizer, lrs: list[float],
-                 *, batch_size: int, seed: int, device: torch.device, loss_fn: LossFn | None = None,
-                 after_epoch: Callable[[int], None] | None = None, quiet: bool = True,
-                 desc: str = "train") -> list[float]:
+def train_epochs(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    opt: torch.optim.Optimizer,
+    lrs: list[float],
+    *,
+    batch_size: int,
+    seed: int,
+    device: torch.device,
+    loss_fn: LossFn | None = None,
+    after_epoch: Callable[[int], None] | None = None,
+    quiet: bool = True,
+    desc: str = "train",
+) -> list[float]:
     """Train ``model`` (train mode) on (x, y) for ``len(lrs)`` epochs, epoch e at learning rate ``lrs[e]``, in
     shuffled batches; ``after_epoch(e)`` runs after each epoch, inside the seeded block. Data order from
     ``generator(seed)``, dropout and anything ``after_epoch`` draws from the seeded global RNG. Returns the

@@ -99,7 +99,6 @@ validation MIA (test figures are reported, never read), and by its time over ret
   reduced sets of different sizes (the K sweep) hold the training budget fixed.
 """
 
-
 import math
 
 import torch
@@ -108,9 +107,8 @@ import torch.nn.functional as F
 from dcforget.augment import DEFAULT_STRATEGY, DIGITS_STRATEGY, DSA
 from dcforget.errors import ConfigError
 from dcforget.runtime import generator, seeded
-from dcforget.train import as_unit, embed, evaluate, fit
-
 from dcforget.space import Fixed, Float, Int
+from dcforget.train import as_unit, embed, evaluate, fit
 
 from .base import UnlearnContext, register
 from .distill import kd_kl
@@ -121,8 +119,15 @@ def _number(v) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
-def _partial_reset(ctx: UnlearnContext, model: torch.nn.Module, reset_parts: list, before: dict, keep: float,
-                   mask: float, batch_size: int) -> None:
+def _partial_reset(
+    ctx: UnlearnContext,
+    model: torch.nn.Module,
+    reset_parts: list,
+    before: dict,
+    keep: float,
+    mask: float,
+    batch_size: int,
+) -> None:
     """Turn the fresh re-initialisation of ``reset_parts`` into a partial one: each entry becomes
     ``keep * original + (1 - keep) * fresh`` (shrink and perturb), and with ``mask`` < 1 only the ``mask`` fraction
     of each tensor's entries with the largest forget saliency ``|sum over F of grad CE|`` (SalUn's gradient, on the
@@ -140,7 +145,7 @@ def _partial_reset(ctx: UnlearnContext, model: torch.nn.Module, reset_parts: lis
             if saliency is not None:
                 top = torch.zeros(p.numel(), dtype=torch.bool, device=p.device)
                 order = torch.argsort(saliency[name].abs().flatten(), descending=True, stable=True)
-                top[order[:round(mask * p.numel())].to(p.device)] = True
+                top[order[: round(mask * p.numel())].to(p.device)] = True
                 new = torch.where(top.view_as(p), new, before[name].to(p.device))
             p.copy_(new)
         for name, b in model.named_buffers():
@@ -166,8 +171,9 @@ def _with_forget_term(ctx: UnlearnContext, model: torch.nn.Module, extra, x: tor
     if match not in ("mean", "quantiles"):
         raise ConfigError(f"forget_match must be mean or quantiles, got {match!r}")
     if match == "quantiles" and unit != "val":
-        raise ConfigError("forget_match=quantiles matches the validation split's loss distribution: it needs "
-                          "forget_ce_unit=val")
+        raise ConfigError(
+            "forget_match=quantiles matches the validation split's loss distribution: it needs forget_ce_unit=val"
+        )
     ctx.extra["forget_term"] = not (tau == 0 or weight == 0 or whole)
     if not ctx.extra["forget_term"]:
         return extra
@@ -189,6 +195,7 @@ def _with_forget_term(ctx: UnlearnContext, model: torch.nn.Module, extra, x: tor
         push = torch.relu(float(tau) - ce.mean()) if target is None else (ce.sort().values - target).abs().mean()
         base = extra(logits, inputs, idx) if extra is not None else 0.0
         return base + float(weight) * push
+
     return term
 
 
@@ -197,10 +204,12 @@ def _heldout_losses(ctx: UnlearnContext) -> torch.Tensor:
     samples would have had if they had never been seen (retraining's forget losses are close to them)."""
     val = ctx.data.val
     if val is None or len(val) == 0:
-        raise ConfigError("the condensed method measures its forget target on the validation split "
-                          "(forget_ce_unit=val, the default) and this model's data has none (val_fraction 0): give "
-                          "tau in nats (--option forget_ce_unit=nats --option forget_ce=TAU) or turn the term off "
-                          "(--option forget_ce=0)")
+        raise ConfigError(
+            "the condensed method measures its forget target on the validation split "
+            "(forget_ce_unit=val, the default) and this model's data has none (val_fraction 0): give "
+            "tau in nats (--option forget_ce_unit=nats --option forget_ce=TAU) or turn the term off "
+            "(--option forget_ce=0)"
+        )
     return evaluate(ctx.original, val.images, val.labels, bf16=bool(ctx.options["bf16"])).losses
 
 
@@ -222,6 +231,7 @@ def _distillation(ctx: UnlearnContext, x: torch.Tensor, o: dict, teacher_mode: s
         with torch.no_grad(), torch.autocast(ctx.device.type, dtype=torch.bfloat16, enabled=bf16):
             t_logits = teacher(inputs).float().masked_fill(gone, float("-inf"))
         return alpha * kd_kl(logits, t_logits, t)
+
     return distill
 
 
@@ -230,22 +240,52 @@ def _share(part: torch.nn.Module, model: torch.nn.Module) -> float:
     return sum(p.numel() for p in part.parameters()) / max(sum(p.numel() for p in model.parameters()), 1)
 
 
-@register("condensed",
-          reference="this toolkit (DC-U, arXiv 2402.00195, reduced retain set); defaults chosen on validation",
-          needs_condensed=True, reads_validation=lambda o: o["forget_ce_unit"] == "val",
-          summary="fine-tune on the reduced retain set (condensed + touched real) from a partial reset, with DSA, masked "
-                  "distillation and a forget ascent bounded at the validation loss",
-          epochs=0, min_steps=40, steps=0, batch_size=256, optimizer="adam", lr=1e-3, schedule="cosine", bf16=False, reset="auto",
-          dsa=True, distill=1.0, temperature=4.0, teacher="auto", freeze_kept=True, keep=0.8, mask=1.0,
-          forget_ce=1.0, forget_weight=1.0, forget_ce_unit="val", forget_match="mean",
-          space={"epochs": Fixed(0), "min_steps": Int(20, 680, log=True), "distill": Float(0.0, 2.0),
-                 "temperature": Float(0.5, 5.0), "keep": Float(0.0, 0.95), "forget_ce": Float(0.0, 2.0)})  # epochs stay auto: min_steps sizes the training
+@register(
+    "condensed",
+    reference="this toolkit (DC-U, arXiv 2402.00195, reduced retain set); defaults chosen on validation",
+    needs_condensed=True,
+    reads_validation=lambda o: o["forget_ce_unit"] == "val",
+    summary="fine-tune on the reduced retain set (condensed + touched real) from a partial reset, with DSA, masked "
+    "distillation and a forget ascent bounded at the validation loss",
+    epochs=0,
+    min_steps=40,
+    steps=0,
+    batch_size=256,
+    optimizer="adam",
+    lr=1e-3,
+    schedule="cosine",
+    bf16=False,
+    reset="auto",
+    dsa=True,
+    distill=1.0,
+    temperature=4.0,
+    teacher="auto",
+    freeze_kept=True,
+    keep=0.8,
+    mask=1.0,
+    forget_ce=1.0,
+    forget_weight=1.0,
+    forget_ce_unit="val",
+    forget_match="mean",
+    space={
+        "epochs": Fixed(0),
+        "min_steps": Int(20, 680, log=True),
+        "distill": Float(0.0, 2.0),
+        "temperature": Float(0.5, 5.0),
+        "keep": Float(0.0, 0.95),
+        "forget_ce": Float(0.0, 2.0),
+    },
+)  # epochs stay auto: min_steps sizes the training
 def condensed(ctx: UnlearnContext):
     o = ctx.options
     model = ctx.copy_original()
-    parts = {"none": [], "head": [model.final.head], "final": [model.final],
-             "intermediate+final": [model.intermediate, model.final],
-             "all": [model.beginning, model.intermediate, model.final]}
+    parts = {
+        "none": [],
+        "head": [model.final.head],
+        "final": [model.final],
+        "intermediate+final": [model.intermediate, model.final],
+        "all": [model.beginning, model.intermediate, model.final],
+    }
     reset = o["reset"]
     _, forget_labels = ctx.forget()
     whole = bool(ctx.forgotten_classes()[forget_labels.cpu()].all())  # the request removes whole classes
@@ -293,9 +333,20 @@ def condensed(ctx: UnlearnContext):
         epochs = math.ceil(steps / batches)
     elif epochs == 0:  # auto: 12 epochs when nothing is reset (whole classes), else 6 and at least min_steps steps
         epochs = 12 if reset == "none" else max(6, math.ceil(int(o["min_steps"]) / batches))
-    h = fit(model, x, y, ctx.train_config(epochs=epochs, max_steps=steps), device=ctx.device, seed=ctx.seed,
-            augment=augment, sample_weights=w, extra_loss=extra, train_modules=train_modules, quiet=ctx.quiet,
-            desc="unlearn")
+    h = fit(
+        model,
+        x,
+        y,
+        ctx.train_config(epochs=epochs, max_steps=steps),
+        device=ctx.device,
+        seed=ctx.seed,
+        augment=augment,
+        sample_weights=w,
+        extra_loss=extra,
+        train_modules=train_modules,
+        quiet=ctx.quiet,
+        desc="unlearn",
+    )
     model.requires_grad_(True)
     ctx.extra["epochs"] = len(h.epochs)
     ctx.extra["steps"] = steps or epochs * batches

@@ -50,20 +50,34 @@ def _validate(o: dict[str, Any]) -> None:
     check_sgd_options(o, "ct")
 
 
-@register("ct",
-          reference="Deep Unlearn (Cadet et al.) munl/unlearning/kgltop5.py (NeurIPS-2023 unlearning challenge "
-                    "entry)",
-          validate=_validate,
-          summary="Kaggle kgltop5: transpose every conv kernel spatially, then cosine SGD fine-tuning on retain",
-          epochs=3, batch_size=64, lr=1e-3, momentum=0.9, weight_decay=5e-4)
+@register(
+    "ct",
+    reference="Deep Unlearn (Cadet et al.) munl/unlearning/kgltop5.py (NeurIPS-2023 unlearning challenge entry)",
+    validate=_validate,
+    summary="Kaggle kgltop5: transpose every conv kernel spatially, then cosine SGD fine-tuning on retain",
+    epochs=3,
+    batch_size=64,
+    lr=1e-3,
+    momentum=0.9,
+    weight_decay=5e-4,
+)
 def ct(ctx: UnlearnContext):
     o = ctx.options
     _validate(o)
     model = ctx.copy_original()
     touched = transpose_conv_kernels(model)
     xr, yr = ctx.retain()
-    losses = train_epochs(model, xr, yr, sgd(model, o), cosine_per_epoch(float(o["lr"]), int(o["epochs"])),
-                          batch_size=int(o["batch_size"]), seed=ctx.seed, device=ctx.device, quiet=ctx.quiet,
-                          desc="ct")
+    losses = train_epochs(
+        model,
+        xr,
+        yr,
+        sgd(model, o),
+        cosine_per_epoch(float(o["lr"]), int(o["epochs"])),
+        batch_size=int(o["batch_size"]),
+        seed=ctx.seed,
+        device=ctx.device,
+        quiet=ctx.quiet,
+        desc="ct",
+    )
     ctx.extra.update({"conv_layers_touched": touched, "retain_loss": losses})
     return model

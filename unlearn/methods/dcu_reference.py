@@ -69,12 +69,10 @@ import torch
 import torch.nn.functional as F
 
 from dcforget.errors import ConfigError
+from dcforget.space import Fixed, Float, Int
 from dcforget.train import TrainConfig, fit
 
-from dcforget.space import Fixed, Float, Int
-
 from .base import UnlearnContext, register
-
 
 # DC-U's per-architecture settings of the online phase, random forgetting (cifar10_exps/<arch>/
 # unlearn_relative_methods.py:74-83; docs/reference/dcu.md §1.5). The registered defaults are the CNN's.
@@ -85,9 +83,22 @@ ARCH_SETTINGS = {
     "vgg16": {"lr_overture": 1e-3, "lr_intermediate": 1e-4, "final_epochs": 10, "final_thr": 15},
 }
 SYN_BATCH = 32  # the reference's remembrance-loader batch (batch_syn)
-DEFAULTS = dict(lr_overture=3e-3, lr_intermediate=3e-3, overture_epochs=30, beginning_epochs=1, final_epochs=10,
-                intermediate_epochs=1, final_thr=25, batch_size=256, bf16=False, shared_adam=False,
-                bn_train_mode=False, syn_batch_mean=False, settings="", reference_quirks=False)
+DEFAULTS = dict(
+    lr_overture=3e-3,
+    lr_intermediate=3e-3,
+    overture_epochs=30,
+    beginning_epochs=1,
+    final_epochs=10,
+    intermediate_epochs=1,
+    final_thr=25,
+    batch_size=256,
+    bf16=False,
+    shared_adam=False,
+    bn_train_mode=False,
+    syn_batch_mean=False,
+    settings="",
+    reference_quirks=False,
+)
 
 
 def resolve_settings(o: dict, arch: str) -> dict:
@@ -127,16 +138,34 @@ def modular_unlearning(ctx: UnlearnContext, model, o) -> None:
         model.requires_grad_(False)
         module.requires_grad_(True)
         # a new data order for every stage call (the reference's DataLoader reshuffles every epoch)
-        fit(model, images, labels, TrainConfig(epochs=epochs, batch_size=batch, lr=lr, bf16=bf16), device=ctx.device,
-            seed=ctx.seed * 100_003 + next(calls), optimizer=opt, train_modules=None if bn_train else [module],
-            loss_fn=loss_fn, quiet=True, desc=desc)
+        fit(
+            model,
+            images,
+            labels,
+            TrainConfig(epochs=epochs, batch_size=batch, lr=lr, bf16=bf16),
+            device=ctx.device,
+            seed=ctx.seed * 100_003 + next(calls),
+            optimizer=opt,
+            train_modules=None if bn_train else [module],
+            loss_fn=loss_fn,
+            quiet=True,
+            desc=desc,
+        )
 
     epochs = int(o["overture_epochs"])
     for ep in range(epochs):
         stage(beginning, x, y, int(o["beginning_epochs"]), bs, float(o["lr_overture"]), "beginning")
         if ep < epochs - int(o["final_thr"]):
-            stage(final, xs, ys, int(o["final_epochs"]), len(ys), float(o["lr_overture"]), "final",
-                  _batch_mean_ce if syn_mean else None)
+            stage(
+                final,
+                xs,
+                ys,
+                int(o["final_epochs"]),
+                len(ys),
+                float(o["lr_overture"]),
+                "final",
+                _batch_mean_ce if syn_mean else None,
+            )
     stage(intermediate, x, y, int(o["intermediate_epochs"]), bs, float(o["lr_intermediate"]), "intermediate")
     model.requires_grad_(True)
 
@@ -149,18 +178,28 @@ def check_quirks(given: dict) -> None:
     is refused (leave reference_quirks off and turn the quirks on one by one instead)."""
     off = [k for k in QUIRKS if given.get(k) is False]
     if given.get("reference_quirks") is True and off:
-        raise ConfigError(f"reference_quirks=true turns on {', '.join(QUIRKS)}; {'='.join([off[0], 'false'])} beside "
-                          "it would be ignored: leave reference_quirks off and turn the quirks you want on one by one")
+        raise ConfigError(
+            f"reference_quirks=true turns on {', '.join(QUIRKS)}; {'='.join([off[0], 'false'])} beside "
+            "it would be ignored: leave reference_quirks off and turn the quirks you want on one by one"
+        )
 
 
-@register("dcu-reference",
-          reference="DC-U, arXiv 2402.00195; its code's online modular unlearning (docs/reference/dcu.md §3.2)",
-          needs_offline=True, needs_condensed=True, validate=check_quirks,
-          summary="DC-U's modular unlearning (Beginning on the reduced set, Final on remembrance, Intermediate)",
-          space={"settings": Fixed("none"), "lr_overture": Float(1e-5, 1e-1, log=True),
-                 "lr_intermediate": Float(1e-5, 1e-1, log=True), "overture_epochs": Int(1, 30),
-                 "final_epochs": Int(1, 30)},  # tuned as given: the per-architecture settings off
-          **DEFAULTS)
+@register(
+    "dcu-reference",
+    reference="DC-U, arXiv 2402.00195; its code's online modular unlearning (docs/reference/dcu.md §3.2)",
+    needs_offline=True,
+    needs_condensed=True,
+    validate=check_quirks,
+    summary="DC-U's modular unlearning (Beginning on the reduced set, Final on remembrance, Intermediate)",
+    space={
+        "settings": Fixed("none"),
+        "lr_overture": Float(1e-5, 1e-1, log=True),
+        "lr_intermediate": Float(1e-5, 1e-1, log=True),
+        "overture_epochs": Int(1, 30),
+        "final_epochs": Int(1, 30),
+    },  # tuned as given: the per-architecture settings off
+    **DEFAULTS,
+)
 def dcu_reference(ctx: UnlearnContext):
     model = ctx.copy_original()
     o = resolve_settings(ctx.options, model.arch)

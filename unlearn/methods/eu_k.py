@@ -89,14 +89,29 @@ def _augmenter(ctx: UnlearnContext, name):
     return DSA(info.image_shape, info.mean, strategy).to(ctx.device)
 
 
-@register("eu-k",
-          reference="Deep Unlearn (Cadet et al.) munl/unlearning/exact_unlearning_k.py (from meghdadk/SCRUB "
-                    "notebooks)",
-          summary="re-initialise the last k blocks + classifier and retrain them on retain (CF-k's recipe)",
-          space=CF_K_SPACE, epochs=10, batch_size=256, lr=0.01, weight_decay=0.1, decay_rate=0.1, num_blocks=1,
-          freeze_stem=False, init="fresh", augment="none", train_bn=False)
+@register(
+    "eu-k",
+    reference="Deep Unlearn (Cadet et al.) munl/unlearning/exact_unlearning_k.py (from meghdadk/SCRUB notebooks)",
+    summary="re-initialise the last k blocks + classifier and retrain them on retain (CF-k's recipe)",
+    space=CF_K_SPACE,
+    epochs=10,
+    batch_size=256,
+    lr=0.01,
+    weight_decay=0.1,
+    decay_rate=0.1,
+    num_blocks=1,
+    freeze_stem=False,
+    init="fresh",
+    augment="none",
+    train_bn=False,
+)
 def eu_k(ctx: UnlearnContext):
     o = ctx.options
     require(o, "eu-k", choices={"init": ("fresh", "reference")}, flags=("train_bn",))
-    return finetune_last_k(ctx, desc="eu-k", reinit=lambda model, modules: reinitialise(ctx, model, modules, o["init"]),
-                           augment=_augmenter(ctx, o["augment"]), train_reinit_bn=o["train_bn"])
+    return finetune_last_k(
+        ctx,
+        desc="eu-k",
+        reinit=lambda model, modules: reinitialise(ctx, model, modules, o["init"]),
+        augment=_augmenter(ctx, o["augment"]),
+        train_reinit_bn=o["train_bn"],
+    )

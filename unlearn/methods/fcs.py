@@ -46,32 +46,55 @@ def uniform_kl(logits: torch.Tensor) -> torch.Tensor:
     return F.kl_div(F.log_softmax(logits, dim=-1), uniform, reduction="batchmean")
 
 
-def contrastive_forget_loss(forget_logits: torch.Tensor, retain_logits: torch.Tensor,
-                            temperature: float) -> torch.Tensor:
+def contrastive_forget_loss(
+    forget_logits: torch.Tensor, retain_logits: torch.Tensor, temperature: float
+) -> torch.Tensor:
     """-mean log_softmax(f_F f_R^T / T) over the retain axis; no gradient reaches the retain logits."""
     return -F.log_softmax(forget_logits @ retain_logits.detach().T / temperature, dim=-1).mean()
 
 
 def _validate(o: dict[str, Any]) -> None:
-    check_sgd_options(o, "fcs", positive=("retain_lr", "forget_lr", "temperature"),
-                      nonneg=("retain_weight_decay", "forget_weight_decay", "eta_min"),
-                      momentum=("retain_momentum", "forget_momentum"))
+    check_sgd_options(
+        o,
+        "fcs",
+        positive=("retain_lr", "forget_lr", "temperature"),
+        nonneg=("retain_weight_decay", "forget_weight_decay", "eta_min"),
+        momentum=("retain_momentum", "forget_momentum"),
+    )
 
 
 _LOG_RATE = Float(1e-5, 1e-1, log=True)
 
 
-@register("fcs",
-          reference="Deep Unlearn (Cadet et al.) munl/unlearning/kgltop1.py (NeurIPS-2023 unlearning challenge "
-                    "winner)",
-          validate=_validate,
-          space={"retain_lr": _LOG_RATE, "retain_weight_decay": _LOG_RATE, "retain_momentum": Fixed(0.9),
-                 "forget_lr": _LOG_RATE, "forget_weight_decay": _LOG_RATE, "forget_momentum": Fixed(0.9),
-                 "temperature": Float(0.01, 5.0), "eta_min": Float(1e-6, 1e-1, log=True)},
-          summary="Kaggle kgltop1: push F to uniform, then contrast F against R and fine-tune on R, 8 rounds",
-          epochs=8, batch_size=256, lr=0.005, momentum=0.9, weight_decay=0.0,
-          retain_lr=1e-3, retain_momentum=0.9, retain_weight_decay=1e-2,
-          forget_lr=3e-4, forget_momentum=0.9, forget_weight_decay=0.0, temperature=1.15, eta_min=1e-6)
+@register(
+    "fcs",
+    reference="Deep Unlearn (Cadet et al.) munl/unlearning/kgltop1.py (NeurIPS-2023 unlearning challenge winner)",
+    validate=_validate,
+    space={
+        "retain_lr": _LOG_RATE,
+        "retain_weight_decay": _LOG_RATE,
+        "retain_momentum": Fixed(0.9),
+        "forget_lr": _LOG_RATE,
+        "forget_weight_decay": _LOG_RATE,
+        "forget_momentum": Fixed(0.9),
+        "temperature": Float(0.01, 5.0),
+        "eta_min": Float(1e-6, 1e-1, log=True),
+    },
+    summary="Kaggle kgltop1: push F to uniform, then contrast F against R and fine-tune on R, 8 rounds",
+    epochs=8,
+    batch_size=256,
+    lr=0.005,
+    momentum=0.9,
+    weight_decay=0.0,
+    retain_lr=1e-3,
+    retain_momentum=0.9,
+    retain_weight_decay=1e-2,
+    forget_lr=3e-4,
+    forget_momentum=0.9,
+    forget_weight_decay=0.0,
+    temperature=1.15,
+    eta_min=1e-6,
+)
 def fcs(ctx: UnlearnContext):
     o = ctx.options
     _validate(o)
@@ -85,8 +108,9 @@ def fcs(ctx: UnlearnContext):
     opt = sgd(model, o)
     opt_forget = sgd(model, o, "forget_")
     opt_retain = sgd(model, o, "retain_", lr=float(o["retain_lr"]) * bs / 64)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt_forget, T_max=num_batches(len(xf), bs) * epochs,
-                                                       eta_min=float(o["eta_min"]))
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(
+        opt_forget, T_max=num_batches(len(xf), bs) * epochs, eta_min=float(o["eta_min"])
+    )
     gen = generator(ctx.seed)
 
     def step(optimizer: torch.optim.Optimizer, loss: torch.Tensor) -> float:
@@ -109,8 +133,10 @@ def fcs(ctx: UnlearnContext):
                 out_f, out_r = model(as_unit(xf[fi])), model(as_unit(xr[ri])).detach()
                 con.append(step(opt_forget, contrastive_forget_loss(out_f, out_r, temp)))
                 sched.step()
-            ce = [step(opt_retain, F.cross_entropy(model(as_unit(xr[idx])), yr[idx]))
-                  for idx in shuffled_batches(len(xr), bs, gen, dev)]
+            ce = [
+                step(opt_retain, F.cross_entropy(model(as_unit(xr[idx])), yr[idx]))
+                for idx in shuffled_batches(len(xr), bs, gen, dev)
+            ]
             history["contrastive"].append(sum(con) / max(len(con), 1))
             history["retain_ce"].append(sum(ce) / len(ce))
     model.eval()

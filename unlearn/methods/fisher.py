@@ -71,8 +71,11 @@ def _closed_form_linears(model: nn.Module, x: torch.Tensor) -> dict[str, nn.Line
     """The ``Linear`` modules (by name) whose per-sample Fisher has the closed form: called exactly once in a
     forward of ``x`` on a 2-D input, with a trainable weight."""
     calls: dict[str, list[int]] = {}
-    hooks = [m.register_forward_hook(lambda mod, inp, out, name=name: calls.setdefault(name, []).append(inp[0].ndim))
-             for name, m in model.named_modules() if isinstance(m, nn.Linear)]
+    hooks = [
+        m.register_forward_hook(lambda mod, inp, out, name=name: calls.setdefault(name, []).append(inp[0].ndim))
+        for name, m in model.named_modules()
+        if isinstance(m, nn.Linear)
+    ]
     try:
         with torch.no_grad():
             model(x)
@@ -83,9 +86,15 @@ def _closed_form_linears(model: nn.Module, x: torch.Tensor) -> dict[str, nn.Line
     return {name: mods[name] for name, dims in calls.items() if dims == [2] and mods[name].weight.requires_grad}
 
 
-def _per_sample_chunk(model: nn.Module, x: torch.Tensor, linears: dict[str, nn.Linear], rest: list[str],
-                      params: dict[str, torch.Tensor], buffers: dict[str, torch.Tensor],
-                      total: dict[str, torch.Tensor]) -> None:
+def _per_sample_chunk(
+    model: nn.Module,
+    x: torch.Tensor,
+    linears: dict[str, nn.Linear],
+    rest: list[str],
+    params: dict[str, torch.Tensor],
+    buffers: dict[str, torch.Tensor],
+    total: dict[str, torch.Tensor],
+) -> None:
     """Add ``sum_x sum_y p_y(x) g_y(x)^2`` of the chunk ``x`` (unit space) to ``total``."""
     seen: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
 
@@ -93,8 +102,10 @@ def _per_sample_chunk(model: nn.Module, x: torch.Tensor, linears: dict[str, nn.L
         seen[name] = (inp[0].detach(), out)
         return out.clone()  # a later in-place op (ReLU(inplace=True)) must not touch the tensor we differentiate to
 
-    hooks = [m.register_forward_hook(lambda mod, inp, out, name=name: hook(mod, inp, out, name))
-             for name, m in linears.items()]
+    hooks = [
+        m.register_forward_hook(lambda mod, inp, out, name=name: hook(mod, inp, out, name))
+        for name, m in linears.items()
+    ]
     try:
         with torch.enable_grad():
             logits = model(x)
@@ -107,7 +118,7 @@ def _per_sample_chunk(model: nn.Module, x: torch.Tensor, linears: dict[str, nn.L
                 # CE(f(x), y) = -log p_y(x); summed over the chunk, its gradient at sample b's output is sample b's own
                 deltas = torch.autograd.grad(-logp[:, y].sum(), outs, retain_graph=y + 1 < logp.shape[-1])
                 for n, d in zip(names, deltas):
-                    energy[n] += prob[:, y:y + 1] * d.square()
+                    energy[n] += prob[:, y : y + 1] * d.square()
     finally:
         for h in hooks:
             h.remove()
@@ -129,9 +140,17 @@ def _per_sample_chunk(model: nn.Module, x: torch.Tensor, linears: dict[str, nn.L
         total[k] += torch.einsum("bc,bc...->...", prob, jac[k].square())
 
 
-def fisher_diagonal(model: nn.Module, images: torch.Tensor, *, batch_size: int = 128,
-                    device: torch.device | None = None, quiet: bool = True, estimator: str = "per-sample",
-                    seed: int = 0, closed_form: bool = True) -> dict[str, torch.Tensor]:
+def fisher_diagonal(
+    model: nn.Module,
+    images: torch.Tensor,
+    *,
+    batch_size: int = 128,
+    device: torch.device | None = None,
+    quiet: bool = True,
+    estimator: str = "per-sample",
+    seed: int = 0,
+    closed_form: bool = True,
+) -> dict[str, torch.Tensor]:
     """The diagonal Fisher of every trainable parameter of ``model`` (by name) over ``images`` (uint8 or [0,1]
     float, NCHW), by ``estimator`` (see the module docstring): "per-sample" (exact; chunks of ``batch_size``; with
     ``closed_form`` false every parameter goes through ``torch.func``, the slower path, same value) or "batch-mean"
@@ -156,7 +175,7 @@ def fisher_diagonal(model: nn.Module, images: torch.Tensor, *, batch_size: int =
             order = torch.randperm(n, generator=generator(seed)).to(images.device)
             starts = range(0, n, batch_size)
             for s in bar(starts, desc="fisher", quiet=quiet, unit="batch"):
-                xb = as_unit(images[order[s:s + batch_size]].to(device))
+                xb = as_unit(images[order[s : s + batch_size]].to(device))
                 with torch.enable_grad():
                     out = model(xb)
                 prob = F.softmax(out, dim=-1).detach()
@@ -164,20 +183,26 @@ def fisher_diagonal(model: nn.Module, images: torch.Tensor, *, batch_size: int =
                     target = torch.full((len(xb),), y, dtype=torch.long, device=out.device)
                     with torch.enable_grad():
                         loss = F.cross_entropy(out, target)
-                    grads = torch.autograd.grad(loss, [p for _, p in named], retain_graph=y + 1 < out.shape[1],
-                                                allow_unused=True)
+                    grads = torch.autograd.grad(
+                        loss, [p for _, p in named], retain_graph=y + 1 < out.shape[1], allow_unused=True
+                    )
                     for (k, _), g in zip(named, grads):
                         if g is not None:
                             total[k] += prob[:, y].mean() * g.square()
             return {k: v / len(starts) for k, v in total.items()}
-        first = as_unit(images[:min(n, batch_size)].to(device))
+        first = as_unit(images[: min(n, batch_size)].to(device))
         linears = _closed_form_linears(model, first) if closed_form else {}
-        covered = {f"{m}.{p}" if m else p for m, mod in linears.items() for p in ("weight", "bias")
-                   if getattr(mod, p) is not None}
+        covered = {
+            f"{m}.{p}" if m else p
+            for m, mod in linears.items()
+            for p in ("weight", "bias")
+            if getattr(mod, p) is not None
+        }
         rest = [k for k in params if k not in covered]
         for s in bar(range(0, n, batch_size), desc="fisher", quiet=quiet, unit="chunk"):
-            _per_sample_chunk(model, as_unit(images[s:s + batch_size].to(device)), linears, rest, params, buffers,
-                              total)
+            _per_sample_chunk(
+                model, as_unit(images[s : s + batch_size].to(device)), linears, rest, params, buffers, total
+            )
     finally:
         model.train(was)
     return {k: v / n for k, v in total.items()}
@@ -196,25 +221,34 @@ def _digest(model: nn.Module, images: torch.Tensor, how: str) -> str:
     return h.hexdigest()
 
 
-def cached_fisher(model: nn.Module, images: torch.Tensor, *, batch_size: int, device: torch.device,
-                  quiet: bool = True, estimator: str = "per-sample",
-                  seed: int = 0) -> tuple[dict[str, torch.Tensor], bool]:
+def cached_fisher(
+    model: nn.Module,
+    images: torch.Tensor,
+    *,
+    batch_size: int,
+    device: torch.device,
+    quiet: bool = True,
+    estimator: str = "per-sample",
+    seed: int = 0,
+) -> tuple[dict[str, torch.Tensor], bool]:
     """(``fisher_diagonal``, whether it was read back from memory: this model, these images and this estimator seen
     recently; the batch-mean estimator's batches and seed are part of the key, the per-sample one's chunks not)."""
     how = estimator if estimator == "per-sample" else f"{estimator}:{batch_size}:{seed}"
     key = _digest(model, images, how)
     reused = key in _CACHE
     if not reused:
-        _CACHE[key] = fisher_diagonal(model, images, batch_size=batch_size, device=device, quiet=quiet,
-                                      estimator=estimator, seed=seed)
+        _CACHE[key] = fisher_diagonal(
+            model, images, batch_size=batch_size, device=device, quiet=quiet, estimator=estimator, seed=seed
+        )
         while len(_CACHE) > CACHE_SIZE:
             _CACHE.popitem(last=False)
     _CACHE.move_to_end(key)
     return _CACHE[key], reused
 
 
-def fisher_variance(shape: torch.Size, fisher: torch.Tensor, num_classes: int, alpha: float,
-                    omit: torch.Tensor | None = None) -> torch.Tensor:
+def fisher_variance(
+    shape: torch.Size, fisher: torch.Tensor, num_classes: int, alpha: float, omit: torch.Tensor | None = None
+) -> torch.Tensor:
     """The noise variance of one parameter of ``shape`` from its Fisher diagonal (the rule of ``get_mean_var``);
     ``omit``: class indices whose rows of a class-row parameter get the omitted-class variance."""
     var = (1.0 / (fisher + 1e-8)).clamp(max=1e3)
@@ -232,17 +266,30 @@ def fisher_variance(shape: torch.Size, fisher: torch.Tensor, num_classes: int, a
 
 
 def check(o: dict) -> None:
-    require(o, "fisher", positive_int=("batch_size",), nonneg=("alpha",), choices={"estimator": ESTIMATORS},
-            flags=("omit_label",))
+    require(
+        o,
+        "fisher",
+        positive_int=("batch_size",),
+        nonneg=("alpha",),
+        choices={"estimator": ESTIMATORS},
+        flags=("omit_label",),
+    )
 
 
-@register("fisher", summary="add noise scaled by the inverse diagonal Fisher of the retain set (alpha 1e-7); "
-                            "forgotten classes' output rows re-drawn around 0",
-          reference="Golatkar et al., CVPR 2020 (AdityaGolatkar/SelectiveForgetting Forgetting.ipynb); alpha 1e-7 "
-                    "from DC-U's FF baseline; batch-mean estimator and omit_label as torchunlearn "
-                    "(Harry24k/machine-unlearning-pytorch torchunlearn/unlearn/nontrainers/fisherforget.py)",
-          validate=check, alpha=1e-7, batch_size=128, estimator="per-sample", omit_label=True,
-          space={"alpha": Float(1e-9, 1.0, log=True)})  # Deep Unlearn searched [0, 1]; the reference's 1e-7 is inside
+@register(
+    "fisher",
+    summary="add noise scaled by the inverse diagonal Fisher of the retain set (alpha 1e-7); "
+    "forgotten classes' output rows re-drawn around 0",
+    reference="Golatkar et al., CVPR 2020 (AdityaGolatkar/SelectiveForgetting Forgetting.ipynb); alpha 1e-7 "
+    "from DC-U's FF baseline; batch-mean estimator and omit_label as torchunlearn "
+    "(Harry24k/machine-unlearning-pytorch torchunlearn/unlearn/nontrainers/fisherforget.py)",
+    validate=check,
+    alpha=1e-7,
+    batch_size=128,
+    estimator="per-sample",
+    omit_label=True,
+    space={"alpha": Float(1e-9, 1.0, log=True)},
+)  # Deep Unlearn searched [0, 1]; the reference's 1e-7 is inside
 def fisher(ctx: UnlearnContext):
     o = ctx.options
     try:
@@ -252,8 +299,9 @@ def fisher(ctx: UnlearnContext):
         raise ConfigError(f"fisher: bad option value ({err})") from None
     model = ctx.copy_original().eval()
     x, _ = ctx.retain()
-    fish, ctx.extra["fisher_reused"] = cached_fisher(model, x, batch_size=bs, device=ctx.device, quiet=ctx.quiet,
-                                                     estimator=str(o["estimator"]), seed=ctx.seed)
+    fish, ctx.extra["fisher_reused"] = cached_fisher(
+        model, x, batch_size=bs, device=ctx.device, quiet=ctx.quiet, estimator=str(o["estimator"]), seed=ctx.seed
+    )
     k = ctx.data.info.num_classes
     omit = torch.nonzero(ctx.forgotten_classes()).flatten() if o["omit_label"] else torch.zeros(0, dtype=torch.long)
     ctx.extra["omitted_classes"] = omit.tolist()

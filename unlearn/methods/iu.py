@@ -49,13 +49,14 @@ from .base import UnlearnContext, register
 from .common import require
 
 
-def summed_gradient(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor, batch_size: int,
-                    device: torch.device) -> dict[str, torch.Tensor]:
+def summed_gradient(
+    model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor, batch_size: int, device: torch.device
+) -> dict[str, torch.Tensor]:
     """Sum over the samples of d CE / d theta (model in eval mode), by name."""
     params = dict(model.named_parameters())
     total = {k: torch.zeros_like(p) for k, p in params.items()}
     for s in range(0, len(labels), batch_size):
-        x, y = as_unit(images[s:s + batch_size].to(device)), labels[s:s + batch_size].to(device)
+        x, y = as_unit(images[s : s + batch_size].to(device)), labels[s : s + batch_size].to(device)
         gs = torch.autograd.grad(F.cross_entropy(model(x), y, reduction="sum"), list(params.values()))
         for k, g in zip(params, gs):
             total[k] += g
@@ -73,16 +74,29 @@ def woodfisher_coefficients(dots_v: torch.Tensor, dots_g0: torch.Tensor, damping
     return b, c
 
 
-@register("iu",
-          reference="Deep Unlearn (Cadet et al.) munl/unlearning/iu.py (from OPTML-Group/Unlearn-Saliency "
-                    "unlearn/Wfisher.py)",
-          summary="influence unlearning: theta += alpha H^-1 v, H^-1 by the WoodFisher recursion on retain",
-          space={"alpha": Float(0.0, 1.0), "batch_size": Fixed(256)},
-          alpha=0.2, batch_size=256, damping=1000.0, hessian_samples=1002, chunk_size=32, sample_order="random")
+@register(
+    "iu",
+    reference="Deep Unlearn (Cadet et al.) munl/unlearning/iu.py (from OPTML-Group/Unlearn-Saliency "
+    "unlearn/Wfisher.py)",
+    summary="influence unlearning: theta += alpha H^-1 v, H^-1 by the WoodFisher recursion on retain",
+    space={"alpha": Float(0.0, 1.0), "batch_size": Fixed(256)},
+    alpha=0.2,
+    batch_size=256,
+    damping=1000.0,
+    hessian_samples=1002,
+    chunk_size=32,
+    sample_order="random",
+)
 def iu(ctx: UnlearnContext):
     o = ctx.options
-    require(o, "iu", finite=("alpha",), positive_int=("batch_size", "chunk_size", "hessian_samples"),
-            positive=("damping",), choices={"sample_order": ("random", "first")})
+    require(
+        o,
+        "iu",
+        finite=("alpha",),
+        positive_int=("batch_size", "chunk_size", "hessian_samples"),
+        positive=("damping",),
+        choices={"sample_order": ("random", "first")},
+    )
     alpha, damping = float(o["alpha"]), float(o["damping"])
     bs, chunk, samples = int(o["batch_size"]), int(o["chunk_size"]), int(o["hessian_samples"])
     model = ctx.copy_original().eval()
@@ -118,7 +132,7 @@ def iu(ctx: UnlearnContext):
     g0 = {k: g[0] for k, g in per_sample(params, as_unit(xr[first].to(dev)), yr[first].to(dev)).items()}
     dots_v, dots_g0 = [], []
     for s in bar(range(1, t, chunk), desc="iu per-sample", quiet=ctx.quiet, unit="chunk"):
-        idx = order[s:s + chunk]
+        idx = order[s : s + chunk]
         g = per_sample(params, as_unit(xr[idx].to(dev)), yr[idx].to(dev))
         dots_v.append(dot(g, v))
         dots_g0.append(dot(g, g0))
@@ -131,7 +145,17 @@ def iu(ctx: UnlearnContext):
         for k, p in model.named_parameters():
             p.add_(alpha * (v[k] - b * g0[k]))
     norm = lambda d: float(torch.sqrt(sum((x.double() ** 2).sum() for x in d.values())))
-    ctx.extra.update({"forget_size": nf, "retain_size": nr, "hessian_samples": t, "damping": damping,
-                      "sample_order": o["sample_order"], "b": b, "c": c, "v_norm": norm(v),
-                      "step_norm": abs(alpha) * norm({k: v[k] - b * g0[k] for k in v})})
+    ctx.extra.update(
+        {
+            "forget_size": nf,
+            "retain_size": nr,
+            "hessian_samples": t,
+            "damping": damping,
+            "sample_order": o["sample_order"],
+            "b": b,
+            "c": c,
+            "v_norm": norm(v),
+            "step_norm": abs(alpha) * norm({k: v[k] - b * g0[k] for k in v}),
+        }
+    )
     return model

@@ -46,8 +46,14 @@ from .common import require
 
 
 def check(o: dict) -> None:
-    require(o, "jit", positive_int=("batch_size", "n_samples"), positive=("sigma", "lr"),
-            choices={"mode": ("eval", "train")}, flags=("reference_bug",))
+    require(
+        o,
+        "jit",
+        positive_int=("batch_size", "n_samples"),
+        positive=("sigma", "lr"),
+        choices={"mode": ("eval", "train")},
+        flags=("reference_bug",),
+    )
 
 
 def _step(model, opt, x, mean, std, k, sigma, gen, accumulate: bool) -> float:
@@ -65,7 +71,7 @@ def _step(model, opt, x, mean, std, k, sigma, gen, accumulate: bool) -> float:
         else:  # no batch dependence: the N copies together, about 1,024 images a pass
             flat = x2.flatten(0, 1)
             step = max(len(x), 1024 // max(len(x), 1) * len(x))
-            out2 = torch.cat([model(flat[i:i + step]) for i in range(0, len(flat), step)]).view(k, len(x), -1)
+            out2 = torch.cat([model(flat[i : i + step]) for i in range(0, len(flat), step)]).view(k, len(x), -1)
     in_norm = torch.linalg.vector_norm((xn.unsqueeze(0) - xn2).flatten(2), dim=2)  # [N, B]
     out_norm = torch.linalg.vector_norm(out.unsqueeze(0) - out2, dim=2)
     loss = (out_norm / in_norm).sum() / k
@@ -74,14 +80,29 @@ def _step(model, opt, x, mean, std, k, sigma, gen, accumulate: bool) -> float:
     return float(loss.detach())
 
 
-@register("jit",
-          reference="Foster et al., arXiv 2402.01401 (TMLR 2025); jwf40/Information-Theoretic-Unlearning "
-                    "src/lipschitz.py, settings of src/forget_random_main.py (VGG16, random forgetting)",
-          zero_shot=True, validate=check, shared_space=False,
-          summary="JiT: Lipschitz smoothing of the output around each forget image (zero-shot: forget images only)",
-          space={"sigma": Float(1e-3, 1.0, log=True), "lr": Float(1e-5, 1e-1, log=True), "n_samples": Fixed(25),
-                 "batch_size": Fixed(128), "mode": Fixed("eval"), "reference_bug": Fixed(False)},
-          sigma=0.01, lr=3e-4, n_samples=25, batch_size=128, mode="eval", reference_bug=False)
+@register(
+    "jit",
+    reference="Foster et al., arXiv 2402.01401 (TMLR 2025); jwf40/Information-Theoretic-Unlearning "
+    "src/lipschitz.py, settings of src/forget_random_main.py (VGG16, random forgetting)",
+    zero_shot=True,
+    validate=check,
+    shared_space=False,
+    summary="JiT: Lipschitz smoothing of the output around each forget image (zero-shot: forget images only)",
+    space={
+        "sigma": Float(1e-3, 1.0, log=True),
+        "lr": Float(1e-5, 1e-1, log=True),
+        "n_samples": Fixed(25),
+        "batch_size": Fixed(128),
+        "mode": Fixed("eval"),
+        "reference_bug": Fixed(False),
+    },
+    sigma=0.01,
+    lr=3e-4,
+    n_samples=25,
+    batch_size=128,
+    mode="eval",
+    reference_bug=False,
+)
 def jit(ctx: UnlearnContext):
     o = ctx.options
     check(o)
@@ -97,8 +118,18 @@ def jit(ctx: UnlearnContext):
     losses = []
     with seeded(ctx.seed, ctx.device):  # dropout's draws in train mode
         for lo in range(0, n, bs):
-            losses.append(_step(model, opt, as_unit(xf[lo:lo + bs]).to(ctx.device), mean, std, k, sigma, gen,
-                                bool(o["reference_bug"])))
+            losses.append(
+                _step(
+                    model,
+                    opt,
+                    as_unit(xf[lo : lo + bs]).to(ctx.device),
+                    mean,
+                    std,
+                    k,
+                    sigma,
+                    gen,
+                    bool(o["reference_bug"]),
+                )
+            )
     ctx.extra.update(steps=len(losses), mean_loss=sum(losses) / max(len(losses), 1))
     return model.eval()
-

@@ -64,21 +64,42 @@ def kl_t(student_logits: torch.Tensor, teacher_logits: torch.Tensor, t: float) -
     return F.kl_div(F.log_softmax(student_logits / t, 1), F.softmax(teacher_logits / t, 1), reduction="batchmean")
 
 
-@register("kde",
-          reference="Deep Unlearn (Cadet et al.) munl/unlearning/kgltop6.py (NeurIPS-2023 unlearning challenge "
-                    "entry)",
-          summary="reset first conv + head, warm-up distillation from the original, then retain CE + KD",
-          reads_validation=lambda o: o["warmup_data"] == "val",
-          space={"temperature": Float(0.0, 5.0), "retain_epochs": Epochs(0.2),
-                 "retain_lr": Float(1e-5, 1e-1, log=True), "retain_momentum": Fixed(0.9),
-                 "retain_weight_decay": Float(1e-5, 1e-1, log=True)},
-          epochs=3, lr=9e-4, momentum=0.9, weight_decay=5e-4, retain_epochs=3, retain_lr=1e-3, retain_momentum=0.9,
-          retain_weight_decay=5e-4, temperature=5.0, batch_size=64, warmup_data="retain")
+@register(
+    "kde",
+    reference="Deep Unlearn (Cadet et al.) munl/unlearning/kgltop6.py (NeurIPS-2023 unlearning challenge entry)",
+    summary="reset first conv + head, warm-up distillation from the original, then retain CE + KD",
+    reads_validation=lambda o: o["warmup_data"] == "val",
+    space={
+        "temperature": Float(0.0, 5.0),
+        "retain_epochs": Epochs(0.2),
+        "retain_lr": Float(1e-5, 1e-1, log=True),
+        "retain_momentum": Fixed(0.9),
+        "retain_weight_decay": Float(1e-5, 1e-1, log=True),
+    },
+    epochs=3,
+    lr=9e-4,
+    momentum=0.9,
+    weight_decay=5e-4,
+    retain_epochs=3,
+    retain_lr=1e-3,
+    retain_momentum=0.9,
+    retain_weight_decay=5e-4,
+    temperature=5.0,
+    batch_size=64,
+    warmup_data="retain",
+)
 def kde(ctx: UnlearnContext):
     o = ctx.options
-    require(o, "kde", nonneg_int=("epochs", "retain_epochs"), positive_int=("batch_size",),
-            positive=("temperature", "lr", "retain_lr"), momentum=("momentum", "retain_momentum"),
-            nonneg=("weight_decay", "retain_weight_decay"), choices={"warmup_data": ("retain", "val")})
+    require(
+        o,
+        "kde",
+        nonneg_int=("epochs", "retain_epochs"),
+        positive_int=("batch_size",),
+        positive=("temperature", "lr", "retain_lr"),
+        momentum=("momentum", "retain_momentum"),
+        nonneg=("weight_decay", "retain_weight_decay"),
+        choices={"warmup_data": ("retain", "val")},
+    )
     warm_epochs, retain_epochs, bs = int(o["epochs"]), int(o["retain_epochs"]), int(o["batch_size"])
     t, lr, mom, wd = float(o["temperature"]), float(o["lr"]), float(o["momentum"]), float(o["weight_decay"])
     rmom, rwd = float(o["retain_momentum"]), float(o["retain_weight_decay"])
@@ -101,9 +122,17 @@ def kde(ctx: UnlearnContext):
     ctx.extra.update({"warmup_data": o["warmup_data"], "warmup_size": len(xw)})
     if warm_epochs:
         cfg = TrainConfig(epochs=warm_epochs, batch_size=bs, optimizer="sgd", lr=lr, momentum=mom, weight_decay=wd)
-        fit(student, xw, torch.zeros(len(xw), dtype=torch.long, device=xw.device), cfg, device=ctx.device,
-            seed=ctx.seed, loss_fn=lambda logits, _y, x: kl_t(logits, teach(x), t), quiet=ctx.quiet,
-            desc="kde warm-up")
+        fit(
+            student,
+            xw,
+            torch.zeros(len(xw), dtype=torch.long, device=xw.device),
+            cfg,
+            device=ctx.device,
+            seed=ctx.seed,
+            loss_fn=lambda logits, _y, x: kl_t(logits, teach(x), t),
+            quiet=ctx.quiet,
+            desc="kde warm-up",
+        )
 
     # 2. retain epochs: CE + soft CE + KL to the teacher, one SGD, cosine annealing stepped per epoch
     def retain_loss(logits, y, x):
@@ -115,7 +144,17 @@ def kde(ctx: UnlearnContext):
     lrs = cosine_per_epoch(float(o["retain_lr"]), retain_epochs)
     for e, (lr_e, s) in enumerate(zip(lrs, epoch_seeds(ctx.seed + 1, retain_epochs))):
         cfg = TrainConfig(epochs=1, batch_size=bs, optimizer="sgd", lr=lr_e, momentum=rmom, weight_decay=rwd)
-        fit(student, xr, yr, cfg, device=ctx.device, seed=s, optimizer=opt, loss_fn=retain_loss, quiet=ctx.quiet,
-            desc=f"kde retain {e + 1}/{retain_epochs}")
+        fit(
+            student,
+            xr,
+            yr,
+            cfg,
+            device=ctx.device,
+            seed=s,
+            optimizer=opt,
+            loss_fn=retain_loss,
+            quiet=ctx.quiet,
+            desc=f"kde retain {e + 1}/{retain_epochs}",
+        )
     ctx.extra["retain_lrs"] = lrs
     return student

@@ -4,20 +4,27 @@ then 0. DC-U: alpha 1e-4, 30 epochs of which the last 15 without the penalty, Ad
 
 import torch.nn.functional as F
 
-from dcforget.train import fit
-
 from dcforget.space import Fixed, Float
+from dcforget.train import fit
 
 from .base import UnlearnContext, register
 
 
-@register("l1-sparse",
-          reference="Jia et al., \"Model Sparsity Can Simplify Machine Unlearning\", NeurIPS 2023; settings of "
-                    "DC-U's baseline S (docs/reference/dcu.md §3.3)",
-          summary="fine-tune on retain with a decaying L1 penalty on the weights",
-          epochs=30, batch_size=256, optimizer="adam", lr=1e-3, schedule="constant", bf16=False,
-          alpha=1e-4, no_l1_epochs=15,
-          space={"alpha": Float(1e-6, 1e-2, log=True), "no_l1_epochs": Fixed(0)})  # the penalty decays over the whole (short) run
+@register(
+    "l1-sparse",
+    reference='Jia et al., "Model Sparsity Can Simplify Machine Unlearning", NeurIPS 2023; settings of '
+    "DC-U's baseline S (docs/reference/dcu.md §3.3)",
+    summary="fine-tune on retain with a decaying L1 penalty on the weights",
+    epochs=30,
+    batch_size=256,
+    optimizer="adam",
+    lr=1e-3,
+    schedule="constant",
+    bf16=False,
+    alpha=1e-4,
+    no_l1_epochs=15,
+    space={"alpha": Float(1e-6, 1e-2, log=True), "no_l1_epochs": Fixed(0)},
+)  # the penalty decays over the whole (short) run
 def l1_sparse(ctx: UnlearnContext):
     o = ctx.options
     model = ctx.copy_original()
@@ -34,6 +41,16 @@ def l1_sparse(ctx: UnlearnContext):
             return ce
         return ce + state["alpha"] * sum(p.abs().sum() for p in model.parameters())
 
-    fit(model, x, y, ctx.train_config(), device=ctx.device, seed=ctx.seed, loss_fn=loss, on_epoch=on_epoch,
-        quiet=ctx.quiet, desc="l1-sparse")
+    fit(
+        model,
+        x,
+        y,
+        ctx.train_config(),
+        device=ctx.device,
+        seed=ctx.seed,
+        loss_fn=loss,
+        on_epoch=on_epoch,
+        quiet=ctx.quiet,
+        desc="l1-sparse",
+    )
     return model

@@ -25,9 +25,17 @@ def logit_norm_loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return logits.pow(2).sum(dim=1).mean()
 
 
-@register("lfssd", summary="Loss-Free SSD: SSD with label-free importances (gradient of the logits' squared norm, "
-                           "absolute)", space=SPACE, shared_space=False,
-          validate=lambda o: check(o, "lfssd"),
-          alpha=10.0, lam=1.0, exponent=1.0, batch_size=128, order="shuffled")
+@register(
+    "lfssd",
+    summary="Loss-Free SSD: SSD with label-free importances (gradient of the logits' squared norm, absolute)",
+    space=SPACE,
+    shared_space=False,
+    validate=lambda o: check(o, "lfssd"),
+    alpha=10.0,
+    lam=1.0,
+    exponent=1.0,
+    batch_size=128,
+    order="shuffled",
+)
 def lfssd(ctx: UnlearnContext):
     return run_ssd(ctx, "lfssd", logit_norm_loss, "abs")

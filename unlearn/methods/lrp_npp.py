@@ -40,8 +40,13 @@ PERTURB = ("zero_all", "zero_class", "zero_class_and_unit", "gaussian", "laplace
 
 
 def check(o: dict) -> None:
-    require(o, "lrp-npp", positive_int=("aux_per_class",), positive=("epsilon",),
-            choices={"aux": ("val", "forget"), "perturb": PERTURB})
+    require(
+        o,
+        "lrp-npp",
+        positive_int=("aux_per_class",),
+        positive=("epsilon",),
+        choices={"aux": ("val", "forget"), "perturb": PERTURB},
+    )
     for k in ("top_fraction", "perturb_fraction"):
         if k in o:
             require(o, "lrp-npp", positive=(k,), fraction=(k,))
@@ -63,21 +68,23 @@ def penultimate(model: nn.Module, images: torch.Tensor, batch_size: int = 256) -
     try:
         with torch.no_grad():
             for lo in range(0, len(images), batch_size):
-                model(as_unit(images[lo:lo + batch_size]))
+                model(as_unit(images[lo : lo + batch_size]))
     finally:
         hook.remove()
     return torch.cat(got).flatten(1)
 
 
-def epsilon_relevance(module: nn.Module, inputs: torch.Tensor, epsilon: float,
-                      targets: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def epsilon_relevance(
+    module: nn.Module, inputs: torch.Tensor, epsilon: float, targets: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Epsilon-LRP through ``module`` (every Linear and Conv2d under zennit's ``Epsilon`` rule; activations pass
     the relevance on): (relevance at the input, output relevance seeded). The output relevance is the output's value
     at ``targets`` (default: each row's top logit), 0 elsewhere."""
-    from dcforget.tv import torchvision  # noqa: F401  (zennit imports torchvision: the import fix first)
     from zennit.attribution import Gradient
     from zennit.composites import LayerMapComposite
     from zennit.rules import Epsilon
+
+    from dcforget.tv import torchvision  # noqa: F401  (zennit imports torchvision: the import fix first)
 
     composite = LayerMapComposite([((nn.Linear, nn.Conv2d), Epsilon(epsilon=epsilon))])
     seeded = {}
@@ -106,17 +113,33 @@ def forgotten(ctx: UnlearnContext) -> list[int]:
     return sorted(ctx.data.train.labels.unique().tolist())  # a zero-shot view: these are the forget set's labels
 
 
-@register("lrp-npp",
-          reference="Chang et al., arXiv 2410.23693; ChangWenhan/LRA-NPP-Unlearning "
-                    "examples/batch_experiments/core/methods.py",
-          class_only=True, zero_shot=True, auxiliary=True, validate=check, shared_space=False,
-          reads_validation=lambda o: o["aux"] == "val",
-          summary="LRA-NPP: the penultimate neurons most relevant (epsilon-LRP, zennit) to held-out images of the "
-                  "forgotten classes are cut from the classifier (zero-shot, class forgetting only)",
-          space={"top_fraction": Float(0.02, 0.5, log=True), "perturb_fraction": Float(0.02, 0.6, log=True),
-                 "perturb": Choice(("zero_all", "zero_class", "zero_class_and_unit")), "aux": Fixed("val"),
-                 "aux_per_class": Fixed(36), "epsilon": Fixed(0.1)},
-          aux="val", aux_per_class=36, epsilon=0.1, top_fraction=0.1, perturb_fraction=0.2, perturb="zero_all")
+@register(
+    "lrp-npp",
+    reference="Chang et al., arXiv 2410.23693; ChangWenhan/LRA-NPP-Unlearning "
+    "examples/batch_experiments/core/methods.py",
+    class_only=True,
+    zero_shot=True,
+    auxiliary=True,
+    validate=check,
+    shared_space=False,
+    reads_validation=lambda o: o["aux"] == "val",
+    summary="LRA-NPP: the penultimate neurons most relevant (epsilon-LRP, zennit) to held-out images of the "
+    "forgotten classes are cut from the classifier (zero-shot, class forgetting only)",
+    space={
+        "top_fraction": Float(0.02, 0.5, log=True),
+        "perturb_fraction": Float(0.02, 0.6, log=True),
+        "perturb": Choice(("zero_all", "zero_class", "zero_class_and_unit")),
+        "aux": Fixed("val"),
+        "aux_per_class": Fixed(36),
+        "epsilon": Fixed(0.1),
+    },
+    aux="val",
+    aux_per_class=36,
+    epsilon=0.1,
+    top_fraction=0.1,
+    perturb_fraction=0.2,
+    perturb="zero_all",
+)
 def lrp_npp(ctx: UnlearnContext):
     o = ctx.options
     check(o)
@@ -124,12 +147,13 @@ def lrp_npp(ctx: UnlearnContext):
     model = ctx.copy_original().eval()
     if o["aux"] == "val":
         if ctx.data.val is None:
-            raise ConfigError("lrp-npp with aux=val needs a validation split (the checkpoint's val_fraction is 0); "
-                              "use aux=forget")
+            raise ConfigError(
+                "lrp-npp with aux=val needs a validation split (the checkpoint's val_fraction is 0); use aux=forget"
+            )
         x_all, y_all = ctx.data.val.images, ctx.data.val.labels
     else:
         x_all, y_all = ctx.forget()
-    pick = torch.cat([torch.nonzero(y_all == c).flatten()[:int(o["aux_per_class"])] for c in classes])
+    pick = torch.cat([torch.nonzero(y_all == c).flatten()[: int(o["aux_per_class"])] for c in classes])
     if len(pick) == 0:
         raise ConfigError(f"lrp-npp: no {o['aux']} images of class(es) {classes} to analyse")
     x = x_all[pick]
@@ -153,20 +177,37 @@ def lrp_npp(ctx: UnlearnContext):
             else:
                 gen = generator(ctx.derived_seed("lrp-npp"))
                 shape = layer.weight[:, neurons].shape
-                noise = torch.randn(shape, generator=gen) if how == "gaussian" else \
-                    torch.distributions.Laplace(0.0, 1.0).icdf(torch.rand(shape, generator=gen).clamp(1e-7, 1 - 1e-7))
+                noise = (
+                    torch.randn(shape, generator=gen)
+                    if how == "gaussian"
+                    else torch.distributions.Laplace(0.0, 1.0).icdf(
+                        torch.rand(shape, generator=gen).clamp(1e-7, 1 - 1e-7)
+                    )
+                )
                 layer.weight[:, neurons] += noise.to(layer.weight)
         else:
             layer.weight[cls.unsqueeze(1), neurons.unsqueeze(0)] = 0
             if how == "zero_class_and_unit":
-                feeding = [m for n, m in model.named_modules() if isinstance(m, nn.Linear) and n != name
-                           and m.out_features == layer.in_features]
+                feeding = [
+                    m
+                    for n, m in model.named_modules()
+                    if isinstance(m, nn.Linear) and n != name and m.out_features == layer.in_features
+                ]
                 if not feeding:
-                    raise ConfigError("lrp-npp perturb=zero_class_and_unit needs a Linear layer producing the "
-                                      "penultimate activations (an MLP-style classifier); use zero_all or zero_class")
+                    raise ConfigError(
+                        "lrp-npp perturb=zero_class_and_unit needs a Linear layer producing the "
+                        "penultimate activations (an MLP-style classifier); use zero_all or zero_class"
+                    )
                 feeding[-1].weight[neurons] = 0
                 if feeding[-1].bias is not None:
                     feeding[-1].bias[neurons] = 0
-    ctx.extra.update(classes=classes, analysis_images=len(pick), aux=o["aux"], layer=name, width=width,
-                     perturbed_neurons=neurons.tolist(), top_per_image=k_a)
+    ctx.extra.update(
+        classes=classes,
+        analysis_images=len(pick),
+        aux=o["aux"],
+        layer=name,
+        width=width,
+        perturbed_neurons=neurons.tolist(),
+        top_per_image=k_a,
+    )
     return model

@@ -34,15 +34,25 @@ from .common import require, set_lr, sgd, shuffled_batches
 
 
 def check(o: dict) -> None:
-    require(o, "mia-guided", positive_int=("epochs", "batch_size", "refit_every"), positive=("lr",),
-            nonneg=("lam", "weight_decay"), momentum=("momentum",))
+    require(
+        o,
+        "mia-guided",
+        positive_int=("epochs", "batch_size", "refit_every"),
+        positive=("lr",),
+        nonneg=("lam", "weight_decay"),
+        momentum=("momentum",),
+    )
 
 
 def losses(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 512) -> torch.Tensor:
     model.eval()
     with torch.no_grad():
-        return torch.cat([F.cross_entropy(model(as_unit(x[lo:lo + batch_size])), y[lo:lo + batch_size],
-                                          reduction="none") for lo in range(0, len(y), batch_size)])
+        return torch.cat(
+            [
+                F.cross_entropy(model(as_unit(x[lo : lo + batch_size])), y[lo : lo + batch_size], reduction="none")
+                for lo in range(0, len(y), batch_size)
+            ]
+        )
 
 
 def fit_attack(members: torch.Tensor, nonmembers: torch.Tensor) -> tuple[float, float, float, float]:
@@ -64,19 +74,30 @@ def fit_attack(members: torch.Tensor, nonmembers: torch.Tensor) -> tuple[float, 
     return mean, std, float(theta[0].detach()), float(theta[1].detach())
 
 
-@register("mia-guided",
-          reference="\"Silver Linings in the Shadows\", arXiv 2407.00866 (no code published: our reconstruction)",
-          validate=check, reads_validation=True,
-          summary="MIA-guided: retain CE plus a membership loss pulling the forget set's attack score to held-out "
-                  "data's (our reconstruction; no published code)",
-          space={"lam": Float(0.01, 10.0, log=True), "refit_every": Int(1, 3)},
-          lam=1.0, epochs=3, lr=0.01, momentum=0.9, weight_decay=5e-4, batch_size=128, refit_every=1)
+@register(
+    "mia-guided",
+    reference='"Silver Linings in the Shadows", arXiv 2407.00866 (no code published: our reconstruction)',
+    validate=check,
+    reads_validation=True,
+    summary="MIA-guided: retain CE plus a membership loss pulling the forget set's attack score to held-out "
+    "data's (our reconstruction; no published code)",
+    space={"lam": Float(0.01, 10.0, log=True), "refit_every": Int(1, 3)},
+    lam=1.0,
+    epochs=3,
+    lr=0.01,
+    momentum=0.9,
+    weight_decay=5e-4,
+    batch_size=128,
+    refit_every=1,
+)
 def mia_guided(ctx: UnlearnContext):
     o = ctx.options
     check(o)
     if ctx.data.val is None or len(ctx.data.val) < 2:
-        raise ConfigError("mia-guided needs a validation split (held-out non-members for its attack); the "
-                          "checkpoint's val_fraction is 0")
+        raise ConfigError(
+            "mia-guided needs a validation split (held-out non-members for its attack); the "
+            "checkpoint's val_fraction is 0"
+        )
     model = ctx.copy_original()
     xr, yr = ctx.retain()
     xf, yf = ctx.forget()
@@ -88,7 +109,7 @@ def mia_guided(ctx: UnlearnContext):
     with seeded(ctx.seed, ctx.device):
         for epoch in range(int(o["epochs"])):
             if epoch % int(o["refit_every"]) == 0:
-                members = torch.randperm(len(yr), generator=gen)[:len(yv)].to(yr.device)
+                members = torch.randperm(len(yr), generator=gen)[: len(yv)].to(yr.device)
                 held_out = losses(model, xv, yv)
                 mean, std, w, b = fit_attack(losses(model, xr[members], yr[members]), held_out)
                 target = float(torch.sigmoid(w * (held_out.double() - mean) / std + b).mean())

@@ -58,8 +58,17 @@ def warmup_linear_decay(lr: float, epochs: int) -> list[float]:
     return [lr * ((e + 1) / a if e + 1 <= a else (epochs - e) / (epochs + 1 - a)) for e in range(epochs)]
 
 
-def saliency_gradients(model: nn.Module, xr: torch.Tensor, yr: torch.Tensor, xf: torch.Tensor, yf: torch.Tensor, *,
-                       batch_size: int, gen: torch.Generator, device: torch.device) -> None:
+def saliency_gradients(
+    model: nn.Module,
+    xr: torch.Tensor,
+    yr: torch.Tensor,
+    xf: torch.Tensor,
+    yf: torch.Tensor,
+    *,
+    batch_size: int,
+    gen: torch.Generator,
+    device: torch.device,
+) -> None:
     """Leave in each parameter's ``.grad`` the sum over batches of grad(mean CE) on a random retain subset of
     |F| samples (batches of 64) plus grad(-mean CE) on F (batches of ``batch_size``). Train mode."""
     model.train()
@@ -112,12 +121,20 @@ def _validate(o: dict[str, Any]) -> None:
     check_sgd_options(o, "msg", fraction=("init_rate",))
 
 
-@register("msg",
-          reference="Deep Unlearn (Cadet et al.) munl/unlearning/kgltop2.py (NeurIPS-2023 unlearning challenge "
-                    "entry)",
-          validate=_validate, space={"init_rate": Float(0.0, 1.0)},
-          summary="Kaggle kgltop2: re-init the least salient conv weights, fine-tune on retain (x0.1 grads elsewhere)",
-          epochs=5, batch_size=64, lr=1e-3, momentum=0.9, weight_decay=5e-4, init_rate=0.3, reference_bug=False)
+@register(
+    "msg",
+    reference="Deep Unlearn (Cadet et al.) munl/unlearning/kgltop2.py (NeurIPS-2023 unlearning challenge entry)",
+    validate=_validate,
+    space={"init_rate": Float(0.0, 1.0)},
+    summary="Kaggle kgltop2: re-init the least salient conv weights, fine-tune on retain (x0.1 grads elsewhere)",
+    epochs=5,
+    batch_size=64,
+    lr=1e-3,
+    momentum=0.9,
+    weight_decay=5e-4,
+    init_rate=0.3,
+    reference_bug=False,
+)
 def msg(ctx: UnlearnContext):
     o = ctx.options
     _validate(o)
@@ -140,13 +157,27 @@ def msg(ctx: UnlearnContext):
                     b.copy_(buffers[k])
     handles = scale_conv_gradients(model, masks)
     try:
-        losses = train_epochs(model, xr, yr, sgd(model, o), warmup_linear_decay(float(o["lr"]), int(o["epochs"])),
-                              batch_size=int(o["batch_size"]), seed=ctx.seed + 1, device=ctx.device,
-                              quiet=ctx.quiet, desc="msg")
+        losses = train_epochs(
+            model,
+            xr,
+            yr,
+            sgd(model, o),
+            warmup_linear_decay(float(o["lr"]), int(o["epochs"])),
+            batch_size=int(o["batch_size"]),
+            seed=ctx.seed + 1,
+            device=ctx.device,
+            quiet=ctx.quiet,
+            desc="msg",
+        )
     finally:
         for h in handles:
             h.remove()
-    ctx.extra.update({"conv_layers_touched": len(masks),
-                      "reinitialised_weights": int(sum(int(m.sum()) for m in masks.values())),
-                      "conv_weights": int(sum(m.numel() for m in masks.values())), "retain_loss": losses})
+    ctx.extra.update(
+        {
+            "conv_layers_touched": len(masks),
+            "reinitialised_weights": int(sum(int(m.sum()) for m in masks.values())),
+            "conv_weights": int(sum(m.numel() for m in masks.values())),
+            "retain_loss": losses,
+        }
+    )
     return model

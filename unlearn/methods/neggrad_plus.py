@@ -9,18 +9,24 @@ import torch.nn.functional as F
 
 from dcforget.progress import bar
 from dcforget.runtime import generator, seeded
-from dcforget.train import as_unit
-
 from dcforget.space import Float
+from dcforget.train import as_unit
 
 from .base import UnlearnContext, register
 
 
-@register("neggrad-plus",
-          reference="Deep Unlearn (Cadet et al.) munl/unlearning/neggradplus.py (from meghdadk/SCRUB notebooks)",
-          summary="retain CE plus a proximal term, minus forget CE (alpha 0.95)",
-          epochs=10, batch_size=256, lr=0.01, momentum=0.9, weight_decay=5e-4, alpha=0.95,
-          space={"alpha": Float(0.0, 1.0)})
+@register(
+    "neggrad-plus",
+    reference="Deep Unlearn (Cadet et al.) munl/unlearning/neggradplus.py (from meghdadk/SCRUB notebooks)",
+    summary="retain CE plus a proximal term, minus forget CE (alpha 0.95)",
+    epochs=10,
+    batch_size=256,
+    lr=0.01,
+    momentum=0.9,
+    weight_decay=5e-4,
+    alpha=0.95,
+    space={"alpha": Float(0.0, 1.0)},
+)
 def neggrad_plus(ctx: UnlearnContext):
     o = ctx.options
     model = ctx.copy_original().eval()
@@ -35,12 +41,13 @@ def neggrad_plus(ctx: UnlearnContext):
         for _ in bar(range(int(o["epochs"])), desc="neggrad-plus", quiet=ctx.quiet, unit="epoch"):
             pr = torch.randperm(len(yr), generator=gen).to(dev)
             pf = torch.randperm(len(yf), generator=gen).to(dev)
-            forget_batches = itertools.cycle([pf[i:i + bs] for i in range(0, len(pf), bs)])
+            forget_batches = itertools.cycle([pf[i : i + bs] for i in range(0, len(pf), bs)])
             for i in range(0, len(pr), bs):
-                r, f = pr[i:i + bs], next(forget_batches)
+                r, f = pr[i : i + bs], next(forget_batches)
                 prox = sum(((p - p0) ** 2).sum() for p, p0 in zip(model.parameters(), theta0))
-                loss = alpha * (F.cross_entropy(model(as_unit(xr[r])), yr[r]) + wd / 2 * prox) \
-                    - (1 - alpha) * F.cross_entropy(model(as_unit(xf[f])), yf[f])
+                loss = alpha * (F.cross_entropy(model(as_unit(xr[r])), yr[r]) + wd / 2 * prox) - (
+                    1 - alpha
+                ) * F.cross_entropy(model(as_unit(xf[f])), yf[f])
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()

@@ -3,8 +3,11 @@
 from .base import UnlearnContext, register
 
 
-@register("none",
-          reference="no unlearning (the original)",
-          zero_shot=True, summary="return the model unchanged (what an attack sees when nothing was unlearned)")
+@register(
+    "none",
+    reference="no unlearning (the original)",
+    zero_shot=True,
+    summary="return the model unchanged (what an attack sees when nothing was unlearned)",
+)
 def none(ctx: UnlearnContext):
     return ctx.copy_original()

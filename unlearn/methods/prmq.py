@@ -116,17 +116,31 @@ def entropy(logits: torch.Tensor) -> torch.Tensor:
 
 
 def _validate(o: dict[str, Any]) -> None:
-    require(o, "prmq", positive_int=("batch_size",), positive=("lr", "epochs"), nonneg=("weight_decay",),
-            momentum=("momentum",), fraction=("prune_amount",))
+    require(
+        o,
+        "prmq",
+        positive_int=("batch_size",),
+        positive=("lr", "epochs"),
+        nonneg=("weight_decay",),
+        momentum=("momentum",),
+        fraction=("prune_amount",),
+    )
 
 
-@register("prmq",
-          reference="Deep Unlearn (Cadet et al.) munl/unlearning/kgltop4.py (NeurIPS-2023 unlearning challenge "
-                    "entry)",
-          validate=_validate, space={"prune_amount": Float(0.0, 1.0), "epochs": FloatEpochs(0.2)},
-          summary="Kaggle kgltop4: prune 99% (L1, global), re-init, retrain on retain with CE + entropy matching, fp16",
-          epochs=3.2, batch_size=64, lr=5e-4, momentum=0.9, weight_decay=5e-4, prune_amount=0.99,
-          reference_bug=False)
+@register(
+    "prmq",
+    reference="Deep Unlearn (Cadet et al.) munl/unlearning/kgltop4.py (NeurIPS-2023 unlearning challenge entry)",
+    validate=_validate,
+    space={"prune_amount": Float(0.0, 1.0), "epochs": FloatEpochs(0.2)},
+    summary="Kaggle kgltop4: prune 99% (L1, global), re-init, retrain on retain with CE + entropy matching, fp16",
+    epochs=3.2,
+    batch_size=64,
+    lr=5e-4,
+    momentum=0.9,
+    weight_decay=5e-4,
+    prune_amount=0.99,
+    reference_bug=False,
+)
 def prmq(ctx: UnlearnContext):
     o = ctx.options
     _validate(o)
@@ -140,9 +154,16 @@ def prmq(ctx: UnlearnContext):
     n, bs = len(yr), int(o["batch_size"])
     per_epoch = num_batches(n, bs)  # fit's batches per epoch (a trailing batch of one joins the previous)
     steps = max(1, int(per_epoch * float(o["epochs"])) + (1 if bug else 0))
-    cfg = TrainConfig(epochs=math.ceil(steps / per_epoch), batch_size=bs, optimizer="sgd", lr=float(o["lr"]),
-                      momentum=float(o["momentum"]), weight_decay=float(o["weight_decay"]), schedule="constant",
-                      max_steps=steps)
+    cfg = TrainConfig(
+        epochs=math.ceil(steps / per_epoch),
+        batch_size=bs,
+        optimizer="sgd",
+        lr=float(o["lr"]),
+        momentum=float(o["momentum"]),
+        weight_decay=float(o["weight_decay"]),
+        schedule="constant",
+        max_steps=steps,
+    )
 
     def loss(logits, y, x):
         with torch.no_grad():
@@ -151,8 +172,13 @@ def prmq(ctx: UnlearnContext):
 
     hist = fit(model, xr, yr, cfg, device=ctx.device, seed=ctx.seed + 1, loss_fn=loss, quiet=ctx.quiet, desc="prmq")
     model = model.half().float()
-    ctx.extra.update({**counts, "steps": steps,
-                      "conv_layers_touched": sum(isinstance(m, nn.Conv2d) for m in model.modules()),
-                      "linear_layers_touched": sum(isinstance(m, nn.Linear) for m in model.modules()),
-                      "retain_loss": [r["loss"] for r in hist.epochs]})
+    ctx.extra.update(
+        {
+            **counts,
+            "steps": steps,
+            "conv_layers_touched": sum(isinstance(m, nn.Conv2d) for m in model.modules()),
+            "linear_layers_touched": sum(isinstance(m, nn.Linear) for m in model.modules()),
+            "retain_loss": [r["loss"] for r in hist.epochs],
+        }
+    )
     return model

@@ -5,11 +5,21 @@ from dcforget.train import fit
 from .base import UnlearnContext, register
 
 
-@register("retrain",
-          reference="DC-U, arXiv 2402.00195, retraining recipe (Adam 1e-3, 30 epochs)",
-          trains_fresh=True, shared_space=False, summary="a fresh model trained on the retain set (DC-U recipe: Adam 1e-3, 30 epochs)",
-          epochs=30, batch_size=256, optimizer="adam", lr=1e-3, momentum=0.9, weight_decay=0.0, schedule="constant",
-          bf16=False)
+@register(
+    "retrain",
+    reference="DC-U, arXiv 2402.00195, retraining recipe (Adam 1e-3, 30 epochs)",
+    trains_fresh=True,
+    shared_space=False,
+    summary="a fresh model trained on the retain set (DC-U recipe: Adam 1e-3, 30 epochs)",
+    epochs=30,
+    batch_size=256,
+    optimizer="adam",
+    lr=1e-3,
+    momentum=0.9,
+    weight_decay=0.0,
+    schedule="constant",
+    bf16=False,
+)
 def retrain(ctx: UnlearnContext):
     model = ctx.fresh_model()
     x, y = ctx.retain()

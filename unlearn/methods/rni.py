@@ -63,33 +63,63 @@ def norm_parameter_names(model: nn.Module, reference_names: bool = False) -> set
 
 def _pick(items: list[str], k: int, gen: torch.Generator) -> list[str]:
     """``k`` of ``items`` at random without replacement, in their original order."""
-    idx = torch.randperm(len(items), generator=gen)[:min(k, len(items))].sort().values
+    idx = torch.randperm(len(items), generator=gen)[: min(k, len(items))].sort().values
     return [items[i] for i in idx.tolist()]
 
 
-@register("rni",
-          reference="Deep Unlearn (Cadet et al.) munl/unlearning/kgltop7.py (NeurIPS-2023 unlearning challenge "
-                    "entry)",
-          summary="reset the head, train random subsets of layers with noise on the new ones, then fine-tune",
-          space={"fine_epochs": Epochs(0.2), "fine_lr": Float(1e-5, 1e-1, log=True), "fine_lr_factors": Fixed([1.0]),
-                 "fine_momentum": Fixed(0.9), "fine_weight_decay": Float(1e-5, 1e-1, log=True),
-                 "reset_epochs": Epochs(0.2), "noise_ratio": Float(0.0, 1.0), "origin_noise": Float(0.0, 1.0)},
-          epochs=9, lr=2e-4, momentum=0.9, weight_decay=5e-4, batch_size=64, fine_epochs=4, fine_lr=2e-4,
-          fine_lr_factors=[1.0, 1.0, 1.0, 5.0, 5.0, 0.5], fine_momentum=0.9, fine_weight_decay=5e-4, reset_epochs=1,
-          noise_ratio=0.7, origin_noise=0.04, layer_select=9, reference_bn_names=False)
+@register(
+    "rni",
+    reference="Deep Unlearn (Cadet et al.) munl/unlearning/kgltop7.py (NeurIPS-2023 unlearning challenge entry)",
+    summary="reset the head, train random subsets of layers with noise on the new ones, then fine-tune",
+    space={
+        "fine_epochs": Epochs(0.2),
+        "fine_lr": Float(1e-5, 1e-1, log=True),
+        "fine_lr_factors": Fixed([1.0]),
+        "fine_momentum": Fixed(0.9),
+        "fine_weight_decay": Float(1e-5, 1e-1, log=True),
+        "reset_epochs": Epochs(0.2),
+        "noise_ratio": Float(0.0, 1.0),
+        "origin_noise": Float(0.0, 1.0),
+    },
+    epochs=9,
+    lr=2e-4,
+    momentum=0.9,
+    weight_decay=5e-4,
+    batch_size=64,
+    fine_epochs=4,
+    fine_lr=2e-4,
+    fine_lr_factors=[1.0, 1.0, 1.0, 5.0, 5.0, 0.5],
+    fine_momentum=0.9,
+    fine_weight_decay=5e-4,
+    reset_epochs=1,
+    noise_ratio=0.7,
+    origin_noise=0.04,
+    layer_select=9,
+    reference_bn_names=False,
+)
 def rni(ctx: UnlearnContext):
     o = ctx.options
-    require(o, "rni", positive_int=("epochs", "layer_select", "batch_size"), nonneg_int=("fine_epochs", "reset_epochs"),
-            positive=("lr", "fine_lr"), momentum=("momentum", "fine_momentum"),
-            nonneg=("weight_decay", "fine_weight_decay", "noise_ratio", "origin_noise"), flags=("reference_bn_names",))
+    require(
+        o,
+        "rni",
+        positive_int=("epochs", "layer_select", "batch_size"),
+        nonneg_int=("fine_epochs", "reset_epochs"),
+        positive=("lr", "fine_lr"),
+        momentum=("momentum", "fine_momentum"),
+        nonneg=("weight_decay", "fine_weight_decay", "noise_ratio", "origin_noise"),
+        flags=("reference_bn_names",),
+    )
     epochs, fine_epochs, reset_epochs = int(o["epochs"]), int(o["fine_epochs"]), int(o["reset_epochs"])
     layer_select, bs = int(o["layer_select"]), int(o["batch_size"])
     lr, mom, wd = float(o["lr"]), float(o["momentum"]), float(o["weight_decay"])
     fine_lr, fmom, fwd = float(o["fine_lr"]), float(o["fine_momentum"]), float(o["fine_weight_decay"])
     ratio, sigma = float(o["noise_ratio"]), float(o["origin_noise"])
     factors = o["fine_lr_factors"]
-    if not (isinstance(factors, (list, tuple)) and factors
-            and all(isinstance(f, (int, float)) and not isinstance(f, bool) and f > 0 for f in factors)):
+    if not (
+        isinstance(factors, (list, tuple))
+        and factors
+        and all(isinstance(f, (int, float)) and not isinstance(f, bool) and f > 0 for f in factors)
+    ):
         raise ConfigError(f"rni: option fine_lr_factors must be a non-empty list of positive numbers, got {factors!r}")
 
     model = ctx.copy_original()
@@ -128,12 +158,27 @@ def rni(ctx: UnlearnContext):
                 noised.append(hit)
             for k, p in params.items():
                 p.requires_grad_(k in keys)
-            fit(model, xr, yr, cfg, device=ctx.device, seed=s, quiet=ctx.quiet,
-                desc=f"rni {'fine ' if fine else ''}{ep + 1}/{epochs}")
+            fit(
+                model,
+                xr,
+                yr,
+                cfg,
+                device=ctx.device,
+                seed=s,
+                quiet=ctx.quiet,
+                desc=f"rni {'fine ' if fine else ''}{ep + 1}/{epochs}",
+            )
             already |= keys
             lrs.append(lr_e)
     model.requires_grad_(True)
-    ctx.extra.update({"selected": selected, "noised": noised, "norm_tensors": len(bn_keys),
-                      "selectable_tensors": len(pool), "lrs": lrs,
-                      "head_layers_reset": len(head)})
+    ctx.extra.update(
+        {
+            "selected": selected,
+            "noised": noised,
+            "norm_tensors": len(bn_keys),
+            "selectable_tensors": len(pool),
+            "lrs": lrs,
+            "head_layers_reset": len(head),
+        }
+    )
     return model

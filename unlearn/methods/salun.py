@@ -51,8 +51,15 @@ from .common import check_sgd_options, num_batches, sgd
 from .srl import random_relabel_epoch, relabel_data
 
 
-def forget_gradient(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, batch_size: int,
-                    reference_bug: bool = False, gen: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+def forget_gradient(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    batch_size: int,
+    reference_bug: bool = False,
+    gen: torch.Generator | None = None,
+) -> dict[str, torch.Tensor]:
     """``sum over (x, y) of grad(-CE)`` for every trainable parameter of a copy of ``model`` in eval mode, by name
     (chunks of ``batch_size``, summed CE). ``reference_bug``: Deep Unlearn's accumulation instead (see the module
     docstring): shuffled batches of ``batch_size``, batch-mean CE, never-cleared ``.grad`` added up after each batch."""
@@ -62,8 +69,9 @@ def forget_gradient(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, batch
     dev = next(m.parameters()).device
     if not reference_bug:
         for s in range(0, len(y), batch_size):
-            loss = -F.cross_entropy(m(as_unit(x[s:s + batch_size].to(dev))), y[s:s + batch_size].to(dev),
-                                    reduction="sum")
+            loss = -F.cross_entropy(
+                m(as_unit(x[s : s + batch_size].to(dev))), y[s : s + batch_size].to(dev), reduction="sum"
+            )
             grads = torch.autograd.grad(loss, [p for _, p in named], allow_unused=True)
             for (k, _), g in zip(named, grads):
                 if g is not None:
@@ -71,7 +79,7 @@ def forget_gradient(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, batch
         return total
     perm = torch.randperm(len(y), generator=gen).to(y.device)
     for s in range(0, len(y), batch_size):
-        idx = perm[s:s + batch_size]
+        idx = perm[s : s + batch_size]
         (-F.cross_entropy(m(as_unit(x[idx].to(dev))), y[idx].to(dev))).backward()  # .grad accumulates
         for k, p in named:
             if p.grad is not None:
@@ -88,7 +96,7 @@ def saliency_mask(grads: dict[str, torch.Tensor], threshold: float) -> dict[str,
     flat[torch.argsort(scores, descending=True, stable=True)[:k]] = 1.0
     out, start = {}, 0
     for name, g in grads.items():
-        out[name] = flat[start:start + g.numel()].view_as(g)
+        out[name] = flat[start : start + g.numel()].view_as(g)
         start += g.numel()
     return out
 
@@ -97,14 +105,23 @@ def _check(o: dict) -> None:
     check_sgd_options(o, "salun", fraction=("threshold",), flags=("restore_masked", "reference_bug"))
 
 
-@register("salun",
-          reference="Fan et al., ICLR 2024; OPTML-Group/Unlearn-Saliency Classification/generate_mask.py, "
-                    "unlearn/RL.py, arg_parser.py (as Deep Unlearn (Cadet et al.) munl/unlearning/salun.py "
-                    "ports it)",
-          summary="saliency mask (top fraction of |forget gradient|), then masked random-label training",
-          validate=_check, space={"threshold": Float(0.0, 1.0)},
-          epochs=10, batch_size=256, lr=0.01, momentum=0.9, weight_decay=5e-4, threshold=0.5,
-          restore_masked=True, reference_bug=False)
+@register(
+    "salun",
+    reference="Fan et al., ICLR 2024; OPTML-Group/Unlearn-Saliency Classification/generate_mask.py, "
+    "unlearn/RL.py, arg_parser.py (as Deep Unlearn (Cadet et al.) munl/unlearning/salun.py "
+    "ports it)",
+    summary="saliency mask (top fraction of |forget gradient|), then masked random-label training",
+    validate=_check,
+    space={"threshold": Float(0.0, 1.0)},
+    epochs=10,
+    batch_size=256,
+    lr=0.01,
+    momentum=0.9,
+    weight_decay=5e-4,
+    threshold=0.5,
+    restore_masked=True,
+    reference_bug=False,
+)
 def salun(ctx: UnlearnContext):
     o = ctx.options
     _check(o)
@@ -132,17 +149,41 @@ def salun(ctx: UnlearnContext):
     losses = []
     with seeded(ctx.seed, ctx.device):
         for _ in bar(range(int(o["epochs"])), desc="salun", quiet=ctx.quiet, unit="epoch"):
-            stats = random_relabel_epoch(model, x, y, nf, ctx.data.info.num_classes, opt, batch_size=bs, gen=gen,
-                                         mask=mask, after_step=restore if o["restore_masked"] else None)
+            stats = random_relabel_epoch(
+                model,
+                x,
+                y,
+                nf,
+                ctx.data.info.num_classes,
+                opt,
+                batch_size=bs,
+                gen=gen,
+                mask=mask,
+                after_step=restore if o["restore_masked"] else None,
+            )
             losses.append(stats["loss"])
     with torch.no_grad():
         ones = int(sum(int(m.sum()) for m in mask.values()))
         total = sum(m.numel() for m in mask.values())
-        drift = max((float((p - theta0[k]).abs()[~keep[k]].max()) for k, p in named.items()
-                     if k in keep and bool((~keep[k]).any())), default=0.0)
-    ctx.extra.update({"threshold": float(o["threshold"]), "mask_ones": ones, "parameters": total,
-                      "mask_fraction": ones / max(total, 1), "restore_masked": bool(o["restore_masked"]),
-                      "masked_out_max_drift": drift, "epochs_run": len(losses),
-                      "epoch_losses": [round(v, 5) for v in losses],
-                      "steps_per_epoch": num_batches(len(y), bs)})
+        drift = max(
+            (
+                float((p - theta0[k]).abs()[~keep[k]].max())
+                for k, p in named.items()
+                if k in keep and bool((~keep[k]).any())
+            ),
+            default=0.0,
+        )
+    ctx.extra.update(
+        {
+            "threshold": float(o["threshold"]),
+            "mask_ones": ones,
+            "parameters": total,
+            "mask_fraction": ones / max(total, 1),
+            "restore_masked": bool(o["restore_masked"]),
+            "masked_out_max_drift": drift,
+            "epochs_run": len(losses),
+            "epoch_losses": [round(v, 5) for v in losses],
+            "steps_per_epoch": num_batches(len(y), bs),
+        }
+    )
     return model

@@ -81,7 +81,7 @@ def wrong_count(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: 
     try:
         wrong = 0
         for s in range(0, len(y), batch_size):
-            wrong += int((model(as_unit(x[s:s + batch_size])).argmax(1) != y[s:s + batch_size]).sum())
+            wrong += int((model(as_unit(x[s : s + batch_size])).argmax(1) != y[s : s + batch_size]).sum())
         return wrong
     finally:
         model.train(was)
@@ -97,8 +97,20 @@ def select_epoch(forget_wrong: list[int], n_forget: int, val_wrong: int, n_val: 
     return gaps.index(min(gaps))
 
 
-def _distill_pass(student: nn.Module, teacher: nn.Module, x: torch.Tensor, y: torch.Tensor, opt, *, batch_size: int,
-                  gen: torch.Generator, maximize: bool, gamma: float, alpha: float, t: float) -> float:
+def _distill_pass(
+    student: nn.Module,
+    teacher: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    opt,
+    *,
+    batch_size: int,
+    gen: torch.Generator,
+    maximize: bool,
+    gamma: float,
+    alpha: float,
+    t: float,
+) -> float:
     def loss_fn(logits, yb, xb):
         with torch.no_grad():
             t_logits = teacher(xb)
@@ -109,24 +121,49 @@ def _distill_pass(student: nn.Module, teacher: nn.Module, x: torch.Tensor, y: to
 
 
 def _check(o: dict[str, Any]) -> None:
-    check_sgd_options(o, "scrub", nonneg=("gamma", "alpha"), positive=("temperature",), nonneg_int=("msteps",),
-                      positive_int=("forget_batch_size",), flags=("rewind", "reference_bug"),
-                      choices={"optimizer": ("sgd", "adam")})
+    check_sgd_options(
+        o,
+        "scrub",
+        nonneg=("gamma", "alpha"),
+        positive=("temperature",),
+        nonneg_int=("msteps",),
+        positive_int=("forget_batch_size",),
+        flags=("rewind", "reference_bug"),
+        choices={"optimizer": ("sgd", "adam")},
+    )
     if "lr_decay_rate" in o:
         number(o, "lr_decay_rate", float, 0, 1, low_open=True, name="scrub")
 
 
-@register("scrub",
-          reference="Kurmanji et al., NeurIPS 2023; as Deep Unlearn (Cadet et al.) munl/unlearning/scrubv2.py "
-                    "runs meghdadk/SCRUB MIA_experiments.ipynb",
-          summary="SCRUB: max KL to the original on F, min CE + KL on R, rewind to the forget error "
-                           "closest to validation",
-          validate=_check, reads_validation=lambda o: bool(o["rewind"]),
-          space={"gamma": Float(0.0, 1.0), "alpha": Float(0.0, 1.0), "msteps": Epochs(0.2),
-                 "temperature": Float(0.0, 5.0), "forget_batch_size": Choice((64, 128, 256))},
-          epochs=5, lr=5e-4, momentum=0.9, weight_decay=5e-4, batch_size=32, forget_batch_size=64,
-          gamma=1.0, alpha=0.5, msteps=3, temperature=2.0, lr_decay_rate=0.1, rewind=True, reference_bug=False,
-          optimizer="sgd")
+@register(
+    "scrub",
+    reference="Kurmanji et al., NeurIPS 2023; as Deep Unlearn (Cadet et al.) munl/unlearning/scrubv2.py "
+    "runs meghdadk/SCRUB MIA_experiments.ipynb",
+    summary="SCRUB: max KL to the original on F, min CE + KL on R, rewind to the forget error closest to validation",
+    validate=_check,
+    reads_validation=lambda o: bool(o["rewind"]),
+    space={
+        "gamma": Float(0.0, 1.0),
+        "alpha": Float(0.0, 1.0),
+        "msteps": Epochs(0.2),
+        "temperature": Float(0.0, 5.0),
+        "forget_batch_size": Choice((64, 128, 256)),
+    },
+    epochs=5,
+    lr=5e-4,
+    momentum=0.9,
+    weight_decay=5e-4,
+    batch_size=32,
+    forget_batch_size=64,
+    gamma=1.0,
+    alpha=0.5,
+    msteps=3,
+    temperature=2.0,
+    lr_decay_rate=0.1,
+    rewind=True,
+    reference_bug=False,
+    optimizer="sgd",
+)
 def scrub(ctx: UnlearnContext):
     o = ctx.options
     _check(o)
@@ -140,8 +177,11 @@ def scrub(ctx: UnlearnContext):
     if len(yf) == 0:
         raise ForgetSpecError("scrub needs a non-empty forget set")
     epochs, lr0, rate = int(o["epochs"]), float(o["lr"]), float(o["lr_decay_rate"])
-    opt = sgd(student, o) if o["optimizer"] == "sgd" else \
-        torch.optim.Adam(student.parameters(), lr=lr0, weight_decay=float(o["weight_decay"]))
+    opt = (
+        sgd(student, o)
+        if o["optimizer"] == "sgd"
+        else torch.optim.Adam(student.parameters(), lr=lr0, weight_decay=float(o["weight_decay"]))
+    )
     kw = dict(gamma=float(o["gamma"]), alpha=float(o["alpha"]), t=float(o["temperature"]), gen=generator(ctx.seed))
     rewind = bool(o["rewind"])
     forget_wrong = [wrong_count(student, xf, yf)]
@@ -153,18 +193,27 @@ def scrub(ctx: UnlearnContext):
             set_lr(opt, lr)
             lrs.append(lr)
             if epoch <= int(o["msteps"]):
-                max_losses.append(_distill_pass(student, teacher, xf, yf, opt, batch_size=int(o["forget_batch_size"]),
-                                                maximize=True, **kw))
-            min_losses.append(_distill_pass(student, teacher, xr, yr, opt, batch_size=int(o["batch_size"]),
-                                            maximize=False, **kw))
+                max_losses.append(
+                    _distill_pass(
+                        student, teacher, xf, yf, opt, batch_size=int(o["forget_batch_size"]), maximize=True, **kw
+                    )
+                )
+            min_losses.append(
+                _distill_pass(student, teacher, xr, yr, opt, batch_size=int(o["batch_size"]), maximize=False, **kw)
+            )
             forget_wrong.append(wrong_count(student, xf, yf))
             if rewind and epoch < epochs and forget_wrong[-1] not in forget_wrong[:-1]:
                 kept[epoch] = snapshot(student)
     nf = len(yf)
-    extra: dict[str, Any] = {"epochs_run": epochs, "lr_per_epoch": lrs, "max_steps": len(max_losses),
-                             "max_losses": [round(v, 5) for v in max_losses],
-                             "min_losses": [round(v, 5) for v in min_losses],
-                             "forget_errors": [w / nf for w in forget_wrong], "selected_epoch": epochs}
+    extra: dict[str, Any] = {
+        "epochs_run": epochs,
+        "lr_per_epoch": lrs,
+        "max_steps": len(max_losses),
+        "max_losses": [round(v, 5) for v in max_losses],
+        "min_losses": [round(v, 5) for v in min_losses],
+        "forget_errors": [w / nf for w in forget_wrong],
+        "selected_epoch": epochs,
+    }
     val = ctx.data.val
     if not rewind:
         extra["rewind"] = "off"

@@ -42,10 +42,19 @@ def draw_random_labels(n: int, num_classes: int, gen: torch.Generator) -> torch.
     return torch.randint(0, num_classes, (n,), generator=gen)
 
 
-def random_relabel_epoch(model: nn.Module, x: torch.Tensor, y: torch.Tensor, n_forget: int, num_classes: int,
-                         opt: torch.optim.Optimizer, *, batch_size: int, gen: torch.Generator,
-                         mask: dict[str, torch.Tensor] | None = None,
-                         after_step: Callable[[], None] | None = None) -> dict[str, float]:
+def random_relabel_epoch(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    n_forget: int,
+    num_classes: int,
+    opt: torch.optim.Optimizer,
+    *,
+    batch_size: int,
+    gen: torch.Generator,
+    mask: dict[str, torch.Tensor] | None = None,
+    after_step: Callable[[], None] | None = None,
+) -> dict[str, float]:
     """One epoch of random-label training (the reference's ``RandomRelabel``) on ``x``/``y``, whose first
     ``n_forget`` rows are the forget set (their labels in ``y`` are ignored and redrawn) and the rest the retain
     set. Draws fresh forget labels, shuffles F ∪ R together, and minimises the batch-mean CE in train mode. With
@@ -63,8 +72,16 @@ def random_relabel_epoch(model: nn.Module, x: torch.Tensor, y: torch.Tensor, n_f
             if p.grad is not None and name in mask:
                 p.grad.mul_(mask[name])
 
-    loss_sum = train_pass(model, x, labels, opt, batches, lambda logits, yb, xb: F.cross_entropy(logits, yb),
-                          before_step=apply_mask if mask is not None else None, after_step=after_step)
+    loss_sum = train_pass(
+        model,
+        x,
+        labels,
+        opt,
+        batches,
+        lambda logits, yb, xb: F.cross_entropy(logits, yb),
+        before_step=apply_mask if mask is not None else None,
+        after_step=after_step,
+    )
     return {"loss": loss_sum / n, "forget_relabelled": n_forget}
 
 
@@ -79,12 +96,17 @@ def relabel_data(ctx: UnlearnContext) -> tuple[torch.Tensor, torch.Tensor, int]:
     return torch.cat([xf, xr]).to(ctx.device), torch.cat([yf, yr]).to(ctx.device), len(yf)
 
 
-@register("srl",
-          reference="Deep Unlearn (Cadet et al.) munl/unlearning/successive_random_labels.py "
-                    "(salun.RandomRelabel)",
-          summary="successive random labels: train on F (fresh uniform labels every epoch) ∪ R, CE, SGD",
-          validate=lambda o: check_sgd_options(o, "srl"),
-          epochs=5, batch_size=256, lr=0.1, momentum=0.9, weight_decay=5e-4)
+@register(
+    "srl",
+    reference="Deep Unlearn (Cadet et al.) munl/unlearning/successive_random_labels.py (salun.RandomRelabel)",
+    summary="successive random labels: train on F (fresh uniform labels every epoch) ∪ R, CE, SGD",
+    validate=lambda o: check_sgd_options(o, "srl"),
+    epochs=5,
+    batch_size=256,
+    lr=0.1,
+    momentum=0.9,
+    weight_decay=5e-4,
+)
 def srl(ctx: UnlearnContext):
     o = ctx.options
     check_sgd_options(o, "srl")
@@ -98,7 +120,12 @@ def srl(ctx: UnlearnContext):
         for _ in bar(range(int(o["epochs"])), desc="srl", quiet=ctx.quiet, unit="epoch"):
             stats = random_relabel_epoch(model, x, y, nf, k, opt, batch_size=int(o["batch_size"]), gen=gen)
             losses.append(stats["loss"])
-    ctx.extra.update({"epochs_run": len(losses), "epoch_losses": [round(v, 5) for v in losses],
-                      "forget_relabelled_per_epoch": nf,
-                      "steps_per_epoch": num_batches(len(y), int(o["batch_size"]))})
+    ctx.extra.update(
+        {
+            "epochs_run": len(losses),
+            "epoch_losses": [round(v, 5) for v in losses],
+            "forget_relabelled_per_epoch": nf,
+            "steps_per_epoch": num_batches(len(y), int(o["batch_size"])),
+        }
+    )
     return model

@@ -52,8 +52,14 @@ def ce_loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return F.cross_entropy(logits, y)
 
 
-def importances(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int, loss: ImportanceLoss = ce_loss,
-                power: str = "square") -> dict[str, torch.Tensor]:
+def importances(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    batch_size: int,
+    loss: ImportanceLoss = ce_loss,
+    power: str = "square",
+) -> dict[str, torch.Tensor]:
     """Per-parameter importance over ``x`` (uint8 or [0,1] float): the gradient of ``loss`` on each batch (in
     order, ``batch_size`` each, the last one smaller), squared (``power="square"``: SSD) or absolute (``"abs"``:
     LFSSD), averaged over the batches. Evaluated in eval mode; the model's mode and gradients are restored."""
@@ -64,8 +70,9 @@ def importances(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: 
     bounds = list(range(0, len(y), batch_size)) + [len(y)]  # the reference's DataLoader: a last batch of 1 stays
     try:
         for lo, hi in zip(bounds[:-1], bounds[1:]):
-            grads = torch.autograd.grad(loss(model(as_unit(x[lo:hi])), y[lo:hi]), list(params.values()),
-                                        allow_unused=True)
+            grads = torch.autograd.grad(
+                loss(model(as_unit(x[lo:hi])), y[lo:hi]), list(params.values()), allow_unused=True
+            )
             for (n, _), g in zip(params.items(), grads):
                 if g is not None:
                     total[n] += g.pow(2) if power == "square" else g.abs()
@@ -76,8 +83,14 @@ def importances(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: 
 
 
 @torch.no_grad()
-def dampen(model: nn.Module, full: dict[str, torch.Tensor], forget: dict[str, torch.Tensor], alpha: float, lam: float,
-           exponent: float = 1.0) -> dict[str, int]:
+def dampen(
+    model: nn.Module,
+    full: dict[str, torch.Tensor],
+    forget: dict[str, torch.Tensor],
+    alpha: float,
+    lam: float,
+    exponent: float = 1.0,
+) -> dict[str, int]:
     """SSD's rule in place: where ``forget > alpha * full``, multiply the parameter by
     ``min((lam * full / forget) ** exponent, 1)``. Returns how many parameters were selected, per name."""
     selected = {}
@@ -98,8 +111,9 @@ def check(o: dict, name: str = "ssd") -> None:
     require(o, name, positive_int=("batch_size",), positive=("alpha", "lam", "exponent"), choices={"order": ORDERS})
 
 
-def importance_sets(xr: torch.Tensor, yr: torch.Tensor, xf: torch.Tensor, yf: torch.Tensor, order: str,
-                    seed: int) -> tuple[tuple[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
+def importance_sets(
+    xr: torch.Tensor, yr: torch.Tensor, xf: torch.Tensor, yf: torch.Tensor, order: str, seed: int
+) -> tuple[tuple[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
     """(forget, full) sets in the order the two importance passes batch them (see ``order`` in the module
     docstring): ``"shuffled"`` permutes each with a generator seeded by ``seed``; ``"stored"`` is the forget set
     as stored and the full set as retain then forget; ``"classwise"`` is ``"stored"`` with the retain set sorted by
@@ -132,17 +146,36 @@ def run_ssd(ctx: UnlearnContext, name: str, loss: ImportanceLoss, power: str) ->
     imp_full = importances(model, xd, yd, bs, loss, power)
     selected = dampen(model, imp_full, imp_forget, alpha, lam, exponent)
     total = sum(p.numel() for n, p in model.named_parameters() if n in imp_full)
-    ctx.extra.update(selected_parameters=sum(selected.values()), parameters=total, order=str(o["order"]),
-                     selected_fraction=sum(selected.values()) / max(total, 1))
+    ctx.extra.update(
+        selected_parameters=sum(selected.values()),
+        parameters=total,
+        order=str(o["order"]),
+        selected_fraction=sum(selected.values()) / max(total, 1),
+    )
     return model
 
 
-SPACE = {"alpha": Float(1.0, 100.0, log=True), "lam": Float(0.1, 10.0, log=True), "exponent": Fixed(1.0),
-         "batch_size": Fixed(128), "order": Fixed("shuffled")}
+SPACE = {
+    "alpha": Float(1.0, 100.0, log=True),
+    "lam": Float(0.1, 10.0, log=True),
+    "exponent": Fixed(1.0),
+    "batch_size": Fixed(128),
+    "order": Fixed("shuffled"),
+}
 
 
-@register("ssd", summary="Selective Synaptic Dampening: dampen parameters far more important to the forget set than "
-                         "to the training set (no training)", space=SPACE, shared_space=False, validate=check,
-          alpha=10.0, lam=1.0, exponent=1.0, batch_size=128, order="shuffled")
+@register(
+    "ssd",
+    summary="Selective Synaptic Dampening: dampen parameters far more important to the forget set than "
+    "to the training set (no training)",
+    space=SPACE,
+    shared_space=False,
+    validate=check,
+    alpha=10.0,
+    lam=1.0,
+    exponent=1.0,
+    batch_size=128,
+    order="shuffled",
+)
 def ssd(ctx: UnlearnContext):
     return run_ssd(ctx, "ssd", ce_loss, "square")

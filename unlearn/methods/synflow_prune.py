@@ -6,9 +6,8 @@ import torch
 from torch import nn
 
 from dcforget.progress import bar
-from dcforget.train import fit
-
 from dcforget.space import Float
+from dcforget.train import fit
 
 from .base import UnlearnContext, register
 
@@ -45,13 +44,20 @@ def synflow_masks(model: nn.Module, image_shape, sparsity: float, iterations: in
     return masks
 
 
-@register("synflow-prune",
-          reference="DC-U, arXiv 2402.00195, baseline P+U (docs/reference/dcu.md §3.3); SynFlow: Tanaka et al., "
-                    "NeurIPS 2020",
-          summary="SynFlow-prune to 95% sparsity, then fine-tune on retain with the masks",
-          epochs=30, batch_size=256, optimizer="adam", lr=1e-3, schedule="constant", bf16=False,
-          sparsity=0.95, iterations=100,
-          space={"sparsity": Float(0.5, 0.99)})
+@register(
+    "synflow-prune",
+    reference="DC-U, arXiv 2402.00195, baseline P+U (docs/reference/dcu.md §3.3); SynFlow: Tanaka et al., NeurIPS 2020",
+    summary="SynFlow-prune to 95% sparsity, then fine-tune on retain with the masks",
+    epochs=30,
+    batch_size=256,
+    optimizer="adam",
+    lr=1e-3,
+    schedule="constant",
+    bf16=False,
+    sparsity=0.95,
+    iterations=100,
+    space={"sparsity": Float(0.5, 0.99)},
+)
 def synflow_prune(ctx: UnlearnContext):
     o = ctx.options
     model = ctx.copy_original()
@@ -64,8 +70,17 @@ def synflow_prune(ctx: UnlearnContext):
 
     apply_masks()
     x, y = ctx.retain()
-    fit(model, x, y, ctx.train_config(), device=ctx.device, seed=ctx.seed, after_step=apply_masks, quiet=ctx.quiet,
-        desc="synflow-prune")
+    fit(
+        model,
+        x,
+        y,
+        ctx.train_config(),
+        device=ctx.device,
+        seed=ctx.seed,
+        after_step=apply_masks,
+        quiet=ctx.quiet,
+        desc="synflow-prune",
+    )
     kept = sum(int(m.sum()) for m in masks.values()) / sum(m.numel() for m in masks.values())
     ctx.extra["weights_kept"] = kept
     return model

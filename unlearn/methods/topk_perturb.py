@@ -31,8 +31,14 @@ from .common import require
 
 
 def check(o: dict) -> None:
-    require(o, "topk-perturb", positive_int=("steps", "batch_size"), positive=("lr",), fraction=("target_forget_acc",),
-            choices={"selection": ("topk", "random"), "scope": ("layer", "global")})
+    require(
+        o,
+        "topk-perturb",
+        positive_int=("steps", "batch_size"),
+        positive=("lr",),
+        fraction=("target_forget_acc",),
+        choices={"selection": ("topk", "random"), "scope": ("layer", "global")},
+    )
     if "fraction" in o:
         require(o, "topk-perturb", positive=("fraction",), fraction=("fraction",))
 
@@ -44,8 +50,8 @@ def forget_gradient(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_si
     grads = {n: torch.zeros_like(p) for n, p in params.items()}
     correct = 0
     for lo in range(0, len(y), batch_size):
-        logits = model(as_unit(x[lo:lo + batch_size]))
-        yb = y[lo:lo + batch_size]
+        logits = model(as_unit(x[lo : lo + batch_size]))
+        yb = y[lo : lo + batch_size]
         loss = F.cross_entropy(logits, yb, reduction="sum") / len(y)
         for (n, _), g in zip(params.items(), torch.autograd.grad(loss, list(params.values()), allow_unused=True)):
             if g is not None:
@@ -54,8 +60,9 @@ def forget_gradient(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_si
     return grads, correct / max(len(y), 1)
 
 
-def make_mask(grads: dict[str, torch.Tensor], fraction: float, selection: str, scope: str,
-              gen: torch.Generator) -> dict[str, torch.Tensor]:
+def make_mask(
+    grads: dict[str, torch.Tensor], fraction: float, selection: str, scope: str, gen: torch.Generator
+) -> dict[str, torch.Tensor]:
     """Bool masks by name: the ``fraction`` of entries to perturb (at least one per tensor in layer scope)."""
     if scope == "layer":
         masks = {}
@@ -73,21 +80,37 @@ def make_mask(grads: dict[str, torch.Tensor], fraction: float, selection: str, s
     m[torch.topk(score, k).indices] = True
     out, at = {}, 0
     for n, g in grads.items():
-        out[n] = m[at:at + g.numel()].view_as(g)
+        out[n] = m[at : at + g.numel()].view_as(g)
         at += g.numel()
     return out
 
 
-@register("topk-perturb",
-          reference="Zuo et al., IEEE TKDE 2025, arXiv 2401.04385 (no code published: our reconstruction)",
-          zero_shot=True, validate=check, shared_space=False,
-          summary="Top-K / Random-k parameter perturbation: gradient ascent on the forget set restricted to the "
-                  "parameters with the largest forget gradient (or k random ones); our reconstruction, no "
-                  "published code (zero-shot)",
-          space={"fraction": Float(1e-4, 0.1, log=True), "lr": Float(1e-4, 1.0, log=True), "steps": Int(1, 50),
-                 "selection": Fixed("topk"), "scope": Choice(("layer", "global")), "batch_size": Fixed(256),
-                 "target_forget_acc": Fixed(0.0)},
-          fraction=0.01, selection="topk", scope="layer", lr=0.01, steps=20, target_forget_acc=0.0, batch_size=256)
+@register(
+    "topk-perturb",
+    reference="Zuo et al., IEEE TKDE 2025, arXiv 2401.04385 (no code published: our reconstruction)",
+    zero_shot=True,
+    validate=check,
+    shared_space=False,
+    summary="Top-K / Random-k parameter perturbation: gradient ascent on the forget set restricted to the "
+    "parameters with the largest forget gradient (or k random ones); our reconstruction, no "
+    "published code (zero-shot)",
+    space={
+        "fraction": Float(1e-4, 0.1, log=True),
+        "lr": Float(1e-4, 1.0, log=True),
+        "steps": Int(1, 50),
+        "selection": Fixed("topk"),
+        "scope": Choice(("layer", "global")),
+        "batch_size": Fixed(256),
+        "target_forget_acc": Fixed(0.0),
+    },
+    fraction=0.01,
+    selection="topk",
+    scope="layer",
+    lr=0.01,
+    steps=20,
+    target_forget_acc=0.0,
+    batch_size=256,
+)
 def topk_perturb(ctx: UnlearnContext):
     o = ctx.options
     check(o)
@@ -104,7 +127,11 @@ def topk_perturb(ctx: UnlearnContext):
                 p.add_(float(o["lr"]) * grads[n] * masks[n])
         steps += 1
         grads, acc = forget_gradient(model, x, y, bs)
-    ctx.extra.update(reconstruction=True, steps=steps, forget_acc_after=acc,
-                     perturbed_entries=int(sum(int(m.sum()) for m in masks.values())),
-                     parameters=int(sum(p.numel() for p in params.values())))
+    ctx.extra.update(
+        reconstruction=True,
+        steps=steps,
+        forget_acc_after=acc,
+        perturbed_entries=int(sum(int(m.sum()) for m in masks.values())),
+        parameters=int(sum(p.numel() for p in params.values())),
+    )
     return model.eval()

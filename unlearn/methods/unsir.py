@@ -39,8 +39,14 @@ from .common import require, train_epochs
 
 
 def check(o: dict) -> None:
-    require(o, "unsir", positive_int=("noise_batch", "noise_steps", "noise_copies", "retain_per_class", "batch_size"),
-            positive=("noise_lr", "impair_lr", "repair_lr"), nonneg=("noise_l2",), flags=("reference_bug",))
+    require(
+        o,
+        "unsir",
+        positive_int=("noise_batch", "noise_steps", "noise_copies", "retain_per_class", "batch_size"),
+        positive=("noise_lr", "impair_lr", "repair_lr"),
+        nonneg=("noise_l2",),
+        flags=("reference_bug",),
+    )
 
 
 def forgotten_classes(ctx: UnlearnContext) -> list[int]:
@@ -48,8 +54,10 @@ def forgotten_classes(ctx: UnlearnContext) -> list[int]:
     gone = torch.nonzero(ctx.forgotten_classes()).flatten().tolist()
     labels = ctx.data.train.labels[ctx.split.forget.to(ctx.data.train.labels.device)]
     if not gone or set(labels.unique().tolist()) != set(gone):
-        raise ForgetSpecError("unsir forgets whole classes only (class:C or classes:C1,C2); the forget set here is "
-                              "not a set of whole classes")
+        raise ForgetSpecError(
+            "unsir forgets whole classes only (class:C or classes:C1,C2); the forget set here is "
+            "not a set of whole classes"
+        )
     return gone
 
 
@@ -62,18 +70,38 @@ def retain_subset(ctx: UnlearnContext, per_class: int) -> tuple[torch.Tensor, to
     return x[keep], y[keep]
 
 
-@register("unsir",
-          reference="Tarun et al., IEEE TNNLS 2023, arXiv 2111.08947; vikram2000b/Fast-Machine-Unlearning "
-                    "Machine Unlearning.ipynb",
-          class_only=True, validate=check, shared_space=False,
-          summary="UNSIR: error-maximising noise for the forgotten classes, one impair epoch on noise + a retain "
-                  "subset, one repair epoch (class forgetting only)",
-          space={"impair_lr": Float(1e-4, 0.1, log=True), "repair_lr": Float(1e-4, 0.1, log=True),
-                 "noise_lr": Float(0.01, 1.0, log=True), "noise_copies": Int(1, 20),
-                 "retain_per_class": Int(100, 1000, log=True), "noise_steps": Fixed(40), "noise_batch": Fixed(256),
-                 "batch_size": Fixed(256), "noise_l2": Fixed(0.1), "reference_bug": Fixed(False)},
-          noise_batch=256, noise_steps=40, noise_lr=0.1, noise_l2=0.1, noise_copies=20, retain_per_class=1000,
-          impair_lr=0.02, repair_lr=0.01, batch_size=256, reference_bug=False)
+@register(
+    "unsir",
+    reference="Tarun et al., IEEE TNNLS 2023, arXiv 2111.08947; vikram2000b/Fast-Machine-Unlearning "
+    "Machine Unlearning.ipynb",
+    class_only=True,
+    validate=check,
+    shared_space=False,
+    summary="UNSIR: error-maximising noise for the forgotten classes, one impair epoch on noise + a retain "
+    "subset, one repair epoch (class forgetting only)",
+    space={
+        "impair_lr": Float(1e-4, 0.1, log=True),
+        "repair_lr": Float(1e-4, 0.1, log=True),
+        "noise_lr": Float(0.01, 1.0, log=True),
+        "noise_copies": Int(1, 20),
+        "retain_per_class": Int(100, 1000, log=True),
+        "noise_steps": Fixed(40),
+        "noise_batch": Fixed(256),
+        "batch_size": Fixed(256),
+        "noise_l2": Fixed(0.1),
+        "reference_bug": Fixed(False),
+    },
+    noise_batch=256,
+    noise_steps=40,
+    noise_lr=0.1,
+    noise_l2=0.1,
+    noise_copies=20,
+    retain_per_class=1000,
+    impair_lr=0.02,
+    repair_lr=0.01,
+    batch_size=256,
+    reference_bug=False,
+)
 def unsir(ctx: UnlearnContext):
     o = ctx.options
     check(o)
@@ -94,12 +122,14 @@ def unsir(ctx: UnlearnContext):
             opt = torch.optim.Adam([noise], lr=float(o["noise_lr"]))
             target = torch.full((len(noise),), c, dtype=torch.long, device=ctx.device)
             for _ in range(int(o["noise_steps"])):
-                loss = -F.cross_entropy(model(noise * std + mean), target) \
+                loss = (
+                    -F.cross_entropy(model(noise * std + mean), target)
                     + float(o["noise_l2"]) * noise.pow(2).sum(dim=(1, 2, 3)).mean()
+                )
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
-            images = (noise.detach() * std + mean)[:shape[0] if bug else None]
+            images = (noise.detach() * std + mean)[: shape[0] if bug else None]
             noise_x.append(images.repeat(int(o["noise_copies"]), 1, 1, 1))
             noise_y.append(torch.full((len(noise_x[-1]),), 0 if bug else c, dtype=torch.long, device=ctx.device))
         for p in model.parameters():
@@ -108,11 +138,29 @@ def unsir(ctx: UnlearnContext):
     xr = as_unit(xr).to(ctx.device)
     impair_x, impair_y = torch.cat([*noise_x, xr]), torch.cat([*noise_y, yr.to(ctx.device)])
     bs = int(o["batch_size"])
-    train_epochs(model, impair_x, impair_y, torch.optim.Adam(model.parameters(), lr=float(o["impair_lr"])),
-                 [float(o["impair_lr"])], batch_size=bs, seed=ctx.seed, device=ctx.device, quiet=ctx.quiet,
-                 desc="unsir impair")
-    train_epochs(model, xr, yr.to(ctx.device), torch.optim.Adam(model.parameters(), lr=float(o["repair_lr"])),
-                 [float(o["repair_lr"])], batch_size=bs, seed=ctx.seed + 1, device=ctx.device, quiet=ctx.quiet,
-                 desc="unsir repair")
+    train_epochs(
+        model,
+        impair_x,
+        impair_y,
+        torch.optim.Adam(model.parameters(), lr=float(o["impair_lr"])),
+        [float(o["impair_lr"])],
+        batch_size=bs,
+        seed=ctx.seed,
+        device=ctx.device,
+        quiet=ctx.quiet,
+        desc="unsir impair",
+    )
+    train_epochs(
+        model,
+        xr,
+        yr.to(ctx.device),
+        torch.optim.Adam(model.parameters(), lr=float(o["repair_lr"])),
+        [float(o["repair_lr"])],
+        batch_size=bs,
+        seed=ctx.seed + 1,
+        device=ctx.device,
+        quiet=ctx.quiet,
+        desc="unsir repair",
+    )
     ctx.extra.update(classes=classes, noise_images=int(sum(len(x) for x in noise_x)), retain_subset=len(yr))
     return model
