@@ -14,14 +14,19 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 
 
+CODE_PATHS = ("dcforget", "condense", "unlearn", "attacks", "experiments", "configs", "setup.py")
+
+
 def git_hash(root: Path = ROOT) -> str:
-    """HEAD's hash, with ``+dirty`` when tracked files differ from it; ``unknown`` outside a checkout."""
+    """HEAD's hash, with ``+dirty`` when tracked code or config files (``CODE_PATHS``) differ from it; ``unknown``
+    outside a checkout. Reports, docs and the README are not code: a run writing its own cells into a committed
+    report folder, or an edited page, does not make the code it ran differ from HEAD."""
     try:
         head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10)
         if head.returncode != 0:
             return "unknown"
         dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
+            ["git", "status", "--porcelain", "--untracked-files=no", "--", *CODE_PATHS],
             cwd=root,
             capture_output=True,
             text=True,

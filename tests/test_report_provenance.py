@@ -49,3 +49,25 @@ def test_a_report_names_a_commit_of_the_repository(path):
         assert not found, f"{rel}'s commit is in the repository now: remove it from KNOWN_MISSING"
         pytest.xfail(KNOWN_MISSING[rel])
     assert found, f"{rel} names commit {_commit(path)}, which is not in the repository"
+
+
+def test_git_hash_is_dirty_for_code_changes_only(tmp_path):
+    """A run writing its own cells into a committed report folder (or an edited page) leaves the code as HEAD has
+    it: only code and config changes mark a hash dirty."""
+    from dcforget.provenance import git_hash
+
+    def git(*args):
+        subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True)
+
+    git("init", "-q")
+    for path in ("unlearn/x.py", "reports/r/report.json", "README.md"):
+        (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / path).write_text("a\n")
+    git("add", "-A")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "x")
+    assert not git_hash(tmp_path).endswith("+dirty")
+    (tmp_path / "reports/r/report.json").write_text("b\n")
+    (tmp_path / "README.md").write_text("b\n")
+    assert not git_hash(tmp_path).endswith("+dirty")
+    (tmp_path / "unlearn/x.py").write_text("b\n")
+    assert git_hash(tmp_path).endswith("+dirty")
