@@ -84,7 +84,7 @@ class Triples(Dataset):
         return len(self.y)
 
     def __getitem__(self, i):
-        return self.x[i], self.y[i], self.y[i]
+        return self.x[i], self.targets[i], self.targets[i]  # ints, as SUPREME's datasets give
 
 
 def loader(ds: Dataset, batch_size: int, shuffle: bool, seed: int) -> DataLoader:
@@ -124,6 +124,15 @@ class SingleProcessFabric:
         loss.backward()
 
 
+def _refuse(module: str) -> Callable[[str], Any]:
+    def attr(name: str) -> Any:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        raise RuntimeError(f"{module}.{name}: {module} is not installed; the parity adapter's stand-in does nothing")
+
+    return attr
+
+
 @contextlib.contextmanager
 def _stand_ins():
     """Inert ``lightning.fabric`` / ``wandb`` / SUPREME fabric_setup modules while SUPREME's method modules are
@@ -145,6 +154,12 @@ def _stand_ins():
         put("supreme.utils.fabric.fabric_setup", setup_model_for_inference=lambda fabric, model, *a, **k: model)
     if importlib.util.find_spec("wandb") is None:
         put("wandb", config=types.SimpleNamespace(update=lambda *a, **k: None), log=lambda *a, **k: None)
+    # SUPREME's training utilities (unsir's) import psutil (memory tracking) and debugpy (a remote-debug helper) at
+    # module level and use them only when resource tracking or debugging is asked for, which the adapter never
+    # does: stand-ins that refuse any use, so a call that would need them fails loudly instead of measuring nothing
+    for name in ("psutil", "debugpy"):
+        if importlib.util.find_spec(name) is None:
+            put(name, __getattr__=_refuse(name))
     try:
         yield
     finally:
