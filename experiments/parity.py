@@ -14,7 +14,10 @@ Each reference function is called as its library calls it, through an adapter:
 * **framework**: SUPREME's methods take a Lightning ``Fabric``; a single-process stand-in (``SingleProcessFabric``:
   setup returns its arguments, all_reduce/broadcast are the identity, backward is ``loss.backward()``) replaces
   it. Lightning and wandb are not needed: where they are not installed, inert stand-in modules are put in place
-  while SUPREME's method modules are imported, and removed after.
+  while SUPREME's method modules are imported, and removed after. SUPREME's ``unsir`` trains through SUPREME's own
+  ``fit_one_unlearning_cycle`` and ``evaluate`` (called as they are; ``evaluate``'s psutil / nvidia-smi resource
+  tracking is off unless asked for, and is not asked for); only its module's ``create_dataloader`` (8 workers) is
+  swapped, while the call runs, for the same loader in one process.
 
 Ours runs through ``unlearn.request.unlearn_request`` with the reference's settings passed as options where our
 registered defaults differ (each row lists them). Both are evaluated by the same ``evaluate_split`` (RA, FA, TA,
@@ -75,12 +78,13 @@ class Triples(Dataset):
     def __init__(self, images: torch.Tensor, labels: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> None:
         self.x = ((as_unit(images.cpu()) - mean.cpu()) / std.cpu()).contiguous()
         self.y = labels.cpu()
+        self.targets = self.y.tolist()  # what SUPREME's get_classwise_indices reads (its fast path)
 
     def __len__(self) -> int:
         return len(self.y)
 
     def __getitem__(self, i):
-        return self.x[i], self.y[i], self.y[i]
+        return self.x[i], self.targets[i], self.targets[i]  # ints, as SUPREME's datasets give
 
 
 def loader(ds: Dataset, batch_size: int, shuffle: bool, seed: int) -> DataLoader:
@@ -110,6 +114,7 @@ class SingleProcessFabric:
         return x
 
     def setup(self, model, *optimizers, **k):
+        model = model.to(self.device)  # Lightning's setup moves the module (UNSIR's noise is built on the CPU)
         return (model, *optimizers) if optimizers else model
 
     def setup_dataloaders(self, *loaders, **k):
@@ -117,6 +122,15 @@ class SingleProcessFabric:
 
     def backward(self, loss, *a, **k) -> None:
         loss.backward()
+
+
+def _refuse(module: str) -> Callable[[str], Any]:
+    def attr(name: str) -> Any:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        raise RuntimeError(f"{module}.{name}: {module} is not installed; the parity adapter's stand-in does nothing")
+
+    return attr
 
 
 @contextlib.contextmanager
@@ -140,6 +154,12 @@ def _stand_ins():
         put("supreme.utils.fabric.fabric_setup", setup_model_for_inference=lambda fabric, model, *a, **k: model)
     if importlib.util.find_spec("wandb") is None:
         put("wandb", config=types.SimpleNamespace(update=lambda *a, **k: None), log=lambda *a, **k: None)
+    # SUPREME's training utilities (unsir's) import psutil (memory tracking) and debugpy (a remote-debug helper) at
+    # module level and use them only when resource tracking or debugging is asked for, which the adapter never
+    # does: stand-ins that refuse any use, so a call that would need them fails loudly instead of measuring nothing
+    for name in ("psutil", "debugpy"):
+        if importlib.util.find_spec(name) is None:
+            put(name, __getattr__=_refuse(name))
     try:
         yield
     finally:
@@ -242,6 +262,53 @@ def _call_scrub(fn, fabric, model, loaders, kind, **_):
     )
 
 
+def _single_process_loader(dataset, batch_size, is_training=True, num_workers=8, pin_memory=None, num_gpus=1, **k):
+    """SUPREME's ``create_dataloader`` (shuffle where training, last batch kept, batch size divided by the GPU
+    count) in one process: no workers, no pinned memory. Its shuffle draws from the global RNG, which
+    ``run_reference`` seeds."""
+    if num_gpus > 1:
+        batch_size = max(batch_size // num_gpus, 1)
+    return DataLoader(dataset, batch_size=batch_size, shuffle=is_training, num_workers=0, **k)
+
+
+@contextlib.contextmanager
+def _patched(fn: Callable, **names: Any):
+    """Replace global ``names`` of ``fn``'s module while the call runs; restored after."""
+    g = fn.__globals__
+    old = {n: g[n] for n in names}
+    g.update(names)
+    try:
+        yield
+    finally:
+        g.update(old)
+
+
+def _call_unsir(fn, fabric, model, loaders, kind, *, context, **_):
+    """SUPREME's ``unsir`` as its ``unlearn_main`` calls it for a full-class request: the whole training set (its
+    fast path groups it by ``targets``; the retain subset is the first 500 of each remaining class in that order),
+    the retain training loader, the retain classes' test loader. Its training runs through SUPREME's own
+    ``fit_one_unlearning_cycle`` (Adam, CE, then SUPREME's ``evaluate`` on the retain test loader, which changes
+    nothing; its resource tracking is off unless ``track_evaluation_resources`` is passed, so no psutil or
+    nvidia-smi call happens). The one stand-in: SUPREME's ``create_dataloader`` in unsir's module, which starts 8
+    workers, is replaced by the same loader in one process."""
+    classes = context["classes"]
+    if len(classes) != 1:
+        raise ConfigError("SUPREME's unsir forgets one class per call")
+    with _patched(fn, create_dataloader=_single_process_loader):
+        return fn(
+            fabric,
+            1,
+            False,
+            "fullclass",
+            context["num_labels"],
+            classes[0],
+            model=model,
+            trainset=context["trainset"],
+            retain_train_dataloader=loaders["retain"],
+            retain_test_dataloader=_single_process_loader(context["retain_test"], supreme_batch(kind), False),
+        )
+
+
 PAIRS: dict[str, Pair] = {
     p.method: p
     for p in (
@@ -312,12 +379,13 @@ PAIRS: dict[str, Pair] = {
                 "repair_lr": 1e-4,
                 "batch_size": 32,
             },
-            None,
-            pending="SUPREME's unsir trains through its own training/evaluation utilities (fit_one_unlearning_cycle, "
-            "whose evaluate tracks memory with psutil and nvidia-smi), which the single-process adapter does not "
-            "stand in for yet",
+            _call_unsir,
             variant="ours repairs in batches of 32 (one batch_size option); SUPREME's repair loader takes 128; "
-            "SUPREME's retain subset is the first 500 of each class in its training set's order",
+            "SUPREME's retain subset is the first 500 of each class in its training set's order; SUPREME leaves the "
+            "model gradients of its 25 noise steps in .grad (its loop steps before it zeroes), so its first impair "
+            "step carries them and Adam's second moment starts inflated (a damped impair); ours freezes the model "
+            "while the noise trains. On the CPU parity checkpoint ours forgets more (FA about 20 points lower, RA "
+            "equal)",
             reference_settings="noise 32 x 25 Adam steps (lr 0.1, l2 0.1), 80 noise batches, 500 retain per class, "
             "impair and repair Adam 1e-4, 1 epoch each",
         ),
@@ -354,13 +422,25 @@ def run_reference(
         "retain": loader(retain, b, True, seed + 1),
         "full": loader(full, b, True, seed + 2),
     }
+    # what a full-class call also takes (SUPREME's unsir): the whole training set in stored order, the forgotten
+    # classes (those with no retain image left), the retain classes' test images
+    n = data.info.num_classes
+    gone = torch.nonzero(torch.bincount(tr.labels[idx(split.retain)].cpu(), minlength=n) == 0).flatten().tolist()
+    te = data.test
+    keep = ~torch.isin(te.labels.cpu(), torch.tensor(gone, dtype=te.labels.dtype))
+    context = {
+        "num_labels": n,
+        "classes": gone,
+        "trainset": Triples(tr.images, tr.labels, mean, std),
+        "retain_test": Triples(te.images[keep.to(te.images.device)], te.labels[keep.to(te.labels.device)], mean, std),
+    }
     fn = supreme_function(pair.function)
     fabric = SingleProcessFabric(device)
     view = Prenormalized(model)
-    torch.manual_seed(seed)  # the libraries draw from the global RNG (JiT's noise)
+    torch.manual_seed(seed)  # the libraries draw from the global RNG (JiT's and UNSIR's noise, SUPREME's shuffles)
     synchronize(device)
     t0 = time.perf_counter()
-    pair.call(fn, fabric, view, loaders, kind)
+    pair.call(fn, fabric, view, loaders, kind, context=context)
     synchronize(device)
     seconds = time.perf_counter() - t0
     model.eval()

@@ -2,6 +2,8 @@
 its normalisation layer, fed normalised images, and trains our parameters; bad input is one error line, exit 2,
 nothing written."""
 
+import dataclasses
+
 import torch
 from click.testing import CliRunner
 
@@ -38,3 +40,48 @@ def test_parity_refuses_bad_input_before_any_work(tmp_path):
         res = runner.invoke(main, ["parity", "--checkpoint", str(tmp_path / "missing.pt"), "--out", str(out), *args])
         assert res.exit_code == 2, (args, res.output)
         assert what in res.output and not out.exists(), (args, res.output)
+
+
+def test_supremes_unsir_runs_through_the_adapter_and_trains_our_model(tiny):
+    """SUPREME's own ``unsir`` (its noise, its fit_one_unlearning_cycle and evaluate) runs in one process on our
+    model: our parameters move, its loader factory is restored after, and a request that is not one whole class
+    is refused before any work."""
+    import pytest
+
+    from experiments.parity import PAIRS, run_reference, supreme_function, supreme_status
+
+    ok, why = supreme_status()
+    if not ok:
+        pytest.skip(why)
+    torch.manual_seed(0)
+    info = tiny.info
+    model = create_model(
+        "mlp",
+        image_shape=tuple(tiny.train.images.shape[1:]),
+        num_classes=info.num_classes,
+        mean=info.mean,
+        std=info.std,
+    ).eval()
+    before = {k: p.detach().clone() for k, p in model.named_parameters()}
+    fn = supreme_function("unsir")
+    factory = fn.__globals__["create_dataloader"]
+    seen = {}
+
+    def call(fn, fabric, view, loaders, kind, **kw):
+        seen["before"] = {k.removeprefix("model."): p.detach().clone() for k, p in view.named_parameters()}
+        out = PAIRS["unsir"].call(fn, fabric, view, loaders, kind, **kw)
+        seen["after"] = {k.removeprefix("model."): p.detach().clone() for k, p in view.named_parameters()}
+        seen["retain_test"] = set(kw["context"]["retain_test"].targets)
+        return out
+
+    pair = dataclasses.replace(PAIRS["unsir"], call=call)
+    m = run_reference(pair, model, tiny, "class:2", 0, torch.device("cpu"))
+    assert fn.__globals__["create_dataloader"] is factory
+    assert seen["retain_test"] == set(range(info.num_classes)) - {2}
+    assert all(torch.equal(seen["before"][k], before[k]) for k in before)  # it started from our model
+    assert any(not torch.equal(seen["after"][k], before[k]) for k in before)  # and trained it
+    assert {"fa", "ra", "ta", "mia", "seconds"} <= set(m) and 0 <= m["fa"] <= 1 and m["seconds"] > 0
+    # the reference worked on a copy: the original is untouched (run_reference deep-copies it)
+    assert all(torch.equal(p, before[k]) for k, p in model.named_parameters())
+    with pytest.raises(Exception, match="one class"):
+        run_reference(PAIRS["unsir"], model, tiny, "classes:1,2", 0, torch.device("cpu"))
