@@ -70,7 +70,7 @@ def synchronize(device: torch.device) -> None:
 def bf16_native(device: torch.device) -> bool:
     """Whether bf16 autocast runs on hardware support here. CUDA: the GPU says so. CPU: the processor needs the
     AVX-512 BF16 or AMX-BF16 extension; without it autocast emulates bf16 and is several times *slower* than float32
-    (CNN training 9x slower on this project's AVX2 CI machine: reports/bench/throughput-cpu.json)."""
+    (CNN training 9x slower on this project's AVX2 CI machine: reports/throughput/throughput-cpu.json)."""
     if device.type == "cuda":  # native bf16 from Ampere (compute capability 8) on; older cards emulate it
         return torch.cuda.get_device_capability(device)[0] >= 8
     try:

@@ -29,7 +29,7 @@ def main() -> None:
     \b
     experiments reproduce dcu --preset cpu --data-dir data --out runs/dcu-cpu
     experiments reproduce choices --preset cpu --data-dir data --out runs/choices-cpu
-    experiments reproduce bench --preset cpu --data-dir data --out runs/bench-cpu
+    experiments reproduce throughput --preset cpu --data-dir data --out runs/throughput-cpu
     """
 
 

@@ -259,7 +259,7 @@ def _imports(name: str, path: Path, known: dict[str, Path]) -> set[str]:
 
 @functools.lru_cache(maxsize=None)
 def code_digest(
-    method: str | None = None, root: Path | None = None, kind_module: str = "experiments.kinds.unlearn_grid"
+    method: str | None = None, root: Path | None = None, kind_module: str = "experiments.kinds.unlearn"
 ) -> str:
     """sha256 of the source a cell runs through: the modules reachable by imports (static, function-local ones
     included) from its experiment kind's module, the workspace and the cell's method, without docstrings and
@@ -419,7 +419,7 @@ def reproduce(
     suite or preset in ``out`` (refused otherwise).
     ``executor``: where the cells run (default: one after another in this process)."""
     # bf16 = "auto": on exactly where autocast has hardware support (emulated bf16 on a CPU is 4-12x slower than
-    # float32: reports/bench/throughput-cpu.json); the resolved value is what the digests and the report record
+    # float32: reports/throughput/throughput-cpu.json); the resolved value is what the digests and the report record
     native = bf16_native(device)
     p, exps, auto = _resolved_suite(suite, preset, only, device)
     n_seeds = int(seeds or p.get("seeds", 3))

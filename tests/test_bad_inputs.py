@@ -631,7 +631,7 @@ CASES = [
         "reproduce-suite-dotdot",
         "experiments",
         ["reproduce", "../dcu", "--preset", "smoke", "--out", "{w}/rep"],
-        "known suites: bench",
+        "known suites: benchmark",
     ),
     (
         "reproduce-suite-absolute",

@@ -177,7 +177,7 @@ def test_code_digest_follows_the_code_a_cell_runs(tmp_path):
 
 def test_variants_are_rows_of_one_method_with_their_own_options():
     from dcforget.errors import ConfigError
-    from experiments.kinds.unlearn_grid import method_options, resolve_method
+    from experiments.kinds.unlearn import method_options, resolve_method
     from experiments.runner import Experiment
 
     exp = Experiment(
@@ -353,7 +353,7 @@ def test_an_experiment_may_name_its_own_originals_epochs(tmp_path):
 
 def test_a_variants_artefact_settings_must_take_effect():
     from dcforget.errors import ConfigError, UnknownNameError
-    from experiments.kinds.unlearn_grid import resolve_method
+    from experiments.kinds.unlearn import resolve_method
     from experiments.runner import Experiment
 
     def check(variant):
@@ -401,7 +401,7 @@ def test_bf16_auto_is_decided_and_nothing_else_reaches_bool():
 def test_experiment_index_files_resolve_under_configs_and_join_the_digest(tmp_path, monkeypatch):
     """An experiment's ``indices:PATH`` names a file under the configs folder (not the working directory), the
     request gets its absolute path, and the file's bytes join the cell's digest: editing it recomputes the cell."""
-    import experiments.kinds.unlearn_grid as grid
+    import experiments.kinds.unlearn as grid
     from dcforget.errors import ConfigError
     from experiments.runner import cell_digest
     from experiments.workspace import Cell, Experiment
@@ -435,7 +435,7 @@ def test_experiment_index_files_resolve_under_configs_and_join_the_digest(tmp_pa
 def test_the_paper_preset_index_files_fit_the_experiment():
     """Experiment 10's files index the 42,500-image training set they say they do: distinct, in range, sized."""
     from dcforget.forget import read_index_file
-    from experiments.kinds.unlearn_grid import forget_spec
+    from experiments.kinds.unlearn import forget_spec
     from experiments.runner import load_suite
 
     preset, exps = load_suite("dcu", "paper", ["default-requests"])

@@ -9,5 +9,5 @@ from . import (  # noqa: F401  (each registers its kind)
     successive,
     targets,
     throughput,
-    unlearn_grid,
+    unlearn,
 )

@@ -40,7 +40,7 @@ from unlearn.request import unlearn_request
 from ..artefacts import original_model
 from ..report import mean_std
 from ..workspace import KINDS, Cell, Experiment, Kind, Workspace
-from .unlearn_grid import method_options
+from .unlearn import method_options
 
 PARTS = ("mia", "inversion", "ulira")
 

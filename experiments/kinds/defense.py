@@ -9,7 +9,7 @@ from typing import Any
 
 from ..report import add_reference, lookup, mean_std
 from ..workspace import KINDS, Cell, Experiment, Kind, Workspace
-from .unlearn_grid import method_options
+from .unlearn import method_options
 
 MODELS = ("original", "mu-regularised", "dp-sgd")
 

@@ -26,7 +26,7 @@ from unlearn.request import unlearn_request
 
 from ..report import add_reference, lookup, mean_std
 from ..workspace import KINDS, Cell, Experiment, Kind, Workspace
-from .unlearn_grid import METRICS, method_options, resolve_method, variant_retain
+from .unlearn import METRICS, method_options, resolve_method, variant_retain
 
 
 def _cells(exp: Experiment, seeds: int) -> list[Cell]:

@@ -1,4 +1,4 @@
-"""The benchmarks are a suite of the experiment runner (configs/experiments/bench/), not a second system: every
+"""The benchmarks are a suite of the experiment runner (configs/experiments/throughput/), not a second system: every
 kind runs end to end on generated data and its report names the command, code and machine."""
 
 import json
@@ -10,11 +10,23 @@ from click.testing import CliRunner
 from experiments.cli import main as experiments_main
 
 
-def test_bench_suite_runs_every_kind_and_reads_back(tmp_path):
-    out = tmp_path / "bench"
+def test_throughput_suite_runs_every_kind_and_reads_back(tmp_path):
+    out = tmp_path / "throughput"
     res = CliRunner().invoke(
         experiments_main,
-        ["reproduce", "bench", "--preset", "smoke", "--out", str(out), "--seeds", "1", "--device", "cpu", "--quiet"],
+        [
+            "reproduce",
+            "throughput",
+            "--preset",
+            "smoke",
+            "--out",
+            str(out),
+            "--seeds",
+            "1",
+            "--device",
+            "cpu",
+            "--quiet",
+        ],
     )
     assert res.exit_code == 0, res.output
     saved = json.loads((out / "report.json").read_text())
@@ -63,7 +75,19 @@ def test_bench_suite_runs_every_kind_and_reads_back(tmp_path):
     # a rerun computes nothing
     res = CliRunner().invoke(
         experiments_main,
-        ["reproduce", "bench", "--preset", "smoke", "--out", str(out), "--seeds", "1", "--device", "cpu", "--quiet"],
+        [
+            "reproduce",
+            "throughput",
+            "--preset",
+            "smoke",
+            "--out",
+            str(out),
+            "--seeds",
+            "1",
+            "--device",
+            "cpu",
+            "--quiet",
+        ],
     )
     assert res.exit_code == 0
     assert json.loads((out / "report.json").read_text())["meta"]["cells_read_back"] == meta["cells"]
