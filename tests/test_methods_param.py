@@ -74,6 +74,35 @@ def test_unsir_impairs_on_noise_and_a_retain_subset_then_repairs(setup, monkeypa
         _run(cnn, data, "unsir", "random:0.2")
 
 
+def test_unsir_supreme_mode_carries_the_noise_steps_gradients_into_the_first_impair_step(setup, monkeypatch):
+    """SUPREME 0.1.5 leaves the model trainable while the noise trains, so the first impair step carries the
+    noise steps' model gradients; ``supreme_leftover_grads`` reproduces that, the default does not."""
+    data, cnn, _ = setup
+    seen = []
+    real = unsir_mod.train_epochs
+
+    def spy(model, x, y, opt, lrs, **kw):
+        inner = kw.get("before_step")
+
+        def record():
+            seen.append({n: p.grad.clone() for n, p in model.named_parameters()})
+            if inner is not None:
+                inner()
+            seen[-1] = {n: p.grad.clone() - seen[-1][n] for n, p in model.named_parameters()}  # what the hook added
+
+        kw["before_step"] = record
+        return real(model, x, y, opt, lrs, **kw)
+
+    monkeypatch.setattr(unsir_mod, "train_epochs", spy)
+    opts = dict(noise_batch=8, noise_steps=3, noise_copies=2, retain_per_class=5, batch_size=16)
+    _run(cnn, data, "unsir", "class:2", **opts)
+    assert all(float(g.abs().sum()) == 0 for step in seen for g in step.values())  # default: nothing rides along
+    seen.clear()
+    _run(cnn, data, "unsir", "class:2", supreme_leftover_grads=True, **opts)
+    added = [sum(float(g.abs().sum()) for g in step.values()) for step in seen]
+    assert added[0] > 0 and all(a == 0 for a in added[1:])  # the first impair step only, and never the repair
+
+
 def test_topk_perturbation_moves_exactly_the_selected_entries(setup):
     data, _, mlp = setup
     res = _run(mlp, data, "topk-perturb", "random:0.25", fraction=0.05, lr=0.5, steps=1)

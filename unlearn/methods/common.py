@@ -200,20 +200,23 @@ def train_epochs(
     device: torch.device,
     loss_fn: LossFn | None = None,
     after_epoch: Callable[[int], None] | None = None,
+    before_step: Callable[[], None] | None = None,
     quiet: bool = True,
     desc: str = "train",
 ) -> list[float]:
     """Train ``model`` (train mode) on (x, y) for ``len(lrs)`` epochs, epoch e at learning rate ``lrs[e]``, in
     shuffled batches; ``after_epoch(e)`` runs after each epoch, inside the seeded block. Data order from
     ``generator(seed)``, dropout and anything ``after_epoch`` draws from the seeded global RNG. Returns the
-    per-epoch mean loss. Leaves the model in eval mode."""
+    per-epoch mean loss. ``before_step`` runs between each backward and its step (``train_pass``). Leaves the
+    model in eval mode."""
     loss_fn = loss_fn or (lambda logits, yb, xb: F.cross_entropy(logits, yb))
     gen = generator(seed)
     losses = []
     with seeded(seed, device):
         for e, lr in enumerate(bar(lrs, desc=desc, quiet=quiet, unit="epoch")):
             set_lr(opt, lr)
-            total = train_pass(model, x, y, opt, shuffled_batches(len(y), batch_size, gen, device), loss_fn)
+            batches = shuffled_batches(len(y), batch_size, gen, device)
+            total = train_pass(model, x, y, opt, batches, loss_fn, before_step=before_step)
             losses.append(total / max(len(y), 1))
             if after_epoch is not None:
                 after_epoch(e)

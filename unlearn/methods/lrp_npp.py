@@ -80,11 +80,12 @@ def epsilon_relevance(
     """Epsilon-LRP through ``module`` (every Linear and Conv2d under zennit's ``Epsilon`` rule; activations pass
     the relevance on): (relevance at the input, output relevance seeded). The output relevance is the output's value
     at ``targets`` (default: each row's top logit), 0 elsewhere."""
+    from dcforget.tv import torchvision  # noqa: F401  (zennit imports torchvision: the import fix first)
+
+    # isort: split
     from zennit.attribution import Gradient
     from zennit.composites import LayerMapComposite
     from zennit.rules import Epsilon
-
-    from dcforget.tv import torchvision  # noqa: F401  (zennit imports torchvision: the import fix first)
 
     composite = LayerMapComposite([((nn.Linear, nn.Conv2d), Epsilon(epsilon=epsilon))])
     seeded = {}

@@ -12,7 +12,14 @@ labels, not their images, and refuses a forget spec that does not remove whole c
    batch repeated ``noise_copies`` times (labelled c) together with the retain subset: the first
    ``retain_per_class`` retain images of each remaining class, in training-set order (the notebook: 20 copies,
    1,000 per class, lr 0.02, batch 256).
-3. Repair: one epoch of CE on the retain subset alone (Adam, lr ``repair_lr``: 0.01, batch 256).
+3. Repair: one epoch of CE on the retain subset alone (Adam, lr ``repair_lr``: 0.01, batches of
+   ``repair_batch_size``: 256).
+
+``supreme_leftover_grads`` (default False) reproduces SUPREME 0.1.5's ``unsir``: its noise loop leaves the model
+trainable, so the model gradients of every noise step pile up in ``.grad`` and its first impair step (it zeroes
+after stepping) carries them; Adam's second moment starts inflated and the whole impair epoch is damped. On the
+parity checkpoint (reports/parity-cpu) this is the whole 20-point FA gap to SUPREME; the switch is how the parity
+row runs in SUPREME's mode. Off by default: the noise objective's gradient is not part of UNSIR's impair step.
 
 ``reference_bug`` (default False) reproduces the notebook's three slips: the impair set takes only the first 3 noise
 images of each copy (it loops ``range(batch[0].size(0))``, the channel count), labels every noise image class 0
@@ -42,10 +49,17 @@ def check(o: dict) -> None:
     require(
         o,
         "unsir",
-        positive_int=("noise_batch", "noise_steps", "noise_copies", "retain_per_class", "batch_size"),
+        positive_int=(
+            "noise_batch",
+            "noise_steps",
+            "noise_copies",
+            "retain_per_class",
+            "batch_size",
+            "repair_batch_size",
+        ),
         positive=("noise_lr", "impair_lr", "repair_lr"),
         nonneg=("noise_l2",),
-        flags=("reference_bug",),
+        flags=("reference_bug", "supreme_leftover_grads"),
     )
 
 
@@ -88,8 +102,10 @@ def retain_subset(ctx: UnlearnContext, per_class: int) -> tuple[torch.Tensor, to
         "noise_steps": Fixed(40),
         "noise_batch": Fixed(256),
         "batch_size": Fixed(256),
+        "repair_batch_size": Fixed(256),
         "noise_l2": Fixed(0.1),
         "reference_bug": Fixed(False),
+        "supreme_leftover_grads": Fixed(False),
     },
     noise_batch=256,
     noise_steps=40,
@@ -100,7 +116,9 @@ def retain_subset(ctx: UnlearnContext, per_class: int) -> tuple[torch.Tensor, to
     impair_lr=0.02,
     repair_lr=0.01,
     batch_size=256,
+    repair_batch_size=256,
     reference_bug=False,
+    supreme_leftover_grads=False,
 )
 def unsir(ctx: UnlearnContext):
     o = ctx.options
@@ -111,10 +129,12 @@ def unsir(ctx: UnlearnContext):
     mean, std = norm.mean.to(ctx.device), norm.std.to(ctx.device)
     shape = tuple(ctx.data.train.images.shape[1:])
     bug = bool(o["reference_bug"])
+    leftover = bool(o["supreme_leftover_grads"])
     noise_x, noise_y = [], []
     with seeded(ctx.seed, ctx.device):
         for p in model.parameters():
-            p.requires_grad_(False)
+            p.requires_grad_(leftover)  # SUPREME's noise loop leaves the model trainable: its grads pile up
+            p.grad = None
         model.train(bug)
         for c in classes:
             noise = torch.randn((int(o["noise_batch"]), *shape), generator=generator(ctx.derived_seed(f"unsir-{c}")))
@@ -132,8 +152,18 @@ def unsir(ctx: UnlearnContext):
             images = (noise.detach() * std + mean)[: shape[0] if bug else None]
             noise_x.append(images.repeat(int(o["noise_copies"]), 1, 1, 1))
             noise_y.append(torch.full((len(noise_x[-1]),), 0 if bug else c, dtype=torch.long, device=ctx.device))
+        stale = [torch.zeros_like(p) if p.grad is None else p.grad.detach().clone() for p in model.parameters()]
         for p in model.parameters():
             p.requires_grad_(True)
+            p.grad = None
+    first = [leftover]
+
+    def add_stale() -> None:  # SUPREME's first impair step: the piled-up noise-step gradients ride along
+        if first[0]:
+            first[0] = False
+            for p, g in zip(model.parameters(), stale):
+                p.grad.add_(g)
+
     xr, yr = retain_subset(ctx, int(o["retain_per_class"]))
     xr = as_unit(xr).to(ctx.device)
     impair_x, impair_y = torch.cat([*noise_x, xr]), torch.cat([*noise_y, yr.to(ctx.device)])
@@ -148,6 +178,7 @@ def unsir(ctx: UnlearnContext):
         seed=ctx.seed,
         device=ctx.device,
         quiet=ctx.quiet,
+        before_step=add_stale,
         desc="unsir impair",
     )
     train_epochs(
@@ -156,7 +187,7 @@ def unsir(ctx: UnlearnContext):
         yr.to(ctx.device),
         torch.optim.Adam(model.parameters(), lr=float(o["repair_lr"])),
         [float(o["repair_lr"])],
-        batch_size=bs,
+        batch_size=int(o["repair_batch_size"]),
         seed=ctx.seed + 1,
         device=ctx.device,
         quiet=ctx.quiet,
