@@ -28,7 +28,43 @@ CAPABILITIES = {
         "reads the validation split inside the method, so its studies serve it one half of the split and choose on "
         "the other"
     ),
+    "reads_retain": (
+        "reads a retain set through the request (every method but the zero-shot ones and those that build their own "
+        "set from a condensed file or DC-U's offline phase), so `--retain reduced` applies to it: it is then served "
+        "the reduced retain set of a condensed file instead of the full one"
+    ),
 }
+
+# the shorthand of the methods' one-line summaries, spelled out once above the table (a new abbreviation in a
+# summary wants a line here)
+SHORTHAND = [
+    ("F, R", "the forget set and the retain set (the training images the request removes, and the rest)"),
+    ("CE", "cross-entropy loss on the true labels"),
+    (
+        "KL, KL(T=4), KD",
+        "Kullback-Leibler divergence between two models' softened outputs (at temperature T), as used in knowledge "
+        "distillation (KD) from a teacher, usually the original model",
+    ),
+    (
+        "DSA",
+        "differentiable Siamese augmentation (the augmentation of dataset condensation, applied to real and "
+        "condensed images alike)",
+    ),
+    (
+        "kgltop1 to kgltop7",
+        "Deep Unlearn's names for top entries of the NeurIPS 2023 Kaggle machine-unlearning challenge (kgltop1 won)",
+    ),
+    ("CF-k", "Catastrophic Forgetting-k: fine-tune only the last k blocks and the classifier (method `cf-k`)"),
+    (
+        "MU; Beginning, Intermediate, Final",
+        "DC-U's modular unlearning, and the three modules it cuts the network into (early layers, middle layers, "
+        "head); the remembrance set is the few held-out images per class DC-U fits the head to",
+    ),
+    ("MIA", "membership-inference attack"),
+    ("PGD", "projected gradient descent (an adversarial attack)"),
+    ("LRP", "layer-wise relevance propagation"),
+    ("SSD", "Selective Synaptic Dampening (method `ssd`)"),
+]
 
 _SPECIAL = re.compile(r"([\\*_<>\[\]|])")
 
@@ -38,6 +74,81 @@ def escape(text: str) -> str:
     code spans (docstrings are plain text with ``code``)."""
     parts = re.split(r"(``.+?``|`[^`]+`)", text)
     return "".join(p if p.startswith("`") else _SPECIAL.sub(r"\\\1", p) for p in parts)
+
+
+# a citation of a reference document in a docstring: docs/reference/X.md or ../shared/reference/X.md (the shared
+# folder beside a checkout, outside the repository), optionally with a section (§3, §1.5)
+_REFERENCE = re.compile(
+    r"(?:\.\./shared/reference/|docs/reference/)(?P<name>[\w-]+)\.md(?: §(?P<section>\d+(?:\.\d+)*))?"
+)
+
+
+def _heading_anchor(page: Path, section: str) -> str | None:
+    """The anchor the site gives the heading of ``page`` numbered ``section`` ("3" for "## 3. ARU ...", "1.5" for
+    "### 1.5 ..."), slugged as mkdocs.yml's toc does (pymdownx lower-case slugify, duplicates numbered); None when
+    there is no such heading."""
+    try:
+        from pymdownx.slugs import slugify
+    except ImportError:  # the docs extras are not installed: link the page only
+        return None
+    slug = slugify(case="lower")
+    seen: dict[str, int] = {}
+    found = None
+    in_fence = False
+    for line in page.read_text().splitlines():
+        if line.lstrip().startswith("```"):
+            in_fence = not in_fence
+        m = None if in_fence else re.match(r"^#{1,6}\s+(.*?)\s*#*\s*$", line)
+        if not m:
+            continue
+        text = re.sub(r"[`*]", "", m.group(1))
+        anchor = slug(text, "-")
+        if anchor in seen:  # Python-Markdown's toc makes a repeated id unique with _1, _2, ...
+            seen[anchor] += 1
+            anchor = f"{anchor}_{seen[anchor]}"
+        else:
+            seen[anchor] = 0
+        if found is None and re.match(rf"^{re.escape(section)}\.?\s", text):
+            found = anchor
+    return found
+
+
+def prose(text: str, root: Path, page_dir: str = "") -> str:
+    """:func:`escape`, with each citation of a reference document that the site has (docs/reference/NAME.md, or
+    ../shared/reference/NAME.md where docs/reference/ holds NAME.md) rendered as a link to that page and its
+    section; a citation of a document the site lacks stays plain text. ``page_dir``: the folder of the page the
+    text goes on, relative to docs/ ("" for a top-level page)."""
+    out = []
+    for part in re.split(r"(``.+?``|`[^`]+`)", text):
+        if part.startswith("`"):
+            out.append(part)
+            continue
+        last = 0
+        for m in _REFERENCE.finditer(part):
+            target = root / "docs" / "reference" / f"{m['name']}.md"
+            if not target.is_file():
+                continue
+            out.append(escape(part[last : m.start()]))
+            href = ("../" * len(Path(page_dir).parts)) + f"reference/{m['name']}.md"
+            label = f"reference/{m['name']}.md"
+            if m["section"]:
+                label += f" §{m['section']}"
+                anchor = _heading_anchor(target, m["section"])
+                href += f"#{anchor}" if anchor else ""
+            out.append(f"[{label}]({href})")
+            last = m.end()
+        out.append(escape(part[last:]))
+    return "".join(out)
+
+
+def shorthand_legend() -> list[str]:
+    """The legend above the methods table: the summaries' abbreviations and the flags of its third column."""
+    lines = ["**Reading the table.** Shorthand in the summaries:", ""]
+    lines += [f"- **{escape(k)}**: {v}" for k, v in SHORTHAND]
+    lines += ["", "The *needs / does* column lists the method's registry flags:", ""]
+    lines += [f"- `{k}`: {v}" for k, v in CAPABILITIES.items()]
+    lines.append("")
+    return lines
 
 
 def first_paragraph(obj: Any) -> str:
@@ -151,6 +262,7 @@ def methods_page(root: Path) -> str:
         "",
         f"{len(names)} methods are registered.",
         "",
+        *shorthand_legend(),
         "| method | what it does | needs / does | tuned files |",
         "|---|---|---|---|",
     ]
@@ -168,10 +280,10 @@ def methods_page(root: Path) -> str:
         source = first_paragraph(module) if module is not None else ""
         if source:
             where = module.__name__.replace(".", "/") + ".py"
-            lines += [f"**Source** (`{where}`): {escape(source)}", ""]
+            lines += [f"**Source** (`{where}`): {prose(source, root)}", ""]
         paper = getattr(m, "paper", None)
         if paper:
-            lines += [f"**Paper:** {escape(str(paper))}", ""]
+            lines += [f"**Paper:** {prose(str(paper), root)}", ""]
         if m.capabilities:
             lines += ["**Capabilities:**", ""]
             for c in m.capabilities:

@@ -102,3 +102,22 @@ def test_tidy_cli_html_shows_no_default_as_a_dash_and_keeps_real_defaults():
     out = docgen.tidy_cli_html(html)
     assert "Sentinel" not in out and "<td>None</td>" not in out
     assert out.count("<td>-</td>") == 2 and "<td><code>0</code></td>" in out
+
+
+def test_methods_page_explains_every_flag_and_links_reference_citations(tmp_path):
+    """Every registry flag has its sentence (none is printed as its own name), the legend above the table lists
+    them, and a docstring's citation of a reference document becomes a site link only where docs/reference has it."""
+    flags = {c for n in METHODS.names() for c in METHODS.get(n).capabilities}
+    assert flags <= set(docgen.CAPABILITIES)
+    page = docgen.methods_page(REPO)
+    assert "`reads_retain`: reads_retain" not in page and "`--retain reduced` applies" in page
+    assert "../shared/reference" not in page
+    (tmp_path / "docs" / "reference").mkdir(parents=True)
+    (tmp_path / "docs" / "reference" / "here.md").write_text("# Here\n\n## 3. A section\n\n### 3.1 Sub\n")
+    out = docgen.prose(
+        "see ../shared/reference/here.md §3.1 and docs/reference/gone.md §2, `docs/reference/here.md`", tmp_path
+    )
+    assert (
+        out
+        == "see [reference/here.md §3.1](reference/here.md#31-sub) and docs/reference/gone.md §2, `docs/reference/here.md`"
+    )
