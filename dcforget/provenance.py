@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import platform
+import re
+import shlex
 import subprocess
 import sys
 import time
@@ -65,10 +67,42 @@ def machine(device: torch.device | None = None) -> str:
     return f"{platform.node()}: CPU {cpu['model']} ({platform.machine()}; {flags}; {torch.get_num_threads()} threads)"
 
 
+# the console scripts setup.py installs, by the package whose ``cli`` module runs them (``python -m PACKAGE.cli`` is
+# the same program); `unlearn` is experiments.cli's second entry point, whose `reproduce` is `experiments reproduce`
+SCRIPTS = {"experiments": "experiments", "condense": "condense", "attacks": "attacks"}
+_MODULE_RUN = re.compile(r"^\S*python[\d.]* -m (?P<package>\w+)\.cli(?= |$)")
+
+
+def command_line(command: str) -> str:
+    """A recorded command as the console script that runs it, so a report names a command a reader can paste:
+    click names a program run as ``python -m experiments.cli`` so, and one run under ``python -c`` as ``-c`` (its
+    argv[0]); ``python -m experiments.cli ARGS`` is ``experiments ARGS``, and ``-c reproduce ARGS`` is
+    ``experiments reproduce ARGS`` (`reproduce` is one click command under both `experiments` and `unlearn`, the
+    only programs that have it). Any other command is returned unchanged."""
+    m = _MODULE_RUN.match(command)
+    if m and m["package"] in SCRIPTS:
+        return SCRIPTS[m["package"]] + command[m.end() :]
+    if command == "-c reproduce" or command.startswith("-c reproduce "):
+        return "experiments" + command[len("-c") :]
+    return command
+
+
+def argv_command(argv: list[str] | None = None) -> str:
+    """The command line of this process (``sys.argv``) with its program as the console script: a console script's
+    own name, ``experiments`` for ``python -m experiments.cli`` (argv[0] is then the path of experiments/cli.py)."""
+    argv = list(sys.argv if argv is None else argv) or [""]
+    prog = Path(argv[0])
+    if prog.name in ("cli.py", "__main__.py") and prog.parent.name in SCRIPTS:
+        name = SCRIPTS[prog.parent.name]
+    else:
+        name = prog.name
+    return command_line(" ".join([name, *(shlex.quote(a) for a in argv[1:])]))
+
+
 def run_meta(device: torch.device | None = None, *, command: str | None = None, **extra: Any) -> dict[str, Any]:
     """The provenance block of a benchmark's JSON output."""
     return {
-        "command": command if command is not None else " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
+        "command": command_line(command) if command is not None else argv_command(),
         "git": git_hash(),
         "machine": machine(device),
         "torch": torch.__version__,

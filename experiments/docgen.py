@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from dcforget.provenance import command_line
+
 # what each registry flag means to a user (the field names of unlearn.methods.base.Method)
 CAPABILITIES = {
     "needs_condensed": "needs a condensed file (`--from-condensed`): it trains on the reduced retain set",
@@ -417,7 +419,7 @@ def reports_index(root: Path) -> str:
         "|---|---|---|---|",
     ]
     for r in reports:
-        cmd = f"`{r.command}`" if r.command else "-"
+        cmd = f"`{command_line(r.command)}`" if r.command else "-"  # `-c reproduce` is `experiments reproduce`
         code = f"`{r.code[:10]}{'+dirty' if r.code.endswith('+dirty') else ''}`" if r.code else "-"
         lines.append(f"| [{r.name}]({r.page}) | {escape(r.title)} | {cmd} | {code} |")
     others = other_results(root)

@@ -40,7 +40,7 @@ from dcforget.datasets import default_data_dir
 from dcforget.errors import ConfigError, DivergedError, OutputExistsError
 from dcforget.io import atomic_path
 from dcforget.jobs import Executor, LocalExecutor
-from dcforget.provenance import git_hash, machine
+from dcforget.provenance import command_line, git_hash, machine
 from dcforget.runtime import bf16_native, resolve_bf16
 from unlearn.methods import METHODS
 
@@ -523,7 +523,7 @@ def reproduce(
         "suite": suite,
         "columns": columns,
         "preset": preset,
-        "command": command,
+        "command": command_line(command),  # as the console script, however the run was started
         "machine": machine(device),
         "git": git_hash(),
         "finished_utc": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()),

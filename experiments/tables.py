@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from dcforget.errors import ConfigError
+from dcforget.provenance import command_line
 
 
 def _pm(r: dict[str, Any], k: str, scale: float = 1.0, f: str = ".1f") -> str:
@@ -56,6 +57,28 @@ def leaderboard(rows: list[dict[str, Any]], exp: str) -> str:
     return "\n".join(out) + "\n"
 
 
+# the rankings a benchmark's claims are checked on (experiments.report.deep_unlearn_claims), as the summary names them
+RANKINGS = {"du": "Deep Unlearn's ranking", "toolkit": "the toolkit's (degenerate models left out)"}
+
+
+def _claim_verdicts(claims: list[dict[str, Any]]) -> str:
+    """Each claim once, with its verdict on each ranking it was checked on ("not confirmed (both rankings)" where
+    they agree); a claim checked on more than one model names the model."""
+    by_claim: dict[tuple[Any, str], list[tuple[str, str]]] = {}
+    for c in claims:
+        verdict = c.get("verdict") or ("confirmed" if c["confirmed"] else "not confirmed")
+        by_claim.setdefault((c.get("model"), c["claim"]), []).append((c.get("ranking", "du"), verdict))
+    several_models = len({model for model, _ in by_claim}) > 1
+    out = []
+    for (model, claim), verdicts in by_claim.items():
+        named = f"{model}: {claim}" if several_models and model else claim
+        if len(verdicts) > 1 and len({v for _, v in verdicts}) == 1:
+            out.append(f"{named}: {verdicts[0][1]} ({'both rankings' if len(verdicts) == 2 else 'every ranking'})")
+        else:
+            out.append(f"{named}: " + ", ".join(f"{v} on {RANKINGS.get(r, r)}" for r, v in verdicts))
+    return "; ".join(out)
+
+
 def leaderboard_summary(report: dict[str, Any]) -> str:
     """One line per experiment of a benchmark report: methods ranked, degenerate ones, the top 5 by average rank and
     where Deep Unlearn's claims stand on each ranking."""
@@ -70,11 +93,7 @@ def leaderboard_summary(report: dict[str, Any]) -> str:
     for exp, claims in claims_by_exp.items():
         ranked = sorted((r for r in rows if r["experiment"] == exp and "avg_rank" in r), key=lambda r: r["avg_rank"])
         top = ", ".join(f"`{r['method']}` {r['avg_rank']:.1f}" for r in ranked[:5])
-        verdicts = "; ".join(
-            f"{c['claim']} ({c.get('ranking', 'du')}): "
-            f"{c.get('verdict') or ('confirmed' if c['confirmed'] else 'not confirmed')}"
-            for c in claims
-        )
+        verdicts = _claim_verdicts(claims)
         degenerate = sum("degenerate" in r for r in rows if r["experiment"] == exp)
         out.append(f"| {exp} | {len(ranked)} | {degenerate} | {top} | {verdicts} |")
     return "\n".join(out) + "\n"
@@ -149,6 +168,23 @@ def _section(md_path: Path, title: str, shown: Path) -> str:
     return body.replace("](figures/", f"]({Path(shown).as_posix()}/figures/")
 
 
+def _prose_before(md_path: Path, table: str) -> str:
+    """The text the report's own Markdown puts between the heading of the section holding ``table`` and the table
+    (what the table shows: a targets table's targets and what its bold means), so a block carries it with the
+    cells; "" when the report has no Markdown or its Markdown does not hold this table."""
+    try:
+        text = md_path.read_text()
+    except OSError:
+        return ""
+    at = text.find(table.strip("\n"))
+    start = text.rfind("\n## ", 0, at)
+    if at < 0 or start < 0:
+        return ""
+    heading_and_prose = text[start + 1 : at].split("\n", 1)  # "## title", then the prose up to the table
+    prose = heading_and_prose[1].strip("\n") if len(heading_and_prose) > 1 else ""
+    return prose + "\n\n" if prose else ""
+
+
 def source_line(report: dict[str, Any], path: Path, real: Path | None = None) -> str:
     """Where a generated table's figures come from: the report (its Markdown where it has one, else its JSON), its
     command and its commit. ``path``: the report folder as the reader's link names it; ``real``: where it is."""
@@ -157,7 +193,7 @@ def source_line(report: dict[str, Any], path: Path, real: Path | None = None) ->
     seeds = m.get("seeds")
     seeds = f", {len(seeds) if isinstance(seeds, list) else seeds} seed(s)" if isinstance(seeds, (int, list)) else ""
     return (
-        f"From [`{Path(path).as_posix()}`]({Path(path).as_posix()}/{page}): `{m.get('command', '')}` at "
+        f"From [`{Path(path).as_posix()}`]({Path(path).as_posix()}/{page}): `{command_line(m.get('command', ''))}` at "
         f"{str(m.get('git', 'unknown'))[:12]}{seeds}, finished {m.get('finished_utc', '?')}.\n"
     )
 
@@ -188,7 +224,9 @@ def render(path: str | Path, table: str | None = None, shown: str | None = None)
 
         rows = [r for r in report["rows"] if r.get("experiment") == table]
         axes = [a for a in ROW_AXES if any(a in r for r in rows)]
-        return src + "\n" + _kind_table(rows, axes, [tuple(c) for c in columns[table]])
+        body = _kind_table(rows, axes, [tuple(c) for c in columns[table]])
+        md = p / "report.md" if p.is_dir() else p.with_name("report.md")
+        return src + "\n" + _prose_before(md, body) + body
     if table is not None and table not in boards and table in columns:  # an unlearning table: the report's own
         from .runner import load_suite
 

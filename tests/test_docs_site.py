@@ -121,3 +121,17 @@ def test_methods_page_explains_every_flag_and_links_reference_citations(tmp_path
         out
         == "see [reference/here.md §3.1](reference/here.md#31-sub) and docs/reference/gone.md §2, `docs/reference/here.md`"
     )
+
+
+def test_reports_index_names_commands_as_their_console_script():
+    """A report run under `python -c` recorded `-c reproduce ...` (click names the program by argv[0]), one run as
+    `python -m experiments.cli` that: the index shows `experiments reproduce ...`, the same command, and new
+    reports record it so (dcforget.provenance.command_line)."""
+    from dcforget.provenance import argv_command, command_line
+
+    page = docgen.reports_index(REPO)
+    assert "`-c " not in page and "python -m experiments.cli" not in page
+    assert command_line("-c reproduce dcu --preset cpu") == "experiments reproduce dcu --preset cpu"
+    assert command_line("python -m experiments.cli tune x") == "experiments tune x"
+    assert command_line("-c something else") == "-c something else"  # no way to tell which program
+    assert argv_command([str(REPO / "experiments" / "cli.py"), "parity", "a b"]) == "experiments parity 'a b'"

@@ -67,6 +67,35 @@ def test_refresh_check_fails_on_a_stale_block_and_refresh_fixes_it(tmp_path, mon
     assert rep.is_dir()
 
 
+def test_the_summary_names_each_claim_once_with_its_verdict_on_each_ranking():
+    from experiments.tables import _claim_verdicts
+
+    claim = {"claim": "c", "confirmed": False, "verdict": "not confirmed"}
+    both = [{**claim, "ranking": "du"}, {**claim, "ranking": "toolkit", "verdict": "confirmed", "confirmed": True}]
+    assert (
+        _claim_verdicts(both)
+        == "c: not confirmed on Deep Unlearn's ranking, confirmed on the toolkit's (degenerate models left out)"
+    )
+    assert (
+        _claim_verdicts([{**claim, "ranking": "du"}, {**claim, "ranking": "toolkit"}])
+        == "c: not confirmed (both rankings)"
+    )
+    text = render(ROOT / "reports/benchmark-cpu", "summary")
+    for line in (ln for ln in text.splitlines() if ln.startswith("| ") and "experiment" not in ln):
+        claims = [part.split(": ")[0] for part in line.split(" | ")[-1].rstrip(" |").split("; ") if part]
+        assert len(claims) == len(set(claims)), line
+
+
+def test_a_targets_block_states_the_targets_from_the_report_itself():
+    """The targets table bolds the cells that miss: the block carries the sentence saying what the targets are,
+    taken from the report's own Markdown (the text between the section's heading and its table)."""
+    md = (ROOT / "reports/targets-cpu/report.md").read_text()
+    section = md.split("\n## ", 2)[1]
+    prose = section.split("\n\n", 1)[1].split("\n| ", 1)[0].strip()
+    assert "Targets of" in prose and "bold" in prose
+    assert prose in render(ROOT / "reports/targets-cpu", "default")
+
+
 def test_report_refuses_what_it_cannot_render(tmp_path):
     rep = _report(tmp_path)
     for args, why in [
