@@ -78,8 +78,9 @@ def escape(text: str) -> str:
     return "".join(p if p.startswith("`") else _SPECIAL.sub(r"\\\1", p) for p in parts)
 
 
-# a citation of a reference document in a docstring: docs/reference/X.md or ../shared/reference/X.md (the shared
-# folder beside a checkout, outside the repository), optionally with a section (§3, §1.5)
+# a citation of a reference document in a docstring: a file of docs/reference/, or the same name under
+# ../shared/reference/ (the shared folder beside a checkout, outside the repository), optionally with a section
+# (§3, §1.5)
 _REFERENCE = re.compile(
     r"(?:\.\./shared/reference/|docs/reference/)(?P<name>[\w-]+)\.md(?: §(?P<section>\d+(?:\.\d+)*))?"
 )
@@ -116,8 +117,8 @@ def _heading_anchor(page: Path, section: str) -> str | None:
 
 
 def prose(text: str, root: Path, page_dir: str = "") -> str:
-    """:func:`escape`, with each citation of a reference document that the site has (docs/reference/NAME.md, or
-    ../shared/reference/NAME.md where docs/reference/ holds NAME.md) rendered as a link to that page and its
+    """:func:`escape`, with each citation of a reference document that the site has (a file of docs/reference/, or
+    one of ../shared/reference/ whose name docs/reference/ holds too) rendered as a link to that page and its
     section; a citation of a document the site lacks stays plain text. ``page_dir``: the folder of the page the
     text goes on, relative to docs/ ("" for a top-level page)."""
     out = []
