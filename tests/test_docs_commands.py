@@ -16,14 +16,21 @@ REPO = Path(__file__).resolve().parents[1]
 SCRIPTS = {c: (m, a) for c, m, a in docgen.console_scripts(REPO / "setup.py")}
 
 
+def split(line: str) -> list[str]:
+    """Shell words of LINE, a trailing ``# comment`` dropped (a comment may hold an apostrophe)."""
+    lex = shlex.shlex(line, posix=True, punctuation_chars=False)
+    lex.whitespace_split, lex.commenters = True, "#"
+    return list(lex)
+
+
 def documented_commands() -> list[tuple[str, str]]:
     """(page, command line) of every console-script line in the docs' bash blocks (continuations joined)."""
     out = []
     for md in sorted((REPO / "docs").rglob("*.md")):
         for block in re.findall(r"```bash\n(.*?)```", md.read_text(), re.DOTALL):
             for line in re.sub(r"\\\n\s*", " ", block).splitlines():
-                line = line.split("  #")[0].strip()
-                words = shlex.split(line) if line else []
+                line = line.strip()
+                words = split(line) if line else []
                 if words and words[0].removeprefix(".venv/bin/") in SCRIPTS:
                     out.append((str(md.relative_to(REPO)), line))
     return out
@@ -31,7 +38,7 @@ def documented_commands() -> list[tuple[str, str]]:
 
 def parse(line: str) -> None:
     """Parse LINE as its console script would, down to the subcommand; raises click's error when it does not."""
-    words = shlex.split(line)
+    words = split(line)
     name = words[0].removeprefix(".venv/bin/")
     module, attr = SCRIPTS[name]
     cmd, args = getattr(importlib.import_module(module), attr), words[1:]
@@ -45,7 +52,7 @@ def parse(line: str) -> None:
 
 
 def test_the_docs_show_commands_of_every_stage():
-    shown = {shlex.split(line)[0].removeprefix(".venv/bin/") for _, line in documented_commands()}
+    shown = {split(line)[0].removeprefix(".venv/bin/") for _, line in documented_commands()}
     assert {"unlearn", "condense", "attacks", "experiments"} <= shown
 
 
