@@ -63,6 +63,12 @@ class UnlearnContext:
     served_audits: list[dict[str, Any]] = field(default_factory=list)  # unlearn.audit of each reduced_tensors call
     zero_shot: bool = False  # the method declared zero-shot: ``data`` holds the forget set only (see zero_shot_view)
     retain_source: str = "full"  # what ``retain()`` serves: the full retain set, or "reduced" (see ``retain``)
+    previous: torch.Tensor | None = None  # positions earlier requests already forgot (part of split.forget)
+
+    def new_forget_count(self) -> int:
+        """How many images THIS request adds to what earlier requests forgot (a successive request's split holds
+        the cumulative forget set)."""
+        return len(self.split.forget) - (0 if self.previous is None else len(self.previous))
 
     def _no_retain(self, what: str) -> None:
         if self.zero_shot:
