@@ -1,8 +1,8 @@
 """``experiments``: run suites of experiments from config files and report them.
 
-The ``unlearn`` console script is assembled here too (``unlearn_main``): the unlearn stage's own group plus the
-commands that span every stage (``unlearn reproduce``, kept as the name users know), so no stage imports the
-layer above it."""
+The ``unlearn`` console script's group is built here too (``unlearn_main``), through the unlearn stage's extension
+point ``unlearn.cli.build_group``: the stage's own commands plus the ones that span every stage (``unlearn
+reproduce``, kept as the name users know, and ``unlearn demo``), so no stage imports the layer above it."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ import click
 from dcforget.cli import Group, opt, options, out_dir, with_logging
 from dcforget.io import check_writable_dir
 from dcforget.runtime import resolve_device
-from unlearn.cli import main as unlearn_group
+from unlearn.cli import build_group
 
 from .runner import reproduce
 
@@ -577,9 +577,9 @@ def parity_cmd(checkpoint, methods, forget_specs, seeds, out, data_dir, device, 
     click.echo(f"wrote {files[1]}")
 
 
-unlearn_group.add_command(reproduce_cmd)  # `unlearn reproduce ...`: the name the README has always used
-unlearn_group.add_command(demo_cmd)
-unlearn_main = unlearn_group
+# the `unlearn` console script: the stage's group plus `unlearn reproduce` (the name the README has always used) and
+# `unlearn demo`
+unlearn_main = build_group([reproduce_cmd, demo_cmd])
 
 if __name__ == "__main__":
     main()
