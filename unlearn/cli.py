@@ -25,6 +25,7 @@ from dcforget.train import OPTIMIZERS, SCHEDULES, TrainConfig, checkpoint_meta, 
 
 from .methods import DEFAULT_METHOD
 from .request import UnlearnRequest
+from .tuned import choice_line
 
 
 @click.group(cls=Group, invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
@@ -436,13 +437,9 @@ def run_request_cli(
     check_writable(model_path, force)  # before any work
     check_writable(report_path, force)
     prepared = request.prepare()
-    if prepared.tuned is not None and prepared.tuned_choice is not None and prepared.tuned_choice.forced:
-        differs = f"; its setting differs: {prepared.tuned_note}" if prepared.tuned_note else ""
-        click.echo(f"using {prepared.tuned.describe()}, forced by --options-from{differs}", err=True)
-    elif prepared.tuned is not None:
-        click.echo(f"using {prepared.tuned.describe()}; --untuned turns them off", err=True)
-    elif prepared.tuned_note is not None:
-        click.echo(prepared.tuned_note, err=True)
+    line = choice_line(prepared.tuned_choice) if prepared.tuned_choice is not None else prepared.tuned_note
+    if line is not None:  # which tuned file the request uses, or why it uses none
+        click.echo(line, err=True)
     res = prepared.run(quiet=quiet, config=config)
     rep = res.report
     report_text = json.dumps(rep, indent=2)
