@@ -34,7 +34,9 @@ from dataclasses import dataclass
 
 import torch
 
+from dcforget.checkpoint import load_checkpoint
 from dcforget.errors import DcForgetError
+from dcforget.train import as_unit, evaluate
 
 DELTA = 1e-5
 EPSILON_CAP = 50.0
@@ -203,3 +205,22 @@ def epsilon_score(
     pts = bucket_points(eps, unlearned.shape[0])
     f = float(pts.mean())
     return EpsilonScore(eps, pts, f, f * ra_ratio * ta_ratio)
+
+
+def score_checkpoints(paths, data, forget: torch.Tensor, device: torch.device) -> tuple[torch.Tensor, float, float]:
+    """What the score needs from a side's models (``paths``: checkpoints of ``data``'s training set): each model's
+    logit-scaled confidences on the forget examples (``[models, examples]``), and the side's mean retain and test
+    accuracy (eval mode, no augmentation). Checkpoints are loaded one at a time."""
+    on = lambda t: t.to(data.train.labels.device)
+    fx, fy = data.train.images[on(forget)], data.train.labels[on(forget)]
+    keep = torch.ones(len(data.train), dtype=torch.bool)
+    keep[forget.cpu()] = False
+    confs, ra, ta = [], [], []
+    for p in paths:
+        m = load_checkpoint(p, fingerprint=data.fingerprint()).model.to(device).eval()
+        with torch.no_grad():
+            logits = torch.cat([m(as_unit(fx[s : s + 1024]).to(device)) for s in range(0, len(fy), 1024)])
+        confs.append(logit_confidence(logits.cpu(), fy.cpu()))
+        ra.append(evaluate(m, data.train.images[on(keep)], data.train.labels[on(keep)], device=device).accuracy)
+        ta.append(evaluate(m, data.test.images, data.test.labels, device=device).accuracy)
+    return torch.stack(confs), sum(ra) / len(ra), sum(ta) / len(ta)

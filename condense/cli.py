@@ -2,28 +2,24 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
-from pathlib import Path
 
 import click
 import torch
 
-from dcforget.checkpoint import load_checkpoint, read_checkpoint_meta, save_checkpoint
 from dcforget.cli import Group, data_options, opt, options, out_file, out_options, run_options, with_logging
-from dcforget.condensed_store import read_condensed, write_condensed
-from dcforget.config import parse_options, resolve_config, section
-from dcforget.datasets import DEFAULT_VAL_FRACTION, load_data, parse_dataset_spec
+from dcforget.condensed_store import read_condensed
+from dcforget.config import resolve_config, section
+from dcforget.datasets import load_data
 from dcforget.errors import ConfigError
 from dcforget.images import save_grid
 from dcforget.io import atomic_path, check_writable
 from dcforget.models import MODELS
-from dcforget.pairing import check_pairing
 from dcforget.runtime import resolve_device
-from dcforget.train import TrainConfig, checkpoint_meta, train_on
+from dcforget.train import TrainConfig
 
-from .build import build_condensed, method_options
 from .methods import CONDENSERS
+from .request import DEFAULT_CLUSTERS, DEFAULT_CONDENSER, CondenseRequest, condense_request
 
 
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -38,18 +34,16 @@ def main() -> None:
     """
 
 
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 @main.command("build")
 @click.argument("dataset")
-@click.option("--method", default=None, help=f"Condenser: {', '.join(CONDENSERS.names())} (default fdm).")
+@click.option(
+    "--method", default=None, help=f"Condenser: {', '.join(CONDENSERS.names())} (default {DEFAULT_CONDENSER})."
+)
 @click.option(
     "--clusters",
     type=click.IntRange(min=1),
     default=None,
-    help="K-means buckets per class for bucket-based methods (fdm, mi, kmeans); DC-U uses 450.",
+    help=f"K-means buckets per class for bucket-based methods (fdm, mi, kmeans); DC-U uses {DEFAULT_CLUSTERS}.",
 )
 @click.option("--ipc", type=click.IntRange(min=1), default=None, help="Images per class (dm, herding, random).")
 @click.option(
@@ -64,7 +58,12 @@ def _sha256(path: Path) -> str:
     default=None,
     help="Without --checkpoint: train this architecture first (saved beside --out as *-original.pt).",
 )
-@click.option("--epochs", type=click.IntRange(min=1), default=None, help="Epochs of that training (default 30).")
+@click.option(
+    "--epochs",
+    type=click.IntRange(min=1),
+    default=None,
+    help=f"Epochs of that training (default {TrainConfig().epochs}).",
+)
 @opt("option", help="A method option, e.g. --option steps=50 (repeatable); see `condense methods`.")
 @data_options
 @run_options
@@ -92,107 +91,32 @@ def build_cmd(
     force,
 ) -> None:
     """Condense DATASET's training set into an HDF5 file."""
-    if checkpoint is not None and (arch is not None or epochs is not None):
-        given = " and ".join(f for f, v in (("--model", arch), ("--epochs", epochs)) if v is not None)
-        raise ConfigError(f"--checkpoint and {given} conflict: --checkpoint gives the model, {given} would train one")
-    defaults = {
-        "method": "fdm",
-        "seed": 0,
-        "per_class": None,
-        "val_fraction": DEFAULT_VAL_FRACTION,
-        "model": "cnn",
-        "clusters": 450,
-        "ipc": None,
-        "train": TrainConfig().to_dict(),
-        "condense": {},
-    }
-    overrides = {
-        "method": method,
-        "clusters": clusters,
-        "ipc": ipc,
-        "seed": seed,
-        "per_class": per_class,
-        "val_fraction": val_fraction,
-        "model": arch,
-        "train": {"epochs": epochs},
-    }
-    if checkpoint is not None:
-        # the condensed set is of the training set the model saw: take its cap and data seed unless told otherwise
-        meta, _ = read_checkpoint_meta(checkpoint)
-        check_pairing(meta, where=f"checkpoint {checkpoint}", dataset=parse_dataset_spec(dataset)[0])  # before any data
-        defaults.update(per_class=meta.per_class, data_seed=meta.data_seed or 0, val_fraction=meta.val_fraction or 0.0)
-    config = resolve_config(defaults, preset, config_file, overrides)
-    if checkpoint is not None and per_class is None:
-        config["per_class"] = defaults["per_class"]
-    if checkpoint is not None and val_fraction is None:
-        config["val_fraction"] = defaults["val_fraction"]
-    config["dataset"] = dataset
-    method = config["method"]
-    condenser = CONDENSERS.get(method)
-    table = section(config, "condense").get(method, {})
-    if not isinstance(table, dict):
-        raise ConfigError(f"config section [condense.{method}] must be a table")
-    if condenser.bucket_based and ipc is not None or not condenser.bucket_based and clusters is not None:
-        takes, other = ("--clusters", "--ipc") if condenser.bucket_based else ("--ipc", "--clusters")
-        raise ConfigError(f"method {method!r} takes {takes}, not {other}")
-    given = {**table, **parse_options(options, condenser.defaults, f" of method {method!r}")}
-    method_options(method, given)  # unknown keys, wrong types, negative counts: refused before any work
-    if condenser.bucket_based:
-        config["ipc"] = None
-    else:
-        config["clusters"] = None
-        if not config["ipc"]:
-            raise ConfigError(f"method {method!r} makes --ipc images per class: give --ipc N")
-    n = config["clusters"] or config["ipc"]
-    out_path = Path(out or f"runs/condensed/{dataset.split(':')[0]}-{method}-{n}.h5")
-    check_writable(out_path, force)
-    model_out = None
-    if checkpoint is None:
-        MODELS.get(config["model"])
-        model_out = out_path.with_name(out_path.stem + "-original.pt")
-        check_writable(model_out, force)
-    dev = resolve_device(device)
-    data_seed = config["seed"] if seed is not None or checkpoint is None else config.get("data_seed", config["seed"])
-    data = load_data(
-        dataset, data_dir, config["per_class"], seed=data_seed, download=download, val_fraction=config["val_fraction"]
-    ).to(dev)
-    if checkpoint is not None:
-        ck = load_checkpoint(
-            checkpoint,
-            dataset=data.info.name,
-            fingerprint=data.fingerprint(),
-            image_shape=data.info.image_shape,
-            num_classes=data.info.num_classes,
-        )
-        model, ck_path = ck.model, Path(checkpoint)
-    else:
-        cfg = TrainConfig.from_dict(section(config, "train"))
-        trained = train_on(data, config["model"], cfg, seed=config["seed"], device=dev, quiet=quiet)
-        save_checkpoint(
-            model_out, trained.model, checkpoint_meta(data, cfg, config["seed"], trained, config), force=force
-        )
-        click.echo(f"trained {config['model']}: test acc {100 * trained.test_eval.accuracy:.2f}%  -> {model_out}")
-        model, ck_path = trained.model, model_out
-    embedder = json.dumps({"arch": model.arch, "checkpoint": str(ck_path), "checkpoint_sha256": _sha256(ck_path)})
-    res = build_condensed(
-        data,
-        method,
-        model,
-        device=dev,
-        seed=config["seed"],
-        clusters=config["clusters"],
-        ipc=config["ipc"],
-        options=given,
-        embedder=embedder,
-        config=config,
-        quiet=quiet,
+    request = CondenseRequest(
+        dataset,
+        method=method,
+        clusters=clusters,
+        ipc=ipc,
+        checkpoint=checkpoint,
+        model=arch,
+        epochs=epochs,
+        option_pairs=tuple(options),
+        data_dir=data_dir,
+        val_fraction=val_fraction,
+        per_class=per_class,
+        download=download,
+        config_file=config_file,
+        preset=preset,
+        seed=seed,
+        device=device,
+        out=out,
+        force=force,
     )
-    write_condensed(out_path, res.condensed, force=force)
+    res = condense_request(request, quiet=quiet, log=click.echo)
     cs, s = res.condensed, res.seconds
     click.echo(
-        f"{method}: {len(cs)} images, {len(cs)} buckets ({cs.num_classes} classes) from {cs.train_size} "
+        f"{res.method}: {len(cs)} images, {len(cs)} buckets ({cs.num_classes} classes) from {cs.train_size} "
         f"training images in {s['total']:.1f} s (embed {s['embed']:.1f}, buckets {s['buckets']:.1f}, "
-        f"condense {s['condense']:.1f}) -> {out_path}"
+        f"condense {s['condense']:.1f}) -> {res.out}"
     )
 
 

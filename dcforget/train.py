@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .datasets import Data
+from .datasets import DEFAULT_VAL_FRACTION, Data
 from .errors import ConfigError
 from .models import Classifier, create_model
 from .progress import bar
@@ -427,3 +427,16 @@ def checkpoint_meta(
         meta["history"] = trained.history.epochs
     meta.update(extra)
     return meta
+
+
+def train_defaults() -> dict[str, Any]:
+    """The registered defaults of training an original model (`unlearn train`): what a preset, a config file and
+    the command's flags override. The recipe is :class:`TrainConfig`'s (DC-U's)."""
+    return {
+        "model": "cnn",
+        "model_options": {},
+        "seed": 0,
+        "per_class": None,
+        "val_fraction": DEFAULT_VAL_FRACTION,
+        "train": TrainConfig().to_dict(),
+    }

@@ -1,8 +1,8 @@
 """``experiments``: run suites of experiments from config files and report them.
 
-The ``unlearn`` console script is assembled here too (``unlearn_main``): the unlearn stage's own group plus the
-commands that span every stage (``unlearn reproduce``, kept as the name users know), so no stage imports the
-layer above it."""
+The ``unlearn`` console script's group is built here too (``unlearn_main``), through the unlearn stage's extension
+point ``unlearn.cli.build_group``: the stage's own commands plus the ones that span every stage (``unlearn
+reproduce``, kept as the name users know, and ``unlearn demo``), so no stage imports the layer above it."""
 
 from __future__ import annotations
 
@@ -17,8 +17,9 @@ import click
 from dcforget.cli import Group, opt, options, out_dir, with_logging
 from dcforget.io import check_writable_dir
 from dcforget.runtime import resolve_device
-from unlearn.cli import main as unlearn_group
+from unlearn.cli import build_group
 
+from .hpsearch import TUNE_DEFAULTS
 from .runner import reproduce
 
 
@@ -137,20 +138,6 @@ def demo_cmd(preset, out, data_dir, device, force, quiet) -> None:
     click.echo(f"wrote {Path(out) / 'report.md'} (pictures: {', '.join(sorted(res['pictures'].values()))})")
 
 
-TUNE_DEFAULTS = {
-    "model": "mlp",
-    "per_class": None,
-    "val_fraction": 0.15,
-    "forget": "random:0.1",
-    "seeds": 3,
-    "trials": 20,
-    "population": None,
-    "train": {"epochs": 30},
-    "clusters": 10,
-    "base_options": {},
-}
-
-
 @main.command("tune")
 @click.argument("dataset")
 @click.option("--method", "methods", multiple=True, help="Method to tune (repeatable).")
@@ -165,19 +152,24 @@ TUNE_DEFAULTS = {
     "--skip-existing", is_flag=True, help="Leave methods whose tuned file exists alone (instead of refusing)."
 )
 @options("preset", "config")
-@click.option("--model", "arch", default=None, help="Architecture (default mlp).")
-@click.option("--trials", type=click.IntRange(min=1), default=None, help="Complete trials per method (default 20).")
+@click.option("--model", "arch", default=None, help=f"Architecture (default {TUNE_DEFAULTS['model']}).")
+@click.option(
+    "--trials",
+    type=click.IntRange(min=1),
+    default=None,
+    help=f"Complete trials per method (default {TUNE_DEFAULTS['trials']}).",
+)
 @click.option(
     "--seeds",
     type=click.IntRange(min=1),
     default=None,
-    help="Originals (seeds 0..N-1) each trial runs on; objectives are their mean (default 3).",
+    help=f"Originals (seeds 0..N-1) each trial runs on; objectives are their mean (default {TUNE_DEFAULTS['seeds']}).",
 )
 @click.option(
     "--forget",
     "forget_spec",
     default=None,
-    help="Forget spec the study unlearns (default random:0.1, Deep Unlearn's; class:C tunes for class "
+    help=f"Forget spec the study unlearns (default {TUNE_DEFAULTS['forget']}, Deep Unlearn's; class:C tunes for class "
     "forgetting, written as METHOD.class.json).",
 )
 @options("per_class", "data_dir")
@@ -577,9 +569,9 @@ def parity_cmd(checkpoint, methods, forget_specs, seeds, out, data_dir, device, 
     click.echo(f"wrote {files[1]}")
 
 
-unlearn_group.add_command(reproduce_cmd)  # `unlearn reproduce ...`: the name the README has always used
-unlearn_group.add_command(demo_cmd)
-unlearn_main = unlearn_group
+# the `unlearn` console script: the stage's group plus `unlearn reproduce` (the name the README has always used) and
+# `unlearn demo`
+unlearn_main = build_group([reproduce_cmd, demo_cmd])
 
 if __name__ == "__main__":
     main()

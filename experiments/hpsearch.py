@@ -63,6 +63,21 @@ from .artefacts import original_model
 OBJECTIVES = ("retain_gap", "forget_gap", "val_gap", "val_mia_distinguishability")
 JOB_VERSION = "1"
 
+TUNE_DEFAULTS: dict[str, Any] = {
+    "model": "mlp",
+    "per_class": None,
+    "val_fraction": 0.15,
+    "forget": "random:0.1",
+    "seeds": 3,
+    "trials": 20,
+    "population": None,
+    "train": {"epochs": 30},
+    "clusters": 10,
+    "base_options": {},
+}
+"""`experiments tune`'s registered defaults: the ``[tune]`` table of a preset or config file overrides them, and the
+command's flags override that."""
+
 
 @dataclass(frozen=True)
 class StudySetup:

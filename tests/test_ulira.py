@@ -162,6 +162,15 @@ def test_cli_runs_and_routes_options(tmp_path, monkeypatch):
                 "preset": "cpu",
                 "options": {"lr": 0.02, "epochs": 3},
                 "setup": {"forget": "random:0.1"},
+                # the setting the attacked methods run in: originals on half the pool (80 images), 2 epochs
+                "tuned_on": {
+                    "dataset": "synthetic",
+                    "model": "mlp",
+                    "train_size": 40,
+                    "num_classes": 2,
+                    "epochs": 2,
+                    "forget_kind": "random",
+                },
             }
         )
     )

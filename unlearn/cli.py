@@ -1,25 +1,31 @@
-"""``unlearn``: train original models, evaluate checkpoints, and (in later stages) unlearn forget requests."""
+"""``unlearn``: unlearning requests, and training and evaluating the original models.
+
+The ``unlearn`` command group is built here: :data:`main` is the stage's own group, and :func:`build_group` makes
+the group with commands a later layer adds (the experiments layer adds ``reproduce`` and ``demo``; the console
+script is ``experiments.cli:unlearn_main``), so no stage imports the layer above it."""
 
 from __future__ import annotations
 
 import json
 import re
 from pathlib import Path
+from typing import Iterable
 
 import click
 
 from dcforget.checkpoint import open_checkpoint, save_checkpoint
 from dcforget.cli import Group, data_options, opt, options, out_dir, out_options, run_options, with_logging
 from dcforget.config import check_options, parse_options, resolve_config, section
-from dcforget.datasets import DEFAULT_VAL_FRACTION, load_data
+from dcforget.datasets import load_data
 from dcforget.errors import ConfigError
 from dcforget.io import atomic_paths, check_writable
 from dcforget.models import MODELS
 from dcforget.runtime import resolve_device
-from dcforget.train import OPTIMIZERS, SCHEDULES, TrainConfig, checkpoint_meta, evaluate, train_on
+from dcforget.train import OPTIMIZERS, SCHEDULES, TrainConfig, checkpoint_meta, evaluate, train_defaults, train_on
 
 from .methods import DEFAULT_METHOD
 from .request import UnlearnRequest
+from .tuned import choice_line
 
 
 @click.group(cls=Group, invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
@@ -146,20 +152,14 @@ def main(
     )
 
 
-def train_defaults() -> dict:
-    return {
-        "model": "cnn",
-        "model_options": {},
-        "seed": 0,
-        "per_class": None,
-        "val_fraction": DEFAULT_VAL_FRACTION,
-        "train": TrainConfig().to_dict(),
-    }
-
-
 @main.command("train")
 @click.argument("dataset")
-@click.option("--model", "arch", default=None, help=f"Architecture: {', '.join(MODELS.names())} (default cnn).")
+@click.option(
+    "--model",
+    "arch",
+    default=None,
+    help=f"Architecture: {', '.join(MODELS.names())} (default {train_defaults()['model']}).",
+)
 @click.option("--epochs", type=click.IntRange(min=1), default=None, help="Training epochs (default 30).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=None, help="Batch size (default 256).")
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=None, help="Learning rate (default 1e-3).")
@@ -437,13 +437,9 @@ def run_request_cli(
     check_writable(model_path, force)  # before any work
     check_writable(report_path, force)
     prepared = request.prepare()
-    if prepared.tuned is not None and prepared.tuned_choice is not None and prepared.tuned_choice.forced:
-        differs = f"; its setting differs: {prepared.tuned_note}" if prepared.tuned_note else ""
-        click.echo(f"using {prepared.tuned.describe()}, forced by --options-from{differs}", err=True)
-    elif prepared.tuned is not None:
-        click.echo(f"using {prepared.tuned.describe()}; --untuned turns them off", err=True)
-    elif prepared.tuned_note is not None:
-        click.echo(prepared.tuned_note, err=True)
+    line = choice_line(prepared.tuned_choice) if prepared.tuned_choice is not None else prepared.tuned_note
+    if line is not None:  # which tuned file the request uses, or why it uses none
+        click.echo(line, err=True)
     res = prepared.run(quiet=quiet, config=config)
     rep = res.report
     report_text = json.dumps(rep, indent=2)
@@ -473,3 +469,24 @@ def run_request_cli(
         f"(assembly {rep['time']['assembly_s']:.2f}){audit}"
     )
     click.echo(f"wrote {model_path} and {report_path}")
+
+
+def build_group(extra_commands: Iterable[click.Command] = ()) -> click.Group:
+    """The ``unlearn`` command group with ``extra_commands`` added: the extension point through which a later layer
+    adds commands to ``unlearn`` without this stage importing it (``experiments.cli`` builds the console script's
+    group as ``build_group([reproduce_cmd, demo_cmd])``). A new group each call: :data:`main`, the stage's own
+    group, is left as it is. A command whose name ``unlearn`` already has is refused (ValueError)."""
+    group = Group(
+        name=main.name,
+        commands=dict(main.commands),
+        invoke_without_command=main.invoke_without_command,
+        callback=main.callback,
+        params=list(main.params),
+        help=main.help,
+        context_settings=dict(main.context_settings),
+    )
+    for command in extra_commands:
+        if command.name in group.commands:
+            raise ValueError(f"`unlearn {command.name}` exists already; an extra command needs a name of its own")
+        group.add_command(command)
+    return group

@@ -374,3 +374,15 @@ def _method_of(p: Path) -> Any:
     if not isinstance(doc, dict) or not isinstance(doc.get("method"), str):
         raise ConfigError(f"--options-from {p} is not a file `experiments tune` wrote (it names no method)")
     return doc["method"]
+
+
+def choice_line(choice: TunedChoice) -> str | None:
+    """The one line a command prints about a tuned-options choice: the file it uses (and, when forced with
+    ``--options-from``, where its setting differs), or why it uses none; None where there is nothing to say (no file
+    for this method, dataset and model, or ``--untuned``)."""
+    if choice.tuned is not None and choice.forced:
+        differs = f"; its setting differs: {choice.note}" if choice.note else ""
+        return f"using {choice.tuned.describe()}, forced by --options-from{differs}"
+    if choice.tuned is not None:
+        return f"using {choice.tuned.describe()}; --untuned turns them off"
+    return choice.note
