@@ -13,7 +13,7 @@ from dcforget.cli import Group, opt, options, out_dir, out_file, with_logging
 from dcforget.config import parse_options
 from dcforget.datasets import load_data
 from dcforget.errors import ConfigError, TrainingSetMismatchError
-from dcforget.forget import ForgetContext, resolve_forget
+from dcforget.forget import ForgetContext, ForgetSpec, resolve_forget
 from dcforget.io import atomic_path, atomic_paths, check_writable
 from dcforget.metrics import population_mia
 from dcforget.pairing import check_pairing
@@ -422,7 +422,13 @@ def ulira_cmd(
         from unlearn.tuned import find_tuned
 
         for m in method_names:
-            t = find_tuned(m, dataset, u["model"], METHODS.get(m).defaults, forget=f"random:{u['forget_fraction']}")
+            t = find_tuned(
+                m,
+                dataset,
+                u["model"],
+                METHODS.get(m).defaults,
+                forget=ForgetSpec.parse(f"random:{u['forget_fraction']}"),
+            )
             if t is not None:
                 method_opts[m] = {**t.options, **method_opts[m]}
                 used[m] = {"file": str(t.path), "preset": t.preset, **t.summary}

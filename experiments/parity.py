@@ -46,6 +46,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from dcforget.datasets import Data
 from dcforget.errors import ConfigError
+from dcforget.forget import ForgetSpec
 from dcforget.models import Classifier
 from dcforget.runtime import synchronize
 from dcforget.train import as_unit
@@ -395,7 +396,7 @@ TORCHUNLEARN_METHODS = ("salun", "bad-teacher", "neggrad", "fisher", "scrub")
 
 
 def kind_of(spec: str) -> str:
-    return "class" if spec.startswith("class:") or spec.startswith("classes:") else "random"
+    return "class" if ForgetSpec.parse(spec).family == "class" else "random"
 
 
 # ------------------------------------------------------------------------------------------------ running

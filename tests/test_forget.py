@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from dcforget.errors import ForgetSpecError
-from dcforget.forget import ForgetContext, parse_forget_spec, resolve_forget
+from dcforget.forget import ForgetContext, ForgetSpec, resolve_forget
 
 LABELS = torch.arange(5).repeat_interleave(20)  # 5 classes x 20
 CTX = ForgetContext(LABELS, 5, seed=0, class_names=("a", "b", "c", "d", "e"))
@@ -105,4 +105,4 @@ def test_index_file_errors(tmp_path):
 
 
 def test_parse_keeps_colons_in_paths():
-    assert parse_forget_spec("indices:/a:b/c.txt").args == ("/a:b/c.txt",)
+    assert ForgetSpec.parse("indices:/a:b/c.txt").args == ("/a:b/c.txt",)

@@ -166,9 +166,16 @@ def test_a_condensed_file_must_record_the_training_set_it_condenses():
 def _tuned_file(root, preset, options, method="neggrad-plus", dataset="synthetic", model="cnn", forget=None):
     import json
 
-    from unlearn.tuned import forget_kind, tuned_filename
+    from dcforget.forget import ForgetSpec
+    from unlearn.tuned import tuned_filename
 
-    p = root / "tuned" / preset / f"{dataset}-{model}" / tuned_filename(method, forget or "random:0.1")
+    p = (
+        root
+        / "tuned"
+        / preset
+        / f"{dataset}-{model}"
+        / tuned_filename(method, ForgetSpec.parse(forget or "random:0.1"))
+    )
     p.parent.mkdir(parents=True, exist_ok=True)
     setup = {"per_class": 250, **({"forget": forget} if forget else {})}
     # tuned on the setting of the `files` fixture's checkpoints (SPEC, 2 epochs), so that `unlearn` may use it
@@ -177,7 +184,7 @@ def _tuned_file(root, preset, options, method="neggrad-plus", dataset="synthetic
         "model": model,
         "train_size": len(load_data(SPEC).train),
         "epochs": 2,
-        "forget_kind": forget_kind(forget or "random:0.1"),
+        "forget_kind": ForgetSpec.parse(forget or "random:0.1").family,
     }
     p.write_text(
         json.dumps(
