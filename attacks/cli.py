@@ -42,7 +42,7 @@ def _forget_indices(meta: CheckpointMeta, spec: str | None, data, seed: int, mod
             data.info.class_names,
             extra={"model": model, "images": data.train.images},
         )
-        return resolve_forget(spec, ctx).forget
+        return resolve_forget(ForgetSpec.parse(spec), ctx).forget
     if meta.forgotten:
         return torch.tensor(meta.forgotten, dtype=torch.long)
     raise ConfigError("give --forget SPEC (this checkpoint records no forgotten samples)")

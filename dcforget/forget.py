@@ -186,10 +186,12 @@ Selector = Callable[[ForgetSpec, ForgetContext], torch.Tensor]
 SELECTORS: Registry[Selector] = Registry("forget spec kind")
 
 
-def resolve_forget(spec: str | ForgetSpec, ctx: ForgetContext) -> ForgetSplit:
-    """Turn a spec into sorted forget/retain index tensors over ``ctx.labels``; the checks of the selected indices
-    against the training set (none selected, an index twice, out of range, all of them) are made here."""
-    parsed = as_forget_spec(spec)
+def resolve_forget(spec: ForgetSpec, ctx: ForgetContext) -> ForgetSplit:
+    """Turn a parsed spec into sorted forget/retain index tensors over ``ctx.labels``; the checks of the selected
+    indices against the training set (none selected, an index twice, out of range, all of them) are made here."""
+    if not isinstance(spec, ForgetSpec):  # text is parsed where it enters, once: ForgetSpec.parse
+        raise TypeError(f"resolve_forget takes a ForgetSpec (ForgetSpec.parse(text)), not {type(spec).__name__}")
+    parsed = spec
     n = int(ctx.labels.shape[0])
     forget = SELECTORS.get(parsed.kind)(parsed, ctx)
     forget = torch.as_tensor(forget, dtype=torch.long).cpu()

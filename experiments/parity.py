@@ -409,7 +409,7 @@ def run_reference(
 ) -> dict[str, float]:
     """The library's own function on a copy of ``original`` through the adapter; evaluated like ours."""
     kind = kind_of(spec)
-    split = cumulative_split(data, spec, seed, None, model=original.to(device).eval())
+    split = cumulative_split(data, ForgetSpec.parse(spec), seed, None, model=original.to(device).eval())
     model = copy.deepcopy(original).to(device)
     mean, std = model.normalize.mean, model.normalize.std
     tr = data.train

@@ -298,6 +298,7 @@ def test_kept_class_accuracy_is_test_accuracy_on_the_classes_a_request_keeps(tin
     """One definition of issue #17's other-class TA, used by every experiment kind: the classes with no retain
     sample left are gone (however the spec names them: index, name, several, or an index file covering a class);
     the accuracy is on the test images of the others; per-sample forgetting has none."""
+    from dcforget.forget import ForgetSpec
     from dcforget.models import create_model
     from dcforget.train import evaluate
     from unlearn.request import cumulative_split, kept_class_accuracy
@@ -319,8 +320,13 @@ def test_kept_class_accuracy_is_test_accuracy_on_the_classes_a_request_keeps(tin
         ("classes:0,2", [0, 2]),
         (f"indices:{tmp_path / 'c3.txt'}", [3]),
     ):
-        got = kept_class_accuracy(model, tiny, cumulative_split(tiny, spec, 0, None), CPU)
+        got = kept_class_accuracy(model, tiny, cumulative_split(tiny, ForgetSpec.parse(spec), 0, None), CPU)
         assert got == pytest.approx(on(gone)), spec
     assert on([1]) != on([2]) or on([1]) != on([0, 2])  # the classes removed matter, so the check above can fail
-    assert kept_class_accuracy(model, tiny, cumulative_split(tiny, "random:0.3", 0, None), CPU) is None
-    assert kept_class_accuracy(model, tiny, cumulative_split(tiny, "classes:1:0.5", 0, None), CPU) is None
+    assert (
+        kept_class_accuracy(model, tiny, cumulative_split(tiny, ForgetSpec.parse("random:0.3"), 0, None), CPU) is None
+    )
+    assert (
+        kept_class_accuracy(model, tiny, cumulative_split(tiny, ForgetSpec.parse("classes:1:0.5"), 0, None), CPU)
+        is None
+    )

@@ -47,11 +47,10 @@ class UnlearnResult:
 
 
 def cumulative_split(
-    data: Data, spec: str | ForgetSpec, seed: int, previous: list[int] | None, model: Classifier | None = None
+    data: Data, spec: ForgetSpec, seed: int, previous: list[int] | None, model: Classifier | None = None
 ) -> ForgetSplit:
     """This request's forget set united with what earlier requests already forgot. ``model`` serves
-    model-based specs (``overfit``). ``spec``: parsed, or text (parsed here, for a caller holding a config's text)."""
-    spec = as_forget_spec(spec)
+    model-based specs (``overfit``)."""
     ctx = ForgetContext(
         data.train.labels.cpu(),
         data.info.num_classes,

@@ -144,7 +144,9 @@ def _run(cell: Cell, exp: Experiment, ws: Workspace) -> dict[str, Any]:
                 options=retrain_opts,
             )
             seconds = again.report["time"]["total_s"]
-        split = cumulative_split(ws.data(), forget, cell.seed, None)  # the split retraining trained without
+        split = cumulative_split(
+            ws.data(), ForgetSpec.parse(forget), cell.seed, None
+        )  # the split retraining trained without
         return {
             **out,
             "seconds": seconds,
