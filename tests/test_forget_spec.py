@@ -41,7 +41,7 @@ PINNED = {
 
 @pytest.mark.parametrize("spec, seed", sorted(PINNED))
 def test_same_seed_selects_the_same_forget_set_as_before(spec, seed):
-    split = resolve_forget(spec, ForgetContext(PIN_LABELS, 10, seed, PIN_NAMES))
+    split = resolve_forget(ForgetSpec.parse(spec), ForgetContext(PIN_LABELS, 10, seed, PIN_NAMES))
     digest = hashlib.sha256(split.forget.numpy().tobytes()).hexdigest()[:16]
     assert f"{digest}/{len(split.forget)}" == PINNED[(spec, seed)]
 
