@@ -28,7 +28,7 @@ from dcforget.checkpoint import CheckpointMeta, load_checkpoint, open_checkpoint
 from dcforget.config import parse_options, resolve_config, section
 from dcforget.datasets import Data, load_data
 from dcforget.errors import ConfigError, TrainingSetMismatchError
-from dcforget.forget import ForgetContext, resolve_forget
+from dcforget.forget import ForgetContext, ForgetSpec, resolve_forget
 from dcforget.io import atomic_path, atomic_paths, check_writable
 from dcforget.metrics import population_mia
 from dcforget.pairing import check_pairing
@@ -69,7 +69,7 @@ def forget_indices(meta: CheckpointMeta, spec: str | None, data: Data, seed: int
             data.info.class_names,
             extra={"model": model, "images": data.train.images},
         )
-        return resolve_forget(spec, ctx).forget
+        return resolve_forget(ForgetSpec.parse(spec), ctx).forget  # the attack's one parse of --forget
     if meta.forgotten:
         return torch.tensor(meta.forgotten, dtype=torch.long)
     raise ConfigError("give --forget SPEC (this checkpoint records no forgotten samples)")
@@ -288,7 +288,7 @@ class UliraRequest:
         # a bad dataset fails here, before any job; its pool gives the setting tuned files must match
         pool = load_data(self.dataset, self.data_dir, u["per_class"], seed=0, val_fraction=0.0)
         here = self.setting(pool, u)
-        choices = self._choose_tuned(method_names, here, f"random:{u['forget_fraction']}")
+        choices = self._choose_tuned(method_names, here, ForgetSpec.parse(f"random:{u['forget_fraction']}"))
         used = {}
         for m, choice in choices.items():  # tuned options under the --option ones
             if choice.tuned is not None:
@@ -311,7 +311,7 @@ class UliraRequest:
             pool.info.num_classes,
         )
 
-    def _choose_tuned(self, method_names: list[str], here: Setting, forget: str) -> dict[str, TunedChoice]:
+    def _choose_tuned(self, method_names: list[str], here: Setting, forget: ForgetSpec) -> dict[str, TunedChoice]:
         forced: dict[str, str | os.PathLike] = {}
         if self.options_from and not method_names:
             raise ConfigError("--options-from gives options for a method: name it with --method")

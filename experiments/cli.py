@@ -225,6 +225,7 @@ def tune_cmd(
     """
     from dcforget.config import resolve_config, section
     from dcforget.errors import ConfigError, OutputExistsError
+    from dcforget.forget import ForgetSpec
     from dcforget.io import atomic_path
     from dcforget.jobs import JobStore, make_executor
     from dcforget.provenance import run_meta
@@ -250,13 +251,14 @@ def tune_cmd(
         jobs = suite_tuning(suite, preset or "cpu", dataset.split(":")[0], t["model"])
     else:
         jobs = [(m, t["forget"]) for m in methods]
+    parsed = {forget: ForgetSpec.parse(forget) for _, forget in jobs}  # each forget spec parsed once, here
     for m, forget in jobs:
         if not METHODS.get(m).space:
             raise ConfigError(f"method {m!r} declares no search space")
-        check_forget_kind(m, forget)
+        check_forget_kind(m, parsed[forget])
     name = f"{dataset.split(':')[0]}-{t['model']}"
     out = Path(out or Path("configs") / "tuned" / (preset or "custom") / name)
-    files = {(m, forget): out / tuned_filename(m, forget) for m, forget in jobs}
+    files = {(m, forget): out / tuned_filename(m, parsed[forget]) for m, forget in jobs}
     existing = [f for f in files.values() if f.exists()]
     if skip_existing:
         for job, f in list(files.items()):
@@ -504,7 +506,7 @@ def parity_cmd(checkpoint, methods, forget_specs, seeds, out, data_dir, device, 
     checkpoint, the same forget sets and seeds: FA / RA / TA / MIA / seconds side by side (issue #32)."""
     from dcforget.checkpoint import open_checkpoint
     from dcforget.errors import ConfigError, OutputExistsError
-    from dcforget.forget import parse_forget_spec
+    from dcforget.forget import ForgetSpec
     from dcforget.io import atomic_paths
     from dcforget.provenance import run_meta
 
@@ -517,9 +519,8 @@ def parity_cmd(checkpoint, methods, forget_specs, seeds, out, data_dir, device, 
     specs = [s for s in specs if s]
     fixed = []  # "random:0.1" splits cleanly; "classes:1,2:0.1" would not: refuse it rather than guess
     for s in specs:
-        if s.startswith("classes:"):
+        if ForgetSpec.parse(s).kind == "classes":
             raise ConfigError("--forget: classes:... specs are not supported here (use class:C or random:F)")
-        parse_forget_spec(s)
         fixed.append(s)
     try:
         seed_list = [int(x) for x in seeds.split(",")]

@@ -52,11 +52,12 @@ import torch
 
 from dcforget.datasets import Data, load_data
 from dcforget.errors import ConfigError, DivergedError
+from dcforget.forget import ForgetSpec
 from dcforget.jobs import STALE_AFTER_S, Executor, GridRun, pid_alive, run_jobs
 from dcforget.space import Choice, Fixed, Float, Int, Space, describe, resolve
 from dcforget.train import TrainConfig
 from unlearn.methods import METHODS
-from unlearn.tuned import Setting, forget_kind
+from unlearn.tuned import Setting
 
 from .artefacts import original_model
 
@@ -643,7 +644,7 @@ def tuned_on(setup: StudySetup, train_size: int | None, num_classes: int | None)
         setup.model,
         train_size,
         setup.train_epochs,
-        forget_kind(setup.forget),
+        ForgetSpec.parse(setup.forget).family,
         setup.per_class,
         num_classes,
     )

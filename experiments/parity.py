@@ -46,6 +46,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from dcforget.datasets import Data
 from dcforget.errors import ConfigError
+from dcforget.forget import ForgetSpec
 from dcforget.models import Classifier
 from dcforget.runtime import synchronize
 from dcforget.train import as_unit
@@ -396,7 +397,7 @@ TORCHUNLEARN_METHODS = ("salun", "bad-teacher", "neggrad", "fisher", "scrub")
 
 
 def kind_of(spec: str) -> str:
-    return "class" if spec.startswith("class:") or spec.startswith("classes:") else "random"
+    return "class" if ForgetSpec.parse(spec).family == "class" else "random"
 
 
 # ------------------------------------------------------------------------------------------------ running
@@ -409,7 +410,7 @@ def run_reference(
 ) -> dict[str, float]:
     """The library's own function on a copy of ``original`` through the adapter; evaluated like ours."""
     kind = kind_of(spec)
-    split = cumulative_split(data, spec, seed, None, model=original.to(device).eval())
+    split = cumulative_split(data, ForgetSpec.parse(spec), seed, None, model=original.to(device).eval())
     model = copy.deepcopy(original).to(device)
     mean, std = model.normalize.mean, model.normalize.std
     tr = data.train

@@ -38,6 +38,7 @@ import torch
 from dcforget.config import config_dirs, load_toml
 from dcforget.datasets import default_data_dir
 from dcforget.errors import ConfigError, DivergedError, OutputExistsError
+from dcforget.forget import ForgetSpec
 from dcforget.io import atomic_path
 from dcforget.jobs import Executor, LocalExecutor
 from dcforget.provenance import command_line, git_hash, machine
@@ -130,7 +131,6 @@ def suite_tuning(suite: str, preset: str, dataset: str, model: str) -> list[tupl
     the experiment lists in ``tune_class``. The list comes from the suite's files, so it never drifts from what the
     suite runs."""
     from unlearn.methods import METHODS
-    from unlearn.tuned import forget_kind
 
     _, exps = load_suite(suite, preset)
     jobs: dict[tuple[str, str], None] = {}
@@ -145,7 +145,7 @@ def suite_tuning(suite: str, preset: str, dataset: str, model: str) -> list[tupl
         if model not in s.get("models", []):
             continue
         forget = s["forget"]
-        whole = forget_kind(forget) == "class"
+        whole = ForgetSpec.parse(forget).family == "class"
         extra = set(s.get("tune_class", []))
         for m in s["methods"]:
             method = METHODS.get(m)

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from attacks.roc import auc, roc_curve, tpr_at_fpr
-from dcforget.forget import ForgetContext, resolve_forget
+from dcforget.forget import ForgetContext, ForgetSpec, resolve_forget
 from dcforget.overfit import otsu_threshold, overfitting_scores
 from dcforget.train import TrainConfig, train_on
 
@@ -45,7 +45,7 @@ def test_overfitting_scores_match_a_batch_of_one_loop(tiny):
 def test_overfit_spec_selects_low_score_samples(tiny):
     model = train_on(tiny, "mlp", TrainConfig(epochs=3), seed=0, device=torch.device("cpu"), quiet=True).model.eval()
     ctx = ForgetContext(tiny.train.labels, 4, 0, extra={"model": model, "images": tiny.train.images})
-    split = resolve_forget("overfit", ctx)
+    split = resolve_forget(ForgetSpec.parse("overfit"), ctx)
     scores = overfitting_scores(model, tiny.train.images, tiny.train.labels)
     t = otsu_threshold(scores)
     assert torch.equal(split.forget, torch.nonzero(scores <= t).flatten())
@@ -53,7 +53,7 @@ def test_overfit_spec_selects_low_score_samples(tiny):
     from dcforget.errors import ForgetSpecError
 
     with pytest.raises(ForgetSpecError, match="needs the model"):
-        resolve_forget("overfit", ForgetContext(tiny.train.labels, 4, 0))
+        resolve_forget(ForgetSpec.parse("overfit"), ForgetContext(tiny.train.labels, 4, 0))
 
 
 def test_unlearning_metric_layer_distance_and_direction(tiny):
@@ -64,7 +64,7 @@ def test_unlearning_metric_layer_distance_and_direction(tiny):
     assert layer_distance(a, -a) == pytest.approx(2.0, abs=1e-6)
     model = train_on(tiny, "mlp", TrainConfig(epochs=3), seed=0, device=torch.device("cpu"), quiet=True).model
     labels = tiny.train.labels
-    split = resolve_forget("random:0.3", ForgetContext(labels, 4, 0))
+    split = resolve_forget(ForgetSpec.parse("random:0.3"), ForgetContext(labels, 4, 0))
     res = unlearning_metric(model, tiny.train.images, labels, split.forget, split.retain)
     assert set(res["per_class"]) == set(labels[split.forget].tolist()) and 0 <= res["unlearning_metric"] <= 200
     # forget == retain samples pull identically: distance 0

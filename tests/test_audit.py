@@ -11,7 +11,7 @@ import unlearn.request as request_mod
 from condense.build import build_condensed
 from dcforget.condensed_store import CondensedSet
 from dcforget.datasets import load_data
-from dcforget.forget import ForgetSplit
+from dcforget.forget import ForgetSpec, ForgetSplit
 from dcforget.train import TrainConfig, train_on
 from unlearn.audit import ReducedSetLeakError, audit_served
 from unlearn.methods import METHODS
@@ -178,7 +178,7 @@ def test_request_refuses_a_touched_bucket_marked_clean_by_a_shared_helper_bug(se
     data, trained, cs = setup
     calls = _spy_fit(monkeypatch)
     monkeypatch.setattr(reduced_mod, "_owner", _flipped_owner)
-    split = cumulative_split(data, "random:0.2", 0, None)
+    split = cumulative_split(data, ForgetSpec.parse("random:0.2"), 0, None)
     assert assemble_reduced(cs, split.forget, len(data.train)).audit["passed"]  # the old audit would let it through
     with pytest.raises(ReducedSetLeakError, match="served_buckets_hold_no_forget_sample"):
         unlearn_request(
@@ -192,7 +192,7 @@ def test_what_reduced_tensors_serves_is_audited_there(setup, method, monkeypatch
     """A method gets its rows only through reduced_tensors, which audits exactly the lists it gathers."""
     data, trained, cs = setup
     calls = _spy_fit(monkeypatch)
-    split = cumulative_split(data, "random:0.2", 0, None)
+    split = cumulative_split(data, ForgetSpec.parse("random:0.2"), 0, None)
     r = assemble_reduced(cs, split.forget, len(data.train))
     touched = [j for j in range(len(cs)) if j not in r.condensed_rows.tolist()]
     leaky = ReducedSet(r.real_indices, torch.tensor(sorted(r.condensed_rows.tolist() + touched[:1])), r.audit)
@@ -232,7 +232,7 @@ def test_class_influence_request_drops_every_image_of_a_touched_class(setup):
     data, trained, _ = setup
     cs = build_condensed(data, "herding", trained, device=CPU, seed=0, ipc=3, quiet=True).condensed
     assert cs.influence == "class"
-    split = cumulative_split(data, "classes:1:0.5", 0, None)
+    split = cumulative_split(data, ForgetSpec.parse("classes:1:0.5"), 0, None)
     r = assemble_reduced(cs, split.forget, len(data.train), labels=data.train.labels)
     assert set(cs.labels[r.condensed_rows].tolist()) == {0, 2, 3}
     assert set(data.train.labels[r.real_indices].tolist()) == {1}

@@ -21,7 +21,7 @@ from hypothesis import strategies as st  # noqa: E402
 
 from dcforget.config import check_options, parse_options, resolve_config, section  # noqa: E402
 from dcforget.errors import DcForgetError  # noqa: E402
-from dcforget.forget import ForgetContext, parse_forget_spec, resolve_forget  # noqa: E402
+from dcforget.forget import ForgetContext, ForgetSpec, resolve_forget  # noqa: E402
 from dcforget.train import TrainConfig  # noqa: E402
 
 TINY = "synthetic:classes=4,train=30,test=10,size=16"
@@ -240,7 +240,7 @@ CTX = ForgetContext(torch.arange(40) % 4, 4, seed=0, class_names=("airplane", "b
 def test_forget_specs_parse_or_typed_error(files, data):
     spec = data.draw(forget_specs(str(files / "idx.txt")))
     try:
-        parsed = parse_forget_spec(spec)
+        parsed = ForgetSpec.parse(spec)
         split = resolve_forget(parsed, CTX)
     except DcForgetError as err:
         event(f"refused: {type(err).__name__}")

@@ -8,6 +8,7 @@ from condense.build import build_condensed
 from dcforget.checkpoint import load_checkpoint
 from dcforget.datasets import load_data
 from dcforget.errors import ConfigError
+from dcforget.forget import ForgetSpec
 from dcforget.train import TrainConfig, train_on
 from unlearn.cli import main as unlearn_main
 from unlearn.offline import offline_phase, remembrance_set
@@ -134,7 +135,7 @@ def test_class_forgetting_drops_that_class_from_the_remembrance_set(setup):
     from unlearn.methods.base import UnlearnContext
     from unlearn.request import cumulative_split
 
-    split = cumulative_split(data, "class:2", 0, None)
+    split = cumulative_split(data, ForgetSpec.parse("class:2"), 0, None)
     ctx = UnlearnContext(
         model, data, split, CPU, 0, {}, artefacts={"remembrance_images": rem.images, "remembrance_labels": rem.labels}
     )

@@ -112,13 +112,14 @@ def test_report_refuses_what_it_cannot_render(tmp_path):
 def test_tune_suite_lists_what_the_benchmark_runs_and_every_pair_has_its_tuned_file():
     """`experiments tune --suite benchmark` (which replaced scripts/tune-cpu.sh) reads the methods from the suite's
     files: at the cpu preset the pairs it would tune are exactly the committed tuned files of CIFAR-10's MLP."""
+    from dcforget.forget import ForgetSpec
     from experiments.runner import suite_tuning
     from unlearn.tuned import tuned_filename
 
     pairs = suite_tuning("benchmark", "cpu", "cifar10", "mlp")
     assert ("unsir", "class:2") in pairs and ("unsir", "random:0.1") not in pairs  # class-only
     assert ("ssd", "class:2") in pairs and ("finetune", "class:2") not in pairs  # tune_class lists ssd only
-    names = {tuned_filename(m, f) for m, f in pairs}
+    names = {tuned_filename(m, ForgetSpec.parse(f)) for m, f in pairs}
     assert names == {p.name for p in (ROOT / "configs/tuned/cpu/cifar10-mlp").glob("*.json")}
 
 

@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from dcforget.errors import ConfigError
+from dcforget.forget import ForgetSpec
 from dcforget.models import create_model
 from dcforget.runtime import seeded
 from dcforget.train import as_unit
@@ -64,7 +65,7 @@ def test_vectorised_fisher_equals_the_batch_one_loop(tiny, arch):
 
 
 def _context(tiny, arch, alpha, seed):
-    split = cumulative_split(tiny, "class:1", 0, None)
+    split = cumulative_split(tiny, ForgetSpec.parse("class:1"), 0, None)
     model = _model(arch, tiny.info).eval()
     options = {**METHODS.get("fisher").defaults, "alpha": alpha, "batch_size": 16, "omit_label": False}
     return UnlearnContext(model, tiny, split, CPU, seed, options, quiet=True), split
@@ -234,7 +235,7 @@ def test_batch_mean_estimator_depends_on_its_seed_and_per_sample_does_not(tiny):
 
 
 def _omit_context(tiny, spec, omit, seed=5, arch="mlp"):
-    split = cumulative_split(tiny, spec, 0, None)
+    split = cumulative_split(tiny, ForgetSpec.parse(spec), 0, None)
     model = _model(arch, tiny.info).eval()
     options = {**METHODS.get("fisher").defaults, "alpha": 1e-7, "batch_size": 16, "omit_label": omit}
     return UnlearnContext(model, tiny, split, CPU, seed, options, quiet=True)

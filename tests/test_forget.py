@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from dcforget.errors import ForgetSpecError
-from dcforget.forget import ForgetContext, parse_forget_spec, resolve_forget
+from dcforget.forget import ForgetContext, ForgetSpec, resolve_forget
 
 LABELS = torch.arange(5).repeat_interleave(20)  # 5 classes x 20
 CTX = ForgetContext(LABELS, 5, seed=0, class_names=("a", "b", "c", "d", "e"))
@@ -16,36 +16,36 @@ def _check_partition(split, n=100):
 
 
 def test_random_fraction_size_partition_and_seed():
-    s = resolve_forget("random:0.1", CTX)
+    s = resolve_forget(ForgetSpec.parse("random:0.1"), CTX)
     _check_partition(s)
     assert len(s.forget) == 10
-    assert torch.equal(s.forget, resolve_forget("random:0.1", CTX).forget)
-    other = resolve_forget("random:0.1", ForgetContext(LABELS, 5, seed=1))
+    assert torch.equal(s.forget, resolve_forget(ForgetSpec.parse("random:0.1"), CTX).forget)
+    other = resolve_forget(ForgetSpec.parse("random:0.1"), ForgetContext(LABELS, 5, seed=1))
     assert not torch.equal(s.forget, other.forget)
 
 
 def test_class_by_index_and_name():
-    s = resolve_forget("class:2", CTX)
+    s = resolve_forget(ForgetSpec.parse("class:2"), CTX)
     _check_partition(s)
     assert torch.equal(s.forget, torch.arange(40, 60))
-    assert torch.equal(resolve_forget("class:C", CTX).forget, s.forget)
+    assert torch.equal(resolve_forget(ForgetSpec.parse("class:C"), CTX).forget, s.forget)
 
 
 def test_classes_with_fraction_takes_that_share_of_each():
-    s = resolve_forget("classes:1,3:0.25", CTX)
+    s = resolve_forget(ForgetSpec.parse("classes:1,3:0.25"), CTX)
     _check_partition(s)
     assert torch.bincount(LABELS[s.forget], minlength=5).tolist() == [0, 5, 0, 5, 0]
-    whole = resolve_forget("classes:0,4", CTX)
+    whole = resolve_forget(ForgetSpec.parse("classes:0,4"), CTX)
     assert torch.bincount(LABELS[whole.forget], minlength=5).tolist() == [20, 0, 0, 0, 20]
 
 
 def test_indices_text_and_npy(tmp_path):
     txt = tmp_path / "f.txt"
     txt.write_text("# forget these\n7\n3\n\n99\n")
-    assert resolve_forget(f"indices:{txt}", CTX).forget.tolist() == [3, 7, 99]
+    assert resolve_forget(ForgetSpec.parse(f"indices:{txt}"), CTX).forget.tolist() == [3, 7, 99]
     npy = tmp_path / "f.npy"
     np.save(npy, np.array([5, 1], dtype=np.int32))
-    assert resolve_forget(f"indices:{npy}", CTX).forget.tolist() == [1, 5]
+    assert resolve_forget(ForgetSpec.parse(f"indices:{npy}"), CTX).forget.tolist() == [1, 5]
 
 
 @pytest.mark.parametrize(
@@ -70,7 +70,7 @@ def test_indices_text_and_npy(tmp_path):
 )
 def test_bad_specs_raise_one_line(spec, msg):
     with pytest.raises(ForgetSpecError, match=msg) as info:
-        resolve_forget(spec, CTX)
+        resolve_forget(ForgetSpec.parse(spec), CTX)
     assert "\n" not in str(info.value)
 
 
@@ -88,21 +88,21 @@ def test_bad_index_files(tmp_path, content, msg):
     f = tmp_path / "bad.txt"
     f.write_text(content)
     with pytest.raises(ForgetSpecError, match=msg):
-        resolve_forget(f"indices:{f}", CTX)
+        resolve_forget(ForgetSpec.parse(f"indices:{f}"), CTX)
 
 
 def test_index_file_errors(tmp_path):
     with pytest.raises(ForgetSpecError, match="does not exist"):
-        resolve_forget(f"indices:{tmp_path}/none.txt", CTX)
+        resolve_forget(ForgetSpec.parse(f"indices:{tmp_path}/none.txt"), CTX)
     npy = tmp_path / "f.npy"
     np.save(npy, np.array([0.5, 1.0]))
     with pytest.raises(ForgetSpecError, match="integer"):
-        resolve_forget(f"indices:{npy}", CTX)
+        resolve_forget(ForgetSpec.parse(f"indices:{npy}"), CTX)
     junk = tmp_path / "junk.npy"
     junk.write_bytes(b"not numpy")
     with pytest.raises(ForgetSpecError, match="not a valid .npy"):
-        resolve_forget(f"indices:{junk}", CTX)
+        resolve_forget(ForgetSpec.parse(f"indices:{junk}"), CTX)
 
 
 def test_parse_keeps_colons_in_paths():
-    assert parse_forget_spec("indices:/a:b/c.txt").args == ("/a:b/c.txt",)
+    assert ForgetSpec.parse("indices:/a:b/c.txt").args == ("/a:b/c.txt",)

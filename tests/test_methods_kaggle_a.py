@@ -17,6 +17,7 @@ import unlearn.methods.msg as msg_mod
 import unlearn.methods.prmq as prmq_mod  # noqa: F401
 from dcforget.datasets import load_data
 from dcforget.errors import ConfigError
+from dcforget.forget import ForgetSpec
 from dcforget.models import create_model
 from dcforget.space import Fixed, Float, resolve
 from dcforget.train import TrainConfig, as_unit, evaluate, train_on
@@ -52,7 +53,7 @@ def _run(model, data, method, spec="random:0.2", **opts):
     assert not unknown, unknown
     if m.validate is not None:
         m.validate(dict(opts))
-    split = cumulative_split(data, spec, 0, None)
+    split = cumulative_split(data, ForgetSpec.parse(spec), 0, None)
     ctx = UnlearnContext(model.eval(), data, split, CPU, 0, {**m.defaults, **opts}, quiet=True)
     out = m.run(ctx).eval()
     json.dumps(ctx.extra)  # what a method reports must be JSON-able

@@ -9,7 +9,7 @@ from click.testing import CliRunner
 from condense.cli import main as condense_main
 from dcforget.condensed_store import read_condensed
 from dcforget.datasets import load_data
-from dcforget.forget import ForgetContext, resolve_forget
+from dcforget.forget import ForgetContext, ForgetSpec, resolve_forget
 from unlearn.cli import main as unlearn_main
 
 pytestmark = pytest.mark.realdata
@@ -24,7 +24,9 @@ def test_cifar10_through_torchvision(real_data_dir):
     capped = load_data("cifar10", real_data_dir, per_class=4500, seed=0, download=False)  # 15% held out: 675/class
     assert len(capped.train) == 38250 and torch.bincount(capped.train.labels).tolist() == [3825] * 10
     assert len(capped.val) == 6750 and torch.bincount(capped.val.labels).tolist() == [675] * 10
-    split = resolve_forget("class:bird", ForgetContext(capped.train.labels, 10, 0, capped.info.class_names))
+    split = resolve_forget(
+        ForgetSpec.parse("class:bird"), ForgetContext(capped.train.labels, 10, 0, capped.info.class_names)
+    )
     assert len(split.forget) == 3825 and len(split.retain) == 34425
 
 

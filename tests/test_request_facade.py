@@ -166,9 +166,16 @@ def test_a_condensed_file_must_record_the_training_set_it_condenses():
 def _tuned_file(root, preset, options, method="neggrad-plus", dataset="synthetic", model="cnn", forget=None):
     import json
 
-    from unlearn.tuned import forget_kind, tuned_filename
+    from dcforget.forget import ForgetSpec
+    from unlearn.tuned import tuned_filename
 
-    p = root / "tuned" / preset / f"{dataset}-{model}" / tuned_filename(method, forget or "random:0.1")
+    p = (
+        root
+        / "tuned"
+        / preset
+        / f"{dataset}-{model}"
+        / tuned_filename(method, ForgetSpec.parse(forget or "random:0.1"))
+    )
     p.parent.mkdir(parents=True, exist_ok=True)
     setup = {"per_class": 250, **({"forget": forget} if forget else {})}
     # tuned on the setting of the `files` fixture's checkpoints (SPEC, 2 epochs), so that `unlearn` may use it
@@ -177,7 +184,7 @@ def _tuned_file(root, preset, options, method="neggrad-plus", dataset="synthetic
         "model": model,
         "train_size": len(load_data(SPEC).train),
         "epochs": 2,
-        "forget_kind": forget_kind(forget or "random:0.1"),
+        "forget_kind": ForgetSpec.parse(forget or "random:0.1").family,
     }
     p.write_text(
         json.dumps(
@@ -291,6 +298,7 @@ def test_kept_class_accuracy_is_test_accuracy_on_the_classes_a_request_keeps(tin
     """One definition of issue #17's other-class TA, used by every experiment kind: the classes with no retain
     sample left are gone (however the spec names them: index, name, several, or an index file covering a class);
     the accuracy is on the test images of the others; per-sample forgetting has none."""
+    from dcforget.forget import ForgetSpec
     from dcforget.models import create_model
     from dcforget.train import evaluate
     from unlearn.request import cumulative_split, kept_class_accuracy
@@ -312,8 +320,13 @@ def test_kept_class_accuracy_is_test_accuracy_on_the_classes_a_request_keeps(tin
         ("classes:0,2", [0, 2]),
         (f"indices:{tmp_path / 'c3.txt'}", [3]),
     ):
-        got = kept_class_accuracy(model, tiny, cumulative_split(tiny, spec, 0, None), CPU)
+        got = kept_class_accuracy(model, tiny, cumulative_split(tiny, ForgetSpec.parse(spec), 0, None), CPU)
         assert got == pytest.approx(on(gone)), spec
     assert on([1]) != on([2]) or on([1]) != on([0, 2])  # the classes removed matter, so the check above can fail
-    assert kept_class_accuracy(model, tiny, cumulative_split(tiny, "random:0.3", 0, None), CPU) is None
-    assert kept_class_accuracy(model, tiny, cumulative_split(tiny, "classes:1:0.5", 0, None), CPU) is None
+    assert (
+        kept_class_accuracy(model, tiny, cumulative_split(tiny, ForgetSpec.parse("random:0.3"), 0, None), CPU) is None
+    )
+    assert (
+        kept_class_accuracy(model, tiny, cumulative_split(tiny, ForgetSpec.parse("classes:1:0.5"), 0, None), CPU)
+        is None
+    )

@@ -17,10 +17,11 @@ from dcforget.checkpoint import save_checkpoint
 from dcforget.condensed_store import write_condensed
 from dcforget.datasets import load_data
 from dcforget.errors import ConfigError
+from dcforget.forget import ForgetSpec
 from dcforget.train import TrainConfig, checkpoint_meta, train_on
 from unlearn.cli import main as unlearn_main
 from unlearn.request import UnlearnRequest
-from unlearn.tuned import EPOCHS_FACTOR, TRAIN_SIZE_FACTOR, Setting, forget_kind, setting_mismatch, tuned_filename
+from unlearn.tuned import EPOCHS_FACTOR, TRAIN_SIZE_FACTOR, Setting, setting_mismatch, tuned_filename
 
 CPU = torch.device("cpu")
 SPEC = "synthetic:classes=4,train=40,test=20,size=16,noise=0.5"
@@ -57,7 +58,7 @@ def _write(
     model="mlp",
     command="experiments tune synthetic --method {m} --preset cpu",
 ):
-    p = root / "tuned" / preset / f"synthetic-{model}" / tuned_filename(method, forget)
+    p = root / "tuned" / preset / f"synthetic-{model}" / tuned_filename(method, ForgetSpec.parse(forget))
     p.parent.mkdir(parents=True, exist_ok=True)
     on = {
         "dataset": "synthetic",
@@ -65,7 +66,7 @@ def _write(
         "train_size": train_size,
         "num_classes": 4,
         "epochs": epochs,
-        "forget_kind": forget_kind(forget),
+        "forget_kind": ForgetSpec.parse(forget).family,
         "forget": forget,
     }
     p.write_text(
@@ -254,7 +255,7 @@ def test_committed_tuned_files_record_the_setting_of_their_study():
             setup.dataset.split(":")[0],
             setup.model,
             setup.train_epochs,
-            forget_kind(setup.forget),
+            ForgetSpec.parse(setup.forget).family,
             setup.per_class,
         ), p
         assert isinstance(on["train_size"], int) and on["train_size"] > 0, p

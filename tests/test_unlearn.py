@@ -14,6 +14,7 @@ from condense.build import build_condensed
 from dcforget.checkpoint import load_checkpoint
 from dcforget.datasets import load_data
 from dcforget.errors import ConfigError
+from dcforget.forget import ForgetSpec
 from dcforget.models import create_model
 from dcforget.train import TrainConfig, evaluate, train_on
 from unlearn.cli import main as unlearn_main
@@ -361,7 +362,7 @@ def test_condensed_reset_choices_reinitialise_exactly_those_parts(setup, reset):
     from unlearn.reduced import assemble_reduced
     from unlearn.request import cumulative_split
 
-    split = cumulative_split(data, "class:1", 0, None)
+    split = cumulative_split(data, ForgetSpec.parse("class:1"), 0, None)
     ctx = UnlearnContext(
         trained,
         data,

@@ -26,7 +26,7 @@ from dcforget.condensed_store import CondensedSet, read_condensed
 from dcforget.config import check_options, parse_options
 from dcforget.datasets import Data
 from dcforget.errors import ConfigError, DivergedError, ForgetSpecError
-from dcforget.forget import ForgetContext, ForgetSplit, parse_forget_spec, read_index_file, resolve_forget
+from dcforget.forget import ForgetContext, ForgetSpec, ForgetSplit, as_forget_spec, resolve_forget
 from dcforget.metrics import population_mia
 from dcforget.models import Classifier
 from dcforget.pairing import check_pairing
@@ -34,9 +34,9 @@ from dcforget.runtime import resolve_device, synchronize
 from dcforget.train import evaluate
 
 from .audit import ReducedSetLeakError, audit_served, require_clean
-from .methods import DEFAULT_METHOD, METHODS, UnlearnContext, zero_shot_view
+from .methods import DEFAULT_METHOD, METHODS, Method, UnlearnContext, zero_shot_view
 from .reduced import assemble_reduced
-from .tuned import Tuned, TunedChoice, checkpoint_setting, choose_tuned, forced_tuned, whole_classes
+from .tuned import Tuned, TunedChoice, checkpoint_setting, choose_tuned, forced_tuned
 
 
 @dataclass
@@ -47,7 +47,7 @@ class UnlearnResult:
 
 
 def cumulative_split(
-    data: Data, spec: str, seed: int, previous: list[int] | None, model: Classifier | None = None
+    data: Data, spec: ForgetSpec, seed: int, previous: list[int] | None, model: Classifier | None = None
 ) -> ForgetSplit:
     """This request's forget set united with what earlier requests already forgot. ``model`` serves
     model-based specs (``overfit``)."""
@@ -152,16 +152,49 @@ def check_retain_source(method: str, retain: str, has_condensed: bool) -> None:
             raise ConfigError("--retain reduced serves the reduced set of a condensed file: give --from-condensed FILE")
 
 
-def check_forget_kind(method: str, spec: str) -> None:
+def check_forget_kind(method: str, spec: ForgetSpec) -> None:
     """ForgetSpecError where ``method`` is defined for whole classes only and ``spec`` asks for something else."""
-    if METHODS.get(method).class_only and not whole_classes(spec):
-        raise ForgetSpecError(f"method {method!r} forgets whole classes only (class:C or classes:C1,C2), not {spec!r}")
+    if METHODS.get(method).class_only and not spec.whole_classes:
+        raise ForgetSpecError(
+            f"method {method!r} forgets whole classes only (class:C or classes:C1,C2), not {str(spec)!r}"
+        )
+
+
+def check_request(
+    method: str,
+    spec: ForgetSpec,
+    *,
+    options: Mapping[str, Any] | None,
+    has_condensed: bool,
+    retain: str = "full",
+    validation: str = "whole",
+) -> Method:
+    """The one validation of what a request asks, before any work; :meth:`UnlearnRequest.prepare` and
+    :func:`unlearn_request` both call it. The method is known; ``validation`` is a mode; ``options`` (typed values,
+    the user's, not yet merged with the defaults) are the method's and pass its own check; a condensed file is given
+    where the method works from one; the retain source applies; the forget spec's kind is one the method forgets.
+    Returns the method's registry entry."""
+    m = METHODS.get(method)
+    if validation not in VALIDATION_MODES:
+        raise ConfigError(f"validation must be one of {', '.join(VALIDATION_MODES)}, not {validation!r}")
+    unknown = sorted(set(options or {}) - set(m.defaults))
+    if unknown:
+        raise ConfigError(
+            f"unknown option(s) for method {method!r}: {', '.join(unknown)}; known: {', '.join(sorted(m.defaults))}"
+        )
+    if m.validate is not None:
+        m.validate(dict(options or {}))
+    if m.needs_condensed and not has_condensed:
+        raise ConfigError(f"method {method!r} works from a condensed set: give --from-condensed FILE")
+    check_retain_source(method, retain, has_condensed)
+    check_forget_kind(method, spec)
+    return m
 
 
 def unlearn_request(
     original: Classifier,
     data: Data,
-    spec: str,
+    spec: str | ForgetSpec,
     method: str,
     *,
     device: torch.device,
@@ -181,22 +214,14 @@ def unlearn_request(
     validation figures are on it; ``"halves"`` -- a method that reads the validation split (``reads_validation``)
     is served only its method half, and the report adds the validation figures on the selection half
     (``selection_val_acc``, ``selection_val_mia``), the ones a choice about it may read. The report's
-    ``validation`` block says what the method read and which images each figure is on."""
-    m = METHODS.get(method)
-    if validation not in VALIDATION_MODES:
-        raise ConfigError(f"validation must be one of {', '.join(VALIDATION_MODES)}, not {validation!r}")
+    ``validation`` block says what the method read and which images each figure is on. ``spec``: the request's
+    forget spec, parsed (``UnlearnRequest.prepare`` parsed it) or text (parsed here, once: this is the edge for
+    callers holding a model and data in memory)."""
+    spec = as_forget_spec(spec)
+    m = check_request(
+        method, spec, options=options, has_condensed=condensed is not None, retain=retain, validation=validation
+    )
     opts = {**m.defaults, **(options or {})}
-    unknown = sorted(set(options or {}) - set(m.defaults))
-    if unknown:
-        raise ConfigError(
-            f"unknown option(s) for method {method!r}: {', '.join(unknown)}; known: {', '.join(sorted(m.defaults))}"
-        )
-    if m.validate is not None:
-        m.validate(dict(options or {}))
-    if m.needs_condensed and condensed is None:
-        raise ConfigError(f"method {method!r} works from a condensed set: give --from-condensed FILE")
-    check_retain_source(method, retain, condensed is not None)
-    check_forget_kind(method, spec)
     split = cumulative_split(data, spec, seed, previous_forget, model=original.to(device).eval())
     synchronize(device)
     t0 = time.perf_counter()
@@ -232,6 +257,7 @@ def unlearn_request(
             reduced,
             artefacts=dict(artefacts or {}),
             retain_source=retain,
+            previous=torch.as_tensor(sorted(set(previous_forget)), dtype=torch.long) if previous_forget else None,
         )
     held = ctx.data
     data_seen = {
@@ -253,7 +279,7 @@ def unlearn_request(
         )
     report = {
         "method": method,
-        "forget_spec": spec,
+        "forget_spec": str(spec),
         "seed": seed,
         "forget_size": len(split.forget),
         "retain_size": len(split.retain),
@@ -314,7 +340,7 @@ class UnlearnRequest:
     given."""
 
     checkpoint: str | os.PathLike
-    forget: str
+    forget: str | ForgetSpec  # text is parsed by prepare(), once
     method: str | None = None
     condensed_file: str | os.PathLike | None = None
     options: Mapping[str, Any] = field(default_factory=dict)
@@ -333,13 +359,13 @@ class UnlearnRequest:
         file against the checkpoint (dataset, training set, classes, image shape: ``dcforget.pairing``, one error
         type per kind of mismatch); what the method needs (a condensed file, an offline checkpoint); then load the
         data the checkpoint was trained on and check the checkpoint against it."""
-        if not isinstance(self.forget, str) or not self.forget.strip():
+        if not isinstance(self.forget, ForgetSpec) and (not isinstance(self.forget, str) or not self.forget.strip()):
             raise ForgetSpecError(
                 "an unlearning request needs a forget spec (random:F, class:C, classes:..., indices:FILE, overfit)"
             )
-        spec = parse_forget_spec(self.forget)  # kind and syntax now; an index file is read now too
-        if spec.kind == "indices":
-            read_index_file(spec.args[0])
+        spec = as_forget_spec(self.forget)  # the request's one parse: kind and syntax now
+        if spec.path is not None:  # an index file is read now too
+            spec.read_indices()
         if self.options_from is not None and not self.tuned:
             raise ConfigError("--options-from and --untuned contradict each other: give one of them")
         method = self.method or (DEFAULT_METHOD if self.condensed_file is not None else None)
@@ -348,8 +374,6 @@ class UnlearnRequest:
                 "give a condensed file (--from-condensed FILE, for the default method) or a method (--method NAME)"
             )
         m = METHODS.get(method)
-        check_retain_source(method, self.retain, self.condensed_file is not None)
-        check_forget_kind(method, self.forget)
         where = f" of method {method!r}"
         pairs = parse_options(self.option_pairs, m.defaults, where)
         opts = {**check_options(dict(self.options), m.defaults, where), **pairs}
@@ -361,16 +385,13 @@ class UnlearnRequest:
                     f"--epochs {self.epochs} and --option epochs={pairs['epochs']} conflict; give one of them"
                 )
             opts["epochs"] = int(self.epochs)
-        if m.validate is not None:
-            m.validate(opts)
-        if m.needs_condensed and self.condensed_file is None:
-            raise ConfigError(f"method {method!r} works from a condensed set: give --from-condensed FILE")
+        check_request(method, spec, options=opts, has_condensed=self.condensed_file is not None, retain=self.retain)
         meta, _, tensors = read_checkpoint_meta(self.checkpoint, with_tensors=True)
-        here = checkpoint_setting(meta, self.forget)
+        here = checkpoint_setting(meta, spec)
         if self.options_from is not None:  # forced: checked, used whatever its setting
             choice = forced_tuned(self.options_from, method, m.defaults, here)
         elif self.tuned:  # only a file tuned on this checkpoint's setting (the default method's condensed.json too)
-            choice = choose_tuned(method, here, m.defaults, self.forget)
+            choice = choose_tuned(method, here, m.defaults, spec)
         else:
             choice = TunedChoice(None, None, off=True)
         tuned, note = choice.tuned, choice.note
@@ -378,13 +399,7 @@ class UnlearnRequest:
             opts = {**tuned.options, **opts}
             if m.validate is not None:
                 m.validate(opts)
-        if spec.kind in ("class", "classes"):
-            numbers = [c for c in spec.args[0].split(",") if c.strip().lstrip("-").isdigit()] if spec.args else []
-            bad = [c for c in numbers if not 0 <= int(c) < meta.num_classes]
-            if bad:
-                raise ForgetSpecError(
-                    f"bad forget spec {self.forget!r}: class {int(bad[0])} is outside 0..{meta.num_classes - 1}"
-                )
+        spec.class_indices(meta.num_classes)  # class numbers against the checkpoint's classes (names: at resolution)
         if m.needs_offline and "remembrance_images" not in tensors:
             raise ConfigError(
                 f"method {method!r} starts from DC-U's offline phase: give a checkpoint made by "
@@ -405,7 +420,9 @@ class UnlearnRequest:
         ck, data = open_checkpoint(self.checkpoint, self.data_dir, self.download)
         if condensed is not None:  # the condensed file against the training set actually loaded, too
             check_pairing(condensed, where=f"condensed file {self.condensed_file}", fingerprint=data.fingerprint())
-        return PreparedRequest(self, method, opts, ck, data.to(device), condensed, device, tuned, note, choice, here)
+        return PreparedRequest(
+            self, method, opts, ck, data.to(device), condensed, device, tuned, note, choice, here, spec=spec
+        )
 
 
 @dataclass
@@ -423,6 +440,7 @@ class PreparedRequest:
     tuned_note: str | None = None  # why a tuned file for this method, dataset and model was not used
     tuned_choice: TunedChoice | None = None  # which tuned file was used, or why none was
     setting: Any = None  # the checkpoint's setting (unlearn.tuned.Setting) the choice was made for
+    spec: ForgetSpec | None = None  # the request's forget spec, parsed once by prepare()
 
     @property
     def meta(self) -> CheckpointMeta:
@@ -435,7 +453,7 @@ class PreparedRequest:
         res = unlearn_request(
             self.checkpoint.model,
             self.data,
-            r.forget,
+            self.spec if self.spec is not None else r.forget,
             self.method,
             device=self.device,
             seed=r.seed,
@@ -475,5 +493,5 @@ class PreparedRequest:
             "unlearned_from": str(self.request.checkpoint),
             "unlearn_method": self.method,
             "forgotten": res.split.forget.tolist(),
-            "requests": [*self.meta.requests, self.request.forget],
+            "requests": [*self.meta.requests, str(self.spec if self.spec is not None else self.request.forget)],
         }

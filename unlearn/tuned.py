@@ -27,7 +27,7 @@ from typing import Any
 
 from dcforget.config import config_dirs
 from dcforget.errors import ConfigError
-from dcforget.forget import parse_forget_spec
+from dcforget.forget import ForgetSpec
 
 PRESET_ORDER = {"paper": 0, "cpu": 1}  # any other preset name ranks 2
 
@@ -62,6 +62,13 @@ class Tuned:
         on = self.summary.get("tuned_on")
         return Setting.from_dict(on) if on else None
 
+    @property
+    def forget_kind(self) -> str | None:
+        """The kind of request the file was tuned on (``ForgetSpec.family`` of the spec it records), or None where it
+        records no spec (a file tuned for any kind)."""
+        on = self.summary.get("forget")
+        return ForgetSpec.parse(on).family if on is not None else None
+
     def describe(self) -> str:
         s = self.summary
         cap = f", {s['per_class']} images per class" if s.get("per_class") else ", full training set"
@@ -75,23 +82,10 @@ class Tuned:
         )
 
 
-def forget_kind(spec: str) -> str:
-    """What kind of forgetting a forget spec asks for: "random", "class" (one or several whole classes, or a
-    fraction of some classes: ``classes:C1,C2:F``), "indices" or "overfit"."""
-    kind = parse_forget_spec(spec).kind
-    return "class" if kind in ("class", "classes") else kind
-
-
-def whole_classes(spec: str) -> bool:
-    """Whether a forget spec removes whole classes (class:C, classes:C1,C2 without a fraction)."""
-    parsed = parse_forget_spec(spec)
-    return parsed.kind in ("class", "classes") and len(parsed.args) == 1
-
-
-def tuned_filename(method: str, forget: str) -> str:
+def tuned_filename(method: str, forget: ForgetSpec) -> str:
     """The tuned file's name for ``method`` tuned on ``forget``: METHOD.json for random forgetting (Deep Unlearn's
-    setting), METHOD.KIND.json for the other kinds."""
-    kind = forget_kind(forget)
+    setting), METHOD.KIND.json for the other kinds (``ForgetSpec.family``)."""
+    kind = forget.family
     return f"{method}.json" if kind == "random" else f"{method}.{kind}.json"
 
 
@@ -146,7 +140,7 @@ class Setting:
         return f"{self.train_size} images{per}"
 
 
-def checkpoint_setting(meta: Any, forget: str | None = None) -> Setting:
+def checkpoint_setting(meta: Any, forget: ForgetSpec | None = None) -> Setting:
     """The setting of a checkpoint (``dcforget.checkpoint.CheckpointMeta``): dataset, architecture, training-set size
     (``train_size``, recorded by ``unlearn train`` since split metadata existed) and epochs (``train_config``); an
     unlearned or offline checkpoint carries its original's. What it does not record is None (matches no file)."""
@@ -159,7 +153,7 @@ def checkpoint_setting(meta: Any, forget: str | None = None) -> Setting:
         meta.arch,
         size if ok(size) else None,
         epochs if ok(epochs) else None,
-        forget_kind(forget) if forget else None,
+        forget.family if forget is not None else None,
         meta.per_class,
         meta.num_classes,
     )
@@ -240,7 +234,7 @@ def find_tuned(
     known: dict[str, Any],
     roots: list[Path] | None = None,
     preset: str | None = None,
-    forget: str | None = None,
+    forget: ForgetSpec | None = None,
 ) -> Tuned | None:
     """The tuned options of ``method`` for ``dataset``/``model`` (``preset``: only that preset's; ``forget``: only
     those tuned for the same kind of forgetting), or None where none were tuned."""
@@ -261,8 +255,7 @@ def find_tuned(
             )
         tuned.append(t)
     if forget is not None:
-        kind = forget_kind(forget)
-        tuned = [t for t in tuned if t.summary.get("forget") is None or forget_kind(t.summary["forget"]) == kind]
+        tuned = [t for t in tuned if t.forget_kind in (None, forget.family)]
     return tuned[0] if tuned else None
 
 
@@ -296,7 +289,7 @@ class TunedChoice:
 
 
 def choose_tuned(
-    method: str, here: Setting, known: dict[str, Any], forget: str, roots: list[Path] | None = None
+    method: str, here: Setting, known: dict[str, Any], forget: ForgetSpec, roots: list[Path] | None = None
 ) -> TunedChoice:
     """The tuned file an unlearning request in setting ``here`` uses: among the files of ``method`` for its dataset
     and model and kind of request (:func:`find_tuned`'s, best preset first), the first whose ``tuned_on`` fits
@@ -307,14 +300,14 @@ def choose_tuned(
     found = _candidates(method, here.dataset, here.model, known, roots)
     if not found:
         return TunedChoice(None, None)
-    kind = forget_kind(forget)
-    same = [t for t in found if t.summary.get("forget") is None or forget_kind(t.summary["forget"]) == kind]
+    kind = forget.family
+    same = [t for t in found if t.forget_kind in (None, kind)]
     if not same:
         other = found[0]
         return TunedChoice(
             None,
             f"tuned options for {method} on {here.dataset}/{here.model} ({other.path}) were "
-            f"tuned for {forget_kind(other.summary['forget'])} forgetting, not {kind} "
+            f"tuned for {other.forget_kind} forgetting, not {kind} "
             "forgetting: not used; the method's defaults apply",
         )
     why = [setting_mismatch(t.setting, here) for t in same]

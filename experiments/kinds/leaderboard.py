@@ -25,6 +25,7 @@ from typing import Any
 
 import torch
 
+from dcforget.forget import ForgetSpec
 from dcforget.provenance import machine
 from unlearn.methods import METHODS
 from unlearn.request import check_forget_kind, cumulative_split, kept_class_accuracy, unlearn_request
@@ -42,8 +43,9 @@ def _cells(exp: Experiment, seeds: int) -> list[Cell]:
     s = exp.spec
     methods = [m for m in s["methods"] if m not in REFERENCES]
     forget = s.get("forget", "random:0.1")
+    spec = ForgetSpec.parse(forget)
     for m in methods:
-        check_forget_kind(m, forget)
+        check_forget_kind(m, spec)
     return [
         Cell(exp.name, {"model": model, "forget": forget, "method": m}, seed)
         for model in s["models"]
@@ -68,7 +70,7 @@ def method_options(
         arch,
         known,
         preset=preset.get("tuned_preset"),  # only files tuned under this benchmark's preset
-        forget=exp.spec.get("forget", "random:0.1"),
+        forget=ForgetSpec.parse(exp.spec.get("forget", "random:0.1")),
     )
     out = dict(tuned.options) if tuned is not None else {}
     for source in (preset.get("method_options", {}), exp.spec.get("method_options", {})):
@@ -142,7 +144,9 @@ def _run(cell: Cell, exp: Experiment, ws: Workspace) -> dict[str, Any]:
                 options=retrain_opts,
             )
             seconds = again.report["time"]["total_s"]
-        split = cumulative_split(ws.data(), forget, cell.seed, None)  # the split retraining trained without
+        split = cumulative_split(
+            ws.data(), ForgetSpec.parse(forget), cell.seed, None
+        )  # the split retraining trained without
         return {
             **out,
             "seconds": seconds,

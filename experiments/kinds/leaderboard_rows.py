@@ -40,7 +40,7 @@ import random
 import statistics
 from typing import Any
 
-from unlearn.tuned import whole_classes
+from dcforget.forget import ForgetSpec
 
 from ..report import mean_std
 from ..workspace import Experiment
@@ -214,7 +214,7 @@ def rows(exp: Experiment, cells: list[dict[str, Any]], references: tuple[str, ..
             c["seed"]: c["result"] for c in cells if c["key"] == {"model": model, "forget": forget, "method": "retrain"}
         }
         table, per_seed = [], {}
-        whole_class = whole_classes(forget)
+        whole_class = ForgetSpec.parse(forget).whole_classes
         for m in (*references, *[m for m in exp.spec["methods"] if m not in references]):
             got = [c for c in cells if c["key"] == {"model": model, "forget": forget, "method": m}]
             if not got:

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from dcforget.errors import ConfigError
+from dcforget.forget import ForgetSpec
 
 from ..workspace import KINDS, Cell, Experiment, Kind, Workspace
 
@@ -169,7 +170,7 @@ def _run(cell: Cell, exp: Experiment, ws: Workspace) -> dict[str, Any]:
                 for i in range(n)
             ]
         }
-    whole = e["forget"].startswith("class:")
+    whole = ForgetSpec.parse(e["forget"]).kind == "class"
     if whole and any("test_acc_other" not in r for r in (*mine.values(), *retrain.values())):
         return {
             "rows": [{**base, "request": e["request"], "missing": "cells computed before other-class TA was recorded"}]

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ import torch
 
 from dcforget.config import config_dirs
 from dcforget.errors import ConfigError
+from dcforget.forget import ForgetSpec
 from unlearn.methods import METHODS
 from unlearn.request import kept_class_accuracy, unlearn_request
 
@@ -178,17 +180,18 @@ def _unlearn_cells(exp: Experiment, seeds: int) -> list[Cell]:
     return list(cells.values())
 
 
-def forget_spec(spec: str) -> str:
-    """An experiment's forget entry as the request takes it: a relative ``indices:PATH`` resolved against the configs
-    folder (the first that has the file; an absolute path is kept)."""
-    if not spec.startswith("indices:"):
+def forget_spec(text: str) -> ForgetSpec:
+    """An experiment's forget entry, parsed, as the request takes it: a relative ``indices:PATH`` resolved against
+    the configs folder (the first that has the file; an absolute path is kept)."""
+    spec = ForgetSpec.parse(text)
+    if spec.path is None:
         return spec
-    path = Path(spec.split(":", 1)[1])
+    path = Path(spec.path)
     if path.is_absolute():
         return spec
     for base in config_dirs():
         if (base / path).is_file():
-            return f"indices:{base / path}"
+            return replace(spec, args=(str(base / path),))
     raise ConfigError(
         f"forget index file {path} is not under any configs folder ({', '.join(map(str, config_dirs()))})"
     )
@@ -196,10 +199,10 @@ def forget_spec(spec: str) -> str:
 
 def _unlearn_inputs(cell: Cell, exp: Experiment, preset: dict[str, Any]) -> dict[str, Any] | None:
     """The bytes of an ``indices:`` forget file (the spec's text alone would not notice an edited file)."""
-    spec = cell.key["forget"]
-    if not spec.startswith("indices:"):
+    path = forget_spec(cell.key["forget"]).path
+    if path is None:
         return None
-    return {"indices": hashlib.sha256(Path(forget_spec(spec).split(":", 1)[1]).read_bytes()).hexdigest()}
+    return {"indices": hashlib.sha256(Path(path).read_bytes()).hexdigest()}
 
 
 def _uses(method: str, axis: str) -> bool:

@@ -28,7 +28,6 @@ import torch
 from torch import nn
 
 from dcforget.errors import ConfigError, ForgetSpecError
-from dcforget.forget import parse_forget_spec
 from dcforget.runtime import generator
 from dcforget.space import Choice, Fixed, Float
 from dcforget.train import as_unit
@@ -108,9 +107,10 @@ def epsilon_relevance(
 
 
 def forgotten(ctx: UnlearnContext) -> list[int]:
-    spec = parse_forget_spec(ctx.split.spec)
-    if spec.kind not in ("class", "classes") or len(spec.args) != 1:
-        raise ForgetSpecError(f"lrp-npp forgets whole classes only (class:C or classes:C1,C2), not {ctx.split.spec!r}")
+    if not ctx.split.spec.whole_classes:
+        raise ForgetSpecError(
+            f"lrp-npp forgets whole classes only (class:C or classes:C1,C2), not {str(ctx.split.spec)!r}"
+        )
     return sorted(ctx.data.train.labels.unique().tolist())  # a zero-shot view: these are the forget set's labels
 
 
