@@ -326,6 +326,7 @@ def condensed(ctx: UnlearnContext):
     if small:  # a few images: keep the model, no augmentation, a few gentle steps (SMALL REQUESTS above)
         o = {**o, "dsa": False, "teacher": "clean", "lr": float(o["small_lr"])}
         o["forget_weight"] = float(o["small_forget_weight"])
+        ctx.extra["small_request"] = {k: o[k] for k in ("dsa", "teacher", "lr", "forget_weight")}
         if not o["steps"] and not o["epochs"]:
             o["steps"] = int(o["small_steps"])
         ctx.options = o

@@ -1,0 +1,82 @@
+"""Small erasure requests (issue #33): the default method keeps the model whole for a request that adds a few
+images (only a stream request's NEW images count), trains a few gentle steps on the reduced set, and successive small
+requests do not compound: retain accuracy stays with retraining's."""
+
+import pytest
+import torch
+
+from condense.build import build_condensed
+from dcforget.datasets import load_data
+from dcforget.errors import ConfigError
+from dcforget.train import TrainConfig, train_on
+from unlearn.request import unlearn_request
+
+CPU = torch.device("cpu")
+SPEC = "synthetic:classes=4,train=60,test=20,size=16,noise=2.0"  # 204 training images, memorised (TA far lower)
+
+
+@pytest.fixture(scope="module")
+def setup():
+    data = load_data(SPEC)
+    mlp = train_on(data, "mlp", TrainConfig(epochs=20, batch_size=32), seed=0, device=CPU, quiet=True).model
+    cs = build_condensed(data, "fdm", mlp, device=CPU, seed=0, clusters=5, options={"steps": 2}, quiet=True)
+    return data, mlp, cs.condensed
+
+
+def _request(model, data, cs, indices, previous=None, method="condensed", tmp=None, **opts):
+    path = tmp / f"r{len(previous or [])}-{method}.txt"
+    path.write_text("\n".join(map(str, indices)) + "\n")
+    return unlearn_request(
+        model,
+        data,
+        f"indices:{path}",
+        method,
+        device=CPU,
+        seed=0,
+        options=opts,
+        condensed=cs,
+        previous_forget=previous,
+        quiet=True,
+    )
+
+
+def test_a_small_request_keeps_the_model_and_a_large_one_resets(setup, tmp_path):
+    data, mlp, cs = setup
+    small = _request(mlp, data, cs, [3, 70], tmp=tmp_path)  # 2 of 204 images: at most 1%
+    extra = small.report["method_extra"]
+    assert extra["profile"] == "small request" and extra["reset"] == "none" and extra["steps"] == 40
+    assert extra["small_request"] == {"dsa": False, "teacher": "clean", "lr": 1e-4, "forget_weight": 4.0}
+    large = _request(mlp, data, cs, list(range(0, 200, 10)), tmp=tmp_path)  # 20 images: 10%
+    assert large.report["method_extra"]["profile"] == "per-sample"
+    assert large.report["method_extra"]["reset"] == "all"  # the MLP's rule for per-sample forgetting
+    off = _request(mlp, data, cs, [3, 70], tmp=tmp_path, small_request=0.0)
+    assert off.report["method_extra"]["profile"] == "per-sample" and off.report["method_extra"]["reset"] == "all"
+    with pytest.raises(ConfigError, match="small_request"):
+        _request(mlp, data, cs, [3, 70], tmp=tmp_path, small_request=2.0)
+
+
+def test_only_a_stream_requests_new_images_count(setup, tmp_path):
+    data, mlp, cs = setup
+    earlier = list(range(0, 200, 10))  # 20 images already forgotten: the cumulative set is 10% of the training set
+    res = _request(mlp, data, cs, [5], previous=earlier, tmp=tmp_path)
+    assert res.report["forget_size"] == 21 and res.report["method_extra"]["profile"] == "small request"
+
+
+def test_five_successive_small_requests_do_not_compound(setup, tmp_path):
+    """RA after each of 5 two-image requests stays within 1 point of the original's (retraining without 10 of 204
+    images keeps its retain accuracy); the per-sample rule re-initialises the MLP on every request and loses it."""
+    data, mlp, cs = setup
+    g = torch.Generator().manual_seed(0)
+    order = torch.randperm(len(data.train), generator=g).tolist()
+    original_ra = float((mlp.eval()(data.train.images.float() / 255).argmax(1) == data.train.labels).float().mean())
+    model, old_model, previous, ras, old = mlp, mlp, [], [], []
+    for r in range(5):
+        chunk = order[2 * r : 2 * r + 2]
+        res = _request(model, data, cs, chunk, previous=previous, tmp=tmp_path)
+        assert res.report["method_extra"]["profile"] == "small request"
+        ras.append(res.report["retain_acc"])
+        legacy = _request(old_model, data, cs, chunk, previous=previous, tmp=tmp_path / "..", small_request=0.0)
+        old.append(legacy.report["retain_acc"])
+        model, old_model, previous = res.model, legacy.model, previous + chunk
+    assert all(abs(ra - original_ra) <= 0.01 + 1e-6 for ra in ras), (original_ra, ras)
+    assert old[-1] < original_ra - 0.05, (original_ra, old)  # the per-sample rule compounds
