@@ -23,8 +23,31 @@ Ours runs through ``unlearn.request.unlearn_request`` with the reference's setti
 registered defaults differ (each row lists them). Both are evaluated by the same ``evaluate_split`` (RA, FA, TA,
 population MIA) on the same split, and timed in the same process, the same way.
 
-torchunlearn (its upstream source; PyPI 0.1.0 has no methods) is found through ``$DCFORGET_TORCHUNLEARN`` (a
-checkout) or an installed ``torchunlearn`` with the methods; its rows are listed as not yet compared otherwise.
+torchunlearn (Harry24k/machine-unlearning-pytorch; PyPI 0.1.0 has no unlearning methods, so its upstream source is
+used): ``git clone https://github.com/Harry24k/machine-unlearning-pytorch`` and set ``$DCFORGET_TORCHUNLEARN`` to the
+checkout (an installed ``torchunlearn`` with the methods is used otherwise; without either its rows say "not
+compared" and why). Its dependencies are not installed: it runs on ours (torch, torchvision through ``dcforget.tv``,
+numpy, scipy, matplotlib, tqdm); pandas, which only its plotting helpers use, is an inert stand-in while it is
+imported where it is missing. Its adapter (``run_torchunlearn``):
+
+* **model**: its ``RobModel`` around ``Prenormalized`` (its RobModel stores mean/std without applying them; its
+  loaders hand out normalised images), sharing our parameters;
+* **loaders**: its demo's: ``(x, y)`` batches of 128, shuffled (seeded), last incomplete batch dropped, no
+  augmentation (ours trains without); trainers step over its ``MergedLoaders({Retain, Forget})``;
+* **settings**: its README's and demo's: SGD lr 0.01, momentum 0.9, weight decay 5e-4, 5 epochs, no scheduler,
+  each class at its own defaults; NegGrad at the README's ``retain_lambda=0.5``; FisherForget at the README's
+  ``alphas=[1e-9, 1e-8, 1e-7, 1e-6], repeat=3`` with ``omit_label`` = the forgotten class on a class request. Its
+  ``fit`` is called with ``record_type=None`` (no per-epoch evaluation, which only measures) and its printout
+  and progress bar are swallowed.
+
+The reference runs first for each seed, so ours can follow what it chose (FisherForget's alpha). Ours runs with the
+reference's settings as options (each row lists them); ``neggrad`` is compared with our ``neggrad-plus`` (ours has no
+plain ``neggrad``; NegGrad with a retain term is NegGrad+).
+
+SCRUB is in both libraries as different algorithms, and ours is neither: ours is Kurmanji et al.'s SCRUB as Deep
+Unlearn ports the authors' ``MIA_experiments.ipynb`` (unlearn/methods/scrub.py). SUPREME's follows the authors'
+``small_scale_unlearning.ipynb`` (Adam, weight decay 0.1) plus a parameter-distance term; torchunlearn's is one
+objective per step, ``CE(R) + KL(R) - KL(F)``, with no separate max and min passes.
 """
 
 from __future__ import annotations
@@ -33,7 +56,9 @@ import contextlib
 import copy
 import importlib
 import importlib.util
+import io
 import os
+import subprocess
 import sys
 import time
 import types
@@ -45,7 +70,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from dcforget.datasets import Data
-from dcforget.errors import ConfigError
+from dcforget.errors import ConfigError, DivergedError
 from dcforget.forget import ForgetSpec
 from dcforget.models import Classifier
 from dcforget.runtime import synchronize
@@ -194,16 +219,79 @@ def supreme_function(name: str) -> Callable:
     return getattr(mod, name)
 
 
-def torchunlearn_status() -> tuple[bool, str]:
+def _git_commit(path: str) -> str:
+    try:
+        out = subprocess.run(["git", "-C", path, "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10)
+        return out.stdout.strip()[:7] if out.returncode == 0 else ""
+    except (OSError, subprocess.SubprocessError):
+        return ""
+
+
+@contextlib.contextmanager
+def _torchunlearn_stand_ins():
+    """torchunlearn imports pandas at module level for its plotting helpers only (``unlearn/_vis.py``,
+    ``utils/logit_compare.py``); where pandas is not installed an inert stand-in that refuses any use is put in place
+    while torchunlearn is imported, and removed after. torchvision (its data utilities) loads through
+    ``dcforget.tv``."""
+    import dcforget.tv  # noqa: F401
+
+    added = []
+    if importlib.util.find_spec("pandas") is None and "pandas" not in sys.modules:
+        mod = types.ModuleType("pandas")
+        mod.__getattr__ = _refuse("pandas")  # type: ignore[method-assign]
+        sys.modules["pandas"] = mod
+        added.append("pandas")
+    try:
+        yield
+    finally:
+        for name in added:
+            sys.modules.pop(name, None)
+
+
+def torchunlearn_module() -> types.ModuleType:
+    """torchunlearn (upstream source, with its methods) from ``$DCFORGET_TORCHUNLEARN`` (a checkout of
+    github.com/Harry24k/machine-unlearning-pytorch), else an installed one."""
+    if "torchunlearn" in sys.modules:
+        return sys.modules["torchunlearn"]
     path = os.environ.get(TORCHUNLEARN_ENV)
     if path:
-        if not os.path.isdir(path):
-            return False, f"${TORCHUNLEARN_ENV}={path} is not a directory"
-        return False, f"torchunlearn found at ${TORCHUNLEARN_ENV}={path}, but its adapter is not written yet"
-    return False, (
-        f"torchunlearn with its methods not found (PyPI 0.1.0 lacks them; set ${TORCHUNLEARN_ENV} to an "
-        "upstream checkout); its adapter is not written yet"
-    )
+        if not os.path.isdir(os.path.join(path, "torchunlearn")):
+            raise ConfigError(f"${TORCHUNLEARN_ENV}={path} holds no torchunlearn/ package")
+        sys.path.insert(0, path)
+    try:
+        with _torchunlearn_stand_ins():
+            mod = importlib.import_module("torchunlearn")
+            importlib.import_module("torchunlearn.utils.data")
+    finally:
+        if path:
+            sys.path.remove(path)
+    for name in ("SCRUB", "SalUn", "BadTeacher", "NegGrad", "FisherForget"):
+        if not hasattr(mod.unlearn, name):
+            raise ConfigError(f"torchunlearn at {os.path.dirname(os.path.dirname(mod.__file__))} lacks {name}")
+    return mod
+
+
+def torchunlearn_label() -> str:
+    mod = torchunlearn_module()
+    commit = _git_commit(os.path.dirname(os.path.dirname(mod.__file__)))
+    return f"torchunlearn {getattr(mod, '__version__', '?')}" + (f" ({commit})" if commit else "")
+
+
+def torchunlearn_status() -> tuple[bool, str]:
+    """(available, why not / its label)."""
+    path = os.environ.get(TORCHUNLEARN_ENV)
+    if path and not os.path.isdir(path):
+        return False, f"${TORCHUNLEARN_ENV}={path} is not a directory"
+    if not path and importlib.util.find_spec("torchunlearn") is None:
+        return False, (
+            f"torchunlearn with its methods not found (PyPI 0.1.0 lacks them): git clone "
+            f"https://github.com/Harry24k/machine-unlearning-pytorch and set ${TORCHUNLEARN_ENV} to the checkout"
+        )
+    try:
+        return True, torchunlearn_label()
+    except Exception as err:  # noqa: BLE001 - any import failure means: not usable here
+        where = f"${TORCHUNLEARN_ENV}={path}" if path else "the installed torchunlearn"
+        return False, f"torchunlearn at {where} does not import with its methods: {type(err).__name__}: {err}"
 
 
 # ------------------------------------------------------------------------------------------------ the pairs
@@ -393,7 +481,186 @@ PAIRS: dict[str, Pair] = {
         ),
     )
 }
-TORCHUNLEARN_METHODS = ("salun", "bad-teacher", "neggrad", "fisher", "scrub")
+
+
+# ------------------------------------------------------------------------------------------------ torchunlearn
+TU_BATCH = 128  # its demo's and README's loaders (BATCH_SIZE = 128, drop_last_train=True)
+TU_EPOCHS = 5  # its README / demo: 5 epochs, SGD lr 0.01, momentum 0.9, weight decay 5e-4, no scheduler
+TU_OPTIMIZER = "SGD(lr=0.01, momentum=0.9, weight_decay=5e-4)"
+TU_SGD = {"epochs": TU_EPOCHS, "lr": 0.01, "momentum": 0.9, "weight_decay": 5e-4, "batch_size": TU_BATCH}
+TU_FISHER_ALPHAS = (1e-9, 1e-8, 1e-7, 1e-6)  # FisherForget.fit's default alphas, as its README calls it
+TU_FISHER_REPEAT = 3  # its README: repeat=3
+
+
+@dataclass(frozen=True)
+class TUPair:
+    """One torchunlearn comparison: torchunlearn's ``cls`` run by ``call(tu, rmodel, loaders, context)`` (returns
+    what it chose, e.g. FisherForget's alpha) against our ``ours_method`` with ``ours(reference_info)`` options."""
+
+    method: str  # the parity name (the --methods key)
+    ours_method: str  # our registered method
+    cls: str
+    call: Callable[..., dict[str, Any]]
+    ours: Callable[[dict[str, Any]], dict[str, Any]]
+    variant: str = ""
+    reference_settings: str = ""
+
+
+def _fit_trainer(trainer, loaders, tu) -> None:
+    """Its README's trainer call: SGD 0.01 / 0.9 / 5e-4, 5 epochs, over ``MergedLoaders({Retain, Forget})`` (each
+    step a retain batch and a forget batch, the shorter loader cycled). ``record_type=None``: no per-epoch
+    evaluation or log (the demo's ``record_rob`` evaluation only measures)."""
+    merged = tu.utils.data.MergedLoaders({"Retain": loaders["Retain"], "Forget": loaders["Forget"]})
+    trainer.setup(optimizer=TU_OPTIMIZER, scheduler=None, scheduler_type=None, minimizer=None, n_epochs=TU_EPOCHS)
+    trainer.fit(train_loaders=merged, n_epochs=TU_EPOCHS, record_type=None)
+
+
+def _tu_scrub(tu, rmodel, loaders, context):
+    _fit_trainer(tu.unlearn.SCRUB(rmodel), loaders, tu)
+    return {}
+
+
+def _tu_salun(tu, rmodel, loaders, context):
+    trainer = tu.unlearn.SalUn(rmodel)
+    trainer.compute_saliency_mask(loaders["Forget"])
+    _fit_trainer(trainer, loaders, tu)
+    return {}
+
+
+def _tu_bad_teacher(tu, rmodel, loaders, context):
+    _fit_trainer(tu.unlearn.BadTeacher(rmodel), loaders, tu)
+    return {}
+
+
+def _tu_neggrad(tu, rmodel, loaders, context):
+    _fit_trainer(tu.unlearn.NegGrad(rmodel, retain_lambda=0.5), loaders, tu)
+    return {}
+
+
+def _tu_fisher(tu, rmodel, loaders, context):
+    """``FisherForget.fit`` as its README calls it (alphas 1e-9..1e-6, 3 draws each, the draw with the largest
+    retain-minus-forget training accuracy kept), with ``omit_label`` = the forgotten class on a class request. Its
+    Fisher pass (``get_hessian``) is timed on its own as well; the chosen alpha is read from its printout."""
+    classes = context["classes"]
+    if len(classes) > 1:
+        raise ConfigError("torchunlearn's FisherForget omits one label per call")
+    ff = tu.unlearn.FisherForget(rmodel)
+    spent = {}
+    hessian = ff.get_hessian
+
+    def timed_hessian(*a, **k):
+        t0 = time.perf_counter()
+        try:
+            return hessian(*a, **k)
+        finally:
+            spent["fisher_s"] = time.perf_counter() - t0
+
+    ff.get_hessian = timed_hessian
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        ff.fit(
+            {"Retain": loaders["Retain"], "Forget": loaders["Forget"]},
+            alphas=list(TU_FISHER_ALPHAS),
+            repeat=TU_FISHER_REPEAT,
+            omit_label=classes[0] if classes else None,
+        )
+    chosen = [
+        line.split(":", 1)[1].strip() for line in printed.getvalue().splitlines() if line.startswith("Best Alpha")
+    ]
+    return {"alpha": float(chosen[-1]), **spent}
+
+
+TU_PAIRS: dict[str, TUPair] = {
+    p.method: p
+    for p in (
+        TUPair(
+            "scrub",
+            "scrub",
+            "SCRUB",
+            _tu_scrub,
+            lambda ref: {
+                **TU_SGD,
+                "forget_batch_size": TU_BATCH,
+                "msteps": TU_EPOCHS,
+                "gamma": 1.0,
+                "alpha": 1.0,
+                "temperature": 1.0,
+                "lr_decay_rate": 1.0,
+                "rewind": False,
+            },
+            variant="different algorithms: ours is Kurmanji et al.'s SCRUB as Deep Unlearn ports the authors' "
+            "MIA_experiments.ipynb (per epoch a max pass over F, then a min pass over R); torchunlearn's SCRUB "
+            "takes one step per (retain, forget) batch pair on CE(R) + KL(R) - KL(F) at once (its msteps argument "
+            "is stored and unused), so the unbounded -KL(F) term acts on every step",
+            reference_settings="SCRUB(retain_lambda=1, forget_lambda=1, sgda_smoothing=0), T = 1; SGD lr 0.01, "
+            "momentum 0.9, wd 5e-4, 5 epochs, no scheduler; retain and forget batches of 128 paired per step",
+        ),
+        TUPair(
+            "salun",
+            "salun",
+            "SalUn",
+            _tu_salun,
+            lambda ref: {**TU_SGD, "threshold": 0.5},
+            variant="batch composition and mask score: ours follows the authors' RL.py (forget images with random "
+            "labels and retain images in one shuffled set, so the forget set is about its share of each epoch); "
+            "torchunlearn pairs every retain batch of 128 with a forget batch of 128 (CE(R) + CE(F, random "
+            "labels)), cycling the forget batches, so it takes about as many forget steps as retain steps. Its "
+            "mask ranks the mean over batches of |batch-mean gradient|; ours (the authors' generate_mask.py) "
+            "ranks |gradient summed over F|",
+            reference_settings="SalUn(saliency_threshold=0.5, enforce_frozen=True), mask from the shuffled forget "
+            "loader; SGD lr 0.01, momentum 0.9, wd 5e-4, 5 epochs; batches of 128",
+        ),
+        TUPair(
+            "bad-teacher",
+            "bad-teacher",
+            "BadTeacher",
+            _tu_bad_teacher,
+            lambda ref: {
+                "epochs": TU_EPOCHS,
+                "batch_size": TU_BATCH,
+                "optimizer": "sgd",
+                "lr": 0.01,
+                "temperature": 1.0,
+                "retain_fraction": 1.0,
+            },
+            variant="batch composition: ours follows the authors' code (retain and forget images in one shuffled "
+            "set, each batch a mix in proportion); torchunlearn pairs every retain batch of 128 with a forget "
+            "batch of 128 (KL(R || good) + KL(F || bad)), cycling the forget batches. Ours runs SGD with momentum "
+            "0.9 and no weight decay (it has no weight_decay option; torchunlearn's 5e-4)",
+            reference_settings="BadTeacher(retain_lambda=1, forget_lambda=1, temperature=1), the whole retain "
+            "set, the bad teacher a re-initialised copy; SGD lr 0.01, momentum 0.9, wd 5e-4, 5 epochs; batches "
+            "of 128",
+        ),
+        TUPair(
+            "neggrad",
+            "neggrad-plus",
+            "NegGrad",
+            _tu_neggrad,
+            lambda ref: {**TU_SGD, "alpha": 0.5},
+            variant="ours is NegGrad+ (Deep Unlearn's port): its weight_decay is a proximal term "
+            "wd/2 ||theta - theta_0||^2 (SGD itself without weight decay) and the model stays in eval mode "
+            "(dropout off); torchunlearn decays towards 0 inside SGD and trains in train mode. Both take one step "
+            "per retain batch with a forget batch cycled. At the README's retain_lambda 0.5 and lr 0.01 the "
+            "unbounded -CE(F) term wins in both: torchunlearn's ends at chance accuracy on every split, ours "
+            "reaches non-finite weights, which our request refuses (DivergedError) instead of returning a model",
+            reference_settings="NegGrad(retain_lambda=0.5) as its README calls it: 0.5 mean(-CE(F)) + 0.5 "
+            "mean(CE(R)); SGD lr 0.01, momentum 0.9, wd 5e-4, 5 epochs; batches of 128",
+        ),
+        TUPair(
+            "fisher",
+            "fisher",
+            "FisherForget",
+            _tu_fisher,
+            lambda ref: {"estimator": "batch-mean", "batch_size": TU_BATCH, "omit_label": True, "alpha": ref["alpha"]},
+            reference_settings="FisherForget.fit(alphas=[1e-9, 1e-8, 1e-7, 1e-6], repeat=3, omit_label=class) as "
+            "its README calls it: batch-mean Fisher over the retain loader (128, last batch dropped), then 12 draws "
+            "each evaluated on the retain and forget training loaders, the best retain-minus-forget kept (its "
+            "seconds include the 12 draws and 24 evaluations; the Fisher pass alone is in the report's "
+            "reference_extra); ours runs at the alpha it chose (one draw)",
+        ),
+    )
+}
+TORCHUNLEARN_METHODS = tuple(TU_PAIRS)
 
 
 def kind_of(spec: str) -> str:
@@ -449,11 +716,70 @@ def run_reference(
     return _metrics(evaluate_split(model, data, split, device, seed), seconds)
 
 
-def run_ours(
-    pair: Pair, original: Classifier, data: Data, spec: str, seed: int, device: torch.device
+def run_torchunlearn(
+    pair: TUPair,
+    original: Classifier,
+    data: Data,
+    spec: str,
+    seed: int,
+    device: torch.device,
+    *,
+    batch_size: int = TU_BATCH,
 ) -> tuple[dict[str, float], dict[str, Any]]:
-    opts = pair.ours(kind_of(spec), supreme_batch(kind_of(spec)))
-    res = unlearn_request(original, data, spec, pair.method, device=device, seed=seed, options=opts, quiet=True)
+    """torchunlearn's own class on a copy of ``original``: wrapped in its ``RobModel`` around ``Prenormalized``
+    (its models take normalised images; its RobModel stores mean/std but does not apply them), fed its demo's
+    loaders: ``(x, y)`` batches of 128, normalised, shuffled (seeded), the last incomplete batch dropped
+    (``drop_last_train=True``), no augmentation (ours trains without). Evaluated like ours. Returns (metrics,
+    what the reference chose)."""
+    tu = torchunlearn_module()
+    split = cumulative_split(data, spec, seed, None, model=original.to(device).eval())
+    model = copy.deepcopy(original).to(device)
+    mean, std = model.normalize.mean, model.normalize.std
+    tr = data.train
+    n = data.info.num_classes
+
+    def pairs(ix: torch.Tensor) -> torch.utils.data.TensorDataset:
+        ix = ix.to(tr.labels.device)
+        x = ((as_unit(tr.images[ix].cpu()) - mean.cpu()) / std.cpu()).contiguous()
+        return torch.utils.data.TensorDataset(x, tr.labels[ix].cpu().long())
+
+    loaders = {}
+    for i, (name, ix) in enumerate((("Retain", split.retain), ("Forget", split.forget))):
+        g = torch.Generator().manual_seed(int(seed) + i)
+        loaders[name] = DataLoader(pairs(ix), batch_size=batch_size, shuffle=True, drop_last=True, generator=g)
+    gone = torch.bincount(tr.labels[split.retain.to(tr.labels.device)].cpu(), minlength=n) == 0
+    context = {"classes": torch.nonzero(gone).flatten().tolist(), "num_labels": n}
+    rmodel = tu.RobModel(
+        Prenormalized(model),
+        n_classes=int(n),
+        normalization_used={"mean": mean.flatten().tolist(), "std": std.flatten().tolist()},
+    ).to(device)
+    torch.manual_seed(seed)  # its random labels, its bad teacher's initialisation, dropout, FisherForget's draws
+    quiet = io.StringIO()
+    synchronize(device)
+    t0 = time.perf_counter()
+    with contextlib.redirect_stderr(quiet):  # its tqdm bar (FisherForget's Fisher pass)
+        info = pair.call(tu, rmodel, loaders, context)
+    synchronize(device)
+    seconds = time.perf_counter() - t0
+    model.eval()
+    return _metrics(evaluate_split(model, data, split, device, seed), seconds), info
+
+
+def run_ours(
+    pair: Pair | TUPair,
+    original: Classifier,
+    data: Data,
+    spec: str,
+    seed: int,
+    device: torch.device,
+    reference_info: dict[str, Any] | None = None,
+) -> tuple[dict[str, float], dict[str, Any]]:
+    if isinstance(pair, TUPair):
+        opts, name = pair.ours(reference_info or {}), pair.ours_method
+    else:
+        opts, name = pair.ours(kind_of(spec), supreme_batch(kind_of(spec))), pair.method
+    res = unlearn_request(original, data, spec, name, device=device, seed=seed, options=opts, quiet=True)
     r = res.report
     return _metrics(r, r["time"]["total_s"]), {"options": opts, "extra": r.get("method_extra", {})}
 
@@ -470,6 +796,9 @@ class ParityRow:
     variant: str = ""
     reference_settings: str = ""
     status: str = "compared"
+    ours_method: str = ""  # our registered method, where its name is not the parity name
+    reference_extra: list[dict[str, Any]] = field(default_factory=list)
+    diverged: list[int] = field(default_factory=list)  # seeds on which ours refused its non-finite result
 
 
 def _mean_std(values: list[float]) -> tuple[float, float | None]:
@@ -487,12 +816,18 @@ def summarise(row: ParityRow) -> dict[str, Any]:
         "variant": row.variant,
         "reference_settings": row.reference_settings,
         "our_options": row.options,
+        "ours_method": row.ours_method or row.method,
     }
+    if row.reference_extra:
+        out["reference_extra"] = row.reference_extra
+    for side, runs in (("ours", row.ours), ("reference", row.reference)):
+        if runs:  # a row whose ours diverged still shows the reference's figures
+            out[side] = {k: dict(zip(("mean", "std"), _mean_std([r[k] for r in runs]))) for k in runs[0]}
+            out[side + "_per_seed"] = runs
+    if row.diverged:
+        out["ours_diverged_seeds"] = row.diverged
     if row.status != "compared":
         return out
-    for side, runs in (("ours", row.ours), ("reference", row.reference)):
-        out[side] = {k: dict(zip(("mean", "std"), _mean_std([r[k] for r in runs]))) for k in runs[0]}
-        out[side + "_per_seed"] = runs
     diff = {k: out["ours"][k]["mean"] - out["reference"][k]["mean"] for k in ("fa", "ra", "ta", "mia")}
     out["difference"] = diff
     out["within_tolerance"] = abs(diff["fa"]) <= TOLERANCE and abs(diff["ra"]) <= TOLERANCE
@@ -509,8 +844,10 @@ def run_parity(
     seeds: list[int],
     device: torch.device,
     log: Callable[[str], None] = lambda s: None,
+    libraries: tuple[str, ...] = ("supreme", "torchunlearn"),
 ) -> list[dict[str, Any]]:
-    unknown = [m for m in methods if m not in PAIRS and m not in TORCHUNLEARN_METHODS]
+    """One row per (method, forget spec, library that has the method), ``libraries`` limiting which."""
+    unknown = [m for m in methods if m not in PAIRS and m not in TU_PAIRS]
     if unknown:
         raise ConfigError(
             f"no parity pair for {', '.join(unknown)}; known: {', '.join(sorted(PAIRS))} (SUPREME), "
@@ -522,7 +859,7 @@ def run_parity(
     for method in methods:
         for spec in specs:
             kind = kind_of(spec)
-            if method in PAIRS and PAIRS[method].library == "supreme":
+            if method in PAIRS and PAIRS[method].library == "supreme" and "supreme" in libraries:
                 pair = PAIRS[method]
                 row = ParityRow(
                     method,
@@ -551,14 +888,40 @@ def run_parity(
                             row.status = f"not compared: the reference failed: {type(err).__name__}: {err}"
                             break
                 rows.append(summarise(row))
-            if method in TORCHUNLEARN_METHODS:
+            if method in TU_PAIRS and "torchunlearn" in libraries:
+                tp = TU_PAIRS[method]
                 row = ParityRow(
                     method,
                     spec,
-                    "torchunlearn",
+                    tu_why if tu_ok else "torchunlearn",
                     list(seeds),
-                    status=f"not yet compared: {tu_why}" if not tu_ok else "not yet compared",
+                    variant=tp.variant,
+                    reference_settings=tp.reference_settings,
+                    ours_method=tp.ours_method,
                 )
+                if not tu_ok:
+                    row.status = f"not compared: {tu_why}"
+                else:
+                    for s in seeds:  # the reference first: ours may follow what it chose (FisherForget's alpha)
+                        log(f"{method} {spec} seed {s}: torchunlearn")
+                        try:
+                            ref, info = run_torchunlearn(tp, original, data, spec, s, device)
+                        except Exception as err:  # noqa: BLE001 - the library's own code failed: say so, go on
+                            row.status = f"not compared: the reference failed: {type(err).__name__}: {err}"
+                            break
+                        row.reference.append(ref)
+                        if info:
+                            row.reference_extra.append(info)
+                        log(f"{method} {spec} seed {s}: ours ({tp.ours_method})")
+                        try:
+                            m, ours_info = run_ours(tp, original, data, spec, s, device, info)
+                        except DivergedError as err:  # ours refused its own non-finite result: say so, keep going
+                            row.options = tp.ours(info or {})
+                            row.diverged.append(s)
+                            row.status = f"ours diverged on seed(s) {row.diverged}: {err}"
+                            continue
+                        row.ours.append(m)
+                        row.options = ours_info["options"]
                 rows.append(summarise(row))
     return rows
 
@@ -594,14 +957,32 @@ def markdown(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
         "|---|---|---|" + "---|" * 16,
     ]
     for r in rows:
+        ours_name = r.get("ours_method", r["method"])
+        name = r["method"] if ours_name == r["method"] else f"{r['method']} (ours: {ours_name})"
         if r["status"] != "compared":
-            lines.append(f"| {r['method']} | {r['forget']} | {r['library']} |" + " |" * 14 + f" {r['status']} | |")
+            cells = [
+                _cell(r.get(side), k) for side in ("ours", "reference") for k in ("fa", "ra", "ta", "mia", "seconds")
+            ]
+            note = "; ".join(
+                x for x in (r["variant"], r["reference_settings"] and "reference: " + r["reference_settings"]) if x
+            )
+            lines.append(
+                f"| {name} | {r['forget']} | {r['library']} | "
+                + " | ".join(cells)
+                + " | | | | | "
+                + f"{r['status']} | {note} |"
+            )
             continue
         o, ref, d = r["ours"], r["reference"], r["difference"]
         verdict = "within 5" if r["within_tolerance"] else ("variant" if r["variant"] else "DIFFERS")
         note = "; ".join(x for x in (r["variant"], "reference: " + r["reference_settings"]) if x)
+        if r.get("reference_extra"):
+            note += "; reference chose: " + ", ".join(
+                " ".join(f"{k} {v:.3g}" for k, v in e.items()) + f" (seed {s})"
+                for s, e in zip(r["seeds"], r["reference_extra"])
+            )
         lines.append(
-            f"| {r['method']} | {r['forget']} | {r['library']} | "
+            f"| {name} | {r['forget']} | {r['library']} | "
             + " | ".join(_cell(o, k) for k in ("fa", "ra", "ta", "mia", "seconds"))
             + " | "
             + " | ".join(_cell(ref, k) for k in ("fa", "ra", "ta", "mia", "seconds"))
@@ -612,5 +993,5 @@ def markdown(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
     lines += ["", "Our options per row (the reference's settings where our registered defaults differ):", ""]
     for r in rows:
         if r.get("our_options"):
-            lines.append(f"- {r['method']} {r['forget']}: `{r['our_options']}`")
+            lines.append(f"- {r['method']} {r['forget']} ({r['library']}): `{r['our_options']}`")
     return "\n".join(lines) + "\n"

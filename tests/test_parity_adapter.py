@@ -85,3 +85,63 @@ def test_supremes_unsir_runs_through_the_adapter_and_trains_our_model(tiny):
     assert all(torch.equal(p, before[k]) for k, p in model.named_parameters())
     with pytest.raises(Exception, match="one class"):
         run_reference(PAIRS["unsir"], model, tiny, "classes:1,2", 0, torch.device("cpu"))
+
+
+def test_torchunlearn_status_says_how_to_get_it(monkeypatch, tmp_path):
+    import importlib.util
+
+    import pytest
+
+    from experiments.parity import TORCHUNLEARN_ENV, torchunlearn_status
+
+    monkeypatch.setenv(TORCHUNLEARN_ENV, str(tmp_path / "absent"))
+    ok, why = torchunlearn_status()
+    assert not ok and "not a directory" in why
+    monkeypatch.delenv(TORCHUNLEARN_ENV)
+    if importlib.util.find_spec("torchunlearn") is not None:
+        pytest.skip("a torchunlearn is installed here")
+    ok, why = torchunlearn_status()
+    assert not ok and "github.com/Harry24k/machine-unlearning-pytorch" in why and TORCHUNLEARN_ENV in why
+
+
+def test_torchunlearns_classes_run_through_the_adapter_and_change_our_model(tiny):
+    """torchunlearn's own SalUn (a trainer: mask, then MergedLoaders steps) and FisherForget (its alpha sweep) on our
+    model through its RobModel: our parameters move, the original is untouched, FisherForget says which alpha it
+    kept. Needs $DCFORGET_TORCHUNLEARN (an upstream checkout); skipped with that reason otherwise."""
+    import pytest
+
+    from experiments.parity import TU_FISHER_ALPHAS, TU_PAIRS, run_torchunlearn, torchunlearn_status
+
+    ok, why = torchunlearn_status()
+    if not ok:
+        pytest.skip(why)
+    info = tiny.info
+    torch.manual_seed(0)
+    model = create_model(
+        "mlp",
+        image_shape=tuple(tiny.train.images.shape[1:]),
+        num_classes=info.num_classes,
+        mean=info.mean,
+        std=info.std,
+    ).eval()
+    before = {k: p.detach().clone() for k, p in model.named_parameters()}
+    for name in ("salun", "fisher"):
+        pair = TU_PAIRS[name]
+        seen = {}
+
+        def call(tu, rmodel, loaders, context, pair=pair, seen=seen):
+            out = pair.call(tu, rmodel, loaders, context)
+            seen["after"] = {k.removeprefix("model.model."): p.detach().clone() for k, p in rmodel.named_parameters()}
+            seen["classes"] = context["classes"]
+            return out
+
+        m, chosen = run_torchunlearn(
+            dataclasses.replace(pair, call=call), model, tiny, "class:2", 0, torch.device("cpu"), batch_size=8
+        )
+        assert set(seen["after"]) == set(before), name
+        assert any(not torch.equal(seen["after"][k], before[k]) for k in before), name
+        assert seen["classes"] == [2]
+        assert {"fa", "ra", "ta", "mia", "seconds"} <= set(m) and 0 <= m["fa"] <= 1 and m["seconds"] > 0
+        if name == "fisher":
+            assert chosen["alpha"] in TU_FISHER_ALPHAS and chosen["fisher_s"] > 0
+    assert all(torch.equal(p, before[k]) for k, p in model.named_parameters())

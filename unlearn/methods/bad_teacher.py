@@ -8,7 +8,14 @@ Registered defaults are the authors' code's: T = 1 (``KL_temperature = 1``), Ada
 30% of the retain set. DC-U's BD baseline (docs/reference/dcu.md §3.3 BD) runs it at T = 4, Adam 1e-3, 30 epochs
 (the defaults before issue #32): ``--option temperature=4 --option lr=1e-3 --option epochs=30`` reproduces it. KL is
 batch-mean (the authors use ``F.kl_div``'s default element mean, which only rescales the loss by the number of
-classes; with Adam that changes almost nothing)."""
+classes; with Adam that changes almost nothing).
+
+torchunlearn's ``BadTeacher`` (Harry24k/machine-unlearning-pytorch ``torchunlearn/unlearn/trainers/badteacher.py``;
+compared in experiments/parity.py as a named variant, reports/parity-cpu) computes the same two KL terms but pairs
+every retain batch with a forget batch (its ``MergedLoaders`` cycles the shorter forget loader), so each forget image
+is distilled towards the bad teacher about |R|/|F| times per epoch instead of once; at its settings (SGD 0.01, 5
+epochs, the whole retain set) it ends with a lower forget accuracy than ours. Ours has no weight decay option (its
+SGD runs without; torchunlearn's 5e-4)."""
 
 import torch
 

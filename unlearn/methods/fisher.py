@@ -38,6 +38,11 @@ sweeps 1e-8..1e-5, torchunlearn sweeps 1e-9..1e-6, Deep Unlearn/Unlearn-Sparse u
 ``estimator = "per-sample"`` and ``omit_label = true`` are Golatkar's; ``batch_size = 128`` is torchunlearn's
 demo loaders' batch (the batch-mean estimator's batch; for the per-sample one only a chunk size).
 
+torchunlearn's ``FisherForget.fit`` (batch-mean Fisher, ``omit_label``) also sweeps alphas (its README:
+1e-9..1e-6, 3 draws each) and keeps the draw with the largest retain-minus-forget training accuracy; ours draws
+once at the given alpha (experiments/parity.py runs ours at the alpha torchunlearn chose, with
+``estimator="batch-mean"``).
+
 F depends only on the original, the retain images and the estimator, not on ``alpha``, so the last few are kept in
 memory, keyed by a SHA-256 of all of them: a hyperparameter search (``experiments tune``: 20 alphas x 3 originals in
 one process) computes three Fishers instead of sixty. A single request computes it once as before; a request that

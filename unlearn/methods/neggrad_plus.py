@@ -1,6 +1,12 @@
 """NegGrad+ (docs/reference/unlearning-methods.md §1.5 item 4): over retain batches, cycling forget batches, minimise
 alpha * [CE(R) + wd/2 ||theta - theta0||^2] - (1 - alpha) * CE(F), model in eval mode (batch-norm statistics
-frozen), SGD."""
+frozen), SGD.
+
+torchunlearn's ``NegGrad(retain_lambda=alpha)`` (Harry24k/machine-unlearning-pytorch
+``torchunlearn/unlearn/trainers/neggrad.py``; experiments/parity.py compares it with this method) is this objective
+without the proximal term (SGD's weight decay towards 0 instead) and with the model in train mode (dropout on). At
+its README's retain_lambda 0.5, lr 0.01, 5 epochs both collapse on the CPU parity checkpoint: torchunlearn's to
+chance accuracy, ours to non-finite weights, which the request refuses (reports/parity-cpu)."""
 
 import itertools
 

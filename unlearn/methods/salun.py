@@ -29,6 +29,14 @@ batch b's ``.grad`` holds the sum of the batch-mean gradients of batches 1..b an
 sums, weighting the (shuffled) forget batches B, B-1, ..., 1. The default is the intended ``|sum over F|``
 (per-sample sum; the port's batch means only rescale it when all batches have the same size).
 
+torchunlearn's ``SalUn`` (Harry24k/machine-unlearning-pytorch ``torchunlearn/unlearn/trainers/salun.py``; compared
+in experiments/parity.py as a named variant, reports/parity-cpu) differs in two places: its trainer pairs every retain
+batch with a forget batch of the same size (``MergedLoaders`` cycles the shorter forget loader), loss
+``CE(R) + CE(F, random labels)``, so it takes about as many random-label steps on F as steps on R in an epoch (here
+F is its share of one shuffled set, as in the authors' ``RL.py``); and its mask ranks the mean over batches of
+``|batch-mean gradient|`` (here ``|gradient summed over F|``, the authors' ``generate_mask.py``). At its README's
+settings it forgets a random 10% much harder than ours, retain accuracy falling with it.
+
 Works on every architecture the same way (all parameters are ranked together); on an MLP that is its three linear
 layers.
 """

@@ -45,7 +45,9 @@ weight decay 0.1, 10 epochs, msteps 3, kd_T 2, decay at epochs [5, 8, 9] -- the 
 [5, 8, 9] for 10 epochs, so ``--option optimizer=adam --option weight_decay=0.1 --option epochs=10`` runs that
 setting -- plus a parameter-distance term (``smoothing * ||theta - theta0||``) that SUPREME added by "fixing" the
 authors' ``param_dist(model_s, model_s)``, which is always 0; that term is not implemented here. torchunlearn's
-``SCRUB`` is a different algorithm again. ``optimizer``: ``"sgd"`` (default; momentum, weight decay) or ``"adam"``
+``SCRUB`` (``torchunlearn/unlearn/trainers/scrub.py``) is a different algorithm again: one step per (retain, forget)
+batch pair on ``CE(R) + KL(R) - KL(F)`` at T = 1 (its ``msteps`` is stored and never used), so the unbounded
+``-KL(F)`` acts on every step instead of in a few max passes (experiments/parity.py compares it, as a named variant). ``optimizer``: ``"sgd"`` (default; momentum, weight decay) or ``"adam"``
 (``torch.optim.Adam`` with weight decay; momentum unused). Search (its
 ``HYPER_PARAMETERS``): gamma, alpha in [0, 1]; msteps and epochs int [1, ceil(0.2 x training epochs)]; temperature in
 [0, 5] (0 itself is refused: it divides by zero); lr, weight decay log [1e-5, 1e-1]; momentum fixed 0.9; retain and
