@@ -413,8 +413,8 @@ def test_experiment_index_files_resolve_under_configs_and_join_the_digest(tmp_pa
     monkeypatch.setattr(grid, "config_dirs", lambda: [tmp_path / "elsewhere", cfg])
     (tmp_path / "elsewhere").mkdir()
     monkeypatch.chdir(tmp_path / "elsewhere")  # not where the file is: resolved under configs, not the cwd
-    assert grid.forget_spec("indices:experiments/x/forget.txt") == f"indices:{f}"
-    assert grid.forget_spec("random:0.1") == "random:0.1"
+    assert str(grid.forget_spec("indices:experiments/x/forget.txt")) == f"indices:{f}"
+    assert str(grid.forget_spec("random:0.1")) == "random:0.1"
     with pytest.raises(ConfigError, match="not under any configs folder"):
         grid.forget_spec("indices:experiments/x/missing.txt")
     exp = Experiment(
@@ -442,5 +442,5 @@ def test_the_paper_preset_index_files_fit_the_experiment():
     files = [s for s in exps[0].spec["forget"] if s.startswith("indices:")]
     assert len(files) == 2
     for spec, n in zip(files, (500, 5000)):
-        idx = read_index_file(forget_spec(spec).split(":", 1)[1])
+        idx = read_index_file(forget_spec(spec).path)
         assert len(idx) == n == len(set(idx.tolist())) and 0 <= int(idx.min()) and int(idx.max()) < 42500
