@@ -61,7 +61,17 @@ class Group(click.Group):
             raise Interrupted("interrupted") from None
 
 
-SEED = click.IntRange(0, 2**63 - 1)  # what torch generators take (a larger one used to overflow deep inside)
+class BoundedInt(click.IntRange):
+    """An IntRange whose huge upper bound (a machine limit, not a choice) is shown as a power of two in help."""
+
+    def _describe_range(self) -> str:
+        top = self.max + 1 if self.max is not None else None
+        if top is not None and top & (top - 1) == 0 and top > 2**31:
+            return f"{self.min}<=x<2^{top.bit_length() - 1}"
+        return super()._describe_range()
+
+
+SEED = BoundedInt(0, 2**63 - 1)  # what torch generators take (a larger one used to overflow deep inside)
 PRESETS = ("smoke", "cpu", "paper")
 
 # Every option that more than one command has, declared once: (parameter declarations, click keyword arguments).
@@ -85,7 +95,7 @@ SHARED: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
     "per_class": (
         ("--per-class",),
         dict(
-            type=click.IntRange(min=1, max=2**62),
+            type=BoundedInt(min=1, max=2**62 - 1),
             default=None,
             help="Training-set cap: keep at most N training images per class (seeded choice), e.g. DC-U's 4500.",
         ),

@@ -34,7 +34,8 @@ from .tuned import choice_line
     "condensed_file",
     type=click.Path(dir_okay=False),
     default=None,
-    help="Condensed set (condense build) for the default method's reduced retain set.",
+    help="Condensed set (condense build): the default method's reduced retain set, and any method's with "
+    "--retain reduced.",
 )
 @click.option(
     "--checkpoint",
