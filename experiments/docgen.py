@@ -284,9 +284,8 @@ def methods_page(root: Path) -> str:
         if source:
             where = module.__name__.replace(".", "/") + ".py"
             lines += [f"**Source** (`{where}`): {prose(source, root)}", ""]
-        paper = getattr(m, "paper", None)
-        if paper:
-            lines += [f"**Paper:** {prose(str(paper), root)}", ""]
+        if m.reference:  # where the registered defaults come from (the registry's ``reference``)
+            lines += [f"**Reference (its defaults):** {prose(m.reference, root)}", ""]
         if m.capabilities:
             lines += ["**Capabilities:**", ""]
             for c in m.capabilities:
