@@ -737,7 +737,7 @@ def run_torchunlearn(
     (``drop_last_train=True``), no augmentation (ours trains without). Evaluated like ours. Returns (metrics,
     what the reference chose)."""
     tu = torchunlearn_module()
-    split = cumulative_split(data, spec, seed, None, model=original.to(device).eval())
+    split = cumulative_split(data, ForgetSpec.parse(spec), seed, None, model=original.to(device).eval())
     model = copy.deepcopy(original).to(device)
     mean, std = model.normalize.mean, model.normalize.std
     tr = data.train
