@@ -45,7 +45,7 @@ def test_a_small_request_keeps_the_model_and_a_large_one_resets(setup, tmp_path)
     small = _request(mlp, data, cs, [3, 70], tmp=tmp_path)  # 2 of 204 images: at most 1%
     extra = small.report["method_extra"]
     assert extra["profile"] == "small request" and extra["reset"] == "none" and extra["steps"] == 40
-    assert extra["small_request"] == {"dsa": False, "teacher": "clean", "lr": 1e-4, "forget_weight": 4.0}
+    assert extra["small_request"] == {"dsa": False, "teacher": "clean", "lr": 1e-4}
     large = _request(mlp, data, cs, list(range(0, 200, 10)), tmp=tmp_path)  # 20 images: 10%
     assert large.report["method_extra"]["profile"] == "per-sample"
     assert large.report["method_extra"]["reset"] == "all"  # the MLP's rule for per-sample forgetting
