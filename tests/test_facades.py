@@ -16,6 +16,7 @@ from attacks.cli import main as attacks_main
 from attacks.request import ULIRA_DEFAULTS, EpsilonRequest, UliraRequest
 from condense.request import CondenseRequest, build_defaults
 from dcforget.errors import ConfigError, DcForgetError, OutputExistsError, UnknownNameError
+from dcforget.forget import ForgetSpec
 
 SPEC = "synthetic:classes=2,train=40,test=10,size=8,noise=1.2"  # a pool of 80: originals train on 40
 HALF = 40
@@ -63,7 +64,9 @@ def test_ulira_uses_a_tuned_file_only_at_its_setting_as_unlearn_does(tmp_path, m
     # the same check as `unlearn`'s: one function decides (unlearn.tuned.choose_tuned)
     from unlearn.methods import METHODS
 
-    again = tuned_mod.choose_tuned("finetune", prep.setting, METHODS.get("finetune").defaults, "random:0.5")
+    again = tuned_mod.choose_tuned(
+        "finetune", prep.setting, METHODS.get("finetune").defaults, ForgetSpec.parse("random:0.5")
+    )
     assert again.note == choice.note
     # at the setting, the file is used, under the --option values
     near = _tuned(tmp_path / "cfg", "finetune", {"lr": 0.02, "epochs": 3}, train_size=HALF + 5, preset="paper")
