@@ -70,12 +70,14 @@ def test_five_successive_small_requests_do_not_compound(setup, tmp_path):
     order = torch.randperm(len(data.train), generator=g).tolist()
     original_ra = float((mlp.eval()(data.train.images.float() / 255).argmax(1) == data.train.labels).float().mean())
     model, old_model, previous, ras, old = mlp, mlp, [], [], []
+    legacy_dir = tmp_path / "legacy"  # the per-sample rule's index files, beside the small rule's
+    legacy_dir.mkdir()
     for r in range(5):
         chunk = order[2 * r : 2 * r + 2]
         res = _request(model, data, cs, chunk, previous=previous, tmp=tmp_path)
         assert res.report["method_extra"]["profile"] == "small request"
         ras.append(res.report["retain_acc"])
-        legacy = _request(old_model, data, cs, chunk, previous=previous, tmp=tmp_path / "..", small_request=0.0)
+        legacy = _request(old_model, data, cs, chunk, previous=previous, tmp=legacy_dir, small_request=0.0)
         old.append(legacy.report["retain_acc"])
         model, old_model, previous = res.model, legacy.model, previous + chunk
     assert all(abs(ra - original_ra) <= 0.01 + 1e-6 for ra in ras), (original_ra, ras)

@@ -10,23 +10,27 @@ from click.testing import CliRunner
 from experiments.cli import main as experiments_main
 
 
+def _args(out) -> list[str]:
+    return [
+        "reproduce",
+        "throughput",
+        "--preset",
+        "smoke",
+        "--out",
+        str(out),
+        "--seeds",
+        "1",
+        "--device",
+        "cpu",
+        "--quiet",
+    ]
+
+
 def test_throughput_suite_runs_every_kind_and_reads_back(tmp_path):
     out = tmp_path / "throughput"
     res = CliRunner().invoke(
         experiments_main,
-        [
-            "reproduce",
-            "throughput",
-            "--preset",
-            "smoke",
-            "--out",
-            str(out),
-            "--seeds",
-            "1",
-            "--device",
-            "cpu",
-            "--quiet",
-        ],
+        _args(out),
     )
     assert res.exit_code == 0, res.output
     saved = json.loads((out / "report.json").read_text())
@@ -75,19 +79,7 @@ def test_throughput_suite_runs_every_kind_and_reads_back(tmp_path):
     # a rerun computes nothing
     res = CliRunner().invoke(
         experiments_main,
-        [
-            "reproduce",
-            "throughput",
-            "--preset",
-            "smoke",
-            "--out",
-            str(out),
-            "--seeds",
-            "1",
-            "--device",
-            "cpu",
-            "--quiet",
-        ],
+        _args(out),
     )
     assert res.exit_code == 0
     assert json.loads((out / "report.json").read_text())["meta"]["cells_read_back"] == meta["cells"]
