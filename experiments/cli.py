@@ -138,6 +138,130 @@ def demo_cmd(preset, out, data_dir, device, force, quiet) -> None:
     click.echo(f"wrote {Path(out) / 'report.md'} (pictures: {', '.join(sorted(res['pictures'].values()))})")
 
 
+def study_setup(dataset: str, t: dict, config: dict, forget: str):
+    """The study's setup from the resolved ``[tune]`` table ``t`` (and the config's ``[condense.fdm]``)."""
+    from dcforget.train import TrainConfig
+
+    from .hpsearch import StudySetup
+
+    return StudySetup(
+        dataset=dataset,
+        model=t["model"],
+        per_class=t["per_class"],
+        val_fraction=t["val_fraction"],
+        forget=forget,
+        seeds=tuple(range(int(t["seeds"]))),
+        train={**TrainConfig().to_dict(), **t["train"]},
+        condense={
+            "condenser": "fdm",
+            "clusters": int(t["clusters"]),
+            "options": config.get("condense", {}).get("fdm", {}),
+        },
+    )
+
+
+def _tune_policy_cli(
+    *,
+    dataset,
+    methods,
+    policy,
+    objective,
+    benchmark_report,
+    preset,
+    config_file,
+    arch,
+    trials,
+    seeds,
+    forget_spec,
+    per_class,
+    data_dir,
+    study,
+    store,
+    executor,
+    workers,
+    address,
+    device,
+    quiet,
+    out,
+    force,
+    **_,
+) -> None:
+    """`experiments tune --policy KIND`: every check first (candidates, forget spec, outputs), then the studies."""
+    from dcforget.config import resolve_config, section
+    from dcforget.datasets import load_data
+    from dcforget.errors import ConfigError
+    from dcforget.forget import ForgetSpec
+    from dcforget.jobs import JobStore, make_executor
+    from dcforget.provenance import run_meta
+    from unlearn.methods import METHODS
+    from unlearn.request import check_forget_kind
+
+    from .hpsearch import check_storage
+    from .policy import (
+        POLICY_FORGET,
+        check_policy_forget,
+        check_policy_output,
+        default_candidates,
+        tune_policy,
+        write_policy,
+    )
+
+    overrides = {"model": arch, "trials": trials, "seeds": seeds, "per_class": per_class, "forget": forget_spec}
+    config = resolve_config({"tune": TUNE_DEFAULTS}, preset, config_file, {"tune": overrides})
+    t = section(config, "tune", set(TUNE_DEFAULTS))
+    forget = forget_spec or POLICY_FORGET[policy]
+    spec = ForgetSpec.parse(forget)
+    name = dataset.split(":")[0]
+    if methods:
+        candidates, picked = list(dict.fromkeys(methods)), "given with --method"
+    else:
+        candidates, picked = default_candidates(policy, name, t["model"], benchmark_report)
+    for m in candidates:
+        if not METHODS.get(m).space:
+            raise ConfigError(f"method {m!r} declares no search space")
+        check_forget_kind(m, spec)
+    setup = study_setup(dataset, t, config, forget)
+    trained_on = load_data(dataset, data_dir, setup.per_class, seed=0, val_fraction=setup.val_fraction)
+    check_policy_forget(policy, spec, len(trained_on.train))
+    path = Path(out or Path("configs") / "policy" / (preset or "custom")) / f"{name}-{t['model']}.json"
+    check_writable_dir(path.parent)
+    check_policy_output(path, policy, force)
+    storage = study or Path("runs") / "studies" / f"{name}-{t['model']}-{preset or 'custom'}.journal"
+    JobStore(store).check_writable()
+    check_storage(storage)
+    log = (lambda msg: None) if quiet else (lambda msg: click.echo(msg, err=True))
+    context = {"root": str(Path(store) / "tune-artefacts"), "data_dir": data_dir, "device": str(resolve_device(device))}
+    with make_executor(executor or "local", workers=workers or 1, address=address) as ex:
+        entry, results = tune_policy(
+            policy,
+            candidates,
+            setup,
+            trials=int(t["trials"]),
+            objective=objective or "ours",
+            base_options=t["base_options"],
+            log=log,
+            storage=storage,
+            store=store,
+            executor=ex,
+            context=context,
+            population=t["population"],
+        )
+    entry["candidates_picked"] = picked
+    entry["meta"] = run_meta(resolve_device(device), seeds=list(setup.seeds))
+    entry["study_storage"] = str(storage)
+    write_policy(path, policy, entry, dataset=name, model=t["model"], preset=preset or "custom", force=force)
+    for row in sorted(entry["candidates"], key=lambda r: r["norm"]):
+        ratio = row["time_ratio"]
+        click.echo(
+            f"  {row['method']:>14s} ({row['retain']:7s}) norm {row['norm']:.4f}  time "
+            f"{'n/a' if ratio is None else f'{ratio:.3f}x'}{'' if row['feasible'] else '  (over the time bound)'}"
+        )
+    click.echo(
+        f"policy {policy}: {entry['method']} ({entry['retain']} retain), norm {entry['norm']:.4f}, "
+        f"{', '.join(f'{k}={v}' for k, v in sorted(entry['options'].items()))} -> {path}"
+    )
+
+
 @main.command("tune")
 @click.argument("dataset")
 @click.option("--method", "methods", multiple=True, help="Method to tune (repeatable).")
@@ -150,6 +274,30 @@ def demo_cmd(preset, out, data_dir, device, force, quiet) -> None:
 )
 @click.option(
     "--skip-existing", is_flag=True, help="Leave methods whose tuned file exists alone (instead of refusing)."
+)
+@click.option(
+    "--policy",
+    type=click.Choice(["class", "small", "large"]),
+    default=None,
+    help="Pick the default for one kind of request: tune every candidate (--method, repeatable; default the ten "
+    "closest to retraining in --benchmark-report plus condensed and dcu-reference) with both retain sources, and "
+    "write the best as that kind's entry of OUT/DATASET-MODEL.json (default configs/policy/PRESET), which "
+    "`unlearn` follows when no --method is given.",
+)
+@click.option(
+    "--objective",
+    type=click.Choice(["ours", "deep-unlearn"]),
+    default=None,
+    help="What a study minimises on validation: ours (|dRA|, |dFA|, |dVA|, |d validation MIA| to retraining, "
+    "trials over 0.1x retraining's time infeasible; the default with --policy) or deep-unlearn (Deep Unlearn's "
+    "objective10, faithful; the default otherwise).",
+)
+@click.option(
+    "--benchmark-report",
+    type=click.Path(dir_okay=False),
+    default="reports/benchmark-cpu/report.json",
+    show_default=True,
+    help="With --policy and no --method: the benchmark report whose table ranks the default candidates.",
 )
 @options("preset", "config")
 @click.option("--model", "arch", default=None, help=f"Architecture (default {TUNE_DEFAULTS['model']}).")
@@ -198,6 +346,9 @@ def tune_cmd(
     methods,
     suite,
     skip_existing,
+    policy,
+    objective,
+    benchmark_report,
     preset,
     config_file,
     arch,
@@ -222,6 +373,7 @@ def tune_cmd(
     \b
     experiments tune cifar10 --method kde --preset cpu --data-dir data
     experiments tune cifar10 --suite benchmark --skip-existing --preset cpu --data-dir data
+    experiments tune cifar10 --model mlp --policy small --preset cpu --data-dir data
     """
     from dcforget.config import resolve_config, section
     from dcforget.errors import ConfigError, OutputExistsError
@@ -229,13 +381,16 @@ def tune_cmd(
     from dcforget.io import atomic_path
     from dcforget.jobs import JobStore, make_executor
     from dcforget.provenance import run_meta
-    from dcforget.train import TrainConfig
     from unlearn.methods import METHODS
     from unlearn.request import check_forget_kind
     from unlearn.tuned import tuned_filename
 
     from .hpsearch import StudySetup, check_storage, study_validation, tune, tuned_config
 
+    if policy is not None:
+        if suite or skip_existing:
+            raise ConfigError("--policy searches candidates (--method); --suite and --skip-existing do not apply")
+        return _tune_policy_cli(**{k: v for k, v in locals().items() if k not in ("suite", "skip_existing")})
     if bool(methods) == bool(suite):
         raise ConfigError("give --method (repeatable) or --suite, not both" if methods else "give --method or --suite")
     if suite and forget_spec is not None:
@@ -272,23 +427,9 @@ def tune_cmd(
     elif existing and not force:
         raise OutputExistsError(f"{existing[0]} exists; pass --force to replace it, or --skip-existing")
     check_writable_dir(out)
-    train = {**TrainConfig().to_dict(), **t["train"]}
 
     def setup_for(forget: str) -> StudySetup:
-        return StudySetup(
-            dataset=dataset,
-            model=t["model"],
-            per_class=t["per_class"],
-            val_fraction=t["val_fraction"],
-            forget=forget,
-            seeds=tuple(range(int(t["seeds"]))),
-            train=train,
-            condense={
-                "condenser": "fdm",
-                "clusters": int(t["clusters"]),
-                "options": config.get("condense", {}).get("fdm", {}),
-            },
-        )
+        return study_setup(dataset, t, config, forget)
 
     storage = study or Path("runs") / "studies" / f"{name}-{preset or 'custom'}.journal"
     # every output location is checked before any job runs: the tuned files (above), the job store, the study
@@ -313,6 +454,7 @@ def tune_cmd(
                 base_options=base,
                 population=t["population"],
                 log=log,
+                objective=objective or "deep-unlearn",
             )
             doc = tuned_config(
                 res, preset=preset or "custom", meta=run_meta(resolve_device(device), seeds=list(setup.seeds))

@@ -44,7 +44,7 @@ import socket
 import statistics
 import time
 import warnings
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -62,6 +62,13 @@ from unlearn.tuned import Setting
 from .artefacts import original_model
 
 OBJECTIVES = ("retain_gap", "forget_gap", "val_gap", "val_mia_distinguishability")
+OBJECTIVE_SETS = {
+    "deep-unlearn": OBJECTIVES,  # Deep Unlearn's objective10, faithful
+    "ours": ("retain_gap", "forget_gap", "val_gap", "val_mia_gap"),  # distance to retraining, under a time bound
+}
+MAX_TIME_RATIO = 0.1
+"""The ``ours`` objective's bound: a trial whose whole-request time exceeds this fraction of retraining's (mean over
+seeds) is infeasible (NSGA-III's constraint) and never chosen while a feasible trial exists."""
 JOB_VERSION = "1"
 
 TUNE_DEFAULTS: dict[str, Any] = {
@@ -96,10 +103,13 @@ class StudySetup:
     offline: dict[str, Any] = field(default_factory=dict)  # DC-U's offline phase (dcu-reference), over its defaults
     remembrance_ipc: int = 10
     validation: str = "whole"  # "halves": the method reads the method half, objectives the selection half
+    retain: str = "full"  # the retain set the method is served: "full", or "reduced" (the condensed file's)
 
     def __post_init__(self) -> None:
         if self.validation not in ("whole", "halves"):
             raise ConfigError(f"a study's validation is whole or halves, not {self.validation!r}")
+        if self.retain not in ("full", "reduced"):
+            raise ConfigError(f"a study's retain source is full or reduced, not {self.retain!r}")
         if not self.seeds or len(set(self.seeds)) != len(self.seeds):
             raise ConfigError("a study needs one or more distinct seeds")
         if not 0 < self.val_fraction < 1:
@@ -109,8 +119,9 @@ class StudySetup:
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["seeds"] = list(self.seeds)
-        if d["validation"] == "whole":  # the default, left out: setups written before the halves keep their digest
-            del d["validation"]
+        for key, default in (("validation", "whole"), ("retain", "full")):
+            if d[key] == default:  # defaults left out: setups written before these fields keep their digest
+                del d[key]
         return d
 
     @classmethod
@@ -124,6 +135,16 @@ class StudySetup:
     def digest(self) -> str:
         return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:12]
 
+    def artefact_digest(self) -> str:
+        """The digest the originals and their condensed files are named by: the retain source a method is served
+        does not change them (a full- and a reduced-retain study share one original per seed)."""
+        return replace(self, retain="full").digest()
+
+    @property
+    def reference(self) -> "StudySetup":
+        """The setup the retraining reference runs under: the full retain set, whatever the method is served."""
+        return replace(self, retain="full")
+
 
 # ------------------------------------------------------------------------------------------------ jobs
 @functools.lru_cache(maxsize=4)
@@ -133,7 +154,7 @@ def _data(setup_json: str, data_dir: str | None, device: str) -> Data:
 
 
 def _original(s: StudySetup, seed: int, root: Path, data: Data, device: torch.device):
-    path = root / "originals" / f"{s.dataset.split(':')[0]}-{s.model}-{s.digest()}-s{seed}.pt"
+    path = root / "originals" / f"{s.dataset.split(':')[0]}-{s.model}-{s.artefact_digest()}-s{seed}.pt"
     return original_model(
         path,
         data,
@@ -155,7 +176,7 @@ def _artefacts(
 
     m = METHODS.get(method)
     original = _original(s, seed, root, data, device)
-    stem = root / "originals" / f"{s.dataset.split(':')[0]}-{s.model}-{s.digest()}-s{seed}"
+    stem = root / "originals" / f"{s.dataset.split(':')[0]}-{s.model}-{s.artefact_digest()}-s{seed}"
     c = s.condense
     if m.needs_offline:
         model, tensors = dcu_offline(
@@ -179,7 +200,7 @@ def _artefacts(
             seed=seed,
         )
         return model, cs, tensors
-    if m.needs_condensed:
+    if m.needs_condensed or s.retain == "reduced":
         cs = condensed_file(
             f"{stem}-{c['condenser']}-K{c['clusters']}.h5",
             data,
@@ -228,6 +249,7 @@ def unlearn_job(spec: dict[str, Any], context: dict[str, Any]) -> dict[str, Any]
             condensed=condensed,
             artefacts=tensors,
             validation=s.validation,
+            retain=s.retain,
         )
     except DivergedError as err:  # a legitimate outcome of a trial: scored as the worst (Deep Unlearn: inf)
         return {"diverged": str(err)}
@@ -238,19 +260,38 @@ def unlearn_job(spec: dict[str, Any], context: dict[str, Any]) -> dict[str, Any]
     return {**{k: r[k] for k in keys}, "seconds": r["time"]["total_s"], "method_extra": r.get("method_extra", {})}
 
 
-def objectives(result: dict[str, Any], retrain: dict[str, Any], validation: str = "whole") -> list[float]:
-    """Deep Unlearn's four objectives of one run against the same seed's retraining (validation only); a run whose
-    model diverged scores infinity on each, as in Deep Unlearn. ``validation="halves"``: VA and the validation MIA
-    on the selection half of the validation split (the half the method never read), for the run and the reference."""
+def objectives(
+    result: dict[str, Any], retrain: dict[str, Any], validation: str = "whole", objective: str = "deep-unlearn"
+) -> list[float]:
+    """One run's objectives against the same seed's retraining (validation only); a run whose model diverged scores
+    infinity on each, as in Deep Unlearn. ``validation="halves"``: VA and the validation MIA on the selection half of
+    the validation split (the half the method never read), for the run and the reference.
+
+    ``objective``: ``"deep-unlearn"``, Deep Unlearn's ``objective10`` (|dRA|/3, |dFA|/3, |dVA|/3 and
+    1 - indiscernibility of the run's validation MIA), or ``"ours"``: the distance to retraining on every figure,
+    |dRA|, |dFA|, |dVA| and |d validation MIA| (the run's MIA against retraining's, not against 0.5: a retrained
+    model's forget set is not indiscernible from validation images when the model generalises poorly, so Deep
+    Unlearn's last objective rewards a model wrecked to chance, reports/benchmark-cpu)."""
+    names = OBJECTIVE_SETS[objective]
     if "diverged" in result:
-        return [math.inf] * len(OBJECTIVES)
+        return [math.inf] * len(names)
     va, mia = ("selection_val_acc", "selection_val_mia") if validation == "halves" else ("val_acc", "val_mia")
+    if objective == "ours":
+        return [abs(result[k] - retrain[k]) for k in ("retain_acc", "forget_acc", va, mia)]
     return [
         abs(result["retain_acc"] - retrain["retain_acc"]) / 3,
         abs(result["forget_acc"] - retrain["forget_acc"]) / 3,
         abs(result[va] - retrain[va]) / 3,
         abs(result[mia] - 0.5) / 0.5,
     ]
+
+
+def time_ratio(result: dict[str, Any], retrain: dict[str, Any]) -> float:
+    """The run's whole-request time over the same seed's retraining's (both jobs of one study, on one machine);
+    infinity for a diverged run."""
+    if "diverged" in result or not retrain.get("seconds"):
+        return math.inf
+    return float(result["seconds"]) / float(retrain["seconds"])
 
 
 def study_validation(method: str, base_options: dict[str, Any] | None = None) -> str:
@@ -391,9 +432,11 @@ def _check_journal(path: Path) -> None:
         ) from None
 
 
-def open_study(name: str, storage: str | Path, seed: int = 0, population: int = 50):
+def open_study(name: str, storage: str | Path, seed: int = 0, population: int = 50, objective: str = "deep-unlearn"):
     """An Optuna study (created or resumed) in a journal file or at a database URL, sampled by NSGA-III with
-    generations of ``population`` trials. A storage that cannot be opened is a :class:`ConfigError`."""
+    generations of ``population`` trials. A storage that cannot be opened is a :class:`ConfigError`. The number of
+    objectives is ``objective``'s; with ``ours`` each trial also carries a constraint (``Trial.set_constraint``:
+    its time ratio minus the bound, infeasible above 0), which NSGA-III reads."""
     import optuna
 
     check_storage(storage)
@@ -415,7 +458,7 @@ def open_study(name: str, storage: str | Path, seed: int = 0, population: int = 
         return optuna.create_study(
             study_name=name,
             storage=backend,
-            directions=["minimize"] * len(OBJECTIVES),
+            directions=["minimize"] * len(OBJECTIVE_SETS[objective]),
             sampler=sampler,
             load_if_exists=True,
         )
@@ -427,13 +470,17 @@ def open_study(name: str, storage: str | Path, seed: int = 0, population: int = 
         ) from None
 
 
-def study_name(method: str, setup: StudySetup, base_options: dict[str, Any] | None = None) -> str:
-    """The study's name: the method, the setup, its search space and the fixed options, so a changed range or
-    preset never resumes (and mixes in) an older study's trials."""
+def study_name(
+    method: str, setup: StudySetup, base_options: dict[str, Any] | None = None, objective: str = "deep-unlearn"
+) -> str:
+    """The study's name: the method, the setup, its search space, the fixed options and the objective (named only
+    when not Deep Unlearn's, so earlier studies keep their names), so a changed range or preset never resumes (and
+    mixes in) an older study's trials."""
     what = json.dumps(
         {"space": describe(METHODS.get(method).space), "base": base_options or {}}, sort_keys=True, default=str
     )
-    return f"{method}-{setup.digest()}-{hashlib.sha256(what.encode()).hexdigest()[:8]}"
+    tail = "" if objective == "deep-unlearn" else f"-{objective}"
+    return f"{method}-{setup.digest()}-{hashlib.sha256(what.encode()).hexdigest()[:8]}{tail}"
 
 
 @dataclass
@@ -448,6 +495,8 @@ class StudyResult:
     computed: int  # jobs computed by this call (0 on a rerun)
     sampler: dict[str, Any] = field(default_factory=dict)  # NSGA-III's population and base seed
     data_size: dict[str, Any] = field(default_factory=dict)  # the originals' training set: train_size, num_classes
+    objective: str = "deep-unlearn"
+    max_time_ratio: float | None = None  # the ``ours`` objective's time bound
 
     def summary(self) -> dict[str, Any]:
         done = [t for t in self.trials if t["state"] == "COMPLETE"]
@@ -459,17 +508,20 @@ class StudyResult:
             "diverged_trials": len(done) - len(finite),
             "norms": {"min": finite[0] if finite else None, "median": finite[len(finite) // 2] if finite else None},
             "jobs_computed_this_run": self.computed,
+            "objective": self.objective,
+            **({"max_time_ratio": self.max_time_ratio} if self.max_time_ratio is not None else {}),
+            **({"chosen_feasible": self.best.get("feasible")} if "feasible" in self.best else {}),
         }
 
 
 def _references(setup: StudySetup, method: str, jobs: Callable) -> dict[int, dict[str, Any]]:
     """Every seed's original (with the artefacts ``method`` needs) and its retraining, through ``jobs(fn, specs)``
     (which returns the results in order): seed -> retraining's metrics."""
-    sd = setup.to_dict()
+    sd, ref = setup.to_dict(), setup.reference.to_dict()
     jobs(original_job, [{"setup": sd, "seed": s, "methods": sorted({"retrain", method})} for s in setup.seeds])
     refs = jobs(
         unlearn_job,
-        [{"setup": sd, "method": "retrain", "options": retrain_options(setup), "seed": s} for s in setup.seeds],
+        [{"setup": ref, "method": "retrain", "options": retrain_options(setup), "seed": s} for s in setup.seeds],
     )
     return dict(zip(setup.seeds, refs))
 
@@ -495,6 +547,8 @@ def tune(
     population: int | None = None,
     stale_after_s: float = STALE_AFTER_S,
     log: Callable[[str], None] = lambda _: None,
+    objective: str = "deep-unlearn",
+    max_time_ratio: float = MAX_TIME_RATIO,
 ) -> StudyResult:
     """Run (or resume) the study of ``method`` on ``setup`` until it has ``trials`` complete trials.
 
@@ -509,7 +563,15 @@ def tune(
     or it started more than ``stale_after_s`` ago (a driver on another host), and a trial another driver finished
     meanwhile is not told twice. Each driver seeds its sampler with ``sampler_seed`` plus the number of trials the
     study holds when it starts, so drivers started one after another draw different trials (and plus
-    :func:`method_seed_offset`, so studies of different methods draw different trials)."""
+    :func:`method_seed_offset`, so studies of different methods draw different trials).
+
+    ``objective``: ``"deep-unlearn"`` (faithful) or ``"ours"`` (:func:`objectives`); with ``ours`` a trial whose
+    time ratio to retraining (mean over seeds) exceeds ``max_time_ratio`` is infeasible: NSGA-III's constraint, and
+    the chosen trial is the feasible one with the smallest norm (the smallest norm overall, marked
+    ``feasible: false``, when no trial is feasible)."""
+    if objective not in OBJECTIVE_SETS:
+        raise ConfigError(f"unknown objective {objective!r}; one of {', '.join(OBJECTIVE_SETS)}")
+    names = OBJECTIVE_SETS[objective]
     m = METHODS.get(method)
     if not m.space:
         raise ConfigError(f"method {method!r} declares no search space")
@@ -527,7 +589,7 @@ def tune(
         return run.results
 
     sd = setup.to_dict()
-    name = study_name(method, setup, base)
+    name = study_name(method, setup, base, objective)
     # opened before any job runs, so a storage that cannot be used costs no training
     # a resumed study gets a sampler seeded by how far it got: the same seed again would redraw the first trials
     # and each method draws its own points: studies of methods with the same search space (ssd and lfssd) on one
@@ -537,8 +599,10 @@ def tune(
     study = open_study(
         name,
         storage,
-        (sampler_seed + offset + len(open_study(name, storage).get_trials(deepcopy=False))) % 2**32,
+        (sampler_seed + offset + len(open_study(name, storage, objective=objective).get_trials(deepcopy=False)))
+        % 2**32,
         population,
+        objective,
     )
     references = _references(setup, method, jobs)
     data = _data(json.dumps(sd, sort_keys=True), context.get("data_dir"), str(context.get("device", "cpu")))
@@ -561,10 +625,14 @@ def tune(
             if study._storage.get_trial(t._trial_id).state.is_finished():  # another driver took it over and finished it
                 continue
             per_seed = results[i * k : (i + 1) * k]
-            objs = [objectives(r, references[s], setup.validation) for r, s in zip(per_seed, setup.seeds)]
-            mean = [sum(o[j] for o in objs) / k for j in range(len(OBJECTIVES))]
+            objs = [objectives(r, references[s], setup.validation, objective) for r, s in zip(per_seed, setup.seeds)]
+            mean = [sum(o[j] for o in objs) / k for j in range(len(names))]
+            ratio = sum(time_ratio(r, references[s]) for r, s in zip(per_seed, setup.seeds)) / k
             t.set_user_attr("per_seed", per_seed)
             t.set_user_attr("options", {**base, **t.params})
+            t.set_user_attr("time_ratio", ratio if math.isfinite(ratio) else None)
+            if objective == "ours":  # NSGA-III's constraint: feasible when <= 0
+                t.set_constraint("time_ratio", (ratio - max_time_ratio) if math.isfinite(ratio) else 1.0)
             study.tell(t, mean, skip_if_finished=True)
 
     def abandoned(t) -> bool:
@@ -601,15 +669,19 @@ def tune(
             "params": t.params,
             "options": t.user_attrs.get("options"),
             "per_seed": t.user_attrs.get("per_seed"),
+            "time_ratio": t.user_attrs.get("time_ratio"),
         }
         if t.state == optuna.trial.TrialState.COMPLETE:
-            row["objectives"] = dict(zip(OBJECTIVES, t.values))
+            row["objectives"] = dict(zip(names, t.values))
             row["norm"] = norm(t.values)
+            if objective == "ours":
+                row["feasible"] = row["time_ratio"] is not None and row["time_ratio"] <= max_time_ratio
         rows.append(row)
     complete = [r for r in rows if r["state"] == "COMPLETE"][:trials] if rows else []
     if not complete:
         raise ConfigError(f"study of {method!r} has no complete trial")
-    best = min(complete, key=lambda r: (r["norm"], r["number"]))
+    feasible = [r for r in complete if r.get("feasible", True)]
+    best = min(feasible or complete, key=lambda r: (r["norm"], r["number"]))
     return StudyResult(
         method,
         setup,
@@ -621,6 +693,8 @@ def tune(
         computed,
         {"name": "NSGA-III", "population": population, "seed": sampler_seed, "method_offset": offset},
         data_size,
+        objective,
+        max_time_ratio if objective == "ours" else None,
     )
 
 
@@ -633,6 +707,26 @@ SELECTION = {
     "indiscernibility of the validation MIA, VA and MIA on the selection half) against the same seed's "
     "retraining, mean over seeds; NSGA-III; the trial with the smallest Euclidean norm",
 }
+
+
+def selection_text(res: StudyResult) -> str:
+    """How the study chose its trial, in words (the tuned file's ``selection``)."""
+    text = SELECTION[res.setup.validation]
+    if res.objective == "ours":
+        text = text.replace(
+            "Deep Unlearn's four objectives (|dRA|/3, |dFA|/3, |dVA|/3, 1 - indiscernibility of the validation MIA)",
+            "our four objectives (|dRA|, |dFA|, |dVA|, |d validation MIA|)",
+        ).replace(
+            "Deep Unlearn's four objectives (|dRA|/3, |dFA|/3, |dVA|/3 and 1 - indiscernibility of the validation MIA",
+            "our four objectives (|dRA|, |dFA|, |dVA| and |d validation MIA|",
+        )
+        text += (
+            f", among the trials whose whole-request time is at most {res.max_time_ratio:g}x retraining's "
+            "(mean over seeds; NSGA-III's constraint)"
+        )
+    if res.setup.retain == "reduced":
+        text += "; the method served the condensed file's reduced retain set"
+    return text
 
 
 def tuned_on(setup: StudySetup, train_size: int | None, num_classes: int | None) -> dict[str, Any]:
@@ -668,7 +762,8 @@ def tuned_config(res: StudyResult, *, preset: str, meta: dict[str, Any]) -> dict
         "space": res.space,
         "fixed": res.fixed,
         "study": {**res.summary(), "sampler": res.sampler},
-        "selection": SELECTION[res.setup.validation],
+        "selection": selection_text(res),
+        "objective": res.objective,
         "meta": meta,
     }
 

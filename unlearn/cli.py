@@ -23,7 +23,6 @@ from dcforget.models import MODELS
 from dcforget.runtime import resolve_device
 from dcforget.train import OPTIMIZERS, SCHEDULES, TrainConfig, checkpoint_meta, evaluate, train_defaults, train_on
 
-from .methods import DEFAULT_METHOD
 from .request import UnlearnRequest
 from .tuned import choice_line
 
@@ -66,11 +65,11 @@ from .tuned import choice_line
     "--retain",
     "retain",
     type=click.Choice(["full", "reduced"]),
-    default="full",
-    show_default=True,
+    default=None,
     help="The retain set the method trains on: the full retain set, or the audited reduced set of "
     "--from-condensed (condensed images resampled by the retain images they stand for); for any "
-    "method that reads a retain set (`unlearn methods`: reads_retain).",
+    "method that reads a retain set (`unlearn methods`: reads_retain). Default: the policy entry's "
+    "when no --method is given, else full.",
 )
 @options("data_dir", "download")
 @run_options
@@ -398,7 +397,7 @@ def run_request_cli(
     force,
     tuned: bool = True,
     options_from=None,
-    retain: str = "full",
+    retain: str | None = None,
 ) -> None:
     if checkpoint is None:
         raise ConfigError("an unlearning request needs --checkpoint (the model to unlearn from)")
@@ -406,10 +405,10 @@ def run_request_cli(
         raise ConfigError("an unlearning request needs --forget SPEC (random:F, class:C, classes:..., indices:FILE)")
     if options_from is not None and not tuned:
         raise ConfigError("--options-from and --untuned contradict each other: give one of them")
-    defaults = {"method": DEFAULT_METHOD if condensed_file else None, "seed": 0, "unlearn": {}}
+    defaults = {"method": None, "seed": 0, "unlearn": {}}  # no method: the policy's (unlearn.policy)
     config = resolve_config(defaults, preset, config_file, {"method": method, "seed": seed})
     method = config["method"]
-    if method is None:  # before the output check, so the message names the real problem
+    if method is None and not condensed_file:  # before the output check, so the message names the real problem
         raise ConfigError(
             "give a condensed file (--from-condensed FILE, for the default method) or a method (--method NAME)"
         )
@@ -433,11 +432,13 @@ def run_request_cli(
         retain=retain,
     )
     slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", forget_spec)[:40]
-    out_dir = Path(out or f"runs/unlearn/{method or DEFAULT_METHOD}-{slug}")
+    out_dir = Path(out or f"runs/unlearn/{method or 'default'}-{slug}")
     model_path, report_path = out_dir / "model.pt", out_dir / "report.json"
     check_writable(model_path, force)  # before any work
     check_writable(report_path, force)
     prepared = request.prepare()
+    if prepared.policy is not None:  # no --method: which policy entry the request follows, or the fallback
+        click.echo(prepared.policy.line(prepared.setting), err=True)
     line = choice_line(prepared.tuned_choice) if prepared.tuned_choice is not None else prepared.tuned_note
     if line is not None:  # which tuned file the request uses, or why it uses none
         click.echo(line, err=True)

@@ -34,7 +34,8 @@ from dcforget.runtime import resolve_device, synchronize
 from dcforget.train import evaluate
 
 from .audit import ReducedSetLeakError, audit_served, require_clean
-from .methods import DEFAULT_METHOD, METHODS, Method, UnlearnContext, zero_shot_view
+from .methods import METHODS, Method, UnlearnContext, zero_shot_view
+from .policy import PolicyChoice, choose_policy
 from .reduced import assemble_reduced
 from .tuned import Tuned, TunedChoice, checkpoint_setting, choose_tuned, forced_tuned
 
@@ -352,7 +353,9 @@ class UnlearnRequest:
     download: bool = True
     tuned: bool = True  # use tuned options (`experiments tune`) tuned on the checkpoint's setting, if any
     options_from: str | os.PathLike | None = None  # a tuned file to use whatever its setting (--options-from)
-    retain: str = "full"  # the method's retain set: "full", or "reduced" (the condensed file's audited reduced set)
+    retain: str | None = (
+        None  # "full", or "reduced" (the condensed file's audited reduced set); None: the policy's or full
+    )
 
     def prepare(self) -> "PreparedRequest":
         """Validate the whole request before any work: the method and its options; the checkpoint; the condensed
@@ -368,11 +371,16 @@ class UnlearnRequest:
             spec.read_indices()
         if self.options_from is not None and not self.tuned:
             raise ConfigError("--options-from and --untuned contradict each other: give one of them")
-        method = self.method or (DEFAULT_METHOD if self.condensed_file is not None else None)
-        if method is None:
+        if self.method is None and self.condensed_file is None:
             raise ConfigError(
                 "give a condensed file (--from-condensed FILE, for the default method) or a method (--method NAME)"
             )
+        policy = read = None
+        if self.method is None:  # the default: the policy entry for this kind of request and setting, or the fallback
+            read = read_checkpoint_meta(self.checkpoint, with_tensors=True)
+            policy = choose_policy(spec, checkpoint_setting(read[0], spec), read[0].forgotten)
+        method = self.method or policy.method
+        retain = self.retain or (policy.retain if policy is not None else "full")
         m = METHODS.get(method)
         where = f" of method {method!r}"
         pairs = parse_options(self.option_pairs, m.defaults, where)
@@ -385,10 +393,16 @@ class UnlearnRequest:
                     f"--epochs {self.epochs} and --option epochs={pairs['epochs']} conflict; give one of them"
                 )
             opts["epochs"] = int(self.epochs)
-        check_request(method, spec, options=opts, has_condensed=self.condensed_file is not None, retain=self.retain)
-        meta, _, tensors = read_checkpoint_meta(self.checkpoint, with_tensors=True)
+        check_request(method, spec, options=opts, has_condensed=self.condensed_file is not None, retain=retain)
+        meta, _, tensors = read or read_checkpoint_meta(self.checkpoint, with_tensors=True)
         here = checkpoint_setting(meta, spec)
-        if self.options_from is not None:  # forced: checked, used whatever its setting
+        if policy is not None and policy.entry is not None and self.tuned and self.options_from is None:
+            # the entry's options are tuned ones: under the user's (--untuned: the method's registered defaults)
+            opts = {**policy.options, **opts}
+            if m.validate is not None:
+                m.validate(opts)
+            choice = TunedChoice(None, None, off=True)
+        elif self.options_from is not None:  # forced: checked, used whatever its setting
             choice = forced_tuned(self.options_from, method, m.defaults, here)
         elif self.tuned:  # only a file tuned on this checkpoint's setting (the default method's condensed.json too)
             choice = choose_tuned(method, here, m.defaults, spec)
@@ -421,7 +435,20 @@ class UnlearnRequest:
         if condensed is not None:  # the condensed file against the training set actually loaded, too
             check_pairing(condensed, where=f"condensed file {self.condensed_file}", fingerprint=data.fingerprint())
         return PreparedRequest(
-            self, method, opts, ck, data.to(device), condensed, device, tuned, note, choice, here, spec=spec
+            self,
+            method,
+            opts,
+            ck,
+            data.to(device),
+            condensed,
+            device,
+            tuned,
+            note,
+            choice,
+            here,
+            spec=spec,
+            retain=retain,
+            policy=policy,
         )
 
 
@@ -441,6 +468,8 @@ class PreparedRequest:
     tuned_choice: TunedChoice | None = None  # which tuned file was used, or why none was
     setting: Any = None  # the checkpoint's setting (unlearn.tuned.Setting) the choice was made for
     spec: ForgetSpec | None = None  # the request's forget spec, parsed once by prepare()
+    retain: str = "full"  # the retain source the method is served (the user's, else the policy entry's)
+    policy: PolicyChoice | None = None  # the request named no method: the policy entry it follows, or the fallback
 
     @property
     def meta(self) -> CheckpointMeta:
@@ -465,7 +494,7 @@ class PreparedRequest:
             artefacts=self.checkpoint.tensors,
             # options tuned with the method reading the method half: run it as it was tuned
             validation=self.tuned.summary.get("validation", "whole") if self.tuned else "whole",
-            retain=r.retain,
+            retain=self.retain,
         )
         res.report.update(
             checkpoint=str(r.checkpoint),
@@ -474,6 +503,8 @@ class PreparedRequest:
             if self.tuned is None
             else {"file": str(self.tuned.path), "preset": self.tuned.preset, **self.tuned.summary},
         )
+        if self.policy is not None:  # the request named no method: the policy entry it followed, or the fallback
+            res.report["policy"] = self.policy.record(self.setting)
         if self.tuned_choice is not None:  # which tuned file was used or why none was, against what setting
             res.report["tuned_choice"] = {
                 **self.tuned_choice.record(),

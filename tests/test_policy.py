@@ -1,0 +1,103 @@
+"""The default policy: `experiments tune --policy KIND` picks a method, retain source and options on validation, and
+`unlearn --from-condensed` without --method follows the entry for its kind of request and setting (or says which
+fallback it used and how to tune one)."""
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+pytest.importorskip("optuna")
+
+from condense.cli import main as condense_main  # noqa: E402
+from dcforget.forget import ForgetSpec  # noqa: E402
+from experiments.cli import main as experiments_main  # noqa: E402
+from experiments.hpsearch import objectives, time_ratio  # noqa: E402
+from unlearn import policy as policy_mod  # noqa: E402
+from unlearn.cli import main as unlearn_main  # noqa: E402
+from unlearn.policy import read_policy, request_kind  # noqa: E402
+
+SPEC = "synthetic:classes=4,train=150,test=20,size=16,noise=0.5"  # 512 training images at --per-class 150
+
+
+def test_a_request_is_classed_by_its_new_images(tmp_path):
+    assert request_kind(ForgetSpec.parse("class:1"), 1000)[0] == "class"
+    assert request_kind(ForgetSpec.parse("classes:1,2"), 1000)[0] == "class"
+    assert request_kind(ForgetSpec.parse("random:0.005"), 1000)[0] == "small"
+    assert request_kind(ForgetSpec.parse("random:0.1"), 1000)[0] == "large"
+    assert request_kind(ForgetSpec.parse("classes:1,2:0.1"), 1000)[0] == "large"  # sized only on the data
+    f = tmp_path / "i.txt"
+    f.write_text("\n".join(map(str, range(14))) + "\n")
+    spec = ForgetSpec.parse(f"indices:{f}")
+    assert request_kind(spec, 1000)[0] == "large"  # 14 new images > 1% of 1000
+    kind, why = request_kind(spec, 1000, forgotten=range(6))  # a stream: 8 of them are new
+    assert kind == "small" and why.startswith("8 new images")
+    assert request_kind(spec, None)[0] == "large"  # unknown training-set size: never called small
+
+
+def test_our_objective_is_the_distance_to_retraining_and_time_is_a_ratio():
+    r = {"retain_acc": 0.9, "forget_acc": 0.6, "val_acc": 0.5, "val_mia": 0.7, "seconds": 2.0}
+    ref = {"retain_acc": 1.0, "forget_acc": 0.3, "val_acc": 0.45, "val_mia": 0.6, "seconds": 40.0}
+    assert objectives(r, ref, objective="ours") == pytest.approx([0.1, 0.3, 0.05, 0.1])
+    assert objectives(r, ref) == pytest.approx([0.1 / 3, 0.1, 0.05 / 3, 0.4])  # Deep Unlearn's, unchanged
+    assert time_ratio(r, ref) == pytest.approx(0.05)
+    assert time_ratio({"diverged": "x"}, ref) == float("inf")
+
+
+def _tune(tmp_path, *extra):
+    args = ["tune", SPEC, "--model", "mlp", "--policy", "small", "--method", "finetune", "--preset", "smoke"]
+    args += ["--per-class", "150", "--trials", "1", "--seeds", "1", "--study", str(tmp_path / "s.journal")]
+    args += ["--store", str(tmp_path / "jobs"), "--out", str(tmp_path / "cfg" / "policy" / "test"), "-q", *extra]
+    return CliRunner().invoke(experiments_main, args)
+
+
+def test_a_policy_is_searched_on_validation_and_unlearn_follows_it(tmp_path, monkeypatch):
+    res = _tune(tmp_path)
+    assert res.exit_code == 0, res.output
+    path = tmp_path / "cfg" / "policy" / "test" / "synthetic-mlp.json"
+    doc = json.loads(path.read_text())
+    e = doc["entries"]["small"]
+    rows = e["candidates"]
+    assert {(r["method"], r["retain"]) for r in rows} == {("finetune", "full"), ("finetune", "reduced")}
+    feasible = [r for r in rows if r["feasible"]] or rows
+    best = min(feasible, key=lambda r: r["norm"])
+    assert (e["method"], e["retain"], e["norm"]) == (best["method"], best["retain"], best["norm"])
+    assert e["objective"] == "ours" and e["tuned_on"]["forget_kind"] == "small" and e["tuned_on"]["train_size"] == 512
+    assert {"command", "git", "machine"} <= set(e["meta"]) and e["meta"]["seeds"] == [0]  # its provenance
+    assert all(set(r["objectives"]) == {"retain_gap", "forget_gap", "val_gap", "val_mia_gap"} for r in rows)
+    [entry] = read_policy(path)
+    again = _tune(tmp_path)  # an entry is never replaced without --force
+    assert again.exit_code == 2 and "has a small entry" in again.output
+
+    run = lambda main, args: CliRunner().invoke(main, [str(a) for a in args])  # noqa: E731
+    ck, h5 = tmp_path / "m.pt", tmp_path / "c.h5"
+    r = run(unlearn_main, ["train", SPEC, "--model", "mlp", "--per-class", 150, "--epochs", 3, "--out", ck, "-q"])
+    assert r.exit_code == 0, r.output
+    r = run(condense_main, ["build", SPEC, "--method", "kmeans", "--clusters", 2, "--checkpoint", ck, "--out", h5, "-q"])
+    assert r.exit_code == 0, r.output
+    monkeypatch.setattr(policy_mod, "config_dirs", lambda: [tmp_path / "cfg"])
+    (tmp_path / "req.txt").write_text("0\n7\n9\n")
+    base = ["--from-condensed", h5, "--checkpoint", ck, "--quiet"]
+    r = run(unlearn_main, [*base, "--forget", f"indices:{tmp_path / 'req.txt'}", "--out", tmp_path / "o1"])
+    assert r.exit_code == 0, r.output
+    assert f"policy: a small request (3 new images <= 0.01 of the 512 training images) -> {entry.method}" in r.stderr
+    rep = json.loads((tmp_path / "o1" / "report.json").read_text())
+    assert rep["method"] == entry.method and rep["policy"]["file"] == str(path) and not rep["policy"]["fallback"]
+    assert rep["retain_source"] == entry.retain and rep["options"]["lr"] == entry.options["lr"]
+    # a kind of request the policy has no entry for: the fallback, named, with the command that tunes one
+    r = run(unlearn_main, [*base, "--forget", "random:0.2", "--out", tmp_path / "o2"])
+    assert r.exit_code == 0, r.output
+    assert "no large entry" in r.stderr and "fallback: condensed" in r.stderr
+    assert "experiments tune synthetic --model mlp --policy large" in r.stderr
+    assert json.loads((tmp_path / "o2" / "report.json").read_text())["policy"]["fallback"]
+    # a damaged policy file: one error line, nothing written
+    path.write_text('{"schema": "dcforget-policy", "version": 1, "entries": {"small": {"method": "nope"}}}')
+    r = run(unlearn_main, [*base, "--forget", f"indices:{tmp_path / 'req.txt'}", "--out", tmp_path / "o3"])
+    assert r.exit_code == 2 and r.stderr.startswith("error: ") and r.stderr.count("\n") == 1, r.output
+    assert not (tmp_path / "o3").exists()
+
+
+def test_a_policy_study_refuses_a_forget_spec_of_another_kind(tmp_path):
+    res = _tune(tmp_path, "--forget", "random:0.2")
+    assert res.exit_code == 2 and "is a large request" in res.output
+    assert not (tmp_path / "cfg").exists() and not (tmp_path / "jobs").exists()

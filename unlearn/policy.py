@@ -1,0 +1,214 @@
+"""The default policy: which method, retain source and options answer a request that names no method.
+
+`experiments tune DATASET --model M --policy KIND` searches the candidate methods, each with both retain sources
+where it reads a retain set, on the validation split, and writes the winner as one entry of
+``configs/policy/<preset>/<dataset>-<model>.json``. An entry is keyed by the kind of request (:data:`POLICY_KINDS`):
+
+* ``class``: whole classes (``class:C``, ``classes:A,B``);
+* ``small``: a per-sample request whose *new* images (those no earlier request of the checkpoint forgot) are at most
+  :data:`SMALL_REQUEST` of the training set: a person's erasure request, one of a stream;
+* ``large``: any other per-sample request (``random:F`` above that share, a large index file, a fraction of some
+  classes, ``overfit``).
+
+`unlearn --from-condensed FILE` without ``--method`` classifies its request, takes the entry tuned on a setting
+that fits the checkpoint (dataset, model, training-set size and epochs within :mod:`unlearn.tuned`'s tolerances;
+presets ``paper`` then ``cpu`` then others, ``smoke`` never unless named) and says which entry it used; with no
+entry it says which fallback it used (the registered default, :data:`unlearn.methods.DEFAULT_METHOD`) and how to
+tune one. Options the user gives override the entry's. The file is JSON, checked when read; never pickle."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Sequence
+
+from dcforget.config import config_dirs
+from dcforget.errors import ConfigError
+from dcforget.forget import ForgetSpec
+
+from .methods import DEFAULT_METHOD, METHODS
+from .tuned import PRESET_ORDER, Setting, setting_mismatch
+
+SMALL_REQUEST = 0.01
+"""A per-sample request whose new images are at most this share of the training set is ``small`` (the default
+method's own small-request rule uses the same share: ``condensed``'s ``small_request`` option)."""
+
+POLICY_KINDS = ("class", "small", "large")
+SCHEMA = "dcforget-policy"
+VERSION = 1
+
+
+def request_kind(
+    spec: ForgetSpec, train_size: int | None, forgotten: Sequence[int] = (), small: float = SMALL_REQUEST
+) -> tuple[str, str]:
+    """(kind of request, why) for ``spec`` on a checkpoint trained on ``train_size`` images that already forgot
+    ``forgotten`` (its earlier requests): see the module's docstring. A request whose size cannot be told without
+    the data (a fraction of some classes, ``overfit``) is ``large``."""
+    if spec.whole_classes:
+        return "class", "whole classes"
+    if spec.kind == "indices":
+        new = len(set(spec.read_indices().tolist()) - set(forgotten))
+    elif spec.kind == "random" and train_size:
+        new = int(round(float(spec.fraction) * (train_size - len(forgotten))))
+    else:
+        return "large", f"a {spec.kind} request, sized only on the data"
+    if not train_size:
+        return "large", f"{new} new images; the checkpoint does not record its training-set size"
+    bound = small * train_size
+    if new <= bound:
+        return "small", f"{new} new images <= {small:g} of the {train_size} training images"
+    return "large", f"{new} new images > {small:g} of the {train_size} training images"
+
+
+@dataclass(frozen=True)
+class PolicyEntry:
+    """One entry of a policy file: what answers a ``kind`` request in the setting it was tuned on."""
+
+    path: Path
+    preset: str
+    kind: str
+    method: str
+    retain: str
+    options: dict[str, Any]
+    setting: Setting | None
+    summary: dict[str, Any]  # objective, norm, time ratio, candidates searched, the study's provenance
+
+    def describe(self) -> str:
+        s = self.summary
+        searched = s.get("candidates_searched")
+        over = f" over {searched} candidate studies" if searched else ""
+        return (
+            f"{self.method} ({self.retain} retain) from {self.path} [preset {self.preset}; `experiments tune "
+            f"--policy {self.kind}`, objective {s.get('objective')}{over}]"
+        )
+
+
+def read_policy(path: str | Path) -> list[PolicyEntry]:
+    """A policy file, checked: JSON that `experiments tune --policy` wrote, each entry's kind, method, retain source
+    and options (the method's own)."""
+    p = Path(path)
+    try:
+        doc = json.loads(p.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ConfigError(f"policy file {p} cannot be read: {err}") from None
+    if not isinstance(doc, dict) or doc.get("schema") != SCHEMA or not isinstance(doc.get("entries"), dict):
+        raise ConfigError(f"policy file {p} is not one `experiments tune --policy` wrote (schema {SCHEMA})")
+    if doc.get("version") != VERSION:
+        raise ConfigError(f"policy file {p} has version {doc.get('version')!r}; this toolkit reads {VERSION}")
+    out = []
+    for kind, e in sorted(doc["entries"].items()):
+        where = f"policy file {p}, entry {kind!r}"
+        if kind not in POLICY_KINDS:
+            raise ConfigError(f"{where}: unknown kind of request; one of {', '.join(POLICY_KINDS)}")
+        if not isinstance(e, dict) or not isinstance(e.get("options"), dict):
+            raise ConfigError(f"{where}: needs method, retain and options")
+        method = METHODS.get(e.get("method"))  # an unknown name: the registry's error
+        if e.get("retain") not in ("full", "reduced"):
+            raise ConfigError(f"{where}: retain is full or reduced, not {e.get('retain')!r}")
+        unknown = sorted(set(e["options"]) - set(method.defaults))
+        if unknown:
+            raise ConfigError(f"{where}: option(s) {', '.join(unknown)} that {e['method']!r} does not have")
+        on = e.get("tuned_on")
+        summary = {k: e.get(k) for k in ("objective", "norm", "objectives", "time_ratio", "feasible")}
+        summary["candidates_searched"] = len(e.get("candidates") or [])
+        summary["git"] = (e.get("meta") or {}).get("git_commit") if isinstance(e.get("meta"), dict) else None
+        out.append(
+            PolicyEntry(
+                p,
+                str(doc.get("preset")),
+                kind,
+                e["method"],
+                e["retain"],
+                dict(e["options"]),
+                Setting.from_dict(on) if isinstance(on, dict) else None,
+                summary,
+            )
+        )
+    return out
+
+
+def policy_files(dataset: str, model: str, roots: list[Path] | None = None, preset: str | None = None) -> list[Path]:
+    """The policy files for ``dataset``/``model``, best preset first (``smoke`` only when ``preset`` names it)."""
+    found: list[Path] = []
+    for base in roots if roots is not None else config_dirs():
+        found += sorted((Path(base) / "policy").glob(f"{preset or '*'}/{dataset.split(':')[0]}-{model}.json"))
+    if preset is None:
+        found = [p for p in found if p.parent.name != "smoke"]
+    return sorted(found, key=lambda p: (PRESET_ORDER.get(p.parent.name, 2), str(p)))
+
+
+@dataclass(frozen=True)
+class PolicyChoice:
+    """What a request without ``--method`` does: the entry it follows (or None: the fallback) and why."""
+
+    kind: str
+    why: str  # why the request is of that kind
+    entry: PolicyEntry | None
+    note: str | None = None  # why no entry was used
+
+    @property
+    def method(self) -> str:
+        return self.entry.method if self.entry else DEFAULT_METHOD
+
+    @property
+    def retain(self) -> str:
+        return self.entry.retain if self.entry else "full"
+
+    @property
+    def options(self) -> dict[str, Any]:
+        return dict(self.entry.options) if self.entry else {}
+
+    def line(self, here: Setting) -> str:
+        """The one line `unlearn` prints about it."""
+        if self.entry is not None:
+            return f"policy: a {self.kind} request ({self.why}) -> {self.entry.describe()}"
+        how = (
+            f"experiments tune {here.dataset or 'DATASET'} --model {here.model or 'MODEL'} --policy {self.kind} "
+            "--preset cpu|paper --data-dir DIR"
+        )
+        return (
+            f"policy: a {self.kind} request ({self.why}); {self.note}; fallback: {DEFAULT_METHOD} (the registered "
+            f"default, full retain); tune one with `{how}`"
+        )
+
+    def record(self, here: Setting) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "why": self.why,
+            "file": str(self.entry.path) if self.entry else None,
+            "preset": self.entry.preset if self.entry else None,
+            "method": self.method,
+            "retain": self.retain,
+            "fallback": self.entry is None,
+            "note": self.note,
+            "summary": self.entry.summary if self.entry else None,
+            "checkpoint_setting": here.to_dict(),
+        }
+
+
+def choose_policy(
+    spec: ForgetSpec,
+    here: Setting,
+    forgotten: Sequence[int] = (),
+    roots: list[Path] | None = None,
+) -> PolicyChoice:
+    """The policy entry a request in setting ``here`` follows: the first (best preset first) for its kind of request
+    whose ``tuned_on`` fits the checkpoint (:func:`unlearn.tuned.setting_mismatch`), or the fallback with a note."""
+    kind, why = request_kind(spec, here.train_size, forgotten)
+    if not here.dataset or not here.model:
+        return PolicyChoice(kind, why, None, "the checkpoint does not record its dataset and model")
+    files = policy_files(here.dataset, here.model, roots)
+    entries = [e for f in files for e in read_policy(f) if e.kind == kind]
+    if not entries:
+        where = f"configs/policy/*/{here.dataset}-{here.model}.json"
+        return PolicyChoice(kind, why, None, f"no {kind} entry in {where}")
+    target = replace(here, forget_kind=kind)
+    mismatches = []
+    for e in entries:
+        on = replace(e.setting, forget_kind=kind) if e.setting is not None else None
+        differs = setting_mismatch(on, target)
+        if differs is None:
+            return PolicyChoice(kind, why, e)
+        mismatches.append(f"{e.path}: {differs}")
+    return PolicyChoice(kind, why, None, f"no entry tuned on this setting ({mismatches[0]})")
