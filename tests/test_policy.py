@@ -73,7 +73,9 @@ def test_a_policy_is_searched_on_validation_and_unlearn_follows_it(tmp_path, mon
     ck, h5 = tmp_path / "m.pt", tmp_path / "c.h5"
     r = run(unlearn_main, ["train", SPEC, "--model", "mlp", "--per-class", 150, "--epochs", 3, "--out", ck, "-q"])
     assert r.exit_code == 0, r.output
-    r = run(condense_main, ["build", SPEC, "--method", "kmeans", "--clusters", 2, "--checkpoint", ck, "--out", h5, "-q"])
+    r = run(
+        condense_main, ["build", SPEC, "--method", "kmeans", "--clusters", 2, "--checkpoint", ck, "--out", h5, "-q"]
+    )
     assert r.exit_code == 0, r.output
     monkeypatch.setattr(policy_mod, "config_dirs", lambda: [tmp_path / "cfg"])
     (tmp_path / "req.txt").write_text("0\n7\n9\n")
