@@ -447,7 +447,52 @@ def other_results(root: Path) -> list[str]:
     return out
 
 
-GENERATORS = {"methods": methods_page, "cli": cli_page, "reports": reports_index}
+def policy_section(root: Path) -> str:
+    """The committed default policies (configs/policy/PRESET/DATASET-MODEL.json): per kind of request, the entry
+    `unlearn` follows without --method, and every candidate study behind it (validation figures only)."""
+    from unlearn.methods import METHODS
+
+    files = sorted((root / "configs" / "policy").glob("*/*.json"))
+    if not files:
+        return "No policy is committed yet: `unlearn` without `--method` uses the fallback (`condensed`) and says so."
+    lines: list[str] = []
+    for f in files:
+        doc = json.loads(f.read_text())
+        for kind, e in sorted(doc.get("entries", {}).items()):
+            on = e.get("tuned_on", {})
+            meta = e.get("meta", {})
+            ratio = e.get("time_ratio")
+            reads = METHODS.get(e["method"]).reads_retain
+            source = f" with the **{e['retain']}** retain set" if reads else " (it builds its own training set)"
+            lines += [
+                f"### {doc.get('dataset')} / {doc.get('model')}, {kind} requests (preset {doc.get('preset')})",
+                "",
+                f"`{f.relative_to(root)}`: **`{e['method']}`**{source}, chosen by "
+                f"objective `{e.get('objective')}` (norm {fmt(e.get('norm'))}, time "
+                f"{'n/a' if ratio is None else f'{ratio:.3f}x'} retraining's"
+                f"{'' if e.get('feasible', True) else ', over the time bound: no candidate met it'}). Tuned on "
+                f"{on.get('train_size')} training images ({on.get('images_per_class')} per class), originals trained "
+                f"{on.get('epochs')} epochs, forgetting `{on.get('forget')}`; candidates: {escape(str(e.get('candidates_picked')))}. "
+                f"Command `{escape(str(meta.get('command')))}`, commit `{str(meta.get('git'))[:10]}`, machine "
+                f"{escape(str(meta.get('machine')))}, seeds {meta.get('seeds')}.",
+                "",
+                "| candidate | retain | norm | RA gap | FA gap | VA gap | val MIA gap | time ratio | within bound |",
+                "|---|---|---|---|---|---|---|---|---|",
+            ]
+            for r in sorted(e.get("candidates", []), key=lambda r: r["norm"]):
+                o = list(r["objectives"].values())
+                tr = r.get("time_ratio")
+                lines.append(
+                    f"| `{r['method']}` | {r['retain'] if METHODS.get(r['method']).reads_retain else 'its own set'} | "
+                    f"{fmt(r['norm'])} | "
+                    + " | ".join(fmt(v) for v in o)
+                    + f" | {'n/a' if tr is None else f'{tr:.3f}'} | {'yes' if r.get('feasible', True) else 'no'} |"
+                )
+            lines.append("")
+    return "\n".join(lines)
+
+
+GENERATORS = {"methods": methods_page, "cli": cli_page, "reports": reports_index, "policy": policy_section}
 MARKER = re.compile(r"^<!-- generated: ([\w-]+) -->$", re.MULTILINE)
 
 
