@@ -190,6 +190,19 @@ def epsilon_cmd(unlearned, retrained, forget_spec, data_dir, device, quiet, out,
     help=f"Share of a half that one forget set takes (default {ULIRA_DEFAULTS['forget_fraction']}).",
 )
 @click.option(
+    "--forget-size",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Images per forget set (a person's request, e.g. 10 or 100), instead of --forget-fraction.",
+)
+@click.option(
+    "--targets",
+    type=click.IntRange(min=2),
+    default=None,
+    help="With --forget-size: draw the forget sets from this many pool examples (fixed by --seed), so each is "
+    "forgotten in about splits x forget-sets x forget-size / targets models.",
+)
+@click.option(
     "--splits-per-job",
     type=click.IntRange(min=1),
     default=None,
@@ -237,6 +250,8 @@ def ulira_cmd(
     splits,
     forget_sets,
     forget_fraction,
+    forget_size,
+    targets,
     splits_per_job,
     min_observations,
     bootstrap,
@@ -267,6 +282,8 @@ def ulira_cmd(
         splits=splits,
         forget_sets=forget_sets,
         forget_fraction=forget_fraction,
+        forget_size=forget_size,
+        targets=targets,
         splits_per_job=splits_per_job,
         min_observations=min_observations,
         bootstrap=bootstrap,

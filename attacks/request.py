@@ -46,6 +46,8 @@ ULIRA_DEFAULTS: dict[str, Any] = {
     "splits": 64,
     "forget_sets": 4,
     "forget_fraction": 0.1,
+    "forget_size": None,
+    "targets": None,
     "splits_per_job": 8,
     "methods": ["finetune"],
     "clusters": None,
@@ -219,6 +221,8 @@ class UliraRequest:
     splits: int | None = None
     forget_sets: int | None = None
     forget_fraction: float | None = None
+    forget_size: int | None = None
+    targets: int | None = None
     splits_per_job: int | None = None
     min_observations: int | None = None
     bootstrap: int | None = None
@@ -251,6 +255,8 @@ class UliraRequest:
             "splits": self.splits,
             "forget_sets": self.forget_sets,
             "forget_fraction": self.forget_fraction,
+            "forget_size": self.forget_size,
+            "targets": self.targets,
             "splits_per_job": self.splits_per_job,
             "methods": list(dict.fromkeys(self.methods)) or None,
             "clusters": self.clusters,
@@ -279,14 +285,19 @@ class UliraRequest:
             u["clusters"],
             u["splits_per_job"],
             u["batched"],
+            u["forget_size"],
+            u["targets"],
         )
-        if expected_observations(setup) < 2:
-            raise ConfigError(
-                f"an example would be forgotten in {expected_observations(setup):.1f} models on average: "
-                f"use more splits, forget sets or a larger forget fraction"
-            )
         # a bad dataset fails here, before any job; its pool gives the setting tuned files must match
         pool = load_data(self.dataset, self.data_dir, u["per_class"], seed=0, val_fraction=0.0)
+        seen = expected_observations(setup, len(pool.train))
+        if seen < 2:
+            raise ConfigError(
+                f"an example would be forgotten in {seen:.1f} models on average: use more splits, forget sets or a "
+                "larger forget fraction (or, for small forget sets, fewer --targets)"
+            )
+        if setup.targets is not None and setup.targets > len(pool.train):
+            raise ConfigError(f"--targets {setup.targets} exceeds the pool ({len(pool.train)} examples)")
         here = self.setting(pool, u)
         choices = self._choose_tuned(method_names, here, ForgetSpec.parse(f"random:{u['forget_fraction']}"))
         used = {}

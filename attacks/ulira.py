@@ -92,6 +92,8 @@ class UliraSetup:
     clusters: int | None = None  # FDM buckets per class for methods that unlearn from a condensed set
     splits_per_job: int = 8
     batched: bool = True  # train a job's models together (torch.func) where the architecture allows
+    forget_size: int | None = None  # images per forget set (a person's request), instead of forget_fraction
+    targets: int | None = None  # forget sets drawn from this many pool examples (fixed by the seed): see plan_split
 
     def __post_init__(self) -> None:
         from unlearn.methods import METHODS
@@ -107,6 +109,17 @@ class UliraSetup:
                 raise ConfigError(f"{name} must be an integer >= {low}, got {value!r}")
         if not (isinstance(self.forget_fraction, (int, float)) and 0 < self.forget_fraction < 1):
             raise ConfigError(f"forget_fraction must be in (0, 1), got {self.forget_fraction!r}")
+        for name in ("forget_size", "targets"):
+            v = getattr(self, name)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
+                raise ConfigError(f"{name} must be a whole number >= 1, got {v!r}")
+        if self.targets is not None and self.forget_size is None:
+            raise ConfigError("targets goes with forget_size (forget sets of that many images drawn from the targets)")
+        if self.targets is not None and self.targets < 2 * self.forget_size:
+            raise ConfigError(
+                f"targets ({self.targets}) must be at least twice forget_size ({self.forget_size}): a half holds "
+                "about half of them"
+            )
         for m in self.methods:
             spec = METHODS.get(m)
             if spec.trains_fresh:
@@ -116,6 +129,9 @@ class UliraSetup:
 
     def job_specs(self) -> list[dict[str, Any]]:
         base = {k: v for k, v in asdict(self).items() if k not in ("splits", "splits_per_job")}
+        for k in ("forget_size", "targets"):  # unset: left out, so earlier stores' jobs keep their addresses
+            if base[k] is None:
+                del base[k]
         return [
             {**base, "split_ids": list(range(a, min(a + self.splits_per_job, self.splits)))}
             for a in range(0, self.splits, self.splits_per_job)
@@ -133,14 +149,46 @@ def _load(dataset: str, data_dir: str | None, per_class: int | None, data_seed: 
 
 
 def plan_split(
-    n: int, split: int, forget_sets: int, forget_fraction: float, seed: int
+    n: int,
+    split: int,
+    forget_sets: int,
+    forget_fraction: float,
+    seed: int,
+    forget_size: int | None = None,
+    targets: int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """The split's half (sorted indices [n // 2]) and its forget sets ([forget_sets, k] positions into the pool)."""
+    """The split's half (sorted indices [n // 2]) and its forget sets ([forget_sets, k] positions into the pool).
+
+    k is ``forget_fraction`` of the half, or ``forget_size`` images. Small forget sets drawn from the whole half would
+    leave an example forgotten in almost no model (64 splits x 4 sets x 10 images / 1,000 = 2.6), too few for its
+    Gaussian; with ``targets`` the forget sets are drawn from a fixed set of that many pool examples (chosen once
+    from the seed, the same for every split): each target is then forgotten in about splits x forget_sets x k /
+    targets models. A half holding fewer than k targets (rare when targets >= 2k) fills the set from the rest of it."""
     g = generator(derive_seed(seed, split, 0, "split"))
     half = torch.randperm(n, generator=g)[: n // 2].sort().values
-    k = max(1, int(round(forget_fraction * len(half))))
-    forgets = torch.stack([half[torch.randperm(len(half), generator=g)[:k]].sort().values for _ in range(forget_sets)])
-    return half, forgets
+    k = int(forget_size) if forget_size is not None else max(1, int(round(forget_fraction * len(half))))
+    if k > len(half):
+        raise ConfigError(f"forget sets of {k} images do not fit in a half of {len(half)}")
+    if targets is None:
+        forgets = [half[torch.randperm(len(half), generator=g)[:k]] for _ in range(forget_sets)]
+    else:
+        chosen = torch.zeros(n, dtype=torch.bool)
+        chosen[target_examples(n, targets, seed)] = True
+        inside, rest = half[chosen[half]], half[~chosen[half]]
+        forgets = [
+            torch.cat([inside[torch.randperm(len(inside), generator=g)], rest[torch.randperm(len(rest), generator=g)]])[
+                :k
+            ]
+            for _ in range(forget_sets)
+        ]
+    return half, torch.stack([f.sort().values for f in forgets])
+
+
+def target_examples(n: int, targets: int, seed: int) -> torch.Tensor:
+    """The pool examples small forget sets are drawn from (sorted; the same for every split of ``seed``)."""
+    if targets > n:
+        raise ConfigError(f"targets ({targets}) exceeds the pool ({n} examples)")
+    return torch.randperm(n, generator=generator(derive_seed(seed, 0, 0, "targets")))[:targets].sort().values
 
 
 def _without(half: torch.Tensor, forget: torch.Tensor) -> torch.Tensor:
@@ -196,7 +244,9 @@ def shadow_job(spec: dict[str, Any], context: dict[str, Any]) -> dict[str, Any]:
     arch, seed, ids, n_f = spec["arch"], spec["seed"], spec["split_ids"], spec["forget_sets"]
     batched = spec["batched"] and batchable(arch, data)
     n = len(data.train)
-    plans = [plan_split(n, s, n_f, spec["forget_fraction"], seed) for s in ids]
+    plans = [
+        plan_split(n, s, n_f, spec["forget_fraction"], seed, spec.get("forget_size"), spec.get("targets")) for s in ids
+    ]
     seconds: dict[str, float] = {}
 
     def timed(name, fn, *args):
@@ -533,8 +583,15 @@ def report(setup: UliraSetup, grid, *, min_observations: int = 8, bootstrap: int
     }
 
 
-def expected_observations(setup: UliraSetup) -> float:
-    """Models in which an example is forgotten, on average."""
+def expected_observations(setup: UliraSetup, pool: int | None = None) -> float:
+    """Models in which an example (a target, with ``targets``) is forgotten, on average; ``pool``: the pool's size,
+    needed with ``forget_size`` and no targets."""
+    if setup.targets is not None:
+        return setup.splits * setup.forget_sets * setup.forget_size / setup.targets
+    if setup.forget_size is not None:
+        if not pool:
+            raise ConfigError("the expected observations of a forget_size need the pool's size")
+        return setup.splits * setup.forget_sets * setup.forget_size / pool
     return setup.splits * setup.forget_sets * setup.forget_fraction / 2
 
 

@@ -103,3 +103,10 @@ def test_a_policy_study_refuses_a_forget_spec_of_another_kind(tmp_path):
     res = _tune(tmp_path, "--forget", "random:0.2")
     assert res.exit_code == 2 and "is a large request" in res.output
     assert not (tmp_path / "cfg").exists() and not (tmp_path / "jobs").exists()
+
+
+def test_the_policys_small_request_is_the_default_methods():
+    from unlearn.methods import METHODS
+    from unlearn.policy import SMALL_REQUEST
+
+    assert METHODS.get("condensed").defaults["small_request"] == SMALL_REQUEST

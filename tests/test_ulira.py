@@ -29,6 +29,30 @@ def test_splits_are_seeded_halves_with_forget_sets_inside():
     assert len(seeds) == 27  # no two models share a seed
 
 
+def test_small_forget_sets_are_drawn_from_fixed_targets_so_each_is_observed_often():
+    from attacks.ulira import expected_observations, target_examples
+
+    targets = set(target_examples(1000, 40, seed=0).tolist())
+    counts = torch.zeros(1000)
+    for s in range(64):
+        half, forgets = plan_split(1000, s, 4, 0.1, seed=0, forget_size=10, targets=40)
+        assert forgets.shape == (4, 10) and all(set(f.tolist()) <= set(half.tolist()) for f in forgets)
+        assert all(set(f.tolist()) <= targets for f in forgets)  # a half holds about 20 targets: enough for 10
+        for f in forgets:
+            counts[f] += 1
+    setup = UliraSetup(SPEC, splits=64, forget_sets=4, forget_size=10, targets=40)
+    assert expected_observations(setup) == 64 * 4 * 10 / 40
+    assert counts[sorted(targets)].mean() == pytest.approx(expected_observations(setup))
+    assert counts[sorted(targets)].min() >= 8  # every target is forgotten in enough models for its Gaussian
+    without = plan_split(1000, 0, 4, 0.1, seed=0, forget_size=10)[1]  # no targets: drawn from the whole half
+    assert without.shape == (4, 10) and not set(without.flatten().tolist()) <= targets
+    assert "forget_size" not in UliraSetup(SPEC).job_specs()[0]  # unset: earlier stores keep their job addresses
+    with pytest.raises(ConfigError, match="goes with forget_size"):
+        UliraSetup(SPEC, targets=40)
+    with pytest.raises(ConfigError, match="at least twice"):
+        UliraSetup(SPEC, forget_size=30, targets=40)
+
+
 def test_setup_is_validated():
     with pytest.raises(ConfigError, match="splits"):
         UliraSetup(SPEC, splits=2)
@@ -222,6 +246,9 @@ def test_cli_runs_and_routes_options(tmp_path, monkeypatch):
         (["--splits", "3", "--forget-sets", "1", "--forget-fraction", "0.05"], "would be forgotten in 0.1 models"),
         (["--address", "10.0.0.1:1"], "--address is for the ray executor"),
         (["--method", "retrain"], "retrains from scratch"),
+        (["--forget-size", "5", "--targets", "500"], "--targets 500 exceeds the pool (80 examples)"),
+        (["--targets", "10"], "targets goes with forget_size"),
+        (["--forget-size", "2", "--splits", "4", "--forget-sets", "1"], "would be forgotten in 0.1 models"),
     ],
 )
 def test_cli_refuses_bad_setups_before_any_work(tmp_path, extra, message):
