@@ -47,7 +47,8 @@ from .tuned import choice_line
     "--forget",
     "forget_spec",
     default=None,
-    help="Forget spec: random:F, class:C, classes:C1,C2[:F], indices:FILE, overfit.",
+    help="Forget spec: random:F, class:C, classes:C1,C2[:F], indices:FILE, overfit; or a correction request: "
+    "labels:FILE (index,label lines), features:EDIT[:fill=V]:FILE (EDIT patch=R,C,H,W, channel=C or mask=M.npy).",
 )
 @click.option("--method", default=None, help="Unlearning method (default: condensed); see `unlearn methods`.")
 @click.option("--condensed-model", is_flag=True, help="DC-U's condensed-model mode (= --method condensed-model).")
@@ -286,6 +287,7 @@ def methods_cmd() -> None:
             "class_only": "class forgetting only",
             "reads_validation": "reads the validation split (tuned on its other half)",
             "reads_retain": "trains on a retain set (--retain reduced applies)",
+            "corrects": "correction requests only (labels:FILE, features:EDIT:FILE)",
         }
         need = f" ({'; '.join(caps.get(c, c) for c in m.capabilities)})" if m.capabilities else ""
         source = f"\n{'':17s}source: {m.reference}" if getattr(m, "reference", None) else ""
