@@ -213,3 +213,56 @@ def test_bad_correction_requests_one_error_line_nothing_written(case, tiny, tmp_
     assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in res.output, res.stderr
     assert fragment in lines[0], lines[0]
     assert (sorted(os.listdir(tmp_path)), sorted(p.name for p in Path(tiny).iterdir())) == before
+
+
+# ------------------------------------------------------------------------------- the experiment kind's rows
+def test_flip_labels_moves_each_chosen_label_to_another_class():
+    from experiments.kinds.corrections import flip_labels
+
+    labels = torch.arange(1000) % 10
+    idx, poisoned = flip_labels(labels, 0.01, 10, seed=3)
+    assert len(idx) == 10 and torch.equal(idx, torch.sort(idx).values)
+    assert bool((poisoned[idx] != labels[idx]).all()) and int((poisoned != labels).sum()) == 10
+    again, _ = flip_labels(labels, 0.01, 10, seed=3)
+    other, _ = flip_labels(labels, 0.01, 10, seed=4)
+    assert torch.equal(idx, again) and not torch.equal(idx, other)
+
+
+def test_corrections_rows_compute_gap_and_time_ratio_per_seed():
+    from experiments.kinds.corrections import _rows
+    from experiments.workspace import Experiment
+
+    def res(ta, s, **extra):
+        return {"test_acc": ta, "valid_acc": ta, "fixed_acc": 0.5, "seconds": s, **extra}
+
+    grid = {"grid": [{"options": {"tau": 0.1}, "valid_acc": 0.6, "diverged": None}], "grid_seconds": 3.0}
+    cells = [
+        {
+            "key": {"flip": 0.01},
+            "result": {
+                "flipped": 5,
+                "train": 500,
+                "poisoned": res(0.50, 10.0),
+                "retrain-corrected": res(0.60, 20.0),
+                "first-order": res(0.55, 1.0, options={"tau": 0.1}, **grid),
+                "second-order": {"diverged": "every setting of the grid diverged"},
+            },
+        },
+        {
+            "key": {"flip": 0.01},
+            "result": {
+                "flipped": 5,
+                "train": 500,
+                "poisoned": res(0.40, 10.0),
+                "retrain-corrected": res(0.60, 10.0),
+                "first-order": res(0.45, 2.0, options={"tau": 0.01}, **grid),
+                "second-order": {"diverged": "every setting of the grid diverged"},
+            },
+        },
+    ]
+    rows = {r["method"]: r for r in _rows(Experiment("x", {"model": "cnn"}), cells)}
+    assert set(rows) == {"poisoned", "first-order", "retrain-corrected"}  # a method with no finished seed: no row
+    fo = rows["first-order"]
+    assert fo["seeds"] == 2 and fo["gap_closed"] == pytest.approx(37.5) and fo["time_ratio"] == pytest.approx(0.125)
+    assert fo["test_acc"] == pytest.approx(50.0) and "tau=0.1; tau=0.01" in fo["extra"]
+    assert rows["retrain-corrected"]["gap_closed"] == pytest.approx(100.0)
