@@ -266,3 +266,26 @@ def test_corrections_rows_compute_gap_and_time_ratio_per_seed():
     assert fo["seeds"] == 2 and fo["gap_closed"] == pytest.approx(37.5) and fo["time_ratio"] == pytest.approx(0.125)
     assert fo["test_acc"] == pytest.approx(50.0) and "tau=0.1; tau=0.01" in fo["extra"]
     assert rows["retrain-corrected"]["gap_closed"] == pytest.approx(100.0)
+
+
+def test_cli_certified_variant_reports_its_certificate(tmp_path):
+    """`unlearn train-certified` fits logreg to its perturbed objective; `second-order` on that checkpoint uses the
+    checkpoint's objective (its λ and b) and reports ε for the gradient residual; a contradicting l2 is refused."""
+    data = "synthetic:classes=3,channels=1,train=200,test=10,size=4,noise=1.0"
+    ck = tmp_path / "c.pt"
+    res = CliRunner().invoke(unlearn, ["train-certified", data, "--l2", "1.0", "--sigma", "0.5", "--out", str(ck)])
+    assert res.exit_code == 0, res.output
+    meta = json.loads(torch.load(ck, weights_only=True)["meta_json"])
+    assert meta["certified"]["gradient_residual"] < 1e-3
+    (tmp_path / "fix.txt").write_text("".join(f"{i},{(i % 3 + 1) % 3}\n" for i in range(0, 600, 100)))
+    spec = f"labels:{tmp_path / 'fix.txt'}"
+    args = ["--method", "second-order", "--checkpoint", str(ck), "--forget", spec, "--option", "damping=0.0"]
+    res = CliRunner().invoke(unlearn, [*args, "--option", "solver=direct", "--out", str(tmp_path / "o"), "-q"])
+    assert res.exit_code == 0, res.output
+    extra = json.loads((tmp_path / "o" / "report.json").read_text())["method_extra"]
+    cert = extra["certificate"]
+    assert cert["sigma"] == 0.5 and "train-certified" in cert["holds"]
+    assert cert["gradient_residual"] < 0.05 * extra["gradient_norm"] and cert["epsilon"] > 0
+    bad = CliRunner().invoke(unlearn, [*args, "--option", "l2=3.0", "--out", str(tmp_path / "o2")])
+    assert bad.exit_code == 2 and "l2=1 contradicts" not in bad.stderr and "contradicts it" in bad.stderr
+    assert not (tmp_path / "o2").exists()

@@ -406,3 +406,39 @@ def certificate(residual: float, sigma: float, delta: float) -> dict[str, Any]:
         raise ConfigError("a certificate needs sigma > 0 and delta in (0, 1)")
     c = math.sqrt(2.0 * math.log(1.5 / delta))
     return {"gradient_residual": residual, "sigma": sigma, "delta": delta, "epsilon": residual * c / sigma}
+
+
+CERTIFIED_TENSORS = ("objective_perturbation", "objective_l2", "objective_sigma")
+
+
+def train_certified(
+    model: Classifier,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    *,
+    l2: float,
+    sigma: float,
+    seed: int,
+    device: torch.device,
+    max_iter: int = 500,
+) -> tuple[Classifier, dict[str, torch.Tensor], dict[str, Any]]:
+    """The certified variant's training: ``model`` (a ``logreg``: J is convex in its one linear layer) fitted to
+    the minimum of Σℓ + (λ/2)‖θ‖² + bᵀθ with b ~ N(0, σ²I) drawn from ``seed``, by L-BFGS. Returns the model, the
+    tensors a checkpoint must carry for the certified update (b, λ, σ: :data:`CERTIFIED_TENSORS`), and what the fit
+    reached (its gradient residual, which the certificate of a later update starts from)."""
+    if model.arch != "logreg":
+        raise ConfigError(f"the certified variant trains a logreg model (convex), not {model.arch!r}")
+    if not (l2 > 0 and sigma > 0):
+        raise ConfigError("the certified variant needs l2 > 0 (strict convexity) and sigma > 0")
+    dim = sum(p.numel() for p in model.final.parameters())
+    b = torch.randn(dim, generator=torch.Generator().manual_seed(seed)) * sigma
+    obj = build_objective(model, "head", images, labels, l2=l2, device=device, perturbation=b)
+    theta = fit_convex(obj, max_iter=max_iter)
+    write_back(model, obj, theta, "head")
+    info = {"l2": l2, "sigma": sigma, "gradient_residual": float(obj.gradient(theta).norm()), "parameters": dim}
+    tensors = {
+        "objective_perturbation": b.cpu(),
+        "objective_l2": torch.tensor(float(l2)),
+        "objective_sigma": torch.tensor(float(sigma)),
+    }
+    return model, tensors, info

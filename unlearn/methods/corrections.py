@@ -38,9 +38,24 @@ def corrected_training_set(ctx: UnlearnContext) -> tuple[torch.Tensor, torch.Ten
 
 
 def corrected_objective(ctx: UnlearnContext, params: str, l2: float) -> Objective:
-    """J over the corrected training set (unlearn.influence), of the original's ``params``."""
+    """J over the corrected training set (unlearn.influence), of the original's ``params``. A checkpoint of the
+    certified variant (``unlearn train-certified``) carries its objective's perturbation b and λ: J is then that
+    objective (its λ, plus bᵀθ), the only one the certified model is the minimiser of."""
     images, labels = corrected_training_set(ctx)
-    return build_objective(ctx.copy_original(), params, images, labels, l2=l2, device=ctx.device)
+    b, l2 = certified_objective(ctx, params, l2)
+    return build_objective(ctx.copy_original(), params, images, labels, l2=l2, device=ctx.device, perturbation=b)
+
+
+def certified_objective(ctx: UnlearnContext, params: str, l2: float) -> tuple[torch.Tensor | None, float]:
+    """(b, λ) of a certified checkpoint's objective, or (None, ``l2``) for any other checkpoint."""
+    if "objective_perturbation" not in ctx.artefacts:
+        return None, l2
+    own = float(ctx.artefacts["objective_l2"])
+    if params != "head" or ctx.original.arch != "logreg":
+        raise ConfigError("a certified checkpoint (logreg, objective perturbation) is updated with params=head")
+    if l2 not in (0.0, own):
+        raise ConfigError(f"this certified checkpoint was trained with l2={own:g}; option l2={l2:g} contradicts it")
+    return ctx.artefacts["objective_perturbation"].to(ctx.device), own
 
 
 def _number(opts: dict[str, Any], key: str, low: float, strict: bool = False) -> None:

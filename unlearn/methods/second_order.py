@@ -1,7 +1,8 @@
 """Second-order influence update for correction requests (Warnecke et al., NDSS 2023): θ' = θ − (H + dI)⁻¹G with
 H the Hessian of the summed training loss (+ the L2 term) over the corrected training set, by conjugate gradient,
-LiSSA or a direct solve (unlearn.influence). With ``sigma`` > 0 the report carries the (ε, δ) certificate of the
-gradient residual (meaningful for a convex objective trained with objective perturbation: the certified variant)."""
+LiSSA or a direct solve (unlearn.influence). On a checkpoint of the certified variant (``unlearn train-certified``:
+logreg, objective perturbation) the objective is that checkpoint's and the report carries the (ε, δ) certificate of
+the gradient residual; ``sigma`` > 0 on another checkpoint gives the same figure, marked as no certificate."""
 
 from __future__ import annotations
 
@@ -61,6 +62,15 @@ def second_order(ctx: UnlearnContext):
         hessian_vector_products=obj.stats.get("hvps", 0),
         gradient_residual=residual,  # ‖∇J(θ')‖ on the corrected training set (0 at its exact minimiser)
     )
-    if o["sigma"] > 0:
-        ctx.extra["certificate"] = certificate(residual, o["sigma"], o["delta"])
+    if "objective_sigma" in ctx.artefacts:  # a certified checkpoint: its own σ
+        ctx.extra["certificate"] = {
+            **certificate(residual, float(ctx.artefacts["objective_sigma"]), o["delta"]),
+            "holds": "for a checkpoint trained by `unlearn train-certified` (the minimiser of the perturbed objective)",
+        }
+    elif o["sigma"] > 0:
+        ctx.extra["certificate"] = {
+            **certificate(residual, o["sigma"], o["delta"]),
+            "holds": "only if the original was the minimiser of a perturbed objective with this sigma; this "
+            "checkpoint carries no perturbation, so this is the figure, not a certificate",
+        }
     return model
