@@ -190,3 +190,22 @@ def test_certificate_of_the_certified_variant(convex, tmp_path):
     c2, c0 = certificate(r2, sigma, 1e-4), certificate(r0, sigma, 1e-4)
     assert c2["epsilon"] < 0.05 * c0["epsilon"]
     assert c2["epsilon"] == pytest.approx(r2 * (2 * torch.log(torch.tensor(1.5 / 1e-4))).sqrt().item() / sigma)
+
+
+@pytest.mark.parametrize("params", ["all", "last"])
+def test_second_order_runs_on_a_batchnorm_cnn_with_any_parameter_set(tmp_path, params):
+    """Any registered model: the CNN (BatchNorm, dropout) read in eval mode; only the chosen parameters move, the
+    BatchNorm statistics never do."""
+    torch.manual_seed(0)
+    data = load_data("synthetic:classes=3,train=12,test=4,size=16", val_fraction=0.0)
+    model = create_model("cnn", data.info, channels=(4, 4, 4, 4), hidden=16).eval()
+    (tmp_path / "fix.txt").write_text("0,1\n5,2\n")
+    opts = {"params": params, "damping": 50.0, "iterations": 2, "hessian_samples": 16}
+    res = unlearn_request(model, data, f"labels:{tmp_path / 'fix.txt'}", "second-order", device=CPU, options=opts)
+    before, after = model.state_dict(), res.model.state_dict()
+    moved = {k for k in before if before[k].is_floating_point() and not torch.equal(before[k], after[k])}
+    assert moved and not any("running" in k for k in moved)
+    trainable = dict(model.named_parameters())
+    chosen = set(trainable) if params == "all" else {"final.head.3.weight", "final.head.3.bias"}
+    assert moved <= chosen and (params != "all" or any(k.startswith("beginning.") for k in moved))
+    assert res.report["method_extra"]["parameters_updated"] == sum(trainable[k].numel() for k in chosen)
