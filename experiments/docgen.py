@@ -31,9 +31,14 @@ CAPABILITIES = {
         "the other"
     ),
     "reads_retain": (
-        "reads a retain set through the request (every method but the zero-shot ones and those that build their own "
-        "set from a condensed file or DC-U's offline phase), so `--retain reduced` applies to it: it is then served "
+        "reads a retain set through the request (every method but the zero-shot ones, the correction methods and those "
+        "that build their own set from a condensed file or DC-U's offline phase), so `--retain reduced` applies to it: it is then served "
         "the reduced retain set of a condensed file instead of the full one"
+    ),
+    "corrects": (
+        "answers correction requests (`labels:FILE`, `features:EDIT:FILE`: the samples stay, corrected) and only "
+        "those; removal requests are refused before any work, as correction requests are by every other method "
+        "([Correcting features and labels](corrections.md))"
     ),
 }
 

@@ -26,7 +26,14 @@ from dcforget.condensed_store import CondensedSet, read_condensed
 from dcforget.config import check_options, parse_options
 from dcforget.datasets import Data
 from dcforget.errors import ConfigError, DivergedError, ForgetSpecError
-from dcforget.forget import ForgetContext, ForgetSpec, ForgetSplit, as_forget_spec, resolve_forget
+from dcforget.forget import (
+    CORRECTION_KINDS,
+    ForgetContext,
+    ForgetSpec,
+    ForgetSplit,
+    as_forget_spec,
+    resolve_forget,
+)
 from dcforget.metrics import population_mia
 from dcforget.models import Classifier
 from dcforget.pairing import check_pairing
@@ -58,10 +65,16 @@ def cumulative_split(
         seed,
         data.info.class_names,
         extra={"model": model, "images": data.train.images} if model is not None else {},
+        image_shape=tuple(data.info.image_shape),
     )
     split = resolve_forget(spec, ctx)
     if not previous:
         return split
+    if spec.is_correction:
+        raise ForgetSpecError(
+            f"a correction request ({spec}) on a model that has already forgotten samples is not supported: "
+            "correct the original, then forget"
+        )
     prev = torch.as_tensor(previous, dtype=torch.long)
     n = len(data.train)
     mask = torch.zeros(n, dtype=torch.bool)
@@ -154,8 +167,22 @@ def check_retain_source(method: str, retain: str, has_condensed: bool) -> None:
 
 
 def check_forget_kind(method: str, spec: ForgetSpec) -> None:
-    """ForgetSpecError where ``method`` is defined for whole classes only and ``spec`` asks for something else."""
-    if METHODS.get(method).class_only and not spec.whole_classes:
+    """ForgetSpecError where ``method`` is defined for whole classes only and ``spec`` asks for something else, or
+    where a correction request (labels:, features:) goes to a method that removes samples, or a removal request to
+    a method that corrects them."""
+    m = METHODS.get(method)
+    correcting = [n for n in METHODS.names() if METHODS.get(n).corrects]
+    if spec.is_correction and not m.corrects:
+        raise ForgetSpecError(
+            f"method {method!r} removes samples; {str(spec)!r} is a correction request (the samples stay, "
+            f"corrected): use one of {', '.join(correcting)}"
+        )
+    if m.corrects and not spec.is_correction:
+        raise ForgetSpecError(
+            f"method {method!r} corrects samples (labels:FILE or features:EDIT:FILE), it does not remove them: "
+            f"{str(spec)!r} is a removal request"
+        )
+    if m.class_only and not spec.whole_classes:
         raise ForgetSpecError(
             f"method {method!r} forgets whole classes only (class:C or classes:C1,C2), not {str(spec)!r}"
         )
@@ -278,6 +305,19 @@ def unlearn_request(
         raise DivergedError(
             f"method {method!r} diverged: {bad[0]} has non-finite values; lower its lr or epochs (or raise alpha)"
         )
+    correction = None
+    if split.correction is not None:  # how the model does on the affected samples as corrected
+        idx = split.forget.to(data.train.labels.device)
+        x_old, y_old = data.train.images[idx], data.train.labels[idx]
+        x_new, y_new = split.correction.apply(x_old, y_old)
+        correction = {
+            **split.correction.summary(),
+            "affected": len(split.forget),
+            "labels_changed": int((y_new != y_old).sum()),
+            "corrected_acc": evaluate(model, x_new, y_new, device=device).accuracy,
+            "note": "forget_acc is on the affected samples as they were (old labels/images); corrected_acc on them "
+            "as corrected; retain_acc on the unaffected samples",
+        }
     report = {
         "method": method,
         "forget_spec": str(spec),
@@ -285,6 +325,7 @@ def unlearn_request(
         "forget_size": len(split.forget),
         "retain_size": len(split.retain),
         "cumulative": bool(previous_forget),
+        "correction": correction,
         "previously_forgotten": len(previous_forget or []),
         **evaluate_split(model, data, split, device, seed, halves=halves),
         "validation": validation_block(data, validation, served if reads_val else None, halves),
@@ -367,8 +408,7 @@ class UnlearnRequest:
                 "an unlearning request needs a forget spec (random:F, class:C, classes:..., indices:FILE, overfit)"
             )
         spec = as_forget_spec(self.forget)  # the request's one parse: kind and syntax now
-        if spec.path is not None:  # an index file is read now too
-            spec.read_indices()
+        spec.read_files()  # an index, label or mask file is read now too
         if self.options_from is not None and not self.tuned:
             raise ConfigError("--options-from and --untuned contradict each other: give one of them")
         if self.method is None and self.condensed_file is None:
@@ -376,6 +416,10 @@ class UnlearnRequest:
                 "give a condensed file (--from-condensed FILE, for the default method) or a method (--method NAME)"
             )
         policy = read = None
+        if self.method is None and spec.kind in CORRECTION_KINDS:  # the policy answers removal requests only
+            raise ConfigError(
+                f"a {spec.kind} correction request needs --method (first-order, second-order or retrain-corrected)"
+            )
         if self.method is None:  # the default: the policy entry for this kind of request and setting, or the fallback
             read = read_checkpoint_meta(self.checkpoint, with_tensors=True)
             policy = choose_policy(spec, checkpoint_setting(read[0], spec), read[0].forgotten)
@@ -395,6 +439,12 @@ class UnlearnRequest:
             opts["epochs"] = int(self.epochs)
         check_request(method, spec, options=opts, has_condensed=self.condensed_file is not None, retain=retain)
         meta, _, tensors = read or read_checkpoint_meta(self.checkpoint, with_tensors=True)
+        corrected = [r for r in meta.requests if str(r).split(":", 1)[0].lower() in CORRECTION_KINDS]
+        if corrected:  # its training set is no longer the dataset's: neither G nor a retain set would be right
+            raise ConfigError(
+                f"checkpoint {self.checkpoint} answered a correction request ({corrected[0]}); it takes no further "
+                "request (start from the original)"
+            )
         here = checkpoint_setting(meta, spec)
         if policy is not None and policy.entry is not None and self.tuned and self.options_from is None:
             # the entry's options are tuned ones: under the user's (--untuned: the method's registered defaults)
@@ -523,6 +573,7 @@ class PreparedRequest:
             **keep,
             "unlearned_from": str(self.request.checkpoint),
             "unlearn_method": self.method,
-            "forgotten": res.split.forget.tolist(),
+            # a correction request forgets nothing: the affected samples stay (corrected)
+            "forgotten": list(self.meta.forgotten) if res.split.correction is not None else res.split.forget.tolist(),
             "requests": [*self.meta.requests, str(self.spec if self.spec is not None else self.request.forget)],
         }

@@ -50,6 +50,15 @@ def mlp(image_shape, num_classes, mean, std, hidden=(512, 128), logit_relu=False
     )
 
 
+@MODELS.register("logreg")
+def logreg(image_shape, num_classes, mean, std):
+    """Multinomial logistic regression on the normalised pixels: one linear layer (the head), nothing else. With an
+    L2 term its training loss is strictly convex, so the exact second-order update (and its certificate) applies."""
+    beginning = nn.Sequential(Normalize(mean, std), nn.Flatten())
+    head = lambda dim: nn.Linear(dim, num_classes)
+    return _assemble("logreg", {}, image_shape, num_classes, mean, std, beginning, nn.Identity(), nn.Identity(), head)
+
+
 def _conv_block(cin, cout, norm, pool, padding=1):
     return [nn.Conv2d(cin, cout, 3, padding=padding), norm(cout), nn.ReLU(inplace=True), pool]
 

@@ -4,6 +4,7 @@ package registers them all in ``workspace.KINDS``."""
 from . import (  # noqa: F401  (each registers its kind)
     attacks,
     condensation,
+    corrections,
     defense,
     leaderboard,
     successive,

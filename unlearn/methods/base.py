@@ -207,13 +207,16 @@ class Method:
     # where the method and its registered defaults come from: "Author et al., venue; code repository path" (the
     # defaults are the reference's; settings of our own live in tuned files, configs/tuned/)
     reference: str = ""
+    # answers correction requests (labels:FILE, features:...: the samples stay, corrected) instead of removing samples;
+    # the request refuses a correction request to any other method, and a removal request to this one
+    corrects: bool = False
 
     @property
     def reads_retain(self) -> bool:
         """Whether the method trains on the retain set through ``UnlearnContext.retain`` (so ``--retain reduced``
         applies to it): every method but the zero-shot ones and those that build their own set from a condensed
         file or DC-U's offline phase (they read the reduced set, or the remembrance set, themselves)."""
-        return not (self.zero_shot or self.needs_condensed or self.needs_offline)
+        return not (self.zero_shot or self.needs_condensed or self.needs_offline or self.corrects)
 
     @property
     def capabilities(self) -> list[str]:
@@ -228,6 +231,7 @@ class Method:
                 "class_only",
                 "reads_validation",
                 "reads_retain",
+                "corrects",
             )
             if getattr(self, name)
         ]
@@ -257,6 +261,7 @@ def register(
     shared_space: bool = True,
     reads_validation: bool | Callable[[dict[str, Any]], bool] = False,
     reference: str = "",
+    corrects: bool = False,
     **defaults: Any,
 ):
     """``validate``: called with the options a user gave (before defaults fill in the rest), for combinations the
@@ -264,7 +269,8 @@ def register(
         (dcforget.space.SHARED: lr, weight decay, momentum, batch size, epochs) join for the options the method has.
         ``reads_validation``: the method reads ``ctx.data.val`` (True, or a function of its options); a zero-shot method
         that does must also declare ``auxiliary`` (its view holds no validation split otherwise). ``reference``: the source
-    of the method and of its registered defaults (paper, and the authors' code where the paper is silent)."""
+    of the method and of its registered defaults (paper, and the authors' code where the paper is silent).
+    ``corrects``: the method answers correction requests (labels:FILE, features:...) and only those."""
     full_space = method_space(defaults, space, shared_space)
 
     def deco(fn: Callable[[UnlearnContext], Classifier]) -> Callable[[UnlearnContext], Classifier]:
@@ -289,6 +295,7 @@ def register(
                 class_only,
                 reads_validation,
                 reference,
+                corrects,
             )
         )
         return fn
