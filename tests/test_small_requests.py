@@ -82,3 +82,12 @@ def test_five_successive_small_requests_do_not_compound(setup, tmp_path):
         model, old_model, previous = res.model, legacy.model, previous + chunk
     assert all(abs(ra - original_ra) <= 0.01 + 1e-6 for ra in ras), (original_ra, ras)
     assert old[-1] < original_ra - 0.05, (original_ra, old)  # the per-sample rule compounds
+
+
+def test_a_one_image_request_is_answered_and_its_mia_is_not_defined(setup, tmp_path):
+    data, mlp, cs = setup
+    res = _request(mlp, data, cs, [5], tmp=tmp_path)  # a person asks to remove one image: no traceback
+    rep = res.report
+    assert rep["forget_size"] == 1 and rep["method_extra"]["profile"] == "small request"
+    assert rep["mia"] is None and rep["val_mia"] is None and rep["indiscernibility"] is None
+    assert rep["retain_acc"] is not None and rep["test_acc"] is not None

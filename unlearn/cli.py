@@ -546,9 +546,10 @@ def run_request_cli(
             f"; the method's retain set: {served['images']} reduced-set images standing for {served['stands_for']} "
             f"retain images, resampled by weight"
         )
+    mia = "n/a (one image)" if rep["mia"] is None else f"{100 * rep['mia']:.2f}"
     click.echo(
         f"{prepared.method} on {forget_spec}: RA {100 * rep['retain_acc']:.2f}  FA {100 * rep['forget_acc']:.2f}  "
-        f"TA {100 * rep['test_acc']:.2f}  MIA {100 * rep['mia']:.2f}  time {rep['time']['total_s']:.1f} s "
+        f"TA {100 * rep['test_acc']:.2f}  MIA {mia}  time {rep['time']['total_s']:.1f} s "
         f"(assembly {rep['time']['assembly_s']:.2f}){audit}"
     )
     click.echo(f"wrote {model_path} and {report_path}")

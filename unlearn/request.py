@@ -105,16 +105,21 @@ def evaluate_split(
         model, data.train.images[dev_idx(split.forget)], data.train.labels[dev_idx(split.forget)], device=device
     )
     t = evaluate(model, data.test.images, data.test.labels, device=device)
-    mia = population_mia(f.losses, t.losses, seed=seed)
+    members = len(split.forget) >= 2  # a one-image request: the population MIA is not defined (None)
+    mia = population_mia(f.losses, t.losses, seed=seed) if members else None
     val: dict = {"val_acc": None, "val_mia": None, "val_indiscernibility": None}
     if data.val is not None and len(data.val) >= 2:
         v = evaluate(model, data.val.images, data.val.labels, device=device)
-        vm = population_mia(f.losses, v.losses, seed=seed)
-        val = {"val_acc": v.accuracy, "val_mia": vm.accuracy, "val_indiscernibility": vm.indiscernibility}
+        vm = population_mia(f.losses, v.losses, seed=seed) if members else None
+        val = {
+            "val_acc": v.accuracy,
+            "val_mia": vm.accuracy if vm else None,
+            "val_indiscernibility": vm.indiscernibility if vm else None,
+        }
         if halves:
             sel = data.val_halves()[1]
             sel_labels = data.val.labels.cpu()[sel]
-            sm = population_mia(f.losses, v.losses[sel], seed=seed) if len(sel) >= 2 else None
+            sm = population_mia(f.losses, v.losses[sel], seed=seed) if len(sel) >= 2 and members else None
             val.update(
                 {
                     "selection_val_acc": float((v.predictions[sel] == sel_labels).float().mean()) if len(sel) else None,
@@ -129,9 +134,9 @@ def evaluate_split(
         "forget_acc": f.accuracy,
         **val,
         "test_acc": t.accuracy,
-        "mia": mia.accuracy,
-        "mia_splits": mia.split_accuracies,
-        "indiscernibility": mia.indiscernibility,
+        "mia": mia.accuracy if mia else None,
+        "mia_splits": mia.split_accuracies if mia else None,
+        "indiscernibility": mia.indiscernibility if mia else None,
     }
 
 
