@@ -8,8 +8,8 @@ original's), rank the forget class's concepts by Integrated Gradients, then forg
 class's, the concept-based choice) and ``retrain`` (the same recipe from scratch on the retain set, same seed), all
 through ``unlearn.request.unlearn_request`` in one run, so time ratios compare like with like. Writes
 ``report.json`` (every seed's figures, mean +- sample std, command, commit, machine, seeds), ``report.md``, the
-seed-0 bank's concept grid (``concepts.png``) and the forget class's IG attributions (``ig.png``, needs
-matplotlib)."""
+seed-0 bank (``bank-seed0.h5``), its concept grid (``figures/concepts.png``) and the forget class's IG attributions
+(``figures/ig.png``, needs matplotlib)."""
 
 from __future__ import annotations
 
@@ -89,9 +89,9 @@ def run_report(
         }
         if s == seeds[0]:
             write_bank(out / "bank-seed0.h5", bank, force=True)
-            preview_grid(bank, out / "concepts.png", force=True)
+            preview_grid(bank, out / "figures" / "concepts.png", force=True)
             row["bank_rows"] = bank.names
-            _ig_figure(res["ranking"][str(forget_class)], names[forget_class], out / "ig.png")
+            _ig_figure(res["ranking"][str(forget_class)], names[forget_class], out / "figures" / "ig.png")
         for m in METHODS:
             opts: dict[str, Any] = {}
             if m == "retrain":
@@ -179,7 +179,7 @@ def markdown(rep: dict[str, Any]) -> str:
         f"({st['forget_class_name']})",
         "",
         f"Command: `{meta['command']}`  ",
-        f"Commit: `{meta['git']}`  ",
+        f"Code: {meta['git']}  ",
         f"Machine: {meta['machine']}  ",
         f"Finished: {meta['finished_utc']} UTC; seeds {st['seeds']} ({st['seed_varies']}).",
         "",
@@ -209,11 +209,11 @@ def markdown(rep: dict[str, Any]) -> str:
         "",
         "Concept grid (seed 0; one row per concept, in the bank's order: " + ", ".join(r0.get("bank_rows", [])) + "):",
         "",
-        "![concepts](concepts.png)",
+        "![concepts](figures/concepts.png)",
         "",
         "Integrated Gradients of the forget class's PCBM logit (seed 0):",
         "",
-        "![IG attributions](ig.png)",
+        "![IG attributions](figures/ig.png)",
         "",
         "Time of a request = everything after the forget set is known (embedding caching and head fine-tuning for "
         "the poisoning methods; the whole training for retraining); offline work (training the original, "
