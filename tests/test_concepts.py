@@ -165,7 +165,13 @@ def _tree(d: Path) -> dict[str, str]:
 
 
 def test_cli_end_to_end(world, tmp_path):
-    ex = _png_folders(tmp_path / "examples", {c: 30 for c in CLASS_CONCEPTS})
+    ex = tmp_path / "examples"
+    picks = [a for c in CLASS_CONCEPTS for a in ("--concept", c)]
+    r = CliRunner().invoke(unlearn, ["concepts", "shapes-examples", "--out", ex, *picks, "--per-concept", 30, "--size", SIZE])  # fmt: skip
+    assert r.exit_code == 0, r.output
+    assert (
+        sorted(p.name for p in ex.iterdir()) == sorted(CLASS_CONCEPTS) and len(list((ex / "red").glob("*.png"))) == 30
+    )
     ck, bank, grid, rank = world["ckpt"], tmp_path / "bank.h5", tmp_path / "grid.png", tmp_path / "rank.json"
     r = CliRunner().invoke(unlearn, ["concepts", "learn", "--checkpoint", ck, "--examples", ex, "--out", bank, "--preview", grid, "-q"])  # fmt: skip
     assert r.exit_code == 0, r.output

@@ -279,3 +279,55 @@ def preview_cmd(bank_file, out, force):
     preview_grid(bank, out, force=force)
     click.echo("rows: " + ", ".join(bank.names))
     click.echo(f"wrote {out}")
+
+
+@concepts.command("shapes-examples")
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(file_okay=False),
+    help="Folder to write: one sub-folder of PNGs per concept.",
+)
+@click.option("--concept", "names", multiple=True, help="Only this concept (repeatable; default: all nine).")
+@click.option("--per-concept", type=click.IntRange(min=2), default=50, show_default=True, help="Images per concept.")
+@click.option(
+    "--size",
+    type=click.IntRange(16, 128),
+    default=32,
+    show_default=True,
+    help="Image side (the dataset's size option).",
+)
+@options("seed", "force")
+def shapes_examples_cmd(out, names, per_concept, size, seed, force):
+    """Example sets of the known-concept dataset `shapes` (dcforget.shapes) as a folder of PNGs per concept, the
+    input `unlearn concepts learn --examples` reads."""
+    import os
+    import shutil
+    import tempfile
+
+    from PIL import Image
+
+    from dcforget import shapes
+
+    chosen = list(names) or list(shapes.CONCEPTS)
+    for n in chosen:
+        if n not in shapes.CONCEPTS:
+            raise ConceptError(f"unknown concept {n!r}; shapes has: {', '.join(shapes.CONCEPTS)}")
+    dest = Path(out)
+    if dest.exists() and not force:
+        raise ConfigError(f"{dest} already exists; pass --force to overwrite it")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
+    try:
+        for n in chosen:
+            pos, _ = shapes.concept_examples(n, per_concept, size=size, seed=seed or 0)
+            (tmp / n).mkdir()
+            for i, img in enumerate(pos):
+                Image.fromarray(img.permute(1, 2, 0).numpy()).save(tmp / n / f"{i:04d}.png")
+        if dest.exists():
+            shutil.rmtree(dest)
+        os.replace(tmp, dest)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+    click.echo(f"wrote {len(chosen)} concept folders of {per_concept} images to {dest}")
