@@ -236,7 +236,7 @@ def markdown(rep: dict[str, Any]) -> str:
     type=click.IntRange(min=1),
     default=None,
     help="torch threads for the whole run (every method and retraining alike; default: torch's). On a shared "
-    "2-core VM, 2 threads on a busy machine make small steps (the head's, batch 32) 20x slower (spin-waiting).",
+    "2-core VM, 2 threads on a busy machine make small steps (the head's, batch 32) many times slower (spin-waiting).",
 )
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Report folder (e.g. reports/...).")
 @options("data_dir", "device", "force", "quiet")
