@@ -286,7 +286,7 @@ def preview_cmd(bank_file, out, force):
     "--out",
     required=True,
     type=click.Path(file_okay=False),
-    help="Folder to write: one sub-folder of PNGs per concept.",
+    help="Folder to write: CONCEPT/pos and CONCEPT/neg PNGs per concept.",
 )
 @click.option("--concept", "names", multiple=True, help="Only this concept (repeatable; default: all nine).")
 @click.option("--per-concept", type=click.IntRange(min=2), default=50, show_default=True, help="Images per concept.")
@@ -299,8 +299,9 @@ def preview_cmd(bank_file, out, force):
 )
 @options("seed", "force")
 def shapes_examples_cmd(out, names, per_concept, size, seed, force):
-    """Example sets of the known-concept dataset `shapes` (dcforget.shapes) as a folder of PNGs per concept, the
-    input `unlearn concepts learn --examples` reads."""
+    """Example sets of the known-concept dataset `shapes` (dcforget.shapes) as PNG folders, the input `unlearn
+    concepts learn --examples` reads: CONCEPT/pos (images showing it) and CONCEPT/neg (another value of its
+    attribute)."""
     import os
     import shutil
     import tempfile
@@ -320,14 +321,15 @@ def shapes_examples_cmd(out, names, per_concept, size, seed, force):
     tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
     try:
         for n in chosen:
-            pos, _ = shapes.concept_examples(n, per_concept, size=size, seed=seed or 0)
-            (tmp / n).mkdir()
-            for i, img in enumerate(pos):
-                Image.fromarray(img.permute(1, 2, 0).numpy()).save(tmp / n / f"{i:04d}.png")
+            sets = shapes.concept_examples(n, per_concept, size=size, seed=seed or 0)
+            for part, images in zip(("pos", "neg"), sets):
+                (tmp / n / part).mkdir(parents=True)
+                for i, img in enumerate(images):
+                    Image.fromarray(img.permute(1, 2, 0).numpy()).save(tmp / n / part / f"{i:04d}.png")
         if dest.exists():
             shutil.rmtree(dest)
         os.replace(tmp, dest)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp)
-    click.echo(f"wrote {len(chosen)} concept folders of {per_concept} images to {dest}")
+    click.echo(f"wrote {len(chosen)} concept folders of {per_concept} + {per_concept} images (pos, neg) to {dest}")
