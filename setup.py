@@ -49,10 +49,13 @@ setup(
             "ray>=2.9",
             "optuna>=3.5",
             "zennit>=0.5",
+            "captum>=0.7",
             "hypothesis>=6.80",
             "ruff>=0.6",
         ],
-        "lrp": ["zennit>=0.5"],  # the lrp-npp method's epsilon-LRP (zennit rules); imported only there
+        "lrp": ["zennit>=0.5"],
+        # `unlearn concepts rank` (Integrated Gradients over the post-hoc CBM); imported only there
+        "concepts": ["captum>=0.7"],  # the lrp-npp method's epsilon-LRP (zennit rules); imported only there
         "search": ["optuna>=3.5"],  # experiments tune (NSGA-III, journal storage); imported only there
         "ray": ["ray>=2.9"],  # the ray executor of dcforget.jobs (--executor ray); the default path never imports it
         "svhn": ["scipy"],  # torchvision's SVHN reader loads .mat files with scipy

@@ -446,3 +446,7 @@ def load_data_for(meta: dict, data_dir: str | os.PathLike | None = None, downloa
         download=download,
         val_fraction=float(val_fraction),
     )
+
+
+# the known-concept dataset ``shapes`` registers itself (its module reads Split and DatasetInfo from this one)
+from . import shapes as _shapes  # noqa: E402,F401

@@ -712,6 +712,12 @@ def parity_cmd(checkpoint, methods, forget_specs, seeds, out, data_dir, device, 
     click.echo(f"wrote {files[1]}")
 
 
+# `experiments concepts-report`: concept unlearning on a real dataset next to retraining (experiments.concepts_report)
+from .concepts_report import concepts_report_cmd  # noqa: E402
+
+main.add_command(concepts_report_cmd)
+
+
 # the `unlearn` console script: the stage's group plus `unlearn reproduce` (the name the README has always used) and
 # `unlearn demo`
 unlearn_main = build_group([reproduce_cmd, demo_cmd])

@@ -574,3 +574,9 @@ def build_group(extra_commands: Iterable[click.Command] = ()) -> click.Group:
             raise ValueError(f"`unlearn {command.name}` exists already; an extra command needs a name of its own")
         group.add_command(command)
     return group
+
+
+# `unlearn concepts ...`: concept banks, the post-hoc CBM and concept ranking (unlearn.concepts)
+from .concepts.cli import concepts as _concepts  # noqa: E402
+
+main.add_command(_concepts)

@@ -5,6 +5,8 @@ from . import (  # noqa: F401  (registration side effects)
     bad_teacher,
     cf_k,
     cfw,
+    concept_random,
+    concept_targeted,
     condensed,
     condensed_model,
     ct,
