@@ -453,7 +453,7 @@ def other_results(root: Path) -> list[str]:
 
 
 def policy_section(root: Path) -> str:
-    """The committed default policies (configs/policy/PRESET/DATASET-MODEL.json): per kind of request, the entry
+    """The committed default policies (configs/policy/<preset>/<dataset>-<model>.json): per kind of request, the entry
     `unlearn` follows without --method, and every candidate study behind it (validation figures only)."""
     from unlearn.methods import METHODS
 
