@@ -160,6 +160,20 @@ def study_setup(dataset: str, t: dict, config: dict, forget: str):
     )
 
 
+def study_outputs(name: str, preset, study, store, data_dir, device, quiet):
+    """A tuning command's study storage (checked), job store (checked writable), log and job context."""
+    from dcforget.jobs import JobStore
+
+    from .hpsearch import check_storage
+
+    storage = study or Path("runs") / "studies" / f"{name}-{preset or 'custom'}.journal"
+    JobStore(store).check_writable()
+    check_storage(storage)
+    log = (lambda msg: None) if quiet else (lambda msg: click.echo(msg, err=True))
+    context = {"root": str(Path(store) / "tune-artefacts"), "data_dir": data_dir, "device": str(resolve_device(device))}
+    return storage, log, context
+
+
 def _tune_policy_cli(
     *,
     dataset,
@@ -191,12 +205,11 @@ def _tune_policy_cli(
     from dcforget.datasets import load_data
     from dcforget.errors import ConfigError
     from dcforget.forget import ForgetSpec
-    from dcforget.jobs import JobStore, make_executor
+    from dcforget.jobs import make_executor
     from dcforget.provenance import run_meta
     from unlearn.methods import METHODS
     from unlearn.request import check_forget_kind
 
-    from .hpsearch import check_storage
     from .policy import (
         POLICY_FORGET,
         check_policy_forget,
@@ -226,11 +239,7 @@ def _tune_policy_cli(
     path = Path(out or Path("configs") / "policy" / (preset or "custom")) / f"{name}-{t['model']}.json"
     check_writable_dir(path.parent)
     check_policy_output(path, policy, force)
-    storage = study or Path("runs") / "studies" / f"{name}-{t['model']}-{preset or 'custom'}.journal"
-    JobStore(store).check_writable()
-    check_storage(storage)
-    log = (lambda msg: None) if quiet else (lambda msg: click.echo(msg, err=True))
-    context = {"root": str(Path(store) / "tune-artefacts"), "data_dir": data_dir, "device": str(resolve_device(device))}
+    storage, log, context = study_outputs(f"{name}-{t['model']}", preset, study, store, data_dir, device, quiet)
     with make_executor(executor or "local", workers=workers or 1, address=address) as ex:
         entry, results = tune_policy(
             policy,
@@ -379,13 +388,13 @@ def tune_cmd(
     from dcforget.errors import ConfigError, OutputExistsError
     from dcforget.forget import ForgetSpec
     from dcforget.io import atomic_path
-    from dcforget.jobs import JobStore, make_executor
+    from dcforget.jobs import make_executor
     from dcforget.provenance import run_meta
     from unlearn.methods import METHODS
     from unlearn.request import check_forget_kind
     from unlearn.tuned import tuned_filename
 
-    from .hpsearch import StudySetup, check_storage, study_validation, tune, tuned_config
+    from .hpsearch import StudySetup, study_validation, tune, tuned_config
 
     if policy is not None:
         if suite or skip_existing:
@@ -431,12 +440,8 @@ def tune_cmd(
     def setup_for(forget: str) -> StudySetup:
         return study_setup(dataset, t, config, forget)
 
-    storage = study or Path("runs") / "studies" / f"{name}-{preset or 'custom'}.journal"
     # every output location is checked before any job runs: the tuned files (above), the job store, the study
-    JobStore(store).check_writable()
-    check_storage(storage)
-    log = (lambda msg: None) if quiet else (lambda msg: click.echo(msg, err=True))
-    context = {"root": str(Path(store) / "tune-artefacts"), "data_dir": data_dir, "device": str(resolve_device(device))}
+    storage, log, context = study_outputs(name, preset, study, store, data_dir, device, quiet)
     with make_executor(executor or "local", workers=workers or 1, address=address) as ex:
         for m, forget in jobs:
             base = {k: v for k, v in t["base_options"].get(m, {}).items()}
