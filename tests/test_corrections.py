@@ -182,7 +182,22 @@ def test_cli_first_order_feature_correction(tiny, tmp_path):
     assert rep["correction"]["pixels_changed_per_image"] == 16 * 3 and rep["method_extra"]["update_norm"] > 0
 
 
+def test_cli_first_order_iterative_variant(tiny, tmp_path):
+    """The reference's iterative variant from the CLI: its steps are reported, each on disagreeing samples."""
+    res = CliRunner().invoke(
+        unlearn,
+        ["--method", "first-order", "--checkpoint", str(tiny / "orig.pt"), "--forget", f"labels:{tiny / 'fix.txt'}"]
+        + ["--option", "iterative=true", "--option", "steps=2", "--option", "batch=4", "--option", "tau=0.01"]
+        + ["--out", str(tmp_path / "it"), "-q"],
+    )
+    assert res.exit_code == 0, res.output
+    info = json.loads((tmp_path / "it" / "report.json").read_text())["method_extra"]["iterative"]
+    assert 1 <= info["steps_taken"] <= 2 and all(1 <= s["updated_on"] <= 4 for s in info["steps"])
+
+
 BAD = [
+    ("bad-iterative", "first-order", "labels:{d}/fix.txt", ["--option", "iterative=sometimes"], "must be a boolean"),
+    ("bad-steps", "second-order", "labels:{d}/fix.txt", ["--option", "steps=0"], "option steps"),
     ("mask-shape", "first-order", "features:mask={d}/wrong.npy:{d}/idx.txt", [], "does not fit images of shape"),
     ("label-range", "second-order", "labels:{d}/far.txt", [], "label 9 is outside the classes 0..3"),
     ("duplicate", "first-order", "labels:{d}/dup.txt", [], "lists index 0 more than once"),

@@ -237,6 +237,46 @@ def correction_gradient(
     return g_new - g_old
 
 
+def predictions(obj: Objective, theta: torch.Tensor) -> torch.Tensor:
+    """The model's predicted class of every training row (as corrected) at ``theta``."""
+    with torch.no_grad():
+        out = [obj.logits(theta, x).argmax(1) for x, _ in obj._batches(None)]
+    return torch.cat(out) if out else torch.zeros(0, dtype=torch.long, device=obj.labels.device)
+
+
+def iterative_update(
+    obj: Objective, step, *, steps: int, batch: int, seed: int = 0
+) -> tuple[torch.Tensor, dict[str, Any]]:
+    """The reference's iterative variant (alewarne/MachineUnlearning, Applications/Poisoning/unlearn/common.py,
+    ``iter_approx_retraining`` with one inner step): at each of ``steps`` steps, draw up to ``batch`` training rows
+    (as corrected) whose current prediction disagrees with their label, take the model's *current predictions* as
+    their "old" labels and their corrected labels as the new ones, and move θ by ``step(obj, G)`` with
+    G = Σ ∇ℓ(x, y_corrected; θ) − ∇ℓ(x, y_predicted; θ). Stops early once every row is fitted. ``obj.theta`` is
+    moved along (the second-order step's Hessian is taken at the current θ, as the reference's is)."""
+    gen = torch.Generator().manual_seed(seed)
+    theta = obj.theta
+    log: list[dict[str, Any]] = []
+    for _ in range(steps):
+        pred = predictions(obj, theta)
+        wrong = torch.nonzero(pred != obj.labels).flatten()
+        if len(wrong) == 0:
+            break
+        pick = wrong[torch.randperm(len(wrong), generator=gen)[:batch].to(wrong.device)]
+        x, y_new, y_old = obj.inputs[pick], obj.labels[pick], pred[pick]
+        g = obj.sample_gradient(theta, x, y_new) - obj.sample_gradient(theta, x, y_old)
+        obj.theta = theta
+        theta = theta - step(obj, g)
+        log.append({"disagreeing": int(len(wrong)), "updated_on": int(len(pick)), "gradient_norm": float(g.norm())})
+    obj.theta = theta
+    remaining = int((predictions(obj, theta) != obj.labels).sum())
+    return theta, {
+        "steps_taken": len(log),
+        "disagreeing_before": log[0]["disagreeing"] if log else 0,
+        "disagreeing_after": remaining,
+        "steps": log,
+    }
+
+
 def power_iteration(obj: Objective, iterations: int = 20, seed: int = 0, rows: torch.Tensor | None = None) -> float:
     """The largest |eigenvalue| of ∇²J, estimated by power iteration (LiSSA's scale must exceed it)."""
     gen = torch.Generator().manual_seed(seed)

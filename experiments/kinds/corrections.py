@@ -7,6 +7,10 @@ request ``labels:FILE`` (the flipped positions with their true labels) is answer
 - ``first-order`` (θ − τG) for each τ of ``tau`` and ``second-order`` (θ − (H + dI)⁻¹G, CG) for each d of
   ``damping``, the setting with the best VALIDATION accuracy kept (the validation split is clean, held out of
   training; test figures are reported, never chosen on);
+- their iterative variants (the reference's poisoning runs: ``steps`` steps, each on the training samples the
+  current model mispredicts against their corrected labels; ``unlearn.influence.iterative_update``) for each τ of
+  ``iterative_tau`` and each d of ``iterative_damping`` (CG of ``iterative_cg_iterations`` iterations on a Hessian of
+  ``hessian_samples`` random training samples), chosen the same way; a row is absent when its grid is empty;
 - ``retrain-corrected``: retraining from scratch on the corrected labels, same recipe and seed (the clean retrain).
 
 Reported per method: TA, VA, accuracy on the flipped samples against their true labels ("fixed"), the time of the
@@ -65,7 +69,9 @@ def _request(model, data, spec, method, ws, seed, options) -> dict[str, Any]:
         "fixed_acc": r["correction"]["corrected_acc"],
         "poison_acc": r["forget_acc"],
         "seconds": r["time"]["total_s"],
-        "extra": {k: v for k, v in r["method_extra"].items() if k in ("solve", "update_norm", "gradient_norm")},
+        "extra": {
+            k: v for k, v in r["method_extra"].items() if k in ("solve", "update_norm", "gradient_norm", "iterative")
+        },
     }
 
 
@@ -102,18 +108,41 @@ def _run(cell: Cell, exp: Experiment, ws: Workspace) -> dict[str, Any]:
     retrain = _request(model, pdata, spec, "retrain-corrected", ws, seed, {"epochs": epochs, "bf16": bf16})
     out["retrain-corrected"] = retrain
     base = {"params": s.get("params", "head")}
-    grids = {
-        "first-order": [{**base, "tau": float(v)} for v in s.get("tau", [1e-3])],
-        "second-order": [
-            {**base, "damping": float(v), "iterations": int(s.get("cg_iterations", 30))}
-            for v in s.get("damping", [10.0])
-        ],
+    steps = {"iterative": True, "steps": int(s.get("steps", 10))}
+    grids = {  # row name: (method, the settings chosen among on validation)
+        "first-order": ("first-order", [{**base, "tau": float(v)} for v in s.get("tau", [1e-3])]),
+        "first-order, iterative": (
+            "first-order",
+            [{**base, **steps, "tau": float(v)} for v in s.get("iterative_tau", [])],
+        ),
+        "second-order": (
+            "second-order",
+            [
+                {**base, "damping": float(v), "iterations": int(s.get("cg_iterations", 30))}
+                for v in s.get("damping", [10.0])
+            ],
+        ),
+        "second-order, iterative": (
+            "second-order",
+            [
+                {
+                    **base,
+                    **steps,
+                    "damping": float(v),
+                    "iterations": int(s.get("iterative_cg_iterations", 10)),
+                    "hessian_samples": int(s.get("hessian_samples", 1024)),
+                }
+                for v in s.get("iterative_damping", [])
+            ],
+        ),
     }
-    for method, settings in grids.items():
+    for row, (method, settings) in grids.items():
+        if not settings:
+            continue
         runs = [_request(model, pdata, spec, method, ws, seed, o) for o in settings]
         ok = [r for r in runs if "diverged" not in r]
         best = max(ok, key=lambda r: r["valid_acc"]) if ok else {"diverged": "every setting of the grid diverged"}
-        out[method] = {
+        out[row] = {
             **best,
             "grid": [
                 {"options": r["options"], "valid_acc": r.get("valid_acc"), "diverged": r.get("diverged")} for r in runs
@@ -123,7 +152,14 @@ def _run(cell: Cell, exp: Experiment, ws: Workspace) -> dict[str, Any]:
     return out
 
 
-METHODS = ("poisoned", "first-order", "second-order", "retrain-corrected")
+METHODS = (
+    "poisoned",
+    "first-order",
+    "first-order, iterative",
+    "second-order",
+    "second-order, iterative",
+    "retrain-corrected",
+)
 
 
 def _rows(exp: Experiment, cells: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -131,7 +167,7 @@ def _rows(exp: Experiment, cells: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for flip in dict.fromkeys(c["key"]["flip"] for c in cells):
         got = [c["result"] for c in cells if c["key"]["flip"] == flip]
         for m in METHODS:
-            runs = [(g[m], g) for g in got if "diverged" not in g[m]]
+            runs = [(g[m], g) for g in got if m in g and "diverged" not in g[m]]
             if not runs:
                 continue
             row: dict[str, Any] = {

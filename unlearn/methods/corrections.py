@@ -79,7 +79,9 @@ def check_update_options(opts: dict[str, Any]) -> None:
     _number(opts, "scale", 0.0)
     _number(opts, "tol", 0.0)
     _number(opts, "sigma", 0.0)
-    for key in ("iterations", "lissa_batch"):
+    if "iterative" in opts and not isinstance(opts["iterative"], bool):
+        raise ConfigError(f"option iterative must be true or false, got {opts['iterative']!r}")
+    for key in ("iterations", "lissa_batch", "steps", "batch"):
         if key in opts and not (isinstance(opts[key], int) and opts[key] >= 1):
             raise ConfigError(f"option {key} must be an integer >= 1, got {opts[key]!r}")
     if "hessian_samples" in opts and not (isinstance(opts["hessian_samples"], int) and opts["hessian_samples"] >= 0):

@@ -1,11 +1,15 @@
 """First-order influence update for correction requests (Warnecke et al., NDSS 2023): θ' = θ − τ·G with
-G = Σ ∇ℓ(z̃;θ) − ∇ℓ(z;θ) over the affected samples (summed, so τ absorbs the training set's size)."""
+G = Σ ∇ℓ(z̃;θ) − ∇ℓ(z;θ) over the affected samples (summed, so τ absorbs the training set's size).
+
+``iterative=True`` runs the reference's iterative variant instead (``unlearn.influence.iterative_update``): ``steps``
+steps, each on up to ``batch`` training samples whose current prediction disagrees with their corrected label, with
+the current predictions as the old labels (the reference's poisoning runs: τ = 2e-5, 10 steps, 512 samples)."""
 
 from __future__ import annotations
 
 from dcforget.space import Float
 
-from ..influence import correction_gradient, write_back
+from ..influence import correction_gradient, iterative_update, write_back
 from .base import UnlearnContext, register
 from .corrections import affected, check_update_options, corrected_objective
 
@@ -21,12 +25,24 @@ from .corrections import affected, check_update_options, corrected_objective
     params="head",
     tau=2e-5,
     l2=0.0,
+    iterative=False,
+    steps=10,
+    batch=512,
 )
 def first_order(ctx: UnlearnContext):
     o = ctx.options
     obj = corrected_objective(ctx, o["params"], o["l2"])
-    old, new = affected(ctx)
-    g = correction_gradient(obj, old, new)
-    model = write_back(ctx.copy_original(), obj, obj.theta - o["tau"] * g, o["params"])
-    ctx.extra.update(parameters_updated=obj.dim, gradient_norm=float(g.norm()), update_norm=float(o["tau"] * g.norm()))
+    start = obj.theta
+    if o["iterative"]:
+        theta, info = iterative_update(
+            obj, lambda _obj, g: o["tau"] * g, steps=o["steps"], batch=o["batch"], seed=ctx.derived_seed("iterative")
+        )
+        ctx.extra["iterative"] = info
+    else:
+        old, new = affected(ctx)
+        g = correction_gradient(obj, old, new)
+        theta = obj.theta - o["tau"] * g
+        ctx.extra["gradient_norm"] = float(g.norm())
+    model = write_back(ctx.copy_original(), obj, theta, o["params"])
+    ctx.extra.update(parameters_updated=obj.dim, update_norm=float((theta - start).norm()))
     return model

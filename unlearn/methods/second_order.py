@@ -2,13 +2,17 @@
 H the Hessian of the summed training loss (+ the L2 term) over the corrected training set, by conjugate gradient,
 LiSSA or a direct solve (unlearn.influence). On a checkpoint of the certified variant (``unlearn train-certified``:
 logreg, objective perturbation) the objective is that checkpoint's and the report carries the (ε, δ) certificate of
-the gradient residual; ``sigma`` > 0 on another checkpoint gives the same figure, marked as no certificate."""
+the gradient residual; ``sigma`` > 0 on another checkpoint gives the same figure, marked as no certificate.
+
+``iterative=True`` runs the reference's iterative variant (``unlearn.influence.iterative_update``): ``steps`` steps,
+each solving at the current θ for up to ``batch`` training samples whose current prediction disagrees with their
+corrected label (the reference couples this batch to its HVP batch, 1024)."""
 
 from __future__ import annotations
 
 from dcforget.space import Float
 
-from ..influence import certificate, correction_gradient, inverse_hvp, write_back
+from ..influence import certificate, correction_gradient, inverse_hvp, iterative_update, write_back
 from .base import UnlearnContext, register
 from .corrections import affected, check_update_options, corrected_objective
 
@@ -33,32 +37,48 @@ from .corrections import affected, check_update_options, corrected_objective
     hessian_samples=0,
     sigma=0.0,
     delta=1e-4,
+    iterative=False,
+    steps=10,
+    batch=1024,
 )
 def second_order(ctx: UnlearnContext):
     o = ctx.options
     obj = corrected_objective(ctx, o["params"], o["l2"])
-    old, new = affected(ctx)
-    g = correction_gradient(obj, old, new)
-    step, info = inverse_hvp(
-        obj,
-        g,
-        solver=o["solver"],
-        damping=o["damping"],
-        iterations=o["iterations"],
-        tol=o["tol"],
-        scale=o["scale"],
-        lissa_batch=o["lissa_batch"],
-        hessian_samples=o["hessian_samples"],
-        seed=ctx.derived_seed("lissa"),
-    )
-    theta = obj.theta - step
+    start = obj.theta
+    solves: list[dict] = []
+
+    def solve(obj, g):
+        step, info = inverse_hvp(
+            obj,
+            g,
+            solver=o["solver"],
+            damping=o["damping"],
+            iterations=o["iterations"],
+            tol=o["tol"],
+            scale=o["scale"],
+            lissa_batch=o["lissa_batch"],
+            hessian_samples=o["hessian_samples"],
+            seed=ctx.derived_seed(f"lissa{len(solves)}" if solves else "lissa"),
+        )
+        solves.append(info)
+        return step
+
+    if o["iterative"]:
+        theta, info = iterative_update(
+            obj, solve, steps=o["steps"], batch=o["batch"], seed=ctx.derived_seed("iterative")
+        )
+        ctx.extra["iterative"] = info
+    else:
+        old, new = affected(ctx)
+        g = correction_gradient(obj, old, new)
+        theta = obj.theta - solve(obj, g)
+        ctx.extra["gradient_norm"] = float(g.norm())
     model = write_back(ctx.copy_original(), obj, theta, o["params"])
     residual = float(obj.gradient(theta).norm())
     ctx.extra.update(
         parameters_updated=obj.dim,
-        gradient_norm=float(g.norm()),
-        update_norm=float(step.norm()),
-        solve=info,
+        update_norm=float((theta - start).norm()),
+        solve=solves[0] if len(solves) == 1 else solves,
         hessian_vector_products=obj.stats.get("hvps", 0),
         gradient_residual=residual,  # ‖∇J(θ')‖ on the corrected training set (0 at its exact minimiser)
     )
