@@ -321,7 +321,7 @@ def write_report(
     results: dict[str, list[dict[str, Any]]],
 ) -> list[dict[str, Any]]:
     """Draw the figures and write report.md, report.csv and report.json (each atomically); returns the rows."""
-    rows = [r for _, rs in sections for r in rs]
+    rows = [{"experiment": exp.name, **r} for exp, rs in sections for r in rs]  # a kind may name it itself
     from . import figures
 
     meta["figures"] = {}

@@ -251,7 +251,8 @@ def render(path: str | Path, table: str | None = None, shown: str | None = None)
         )
     md = p / "report.md" if p.is_dir() else p.with_name("report.md")
     try:  # every other suite's tables are the report's own Markdown, written by the same run
-        return src + "\n" + md.read_text().split("\n", 1)[1].lstrip("\n")
+        body = md.read_text().split("\n", 1)[1].lstrip("\n")
+        return src + "\n" + body.replace("](figures/", f"]({Path(shown or folder).as_posix()}/figures/")
     except OSError as err:
         raise ConfigError(f"report Markdown {md} cannot be read: {err}") from None
 
