@@ -43,3 +43,17 @@ def test_the_report_has_a_time_ratio_only_where_retraining_ran(stream):
     assert {r["cycle"] for r in rows if r["method"] == "retrain"} == {1, 3}
     assert "retain: reduced" in next(r for r in rows if r["method"] == "kde (reduced)")["extra"]
     assert all(r["forget"] == "+2 images" for r in rows)
+
+
+def test_streams_start_each_seed_from_its_own_original():
+    """The stream experiments compare a seed's methods with that seed's retraining, so they start from that seed's
+    original (``originals = "per-seed"``); DC-U's own successive-request table keeps seed 0's, as the paper does."""
+    from experiments.kinds.successive import originals_seed
+    from experiments.runner import load_suite
+    from experiments.workspace import Experiment
+
+    exps = {e.name: e for e in load_suite("dcu", "paper")[1]}
+    assert [originals_seed(exps[n], 2) for n in ("stream-10", "stream-100")] == [2, 2]
+    assert originals_seed(exps["successive-requests"], 2) == 0
+    with pytest.raises(Exception, match="originals must be one of seed-0, per-seed"):
+        originals_seed(Experiment("x", {"originals": "each"}), 1)

@@ -10,7 +10,13 @@ file per seed and request, committed with the report). ``reference_at`` (default
 after which retraining without everything forgotten so far is the reference; retraining runs only there, in the
 same run, so time ratios are same-run ratios. A variant with ``retain = "reduced"`` trains on the reduced set of the
 experiment's condensed file (``unlearn --retain reduced``). Per request: RA, FA over everything forgotten so far,
-TA, the population MIA, the reduced set's size (where there is one) and the time."""
+TA, the population MIA, the reduced set's size (where there is one) and the time.
+
+``originals``: ``"seed-0"`` (default, DC-U's reproduction: every cell starts from seed 0's original and its condensed
+file) or ``"per-seed"`` (each seed's cells start from that seed's original, its offline phase and its condensed
+file, as the benchmark does): retraining of a seed is then compared with methods started from the same seed's
+original, not with seed 0's, whose own noise every method would otherwise inherit
+(reports/original-ra-noise-paper)."""
 
 from __future__ import annotations
 
@@ -51,6 +57,17 @@ def plan(exp: Experiment) -> tuple[int | None, float, int, list[int]]:
     return (None if size is None else int(size)), float(exp.spec.get("fraction", 0.1)), cycles, at
 
 
+ORIGINALS = ("seed-0", "per-seed")
+
+
+def originals_seed(exp: Experiment, seed: int) -> int:
+    """The seed of the original a cell of ``seed`` starts from (the ``originals`` setting)."""
+    how = exp.spec.get("originals", "seed-0")
+    if how not in ORIGINALS:
+        raise ConfigError(f"experiment {exp.name}: originals must be one of {', '.join(ORIGINALS)}, not {how!r}")
+    return seed if how == "per-seed" else 0
+
+
 def _run(cell: Cell, exp: Experiment, ws: Workspace) -> dict[str, Any]:
     arch, label = cell.key["model"], cell.key["method"]
     method = resolve_method(exp, label)[0]
@@ -58,12 +75,13 @@ def _run(cell: Cell, exp: Experiment, ws: Workspace) -> dict[str, Any]:
     data = ws.data()
     n = len(data.train)
     size, fraction, cycles, reference_at = plan(exp)
-    model, condensed, artefacts = ws.original(arch), None, None
+    start = originals_seed(exp, cell.seed)
+    model, condensed, artefacts = ws.original(arch, start), None, None
     if method == "dcu-reference":
-        model, artefacts = ws.offline(arch)
-        condensed = ws.condensed(arch, offline=True)
+        model, artefacts = ws.offline(arch, seed=start)
+        condensed = ws.condensed(arch, offline=True, seed=start)
     elif METHODS.get(method).needs_condensed or retain == "reduced":
-        condensed = ws.condensed(arch)
+        condensed = ws.condensed(arch, seed=start)
     forgotten = torch.zeros(n, dtype=torch.bool)
     g = generator(cell.seed * 7919 + 1)
     out: list[dict[str, Any] | None] = []
