@@ -235,7 +235,7 @@ def _plot(rows: list[dict[str, Any]], path: Path, title: str) -> bool:
         lo = min(r[k] - (r.get(k + "_std") or 0) for r in rows)
         ax.set_ylim(max(0.0, lo - 3), min(100.0, max(r[k] + (r.get(k + "_std") or 0) for r in rows) + 2))
         ax.set_ylabel(label)
-        ax.tick_params(axis="x", labelrotation=15)
+        ax.set_xticks(range(len(names)), [n.replace(", ", "\n") for n in names], fontsize=8)
     fig.suptitle(f"{title}\n{rows[0]['forget']}", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
