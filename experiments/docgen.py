@@ -485,7 +485,7 @@ def policy_section(root: Path) -> str:
                 "|---|---|---|---|---|---|---|---|---|",
             ]
             for r in sorted(e.get("candidates", []), key=lambda r: r["norm"]):
-                o = list(r["objectives"].values())
+                o = [r["objectives"].get(k) for k in ("retain_gap", "forget_gap", "val_gap", "val_mia_gap")]
                 tr = r.get("time_ratio")
                 lines.append(
                     f"| `{r['method']}` | {r['retain'] if METHODS.get(r['method']).reads_retain else 'its own set'} | "

@@ -110,3 +110,22 @@ def test_the_policys_small_request_is_the_default_methods():
     from unlearn.policy import SMALL_REQUEST
 
     assert METHODS.get("condensed").defaults["small_request"] == SMALL_REQUEST
+
+
+def test_the_docs_policy_table_puts_each_gap_under_its_own_column(tmp_path):
+    """The objectives are stored with sorted keys (forget_gap first); the generated table reads them by name."""
+    import json
+
+    from experiments.docgen import policy_section
+
+    (tmp_path / "configs" / "policy" / "cpu").mkdir(parents=True)
+    gaps = {"forget_gap": 0.25, "retain_gap": 0.01, "val_gap": 0.03, "val_mia_gap": 0.04}
+    cand = {"method": "condensed", "retain": "full", "norm": 0.5, "objectives": gaps, "time_ratio": 0.05}
+    entry = {**cand, "candidates": [cand], "meta": {}, "tuned_on": {}, "objective": "ours"}
+    doc = {"dataset": "cifar10", "model": "mlp", "preset": "cpu", "entries": {"small": entry}}
+    (tmp_path / "configs" / "policy" / "cpu" / "cifar10-mlp.json").write_text(json.dumps(doc, sort_keys=True))
+    text = policy_section(tmp_path)
+    header = next(ln for ln in text.splitlines() if ln.startswith("| candidate"))
+    row = next(ln for ln in text.splitlines() if ln.startswith("| `condensed`"))
+    cells = dict(zip([c.strip() for c in header.split("|")], [c.strip() for c in row.split("|")]))
+    assert cells["RA gap"] == "`0.01`" and cells["FA gap"] == "`0.25`", cells
