@@ -10,7 +10,7 @@ import torch
 
 from dcforget.errors import ConfigError
 
-from ..influence import PARAM_SETS, SOLVERS, Objective, build_objective
+from ..influence import PARAM_SETS, SOLVERS, Objective, build_objective, correction_gradient, iterative_update
 from .base import UnlearnContext
 
 
@@ -44,6 +44,23 @@ def corrected_objective(ctx: UnlearnContext, params: str, l2: float) -> Objectiv
     images, labels = corrected_training_set(ctx)
     b, l2 = certified_objective(ctx, params, l2)
     return build_objective(ctx.copy_original(), params, images, labels, l2=l2, device=ctx.device, perturbation=b)
+
+
+def updated_theta(ctx: UnlearnContext, obj: Objective, step) -> torch.Tensor:
+    """θ after the update ``step(obj, G)`` -> the move (τG, or (H + dI)⁻¹G): once, from the request's affected
+    samples as they were and as corrected; or, with option ``iterative``, the reference's iterative variant
+    (``unlearn.influence.iterative_update``). Records what it did in ``ctx.extra``."""
+    o = ctx.options
+    if o["iterative"]:
+        theta, info = iterative_update(
+            obj, step, steps=o["steps"], batch=o["batch"], seed=ctx.derived_seed("iterative")
+        )
+        ctx.extra["iterative"] = info
+        return theta
+    old, new = affected(ctx)
+    g = correction_gradient(obj, old, new)
+    ctx.extra["gradient_norm"] = float(g.norm())
+    return obj.theta - step(obj, g)
 
 
 def certified_objective(ctx: UnlearnContext, params: str, l2: float) -> tuple[torch.Tensor | None, float]:

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from dcforget.space import Float
 
-from ..influence import correction_gradient, iterative_update, write_back
+from ..influence import write_back
 from .base import UnlearnContext, register
-from .corrections import affected, check_update_options, corrected_objective
+from .corrections import check_update_options, corrected_objective, updated_theta
 
 
 @register(
@@ -33,16 +33,7 @@ def first_order(ctx: UnlearnContext):
     o = ctx.options
     obj = corrected_objective(ctx, o["params"], o["l2"])
     start = obj.theta
-    if o["iterative"]:
-        theta, info = iterative_update(
-            obj, lambda _obj, g: o["tau"] * g, steps=o["steps"], batch=o["batch"], seed=ctx.derived_seed("iterative")
-        )
-        ctx.extra["iterative"] = info
-    else:
-        old, new = affected(ctx)
-        g = correction_gradient(obj, old, new)
-        theta = obj.theta - o["tau"] * g
-        ctx.extra["gradient_norm"] = float(g.norm())
+    theta = updated_theta(ctx, obj, lambda _obj, g: o["tau"] * g)
     model = write_back(ctx.copy_original(), obj, theta, o["params"])
     ctx.extra.update(parameters_updated=obj.dim, update_norm=float((theta - start).norm()))
     return model

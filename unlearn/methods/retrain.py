@@ -4,13 +4,8 @@ from dcforget.train import fit
 
 from .base import UnlearnContext, register
 
-
-@register(
-    "retrain",
-    reference="DC-U, arXiv 2402.00195, retraining recipe (Adam 1e-3, 30 epochs)",
-    trains_fresh=True,
-    shared_space=False,
-    summary="a fresh model trained on the retain set (DC-U recipe: Adam 1e-3, 30 epochs)",
+# DC-U's retraining recipe, shared by every from-scratch reference (retrain, retrain-corrected)
+RECIPE = dict(
     epochs=30,
     batch_size=256,
     optimizer="adam",
@@ -19,6 +14,16 @@ from .base import UnlearnContext, register
     weight_decay=0.0,
     schedule="constant",
     bf16=False,
+)
+
+
+@register(
+    "retrain",
+    reference="DC-U, arXiv 2402.00195, retraining recipe (Adam 1e-3, 30 epochs)",
+    trains_fresh=True,
+    shared_space=False,
+    summary="a fresh model trained on the retain set (DC-U recipe: Adam 1e-3, 30 epochs)",
+    **RECIPE,
 )
 def retrain(ctx: UnlearnContext):
     model = ctx.fresh_model()

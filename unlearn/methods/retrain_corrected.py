@@ -5,6 +5,7 @@ from dcforget.train import fit
 
 from .base import UnlearnContext, register
 from .corrections import corrected_training_set
+from .retrain import RECIPE
 
 
 @register(
@@ -14,14 +15,7 @@ from .corrections import corrected_training_set
     corrects=True,
     shared_space=False,
     summary="a fresh model trained on the whole training set with the request's corrections applied",
-    epochs=30,
-    batch_size=256,
-    optimizer="adam",
-    lr=1e-3,
-    momentum=0.9,
-    weight_decay=0.0,
-    schedule="constant",
-    bf16=False,
+    **RECIPE,
 )
 def retrain_corrected(ctx: UnlearnContext):
     model = ctx.fresh_model()

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 from dcforget.space import Float
 
-from ..influence import certificate, correction_gradient, inverse_hvp, iterative_update, write_back
+from ..influence import certificate, inverse_hvp, write_back
 from .base import UnlearnContext, register
-from .corrections import affected, check_update_options, corrected_objective
+from .corrections import check_update_options, corrected_objective, updated_theta
 
 
 @register(
@@ -63,16 +63,7 @@ def second_order(ctx: UnlearnContext):
         solves.append(info)
         return step
 
-    if o["iterative"]:
-        theta, info = iterative_update(
-            obj, solve, steps=o["steps"], batch=o["batch"], seed=ctx.derived_seed("iterative")
-        )
-        ctx.extra["iterative"] = info
-    else:
-        old, new = affected(ctx)
-        g = correction_gradient(obj, old, new)
-        theta = obj.theta - solve(obj, g)
-        ctx.extra["gradient_norm"] = float(g.norm())
+    theta = updated_theta(ctx, obj, solve)
     model = write_back(ctx.copy_original(), obj, theta, o["params"])
     residual = float(obj.gradient(theta).norm())
     ctx.extra.update(
