@@ -152,8 +152,9 @@ def epsilon_cmd(unlearned, retrained, forget_spec, data_dir, device, quiet, out,
     "--method",
     "methods",
     multiple=True,
-    help=f"Unlearning method under attack (repeatable; default {', '.join(ULIRA_DEFAULTS['methods'])}). Original and retrained are "
-    "always attacked too.",
+    help=f"Unlearning method under attack (repeatable; default {', '.join(ULIRA_DEFAULTS['methods'])}): NAME, or "
+    "'NAME (reduced)' to serve it the reduced retain set of an FDM file built per split ('NAME (full)': the full "
+    "one, as NAME). Original and retrained are always attacked too.",
 )
 @opt("option", help="Method option (repeatable); applies to every --method that has the key.")
 @opt("tuned")
@@ -163,7 +164,8 @@ def epsilon_cmd(unlearned, retrained, forget_spec, data_dir, device, quiet, out,
     multiple=True,
     type=click.Path(dir_okay=False),
     help="A tuned-options file (`experiments tune`) to use for the method it names whatever setting it was tuned "
-    "on (repeatable); without it, tuned files are used only when tuned on the setting the methods run in.",
+    "on, or POLICY.json#KIND: the options that policy search chose on validation for each --method it has a study "
+    "of (repeatable); without it, tuned files are used only when tuned on the setting the methods run in.",
 )
 @click.option(
     "--clusters",

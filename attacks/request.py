@@ -35,7 +35,8 @@ from dcforget.pairing import check_pairing
 from dcforget.runtime import resolve_device
 from dcforget.train import embed, evaluate
 from unlearn.methods import METHODS
-from unlearn.tuned import Setting, TunedChoice, choose_tuned, forced_tuned
+from unlearn.policy import candidate_tuned, method_label
+from unlearn.tuned import Setting, TunedChoice, choose_tuned, forced_tuned, setting_mismatch
 
 from .epsilon import EpsilonScore, epsilon_score, logit_confidence, score_checkpoints
 from .roc import auc, tpr_at_fpr
@@ -207,7 +208,10 @@ class UliraRequest:
     """`attacks ulira`. ``None`` means "not given": the config file, the preset and :data:`ULIRA_DEFAULTS` fill it
     in. ``option_pairs``: ``KEY=VALUE`` method options, each applied to every method that has the key, over tuned
     options. ``tuned``: use tuned files whose setting matches (:func:`unlearn.tuned.choose_tuned`);
-    ``options_from``: tuned files forced for the methods they name, whatever their setting."""
+    ``options_from``: tuned files forced for the methods they name, whatever their setting, or ``POLICY.json#KIND``:
+    the options a policy search chose on validation for each method label it has a study for. ``methods`` are
+    labels: ``NAME``, or ``NAME (full)`` / ``NAME (reduced)`` for the retain source the method is served (the
+    reduced set of an FDM file built per split, as for the condensed methods)."""
 
     dataset: str
     out: str | os.PathLike
@@ -267,10 +271,13 @@ class UliraRequest:
         }
         config = resolve_config({"ulira": ULIRA_DEFAULTS}, self.preset, self.config_file, {"ulira": overrides})
         u = section(config, "ulira", set(ULIRA_DEFAULTS))
-        method_names = list(u["methods"])
-        known = {k: v for m in method_names for k, v in METHODS.get(m).defaults.items()}
+        method_names = list(u["methods"])  # labels: NAME, or NAME (full|reduced) for the retain source
+        names = {m: method_label(m)[0] for m in method_names}
+        known = {k: v for m in method_names for k, v in METHODS.get(names[m]).defaults.items()}
         parsed = parse_options(self.option_pairs, known)
-        method_opts = {m: {k: v for k, v in parsed.items() if k in METHODS.get(m).defaults} for m in method_names}
+        method_opts = {
+            m: {k: v for k, v in parsed.items() if k in METHODS.get(names[m]).defaults} for m in method_names
+        }
         setup = UliraSetup(
             self.dataset,
             u["model"],
@@ -326,19 +333,36 @@ class UliraRequest:
         forced: dict[str, str | os.PathLike] = {}
         if self.options_from and not method_names:
             raise ConfigError("--options-from gives options for a method: name it with --method")
-        for path in self.options_from:
+        choices = {}
+        for ref in self.options_from:  # POLICY.json#KIND: each method label its search has a study for
+            if "#" not in str(ref):
+                continue
+            found = {m: candidate_tuned(ref, m) for m in method_names if m not in choices}
+            found = {m: t for m, t in found.items() if t is not None}
+            if not found:
+                raise ConfigError(
+                    f"--options-from {ref}: none of {', '.join(method_names)} is a candidate of that entry (name them "
+                    "as its rows are: METHOD (full) or METHOD (reduced))"
+                )
+            choices.update(
+                {m: TunedChoice(t, setting_mismatch(t.setting, here), forced=True) for m, t in found.items()}
+            )
+        for path in (p for p in self.options_from if "#" not in str(p)):
             m = _method_named_by(path)
-            target = m if m in method_names else method_names[0]  # forced_tuned names the mismatch
+            # the first label of that method, else the first label (forced_tuned names the mismatch)
+            target = next((x for x in method_names if method_label(x)[0] == m), method_names[0])
             if target in forced:
                 raise ConfigError(f"--options-from gives two files for method {target!r}: {forced[target]}, {path}")
             forced[target] = path
-        choices = {}
         for m in method_names:
-            known = METHODS.get(m).defaults
+            name = method_label(m)[0]
+            known = METHODS.get(name).defaults
+            if m in choices:
+                continue
             if m in forced:  # the same check `unlearn --options-from` makes
-                choices[m] = forced_tuned(forced[m], m, known, here)
+                choices[m] = forced_tuned(forced[m], name, known, here)
             elif self.tuned:  # the same rule `unlearn` follows: only a file tuned on this setting
-                choices[m] = choose_tuned(m, here, known, forget)
+                choices[m] = choose_tuned(name, here, known, forget)
             else:
                 choices[m] = TunedChoice(None, None, off=True)
         return choices

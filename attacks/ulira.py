@@ -97,6 +97,7 @@ class UliraSetup:
 
     def __post_init__(self) -> None:
         from unlearn.methods import METHODS
+        from unlearn.policy import method_label
 
         MODELS.get(self.arch)
         TrainConfig.from_dict(self.train)
@@ -121,10 +122,11 @@ class UliraSetup:
                 "about half of them"
             )
         for m in self.methods:
-            spec = METHODS.get(m)
+            name, retain = method_label(m)
+            spec = METHODS.get(name)
             if spec.trains_fresh:
                 raise ConfigError(f"method {m!r} retrains from scratch: it is the 'retrained' reference already")
-            if spec.needs_condensed and not self.clusters:
+            if (spec.needs_condensed or retain == "reduced") and not self.clusters:
                 raise ConfigError(f"method {m!r} works from a condensed set: give clusters (--clusters K)")
 
     def job_specs(self) -> list[dict[str, Any]]:
@@ -236,6 +238,7 @@ def batchable(arch: str, data: Data) -> bool:
 def shadow_job(spec: dict[str, Any], context: dict[str, Any]) -> dict[str, Any]:
     """One job: the splits ``spec["split_ids"]`` of a :class:`UliraSetup` (see the module's docstring)."""
     from unlearn.methods import METHODS
+    from unlearn.policy import method_label
     from unlearn.request import unlearn_request
 
     device = resolve_device(context.get("device"))
@@ -294,8 +297,9 @@ def shadow_job(spec: dict[str, Any], context: dict[str, Any]) -> dict[str, Any]:
         out["in_train"][b, half] = True
         for f in range(n_f):
             out["in_forget"][b, f, forgets[f]] = True
-    for method, options in spec["methods"].items():
-        needs = METHODS.get(method).needs_condensed
+    for label, options in spec["methods"].items():  # a label: NAME, or NAME (full|reduced) for its retain source
+        method, retain = method_label(label)
+        needs = METHODS.get(method).needs_condensed or retain == "reduced"
         conf_m = torch.zeros(len(ids), n_f, n)
         for b, (s, (half, forgets)) in enumerate(zip(ids, plans)):
             orig = original(b).to(device).eval()
@@ -318,7 +322,7 @@ def shadow_job(spec: dict[str, Any], context: dict[str, Any]) -> dict[str, Any]:
                 from condense.build import build_condensed
 
                 condensed = timed(
-                    f"{method}:condense",
+                    f"{label}:condense",
                     lambda: (
                         build_condensed(
                             world,
@@ -338,7 +342,7 @@ def shadow_job(spec: dict[str, Any], context: dict[str, Any]) -> dict[str, Any]:
                     file = Path(tmp) / "forget.txt"
                     file.write_text("\n".join(map(str, position[forgets[f]].tolist())))
                     res = timed(
-                        method,
+                        label,
                         lambda: unlearn_request(
                             orig,
                             world,
@@ -349,10 +353,11 @@ def shadow_job(spec: dict[str, Any], context: dict[str, Any]) -> dict[str, Any]:
                             options=options,
                             quiet=True,
                             condensed=condensed,
+                            retain=retain,
                         ),
                     )
                 conf_m[b, f] = confidences(res.model, data.train.images, data.train.labels, device)
-        out[f"conf_{method}"] = conf_m
+        out[f"conf_{label}"] = conf_m
     out["seconds"] = seconds
     out["batched"] = batched
     return out

@@ -169,7 +169,17 @@ def test_the_benchmark_suite_covers_deep_unlearns_methods_on_three_datasets():
         "kde",
         "rni",
     }
-    leaderboards = [e for e in exps if e.spec["models"] == ["mlp"]]  # the CNN file checks issue #17's methods only
+    # the CNN file checks issue #17's methods only; the policy tables have the policy searches' candidates as rows
+    leaderboards = [e for e in exps if e.spec["models"] == ["mlp"] and "policy" not in e.spec]
+    policies = {e.spec["policy_entry"]: e for e in exps if "policy" in e.spec}
+    assert {k: e.spec["forget"] for k, e in policies.items()} == {
+        "large": "random:0.1",
+        "class": "class:2",
+        "small": "random:0.005",
+    }
+    for e in policies.values():  # every candidate of the committed policy file is a row, both retain sources
+        rows = {c.key["method"] for c in _cells(e, 1)} - set(REFERENCES)
+        assert {"condensed (full)", "fcs (full)", "fcs (reduced)"} <= rows
     assert len(leaderboards) == 5 and preset["seed_note"].startswith("A seed varies")
     assert all(eighteen <= set(e.spec["methods"]) for e in leaderboards)
     cnn = [e for e in exps if e.spec["models"] == ["cnn"]]
@@ -177,7 +187,7 @@ def test_the_benchmark_suite_covers_deep_unlearns_methods_on_three_datasets():
     # issue #17's methods on CIFAR-10 and MNIST; the class-only ones in the class-forgetting experiments only
     eight = {"ssd", "lfssd", "jit", "topk-perturb", "aru", "mia-guided", "unsir", "lrp-npp"}
     for ds in ("cifar10", "mnist"):
-        mine = [e for e in exps if e.spec["dataset"] == ds]
+        mine = [e for e in exps if e.spec["dataset"] == ds and "policy" not in e.spec]
         assert eight <= set().union(*(e.spec["methods"] for e in mine))
         assert {e.spec["forget"] for e in mine} == {"random:0.1", "class:2"}
     for e in exps:
@@ -514,3 +524,94 @@ def test_a_cell_runs_the_method_the_way_its_tuned_file_was_studied(ws, tmp_path,
     before = cell_digest("s", cell, exp, ws.preset)
     tuned.write_text(json.dumps({**doc, "setup": {"forget": "random:0.2"}}))
     assert cell_digest("s", cell, exp, ws.preset) != before
+
+
+def _policy(path, kind="large", candidates=None):
+    from unlearn.policy import SCHEMA, VERSION
+
+    cands = candidates or [
+        {"method": "finetune", "retain": "full", "options": {"lr": 0.03, "epochs": 1}, "norm": 0.3, "feasible": True},
+        {"method": "finetune", "retain": "reduced", "options": {"lr": 0.001, "epochs": 2}, "norm": 0.2},
+    ]
+    entry = {**cands[0], "candidates": cands, "setup": {"validation": "whole"}}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"schema": SCHEMA, "version": VERSION, "preset": "smoke", "entries": {kind: entry}}))
+
+
+def test_a_policys_candidates_are_rows_with_their_retain_source_and_validated_options(ws, tmp_path, monkeypatch):
+    """`policy` + `policy_entry`: one row per candidate study, run with its own retain source and the options its
+    study chose (nothing over them), the reduced rows on the condensed file's reduced set; the Pareto front marks
+    the rows no other row beats on both RetDev and RTE."""
+    import experiments.kinds.leaderboard as lb
+
+    _policy(tmp_path / "cfg" / "policy" / "smoke" / "synthetic-mlp.json")
+    monkeypatch.setattr(lb, "config_dirs", lambda: [tmp_path / "cfg"])
+    exp = Experiment(
+        "lb",
+        {
+            "kind": "leaderboard",
+            "models": ["mlp"],
+            "methods": [],
+            "forget": "random:0.2",
+            "policy": "smoke/synthetic-mlp",
+            "policy_entry": "large",
+        },
+    )
+    cells = _cells(exp, 2)
+    assert [c.key["method"] for c in cells[:4]] == [*REFERENCES, "finetune (full)", "finetune (reduced)"]
+    seen = []
+    real = lb.unlearn_request
+    monkeypatch.setattr(lb, "unlearn_request", lambda *a, **k: seen.append((a[3], k["retain"])) or real(*a, **k))
+    done = [{"key": c.key, "seed": c.seed, "result": _run(c, exp, ws.for_experiment(exp))} for c in cells]
+    by = {(d["key"]["method"], d["seed"]): d["result"] for d in done}
+    assert ("finetune", "reduced") in seen and ("finetune", "full") in seen
+    full, reduced = by[("finetune (full)", 0)], by[("finetune (reduced)", 0)]
+    assert full["options"]["lr"] == 0.03 and full["options"]["epochs"] == 1  # the preset's epochs=1 not over it
+    assert reduced["options"]["lr"] == 0.001 and reduced["options"]["epochs"] == 2
+    assert full["retain_source"] == "full" and reduced["retain_source"] == "reduced"
+    assert reduced["reduced_ratio"] is not None and full["reduced_ratio"] is None
+    rows = {r["method"]: r for r in _rows(exp, done)}
+    assert rows["finetune (reduced)"]["retain_source"] == "reduced"
+    assert rows["finetune (full)"]["tuned"] == "policy (validation)"
+    # the candidate's retain source and options join the cell's digest
+    before = cell_digest("s", cells[3], exp, ws.preset)
+    _policy(
+        tmp_path / "cfg" / "policy" / "smoke" / "synthetic-mlp.json",
+        candidates=[
+            {"method": "finetune", "retain": "full", "options": {"lr": 0.03}},
+            {"method": "finetune", "retain": "reduced", "options": {"lr": 0.002}},
+        ],
+    )
+    assert cell_digest("s", cells[3], exp, ws.preset) != before
+
+
+def test_the_pareto_front_keeps_rows_no_other_row_beats_on_both():
+    from experiments.kinds.leaderboard_rows import pareto_front
+
+    table = {
+        "close-slow": {"retention_deviation": 0.05, "rte": 1.0},
+        "far-fast": {"retention_deviation": 0.3, "rte": 50.0},
+        "dominated": {"retention_deviation": 0.2, "rte": 0.9},
+        "tie-worse": {"retention_deviation": 0.05, "rte": 0.5},
+        "no-rte": {"retention_deviation": 0.01},
+    }
+    assert sorted(pareto_front(table)) == ["close-slow", "far-fast"]
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ({"policy": "smoke/synthetic-mlp"}, "goes with policy_entry"),
+        ({"policy": "smoke/nothing", "policy_entry": "large"}, "no policy file"),
+        ({"policy": "smoke/synthetic-mlp", "policy_entry": "class"}, "no 'class' entry"),
+    ],
+)
+def test_a_bad_policy_reference_is_one_config_error(tmp_path, monkeypatch, spec, message):
+    import experiments.kinds.leaderboard as lb
+    from dcforget.errors import ConfigError
+
+    _policy(tmp_path / "cfg" / "policy" / "smoke" / "synthetic-mlp.json")
+    monkeypatch.setattr(lb, "config_dirs", lambda: [tmp_path / "cfg"])
+    exp = Experiment("lb", {"kind": "leaderboard", "models": ["mlp"], "methods": [], **spec})
+    with pytest.raises(ConfigError, match=message):
+        _cells(exp, 1)

@@ -10,6 +10,7 @@ from click.testing import CliRunner
 pytest.importorskip("optuna")
 
 from condense.cli import main as condense_main  # noqa: E402
+from dcforget.errors import ConfigError  # noqa: E402
 from dcforget.forget import ForgetSpec  # noqa: E402
 from experiments.cli import main as experiments_main  # noqa: E402
 from experiments.hpsearch import objectives, time_ratio  # noqa: E402
@@ -66,6 +67,17 @@ def test_a_policy_is_searched_on_validation_and_unlearn_follows_it(tmp_path, mon
     assert {"command", "git", "machine"} <= set(e["meta"]) and e["meta"]["seeds"] == [0]  # its provenance
     assert all(set(r["objectives"]) == {"retain_gap", "forget_gap", "val_gap", "val_mia_gap"} for r in rows)
     [entry] = read_policy(path)
+    # every study is read back as a candidate: its retain source, its options and its validation figures
+    assert [(c.method, c.retain, c.norm) for c in entry.candidates] == [
+        (r["method"], r["retain"], r["norm"]) for r in rows
+    ]
+    assert entry.candidates[0].options == rows[0]["options"] and entry.candidates[0].label.startswith("finetune (")
+    assert entry.validation == e["setup"].get("validation", "whole") and entry.summary["git"] == e["meta"]["git"]
+    bad = json.loads(path.read_text())
+    bad["entries"]["small"]["candidates"][1]["retain"] = "half"
+    (tmp_path / "bad.json").write_text(json.dumps(bad))
+    with pytest.raises(ConfigError, match="candidate 1: retain is full or reduced"):
+        read_policy(tmp_path / "bad.json")
     again = _tune(tmp_path)  # an entry is never replaced without --force
     assert again.exit_code == 2 and "has a small entry" in again.output
 

@@ -248,6 +248,9 @@ def test_cli_runs_and_routes_options(tmp_path, monkeypatch):
         (["--method", "retrain"], "retrains from scratch"),
         (["--forget-size", "5", "--targets", "500"], "--targets 500 exceeds the pool (80 examples)"),
         (["--targets", "10"], "targets goes with forget_size"),
+        (["--method", "none (reduced)"], "reads no retain set"),
+        (["--method", "finetune (reduced)"], "give clusters"),
+        (["--method", "finetune (half)"], "unknown"),
         (["--forget-size", "2", "--splits", "4", "--forget-sets", "1"], "would be forgotten in 0.1 models"),
     ],
 )
@@ -370,3 +373,55 @@ def test_the_interval_holds_the_point_estimate_where_the_attack_has_signal():
     assert out["auc"] > 0.75 and out["auc_bootstrap_shift"] > 0  # signal, and the replicates sit below it
     for k in ("auc", "accuracy", "tpr_at_1pct_fpr"):
         assert out[f"{k}_ci"][0] <= out[k] <= out[f"{k}_ci"][1], k
+
+
+def test_a_method_label_chooses_its_retain_source_and_a_policy_gives_its_studys_options(tmp_path):
+    """`--method 'NAME (reduced)'` serves the method the reduced set of a per-split FDM file (the same options, the
+    other source: another model), and `--options-from POLICY.json#KIND` gives each label the options its study
+    chose on validation, the report saying which file and entry."""
+    from unlearn.policy import SCHEMA, VERSION
+
+    policy = tmp_path / "policy.json"
+    cands = [
+        {"method": "finetune", "retain": "full", "options": {"lr": 0.05, "epochs": 2}, "norm": 0.3},
+        {"method": "finetune", "retain": "reduced", "options": {"lr": 0.05, "epochs": 2}, "norm": 0.2},
+    ]
+    entry = {**cands[1], "candidates": cands, "setup": {"forget": "random:0.1"}}
+    policy.write_text(json.dumps({"schema": SCHEMA, "version": VERSION, "preset": "cpu", "entries": {"large": entry}}))
+    args = ["ulira", SPEC, "--model", "mlp", "--epochs", "2", "--splits", "4", "--forget-sets", "2"]
+    args += ["--forget-fraction", "0.5", "--splits-per-job", "4", "--bootstrap", "0", "--clusters", "2"]
+    args += ["--method", "finetune (full)", "--method", "finetune (reduced)", "--store", str(tmp_path / "jobs")]
+    out = tmp_path / "u.json"
+    res = CliRunner().invoke(attacks_main, [*args, "--options-from", f"{policy}#large", "--out", str(out), "-q"])
+    assert res.exit_code == 0, res.output
+    assert "finetune (reduced) study" in res.output and "forced by --options-from" in res.output
+    rep = json.loads(out.read_text())
+    assert set(rep["attacks"]) == {"original", "retrained", "finetune (full)", "finetune (reduced)"}
+    assert rep["setup"]["methods"] == {
+        "finetune (full)": cands[0]["options"],
+        "finetune (reduced)": cands[1]["options"],
+    }
+    assert rep["tuned"]["finetune (reduced)"]["file"] == str(policy)
+    a, b = rep["attacks"]["finetune (full)"], rep["attacks"]["finetune (reduced)"]
+    assert a["auc"] != b["auc"]  # one model trained on the retain set, the other on the reduced set
+    assert "finetune (reduced):condense" in rep["seconds"] and "finetune (full):condense" not in rep["seconds"]
+    # a policy entry with no study for a named label: one error line, nothing written
+    res = CliRunner().invoke(
+        attacks_main,
+        [
+            *args[:-6],
+            "--method",
+            "kde",
+            "--store",
+            str(tmp_path / "jobs"),
+            "--options-from",
+            f"{policy}#large",
+            "--out",
+            str(tmp_path / "v.json"),
+        ],
+    )
+    assert res.exit_code == 2 and "none of kde is a candidate" in res.output and not (tmp_path / "v.json").exists()
+    res = CliRunner().invoke(
+        attacks_main, [*args, "--options-from", f"{policy}#huge", "--out", str(tmp_path / "w.json")]
+    )
+    assert res.exit_code == 2 and "KIND one of" in res.output, res.output

@@ -28,7 +28,7 @@ from dcforget.errors import ConfigError
 from dcforget.forget import ForgetSpec
 
 from .methods import DEFAULT_METHOD, METHODS
-from .tuned import PRESET_ORDER, Setting, setting_mismatch
+from .tuned import PRESET_ORDER, Setting, Tuned, setting_mismatch
 
 SMALL_REQUEST = 0.01
 """A per-sample request whose new images are at most this share of the training set is ``small`` (the default
@@ -62,6 +62,25 @@ def request_kind(
 
 
 @dataclass(frozen=True)
+class PolicyCandidate:
+    """One study of an entry's search: a method with one retain source, the options that study chose on validation
+    and its validation figures (``norm``: the objective's distance; ``time_ratio``: the request's time over
+    retraining's)."""
+
+    method: str
+    retain: str
+    options: dict[str, Any]
+    norm: float | None
+    time_ratio: float | None
+    feasible: bool
+
+    @property
+    def label(self) -> str:
+        """The row label of the candidate in a table: ``METHOD (full)`` or ``METHOD (reduced)``."""
+        return f"{self.method} ({self.retain})"
+
+
+@dataclass(frozen=True)
 class PolicyEntry:
     """One entry of a policy file: what answers a ``kind`` request in the setting it was tuned on."""
 
@@ -73,6 +92,9 @@ class PolicyEntry:
     options: dict[str, Any]
     setting: Setting | None
     summary: dict[str, Any]  # objective, norm, time ratio, candidates searched, the study's provenance
+    candidates: tuple[PolicyCandidate, ...] = ()  # every study of the search, the winner's included
+    validation: str = "whole"  # how the studies served the validation split ("halves": a method reading it)
+    forget: str | None = None  # the forget spec the studies searched on (their setup's)
 
     def describe(self) -> str:
         s = self.summary
@@ -103,16 +125,31 @@ def read_policy(path: str | Path) -> list[PolicyEntry]:
             raise ConfigError(f"{where}: unknown kind of request; one of {', '.join(POLICY_KINDS)}")
         if not isinstance(e, dict) or not isinstance(e.get("options"), dict):
             raise ConfigError(f"{where}: needs method, retain and options")
-        method = METHODS.get(e.get("method"))  # an unknown name: the registry's error
-        if e.get("retain") not in ("full", "reduced"):
-            raise ConfigError(f"{where}: retain is full or reduced, not {e.get('retain')!r}")
-        unknown = sorted(set(e["options"]) - set(method.defaults))
-        if unknown:
-            raise ConfigError(f"{where}: option(s) {', '.join(unknown)} that {e['method']!r} does not have")
+        _check_choice(where, e)
+        raw = e.get("candidates") or []
+        if not isinstance(raw, list) or not all(isinstance(c, dict) for c in raw):
+            raise ConfigError(f"{where}: candidates must be a list of studies")
+        candidates = []
+        for i, c in enumerate(raw):
+            _check_choice(f"{where}, candidate {i}", c)
+            candidates.append(
+                PolicyCandidate(
+                    c["method"],
+                    c["retain"],
+                    dict(c["options"]),
+                    _number(c.get("norm")),
+                    _number(c.get("time_ratio")),
+                    bool(c.get("feasible")),
+                )
+            )
+        setup = e.get("setup") if isinstance(e.get("setup"), dict) else {}
+        validation = setup.get("validation", "whole")
+        if validation not in ("whole", "halves"):
+            raise ConfigError(f"{where}: setup.validation is whole or halves, not {validation!r}")
         on = e.get("tuned_on")
         summary = {k: e.get(k) for k in ("objective", "norm", "objectives", "time_ratio", "feasible")}
-        summary["candidates_searched"] = len(e.get("candidates") or [])
-        summary["git"] = (e.get("meta") or {}).get("git_commit") if isinstance(e.get("meta"), dict) else None
+        summary["candidates_searched"] = len(candidates)
+        summary["git"] = (e.get("meta") or {}).get("git") if isinstance(e.get("meta"), dict) else None
         out.append(
             PolicyEntry(
                 p,
@@ -123,9 +160,77 @@ def read_policy(path: str | Path) -> list[PolicyEntry]:
                 dict(e["options"]),
                 Setting.from_dict(on) if isinstance(on, dict) else None,
                 summary,
+                tuple(candidates),
+                validation,
+                setup.get("forget") if isinstance(setup.get("forget"), str) else None,
             )
         )
     return out
+
+
+RETAIN_SOURCES = ("full", "reduced")
+
+
+def method_label(label: str) -> tuple[str, str]:
+    """(registered method, retain source) of a row label: ``NAME`` (the full retain set), ``NAME (full)`` or
+    ``NAME (reduced)`` (:attr:`PolicyCandidate.label`). An unknown name is the registry's error; ``reduced`` only
+    for a method that reads a retain set."""
+    name, retain = label, "full"
+    for source in RETAIN_SOURCES:
+        if label.endswith(f" ({source})"):
+            name, retain = label[: -len(source) - 3], source
+    m = METHODS.get(name)
+    if retain == "reduced" and not m.reads_retain:
+        raise ConfigError(f"{label!r}: {name} reads no retain set, so it has no reduced one")
+    return name, retain
+
+
+def candidate_tuned(ref: str, label: str) -> Tuned | None:
+    """``POLICY.json#KIND``: the options the policy search chose on validation for ``label``'s method and retain
+    source, as tuned options (their summary names the policy file, the entry, its study's norm and the setting it
+    was tuned on); None where the entry has no such candidate."""
+    path, _, kind = str(ref).rpartition("#")
+    if not path or kind not in POLICY_KINDS:
+        raise ConfigError(
+            f"{ref}: a policy's candidates are named POLICY.json#KIND, KIND one of {', '.join(POLICY_KINDS)}"
+        )
+    entry = next((e for e in read_policy(path) if e.kind == kind), None)
+    if entry is None:
+        raise ConfigError(f"{ref}: {path} has no {kind!r} entry")
+    name, retain = method_label(label)
+    c = next((c for c in entry.candidates if (c.method, c.retain) == (name, retain)), None)
+    if c is None:
+        return None
+    on = entry.setting
+    summary = {
+        "trial": f"{c.label} study",
+        "trials": f"the {kind} policy's {len(entry.candidates)} studies",
+        "norm": c.norm,
+        "per_class": on.per_class if on else None,
+        "forget": entry.forget,
+        "tuned_on": on.to_dict() if on else None,
+        "time_ratio": c.time_ratio,
+        "feasible": c.feasible,
+    }
+    return Tuned(
+        entry.path, name, on.dataset if on else "", on.model if on else "", entry.preset, dict(c.options), summary
+    )
+
+
+def _check_choice(where: str, e: dict[str, Any]) -> None:
+    """An entry's or a candidate's method (registered), retain source and options (the method's own)."""
+    if not isinstance(e.get("options"), dict):
+        raise ConfigError(f"{where}: needs method, retain and options")
+    method = METHODS.get(e.get("method"))  # an unknown name: the registry's error
+    if e.get("retain") not in ("full", "reduced"):
+        raise ConfigError(f"{where}: retain is full or reduced, not {e.get('retain')!r}")
+    unknown = sorted(set(e["options"]) - set(method.defaults))
+    if unknown:
+        raise ConfigError(f"{where}: option(s) {', '.join(unknown)} that {e['method']!r} does not have")
+
+
+def _number(v: Any) -> float | None:
+    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
 
 
 def policy_files(dataset: str, model: str, roots: list[Path] | None = None, preset: str | None = None) -> list[Path]:

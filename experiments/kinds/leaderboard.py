@@ -13,7 +13,13 @@ elsewhere gives no ratio), retention deviation (mean over RA, FA, TA of |acc / r
 as Deep Unlearn's: per seed, the methods are ranked on retention deviation, indiscernibility and RTE (ties share
 their mean rank), and a row's rank per metric and its average rank are means over seeds (± sample std of the
 per-seed average). L2 is shown, not ranked (secondary in Deep Unlearn). Retraining and the original are
-reference rows, never ranked."""
+reference rows, never ranked.
+
+Full against reduced retain: ``policy = "PRESET/DATASET-MODEL"`` (a file under ``configs/policy/``) with
+``policy_entry = "KIND"`` adds one row per candidate study of that entry's search (`experiments tune --policy`):
+``METHOD (full)`` or ``METHOD (reduced)``, run with the retain source and the options its study chose on the
+validation split, served the validation split as the study served it. Each row is then measured on the test split
+beside retraining in the same run, so the table shows what the validation search's choices give on test."""
 
 from __future__ import annotations
 
@@ -25,9 +31,12 @@ from typing import Any
 
 import torch
 
+from dcforget.config import config_dirs
+from dcforget.errors import ConfigError
 from dcforget.forget import ForgetSpec
 from dcforget.provenance import machine
 from unlearn.methods import METHODS
+from unlearn.policy import PolicyCandidate, PolicyEntry, read_policy
 from unlearn.request import check_forget_kind, cumulative_split, kept_class_accuracy, unlearn_request
 from unlearn.tuned import find_tuned
 
@@ -39,13 +48,47 @@ from .leaderboard_rows import COLUMNS, rows
 REFERENCES = ("retrain", "none")
 
 
+def policy_entry(exp: Experiment) -> PolicyEntry | None:
+    """The policy entry whose candidates are rows (module docstring), read and checked; None without ``policy``."""
+    s = exp.spec
+    if "policy" not in s and "policy_entry" not in s:
+        return None
+    name, kind = s.get("policy"), s.get("policy_entry")
+    if not isinstance(name, str) or not isinstance(kind, str):
+        raise ConfigError(f'experiment {exp.name}: policy = "PRESET/DATASET-MODEL" goes with policy_entry = "KIND"')
+    files = [Path(base) / "policy" / f"{name}.json" for base in config_dirs()]
+    found = next((f for f in files if f.is_file()), None)
+    if found is None:
+        raise ConfigError(f"experiment {exp.name}: no policy file {name}.json under configs/policy/")
+    entry = next((e for e in read_policy(found) if e.kind == kind), None)
+    if entry is None or not entry.candidates:
+        raise ConfigError(f"experiment {exp.name}: {found} has no {kind!r} entry with candidates")
+    return entry
+
+
+def _candidate(exp: Experiment, label: str) -> tuple[PolicyEntry, PolicyCandidate] | None:
+    entry = policy_entry(exp)
+    if entry is None:
+        return None
+    found = next((c for c in entry.candidates if c.label == label), None)
+    return (entry, found) if found is not None else None
+
+
+def labels(exp: Experiment) -> list[str]:
+    """The rows' methods: the experiment's ``methods`` (references included), then the policy entry's candidates."""
+    entry = policy_entry(exp)
+    own = list(exp.spec.get("methods", []))
+    return own + [c.label for c in (entry.candidates if entry else ()) if c.label not in own]
+
+
 def _cells(exp: Experiment, seeds: int) -> list[Cell]:
     s = exp.spec
-    methods = [m for m in s["methods"] if m not in REFERENCES]
+    methods = [m for m in labels(exp) if m not in REFERENCES]
     forget = s.get("forget", "random:0.1")
     spec = ForgetSpec.parse(forget)
     for m in methods:
-        check_forget_kind(m, spec)
+        found = _candidate(exp, m)
+        check_forget_kind(found[1].method if found else m, spec)
     return [
         Cell(exp.name, {"model": model, "forget": forget, "method": m}, seed)
         for model in s["models"]
@@ -63,6 +106,9 @@ def method_options(
         train = {**preset.get("original_train", {}), "epochs": int(preset["original_epochs"])}
         known = METHODS.get(method).defaults
         return {k: v for k, v in train.items() if k in known}, None
+    found = _candidate(exp, method)
+    if found is not None:  # a policy candidate: the options its study chose, nothing over them
+        return dict(found[1].options), None
     known = METHODS.get(method).defaults
     tuned = find_tuned(
         method,
@@ -158,25 +204,29 @@ def _run(cell: Cell, exp: Experiment, ws: Workspace) -> dict[str, Any]:
             "tuned": None,
             "test_acc_other": kept_class_accuracy(retrained, ws.data(), split, ws.device),
         }
-    m = METHODS.get(method)
+    found = _candidate(exp, method)
+    name, retain = (found[1].method, found[1].retain) if found else (method, "full")
+    validation = found[0].validation if found else tuned_validation(tuned)
+    m = METHODS.get(name)
     start, condensed, artefacts = ws.original(arch, cell.seed), None, None
     if m.needs_offline:  # DC-U's reference mode: the offline phase of this seed's original, its condensed file
         start, artefacts = ws.offline(arch, seed=cell.seed)
         condensed = ws.condensed(arch, offline=True, seed=cell.seed)
-    elif m.needs_condensed:
+    elif m.needs_condensed or retain == "reduced":
         condensed = ws.condensed(arch, seed=cell.seed)
     res = unlearn_request(
         start,
         ws.data(),
         forget,
-        method,
+        name,
         device=ws.device,
         seed=cell.seed,
         quiet=ws.quiet,
         options=options,
         condensed=condensed,
         artefacts=artefacts,
-        validation=tuned_validation(tuned),
+        validation=validation,
+        retain=retain,
     )
     r = res.report
     out = {key: r[key] for key in METRICS}
@@ -190,6 +240,9 @@ def _run(cell: Cell, exp: Experiment, ws: Workspace) -> dict[str, Any]:
         "test_acc_other": kept_class_accuracy(res.model, ws.data(), res.split, ws.device),
         "options": r["options"],
         "tuned": tuned,
+        "policy": f"{found[0].path}#{found[0].kind}" if found else None,
+        "retain_source": retain if m.reads_retain else None,
+        "reduced_ratio": (r.get("reduced_set") or {}).get("ratio_to_retain"),
         "method_extra": r.get("method_extra", {}),
     }
 
@@ -199,9 +252,11 @@ def _inputs(cell: Cell, exp: Experiment, preset: dict[str, Any]) -> dict[str, An
     re-tuned method's cells are recomputed by the next run instead of read back."""
     k = cell.key
     options, tuned = method_options(exp, preset, k["method"], k["model"])
+    found = _candidate(exp, k["method"])
     return {
         "options": options,
-        "validation": tuned_validation(tuned),
+        "validation": found[0].validation if found else tuned_validation(tuned),
+        **({"retain": found[1].retain} if found else {}),
         "retrain": method_options(exp, preset, "retrain", k["model"])[0],
     }
 

@@ -31,7 +31,11 @@ the benchmark are 1e4 to 1e14 times, or non-finite):
 a wrecked model that Deep Unlearn's ranking can still place high (it is fast and its MIA sits at chance). A
 method with a degenerate cell on any seed is not ranked in the toolkit's ranking (``avg_rank``); the row says why
 (``degenerate``). Deep Unlearn's own ranking of every method, wrecked ones included, stays beside it, labelled
-(``avg_rank_du``)."""
+(``avg_rank_du``).
+
+Pareto front. A ranked row is on the front of RetDev against RTE (``pareto`` = "front") when no other ranked row of
+the table is at least as close to retraining and at least as fast, and strictly better on one of the two (means
+over seeds)."""
 
 from __future__ import annotations
 
@@ -61,6 +65,8 @@ COLUMNS = (
     ("avg_rank_range", "rank range (time ±20%)", "s"),
     ("avg_rank_du", "DU rank (all)", ".2f"),
     ("degenerate", "degenerate", "s"),
+    ("pareto", "Pareto", "s"),
+    ("retain_source", "retain", "s"),
     ("tuned", "options", "s"),
 )
 DEGENERATE_MARGIN = 5.0  # points above chance
@@ -203,6 +209,21 @@ def _quantile(values: list[float], q: float) -> float:
     return v[lo] + (v[min(lo + 1, len(v) - 1)] - v[lo]) * (pos - lo)
 
 
+def pareto_front(table: dict[str, dict[str, Any]]) -> list[str]:
+    """The rows no other row beats on both RetDev (lower) and RTE (higher): at least as good on both and strictly
+    better on one. Rows without both figures are left out."""
+    pts = {
+        m: (r["retention_deviation"], r["rte"])
+        for m, r in table.items()
+        if isinstance(r.get("retention_deviation"), float) and isinstance(r.get("rte"), float)
+    }
+    return [
+        m
+        for m, (d, t) in pts.items()
+        if not any(d2 <= d and t2 >= t and (d2 < d or t2 > t) for n, (d2, t2) in pts.items() if n != m)
+    ]
+
+
 def rows(exp: Experiment, cells: list[dict[str, Any]], references: tuple[str, ...]) -> list[dict[str, Any]]:
     """The table rows: ``references`` (the kind's reference methods, defined with the cells they decide) first,
     never ranked. Each ranked table also carries, on its first ranked row, the draws of timing noise
@@ -215,7 +236,9 @@ def rows(exp: Experiment, cells: list[dict[str, Any]], references: tuple[str, ..
         }
         table, per_seed = [], {}
         whole_class = ForgetSpec.parse(forget).whole_classes
-        for m in (*references, *[m for m in exp.spec["methods"] if m not in references]):
+        listed = [*references, *[m for m in exp.spec.get("methods", []) if m not in references]]
+        in_cells = [c["key"]["method"] for c in cells if c["key"]["method"] not in listed]
+        for m in listed + list(dict.fromkeys(in_cells)):  # then rows the kind adds (a policy's candidates)
             got = [c for c in cells if c["key"] == {"model": model, "forget": forget, "method": m}]
             if not got:
                 continue
@@ -252,6 +275,11 @@ def rows(exp: Experiment, cells: list[dict[str, Any]], references: tuple[str, ..
                 row["degenerate"] = ", ".join(sorted(reasons))
             files = {c["result"].get("tuned") for c in got}
             row["tuned"] = "reference" if m in references else ("tuned" if files != {None} else "defaults")
+            if any(c["result"].get("policy") for c in got):
+                row["tuned"] = "policy (validation)"
+            sources = {c["result"].get("retain_source") for c in got} - {None}
+            if len(sources) == 1:
+                row["retain_source"] = sources.pop()
             table.append(row)
         ranked_all = {r["method"]: r for r in table if r["method"] not in references}
         seeds = sorted(set.intersection(*(set(per_seed[m]) for m in ranked_all))) if ranked_all else []
@@ -270,6 +298,8 @@ def rows(exp: Experiment, cells: list[dict[str, Any]], references: tuple[str, ..
             if averages[m]:
                 r["avg_rank"], r["avg_rank_std"] = mean_std(averages[m])
                 r["ranked_seeds"] = len(averages[m])
+        for m in pareto_front({m: ranked_all[m] for m in ranked}):
+            ranked_all[m]["pareto"] = "front"
         if ranked and seeds:
             draws = rank_ranges(per_seed, ranked, seeds)
             for m in ranked:
