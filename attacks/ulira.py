@@ -31,10 +31,13 @@ their median onto the point estimate (the report gives each shift). The calibrat
 correlation that the 95% interval holds 0.5 in about 95% of repetitions, where resampling target models as if
 independent covers it far less often.
 
-Engine. Splits are grouped into jobs (``splits_per_job`` each) of :mod:`dcforget.jobs`: a job trains its splits'
-originals, references and retrainings (batched with :func:`dcforget.batched.fit_many` where the architecture
-allows, else one by one) and runs every method, returning the confidences; results are content-addressed in a job
-store and read back on a rerun, and the jobs run on any executor (in process, a local pool, Ray).
+Engine. Splits are grouped (``splits_per_job`` each) into jobs of :mod:`dcforget.jobs`. Per group, a
+``references`` job trains the splits' originals, references and retrainings (batched with
+:func:`dcforget.batched.fit_many` where the architecture allows, else one by one), and one job per method trains
+the same originals again (same seeds) and unlearns every forget set from them; each returns its confidences.
+Results are content-addressed in a job store and read back on a rerun, so attacking another method, or one method
+with other options, costs its originals and its unlearning, not the 2 x splits x forget sets retrainings (about
+85% of a run's training). The jobs run on any executor (in process, a local pool, Ray).
 
 Seeds: every random draw has its own seed, ``derive_seed(seed, split, forget_set, role)`` (SHA-256 of the four),
 with roles ``split`` (the half and its forget sets), ``original``, ``reference`` and ``under-test`` (the
@@ -67,7 +70,7 @@ from .bootstrap import roc_stats, weighted_curves
 from .epsilon import confidences, logit_confidence
 
 REFERENCE_VARIANTS = ("original", "retrained")
-JOB_VERSION = "ulira/1"
+JOB_VERSION = "ulira/2"  # 2: the references and each method are jobs of their own
 
 
 def derive_seed(seed: int, split: int, forget_set: int, role: str) -> int:
@@ -130,14 +133,25 @@ class UliraSetup:
                 raise ConfigError(f"method {m!r} works from a condensed set: give clusters (--clusters K)")
 
     def job_specs(self) -> list[dict[str, Any]]:
-        base = {k: v for k, v in asdict(self).items() if k not in ("splits", "splits_per_job")}
-        for k in ("forget_size", "targets"):  # unset: left out, so earlier stores' jobs keep their addresses
+        """Per group of ``splits_per_job`` splits: one ``references`` job (the originals' confidences, the references
+        and the retrainings), keyed without the methods, then one job per method (it trains the group's originals
+        again, the same seeds, and unlearns from them). Attacking another method, or the same one with other
+        options, reads the 2 x splits x forget_sets retrainings back instead of training them again."""
+        base = {k: v for k, v in asdict(self).items() if k not in ("splits", "splits_per_job", "methods", "clusters")}
+        for k in ("forget_size", "targets"):  # unset: left out
             if base[k] is None:
                 del base[k]
-        return [
-            {**base, "split_ids": list(range(a, min(a + self.splits_per_job, self.splits)))}
+        groups = [
+            list(range(a, min(a + self.splits_per_job, self.splits)))
             for a in range(0, self.splits, self.splits_per_job)
         ]
+        refs = [{**base, "part": "references", "split_ids": ids} for ids in groups]
+        methods = [
+            {**base, "part": "method", "method": label, "options": options, "clusters": self.clusters, "split_ids": ids}
+            for label, options in self.methods.items()
+            for ids in groups
+        ]
+        return refs + methods
 
     @property
     def variants(self) -> list[str]:
@@ -236,11 +250,9 @@ def batchable(arch: str, data: Data) -> bool:
 
 
 def shadow_job(spec: dict[str, Any], context: dict[str, Any]) -> dict[str, Any]:
-    """One job: the splits ``spec["split_ids"]`` of a :class:`UliraSetup` (see the module's docstring)."""
-    from unlearn.methods import METHODS
-    from unlearn.policy import method_label
-    from unlearn.request import unlearn_request
-
+    """One job of a :class:`UliraSetup` on the splits ``spec["split_ids"]`` (see the module's docstring):
+    ``part`` ``references`` trains the originals, references and retrainings; ``method`` trains the originals (the
+    same seeds: the same models) and unlearns every forget set from them with ``spec["method"]``."""
     device = resolve_device(context.get("device"))
     data = _load(spec["dataset"], context.get("data_dir"), spec["per_class"], spec["data_seed"], str(device))
     cfg = TrainConfig.from_dict(spec["train"])
@@ -259,9 +271,21 @@ def shadow_job(spec: dict[str, Any], context: dict[str, Any]) -> dict[str, Any]:
         return out
 
     halves = [h for h, _ in plans]
+    method = spec.get("method")
     conf_o, original = timed(
-        "original", _train, data, arch, cfg, halves, [derive_seed(seed, s, 0, "original") for s in ids], device, batched
+        "original" if method is None else f"{method}:original",
+        _train,
+        data,
+        arch,
+        cfg,
+        halves,
+        [derive_seed(seed, s, 0, "original") for s in ids],
+        device,
+        batched,
     )
+    if method is not None:
+        conf = _unlearn_all(spec, data, plans, original, device, timed)
+        return {"split_ids": ids, "method": method, f"conf_{method}": conf, "seconds": seconds, "batched": batched}
     retains = [_without(h, f) for h, fs in plans for f in fs]
     pairs = [(s, f) for s in ids for f in range(n_f)]
     conf_ref, _ = timed(
@@ -287,6 +311,7 @@ def shadow_job(spec: dict[str, Any], context: dict[str, Any]) -> dict[str, Any]:
         batched,
     )
     out: dict[str, Any] = {
+        "split_ids": ids,
         "in_train": torch.zeros(len(ids), n, dtype=torch.bool),
         "in_forget": torch.zeros(len(ids), n_f, n, dtype=torch.bool),
         "conf_original": conf_o,
@@ -297,70 +322,80 @@ def shadow_job(spec: dict[str, Any], context: dict[str, Any]) -> dict[str, Any]:
         out["in_train"][b, half] = True
         for f in range(n_f):
             out["in_forget"][b, f, forgets[f]] = True
-    for label, options in spec["methods"].items():  # a label: NAME, or NAME (full|reduced) for its retain source
-        method, retain = method_label(label)
-        needs = METHODS.get(method).needs_condensed or retain == "reduced"
-        conf_m = torch.zeros(len(ids), n_f, n)
-        for b, (s, (half, forgets)) in enumerate(zip(ids, plans)):
-            orig = original(b).to(device).eval()
-            # the split's world is its half: the request forgets positions within it; the method trains on the half
-            # only, and the other half (never seen by this split's models) is its validation split, the held-out
-            # images a method may measure losses on (the default's forget target)
-            rest = torch.ones(n, dtype=torch.bool)
-            rest[half] = False
-            rest = torch.nonzero(rest).flatten()
-            world = replace(
-                data,
-                train=data.train.subset(half.to(data.train.labels.device)),
-                source_indices=data.source_indices[half.to(data.source_indices.device)],
-                val=data.train.subset(rest.to(data.train.labels.device)),
-                val_source_indices=data.source_indices[rest.to(data.source_indices.device)],
-                _fingerprint=None,
-            )
-            condensed = None
-            if needs:
-                from condense.build import build_condensed
-
-                condensed = timed(
-                    f"{label}:condense",
-                    lambda: (
-                        build_condensed(
-                            world,
-                            "fdm",
-                            orig,
-                            device=device,
-                            seed=derive_seed(seed, s, 0, "under-test"),
-                            clusters=spec["clusters"],
-                            quiet=True,
-                        ).condensed
-                    ),
-                )
-            position = torch.full((n,), -1, dtype=torch.long)
-            position[half] = torch.arange(len(half))
-            for f in range(n_f):
-                with tempfile.TemporaryDirectory() as tmp:
-                    file = Path(tmp) / "forget.txt"
-                    file.write_text("\n".join(map(str, position[forgets[f]].tolist())))
-                    res = timed(
-                        label,
-                        lambda: unlearn_request(
-                            orig,
-                            world,
-                            f"indices:{file}",
-                            method,
-                            device=device,
-                            seed=derive_seed(seed, s, f, "under-test"),
-                            options=options,
-                            quiet=True,
-                            condensed=condensed,
-                            retain=retain,
-                        ),
-                    )
-                conf_m[b, f] = confidences(res.model, data.train.images, data.train.labels, device)
-        out[f"conf_{label}"] = conf_m
     out["seconds"] = seconds
     out["batched"] = batched
     return out
+
+
+def _unlearn_all(spec, data, plans, original, device, timed) -> torch.Tensor:
+    """The confidences [splits, forget sets, N] of ``spec["method"]`` (a label: NAME, or NAME (full|reduced) for
+    its retain source) unlearning every forget set of every split from the split's original."""
+    from unlearn.methods import METHODS
+    from unlearn.policy import method_label
+    from unlearn.request import unlearn_request
+
+    label, options, seed, ids = spec["method"], spec["options"], spec["seed"], spec["split_ids"]
+    n, n_f = len(data.train), spec["forget_sets"]
+    method, retain = method_label(label)
+    needs = METHODS.get(method).needs_condensed or retain == "reduced"
+    conf_m = torch.zeros(len(ids), n_f, n)
+    for b, (s, (half, forgets)) in enumerate(zip(ids, plans)):
+        orig = original(b).to(device).eval()
+        # the split's world is its half: the request forgets positions within it; the method trains on the half
+        # only, and the other half (never seen by this split's models) is its validation split, the held-out
+        # images a method may measure losses on (the default's forget target)
+        rest = torch.ones(n, dtype=torch.bool)
+        rest[half] = False
+        rest = torch.nonzero(rest).flatten()
+        world = replace(
+            data,
+            train=data.train.subset(half.to(data.train.labels.device)),
+            source_indices=data.source_indices[half.to(data.source_indices.device)],
+            val=data.train.subset(rest.to(data.train.labels.device)),
+            val_source_indices=data.source_indices[rest.to(data.source_indices.device)],
+            _fingerprint=None,
+        )
+        condensed = None
+        if needs:
+            from condense.build import build_condensed
+
+            condensed = timed(
+                f"{label}:condense",
+                lambda: (
+                    build_condensed(
+                        world,
+                        "fdm",
+                        orig,
+                        device=device,
+                        seed=derive_seed(seed, s, 0, "under-test"),
+                        clusters=spec["clusters"],
+                        quiet=True,
+                    ).condensed
+                ),
+            )
+        position = torch.full((n,), -1, dtype=torch.long)
+        position[half] = torch.arange(len(half))
+        for f in range(n_f):
+            with tempfile.TemporaryDirectory() as tmp:
+                file = Path(tmp) / "forget.txt"
+                file.write_text("\n".join(map(str, position[forgets[f]].tolist())))
+                res = timed(
+                    label,
+                    lambda: unlearn_request(
+                        orig,
+                        world,
+                        f"indices:{file}",
+                        method,
+                        device=device,
+                        seed=derive_seed(seed, s, f, "under-test"),
+                        options=options,
+                        quiet=True,
+                        condensed=condensed,
+                        retain=retain,
+                    ),
+                )
+            conf_m[b, f] = confidences(res.model, data.train.images, data.train.labels, device)
+    return conf_m
 
 
 def run(
@@ -398,7 +433,24 @@ class Signals:
 
     @classmethod
     def gather(cls, results: list[dict[str, Any]], variants: list[str]) -> "Signals":
-        cat = lambda key: torch.from_numpy(np.concatenate([r[key] for r in results]))
+        """Every variant's confidences in the references jobs' split order (a method's job of a group of splits is
+        matched to that group's references job)."""
+        refs = [r for r in results if "method" not in r]
+        by_group = {(r["method"], tuple(r["split_ids"])): r for r in results if "method" in r}
+        for v in variants:
+            if v in REFERENCE_VARIANTS:
+                continue
+            missing = [r["split_ids"] for r in refs if (v, tuple(r["split_ids"])) not in by_group]
+            if missing:
+                raise ValueError(f"no job of {v!r} for splits {missing[0]}")
+
+        def cat(key):
+            if key.startswith("conf_") and key[5:] not in REFERENCE_VARIANTS and key != "conf_reference":
+                parts = [by_group[(key[5:], tuple(r["split_ids"]))][key] for r in refs]
+            else:
+                parts = [r[key] for r in refs]
+            return torch.from_numpy(np.concatenate(parts))
+
         in_forget = cat("in_forget")
         f = in_forget.shape[1]
         conf = {"original": cat("conf_original").double()[:, None].expand(-1, f, -1)}

@@ -73,7 +73,7 @@ def memorised(tmp_path_factory):
 
 def test_separates_memorised_from_never_seen_and_not_retraining(memorised):
     setup, _, grid = memorised
-    assert grid.computed == 2 and all(r["batched"] for r in grid.results)
+    assert grid.computed == 4 and all(r["batched"] for r in grid.results)  # 2 groups: references, then "none"
     rep = report(setup, grid, bootstrap=200)
     orig, retrained, none = (rep["attacks"][v] for v in ("original", "retrained", "none"))
     assert orig["auc"] > 0.75 and orig["auc_ci"][0] > 0.5  # the original remembers its training images
@@ -93,7 +93,15 @@ def test_reruns_read_back_and_more_splits_add_jobs(memorised):
     assert again.computed == 0 and again.keys == grid.keys
     more = UliraSetup(**{**setup.__dict__, "splits": 12})
     bigger = run(more, store)
-    assert (bigger.computed, bigger.reused) == (1, 2)  # only the new splits are trained
+    assert (bigger.computed, bigger.reused) == (2, 4)  # only the new splits are trained
+    # another method reads the references and retrainings back: only its own jobs are computed
+    other = UliraSetup(**{**setup.__dict__, "methods": {"none": {}, "finetune": {"epochs": 1}}})
+    added = run(other, store)
+    assert (added.computed, added.reused) == (2, 4)
+    rep = report(other, added, bootstrap=0)
+    assert rep["attacks"]["none"]["auc"] == rep["attacks"]["original"]["auc"]  # the method jobs' originals are the same
+    assert rep["attacks"]["finetune"]["auc"] != rep["attacks"]["none"]["auc"]
+    assert "finetune:original" in rep["seconds"] and rep["seconds_per_model"]["original"] > 0
 
 
 def test_batched_and_one_by_one_jobs_agree(tmp_path):
@@ -233,9 +241,9 @@ def test_cli_runs_and_routes_options(tmp_path, monkeypatch):
     # an option goes where it belongs, over the method's tuned options
     assert rep["setup"]["methods"] == {"none": {}, "finetune": {"lr": 0.02, "epochs": 1}}
     assert set(rep["tuned"]) == {"finetune"} and rep["tuned"]["finetune"]["file"] == str(tuned)
-    assert rep["meta"]["git"] and rep["executor"]["executor"] == "local" and rep["jobs"]["computed_now"] == 2
+    assert rep["meta"]["git"] and rep["executor"]["executor"] == "local" and rep["jobs"]["computed_now"] == 6  # 2 groups: references, none, finetune
     res = CliRunner().invoke(attacks_main, [*args, "--out", str(out), "--force"])
-    assert res.exit_code == 0 and "0 computed now, 2 read back" in res.output
+    assert res.exit_code == 0 and "0 computed now, 6 read back" in res.output
     res = CliRunner().invoke(attacks_main, [*args, "--option", "nonsense=1", "--out", str(tmp_path / "x.json")])
     assert res.exit_code == 2 and "unknown option 'nonsense'" in res.output
 
