@@ -241,7 +241,9 @@ def test_cli_runs_and_routes_options(tmp_path, monkeypatch):
     # an option goes where it belongs, over the method's tuned options
     assert rep["setup"]["methods"] == {"none": {}, "finetune": {"lr": 0.02, "epochs": 1}}
     assert set(rep["tuned"]) == {"finetune"} and rep["tuned"]["finetune"]["file"] == str(tuned)
-    assert rep["meta"]["git"] and rep["executor"]["executor"] == "local" and rep["jobs"]["computed_now"] == 6  # 2 groups: references, none, finetune
+    assert (
+        rep["meta"]["git"] and rep["executor"]["executor"] == "local" and rep["jobs"]["computed_now"] == 6
+    )  # 2 groups: references, none, finetune
     res = CliRunner().invoke(attacks_main, [*args, "--out", str(out), "--force"])
     assert res.exit_code == 0 and "0 computed now, 6 read back" in res.output
     res = CliRunner().invoke(attacks_main, [*args, "--option", "nonsense=1", "--out", str(tmp_path / "x.json")])

@@ -202,6 +202,8 @@ def candidate_tuned(ref: str, label: str) -> Tuned | None:
     if c is None:
         return None
     on = entry.setting
+    if on is not None and entry.forget:  # the setting's kind of forgetting as tuned files record it (its family)
+        on = replace(on, forget_kind=ForgetSpec.parse(entry.forget).family)
     summary = {
         "trial": f"{c.label} study",
         "trials": f"the {kind} policy's {len(entry.candidates)} studies",
