@@ -490,6 +490,13 @@ def tune_cmd(
     help="One table of a benchmark report: 'summary' or an experiment's name (default: every table).",
 )
 @click.option(
+    "--ulira",
+    default=None,
+    type=click.Path(exists=True, dir_okay=False),
+    help="With --table naming a policy table (a policy search's candidates as rows): an `attacks ulira` report of "
+    "some of them, joined as a U-LiRA AUC column.",
+)
+@click.option(
     "--refresh",
     "refresh",
     multiple=True,
@@ -499,7 +506,7 @@ def tune_cmd(
 )
 @click.option("--check", is_flag=True, help="With --refresh: change nothing, exit 1 when a block is out of date.")
 @with_logging
-def report_cmd(path, markdown, table, refresh, check) -> None:
+def report_cmd(path, markdown, table, ulira, refresh, check) -> None:
     """Render results tables from committed reports (PATH: a report folder, its report.json, or a folder of tuned
     files), so that no figure is typed by hand.
 
@@ -515,8 +522,8 @@ def report_cmd(path, markdown, table, refresh, check) -> None:
     from .tables import refresh_blocks, render
 
     if refresh:
-        if path is not None or table is not None:
-            raise ConfigError("--refresh takes no PATH or --table (each block names its own)")
+        if path is not None or table is not None or ulira is not None:
+            raise ConfigError("--refresh takes no PATH, --table or --ulira (each block names its own)")
         stale = []
         for f in map(Path, refresh):
             text = f.read_text()
@@ -535,7 +542,7 @@ def report_cmd(path, markdown, table, refresh, check) -> None:
         raise ConfigError("--check goes with --refresh")
     if path is None:
         raise ConfigError("give a report folder (or --refresh FILE)")
-    click.echo(render(path, table), nl=False)
+    click.echo(render(path, table, ulira=ulira), nl=False)
 
 
 @main.command("check-tuned")

@@ -57,6 +57,48 @@ def leaderboard(rows: list[dict[str, Any]], exp: str) -> str:
     return "\n".join(out) + "\n"
 
 
+def retain_sources(rows: list[dict[str, Any]], exp: str, ulira: dict[str, Any] | None = None) -> str:
+    """A policy table of a benchmark report (its rows are a policy search's candidates, ``METHOD (full)`` and
+    ``METHOD (reduced)``): the references, then each candidate by RetDev, with its retain source ("own set": a
+    method that reads no retain set, such as ``condensed``, which trains on its own reduced set), RTE (same run),
+    whether it is on the Pareto front of RetDev against RTE, and, from an `attacks ulira` report of some of them
+    (``ulira``), their U-LiRA AUC with its interval beside retraining's."""
+    mine = [r for r in rows if r.get("experiment") == exp]
+    if not mine:
+        raise ConfigError(f"the report has no leaderboard rows for experiment {exp!r}")
+    refs = [r for r in mine if r["method"] in ("retrain", "none")]
+    rest = sorted((r for r in mine if r not in refs), key=lambda r: r.get("retention_deviation", 1e9))
+    attacks = (ulira or {}).get("attacks", {})
+    unknown = sorted(set(attacks) - {r["method"] for r in rest} - {"original", "retrained"})
+    if unknown:
+        raise ConfigError(f"the U-LiRA report attacks {', '.join(unknown)}, which are not rows of {exp!r}")
+
+    def auc(name: str) -> str:
+        a = attacks.get(name)
+        if a is None:
+            return ""
+        ci = a.get("auc_ci")
+        return f"{a['auc']:.3f}" + (f" [{ci[0]:.2f}, {ci[1]:.2f}]" if ci else "")
+
+    other = any("test_acc_other" in r for r in mine)
+    head = "| method | retain | RA | FA | TA |" + (" TA other |" if other else "") + " MIA | RetDev | RTE | Pareto |"
+    head += " U-LiRA AUC [95% CI] |" if ulira else ""
+    cols = head.count("|") - 1
+    out = [head, "|" + "---|" * cols]
+    for r in refs + rest:
+        name = {"none": "original (reference)", "retrain": "retrain (reference)"}.get(r["method"], f"`{r['method']}`")
+        flag = r.get("pareto", "") + (f" (degenerate: {r['degenerate']})" if r.get("degenerate") else "")
+        ref_auc = {"retrain": "retrained", "none": "original"}.get(r["method"], r["method"])
+        out.append(
+            f"| {name} | {'' if r in refs else r.get('retain_source') or 'own set'} | {_pm(r, 'retain_acc')} | "
+            f"{_pm(r, 'forget_acc')} | {_pm(r, 'test_acc')} | "
+            + (f"{_pm(r, 'test_acc_other')} | " if other else "")
+            + f"{_pm(r, 'mia')} | {_pm(r, 'retention_deviation', f='.3f')} | {_pm(r, 'rte', f='.2f')} | {flag} |"
+            + (f" {auc(ref_auc)} |" if ulira else "")
+        )
+    return "\n".join(out) + "\n"
+
+
 # the rankings a benchmark's claims are checked on (experiments.report.deep_unlearn_claims), as the summary names them
 RANKINGS = {"du": "Deep Unlearn's ranking", "toolkit": "the toolkit's (degenerate models left out)"}
 
@@ -198,12 +240,15 @@ def source_line(report: dict[str, Any], path: Path, real: Path | None = None) ->
     )
 
 
-def render(path: str | Path, table: str | None = None, shown: str | None = None) -> str:
+def render(path: str | Path, table: str | None = None, shown: str | None = None, ulira: str | None = None) -> str:
     """The Markdown of ``experiments report PATH [--table T]``: a tuned folder's table; a benchmark report's summary
     (``table="summary"``) or one experiment's leaderboard (``table=EXPERIMENT``); with no ``table``, every table of
     the report (a benchmark's summary and each leaderboard; another suite's report.md tables). ``shown``: the path
-    the source line names (default: ``path`` as given)."""
+    the source line names (default: ``path`` as given). ``ulira``: an `attacks ulira` report of some rows of a
+    policy table (a leaderboard whose rows are a policy search's candidates), joined as a column."""
     p = Path(path)
+    if ulira is not None and table is None:
+        raise ConfigError("--ulira joins a U-LiRA report to one policy table: give --table too")
     if p.is_dir() and not (p / "report.json").exists() and any(p.glob("*.json")):
         if table is not None:
             raise ConfigError("--table applies to reports, not to a folder of tuned files")
@@ -241,6 +286,15 @@ def render(path: str | Path, table: str | None = None, shown: str | None = None)
     if table is not None:
         if table not in boards:
             raise ConfigError(f"no table {table!r} in the report (it has: {', '.join(columns) or 'none'})")
+        if any(r.get("tuned") == "policy (validation)" for r in report["rows"] if r.get("experiment") == table):
+            joined = read_report(Path(ulira)) if ulira is not None else None
+            if joined is not None and "attacks" not in joined:
+                raise ConfigError(f"--ulira {ulira} is not an `attacks ulira` report")
+            shown_u = ulira if ulira is None or shown is None else ulira
+            extra = "" if joined is None else source_line(joined, Path(shown_u).parent, Path(ulira).parent)
+            return src + extra + "\n" + retain_sources(report["rows"], table, joined)
+        if ulira is not None:
+            raise ConfigError(f"--ulira joins a policy table; {table!r} is not one")
         return src + "\n" + leaderboard(report["rows"], table)
     if boards:
         return (
@@ -265,11 +319,17 @@ def refresh_blocks(text: str, root: Path) -> str:
 
     def one(m: re.Match) -> str:
         args = shlex.split(m.group("args"))
-        path, table = args[0], None
-        if len(args) == 3 and args[1] == "--table":
+        path, table, ulira = args[0], None, None
+        if len(args) in (3, 5) and args[1] == "--table":
             table = args[2]
+            if len(args) == 5:
+                if args[3] != "--ulira":
+                    raise ConfigError(f"a generated block takes PATH [--table T [--ulira U]], got {m.group('args')!r}")
+                ulira = args[4]
         elif len(args) != 1:
-            raise ConfigError(f"a generated block takes PATH [--table T], got {m.group('args')!r}")
-        return m.group(1) + render(root / path, table, shown=path) + m.group(4)
+            raise ConfigError(f"a generated block takes PATH [--table T [--ulira U]], got {m.group('args')!r}")
+        if ulira is None:
+            return m.group(1) + render(root / path, table, shown=path) + m.group(4)
+        return m.group(1) + render(root / path, table, shown=path, ulira=str(root / ulira)) + m.group(4)
 
     return BLOCK.sub(one, text)

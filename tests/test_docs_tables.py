@@ -162,3 +162,41 @@ def test_tune_suite_skips_existing_files_and_refuses_contradictions(tmp_path):
     ]:
         res = CliRunner().invoke(experiments, ["tune", "cifar10", *args, "--out", str(out)])
         assert res.exit_code == 2 and res.stderr.startswith("error: ") and why in res.stderr, res.output
+
+
+def test_a_policy_table_pairs_retain_sources_and_joins_a_ulira_report(tmp_path):
+    """A leaderboard whose rows are a policy search's candidates renders by RetDev with each row's retain source
+    ("own set" for a method that reads none), RTE and the Pareto front; `--ulira` joins an `attacks ulira` report of
+    some of the rows as an AUC column (retraining's beside), and refuses one that attacks something else."""
+    pol = {"tuned": "policy (validation)", "seeds": 1, "experiment": "p"}
+    rows = [
+        {"experiment": "p", "method": "retrain", "retention_deviation": 0.0, "rte": 1.0, "seeds": 1},
+        {**pol, "method": "kde (reduced)", "retain_source": "reduced", "retention_deviation": 0.3, "rte": 9.0},
+        {**pol, "method": "kde (full)", "retain_source": "full", "retention_deviation": 0.1, "rte": 2.0},
+        {**pol, "method": "condensed (full)", "retention_deviation": 0.2, "rte": 5.0, "pareto": "front"},
+    ]
+    meta = {"command": "experiments reproduce benchmark", "git": "abc", "seeds": 1, "finished_utc": "t"}
+    meta["claims"] = {"p": []}
+    (tmp_path / "r").mkdir()
+    (tmp_path / "r" / "report.json").write_text(json.dumps({"meta": meta, "rows": rows}))
+    ci = {"auc": 0.7, "auc_ci": [0.65, 0.75]}
+    ul = {"meta": {"command": "attacks ulira", "git": "def"}, "attacks": {"retrained": ci, "kde (full)": ci}}
+    (tmp_path / "u.json").write_text(json.dumps(ul))
+    text = render(tmp_path / "r", "p", ulira=str(tmp_path / "u.json"))
+    lines = [ln for ln in text.splitlines() if ln.startswith("| ")]
+    assert [ln.split(" | ")[0] for ln in lines[1:]] == [
+        "| retrain (reference)",
+        "| `kde (full)`",
+        "| `condensed (full)`",
+        "| `kde (reduced)`",
+    ]
+    assert "| full |" in lines[2] and "| own set |" in lines[3] and "| front |" in lines[3]
+    assert lines[2].endswith("0.700 [0.65, 0.75] |") and lines[1].endswith("0.700 [0.65, 0.75] |")
+    assert "attacks ulira" in text  # the joined report's source line
+    (tmp_path / "v.json").write_text(json.dumps({**ul, "attacks": {"ssd (full)": ci}}))
+    res = CliRunner().invoke(
+        experiments, ["report", str(tmp_path / "r"), "--table", "p", "--ulira", str(tmp_path / "v.json")]
+    )
+    assert res.exit_code == 2 and "not rows of 'p'" in res.output
+    res = CliRunner().invoke(experiments, ["report", str(tmp_path / "r"), "--ulira", str(tmp_path / "u.json")])
+    assert res.exit_code == 2 and "give --table too" in res.output
