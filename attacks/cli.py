@@ -224,7 +224,16 @@ def epsilon_cmd(unlearned, retrained, forget_spec, data_dir, device, quiet, out,
     help="Cluster-bootstrap replicates over splits (Gaussians refitted in each) for the 95% intervals "
     f"(default {ULIRA_DEFAULTS['bootstrap']}; 0: none).",
 )
-@options("per_class", "data_dir")
+@options("per_class")
+@click.option(
+    "--pool-seed",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="Seed of the capped pool's draw (--per-class N images per class): another seed gives another pool, on "
+    "which options can be chosen without reading the reported pool's attack.",
+)
+@options("data_dir")
 @click.option(
     "--store",
     type=click.Path(file_okay=False),
@@ -258,6 +267,7 @@ def ulira_cmd(
     min_observations,
     bootstrap,
     per_class,
+    pool_seed,
     data_dir,
     store,
     executor,
@@ -290,6 +300,7 @@ def ulira_cmd(
         min_observations=min_observations,
         bootstrap=bootstrap,
         per_class=per_class,
+        pool_seed=pool_seed,
         data_dir=data_dir,
         store=store,
         executor=executor,

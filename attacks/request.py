@@ -211,7 +211,9 @@ class UliraRequest:
     ``options_from``: tuned files forced for the methods they name, whatever their setting, or ``POLICY.json#KIND``:
     the options a policy search chose on validation for each method label it has a study for. ``methods`` are
     labels: ``NAME``, or ``NAME (full)`` / ``NAME (reduced)`` for the retain source the method is served (the
-    reduced set of an FDM file built per split, as for the condensed methods)."""
+    reduced set of an FDM file built per split, as for the condensed methods). ``pool_seed``: the seed of the capped
+    pool's draw (``per_class`` images per class of the training set); another seed gives another pool, on which
+    options can be chosen without reading the reported pool's attack."""
 
     dataset: str
     out: str | os.PathLike
@@ -231,6 +233,7 @@ class UliraRequest:
     min_observations: int | None = None
     bootstrap: int | None = None
     per_class: int | None = None
+    pool_seed: int = 0
     data_dir: str | os.PathLike | None = None
     store: str | os.PathLike = "runs/jobs"
     executor: str | None = None
@@ -284,7 +287,7 @@ class UliraRequest:
             dict(u["train"]),
             method_opts,
             u["per_class"],
-            0,
+            self.pool_seed,
             u["splits"],
             u["forget_sets"],
             u["forget_fraction"],
@@ -296,7 +299,11 @@ class UliraRequest:
             u["targets"],
         )
         # a bad dataset fails here, before any job; its pool gives the setting tuned files must match
-        pool = load_data(self.dataset, self.data_dir, u["per_class"], seed=0, val_fraction=0.0)
+        if isinstance(self.pool_seed, bool) or not isinstance(self.pool_seed, int) or self.pool_seed < 0:
+            raise ConfigError(f"the pool's seed must be a whole number >= 0, got {self.pool_seed!r}")
+        if self.pool_seed and not u["per_class"]:
+            raise ConfigError("--pool-seed draws the capped pool: it needs a per-class cap (--per-class N)")
+        pool = load_data(self.dataset, self.data_dir, u["per_class"], seed=self.pool_seed, val_fraction=0.0)
         seen = expected_observations(setup, len(pool.train))
         if seen < 2:
             raise ConfigError(

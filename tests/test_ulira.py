@@ -259,6 +259,7 @@ def test_cli_runs_and_routes_options(tmp_path, monkeypatch):
         (["--forget-size", "5", "--targets", "500"], "--targets 500 exceeds the pool (80 examples)"),
         (["--targets", "10"], "targets goes with forget_size"),
         (["--method", "none (reduced)"], "reads no retain set"),
+        (["--pool-seed", "1"], "needs a per-class cap"),
         (["--method", "finetune (reduced)"], "give clusters"),
         (["--method", "finetune (half)"], "unknown"),
         (["--forget-size", "2", "--splits", "4", "--forget-sets", "1"], "would be forgotten in 0.1 models"),
@@ -435,3 +436,19 @@ def test_a_method_label_chooses_its_retain_source_and_a_policy_gives_its_studys_
         attacks_main, [*args, "--options-from", f"{policy}#huge", "--out", str(tmp_path / "w.json")]
     )
     assert res.exit_code == 2 and "KIND one of" in res.output, res.output
+
+
+def test_another_pool_seed_is_another_pool_and_other_jobs(tmp_path):
+    """--pool-seed draws another capped pool (options can be chosen on it without reading the reported pool's
+    attack): the setup records it and its jobs are other jobs."""
+    from attacks.request import UliraRequest
+
+    kw = dict(model="mlp", epochs=1, splits=4, forget_fraction=0.5, per_class=10, store=tmp_path / "jobs")
+    a = UliraRequest(SPEC, tmp_path / "a.json", **kw).prepare()
+    b = UliraRequest(SPEC, tmp_path / "b.json", pool_seed=1, **kw).prepare()
+    assert (a.setup.data_seed, b.setup.data_seed) == (0, 1)
+    assert a.setup.job_specs() != b.setup.job_specs()
+    from dcforget.datasets import load_data
+
+    pa, pb = (load_data(SPEC, None, 10, seed=s, val_fraction=0.0) for s in (0, 1))
+    assert not torch.equal(pa.source_indices, pb.source_indices)
