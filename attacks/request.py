@@ -340,27 +340,34 @@ class UliraRequest:
         forced: dict[str, str | os.PathLike] = {}
         if self.options_from and not method_names:
             raise ConfigError("--options-from gives options for a method: name it with --method")
-        choices = {}
-        for ref in self.options_from:  # POLICY.json#KIND: each method label its search has a study for
-            if "#" not in str(ref):
+        choices: dict[str, TunedChoice] = {}
+        source: dict[str, str] = {}  # label -> the --options-from value that covers it
+
+        def cover(label: str, ref: str) -> None:
+            if label in source:
+                raise ConfigError(f"--options-from gives two sources for {label!r}: {source[label]}, {ref}")
+            source[label] = ref
+
+        for ref in map(str, self.options_from):  # POLICY.json#KIND: each method label its search has a study for
+            if "#" not in ref:
                 continue
-            found = {m: candidate_tuned(ref, m) for m in method_names if m not in choices}
+            found = {m: candidate_tuned(ref, m) for m in method_names}
             found = {m: t for m, t in found.items() if t is not None}
             if not found:
                 raise ConfigError(
                     f"--options-from {ref}: none of {', '.join(method_names)} is a candidate of that entry (name them "
                     "as its rows are: METHOD (full) or METHOD (reduced))"
                 )
-            choices.update(
-                {m: TunedChoice(t, setting_mismatch(t.setting, here), forced=True) for m, t in found.items()}
-            )
-        for path in (p for p in self.options_from if "#" not in str(p)):
+            for m, t in found.items():
+                cover(m, ref)
+                choices[m] = TunedChoice(t, setting_mismatch(t.setting, here), forced=True)
+        for path in (str(p) for p in self.options_from if "#" not in str(p)):
             m = _method_named_by(path)
-            # the first label of that method, else the first label (forced_tuned names the mismatch)
-            target = next((x for x in method_names if method_label(x)[0] == m), method_names[0])
-            if target in forced:
-                raise ConfigError(f"--options-from gives two files for method {target!r}: {forced[target]}, {path}")
-            forced[target] = path
+            # every label of that method, else the first label (forced_tuned names the mismatch)
+            targets = [x for x in method_names if method_label(x)[0] == m] or method_names[:1]
+            for target in targets:
+                cover(target, path)
+                forced[target] = path
         for m in method_names:
             name = method_label(m)[0]
             known = METHODS.get(name).defaults

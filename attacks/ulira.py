@@ -34,7 +34,8 @@ independent covers it far less often.
 Engine. Splits are grouped (``splits_per_job`` each) into jobs of :mod:`dcforget.jobs`. Per group, a
 ``references`` job trains the splits' originals, references and retrainings (batched with
 :func:`dcforget.batched.fit_many` where the architecture allows, else one by one), and one job per method trains
-the same originals again (same seeds) and unlearns every forget set from them; each returns its confidences.
+the originals again (same seeds and recipe: the same models where training is deterministic, as the batched CPU
+path is) and unlearns every forget set from them; each returns its confidences.
 Results are content-addressed in a job store and read back on a rerun, so attacking another method, or one method
 with other options, costs its originals and its unlearning, not the 2 x splits x forget sets retrainings (about
 85% of a run's training). The jobs run on any executor (in process, a local pool, Ray).
@@ -147,11 +148,26 @@ class UliraSetup:
         ]
         refs = [{**base, "part": "references", "split_ids": ids} for ids in groups]
         methods = [
-            {**base, "part": "method", "method": label, "options": options, "clusters": self.clusters, "split_ids": ids}
+            {
+                **base,
+                "part": "method",
+                "method": label,
+                "options": options,
+                "clusters": self.clusters if self._builds_condensed(label) else None,  # in the key only where used
+                "split_ids": ids,
+            }
             for label, options in self.methods.items()
             for ids in groups
         ]
         return refs + methods
+
+    @staticmethod
+    def _builds_condensed(label: str) -> bool:
+        from unlearn.methods import METHODS
+        from unlearn.policy import method_label
+
+        name, retain = method_label(label)
+        return METHODS.get(name).needs_condensed or retain == "reduced"
 
     @property
     def variants(self) -> list[str]:
@@ -252,7 +268,7 @@ def batchable(arch: str, data: Data) -> bool:
 def shadow_job(spec: dict[str, Any], context: dict[str, Any]) -> dict[str, Any]:
     """One job of a :class:`UliraSetup` on the splits ``spec["split_ids"]`` (see the module's docstring):
     ``part`` ``references`` trains the originals, references and retrainings; ``method`` trains the originals (the
-    same seeds: the same models) and unlearns every forget set from them with ``spec["method"]``."""
+    same seeds and recipe) and unlearns every forget set from them with ``spec["method"]``."""
     device = resolve_device(context.get("device"))
     data = _load(spec["dataset"], context.get("data_dir"), spec["per_class"], spec["data_seed"], str(device))
     cfg = TrainConfig.from_dict(spec["train"])

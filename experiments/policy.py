@@ -117,6 +117,7 @@ def tune_policy(
         {
             "method": r.method,
             "retain": r.setup.retain,
+            "validation": r.setup.validation,  # how the study served the validation split
             "reads_retain": METHODS.get(r.method).reads_retain,  # False: the method builds its own set
             "norm": r.best["norm"],
             "objectives": r.best["objectives"],

@@ -37,7 +37,7 @@ import torch
 
 from dcforget.config import config_dirs, load_toml
 from dcforget.datasets import default_data_dir
-from dcforget.errors import ConfigError, DivergedError, OutputExistsError
+from dcforget.errors import ConfigError, DcForgetError, DivergedError, OutputExistsError
 from dcforget.forget import ForgetSpec
 from dcforget.io import atomic_path
 from dcforget.jobs import Executor, LocalExecutor
@@ -301,6 +301,13 @@ def cell_digest(settings: str, cell: "Cell", exp: Experiment, preset: dict[str, 
     variant = exp.spec.get("variants", {}).get(method) if isinstance(method, str) else None
     if isinstance(variant, dict):
         method = variant.get("method")
+    if isinstance(method, str) and method not in METHODS and exp.spec.get("policy"):  # a policy candidate's label
+        from unlearn.policy import method_label
+
+        try:
+            method = method_label(method)[0]
+        except DcForgetError:  # not a label: the code of every method, as for any unknown name
+            pass
     kind = KINDS.get(exp.spec.get("kind", "unlearn"))
     out = f"{settings}-{code_digest(method if isinstance(method, str) and method in METHODS else None, None, kind.run.__module__)}"
     inputs = kind.inputs(cell, exp, Workspace.experiment_preset(preset, exp)) if kind.inputs is not None else None

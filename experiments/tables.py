@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from dcforget.errors import ConfigError
+from dcforget.forget import ForgetSpec
 from dcforget.provenance import command_line
 
 
@@ -57,10 +58,31 @@ def leaderboard(rows: list[dict[str, Any]], exp: str) -> str:
     return "\n".join(out) + "\n"
 
 
+def _check_join(joined: dict[str, Any], report: dict[str, Any], table: str, ulira: str) -> None:
+    """A U-LiRA report joins a policy table only where it attacks the table's setting: its dataset and model, and
+    per-sample forgetting (U-LiRA forgets random samples of each split)."""
+    setup = joined.get("setup") or {}
+    rows = [r for r in report["rows"] if r.get("experiment") == table]
+    models = {r.get("model") for r in rows} - {None}
+    forgets = {r.get("forget") for r in rows} - {None}
+    if models and models != {setup.get("arch")}:
+        raise ConfigError(
+            f"--ulira {ulira} attacks the {setup.get('arch')} model, the table {', '.join(sorted(models))}"
+        )
+    if any(ForgetSpec.parse(f).whole_classes for f in forgets):
+        raise ConfigError(f"--ulira {ulira} forgets random samples; table {table!r} forgets whole classes")
+    dataset = (report.get("meta") or {}).get("dataset") or next(
+        (r.get("dataset") for r in rows if r.get("dataset")), None
+    )
+    if dataset and setup.get("dataset") and str(setup["dataset"]).split(":")[0] != str(dataset).split(":")[0]:
+        raise ConfigError(f"--ulira {ulira} attacks on {setup['dataset']}, the table is on {dataset}")
+
+
 def retain_sources(rows: list[dict[str, Any]], exp: str, ulira: dict[str, Any] | None = None) -> str:
     """A policy table of a benchmark report (its rows are a policy search's candidates, ``METHOD (full)`` and
-    ``METHOD (reduced)``): the references, then each candidate by RetDev, with its retain source ("own set": a
-    method that reads no retain set, such as ``condensed``, which trains on its own reduced set), RTE (same run),
+    ``METHOD (reduced)``): the references, then each candidate by RetDev, with its retain source ("none read": a
+    method that reads no retain set through the context -- ``condensed`` trains on its own reduced set,
+    ``dcu-reference`` on its remembrance set, the zero-shot methods on none), RTE (same run),
     whether it is on the Pareto front of RetDev against RTE, and, from an `attacks ulira` report of some of them
     (``ulira``), their U-LiRA AUC with its interval beside retraining's."""
     mine = [r for r in rows if r.get("experiment") == exp]
@@ -90,7 +112,7 @@ def retain_sources(rows: list[dict[str, Any]], exp: str, ulira: dict[str, Any] |
         flag = r.get("pareto", "") + (f" (degenerate: {r['degenerate']})" if r.get("degenerate") else "")
         ref_auc = {"retrain": "retrained", "none": "original"}.get(r["method"], r["method"])
         out.append(
-            f"| {name} | {'' if r in refs else r.get('retain_source') or 'own set'} | {_pm(r, 'retain_acc')} | "
+            f"| {name} | {'' if r in refs else r.get('retain_source') or 'none read'} | {_pm(r, 'retain_acc')} | "
             f"{_pm(r, 'forget_acc')} | {_pm(r, 'test_acc')} | "
             + (f"{_pm(r, 'test_acc_other')} | " if other else "")
             + f"{_pm(r, 'mia')} | {_pm(r, 'retention_deviation', f='.3f')} | {_pm(r, 'rte', f='.2f')} | {flag} |"
@@ -240,12 +262,19 @@ def source_line(report: dict[str, Any], path: Path, real: Path | None = None) ->
     )
 
 
-def render(path: str | Path, table: str | None = None, shown: str | None = None, ulira: str | None = None) -> str:
+def render(
+    path: str | Path,
+    table: str | None = None,
+    shown: str | None = None,
+    ulira: str | None = None,
+    ulira_shown: str | None = None,
+) -> str:
     """The Markdown of ``experiments report PATH [--table T]``: a tuned folder's table; a benchmark report's summary
     (``table="summary"``) or one experiment's leaderboard (``table=EXPERIMENT``); with no ``table``, every table of
     the report (a benchmark's summary and each leaderboard; another suite's report.md tables). ``shown``: the path
     the source line names (default: ``path`` as given). ``ulira``: an `attacks ulira` report of some rows of a
-    policy table (a leaderboard whose rows are a policy search's candidates), joined as a column."""
+    policy table (a leaderboard whose rows are a policy search's candidates), joined as a column; ``ulira_shown``:
+    the path its source line names (default: ``ulira`` as given)."""
     p = Path(path)
     if ulira is not None and table is None:
         raise ConfigError("--ulira joins a U-LiRA report to one policy table: give --table too")
@@ -290,8 +319,10 @@ def render(path: str | Path, table: str | None = None, shown: str | None = None,
             joined = read_report(Path(ulira)) if ulira is not None else None
             if joined is not None and "attacks" not in joined:
                 raise ConfigError(f"--ulira {ulira} is not an `attacks ulira` report")
-            shown_u = ulira if ulira is None or shown is None else ulira
-            extra = "" if joined is None else source_line(joined, Path(shown_u).parent, Path(ulira).parent)
+            extra = ""
+            if joined is not None:
+                _check_join(joined, report, table, ulira)
+                extra = source_line(joined, Path(ulira_shown or ulira).parent, Path(ulira).parent)
             return src + extra + "\n" + retain_sources(report["rows"], table, joined)
         if ulira is not None:
             raise ConfigError(f"--ulira joins a policy table; {table!r} is not one")
@@ -330,6 +361,8 @@ def refresh_blocks(text: str, root: Path) -> str:
             raise ConfigError(f"a generated block takes PATH [--table T [--ulira U]], got {m.group('args')!r}")
         if ulira is None:
             return m.group(1) + render(root / path, table, shown=path) + m.group(4)
-        return m.group(1) + render(root / path, table, shown=path, ulira=str(root / ulira)) + m.group(4)
+        return (
+            m.group(1) + render(root / path, table, shown=path, ulira=str(root / ulira), ulira_shown=ulira) + m.group(4)
+        )
 
     return BLOCK.sub(one, text)

@@ -166,7 +166,7 @@ def test_tune_suite_skips_existing_files_and_refuses_contradictions(tmp_path):
 
 def test_a_policy_table_pairs_retain_sources_and_joins_a_ulira_report(tmp_path):
     """A leaderboard whose rows are a policy search's candidates renders by RetDev with each row's retain source
-    ("own set" for a method that reads none), RTE and the Pareto front; `--ulira` joins an `attacks ulira` report of
+    ("none read" for a method that reads none), RTE and the Pareto front; `--ulira` joins an `attacks ulira` report of
     some of the rows as an AUC column (retraining's beside), and refuses one that attacks something else."""
     pol = {"tuned": "policy (validation)", "seeds": 1, "experiment": "p"}
     rows = [
@@ -181,6 +181,7 @@ def test_a_policy_table_pairs_retain_sources_and_joins_a_ulira_report(tmp_path):
     (tmp_path / "r" / "report.json").write_text(json.dumps({"meta": meta, "rows": rows}))
     ci = {"auc": 0.7, "auc_ci": [0.65, 0.75]}
     ul = {"meta": {"command": "attacks ulira", "git": "def"}, "attacks": {"retrained": ci, "kde (full)": ci}}
+    ul["setup"] = {"dataset": "cifar10", "arch": "mlp"}
     (tmp_path / "u.json").write_text(json.dumps(ul))
     text = render(tmp_path / "r", "p", ulira=str(tmp_path / "u.json"))
     lines = [ln for ln in text.splitlines() if ln.startswith("| ")]
@@ -190,7 +191,7 @@ def test_a_policy_table_pairs_retain_sources_and_joins_a_ulira_report(tmp_path):
         "| `condensed (full)`",
         "| `kde (reduced)`",
     ]
-    assert "| full |" in lines[2] and "| own set |" in lines[3] and "| front |" in lines[3]
+    assert "| full |" in lines[2] and "| none read |" in lines[3] and "| front |" in lines[3]
     assert lines[2].endswith("0.700 [0.65, 0.75] |") and lines[1].endswith("0.700 [0.65, 0.75] |")
     assert "attacks ulira" in text  # the joined report's source line
     (tmp_path / "v.json").write_text(json.dumps({**ul, "attacks": {"ssd (full)": ci}}))
@@ -198,5 +199,29 @@ def test_a_policy_table_pairs_retain_sources_and_joins_a_ulira_report(tmp_path):
         experiments, ["report", str(tmp_path / "r"), "--table", "p", "--ulira", str(tmp_path / "v.json")]
     )
     assert res.exit_code == 2 and "not rows of 'p'" in res.output
+    for r in rows:  # a class table: a U-LiRA report of random forgetting does not join it
+        r["forget"] = "class:2"
+    (tmp_path / "r" / "report.json").write_text(json.dumps({"meta": meta, "rows": rows}))
+    res = CliRunner().invoke(
+        experiments, ["report", str(tmp_path / "r"), "--table", "p", "--ulira", str(tmp_path / "u.json")]
+    )
+    assert res.exit_code == 2 and "forgets whole classes" in res.output
     res = CliRunner().invoke(experiments, ["report", str(tmp_path / "r"), "--ulira", str(tmp_path / "u.json")])
     assert res.exit_code == 2 and "give --table too" in res.output
+
+
+def test_a_generated_block_joins_a_ulira_report_by_its_relative_path(tmp_path):
+    rows = [
+        {"experiment": "p", "method": "retrain", "retention_deviation": 0.0, "rte": 1.0, "seeds": 1, "model": "mlp"},
+        {"experiment": "p", "method": "kde (full)", "tuned": "policy (validation)", "seeds": 1, "model": "mlp"},
+    ]
+    meta = {"command": "experiments reproduce benchmark", "git": "abc", "seeds": 1, "finished_utc": "t"}
+    (tmp_path / "r").mkdir()
+    (tmp_path / "r" / "report.json").write_text(json.dumps({"meta": {**meta, "claims": {"p": []}}, "rows": rows}))
+    (tmp_path / "u").mkdir()
+    ul = {"meta": {"command": "attacks ulira", "git": "def"}, "setup": {"dataset": "cifar10", "arch": "mlp"}}
+    ul["attacks"] = {"kde (full)": {"auc": 0.6, "auc_ci": [0.5, 0.7]}}
+    (tmp_path / "u" / "report.json").write_text(json.dumps(ul))
+    text = refresh_blocks("<!-- experiments report r --table p --ulira u/report.json -->\n<!-- end -->", tmp_path)
+    assert "From [`u`](u/report.json): `attacks ulira`" in text and str(tmp_path) not in text
+    assert "0.600 [0.50, 0.70]" in text

@@ -532,8 +532,12 @@ def _policy(path, kind="large", candidates=None):
     cands = candidates or [
         {"method": "finetune", "retain": "full", "options": {"lr": 0.03, "epochs": 1}, "norm": 0.3, "feasible": True},
         {"method": "finetune", "retain": "reduced", "options": {"lr": 0.001, "epochs": 2}, "norm": 0.2},
+        # a method that reads the validation split with these options: its own study served it the halves
+        {"method": "condensed", "retain": "full", "options": {"min_steps": 2}, "norm": 0.4},
     ]
-    entry = {**cands[0], "candidates": cands, "setup": {"validation": "whole"}}
+    setup = {"validation": "whole", "forget": "class:1" if kind == "class" else "random:0.2"}
+    on = {"dataset": "synthetic", "model": "mlp", "train_size": 40, "epochs": 3, "forget_kind": kind}
+    entry = {**cands[0], "candidates": cands, "setup": setup, "tuned_on": on}
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({"schema": SCHEMA, "version": VERSION, "preset": "smoke", "entries": {kind: entry}}))
 
@@ -558,13 +562,23 @@ def test_a_policys_candidates_are_rows_with_their_retain_source_and_validated_op
         },
     )
     cells = _cells(exp, 2)
-    assert [c.key["method"] for c in cells[:4]] == [*REFERENCES, "finetune (full)", "finetune (reduced)"]
+    assert [c.key["method"] for c in cells[:5]] == [
+        *REFERENCES,
+        "finetune (full)",
+        "finetune (reduced)",
+        "condensed (full)",
+    ]
     seen = []
     real = lb.unlearn_request
-    monkeypatch.setattr(lb, "unlearn_request", lambda *a, **k: seen.append((a[3], k["retain"])) or real(*a, **k))
+    monkeypatch.setattr(
+        lb, "unlearn_request", lambda *a, **k: seen.append((a[3], k["retain"], k["validation"])) or real(*a, **k)
+    )
     done = [{"key": c.key, "seed": c.seed, "result": _run(c, exp, ws.for_experiment(exp))} for c in cells]
     by = {(d["key"]["method"], d["seed"]): d["result"] for d in done}
-    assert ("finetune", "reduced") in seen and ("finetune", "full") in seen
+    assert {("finetune", "reduced", "whole"), ("finetune", "full", "whole"), ("condensed", "full", "halves")} <= set(
+        seen
+    )  # each candidate as its own study ran it, whatever the entry's winner read
+    assert by[("finetune (full)", 0)]["policy"] == "smoke/synthetic-mlp#large"  # no machine path in a cell
     full, reduced = by[("finetune (full)", 0)], by[("finetune (reduced)", 0)]
     assert full["options"]["lr"] == 0.03 and full["options"]["epochs"] == 1  # the preset's epochs=1 not over it
     assert reduced["options"]["lr"] == 0.001 and reduced["options"]["epochs"] == 2
@@ -580,6 +594,7 @@ def test_a_policys_candidates_are_rows_with_their_retain_source_and_validated_op
         candidates=[
             {"method": "finetune", "retain": "full", "options": {"lr": 0.03}},
             {"method": "finetune", "retain": "reduced", "options": {"lr": 0.002}},
+            {"method": "condensed", "retain": "full", "options": {"min_steps": 2}},
         ],
     )
     assert cell_digest("s", cells[3], exp, ws.preset) != before
@@ -604,6 +619,9 @@ def test_the_pareto_front_keeps_rows_no_other_row_beats_on_both():
         ({"policy": "smoke/synthetic-mlp"}, "goes with policy_entry"),
         ({"policy": "smoke/nothing", "policy_entry": "large"}, "no policy file"),
         ({"policy": "smoke/synthetic-mlp", "policy_entry": "class"}, "no 'class' entry"),
+        ({"policy": "smoke/synthetic-mlp", "policy_entry": "large", "forget": "class:1"}, "not class ones"),
+        ({"policy": "smoke/synthetic-mlp", "policy_entry": "large", "models": ["cnn"]}, "not cnn"),
+        ({"policy": "smoke/synthetic-mlp", "policy_entry": "large", "dataset": "mnist"}, "not mnist"),
     ],
 )
 def test_a_bad_policy_reference_is_one_config_error(tmp_path, monkeypatch, spec, message):
@@ -612,6 +630,6 @@ def test_a_bad_policy_reference_is_one_config_error(tmp_path, monkeypatch, spec,
 
     _policy(tmp_path / "cfg" / "policy" / "smoke" / "synthetic-mlp.json")
     monkeypatch.setattr(lb, "config_dirs", lambda: [tmp_path / "cfg"])
-    exp = Experiment("lb", {"kind": "leaderboard", "models": ["mlp"], "methods": [], **spec})
+    exp = Experiment("lb", {"kind": "leaderboard", "models": ["mlp"], "methods": [], "forget": "random:0.2", **spec})
     with pytest.raises(ConfigError, match=message):
         _cells(exp, 1)

@@ -432,6 +432,14 @@ def test_a_method_label_chooses_its_retain_source_and_a_policy_gives_its_studys_
         ],
     )
     assert res.exit_code == 2 and "none of kde is a candidate" in res.output and not (tmp_path / "v.json").exists()
+    # two sources for one label: refused, not one silently dropped
+    tuned = tmp_path / "finetune.json"
+    tuned.write_text(json.dumps({"method": "finetune", "options": {"lr": 0.01}, "setup": {}, "meta": {}}))
+    res = CliRunner().invoke(
+        attacks_main,
+        [*args, "--options-from", f"{policy}#large", "--options-from", str(tuned), "--out", str(tmp_path / "t.json")],
+    )
+    assert res.exit_code == 2 and "two sources for 'finetune (full)'" in res.output, res.output
     res = CliRunner().invoke(
         attacks_main, [*args, "--options-from", f"{policy}#huge", "--out", str(tmp_path / "w.json")]
     )

@@ -73,6 +73,7 @@ class PolicyCandidate:
     norm: float | None
     time_ratio: float | None
     feasible: bool
+    validation: str = "whole"  # how its study served the validation split ("halves": the method reads it)
 
     @property
     def label(self) -> str:
@@ -132,6 +133,12 @@ def read_policy(path: str | Path) -> list[PolicyEntry]:
         candidates = []
         for i, c in enumerate(raw):
             _check_choice(f"{where}, candidate {i}", c)
+            # its own study's mode (files before it was recorded: what the method reads with those options)
+            mode = c.get("validation") or (
+                "halves" if METHODS.get(c["method"]).reads_validation_with(c["options"]) else "whole"
+            )
+            if mode not in ("whole", "halves"):
+                raise ConfigError(f"{where}, candidate {i}: validation is whole or halves, not {mode!r}")
             candidates.append(
                 PolicyCandidate(
                     c["method"],
@@ -140,6 +147,7 @@ def read_policy(path: str | Path) -> list[PolicyEntry]:
                     _number(c.get("norm")),
                     _number(c.get("time_ratio")),
                     bool(c.get("feasible")),
+                    mode,
                 )
             )
         setup = e.get("setup") if isinstance(e.get("setup"), dict) else {}
@@ -175,6 +183,8 @@ def method_label(label: str) -> tuple[str, str]:
     """(registered method, retain source) of a row label: ``NAME`` (the full retain set), ``NAME (full)`` or
     ``NAME (reduced)`` (:attr:`PolicyCandidate.label`). An unknown name is the registry's error; ``reduced`` only
     for a method that reads a retain set."""
+    if not isinstance(label, str):
+        raise ConfigError(f"a method is named by text (NAME, or NAME (full|reduced)), not {label!r}")
     name, retain = label, "full"
     for source in RETAIN_SOURCES:
         if label.endswith(f" ({source})"):
@@ -221,9 +231,9 @@ def candidate_tuned(ref: str, label: str) -> Tuned | None:
 
 def _check_choice(where: str, e: dict[str, Any]) -> None:
     """An entry's or a candidate's method (registered), retain source and options (the method's own)."""
-    if not isinstance(e.get("options"), dict):
-        raise ConfigError(f"{where}: needs method, retain and options")
-    method = METHODS.get(e.get("method"))  # an unknown name: the registry's error
+    if not isinstance(e.get("options"), dict) or not isinstance(e.get("method"), str):
+        raise ConfigError(f"{where}: needs method (a name), retain and options")
+    method = METHODS.get(e["method"])  # an unknown name: the registry's error
     if e.get("retain") not in ("full", "reduced"):
         raise ConfigError(f"{where}: retain is full or reduced, not {e.get('retain')!r}")
     unknown = sorted(set(e["options"]) - set(method.defaults))

@@ -18,8 +18,10 @@ reference rows, never ranked.
 Full against reduced retain: ``policy = "PRESET/DATASET-MODEL"`` (a file under ``configs/policy/``) with
 ``policy_entry = "KIND"`` adds one row per candidate study of that entry's search (`experiments tune --policy`):
 ``METHOD (full)`` or ``METHOD (reduced)``, run with the retain source and the options its study chose on the
-validation split, served the validation split as the study served it. Each row is then measured on the test split
-beside retraining in the same run, so the table shows what the validation search's choices give on test."""
+validation split, served the validation split as its own study served it (``halves`` for a method that reads it).
+The entry's studies must have been searched on the experiment's dataset, model and kind of forgetting. Each row is
+then measured on the test split beside retraining in the same run, so the table shows what the validation search's
+choices give on test."""
 
 from __future__ import annotations
 
@@ -63,6 +65,16 @@ def policy_entry(exp: Experiment) -> PolicyEntry | None:
     entry = next((e for e in read_policy(found) if e.kind == kind), None)
     if entry is None or not entry.candidates:
         raise ConfigError(f"experiment {exp.name}: {found} has no {kind!r} entry with candidates")
+    # the studies' setting must be the experiment's: dataset, model and kind of forgetting (the training-set size
+    # and epochs are the preset's; the policy file's name says which preset it was searched under)
+    on, where = entry.setting, f"experiment {exp.name}: the {kind!r} entry of {found}"
+    forget = ForgetSpec.parse(s.get("forget", "random:0.1"))
+    if on is not None and on.dataset and on.dataset != str(s.get("dataset", on.dataset)).split(":")[0]:
+        raise ConfigError(f"{where} was searched on {on.dataset}, not {s.get('dataset')}")
+    if on is not None and on.model and any(m != on.model for m in s.get("models", [])):
+        raise ConfigError(f"{where} was searched on the {on.model} model, not {', '.join(s.get('models', []))}")
+    if entry.forget and ForgetSpec.parse(entry.forget).family != forget.family:
+        raise ConfigError(f"{where} was searched on {entry.forget} requests, not {forget.family} ones")
     return entry
 
 
@@ -206,7 +218,7 @@ def _run(cell: Cell, exp: Experiment, ws: Workspace) -> dict[str, Any]:
         }
     found = _candidate(exp, method)
     name, retain = (found[1].method, found[1].retain) if found else (method, "full")
-    validation = found[0].validation if found else tuned_validation(tuned)
+    validation = found[1].validation if found else tuned_validation(tuned)
     m = METHODS.get(name)
     start, condensed, artefacts = ws.original(arch, cell.seed), None, None
     if m.needs_offline:  # DC-U's reference mode: the offline phase of this seed's original, its condensed file
@@ -240,7 +252,7 @@ def _run(cell: Cell, exp: Experiment, ws: Workspace) -> dict[str, Any]:
         "test_acc_other": kept_class_accuracy(res.model, ws.data(), res.split, ws.device),
         "options": r["options"],
         "tuned": tuned,
-        "policy": f"{found[0].path}#{found[0].kind}" if found else None,
+        "policy": f"{exp.spec['policy']}#{found[0].kind}" if found else None,
         "retain_source": retain if m.reads_retain else None,
         "reduced_ratio": (r.get("reduced_set") or {}).get("ratio_to_retain"),
         "method_extra": r.get("method_extra", {}),
@@ -255,7 +267,7 @@ def _inputs(cell: Cell, exp: Experiment, preset: dict[str, Any]) -> dict[str, An
     found = _candidate(exp, k["method"])
     return {
         "options": options,
-        "validation": found[0].validation if found else tuned_validation(tuned),
+        "validation": found[1].validation if found else tuned_validation(tuned),
         **({"retain": found[1].retain} if found else {}),
         "retrain": method_options(exp, preset, "retrain", k["model"])[0],
     }
