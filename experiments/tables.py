@@ -100,7 +100,7 @@ def retain_sources(rows: list[dict[str, Any]], exp: str, ulira: dict[str, Any] |
         if a is None:
             return ""
         ci = a.get("auc_ci")
-        return f"{a['auc']:.3f}" + (f" [{ci[0]:.2f}, {ci[1]:.2f}]" if ci else "")
+        return f"{a['auc']:.3f}" + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "")
 
     other = any("test_acc_other" in r for r in mine)
     head = "| method | retain | RA | FA | TA |" + (" TA other |" if other else "") + " MIA | RetDev | RTE | Pareto |"

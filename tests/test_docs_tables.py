@@ -192,7 +192,7 @@ def test_a_policy_table_pairs_retain_sources_and_joins_a_ulira_report(tmp_path):
         "| `kde (reduced)`",
     ]
     assert "| full |" in lines[2] and "| none read |" in lines[3] and "| front |" in lines[3]
-    assert lines[2].endswith("0.700 [0.65, 0.75] |") and lines[1].endswith("0.700 [0.65, 0.75] |")
+    assert lines[2].endswith("0.700 [0.650, 0.750] |") and lines[1].endswith("0.700 [0.650, 0.750] |")
     assert "attacks ulira" in text  # the joined report's source line
     (tmp_path / "v.json").write_text(json.dumps({**ul, "attacks": {"ssd (full)": ci}}))
     res = CliRunner().invoke(
@@ -224,4 +224,4 @@ def test_a_generated_block_joins_a_ulira_report_by_its_relative_path(tmp_path):
     (tmp_path / "u" / "report.json").write_text(json.dumps(ul))
     text = refresh_blocks("<!-- experiments report r --table p --ulira u/report.json -->\n<!-- end -->", tmp_path)
     assert "From [`u`](u/report.json): `attacks ulira`" in text and str(tmp_path) not in text
-    assert "0.600 [0.50, 0.70]" in text
+    assert "0.600 [0.500, 0.700]" in text
