@@ -395,11 +395,12 @@ def committed_reports(root: Path) -> list[Report]:
 
 
 def report_assets(root: Path) -> list[tuple[str, Path]]:
-    """(site path, source file) of the figures the committed reports show, and the report.json of a report that
-    has no Markdown page (an `attacks ulira` report), which generated tables link to."""
+    """(site path, source file) of the figures the committed reports show, and the JSON reports of a folder that
+    has no Markdown page (`attacks ulira` reports: report.json, or another name given with --out), which generated
+    tables link to."""
     out = [
         (str(j.relative_to(root)), j)
-        for j in sorted((root / "reports").glob("*/report.json"))
+        for j in sorted((root / "reports").glob("*/*.json"))
         if not (j.parent / "report.md").is_file() and not (j.parent / "README.md").is_file()
     ]
     for d in sorted(p for p in (root / "reports").glob("*/figures") if p.is_dir()):

@@ -249,10 +249,17 @@ def _prose_before(md_path: Path, table: str) -> str:
     return prose + "\n\n" if prose else ""
 
 
-def source_line(report: dict[str, Any], path: Path, real: Path | None = None) -> str:
+def source_line(report: dict[str, Any], path: Path, real: Path | None = None, file: str | None = None) -> str:
     """Where a generated table's figures come from: the report (its Markdown where it has one, else its JSON), its
-    command and its commit. ``path``: the report folder as the reader's link names it; ``real``: where it is."""
+    command and its commit. ``path``: the report folder as the reader's link names it; ``real``: where it is;
+    ``file``: a report file of another name in that folder (an `attacks ulira --out NAME.json`), linked itself."""
     m = report["meta"]
+    if file is not None and file != "report.json":
+        shown = (Path(path) / file).as_posix()
+        return (
+            f"From [`{shown}`]({shown}): `{command_line(m.get('command', ''))}` at "
+            f"{str(m.get('git', 'unknown'))[:12]}, finished {m.get('finished_utc', '?')}.\n"
+        )
     page = "report.md" if (Path(real or path) / "report.md").is_file() else "report.json"
     seeds = m.get("seeds")
     seeds = f", {len(seeds) if isinstance(seeds, list) else seeds} seed(s)" if isinstance(seeds, (int, list)) else ""
@@ -284,7 +291,10 @@ def render(
         return tuned_table(p)
     report = read_report(p)
     folder = p if p.is_dir() else p.parent
-    src = source_line(report, Path(shown) if shown is not None else folder, folder)
+    shown_folder = Path(shown) if shown is not None else folder
+    if shown is not None and not p.is_dir():
+        shown_folder = Path(shown).parent
+    src = source_line(report, shown_folder, folder, None if p.is_dir() else p.name)
     if "attacks" in report and "rows" not in report:
         if table is not None:
             raise ConfigError("--table applies to experiment reports, not to an `attacks ulira` report")
@@ -322,7 +332,7 @@ def render(
             extra = ""
             if joined is not None:
                 _check_join(joined, report, table, ulira)
-                extra = source_line(joined, Path(ulira_shown or ulira).parent, Path(ulira).parent)
+                extra = source_line(joined, Path(ulira_shown or ulira).parent, Path(ulira).parent, Path(ulira).name)
             return src + extra + "\n" + retain_sources(report["rows"], table, joined)
         if ulira is not None:
             raise ConfigError(f"--ulira joins a policy table; {table!r} is not one")

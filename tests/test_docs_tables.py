@@ -225,3 +225,16 @@ def test_a_generated_block_joins_a_ulira_report_by_its_relative_path(tmp_path):
     text = refresh_blocks("<!-- experiments report r --table p --ulira u/report.json -->\n<!-- end -->", tmp_path)
     assert "From [`u`](u/report.json): `attacks ulira`" in text and str(tmp_path) not in text
     assert "0.600 [0.500, 0.700]" in text
+
+
+def test_a_ulira_report_of_another_name_is_linked_as_itself_and_reaches_the_site(tmp_path):
+    """`attacks ulira --out DIR/NAME.json`: its block links that file (not DIR/NAME.json/report.json), and the site
+    carries it (a JSON report of a folder without a Markdown page)."""
+    from experiments.docgen import report_assets
+
+    (tmp_path / "reports" / "sel").mkdir(parents=True)
+    ul = {"meta": {"command": "attacks ulira", "git": "def"}, "setup": {}, "attacks": {"x": {"auc": 0.6}}}
+    (tmp_path / "reports" / "sel" / "a.json").write_text(json.dumps(ul))
+    text = refresh_blocks("<!-- experiments report reports/sel/a.json -->\n<!-- end -->", tmp_path)
+    assert "From [`reports/sel/a.json`](reports/sel/a.json)" in text
+    assert ("reports/sel/a.json", tmp_path / "reports" / "sel" / "a.json") in report_assets(tmp_path)
