@@ -581,6 +581,35 @@ def test_condensed_forget_quantiles_move_the_forget_losses_onto_the_target_distr
     assert matched < 0.7 * plain and matched < mean_ascent
 
 
+def test_condensed_forget_neighbours_give_each_image_the_loss_of_unseen_images_like_it(setup):
+    """forget_match=neighbours: each forget image's target is the original's mean loss on the validation images of
+    its class nearest to it (features of the original): a per-image level between the smallest and largest
+    validation loss of its class, not one number for all; the request runs and pushes the forget losses up."""
+    from unlearn.methods.condensed import NEIGHBOURS, _neighbour_losses
+
+    data, trained, _ = setup
+    heldout = evaluate(trained, data.val.images, data.val.labels).losses
+    xf, yf = data.train.images[:12], data.train.labels[:12]
+
+    class Ctx:  # what _neighbour_losses reads of the context
+        original, device, options = trained, torch.device("cpu"), {"bf16": False}
+
+    Ctx.data = data
+    t = _neighbour_losses(Ctx(), xf, yf, heldout)
+    for i, c in enumerate(yf.tolist()):
+        mine = heldout[data.val.labels == c]
+        assert float(mine.min()) - 1e-6 <= float(t[i]) <= float(mine.max()) + 1e-6
+        if len(mine) <= NEIGHBOURS:  # every image of a small class: the class's mean
+            assert float(t[i]) == pytest.approx(float(mine.mean()), abs=1e-5)
+    assert t.std() > 0
+    before = evaluate(trained, data.train.images, data.train.labels).losses
+    res = _condensed_out(
+        setup, "random:0.2", reset="none", epochs=30, lr=3e-3, forget_ce=20.0, forget_match="neighbours"
+    )
+    after = evaluate(res.model, data.train.images[res.split.forget], data.train.labels[res.split.forget]).losses
+    assert float(after.mean()) > float(before[res.split.forget].mean())
+
+
 @pytest.mark.parametrize(
     "options",
     [
@@ -590,6 +619,7 @@ def test_condensed_forget_quantiles_move_the_forget_losses_onto_the_target_distr
         {"forget_ce": 3.0, "forget_ce_unit": "test"},
         {"forget_ce": 1.0, "forget_ce_unit": "val", "forget_match": "median"},
         {"forget_ce": 1.0, "forget_ce_unit": "nats", "forget_match": "quantiles"},
+        {"forget_ce": 1.0, "forget_ce_unit": "nats", "forget_match": "neighbours"},
     ],
 )
 def test_condensed_rejects_bad_forget_term_options(setup, options):
