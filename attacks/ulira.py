@@ -126,11 +126,9 @@ class UliraSetup:
                 "about half of them"
             )
         for m in self.methods:
-            name, retain = method_label(m)
-            spec = METHODS.get(name)
-            if spec.trains_fresh:
+            if METHODS.get(method_label(m)[0]).trains_fresh:
                 raise ConfigError(f"method {m!r} retrains from scratch: it is the 'retrained' reference already")
-            if (spec.needs_condensed or retain == "reduced") and not self.clusters:
+            if self.builds_condensed(m) and not self.clusters:
                 raise ConfigError(f"method {m!r} works from a condensed set: give clusters (--clusters K)")
 
     def job_specs(self) -> list[dict[str, Any]]:
@@ -153,7 +151,7 @@ class UliraSetup:
                 "part": "method",
                 "method": label,
                 "options": options,
-                "clusters": self.clusters if self._builds_condensed(label) else None,  # in the key only where used
+                "clusters": self.clusters if self.builds_condensed(label) else None,  # in the key only where used
                 "split_ids": ids,
             }
             for label, options in self.methods.items()
@@ -162,7 +160,9 @@ class UliraSetup:
         return refs + methods
 
     @staticmethod
-    def _builds_condensed(label: str) -> bool:
+    def builds_condensed(label: str) -> bool:
+        """Whether the method a label names works from an FDM file built per split: a condensed method, or any
+        method served the reduced retain set (``NAME (reduced)``)."""
         from unlearn.methods import METHODS
         from unlearn.policy import method_label
 
@@ -346,14 +346,13 @@ def shadow_job(spec: dict[str, Any], context: dict[str, Any]) -> dict[str, Any]:
 def _unlearn_all(spec, data, plans, original, device, timed) -> torch.Tensor:
     """The confidences [splits, forget sets, N] of ``spec["method"]`` (a label: NAME, or NAME (full|reduced) for
     its retain source) unlearning every forget set of every split from the split's original."""
-    from unlearn.methods import METHODS
     from unlearn.policy import method_label
     from unlearn.request import unlearn_request
 
     label, options, seed, ids = spec["method"], spec["options"], spec["seed"], spec["split_ids"]
     n, n_f = len(data.train), spec["forget_sets"]
     method, retain = method_label(label)
-    needs = METHODS.get(method).needs_condensed or retain == "reduced"
+    needs = UliraSetup.builds_condensed(label)
     conf_m = torch.zeros(len(ids), n_f, n)
     for b, (s, (half, forgets)) in enumerate(zip(ids, plans)):
         orig = original(b).to(device).eval()

@@ -82,7 +82,8 @@ validation MIA (test figures are reported, never read), and by its time over ret
   (times tau), the whole distribution an attacker compares, not only its mean; ``neighbours`` (needs
   ``forget_ce_unit=val``) pushes each forget image up to its own level, tau times the original's mean loss on the
   ``NEIGHBOURS`` (10) validation images of its class nearest to it in the original's features (U-LiRA reads each
-  example against its own never-seen distribution, which a mean over the forget set does not match). ``mean`` stays the default: on
+  example against its own never-seen distribution, which a mean over the forget set does not match; an option, not
+  chosen on validation yet: reports/ulira-select-small10-cpu). ``mean`` stays the default: on
   validation (issue #16's round 5, reports/choices-quantiles-cpu, seeds 0-2 on three originals) ``quantiles`` at
   weight 1 changed the val gap to retraining by -1.0 ± 1.1 / +2.0 ± 3.1 / -4.3 ± 4.1 points (MLP / CNN / demo), at
   weight 2 and 4 it was worse on all three, and it lowered FA only with RA. The validation split also judges
