@@ -124,7 +124,7 @@ import torch.nn.functional as F
 from dcforget.augment import DEFAULT_STRATEGY, DIGITS_STRATEGY, DSA
 from dcforget.errors import ConfigError
 from dcforget.runtime import generator, seeded
-from dcforget.space import Fixed, Float, Int
+from dcforget.space import Choice, Fixed, Float, Int
 from dcforget.train import as_unit, embed, evaluate, fit
 
 from .base import UnlearnContext, register
@@ -335,6 +335,7 @@ def _share(part: torch.nn.Module, model: torch.nn.Module) -> float:
         "temperature": Float(0.5, 5.0),
         "keep": Float(0.0, 0.95),
         "forget_ce": Float(0.0, 2.0),
+        "forget_match": Choice(("mean", "neighbours")),
     },
 )  # epochs stay auto: min_steps sizes the training
 def condensed(ctx: UnlearnContext):
