@@ -5,7 +5,8 @@ import json
 
 import pytest
 
-from experiments.kinds.targets import _cells, _inputs, _rows, _run
+from dcforget.errors import ConfigError
+from experiments.kinds.targets import _cells, _inputs, _rows, _run, _sources
 from experiments.workspace import Experiment
 
 SPEC = {
@@ -53,7 +54,11 @@ def test_targets_are_met_or_missed_on_the_mean_and_on_every_seed(report):
     rows = _rows(exp, [{"key": c.key, "result": _run(c, exp, None)} for c in _cells(exp, 3)])
     random, whole, gone = rows
     ra, fa = random["targets"]["retain_acc"], random["targets"]["forget_acc"]
-    assert ra["mean"] == pytest.approx(-3.5) and not ra["met_on_mean"] and random["d_retain_acc"] == "**-3.5**"
+    assert (
+        ra["mean"] == pytest.approx(-3.5)
+        and not ra["met_on_mean"]
+        and random["d_retain_acc"] == "**-3.5** (seeds: -2.0, -5.0)"
+    )
     assert fa["mean"] == pytest.approx(3.0) and not fa["met_on_mean"]
     assert random["time"] == "0.05" and random["met"] == "no"
     assert whole["fa_class"] == "0.00" and whole["d_test_acc_other"] == "-0.5" and whole["time"] == "**0.20**"
@@ -68,3 +73,62 @@ def test_a_cell_follows_its_source_reports_bytes(report):
     (tmp / "rep" / "report.json").write_text((tmp / "rep" / "report.json").read_text() + " ")
     assert _inputs(first, exp, {}) != before
     assert _inputs(_cells(exp, 3)[2], exp, {}) == "missing"
+
+
+def _stream(seed, method, cycles):
+    return {"seed": seed, "key": {"model": "mlp", "method": method}, "result": {"cycles": cycles}}
+
+
+def _req(ra, fa, seconds):
+    return {"retain_acc": ra, "forget_acc": fa, "seconds": seconds}
+
+
+def test_a_stream_is_compared_where_it_retrained_with_its_own_time_bound_and_fa_from(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    cells = [  # retraining after requests 1 and 3 only; FA bounded from request 3 on
+        _stream(0, "retrain", [_req(0.90, 0.50, 100.0), None, _req(0.90, 0.50, 100.0)]),
+        _stream(1, "retrain", [_req(0.92, 0.50, 100.0), None, _req(0.92, 0.50, 100.0)]),
+        _stream(0, "m", [_req(0.895, 0.70, 1.0), _req(0.89, 0.6, 1.0), _req(0.895, 0.52, 3.0)]),
+        _stream(1, "m", [_req(0.915, 0.50, 1.0), _req(0.91, 0.6, 1.0), _req(0.907, 0.53, 3.0)]),
+    ]
+    (tmp_path / "s").mkdir()
+    (tmp_path / "s" / "report.json").write_text(json.dumps({"meta": {"git": "f00"}, "cells": {"st": cells}}))
+    (tmp_path / "u").mkdir()
+    attacks = {
+        k: {"auc": a, "auc_ci": [a - 0.01, a + 0.01]} for k, a in (("m", 0.6), ("retrained", 0.5), ("original", 0.9))
+    }
+    (tmp_path / "u" / "report.json").write_text(json.dumps({"meta": {"git": "ba5"}, "attacks": attacks}))
+    src = dict(setting="s", request="stream", report="s", experiment="st", model="mlp", forget="successive", method="m")
+    exp = Experiment(
+        "t",
+        {
+            "kind": "targets",
+            "sample": {"retain_acc": 1.0, "forget_acc": 5.0},
+            "time": 0.1,
+            "sources": [{**src, "time": 0.02, "fa_from": 3}],
+            "ulira": [
+                dict(setting="u", report="u", method="m", overlaps="retrained", clear_of="original", max_auc=0.55)
+            ],
+        },
+    )
+    first, third, ulira = _rows(exp, [{"key": c.key, "result": _run(c, exp, None)} for c in _cells(exp, 2)])
+    assert [first["request"], third["request"]] == [
+        "stream, request 1",
+        "stream, request 3",
+    ]  # request 2: no retraining
+    assert first["d_forget_acc"] == "+10.0 (not bounded)"  # +20 and 0 points, before fa_from: reported only
+    assert first["d_retain_acc"] == "-0.5" and first["time"] == "0.01" and first["met"] == "yes"
+    assert third["d_forget_acc"] == "+2.5" and third["targets"]["forget_acc"]["bound"] == 5.0
+    assert third["d_retain_acc"] == "-0.9 (a seed misses: -0.5, -1.3)"
+    assert third["time"] == "**0.03** (seeds: 0.03, 0.03)" and third["met"] == "no"  # the source's 0.02, not 0.1
+    assert ulira["met"] == "no" and "AUC at most 0.55: False" in ulira["extra"]
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [{"time": 0}, {"time": "fast"}, {"fa_from": 0}, {"fa_from": 2.5}, {"fa_from": 3, "forget": "random:0.1"}],
+)
+def test_a_sources_own_bounds_are_checked(bad):
+    src = dict(setting="s", request="r", report="s", experiment="e", model="mlp", forget="successive", method="m")
+    with pytest.raises(ConfigError):
+        _sources(Experiment("t", {"kind": "targets", "sources": [{**src, **bad}]}))

@@ -15,8 +15,15 @@ An experiment file names the bounds and the sources::
     [[ulira]]
     setting = "..."; report = "reports/ulira-..."; method = "condensed"; overlaps = "retrained"; clear_of = "finetune"
 
-A target is met on the mean if the mean over seeds is within it, on every seed if each seed's value is. Report
-paths are relative to the working directory (a clone's root)."""
+A source may carry its own ``time`` bound (a stream of 10-image requests: 0.02x; of 100-image requests: 0.05x) and,
+for ``forget = "successive"``, ``fa_from = N``: FA is bounded from request N on and only reported before (FA over
+10 or 50 images moves in steps too coarse to bound). A successive source compares the requests after which its
+report retrained (a stream retrains at its ``reference_at`` requests only). A U-LiRA entry may carry ``max_auc``: the
+method's AUC must also be at most that.
+
+A target is met on the mean if the mean over seeds is within it, on every seed if each seed's value is; a cell whose
+mean misses, or where a seed misses, lists the per-seed values. Report paths are relative to the working directory
+(a clone's root)."""
 
 from __future__ import annotations
 
@@ -40,11 +47,31 @@ def _sources(exp: Experiment) -> list[dict[str, Any]]:
         missing = [k for k in NEEDED if k not in s]
         if missing:
             raise ConfigError(f"experiment {exp.name}: source {i + 1} lacks {', '.join(missing)}")
+        if "time" in s and not (_positive(s["time"])):
+            raise ConfigError(f"experiment {exp.name}: source {i + 1}'s time must be a number > 0, not {s['time']!r}")
+        if "fa_from" in s and not (
+            s["forget"] == "successive"
+            and isinstance(s["fa_from"], int)
+            and not isinstance(s["fa_from"], bool)
+            and s["fa_from"] >= 1
+        ):
+            raise ConfigError(
+                f"experiment {exp.name}: source {i + 1}'s fa_from must be a request number >= 1 of a successive "
+                f"source, not {s['fa_from']!r}"
+            )
     for i, u in enumerate(exp.spec.get("ulira", [])):
         missing = [k for k in ("setting", "report", "method", "overlaps", "clear_of") if k not in u]
         if missing:
             raise ConfigError(f"experiment {exp.name}: ulira entry {i + 1} lacks {', '.join(missing)}")
+        if "max_auc" in u and not (_positive(u["max_auc"]) and u["max_auc"] <= 1):
+            raise ConfigError(
+                f"experiment {exp.name}: ulira entry {i + 1}'s max_auc must be in (0, 1], not {u['max_auc']!r}"
+            )
     return src
+
+
+def _positive(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and v == v and 0 < v < float("inf")
 
 
 def _cells(exp: Experiment, seeds: int) -> list[Cell]:
@@ -65,7 +92,8 @@ def _inputs(cell: Cell, exp: Experiment, preset: dict[str, Any]) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else "missing"
 
 
-def _check(deltas: dict[str, list[float]], bounds: dict[str, float]) -> dict[str, dict[str, Any]]:
+def _check(deltas: dict[str, list[float]], bounds: dict[str, float | None]) -> dict[str, dict[str, Any]]:
+    """Each delta against its bound; a bound of None reports the delta without bounding it."""
     out = {}
     for k, bound in bounds.items():
         vals = deltas[k]
@@ -75,14 +103,21 @@ def _check(deltas: dict[str, list[float]], bounds: dict[str, float]) -> dict[str
             "mean": mean,
             "per_seed": vals,
             "bound": bound,
-            "met_on_mean": size(mean) <= bound,
-            "met_on_every_seed": all(size(v) <= bound for v in vals),
-            "missed_by": max(0.0, size(mean) - bound),
+            "met_on_mean": bound is None or size(mean) <= bound,
+            "met_on_every_seed": bound is None or all(size(v) <= bound for v in vals),
+            "missed_by": 0.0 if bound is None else max(0.0, size(mean) - bound),
         }
     return out
 
 
-def _compare(method: dict[int, dict], retrain: dict[int, dict], whole: bool, spec: dict[str, Any]) -> dict[str, Any]:
+def _compare(
+    method: dict[int, dict],
+    retrain: dict[int, dict],
+    whole: bool,
+    spec: dict[str, Any],
+    unbounded: tuple[str, ...] = (),
+) -> dict[str, Any]:
+    """``unbounded``: sample targets reported here without their bound."""
     seeds = sorted(set(method) & set(retrain))
     time_ratio = [method[s]["seconds"] / retrain[s]["seconds"] for s in seeds]
     if whole:
@@ -92,7 +127,7 @@ def _compare(method: dict[int, dict], retrain: dict[int, dict], whole: bool, spe
         }
         bounds = dict(spec["whole_class"])
     else:
-        bounds = dict(spec["sample"])
+        bounds = {k: (None if k in unbounded else v) for k, v in spec["sample"].items()}
         deltas = {k: [100 * (method[s][k] - retrain[s][k]) for s in seeds] for k in bounds}
     deltas["time_ratio"] = time_ratio
     bounds["time_ratio"] = float(spec["time"])
@@ -126,18 +161,18 @@ def _run(cell: Cell, exp: Experiment, ws: Workspace) -> dict[str, Any]:
         a = rep["attacks"]
         ci = {k: a[k]["auc_ci"] for k in (e["method"], e["overlaps"], e["clear_of"])}
         overlap = lambda x, y: x[0] <= y[1] and y[0] <= x[1]  # noqa: E731
-        return {
-            "rows": [
-                {
-                    **base,
-                    "request": e.get("request", "U-LiRA"),
-                    "auc": {k: a[k]["auc"] for k in ci},
-                    "auc_ci": ci,
-                    "overlaps_reference": overlap(ci[e["method"]], ci[e["overlaps"]]),
-                    "clear_of_baseline": not overlap(ci[e["method"]], ci[e["clear_of"]]),
-                }
-            ]
+        row = {
+            **base,
+            "request": e.get("request", "U-LiRA"),
+            "auc": {k: a[k]["auc"] for k in ci},
+            "auc_ci": ci,
+            "overlaps_reference": overlap(ci[e["method"]], ci[e["overlaps"]]),
+            "clear_of_baseline": not overlap(ci[e["method"]], ci[e["clear_of"]]),
         }
+        if "max_auc" in e:
+            row["max_auc"] = float(e["max_auc"])
+            row["under_max_auc"] = a[e["method"]]["auc"] <= row["max_auc"]
+        return {"rows": [row]}
     cells = rep.get("cells", {}).get(e["experiment"], [])
     successive = e["forget"] == "successive"
 
@@ -153,21 +188,24 @@ def _run(cell: Cell, exp: Experiment, ws: Workspace) -> dict[str, Any]:
     retrain, mine = of("retrain"), of(e["method"])
     if not retrain or not mine:
         return {"rows": [{**base, "request": e["request"], "missing": "no cells for the method or retraining"}]}
+    spec = {**exp.spec, **({"time": e["time"]} if "time" in e else {})}
     if successive:
         n = len(next(iter(mine.values()))["cycles"])
+        retrained = [i for i in range(n) if any(r["cycles"][i] is not None for r in retrain.values())]
         return {
             "rows": [
                 {
                     **base,
                     "request": f"{e['request']}, request {i + 1}",
                     **_compare(
-                        {s: r["cycles"][i] for s, r in mine.items()},
-                        {s: r["cycles"][i] for s, r in retrain.items()},
+                        {s: r["cycles"][i] for s, r in mine.items() if r["cycles"][i] is not None},
+                        {s: r["cycles"][i] for s, r in retrain.items() if r["cycles"][i] is not None},
                         False,
-                        exp.spec,
+                        spec,
+                        ("forget_acc",) if i + 1 < e.get("fa_from", 1) else (),
                     ),
                 }
-                for i in range(n)
+                for i in retrained
             ]
         }
     whole = ForgetSpec.parse(e["forget"]).kind == "class"
@@ -175,14 +213,20 @@ def _run(cell: Cell, exp: Experiment, ws: Workspace) -> dict[str, Any]:
         return {
             "rows": [{**base, "request": e["request"], "missing": "cells computed before other-class TA was recorded"}]
         }
-    return {"rows": [{**base, "request": e["request"], **_compare(mine, retrain, whole, exp.spec)}]}
+    return {"rows": [{**base, "request": e["request"], **_compare(mine, retrain, whole, spec)}]}
 
 
 def _fmt(t: dict[str, Any] | None, signed: bool = True) -> str:
     if t is None:
         return ""
-    v = f"{t['mean']:+.1f}" if signed else f"{t['mean']:.2f}"
-    return v if t["met_on_every_seed"] else (f"{v} (a seed misses)" if t["met_on_mean"] else f"**{v}**")
+    f = (lambda x: f"{x:+.1f}") if signed else (lambda x: f"{x:.2f}")
+    v = f(t["mean"])
+    if t.get("bound", 0) is None:
+        return f"{v} (not bounded)"
+    if t["met_on_every_seed"] or len(t["per_seed"]) < 2:
+        return v if t["met_on_mean"] else f"**{v}**"
+    seeds = ", ".join(f(x) for x in t["per_seed"])
+    return f"{v} (a seed misses: {seeds})" if t["met_on_mean"] else f"**{v}** (seeds: {seeds})"
 
 
 def _rows(exp: Experiment, results: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -208,7 +252,10 @@ def _rows(exp: Experiment, results: list[dict[str, Any]]) -> list[dict[str, Any]
                     "; ".join(f"{k} AUC {v}" for k, v in ci.items())
                     + f"; overlaps the reference's: {r['overlaps_reference']}; clear of the baseline's: "
                     f"{r['clear_of_baseline']}"
+                    + (f"; AUC at most {r['max_auc']}: {r['under_max_auc']}" if "max_auc" in r else "")
                 )
+                if "max_auc" in r:
+                    row["met"] = "yes" if r["under_max_auc"] and r["overlaps_reference"] else "no"
             else:
                 t = r["targets"]
                 for k in ("retain_acc", "forget_acc", "test_acc", "mia", "test_acc_other"):
