@@ -85,7 +85,7 @@ validation MIA (test figures are reported, never read), and by its time over ret
   example against its own never-seen distribution, which a mean over the forget set does not match:
   reports/ulira-select-small10-cpu). ``mean`` and ``neighbours`` are both in the search space; the small-request
   policy search (configs/policy/cpu/cifar10-mlp.json, 20 trials) drew ``neighbours`` in 6 and chose ``mean``
-  (validation norm 0.110 against 0.136 for the best ``neighbours`` trial, mostly the population MIA gap of 11
+  (its best ``neighbours`` trial was further from retraining on validation, mostly on the population MIA of 11
   forget images): the validation objective holds no per-example attack, so it cannot see what U-LiRA sees.
   ``mean`` stays the default: on
   validation (issue #16's round 5, reports/choices-quantiles-cpu, seeds 0-2 on three originals) ``quantiles`` at
