@@ -94,9 +94,16 @@ def render_markdown(meta: dict[str, Any], sections: list[tuple[Experiment, list[
             + "".join(f"- {d}\n" for d in meta["cells_diverged"])
             + "\n"
         )
+    per_seed = [exp.name for exp, _ in sections if exp.spec.get("originals") == "per-seed"]
+    own = (
+        f"Except in {', '.join(per_seed)}: there each seed starts from its own original (initialisation and data "
+        "order), with its own condensed file and offline checkpoint. "
+        if per_seed
+        else ""
+    )
     w(
         f"Each cell is the mean ± sample standard deviation (n-1) over seeds 0..{meta['seeds'] - 1}. "
-        f"{meta.get('seed_note') or SEED_NOTE} "
+        f"{meta.get('seed_note') or SEED_NOTE} {own}"
         f"Data: {meta.get('data_note', '')} Time is a ratio to retraining of the same model, forget set and seed, "
         "measured in the same run; it counts the whole online request (reduced-set assembly and training) and "
         "excludes offline work (training the original, condensation, DC-U's offline phase). Absolute seconds depend "

@@ -45,6 +45,12 @@ def test_the_report_has_a_time_ratio_only_where_retraining_ran(stream):
     assert all(r["forget"] == "+2 images" for r in rows)
 
 
+def test_the_report_says_a_stream_starts_each_seed_from_its_own_original(stream):
+    out, _ = stream
+    md = (out / "report.md").read_text()
+    assert "Except in stream-10: there each seed starts from its own original" in md
+
+
 def test_streams_start_each_seed_from_its_own_original():
     """The stream experiments compare a seed's methods with that seed's retraining, so they start from that seed's
     original (``originals = "per-seed"``); DC-U's own successive-request table keeps seed 0's, as the paper does."""
