@@ -19,6 +19,7 @@ toolkit changes):
 - distill4: distillation weight 4 (from 1), teacher unchanged.
 
 Usage: python explore3.py CHECKPOINT CONDENSED SEED OUT RETRAIN_JSON[,RETRAIN_JSON...] [CANDIDATE ...]
+       (RETRAIN_JSON "-": retrain here after requests 1, 5, 10 and 20)
        python explore3.py report OUT  (writes OUT/report.md from OUT/explore3-*.json)
 """
 
@@ -108,8 +109,8 @@ def main() -> None:
 
     ck_path, cond_path, seed, out = sys.argv[1], sys.argv[2], int(sys.argv[3]), Path(sys.argv[4])
     code = git_hash()  # read before the run: the checkout may move on while it runs
-    retrain = {}
-    for f in sys.argv[5].split(","):
+    retrain = {}  # "-": retrain here, at the requests of AT (selection-half validation figures of the same draws)
+    for f in sys.argv[5].split(",") if sys.argv[5] != "-" else []:
         retrain.update({k.split("@")[1]: v for k, v in json.loads(Path(f).read_text()).items()})
     names = sys.argv[6:] or list(CANDS)
     out.mkdir(parents=True, exist_ok=True)
@@ -157,6 +158,28 @@ def main() -> None:
         return x, y, w
 
     res = {}
+    if sys.argv[5] == "-":
+        for c in (a - 1 for a in AT):
+            p, prev = reqs[c]
+            r = unlearn_request(
+                ck.model,
+                data,
+                f"indices:{p}",
+                "retrain",
+                device=dev,
+                seed=seed,
+                quiet=True,
+                previous_forget=prev,
+                validation="halves",
+            )
+            rep = r.report
+            retrain[str(c + 1)] = {
+                **{k: rep[k] for k in K},
+                "sel_val_acc": rep["selection_val_acc"],
+                "sel_val_mia": rep["selection_val_mia"],
+                "seconds": rep["time"]["total_s"],
+            }
+            print("retrain", c + 1, retrain[str(c + 1)], flush=True)
     for name in names:
         spec = CANDS[name]
         cm._distillation = anchored if spec.get("anchor") else real_distillation
