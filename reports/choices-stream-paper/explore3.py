@@ -25,6 +25,7 @@ Usage: python explore3.py CHECKPOINT CONDENSED SEED OUT RETRAIN_JSON[,RETRAIN_JS
 
 import json
 import math
+import statistics
 import sys
 from pathlib import Path
 
@@ -47,6 +48,8 @@ CANDS = {
     "ce-real": {"ce_scale": 1e-3},
     "anchor+ce-real": {"anchor": True, "ce_scale": 1e-3},
     "distill4": {"options": {"distill": 4.0}},
+    "anchor+ce-real+fw4": {"anchor": True, "ce_scale": 1e-3, "options": {"forget_weight": 4.0}},
+    "anchor+ce-real+tau1.5": {"anchor": True, "ce_scale": 1e-3, "options": {"forget_ce": 1.5}},
 }
 
 
@@ -63,6 +66,10 @@ def report(out: Path) -> None:
         for name, per in d["candidates"].items():
             for at, r in per.items():
                 rows.append((d["seed"], name, int(at), r, d["retrain"].get(at)))
+    means = {}  # candidate -> request -> val gaps over seeds
+    for seed, name, at, r, ref in rows:
+        if ref:
+            means.setdefault(name, {}).setdefault(at, []).append(gap(r, ref))
     lines = [
         "# Stream drift of the small-request rule: candidates on validation",
         "",
@@ -90,13 +97,36 @@ def report(out: Path) -> None:
             f"{100 * r['sel_val_acc']:.1f} | {100 * r['sel_val_mia']:.0f} | {100 * r['test_acc']:.1f} | {g} | "
             f"{r['seconds']:.2f} |"
         )
+    lines += [
+        "",
+        "Mean val gap to R over the seeds (± sample std), after each request and over requests 5, 10 and 20 (the "
+        "choice's criterion, as in reports/choices-small-paper):",
+        "",
+        "| candidate | seeds | request 1 | request 5 | request 10 | request 20 | mean of 5, 10, 20 |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, per in sorted(means.items(), key=lambda kv: list(CANDS).index(kv[0]) if kv[0] in CANDS else 99):
+        cell = lambda v: f"{statistics.fmean(v):.1f} ± {statistics.stdev(v):.1f}" if len(v) > 1 else f"{v[0]:.1f}"
+        late = [statistics.fmean(per[a]) for a in (5, 10, 20) if a in per]
+        lines.append(
+            f"| {name} | {len(per.get(20, []))} | "
+            + " | ".join(cell(per[a]) if a in per else "" for a in AT)
+            + f" | {statistics.fmean(late):.1f} |"
+        )
+    lines += [
+        "",
+        "Retraining:",
+        "",
+        "| seed | request | RA | FA | VA (sel) | val MIA (sel) | TA | s |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for seed in sorted({t[0] for t in rows}):
         d = json.loads((out / f"explore3-s{seed}.json").read_text())
         for at, ref in sorted(d["retrain"].items(), key=lambda kv: int(kv[0])):
             lines.append(
-                f"| {seed} | retrain | {at} | {100 * ref['retain_acc']:.1f} | {100 * ref['forget_acc']:.0f} | "
+                f"| {seed} | {at} | {100 * ref['retain_acc']:.1f} | {100 * ref['forget_acc']:.0f} | "
                 f"{100 * ref['sel_val_acc']:.1f} | {100 * ref['sel_val_mia']:.0f} | {100 * ref['test_acc']:.1f} | "
-                f"0.0 | {ref['seconds']:.1f} |"
+                f"{ref['seconds']:.1f} |"
             )
     (out / "report.md").write_text("\n".join(lines) + "\n")
 
@@ -111,8 +141,13 @@ def main() -> None:
     code = git_hash()  # read before the run: the checkout may move on while it runs
     retrain = {}  # "-": retrain here, at the requests of AT (selection-half validation figures of the same draws)
     for f in sys.argv[5].split(",") if sys.argv[5] != "-" else []:
-        retrain.update({k.split("@")[1]: v for k, v in json.loads(Path(f).read_text()).items()})
+        got = json.loads(Path(f).read_text())
+        if "retrain" in got:  # an earlier explore3 file of this seed
+            retrain.update(got["retrain"])
+        else:  # explore.py / explore2.py: {"retrain@N": {...}}
+            retrain.update({k.split("@")[1]: v for k, v in got.items()})
     names = sys.argv[6:] or list(CANDS)
+    tag = "round2" if set(names) <= {"anchor+ce-real+fw4", "anchor+ce-real+tau1.5"} else ""
     out.mkdir(parents=True, exist_ok=True)
     ck, data = open_checkpoint(ck_path, "data", False)
     dev = torch.device("cpu")
@@ -212,7 +247,7 @@ def main() -> None:
                 print(name, c + 1, per[str(c + 1)], flush=True)
         res[name] = per
     cm._distillation, UnlearnContext.reduced_tensors = real_distillation, real_tensors
-    (out / f"explore3-s{seed}.json").write_text(
+    (out / f"explore3-s{seed}{'-' + tag if tag else ''}.json").write_text(
         json.dumps(
             {
                 "command": "python " + " ".join(sys.argv),
