@@ -16,7 +16,14 @@ toolkit changes):
 - ce-real: the cross-entropy weighs condensed rows at 1e-3 of their bucket weight (the condensed rows stay in the
   distillation): the hypothesis that fitting the synthetic images' labels drifts the model;
 - anchor+ce-real: both;
-- distill4: distillation weight 4 (from 1), teacher unchanged.
+- distill4: distillation weight 4 (from 1), teacher unchanged;
+- round 2 (anchor+ce-real held RA but forgot less): anchor+ce-real with the ascent at weight 4
+  (anchor+ce-real+fw4) or pushed to 1.5x the validation loss (anchor+ce-real+tau1.5).
+
+Seed 0 starts from .wt/small/mlp-paper.pt (reports/choices-small-paper's original, whose retraining is read back);
+seeds 1 and 2 from the 10-image stream's own originals and condensed files (reports/stream-10-paper's artefacts,
+original-s1.pt, original-s2.pt), retrained here. The choice: the smallest mean val gap over requests 5, 10 and 20
+among candidates run on every seed.
 
 Usage: python explore3.py CHECKPOINT CONDENSED SEED OUT RETRAIN_JSON[,RETRAIN_JSON...] [CANDIDATE ...]
        (RETRAIN_JSON "-": retrain here after requests 1, 5, 10 and 20)
@@ -66,6 +73,7 @@ def report(out: Path) -> None:
         for name, per in d["candidates"].items():
             for at, r in per.items():
                 rows.append((d["seed"], name, int(at), r, d["retrain"].get(at)))
+    seeds = sorted({t[0] for t in rows})
     means = {}  # candidate -> request -> val gaps over seeds
     for seed, name, at, r, ref in rows:
         if ref:
@@ -83,7 +91,8 @@ def report(out: Path) -> None:
     lines += [
         "",
         "val gap to R: Euclidean distance in points to retraining of the same draws on RA, FA, selection-half VA "
-        "and selection-half val MIA (TA is shown, never read). s: the request's seconds (same run within a file).",
+        "and selection-half val MIA (TA is shown, never read). s: the request's seconds, not read: seed 0's first "
+        "file ran while a 15-second test shared the CPU; every other file ran alone.",
         "",
         "| seed | candidate | request | RA | FA | VA (sel) | val MIA (sel) | TA | val gap to R | s |",
         "|---|---|---|---|---|---|---|---|---|---|",
@@ -113,6 +122,9 @@ def report(out: Path) -> None:
             + " | ".join(cell(per[a]) if a in per else "" for a in AT)
             + f" | {statistics.fmean(late):.1f} |"
         )
+    full = {n: per for n, per in means.items() if all(len(per.get(a, [])) == len(seeds) for a in (5, 10, 20))}
+    best = min(full, key=lambda n: statistics.fmean(statistics.fmean(full[n][a]) for a in (5, 10, 20)))
+    lines += ["", f"Chosen on validation (candidates run on every seed, {len(seeds)}): **{best}**."]
     lines += [
         "",
         "Retraining:",
