@@ -96,8 +96,8 @@ def render_markdown(meta: dict[str, Any], sections: list[tuple[Experiment, list[
         )
     per_seed = [exp.name for exp, _ in sections if exp.spec.get("originals") == "per-seed"]
     own = (
-        f"Except in {', '.join(per_seed)}: there each seed starts from its own original (initialisation and data "
-        "order), with its own condensed file and offline checkpoint. "
+        f"In {', '.join(per_seed)}, the original (initialisation and data order), its condensed file and DC-U's "
+        "offline checkpoint are instead made per seed; the per-class cap and the validation split stay shared. "
         if per_seed
         else ""
     )

@@ -48,7 +48,7 @@ def test_the_report_has_a_time_ratio_only_where_retraining_ran(stream):
 def test_the_report_says_a_stream_starts_each_seed_from_its_own_original(stream):
     out, _ = stream
     md = (out / "report.md").read_text()
-    assert "Except in stream-10: there each seed starts from its own original" in md
+    assert "In stream-10, the original (initialisation and data order), its condensed file" in md
 
 
 def test_streams_start_each_seed_from_its_own_original():

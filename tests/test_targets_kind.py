@@ -94,9 +94,9 @@ def test_a_stream_is_compared_where_it_retrained_with_its_own_time_bound_and_fa_
     (tmp_path / "s").mkdir()
     (tmp_path / "s" / "report.json").write_text(json.dumps({"meta": {"git": "f00"}, "cells": {"st": cells}}))
     (tmp_path / "u").mkdir()
-    attacks = {
-        k: {"auc": a, "auc_ci": [a - 0.01, a + 0.01]} for k, a in (("m", 0.6), ("retrained", 0.5), ("original", 0.9))
-    }
+    aucs = (("m", 0.6), ("retrained", 0.5), ("original", 0.9), ("near", 0.56), ("close", 0.51))
+    attacks = {k: {"auc": a, "auc_ci": [a - 0.01, a + 0.01]} for k, a in aucs}
+    attacks["near"]["auc_ci"] = [0.50, 0.62]  # overlaps retraining's interval, AUC above 0.55
     (tmp_path / "u" / "report.json").write_text(json.dumps({"meta": {"git": "ba5"}, "attacks": attacks}))
     src = dict(setting="s", request="stream", report="s", experiment="st", model="mlp", forget="successive", method="m")
     exp = Experiment(
@@ -107,11 +107,14 @@ def test_a_stream_is_compared_where_it_retrained_with_its_own_time_bound_and_fa_
             "time": 0.1,
             "sources": [{**src, "time": 0.02, "fa_from": 3}],
             "ulira": [
-                dict(setting="u", report="u", method="m", overlaps="retrained", clear_of="original", max_auc=0.55)
+                dict(setting="u", report="u", method=m, overlaps="retrained", clear_of="original", max_auc=0.55)
+                for m in ("m", "near", "close")
             ],
         },
     )
-    first, third, ulira = _rows(exp, [{"key": c.key, "result": _run(c, exp, None)} for c in _cells(exp, 2)])
+    first, third, ulira, near, close = _rows(
+        exp, [{"key": c.key, "result": _run(c, exp, None)} for c in _cells(exp, 2)]
+    )
     assert [first["request"], third["request"]] == [
         "stream, request 1",
         "stream, request 3",
@@ -121,12 +124,52 @@ def test_a_stream_is_compared_where_it_retrained_with_its_own_time_bound_and_fa_
     assert third["d_forget_acc"] == "+2.5" and third["targets"]["forget_acc"]["bound"] == 5.0
     assert third["d_retain_acc"] == "-0.9 (a seed misses: -0.5, -1.3)"
     assert third["time"] == "**0.03** (seeds: 0.03, 0.03)" and third["met"] == "no"  # the source's 0.02, not 0.1
+    assert first["targets"]["forget_acc"]["met_on_mean"] is None and first["seeds"] == 2
     assert ulira["met"] == "no" and "AUC at most 0.55: False" in ulira["extra"]
+    assert near["met"] == "no" and "overlaps the reference's: True" in near["extra"]  # overlaps, AUC above 0.55
+    assert close["met"] == "yes"
+
+
+def test_a_request_that_not_every_seed_retrained_says_how_many_seeds_it_compares(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    cells = [
+        _stream(0, "retrain", [_req(0.90, 0.5, 10.0), _req(0.90, 0.5, 10.0)]),
+        _stream(1, "retrain", [_req(0.90, 0.5, 10.0), None]),
+        _stream(0, "m", [_req(0.90, 0.5, 0.1), None]),
+        _stream(1, "m", [_req(0.90, 0.5, 0.1), _req(0.90, 0.5, 0.1)]),
+    ]
+    (tmp_path / "s").mkdir()
+    (tmp_path / "s" / "report.json").write_text(json.dumps({"meta": {"git": "f00"}, "cells": {"st": cells}}))
+    src = dict(setting="s", request="stream", report="s", experiment="st", model="mlp", forget="successive", method="m")
+    exp = Experiment("t", {"kind": "targets", "sample": {"retain_acc": 1.0}, "time": 0.1, "sources": [src]})
+    first, second = _rows(exp, [{"key": c.key, "result": _run(c, exp, None)} for c in _cells(exp, 2)])
+    assert first["request"] == "stream, request 1" and first["met"] == "yes" and first["seeds"] == 2
+    assert "not measured: no seed has both" in second["extra"]  # seed 0 retrained, only seed 1 ran the method
+
+
+@pytest.mark.parametrize(
+    "where, bad, msg",
+    [
+        ("ulira", {"max_auc": 0}, "max_auc"),
+        ("ulira", {"max_auc": 1.5}, "max_auc"),
+        ("ulira", {"max_acu": 0.5}, "unknown keys max_acu"),
+        ("sources", {"fa_form": 10}, "unknown keys fa_form"),
+    ],
+)
+def test_a_misspelt_or_bad_key_is_refused(where, bad, msg):
+    entry = {
+        "sources": dict(
+            setting="s", request="r", report="s", experiment="e", model="mlp", forget="successive", method="m"
+        ),
+        "ulira": dict(setting="u", report="u", method="m", overlaps="retrained", clear_of="original"),
+    }[where]
+    with pytest.raises(ConfigError, match=msg):
+        _sources(Experiment("t", {"kind": "targets", where: [{**entry, **bad}]}))
 
 
 @pytest.mark.parametrize(
     "bad",
-    [{"time": 0}, {"time": "fast"}, {"fa_from": 0}, {"fa_from": 2.5}, {"fa_from": 3, "forget": "random:0.1"}],
+    [{"time": 0}, {"time": "fast"}, {"fa_from": 0}, {"fa_from": 2.5}, {"fa_from": 3, "forget": "random:0.1"}],  # noqa: E501
 )
 def test_a_sources_own_bounds_are_checked(bad):
     src = dict(setting="s", request="r", report="s", experiment="e", model="mlp", forget="successive", method="m")

@@ -39,34 +39,38 @@ from dcforget.forget import ForgetSpec
 from ..workspace import KINDS, Cell, Experiment, Kind, Workspace
 
 NEEDED = ("setting", "request", "report", "experiment", "model", "forget", "method")
+SOURCE_KEYS = (*NEEDED, "time", "fa_from")
+ULIRA_NEEDED = ("setting", "report", "method", "overlaps", "clear_of")
+ULIRA_KEYS = (*ULIRA_NEEDED, "request", "max_auc")
 
 
 def _sources(exp: Experiment) -> list[dict[str, Any]]:
     src = exp.spec.get("sources", [])
     for i, s in enumerate(src):
+        where = f"experiment {exp.name}: source {i + 1}"
         missing = [k for k in NEEDED if k not in s]
         if missing:
-            raise ConfigError(f"experiment {exp.name}: source {i + 1} lacks {', '.join(missing)}")
+            raise ConfigError(f"{where} lacks {', '.join(missing)}")
+        unknown = sorted(set(s) - set(SOURCE_KEYS))
+        if unknown:  # a misspelt bound would otherwise vanish
+            raise ConfigError(f"{where} has unknown keys {', '.join(unknown)} (known: {', '.join(SOURCE_KEYS)})")
         if "time" in s and not (_positive(s["time"])):
-            raise ConfigError(f"experiment {exp.name}: source {i + 1}'s time must be a number > 0, not {s['time']!r}")
-        if "fa_from" in s and not (
-            s["forget"] == "successive"
-            and isinstance(s["fa_from"], int)
-            and not isinstance(s["fa_from"], bool)
-            and s["fa_from"] >= 1
-        ):
-            raise ConfigError(
-                f"experiment {exp.name}: source {i + 1}'s fa_from must be a request number >= 1 of a successive "
-                f"source, not {s['fa_from']!r}"
-            )
+            raise ConfigError(f"{where}'s time must be a number > 0, not {s['time']!r}")
+        if "fa_from" in s:
+            if s["forget"] != "successive":
+                raise ConfigError(f'{where}: fa_from needs a successive source (forget = "successive")')
+            if not (isinstance(s["fa_from"], int) and not isinstance(s["fa_from"], bool) and s["fa_from"] >= 1):
+                raise ConfigError(f"{where}'s fa_from must be a request number >= 1, not {s['fa_from']!r}")
     for i, u in enumerate(exp.spec.get("ulira", [])):
-        missing = [k for k in ("setting", "report", "method", "overlaps", "clear_of") if k not in u]
+        where = f"experiment {exp.name}: ulira entry {i + 1}"
+        missing = [k for k in ULIRA_NEEDED if k not in u]
         if missing:
-            raise ConfigError(f"experiment {exp.name}: ulira entry {i + 1} lacks {', '.join(missing)}")
+            raise ConfigError(f"{where} lacks {', '.join(missing)}")
+        unknown = sorted(set(u) - set(ULIRA_KEYS))
+        if unknown:
+            raise ConfigError(f"{where} has unknown keys {', '.join(unknown)} (known: {', '.join(ULIRA_KEYS)})")
         if "max_auc" in u and not (_positive(u["max_auc"]) and u["max_auc"] <= 1):
-            raise ConfigError(
-                f"experiment {exp.name}: ulira entry {i + 1}'s max_auc must be in (0, 1], not {u['max_auc']!r}"
-            )
+            raise ConfigError(f"{where}'s max_auc must be in (0, 1], not {u['max_auc']!r}")
     return src
 
 
@@ -102,10 +106,10 @@ def _check(deltas: dict[str, list[float]], bounds: dict[str, float | None]) -> d
         out[k] = {
             "mean": mean,
             "per_seed": vals,
-            "bound": bound,
-            "met_on_mean": bound is None or size(mean) <= bound,
-            "met_on_every_seed": bound is None or all(size(v) <= bound for v in vals),
-            "missed_by": 0.0 if bound is None else max(0.0, size(mean) - bound),
+            "bound": bound,  # None: reported, not bounded (and neither met nor missed)
+            "met_on_mean": None if bound is None else size(mean) <= bound,
+            "met_on_every_seed": None if bound is None else all(size(v) <= bound for v in vals),
+            "missed_by": None if bound is None else max(0.0, size(mean) - bound),
         }
     return out
 
@@ -190,24 +194,22 @@ def _run(cell: Cell, exp: Experiment, ws: Workspace) -> dict[str, Any]:
         return {"rows": [{**base, "request": e["request"], "missing": "no cells for the method or retraining"}]}
     spec = {**exp.spec, **({"time": e["time"]} if "time" in e else {})}
     if successive:
-        n = len(next(iter(mine.values()))["cycles"])
-        retrained = [i for i in range(n) if any(r["cycles"][i] is not None for r in retrain.values())]
-        return {
-            "rows": [
-                {
-                    **base,
-                    "request": f"{e['request']}, request {i + 1}",
-                    **_compare(
-                        {s: r["cycles"][i] for s, r in mine.items() if r["cycles"][i] is not None},
-                        {s: r["cycles"][i] for s, r in retrain.items() if r["cycles"][i] is not None},
-                        False,
-                        spec,
-                        ("forget_acc",) if i + 1 < e.get("fa_from", 1) else (),
-                    ),
-                }
-                for i in retrained
-            ]
-        }
+        n = min(len(r["cycles"]) for r in (*mine.values(), *retrain.values()))
+        at = lambda runs, i: {s: r["cycles"][i] for s, r in runs.items() if r["cycles"][i] is not None}  # noqa: E731
+        rows = []
+        for i in range(n):  # the requests after which some seed retrained (a stream: its reference_at)
+            method_i, retrain_i = at(mine, i), at(retrain, i)
+            if not retrain_i:
+                continue
+            row = {**base, "request": f"{e['request']}, request {i + 1}", "seeds_all": len(mine)}
+            if not set(method_i) & set(retrain_i):
+                rows.append({**row, "missing": "no seed has both the method and retraining at this request"})
+                continue
+            unbounded = ("forget_acc",) if i + 1 < e.get("fa_from", 1) else ()
+            rows.append({**row, **_compare(method_i, retrain_i, False, spec, unbounded)})
+        return {"rows": rows}
+    if not set(mine) & set(retrain):
+        return {"rows": [{**base, "request": e["request"], "missing": "no seed has both the method and retraining"}]}
     whole = ForgetSpec.parse(e["forget"]).kind == "class"
     if whole and any("test_acc_other" not in r for r in (*mine.values(), *retrain.values())):
         return {
@@ -244,6 +246,10 @@ def _rows(exp: Experiment, results: list[dict[str, Any]]) -> list[dict[str, Any]
                 "source": f"{r['source']} ({str(r.get('source_git') or '')[:7]})",
                 "seeds": 1,
             }
+            if "seeds" in r:
+                row["seeds"] = len(r["seeds"])
+                if r.get("seeds_all", len(r["seeds"])) != len(r["seeds"]):
+                    row["request"] += f" ({len(r['seeds'])} of {r['seeds_all']} seeds)"
             if "missing" in r:
                 row["extra"] = f"not measured: {r['missing']}"
             elif "auc" in r:
@@ -254,8 +260,8 @@ def _rows(exp: Experiment, results: list[dict[str, Any]]) -> list[dict[str, Any]
                     f"{r['clear_of_baseline']}"
                     + (f"; AUC at most {r['max_auc']}: {r['under_max_auc']}" if "max_auc" in r else "")
                 )
-                if "max_auc" in r:
-                    row["met"] = "yes" if r["under_max_auc"] and r["overlaps_reference"] else "no"
+                met = r["overlaps_reference"] and r["clear_of_baseline"] and r.get("under_max_auc", True)
+                row["met"] = "yes" if met else "no"
             else:
                 t = r["targets"]
                 for k in ("retain_acc", "forget_acc", "test_acc", "mia", "test_acc_other"):
@@ -264,7 +270,7 @@ def _rows(exp: Experiment, results: list[dict[str, Any]]) -> list[dict[str, Any]
                 if "forget_acc_class" in t:
                     row["fa_class"] = _fmt(t["forget_acc_class"], signed=False)
                 row["time"] = _fmt(t["time_ratio"], signed=False)
-                row["met"] = "yes" if all(v["met_on_mean"] for v in t.values()) else "no"
+                row["met"] = "yes" if all(v["met_on_mean"] for v in t.values() if v["bound"] is not None) else "no"
                 row["targets"] = t
             rows.append(row)
     return rows

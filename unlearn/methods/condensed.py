@@ -84,9 +84,9 @@ validation MIA (test figures are reported, never read), and by its time over ret
   ``NEIGHBOURS`` (10) validation images of its class nearest to it in the original's features (U-LiRA reads each
   example against its own never-seen distribution, which a mean over the forget set does not match:
   reports/ulira-select-small10-cpu). ``mean`` and ``neighbours`` are both in the search space; the small-request
-  policy search (configs/policy/cpu/cifar10-mlp.json, 20 trials) drew ``neighbours`` in 6 and chose ``mean``
-  (its best ``neighbours`` trial was further from retraining on validation, mostly on the population MIA of 11
-  forget images): the validation objective holds no per-example attack, so it cannot see what U-LiRA sees.
+  policy search (configs/policy/cpu/cifar10-mlp.json) chose ``mean`` (its best ``neighbours`` trial was further
+  from retraining on validation, on FA and the validation MIA): the validation objective holds no per-example
+  attack, so it cannot see what U-LiRA sees.
   ``mean`` stays the default: on
   validation (issue #16's round 5, reports/choices-quantiles-cpu, seeds 0-2 on three originals) ``quantiles`` at
   weight 1 changed the val gap to retraining by -1.0 ± 1.1 / +2.0 ± 3.1 / -4.3 ± 4.1 points (MLP / CNN / demo), at
