@@ -159,7 +159,13 @@ def main() -> None:
         else:  # explore.py / explore2.py: {"retrain@N": {...}}
             retrain.update({k.split("@")[1]: v for k, v in got.items()})
     names = sys.argv[6:] or list(CANDS)
-    tag = "round2" if set(names) <= {"anchor+ce-real+fw4", "anchor+ce-real+tau1.5"} else ""
+    tag = (
+        "round2"
+        if set(names) <= {"anchor+ce-real+fw4", "anchor+ce-real+tau1.5"}
+        else "round3"
+        if set(names) <= {"ce-real", "distill4"} and seed != 0
+        else ""
+    )  # round 3: seed 0's single-seed candidates on seeds 1 and 2
     out.mkdir(parents=True, exist_ok=True)
     ck, data = open_checkpoint(ck_path, "data", False)
     dev = torch.device("cpu")
