@@ -120,10 +120,10 @@ validation MIA (test figures are reported, never read), and by its time over ret
   weight 1, which was closer to retraining after requests 5, 10 and 20. RA still drifts over a stream (issue #33).
   Why it drifts was explored on validation (reports/choices-stream-paper, seeds 0-2, each with its own original):
   the distillation's teacher is the request's own start model, which drifts with the stream, and the cross-entropy
-  fits the condensed images' labels. Distilling the condensed rows towards the first original's logits and taking
-  the cross-entropy on the real rows only held RA closer to retraining's after 20 requests, but the forget set
-  stayed better classified than retraining's, and its val gap to retraining was larger than the rule's; neither
-  change alone, nor either with a stronger ascent, beat the rule, which stays.
+  fits the condensed images' labels. Distilling the condensed rows towards the first original's logits and
+  down-weighting the condensed rows' cross-entropy held RA closer to retraining's after 20 requests, but the forget
+  set stayed better classified than retraining's; no candidate (either change, both, both with a stronger ascent,
+  or a stronger distillation) had a smaller val gap to retraining than the rule, which stays.
 """
 
 import math
