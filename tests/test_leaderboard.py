@@ -600,6 +600,19 @@ def test_a_policys_candidates_are_rows_with_their_retain_source_and_validated_op
     assert cell_digest("s", cells[3], exp, ws.preset) != before
 
 
+def test_leave_out_drops_the_named_candidates_and_nothing_else(tmp_path, monkeypatch):
+    import experiments.kinds.leaderboard as lb
+
+    _policy(tmp_path / "cfg" / "policy" / "smoke" / "synthetic-mlp.json")
+    monkeypatch.setattr(lb, "config_dirs", lambda: [tmp_path / "cfg"])
+    spec = {"kind": "leaderboard", "models": ["mlp"], "methods": [], "forget": "random:0.2"}
+    spec |= {"policy": "smoke/synthetic-mlp", "policy_entry": "large"}
+    every = [c.key["method"] for c in _cells(Experiment("lb", spec), 1)]
+    left = [c.key["method"] for c in _cells(Experiment("lb", {**spec, "leave_out": ["finetune (reduced)"],
+                                                                 "reductions": "too slow here"}), 1)]  # fmt: skip
+    assert "finetune (reduced)" in every and left == [m for m in every if m != "finetune (reduced)"]
+
+
 def test_the_pareto_front_keeps_rows_no_other_row_beats_on_both():
     from experiments.kinds.leaderboard_rows import pareto_front
 
@@ -622,6 +635,14 @@ def test_the_pareto_front_keeps_rows_no_other_row_beats_on_both():
         ({"policy": "smoke/synthetic-mlp", "policy_entry": "large", "forget": "class:1"}, "not class ones"),
         ({"policy": "smoke/synthetic-mlp", "policy_entry": "large", "models": ["cnn"]}, "not cnn"),
         ({"policy": "smoke/synthetic-mlp", "policy_entry": "large", "dataset": "mnist"}, "not mnist"),
+        (
+            {"policy": "smoke/synthetic-mlp", "policy_entry": "large", "leave_out": ["kde (full)"], "reductions": "x"},
+            "not candidates",
+        ),
+        ({"policy": "smoke/synthetic-mlp", "policy_entry": "large", "leave_out": "finetune (full)"}, "a list"),
+        ({"policy": "smoke/synthetic-mlp", "policy_entry": "large", "leave_out": ["finetune (full)"]}, "reductions"),
+        ({"leave_out": ["finetune (full)"], "reductions": "x"}, "has no policy"),
+        ({"originals": "seed-0"}, "one original per seed"),
     ],
 )
 def test_a_bad_policy_reference_is_one_config_error(tmp_path, monkeypatch, spec, message):

@@ -21,7 +21,7 @@ Full against reduced retain: ``policy = "PRESET/DATASET-MODEL"`` (a file under `
 validation split, served the validation split as its own study served it (``halves`` for a method that reads it).
 The entry's studies must have been searched on the experiment's dataset, model and kind of forgetting. Each row is
 then measured on the test split beside retraining in the same run, so the table shows what the validation search's
-choices give on test."""
+choices give on test. ``leave_out = [LABEL, ...]`` drops candidates (the experiment's ``reductions`` says why)."""
 
 from __future__ import annotations
 
@@ -86,15 +86,39 @@ def _candidate(exp: Experiment, label: str) -> tuple[PolicyEntry, PolicyCandidat
     return (entry, found) if found is not None else None
 
 
+def left_out(exp: Experiment, entry: PolicyEntry | None) -> list[str]:
+    """The policy candidates the experiment leaves out (``leave_out``, a list of candidate labels; the experiment's
+    ``reductions`` says why), checked: each must be one of the entry's candidates."""
+    out = exp.spec.get("leave_out", [])
+    if not isinstance(out, list) or not all(isinstance(x, str) for x in out):
+        raise ConfigError(f"experiment {exp.name}: leave_out must be a list of policy candidate labels")
+    if out and entry is None:
+        raise ConfigError(f"experiment {exp.name}: leave_out names policy candidates, but the experiment has no policy")
+    known = {c.label for c in entry.candidates} if entry else set()
+    unknown = [x for x in out if x not in known]
+    if unknown:
+        raise ConfigError(
+            f"experiment {exp.name}: leave_out names {', '.join(unknown)}, not candidates of the policy entry "
+            f"(its candidates: {', '.join(sorted(known))})"
+        )
+    if out and not exp.spec.get("reductions"):
+        raise ConfigError(f"experiment {exp.name}: leave_out needs `reductions`, saying why they are left out")
+    return out
+
+
 def labels(exp: Experiment) -> list[str]:
-    """The rows' methods: the experiment's ``methods`` (references included), then the policy entry's candidates."""
+    """The rows' methods: the experiment's ``methods`` (references included), then the policy entry's candidates
+    but those it leaves out (``leave_out``)."""
     entry = policy_entry(exp)
     own = list(exp.spec.get("methods", []))
-    return own + [c.label for c in (entry.candidates if entry else ()) if c.label not in own]
+    gone = set(left_out(exp, entry))
+    return own + [c.label for c in (entry.candidates if entry else ()) if c.label not in own and c.label not in gone]
 
 
 def _cells(exp: Experiment, seeds: int) -> list[Cell]:
     s = exp.spec
+    if s.get("originals", "per-seed") != "per-seed":  # said in a suite whose seed note shares one original
+        raise ConfigError(f'experiment {exp.name}: a leaderboard has one original per seed: originals = "per-seed"')
     methods = [m for m in labels(exp) if m not in REFERENCES]
     forget = s.get("forget", "random:0.1")
     spec = ForgetSpec.parse(forget)
