@@ -19,6 +19,9 @@ toolkit changes):
 - distill4: distillation weight 4 (from 1), teacher unchanged;
 - round 2 (anchor+ce-real held RA but forgot less): anchor+ce-real with the ascent at weight 4
   (anchor+ce-real+fw4) or pushed to 1.5x the validation loss (anchor+ce-real+tau1.5).
+- round 4 (reports/choices-stream100-paper: on 100-image requests ``forget_match=neighbours`` held RA at the
+  original's level where the rule drifted): ``forget_match=neighbours`` alone and with the stronger forgetting that
+  exploration tried (options of the toolkit, nothing monkeypatched).
 
 Seed 0 starts from .wt/small/mlp-paper.pt (reports/choices-small-paper's original, whose retraining is read back);
 seeds 1 and 2 from the 10-image stream's own originals and condensed files (reports/stream-10-paper's artefacts,
@@ -57,7 +60,15 @@ CANDS = {
     "distill4": {"options": {"distill": 4.0}},
     "anchor+ce-real+fw4": {"anchor": True, "ce_scale": 1e-3, "options": {"forget_weight": 4.0}},
     "anchor+ce-real+tau1.5": {"anchor": True, "ce_scale": 1e-3, "options": {"forget_ce": 1.5}},
+    # round 4 (after reports/choices-stream100-paper: per-example forget targets held RA flat over 100-image requests)
+    "neighbours": {"options": {"forget_match": "neighbours"}},
+    "neighbours-fw4": {"options": {"forget_match": "neighbours", "forget_weight": 4.0}},
+    "neighbours-s100": {"options": {"forget_match": "neighbours", "small_steps": 100}},
+    "neighbours-lr3e-4": {"options": {"forget_match": "neighbours", "small_lr": 3e-4}},
+    "neighbours-tau1.5": {"options": {"forget_match": "neighbours", "forget_ce": 1.5}},
+    "neighbours-s100-fw4": {"options": {"forget_match": "neighbours", "small_steps": 100, "forget_weight": 4.0}},
 }
+ROUND4 = {n for n in CANDS if n.startswith("neighbours")}
 
 
 def gap(r, ref):
@@ -164,6 +175,8 @@ def main() -> None:
         if set(names) <= {"anchor+ce-real+fw4", "anchor+ce-real+tau1.5"}
         else "round3"
         if set(names) <= {"ce-real", "distill4"} and seed != 0
+        else "round4"
+        if set(names) <= ROUND4
         else ""
     )  # round 3: seed 0's single-seed candidates on seeds 1 and 2
     out.mkdir(parents=True, exist_ok=True)
