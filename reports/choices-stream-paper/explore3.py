@@ -21,7 +21,8 @@ toolkit changes):
   (anchor+ce-real+fw4) or pushed to 1.5x the validation loss (anchor+ce-real+tau1.5).
 - round 4 (reports/choices-stream100-paper: on 100-image requests ``forget_match=neighbours`` held RA at the
   original's level where the rule drifted): ``forget_match=neighbours`` alone and with the stronger forgetting that
-  exploration tried (options of the toolkit, nothing monkeypatched).
+  exploration tried, and its two closest of round 1 there: 100 steps, lr 3e-4 (options of the toolkit, nothing
+  monkeypatched).
 
 Seed 0 starts from .wt/small/mlp-paper.pt (reports/choices-small-paper's original, whose retraining is read back);
 seeds 1 and 2 from the 10-image stream's own originals and condensed files (reports/stream-10-paper's artefacts,
@@ -67,8 +68,10 @@ CANDS = {
     "neighbours-lr3e-4": {"options": {"forget_match": "neighbours", "small_lr": 3e-4}},
     "neighbours-tau1.5": {"options": {"forget_match": "neighbours", "forget_ce": 1.5}},
     "neighbours-s100-fw4": {"options": {"forget_match": "neighbours", "small_steps": 100, "forget_weight": 4.0}},
+    "s100": {"options": {"small_steps": 100}},
+    "lr3e-4": {"options": {"small_lr": 3e-4}},
 }
-ROUND4 = {n for n in CANDS if n.startswith("neighbours")}
+ROUND4 = {n for n in CANDS if n.startswith("neighbours")} | {"s100", "lr3e-4"}
 
 
 def gap(r, ref):
