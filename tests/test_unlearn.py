@@ -620,11 +620,28 @@ def test_condensed_forget_neighbours_give_each_image_the_loss_of_unseen_images_l
         {"forget_ce": 1.0, "forget_ce_unit": "val", "forget_match": "median"},
         {"forget_ce": 1.0, "forget_ce_unit": "nats", "forget_match": "quantiles"},
         {"forget_ce": 1.0, "forget_ce_unit": "nats", "forget_match": "neighbours"},
+        {"forget_batch": -1},
+        {"forget_batch": 2.5},
+        {"forget_batch": True},
     ],
 )
 def test_condensed_rejects_bad_forget_term_options(setup, options):
     with pytest.raises(ConfigError, match="forget_"):
         _condensed_out(setup, "random:0.1", **options)
+
+
+def test_condensed_forget_batch_sets_how_many_forget_images_a_step_draws(setup):
+    """forget_batch 0: the forget set's share of a reduced-set batch; N: N images, at most the forget set."""
+
+    def run(**o):
+        res = _condensed_out(setup, "random:0.2", reset="none", epochs=10, lr=1e-3, forget_ce=3.0,
+                             forget_ce_unit="nats", forget_weight=4.0, batch_size=16, **o)  # fmt: skip
+        return res.report["method_extra"]["forget_batch"], len(res.split.forget)
+
+    share, n = run()
+    assert 1 <= share < n  # 16 x |F| / |reduced set|
+    assert run(forget_batch=3)[0] == 3
+    assert run(forget_batch=10_000) == (n, n)
 
 
 def test_condensed_forget_ce_in_units_of_the_originals_validation_loss(setup):

@@ -92,6 +92,11 @@ validation MIA (test figures are reported, never read), and by its time over ret
   weight 1 changed the val gap to retraining by -1.0 ± 1.1 / +2.0 ± 3.1 / -4.3 ± 4.1 points (MLP / CNN / demo), at
   weight 2 and 4 it was worse on all three, and it lowered FA only with RA. The validation split also judges
   choices, so a choice of this unit read on validation figures is confirmed on the test split's figures (README).
+* ``forget_batch`` (default 0) -- how many forget images each step's forget term draws: 0 takes the forget set's
+  share of a reduced-set batch (``batch_size * |F| / |reduced set|``: a 100-image request on a 6,400-image reduced
+  set draws 4 images a step, and the mean loss of 4 images is a noisy stand-in for the forget set's); N draws N
+  images (at most the forget set). Explored on validation at 100-image requests of a stream
+  (reports/choices-stream100-paper).
 * ``epochs`` 0 (default) = auto: 6 epochs, sized so that a whole random-10% request stays well under 0.2x
   retraining's time on the cpu benchmark (1,000 images per class: 6 epochs of its 7,300-image reduced set are 174
   optimiser steps), raised when layers were re-initialised until they get at least ``min_steps`` (40) optimiser
@@ -183,7 +188,8 @@ def _partial_reset(
 
 def _with_forget_term(ctx: UnlearnContext, model: torch.nn.Module, extra, x: torch.Tensor, o: dict, whole: bool):
     """``forget_ce`` tau > 0 adds a forget term to every step, on a batch of forget images drawn at the forget
-    set's share of a reduced-set batch (from a seed derived from the request's). ``forget_match="mean"``:
+    set's share of a reduced-set batch (``forget_batch`` 0), or of ``forget_batch`` images (at most the forget set),
+    from a seed derived from the request's. ``forget_match="mean"``:
     ``forget_weight * relu(tau - mean CE)``, a bounded ascent that raises the forget set's mean loss to tau (an unseen
     image's level) and then stops pushing. ``"quantiles"``: ``forget_weight * mean |sorted CE - Q|``, the 1-D
     Wasserstein distance between the batch's losses and the quantiles Q of the original's losses on the validation
@@ -204,7 +210,12 @@ def _with_forget_term(ctx: UnlearnContext, model: torch.nn.Module, extra, x: tor
         return extra
     xf, yf = ctx.forget()
     xf, yf = as_unit(xf).to(ctx.device), yf.to(ctx.device)
-    size = max(1, round(int(o["batch_size"]) * len(yf) / max(len(x), 1)))
+    fb = o["forget_batch"]
+    if not (isinstance(fb, int) and not isinstance(fb, bool) and fb >= 0):
+        raise ConfigError(f"forget_batch must be an integer >= 0 (0 = the forget set's share), got {fb!r}")
+    share = max(1, round(int(o["batch_size"]) * len(yf) / max(len(x), 1)))
+    size = share if fb == 0 else min(fb, len(yf))
+    ctx.extra["forget_batch"] = size
     target = None
     if unit == "val":  # in units of the losses of images the model never saw, measured on the validation split
         heldout = _heldout_losses(ctx).to(ctx.device)
@@ -335,6 +346,7 @@ def _share(part: torch.nn.Module, model: torch.nn.Module) -> float:
     forget_weight=1.0,
     forget_ce_unit="val",
     forget_match="mean",
+    forget_batch=0,
     small_request=0.01,
     small_steps=40,
     small_lr=1e-4,
