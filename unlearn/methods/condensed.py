@@ -110,25 +110,32 @@ validation MIA (test figures are reported, never read), and by its time over ret
   An explicit ``--epochs N`` is used as given.
 * ``steps`` (default 0: off) -- train exactly this many optimiser steps, epochs follow, so that comparisons across
   reduced sets of different sizes (the K sweep) hold the training budget fixed.
-* SMALL REQUESTS: ``small_request`` (default 0.01; 0 turns the rule off), ``small_steps`` (40), ``small_lr`` (1e-4).
-  A per-sample request that adds at most ``small_request`` of the training set (a person's few images; each request
-  of a stream: only its NEW images count, the earlier ones are already forgotten by the model it starts from) keeps
-  the model whole (``reset=auto`` resets nothing) and trains ``small_steps`` optimiser steps at ``small_lr``
-  without DSA and with a clean teacher; the bounded forget ascent runs as for any per-sample request.
-  ``method_extra.profile`` says which rule a request ran under. Why: retraining without a handful of images is the
-  original model minus their memorisation, so nothing should be re-initialised; and a reduced set is mostly
-  condensed images, so every step on it moves the model away from the real retain images it memorised. Chosen on
-  validation figures (the selection half) at DC-U's MLP settings (reports/choices-small-paper, seed 0 only): on five
-  10-image requests the per-sample rule (everything re-initialised on the MLP) lost a tenth of RA on the first
-  request and compounded; without a reset, DSA alone still made RA drift; without DSA, 40 steps at 1e-4 were
-  closest to retraining; over twenty requests the ascent at weight 4 (best over five) drifted RA further than at
-  weight 1, which was closer to retraining after requests 5, 10 and 20. RA still drifts over a stream (issue #33).
-  Why it drifts was explored on validation (reports/choices-stream-paper, seeds 0-2, each with its own original):
-  the distillation's teacher is the request's own start model, which drifts with the stream, and the cross-entropy
-  fits the condensed images' labels. Distilling the condensed rows towards the first original's logits and
-  down-weighting the condensed rows' cross-entropy held RA closer to retraining's after 20 requests, but the forget
-  set stayed better classified than retraining's; no candidate (either change, both, both with a stronger ascent,
-  or a stronger distillation) had a smaller val gap to retraining than the rule, which stays.
+* SMALL REQUESTS: ``small_request`` (default 0.01; 0 turns the rule off). A per-sample request that adds at most
+  ``small_request`` of the training set (a person's few images; each request of a stream: only its NEW images count,
+  the earlier ones are already forgotten by the model it starts from) keeps the model whole (``reset=auto`` resets
+  nothing) and trains a few steps without DSA and with a clean teacher; the bounded forget ascent aims at
+  ``small_forget_match`` (default ``neighbours``: each forget image up to its own never-seen level; used where
+  ``forget_ce_unit=val``, else ``forget_match``). Its steps and rate grow with the request's new images
+  (``small_schedule``): ``small_steps`` (40) at ``small_lr`` (1e-4) up to ``small_images`` (10),
+  ``small_steps_upper`` (100) at ``small_lr_upper`` (3e-4) from ``small_images_upper`` (100), geometric
+  interpolation between the two anchors (only the anchors were chosen on validation; a request between them runs
+  an interpolation nobody measured). ``method_extra.profile`` says which rule a request ran under and
+  ``method_extra.small_request`` what it set. Why: retraining without a handful of images is the original model
+  minus their memorisation, so nothing should be re-initialised; and a reduced set is mostly condensed images, so
+  every step on it moves the model away from the real retain images it memorised. Chosen on validation figures
+  (the selection half) at DC-U's MLP settings:
+
+  - no reset, no DSA, 40 steps at 1e-4 (reports/choices-small-paper, seed 0, five 10-image requests): the
+    per-sample rule (everything re-initialised on the MLP) lost a tenth of RA on the first request and compounded;
+    without a reset, DSA alone still made RA drift;
+  - the per-example target (reports/choices-stream-paper, round 4; twenty 10-image requests, seeds 0-2, each from
+    its own original): with the mean target RA drifted over the stream (the ascent on a one-image batch pushes that
+    image far past the mean); ``neighbours`` held RA at the original's level and kept FA near retraining's, at 40
+    steps and 1e-4 (100 steps or 3e-4 over-forgot). Earlier candidates (distilling from the first original,
+    down-weighting the condensed rows' cross-entropy, stronger ascent or distillation) did not come closer;
+  - the upper anchor (reports/choices-stream100-paper; ten 100-image requests, seeds 0-2): the 10-image rule
+    under-forgot there (its forget batch is 4 images a step, 256 x 100 / 6,444) and drifted; ``neighbours`` with
+    100 steps at 3e-4 came closest of 21 candidates (within the stream's 0.05x time bound).
 """
 
 import math
@@ -306,12 +313,30 @@ def _small_request(ctx: UnlearnContext, o: dict, whole: bool) -> bool:
     frac = o["small_request"]
     if not (_number(frac) and 0 <= frac <= 1):
         raise ConfigError(f"small_request must be a fraction in [0, 1], got {frac!r}")
-    for k in ("small_steps",):
+    for k in ("small_steps", "small_steps_upper", "small_images", "small_images_upper"):
         if not (isinstance(o[k], int) and not isinstance(o[k], bool) and o[k] >= 1):
             raise ConfigError(f"{k} must be an integer >= 1, got {o[k]!r}")
-    if not (_number(o["small_lr"]) and o["small_lr"] > 0):
-        raise ConfigError(f"small_lr must be > 0, got {o['small_lr']!r}")
+    for k in ("small_lr", "small_lr_upper"):
+        if not (_number(o[k]) and o[k] > 0):
+            raise ConfigError(f"{k} must be > 0, got {o[k]!r}")
+    if o["small_images"] >= o["small_images_upper"]:
+        raise ConfigError(
+            f"small_images ({o['small_images']}) must be under small_images_upper ({o['small_images_upper']})"
+        )
+    if o["small_forget_match"] not in ("mean", "quantiles", "neighbours"):
+        raise ConfigError(f"small_forget_match must be mean, quantiles or neighbours, got {o['small_forget_match']!r}")
     return not whole and ctx.new_forget_count() <= frac * len(ctx.data.train)
+
+
+def small_schedule(o: dict, new: int) -> tuple[int, float]:
+    """(steps, lr) of a small request adding ``new`` images: ``small_steps`` at ``small_lr`` up to ``small_images``
+    new images, ``small_steps_upper`` at ``small_lr_upper`` from ``small_images_upper``, and geometric interpolation
+    between the two (both anchors were chosen on validation; nothing between or beyond them was)."""
+    lo, hi = int(o["small_images"]), int(o["small_images_upper"])
+    t = min(max(math.log(max(new, 1) / lo) / math.log(hi / lo), 0.0), 1.0)
+    steps = round(int(o["small_steps"]) * (int(o["small_steps_upper"]) / int(o["small_steps"])) ** t)
+    lr = float(o["small_lr"]) * (float(o["small_lr_upper"]) / float(o["small_lr"])) ** t
+    return max(1, steps), lr
 
 
 def _share(part: torch.nn.Module, model: torch.nn.Module) -> float:
@@ -350,6 +375,11 @@ def _share(part: torch.nn.Module, model: torch.nn.Module) -> float:
     small_request=0.01,
     small_steps=40,
     small_lr=1e-4,
+    small_images=10,
+    small_steps_upper=100,
+    small_lr_upper=3e-4,
+    small_images_upper=100,
+    small_forget_match="neighbours",
     space={
         "epochs": Fixed(0),
         "min_steps": Int(20, 680, log=True),
@@ -358,6 +388,7 @@ def _share(part: torch.nn.Module, model: torch.nn.Module) -> float:
         "keep": Float(0.0, 0.95),
         "forget_ce": Float(0.0, 2.0),
         "forget_match": Choice(("mean", "neighbours")),
+        "small_forget_match": Choice(("mean", "neighbours")),
     },
 )  # epochs stay auto: min_steps sizes the training
 def condensed(ctx: UnlearnContext):
@@ -376,10 +407,12 @@ def condensed(ctx: UnlearnContext):
     small = _small_request(ctx, o, whole)
     ctx.extra["profile"] = "whole classes" if whole else ("small request" if small else "per-sample")
     if small:  # a few images: keep the model, no augmentation, a few gentle steps (SMALL REQUESTS above)
-        o = {**o, "dsa": False, "teacher": "clean", "lr": float(o["small_lr"])}
-        ctx.extra["small_request"] = {k: o[k] for k in ("dsa", "teacher", "lr")}
+        steps, lr = small_schedule(o, ctx.new_forget_count())
+        match = o["small_forget_match"] if o["forget_ce_unit"] == "val" else o["forget_match"]
+        o = {**o, "dsa": False, "teacher": "clean", "lr": lr, "forget_match": match}
+        ctx.extra["small_request"] = {k: o[k] for k in ("dsa", "teacher", "lr", "forget_match")}
         if not o["steps"] and not o["epochs"]:
-            o["steps"] = int(o["small_steps"])
+            o["steps"] = steps
         ctx.options = o
     if reset == "auto" and small:
         reset = "none"
