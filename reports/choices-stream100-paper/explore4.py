@@ -22,8 +22,8 @@ the request's own start model, forget ascent bounded at the validation loss, ``f
 - round 5 (no round 4 here: explore3's round 4 is the 10-image stream's): the forget term's batch. By default each
   step draws the forget set's share of a reduced-set batch, 4 of the 100 images at request 1 (256 x 100 / 6,444),
   whose mean loss is a noisy stand-in for the forget set's, so the bounded ascent stops early; ``forget_batch=64``
-  (a toolkit option added for this), with the mean and the neighbours targets, alone and with 100 steps, and round
-  3's closest (neighbours, 100 steps at lr 3e-4) with it.
+  (a toolkit option added for this), with the mean and the neighbours targets, alone and with 100 steps (round 3's
+  closest with it was written here and never run).
 
 Ten successive requests of 100 images at DC-U's MLP settings (42,500 training images, FDM K=450 per class), each
 drawn uniformly from what is left (generator(S * 7919 + 2), written under OUT/streams/); seed S starts from the
@@ -81,12 +81,6 @@ ROUND5 = {  # the forget term's batch: the forget set's share of a reduced-set b
     "fb64-s100": {"forget_batch": 64, "small_steps": 100},
     "neighbours-fb64": {"forget_match": "neighbours", "forget_batch": 64},
     "neighbours-fb64-s100": {"forget_match": "neighbours", "forget_batch": 64, "small_steps": 100},
-    "neighbours-s100-lr3e-4-fb64": {
-        "forget_match": "neighbours",
-        "small_steps": 100,
-        "small_lr": 3e-4,
-        "forget_batch": 64,
-    },  # round 3's closest, with the larger forget batch
 }
 ALL = {**CANDS, **ROUND2, **ROUND3, **ROUND5}
 
