@@ -45,7 +45,7 @@ def test_a_small_request_keeps_the_model_and_a_large_one_resets(setup, tmp_path)
     small = _request(mlp, data, cs, [3, 70], tmp=tmp_path)  # 2 of 204 images: at most 1%
     extra = small.report["method_extra"]
     assert extra["profile"] == "small request" and extra["reset"] == "none" and extra["steps"] == 40
-    assert extra["small_request"] == {"dsa": False, "teacher": "clean", "lr": 1e-4, "forget_match": "neighbours"}
+    assert extra["small_request"] == {"dsa": False, "teacher": "clean", "lr": 1e-4, "forget_match": "mean"}
     large = _request(mlp, data, cs, list(range(0, 200, 10)), tmp=tmp_path)  # 20 images: 10%
     assert large.report["method_extra"]["profile"] == "per-sample"
     assert large.report["method_extra"]["reset"] == "all"  # the MLP's rule for per-sample forgetting
@@ -55,30 +55,32 @@ def test_a_small_request_keeps_the_model_and_a_large_one_resets(setup, tmp_path)
         _request(mlp, data, cs, [3, 70], tmp=tmp_path, small_request=2.0)
 
 
-def test_a_small_requests_steps_and_rate_grow_with_its_new_images_between_the_two_anchors():
+def test_a_small_requests_steps_rate_and_target_follow_its_new_images_between_the_two_anchors():
     from unlearn.methods import METHODS
     from unlearn.methods.condensed import small_schedule
 
     o = METHODS.get("condensed").defaults
-    lo, hi = (o["small_steps"], o["small_lr"]), (o["small_steps_upper"], o["small_lr_upper"])
+    lo = (o["small_steps"], o["small_lr"], o["forget_match"])
+    hi = (o["small_steps_upper"], o["small_lr_upper"], o["small_forget_match"])
+    assert lo != hi
     assert small_schedule(o, 1) == lo and small_schedule(o, o["small_images"]) == lo
     assert small_schedule(o, o["small_images_upper"]) == pytest.approx(hi)
     assert small_schedule(o, 10 * o["small_images_upper"]) == pytest.approx(hi)  # not extrapolated
     between = [small_schedule(o, n) for n in range(o["small_images"], o["small_images_upper"] + 1)]
     assert all(a[0] <= b[0] and a[1] <= b[1] for a, b in zip(between, between[1:]))  # monotone
-    mid = small_schedule(o, round((o["small_images"] * o["small_images_upper"]) ** 0.5))  # the geometric middle
-    assert mid[1] == pytest.approx((lo[1] * hi[1]) ** 0.5, rel=0.05)
+    middle = round((o["small_images"] * o["small_images_upper"]) ** 0.5)  # the geometric middle
+    assert small_schedule(o, middle)[1] == pytest.approx((lo[1] * hi[1]) ** 0.5, rel=0.05)
+    assert small_schedule(o, middle - 1)[2] == lo[2] and small_schedule(o, middle + 1)[2] == hi[2]  # nearer anchor
+    assert small_schedule({**o, "forget_ce_unit": "nats"}, o["small_images_upper"])[2] == o["forget_match"]
 
 
-def test_a_small_request_runs_the_schedule_and_its_own_forget_target(setup, tmp_path):
+def test_a_small_request_runs_the_schedule(setup, tmp_path):
     data, mlp, cs = setup
     opts = {"small_request": 0.05, "small_images": 2, "small_images_upper": 8, "small_steps_upper": 10}
-    res = _request(mlp, data, cs, [1, 2, 3, 4], tmp=tmp_path, **opts)  # 4 new images: between the anchors
+    res = _request(mlp, data, cs, [1, 2, 3, 4, 5], tmp=tmp_path, **opts)  # 5 new images: nearer the upper anchor
     extra = res.report["method_extra"]
     assert extra["profile"] == "small request" and 40 > extra["steps"] > 10
-    assert 1e-4 < extra["small_request"]["lr"] < 3e-4
-    nats = _request(mlp, data, cs, [1, 2], tmp=tmp_path, forget_ce_unit="nats", forget_ce=3.0)
-    assert nats.report["method_extra"]["small_request"]["forget_match"] == "mean"  # neighbours needs the val unit
+    assert 1e-4 < extra["small_request"]["lr"] < 3e-4 and extra["small_request"]["forget_match"] == "neighbours"
     for bad, match in (({"small_images": 100}, "small_images"), ({"small_lr_upper": 0}, "small_lr_upper"),
                        ({"small_forget_match": "median"}, "small_forget_match")):  # fmt: skip
         with pytest.raises(ConfigError, match=match):

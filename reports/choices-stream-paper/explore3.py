@@ -23,7 +23,6 @@ toolkit changes):
   original's level where the rule drifted): ``forget_match=neighbours`` alone and with the stronger forgetting that
   exploration tried, and its two closest of round 1 there: 100 steps, lr 3e-4 (options of the toolkit, nothing
   monkeypatched).
-- round 5: the 100-image exploration's closest candidate (neighbours, 100 steps at lr 3e-4).
 
 Seed 0 starts from .wt/small/mlp-paper.pt (reports/choices-small-paper's original, whose retraining is read back);
 seeds 1 and 2 from the 10-image stream's own originals and condensed files (reports/stream-10-paper's artefacts,
@@ -71,8 +70,6 @@ CANDS = {
     "neighbours-s100-fw4": {"options": {"forget_match": "neighbours", "small_steps": 100, "forget_weight": 4.0}},
     "s100": {"options": {"small_steps": 100}},
     "lr3e-4": {"options": {"small_lr": 3e-4}},
-    # round 5: the 100-image exploration's closest (reports/choices-stream100-paper, round 3)
-    "neighbours-s100-lr3e-4": {"options": {"forget_match": "neighbours", "small_steps": 100, "small_lr": 3e-4}},
 }
 ROUND4 = {n for n in CANDS if n.startswith("neighbours")} | {"s100", "lr3e-4"}
 
@@ -183,8 +180,6 @@ def main() -> None:
         if set(names) <= {"ce-real", "distill4"} and seed != 0
         else "round4"
         if set(names) <= ROUND4
-        else "round5"
-        if set(names) <= {"neighbours-s100-lr3e-4"}
         else ""
     )  # round 3: seed 0's single-seed candidates on seeds 1 and 2
     out.mkdir(parents=True, exist_ok=True)

@@ -113,29 +113,30 @@ validation MIA (test figures are reported, never read), and by its time over ret
 * SMALL REQUESTS: ``small_request`` (default 0.01; 0 turns the rule off). A per-sample request that adds at most
   ``small_request`` of the training set (a person's few images; each request of a stream: only its NEW images count,
   the earlier ones are already forgotten by the model it starts from) keeps the model whole (``reset=auto`` resets
-  nothing) and trains a few steps without DSA and with a clean teacher; the bounded forget ascent aims at
-  ``small_forget_match`` (default ``neighbours``: each forget image up to its own never-seen level; used where
-  ``forget_ce_unit=val``, else ``forget_match``). Its steps and rate grow with the request's new images
-  (``small_schedule``): ``small_steps`` (40) at ``small_lr`` (1e-4) up to ``small_images`` (10),
-  ``small_steps_upper`` (100) at ``small_lr_upper`` (3e-4) from ``small_images_upper`` (100), geometric
-  interpolation between the two anchors (only the anchors were chosen on validation; a request between them runs
-  an interpolation nobody measured). ``method_extra.profile`` says which rule a request ran under and
-  ``method_extra.small_request`` what it set. Why: retraining without a handful of images is the original model
-  minus their memorisation, so nothing should be re-initialised; and a reduced set is mostly condensed images, so
-  every step on it moves the model away from the real retain images it memorised. Chosen on validation figures
-  (the selection half) at DC-U's MLP settings:
+  nothing) and trains a few steps without DSA and with a clean teacher, with the bounded forget ascent. How many
+  steps, at what rate and towards which forget target depends on its new images (``small_schedule``): up to
+  ``small_images`` (10), ``small_steps`` (40) at ``small_lr`` (1e-4) towards ``forget_match`` (the mean target by
+  default); from ``small_images_upper`` (100), ``small_steps_upper`` (100) at ``small_lr_upper`` (3e-4) towards
+  ``small_forget_match`` (default ``neighbours``: each forget image up to its own never-seen level; it needs
+  ``forget_ce_unit=val``, else ``forget_match`` stays). Between the two anchors steps and rate are interpolated
+  geometrically and the target is the nearer anchor's (only the anchors were chosen on validation).
+  ``method_extra.profile`` says which rule a request ran under and ``method_extra.small_request`` what it set. Why:
+  retraining without a handful of images is the original model minus their memorisation, so nothing should be
+  re-initialised; and a reduced set is mostly condensed images, so every step on it moves the model away from the
+  real retain images it memorised. Chosen on validation figures (the selection half) at DC-U's MLP settings:
 
   - no reset, no DSA, 40 steps at 1e-4 (reports/choices-small-paper, seed 0, five 10-image requests): the
     per-sample rule (everything re-initialised on the MLP) lost a tenth of RA on the first request and compounded;
     without a reset, DSA alone still made RA drift;
-  - the per-example target (reports/choices-stream-paper, round 4; twenty 10-image requests, seeds 0-2, each from
-    its own original): with the mean target RA drifted over the stream (the ascent on a one-image batch pushes that
-    image far past the mean); ``neighbours`` held RA at the original's level and kept FA near retraining's, at 40
-    steps and 1e-4 (100 steps or 3e-4 over-forgot). Earlier candidates (distilling from the first original,
-    down-weighting the condensed rows' cross-entropy, stronger ascent or distillation) did not come closer;
+  - the lower anchor stays (reports/choices-stream-paper; twenty 10-image requests, seeds 0-2, each from its own
+    original): no candidate had a smaller mean val gap to retraining over requests 5, 10 and 20 than the rule.
+    Distilling from the first original, down-weighting the condensed rows' cross-entropy, a stronger ascent or
+    distillation (rounds 1-3), the per-example target, more steps or a higher rate (round 4) did not. The
+    per-example target held RA at the original's level over the stream, where the rule drifts; its gap was close
+    to the rule's, not smaller;
   - the upper anchor (reports/choices-stream100-paper; ten 100-image requests, seeds 0-2): the 10-image rule
-    under-forgot there (its forget batch is 4 images a step, 256 x 100 / 6,444) and drifted; ``neighbours`` with
-    100 steps at 3e-4 came closest of 21 candidates (within the stream's 0.05x time bound).
+    under-forgot there (its forget batch is 4 images a step, 256 x 100 / 6,444) and drifted; the per-example
+    target with 100 steps at 3e-4 came closest of 20 candidates within the stream's 0.05x time bound.
 """
 
 import math
@@ -328,15 +329,19 @@ def _small_request(ctx: UnlearnContext, o: dict, whole: bool) -> bool:
     return not whole and ctx.new_forget_count() <= frac * len(ctx.data.train)
 
 
-def small_schedule(o: dict, new: int) -> tuple[int, float]:
-    """(steps, lr) of a small request adding ``new`` images: ``small_steps`` at ``small_lr`` up to ``small_images``
-    new images, ``small_steps_upper`` at ``small_lr_upper`` from ``small_images_upper``, and geometric interpolation
-    between the two (both anchors were chosen on validation; nothing between or beyond them was)."""
+def small_schedule(o: dict, new: int) -> tuple[int, float, str]:
+    """(steps, lr, forget target) of a small request adding ``new`` images: ``small_steps`` at ``small_lr`` with
+    ``forget_match`` up to ``small_images`` new images, ``small_steps_upper`` at ``small_lr_upper`` with
+    ``small_forget_match`` from ``small_images_upper``; between the two, steps and rate interpolated geometrically
+    and the target of the nearer anchor (in log size). Both anchors were chosen on validation; nothing between or
+    beyond them was. ``small_forget_match`` needs ``forget_ce_unit=val``; with ``nats`` the target stays
+    ``forget_match``."""
     lo, hi = int(o["small_images"]), int(o["small_images_upper"])
     t = min(max(math.log(max(new, 1) / lo) / math.log(hi / lo), 0.0), 1.0)
     steps = round(int(o["small_steps"]) * (int(o["small_steps_upper"]) / int(o["small_steps"])) ** t)
     lr = float(o["small_lr"]) * (float(o["small_lr_upper"]) / float(o["small_lr"])) ** t
-    return max(1, steps), lr
+    upper = t >= 0.5 and o["forget_ce_unit"] == "val"
+    return max(1, steps), lr, o["small_forget_match"] if upper else o["forget_match"]
 
 
 def _share(part: torch.nn.Module, model: torch.nn.Module) -> float:
@@ -407,8 +412,7 @@ def condensed(ctx: UnlearnContext):
     small = _small_request(ctx, o, whole)
     ctx.extra["profile"] = "whole classes" if whole else ("small request" if small else "per-sample")
     if small:  # a few images: keep the model, no augmentation, a few gentle steps (SMALL REQUESTS above)
-        steps, lr = small_schedule(o, ctx.new_forget_count())
-        match = o["small_forget_match"] if o["forget_ce_unit"] == "val" else o["forget_match"]
+        steps, lr, match = small_schedule(o, ctx.new_forget_count())
         o = {**o, "dsa": False, "teacher": "clean", "lr": lr, "forget_match": match}
         ctx.extra["small_request"] = {k: o[k] for k in ("dsa", "teacher", "lr", "forget_match")}
         if not o["steps"] and not o["epochs"]:
