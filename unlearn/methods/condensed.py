@@ -393,8 +393,7 @@ def _share(part: torch.nn.Module, model: torch.nn.Module) -> float:
         "keep": Float(0.0, 0.95),
         "forget_ce": Float(0.0, 2.0),
         "forget_match": Choice(("mean", "neighbours")),
-        "small_forget_match": Choice(("mean", "neighbours")),
-    },
+    },  # small_forget_match is not searched: it acts from 32 new images, more than any cpu-preset policy request
 )  # epochs stay auto: min_steps sizes the training
 def condensed(ctx: UnlearnContext):
     o = ctx.options
