@@ -623,6 +623,7 @@ def test_condensed_forget_neighbours_give_each_image_the_loss_of_unseen_images_l
         {"forget_batch": -1},
         {"forget_batch": 2.5},
         {"forget_batch": True},
+        {"forget_batch": -1, "forget_ce": 0.0},  # checked even where the forget term is off
     ],
 )
 def test_condensed_rejects_bad_forget_term_options(setup, options):

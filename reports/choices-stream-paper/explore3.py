@@ -20,18 +20,9 @@ toolkit changes):
 - round 2 (anchor+ce-real held RA but forgot less): anchor+ce-real with the ascent at weight 4
   (anchor+ce-real+fw4) or pushed to 1.5x the validation loss (anchor+ce-real+tau1.5).
 - round 4 (reports/choices-stream100-paper: on 100-image requests ``forget_match=neighbours`` held RA at the
-  original's level where the rule drifted): ``forget_match=neighbours`` alone and with the stronger forgetting that
-  exploration tried, and its two closest of round 1 there: 100 steps, lr 3e-4 (options of the toolkit, nothing
-  monkeypatched).
-
-Seed 0 starts from .wt/small/mlp-paper.pt (reports/choices-small-paper's original, whose retraining is read back);
-seeds 1 and 2 from the 10-image stream's own originals and condensed files (reports/stream-10-paper's artefacts,
-original-s1.pt, original-s2.pt), retrained here. The choice: the smallest mean val gap over requests 5, 10 and 20
-among candidates run on every seed.
-
-Usage: python explore3.py CHECKPOINT CONDENSED SEED OUT RETRAIN_JSON[,RETRAIN_JSON...] [CANDIDATE ...]
-       (RETRAIN_JSON "-": retrain here after requests 1, 5, 10 and 20)
-       python explore3.py report OUT  (writes OUT/report.md from OUT/explore3-*.json)
+  original's level where the rule drifted): ``forget_match=neighbours`` alone, with 100 steps and with lr 3e-4, and
+  100 steps or lr 3e-4 alone (options of the toolkit, nothing monkeypatched). They ran at 58817cd, under the rule of
+  that commit (40 steps at 1e-4, the mean target); at later commits a request of up to 10 images runs the same rule.
 """
 
 import json
@@ -63,11 +54,8 @@ CANDS = {
     "anchor+ce-real+tau1.5": {"anchor": True, "ce_scale": 1e-3, "options": {"forget_ce": 1.5}},
     # round 4 (after reports/choices-stream100-paper: per-example forget targets held RA flat over 100-image requests)
     "neighbours": {"options": {"forget_match": "neighbours"}},
-    "neighbours-fw4": {"options": {"forget_match": "neighbours", "forget_weight": 4.0}},
     "neighbours-s100": {"options": {"forget_match": "neighbours", "small_steps": 100}},
     "neighbours-lr3e-4": {"options": {"forget_match": "neighbours", "small_lr": 3e-4}},
-    "neighbours-tau1.5": {"options": {"forget_match": "neighbours", "forget_ce": 1.5}},
-    "neighbours-s100-fw4": {"options": {"forget_match": "neighbours", "small_steps": 100, "forget_weight": 4.0}},
     "s100": {"options": {"small_steps": 100}},
     "lr3e-4": {"options": {"small_lr": 3e-4}},
 }
