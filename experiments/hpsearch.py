@@ -470,6 +470,14 @@ def open_study(name: str, storage: str | Path, seed: int = 0, population: int = 
         ) from None
 
 
+def defaults_digest(method: str) -> str:
+    """A digest of the method's registered defaults. It joins the study's name and every trial's job spec, so a
+    changed default neither resumes an older study's trials nor reuses their cached jobs (both were scored with the
+    defaults they ran under)."""
+    what = json.dumps(METHODS.get(method).defaults, sort_keys=True, default=str)
+    return hashlib.sha256(what.encode()).hexdigest()[:12]
+
+
 def study_name(
     method: str, setup: StudySetup, base_options: dict[str, Any] | None = None, objective: str = "deep-unlearn"
 ) -> str:
@@ -477,7 +485,9 @@ def study_name(
     when not Deep Unlearn's, so earlier studies keep their names), so a changed range or preset never resumes (and
     mixes in) an older study's trials."""
     what = json.dumps(
-        {"space": describe(METHODS.get(method).space), "base": base_options or {}}, sort_keys=True, default=str
+        {"space": describe(METHODS.get(method).space), "base": base_options or {}, "defaults": defaults_digest(method)},
+        sort_keys=True,
+        default=str,
     )
     tail = "" if objective == "deep-unlearn" else f"-{objective}"
     return f"{method}-{setup.digest()}-{hashlib.sha256(what.encode()).hexdigest()[:8]}{tail}"
@@ -590,6 +600,7 @@ def tune(
 
     sd = setup.to_dict()
     name = study_name(method, setup, base, objective)
+    digest = defaults_digest(method)
     # opened before any job runs, so a storage that cannot be used costs no training
     # a resumed study gets a sampler seeded by how far it got: the same seed again would redraw the first trials
     # and each method draws its own points: studies of methods with the same search space (ssd and lfssd) on one
@@ -615,7 +626,7 @@ def tune(
 
     def evaluate(batch_trials):
         specs = [
-            {"setup": sd, "method": method, "options": {**base, **t.params}, "seed": s}
+            {"setup": sd, "method": method, "options": {**base, **t.params}, "seed": s, "defaults": digest}
             for t in batch_trials
             for s in setup.seeds
         ]
@@ -791,7 +802,17 @@ def recheck(
 
     references = _references(setup, method, jobs)
     runs = jobs(
-        unlearn_job, [{"setup": setup.to_dict(), "method": method, "options": options, "seed": s} for s in setup.seeds]
+        unlearn_job,
+        [
+            {
+                "setup": setup.to_dict(),
+                "method": method,
+                "options": options,
+                "seed": s,
+                "defaults": defaults_digest(method),
+            }
+            for s in setup.seeds
+        ],
     )
     per_seed = [objectives(r, references[s], setup.validation) for r, s in zip(runs, setup.seeds)]
     k = len(per_seed)

@@ -310,3 +310,19 @@ def test_studies_of_methods_with_one_search_space_draw_different_trials():
     assert first(0) == first(0)
     assert method_seed_offset("ssd") != method_seed_offset("lfssd")
     assert first(method_seed_offset("ssd") % 2**32) != first(method_seed_offset("lfssd") % 2**32)
+
+
+def test_a_changed_default_starts_a_new_study_and_reuses_no_job(tmp_path, monkeypatch):
+    """Trials are scored with the defaults they ran under: a changed registered default must neither resume the
+    older study's trials nor read their cached jobs back."""
+    ctx = {"root": str(tmp_path / "art"), "data_dir": str(tmp_path / "data"), "device": "cpu"}
+    kw = dict(storage=tmp_path / "study.journal", store=tmp_path / "jobs", context=ctx, base_options={"batch_size": 32})
+    first = tune("neggrad-plus", SETUP, trials=2, **kw)
+    assert tune("neggrad-plus", SETUP, trials=2, **kw).computed == 0  # unchanged: read back
+    name = study_name("neggrad-plus", SETUP, {"batch_size": 32})
+    defaults = METHODS.get("neggrad-plus").defaults
+    monkeypatch.setitem(defaults, "alpha", defaults.get("alpha", 0.5) * 0.5 + 0.01)
+    assert study_name("neggrad-plus", SETUP, {"batch_size": 32}) != name
+    again = tune("neggrad-plus", SETUP, trials=2, **kw)
+    assert again.computed == 2 * len(SETUP.seeds)  # every trial ran again (the references are retraining's, kept)
+    assert first.computed > again.computed

@@ -45,9 +45,11 @@ def test_a_small_request_keeps_the_model_and_a_large_one_resets(setup, tmp_path)
     small = _request(mlp, data, cs, [3, 70], tmp=tmp_path)  # 2 of 204 images: at most 1%
     extra = small.report["method_extra"]
     assert extra["profile"] == "small request" and extra["reset"] == "none" and extra["steps"] == 40
-    assert extra["small_request"] == {"dsa": False, "teacher": "clean", "lr": 1e-4, "forget_match": "mean"}
+    assert extra["small_request"] == {"dsa": False, "teacher": "clean", "lr": 1e-4, "forget_ce": pytest.approx(0.6)}
+    assert extra["forget_match"] == "neighbours"  # auto: each image up to its own never-seen level
     large = _request(mlp, data, cs, list(range(0, 200, 10)), tmp=tmp_path)  # 20 images: 10%
     assert large.report["method_extra"]["profile"] == "per-sample"
+    assert large.report["method_extra"]["forget_match"] == "mean"  # auto on a large request
     assert large.report["method_extra"]["reset"] == "all"  # the MLP's rule for per-sample forgetting
     off = _request(mlp, data, cs, [3, 70], tmp=tmp_path, small_request=0.0)
     assert off.report["method_extra"]["profile"] == "per-sample" and off.report["method_extra"]["reset"] == "all"
@@ -55,23 +57,34 @@ def test_a_small_request_keeps_the_model_and_a_large_one_resets(setup, tmp_path)
         _request(mlp, data, cs, [3, 70], tmp=tmp_path, small_request=2.0)
 
 
-def test_a_small_requests_steps_rate_and_target_follow_its_new_images_between_the_two_anchors():
+def test_a_small_requests_steps_rate_and_tau_follow_its_new_images_between_the_two_anchors():
     from unlearn.methods import METHODS
     from unlearn.methods.condensed import small_schedule
 
     o = METHODS.get("condensed").defaults
-    lo = (o["small_steps"], o["small_lr"], o["forget_match"])
-    hi = (o["small_steps_upper"], o["small_lr_upper"], o["small_forget_match"])
-    assert lo != hi
-    assert small_schedule(o, 1) == lo and small_schedule(o, o["small_images"]) == lo
+    lo = (o["small_steps"], o["small_lr"], o["small_forget_scale"])
+    hi = (o["small_steps_upper"], o["small_lr_upper"], 1.0)
+    assert lo != hi and lo[2] < 1
+    assert small_schedule(o, 1) == pytest.approx(lo) and small_schedule(o, o["small_images"]) == pytest.approx(lo)
     assert small_schedule(o, o["small_images_upper"]) == pytest.approx(hi)
     assert small_schedule(o, 10 * o["small_images_upper"]) == pytest.approx(hi)  # not extrapolated
     between = [small_schedule(o, n) for n in range(o["small_images"], o["small_images_upper"] + 1)]
-    assert all(a[0] <= b[0] and a[1] <= b[1] for a, b in zip(between, between[1:]))  # monotone
+    assert all(a[0] <= b[0] and a[1] <= b[1] and a[2] <= b[2] for a, b in zip(between, between[1:]))  # monotone
     middle = round((o["small_images"] * o["small_images_upper"]) ** 0.5)  # the geometric middle
     assert small_schedule(o, middle)[1] == pytest.approx((lo[1] * hi[1]) ** 0.5, rel=0.05)
-    assert small_schedule(o, middle - 1)[2] == lo[2] and small_schedule(o, middle + 1)[2] == hi[2]  # nearer anchor
-    assert small_schedule({**o, "forget_ce_unit": "nats"}, o["small_images_upper"])[2] == o["forget_match"]
+    assert small_schedule(o, middle)[2] == pytest.approx(lo[2] ** 0.5, rel=0.05)
+
+
+def test_the_auto_forget_target_is_per_example_on_small_requests_only():
+    from unlearn.methods import METHODS
+    from unlearn.methods.condensed import forget_target
+
+    o = METHODS.get("condensed").defaults
+    assert o["forget_match"] == "auto"
+    assert forget_target(o, small=True) == "neighbours" and forget_target(o, small=False) == "mean"
+    assert forget_target({**o, "forget_ce_unit": "nats"}, small=True) == "mean"  # neighbours reads validation
+    assert forget_target({**o, "forget_match": "mean"}, small=True) == "mean"  # an explicit target is kept
+    assert forget_target({**o, "forget_match": "neighbours"}, small=False) == "neighbours"
 
 
 def test_a_small_request_runs_the_schedule(setup, tmp_path):
@@ -80,9 +93,11 @@ def test_a_small_request_runs_the_schedule(setup, tmp_path):
     res = _request(mlp, data, cs, [1, 2, 3, 4, 5], tmp=tmp_path, **opts)  # 5 new images: nearer the upper anchor
     extra = res.report["method_extra"]
     assert extra["profile"] == "small request" and 40 > extra["steps"] > 10
-    assert 1e-4 < extra["small_request"]["lr"] < 3e-4 and extra["small_request"]["forget_match"] == "neighbours"
+    assert 1e-4 < extra["small_request"]["lr"] < 3e-4 and 0.6 < extra["small_request"]["forget_ce"] < 1
+    assert extra["forget_match"] == "neighbours"
     for bad, match in (({"small_images": 100}, "small_images"), ({"small_lr_upper": 0}, "small_lr_upper"),
-                       ({"small_forget_match": "median"}, "small_forget_match")):  # fmt: skip
+                       ({"small_forget_scale": 0}, "small_forget_scale"),
+                       ({"forget_match": "median"}, "forget_match")):  # fmt: skip
         with pytest.raises(ConfigError, match=match):
             _request(mlp, data, cs, [1, 2], tmp=tmp_path, **bad)
 
