@@ -508,3 +508,7 @@ def defend_cmd(
             f"{r['train_tpr_at_1pct_fpr']:.3f} |"
         )
     click.echo(f"wrote {model_path} and {report_path}")
+
+
+if __name__ == "__main__":
+    main()

@@ -236,3 +236,7 @@ def evaluate_cmd(
     if out:
         with atomic_path(out, force=force) as tmp:
             tmp.write_text(json.dumps(res, indent=2))
+
+
+if __name__ == "__main__":
+    main()

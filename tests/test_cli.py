@@ -32,6 +32,13 @@ def test_console_scripts_installed():
         assert res.returncode == 0, res.stderr
 
 
+@pytest.mark.parametrize("module", ["condense.cli", "unlearn.cli", "attacks.cli", "experiments.cli"])
+def test_every_cli_runs_as_a_module(module):
+    """`python -m PACKAGE.cli` is the console script (attacks.cli once exited 0 doing nothing)."""
+    res = subprocess.run([sys.executable, "-m", module, "--help"], capture_output=True, text=True)
+    assert res.returncode == 0 and "Usage" in res.stdout, res.stderr
+
+
 def test_train_writes_checkpoint_and_reports(tmp_path):
     out = tmp_path / "runs" / "orig.pt"
     res = run(unlearn_main, ["train", TINY, "--model", "mlp", "--epochs", "3", "--seed", "4", "--out", str(out), "-q"])

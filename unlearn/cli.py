@@ -580,3 +580,7 @@ def build_group(extra_commands: Iterable[click.Command] = ()) -> click.Group:
 from .concepts.cli import concepts as _concepts  # noqa: E402
 
 main.add_command(_concepts)
+
+
+if __name__ == "__main__":
+    main()
