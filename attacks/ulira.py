@@ -71,7 +71,7 @@ from .bootstrap import roc_stats, weighted_curves
 from .epsilon import confidences, logit_confidence
 
 REFERENCE_VARIANTS = ("original", "retrained")
-JOB_VERSION = "ulira/2"  # 2: the references and each method are jobs of their own
+JOB_VERSION = "ulira/2"  # 2: the references and each method are jobs of their own (a method job carries its defaults)
 
 
 def derive_seed(seed: int, split: int, forget_set: int, role: str) -> int:
@@ -152,6 +152,7 @@ class UliraSetup:
                 "method": label,
                 "options": options,
                 "clusters": self.clusters if self.builds_condensed(label) else None,  # in the key only where used
+                "defaults": self.defaults_digest(label),  # a changed default reads no cached model back
                 "split_ids": ids,
             }
             for label, options in self.methods.items()
@@ -168,6 +169,14 @@ class UliraSetup:
 
         name, retain = method_label(label)
         return METHODS.get(name).needs_condensed or retain == "reduced"
+
+    @staticmethod
+    def defaults_digest(label: str) -> str:
+        """The digest of the registered defaults of the method a label names (``Method.defaults_digest``)."""
+        from unlearn.methods import METHODS
+        from unlearn.policy import method_label
+
+        return METHODS.get(method_label(label)[0]).defaults_digest
 
     @property
     def variants(self) -> list[str]:

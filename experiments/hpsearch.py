@@ -470,22 +470,18 @@ def open_study(name: str, storage: str | Path, seed: int = 0, population: int = 
         ) from None
 
 
-def defaults_digest(method: str) -> str:
-    """A digest of the method's registered defaults. It joins the study's name and every trial's job spec, so a
-    changed default neither resumes an older study's trials nor reuses their cached jobs (both were scored with the
-    defaults they ran under)."""
-    what = json.dumps(METHODS.get(method).defaults, sort_keys=True, default=str)
-    return hashlib.sha256(what.encode()).hexdigest()[:12]
-
-
 def study_name(
     method: str, setup: StudySetup, base_options: dict[str, Any] | None = None, objective: str = "deep-unlearn"
 ) -> str:
-    """The study's name: the method, the setup, its search space, the fixed options and the objective (named only
-    when not Deep Unlearn's, so earlier studies keep their names), so a changed range or preset never resumes (and
-    mixes in) an older study's trials."""
+    """The study's name: the method, the setup, its search space, the fixed options, the digest of the method's
+    registered defaults and the objective (named only when not Deep Unlearn's), so a changed range, default or
+    preset never resumes (and mixes in) an older study's trials."""
     what = json.dumps(
-        {"space": describe(METHODS.get(method).space), "base": base_options or {}, "defaults": defaults_digest(method)},
+        {
+            "space": describe(METHODS.get(method).space),
+            "base": base_options or {},
+            "defaults": METHODS.get(method).defaults_digest,
+        },
         sort_keys=True,
         default=str,
     )
@@ -600,7 +596,7 @@ def tune(
 
     sd = setup.to_dict()
     name = study_name(method, setup, base, objective)
-    digest = defaults_digest(method)
+    digest = m.defaults_digest  # a changed default neither resumes this study nor reads its jobs back
     # opened before any job runs, so a storage that cannot be used costs no training
     # a resumed study gets a sampler seeded by how far it got: the same seed again would redraw the first trials
     # and each method draws its own points: studies of methods with the same search space (ssd and lfssd) on one
@@ -809,7 +805,7 @@ def recheck(
                 "method": method,
                 "options": options,
                 "seed": s,
-                "defaults": defaults_digest(method),
+                "defaults": METHODS.get(method).defaults_digest,
             }
             for s in setup.seeds
         ],

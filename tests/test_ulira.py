@@ -8,7 +8,7 @@ from click.testing import CliRunner
 from attacks.bootstrap import bootstrap_roc
 from attacks.cli import main as attacks_main
 from attacks.roc import auc, tpr_at_fpr
-from attacks.ulira import Signals, UliraSetup, attack, derive_seed, plan_split, report, run
+from attacks.ulira import Signals, UliraSetup, attack, derive_seed, plan_split, report, run, shadow_job
 from dcforget.errors import ConfigError, DcForgetError
 
 # few images, heavy noise and enough epochs: the MLP memorises its training images
@@ -460,3 +460,18 @@ def test_another_pool_seed_is_another_pool_and_other_jobs(tmp_path):
 
     pa, pb = (load_data(SPEC, None, 10, seed=s, val_fraction=0.0) for s in (0, 1))
     assert not torch.equal(pa.source_indices, pb.source_indices)
+
+
+def test_a_changed_default_keys_the_method_jobs_again_but_not_the_references(monkeypatch):
+    """A method job is keyed with its method's registered defaults: after a default changes, the attack trains
+    that method's models again instead of reading back models unlearned under the old default."""
+    from dcforget.jobs import job_key
+    from unlearn.methods import METHODS
+
+    setup = UliraSetup(dataset=SPEC, splits=4, splits_per_job=2, train=TRAIN, methods={"finetune": {"epochs": 1}})
+    keys = lambda: [(s["part"], job_key(shadow_job, s, "v")) for s in setup.job_specs()]  # noqa: E731
+    before = keys()
+    monkeypatch.setitem(METHODS.get("finetune").defaults, "lr", 0.123)
+    after = keys()
+    assert [k for p, k in before if p == "references"] == [k for p, k in after if p == "references"]
+    assert not set(k for p, k in before if p == "method") & set(k for p, k in after if p == "method")

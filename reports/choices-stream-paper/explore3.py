@@ -25,7 +25,9 @@ toolkit changes):
   that commit (40 steps at 1e-4, the mean target); at later commits a request of up to 10 images runs the same rule.
 - round 6 (after round 4: the per-example target held RA but its val gap was not smaller than the rule's): the
   per-example target at tau 0.8 and 0.6 (``forget_ce``), at 40 steps and 1e-4; run at d720cb9 or later, whose rule
-  for up to 10 new images is round 4's.
+  for up to 10 new images is round 4's. From 2462cf9 the toolkit's default for up to 10 new images is
+  neighbours-tau0.6 (``forget_match=auto``, tau ``forget_ce`` x ``small_forget_scale`` 0.6): there the round 6
+  candidates' explicit ``forget_ce`` is scaled again, so rerun them with ``small_forget_scale=1``.
 """
 
 import json
@@ -137,10 +139,11 @@ def report(out: Path) -> None:
     if best != "rule":
         lines += [
             "",
-            f"**Not adopted yet**: the toolkit still runs `rule` for requests of up to 10 new images. {best} came out "
-            "smallest in round 6, at the end of session 25, by less than the seeds' spread; adopting it changes the "
-            "forget target and tau of the cpu small policy's requests too (11 images), so its entry, the cpu tables, "
-            "the 10-image stream and the small10 U-LiRA would run again (issue #33).",
+            f"**Adopted** (session 26, as the lower anchor of the small-request rule: the per-example target, "
+            f"`forget_match=auto`, at tau `forget_ce` x `small_forget_scale` 0.6): {best} came out smallest in round 6, "
+            "by less than the seeds' spread, and it also holds RA at the original's level where the mean target "
+            "drifts. The 10-image stream, the cpu small policy's entry, the cpu tables and the small10 U-LiRA were "
+            "run again under it (issue #33).",
         ]
     lines += [
         "",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import json
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
@@ -210,6 +211,14 @@ class Method:
     # answers correction requests (labels:FILE, features:...: the samples stay, corrected) instead of removing samples;
     # the request refuses a correction request to any other method, and a removal request to this one
     corrects: bool = False
+
+    @property
+    def defaults_digest(self) -> str:
+        """A digest of the registered defaults. Cached results of the method (a tuning study's trials and jobs, a
+        U-LiRA method job) are keyed with it: they were scored under the defaults they ran with, so a changed
+        default must not read them back."""
+        what = json.dumps(self.defaults, sort_keys=True, default=str)
+        return hashlib.sha256(what.encode()).hexdigest()[:12]
 
     @property
     def reads_retain(self) -> bool:
