@@ -256,6 +256,7 @@ def _tune_policy_cli(
             population=t["population"],
         )
     entry["candidates_picked"] = picked
+    entry["defaults_digest"] = METHODS.get(entry["method"]).defaults_digest  # the defaults its options ran over
     entry["meta"] = run_meta(resolve_device(device), seeds=list(setup.seeds))
     entry["study_storage"] = str(storage)
     write_policy(path, policy, entry, dataset=name, model=t["model"], preset=preset or "custom", force=force)

@@ -62,7 +62,7 @@ def test_a_small_requests_steps_rate_and_tau_follow_its_new_images_between_the_t
     from unlearn.methods.condensed import small_schedule
 
     o = METHODS.get("condensed").defaults
-    lo = (o["small_steps"], o["small_lr"], o["small_forget_scale"])
+    lo = (o["small_steps"], o["small_lr"], o["small_neighbours_scale"])
     hi = (o["small_steps_upper"], o["small_lr_upper"], 1.0)
     assert lo != hi and lo[2] < 1
     assert small_schedule(o, 1) == pytest.approx(lo) and small_schedule(o, o["small_images"]) == pytest.approx(lo)
@@ -96,10 +96,40 @@ def test_a_small_request_runs_the_schedule(setup, tmp_path):
     assert 1e-4 < extra["small_request"]["lr"] < 3e-4 and 0.6 < extra["small_request"]["forget_ce"] < 1
     assert extra["forget_match"] == "neighbours"
     for bad, match in (({"small_images": 100}, "small_images"), ({"small_lr_upper": 0}, "small_lr_upper"),
-                       ({"small_forget_scale": 0}, "small_forget_scale"),
+                       ({"small_neighbours_scale": 0}, "small_neighbours_scale"),
                        ({"forget_match": "median"}, "forget_match")):  # fmt: skip
         with pytest.raises(ConfigError, match=match):
             _request(mlp, data, cs, [1, 2], tmp=tmp_path, **bad)
+
+
+def test_the_tau_scale_applies_once_and_to_the_per_example_target_only(setup, tmp_path):
+    data, mlp, cs = setup
+    few = [3, 70]  # 2 new images: the lower anchor, scale small_neighbours_scale
+    auto = _request(mlp, data, cs, few, tmp=tmp_path, forget_ce=0.5).report["method_extra"]
+    assert auto["forget_match"] == "neighbours" and auto["small_request"]["forget_ce"] == pytest.approx(0.3)
+    mean = _request(mlp, data, cs, few, tmp=tmp_path, forget_ce=0.5, forget_match="mean").report["method_extra"]
+    assert mean["forget_match"] == "mean" and mean["small_request"]["forget_ce"] == pytest.approx(0.5)  # kept
+    nats = _request(mlp, data, cs, few, tmp=tmp_path, forget_ce=2.0, forget_ce_unit="nats").report["method_extra"]
+    assert nats["forget_match"] == "mean" and nats["forget_tau"] == pytest.approx(2.0)  # no validation: no scale
+    large = _request(mlp, data, cs, list(range(0, 200, 10)), tmp=tmp_path, forget_ce=2.0, forget_ce_unit="nats")
+    assert large.report["method_extra"]["forget_tau"] == pytest.approx(2.0)
+
+
+@pytest.mark.parametrize(
+    "bad, match",
+    [
+        ({"small_neighbours_scale": -1}, "small_neighbours_scale"),
+        ({"forget_match": "median"}, "forget_match"),
+        ({"keep": 1.5}, "keep"),
+        ({"min_steps": -3}, "min_steps"),
+        ({"reset": "everything"}, "reset"),
+    ],
+)
+def test_a_whole_class_request_checks_every_option_too(setup, tmp_path, bad, match):
+    data, mlp, cs = setup
+    whole = (data.train.labels == 0).nonzero().flatten().tolist()  # class 0: no forget term runs
+    with pytest.raises(ConfigError, match=match):
+        _request(mlp, data, cs, whole, tmp=tmp_path, **bad)
 
 
 def test_only_a_stream_requests_new_images_count(setup, tmp_path):

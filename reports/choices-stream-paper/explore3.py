@@ -25,9 +25,10 @@ toolkit changes):
   that commit (40 steps at 1e-4, the mean target); at later commits a request of up to 10 images runs the same rule.
 - round 6 (after round 4: the per-example target held RA but its val gap was not smaller than the rule's): the
   per-example target at tau 0.8 and 0.6 (``forget_ce``), at 40 steps and 1e-4; run at d720cb9 or later, whose rule
-  for up to 10 new images is round 4's. From 2462cf9 the toolkit's default for up to 10 new images is
-  neighbours-tau0.6 (``forget_match=auto``, tau ``forget_ce`` x ``small_forget_scale`` 0.6): there the round 6
-  candidates' explicit ``forget_ce`` is scaled again, so rerun them with ``small_forget_scale=1``.
+  for up to 10 new images is round 4's. From session 26 the toolkit's default for up to 10 new images is
+  neighbours-tau0.6 (``forget_match=auto``: the per-example target, its tau ``forget_ce`` x
+  ``small_neighbours_scale`` 0.6). Every candidate here ran under the earlier default (the mean target): to rerun
+  one, add ``forget_match=mean`` to its options, or ``small_neighbours_scale=1`` to a ``neighbours`` candidate.
 """
 
 import json
@@ -140,10 +141,10 @@ def report(out: Path) -> None:
         lines += [
             "",
             f"**Adopted** (session 26, as the lower anchor of the small-request rule: the per-example target, "
-            f"`forget_match=auto`, at tau `forget_ce` x `small_forget_scale` 0.6): {best} came out smallest in round 6, "
+            f"`forget_match=auto`, at tau `forget_ce` x `small_neighbours_scale` 0.6): {best} came out smallest in round 6, "
             "by less than the seeds' spread, and it also holds RA at the original's level where the mean target "
-            "drifts. The 10-image stream, the cpu small policy's entry, the cpu tables and the small10 U-LiRA were "
-            "run again under it (issue #33).",
+            "drifts. reports/stream-10-paper runs it; the cpu policy's small entry names its own target "
+            "(configs/policy/cpu/cifar10-mlp.json).",
         ]
     lines += [
         "",

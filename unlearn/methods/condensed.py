@@ -3,7 +3,7 @@
 The reduced set (unlearn.reduced) holds the real retain images of the buckets the request touches and one
 condensed image for every clean bucket; a condensed image is weighted by its bucket's size in the loss, so the
 reduced set keeps the retain set's class balance. Training uses the Kornia DSA module on real and condensed
-images alike, Adam with a cosine schedule, and the ingredients below.
+images alike (not on a small request: SMALL REQUESTS below), Adam with a cosine schedule, and the ingredients below.
 
 How the defaults are chosen: on the validation split only (``unlearn reproduce choices --preset cpu``: real
 CIFAR-10, 250 images per class of which 15% are validation, MLP and CNN, random 10%, seeds 0-2). A choice is read
@@ -76,7 +76,9 @@ validation MIA (test figures are reported, never read), and by its time over ret
   (default) measures tau in units of the original's mean cross-entropy on the validation split (images it never
   saw: ``forget_ce=1`` asks for exactly their level), so that tau follows how far the model generalises instead of
   being one constant for every model (a fixed tau=3 over-forgot the demo's less-trained original); ``nats`` takes
-  tau as given (data without a validation split needs it). ``method_extra.forget_tau`` records the tau used.
+  tau as given (data without a validation split needs it); a small request with the per-example target scales it
+  (``small_neighbours_scale``, SMALL REQUESTS below), a given ``forget_ce`` too. ``method_extra.forget_tau`` records
+  the tau used (in nats) and ``method_extra.forget_match`` the target (None where no forget term ran).
   ``forget_match``: ``auto`` (default) is ``neighbours`` on a small request (SMALL REQUESTS below; with
   ``forget_ce_unit=nats``, ``mean``) and ``mean`` on every other; ``mean`` pushes the batch's mean loss up to tau;
   ``quantiles`` (needs ``forget_ce_unit=val``) moves the batch's sorted losses onto the quantiles of the original's validation losses
@@ -84,9 +86,9 @@ validation MIA (test figures are reported, never read), and by its time over ret
   ``forget_ce_unit=val``) pushes each forget image up to its own level, tau times the original's mean loss on the
   ``NEIGHBOURS`` (10) validation images of its class nearest to it in the original's features (U-LiRA reads each
   example against its own never-seen distribution, which a mean over the forget set does not match:
-  reports/ulira-select-small10-cpu). ``mean`` and ``neighbours`` are both in the search space (an explicit value,
-  a policy's included, is kept on every request); the validation objective holds no per-example attack, so it
-  cannot see what U-LiRA sees.
+  reports/ulira-select-small10-cpu). ``mean`` and ``neighbours`` are both in the search space (an explicit
+  ``forget_match``, a policy's included, is kept on every request); the validation objective holds no per-example
+  attack, so it cannot see what U-LiRA sees.
   ``mean`` stays the default of large requests: on
   validation (issue #16's round 5, reports/choices-quantiles-cpu, seeds 0-2 on three originals) ``quantiles`` at
   weight 1 changed the val gap to retraining by -1.0 ± 1.1 / +2.0 ± 3.1 / -4.3 ± 4.1 points (MLP / CNN / demo), at
@@ -115,12 +117,15 @@ validation MIA (test figures are reported, never read), and by its time over ret
   the earlier ones are already forgotten by the model it starts from) keeps the model whole (``reset=auto`` resets
   nothing) and trains a few steps without DSA and with a clean teacher, with the bounded forget ascent. How many
   steps, at what rate and how far the forget target reaches depends on its new images (``small_schedule``): up to
-  ``small_images`` (10), ``small_steps`` (40) at ``small_lr`` (1e-4) with tau ``forget_ce`` times
-  ``small_forget_scale`` (0.6); from ``small_images_upper`` (100), ``small_steps_upper`` (100) at
-  ``small_lr_upper`` (3e-4) with tau ``forget_ce`` as given. Between the two anchors all three are interpolated
-  geometrically (only the anchors were chosen on validation). The target is ``forget_match``, whose ``auto``
-  default is ``neighbours`` on a small request: each forget image up to its own never-seen level.
-  ``method_extra.profile`` says which rule a request ran under and ``method_extra.small_request`` what it set. Why:
+  ``small_images`` (10), ``small_steps`` (40) at ``small_lr`` (1e-4); from ``small_images_upper`` (100),
+  ``small_steps_upper`` (100) at ``small_lr_upper`` (3e-4). The target is ``forget_match``, whose ``auto`` default
+  is ``neighbours`` on a small request (each forget image up to its own never-seen level; with
+  ``forget_ce_unit=nats``, ``mean``); the per-example target's tau is ``forget_ce`` times
+  ``small_neighbours_scale`` (0.6) at the lower anchor and ``forget_ce`` at the upper one (the mean and quantile
+  targets keep ``forget_ce`` as given: their scale was never chosen on validation). Between the two anchors steps,
+  rate and scale are interpolated geometrically (only the anchors were chosen on validation).
+  ``method_extra.profile`` says which rule a request ran under, ``method_extra.small_request`` what it set (its
+  ``forget_ce`` is the scaled tau) and ``method_extra.forget_match`` the target. Why:
   retraining without a handful of images is the original model minus their memorisation, so nothing should be
   re-initialised; and a reduced set is mostly condensed images, so every step on it moves the model away from the
   real retain images it memorised. Chosen on validation figures (the selection half) at DC-U's MLP settings:
@@ -134,14 +139,15 @@ validation MIA (test figures are reported, never read), and by its time over ret
     more steps or a higher rate (round 4) did not beat the earlier rule (the mean target at tau 1: 9.1). The
     per-example target held RA at the original's level over the stream, where the mean target drifts (round 4,
     9.9); at tau 0.6 (round 6) it came out smallest, 8.5 (0.8: 9.1), by less than the seeds' spread: adopted as
-    the lower anchor (``small_forget_scale`` 0.6, the per-example target), since it also holds RA;
+    the lower anchor (``forget_match=auto``, ``small_neighbours_scale`` 0.6), since it also holds RA;
   - the upper anchor (reports/choices-stream100-paper; ten 100-image requests, seeds 0-2): the 10-image rule
     under-forgot there (its forget batch is 4 images a step, 256 x 100 / 6,444) and drifted; the per-example
     target with 100 steps at 3e-4 came closest of the 18 of 20 candidates within the stream's 0.05x time bound
     (the same target with 100 steps at 1e-4 and a 64-image forget batch was a close second, within the seeds'
     spread).
 
-  The cpu preset's small requests (10-11 images, the small policy's setting) fall at or just past the lower anchor.
+  The cpu preset's small requests (10-11 images, the small policy's setting) fall at or just past the lower anchor;
+  the policy's entry gives its own ``forget_match`` and ``forget_ce`` (configs/policy/cpu/cifar10-mlp.json).
 """
 
 import math
@@ -207,12 +213,14 @@ def _with_forget_term(ctx: UnlearnContext, model: torch.nn.Module, extra, x: tor
     image's level) and then stops pushing. ``"quantiles"``: ``forget_weight * mean |sorted CE - Q|``, the 1-D
     Wasserstein distance between the batch's losses and the quantiles Q of the original's losses on the validation
     split (times tau): the forget set is moved to the whole loss distribution of images never seen, easy ones and
-    hard ones, not only to its mean. A request removing whole classes (``whole``) skips it: the masked teacher
+    hard ones, not only to its mean. ``"neighbours"``: ``forget_weight * mean relu(T_i - CE_i)``, each forget
+    image up to its own target T_i (tau times the original's mean loss on its nearest validation images of its
+    class). A request removing whole classes (``whole``) skips it: the masked teacher
     already makes those classes vanish."""
     tau, weight, unit, match = o["forget_ce"], o["forget_weight"], o["forget_ce_unit"], o["forget_match"]
     fb = o["forget_batch"]
-    ctx.extra["forget_match"] = match
     ctx.extra["forget_term"] = not (tau == 0 or weight == 0 or whole)
+    ctx.extra["forget_match"] = match if ctx.extra["forget_term"] else None
     if not ctx.extra["forget_term"]:
         return extra
     xf, yf = ctx.forget()
@@ -244,8 +252,20 @@ def _with_forget_term(ctx: UnlearnContext, model: torch.nn.Module, extra, x: tor
     return term
 
 
-def _check_forget_options(o: dict) -> None:
-    """The forget term's options, checked before any work (a request that skips the term checks them too)."""
+def _check_options(o: dict, parts: dict) -> None:
+    """Every option, checked before any work (a request that skips the forget term checks its options too)."""
+    if o["reset"] != "auto" and o["reset"] not in parts:
+        raise ConfigError(f"reset must be auto or one of {', '.join(parts)}, got {o['reset']!r}")
+    if o["teacher"] not in ("auto", "clean", "augmented"):
+        raise ConfigError(f"teacher must be auto, clean or augmented, got {o['teacher']!r}")
+    keep, mask = o["keep"], o["mask"]
+    if not (_number(keep) and 0 <= keep < 1 and _number(mask) and 0 < mask <= 1):
+        raise ConfigError(f"keep must be in [0, 1) and mask in (0, 1], got keep={keep!r}, mask={mask!r}")
+    counts = (o["epochs"], o["steps"], o["min_steps"])
+    if not all(_number(v) and v >= 0 and float(v).is_integer() for v in counts):
+        raise ConfigError(
+            f"epochs, steps and min_steps must be integers >= 0 (epochs 0 = auto, steps 0 = epochs decide), got {counts}"
+        )
     tau, weight, unit, match = o["forget_ce"], o["forget_weight"], o["forget_ce_unit"], o["forget_match"]
     if not (_number(tau) and tau >= 0 and _number(weight) and weight >= 0):
         raise ConfigError(f"forget_ce and forget_weight must be numbers >= 0, got {tau!r}, {weight!r}")
@@ -336,21 +356,22 @@ def _small_request(ctx: UnlearnContext, o: dict, whole: bool) -> bool:
         raise ConfigError(
             f"small_images ({o['small_images']}) must be under small_images_upper ({o['small_images_upper']})"
         )
-    if not (_number(o["small_forget_scale"]) and o["small_forget_scale"] > 0):
-        raise ConfigError(f"small_forget_scale must be a number > 0, got {o['small_forget_scale']!r}")
+    if not (_number(o["small_neighbours_scale"]) and o["small_neighbours_scale"] > 0):
+        raise ConfigError(f"small_neighbours_scale must be a number > 0, got {o['small_neighbours_scale']!r}")
     return not whole and ctx.new_forget_count() <= frac * len(ctx.data.train)
 
 
 def small_schedule(o: dict, new: int) -> tuple[int, float, float]:
-    """(steps, lr, tau scale) of a small request adding ``new`` images: ``small_steps`` at ``small_lr`` with the
-    forget target's tau times ``small_forget_scale`` up to ``small_images`` new images, ``small_steps_upper`` at
-    ``small_lr_upper`` with tau as given from ``small_images_upper``; between the two, all three interpolated
-    geometrically (in log size). Both anchors were chosen on validation; nothing between or beyond them was."""
+    """(steps, lr, tau scale) of a small request adding ``new`` images: ``small_steps`` at ``small_lr`` and a tau
+    scale of ``small_neighbours_scale`` up to ``small_images`` new images, ``small_steps_upper`` at
+    ``small_lr_upper`` and a scale of 1 from ``small_images_upper``; between the two, all three interpolated
+    geometrically (in log size). The scale multiplies tau of the per-example target (``neighbours``) only. Both
+    anchors were chosen on validation; nothing between or beyond them was."""
     lo, hi = int(o["small_images"]), int(o["small_images_upper"])
     t = min(max(math.log(max(new, 1) / lo) / math.log(hi / lo), 0.0), 1.0)
     steps = round(int(o["small_steps"]) * (int(o["small_steps_upper"]) / int(o["small_steps"])) ** t)
     lr = float(o["small_lr"]) * (float(o["small_lr_upper"]) / float(o["small_lr"])) ** t
-    return max(1, steps), lr, float(o["small_forget_scale"]) ** (1.0 - t)
+    return max(1, steps), lr, float(o["small_neighbours_scale"]) ** (1.0 - t)
 
 
 def forget_target(o: dict, small: bool) -> str:
@@ -402,7 +423,7 @@ def _share(part: torch.nn.Module, model: torch.nn.Module) -> float:
     small_steps_upper=100,
     small_lr_upper=3e-4,
     small_images_upper=100,
-    small_forget_scale=0.6,
+    small_neighbours_scale=0.6,
     space={
         "epochs": Fixed(0),
         "min_steps": Int(20, 680, log=True),
@@ -427,12 +448,13 @@ def condensed(ctx: UnlearnContext):
     _, forget_labels = ctx.forget()
     whole = bool(ctx.forgotten_classes()[forget_labels.cpu()].all())  # the request removes whole classes
     small = _small_request(ctx, o, whole)
-    _check_forget_options(o)
+    _check_options(o, parts)
     o = {**o, "forget_match": forget_target(o, small)}
     ctx.extra["profile"] = "whole classes" if whole else ("small request" if small else "per-sample")
     if small:  # a few images: keep the model, no augmentation, a few gentle steps (SMALL REQUESTS above)
         steps, lr, scale = small_schedule(o, ctx.new_forget_count())
-        o = {**o, "dsa": False, "teacher": "clean", "lr": lr, "forget_ce": o["forget_ce"] * scale}
+        tau = o["forget_ce"] * scale if o["forget_match"] == "neighbours" else o["forget_ce"]
+        o = {**o, "dsa": False, "teacher": "clean", "lr": lr, "forget_ce": tau}
         ctx.extra["small_request"] = {k: o[k] for k in ("dsa", "teacher", "lr", "forget_ce")}
         if not o["steps"] and not o["epochs"]:
             o["steps"] = steps
@@ -443,16 +465,10 @@ def condensed(ctx: UnlearnContext):
         reset = "none" if whole else "intermediate+final"
         if reset != "none" and _share(model.beginning, model) > 0.5:  # the Beginning holds the capacity (MLP)
             reset = "all"
-    if reset not in parts:
-        raise ConfigError(f"reset must be auto or one of {', '.join(parts)}, got {reset!r}")
-    if o["teacher"] not in ("auto", "clean", "augmented"):
-        raise ConfigError(f"teacher must be auto, clean or augmented, got {o['teacher']!r}")
     teacher = o["teacher"] if o["teacher"] != "auto" else ("augmented" if whole else "clean")
     ctx.extra["reset"] = reset
     ctx.extra["teacher"] = teacher
     keep, mask = o["keep"], o["mask"]
-    if not (_number(keep) and 0 <= keep < 1 and _number(mask) and 0 < mask <= 1):
-        raise ConfigError(f"keep must be in [0, 1) and mask in (0, 1], got keep={keep!r}, mask={mask!r}")
     partial = bool(parts[reset]) and (keep > 0 or mask < 1)
     before = {k: v.detach().clone() for k, v in model.state_dict().items()} if partial else None
     with seeded(ctx.seed):
@@ -476,8 +492,6 @@ def condensed(ctx: UnlearnContext):
         for part in train_modules:
             part.requires_grad_(True)
     epochs, steps = int(o["epochs"]), int(o["steps"])
-    if epochs < 0 or int(o["min_steps"]) < 0 or steps < 0:
-        raise ConfigError("epochs, steps and min_steps must be >= 0 (epochs 0 = auto, steps 0 = epochs decide)")
     batches = math.ceil(len(x) / int(o["batch_size"]))
     if steps:  # a fixed number of optimiser steps, whatever the reduced set's size (e.g. a sweep over K)
         epochs = math.ceil(steps / batches)
