@@ -810,11 +810,15 @@ def recheck(
             for s in setup.seeds
         ],
     )
-    per_seed = [objectives(r, references[s], setup.validation) for r, s in zip(runs, setup.seeds)]
+    objective = doc.get("objective", "deep-unlearn")  # a policy entry's is ours; a tuned file's Deep Unlearn's
+    if objective not in OBJECTIVE_SETS:
+        raise ConfigError(f"unknown objective {objective!r}; one of {', '.join(OBJECTIVE_SETS)}")
+    names = OBJECTIVE_SETS[objective]
+    per_seed = [objectives(r, references[s], setup.validation, objective) for r, s in zip(runs, setup.seeds)]
     k = len(per_seed)
-    mean = [sum(o[j] for o in per_seed) / k for j in range(len(OBJECTIVES))]
+    mean = [sum(o[j] for o in per_seed) / k for j in range(len(names))]
     rows = {}
-    for j, name in enumerate(OBJECTIVES):
+    for j, name in enumerate(names):
         vals, recorded = [o[j] for o in per_seed], float(doc["objectives"][name])
         if not all(math.isfinite(v) for v in vals):  # a diverged run matches only a diverged record
             rows[name] = {
@@ -844,5 +848,5 @@ def recheck(
         "objectives": rows,
         "within_noise": all(r["within"] for r in rows.values()),
         "jobs_computed": computed,
-        "per_seed": [dict(zip(OBJECTIVES, o)) for o in per_seed],
+        "per_seed": [dict(zip(names, o)) for o in per_seed],
     }
