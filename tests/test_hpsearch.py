@@ -299,6 +299,12 @@ def test_check_tuned_never_passes_a_diverged_rerun_against_a_finite_record(monke
     assert not r["within_noise"] and r["objectives"]["retain_gap"]["abs_diff"] == math.inf
     inf = dict(doc, objectives=dict.fromkeys(hp.OBJECTIVES, math.inf))
     assert hp.recheck(inf, store="unused", context={})["within_noise"]
+    # a policy entry records our objective: it is checked by its own names, not Deep Unlearn's
+    ours = dict(doc, objective="ours", objectives=dict.fromkeys(hp.OBJECTIVE_SETS["ours"], math.inf))
+    checked = hp.recheck(ours, store="unused", context={})
+    assert set(checked["objectives"]) == set(hp.OBJECTIVE_SETS["ours"]) and checked["within_noise"]
+    with pytest.raises(ConfigError, match="objective"):
+        hp.recheck(dict(doc, objective="fastest"), store="unused", context={})
 
 
 def test_studies_of_methods_with_one_search_space_draw_different_trials():
