@@ -470,6 +470,18 @@ def open_study(name: str, storage: str | Path, seed: int = 0, population: int = 
         ) from None
 
 
+def trial_spec(setup: dict[str, Any], method: str, options: dict[str, Any], seed: int) -> dict[str, Any]:
+    """One trial's job on one seed. It carries the digest of the method's registered defaults, so a changed default
+    never reads a job scored under the old ones back from the store."""
+    return {
+        "setup": setup,
+        "method": method,
+        "options": options,
+        "seed": seed,
+        "defaults": METHODS.get(method).defaults_digest,
+    }
+
+
 def study_name(
     method: str, setup: StudySetup, base_options: dict[str, Any] | None = None, objective: str = "deep-unlearn"
 ) -> str:
@@ -596,7 +608,6 @@ def tune(
 
     sd = setup.to_dict()
     name = study_name(method, setup, base, objective)
-    digest = m.defaults_digest  # a changed default neither resumes this study nor reads its jobs back
     # opened before any job runs, so a storage that cannot be used costs no training
     # a resumed study gets a sampler seeded by how far it got: the same seed again would redraw the first trials
     # and each method draws its own points: studies of methods with the same search space (ssd and lfssd) on one
@@ -621,11 +632,7 @@ def tune(
     me = {"host": socket.gethostname(), "pid": os.getpid()}
 
     def evaluate(batch_trials):
-        specs = [
-            {"setup": sd, "method": method, "options": {**base, **t.params}, "seed": s, "defaults": digest}
-            for t in batch_trials
-            for s in setup.seeds
-        ]
+        specs = [trial_spec(sd, method, {**base, **t.params}, s) for t in batch_trials for s in setup.seeds]
         results = jobs(unlearn_job, specs)
         k = len(setup.seeds)
         for i, t in enumerate(batch_trials):
@@ -797,19 +804,7 @@ def recheck(
         return run.results
 
     references = _references(setup, method, jobs)
-    runs = jobs(
-        unlearn_job,
-        [
-            {
-                "setup": setup.to_dict(),
-                "method": method,
-                "options": options,
-                "seed": s,
-                "defaults": METHODS.get(method).defaults_digest,
-            }
-            for s in setup.seeds
-        ],
-    )
+    runs = jobs(unlearn_job, [trial_spec(setup.to_dict(), method, options, s) for s in setup.seeds])
     objective = doc.get("objective", "deep-unlearn")  # a policy entry's is ours; a tuned file's Deep Unlearn's
     if objective not in OBJECTIVE_SETS:
         raise ConfigError(f"unknown objective {objective!r}; one of {', '.join(OBJECTIVE_SETS)}")
