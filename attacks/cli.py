@@ -326,6 +326,11 @@ def ulira_cmd(
             f"TPR@1%FPR {r['tpr_at_1pct_fpr']:.3f}, TPR@0.1%FPR {r['tpr_at_0.1pct_fpr']:.3f} "
             f"({r['pairs']} forget examples in {r['target_models']} models)"
         )
+        d = r["diagnosis"]
+        click.echo(
+            f"  {v}: forget confidence {d['shift']:+.2f} sd from never-seen (> 0 under-forgets), spread "
+            f"{d['spread']:.2f}x never-seen's, per-example means correlate {d['mean_correlation']:.2f}"
+        )
     j, setup = rep["jobs"], prepared.setup
     click.echo(
         f"{setup.splits} splits x {setup.forget_sets} forget sets in {j['count']} jobs "

@@ -587,6 +587,28 @@ BOOTSTRAP_METHOD = {
 }
 
 
+def diagnosis(fit: _Fit, ok: torch.Tensor, min_observations: int) -> dict[str, float]:
+    """Why a variant can be told apart, at the scored positions: where its confidence sits in the never-seen fit of
+    the same example (``shift``: the mean of (x - mu_n) / sd_n; > 0 under-forgets, < 0 over-forgets), how spread its
+    own per-example fit is against the never-seen one (``spread``: the median of sd_f / sd_n; 1 matches, > 1 is
+    scattered across the models, < 1 collapsed), and how well its per-example means follow the never-seen ones
+    (``mean_correlation``: Pearson over the scored positions). Retraining gives about 0, 1 and the reference
+    models' own agreement. With equal means a spread ratio r alone gives an AUC of about 2 arctan(r) / pi for
+    Gaussians (1.5: 0.63); a shift d alone about Phi(d / sqrt 2) (0.5: 0.64)."""
+    mu_f, sd_f, _, _ = _gaussian(*fit.forgotten_moments, min_observations)
+    mu_n, sd_n, _, _ = _gaussian(*fit.never_moments, min_observations)
+    s, _, i = fit.where
+    x, mf, sf, mn, sn = fit.v[ok], mu_f[s, i][ok], sd_f[s, i][ok], mu_n[s, i][ok], sd_n[s, i][ok]
+    z = (x - mn) / sn
+    corr = torch.corrcoef(torch.stack([mf, mn]))[0, 1] if len(x) > 1 else torch.tensor(float("nan"))
+    return {
+        "shift": float(z.mean()),
+        "shift_median": float(z.median()),
+        "spread": float((sf / sn).median()),
+        "mean_correlation": float(corr),
+    }
+
+
 def attack(
     sig: Signals, variant: str, *, min_observations: int = 8, bootstrap: int = 1000, seed: int = 0
 ) -> dict[str, Any]:
@@ -627,6 +649,7 @@ def attack(
             "own_variance_share_forgotten": float(own_f[where].double().mean()),
             "own_variance_share_never": float(own_n[where].double().mean()),
         },
+        "diagnosis": diagnosis(fit, ok, min_observations),
     }
 
 
@@ -688,5 +711,6 @@ __all__ = [
     "expected_observations",
     "REFERENCE_VARIANTS",
     "cluster_bootstrap",
+    "diagnosis",
     "BOOTSTRAP_METHOD",
 ]

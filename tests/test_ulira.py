@@ -475,3 +475,21 @@ def test_a_changed_default_keys_the_method_jobs_again_but_not_the_references(mon
     after = keys()
     assert [k for p, k in before if p == "references"] == [k for p, k in after if p == "references"]
     assert not set(k for p, k in before if p == "method") & set(k for p, k in after if p == "method")
+
+
+def test_the_diagnosis_reads_a_shift_and_a_spread_against_the_never_seen_fit():
+    """A variant shifted by d sd of its never-seen fit reads a shift near d; one scattered r times as much reads a
+    spread near r; retraining against retraining reads about 0 and 1, with means that follow the reference's."""
+    g = torch.Generator().manual_seed(3)
+    sig = _null_signals(g, s_count=24, f_count=2, n=200)
+    sd_n = float((sig.reference - sig.reference.mean((0, 1))).std())  # the null's spread around each example
+    null = attack(sig, "v", bootstrap=0)["diagnosis"]
+    assert abs(null["shift"]) < 0.15 and 0.8 < null["spread"] < 1.25 and null["mean_correlation"] > 0.8
+    base = sig.conf["v"]
+    noise = torch.randn(base.shape, generator=g, dtype=torch.float64)
+    shifted = Signals(sig.in_train, sig.in_forget, {"v": base + 1.0 * sd_n}, sig.reference)
+    got = attack(shifted, "v", bootstrap=0)
+    assert 0.8 < got["diagnosis"]["shift"] < 1.2 and got["auc"] > 0.6
+    scattered = Signals(sig.in_train, sig.in_forget, {"v": base + 1.7 * sd_n * noise}, sig.reference)
+    got = attack(scattered, "v", bootstrap=0)["diagnosis"]
+    assert got["spread"] > 1.5 and abs(got["shift"]) < 0.2
