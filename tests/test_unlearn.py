@@ -625,9 +625,7 @@ def test_condensed_forget_side_both_pulls_a_loss_past_its_target_back(setup):
     plain = forget_ce(_condensed_out(setup, "random:0.2", **opts, forget_ce=0.0))
     tau = 0.5 * plain  # a fresh upper network starts far above it
     up = forget_ce(_condensed_out(setup, "random:0.2", **opts, forget_ce=tau, forget_weight=4.0))
-    both = forget_ce(
-        _condensed_out(setup, "random:0.2", **opts, forget_ce=tau, forget_weight=4.0, forget_side="both")
-    )
+    both = forget_ce(_condensed_out(setup, "random:0.2", **opts, forget_ce=tau, forget_weight=4.0, forget_side="both"))
     assert abs(both - tau) < abs(up - tau) and both < up
 
 
