@@ -206,18 +206,33 @@ def ulira_table(report: dict[str, Any]) -> str:
     """An `attacks ulira` report: each model's attack AUC with its interval (the report's bootstrap), accuracy and
     TPR at low FPR, most distinguishable first."""
     b = report.get("bootstrap") or {}
+    diagnosed = any(isinstance(a.get("diagnosis"), dict) for a in report["attacks"].values())
     out = [
         f"U-LiRA: {report.get('setup', {}).get('splits', '?')} splits; intervals: {b.get('interval', '95%')} "
-        f"({b.get('replicates', '?')} draws over {b.get('over', 'targets')}).\n",
-        "| model | AUC [95% CI] | accuracy | TPR at 1% FPR | TPR at 0.1% FPR |",
-        "|---|---|---|---|---|",
+        f"({b.get('replicates', '?')} draws over {b.get('over', 'targets')})."
+        + (
+            " Why a model is told apart: shift, the mean of its forget confidences in sd of the never-seen fit of "
+            "the same example (> 0: under-forgotten); spread, its per-example sd over the never-seen one (1: "
+            "scattered as retraining is); corr, how well its per-example means follow the never-seen ones."
+            if diagnosed
+            else ""
+        )
+        + "\n",
+        "| model | AUC [95% CI] | accuracy | TPR at 1% FPR | TPR at 0.1% FPR |"
+        + (" shift | spread | corr |" if diagnosed else ""),
+        "|---|---|---|---|---|" + ("---|---|---|" if diagnosed else ""),
     ]
     rows = sorted(report["attacks"].items(), key=lambda kv: -kv[1]["auc"])
     for name, a in rows:
         ci = a.get("auc_ci")
         auc = f"{a['auc']:.3f}" + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "")
         f = lambda k: f"{a[k]:.3f}" if isinstance(a.get(k), (int, float)) else ""  # noqa: E731
-        out.append(f"| `{name}` | {auc} | {f('accuracy')} | {f('tpr_at_1pct_fpr')} | {f('tpr_at_0.1pct_fpr')} |")
+        row = f"| `{name}` | {auc} | {f('accuracy')} | {f('tpr_at_1pct_fpr')} | {f('tpr_at_0.1pct_fpr')} |"
+        if diagnosed:
+            d = a.get("diagnosis") or {}
+            g = lambda k, spec: format(d[k], spec) if isinstance(d.get(k), (int, float)) else ""  # noqa: E731
+            row += f" {g('shift', '+.2f')} | {g('spread', '.2f')} | {g('mean_correlation', '.2f')} |"
+        out.append(row)
     return "\n".join(out) + "\n"
 
 

@@ -238,3 +238,15 @@ def test_a_ulira_report_of_another_name_is_linked_as_itself_and_reaches_the_site
     text = refresh_blocks("<!-- experiments report reports/sel/a.json -->\n<!-- end -->", tmp_path)
     assert "From [`reports/sel/a.json`](reports/sel/a.json)" in text
     assert ("reports/sel/a.json", tmp_path / "reports" / "sel" / "a.json") in report_assets(tmp_path)
+
+
+def test_a_ulira_table_shows_the_diagnosis_where_the_report_has_one():
+    """Reports with a diagnosis get shift / spread / corr columns; older reports keep the five columns."""
+    from experiments.tables import ulira_table
+
+    diag = {"shift": 0.771, "spread": 1.561, "mean_correlation": 0.829}
+    new = ulira_table({"attacks": {"condensed": {"auc": 0.7, "diagnosis": diag}, "retrained": {"auc": 0.5}}})
+    assert "| shift | spread | corr |" in new and "| +0.77 | 1.56 | 0.83 |" in new
+    assert new.splitlines()[-1].endswith("|  |  |  |")  # a variant without one: blank cells, not an error
+    old = ulira_table({"attacks": {"condensed": {"auc": 0.7}}})
+    assert "shift" not in old and old.splitlines()[-2].count("|") == 6

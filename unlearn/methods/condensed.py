@@ -94,10 +94,6 @@ validation MIA (test figures are reported, never read), and by its time over ret
   weight 1 changed the val gap to retraining by -1.0 ± 1.1 / +2.0 ± 3.1 / -4.3 ± 4.1 points (MLP / CNN / demo), at
   weight 2 and 4 it was worse on all three, and it lowered FA only with RA. The validation split also judges
   choices, so a choice of this unit read on validation figures is confirmed on the test split's figures (README).
-* ``forget_side`` (default ``up``) -- ``up``: the mean and per-example targets push a loss up to its target and
-  then stop (the relu above); ``both``: they also pull a loss that went past its target back down to it (the
-  absolute gap), so that a forget image ends at its target from either side. The quantile target is two-sided
-  anyway. Explored against U-LiRA on the selection pool (reports/ulira-select-small10-cpu).
 * ``forget_batch`` (default 0) -- how many forget images each step's forget term draws: 0 takes the forget set's
   share of a reduced-set batch (``batch_size * |F| / |reduced set|``: a 100-image request on a 6,444-image reduced
   set draws 4 images a step, and the mean loss of 4 images is a noisy stand-in for the forget set's); N draws N
@@ -222,7 +218,7 @@ def _with_forget_term(ctx: UnlearnContext, model: torch.nn.Module, extra, x: tor
     class). A request removing whole classes (``whole``) skips it: the masked teacher
     already makes those classes vanish."""
     tau, weight, unit, match = o["forget_ce"], o["forget_weight"], o["forget_ce_unit"], o["forget_match"]
-    fb, both = o["forget_batch"], o["forget_side"] == "both"
+    fb = o["forget_batch"]
     ctx.extra["forget_term"] = not (tau == 0 or weight == 0 or whole)
     ctx.extra["forget_match"] = match if ctx.extra["forget_term"] else None
     if not ctx.extra["forget_term"]:
@@ -247,13 +243,9 @@ def _with_forget_term(ctx: UnlearnContext, model: torch.nn.Module, extra, x: tor
         pick = torch.randint(len(yf), (size,), generator=gen).to(ctx.device)
         ce = F.cross_entropy(model(xf[pick]).float(), yf[pick], reduction="none")
         if match == "neighbours":  # each image up to its own never-seen level, then no further push on it
-            gap = per_image[pick] - ce
-            push = (gap.abs() if both else torch.relu(gap)).mean()
-        elif target is None:
-            gap = float(tau) - ce.mean()
-            push = gap.abs() if both else torch.relu(gap)
+            push = torch.relu(per_image[pick] - ce).mean()
         else:
-            push = (ce.sort().values - target).abs().mean()
+            push = torch.relu(float(tau) - ce.mean()) if target is None else (ce.sort().values - target).abs().mean()
         base = extra(logits, inputs, idx) if extra is not None else 0.0
         return base + float(weight) * push
 
@@ -283,8 +275,6 @@ def _check_options(o: dict, parts: dict) -> None:
         raise ConfigError(f"forget_match must be auto, mean, quantiles or neighbours, got {match!r}")
     if match in ("quantiles", "neighbours") and unit != "val":
         raise ConfigError(f"forget_match={match} reads the validation split's losses: it needs forget_ce_unit=val")
-    if o["forget_side"] not in ("up", "both"):
-        raise ConfigError(f"forget_side must be up or both, got {o['forget_side']!r}")
     fb = o["forget_batch"]
     if not (isinstance(fb, int) and not isinstance(fb, bool) and fb >= 0):
         raise ConfigError(f"forget_batch must be an integer >= 0 (0 = the forget set's share), got {fb!r}")
@@ -426,7 +416,6 @@ def _share(part: torch.nn.Module, model: torch.nn.Module) -> float:
     forget_ce_unit="val",
     forget_match="auto",
     forget_batch=0,
-    forget_side="up",
     small_request=0.01,
     small_steps=40,
     small_lr=1e-4,
