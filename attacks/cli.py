@@ -327,9 +327,10 @@ def ulira_cmd(
             f"({r['pairs']} forget examples in {r['target_models']} models)"
         )
         d = r["diagnosis"]
+        corr = "n/a" if d["mean_correlation"] is None else f"{d['mean_correlation']:.2f}"
         click.echo(
             f"  {v}: forget confidence {d['shift']:+.2f} sd from never-seen (> 0 under-forgets), spread "
-            f"{d['spread']:.2f}x never-seen's, per-example means correlate {d['mean_correlation']:.2f}"
+            f"{d['spread']:.2f}x never-seen's, per-example means correlate {corr}"
         )
     j, setup = rep["jobs"], prepared.setup
     click.echo(

@@ -587,25 +587,30 @@ BOOTSTRAP_METHOD = {
 }
 
 
-def diagnosis(fit: _Fit, ok: torch.Tensor, min_observations: int) -> dict[str, float]:
+def diagnosis(fit: _Fit, ok: torch.Tensor, min_observations: int) -> dict[str, float | None]:
     """Why a variant can be told apart, at the scored positions: where its confidence sits in the never-seen fit of
     the same example (``shift``: the mean of (x - mu_n) / sd_n; > 0 under-forgets, < 0 over-forgets), how spread its
     own per-example fit is against the never-seen one (``spread``: the median of sd_f / sd_n; 1 matches, > 1 is
     scattered across the models, < 1 collapsed), and how well its per-example means follow the never-seen ones
-    (``mean_correlation``: Pearson over the scored positions). Retraining gives about 0, 1 and the reference
-    models' own agreement. With equal means a spread ratio r alone gives an AUC of about 2 arctan(r) / pi for
-    Gaussians (1.5: 0.63); a shift d alone about Phi(d / sqrt 2) (0.5: 0.64)."""
+    (``mean_correlation``: Pearson over the scored positions; None where either side is constant). The fits are the
+    attack's own (leave-one-split-out; an example with fewer than ``min_observations`` observations on a side takes
+    that side's pooled sd, as the attack does, and the report's ``observations`` say how often). Retraining gives
+    about 0, 1 and the reference models' own agreement. For Gaussians, equal means and an sd ratio r alone give the
+    likelihood-ratio test an AUC of about 2 arctan(max(r, 1/r)) / pi (1.5: 0.63); a shift d alone with equal sds
+    about Phi(|d| / sqrt 2) (0.5: 0.64)."""
     mu_f, sd_f, _, _ = _gaussian(*fit.forgotten_moments, min_observations)
     mu_n, sd_n, _, _ = _gaussian(*fit.never_moments, min_observations)
     s, _, i = fit.where
     x, mf, sf, mn, sn = fit.v[ok], mu_f[s, i][ok], sd_f[s, i][ok], mu_n[s, i][ok], sd_n[s, i][ok]
     z = (x - mn) / sn
-    corr = torch.corrcoef(torch.stack([mf, mn]))[0, 1] if len(x) > 1 else torch.tensor(float("nan"))
+    corr = None
+    if len(x) > 1 and float(mf.std()) > 0 and float(mn.std()) > 0:
+        corr = float(torch.corrcoef(torch.stack([mf, mn]))[0, 1])
     return {
         "shift": float(z.mean()),
         "shift_median": float(z.median()),
         "spread": float((sf / sn).median()),
-        "mean_correlation": float(corr),
+        "mean_correlation": corr,
     }
 
 

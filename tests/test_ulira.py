@@ -246,6 +246,8 @@ def test_cli_runs_and_routes_options(tmp_path, monkeypatch):
     )  # 2 groups: references, none, finetune
     res = CliRunner().invoke(attacks_main, [*args, "--out", str(out), "--force"])
     assert res.exit_code == 0 and "0 computed now, 6 read back" in res.output
+    assert "  finetune: forget confidence" in res.output  # each variant's diagnosis, as the report has it
+    assert set(rep["attacks"]["finetune"]["diagnosis"]) == {"shift", "shift_median", "spread", "mean_correlation"}
     res = CliRunner().invoke(attacks_main, [*args, "--option", "nonsense=1", "--out", str(tmp_path / "x.json")])
     assert res.exit_code == 2 and "unknown option 'nonsense'" in res.output
 
@@ -493,3 +495,6 @@ def test_the_diagnosis_reads_a_shift_and_a_spread_against_the_never_seen_fit():
     scattered = Signals(sig.in_train, sig.in_forget, {"v": base + 1.7 * sd_n * noise}, sig.reference)
     got = attack(scattered, "v", bootstrap=0)["diagnosis"]
     assert got["spread"] > 1.5 and abs(got["shift"]) < 0.2
+    flat = Signals(sig.in_train, sig.in_forget, {"v": torch.zeros_like(base)}, sig.reference)
+    got = attack(flat, "v", bootstrap=0)["diagnosis"]  # one confidence for every example: no correlation to read
+    assert got["mean_correlation"] is None and got["spread"] < 0.01

@@ -6,8 +6,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ORDER = [
-    "defaults", "fb10", "w4", "scale1", "fb10-scale1", "scale1.5", "scale2", "both", "both-w4", "both-scale1",
-    "both-scale1.5", "both-lr3e-4", "both-s120", "both-lr1e-3",
+    "defaults", "w4", "scale1", "both", "both-w4", "both-scale1", "both-scale1.5", "both-lr3e-4",
 ]  # fmt: skip
 
 
