@@ -592,20 +592,16 @@ def test_condensed_forget_neighbours_give_each_image_the_loss_of_unseen_images_l
     xf, yf = data.train.images[:12], data.train.labels[:12]
 
     class Ctx:  # what _neighbour_losses reads of the context
-        original, device, options = trained, torch.device("cpu"), {"bf16": False, "neighbours_space": "features"}
+        original, device, options = trained, torch.device("cpu"), {"bf16": False}
 
     Ctx.data = data
     t = _neighbour_losses(Ctx(), xf, yf, heldout)
-    pixels = Ctx()
-    pixels.options = {"bf16": False, "neighbours_space": "pixels"}  # the images themselves: other neighbours
-    tp = _neighbour_losses(pixels, xf, yf, heldout)
-    for targets in (t, tp):
-        for i, c in enumerate(yf.tolist()):
-            mine = heldout[data.val.labels == c]
-            assert float(mine.min()) - 1e-6 <= float(targets[i]) <= float(mine.max()) + 1e-6
-            if len(mine) <= NEIGHBOURS:  # every image of a small class: the class's mean
-                assert float(targets[i]) == pytest.approx(float(mine.mean()), abs=1e-5)
-        assert targets.std() > 0
+    for i, c in enumerate(yf.tolist()):
+        mine = heldout[data.val.labels == c]
+        assert float(mine.min()) - 1e-6 <= float(t[i]) <= float(mine.max()) + 1e-6
+        if len(mine) <= NEIGHBOURS:  # every image of a small class: the class's mean
+            assert float(t[i]) == pytest.approx(float(mine.mean()), abs=1e-5)
+    assert t.std() > 0
     before = evaluate(trained, data.train.images, data.train.labels).losses
     res = _condensed_out(
         setup, "random:0.2", reset="none", epochs=30, lr=3e-3, forget_ce=20.0, forget_match="neighbours"
@@ -633,11 +629,6 @@ def test_condensed_forget_neighbours_give_each_image_the_loss_of_unseen_images_l
 def test_condensed_rejects_bad_forget_term_options(setup, options):
     with pytest.raises(ConfigError, match="forget_"):
         _condensed_out(setup, "random:0.1", **options)
-
-
-def test_condensed_rejects_an_unknown_neighbours_space_before_any_work(setup):
-    with pytest.raises(ConfigError, match="neighbours_space must be features or pixels"):
-        _condensed_out(setup, "random:0.1", neighbours_space="logits", forget_ce=0.0)
 
 
 def test_condensed_forget_batch_sets_how_many_forget_images_a_step_draws(setup):

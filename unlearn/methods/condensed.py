@@ -94,10 +94,6 @@ validation MIA (test figures are reported, never read), and by its time over ret
   weight 1 changed the val gap to retraining by -1.0 ± 1.1 / +2.0 ± 3.1 / -4.3 ± 4.1 points (MLP / CNN / demo), at
   weight 2 and 4 it was worse on all three, and it lowered FA only with RA. The validation split also judges
   choices, so a choice of this unit read on validation figures is confirmed on the test split's figures (README).
-* ``neighbours_space`` (default ``features``) -- where the per-example target finds a forget image's nearest
-  validation images: ``features``, the original's penultimate features; ``pixels``, the images themselves, which
-  nothing the original memorised shapes (a memorised image's features may sit closer to images the original finds
-  easy). Explored against U-LiRA on the selection pool (reports/ulira-select-small10-cpu).
 * ``forget_batch`` (default 0) -- how many forget images each step's forget term draws: 0 takes the forget set's
   share of a reduced-set batch (``batch_size * |F| / |reduced set|``: a 100-image request on a 6,444-image reduced
   set draws 4 images a step, and the mean loss of 4 images is a noisy stand-in for the forget set's); N draws N
@@ -279,8 +275,6 @@ def _check_options(o: dict, parts: dict) -> None:
         raise ConfigError(f"forget_match must be auto, mean, quantiles or neighbours, got {match!r}")
     if match in ("quantiles", "neighbours") and unit != "val":
         raise ConfigError(f"forget_match={match} reads the validation split's losses: it needs forget_ce_unit=val")
-    if o["neighbours_space"] not in ("features", "pixels"):
-        raise ConfigError(f"neighbours_space must be features or pixels, got {o['neighbours_space']!r}")
     fb = o["forget_batch"]
     if not (isinstance(fb, int) and not isinstance(fb, bool) and fb >= 0):
         raise ConfigError(f"forget_batch must be an integer >= 0 (0 = the forget set's share), got {fb!r}")
@@ -296,11 +290,8 @@ def _neighbour_losses(ctx: UnlearnContext, xf: torch.Tensor, yf: torch.Tensor, h
     validation image takes the validation split's mean loss."""
     val = ctx.data.val
     bf16 = bool(ctx.options["bf16"])
-    if ctx.options["neighbours_space"] == "pixels":  # images as they are: nothing the original memorised shapes it
-        fv, ff = as_unit(val.images).flatten(1).to(ctx.device), as_unit(xf).flatten(1).to(ctx.device)
-    else:
-        fv = embed(ctx.original, val.images, device=ctx.device, bf16=bf16)
-        ff = embed(ctx.original, xf, device=ctx.device, bf16=bf16)
+    fv = embed(ctx.original, val.images, device=ctx.device, bf16=bf16)
+    ff = embed(ctx.original, xf, device=ctx.device, bf16=bf16)
     yv = val.labels.to(ctx.device)
     out = torch.full((len(yf),), float(heldout.mean()), device=ctx.device)
     for c in yf.unique().tolist():
@@ -425,7 +416,6 @@ def _share(part: torch.nn.Module, model: torch.nn.Module) -> float:
     forget_ce_unit="val",
     forget_match="auto",
     forget_batch=0,
-    neighbours_space="features",
     small_request=0.01,
     small_steps=40,
     small_lr=1e-4,
