@@ -1,7 +1,8 @@
 #!/bin/bash
 # Round 2: each candidate's U-LiRA on the selection pool, then its diagnosis (reads the jobs back). Run from a
 # checkout at 4b21110 (forget_side exists there) with the data in ./data, alone on the machine:
-#   reports/ulira-select-small10-cpu/round2/run.sh STORE OUTDIR
+#   reports/ulira-select-small10-cpu/round2/run.sh STORE OUTDIR [CANDIDATES]
+# CANDIDATES: one candidate a line, NAME KEY=VALUE ...; default round 2's, candidates.txt beside this script.
 # A candidate's jobs cost about 2.5 minutes on the 2-core VM the first time (the originals, condensation and
 # unlearning of its 96 forget sets) and seconds when read back; the pool's references cost about 10 minutes once.
 set -euo pipefail
@@ -14,13 +15,4 @@ while read -r name opts; do
     --forget-size 10 --targets 100 --method condensed --untuned "${args[@]}" --out "$out/$name.json" -q --force
   # shellcheck disable=SC2086
   python "$here/diagnose.py" "$store" "$out/$name.diagnosis.json" $opts
-done <<'LIST'
-defaults
-w4 forget_weight=4
-scale1 small_neighbours_scale=1
-both forget_side=both
-both-w4 forget_side=both forget_weight=4
-both-scale1 forget_side=both small_neighbours_scale=1
-both-scale1.5 forget_side=both small_neighbours_scale=1.5
-both-lr3e-4 forget_side=both small_lr=3e-4
-LIST
+done < "${3:-$here/candidates.txt}"

@@ -1,20 +1,7 @@
 #!/bin/bash
-# Round 3: each candidate's U-LiRA on the selection pool, then its diagnosis (reads the jobs back). Run from a
-# checkout at the commit its README names (neighbours_space exists there) with the data in ./data, alone on the machine:
+# Round 3: round 2's loop (U-LiRA on the selection pool, then the diagnosis) over round 3's candidates. Run from a
+# checkout at d9240ab (neighbours_space exists there) with the data in ./data, alone on the machine:
 #   reports/ulira-select-small10-cpu/round3/run.sh STORE OUTDIR
-# A candidate's jobs cost about 2.5 minutes on the 2-core VM the first time (the originals, condensation and
-# unlearning of its 96 forget sets) and seconds when read back; the pool's references cost about 10 minutes once.
 set -euo pipefail
-store=$1 out=$2
 here=$(dirname "$0")
-while read -r name opts; do
-  args=()
-  for o in $opts; do args+=(--option "$o"); done
-  python -m attacks.cli ulira cifar10 --preset cpu --data-dir data --store "$store" --pool-seed 1 --splits 24 \
-    --forget-size 10 --targets 100 --method condensed --untuned "${args[@]}" --out "$out/$name.json" -q --force
-  # shellcheck disable=SC2086
-  python "$here/../round2/diagnose.py" "$store" "$out/$name.diagnosis.json" $opts
-done <<'LIST'
-pixels neighbours_space=pixels
-pixels-w4 neighbours_space=pixels forget_weight=4
-LIST
+exec "$here/../round2/run.sh" "$1" "$2" "$here/candidates.txt"
