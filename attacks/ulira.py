@@ -527,8 +527,9 @@ class _Fit:
         self.v, self.ref = v[self.where], sig.reference[self.where]
 
     def scores(self, weights: torch.Tensor | None = None):
-        """(member scores, non-member scores, their split, mask of scorable pairs, the fits' details); with
-        ``weights`` [B, S] every output but the splits has a leading replicate dimension."""
+        """(member scores, non-member scores, their split, mask of scorable pairs, the fits: mean, sd, count and
+        whether the per-example sd was used, per side, ``_f`` forgotten and ``_n`` never seen); with ``weights``
+        [B, S] every output but the splits has a leading replicate dimension."""
         mu_f, sd_f, c_f, own_f = _gaussian(*self.forgotten_moments, self.min_obs, weights)
         mu_n, sd_n, c_n, own_n = _gaussian(*self.never_moments, self.min_obs, weights)
         s, _, i = self.where
@@ -539,7 +540,8 @@ class _Fit:
         def score(x):
             return _log_pdf(x, mu_f[..., s, i], sd_f[..., s, i]) - _log_pdf(x, mu_n[..., s, i], sd_n[..., s, i])
 
-        return score(self.v), score(self.ref), s, ok, (c_f, c_n, own_f, own_n)
+        fits = {"mu_f": mu_f, "sd_f": sd_f, "c_f": c_f, "own_f": own_f, "mu_n": mu_n, "sd_n": sd_n, "c_n": c_n}
+        return score(self.v), score(self.ref), s, ok, {**fits, "own_n": own_n}
 
 
 def cluster_bootstrap(
@@ -587,19 +589,18 @@ BOOTSTRAP_METHOD = {
 }
 
 
-def diagnosis(fit: _Fit, ok: torch.Tensor, min_observations: int) -> dict[str, float | None]:
+def diagnosis(fit: _Fit, ok: torch.Tensor, fits: dict[str, torch.Tensor]) -> dict[str, float | None]:
     """Why a variant can be told apart, at the scored positions: where its confidence sits in the never-seen fit of
     the same example (``shift``: the mean of (x - mu_n) / sd_n; > 0 under-forgets, < 0 over-forgets), how spread its
     own per-example fit is against the never-seen one (``spread``: the median of sd_f / sd_n; 1 matches, > 1 is
     scattered across the models, < 1 collapsed), and how well its per-example means follow the never-seen ones
-    (``mean_correlation``: Pearson over the scored positions; None where either side is constant). The fits are the
-    attack's own (leave-one-split-out; an example with fewer than ``min_observations`` observations on a side takes
+    (``mean_correlation``: Pearson over the scored positions; None where either side is constant). ``fits`` are the
+    attack's own, as :meth:`_Fit.scores` returns them (leave-one-split-out; an example with fewer than ``min_observations`` observations on a side takes
     that side's pooled sd, as the attack does, and the report's ``observations`` say how often). Retraining gives
     about 0, 1 and the reference models' own agreement. For Gaussians, equal means and an sd ratio r alone give the
     likelihood-ratio test an AUC of about 2 arctan(max(r, 1/r)) / pi (1.5: 0.63); a shift d alone with equal sds
     about Phi(|d| / sqrt 2) (0.5: 0.64)."""
-    mu_f, sd_f, _, _ = _gaussian(*fit.forgotten_moments, min_observations)
-    mu_n, sd_n, _, _ = _gaussian(*fit.never_moments, min_observations)
+    mu_f, sd_f, mu_n, sd_n = fits["mu_f"], fits["sd_f"], fits["mu_n"], fits["sd_n"]
     s, _, i = fit.where
     x, mf, sf, mn, sn = fit.v[ok], mu_f[s, i][ok], sd_f[s, i][ok], mu_n[s, i][ok], sd_n[s, i][ok]
     z = (x - mn) / sn
@@ -624,7 +625,8 @@ def attack(
     if s_count < 3:
         raise ConfigError("U-LiRA needs at least 3 splits")
     fit = _Fit(sig, variant, min_observations)
-    pos, neg, s, ok, (c_f, c_n, own_f, own_n) = fit.scores()
+    pos, neg, s, ok, fits = fit.scores()
+    c_f, c_n, own_f, own_n = fits["c_f"], fits["c_n"], fits["own_f"], fits["own_n"]
     if not bool(ok.any()):
         raise ConfigError(
             f"no forget example was forgotten in another split and unseen in a third: use more "
@@ -654,7 +656,7 @@ def attack(
             "own_variance_share_forgotten": float(own_f[where].double().mean()),
             "own_variance_share_never": float(own_n[where].double().mean()),
         },
-        "diagnosis": diagnosis(fit, ok, min_observations),
+        "diagnosis": diagnosis(fit, ok, fits),
     }
 
 
