@@ -234,7 +234,7 @@ def _with_forget_term(ctx: UnlearnContext, model: torch.nn.Module, extra, x: tor
         if match == "quantiles":
             target = float(tau) * torch.quantile(heldout, (torch.arange(size, device=ctx.device) + 0.5) / size)
         elif match == "neighbours":
-            per_image = float(tau) * _neighbour_losses(ctx, xf, yf, heldout)
+            per_image = float(tau) * _neighbour_losses(ctx, xf, yf, heldout, o["neighbours_mean"])
         tau = float(tau) * float(heldout.mean())
     ctx.extra["forget_tau"] = float(tau)
     gen = generator(ctx.derived_seed("condensed-forget"))
@@ -275,6 +275,8 @@ def _check_options(o: dict, parts: dict) -> None:
         raise ConfigError(f"forget_match must be auto, mean, quantiles or neighbours, got {match!r}")
     if match in ("quantiles", "neighbours") and unit != "val":
         raise ConfigError(f"forget_match={match} reads the validation split's losses: it needs forget_ce_unit=val")
+    if o["neighbours_mean"] not in ("loss", "confidence"):
+        raise ConfigError(f"neighbours_mean must be loss or confidence, got {o['neighbours_mean']!r}")
     fb = o["forget_batch"]
     if not (isinstance(fb, int) and not isinstance(fb, bool) and fb >= 0):
         raise ConfigError(f"forget_batch must be an integer >= 0 (0 = the forget set's share), got {fb!r}")
@@ -283,7 +285,9 @@ def _check_options(o: dict, parts: dict) -> None:
 NEIGHBOURS = 10  # validation images per forget image whose losses set its target (forget_match=neighbours)
 
 
-def _neighbour_losses(ctx: UnlearnContext, xf: torch.Tensor, yf: torch.Tensor, heldout: torch.Tensor) -> torch.Tensor:
+def _neighbour_losses(
+    ctx: UnlearnContext, xf: torch.Tensor, yf: torch.Tensor, heldout: torch.Tensor, mean: str = "loss"
+) -> torch.Tensor:
     """Per forget image: the original's mean loss on the :data:`NEIGHBOURS` validation images of its class nearest
     to it in the original's feature space -- images like it that the model never saw, so a per-image estimate of the
     loss it would have had unseen (an easy image gets a low target, an atypical one a high one). A class with no
@@ -300,8 +304,19 @@ def _neighbour_losses(ctx: UnlearnContext, xf: torch.Tensor, yf: torch.Tensor, h
             continue
         k = min(NEIGHBOURS, len(cols))
         near = torch.cdist(ff[rows], fv[cols]).topk(k, largest=False).indices  # [rows, k] into cols
-        out[rows] = heldout[cols][near].mean(1)
+        near_losses = heldout[cols][near]
+        if mean == "confidence":  # average the logit-scaled confidences, then back to a loss
+            out[rows] = F.softplus(-logit_of_loss(near_losses).mean(1))
+        else:
+            out[rows] = near_losses.mean(1)
     return out
+
+
+def logit_of_loss(ce: torch.Tensor) -> torch.Tensor:
+    """The logit-scaled confidence log(p / (1 - p)) of the true class whose cross-entropy is ``ce`` (p = exp(-ce));
+    ``softplus(-phi)`` is its inverse."""
+    ce = ce.clamp_min(1e-12)
+    return -ce - torch.log(-torch.expm1(-ce))
 
 
 def _heldout_losses(ctx: UnlearnContext) -> torch.Tensor:
@@ -424,6 +439,7 @@ def _share(part: torch.nn.Module, model: torch.nn.Module) -> float:
     small_lr_upper=3e-4,
     small_images_upper=100,
     small_neighbours_scale=0.6,
+    neighbours_mean="loss",
     space={
         "epochs": Fixed(0),
         "min_steps": Int(20, 680, log=True),
