@@ -122,7 +122,7 @@ def test_a_stream_is_compared_where_it_retrained_with_its_own_time_bound_and_fa_
     assert first["d_forget_acc"] == "+10.0 (not bounded)"  # +20 and 0 points, before fa_from: reported only
     assert first["d_retain_acc"] == "-0.5" and first["time"] == "0.01" and first["met"] == "yes"
     assert third["d_forget_acc"] == "+2.5" and third["targets"]["forget_acc"]["bound"] == 5.0
-    assert third["d_retain_acc"] == "-0.9 (a seed misses: -0.5, -1.3)"
+    assert third["d_retain_acc"] == "-0.9 (a seed misses: -0.5, -1.3; R's sd 1.4)"  # retraining 90, 92: sd 1.4 >= 1
     assert third["time"] == "**0.03** (seeds: 0.03, 0.03)" and third["met"] == "no"  # the source's 0.02, not 0.1
     assert first["targets"]["forget_acc"]["met_on_mean"] is None and first["seeds"] == 2
     assert ulira["met"] == "no" and "AUC at most 0.55: False" in ulira["extra"]
@@ -175,3 +175,25 @@ def test_a_sources_own_bounds_are_checked(bad):
     src = dict(setting="s", request="r", report="s", experiment="e", model="mlp", forget="successive", method="m")
     with pytest.raises(ConfigError):
         _sources(Experiment("t", {"kind": "targets", "sources": [{**src, **bad}]}))
+
+
+def test_a_bound_finer_than_retrainings_own_scatter_says_so(tmp_path, monkeypatch):
+    """Retraining's sample sd over seeds rides along each target; the cell names it where the bound is no wider."""
+    monkeypatch.chdir(tmp_path)
+    cells = [
+        _cell(0, "retrain", "random:0.1", retain_acc=0.90, forget_acc=0.30, seconds=10.0),
+        _cell(1, "retrain", "random:0.1", retain_acc=0.91, forget_acc=0.50, seconds=10.0),  # FA sd 14.1 > 2
+        _cell(0, "m", "random:0.1", retain_acc=0.80, forget_acc=0.40, seconds=0.5),
+        _cell(1, "m", "random:0.1", retain_acc=0.80, forget_acc=0.60, seconds=0.5),
+    ]
+    (tmp_path / "rep").mkdir()
+    (tmp_path / "rep" / "report.json").write_text(json.dumps({"meta": {"git": "abc1234"}, "cells": {"e": cells}}))
+    src = dict(setting="s", report="rep", experiment="e", model="mlp", method="m", request="r", forget="random:0.1")
+    exp = Experiment("t", {**SPEC, "sources": [src]})
+    (row,) = _rows(exp, [{"key": c.key, "result": _run(c, exp, None)} for c in _cells(exp, 3)])
+    ra, fa = row["targets"]["retain_acc"], row["targets"]["forget_acc"]
+    assert ra["retrain_sd"] == pytest.approx(100 * 0.01 / 2**0.5) and fa["retrain_sd"] == pytest.approx(
+        14.142, abs=1e-3
+    )
+    assert row["d_forget_acc"] == "**+10.0** (seeds: +10.0, +10.0; R's sd 14.1)"
+    assert row["d_retain_acc"] == "**-10.5** (seeds: -10.0, -11.0)"  # sd 0.7 under the bound of 3: not named
