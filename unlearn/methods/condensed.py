@@ -235,14 +235,20 @@ def _with_forget_term(ctx: UnlearnContext, model: torch.nn.Module, extra, x: tor
             target = float(tau) * torch.quantile(heldout, (torch.arange(size, device=ctx.device) + 0.5) / size)
         elif match == "neighbours":
             per_image = float(tau) * _neighbour_losses(ctx, xf, yf, heldout, o["neighbours_mean"])
+            per_image_logit = logit_of_loss(per_image)
         tau = float(tau) * float(heldout.mean())
     ctx.extra["forget_tau"] = float(tau)
     gen = generator(ctx.derived_seed("condensed-forget"))
 
     def term(logits, inputs, idx):
         pick = torch.randint(len(yf), (size,), generator=gen).to(ctx.device)
-        ce = F.cross_entropy(model(xf[pick]).float(), yf[pick], reduction="none")
-        if match == "neighbours":  # each image up to its own never-seen level, then no further push on it
+        out = model(xf[pick]).float()
+        ce = F.cross_entropy(out, yf[pick], reduction="none")
+        if match == "neighbours" and o["forget_push"] == "confidence":  # the hinge on the logit-scaled confidence
+            true = out.gather(1, yf[pick, None]).squeeze(1)
+            rest = out.scatter(1, yf[pick, None], float("-inf")).logsumexp(1)
+            push = torch.relu((true - rest) - per_image_logit[pick]).mean()
+        elif match == "neighbours":  # each image up to its own never-seen level, then no further push on it
             push = torch.relu(per_image[pick] - ce).mean()
         else:
             push = torch.relu(float(tau) - ce.mean()) if target is None else (ce.sort().values - target).abs().mean()
@@ -275,6 +281,8 @@ def _check_options(o: dict, parts: dict) -> None:
         raise ConfigError(f"forget_match must be auto, mean, quantiles or neighbours, got {match!r}")
     if match in ("quantiles", "neighbours") and unit != "val":
         raise ConfigError(f"forget_match={match} reads the validation split's losses: it needs forget_ce_unit=val")
+    if o["forget_push"] not in ("loss", "confidence"):
+        raise ConfigError(f"forget_push must be loss or confidence, got {o['forget_push']!r}")
     if o["neighbours_mean"] not in ("loss", "confidence"):
         raise ConfigError(f"neighbours_mean must be loss or confidence, got {o['neighbours_mean']!r}")
     fb = o["forget_batch"]
@@ -440,6 +448,7 @@ def _share(part: torch.nn.Module, model: torch.nn.Module) -> float:
     small_images_upper=100,
     small_neighbours_scale=0.6,
     neighbours_mean="loss",
+    forget_push="loss",
     space={
         "epochs": Fixed(0),
         "min_steps": Int(20, 680, log=True),
