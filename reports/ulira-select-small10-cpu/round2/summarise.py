@@ -1,5 +1,6 @@
 """Write a round's report.md from its JSON files (round 2's, beside this script, or those of the folder given): for each candidate, `NAME.json` (the `attacks
-ulira` report) and `NAME.diagnosis.json` (diagnose.py). PYTHONPATH=. python .../round2/summarise.py"""
+ulira` report) and `NAME.diagnosis.json` (diagnose.py; rounds from 4 on read the diagnosis every report carries, without
+quartiles). PYTHONPATH=. python .../round2/summarise.py"""
 
 import json
 import sys
@@ -22,8 +23,8 @@ def main() -> None:
         a = rep["attacks"]["condensed"]
         opts = rep["setup"]["methods"]["condensed"]
         shown = ", ".join(f"{k}={v}" for k, v in opts.items()) or "(registered defaults)"
-        cd = d["condensed"] if d else None
-        q = " / ".join(f"{x['shift']:+.2f}" for x in cd["quartiles"]) if cd else ""
+        cd = d["condensed"] if d else a.get("diagnosis")
+        q = " / ".join(f"{x['shift']:+.2f}" for x in cd["quartiles"]) if cd and "quartiles" in cd else ""
         rows.append(
             f"| {n} | {shown} | {a['auc']:.3f} [{a['auc_ci'][0]:.3f}, {a['auc_ci'][1]:.3f}] | "
             + (f"{cd['shift']:+.2f} | {cd['spread']:.2f} | {cd['mean_correlation']:.2f} | {q} |" if cd else "| | | |")
@@ -31,8 +32,11 @@ def main() -> None:
         sources.append(f"- `{n}.json`: `{rep['meta']['command']}` at {rep['meta']['git'][:12]} ({rep['meta']['machine']})")
         if d:
             sources.append(f"  `{n}.diagnosis.json`: `{d['command']}` at {d['git'][:12]}")
-    ref = json.loads((HERE / f"{names[0]}.diagnosis.json").read_text())["retrained"] if names else None
     rep0 = json.loads((HERE / f"{names[0]}.json").read_text()) if names else None
+    first = HERE / f"{names[0]}.diagnosis.json" if names else None
+    ref = None
+    if first is not None:
+        ref = json.loads(first.read_text())["retrained"] if first.exists() else rep0["attacks"]["retrained"]["diagnosis"]
     lines = [
         f"# U-LiRA on 10-image requests: {HERE.name} of the default's candidates on the selection pool",
         "",
