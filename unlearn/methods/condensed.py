@@ -234,7 +234,11 @@ def _with_forget_term(ctx: UnlearnContext, model: torch.nn.Module, extra, x: tor
         if match == "quantiles":
             target = float(tau) * torch.quantile(heldout, (torch.arange(size, device=ctx.device) + 0.5) / size)
         elif match == "neighbours":
-            per_image = float(tau) * _neighbour_losses(ctx, xf, yf, heldout, o["neighbours_mean"])
+            if o["neighbours_source"] == "flip":  # the original's loss on the mirrored image, which it never saw
+                flipped = evaluate(ctx.original, xf.flip(-1), yf, bf16=bool(ctx.options["bf16"])).losses
+                per_image = float(tau) * flipped.to(ctx.device)
+            else:
+                per_image = float(tau) * _neighbour_losses(ctx, xf, yf, heldout, o["neighbours_mean"])
             per_image_logit = logit_of_loss(per_image)
         tau = float(tau) * float(heldout.mean())
     ctx.extra["forget_tau"] = float(tau)
@@ -281,6 +285,8 @@ def _check_options(o: dict, parts: dict) -> None:
         raise ConfigError(f"forget_match must be auto, mean, quantiles or neighbours, got {match!r}")
     if match in ("quantiles", "neighbours") and unit != "val":
         raise ConfigError(f"forget_match={match} reads the validation split's losses: it needs forget_ce_unit=val")
+    if o["neighbours_source"] not in ("validation", "flip"):
+        raise ConfigError(f"neighbours_source must be validation or flip, got {o['neighbours_source']!r}")
     if o["forget_push"] not in ("loss", "confidence"):
         raise ConfigError(f"forget_push must be loss or confidence, got {o['forget_push']!r}")
     if o["neighbours_mean"] not in ("loss", "confidence"):
@@ -449,6 +455,7 @@ def _share(part: torch.nn.Module, model: torch.nn.Module) -> float:
     small_neighbours_scale=0.6,
     neighbours_mean="loss",
     forget_push="loss",
+    neighbours_source="validation",
     space={
         "epochs": Fixed(0),
         "min_steps": Int(20, 680, log=True),
