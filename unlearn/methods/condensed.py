@@ -205,7 +205,15 @@ def _partial_reset(
     ctx.extra["reset_entries"] = sum(round(share * p.numel()) for p in model.parameters() if id(p) in chosen)
 
 
-def _with_forget_term(ctx: UnlearnContext, model: torch.nn.Module, extra, x: torch.Tensor, o: dict, whole: bool):
+def _with_forget_term(
+    ctx: UnlearnContext,
+    model: torch.nn.Module,
+    extra,
+    x: torch.Tensor,
+    o: dict,
+    whole: bool,
+    y: torch.Tensor | None = None,
+):
     """``forget_ce`` tau > 0 adds a forget term to every step, on a batch of forget images drawn at the forget
     set's share of a reduced-set batch (``forget_batch`` 0), or of ``forget_batch`` images (at most the forget set),
     from a seed derived from the request's. ``forget_match="mean"``:
@@ -234,9 +242,12 @@ def _with_forget_term(ctx: UnlearnContext, model: torch.nn.Module, extra, x: tor
         if match == "quantiles":
             target = float(tau) * torch.quantile(heldout, (torch.arange(size, device=ctx.device) + 0.5) / size)
         elif match == "neighbours":
+            n_real = len(ctx.reduced.real_indices)
             if o["neighbours_source"] == "flip":  # the original's loss on the mirrored image, which it never saw
                 flipped = evaluate(ctx.original, xf.flip(-1), yf, bf16=bool(ctx.options["bf16"])).losses
                 per_image = float(tau) * flipped.to(ctx.device)
+            elif o["neighbours_source"] == "rank" and n_real > 0 and y is not None:
+                per_image = float(tau) * _rank_losses(ctx, xf, yf, x[:n_real], y[:n_real], heldout)
             else:
                 per_image = float(tau) * _neighbour_losses(ctx, xf, yf, heldout, o["neighbours_mean"])
             per_image_logit = logit_of_loss(per_image)
@@ -285,8 +296,8 @@ def _check_options(o: dict, parts: dict) -> None:
         raise ConfigError(f"forget_match must be auto, mean, quantiles or neighbours, got {match!r}")
     if match in ("quantiles", "neighbours") and unit != "val":
         raise ConfigError(f"forget_match={match} reads the validation split's losses: it needs forget_ce_unit=val")
-    if o["neighbours_source"] not in ("validation", "flip"):
-        raise ConfigError(f"neighbours_source must be validation or flip, got {o['neighbours_source']!r}")
+    if o["neighbours_source"] not in ("validation", "flip", "rank"):
+        raise ConfigError(f"neighbours_source must be validation, flip or rank, got {o['neighbours_source']!r}")
     if o["forget_push"] not in ("loss", "confidence"):
         raise ConfigError(f"forget_push must be loss or confidence, got {o['forget_push']!r}")
     if o["neighbours_mean"] not in ("loss", "confidence"):
@@ -324,6 +335,18 @@ def _neighbour_losses(
         else:
             out[rows] = near_losses.mean(1)
     return out
+
+
+def _rank_losses(ctx, xf, yf, xr, yr, heldout) -> torch.Tensor:
+    """Per forget image: the validation loss at the quantile its own loss holds among the original's losses on
+    trained images (the reduced set's real ones): a memorised image keeps its rank, moved onto the distribution of
+    images the model never saw."""
+    bf16 = bool(ctx.options["bf16"])
+    seen = evaluate(ctx.original, xr, yr, bf16=bf16).losses.to(ctx.device)
+    mine = evaluate(ctx.original, xf, yf, bf16=bf16).losses.to(ctx.device)
+    n = len(seen)
+    rank = ((seen[None, :] < mine[:, None]).float().sum(1) + 0.5) / (n + 1)
+    return torch.quantile(heldout, rank.clamp(0, 1))
 
 
 def logit_of_loss(ce: torch.Tensor) -> torch.Tensor:
@@ -516,7 +539,7 @@ def condensed(ctx: UnlearnContext):
     if o["dsa"]:
         strategy = DIGITS_STRATEGY if info.name in ("mnist", "svhn") else DEFAULT_STRATEGY
         augment = DSA(info.image_shape, info.mean, strategy).to(ctx.device)
-    extra = _with_forget_term(ctx, model, _distillation(ctx, x, o, teacher), x, o, whole)
+    extra = _with_forget_term(ctx, model, _distillation(ctx, x, o, teacher), x, o, whole, y)
     train_modules = None
     if o["freeze_kept"] and reset != "none":  # train only what was re-initialised; the kept layers stay as they are
         train_modules = parts[reset]
