@@ -255,6 +255,8 @@ def _with_forget_term(
     ctx.extra["forget_tau"] = float(tau)
     gen = generator(ctx.derived_seed("condensed-forget"))
 
+    squared = o["forget_hinge"] == "squared"  # a push that fades as an image nears its target
+
     def term(logits, inputs, idx):
         pick = torch.randint(len(yf), (size,), generator=gen).to(ctx.device)
         out = model(xf[pick]).float()
@@ -262,9 +264,11 @@ def _with_forget_term(
         if match == "neighbours" and o["forget_push"] == "confidence":  # the hinge on the logit-scaled confidence
             true = out.gather(1, yf[pick, None]).squeeze(1)
             rest = out.scatter(1, yf[pick, None], float("-inf")).logsumexp(1)
-            push = torch.relu((true - rest) - per_image_logit[pick]).mean()
+            gap = torch.relu((true - rest) - per_image_logit[pick])
+            push = (gap.square() if squared else gap).mean()
         elif match == "neighbours":  # each image up to its own never-seen level, then no further push on it
-            push = torch.relu(per_image[pick] - ce).mean()
+            gap = torch.relu(per_image[pick] - ce)
+            push = (gap.square() if squared else gap).mean()
         else:
             push = torch.relu(float(tau) - ce.mean()) if target is None else (ce.sort().values - target).abs().mean()
         base = extra(logits, inputs, idx) if extra is not None else 0.0
@@ -298,6 +302,8 @@ def _check_options(o: dict, parts: dict) -> None:
         raise ConfigError(f"forget_match={match} reads the validation split's losses: it needs forget_ce_unit=val")
     if o["neighbours_source"] not in ("validation", "flip", "rank"):
         raise ConfigError(f"neighbours_source must be validation, flip or rank, got {o['neighbours_source']!r}")
+    if o["forget_hinge"] not in ("linear", "squared"):
+        raise ConfigError(f"forget_hinge must be linear or squared, got {o['forget_hinge']!r}")
     if o["forget_push"] not in ("loss", "confidence"):
         raise ConfigError(f"forget_push must be loss or confidence, got {o['forget_push']!r}")
     if o["neighbours_mean"] not in ("loss", "confidence"):
@@ -479,6 +485,7 @@ def _share(part: torch.nn.Module, model: torch.nn.Module) -> float:
     neighbours_mean="loss",
     forget_push="loss",
     neighbours_source="validation",
+    forget_hinge="linear",
     space={
         "epochs": Fixed(0),
         "min_steps": Int(20, 680, log=True),
