@@ -168,3 +168,59 @@ def test_a_one_image_request_is_answered_and_its_mia_is_not_defined(setup, tmp_p
     assert rep["forget_size"] == 1 and rep["method_extra"]["profile"] == "small request"
     assert rep["mia"] is None and rep["val_mia"] is None and rep["indiscernibility"] is None
     assert rep["retain_acc"] is not None and rep["test_acc"] is not None
+
+
+def test_rank_transport_keeps_a_rank_and_moves_it_onto_the_never_seen_losses():
+    from unlearn.methods.condensed import logit_of_loss, rank_transport
+
+    seen = torch.tensor([0.01, 0.02, 0.03, 0.04])  # memorised: small losses
+    heldout = torch.linspace(0.5, 4.5, 101)  # never seen: large ones
+    got = rank_transport(torch.tensor([0.0, 0.025, 0.5]), seen, heldout)
+    assert got.tolist() == pytest.approx(torch.quantile(heldout, torch.tensor([0.1, 0.5, 0.9])).tolist())
+    assert (got.diff() > 0).all()  # order kept
+    ce = torch.tensor([1e-4, 0.1, 0.693147, 3.0])
+    phi = logit_of_loss(ce)
+    p = torch.exp(-ce)
+    assert phi.tolist() == pytest.approx(torch.log(p / (1 - p)).tolist(), rel=1e-4, abs=1e-5)
+    assert torch.nn.functional.softplus(-phi).tolist() == pytest.approx(ce.tolist(), rel=1e-4, abs=1e-6)
+
+
+def test_the_rank_target_and_the_push_on_the_confidence(setup, tmp_path):
+    data, mlp, cs = setup
+    few = [3, 70]
+
+    def confidence(res):
+        x, y = data.train.images[few], data.train.labels[few]
+        with torch.no_grad():
+            out = res.model.eval()(x.float().div(255) if x.dtype == torch.uint8 else x)
+        true = out.gather(1, y[:, None]).squeeze(1)
+        return float((true - out.scatter(1, y[:, None], float("-inf")).logsumexp(1)).mean())
+
+    on_loss = _request(mlp, data, cs, few, tmp=tmp_path, forget_match="rank", forget_ce=3.0)
+    on_conf = _request(mlp, data, cs, few, tmp=tmp_path, forget_match="rank", forget_ce=3.0, forget_push="confidence")
+    assert on_loss.report["method_extra"]["forget_match"] == "rank" == on_conf.report["method_extra"]["forget_match"]
+    assert "forget_match_fallback" not in on_conf.report["method_extra"]
+    # the loss hinge barely moves memorised images; on the confidence the push does not vanish
+    assert confidence(on_conf) < confidence(on_loss) - 0.5
+    for bad, match in (({"forget_push": "logit"}, "forget_push"),
+                       ({"forget_match": "rank", "forget_ce_unit": "nats"}, "validation")):  # fmt: skip
+        with pytest.raises(ConfigError, match=match):
+            _request(mlp, data, cs, few, tmp=tmp_path, **bad)
+
+
+def test_the_rank_target_holds_an_earlier_requests_images_where_they_are(setup, tmp_path):
+    """A stream: an image forgotten by an earlier request is no longer trained on, so its rank among trained images
+    would send it to the tail of the never-seen losses on every later request; it is held at its current loss."""
+    data, mlp, cs = setup
+
+    def confidence(model, i):
+        x, y = data.train.images[[i]], data.train.labels[[i]]
+        with torch.no_grad():
+            out = model.eval()(x.float().div(255) if x.dtype == torch.uint8 else x)
+        return float(out[0, y[0]] - out[0].scatter(0, y, float("-inf")).logsumexp(0))
+
+    opts = dict(forget_match="rank", forget_push="confidence", forget_ce=3.0, forget_weight=1.0)
+    first = _request(mlp, data, cs, [3], tmp=tmp_path, **opts)
+    second = _request(first.model, data, cs, [3, 70], previous=[3], tmp=tmp_path, **opts)
+    assert second.report["method_extra"]["forget_match"] == "rank"
+    assert confidence(second.model, 3) > confidence(first.model, 3) - 1.0

@@ -29,6 +29,13 @@ toolkit changes):
   neighbours-tau0.6 (``forget_match=auto``: the per-example target, its tau ``forget_ce`` x
   ``small_neighbours_scale`` 0.6). Every candidate here ran under the earlier default (the mean target): to rerun
   one, add ``forget_match=mean`` to its options, or ``small_neighbours_scale=1`` to a ``neighbours`` candidate.
+- round 8 (session 28, the AMD EPYC VM; the originals and condensed files of reports/stream-10-paper-amd's run,
+  retraining read from this folder's explore3-sS.json): U-LiRA's lead on the selection pool
+  (reports/ulira-select-small10-cpu/round4: ``forget_match=rank forget_push=confidence forget_weight=0.1``) beside
+  the rule (the registered default) in the same run. Its first run (86dc470, where the target was
+  ``neighbours_source=rank``) re-ranked earlier requests' images among trained ones on every request and pushed them
+  ever further (RA fell request after request); from the commit of its JSON files an earlier request's image is held
+  at its current loss.
 """
 
 import json
@@ -52,6 +59,7 @@ AT = (1, 5, 10, 20)
 K = ("retain_acc", "forget_acc", "test_acc", "mia")
 CANDS = {
     "rule": {},
+    "rank-push": {"options": {"forget_match": "rank", "forget_push": "confidence", "forget_weight": 0.1}},
     "anchor": {"anchor": True},
     "ce-real": {"ce_scale": 1e-3},
     "anchor+ce-real": {"anchor": True, "ce_scale": 1e-3},
@@ -70,6 +78,7 @@ CANDS = {
 }
 ROUND6 = {"neighbours-tau0.8", "neighbours-tau0.6"}
 ROUND4 = {n for n in CANDS if n.startswith("neighbours")} - ROUND6 | {"s100", "lr3e-4"}
+ROUND8 = {"rule", "rank-push"}  # U-LiRA's lead (reports/ulira-select-small10-cpu/round4) against the rule, same run
 
 
 def gap(r, ref):
@@ -189,6 +198,8 @@ def main() -> None:
         if set(names) <= ROUND4
         else "round6"
         if set(names) <= ROUND6
+        else "round8"
+        if set(names) <= ROUND8
         else ""
     )  # round 3: seed 0's single-seed candidates on seeds 1 and 2
     out.mkdir(parents=True, exist_ok=True)

@@ -1,6 +1,6 @@
 #!/bin/bash
 # Round 4: each candidate's U-LiRA on the selection pool (its diagnosis is in the report). Run from a checkout at
-# f74a169 (the candidates' options exist there) with the data in ./data, alone on the machine:
+# 86dc470 (the candidates' options exist there) with the data in ./data, alone on the machine:
 #   reports/ulira-select-small10-cpu/round4/run.sh STORE OUTDIR
 # A candidate's jobs cost about 2.5 minutes on the 2-core VM the first time and seconds when read back; the pool's
 # references about 10 minutes once.
