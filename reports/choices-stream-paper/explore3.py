@@ -88,6 +88,7 @@ def gap(r, ref):
 
 
 def report(out: Path) -> None:
+    main_folder = out.resolve().name == "choices-stream-paper"  # rounds 1-6; a subfolder holds a later round
     rows = []
     for f in sorted(out.glob("explore3-s*.json")):
         d = json.loads(f.read_text())
@@ -112,8 +113,12 @@ def report(out: Path) -> None:
     lines += [
         "",
         "val gap to R: Euclidean distance in points to retraining of the same draws on RA, FA, selection-half VA "
-        "and selection-half val MIA (TA is shown, never read). s: the request's seconds, not read: seed 0's first "
-        "file ran while a 15-second test shared the CPU; every other file ran alone.",
+        "and selection-half val MIA (TA is shown, never read). s: the request's seconds, not read"
+        + (
+            ": seed 0's first file ran while a 15-second test shared the CPU; every other file ran alone."
+            if main_folder
+            else " (round 8's runs shared the CPU with short tests at times)."
+        ),
         "",
         "| seed | candidate | request | RA | FA | VA (sel) | val MIA (sel) | TA | val gap to R | s |",
         "|---|---|---|---|---|---|---|---|---|---|",
@@ -146,7 +151,7 @@ def report(out: Path) -> None:
     full = {n: per for n, per in means.items() if all(len(per.get(a, [])) == len(seeds) for a in (5, 10, 20))}
     best = min(full, key=lambda n: statistics.fmean(statistics.fmean(full[n][a]) for a in (5, 10, 20)))
     lines += ["", f"Smallest mean val gap (candidates run on every seed, {len(seeds)}): **{best}**."]
-    if best != "rule":
+    if best != "rule" and main_folder:
         lines += [
             "",
             f"**Adopted** (session 26, as the lower anchor of the small-request rule: the per-example target, "
@@ -163,7 +168,7 @@ def report(out: Path) -> None:
         "|---|---|---|---|---|---|---|---|",
     ]
     for seed in sorted({t[0] for t in rows}):
-        d = json.loads((out / f"explore3-s{seed}.json").read_text())
+        d = json.loads(min(out.glob(f"explore3-s{seed}*.json")).read_text())  # every file of a seed holds the same
         for at, ref in sorted(d["retrain"].items(), key=lambda kv: int(kv[0])):
             lines.append(
                 f"| {seed} | {at} | {100 * ref['retain_acc']:.1f} | {100 * ref['forget_acc']:.0f} | "

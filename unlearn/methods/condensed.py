@@ -96,8 +96,9 @@ validation MIA (test figures are reported, never read), and by its time over ret
   its logit-scaled confidence log(p / (1 - p)) to the target's (the hinge on the loss barely moves a confidently
   memorised image, whose loss gradient vanishes, so such images stay untouched; on the confidence it does not
   vanish, and ``forget_weight`` should shrink with it). On U-LiRA's selection pool ``rank`` with ``confidence`` at
-  weight 0.1 came closest to retraining's scatter and mean; it was not adopted (its interval overlapped the
-  default's, and the stream's validation figures decide too: reports/ulira-select-small10-cpu/round4).
+  weight 0.1 came closest to retraining's scatter and mean; it was not adopted: its interval overlapped the
+  default's (reports/ulira-select-small10-cpu/round4), and on the 10-image stream's validation figures its retain
+  accuracy falls request after request (reports/choices-stream-paper, round8).
   ``mean`` and ``neighbours`` are both in the search space (an explicit
   ``forget_match``, a policy's included, is kept on every request); the validation objective holds no per-example
   attack, so it cannot see what U-LiRA sees.
