@@ -60,6 +60,13 @@ K = ("retain_acc", "forget_acc", "test_acc", "mia")
 CANDS = {
     "rule": {},
     "rank-push": {"options": {"forget_match": "rank", "forget_push": "confidence", "forget_weight": 0.1}},
+    "rank-push-w0.03": {"options": {"forget_match": "rank", "forget_push": "confidence", "forget_weight": 0.03}},
+    "rank-push-d4": {
+        "options": {"forget_match": "rank", "forget_push": "confidence", "forget_weight": 0.1, "distill": 4.0}
+    },
+    "rank-push-w0.03-d4": {
+        "options": {"forget_match": "rank", "forget_push": "confidence", "forget_weight": 0.03, "distill": 4.0}
+    },
     "anchor": {"anchor": True},
     "ce-real": {"ce_scale": 1e-3},
     "anchor+ce-real": {"anchor": True, "ce_scale": 1e-3},
@@ -78,7 +85,9 @@ CANDS = {
 }
 ROUND6 = {"neighbours-tau0.8", "neighbours-tau0.6"}
 ROUND4 = {n for n in CANDS if n.startswith("neighbours")} - ROUND6 | {"s100", "lr3e-4"}
-ROUND8 = {"rule", "rank-push"}  # U-LiRA's lead (reports/ulira-select-small10-cpu/round4) against the rule, same run
+ROUND8 = {"rule"} | {
+    n for n in CANDS if n.startswith("rank-push")
+}  # U-LiRA's lead (reports/ulira-select-small10-cpu/round4) against the rule, same run
 
 
 def gap(r, ref):
