@@ -91,8 +91,8 @@ validation MIA (test figures are reported, never read), and by its time over ret
   losses on the reduced set's real (trained) images, times tau: a memorised image keeps its rank and moves onto the
   never-seen distribution (with no real image in the reduced set it falls back to ``neighbours``,
   ``method_extra.forget_match_fallback``); an earlier request's image (a stream) is held at its current loss, since
-  the model no longer trains on it and its rank among trained images would send it to the tail on every request. ``forget_push`` (default ``loss``): where the per-example targets
-  (``neighbours``, ``rank``) push, ``loss`` raises each image's cross-entropy to its target, ``confidence`` lowers
+  the model no longer trains on it and its rank among trained images would send it to the tail on every request.
+  ``forget_push`` (default ``loss``): where the per-example targets (``neighbours``, ``rank``) push, ``loss`` raises each image's cross-entropy to its target, ``confidence`` lowers
   its logit-scaled confidence log(p / (1 - p)) to the target's (the hinge on the loss barely moves a confidently
   memorised image, whose loss gradient vanishes, so such images stay untouched; on the confidence it does not
   vanish, and ``forget_weight`` should shrink with it). On U-LiRA's selection pool ``rank`` with ``confidence`` at
@@ -236,7 +236,9 @@ def _with_forget_term(
     split (times tau): the forget set is moved to the whole loss distribution of images never seen, easy ones and
     hard ones, not only to its mean. ``"neighbours"``: ``forget_weight * mean relu(T_i - CE_i)``, each forget
     image up to its own target T_i (tau times the original's mean loss on its nearest validation images of its
-    class). A request removing whole classes (``whole``) skips it: the masked teacher
+    class); ``"rank"``: the same with T_i from the image's loss rank among the reduced set's real images (``y`` their
+    labels). ``forget_push="confidence"`` puts a per-example hinge on the logit-scaled confidence instead of the
+    loss. A request removing whole classes (``whole``) skips it: the masked teacher
     already makes those classes vanish."""
     tau, weight, unit, match = o["forget_ce"], o["forget_weight"], o["forget_ce_unit"], o["forget_match"]
     fb = o["forget_batch"]
