@@ -14,6 +14,7 @@ from .request import (
     InvertRequest,
     MetricsRequest,
     MiaRequest,
+    UliraCompareRequest,
     UliraRequest,
     epsilon_request,
 )
@@ -336,6 +337,31 @@ def ulira_cmd(
     click.echo(
         f"{setup.splits} splits x {setup.forget_sets} forget sets in {j['count']} jobs "
         f"({j['computed_now']} computed now, {j['reused']} read back) in {j['wall_s']:.0f} s"
+    )
+
+
+@main.command("ulira-compare")
+@click.argument("a", type=click.Path(dir_okay=False))
+@click.argument("b", type=click.Path(dir_okay=False))
+@click.option("--variant", default=None, help="Variant of A (default: its only method variant).")
+@click.option("--against", default=None, help="Variant of B (default: --variant, or B's only method variant).")
+@out_file("the comparison as JSON (optional).")
+@opt("force")
+@with_logging
+def ulira_compare_cmd(a, b, variant, against, out, force) -> None:
+    """AUC of a U-LiRA report's variant minus another's, with a paired interval: two reports of the same pool,
+    splits, forget sets and seed (e.g. two option sets of one method) draw the same splits in every bootstrap
+    replicate, so their difference is read per draw, much tighter than two separate intervals.
+
+    \b
+    attacks ulira-compare candidate.json defaults.json
+    """
+    r = UliraCompareRequest(a, b, variant=variant, against=against, out=out, force=force).compare()
+    lo, hi = r["difference_ci"]
+    click.echo(
+        f"U-LiRA AUC of {r['a']['variant']} ({a}) minus {r['b']['variant']} ({b}): {r['difference']:+.3f} "
+        f"[{lo:+.3f}, {hi:+.3f}] (paired cluster bootstrap, {r['replicates_paired']} draws; below zero in "
+        f"{100 * r['share_below_zero']:.1f}% of them)"
     )
 
 

@@ -423,6 +423,70 @@ def ulira_request(request: UliraRequest, *, quiet: bool = False) -> dict[str, An
     return request.prepare().run(quiet=quiet)
 
 
+PAIRED_SETUP_KEYS = ("dataset", "arch", "train", "per_class", "data_seed", "splits", "forget_sets", "forget_fraction",
+                     "seed", "forget_size", "targets")  # fmt: skip
+
+
+@dataclass
+class UliraCompareRequest:
+    """`attacks ulira-compare`: the AUC of ``variant`` in report ``a`` minus that of ``against`` (default: the same
+    variant) in report ``b``, with a paired 95% interval (:func:`attacks.ulira.paired_auc_difference`). The two
+    reports must share the models that pairing relies on: the pool, the splits, the forget sets and the seed
+    (``PAIRED_SETUP_KEYS``); they may differ in their methods and options. ``variant`` None: the report's only
+    method variant (not original or retrained)."""
+
+    a: str | os.PathLike
+    b: str | os.PathLike
+    variant: str | None = None
+    against: str | None = None
+    out: str | os.PathLike | None = None  # the comparison as JSON (with its provenance), atomically
+    force: bool = False
+
+    def compare(self) -> dict[str, Any]:
+        from dcforget.provenance import run_meta
+
+        from .ulira import REFERENCE_VARIANTS, paired_auc_difference
+
+        if self.out:
+            check_writable(self.out, self.force)
+        reports = [_read_ulira(p) for p in (self.a, self.b)]
+        differ = [k for k in PAIRED_SETUP_KEYS if reports[0]["setup"].get(k) != reports[1]["setup"].get(k)]
+        if differ:
+            raise ConfigError(f"the reports' models differ in {', '.join(differ)}: only the same pool pairs up")
+        names = []
+        for rep, path, want in ((reports[0], self.a, self.variant), (reports[1], self.b, self.against or self.variant)):
+            if want is None:
+                methods = [v for v in rep["attacks"] if v not in REFERENCE_VARIANTS]
+                if len(methods) != 1:
+                    raise ConfigError(
+                        f"{path} has method variants {', '.join(methods) or 'none'}: name one (--variant)"
+                    )
+                want = methods[0]
+            if want not in rep["attacks"]:
+                raise ConfigError(f"{path} has no variant {want!r}; it has: {', '.join(rep['attacks'])}")
+            names.append(want)
+        out = paired_auc_difference(reports[0]["attacks"][names[0]], reports[1]["attacks"][names[1]])
+        git = [r["meta"].get("git") if isinstance(r.get("meta"), dict) else None for r in reports]
+        sides = [{"report": str(p), "variant": v, "git": g} for p, v, g in
+                 zip((self.a, self.b), names, git)]  # fmt: skip
+        result = {"meta": run_meta(), "a": sides[0], "b": sides[1], **out}
+        write_report(self.out, self.force, result)
+        return result
+
+
+def _read_ulira(path: str | os.PathLike) -> dict[str, Any]:
+    """A U-LiRA report (JSON only, nothing else is loaded)."""
+    try:
+        rep = json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such file") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ConfigError(f"{path} is not a readable JSON report ({type(err).__name__})") from None
+    if not isinstance(rep, dict) or not isinstance(rep.get("attacks"), dict) or not isinstance(rep.get("setup"), dict):
+        raise ConfigError(f"{path} is not a U-LiRA report (`attacks ulira --out`): no setup and attacks")
+    return rep
+
+
 # ------------------------------------------------------------------------------------------------ one model
 def open_one(checkpoint, data_dir, device, out, force) -> tuple[CheckpointMeta, Data, Any, torch.device]:
     """Check the output, load the checkpoint's dataset (same cap and seed) and the model on the device."""

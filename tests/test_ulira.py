@@ -301,7 +301,7 @@ def test_cli_refuses_a_file_as_the_store(tmp_path):
     assert store.read_text() == "mine\n"
 
 
-def _null_signals(g: torch.Generator, s_count=24, f_count=2, n=60, frac=0.25) -> Signals:
+def _null_signals(g: torch.Generator, s_count=24, f_count=2, n=60, frac=0.25, twin=False) -> Signals:
     """Retraining against retraining: the model under test and the reference are identically distributed. Per
     example a difficulty; per split a shift of each example shared by all the split's models (its half, its
     original); per (split, forget set) a shift shared by the two models trained on that retain set."""
@@ -314,9 +314,11 @@ def _null_signals(g: torch.Generator, s_count=24, f_count=2, n=60, frac=0.25) ->
             in_forget[s, f, half[torch.randperm(len(half), generator=g)[: int(frac * len(half))]]] = True
     r = lambda *shape: torch.randn(*shape, generator=g, dtype=torch.float64)  # noqa: E731
     shared = r(n) + 0.5 * r(s_count, 1, n) + 0.5 * r(s_count, f_count, n)
-    return Signals(
-        in_train, in_forget, {"v": shared + 0.5 * r(s_count, f_count, n)}, shared + 0.5 * r(s_count, f_count, n)
-    )
+    conf = {"v": shared + 0.5 * r(s_count, f_count, n)}
+    reference = shared + 0.5 * r(s_count, f_count, n)
+    if twin:  # a second variant with the same law as "v" (drawn after the reference: the rest is unchanged)
+        conf["twin"] = shared + 0.5 * r(s_count, f_count, n)
+    return Signals(in_train, in_forget, conf, reference)
 
 
 def test_cluster_bootstrap_is_calibrated_on_a_null_setting():
@@ -498,3 +500,69 @@ def test_the_diagnosis_reads_a_shift_and_a_spread_against_the_never_seen_fit():
     flat = Signals(sig.in_train, sig.in_forget, {"v": torch.zeros_like(base)}, sig.reference)
     got = attack(flat, "v", bootstrap=0)["diagnosis"]  # one confidence for every example: no correlation to read
     assert got["mean_correlation"] is None and got["spread"] < 0.01
+
+
+def test_a_paired_difference_sees_what_two_separate_intervals_hide():
+    """Two variants of one pool draw the same splits in every bootstrap replicate (same seed), so their AUC difference
+    is read per draw: a small real difference whose two intervals overlap lies wholly above zero when paired, and
+    the difference of two identically distributed variants holds zero in most repetitions."""
+    from attacks.ulira import paired_auc_difference
+
+    g = torch.Generator().manual_seed(7)
+    sig = _null_signals(g, s_count=24, f_count=2, n=120)
+    base = sig.conf["v"]
+    worse = attack(Signals(sig.in_train, sig.in_forget, {"v": base + 0.2 * sig.in_forget}, sig.reference), "v",
+                   bootstrap=200, seed=0)  # fmt: skip
+    ref = attack(sig, "v", bootstrap=200, seed=0)
+    assert len(worse["auc_replicates"]) == 200 == len(ref["auc_replicates"])
+    assert worse["auc_ci"][0] < ref["auc_ci"][1]  # the separate intervals overlap
+    p = paired_auc_difference(worse, ref)
+    assert p["difference"] == pytest.approx(worse["auc"] - ref["auc"]) and p["replicates_paired"] == 200
+    assert 0 < p["difference_ci"][0] <= p["difference"] <= p["difference_ci"][1] and p["share_below_zero"] < 0.05
+    held = 0
+    for rep in range(20):
+        sig = _null_signals(torch.Generator().manual_seed(100 + rep), s_count=12, f_count=2, n=60, twin=True)
+        twin = sig.conf.pop("twin")  # the same law as "v", another draw of its own noise
+        a = attack(sig, "v", bootstrap=100, seed=rep)
+        b = attack(Signals(sig.in_train, sig.in_forget, {"v": twin}, sig.reference), "v", bootstrap=100, seed=rep)
+        lo, hi = paired_auc_difference(a, b)["difference_ci"]
+        held += lo <= 0 <= hi
+    assert held >= 16, held
+    with pytest.raises(ConfigError, match="auc_replicates"):
+        paired_auc_difference({"auc": 0.6}, ref)
+    with pytest.raises(ConfigError, match="cannot be paired"):
+        paired_auc_difference({**ref, "auc_replicates": ref["auc_replicates"][:10]}, ref)
+
+
+def test_ulira_compare_pairs_two_reports_of_one_pool_only(tmp_path):
+    from attacks.cli import main as attacks_main
+
+    g = torch.Generator().manual_seed(7)
+    sig = _null_signals(g, s_count=12, f_count=2, n=60)
+    entry = attack(sig, "v", bootstrap=50, seed=0)
+    setup = {"dataset": "cifar10", "arch": "mlp", "train": {"epochs": 30}, "per_class": None, "data_seed": 1,
+             "splits": 12, "forget_sets": 2, "forget_fraction": 0.1, "seed": 0, "forget_size": 10, "targets": 100}  # fmt: skip
+
+    def write(name, attacks, **changes):
+        (tmp_path / name).write_text(json.dumps({"setup": {**setup, **changes}, "attacks": attacks}))
+        return str(tmp_path / name)
+
+    a = write("a.json", {"condensed": entry, "retrained": entry})
+    b = write("b.json", {"condensed": {**entry, "auc": entry["auc"] - 0.01}})
+    other_pool = write("c.json", {"condensed": entry}, data_seed=0)
+    two = write("d.json", {"condensed": entry, "kde": entry})
+    run = CliRunner().invoke
+    res = run(attacks_main, ["ulira-compare", a, b])
+    assert res.exit_code == 0 and "condensed" in res.output and "+0.010" in res.output, res.output
+    for args, msg in (([a, other_pool], "data_seed"), ([two, b], "name one"), ([a, b, "--variant", "nope"], "no variant"),
+                      ([a, str(tmp_path / "none.json")], "no such file")):  # fmt: skip
+        res = run(attacks_main, ["ulira-compare", *args])
+        assert res.exit_code == 2 and msg in res.output and len(res.output.strip().splitlines()) == 1, res.output
+    res = run(attacks_main, ["ulira-compare", a, b, "--out", str(tmp_path / "cmp.json")])
+    got = json.loads((tmp_path / "cmp.json").read_text())
+    assert res.exit_code == 0 and got["difference"] == pytest.approx(0.01) and got["a"]["variant"] == "condensed"
+    res = run(attacks_main, ["ulira-compare", a, b, "--out", str(tmp_path / "cmp.json")])  # exists, no --force
+    assert res.exit_code == 2 and json.loads((tmp_path / "cmp.json").read_text()) == got
+    (tmp_path / "bad.json").write_text("{not json")
+    res = run(attacks_main, ["ulira-compare", a, str(tmp_path / "bad.json")])
+    assert res.exit_code == 2 and "not a readable JSON" in res.output
