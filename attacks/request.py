@@ -480,7 +480,7 @@ def _read_ulira(path: str | os.PathLike) -> dict[str, Any]:
         rep = json.loads(Path(path).read_text())
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such file") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+    except (OSError, ValueError, RecursionError) as err:  # ValueError: bad JSON, bad text, too long an integer
         raise ConfigError(f"{path} is not a readable JSON report ({type(err).__name__})") from None
     if not isinstance(rep, dict) or not isinstance(rep.get("attacks"), dict) or not isinstance(rep.get("setup"), dict):
         raise ConfigError(f"{path} is not a U-LiRA report (`attacks ulira --out`): no setup and attacks")

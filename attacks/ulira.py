@@ -597,7 +597,10 @@ def paired_auc_difference(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any
     drawn), so the interval is narrower than two separate intervals suggest."""
 
     def number(v) -> bool:
-        return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+        try:
+            return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+        except OverflowError:  # an integer too large for a float
+            return False
 
     for e in (a, b):
         if not isinstance(e, dict) or not number(e.get("auc")):
@@ -620,7 +623,7 @@ def paired_auc_difference(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any
     return {
         "difference": point,
         "difference_ci": [lo + point - mid, hi + point - mid],
-        "share_below_zero": float((diffs < 0).double().mean()),
+        "share_below_zero": float((diffs < 0).double().mean()),  # of the raw draws (the interval is re-centred)
         "replicates_paired": len(diffs),
     }
 

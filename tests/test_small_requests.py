@@ -200,6 +200,8 @@ def test_the_rank_target_and_the_push_on_the_confidence(setup, tmp_path):
     on_conf = _request(mlp, data, cs, few, tmp=tmp_path, forget_match="rank", forget_ce=3.0, forget_push="confidence")
     assert on_loss.report["method_extra"]["forget_match"] == "rank" == on_conf.report["method_extra"]["forget_match"]
     assert "forget_match_fallback" not in on_conf.report["method_extra"]
+    assert on_conf.report["method_extra"]["forget_push"] == "confidence"
+    assert on_loss.report["method_extra"]["forget_push"] == "loss"
     # the loss hinge barely moves memorised images; on the confidence the push does not vanish
     assert confidence(on_conf) < confidence(on_loss) - 0.5
     for bad, match in (({"forget_push": "logit"}, "forget_push"),

@@ -120,7 +120,7 @@ def test_a_stream_is_compared_where_it_retrained_with_its_own_time_bound_and_fa_
         "stream, request 3",
     ]  # request 2: no retraining
     assert first["d_forget_acc"] == "+10.0 (not bounded)"  # +20 and 0 points, before fa_from: reported only
-    assert first["d_retain_acc"] == "-0.5" and first["time"] == "0.01" and first["met"] == "yes"
+    assert first["d_retain_acc"] == "-0.5 (R's sd 1.4)" and first["time"] == "0.01" and first["met"] == "yes"
     assert third["d_forget_acc"] == "+2.5" and third["targets"]["forget_acc"]["bound"] == 5.0
     assert third["d_retain_acc"] == "-0.9 (a seed misses: -0.5, -1.3; R's sd 1.4)"  # retraining 90, 92: sd 1.4 >= 1
     assert third["time"] == "**0.03** (seeds: 0.03, 0.03)" and third["met"] == "no"  # the source's 0.02, not 0.1

@@ -563,6 +563,10 @@ def test_ulira_compare_pairs_two_reports_of_one_pool_only(tmp_path):
     assert res.exit_code == 0 and got["difference"] == pytest.approx(0.01) and got["a"]["variant"] == "condensed"
     res = run(attacks_main, ["ulira-compare", a, b, "--out", str(tmp_path / "cmp.json")])  # exists, no --force
     assert res.exit_code == 2 and json.loads((tmp_path / "cmp.json").read_text()) == got
-    (tmp_path / "bad.json").write_text("{not json")
-    res = run(attacks_main, ["ulira-compare", a, str(tmp_path / "bad.json")])
-    assert res.exit_code == 2 and "not a readable JSON" in res.output
+    for bad in ("{not json", "[" * 100_000, '{"setup": {}, "attacks": {"v": {"auc": 1' + "0" * 5000 + "}}}"):
+        (tmp_path / "bad.json").write_text(bad)
+        res = run(attacks_main, ["ulira-compare", a, str(tmp_path / "bad.json")])
+        assert res.exit_code == 2 and "not a readable JSON" in res.output, res.output
+    huge = write("huge.json", {"condensed": {**entry, "auc": 10**400}})  # parses, but no float holds it
+    res = run(attacks_main, ["ulira-compare", a, huge])
+    assert res.exit_code == 2 and "no AUC" in res.output, res.output

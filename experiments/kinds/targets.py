@@ -233,11 +233,12 @@ def _fmt(t: dict[str, Any] | None, signed: bool = True) -> str:
     v = f(t["mean"])
     if t.get("bound", 0) is None:
         return f"{v} (not bounded)"
+    noisy = "retrain_sd" in t and t["retrain_sd"] >= t["bound"]  # retraining's own sd is no narrower than the bound
     if t["met_on_every_seed"] or len(t["per_seed"]) < 2:
-        return v if t["met_on_mean"] else f"**{v}**"
+        return (v if t["met_on_mean"] else f"**{v}**") + (f" (R's sd {t['retrain_sd']:.1f})" if noisy else "")
     seeds = ", ".join(f(x) for x in t["per_seed"])
-    if "retrain_sd" in t:  # retraining's own sd over seeds, where the bound is no wider than it
-        seeds += f"; R's sd {t['retrain_sd']:.1f}" if t["retrain_sd"] >= t["bound"] else ""
+    if noisy:
+        seeds += f"; R's sd {t['retrain_sd']:.1f}"
     return f"{v} (a seed misses: {seeds})" if t["met_on_mean"] else f"**{v}** (seeds: {seeds})"
 
 

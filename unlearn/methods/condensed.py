@@ -92,13 +92,16 @@ validation MIA (test figures are reported, never read), and by its time over ret
   never-seen distribution (with no real image in the reduced set it falls back to ``neighbours``,
   ``method_extra.forget_match_fallback``); an earlier request's image (a stream) is held at its current loss, since
   the model no longer trains on it and its rank among trained images would send it to the tail on every request.
-  ``forget_push`` (default ``loss``): where the per-example targets (``neighbours``, ``rank``) push, ``loss`` raises each image's cross-entropy to its target, ``confidence`` lowers
-  its logit-scaled confidence log(p / (1 - p)) to the target's (the hinge on the loss barely moves a confidently
+  ``forget_push`` (default ``loss``): where the per-example targets (``neighbours``, ``rank``) push, ``loss``
+  raises each image's cross-entropy to its target, ``confidence`` lowers its logit-scaled confidence
+  log(p / (1 - p)) to the target's (the hinge on the loss barely moves a confidently
   memorised image, whose loss gradient vanishes, so such images stay untouched; on the confidence it does not
   vanish, and ``forget_weight`` should shrink with it). On U-LiRA's selection pool ``rank`` with ``confidence`` at
   weight 0.1 came closest to retraining's scatter and mean; it was not adopted: its interval overlapped the
-  default's (reports/ulira-select-small10-cpu/round4), and on the 10-image stream's validation figures its retain
-  accuracy falls request after request (reports/choices-stream-paper, round8).
+  default's (the rounds' criterion; read afterwards, the paired difference lies below zero:
+  reports/ulira-select-small10-cpu/round4, paired), and on the 10-image stream's validation figures its retain
+  accuracy falls request after request (reports/choices-stream-paper, round8). ``method_extra.forget_push`` says
+  which push ran (``loss`` wherever the target is not per-example).
   ``mean`` and ``neighbours`` are both in the search space (an explicit
   ``forget_match``, a policy's included, is kept on every request); the validation objective holds no per-example
   attack, so it cannot see what U-LiRA sees.
@@ -273,7 +276,8 @@ def _with_forget_term(
     ctx.extra["forget_tau"] = float(tau)
     gen = generator(ctx.derived_seed("condensed-forget"))
 
-    on_confidence = o["forget_push"] == "confidence"
+    on_confidence = o["forget_push"] == "confidence" and match in ("neighbours", "rank")
+    ctx.extra["forget_push"] = "confidence" if on_confidence else "loss"
 
     def term(logits, inputs, idx):
         pick = torch.randint(len(yf), (size,), generator=gen).to(ctx.device)
