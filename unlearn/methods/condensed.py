@@ -262,11 +262,7 @@ def _with_forget_term(
         elif match in ("neighbours", "rank"):
             n_real = len(ctx.reduced.real_indices)
             if match == "rank" and n_real > 0 and y is not None:
-                per_image = float(tau) * _rank_losses(ctx, xf, yf, x[:n_real], y[:n_real], heldout)
-                if ctx.previous is not None and len(ctx.previous):  # earlier requests' images: held where they are
-                    earlier = torch.isin(ctx.split.forget, ctx.previous.to(ctx.split.forget.device)).to(ctx.device)
-                    now = evaluate(ctx.original, xf[earlier], yf[earlier], bf16=bool(ctx.options["bf16"])).losses
-                    per_image[earlier] = now.to(ctx.device)
+                per_image = _rank_losses(ctx, xf, yf, x[:n_real], y[:n_real], heldout, float(tau))
             else:  # rank with no trained image in the reduced set falls back to the neighbours (recorded)
                 if match == "rank":
                     ctx.extra["forget_match_fallback"] = "neighbours"
@@ -351,21 +347,26 @@ def _neighbour_losses(ctx: UnlearnContext, xf: torch.Tensor, yf: torch.Tensor, h
     return out
 
 
-def _rank_losses(ctx, xf, yf, xr, yr, heldout) -> torch.Tensor:
-    """Per forget image: the validation loss at the quantile its own loss holds among the original's losses on
-    trained images (the reduced set's real ones): a memorised image keeps its rank, moved onto the distribution of
-    images the model never saw."""
+def _rank_losses(ctx, xf, yf, xr, yr, heldout, tau: float) -> torch.Tensor:
+    """Per forget image: tau times the validation loss at the quantile its own loss holds among the original's
+    losses on trained images (the reduced set's real ones): a memorised image keeps its rank, moved onto the
+    distribution of images the model never saw. An earlier request's image (a stream: ``ctx.previous``) is held at
+    its current loss: the model no longer trains on it, so its rank among trained images means nothing."""
     bf16 = bool(ctx.options["bf16"])
     seen = evaluate(ctx.original, xr, yr, bf16=bf16).losses.to(ctx.device)
     mine = evaluate(ctx.original, xf, yf, bf16=bf16).losses.to(ctx.device)
-    return rank_transport(mine, seen, heldout)
+    target = tau * rank_transport(mine, seen, heldout)
+    if ctx.previous is not None and len(ctx.previous):
+        earlier = torch.isin(ctx.split.forget, ctx.previous.to(ctx.split.forget.device)).to(ctx.device)
+        target = torch.where(earlier, mine, target)
+    return target
 
 
 def rank_transport(mine: torch.Tensor, seen: torch.Tensor, heldout: torch.Tensor) -> torch.Tensor:
     """Each of ``mine`` moved from the distribution ``seen`` onto ``heldout`` by its rank: the ``heldout`` quantile
     at (number of ``seen`` below it + 1/2) / (len(seen) + 1)."""
-    rank = ((seen[None, :] < mine[:, None]).float().sum(1) + 0.5) / (len(seen) + 1)
-    return torch.quantile(heldout, rank)
+    below = torch.searchsorted(seen.sort().values, mine.contiguous())  # how many of seen lie strictly below
+    return torch.quantile(heldout, (below.to(heldout.dtype) + 0.5) / (len(seen) + 1))
 
 
 def logit_of_loss(ce: torch.Tensor) -> torch.Tensor:
