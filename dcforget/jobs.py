@@ -49,6 +49,7 @@ import numpy as np
 
 from .errors import ConfigError, DcForgetError
 from .io import check_writable_dir
+from .train import TRAINING_REVISION
 
 JobFn = Callable[[dict[str, Any], dict[str, Any]], dict[str, Any]]  # (spec, context) -> result
 RESULT_SCHEMA = "dcforget.job/1"
@@ -78,7 +79,8 @@ def canonical(spec: Any) -> str:
 
 
 def job_key(fn: JobFn, spec: dict[str, Any], version: str = "1") -> str:
-    return hashlib.sha256(f"{fn_name(fn)}\n{version}\n{canonical(spec)}".encode()).hexdigest()
+    """A job's store key: its function, version, spec and the trainers' revision (what training computes)."""
+    return hashlib.sha256(f"{fn_name(fn)}\n{version}\n{TRAINING_REVISION}\n{canonical(spec)}".encode()).hexdigest()
 
 
 def _split(result: dict[str, Any]) -> tuple[dict[str, Any], dict[str, np.ndarray]]:

@@ -16,7 +16,7 @@ import torch
 
 from dcforget.datasets import DEFAULT_VAL_FRACTION, Data, load_data
 from dcforget.registry import Registry
-from dcforget.train import TrainConfig
+from dcforget.train import TRAINING_REVISION, TrainConfig
 
 from .artefacts import condensed_file, dcu_offline, original_model
 
@@ -103,6 +103,7 @@ class Workspace:
             "original_epochs": p["original_epochs"],
             "bf16": p.get("bf16", False),
             "model_options": self.overrides.get(arch, {}).get("model_options") or None,
+            "training": TRAINING_REVISION,
         }
         if p.get("original_train"):  # the originals' recipe beyond epochs (the benchmark's paper preset)
             made_from["original_train"] = p["original_train"]

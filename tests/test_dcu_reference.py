@@ -366,3 +366,31 @@ def test_fdm_normalized_blend_is_the_reference_average_on_normalised_images(mlp_
             p.requires_grad_(True)
     assert torch.allclose(wn, w.detach(), atol=1e-5) and torch.allclose(ours, ref, atol=1e-5)
     assert abs(float(w.detach().sum()) - 1) > 1e-3 and not torch.allclose(pixel, ref, atol=1e-3)
+
+
+@pytest.mark.parametrize(
+    "options, cut",
+    [({}, "even"), ({"reference_quirks": True}, "partial"), ({"partial_batches": True}, "partial")],
+)
+def test_reference_mode_cuts_epochs_as_the_reference_loader(setup, monkeypatch, options, cut):
+    """The toolkit's trainers cut even batches; DC-U's DataLoader ends each epoch on the remainder, which reference
+    mode (or the ``partial_batches`` quirk alone) reproduces."""
+    import unlearn.methods.dcu_reference as dcu
+
+    data, model = setup
+    rem = remembrance_set(data, 3, "heldout", seed=0)
+    cs = build_condensed(data, "fdm", model, device=CPU, clusters=4, options={"steps": 2}, quiet=True).condensed
+    seen, real_fit = set(), dcu.fit
+    monkeypatch.setattr(dcu, "fit", lambda m, x, y, cfg, **kw: seen.add(cfg.batches) or real_fit(m, x, y, cfg, **kw))
+    unlearn_request(
+        model,
+        data,
+        "random:0.1",
+        "dcu-reference",
+        device=CPU,
+        condensed=cs,
+        artefacts={"remembrance_images": rem.images, "remembrance_labels": rem.labels},
+        options={"overture_epochs": 2, "final_thr": 1, **options},
+        quiet=True,
+    )
+    assert seen == {cut}

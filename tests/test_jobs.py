@@ -186,3 +186,12 @@ def test_context_reaches_jobs_but_is_not_their_key(tmp_path):
     first = run_jobs(jobs_fns.square, SPECS[:2], tmp_path, context={"data_dir": "/somewhere"})
     again = run_jobs(jobs_fns.square, SPECS[:2], tmp_path, context={"data_dir": "/elsewhere"})
     assert first.computed == 2 and again.computed == 0 and again.keys == first.keys
+
+
+def test_a_new_training_revision_keys_every_job_again(monkeypatch):
+    """What a trainer computes changed (e.g. how epochs are cut into batches): no job stored before is read back."""
+    import dcforget.jobs
+
+    before = job_key(jobs_fns.square, SPECS[0])
+    monkeypatch.setattr(dcforget.jobs, "TRAINING_REVISION", dcforget.jobs.TRAINING_REVISION + 1)
+    assert job_key(jobs_fns.square, SPECS[0]) != before

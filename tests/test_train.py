@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from dcforget.errors import ConfigError, UnknownNameError
-from dcforget.train import SCHEDULES, TrainConfig, as_unit, build_model, evaluate, fit, train_on
+from dcforget.train import SCHEDULES, TrainConfig, as_unit, batch_bounds, build_model, evaluate, fit, train_on
 
 CPU = torch.device("cpu")
 
@@ -73,6 +73,7 @@ def test_schedules_shape():
         ({"batch_size": 0}, ConfigError),
         ({"optimizer": "lbfgs"}, UnknownNameError),
         ({"schedule": "warm"}, UnknownNameError),
+        ({"batches": "drop_last"}, ConfigError),
     ],
 )
 def test_bad_train_config(kw, err):
@@ -80,3 +81,47 @@ def test_bad_train_config(kw, err):
         TrainConfig(**kw)
     with pytest.raises(ConfigError, match="unknown training option"):
         TrainConfig.from_dict({"epoch": 3})
+
+
+def _sizes(bounds):
+    return [b - a for a, b in zip(bounds[:-1], bounds[1:])]
+
+
+@pytest.mark.parametrize("n", [1, 2, 255, 256, 257, 511, 513, 2125, 42490, 42500])
+def test_even_batches_never_end_on_a_tiny_batch(n):
+    """The default cut: ceil(n / batch) batches within one row of each other (42,500 images at batch 256: 167
+    batches of 254-255, not 166 x 256 + 4); the partial cut is the reference loaders' (full batches and the
+    remainder), a remainder of one joined to the batch before it."""
+    even, partial = _sizes(batch_bounds(n, 256)), _sizes(batch_bounds(n, 256, "partial"))
+    assert sum(even) == sum(partial) == n
+    assert len(even) == -(-n // 256) and max(even) - min(even) <= 1 and max(even) <= 256
+    full, rest = divmod(n, 256)
+    expected = [256] * full + ([rest] if rest else [])
+    if len(expected) > 1 and expected[-1] == 1:
+        expected = expected[:-2] + [257]
+    assert partial == expected
+    assert _sizes(batch_bounds(42500, 256, "partial"))[-1] == 4 and min(_sizes(batch_bounds(42500, 256))) == 254
+    assert batch_bounds(0, 256) == [0]
+    with pytest.raises(ConfigError, match="batches must be"):
+        batch_bounds(n, 256, "drop_last")
+
+
+@pytest.mark.parametrize("cut, sizes", [("even", [14, 14, 14]), ("partial", [16, 16, 10])])
+def test_fit_cuts_every_epoch_as_configured(tiny, cut, sizes):
+    seen = []
+
+    def spy(logits, x, idx):
+        seen.append(len(idx))
+        return logits.sum() * 0
+
+    x, y = tiny.train.images[:42], tiny.train.labels[:42]
+    fit(
+        build_model("mlp", tiny, 0),
+        x,
+        y,
+        TrainConfig(epochs=2, batch_size=16, batches=cut),
+        device=torch.device("cpu"),
+        extra_loss=spy,
+        quiet=True,
+    )
+    assert seen == sizes * 2

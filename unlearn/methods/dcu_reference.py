@@ -13,7 +13,9 @@ the four options it sets that are still at their defaults: ``auto`` (the model's
 ``settings`` means under ``reference_quirks``), ``none`` (options as given; what it means otherwise), or a name.
 Reference quirks, each off by default and all on with ``reference_quirks``: ``shared_adam`` (one Adam state
 across stages, lr overwritten), ``bn_train_mode`` (every module in train mode, so frozen modules' batch-norm
-statistics drift, even on 32-image remembrance batches), ``syn_batch_mean`` (below). The remembrance source
+statistics drift, even on 32-image remembrance batches), ``syn_batch_mean`` (below), ``partial_batches`` (every
+epoch ends on the remainder batch, as the reference's DataLoader cuts it; the toolkit's trainers cut even batches:
+dcforget.train.batch_bounds). The remembrance source
 (held-out by default, the test split in the reference) is chosen by ``unlearn offline``.
 
 Reference mode against DC-U's own MLP pipeline (github algebraicdianuj/DC_U b6b6a56, cifar10_exps/mlp; paths
@@ -96,6 +98,7 @@ DEFAULTS = dict(
     shared_adam=False,
     bn_train_mode=False,
     syn_batch_mean=False,
+    partial_batches=False,
     settings="",
     reference_quirks=False,
 )
@@ -128,6 +131,7 @@ def modular_unlearning(ctx: UnlearnContext, model, o) -> None:
     xs, ys = ctx.remembrance(keep_forgotten_classes=quirks)
     shared, bn_train = quirks or bool(o["shared_adam"]), quirks or bool(o["bn_train_mode"])
     syn_mean = quirks or bool(o.get("syn_batch_mean", False))
+    cut = "partial" if quirks or bool(o.get("partial_batches", False)) else "even"
     beginning, intermediate, final = model.split()
     x, y, _ = ctx.reduced_tensors()
     opt = torch.optim.Adam(model.parameters(), lr=float(o["lr_overture"])) if shared else None
@@ -142,7 +146,7 @@ def modular_unlearning(ctx: UnlearnContext, model, o) -> None:
             model,
             images,
             labels,
-            TrainConfig(epochs=epochs, batch_size=batch, lr=lr, bf16=bf16),
+            TrainConfig(epochs=epochs, batch_size=batch, lr=lr, bf16=bf16, batches=cut),
             device=ctx.device,
             seed=ctx.seed * 100_003 + next(calls),
             optimizer=opt,
@@ -170,7 +174,7 @@ def modular_unlearning(ctx: UnlearnContext, model, o) -> None:
     model.requires_grad_(True)
 
 
-QUIRKS = ("shared_adam", "bn_train_mode", "syn_batch_mean")
+QUIRKS = ("shared_adam", "bn_train_mode", "syn_batch_mean", "partial_batches")
 
 
 def check_quirks(given: dict) -> None:
