@@ -36,6 +36,12 @@ toolkit changes):
   ``neighbours_source=rank``) re-ranked earlier requests' images among trained ones on every request and pushed them
   ever further (RA fell request after request); from the commit of its JSON files an earlier request's image is held
   at its current loss.
+- round 9 (session 29, the AMD EPYC VM): the trainers now cut even batches (reports/tail-batch-paper), so the
+  stream's originals reach retraining's retain accuracy, and on the test split's stream (reports/stream-10-paper at
+  fef68bd) the rule ends *over* retraining's RA (continued fitting of the retain set). The originals and condensed
+  files of that run; retraining of the same draws recomputed here ("-": the old files' retraining used the old cut).
+  Candidates that hold the model nearer its start: the rule, anchor, distill4, ce-real, anchor+ce-real. Criterion,
+  fixed before the run: as before, the smallest mean val gap over requests 5, 10 and 20, on every seed.
 """
 
 import json
@@ -127,6 +133,8 @@ def report(out: Path) -> None:
             ": seed 0's first file ran while a 15-second test shared the CPU; every other file ran alone."
             if main_folder
             else " (round 8's runs shared the CPU with short tests at times)."
+            if out.resolve().name == "round8"
+            else "; every file ran alone."
         ),
         "",
         "| seed | candidate | request | RA | FA | VA (sel) | val MIA (sel) | TA | val gap to R | s |",
