@@ -394,3 +394,18 @@ def test_reference_mode_cuts_epochs_as_the_reference_loader(setup, monkeypatch, 
         quiet=True,
     )
     assert seen == {cut}
+
+
+@pytest.mark.parametrize("partial", [False, True])
+def test_offline_phase_cuts_epochs_as_asked(setup, monkeypatch, partial):
+    """The offline phase cuts even batches unless ``partial_batches`` asks for the reference loader's cut (the
+    reproduction's dcu-reference rows do)."""
+    import unlearn.offline as off
+
+    data, model = setup
+    rem = remembrance_set(data, 3, "heldout", seed=0)
+    seen, real_fit = [], off.fit
+    monkeypatch.setattr(off, "fit", lambda m, x, y, cfg, **kw: seen.append(cfg.batches) or real_fit(m, x, y, cfg, **kw))
+    opts = {"iterations": 1, "final_epochs": 1, "intermediate_epochs": 1, "partial_batches": partial}
+    off.offline_phase(model, data, rem, opts, device=CPU, quiet=True)
+    assert seen == ["partial" if partial else "even"] * 2

@@ -17,6 +17,9 @@ module (cifar10_exps/mlp/model/model.py:95-102) applies one, its ``MLP.forward``
 training) does not. So the original is trained without it and the ReLU enters here, for the offline phase and
 everything after (the checkpoint written records it as the MLP's ``logit_relu`` option).
 
+``partial_batches`` cuts every epoch as the reference's DataLoader does (100 remembrance images at batch 32: 32 +
+32 + 32 + 4); by default the toolkit's trainers cut even batches (``dcforget.train.batch_bounds``).
+
 The Beginning never trains here and is in eval mode, so its output on the training set is computed once and the
 Intermediate epochs run on it (``cache_beginning``; the same arithmetic up to float rounding, skipped when the
 activations would exceed 2 GiB): DC-U's MLP offline phase (10 x 20 Intermediate epochs on 50,000 images) takes
@@ -51,6 +54,7 @@ OFFLINE_DEFAULTS = {
     "bf16": False,
     "logit_relu": False,
     "cache_beginning": True,
+    "partial_batches": False,
 }
 CACHE_LIMIT_BYTES = 2 << 30
 
@@ -106,6 +110,7 @@ def offline_phase(
     acts = _beginning_outputs(beginning, data.train.images, device, bool(o["bf16"])) if o["cache_beginning"] else None
     head0 = copy.deepcopy(final.state_dict())
     bf16 = bool(o["bf16"])
+    cut = "partial" if o["partial_batches"] else "even"
     for it in range(int(o["iterations"])):
         if o["final_reset_each_iter"]:
             final.load_state_dict(head0)
@@ -121,7 +126,11 @@ def offline_phase(
             rem.images.to(device),
             rem.labels.to(device),
             TrainConfig(
-                epochs=int(o["final_epochs"]), batch_size=int(o["final_batch_size"]), lr=float(o["lr_final"]), bf16=bf16
+                epochs=int(o["final_epochs"]),
+                batch_size=int(o["final_batch_size"]),
+                lr=float(o["lr_final"]),
+                bf16=bf16,
+                batches=cut,
             ),
             device=device,
             seed=seed + it,
@@ -140,6 +149,7 @@ def offline_phase(
                 batch_size=int(o["batch_size"]),
                 lr=float(o["lr_intermediate"]),
                 bf16=bf16,
+                batches=cut,
             ),
             device=device,
             seed=seed + it,
