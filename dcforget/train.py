@@ -221,13 +221,15 @@ def batch_bounds(n: int, batch_size: int, batches: str = "even") -> list[int]:
     trainer, the methods' own loops).
 
     ``even`` (the default): ``ceil(n / batch_size)`` batches whose sizes differ by at most one row, so no epoch ends
-    on a tiny batch. ``partial``: full batches and the remainder, as PyTorch's ``DataLoader(drop_last=False)`` cuts
+    on a tiny batch (never a batch of one where n > 1 and batch_size > 1: batch norm cannot train on one sample). ``partial``: full batches and the remainder, as PyTorch's ``DataLoader(drop_last=False)`` cuts
     them (the references' loaders), except that a trailing batch of one joins the previous one (batch norm cannot
     train on one sample). The partial cut hurt: DC-U's MLP recipe (Adam 1e-3, batch 256) on the paper preset's
     42,500 images ends every epoch on a 4-image batch, whose full-size Adam step slowed and spiked training, so
     originals (42,500 images) trained worse than retraining (42,490, no tiny batch): reports/tail-batch-paper."""
     if batches == "even":
         k = -(-n // batch_size)
+        if batch_size > 1 and 1 < n < 2 * k:  # batch 2, n odd: pairs and one triple, never a batch of one
+            k = n // 2
         return [i * n // k for i in range(k + 1)] if k else [0]
     if batches != "partial":
         raise ConfigError(f"batches must be one of {', '.join(BATCHES)}, got {batches!r}")

@@ -55,7 +55,7 @@ from dcforget.errors import ConfigError, DivergedError
 from dcforget.forget import ForgetSpec
 from dcforget.jobs import STALE_AFTER_S, Executor, GridRun, pid_alive, run_jobs
 from dcforget.space import Choice, Fixed, Float, Int, Space, describe, resolve
-from dcforget.train import TrainConfig
+from dcforget.train import TRAINING_REVISION, TrainConfig
 from unlearn.methods import METHODS
 from unlearn.tuned import Setting
 
@@ -137,8 +137,10 @@ class StudySetup:
 
     def artefact_digest(self) -> str:
         """The digest the originals and their condensed files are named by: the retain source a method is served
-        does not change them (a full- and a reduced-retain study share one original per seed)."""
-        return replace(self, retain="full").digest()
+        does not change them (a full- and a reduced-retain study share one original per seed); the trainers'
+        revision does (``dcforget.train.TRAINING_REVISION``)."""
+        made = {**replace(self, retain="full").to_dict(), "training": TRAINING_REVISION}
+        return hashlib.sha256(json.dumps(made, sort_keys=True).encode()).hexdigest()[:12]
 
     @property
     def reference(self) -> "StudySetup":

@@ -18,7 +18,9 @@ SPEC = "synthetic:classes=4,train=60,test=20,size=16,noise=2.0"  # 204 training 
 @pytest.fixture(scope="module")
 def setup():
     data = load_data(SPEC)
-    mlp = train_on(data, "mlp", TrainConfig(epochs=20, batch_size=32), seed=0, device=CPU, quiet=True).model
+    mlp = train_on(
+        data, "mlp", TrainConfig(epochs=20, batch_size=32, batches="partial"), seed=0, device=CPU, quiet=True
+    ).model
     cs = build_condensed(data, "fdm", mlp, device=CPU, seed=0, clusters=5, options={"steps": 2}, quiet=True)
     return data, mlp, cs.condensed
 

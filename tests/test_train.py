@@ -102,6 +102,9 @@ def test_even_batches_never_end_on_a_tiny_batch(n):
     assert partial == expected
     assert _sizes(batch_bounds(42500, 256, "partial"))[-1] == 4 and min(_sizes(batch_bounds(42500, 256))) == 254
     assert batch_bounds(0, 256) == [0]
+    for odd in (3, 5, 7):  # batch 2: never a batch of one (batch norm cannot train on it)
+        assert min(_sizes(batch_bounds(odd, 2))) >= 2 and sum(_sizes(batch_bounds(odd, 2))) == odd
+    assert _sizes(batch_bounds(3, 1)) == [1, 1, 1]  # batch 1 asked for: per-sample steps
     with pytest.raises(ConfigError, match="batches must be"):
         batch_bounds(n, 256, "drop_last")
 
@@ -125,3 +128,13 @@ def test_fit_cuts_every_epoch_as_configured(tiny, cut, sizes):
         quiet=True,
     )
     assert seen == sizes * 2
+
+
+def test_the_methods_own_loops_keep_the_reference_loaders_cut():
+    """Ports of references cut as their DataLoaders do (full batches and the remainder); ``fit`` cuts even."""
+    from unlearn.methods.common import num_batches, shuffled_batches
+
+    parts = shuffled_batches(42, 16, torch.Generator().manual_seed(0), torch.device("cpu"))
+    assert [len(p) for p in parts] == [16, 16, 10] and num_batches(42, 16) == 3
+    assert sorted(torch.cat(parts).tolist()) == list(range(42))
+    assert [len(p) for p in shuffled_batches(42, 16, torch.Generator(), torch.device("cpu"), "even")] == [14, 14, 14]

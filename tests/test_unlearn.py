@@ -28,7 +28,9 @@ SPEC = "synthetic:classes=4,train=40,test=20,size=16,noise=0.5"
 @pytest.fixture(scope="module")
 def setup():
     data = load_data(SPEC)
-    trained = train_on(data, "cnn", TrainConfig(epochs=8, batch_size=32), seed=0, device=CPU, quiet=True).model
+    trained = train_on(
+        data, "cnn", TrainConfig(epochs=8, batch_size=32, batches="partial"), seed=0, device=CPU, quiet=True
+    ).model
     cs = build_condensed(
         data, "fdm", trained, device=CPU, seed=0, clusters=5, options={"steps": 5}, quiet=True
     ).condensed

@@ -35,6 +35,7 @@ from typing import Any
 
 import torch
 
+from dcforget.config import check_options
 from dcforget.datasets import Data, cap_per_class, load_data
 from dcforget.errors import ConfigError
 from dcforget.models import Classifier, model_from_config
@@ -102,7 +103,7 @@ def offline_phase(
     seed: int = 0,
     quiet: bool = False,
 ) -> Classifier:
-    o = {**OFFLINE_DEFAULTS, **options}
+    o = {**OFFLINE_DEFAULTS, **check_options(options, OFFLINE_DEFAULTS, " of the offline phase")}
     model = copy.deepcopy(model).to(device)
     if o["logit_relu"]:
         model = with_logit_relu(model).to(device)

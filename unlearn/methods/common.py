@@ -113,15 +113,24 @@ def check_sgd_options(o: dict[str, Any], name: str = "", **more: Any) -> None:
 
 
 # ------------------------------------------------------------------ batches, schedules, optimisers, seeds
-def num_batches(n: int, batch_size: int) -> int:
+PORT_BATCHES = "partial"
+"""How the methods' own loops (ports of references) cut an epoch: as the references' DataLoaders do (full batches
+and the remainder), so a port keeps its reference's steps; ``fit`` and the batched trainer cut even batches
+(``dcforget.train.batch_bounds``, reports/tail-batch-paper)."""
+
+
+def num_batches(n: int, batch_size: int, batches: str = PORT_BATCHES) -> int:
     """How many batches ``batch_bounds`` / ``shuffled_batches`` make of ``n`` rows."""
-    return len(batch_bounds(n, batch_size)) - 1
+    return len(batch_bounds(n, batch_size, batches)) - 1
 
 
-def shuffled_batches(n: int, batch_size: int, gen: torch.Generator, device: torch.device) -> list[torch.Tensor]:
-    """One shuffled pass over ``n`` rows (``randperm`` from ``gen``), as index tensors on ``device``."""
+def shuffled_batches(
+    n: int, batch_size: int, gen: torch.Generator, device: torch.device, batches: str = PORT_BATCHES
+) -> list[torch.Tensor]:
+    """One shuffled pass over ``n`` rows (``randperm`` from ``gen``), as index tensors on ``device``, cut as the
+    references' loaders cut it (``PORT_BATCHES``) unless ``batches`` says otherwise."""
     perm = torch.randperm(n, generator=gen).to(device)
-    bounds = batch_bounds(n, batch_size)
+    bounds = batch_bounds(n, batch_size, batches)
     return [perm[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
 
 

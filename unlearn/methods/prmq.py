@@ -152,7 +152,7 @@ def prmq(ctx: UnlearnContext):
     xr, yr = ctx.retain()
     w = class_weights(yr, ctx.data.info.num_classes)
     n, bs = len(yr), int(o["batch_size"])
-    per_epoch = num_batches(n, bs)  # fit's batches per epoch (a trailing batch of one joins the previous)
+    per_epoch = num_batches(n, bs, TrainConfig.batches)  # fit's batches per epoch (its default cut)
     steps = max(1, int(per_epoch * float(o["epochs"])) + (1 if bug else 0))
     cfg = TrainConfig(
         epochs=math.ceil(steps / per_epoch),
