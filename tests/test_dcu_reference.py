@@ -59,24 +59,22 @@ def test_offline_phase_moves_final_and_intermediate_only(setup):
     assert all(p.requires_grad for p in off.parameters())
 
 
-@pytest.mark.parametrize("quirks", [False, True])
-def test_online_stages_follow_the_schedule(setup, quirks):
-    data, model = setup
+def _online(data, model, options):
+    """dcu-reference on a random 10% request, with a 2-step FDM file and 3 held-out remembrance images per class."""
     rem = remembrance_set(data, 3, "heldout", seed=0)
     cs = build_condensed(data, "fdm", model, device=CPU, clusters=4, options={"steps": 2}, quiet=True).condensed
     art = {"remembrance_images": rem.images, "remembrance_labels": rem.labels}
-    # final_thr == overture_epochs: Final is never trained (the reference's class-wise setting)
     res = unlearn_request(
-        model,
-        data,
-        "random:0.1",
-        "dcu-reference",
-        device=CPU,
-        condensed=cs,
-        artefacts=art,
-        options={"overture_epochs": 2, "final_thr": 2, "reference_quirks": quirks},
-        quiet=True,
+        model, data, "random:0.1", "dcu-reference", device=CPU, condensed=cs, artefacts=art, options=options, quiet=True
     )
+    return res, cs, art
+
+
+@pytest.mark.parametrize("quirks", [False, True])
+def test_online_stages_follow_the_schedule(setup, quirks):
+    data, model = setup
+    # final_thr == overture_epochs: Final is never trained (the reference's class-wise setting)
+    res, cs, art = _online(data, model, {"overture_epochs": 2, "final_thr": 2, "reference_quirks": quirks})
     b0, i0, f0 = model.split()
     b1, i1, f1 = res.model.split()
     assert not _same(b0, b1) and not _same(i0, i1) and _same(f0, f1)
@@ -373,26 +371,14 @@ def test_fdm_normalized_blend_is_the_reference_average_on_normalised_images(mlp_
     [({}, "even"), ({"reference_quirks": True}, "partial"), ({"partial_batches": True}, "partial")],
 )
 def test_reference_mode_cuts_epochs_as_the_reference_loader(setup, monkeypatch, options, cut):
-    """The toolkit's trainers cut even batches; DC-U's DataLoader ends each epoch on the remainder, which reference
-    mode (or the ``partial_batches`` quirk alone) reproduces."""
+    """``fit`` cuts even batches; DC-U's DataLoader ends each epoch on the remainder, which reference mode (or the
+    ``partial_batches`` quirk alone) reproduces."""
     import unlearn.methods.dcu_reference as dcu
 
     data, model = setup
-    rem = remembrance_set(data, 3, "heldout", seed=0)
-    cs = build_condensed(data, "fdm", model, device=CPU, clusters=4, options={"steps": 2}, quiet=True).condensed
     seen, real_fit = set(), dcu.fit
     monkeypatch.setattr(dcu, "fit", lambda m, x, y, cfg, **kw: seen.add(cfg.batches) or real_fit(m, x, y, cfg, **kw))
-    unlearn_request(
-        model,
-        data,
-        "random:0.1",
-        "dcu-reference",
-        device=CPU,
-        condensed=cs,
-        artefacts={"remembrance_images": rem.images, "remembrance_labels": rem.labels},
-        options={"overture_epochs": 2, "final_thr": 1, **options},
-        quiet=True,
-    )
+    _online(data, model, {"overture_epochs": 2, "final_thr": 1, **options})
     assert seen == {cut}
 
 
