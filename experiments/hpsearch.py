@@ -132,15 +132,14 @@ class StudySetup:
     def train_epochs(self) -> int:
         return int(self.train["epochs"])
 
-    def digest(self) -> str:
-        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:12]
+    def digest(self, **more: Any) -> str:
+        return hashlib.sha256(json.dumps({**self.to_dict(), **more}, sort_keys=True).encode()).hexdigest()[:12]
 
     def artefact_digest(self) -> str:
         """The digest the originals and their condensed files are named by: the retain source a method is served
         does not change them (a full- and a reduced-retain study share one original per seed); the trainers'
         revision does (``dcforget.train.TRAINING_REVISION``)."""
-        made = {**replace(self, retain="full").to_dict(), "training": TRAINING_REVISION}
-        return hashlib.sha256(json.dumps(made, sort_keys=True).encode()).hexdigest()[:12]
+        return replace(self, retain="full").digest(training=TRAINING_REVISION)
 
     @property
     def reference(self) -> "StudySetup":

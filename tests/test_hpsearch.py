@@ -6,6 +6,7 @@ import math
 import socket
 import subprocess
 import sys
+from dataclasses import replace
 
 import pytest
 
@@ -332,3 +333,14 @@ def test_a_changed_default_starts_a_new_study_and_reuses_no_job(tmp_path, monkey
     again = tune("neggrad-plus", SETUP, trials=2, **kw)
     assert again.computed == 2 * len(SETUP.seeds)  # every trial ran again (the references are retraining's, kept)
     assert first.computed > again.computed
+
+
+def test_the_originals_digest_follows_the_training_revision(monkeypatch):
+    """A study's originals are named by the trainers' revision too: after it changes nothing trained before is read
+    back, while the study's own digest (its identity) stays."""
+    import experiments.hpsearch as hp
+
+    before, study = SETUP.artefact_digest(), SETUP.digest()
+    monkeypatch.setattr(hp, "TRAINING_REVISION", hp.TRAINING_REVISION + 1)
+    assert SETUP.artefact_digest() != before and SETUP.digest() == study
+    assert replace(SETUP, retain="reduced").artefact_digest() == SETUP.artefact_digest()

@@ -279,7 +279,7 @@ def _with_forget_term(
         pick = torch.randint(len(yf), (size,), generator=gen).to(ctx.device)
         out = model(xf[pick]).float()
         ce = F.cross_entropy(out, yf[pick], reduction="none")
-        if match in ("neighbours", "rank") and on_confidence:  # down to its level on the logit-scaled confidence
+        if on_confidence:  # down to its level on the logit-scaled confidence
             true = out.gather(1, yf[pick, None]).squeeze(1)
             rest = out.scatter(1, yf[pick, None], float("-inf")).logsumexp(1)
             push = torch.relu((true - rest) - per_image_logit[pick]).mean()
