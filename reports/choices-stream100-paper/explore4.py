@@ -38,6 +38,12 @@ to rerun it, check out b7d8eb9.
   earlier files' retraining used the old cut), in its own folder (OUT/round6): ``forget_batch=64`` (the same push
   per image in expectation, 64 images a step instead of 4: less noise), ``forget_weight=2``, both, ``forget_ce=1.5``
   (each image's target at 1.5 times its neighbours' never-seen loss), and that with the 64-image batch.
+- round 7 (after round 6, whose criterion chose ``forget_batch=64``: FA came to retraining's, but RA rose request
+  after request, 2 points over retraining's by request 10 on every seed, once the forget images sat at their
+  targets and the remaining steps only fitted the reduced set): fb64 again beside it with fewer steps
+  (``small_steps_upper=50``), a lower rate (``small_lr_upper=1e-4``) or a stronger distillation towards the request's
+  start model (``distill=2``), in OUT/round7, reading round 6's retraining (the same originals and draws). The
+  criterion is round 6's, over round 7's candidates (fb64 included).
 
 Ten successive requests of 100 images at DC-U's MLP settings (42,500 training images, FDM K=450 per class), each
 drawn uniformly from what is left (generator(S * 7919 + 2), written under OUT/streams/); seed S starts from the
@@ -103,6 +109,12 @@ ROUND6 = {  # even-batch originals: the rule under-forgets on the test stream; s
     "tau1.5": {"forget_ce": 1.5},
     "fb64-tau1.5": {"forget_batch": 64, "forget_ce": 1.5},
 }
+ROUND7 = {  # after round 6 chose fb64: its RA rose over retraining's; fewer steps, a lower rate, more distillation
+    "fb64": {"forget_batch": 64},
+    "fb64-s50": {"forget_batch": 64, "small_steps_upper": 50},
+    "fb64-lr1e-4": {"forget_batch": 64, "small_lr_upper": 1e-4},
+    "fb64-d2": {"forget_batch": 64, "distill": 2.0},
+}
 ALL = {**CANDS, **ROUND2, **ROUND3, **ROUND5}
 RETRAINED = ("", "round6")  # the rounds that retrain here (the others divide by round 1's retraining)
 
@@ -138,7 +150,12 @@ def slowest(rows) -> str:
 
 def report(out: Path) -> None:
     files = sorted(out.glob("explore4-s*.json"))
+    late = out.resolve().name in ("round6", "round7")
     retrain, rows = {}, []
+    if out.resolve().name == "round7":  # round 6's retraining: the same originals and draws
+        for f in sorted((out.parent / "round6").glob("explore4-s*.json")):
+            d = json.loads(f.read_text())
+            retrain.setdefault(d["seed"], {}).update(d["retrain"])
     for f in files:
         d = json.loads(f.read_text())
         retrain.setdefault(d["seed"], {}).update(d.get("retrain", {}))
@@ -151,8 +168,7 @@ def report(out: Path) -> None:
         ref = retrain[seed].get(str(at))
         gaps.setdefault(name, {}).setdefault(at, []).append(gap(r, ref))
         ratios.setdefault(name, []).append(r["seconds"] / ref["seconds"])
-    sixth = out.resolve().name == "round6"
-    names = list({**ALL, **ROUND6}) if sixth else list(ALL)
+    names = list({**ALL, **ROUND6, **ROUND7}) if late else list(ALL)
     order = lambda n: names.index(n) if n in names else 99  # noqa: E731
     lines = [
         "# 100-image requests of a stream: candidates for the small-request rule on validation",
@@ -172,8 +188,12 @@ def report(out: Path) -> None:
         "and selection-half val MIA (TA is shown, never read). time / R: the request's seconds over retraining's",
         "after the same request: every file ran alone on the machine"
         + (
-            ", and each divides by its own retraining (the same invocation). "
-            if sixth
+            (
+                ", and each divides by its own retraining (the same invocation). "
+                if out.resolve().name == "round6"
+                else ", and each divides by round 6's retraining of the same draws (another invocation). "
+            )
+            if late
             else ", and the round-2, 3 and 5 files, which do not retrain, divide by round 1's retraining of the same "
             "draws (another invocation). "
         )
@@ -232,6 +252,9 @@ def main() -> None:
     if out.resolve().name == "round6":  # its own folder, its own retraining, its own candidates (and the rule)
         tag = "round6"
         ALL.update(ROUND6)
+    if out.resolve().name == "round7":  # its own folder and candidates; round 6's retraining
+        tag = "round7"
+        ALL.update(ROUND7)
     out.mkdir(parents=True, exist_ok=True)
     ck, data = open_checkpoint(ck_path, "data", False)
     dev = torch.device("cpu")
@@ -273,7 +296,7 @@ def main() -> None:
                 per[str(c + 1)] = {**figures(r.report), "profile": r.report.get("method_extra", {}).get("profile")}
                 print(name, c + 1, per[str(c + 1)], flush=True)
         res[name] = per
-    suffix = "" if tag in RETRAINED else f"-{tag}"
+    suffix = "" if tag in (*RETRAINED, "round7") else f"-{tag}"
     (out / f"explore4-s{seed}{suffix}.json").write_text(
         json.dumps(
             {
