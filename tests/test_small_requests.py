@@ -104,6 +104,27 @@ def test_a_small_request_runs_the_schedule(setup, tmp_path):
             _request(mlp, data, cs, [1, 2], tmp=tmp_path, **bad)
 
 
+def test_a_small_requests_forget_batch_moves_from_the_share_to_the_upper_anchors(setup, tmp_path):
+    """small_forget_batch_upper: the share of a batch at the lower anchor, N images from the upper one, geometric
+    between; an explicit forget_batch wins; a large request keeps the share."""
+    data, mlp, cs = setup
+    opts = {"small_request": 0.05, "small_images": 2, "small_images_upper": 8, "batch_size": 8}
+
+    def batch(indices, **more):
+        return _request(mlp, data, cs, indices, tmp=tmp_path, **{**opts, **more}).report["method_extra"]["forget_batch"]
+
+    two, four, eight = [3, 70], [3, 70, 110, 150], [3, 70, 110, 150, 9, 60, 120, 190]
+    assert batch(two, small_forget_batch_upper=6) == batch(two, small_forget_batch_upper=0)  # the lower anchor
+    assert batch(eight, small_forget_batch_upper=6) == 6 and batch(eight, small_forget_batch_upper=100) == 8
+    share = batch(four, small_forget_batch_upper=0)
+    assert share < 6 and batch(four, small_forget_batch_upper=6) == round((share * 6) ** 0.5)  # the geometric middle
+    assert batch(eight, small_forget_batch_upper=6, forget_batch=3) == 3
+    large = list(range(0, 200, 10))  # 20 images: 10%, past small_request
+    assert batch(large, small_forget_batch_upper=6) == batch(large, small_forget_batch_upper=0)
+    with pytest.raises(ConfigError, match="small_forget_batch_upper"):
+        batch(two, small_forget_batch_upper=-1)
+
+
 def test_the_tau_scale_applies_once_and_to_the_per_example_target_only(setup, tmp_path):
     data, mlp, cs = setup
     few = [3, 70]  # 2 new images: the lower anchor, scale small_neighbours_scale
