@@ -165,8 +165,8 @@ validation MIA (test figures are reported, never read), and by its time over ret
     (the same target with 100 steps at 1e-4 and a 64-image forget batch was a close second, within the seeds'
     spread). Those rounds ran on originals whose every epoch ended on a 4-image batch; on originals trained on
     even batches the rule under-forgot, and rounds 6-7 there chose a 64-image forget batch
-    (``small_forget_batch_upper``): mean val gap 5.6 against the rule's 9.3; it brings FA to retraining's, but RA
-    rises about 2 points over retraining's by the tenth request; fewer steps held RA nearer but forgot less, a
+    (``small_forget_batch_upper``; round6/ and round7/, their report.md files): it brings FA to retraining's, but
+    RA rises request after request, over retraining's by the tenth; fewer steps held RA nearer but forgot less, a
     lower rate kept the rise and forgot less (round 7).
 
   The cpu preset's small requests (10-11 images, the small policy's setting) fall at or just past the lower anchor;
