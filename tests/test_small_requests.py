@@ -47,7 +47,9 @@ def test_a_small_request_keeps_the_model_and_a_large_one_resets(setup, tmp_path)
     small = _request(mlp, data, cs, [3, 70], tmp=tmp_path)  # 2 of 204 images: at most 1%
     extra = small.report["method_extra"]
     assert extra["profile"] == "small request" and extra["reset"] == "none" and extra["steps"] == 40
-    assert extra["small_request"] == {"dsa": False, "teacher": "clean", "lr": 1e-4, "forget_ce": pytest.approx(0.6)}
+    assert extra["small_request"] == {
+        "dsa": False, "teacher": "clean", "lr": 1e-4, "forget_ce": pytest.approx(0.6), "anchor_position": 0.0
+    }  # fmt: skip
     assert extra["forget_match"] == "neighbours"  # auto: each image up to its own never-seen level
     large = _request(mlp, data, cs, list(range(0, 200, 10)), tmp=tmp_path)  # 20 images: 10%
     assert large.report["method_extra"]["profile"] == "per-sample"
@@ -117,7 +119,12 @@ def test_a_small_requests_forget_batch_moves_from_the_share_to_the_upper_anchors
     assert batch(two, small_forget_batch_upper=6) == batch(two, small_forget_batch_upper=0)  # the lower anchor
     assert batch(eight, small_forget_batch_upper=6) == 6 and batch(eight, small_forget_batch_upper=100) == 8
     share = batch(four, small_forget_batch_upper=0)
-    assert share < 6 and batch(four, small_forget_batch_upper=6) == round((share * 6) ** 0.5)  # the geometric middle
+    assert share == 1 and batch(four, small_forget_batch_upper=6) == 2  # the geometric middle (linear would be 4)
+    assert (
+        batch(eight, small_forget_batch_upper=1, batch_size=64)
+        == batch(eight, small_forget_batch_upper=0, batch_size=64)
+        > 1
+    )  # never under the share
     assert batch(eight, small_forget_batch_upper=6, forget_batch=3) == 3
     large = list(range(0, 200, 10))  # 20 images: 10%, past small_request
     assert batch(large, small_forget_batch_upper=6) == batch(large, small_forget_batch_upper=0)
@@ -146,6 +153,7 @@ def test_the_tau_scale_applies_once_and_to_the_per_example_target_only(setup, tm
         ({"keep": 1.5}, "keep"),
         ({"min_steps": -3}, "min_steps"),
         ({"reset": "everything"}, "reset"),
+        ({"small_forget_batch_upper": -1}, "small_forget_batch_upper"),
     ],
 )
 def test_a_whole_class_request_checks_every_option_too(setup, tmp_path, bad, match):

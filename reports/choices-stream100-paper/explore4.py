@@ -37,7 +37,9 @@ to rerun it, check out b7d8eb9.
   beside stronger or steadier forgetting on those originals, with retraining of the same draws recomputed (the
   earlier files' retraining used the old cut), in its own folder (OUT/round6): ``forget_batch=64`` (the same push
   per image in expectation, 64 images a step instead of 4: less noise), ``forget_weight=2``, both, ``forget_ce=1.5``
-  (each image's target at 1.5 times its neighbours' never-seen loss), and that with the 64-image batch.
+  (each image's target at 1.5 times its neighbours' never-seen loss), and that with the 64-image batch. From 7ace815
+  on, the registered rule includes the 64-image batch, so ``rule`` reruns fb64: to rerun round 6's rule, check out
+  ab19d0e.
 - round 7 (after round 6, whose criterion chose ``forget_batch=64``: FA came to retraining's, but RA rose request
   after request, 2 points over retraining's by request 10 on every seed, once the forget images sat at their
   targets and the remaining steps only fitted the reduced set): fb64 again beside it with fewer steps
@@ -212,7 +214,7 @@ def report(out: Path) -> None:
             f"| {name} | {n} | " + " | ".join(cell(per[a]) for a in AT) + f" | {mean:.1f} | {max(ratios[name]):.3f} |"
         )
     ok = {n: v for n, v in summary.items() if v[0] == len(seeds) and v[2] <= 0.05}
-    best = min(ok, key=lambda n: ok[n][1])
+    best = min(ok, key=lambda n: ok[n][1]) if ok else None  # none before every seed ran
     lines += ["", f"Chosen on validation (candidates run on every seed, {len(seeds)}, within 0.05x): **{best}**."]
     lines += [
         "",

@@ -144,7 +144,8 @@ validation MIA (test figures are reported, never read), and by its time over ret
   targets keep ``forget_ce`` as given: their scale was never chosen on validation). Between the two anchors steps,
   rate, scale and forget batch are interpolated geometrically (only the anchors were chosen on validation).
   ``method_extra.profile`` says which rule a request ran under, ``method_extra.small_request`` what it set (its
-  ``forget_ce`` is the scaled tau) and ``method_extra.forget_match`` the target. Why:
+  ``forget_ce`` is the scaled tau; ``anchor_position`` is 0 at the lower anchor, 1 from the upper one),
+  ``method_extra.forget_batch`` how many forget images a step drew and ``method_extra.forget_match`` the target. Why:
   retraining without a handful of images is the original model minus their memorisation, so nothing should be
   re-initialised; and a reduced set is mostly condensed images, so every step on it moves the model away from the
   real retain images it memorised. Chosen on validation figures (the selection half) at DC-U's MLP settings:
@@ -242,7 +243,8 @@ def _with_forget_term(
     set's share of a reduced-set batch (``forget_batch`` 0), or of ``forget_batch`` images (at most the forget set),
     from a seed derived from the request's. ``upper`` = (t, N): a small request's place between the two anchors
     (``small_schedule``) and ``small_forget_batch_upper``; with ``forget_batch`` 0 and N > 0 the batch is
-    ``share ** (1 - t) * N ** t`` images (the share at the lower anchor, N at the upper one). ``forget_match="mean"``:
+    ``share ** (1 - t) * N ** t`` images (the share at the lower anchor, N at the upper one), never fewer than the
+    share. The forget set, and so the share, is everything forgotten so far (a stream's earlier requests too). ``forget_match="mean"``:
     ``forget_weight * relu(tau - mean CE)``, a bounded ascent that raises the forget set's mean loss to tau (an unseen
     image's level) and then stops pushing. ``"quantiles"``: ``forget_weight * mean |sorted CE - Q|``, the 1-D
     Wasserstein distance between the batch's losses and the quantiles Q of the original's losses on the validation
@@ -264,7 +266,7 @@ def _with_forget_term(
     share = max(1, round(int(o["batch_size"]) * len(yf) / max(len(x), 1)))
     if fb == 0 and upper is not None and upper[1] > 0:  # a small request: from the share towards the upper anchor's
         t, top = upper
-        size = min(max(1, round(share ** (1.0 - t) * top**t)), len(yf))
+        size = max(share, min(round(share ** (1.0 - t) * top**t), len(yf)))  # at most F, never under the share
     else:
         size = share if fb == 0 else min(fb, len(yf))
     ctx.extra["forget_batch"] = size
@@ -553,7 +555,10 @@ def condensed(ctx: UnlearnContext):
         steps, lr, scale = small_schedule(o, ctx.new_forget_count())
         tau = o["forget_ce"] * scale if o["forget_match"] in ("neighbours", "rank") else o["forget_ce"]
         o = {**o, "dsa": False, "teacher": "clean", "lr": lr, "forget_ce": tau}
-        ctx.extra["small_request"] = {k: o[k] for k in ("dsa", "teacher", "lr", "forget_ce")}
+        ctx.extra["small_request"] = {
+            **{k: o[k] for k in ("dsa", "teacher", "lr", "forget_ce")},
+            "anchor_position": small_anchor_position(o, ctx.new_forget_count()),
+        }
         if not o["steps"] and not o["epochs"]:
             o["steps"] = steps
         ctx.options = o
