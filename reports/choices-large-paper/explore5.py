@@ -34,7 +34,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "choices-stream100-paper"))
-from explore4 import figures, gap  # noqa: E402  (the val gap and figures of the stream rounds)
+from explore4 import figures, gap, load  # noqa: E402  (the val gap, figures and loading of the stream rounds)
 
 CANDS = {
     "rule": {},
@@ -96,24 +96,18 @@ def main() -> None:
     if sys.argv[1] == "report":
         report(Path(sys.argv[2]))
         return
-    from dcforget.checkpoint import open_checkpoint
-    from dcforget.condensed_store import read_condensed
     from dcforget.provenance import git_hash, machine
     from unlearn.request import unlearn_request
 
-    ck_path, cond_path, seed, out = sys.argv[1], sys.argv[2], int(sys.argv[3]), Path(sys.argv[4])
+    seed, out = int(sys.argv[3]), Path(sys.argv[4])
     code = git_hash()  # read before the run: the checkout may move on while it runs
-    names = sys.argv[5:] or list(CANDS)
     out.mkdir(parents=True, exist_ok=True)
-    ck, data = open_checkpoint(ck_path, "data", False)
-    dev = torch.device("cpu")
-    data = data.to(dev)
-    cond = read_condensed(cond_path)
-    run = dict(device=dev, seed=seed, quiet=True, validation="halves")
+    ck, data, cond = load(sys.argv[1], sys.argv[2])
+    run = dict(device=torch.device("cpu"), seed=seed, quiet=True, validation="halves")
     retrain = figures(unlearn_request(ck.model, data, SPEC, "retrain", **run).report)
     print("retrain", retrain, flush=True)
     res = {}
-    for name in names:
+    for name in sys.argv[5:] or list(CANDS):
         r = unlearn_request(ck.model, data, SPEC, "condensed", options=CANDS[name], condensed=cond, **run)
         res[name] = {**figures(r.report), "profile": r.report.get("method_extra", {}).get("profile")}
         print(name, res[name], flush=True)

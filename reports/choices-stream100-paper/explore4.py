@@ -240,6 +240,12 @@ def report(out: Path) -> None:
     (out / "report.md").write_text("\n".join(lines) + "\n")
 
 
+def load(ck_path: str, cond_path: str):
+    """The original (its checkpoint, with the data it was trained on, on the CPU) and the condensed file."""
+    ck, data = open_checkpoint(ck_path, "data", False)
+    return ck, data.to(torch.device("cpu")), read_condensed(cond_path)
+
+
 def main() -> None:
     if sys.argv[1] == "report":
         report(Path(sys.argv[2]))
@@ -258,10 +264,8 @@ def main() -> None:
         tag = "round7"
         ALL.update(ROUND7)
     out.mkdir(parents=True, exist_ok=True)
-    ck, data = open_checkpoint(ck_path, "data", False)
+    ck, data, cond = load(ck_path, cond_path)
     dev = torch.device("cpu")
-    data = data.to(dev)
-    cond = read_condensed(cond_path)
     n = len(data.train)
     g = generator(seed * 7919 + 2)
     forgotten = torch.zeros(n, dtype=torch.bool)
