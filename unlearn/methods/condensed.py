@@ -145,7 +145,8 @@ validation MIA (test figures are reported, never read), and by its time over ret
   rate, scale and forget batch are interpolated geometrically (only the anchors were chosen on validation).
   ``method_extra.profile`` says which rule a request ran under, ``method_extra.small_request`` what it set (its
   ``forget_ce`` is the scaled tau; ``anchor_position`` is 0 at the lower anchor, 1 from the upper one),
-  ``method_extra.forget_batch`` how many forget images a step drew and ``method_extra.forget_match`` the target. Why:
+  ``method_extra.forget_batch`` how many forget images a step drew and ``method_extra.forget_match`` the target.
+  Why:
   retraining without a handful of images is the original model minus their memorisation, so nothing should be
   re-initialised; and a reduced set is mostly condensed images, so every step on it moves the model away from the
   real retain images it memorised. Chosen on validation figures (the selection half) at DC-U's MLP settings:
@@ -244,7 +245,8 @@ def _with_forget_term(
     from a seed derived from the request's. ``upper`` = (t, N): a small request's place between the two anchors
     (``small_schedule``) and ``small_forget_batch_upper``; with ``forget_batch`` 0 and N > 0 the batch is
     ``share ** (1 - t) * N ** t`` images (the share at the lower anchor, N at the upper one), never fewer than the
-    share. The forget set, and so the share, is everything forgotten so far (a stream's earlier requests too). ``forget_match="mean"``:
+    share. The forget set, and so the share, is everything forgotten so far (a stream's earlier requests too).
+    ``forget_match="mean"``:
     ``forget_weight * relu(tau - mean CE)``, a bounded ascent that raises the forget set's mean loss to tau (an unseen
     image's level) and then stops pushing. ``"quantiles"``: ``forget_weight * mean |sorted CE - Q|``, the 1-D
     Wasserstein distance between the batch's losses and the quantiles Q of the original's losses on the validation
@@ -551,13 +553,15 @@ def condensed(ctx: UnlearnContext):
     _check_options(o, parts)
     o = {**o, "forget_match": forget_target(o, small)}
     ctx.extra["profile"] = "whole classes" if whole else ("small request" if small else "per-sample")
+    upper = None  # a small request's (anchor position, upper forget batch)
     if small:  # a few images: keep the model, no augmentation, a few gentle steps (SMALL REQUESTS above)
         steps, lr, scale = small_schedule(o, ctx.new_forget_count())
+        upper = (small_anchor_position(o, ctx.new_forget_count()), int(o["small_forget_batch_upper"]))
         tau = o["forget_ce"] * scale if o["forget_match"] in ("neighbours", "rank") else o["forget_ce"]
         o = {**o, "dsa": False, "teacher": "clean", "lr": lr, "forget_ce": tau}
         ctx.extra["small_request"] = {
             **{k: o[k] for k in ("dsa", "teacher", "lr", "forget_ce")},
-            "anchor_position": small_anchor_position(o, ctx.new_forget_count()),
+            "anchor_position": upper[0],
         }
         if not o["steps"] and not o["epochs"]:
             o["steps"] = steps
@@ -587,7 +591,6 @@ def condensed(ctx: UnlearnContext):
     if o["dsa"]:
         strategy = DIGITS_STRATEGY if info.name in ("mnist", "svhn") else DEFAULT_STRATEGY
         augment = DSA(info.image_shape, info.mean, strategy).to(ctx.device)
-    upper = (small_anchor_position(o, ctx.new_forget_count()), int(o["small_forget_batch_upper"])) if small else None
     extra = _with_forget_term(ctx, model, _distillation(ctx, x, o, teacher), x, o, whole, y, upper)
     train_modules = None
     if o["freeze_kept"] and reset != "none":  # train only what was re-initialised; the kept layers stay as they are
