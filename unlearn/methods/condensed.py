@@ -146,8 +146,7 @@ validation MIA (test figures are reported, never read), and by its time over ret
   ``method_extra.profile`` says which rule a request ran under, ``method_extra.small_request`` what it set (its
   ``forget_ce`` is the scaled tau; ``anchor_position`` is 0 at the lower anchor, 1 from the upper one),
   ``method_extra.forget_batch`` how many forget images a step drew and ``method_extra.forget_match`` the target.
-  Why:
-  retraining without a handful of images is the original model minus their memorisation, so nothing should be
+  Why: retraining without a handful of images is the original model minus their memorisation, so nothing should be
   re-initialised; and a reduced set is mostly condensed images, so every step on it moves the model away from the
   real retain images it memorised. Chosen on validation figures (the selection half) at DC-U's MLP settings:
 
