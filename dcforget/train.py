@@ -265,16 +265,23 @@ def fit(
     train_modules: list[nn.Module] | None = None,
     quiet: bool = False,
     desc: str = "train",
+    label_weight: float = 1.0,
 ) -> History:
     """Train ``model`` in place on (images, labels) and return per-epoch loss, accuracy, seconds and the accuracy
     on each of ``evals``. Deterministic for a seed on a given device: the data order comes from a seeded CPU
     generator, dropout and augmentation from the seeded (forked) global RNG. ``sample_weights`` [N] turns the
     loss into the weighted mean of per-sample cross-entropies (e.g. a condensed image counting for its bucket).
     ``extra_loss(logits, x, idx)`` is added to the loss of every batch (x as the model saw it, augmented; idx the
-    batch's row indices into ``images``), e.g. a distillation term; it composes with ``sample_weights`` and ``loss_fn``."""
+    batch's row indices into ``images``), e.g. a distillation term; it composes with ``sample_weights`` and ``loss_fn``.
+    ``label_weight`` scales the loss on the labels (the default loss or ``loss_fn``); 0 trains on ``extra_loss`` alone
+    (the labels then only count the reported accuracy)."""
     n = int(labels.shape[0])
     if n == 0:
         raise ConfigError("cannot train on an empty set")
+    if not (isinstance(label_weight, (int, float)) and math.isfinite(label_weight) and label_weight >= 0):
+        raise ConfigError(f"label_weight must be a number >= 0, got {label_weight!r}")
+    if label_weight == 0 and extra_loss is None:
+        raise ConfigError("label_weight 0 leaves nothing to train on: it needs an extra loss")
     if sample_weights is not None:
         if loss_fn is not None or sample_weights.shape != (n,):
             raise ConfigError("sample_weights needs one weight per sample and the default loss")
@@ -328,11 +335,12 @@ def fit(
                     x = x.contiguous(memory_format=torch.channels_last)
                 with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
                     logits = model(x)
-                if sample_weights is None:
-                    loss = loss_fn(logits.float(), y, x)
-                else:
+                loss = 0.0
+                if label_weight > 0 and sample_weights is None:
+                    loss = label_weight * loss_fn(logits.float(), y, x)
+                elif label_weight > 0:
                     w = sample_weights[idx]
-                    loss = (F.cross_entropy(logits.float(), y, reduction="none") * w).sum() / w.sum()
+                    loss = label_weight * (F.cross_entropy(logits.float(), y, reduction="none") * w).sum() / w.sum()
                 if extra_loss is not None:
                     loss = loss + extra_loss(logits.float(), x, idx)
                 opt.zero_grad(set_to_none=True)

@@ -48,7 +48,8 @@ def test_a_small_request_keeps_the_model_and_a_large_one_resets(setup, tmp_path)
     extra = small.report["method_extra"]
     assert extra["profile"] == "small request" and extra["reset"] == "none" and extra["steps"] == 40
     assert extra["small_request"] == {
-        "dsa": False, "teacher": "clean", "lr": 1e-4, "forget_ce": pytest.approx(0.6), "anchor_position": 0.0
+        "dsa": False, "teacher": "clean", "lr": 1e-4, "forget_ce": pytest.approx(0.6), "anchor_position": 0.0,
+        "label_weight": 1.0,
     }  # fmt: skip
     assert extra["forget_match"] == "neighbours"  # auto: each image up to its own never-seen level
     large = _request(mlp, data, cs, list(range(0, 200, 10)), tmp=tmp_path)  # 20 images: 10%

@@ -42,6 +42,11 @@ toolkit changes):
   files of that run; retraining of the same draws recomputed here ("-": the old files' retraining used the old cut).
   Candidates that hold the model nearer its start: the rule, anchor, distill4, ce-real, anchor+ce-real. Criterion,
   fixed before the run: as before, the smallest mean val gap over requests 5, 10 and 20, on every seed.
+- round 10 (session 31, the AMD EPYC VM; round 9's originals, condensed files and draws, its retraining read from
+  round9/explore3-sS.json): the registered rule beside ``small_label_weight`` 0.75, 0.5 and 0.25 (the weight of the
+  reduced set's cross-entropy on its labels; distillation and forget term unchanged), the same lead as
+  reports/choices-stream100-paper's round 8 (the rule's retain accuracy ends over retraining's by continued fitting
+  of the labels). Criterion as round 9's.
 """
 
 import json
@@ -88,6 +93,10 @@ CANDS = {
     # round 6: the per-example target with a lower tau (with 100 steps it over-forgot; at 40 its FA ran low on seed 0)
     "neighbours-tau0.8": {"options": {"forget_match": "neighbours", "forget_ce": 0.8}},
     "neighbours-tau0.6": {"options": {"forget_match": "neighbours", "forget_ce": 0.6}},
+    # round 10: the reduced set's cross-entropy on its labels weighed down (distillation and forget term unchanged)
+    "lw0.75": {"options": {"small_label_weight": 0.75}},
+    "lw0.5": {"options": {"small_label_weight": 0.5}},
+    "lw0.25": {"options": {"small_label_weight": 0.25}},
 }
 ROUND6 = {"neighbours-tau0.8", "neighbours-tau0.6"}
 ROUND4 = {n for n in CANDS if n.startswith("neighbours")} - ROUND6 | {"s100", "lr3e-4"}

@@ -448,6 +448,8 @@ def _small_request(ctx: UnlearnContext, o: dict, whole: bool) -> bool:
     ub = o["small_forget_batch_upper"]
     if not (isinstance(ub, int) and not isinstance(ub, bool) and ub >= 0):
         raise ConfigError(f"small_forget_batch_upper must be an integer >= 0 (0 = the forget set's share), got {ub!r}")
+    if not (_number(o["small_label_weight"]) and o["small_label_weight"] >= 0):
+        raise ConfigError(f"small_label_weight must be a number >= 0, got {o['small_label_weight']!r}")
     if not (_number(o["small_neighbours_scale"]) and o["small_neighbours_scale"] > 0):
         raise ConfigError(f"small_neighbours_scale must be a number > 0, got {o['small_neighbours_scale']!r}")
     return not whole and ctx.new_forget_count() <= frac * len(ctx.data.train)
@@ -524,6 +526,7 @@ def _share(part: torch.nn.Module, model: torch.nn.Module) -> float:
     small_images_upper=100,
     small_neighbours_scale=0.6,
     small_forget_batch_upper=64,
+    small_label_weight=1.0,
     forget_push="loss",
     space={
         "epochs": Fixed(0),
@@ -553,14 +556,21 @@ def condensed(ctx: UnlearnContext):
     o = {**o, "forget_match": forget_target(o, small)}
     ctx.extra["profile"] = "whole classes" if whole else ("small request" if small else "per-sample")
     upper = None  # a small request's (anchor position, upper forget batch)
+    label_weight = 1.0
     if small:  # a few images: keep the model, no augmentation, a few gentle steps (SMALL REQUESTS above)
         steps, lr, scale = small_schedule(o, ctx.new_forget_count())
         upper = (small_anchor_position(o, ctx.new_forget_count()), int(o["small_forget_batch_upper"]))
         tau = o["forget_ce"] * scale if o["forget_match"] in ("neighbours", "rank") else o["forget_ce"]
         o = {**o, "dsa": False, "teacher": "clean", "lr": lr, "forget_ce": tau}
+        label_weight = float(o["small_label_weight"])
+        if label_weight == 0 and (float(o["distill"]) <= 0 or o["forget_ce"] == 0 or o["forget_weight"] == 0):
+            raise ConfigError(
+                "small_label_weight 0 trains on the distillation and the forget term alone: it needs both"
+            )
         ctx.extra["small_request"] = {
             **{k: o[k] for k in ("dsa", "teacher", "lr", "forget_ce")},
             "anchor_position": upper[0],
+            "label_weight": label_weight,
         }
         if not o["steps"] and not o["epochs"]:
             o["steps"] = steps
@@ -616,6 +626,7 @@ def condensed(ctx: UnlearnContext):
         train_modules=train_modules,
         quiet=ctx.quiet,
         desc="unlearn",
+        label_weight=label_weight,
     )
     model.requires_grad_(True)
     ctx.extra["epochs"] = len(h.epochs)
