@@ -49,7 +49,7 @@ def test_a_small_request_keeps_the_model_and_a_large_one_resets(setup, tmp_path)
     assert extra["profile"] == "small request" and extra["reset"] == "none" and extra["steps"] == 40
     assert extra["small_request"] == {
         "dsa": False, "teacher": "clean", "lr": 1e-4, "forget_ce": pytest.approx(0.6), "anchor_position": 0.0,
-        "label_weight": 1.0,
+        "label_weight": pytest.approx(0.25),
     }  # fmt: skip
     assert extra["forget_match"] == "neighbours"  # auto: each image up to its own never-seen level
     large = _request(mlp, data, cs, list(range(0, 200, 10)), tmp=tmp_path)  # 20 images: 10%
@@ -67,9 +67,9 @@ def test_a_small_requests_steps_rate_and_tau_follow_its_new_images_between_the_t
     from unlearn.methods.condensed import small_schedule
 
     o = METHODS.get("condensed").defaults
-    lo = (o["small_steps"], o["small_lr"], o["small_neighbours_scale"])
-    hi = (o["small_steps_upper"], o["small_lr_upper"], 1.0)
-    assert lo != hi and lo[2] < 1
+    lo = (o["small_steps"], o["small_lr"], o["small_neighbours_scale"], o["small_label_weight"])
+    hi = (o["small_steps_upper"], o["small_lr_upper"], 1.0, o["small_label_weight_upper"])
+    assert lo != hi and lo[2] < 1 and lo[3] < hi[3]
     assert small_schedule(o, 1) == pytest.approx(lo) and small_schedule(o, o["small_images"]) == pytest.approx(lo)
     assert small_schedule(o, o["small_images_upper"]) == pytest.approx(hi)
     assert small_schedule(o, 10 * o["small_images_upper"]) == pytest.approx(hi)  # not extrapolated
@@ -78,6 +78,7 @@ def test_a_small_requests_steps_rate_and_tau_follow_its_new_images_between_the_t
     middle = round((o["small_images"] * o["small_images_upper"]) ** 0.5)  # the geometric middle
     assert small_schedule(o, middle)[1] == pytest.approx((lo[1] * hi[1]) ** 0.5, rel=0.05)
     assert small_schedule(o, middle)[2] == pytest.approx(lo[2] ** 0.5, rel=0.05)
+    assert small_schedule(o, middle)[3] == pytest.approx((lo[3] * hi[3]) ** 0.5, rel=0.05)
 
 
 def test_the_auto_forget_target_is_per_example_on_small_requests_only():
@@ -133,6 +134,36 @@ def test_a_small_requests_forget_batch_moves_from_the_share_to_the_upper_anchors
         batch(two, small_forget_batch_upper=-1)
 
 
+def test_a_small_requests_label_weight_reaches_its_training_and_only_a_small_requests(setup, tmp_path):
+    """small_label_weight (lower anchor) and small_label_weight_upper weigh a small request's cross-entropy on the
+    reduced set's labels: recorded, they change the model, the upper one only from the lower anchor on; a large
+    request ignores both."""
+    data, mlp, cs = setup
+
+    def params(res):
+        return torch.cat([p.detach().flatten() for p in res.model.parameters()])
+
+    few = [3, 70]  # 2 new images: the lower anchor
+    low = _request(mlp, data, cs, few, tmp=tmp_path, small_label_weight=0.25)
+    one = _request(mlp, data, cs, few, tmp=tmp_path, small_label_weight=1.0)
+    same = _request(mlp, data, cs, few, tmp=tmp_path, small_label_weight=0.25, small_label_weight_upper=0.9)
+    assert low.report["method_extra"]["small_request"]["label_weight"] == pytest.approx(0.25)
+    assert not torch.equal(params(one), params(low)) and torch.equal(params(low), params(same))
+    opts = {"small_request": 0.05, "small_images": 2, "small_images_upper": 8}
+    eight = [3, 70, 110, 150, 9, 60, 120, 190]  # the upper anchor
+    up = _request(mlp, data, cs, eight, tmp=tmp_path, small_label_weight_upper=0.5, **opts)
+    up1 = _request(mlp, data, cs, eight, tmp=tmp_path, small_label_weight_upper=1.0, **opts)
+    assert up.report["method_extra"]["small_request"]["label_weight"] == pytest.approx(0.5)
+    assert not torch.equal(params(up), params(up1))
+    for bad in ({"small_label_weight": 0.0}, {"small_label_weight_upper": -1.0}):
+        with pytest.raises(ConfigError, match="small_label_weight"):
+            _request(mlp, data, cs, few, tmp=tmp_path, **bad)
+    large = list(range(0, 200, 10))  # 20 images: 10%, the per-sample rule
+    a = _request(mlp, data, cs, large, tmp=tmp_path)
+    b = _request(mlp, data, cs, large, tmp=tmp_path, small_label_weight=0.5, small_label_weight_upper=0.3)
+    assert torch.equal(params(a), params(b)) and "small_request" not in b.report["method_extra"]
+
+
 def test_the_tau_scale_applies_once_and_to_the_per_example_target_only(setup, tmp_path):
     data, mlp, cs = setup
     few = [3, 70]  # 2 new images: the lower anchor, scale small_neighbours_scale
@@ -155,6 +186,8 @@ def test_the_tau_scale_applies_once_and_to_the_per_example_target_only(setup, tm
         ({"min_steps": -3}, "min_steps"),
         ({"reset": "everything"}, "reset"),
         ({"small_forget_batch_upper": -1}, "small_forget_batch_upper"),
+        ({"small_label_weight": -0.5}, "small_label_weight"),
+        ({"small_label_weight_upper": 0}, "small_label_weight_upper"),
     ],
 )
 def test_a_whole_class_request_checks_every_option_too(setup, tmp_path, bad, match):
@@ -254,6 +287,7 @@ def test_the_rank_target_holds_an_earlier_requests_images_where_they_are(setup, 
         return float(out[0, y[0]] - out[0].scatter(0, y, float("-inf")).logsumexp(0))
 
     opts = dict(forget_match="rank", forget_push="confidence", forget_ce=3.0, forget_weight=1.0)
+    opts |= dict(small_label_weight=1.0, small_label_weight_upper=1.0)  # the hold alone: full labels anchor the rest
     first = _request(mlp, data, cs, [3], tmp=tmp_path, **opts)
     second = _request(first.model, data, cs, [3, 70], previous=[3], tmp=tmp_path, **opts)
     assert second.report["method_extra"]["forget_match"] == "rank"

@@ -138,3 +138,28 @@ def test_the_methods_own_loops_keep_the_reference_loaders_cut():
     assert [len(p) for p in parts] == [16, 16, 10] and num_batches(42, 16) == 3
     assert sorted(torch.cat(parts).tolist()) == list(range(42))
     assert [len(p) for p in shuffled_batches(42, 16, torch.Generator(), torch.device("cpu"), "even")] == [14, 14, 14]
+
+
+def test_label_weight_scales_the_loss_on_the_labels_and_zero_trains_on_the_extra_loss_alone(tiny):
+    """One plain SGD step: at label_weight 0.5 every parameter moves half as far as at 1 (with and without sample
+    weights); at 0 with an extra loss of zero gradient nothing moves; bad weights and 0 with no extra loss fail."""
+    x, y = tiny.train.images[:32], tiny.train.labels[:32]
+    cfg = TrainConfig(epochs=1, batch_size=32, optimizer="sgd", momentum=0.0, lr=0.1, schedule="constant")
+    start = build_model("mlp", tiny, 0).state_dict()
+
+    def step(weight, **kw):
+        m = build_model("mlp", tiny, 0)
+        fit(m, x, y, cfg, device=CPU, quiet=True, label_weight=weight, **kw)
+        return {k: v - start[k] for k, v in m.state_dict().items() if v.is_floating_point()}
+
+    for kw in ({}, {"sample_weights": torch.linspace(0.5, 2.0, 32)}):
+        full, half = step(1.0, **kw), step(0.5, **kw)
+        assert any(d.abs().max() > 0 for d in full.values())
+        assert all(torch.allclose(half[k], full[k] / 2, atol=1e-6) for k in full)
+    still = step(0.0, extra_loss=lambda logits, xb, idx: logits.sum() * 0)
+    assert all(d.abs().max() == 0 for d in still.values())
+    for bad in (-1.0, float("nan")):
+        with pytest.raises(ConfigError, match="label_weight"):
+            step(bad)
+    with pytest.raises(ConfigError, match="extra loss"):
+        step(0.0)
