@@ -96,11 +96,17 @@ def _inputs(cell: Cell, exp: Experiment, preset: dict[str, Any]) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else "missing"
 
 
+ROUNDING = 1e-6  # a delta this close to its bound meets it: float32 accuracies are off by ~1e-7 points
+
+
 def _check(
     deltas: dict[str, list[float]], bounds: dict[str, float | None], spread: dict[str, float] | None = None
 ) -> dict[str, dict[str, Any]]:
     """Each delta against its bound; a bound of None reports the delta without bounding it. ``spread``: per
-    target, retraining's own sample standard deviation over the seeds (points), the noise a delta is read against."""
+    target, retraining's own sample standard deviation over the seeds (points), the noise a delta is read against.
+    Accuracies are float32 fractions, so a delta of exactly the bound (FA 48 against 53 of 100 images) comes out a
+    few 1e-7 points over it: within ``ROUNDING`` of the bound meets it (a real step of an accuracy over even
+    100,000 images is 1e-3 points)."""
     out = {}
     for k, bound in bounds.items():
         vals = deltas[k]
@@ -110,9 +116,9 @@ def _check(
             "mean": mean,
             "per_seed": vals,
             "bound": bound,  # None: reported, not bounded (and neither met nor missed)
-            "met_on_mean": None if bound is None else size(mean) <= bound,
-            "met_on_every_seed": None if bound is None else all(size(v) <= bound for v in vals),
-            "missed_by": None if bound is None else max(0.0, size(mean) - bound),
+            "met_on_mean": None if bound is None else size(mean) <= bound + ROUNDING,
+            "met_on_every_seed": None if bound is None else all(size(v) <= bound + ROUNDING for v in vals),
+            "missed_by": None if bound is None else (0.0 if size(mean) <= bound + ROUNDING else size(mean) - bound),
         }
         if spread and k in spread:
             out[k]["retrain_sd"] = spread[k]

@@ -181,7 +181,8 @@ validation MIA (test figures are reported, never read), and by its time over ret
     spread there); each anchor takes its own stream's choice.
 
   The cpu preset's small requests (10-11 images, the small policy's setting) fall at or just past the lower anchor;
-  the policy's entry gives its own ``forget_match`` and ``forget_ce`` (configs/policy/cpu/cifar10-mlp.json).
+  the policy's entry gives its own ``forget_match`` and ``forget_ce`` and pins both label weights at 1, what its
+  study ran under (configs/policy/cpu/cifar10-mlp.json).
 """
 
 import math
