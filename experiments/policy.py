@@ -84,6 +84,12 @@ def default_candidates(kind: str, dataset: str, model: str, report: str | Path) 
     )
 
 
+def ran_with(method: str, options: dict[str, Any]) -> dict[str, Any]:
+    """The method's registered defaults that a study ran under, beside the options it chose: recorded in the entry,
+    so that a default changed later (on other data) does not change what the entry runs."""
+    return {k: v for k, v in METHODS.get(method).defaults.items() if k not in options}
+
+
 def sources(method: str) -> tuple[str, ...]:
     """The retain sources a method is searched with: both where it reads a retain set, else the one it has."""
     return ("full", "reduced") if METHODS.get(method).reads_retain else ("full",)
@@ -124,6 +130,7 @@ def tune_policy(
             "time_ratio": r.best.get("time_ratio"),
             "feasible": r.best.get("feasible", True),
             "options": r.best["options"],
+            "defaults": ran_with(r.method, r.best["options"]),
             "trials": r.summary()["trials"],
             "trial": r.best["number"],
         }
@@ -139,6 +146,7 @@ def tune_policy(
         "method": best.method,
         "retain": best.setup.retain,
         "options": best.best["options"],
+        "defaults": ran_with(best.method, best.best["options"]),
         "objective": objective,
         "norm": best.best["norm"],
         "objectives": best.best["objectives"],

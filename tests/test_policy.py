@@ -16,6 +16,7 @@ from experiments.cli import main as experiments_main  # noqa: E402
 from experiments.hpsearch import objectives, time_ratio  # noqa: E402
 from unlearn import policy as policy_mod  # noqa: E402
 from unlearn.cli import main as unlearn_main  # noqa: E402
+from unlearn.methods import METHODS  # noqa: E402
 from unlearn.policy import read_policy, request_kind  # noqa: E402
 
 SPEC = "synthetic:classes=4,train=150,test=20,size=16,noise=0.5"  # 512 training images at --per-class 150
@@ -71,7 +72,20 @@ def test_a_policy_is_searched_on_validation_and_unlearn_follows_it(tmp_path, mon
     assert [(c.method, c.retain, c.norm) for c in entry.candidates] == [
         (r["method"], r["retain"], r["norm"]) for r in rows
     ]
-    assert entry.candidates[0].options == rows[0]["options"] and entry.candidates[0].label.startswith("finetune (")
+    # each study records the registered defaults it ran under, and runs them even after a default changes
+    assert rows[0]["defaults"] and not set(rows[0]["defaults"]) & set(rows[0]["options"])
+    assert entry.candidates[0].options == {**rows[0]["defaults"], **rows[0]["options"]}
+    assert entry.candidates[0].label.startswith("finetune (")
+    assert entry.options == {**e["defaults"], **e["options"]}
+    moved = json.loads(path.read_text())
+    free = next(iter(moved["entries"]["small"]["defaults"]))  # an option the study did not search
+    moved["entries"]["small"]["defaults"][free] = 7  # as if the registered default had been 7 then
+    (tmp_path / "moved.json").write_text(json.dumps(moved))
+    assert read_policy(tmp_path / "moved.json")[0].options[free] == 7 != METHODS.get(e["method"]).defaults[free]
+    moved["entries"]["small"]["defaults"]["no_such_option"] = 1
+    (tmp_path / "moved.json").write_text(json.dumps(moved))
+    with pytest.raises(ConfigError, match="no_such_option"):
+        read_policy(tmp_path / "moved.json")
     assert entry.validation == e["setup"].get("validation", "whole") and entry.summary["git"] == e["meta"]["git"]
     bad = json.loads(path.read_text())
     bad["entries"]["small"]["candidates"][1]["retain"] = "half"
@@ -118,7 +132,6 @@ def test_a_policy_study_refuses_a_forget_spec_of_another_kind(tmp_path):
 
 
 def test_the_policys_small_request_is_the_default_methods():
-    from unlearn.methods import METHODS
     from unlearn.policy import SMALL_REQUEST
 
     assert METHODS.get("condensed").defaults["small_request"] == SMALL_REQUEST

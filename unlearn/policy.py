@@ -109,7 +109,7 @@ class PolicyEntry:
 
 def read_policy(path: str | Path) -> list[PolicyEntry]:
     """A policy file, checked: JSON that `experiments tune --policy` wrote, each entry's kind, method, retain source
-    and options (the method's own)."""
+    and options (the method's own), each run with the defaults its study ran under where the file records them."""
     p = Path(path)
     try:
         doc = json.loads(p.read_text())
@@ -143,7 +143,7 @@ def read_policy(path: str | Path) -> list[PolicyEntry]:
                 PolicyCandidate(
                     c["method"],
                     c["retain"],
-                    dict(c["options"]),
+                    _ran(c),
                     _number(c.get("norm")),
                     _number(c.get("time_ratio")),
                     bool(c.get("feasible")),
@@ -165,7 +165,7 @@ def read_policy(path: str | Path) -> list[PolicyEntry]:
                 kind,
                 e["method"],
                 e["retain"],
-                dict(e["options"]),
+                _ran(e),
                 Setting.from_dict(on) if isinstance(on, dict) else None,
                 summary,
                 tuple(candidates),
@@ -230,15 +230,24 @@ def candidate_tuned(ref: str, label: str) -> Tuned | None:
 
 
 def _check_choice(where: str, e: dict[str, Any]) -> None:
-    """An entry's or a candidate's method (registered), retain source and options (the method's own)."""
+    """An entry's or a candidate's method (registered), retain source, options and the defaults its study ran under
+    (the method's own)."""
     if not isinstance(e.get("options"), dict) or not isinstance(e.get("method"), str):
         raise ConfigError(f"{where}: needs method (a name), retain and options")
+    if not isinstance(e.get("defaults", {}), dict):
+        raise ConfigError(f"{where}: defaults must be an object (the method's defaults its study ran under)")
     method = METHODS.get(e["method"])  # an unknown name: the registry's error
     if e.get("retain") not in ("full", "reduced"):
         raise ConfigError(f"{where}: retain is full or reduced, not {e.get('retain')!r}")
-    unknown = sorted(set(e["options"]) - set(method.defaults))
+    unknown = sorted((set(e["options"]) | set(e.get("defaults", {}))) - set(method.defaults))
     if unknown:
         raise ConfigError(f"{where}: option(s) {', '.join(unknown)} that {e['method']!r} does not have")
+
+
+def _ran(e: dict[str, Any]) -> dict[str, Any]:
+    """What an entry or a candidate runs: the defaults its study ran under (files from before they were recorded:
+    today's registered defaults), then the options it chose."""
+    return {**e.get("defaults", {}), **e["options"]}
 
 
 def _number(v: Any) -> float | None:
