@@ -57,7 +57,7 @@ from dcforget.jobs import STALE_AFTER_S, Executor, GridRun, pid_alive, run_jobs
 from dcforget.space import Choice, Fixed, Float, Int, Space, describe, resolve
 from dcforget.train import TRAINING_REVISION, TrainConfig
 from unlearn.methods import METHODS
-from unlearn.tuned import Setting
+from unlearn.tuned import Setting, ran_options
 
 from .artefacts import original_model
 
@@ -760,6 +760,13 @@ def tuned_on(setup: StudySetup, train_size: int | None, num_classes: int | None)
     return {**s.to_dict(), "forget": setup.forget, "val_fraction": setup.val_fraction}
 
 
+def ran_with(method: str, options: dict[str, Any]) -> dict[str, Any]:
+    """The method's registered defaults that a study ran under, beside the options it chose: recorded in a tuned
+    file or policy entry (``defaults``), so that a default changed later, on other data, does not change what it
+    runs (``unlearn.tuned.ran_options``)."""
+    return {k: v for k, v in METHODS.get(method).defaults.items() if k not in options}
+
+
 def tuned_config(res: StudyResult, *, preset: str, meta: dict[str, Any]) -> dict[str, Any]:
     """The tuned-hyperparameter file's content: the chosen options with where they come from, and the setting they
     were tuned on (``tuned_on``: what `unlearn` matches a checkpoint against)."""
@@ -770,6 +777,7 @@ def tuned_config(res: StudyResult, *, preset: str, meta: dict[str, Any]) -> dict
         "model": res.setup.model,
         "preset": preset,
         "options": res.best["options"],
+        "defaults": ran_with(res.method, res.best["options"]),
         "objectives": res.best["objectives"],
         "norm": res.best["norm"],
         "trial": res.best["number"],
@@ -795,7 +803,7 @@ def recheck(
     Within noise, per objective: |recomputed - recorded| <= max(2 x the standard error over seeds of the
     recomputed per-seed values, 0.005). The result holds both vectors, the norms and the verdict."""
     setup = StudySetup.from_dict(doc["setup"])
-    method, options = doc["method"], dict(doc["options"])
+    method, options = doc["method"], ran_options(doc)
     computed = 0
 
     def jobs(fn, specs):

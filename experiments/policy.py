@@ -10,7 +10,7 @@ available and is labelled in the file. No test figure is read: the candidates' o
 validation distance too (:func:`default_candidates`).
 
 The result is one entry of ``configs/policy/<preset>/<dataset>-<model>.json`` (the other kinds' entries are kept):
-the method, its retain source and options (with the registered defaults its study ran under: :func:`ran_with`), the
+the method, its retain source and options (with the registered defaults its study ran under: :func:`experiments.hpsearch.ran_with`), the
 setting it was tuned on, every candidate study's outcome, and the run's provenance (command, commit, machine, seeds). `unlearn --from-condensed FILE` without ``--method`` follows it
 (:mod:`unlearn.policy`)."""
 
@@ -28,7 +28,7 @@ from dcforget.io import atomic_path
 from unlearn.methods import METHODS
 from unlearn.policy import POLICY_KINDS, SCHEMA, SMALL_REQUEST, VERSION, read_policy, request_kind
 
-from .hpsearch import StudyResult, StudySetup, study_validation, tune, tuned_on
+from .hpsearch import StudyResult, StudySetup, ran_with, study_validation, tune, tuned_on
 
 POLICY_FORGET = {"class": "class:2", "small": "random:0.005", "large": "random:0.1"}
 """The forget spec each kind's study unlearns unless ``--forget`` says otherwise: the benchmark's class 2, a request
@@ -82,12 +82,6 @@ def default_candidates(kind: str, dataset: str, model: str, report: str | Path) 
         f"the {CLOSEST} methods closest to retraining on validation (|dRA|, |dFA|, |dVA|) in {p}'s {dataset}/{model} "
         f"{forget} table, plus {', '.join(ALWAYS)}"
     )
-
-
-def ran_with(method: str, options: dict[str, Any]) -> dict[str, Any]:
-    """The method's registered defaults that a study ran under, beside the options it chose: recorded in the entry,
-    so that a default changed later (on other data) does not change what the entry runs."""
-    return {k: v for k, v in METHODS.get(method).defaults.items() if k not in options}
 
 
 def sources(method: str) -> tuple[str, ...]:

@@ -93,6 +93,9 @@ def test_study_tunes_on_validation_reads_back_and_resumes(tmp_path):
     assert len({json.dumps(t["options"], sort_keys=True) for t in done}) == 5  # a resumed sampler draws anew
     cfg = tuned_config(more, preset="test", meta={"git": "x"})
     assert cfg["options"] == more.best["options"] and cfg["study"]["trials"] == 5 and cfg["dataset"] == "synthetic"
+    # beside its options, the registered defaults it ran under (here every option of the method is in one or the other)
+    assert not set(cfg["defaults"]) & set(cfg["options"])
+    assert {**cfg["defaults"], **cfg["options"]}.keys() == METHODS.get(more.method).defaults.keys()
 
 
 def test_a_method_needing_a_condensed_file_is_tuned_with_one(tmp_path):

@@ -20,6 +20,7 @@ from dcforget.errors import ConfigError
 from dcforget.forget import ForgetSpec
 from dcforget.train import TrainConfig, checkpoint_meta, train_on
 from unlearn.cli import main as unlearn_main
+from unlearn.methods import METHODS
 from unlearn.request import UnlearnRequest
 from unlearn.tuned import EPOCHS_FACTOR, TRAIN_SIZE_FACTOR, Setting, setting_mismatch, tuned_filename
 
@@ -134,7 +135,6 @@ def test_a_checkpoint_whose_setting_matches_no_file_gets_the_defaults_with_a_mes
     assert f"tuned options for neggrad-plus ({far}) were tuned on another setting: training-set size" in r.output
     assert "using tuned" not in r.output
     rep = json.loads((out / "report.json").read_text())
-    from unlearn.methods import METHODS
 
     assert rep["options"]["alpha"] == METHODS.get("neggrad-plus").defaults["alpha"] != 0.9
     assert rep["tuned"] is None and rep["tuned_choice"]["file"] is None
@@ -262,3 +262,29 @@ def test_committed_tuned_files_record_the_setting_of_their_study():
         if setup.per_class:  # the cap minus the validation split (rounded per class)
             expected = setup.per_class * on["num_classes"] * (1 - setup.val_fraction)
             assert abs(on["train_size"] - expected) <= on["num_classes"], (p, on["train_size"], expected)
+
+
+def test_a_tuned_file_runs_the_defaults_its_study_ran_under(ck, tmp_path, monkeypatch):
+    """A file's ``defaults`` (the method's registered defaults when it was tuned) run beside its options, so a
+    default changed since does not change what the file does; an option you give still wins; unknown names fail."""
+    monkeypatch.setattr(tuned_mod, "config_dirs", lambda: [tmp_path / "none"])
+    p = _write(tmp_path / "f", "neggrad-plus", {"alpha": 0.3}, train_size=ck["train_size"])
+    doc = json.loads(p.read_text())
+    assert METHODS.get("neggrad-plus").defaults["weight_decay"] != 0.002
+    p.write_text(json.dumps({**doc, "defaults": {"weight_decay": 0.002, "lr": 0.005}}))
+    base = ["--method", "neggrad-plus", "--checkpoint", str(ck["ck"]), "--forget", "random:0.1", "--quiet"]
+    out = tmp_path / "o"
+    r = CliRunner().invoke(unlearn_main, [*base, "--options-from", str(p), "--option", "epochs=1", "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    rep = json.loads((out / "report.json").read_text())
+    assert rep["options"]["alpha"] == 0.3 and rep["options"]["weight_decay"] == 0.002 and rep["options"]["lr"] == 0.005
+    out2 = tmp_path / "o2"
+    r = CliRunner().invoke(
+        unlearn_main,
+        [*base, "--options-from", str(p), "--option", "epochs=1", "--option", "lr=0.02", "--out", str(out2)],
+    )
+    assert r.exit_code == 0 and json.loads((out2 / "report.json").read_text())["options"]["lr"] == 0.02
+    p.write_text(json.dumps({**doc, "defaults": {"no_such_option": 1}}))
+    out3 = tmp_path / "o3"
+    r = CliRunner().invoke(unlearn_main, [*base, "--options-from", str(p), "--option", "epochs=1", "--out", str(out3)])
+    assert r.exit_code == 2 and "no_such_option" in r.output and not out3.exists()

@@ -28,7 +28,7 @@ from dcforget.errors import ConfigError
 from dcforget.forget import ForgetSpec
 
 from .methods import DEFAULT_METHOD, METHODS
-from .tuned import PRESET_ORDER, Setting, Tuned, setting_mismatch
+from .tuned import PRESET_ORDER, Setting, Tuned, ran_options, setting_mismatch
 
 SMALL_REQUEST = 0.01
 """A per-sample request whose new images are at most this share of the training set is ``small`` (the default
@@ -143,7 +143,7 @@ def read_policy(path: str | Path) -> list[PolicyEntry]:
                 PolicyCandidate(
                     c["method"],
                     c["retain"],
-                    _ran(c),
+                    ran_options(c),
                     _number(c.get("norm")),
                     _number(c.get("time_ratio")),
                     bool(c.get("feasible")),
@@ -165,7 +165,7 @@ def read_policy(path: str | Path) -> list[PolicyEntry]:
                 kind,
                 e["method"],
                 e["retain"],
-                _ran(e),
+                ran_options(e),
                 Setting.from_dict(on) if isinstance(on, dict) else None,
                 summary,
                 tuple(candidates),
@@ -242,12 +242,6 @@ def _check_choice(where: str, e: dict[str, Any]) -> None:
     unknown = sorted((set(e["options"]) | set(e.get("defaults", {}))) - set(method.defaults))
     if unknown:
         raise ConfigError(f"{where}: option(s) {', '.join(unknown)} that {e['method']!r} does not have")
-
-
-def _ran(e: dict[str, Any]) -> dict[str, Any]:
-    """What an entry or a candidate runs: the defaults its study ran under (files from before they were recorded:
-    today's registered defaults), then the options it chose."""
-    return {**e.get("defaults", {}), **e["options"]}
 
 
 def _number(v: Any) -> float | None:

@@ -196,9 +196,15 @@ def setting_mismatch(tuned: Setting | None, here: Setting) -> str | None:
     return None
 
 
+def ran_options(doc: dict[str, Any]) -> dict[str, Any]:
+    """What a tuned file, a policy entry or a policy candidate runs: the method's registered defaults its study ran
+    under (``defaults``; files written before they were recorded: today's), then the options it chose."""
+    return {**doc.get("defaults", {}), **doc["options"]}
+
+
 def read_tuned(path: str | Path, known: dict[str, Any]) -> Tuned:
     """A tuned-options file, checked: JSON (never pickle), the keys `experiments tune` writes, options the method
-    has (``known``: its registered defaults)."""
+    has (``known``: its registered defaults); it runs the defaults its study ran under where the file records them."""
     p = Path(path)
     try:
         doc = json.loads(p.read_text())
@@ -207,7 +213,9 @@ def read_tuned(path: str | Path, known: dict[str, Any]) -> Tuned:
     need = ("method", "dataset", "model", "preset", "options")
     if not isinstance(doc, dict) or any(k not in doc for k in need) or not isinstance(doc["options"], dict):
         raise ConfigError(f"tuned options file {p} is not one `experiments tune` wrote (needs {', '.join(need)})")
-    unknown = sorted(set(doc["options"]) - set(known))
+    if not isinstance(doc.get("defaults", {}), dict):
+        raise ConfigError(f"tuned options file {p}: defaults must be an object (the defaults its study ran under)")
+    unknown = sorted((set(doc["options"]) | set(doc.get("defaults", {}))) - set(known))
     if unknown:
         raise ConfigError(
             f"tuned options file {p} sets option(s) {', '.join(unknown)} that {doc['method']!r} does not "
@@ -224,7 +232,7 @@ def read_tuned(path: str | Path, known: dict[str, Any]) -> Tuned:
         "git": (doc.get("meta") or {}).get("git_commit") or (doc.get("meta") or {}).get("git"),
         "tuned_on": doc.get("tuned_on") if isinstance(doc.get("tuned_on"), dict) else None,
     }
-    return Tuned(p, doc["method"], doc["dataset"], doc["model"], doc["preset"], dict(doc["options"]), summary)
+    return Tuned(p, doc["method"], doc["dataset"], doc["model"], doc["preset"], ran_options(doc), summary)
 
 
 def find_tuned(
