@@ -135,7 +135,7 @@ def read_policy(path: str | Path) -> list[PolicyEntry]:
             _check_choice(f"{where}, candidate {i}", c)
             # its own study's mode (files before it was recorded: what the method reads with those options)
             mode = c.get("validation") or (
-                "halves" if METHODS.get(c["method"]).reads_validation_with(c["options"]) else "whole"
+                "halves" if METHODS.get(c["method"]).reads_validation_with(ran_options(c)) else "whole"
             )
             if mode not in ("whole", "halves"):
                 raise ConfigError(f"{where}, candidate {i}: validation is whole or halves, not {mode!r}")
