@@ -10,8 +10,9 @@ available and is labelled in the file. No test figure is read: the candidates' o
 validation distance too (:func:`default_candidates`).
 
 The result is one entry of ``configs/policy/<preset>/<dataset>-<model>.json`` (the other kinds' entries are kept):
-the method, its retain source and options (with the registered defaults its study ran under: :func:`experiments.hpsearch.ran_with`), the
-setting it was tuned on, every candidate study's outcome, and the run's provenance (command, commit, machine, seeds). `unlearn --from-condensed FILE` without ``--method`` follows it
+the method, its retain source and options (with the registered defaults its study ran under:
+:func:`experiments.hpsearch.ran_with`), the setting it was tuned on, every candidate study's outcome, and the run's
+provenance (command, commit, machine, seeds). `unlearn --from-condensed FILE` without ``--method`` follows it
 (:mod:`unlearn.policy`)."""
 
 from __future__ import annotations

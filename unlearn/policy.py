@@ -28,7 +28,7 @@ from dcforget.errors import ConfigError
 from dcforget.forget import ForgetSpec
 
 from .methods import DEFAULT_METHOD, METHODS
-from .tuned import PRESET_ORDER, Setting, Tuned, ran_options, setting_mismatch
+from .tuned import PRESET_ORDER, Setting, Tuned, ran_names, ran_options, setting_mismatch
 
 SMALL_REQUEST = 0.01
 """A per-sample request whose new images are at most this share of the training set is ``small`` (the default
@@ -234,12 +234,10 @@ def _check_choice(where: str, e: dict[str, Any]) -> None:
     (the method's own)."""
     if not isinstance(e.get("options"), dict) or not isinstance(e.get("method"), str):
         raise ConfigError(f"{where}: needs method (a name), retain and options")
-    if not isinstance(e.get("defaults", {}), dict):
-        raise ConfigError(f"{where}: defaults must be an object (the method's defaults its study ran under)")
     method = METHODS.get(e["method"])  # an unknown name: the registry's error
     if e.get("retain") not in ("full", "reduced"):
         raise ConfigError(f"{where}: retain is full or reduced, not {e.get('retain')!r}")
-    unknown = sorted((set(e["options"]) | set(e.get("defaults", {}))) - set(method.defaults))
+    unknown = sorted(ran_names(e, where) - set(method.defaults))
     if unknown:
         raise ConfigError(f"{where}: option(s) {', '.join(unknown)} that {e['method']!r} does not have")
 

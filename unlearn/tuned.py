@@ -196,6 +196,14 @@ def setting_mismatch(tuned: Setting | None, here: Setting) -> str | None:
     return None
 
 
+def ran_names(doc: dict[str, Any], where: str) -> set[str]:
+    """The option names a tuned file, a policy entry or a candidate sets: its options and the defaults its study ran
+    under (checked to be an object), for the caller to hold against the method's own."""
+    if not isinstance(doc.get("defaults", {}), dict):
+        raise ConfigError(f"{where}: defaults must be an object (the method's defaults its study ran under)")
+    return set(doc["options"]) | set(doc.get("defaults", {}))
+
+
 def ran_options(doc: dict[str, Any]) -> dict[str, Any]:
     """What a tuned file, a policy entry or a policy candidate runs: the method's registered defaults its study ran
     under (``defaults``; files written before they were recorded: today's), then the options it chose."""
@@ -213,9 +221,7 @@ def read_tuned(path: str | Path, known: dict[str, Any]) -> Tuned:
     need = ("method", "dataset", "model", "preset", "options")
     if not isinstance(doc, dict) or any(k not in doc for k in need) or not isinstance(doc["options"], dict):
         raise ConfigError(f"tuned options file {p} is not one `experiments tune` wrote (needs {', '.join(need)})")
-    if not isinstance(doc.get("defaults", {}), dict):
-        raise ConfigError(f"tuned options file {p}: defaults must be an object (the defaults its study ran under)")
-    unknown = sorted((set(doc["options"]) | set(doc.get("defaults", {}))) - set(known))
+    unknown = sorted(ran_names(doc, f"tuned options file {p}") - set(known))
     if unknown:
         raise ConfigError(
             f"tuned options file {p} sets option(s) {', '.join(unknown)} that {doc['method']!r} does not "
