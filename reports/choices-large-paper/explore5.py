@@ -22,6 +22,18 @@ points on RA, FA, selection-half VA and selection-half val MIA) among candidates
 every seed (issue #33's large-request bound). A probe: its outcome is reported, and nothing is adopted from it
 here (turning the small-request rule on for large requests changes every table with a large request).
 
+Round 2 (session 32, in OUT/round2; written after round 1, whose forced candidates held RA at retraining's and left
+FA 28-40 points over it): the loss hinge barely moves a confidently memorised image (its cross-entropy gradient
+vanishes as p -> 1), and 4,250 such images are what a random-10% request must move. ``forget_push=confidence``
+(the per-example hinge on the logit-scaled confidence, whose gradient does not vanish) with the model kept whole,
+150 steps (``small_steps_upper``) and 256 forget images a step (``small_forget_batch_upper``):
+``conf-w0.3`` (``forget_weight`` 0.3, rate 3e-4), ``conf-w1`` (weight 1, 3e-4), ``conf-w1-lr1e-3`` (weight 1,
+rate 1e-3), ``conf-w3-lr1e-3`` (weight 3, 1e-3), ``rank-conf-w1-lr1e-3`` (the ``rank`` target: each image keeps
+its loss rank among trained images, moved onto the never-seen losses), beside the registered ``rule``.
+Round 2's criterion, fixed before it ran: round 1's (the smallest mean val gap within 0.1x on every seed), and a
+candidate is a lead for the large-request rule only if its mean val gap is also under the registered rule's in the
+same round; a lead is checked on the cpu preset and on the test split before anything is adopted.
+
 Usage: python explore5.py CHECKPOINT CONDENSED SEED OUT [CANDIDATE ...]
        python explore5.py report OUT  (writes OUT/report.md from OUT/explore5-*.json)
 """
@@ -43,11 +55,22 @@ CANDS = {
     "keep-s300-fb256": {"small_request": 1.0, "small_steps_upper": 300, "small_forget_batch_upper": 256},
     "keep-s300-lr1e-3": {"small_request": 1.0, "small_steps_upper": 300, "small_lr_upper": 1e-3},
 }
+_CONF = {"small_request": 1.0, "small_steps_upper": 150, "small_forget_batch_upper": 256, "forget_push": "confidence"}
+ROUND2 = {
+    "rule": {},
+    "conf-w0.3": {**_CONF, "forget_weight": 0.3},
+    "conf-w1": {**_CONF, "forget_weight": 1.0},
+    "conf-w1-lr1e-3": {**_CONF, "forget_weight": 1.0, "small_lr_upper": 1e-3},
+    "conf-w3-lr1e-3": {**_CONF, "forget_weight": 3.0, "small_lr_upper": 1e-3},
+    "rank-conf-w1-lr1e-3": {**_CONF, "forget_weight": 1.0, "small_lr_upper": 1e-3, "forget_match": "rank"},
+}
+ROUNDS = {"round2": ROUND2}  # a round's folder name -> its candidates (round 1: CANDS, in OUT itself)
 SPEC = "random:0.1"
 
 
 def report(out: Path) -> None:
     runs = [json.loads(f.read_text()) for f in sorted(out.glob("explore5-s*.json"))]
+    cands = ROUNDS.get(out.resolve().name, CANDS)
     lines = [
         "# Random 10% at DC-U's MLP settings: the small-request rule as a probe, on validation",
         "",
@@ -63,7 +86,7 @@ def report(out: Path) -> None:
     lines += [f"- `explore5-s{d['seed']}.json`: `{d['command']}` at {d['git']}, {d['machine']}" for d in runs]
     lines += ["", "| candidate | seeds | val gap to R | time / R (max) |", "|---|---|---|---|"]
     summary = {}
-    for name in CANDS:
+    for name in cands:
         per = [(gap(d["candidates"][name], d["retrain"]), d["candidates"][name]["seconds"] / d["retrain"]["seconds"])
                for d in runs if name in d["candidates"]]  # fmt: skip
         if not per:
@@ -75,6 +98,11 @@ def report(out: Path) -> None:
     ok = {n: v for n, v in summary.items() if v[0] == len(runs) and v[2] <= 0.1}
     best = min(ok, key=lambda n: ok[n][1]) if ok else None
     lines += ["", f"Smallest by the criterion (within 0.1x on every seed): **{best}** (a probe: nothing adopted)."]
+    if best is not None and best != "rule" and "rule" in summary:  # round 2 on: a lead only if under the rule's gap
+        lead = summary[best][1] < summary["rule"][1]
+        lines.append(
+            f"Under the registered rule's mean val gap ({summary['rule'][1]:.1f}): {'yes, a lead' if lead else 'no'}."
+        )
     lines += [
         "",
         "| seed | candidate | RA | FA | VA (sel) | val MIA (sel) | TA | MIA | val gap to R | s |",
@@ -107,8 +135,9 @@ def main() -> None:
     retrain = figures(unlearn_request(ck.model, data, SPEC, "retrain", **run).report)
     print("retrain", retrain, flush=True)
     res = {}
-    for name in sys.argv[5:] or list(CANDS):
-        r = unlearn_request(ck.model, data, SPEC, "condensed", options=CANDS[name], condensed=cond, **run)
+    cands = ROUNDS.get(out.resolve().name, CANDS)
+    for name in sys.argv[5:] or list(cands):
+        r = unlearn_request(ck.model, data, SPEC, "condensed", options=cands[name], condensed=cond, **run)
         res[name] = {**figures(r.report), "profile": r.report.get("method_extra", {}).get("profile")}
         print(name, res[name], flush=True)
     record = {"command": "python " + " ".join(sys.argv), "git": code, "machine": machine(), "seed": seed,
