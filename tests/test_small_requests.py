@@ -164,6 +164,65 @@ def test_a_small_requests_label_weight_reaches_its_training_and_only_a_small_req
     assert torch.equal(params(a), params(b)) and "small_request" not in b.report["method_extra"]
 
 
+def test_the_label_hinge_pulls_only_rows_whose_loss_rose_over_the_start_models():
+    """small_labels=hinge: the weighted mean of relu(CE - CE of the start model) over the batch, times the weight;
+    zero (and no gradient) where the model is the start model, a row whose loss fell adds nothing."""
+    from types import SimpleNamespace
+
+    from unlearn.methods.condensed import _label_hinge
+
+    torch.manual_seed(0)
+    start = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 3))
+    x, y = torch.rand(6, 3, 2, 2), torch.tensor([0, 1, 2, 0, 1, 2])
+    w = torch.tensor([1.0, 2.0, 1.0, 3.0, 1.0, 1.0])
+    ctx = SimpleNamespace(original=start, device=CPU, options={"bf16": False})
+    term = _label_hinge(ctx, x, y, w, 0.5, None)
+    idx = torch.tensor([0, 1, 3, 4])
+    logits = start(x[idx]).detach().requires_grad_(True)
+    loss = term(logits, x[idx], idx)
+    loss.backward()
+    assert float(loss) == pytest.approx(0.0, abs=1e-6) and float(logits.grad.abs().max()) < 1e-6
+    moved = start(x[idx]).detach()
+    moved[0, y[0]] -= 2.0  # row 0's loss rises
+    moved[2, y[3]] += 2.0  # row 3's loss falls: no pull
+    anchor = torch.nn.functional.cross_entropy(start(x), y, reduction="none").detach()
+    rise = float(torch.nn.functional.cross_entropy(moved[:1], y[:1]) - anchor[0])
+    assert rise > 0
+    assert float(term(moved, x[idx], idx)) == pytest.approx(0.5 * w[0] * rise / float(w[idx].sum()), rel=1e-4)
+    base = _label_hinge(ctx, x, y, w, 0.5, lambda lg, xb, i: torch.tensor(1.5))  # composes with an extra loss
+    assert float(base(moved, x[idx], idx)) == pytest.approx(1.5 + float(term(moved, x[idx], idx)), rel=1e-5)
+
+
+def test_small_labels_and_label_decay_reach_a_small_requests_training(setup, tmp_path):
+    """small_labels=hinge replaces the cross-entropy on the labels (recorded, a different model); small_label_decay
+    =sqrt divides the label weight by the square root of the stream's position (everything forgotten over the new
+    images); a large request ignores both."""
+    from unlearn.methods.condensed import stream_position
+
+    data, mlp, cs = setup
+
+    def params(res):
+        return torch.cat([p.detach().flatten() for p in res.model.parameters()])
+
+    few = [3, 70]
+    fit = _request(mlp, data, cs, few, tmp=tmp_path)
+    hinge = _request(mlp, data, cs, few, tmp=tmp_path, small_labels="hinge")
+    assert fit.report["method_extra"]["small_request"]["labels"] == "fit"
+    assert hinge.report["method_extra"]["small_request"]["labels"] == "hinge"
+    assert not torch.equal(params(fit), params(hinge))
+    earlier = list(range(0, 200, 10))  # 20 already forgotten, 1 new: position 21
+    later = _request(mlp, data, cs, [5], previous=earlier, tmp=tmp_path, small_label_decay="sqrt")
+    assert later.report["method_extra"]["small_request"]["label_weight"] == pytest.approx(0.25 / 21**0.5)
+    first = _request(mlp, data, cs, [5], tmp=tmp_path, small_label_decay="sqrt")  # position 1: no decay
+    assert first.report["method_extra"]["small_request"]["label_weight"] == pytest.approx(0.25)
+    ctx = type("C", (), {"split": type("S", (), {"forget": torch.arange(30)})(), "new_forget_count": lambda s: 10})()
+    assert stream_position(ctx) == 3.0
+    large = list(range(0, 200, 10))
+    a = _request(mlp, data, cs, large, tmp=tmp_path)
+    b = _request(mlp, data, cs, large, tmp=tmp_path, small_labels="hinge", small_label_decay="sqrt")
+    assert torch.equal(params(a), params(b)) and "small_request" not in b.report["method_extra"]
+
+
 def test_the_tau_scale_applies_once_and_to_the_per_example_target_only(setup, tmp_path):
     data, mlp, cs = setup
     few = [3, 70]  # 2 new images: the lower anchor, scale small_neighbours_scale
@@ -188,6 +247,8 @@ def test_the_tau_scale_applies_once_and_to_the_per_example_target_only(setup, tm
         ({"small_forget_batch_upper": -1}, "small_forget_batch_upper"),
         ({"small_label_weight": -0.5}, "small_label_weight"),
         ({"small_label_weight_upper": 0}, "small_label_weight_upper"),
+        ({"small_labels": "soft"}, "small_labels"),
+        ({"small_label_decay": "linear"}, "small_label_decay"),
     ],
 )
 def test_a_whole_class_request_checks_every_option_too(setup, tmp_path, bad, match):

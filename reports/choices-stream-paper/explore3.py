@@ -47,6 +47,11 @@ toolkit changes):
   reduced set's cross-entropy on its labels; distillation and forget term unchanged), the same lead as
   reports/choices-stream100-paper's round 8 (the rule's retain accuracy ends over retraining's by continued fitting
   of the labels). Criterion as round 9's.
+- round 11 (session 32; round 9's originals, condensed files, draws and retraining, like round 10): the rule (its
+  labels weigh 0.25 here since round 10) beside ``decay`` (``small_label_decay=sqrt``), ``hinge``
+  (``small_labels=hinge``) and ``hinge-lw1`` (the hinge at label weight 1), the candidates of
+  reports/choices-stream100-paper's round 9. Criterion as round 9's; round11/README.md says how the two streams
+  decide together.
 """
 
 import json
@@ -97,6 +102,10 @@ CANDS = {
     "lw0.75": {"options": {"small_label_weight": 0.75}},
     "lw0.5": {"options": {"small_label_weight": 0.5}},
     "lw0.25": {"options": {"small_label_weight": 0.25}},
+    # round 11: labels that stop fitting as the stream goes on (reports/choices-stream100-paper's round 9 too)
+    "decay": {"options": {"small_label_decay": "sqrt"}},
+    "hinge": {"options": {"small_labels": "hinge"}},
+    "hinge-lw1": {"options": {"small_labels": "hinge", "small_label_weight": 1.0, "small_label_weight_upper": 1.0}},
 }
 ROUND6 = {"neighbours-tau0.8", "neighbours-tau0.6"}
 ROUND4 = {n for n in CANDS if n.startswith("neighbours")} - ROUND6 | {"s100", "lr3e-4"}

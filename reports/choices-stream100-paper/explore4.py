@@ -52,6 +52,15 @@ to rerun it, check out b7d8eb9.
   beside ``small_label_weight`` 0.75, 0.5 and 0.25 (the weight of the reduced set's cross-entropy on its labels; the
   distillation towards the request's start model and the forget term unchanged), in OUT/round8, reading round 6's
   retraining. The criterion is round 6's, over round 8's candidates.
+- round 9 (session 32, at a rule whose labels weigh 0.5 here since round 8: RA still rose to 1.5 points over
+  retraining's by request 10 on the test split, reports/stream-100-paper at 00609e2): two ways for the labels to
+  stop fitting as a stream goes on, beside the registered rule, in OUT/round9, reading round 6's retraining:
+  ``decay`` (``small_label_decay=sqrt``: the label weight divided by the square root of the stream's position,
+  everything forgotten over the request's new images), ``hinge`` (``small_labels=hinge``: each reduced-set row's
+  cross-entropy pulls only above the request's start model's loss on it: the labels repair what the forget term
+  disturbs and fit no further) and ``hinge-lw1`` (the hinge at weight 1). The criterion is round 6's, over round 9's
+  candidates; read with reports/choices-stream-paper's round 11 (same candidates), whose README says how both
+  streams decide together.
 
 Ten successive requests of 100 images at DC-U's MLP settings (42,500 training images, FDM K=450 per class), each
 drawn uniformly from what is left (generator(S * 7919 + 2), written under OUT/streams/); seed S starts from the
@@ -129,7 +138,13 @@ ROUND8 = {  # after a diagnostic: the rise is continued fitting of the reduced s
     "lw0.5": {"small_label_weight": 0.5},
     "lw0.25": {"small_label_weight": 0.25},
 }
-LATE = {"round6": ROUND6, "round7": ROUND7, "round8": ROUND8}  # own folders; 7 and 8 read round 6's retraining
+ROUND9 = {  # after round 8 (labels at 0.5): RA still rose; labels that stop fitting as the stream goes on
+    "rule": {},
+    "decay": {"small_label_decay": "sqrt"},
+    "hinge": {"small_labels": "hinge"},
+    "hinge-lw1": {"small_labels": "hinge", "small_label_weight": 1.0, "small_label_weight_upper": 1.0},
+}
+LATE = {"round6": ROUND6, "round7": ROUND7, "round8": ROUND8, "round9": ROUND9}  # own folders; 7-9 read round 6's
 ALL = {**CANDS, **ROUND2, **ROUND3, **ROUND5}
 RETRAINED = ("", "round6")  # the rounds that retrain here (the others divide by round 1's retraining)
 
@@ -183,7 +198,7 @@ def report(out: Path) -> None:
         ref = retrain[seed].get(str(at))
         gaps.setdefault(name, {}).setdefault(at, []).append(gap(r, ref))
         ratios.setdefault(name, []).append(r["seconds"] / ref["seconds"])
-    names = list({**ALL, **ROUND6, **ROUND7, **ROUND8}) if late else list(ALL)
+    names = list({**ALL, **ROUND6, **ROUND7, **ROUND8, **ROUND9}) if late else list(ALL)
     order = lambda n: names.index(n) if n in names else 99  # noqa: E731
     lines = [
         "# 100-image requests of a stream: candidates for the small-request rule on validation",

@@ -462,6 +462,10 @@ def _small_request(ctx: UnlearnContext, o: dict, whole: bool) -> bool:
     for k in ("small_label_weight", "small_label_weight_upper"):
         if not (_number(o[k]) and o[k] > 0):
             raise ConfigError(f"{k} must be a number > 0, got {o[k]!r}")
+    if o["small_labels"] not in ("fit", "hinge"):
+        raise ConfigError(f"small_labels must be fit or hinge, got {o['small_labels']!r}")
+    if o["small_label_decay"] not in ("none", "sqrt"):
+        raise ConfigError(f"small_label_decay must be none or sqrt, got {o['small_label_decay']!r}")
     if not (_number(o["small_neighbours_scale"]) and o["small_neighbours_scale"] > 0):
         raise ConfigError(f"small_neighbours_scale must be a number > 0, got {o['small_neighbours_scale']!r}")
     return not whole and ctx.new_forget_count() <= frac * len(ctx.data.train)
@@ -487,6 +491,31 @@ def small_schedule(o: dict, new: int) -> tuple[int, float, float, float]:
     lr = float(o["small_lr"]) * (float(o["small_lr_upper"]) / float(o["small_lr"])) ** t
     labels = float(o["small_label_weight"]) ** (1.0 - t) * float(o["small_label_weight_upper"]) ** t
     return max(1, steps), lr, float(o["small_neighbours_scale"]) ** (1.0 - t), labels
+
+
+def stream_position(ctx: UnlearnContext) -> float:
+    """How many requests' worth of images a stream has forgotten with this one: everything forgotten so far over
+    this request's new images (1 on a first request; 10 on the tenth of ten equal requests)."""
+    return len(ctx.split.forget) / max(ctx.new_forget_count(), 1)
+
+
+def _label_hinge(ctx: UnlearnContext, x: torch.Tensor, y: torch.Tensor, w: torch.Tensor, weight: float, extra):
+    """``small_labels="hinge"``: the loss on the labels becomes ``weight`` times the weighted mean over the batch of
+    ``relu(CE_i - CE0_i)``, CE0_i the request's start model's cross-entropy on reduced-set row i (un-augmented: a
+    small request trains without DSA). A row pulls only once its loss has risen over where the start model had it,
+    so the labels repair what the request's forget term disturbs and never fit the retain set further."""
+    with torch.no_grad():
+        start = embed(ctx.original, x, device=ctx.device, bf16=bool(ctx.options["bf16"]), logits=True)
+        anchor = F.cross_entropy(start.float(), y.to(ctx.device), reduction="none")
+    y, w = y.to(ctx.device), w.to(ctx.device).float()
+
+    def term(logits, inputs, idx):
+        ce = F.cross_entropy(logits.float(), y[idx], reduction="none")
+        hinge = (w[idx] * torch.relu(ce - anchor[idx])).sum() / w[idx].sum()
+        base = extra(logits, inputs, idx) if extra is not None else 0.0
+        return base + weight * hinge
+
+    return term
 
 
 def forget_target(o: dict, small: bool) -> str:
@@ -542,6 +571,8 @@ def _share(part: torch.nn.Module, model: torch.nn.Module) -> float:
     small_forget_batch_upper=64,
     small_label_weight=0.25,
     small_label_weight_upper=0.5,
+    small_labels="fit",
+    small_label_decay="none",
     forget_push="loss",
     space={
         "epochs": Fixed(0),
@@ -574,6 +605,8 @@ def condensed(ctx: UnlearnContext):
     label_weight = 1.0
     if small:  # a few images: keep the model, no augmentation, a few gentle steps (SMALL REQUESTS above)
         steps, lr, scale, label_weight = small_schedule(o, ctx.new_forget_count())
+        if o["small_label_decay"] == "sqrt":  # the labels' weight falls as a stream's forgotten images pile up
+            label_weight /= math.sqrt(stream_position(ctx))
         upper = (small_anchor_position(o, ctx.new_forget_count()), int(o["small_forget_batch_upper"]))
         tau = o["forget_ce"] * scale if o["forget_match"] in ("neighbours", "rank") else o["forget_ce"]
         o = {**o, "dsa": False, "teacher": "clean", "lr": lr, "forget_ce": tau}
@@ -581,6 +614,7 @@ def condensed(ctx: UnlearnContext):
             **{k: o[k] for k in ("dsa", "teacher", "lr", "forget_ce")},
             "anchor_position": upper[0],
             "label_weight": label_weight,
+            "labels": o["small_labels"],
         }
         if not o["steps"] and not o["epochs"]:
             o["steps"] = steps
@@ -610,7 +644,10 @@ def condensed(ctx: UnlearnContext):
     if o["dsa"]:
         strategy = DIGITS_STRATEGY if info.name in ("mnist", "svhn") else DEFAULT_STRATEGY
         augment = DSA(info.image_shape, info.mean, strategy).to(ctx.device)
-    extra = _with_forget_term(ctx, model, _distillation(ctx, x, o, teacher), x, o, whole, y, upper)
+    extra = _distillation(ctx, x, o, teacher)
+    if small and o["small_labels"] == "hinge":  # the labels only repair (above): fit trains on the extra loss alone
+        extra, label_weight = _label_hinge(ctx, x, y, w, label_weight, extra), 0.0
+    extra = _with_forget_term(ctx, model, extra, x, o, whole, y, upper)
     train_modules = None
     if o["freeze_kept"] and reset != "none":  # train only what was re-initialised; the kept layers stay as they are
         train_modules = parts[reset]
