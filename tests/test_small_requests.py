@@ -49,7 +49,7 @@ def test_a_small_request_keeps_the_model_and_a_large_one_resets(setup, tmp_path)
     assert extra["profile"] == "small request" and extra["reset"] == "none" and extra["steps"] == 40
     assert extra["small_request"] == {
         "dsa": False, "teacher": "clean", "lr": 1e-4, "forget_ce": pytest.approx(0.6), "anchor_position": 0.0,
-        "label_weight": pytest.approx(0.25),
+        "label_weight": pytest.approx(0.25), "labels": "fit",
     }  # fmt: skip
     assert extra["forget_match"] == "neighbours"  # auto: each image up to its own never-seen level
     large = _request(mlp, data, cs, list(range(0, 200, 10)), tmp=tmp_path)  # 20 images: 10%
@@ -188,7 +188,7 @@ def test_the_label_hinge_pulls_only_rows_whose_loss_rose_over_the_start_models()
     anchor = torch.nn.functional.cross_entropy(start(x), y, reduction="none").detach()
     rise = float(torch.nn.functional.cross_entropy(moved[:1], y[:1]) - anchor[0])
     assert rise > 0
-    assert float(term(moved, x[idx], idx)) == pytest.approx(0.5 * w[0] * rise / float(w[idx].sum()), rel=1e-4)
+    assert float(term(moved, x[idx], idx)) == pytest.approx(0.5 * float(w[0]) * rise / float(w[idx].sum()), rel=1e-4)
     base = _label_hinge(ctx, x, y, w, 0.5, lambda lg, xb, i: torch.tensor(1.5))  # composes with an extra loss
     assert float(base(moved, x[idx], idx)) == pytest.approx(1.5 + float(term(moved, x[idx], idx)), rel=1e-5)
 
