@@ -583,6 +583,28 @@ def test_condensed_forget_quantiles_move_the_forget_losses_onto_the_target_distr
     assert matched < 0.7 * plain and matched < mean_ascent
 
 
+def test_condensed_forget_quantiles_on_the_confidence_move_the_forget_confidences_onto_the_targets(setup):
+    """forget_match=quantiles with forget_push=confidence moves the forget set's logit-scaled confidences onto those
+    of tau x the validation losses' quantiles (W1 on that scale), and says that it pushed on the confidence."""
+    from unlearn.methods.condensed import logit_of_loss
+
+    data, trained, _ = setup
+    u = (torch.arange(200) + 0.5) / 200
+    target = logit_of_loss(20.0 * torch.quantile(evaluate(trained, data.val.images, data.val.labels).losses, u))
+
+    def w1(**options):
+        res = _condensed_out(setup, "random:0.2", reset="none", epochs=30, lr=3e-3, **options)  # 1 step an epoch
+        f = evaluate(res.model, data.train.images[res.split.forget], data.train.labels[res.split.forget]).losses
+        return float((torch.quantile(logit_of_loss(f), u) - target.sort().values).abs().mean()), res
+
+    plain, _ = w1(forget_ce=0.0)
+    opts = dict(forget_ce=20.0, forget_ce_unit="val", forget_match="quantiles", forget_weight=4.0)
+    matched, res = w1(**opts, forget_push="confidence")
+    assert matched < 0.7 * plain
+    assert res.report["method_extra"]["forget_push"] == "confidence"
+    assert res.report["method_extra"]["forget_match"] == "quantiles"
+
+
 def test_condensed_forget_neighbours_give_each_image_the_loss_of_unseen_images_like_it(setup):
     """forget_match=neighbours: each forget image's target is the original's mean loss on the validation images of
     its class nearest to it (features of the original): a per-image level between the smallest and largest

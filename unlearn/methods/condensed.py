@@ -96,12 +96,14 @@ validation MIA (test figures are reported, never read), and by its time over ret
   raises each image's cross-entropy to its target, ``confidence`` lowers its logit-scaled confidence
   log(p / (1 - p)) to the target's (the hinge on the loss barely moves a confidently
   memorised image, whose loss gradient vanishes, so such images stay untouched; on the confidence it does not
-  vanish, and ``forget_weight`` should shrink with it). On U-LiRA's selection pool ``rank`` with ``confidence`` at
+  vanish, and ``forget_weight`` should shrink with it); with ``quantiles``, ``confidence`` moves the batch's sorted
+  logit-scaled confidences onto those of the validation losses' quantiles (the same transport, on the scale whose
+  gradient does not vanish). On U-LiRA's selection pool ``rank`` with ``confidence`` at
   weight 0.1 came closest to retraining's scatter and mean; it was not adopted: its interval overlapped the
   default's (the rounds' criterion; read afterwards, the paired difference lies below zero:
   reports/ulira-select-small10-cpu/round4, paired), and on the 10-image stream's validation figures its retain
   accuracy falls request after request (reports/choices-stream-paper, round8). ``method_extra.forget_push`` says
-  which push ran (``loss`` wherever the target is not per-example).
+  which push ran (``loss`` wherever the target is ``mean``).
   ``mean`` and ``neighbours`` are both in the search space (an explicit
   ``forget_match``, a policy's included, is kept on every request); the validation objective holds no per-example
   attack, so it cannot see what U-LiRA sees.
@@ -265,7 +267,7 @@ def _with_forget_term(
     image up to its own target T_i (tau times the original's mean loss on its nearest validation images of its
     class); ``"rank"``: the same with T_i from the image's loss rank among the reduced set's real images (``y`` their
     labels). ``forget_push="confidence"`` puts a per-example hinge on the logit-scaled confidence instead of the
-    loss. A request removing whole classes (``whole``) skips it: the masked teacher
+    loss (with ``"quantiles"``: the sorted confidences onto the quantiles' confidences). A request removing whole classes (``whole``) skips it: the masked teacher
     already makes those classes vanish."""
     tau, weight, unit, match = o["forget_ce"], o["forget_weight"], o["forget_ce_unit"], o["forget_match"]
     fb = o["forget_batch"]
@@ -300,17 +302,22 @@ def _with_forget_term(
     ctx.extra["forget_tau"] = float(tau)
     gen = generator(ctx.derived_seed("condensed-forget"))
 
-    on_confidence = o["forget_push"] == "confidence" and match in ("neighbours", "rank")
+    on_confidence = o["forget_push"] == "confidence" and match in ("neighbours", "rank", "quantiles")
     ctx.extra["forget_push"] = "confidence" if on_confidence else "loss"
+    if on_confidence and match == "quantiles":  # the same quantiles on the logit-scaled confidence, ascending
+        target_logit = logit_of_loss(target).sort().values
 
     def term(logits, inputs, idx):
         pick = torch.randint(len(yf), (size,), generator=gen).to(ctx.device)
         out = model(xf[pick]).float()
         ce = F.cross_entropy(out, yf[pick], reduction="none")
-        if on_confidence:  # down to its level on the logit-scaled confidence
+        if on_confidence:  # on the logit-scaled confidence log(p / (1 - p)) = true logit - logsumexp(the rest)
             true = out.gather(1, yf[pick, None]).squeeze(1)
-            rest = out.scatter(1, yf[pick, None], float("-inf")).logsumexp(1)
-            push = torch.relu((true - rest) - per_image_logit[pick]).mean()
+            margin = true - out.scatter(1, yf[pick, None], float("-inf")).logsumexp(1)
+            if match == "quantiles":  # the batch's sorted confidences onto the never-seen ones' quantiles
+                push = (margin.sort().values - target_logit).abs().mean()
+            else:  # each image down to its level
+                push = torch.relu(margin - per_image_logit[pick]).mean()
         elif match in ("neighbours", "rank"):  # each image up to its own never-seen level, then no further push on it
             push = torch.relu(per_image[pick] - ce).mean()
         else:
