@@ -99,8 +99,8 @@ ROUND4 = {
     "Q-lw1": _Q,
     "Q-lw1-w3": {**_Q, "forget_weight": 3.0},
 }
-ROUNDS = {"round2": ROUND2, "round3": ROUND3, "round4": ROUND4}
-REFERENCES = {"round3": "B", "round4": "B-lw1"}  # a round's earlier closest, rerun beside its candidates  # a round's folder name -> its candidates (round 1: CANDS, in OUT itself)
+ROUNDS = {"round2": ROUND2, "round3": ROUND3, "round4": ROUND4}  # a round's folder -> its candidates (round 1: CANDS)
+REFERENCES = {"round3": "B", "round4": "B-lw1"}  # a round's earlier closest, rerun beside its candidates
 SPEC = "random:0.1"
 
 
