@@ -49,7 +49,7 @@ def test_a_small_request_keeps_the_model_and_a_large_one_resets(setup, tmp_path)
     assert extra["profile"] == "small request" and extra["reset"] == "none" and extra["steps"] == 40
     assert extra["small_request"] == {
         "dsa": False, "teacher": "clean", "lr": 1e-4, "forget_ce": pytest.approx(0.6), "anchor_position": 0.0,
-        "label_weight": pytest.approx(0.25), "labels": "fit",
+        "label_weight": pytest.approx(1.0), "labels": "hinge",
     }  # fmt: skip
     assert extra["forget_match"] == "neighbours"  # auto: each image up to its own never-seen level
     large = _request(mlp, data, cs, list(range(0, 200, 10)), tmp=tmp_path)  # 20 images: 10%
@@ -66,7 +66,7 @@ def test_a_small_requests_steps_rate_and_tau_follow_its_new_images_between_the_t
     from unlearn.methods import METHODS
     from unlearn.methods.condensed import small_schedule
 
-    o = METHODS.get("condensed").defaults
+    o = {**METHODS.get("condensed").defaults, "small_label_weight": 0.25, "small_label_weight_upper": 0.5}
     lo = (o["small_steps"], o["small_lr"], o["small_neighbours_scale"], o["small_label_weight"])
     hi = (o["small_steps_upper"], o["small_lr_upper"], 1.0, o["small_label_weight_upper"])
     assert lo != hi and lo[2] < 1 and lo[3] < hi[3]
@@ -196,7 +196,7 @@ def test_the_label_hinge_pulls_only_rows_whose_loss_rose_over_the_start_models()
 def test_small_labels_and_label_decay_reach_a_small_requests_training(setup, tmp_path):
     """small_labels=hinge replaces the cross-entropy on the labels (recorded, a different model); small_label_decay
     =sqrt divides the label weight by the square root of the stream's position (everything forgotten over the new
-    images); a large request ignores both."""
+    images); a large request ignores both. The hinge is the registered default."""
     from unlearn.methods.condensed import stream_position
 
     data, mlp, cs = setup
@@ -205,21 +205,23 @@ def test_small_labels_and_label_decay_reach_a_small_requests_training(setup, tmp
         return torch.cat([p.detach().flatten() for p in res.model.parameters()])
 
     few = [3, 70]
-    fit = _request(mlp, data, cs, few, tmp=tmp_path)
-    hinge = _request(mlp, data, cs, few, tmp=tmp_path, small_labels="hinge")
+    fit = _request(mlp, data, cs, few, tmp=tmp_path, small_labels="fit")
+    hinge = _request(mlp, data, cs, few, tmp=tmp_path)  # the default
     assert fit.report["method_extra"]["small_request"]["labels"] == "fit"
     assert hinge.report["method_extra"]["small_request"]["labels"] == "hinge"
     assert not torch.equal(params(fit), params(hinge))
     earlier = list(range(0, 200, 10))  # 20 already forgotten, 1 new: position 21
-    later = _request(mlp, data, cs, [5], previous=earlier, tmp=tmp_path, small_label_decay="sqrt")
-    assert later.report["method_extra"]["small_request"]["label_weight"] == pytest.approx(0.25 / 21**0.5)
-    first = _request(mlp, data, cs, [5], tmp=tmp_path, small_label_decay="sqrt")  # position 1: no decay
-    assert first.report["method_extra"]["small_request"]["label_weight"] == pytest.approx(0.25)
+    later = _request(
+        mlp, data, cs, [5], previous=earlier, tmp=tmp_path, small_label_decay="sqrt", small_label_weight=0.4
+    )
+    assert later.report["method_extra"]["small_request"]["label_weight"] == pytest.approx(0.4 / 21**0.5)
+    first = _request(mlp, data, cs, [5], tmp=tmp_path, small_label_decay="sqrt", small_label_weight=0.4)  # position 1
+    assert first.report["method_extra"]["small_request"]["label_weight"] == pytest.approx(0.4)
     ctx = type("C", (), {"split": type("S", (), {"forget": torch.arange(30)})(), "new_forget_count": lambda s: 10})()
     assert stream_position(ctx) == 3.0
     large = list(range(0, 200, 10))
     a = _request(mlp, data, cs, large, tmp=tmp_path)
-    b = _request(mlp, data, cs, large, tmp=tmp_path, small_labels="hinge", small_label_decay="sqrt")
+    b = _request(mlp, data, cs, large, tmp=tmp_path, small_labels="fit", small_label_decay="sqrt")
     assert torch.equal(params(a), params(b)) and "small_request" not in b.report["method_extra"]
 
 
@@ -348,7 +350,9 @@ def test_the_rank_target_holds_an_earlier_requests_images_where_they_are(setup, 
         return float(out[0, y[0]] - out[0].scatter(0, y, float("-inf")).logsumexp(0))
 
     opts = dict(forget_match="rank", forget_push="confidence", forget_ce=3.0, forget_weight=1.0)
-    opts |= dict(small_label_weight=1.0, small_label_weight_upper=1.0)  # the hold alone: full labels anchor the rest
+    opts |= dict(
+        small_labels="fit", small_label_weight=1.0, small_label_weight_upper=1.0
+    )  # full labels anchor the rest
     first = _request(mlp, data, cs, [3], tmp=tmp_path, **opts)
     second = _request(first.model, data, cs, [3, 70], previous=[3], tmp=tmp_path, **opts)
     assert second.report["method_extra"]["forget_match"] == "rank"
