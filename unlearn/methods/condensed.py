@@ -277,8 +277,8 @@ def _with_forget_term(
     image up to its own target T_i (tau times the original's mean loss on its nearest validation images of its
     class); ``"rank"``: the same with T_i from the image's loss rank among the reduced set's real images (``y`` their
     labels). ``forget_push="confidence"`` puts a per-example hinge on the logit-scaled confidence instead of the
-    loss (with ``"quantiles"``: the sorted confidences onto the quantiles' confidences). A request removing whole classes (``whole``) skips it: the masked teacher
-    already makes those classes vanish."""
+    loss (with ``"quantiles"``: the sorted confidences onto the quantiles' confidences). A request removing whole
+    classes (``whole``) skips it: the masked teacher already makes those classes vanish."""
     tau, weight, unit, match = o["forget_ce"], o["forget_weight"], o["forget_ce_unit"], o["forget_match"]
     fb = o["forget_batch"]
     ctx.extra["forget_term"] = not (tau == 0 or weight == 0 or whole)
