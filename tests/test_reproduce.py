@@ -316,6 +316,7 @@ def test_the_choices_suite_sweeps_the_default_against_retraining():
     assert {"quantiles,w=1", "quantiles,w=4"} <= labels["default-explore-quantiles"] & labels[
         "default-explore-quantiles-demo"
     ]
+    assert {"keep,s=10", "keep,s=40"} <= labels["default-explore-keep"]
 
 
 def test_artefacts_of_other_settings_are_never_shared(tmp_path):
