@@ -181,7 +181,7 @@ def test_the_label_hinge_pulls_only_rows_whose_loss_rose_over_the_start_models()
     logits = start(x[idx]).detach().requires_grad_(True)
     loss = term(logits, x[idx], idx)
     loss.backward()
-    assert float(loss) == pytest.approx(0.0, abs=1e-6) and float(logits.grad.abs().max()) < 1e-6
+    assert loss.item() == pytest.approx(0.0, abs=1e-6) and float(logits.grad.abs().max()) < 1e-6
     moved = start(x[idx]).detach()
     moved[0, y[0]] -= 2.0  # row 0's loss rises
     moved[2, y[3]] += 2.0  # row 3's loss falls: no pull

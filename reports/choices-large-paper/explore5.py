@@ -73,6 +73,7 @@ CANDS = {
     "keep-s300-lr1e-3": {"small_request": 1.0, "small_steps_upper": 300, "small_lr_upper": 1e-3},
 }
 _CONF = {"small_request": 1.0, "small_steps_upper": 150, "small_forget_batch_upper": 256, "forget_push": "confidence"}
+_CONF |= {"small_labels": "fit", "small_label_weight_upper": 0.5}  # the label rule rounds 2-4 ran under (until 5c06949)
 ROUND2 = {
     "rule": {},
     "conf-w0.3": {**_CONF, "forget_weight": 0.3},
@@ -136,10 +137,13 @@ def report(out: Path) -> None:
     lines += ["", f"Smallest by the criterion (within 0.1x on every seed): **{best}** (a probe: nothing adopted)."]
     if best is not None and best != "rule" and "rule" in summary:  # round 2 on: a lead only if under the rule's gap
         earlier = REFERENCES.get(out.resolve().name, "")  # round 3 on: and under the earlier closest's
-        refs = [n for n in ("rule", earlier) if n in summary and n != best]
-        lead = all(summary[best][1] < summary[n][1] for n in refs)
-        under = " and ".join(f"{n}'s ({summary[n][1]:.1f})" for n in refs)
-        lines.append(f"Under the mean val gap of {under}: {'yes, a lead' if lead else 'no'}.")
+        if best == earlier:
+            lines.append(f"The earlier closest ({earlier}) stays the smallest: no new lead.")
+        else:
+            refs = [n for n in ("rule", earlier) if n in summary]
+            lead = all(summary[best][1] < summary[n][1] for n in refs)
+            under = " and ".join(f"{n}'s ({summary[n][1]:.1f})" for n in refs)
+            lines.append(f"Under the mean val gap of {under}: {'yes, a lead' if lead else 'no'}.")
     lines += [
         "",
         "| seed | candidate | RA | FA | VA (sel) | val MIA (sel) | TA | MIA | val gap to R | s |",

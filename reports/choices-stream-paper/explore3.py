@@ -51,7 +51,9 @@ toolkit changes):
   labels weigh 0.25 here since round 10) beside ``decay`` (``small_label_decay=sqrt``), ``hinge``
   (``small_labels=hinge``) and ``hinge-lw1`` (the hinge at label weight 1), the candidates of
   reports/choices-stream100-paper's round 9. Criterion as round 9's; round11/README.md says how the two streams
-  decide together.
+  decide together. Rounds 10 and 11 ran at 2c20688 and 3678d22; from 5c06949 on the registered rule is round 11's
+  ``hinge-lw1`` and the ``lw*`` candidates run under the hinge: to rerun round 10, or either round's ``rule``, check
+  out its commit (round 11's other candidates pin what they ran).
 """
 
 import json
@@ -103,8 +105,15 @@ CANDS = {
     "lw0.5": {"options": {"small_label_weight": 0.5}},
     "lw0.25": {"options": {"small_label_weight": 0.25}},
     # round 11: labels that stop fitting as the stream goes on (reports/choices-stream100-paper's round 9 too)
-    "decay": {"options": {"small_label_decay": "sqrt"}},
-    "hinge": {"options": {"small_labels": "hinge"}},
+    "decay": {
+        "options": {
+            "small_label_decay": "sqrt",
+            "small_labels": "fit",
+            "small_label_weight": 0.25,
+            "small_label_weight_upper": 0.5,
+        }
+    },  # round 11's candidates pin the label rule they ran beside (3678d22's: fit, 0.25 / 0.5)
+    "hinge": {"options": {"small_labels": "hinge", "small_label_weight": 0.25, "small_label_weight_upper": 0.5}},
     "hinge-lw1": {"options": {"small_labels": "hinge", "small_label_weight": 1.0, "small_label_weight_upper": 1.0}},
 }
 ROUND6 = {"neighbours-tau0.8", "neighbours-tau0.6"}

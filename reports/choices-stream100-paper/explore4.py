@@ -60,7 +60,9 @@ to rerun it, check out b7d8eb9.
   cross-entropy pulls only above the request's start model's loss on it: the labels repair what the forget term
   disturbs and fit no further) and ``hinge-lw1`` (the hinge at weight 1). The criterion is round 6's, over round 9's
   candidates; read with reports/choices-stream-paper's round 11 (same candidates), whose README says how both
-  streams decide together.
+  streams decide together. Rounds 8 and 9 ran at 2c20688 and 3678d22; from 5c06949 on the registered rule is round
+  9's ``hinge-lw1`` (and round 8's ``lw*`` set a weight that no longer acts at 100 images): to rerun round 8's
+  candidates or either round's ``rule``, check out its commit (round 9's other candidates pin what they ran).
 
 Ten successive requests of 100 images at DC-U's MLP settings (42,500 training images, FDM K=450 per class), each
 drawn uniformly from what is left (generator(S * 7919 + 2), written under OUT/streams/); seed S starts from the
@@ -140,10 +142,15 @@ ROUND8 = {  # after a diagnostic: the rise is continued fitting of the reduced s
 }
 ROUND9 = {  # after round 8 (labels at 0.5): RA still rose; labels that stop fitting as the stream goes on
     "rule": {},
-    "decay": {"small_label_decay": "sqrt"},
-    "hinge": {"small_labels": "hinge"},
+    "decay": {
+        "small_label_decay": "sqrt",
+        "small_labels": "fit",
+        "small_label_weight": 0.25,
+        "small_label_weight_upper": 0.5,
+    },
+    "hinge": {"small_labels": "hinge", "small_label_weight": 0.25, "small_label_weight_upper": 0.5},
     "hinge-lw1": {"small_labels": "hinge", "small_label_weight": 1.0, "small_label_weight_upper": 1.0},
-}
+}  # each candidate pins the label rule it ran beside (the rule of 3678d22: fit, 0.25 / 0.5)
 LATE = {"round6": ROUND6, "round7": ROUND7, "round8": ROUND8, "round9": ROUND9}  # own folders; 7-9 read round 6's
 ALL = {**CANDS, **ROUND2, **ROUND3, **ROUND5}
 RETRAINED = ("", "round6")  # the rounds that retrain here (the others divide by round 1's retraining)
