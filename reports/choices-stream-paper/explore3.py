@@ -54,6 +54,8 @@ toolkit changes):
   decide together. Rounds 10 and 11 ran at 2c20688 and 3678d22; from 5c06949 on the registered rule is round 11's
   ``hinge-lw1`` and the ``lw*`` candidates run under the hinge: to rerun round 10, or either round's ``rule``, check
   out its commit (round 11's other candidates pin what they ran).
+- round 12 (session 32, a probe at the rule of 5c06949; round 9's originals, draws and retraining): ``qc`` and
+  ``qc-w0.3`` of reports/choices-stream100-paper's round 10 beside the rule; criterion in round12/README.md.
 """
 
 import json
@@ -115,6 +117,11 @@ CANDS = {
     },  # round 11's candidates pin the label rule they ran beside (3678d22's: fit, 0.25 / 0.5)
     "hinge": {"options": {"small_labels": "hinge", "small_label_weight": 0.25, "small_label_weight_upper": 0.5}},
     "hinge-lw1": {"options": {"small_labels": "hinge", "small_label_weight": 1.0, "small_label_weight_upper": 1.0}},
+    # round 12: a probe of the memorised confidence of the forget images that stay correct (the MIA's signature)
+    "qc": {"options": {"forget_match": "quantiles", "forget_push": "confidence", "forget_batch": 64}},
+    "qc-w0.3": {
+        "options": {"forget_match": "quantiles", "forget_push": "confidence", "forget_batch": 64, "forget_weight": 0.3}
+    },
 }
 ROUND6 = {"neighbours-tau0.8", "neighbours-tau0.6"}
 ROUND4 = {n for n in CANDS if n.startswith("neighbours")} - ROUND6 | {"s100", "lr3e-4"}

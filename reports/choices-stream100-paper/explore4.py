@@ -63,6 +63,13 @@ to rerun it, check out b7d8eb9.
   streams decide together. Rounds 8 and 9 ran at 2c20688 and 3678d22; from 5c06949 on the registered rule is round
   9's ``hinge-lw1`` (and round 8's ``lw*`` set a weight that no longer acts at 100 images): to rerun round 8's
   candidates or either round's ``rule``, check out its commit (round 9's other candidates pin what they ran).
+- round 10 (session 32, a probe at the rule of 5c06949, the label hinge): the forget images that stay correctly
+  classified keep a memorised confidence (the population MIA's signature on both streams and on large requests);
+  ``qc`` moves each 64-image forget batch's sorted logit-scaled confidences onto those of the validation losses'
+  quantiles (``forget_match=quantiles forget_push=confidence forget_batch=64``), ``qc-w0.3`` at weight 0.3, beside
+  the rule, in OUT/round10, reading round 6's retraining; with reports/choices-stream-paper's round 12. Criterion
+  (round10/README.md there, fixed before the run): round 9's joint criterion; a candidate that meets it is adopted
+  only after both test streams are rerun with it (not in session 32).
 
 Ten successive requests of 100 images at DC-U's MLP settings (42,500 training images, FDM K=450 per class), each
 drawn uniformly from what is left (generator(S * 7919 + 2), written under OUT/streams/); seed S starts from the
@@ -151,7 +158,9 @@ ROUND9 = {  # after round 8 (labels at 0.5): RA still rose; labels that stop fit
     "hinge": {"small_labels": "hinge", "small_label_weight": 0.25, "small_label_weight_upper": 0.5},
     "hinge-lw1": {"small_labels": "hinge", "small_label_weight": 1.0, "small_label_weight_upper": 1.0},
 }  # each candidate pins the label rule it ran beside (the rule of 3678d22: fit, 0.25 / 0.5)
-LATE = {"round6": ROUND6, "round7": ROUND7, "round8": ROUND8, "round9": ROUND9}  # own folders; 7-9 read round 6's
+_QC = {"forget_match": "quantiles", "forget_push": "confidence", "forget_batch": 64}
+ROUND10 = {"rule": {}, "qc": _QC, "qc-w0.3": {**_QC, "forget_weight": 0.3}}  # a probe of the MIA's signature
+LATE = {"round6": ROUND6, "round7": ROUND7, "round8": ROUND8, "round9": ROUND9, "round10": ROUND10}  # 7-10 read 6's
 ALL = {**CANDS, **ROUND2, **ROUND3, **ROUND5}
 RETRAINED = ("", "round6")  # the rounds that retrain here (the others divide by round 1's retraining)
 
@@ -205,7 +214,7 @@ def report(out: Path) -> None:
         ref = retrain[seed].get(str(at))
         gaps.setdefault(name, {}).setdefault(at, []).append(gap(r, ref))
         ratios.setdefault(name, []).append(r["seconds"] / ref["seconds"])
-    names = list({**ALL, **ROUND6, **ROUND7, **ROUND8, **ROUND9}) if late else list(ALL)
+    names = list({**ALL, **ROUND6, **ROUND7, **ROUND8, **ROUND9, **ROUND10}) if late else list(ALL)
     order = lambda n: names.index(n) if n in names else 99  # noqa: E731
     lines = [
         "# 100-image requests of a stream: candidates for the small-request rule on validation",
