@@ -280,7 +280,7 @@ def main() -> None:
     real_distillation, real_tensors = cm._distillation, UnlearnContext.reduced_tensors
     state = {}
 
-    def anchored(ctx, x, o, teacher_mode):
+    def anchored(ctx, x, o, teacher_mode, clean=None):  # clean: the toolkit's shared pass, not read here
         if float(o["distill"]) <= 0:
             return None
         assert teacher_mode == "clean", teacher_mode

@@ -438,9 +438,10 @@ def _heldout_losses(ctx: UnlearnContext) -> torch.Tensor:
     return evaluate(ctx.original, val.images, val.labels, bf16=bool(ctx.options["bf16"])).losses
 
 
-def _distillation(ctx: UnlearnContext, x: torch.Tensor, o: dict, teacher_mode: str):
+def _distillation(ctx: UnlearnContext, x: torch.Tensor, o: dict, teacher_mode: str, clean: torch.Tensor | None = None):
     """``distill`` > 0: the extra loss pulling the model towards the original's answers on the reduced set ``x``,
-    forgotten classes masked out of the teacher (None when off)."""
+    forgotten classes masked out of the teacher (None when off). ``clean``: the original's logits on ``x``, where the
+    caller has them already (the clean teacher then makes no pass of its own)."""
     if float(o["distill"]) <= 0:
         return None
     teacher = ctx.copy_original().eval()
@@ -448,7 +449,9 @@ def _distillation(ctx: UnlearnContext, x: torch.Tensor, o: dict, teacher_mode: s
     alpha, t, bf16 = float(o["distill"]), float(o["temperature"]), bool(o["bf16"])
     targets = None
     if teacher_mode == "clean":  # one teacher pass over the un-augmented reduced set, before training
-        targets = embed(teacher, x, device=ctx.device, bf16=bf16, logits=True).masked_fill(gone, float("-inf"))
+        if clean is None:
+            clean = embed(teacher, x, device=ctx.device, bf16=bf16, logits=True)
+        targets = clean.masked_fill(gone, float("-inf"))
 
     def distill(logits, inputs, idx):
         if targets is not None:
@@ -519,15 +522,14 @@ def stream_position(ctx: UnlearnContext) -> float:
     return len(ctx.split.forget) / max(ctx.new_forget_count(), 1)
 
 
-def _label_hinge(ctx: UnlearnContext, x: torch.Tensor, y: torch.Tensor, w: torch.Tensor, weight: float, extra):
+def _label_hinge(start: torch.Tensor, y: torch.Tensor, w: torch.Tensor, weight: float, extra):
     """``small_labels="hinge"``: the loss on the labels becomes ``weight`` times the weighted mean over the batch of
-    ``relu(CE_i - CE0_i)``, CE0_i the request's start model's cross-entropy on reduced-set row i (un-augmented: a
-    small request trains without DSA). A row pulls only once its loss has risen over where the start model had it,
-    so the labels repair what the request's forget term disturbs and never fit the retain set further."""
-    with torch.no_grad():
-        start = embed(ctx.original, x, device=ctx.device, bf16=bool(ctx.options["bf16"]), logits=True)
-        anchor = F.cross_entropy(start.float(), y.to(ctx.device), reduction="none")
-    y, w = y.to(ctx.device), w.to(ctx.device).float()
+    ``relu(CE_i - CE0_i)``, CE0_i the request's start model's cross-entropy on reduced-set row i, read off ``start``,
+    its logits on the un-augmented rows (a small request trains without DSA). A row pulls only once its loss has
+    risen over where the start model had it, so the labels repair what the request's forget term disturbs and never
+    fit the retain set further."""
+    y, w = y.to(start.device), w.to(start.device).float()
+    anchor = F.cross_entropy(start.float(), y, reduction="none")
 
     def term(logits, inputs, idx):
         ce = F.cross_entropy(logits.float(), y[idx], reduction="none")
@@ -664,9 +666,13 @@ def condensed(ctx: UnlearnContext):
     if o["dsa"]:
         strategy = DIGITS_STRATEGY if info.name in ("mnist", "svhn") else DEFAULT_STRATEGY
         augment = DSA(info.image_shape, info.mean, strategy).to(ctx.device)
-    extra = _distillation(ctx, x, o, teacher)
-    if small and o["small_labels"] == "hinge":  # the labels only repair (above): fit trains on the extra loss alone
-        extra, label_weight = _label_hinge(ctx, x, y, w, label_weight, extra), 0.0
+    hinge = small and o["small_labels"] == "hinge"
+    clean = None  # the start model's logits on the un-augmented reduced set, read once for the hinge and the teacher
+    if hinge:
+        clean = embed(ctx.original, x, device=ctx.device, bf16=bool(o["bf16"]), logits=True)
+    extra = _distillation(ctx, x, o, teacher, clean)
+    if hinge:  # the labels only repair (above): fit trains on the extra loss alone
+        extra, label_weight = _label_hinge(clean, y, w, label_weight, extra), 0.0
     extra = _with_forget_term(ctx, model, extra, x, o, whole, y, upper)
     train_modules = None
     if o["freeze_kept"] and reset != "none":  # train only what was re-initialised; the kept layers stay as they are
