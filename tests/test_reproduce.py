@@ -317,6 +317,9 @@ def test_the_choices_suite_sweeps_the_default_against_retraining():
         "default-explore-quantiles-demo"
     ]
     assert {"keep,s=10", "keep,s=40"} <= labels["default-explore-keep"]
+    assert {"large-keep,p=4", "large-keep,p=13"} <= labels["default-explore-large"] & labels[
+        "default-explore-large-demo"
+    ]
 
 
 def test_artefacts_of_other_settings_are_never_shared(tmp_path):

@@ -250,6 +250,11 @@ def test_the_tau_scale_applies_once_and_to_the_per_example_target_only(setup, tm
         ({"small_label_weight_upper": 0}, "small_label_weight_upper"),
         ({"small_labels": "soft"}, "small_labels"),
         ({"small_label_decay": "linear"}, "small_label_decay"),
+        ({"large_request": "shrink"}, "large_request"),
+        ({"large_pushes": 0}, "large_pushes"),
+        ({"large_lr": -1e-3}, "large_lr"),
+        ({"large_forget_batch": 0}, "large_forget_batch"),
+        ({"forget_push": "margin"}, "forget_push"),
     ],
 )
 def test_a_whole_class_request_checks_every_option_too(setup, tmp_path, bad, match):
@@ -257,6 +262,38 @@ def test_a_whole_class_request_checks_every_option_too(setup, tmp_path, bad, mat
     whole = (data.train.labels == 0).nonzero().flatten().tolist()  # class 0: no forget term runs
     with pytest.raises(ConfigError, match=match):
         _request(mlp, data, cs, whole, tmp=tmp_path, **bad)
+
+
+def test_a_large_request_kept_whole_gives_each_new_image_its_pushes(setup, tmp_path):
+    """``large_request=keep``: a large per-sample request keeps the model whole, trains without DSA on a clean
+    teacher at ``large_lr``, pushes on the confidence (``forget_push`` auto), and runs ``ceil(large_pushes * new /
+    batch)`` steps. On this memorised MLP it brings FA down and keeps RA, where the registered ``reset`` rule leaves FA
+    where it was."""
+    data, mlp, cs = setup
+    first = list(range(0, 200, 10))  # 20 of 204 images: a large request
+    kept = _request(mlp, data, cs, first, tmp=tmp_path, large_request="keep", large_pushes=3, large_forget_batch=8)
+    extra = kept.report["method_extra"]
+    assert extra["profile"] == "per-sample, kept whole" and extra["reset"] == "none"
+    assert extra["steps"] == 8 and extra["forget_batch"] == 8  # ceil(3 * 20 / 8)
+    assert (extra["forget_push"], extra["forget_match"]) == ("confidence", "neighbours")
+    assert extra["large_request"] == {
+        "dsa": False, "teacher": "clean", "lr": 1e-3, "forget_batch": 8, "forget_ce": 1.0,
+    }  # fmt: skip
+    (tmp_path / "r").mkdir()
+    reset = _request(mlp, data, cs, first, tmp=tmp_path / "r")
+    assert reset.report["method_extra"]["profile"] == "per-sample"
+    assert reset.report["method_extra"]["forget_push"] == "loss"  # auto: the loss wherever the model is reset
+    assert kept.report["retain_acc"] >= 0.99 and kept.report["forget_acc"] < 0.5  # forgets, and keeps the rest
+    assert reset.report["forget_acc"] > 0.9  # what the registered rule leaves here, with the same forget target
+    changed = any(not torch.equal(a, b) for a, b in zip(kept.model.state_dict().values(), mlp.state_dict().values()))
+    assert changed
+    # a stream's second request: only its new images set the steps; the batch is capped by the forget set
+    second = list(range(5, 205, 10))
+    nxt = _request(kept.model, data, cs, second, previous=first, tmp=tmp_path, large_request="keep", large_pushes=3)
+    assert nxt.report["forget_size"] == 40 and nxt.report["method_extra"]["forget_batch"] == 40
+    assert nxt.report["method_extra"]["steps"] == 2  # ceil(3 * 20 / 40)
+    given = _request(mlp, data, cs, first, tmp=tmp_path, large_request="keep", forget_push="loss", steps=5)
+    assert given.report["method_extra"]["forget_push"] == "loss" and given.report["method_extra"]["steps"] == 5
 
 
 def test_only_a_stream_requests_new_images_count(setup, tmp_path):

@@ -51,6 +51,18 @@ the validation losses' quantiles), at ``forget_weight`` 0.3, 1 and 3 (``Q-lw1-w0
 B-lw1's settings, beside ``B-lw1`` (rerun) and the registered ``rule``. Criterion, fixed before it ran: round 2's; a
 lead if under the rule's mean val gap and B-lw1's in the same round.
 
+Round 5 (session 33, in OUT/round5; written after round 4, whose B-lw1 stayed closest, and after `condensed` gained
+``large_request=keep``: B-lw1's rule for any large per-sample request, with its budget stated per new forget image,
+``ceil(large_pushes * new / large_forget_batch)`` steps): ``keep-p4``, ``keep-p6``, ``keep-p9``, ``keep-p13``
+(``large_pushes`` 4, 6, 9, 13) beside the registered ``rule`` and ``B-lw1`` (rerun). ``keep-p9`` runs B-lw1's exact
+settings (9 x 4,250 / 256 -> 150 steps): a parity check of the new option. The same budgets run on the choices
+suite's cpu preset (configs/experiments/choices/12-default-explore-large.toml, MLP and CNN) and on the demo's
+original (13-default-explore-large-demo.toml). Criterion across the four settings, fixed before the run (README.md,
+round 5): P* is the budget with the smallest average over the four settings of its mean val gap to retraining;
+``large_request=keep`` at P* becomes the registered default only if that average is under the rule's, its mean val
+gap is under the rule's on at least three of the four settings, and its largest time / R is at or under the rule's
+on every setting.
+
 Usage: python explore5.py CHECKPOINT CONDENSED SEED OUT [CANDIDATE ...]
        python explore5.py report OUT  (writes OUT/report.md from OUT/explore5-*.json)
 """
@@ -100,8 +112,11 @@ ROUND4 = {
     "Q-lw1": _Q,
     "Q-lw1-w3": {**_Q, "forget_weight": 3.0},
 }
-ROUNDS = {"round2": ROUND2, "round3": ROUND3, "round4": ROUND4}  # a round's folder -> its candidates (round 1: CANDS)
-REFERENCES = {"round3": "B", "round4": "B-lw1"}  # a round's earlier closest, rerun beside its candidates
+ROUND5 = {"rule": {}, "B-lw1": _BL} | {
+    f"keep-p{p}": {"large_request": "keep", "large_pushes": float(p)} for p in (4, 6, 9, 13)
+}
+ROUNDS = {"round2": ROUND2, "round3": ROUND3, "round4": ROUND4, "round5": ROUND5}  # a round's folder -> its candidates
+REFERENCES = {"round3": "B", "round4": "B-lw1", "round5": "B-lw1"}  # a round's earlier closest, rerun beside it
 SPEC = "random:0.1"
 
 

@@ -364,8 +364,15 @@ def _check_options(o: dict, parts: dict) -> None:
         raise ConfigError(f"forget_match must be auto, mean, quantiles, neighbours or rank, got {match!r}")
     if match in ("quantiles", "neighbours", "rank") and unit != "val":
         raise ConfigError(f"forget_match={match} reads the validation split's losses: it needs forget_ce_unit=val")
-    if o["forget_push"] not in ("loss", "confidence"):
-        raise ConfigError(f"forget_push must be loss or confidence, got {o['forget_push']!r}")
+    if o["forget_push"] not in ("auto", "loss", "confidence"):
+        raise ConfigError(f"forget_push must be auto, loss or confidence, got {o['forget_push']!r}")
+    if o["large_request"] not in ("reset", "keep"):
+        raise ConfigError(f"large_request must be reset or keep, got {o['large_request']!r}")
+    if not (_number(o["large_pushes"]) and o["large_pushes"] > 0 and _number(o["large_lr"]) and o["large_lr"] > 0):
+        raise ConfigError(f"large_pushes and large_lr must be numbers > 0, got {o['large_pushes']!r}, {o['large_lr']!r}")
+    lb = o["large_forget_batch"]
+    if not (isinstance(lb, int) and not isinstance(lb, bool) and lb >= 1):
+        raise ConfigError(f"large_forget_batch must be an integer >= 1, got {lb!r}")
     fb = o["forget_batch"]
     if not (isinstance(fb, int) and not isinstance(fb, bool) and fb >= 0):
         raise ConfigError(f"forget_batch must be an integer >= 0 (0 = the forget set's share), got {fb!r}")
@@ -540,6 +547,15 @@ def _label_hinge(start: torch.Tensor, y: torch.Tensor, w: torch.Tensor, weight: 
     return term
 
 
+def large_steps(o: dict, new: int, forgotten: int) -> tuple[int, int]:
+    """(steps, forget batch) of a large per-sample request kept whole (``large_request=keep``) that adds ``new``
+    images to ``forgotten`` forgotten so far: each step draws ``forget_batch`` forget images (``large_forget_batch``
+    where ``forget_batch`` is 0; at most the forget set), and the steps give each new image ``large_pushes`` pushes
+    on average, ``ceil(large_pushes * new / batch)``: the budget follows the request, not the dataset's scale."""
+    batch = min(int(o["forget_batch"]) or int(o["large_forget_batch"]), max(forgotten, 1))
+    return max(1, math.ceil(float(o["large_pushes"]) * max(new, 1) / batch)), batch
+
+
 def forget_target(o: dict, small: bool) -> str:
     """The forget target a request runs: ``forget_match`` as given, or for ``auto`` (the default) ``neighbours``
     on a small request (each image up to its own never-seen level; it reads the validation split, so with
@@ -547,6 +563,15 @@ def forget_target(o: dict, small: bool) -> str:
     if o["forget_match"] != "auto":
         return o["forget_match"]
     return "neighbours" if small and o["forget_ce_unit"] == "val" else "mean"
+
+
+def forget_push(o: dict, kept: bool) -> str:
+    """The push a request runs: ``forget_push`` as given, or for ``auto`` (the default) ``confidence`` on a large
+    request kept whole (``large_request=keep``: thousands of confidently memorised images, whose loss gradient
+    vanishes) and ``loss`` on every other."""
+    if o["forget_push"] != "auto":
+        return o["forget_push"]
+    return "confidence" if kept else "loss"
 
 
 def _share(part: torch.nn.Module, model: torch.nn.Module) -> float:
@@ -595,7 +620,11 @@ def _share(part: torch.nn.Module, model: torch.nn.Module) -> float:
     small_label_weight_upper=1.0,
     small_labels="hinge",
     small_label_decay="none",
-    forget_push="loss",
+    forget_push="auto",
+    large_request="reset",
+    large_pushes=9.0,
+    large_lr=1e-3,
+    large_forget_batch=256,
     space={
         "epochs": Fixed(0),
         "min_steps": Int(20, 680, log=True),
@@ -621,8 +650,10 @@ def condensed(ctx: UnlearnContext):
     whole = bool(ctx.forgotten_classes()[forget_labels.cpu()].all())  # the request removes whole classes
     small = _small_request(ctx, o, whole)
     _check_options(o, parts)
-    o = {**o, "forget_match": forget_target(o, small)}
-    ctx.extra["profile"] = "whole classes" if whole else ("small request" if small else "per-sample")
+    kept = not (whole or small) and o["large_request"] == "keep"  # a large per-sample request, model kept whole
+    o = {**o, "forget_match": forget_target(o, small or kept), "forget_push": forget_push(o, kept)}
+    profile = "per-sample, kept whole" if kept else "per-sample"
+    ctx.extra["profile"] = "whole classes" if whole else ("small request" if small else profile)
     upper = None  # a small request's (anchor position, upper forget batch)
     label_weight = 1.0
     if small:  # a few images: keep the model, no augmentation, a few gentle steps (SMALL REQUESTS above)
@@ -641,7 +672,14 @@ def condensed(ctx: UnlearnContext):
         if not o["steps"] and not o["epochs"]:
             o["steps"] = steps
         ctx.options = o
-    if reset == "auto" and small:
+    if kept:  # LARGE REQUESTS above: no reset, no augmentation, a clean teacher, pushes per new image
+        steps, batch = large_steps(o, ctx.new_forget_count(), len(forget_labels))
+        o = {**o, "dsa": False, "teacher": "clean", "lr": o["large_lr"], "forget_batch": batch}
+        if not o["steps"] and not o["epochs"]:
+            o["steps"] = steps
+        ctx.extra["large_request"] = {k: o[k] for k in ("dsa", "teacher", "lr", "forget_batch", "forget_ce")}
+        ctx.options = o
+    if reset == "auto" and (small or kept):
         reset = "none"
     elif reset == "auto":  # whole classes removed: nothing to reset; per-sample forgetting: relearn the upper network
         reset = "none" if whole else "intermediate+final"
