@@ -369,7 +369,9 @@ def _check_options(o: dict, parts: dict) -> None:
     if o["large_request"] not in ("reset", "keep"):
         raise ConfigError(f"large_request must be reset or keep, got {o['large_request']!r}")
     if not (_number(o["large_pushes"]) and o["large_pushes"] > 0 and _number(o["large_lr"]) and o["large_lr"] > 0):
-        raise ConfigError(f"large_pushes and large_lr must be numbers > 0, got {o['large_pushes']!r}, {o['large_lr']!r}")
+        raise ConfigError(
+            f"large_pushes and large_lr must be numbers > 0, got {o['large_pushes']!r}, {o['large_lr']!r}"
+        )
     lb = o["large_forget_batch"]
     if not (isinstance(lb, int) and not isinstance(lb, bool) and lb >= 1):
         raise ConfigError(f"large_forget_batch must be an integer >= 1, got {lb!r}")
