@@ -192,6 +192,42 @@ def test_the_label_hinge_pulls_only_rows_whose_loss_rose_over_the_start_models()
     assert float(base(moved, x[idx], idx)) == pytest.approx(1.5 + float(term(moved, x[idx], idx)), rel=1e-5)
 
 
+def test_the_label_hold_pulls_rows_whose_loss_fell_back_up_too():
+    """small_labels=hold: |CE - CE of the start model| -- zero at the start, and a row whose loss fell under its
+    start (no pull under the hinge) adds as much as a row whose loss rose by the same amount."""
+    from unlearn.methods.condensed import _label_hinge
+
+    torch.manual_seed(0)
+    start = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 3))
+    x, y, w = torch.rand(4, 3, 2, 2), torch.tensor([0, 1, 2, 0]), torch.tensor([1.0, 2.0, 1.0, 3.0])
+    with torch.no_grad():
+        hold = _label_hinge(start(x), y, w, 0.5, None, hold=True)
+        hinge = _label_hinge(start(x), y, w, 0.5, None)
+    idx = torch.arange(4)
+    assert float(hold(start(x).detach(), x, idx)) == pytest.approx(0.0, abs=1e-6)
+    anchor = torch.nn.functional.cross_entropy(start(x), y, reduction="none").detach()
+    moved = start(x).detach()
+    moved[3, y[3]] += 2.0  # row 3's loss falls
+    fall = float(anchor[3] - torch.nn.functional.cross_entropy(moved[3:], y[3:]))
+    assert fall > 0 and float(hinge(moved, x, idx)) == pytest.approx(0.0, abs=1e-6)
+    assert float(hold(moved, x, idx)) == pytest.approx(0.5 * 3.0 * fall / float(w.sum()), rel=1e-4)
+
+
+def test_forget_draw_new_pushes_only_the_requests_new_images(setup, tmp_path):
+    """forget_draw=new: a stream request's forget term draws from its new images only (its batch is capped by
+    them); the default draws from everything forgotten so far. Recorded; a refused value is one ConfigError."""
+    data, mlp, cs = setup
+    earlier = list(range(0, 200, 10))  # 20 already forgotten
+    every = _request(mlp, data, cs, [5, 15], previous=earlier, tmp=tmp_path, forget_batch=64)
+    new = _request(mlp, data, cs, [5, 15], previous=earlier, tmp=tmp_path, forget_batch=64, forget_draw="new")
+    assert every.report["method_extra"]["forget_batch"] == 22 and every.report["method_extra"]["forget_draw"] == "all"
+    assert new.report["method_extra"]["forget_batch"] == 2 and new.report["method_extra"]["forget_draw"] == "new"
+    rank = _request(mlp, data, cs, [5, 15], previous=earlier, tmp=tmp_path, forget_match="rank", forget_draw="new")
+    assert rank.report["method_extra"]["forget_match"] == "rank"  # the rank target's mask follows the draw
+    with pytest.raises(ConfigError, match="forget_draw"):
+        _request(mlp, data, cs, [5, 15], previous=earlier, tmp=tmp_path, forget_draw="old")
+
+
 def test_small_labels_and_label_decay_reach_a_small_requests_training(setup, tmp_path):
     """small_labels=hinge replaces the cross-entropy on the labels (recorded, a different model); small_label_decay
     =sqrt divides the label weight by the square root of the stream's position (everything forgotten over the new

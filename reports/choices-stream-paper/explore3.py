@@ -56,6 +56,8 @@ toolkit changes):
   out its commit (round 11's other candidates pin what they ran).
 - round 12 (session 32, a probe at the rule of 5c06949; round 9's originals, draws and retraining): ``qc`` and
   ``qc-w0.3`` of reports/choices-stream100-paper's round 10 beside the rule; criterion in round12/README.md.
+- round 13 (session 33, at the rule of ab1f310; round 9's originals, draws and retraining): ``hold``, ``new`` and
+  ``qcn-w0.3`` of reports/choices-stream100-paper's round 11 beside the rule; criterion in round13/README.md.
 """
 
 import json
@@ -121,6 +123,18 @@ CANDS = {
     "qc": {"options": {"forget_match": "quantiles", "forget_push": "confidence", "forget_batch": 64}},
     "qc-w0.3": {
         "options": {"forget_match": "quantiles", "forget_push": "confidence", "forget_batch": 64, "forget_weight": 0.3}
+    },
+    # round 13: labels held at the start model's loss both ways; the forget batch drawn from the new images only
+    "hold": {"options": {"small_labels": "hold"}},
+    "new": {"options": {"forget_draw": "new"}},
+    "qcn-w0.3": {
+        "options": {
+            "forget_match": "quantiles",
+            "forget_push": "confidence",
+            "forget_batch": 64,
+            "forget_weight": 0.3,
+            "forget_draw": "new",
+        }
     },
 }
 ROUND6 = {"neighbours-tau0.8", "neighbours-tau0.6"}

@@ -70,6 +70,13 @@ to rerun it, check out b7d8eb9.
   the rule, in OUT/round10, reading round 6's retraining; with reports/choices-stream-paper's round 12. Criterion
   (round10/README.md there, fixed before the run): round 9's joint criterion; a candidate that meets it is adopted
   only after both test streams are rerun with it (not in session 32).
+- round 11 (session 33, at the rule of ab1f310): the rule's RA still creeps up about 0.1 a request on test, and
+  round 10's transport kept moving earlier requests' images: ``hold`` (``small_labels=hold``: each reduced-set row's
+  cross-entropy held at the request's start model's, pulled back up where it fell as well as down where it rose),
+  ``new`` (``forget_draw=new``: the forget batch drawn from the request's new images only), ``qcn-w0.3`` (round 10's
+  ``qc-w0.3`` drawn from the new images only), beside the rule, in OUT/round11, reading round 6's retraining; with
+  reports/choices-stream-paper's round 13. Criterion (round13/README.md there, fixed before the run): round 9's
+  joint criterion; a candidate that meets it is adopted, and both test streams are rerun with it.
 
 Ten successive requests of 100 images at DC-U's MLP settings (42,500 training images, FDM K=450 per class), each
 drawn uniformly from what is left (generator(S * 7919 + 2), written under OUT/streams/); seed S starts from the
@@ -160,7 +167,13 @@ ROUND9 = {  # after round 8 (labels at 0.5): RA still rose; labels that stop fit
 }  # each candidate pins the label rule it ran beside (the rule of 3678d22: fit, 0.25 / 0.5)
 _QC = {"forget_match": "quantiles", "forget_push": "confidence", "forget_batch": 64}
 ROUND10 = {"rule": {}, "qc": _QC, "qc-w0.3": {**_QC, "forget_weight": 0.3}}  # a probe of the MIA's signature
-LATE = {"round6": ROUND6, "round7": ROUND7, "round8": ROUND8, "round9": ROUND9, "round10": ROUND10}  # 7-10 read 6's
+ROUND11 = {  # session 33: the rule's RA still creeps ~0.1 a request; round 10's transport moved earlier images
+    "rule": {},
+    "hold": {"small_labels": "hold"},
+    "new": {"forget_draw": "new"},
+    "qcn-w0.3": {**_QC, "forget_weight": 0.3, "forget_draw": "new"},
+}
+LATE = {"round6": ROUND6, "round7": ROUND7, "round8": ROUND8, "round9": ROUND9, "round10": ROUND10, "round11": ROUND11}
 ALL = {**CANDS, **ROUND2, **ROUND3, **ROUND5}
 RETRAINED = ("", "round6")  # the rounds that retrain here (the others divide by round 1's retraining)
 
@@ -214,7 +227,7 @@ def report(out: Path) -> None:
         ref = retrain[seed].get(str(at))
         gaps.setdefault(name, {}).setdefault(at, []).append(gap(r, ref))
         ratios.setdefault(name, []).append(r["seconds"] / ref["seconds"])
-    names = list({**ALL, **ROUND6, **ROUND7, **ROUND8, **ROUND9, **ROUND10}) if late else list(ALL)
+    names = list({**ALL, **ROUND6, **ROUND7, **ROUND8, **ROUND9, **ROUND10, **ROUND11}) if late else list(ALL)
     order = lambda n: names.index(n) if n in names else 99  # noqa: E731
     lines = [
         "# 100-image requests of a stream: candidates for the small-request rule on validation",

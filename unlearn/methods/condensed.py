@@ -119,6 +119,8 @@ validation MIA (test figures are reported, never read), and by its time over ret
   images (at most the forget set), on every request. With 0, a small request's batch moves from the share at the
   lower anchor to ``small_forget_batch_upper`` (SMALL REQUESTS below). Explored on validation at 100-image requests
   of a stream (reports/choices-stream100-paper).
+* ``forget_draw`` (default ``all``) -- where the forget term draws its batch: ``all`` from everything forgotten so far
+  (a stream's earlier requests too), ``new`` from the request's new images only (``method_extra.forget_draw``).
 * ``epochs`` 0 (default) = auto: 6 epochs, sized so that a whole random-10% request stays well under 0.2x
   retraining's time on the cpu benchmark (1,000 images per class: 6 epochs of its 7,300-image reduced set are 174
   optimiser steps), raised when layers were re-initialised until they get at least ``min_steps`` (40) optimiser
@@ -144,7 +146,7 @@ validation MIA (test figures are reported, never read), and by its time over ret
   cross-entropy on its labels by ``relu(CE_i - CE0_i)``, CE0_i the request's start model's loss on row i (in eval
   mode, un-augmented), so a row pulls only where the request has raised its loss and the labels themselves never
   fit the retain set further (``fit``: the plain cross-entropy, the rule before session 32, which kept fitting it
-  request after request). The hinge is exactly zero at the start only for models without dropout or batch
+  request after request; ``hold``: ``|CE_i - CE0_i|``, a row whose loss fell is pulled back up too). The hinge is exactly zero at the start only for models without dropout or batch
   normalisation (the MLP, where it was chosen); elsewhere train-mode rows whose loss is over their eval-mode anchor
   pull from the first step. A step on the rows that pull still moves shared weights, so other rows' losses can fall
   a little (the 100-image stream's retain accuracy still creeps up about 0.1 point a request on test). Its weight is
@@ -304,6 +306,12 @@ def _with_forget_term(
     if not ctx.extra["forget_term"]:
         return extra
     xf, yf = ctx.forget()
+    earlier = torch.zeros(len(yf), dtype=torch.bool)  # the images of a stream's earlier requests
+    if ctx.previous is not None and len(ctx.previous):
+        earlier = torch.isin(ctx.split.forget.cpu(), ctx.previous.cpu())
+    if o["forget_draw"] == "new" and not earlier.all():  # only the request's new images are pushed
+        xf, yf, earlier = xf[~earlier.to(xf.device)], yf[~earlier.to(yf.device)], earlier[~earlier]
+    ctx.extra["forget_draw"] = o["forget_draw"]
     xf, yf = as_unit(xf).to(ctx.device), yf.to(ctx.device)
     share = max(1, round(int(o["batch_size"]) * len(yf) / max(len(x), 1)))
     if fb == 0 and upper is not None and upper[1] > 0:  # a small request: from the share towards the upper anchor's
@@ -320,7 +328,7 @@ def _with_forget_term(
         elif match in ("neighbours", "rank"):
             n_real = len(ctx.reduced.real_indices)
             if match == "rank" and n_real > 0 and y is not None:
-                per_image = _rank_losses(ctx, xf, yf, x[:n_real], y[:n_real], heldout, float(tau))
+                per_image = _rank_losses(ctx, xf, yf, x[:n_real], y[:n_real], heldout, float(tau), earlier)
             else:  # rank with no trained image in the reduced set falls back to the neighbours (recorded)
                 if match == "rank":
                     ctx.extra["forget_match_fallback"] = "neighbours"
@@ -393,6 +401,8 @@ def _check_options(o: dict, parts: dict) -> None:
     fb = o["forget_batch"]
     if not (isinstance(fb, int) and not isinstance(fb, bool) and fb >= 0):
         raise ConfigError(f"forget_batch must be an integer >= 0 (0 = the forget set's share), got {fb!r}")
+    if o["forget_draw"] not in ("all", "new"):
+        raise ConfigError(f"forget_draw must be all or new, got {o['forget_draw']!r}")
 
 
 NEIGHBOURS = 10  # validation images per forget image whose losses set its target (forget_match=neighbours)
@@ -419,19 +429,17 @@ def _neighbour_losses(ctx: UnlearnContext, xf: torch.Tensor, yf: torch.Tensor, h
     return out
 
 
-def _rank_losses(ctx, xf, yf, xr, yr, heldout, tau: float) -> torch.Tensor:
+def _rank_losses(ctx, xf, yf, xr, yr, heldout, tau: float, earlier: torch.Tensor) -> torch.Tensor:
     """Per forget image: tau times the validation loss at the quantile its own loss holds among the original's
     losses on trained images (the reduced set's real ones): a memorised image keeps its rank, moved onto the
-    distribution of images the model never saw. An earlier request's image (a stream: ``ctx.previous``) is held at
-    its current loss: the model no longer trains on it, so its rank among trained images means nothing."""
+    distribution of images the model never saw. An earlier request's image (a stream: ``earlier``, a mask over
+    ``xf``) is held at its current loss: the model no longer trains on it, so its rank among trained images means
+    nothing."""
     bf16 = bool(ctx.options["bf16"])
     seen = evaluate(ctx.original, xr, yr, bf16=bf16).losses.to(ctx.device)
     mine = evaluate(ctx.original, xf, yf, bf16=bf16).losses.to(ctx.device)
     target = tau * rank_transport(mine, seen, heldout)
-    if ctx.previous is not None and len(ctx.previous):
-        earlier = torch.isin(ctx.split.forget, ctx.previous.to(ctx.split.forget.device)).to(ctx.device)
-        target = torch.where(earlier, mine, target)
-    return target
+    return torch.where(earlier.to(ctx.device), mine, target)
 
 
 def rank_transport(mine: torch.Tensor, seen: torch.Tensor, heldout: torch.Tensor) -> torch.Tensor:
@@ -509,8 +517,8 @@ def _small_request(ctx: UnlearnContext, o: dict, whole: bool) -> bool:
     for k in ("small_label_weight", "small_label_weight_upper"):
         if not (_number(o[k]) and o[k] > 0):
             raise ConfigError(f"{k} must be a number > 0, got {o[k]!r}")
-    if o["small_labels"] not in ("fit", "hinge"):
-        raise ConfigError(f"small_labels must be fit or hinge, got {o['small_labels']!r}")
+    if o["small_labels"] not in ("fit", "hinge", "hold"):
+        raise ConfigError(f"small_labels must be fit, hinge or hold, got {o['small_labels']!r}")
     if o["small_label_decay"] not in ("none", "sqrt"):
         raise ConfigError(f"small_label_decay must be none or sqrt, got {o['small_label_decay']!r}")
     if not (_number(o["small_neighbours_scale"]) and o["small_neighbours_scale"] > 0):
@@ -546,18 +554,20 @@ def stream_position(ctx: UnlearnContext) -> float:
     return len(ctx.split.forget) / max(ctx.new_forget_count(), 1)
 
 
-def _label_hinge(start: torch.Tensor, y: torch.Tensor, w: torch.Tensor, weight: float, extra):
+def _label_hinge(start: torch.Tensor, y: torch.Tensor, w: torch.Tensor, weight: float, extra, hold: bool = False):
     """``small_labels="hinge"``: the loss on the labels becomes ``weight`` times the weighted mean over the batch of
     ``relu(CE_i - CE0_i)``, CE0_i the request's start model's cross-entropy on reduced-set row i, read off ``start``,
     its logits on the un-augmented rows (a small request trains without DSA). A row pulls only once its loss has
     risen over where the start model had it, so the labels repair what the request's forget term disturbs and never
-    fit the retain set further."""
+    fit the retain set further. ``hold`` (``small_labels="hold"``): ``|CE_i - CE0_i|``, a row whose loss fell under
+    its start is pulled back up too, so the labels hold where the request found them."""
     y, w = y.to(start.device), w.to(start.device).float()
     anchor = F.cross_entropy(start.float(), y, reduction="none")
 
     def term(logits, inputs, idx):
         ce = F.cross_entropy(logits.float(), y[idx], reduction="none")
-        hinge = (w[idx] * torch.relu(ce - anchor[idx])).sum() / w[idx].sum()
+        moved = (ce - anchor[idx]).abs() if hold else torch.relu(ce - anchor[idx])
+        hinge = (w[idx] * moved).sum() / w[idx].sum()
         base = extra(logits, inputs, idx) if extra is not None else 0.0
         return base + weight * hinge
 
@@ -638,6 +648,7 @@ def _share(part: torch.nn.Module, model: torch.nn.Module) -> float:
     small_labels="hinge",
     small_label_decay="none",
     forget_push="auto",
+    forget_draw="all",
     large_request="reset",
     large_pushes=9.0,
     large_lr=1e-3,
@@ -721,13 +732,13 @@ def condensed(ctx: UnlearnContext):
     if o["dsa"]:
         strategy = DIGITS_STRATEGY if info.name in ("mnist", "svhn") else DEFAULT_STRATEGY
         augment = DSA(info.image_shape, info.mean, strategy).to(ctx.device)
-    hinge = small and o["small_labels"] == "hinge"
+    hinge = small and o["small_labels"] in ("hinge", "hold")
     clean = None  # the start model's logits on the un-augmented reduced set, read once for the hinge and the teacher
     if hinge:
         clean = embed(ctx.original, x, device=ctx.device, bf16=bool(o["bf16"]), logits=True)
     extra = _distillation(ctx, x, o, teacher, clean)
     if hinge:  # the labels only repair (above): fit trains on the extra loss alone
-        extra, label_weight = _label_hinge(clean, y, w, label_weight, extra), 0.0
+        extra, label_weight = _label_hinge(clean, y, w, label_weight, extra, o["small_labels"] == "hold"), 0.0
     extra = _with_forget_term(ctx, model, extra, x, o, whole, y, upper)
     train_modules = None
     if o["freeze_kept"] and reset != "none":  # train only what was re-initialised; the kept layers stay as they are
