@@ -148,8 +148,8 @@ validation MIA (test figures are reported, never read), and by its time over ret
   fit the retain set further (``fit``: the plain cross-entropy, the rule before session 32, which kept fitting it
   request after request; ``hold``: ``|CE_i - CE0_i|``, a row whose loss fell is pulled back up too). The hinge is
   exactly zero at the start only for models without dropout or batch normalisation (the MLP, where it was chosen);
-  elsewhere train-mode rows whose loss is over their eval-mode anchor pull from the first step. A step on the rows that pull still moves shared weights, so other rows' losses can fall
-  a little (the 100-image stream's retain accuracy still creeps up about 0.1 point a request on test). Its weight is
+  elsewhere train-mode rows whose loss is over their eval-mode anchor pull from the first step. A step on the rows
+  that pull still moves shared weights, so other rows' losses can fall a little (the 100-image stream's retain accuracy still creeps up about 0.1 point a request on test). Its weight is
   ``small_label_weight`` (1) at the lower anchor and ``small_label_weight_upper`` (1) at the upper one, and
   ``small_label_decay=sqrt`` (not the default) divides it by the square root of the stream's position
   (``stream_position``). The distillation and the forget term keep their weights. The target is ``forget_match``, whose ``auto`` default
