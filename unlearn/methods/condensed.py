@@ -142,17 +142,18 @@ validation MIA (test figures are reported, never read), and by its time over ret
   ``small_images`` (10), ``small_steps`` (40) at ``small_lr`` (1e-4) with the forget set's share of a batch as the
   forget batch; from ``small_images_upper`` (100), ``small_steps_upper`` (100) at ``small_lr_upper`` (3e-4) with
   a forget batch of ``small_forget_batch_upper`` (64; 0 keeps the share; an explicit ``forget_batch`` wins
-  everywhere). The labels only repair: ``small_labels`` (default ``hinge``) replaces the reduced set's
-  cross-entropy on its labels by ``relu(CE_i - CE0_i)``, CE0_i the request's start model's loss on row i (in eval
-  mode, un-augmented), so a row pulls only where the request has raised its loss and the labels themselves never
-  fit the retain set further (``fit``: the plain cross-entropy, the rule before session 32, which kept fitting it
-  request after request; ``hold``: ``|CE_i - CE0_i|``, a row whose loss fell is pulled back up too). The hinge is
-  exactly zero at the start only for models without dropout or batch normalisation (the MLP, where it was chosen);
-  elsewhere train-mode rows whose loss is over their eval-mode anchor pull from the first step. A step on the rows
-  that pull still moves shared weights, so other rows' losses can fall a little (the 100-image stream's retain accuracy still creeps up about 0.1 point a request on test). Its weight is
-  ``small_label_weight`` (1) at the lower anchor and ``small_label_weight_upper`` (1) at the upper one, and
-  ``small_label_decay=sqrt`` (not the default) divides it by the square root of the stream's position
-  (``stream_position``). The distillation and the forget term keep their weights. The target is ``forget_match``, whose ``auto`` default
+  everywhere). The labels only repair: ``small_labels`` (default ``hinge``) replaces the reduced set's cross-entropy
+  on its labels by ``relu(CE_i - CE0_i)``, CE0_i the request's start model's loss on row i (in eval mode,
+  un-augmented), so a row pulls only where the request has raised its loss and the labels themselves never fit the
+  retain set further (``fit``: the plain cross-entropy, the rule before session 32, which kept fitting it request
+  after request; ``hold``: ``|CE_i - CE0_i|``, a row whose loss fell is pulled back up too). The hinge is exactly zero
+  at the start only for models without dropout or batch normalisation (the MLP, where it was chosen); elsewhere
+  train-mode rows whose loss is over their eval-mode anchor pull from the first step. A step on the rows that pull
+  still moves shared weights, so other rows' losses can fall a little (the 100-image stream's retain accuracy still
+  creeps up about 0.1 point a request on test). Its weight is ``small_label_weight`` (1) at the lower anchor and
+  ``small_label_weight_upper`` (1) at the upper one, and ``small_label_decay=sqrt`` (not the default) divides it by
+  the square root of the stream's position (``stream_position``). The distillation and the forget term keep their
+  weights. The target is ``forget_match``, whose ``auto`` default
   is ``neighbours`` on a small request (each forget image up to its own never-seen level; with
   ``forget_ce_unit=nats``, ``mean``); the per-example target's tau is ``forget_ce`` times
   ``small_neighbours_scale`` (0.6) at the lower anchor and ``forget_ce`` at the upper one (the mean and quantile
