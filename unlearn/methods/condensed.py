@@ -120,7 +120,9 @@ validation MIA (test figures are reported, never read), and by its time over ret
   lower anchor to ``small_forget_batch_upper`` (SMALL REQUESTS below). Explored on validation at 100-image requests
   of a stream (reports/choices-stream100-paper).
 * ``forget_draw`` (default ``all``) -- where the forget term draws its batch: ``all`` from everything forgotten so far
-  (a stream's earlier requests too), ``new`` from the request's new images only (``method_extra.forget_draw``).
+  (a stream's earlier requests too), ``new`` from the request's new images only (``method_extra.forget_draw``; on
+  the 10-image stream the earlier requests' images, no longer pushed, drifted back: reports/choices-stream-paper,
+  round 13).
 * ``epochs`` 0 (default) = auto: 6 epochs, sized so that a whole random-10% request stays well under 0.2x
   retraining's time on the cpu benchmark (1,000 images per class: 6 epochs of its 7,300-image reduced set are 174
   optimiser steps), raised when layers were re-initialised until they get at least ``min_steps`` (40) optimiser
@@ -146,7 +148,8 @@ validation MIA (test figures are reported, never read), and by its time over ret
   on its labels by ``relu(CE_i - CE0_i)``, CE0_i the request's start model's loss on row i (in eval mode,
   un-augmented), so a row pulls only where the request has raised its loss and the labels themselves never fit the
   retain set further (``fit``: the plain cross-entropy, the rule before session 32, which kept fitting it request
-  after request; ``hold``: ``|CE_i - CE0_i|``, a row whose loss fell is pulled back up too). The hinge is exactly zero
+  after request; ``hold``: ``|CE_i - CE0_i|``, a row whose loss fell is pulled back up too; it overshot on both
+  streams, retain accuracy falling request after request: reports/choices-stream-paper/round13). The hinge is exactly zero
   at the start only for models without dropout or batch normalisation (the MLP, where it was chosen); elsewhere
   train-mode rows whose loss is over their eval-mode anchor pull from the first step. A step on the rows that pull
   still moves shared weights, so other rows' losses can fall a little (the 100-image stream's retain accuracy still
