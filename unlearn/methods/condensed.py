@@ -149,8 +149,8 @@ validation MIA (test figures are reported, never read), and by its time over ret
   un-augmented), so a row pulls only where the request has raised its loss and the labels themselves never fit the
   retain set further (``fit``: the plain cross-entropy, the rule before session 32, which kept fitting it request
   after request; ``hold``: ``|CE_i - CE0_i|``, a row whose loss fell is pulled back up too; it overshot on both
-  streams, retain accuracy falling request after request: reports/choices-stream-paper/round13). The hinge is exactly zero
-  at the start only for models without dropout or batch normalisation (the MLP, where it was chosen); elsewhere
+  streams, retain accuracy falling request after request: reports/choices-stream-paper/round13). The hinge is exactly
+  zero at the start only for models without dropout or batch normalisation (the MLP, where it was chosen); elsewhere
   train-mode rows whose loss is over their eval-mode anchor pull from the first step. A step on the rows that pull
   still moves shared weights, so other rows' losses can fall a little (the 100-image stream's retain accuracy still
   creeps up about 0.1 point a request on test). Its weight is ``small_label_weight`` (1) at the lower anchor and
