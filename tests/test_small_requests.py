@@ -223,7 +223,7 @@ def test_forget_draw_new_pushes_only_the_requests_new_images(setup, tmp_path):
     assert every.report["method_extra"]["forget_batch"] == 22 and every.report["method_extra"]["forget_draw"] == "all"
     assert new.report["method_extra"]["forget_batch"] == 2 and new.report["method_extra"]["forget_draw"] == "new"
     rank = _request(mlp, data, cs, [5, 15], previous=earlier, tmp=tmp_path, forget_match="rank", forget_draw="new")
-    assert rank.report["method_extra"]["forget_match"] == "rank"  # the rank target's mask follows the draw
+    assert rank.report["method_extra"]["forget_match"] == "rank"  # runs: the rank mask is over the drawn images
     with pytest.raises(ConfigError, match="forget_draw"):
         _request(mlp, data, cs, [5, 15], previous=earlier, tmp=tmp_path, forget_draw="old")
 
@@ -320,7 +320,7 @@ def test_a_large_request_kept_whole_gives_each_new_image_its_pushes(setup, tmp_p
     assert reset.report["method_extra"]["profile"] == "per-sample"
     assert reset.report["method_extra"]["forget_push"] == "loss"  # auto: the loss wherever the model is reset
     assert kept.report["retain_acc"] >= 0.99 and kept.report["forget_acc"] < 0.5  # forgets, and keeps the rest
-    assert reset.report["forget_acc"] > 0.9  # what the registered rule leaves here, with the same forget target
+    assert reset.report["forget_acc"] > 0.9  # what the registered rule (reset, mean target, loss push) leaves here
     changed = any(not torch.equal(a, b) for a, b in zip(kept.model.state_dict().values(), mlp.state_dict().values()))
     assert changed
     # a stream's second request: only its new images set the steps; the batch is capped by the forget set
