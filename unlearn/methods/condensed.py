@@ -217,8 +217,12 @@ validation MIA (test figures are reported, never read), and by its time over ret
   DC-U's MLP settings on random 10%, validation figures): keeping the model whole with the confidence push, 150 steps
   of 256 forget images (about 9 pushes per image), halved the reset rule's val gap to retraining (8.4 against 16.1)
   at a third of its time (0.08x against 0.25x); retain accuracy stayed about 5 points under retraining's and the
-  validation MIA about 6 over. Round 5 chose the budget and whether it is the default across DC-U's settings, the
-  choices suite's MLP and CNN and the demo's original (reports/choices-large-paper/README.md).
+  validation MIA about 6 over. Round 5 (reports/choices-large-paper/round5/cross.md; criterion fixed before the run)
+  read four settings (DC-U's MLP, the choices suite's MLP and CNN, the demo's 12-epoch CNN): 13 pushes came closest
+  on average and on three of the four, but ran longer than the reset rule on the demo's original, so ``reset``
+  stays the default. On test (reports/default-dcu-mlp and default-dcu-mlp-requests, the ``condensed-keep`` rows) it
+  is closer than the default on random 10% and 5,000 indices, over-forgets a 500-index request and compounds over
+  successive 10% requests.
 """
 
 import math
