@@ -328,6 +328,12 @@ def test_a_large_request_kept_whole_gives_each_new_image_its_pushes(setup, tmp_p
     nxt = _request(kept.model, data, cs, second, previous=first, tmp=tmp_path, large_request="keep", large_pushes=3)
     assert nxt.report["forget_size"] == 40 and nxt.report["method_extra"]["forget_batch"] == 40
     assert nxt.report["method_extra"]["steps"] == 2  # ceil(3 * 20 / 40)
+    drawn = _request(
+        kept.model, data, cs, second, previous=first, tmp=tmp_path, large_request="keep", large_pushes=3,
+        forget_draw="new",
+    )  # fmt: skip
+    assert drawn.report["method_extra"]["forget_batch"] == 20  # the batch is capped by the new images it draws
+    assert drawn.report["method_extra"]["steps"] == 3  # ceil(3 * 20 / 20): still 3 pushes per new image
     given = _request(mlp, data, cs, first, tmp=tmp_path, large_request="keep", forget_push="loss", steps=5)
     assert given.report["method_extra"]["forget_push"] == "loss" and given.report["method_extra"]["steps"] == 5
 

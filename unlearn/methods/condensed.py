@@ -582,12 +582,13 @@ def _label_hinge(start: torch.Tensor, y: torch.Tensor, w: torch.Tensor, weight: 
     return term
 
 
-def large_steps(o: dict, new: int, forgotten: int) -> tuple[int, int]:
+def large_steps(o: dict, new: int, pool: int) -> tuple[int, int]:
     """(steps, forget batch) of a large per-sample request kept whole (``large_request=keep``) that adds ``new``
-    images to ``forgotten`` forgotten so far: each step draws ``forget_batch`` forget images (``large_forget_batch``
-    where ``forget_batch`` is 0; at most the forget set), and the steps give each new image ``large_pushes`` pushes
-    on average, ``ceil(large_pushes * new / batch)``: the budget follows the request, not the dataset's scale."""
-    batch = min(int(o["forget_batch"]) or int(o["large_forget_batch"]), max(forgotten, 1))
+    images, its forget term drawing from ``pool`` images (everything forgotten so far, or the new ones with
+    ``forget_draw=new``): each step draws ``forget_batch`` forget images (``large_forget_batch`` where ``forget_batch``
+    is 0; at most the pool), and the steps give each new image ``large_pushes`` pushes on average,
+    ``ceil(large_pushes * new / batch)``: the budget follows the request, not the dataset's scale."""
+    batch = min(int(o["forget_batch"]) or int(o["large_forget_batch"]), max(pool, 1))
     return max(1, math.ceil(float(o["large_pushes"]) * max(new, 1) / batch)), batch
 
 
@@ -709,7 +710,8 @@ def condensed(ctx: UnlearnContext):
             o["steps"] = steps
         ctx.options = o
     if kept:  # LARGE REQUESTS above: no reset, no augmentation, a clean teacher, pushes per new image
-        steps, batch = large_steps(o, ctx.new_forget_count(), len(forget_labels))
+        pool = ctx.new_forget_count() if o["forget_draw"] == "new" else len(forget_labels)  # what a batch draws from
+        steps, batch = large_steps(o, ctx.new_forget_count(), pool)
         o = {**o, "dsa": False, "teacher": "clean", "lr": o["large_lr"], "forget_batch": batch}
         if not o["steps"] and not o["epochs"]:
             o["steps"] = steps
