@@ -58,10 +58,14 @@ def default_candidates(kind: str, dataset: str, model: str, report: str | Path) 
     except (OSError, KeyError, TypeError, json.JSONDecodeError) as err:
         raise ConfigError(f"cannot read the benchmark report {p} for the default candidates: {err}") from None
     forget = "class" if kind == "class" else "random"
+    # a policy table of the report (its rows labelled "METHOD (full|reduced)", with its own retraining row) ranks
+    # the policy's candidates, not the methods: only the leaderboards' tables are read
+    policy_tables = {r.get("experiment") for r in rows if r.get("method") not in METHODS}
     table = [
         r
         for r in rows
-        if r.get("model") == model
+        if r.get("experiment") not in policy_tables
+        and r.get("model") == model
         and str(r.get("experiment", "")).split("-")[0] == dataset
         and str(r.get("forget", "")).startswith(forget)
     ]

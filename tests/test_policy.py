@@ -154,3 +154,35 @@ def test_the_docs_policy_table_puts_each_gap_under_its_own_column(tmp_path):
     row = next(ln for ln in text.splitlines() if ln.startswith("| `condensed`"))
     cells = dict(zip([c.strip() for c in header.split("|")], [c.strip() for c in row.split("|")]))
     assert cells["RA gap"] == "`0.01`" and cells["FA gap"] == "`0.25`", cells
+
+
+def test_default_candidates_read_the_leaderboard_not_a_policy_table_beside_it(tmp_path):
+    """A benchmark report also holds policy tables (rows labelled "METHOD (full|reduced)" with their own retraining
+    row): the default candidates are ranked on the leaderboard's table alone, against its own retraining."""
+    from experiments.policy import default_candidates
+
+    def row(experiment, method, ra, forget="random:0.1"):
+        return {
+            "experiment": experiment,
+            "model": "mlp",
+            "forget": forget,
+            "method": method,
+            "retain_acc": ra,
+            "forget_acc": 0.5,
+            "val_acc": 0.5,
+        }
+
+    rows = [
+        row("cifar10-retain-sources", "retrain", 0.0),  # listed first: it must not be the reference
+        row("cifar10-retain-sources", "finetune (full)", 0.0),
+        row("cifar10-retain-sources", "kde (reduced)", 0.0),
+        row("cifar10", "retrain", 0.9),
+        row("cifar10", "kde", 0.5),
+        row("cifar10", "finetune", 0.85),
+        row("cifar10", "salun", 0.7),
+    ]
+    path = tmp_path / "report.json"
+    path.write_text(json.dumps({"rows": rows}))
+    names, picked = default_candidates("large", "cifar10", "mlp", path)
+    assert names == ["finetune", "salun", "kde", "condensed", "dcu-reference"]
+    assert "random table" in picked
