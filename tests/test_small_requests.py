@@ -435,3 +435,16 @@ def test_the_rank_target_holds_an_earlier_requests_images_where_they_are(setup, 
     second = _request(first.model, data, cs, [3, 70], previous=[3], tmp=tmp_path, **opts)
     assert second.report["method_extra"]["forget_match"] == "rank"
     assert confidence(second.model, 3) > confidence(first.model, 3) - 1.0
+
+
+def test_a_policy_search_picks_the_large_request_rule():
+    """Both large-request rules and the kept rule's pushes are in condensed's search space, so `experiments tune
+    --policy large` chooses the rule per setting (optuna distributions, as a study draws them)."""
+    from experiments.hpsearch import distributions
+    from unlearn.methods import METHODS
+
+    dists, _ = distributions(METHODS.get("condensed").space, 30)
+    assert tuple(dists["large_request"].choices) == ("reset", "keep")
+    pushes = dists["large_pushes"]
+    assert (pushes.low, pushes.high, pushes.log) == (3.0, 20.0, True)
+    assert METHODS.get("condensed").defaults["large_pushes"] == 9.0  # the registered value lies inside the range

@@ -222,7 +222,8 @@ validation MIA (test figures are reported, never read), and by its time over ret
   on average and on three of the four, but ran longer than the reset rule on the demo's original, so ``reset``
   stays the default. On test (reports/default-dcu-mlp and default-dcu-mlp-requests, the ``condensed-keep`` rows) it
   is closer than the default on random 10% and 5,000 indices, over-forgets a 500-index request and compounds over
-  successive 10% requests.
+  successive 10% requests. Both rules are in the search space (``large_request``, with ``large_pushes`` from 3 to
+  20), so a policy search (`experiments tune --policy large`) picks the rule for its setting.
 """
 
 import math
@@ -670,6 +671,8 @@ def _share(part: torch.nn.Module, model: torch.nn.Module) -> float:
         "keep": Float(0.0, 0.95),
         "forget_ce": Float(0.0, 2.0),
         "forget_match": Choice(("mean", "neighbours")),
+        "large_request": Choice(("reset", "keep")),  # a policy search picks the large-request rule per setting
+        "large_pushes": Float(3.0, 20.0, log=True),
     },
 )  # epochs stay auto: min_steps sizes the training
 def condensed(ctx: UnlearnContext):
