@@ -26,13 +26,22 @@ from typing import Any
 import torch
 
 from dcforget.errors import ConfigError
+from dcforget.forget import ForgetSpec
 from dcforget.runtime import generator
 from unlearn.methods import METHODS
 from unlearn.request import unlearn_request
 
 from ..report import add_reference, lookup, mean_std
 from ..workspace import KINDS, Cell, Experiment, Kind, Workspace
-from .unlearn import METRICS, method_options, resolve_method, variant_retain
+from .unlearn import (
+    METRICS,
+    default_request,
+    follows_policy,
+    method_options,
+    policy_inputs,
+    resolve_method,
+    variant_retain,
+)
 
 
 def _cells(exp: Experiment, seeds: int) -> list[Cell]:
@@ -80,7 +89,7 @@ def _run(cell: Cell, exp: Experiment, ws: Workspace) -> dict[str, Any]:
     if method == "dcu-reference":
         model, artefacts = ws.offline(arch, seed=start)
         condensed = ws.condensed(arch, offline=True, seed=start)
-    elif METHODS.get(method).needs_condensed or retain == "reduced":
+    elif follows_policy(exp, label) or METHODS.get(method).needs_condensed or retain == "reduced":
         condensed = ws.condensed(arch, seed=start)
     forgotten = torch.zeros(n, dtype=torch.bool)
     g = generator(cell.seed * 7919 + 1)
@@ -98,25 +107,31 @@ def _run(cell: Cell, exp: Experiment, ws: Workspace) -> dict[str, Any]:
         if method == "retrain" and c + 1 not in reference_at:
             out.append(None)  # retraining is the reference only after the requests named in reference_at
             continue
+        chosen, source, options, line = method, retain, None, None
+        if follows_policy(exp, label):  # each request as `unlearn --from-condensed` answers it without --method
+            chosen, source, options, line = default_request(
+                ws, arch, start, ForgetSpec.parse(f"indices:{path}"), previous
+            )
         res = unlearn_request(
             model,
             data,
             f"indices:{path}",
-            method,
+            chosen,
             device=ws.device,
             seed=cell.seed,
             quiet=True,
-            options=method_options(exp, ws.preset, label, arch),
+            options=method_options(exp, ws.preset, label, arch) if options is None else options,
             condensed=condensed,
             previous_forget=previous,
             artefacts=artefacts,
-            retain=retain,
+            retain=source,
         )
         if method != "retrain":
             model = res.model
         r = res.report
         out.append(
             {
+                **({"policy": line, "policy_method": chosen} if line is not None else {}),
                 **{k: r[k] for k in METRICS},
                 "seconds": r["time"]["total_s"],
                 "forget_size": r["forget_size"],
@@ -162,6 +177,7 @@ def _rows(exp: Experiment, cells: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 if ratios:
                     row["time_ratio"], row["time_ratio_std"] = mean_std(ratios)
                 reduced = [c["result"]["cycles"][i].get("reduced_size") for c in done]
+                lines = [x for x in dict.fromkeys(c["result"]["cycles"][i].get("policy") for c in done) if x]
                 if all(isinstance(v, int) for v in reduced):
                     row["extra"] = (
                         f"reduced set {mean_std([float(v) for v in reduced])[0]:.0f} of "
@@ -172,6 +188,8 @@ def _rows(exp: Experiment, cells: list[dict[str, Any]]) -> list[dict[str, Any]]:
                             else ""
                         )
                     )
+                if lines:  # which entry (or fallback) each request of a policy row followed
+                    row["extra"] = "; ".join([*lines, *([row["extra"]] if row.get("extra") else [])])
                 ref = lookup(ref_tree, [i + 1, method])
                 if isinstance(ref, list):
                     add_reference(row, ref, lookup(ref_tree, [i + 1, "retrain"]), flag=exp.spec.get("flag", True))
@@ -179,4 +197,9 @@ def _rows(exp: Experiment, cells: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return rows
 
 
-KINDS.register("successive")(Kind(_cells, _run, _rows))
+def _inputs(cell: Cell, exp: Experiment, preset: dict[str, Any]) -> dict[str, Any] | None:
+    """A ``policy = true`` row's policy and tuned files (a new policy recomputes it)."""
+    return {"policy": policy_inputs()} if follows_policy(exp, cell.key["method"]) else None
+
+
+KINDS.register("successive")(Kind(_cells, _run, _rows, inputs=_inputs))

@@ -8,6 +8,13 @@ also say where its artefacts come from: ``remembrance = "test"`` (the offline ph
 ``offline = {...}`` and ``condense = {...}`` (options of the offline phase and of the condenser over the preset's;
 ``"@MODEL" = {...}`` inside either applies to one model only). Such artefacts are files of their own.
 
+A variant ``policy = true`` (alone) is *the default as a user gets it*: the row runs what `unlearn
+--from-condensed FILE` does without ``--method`` on the cell's original checkpoint -- the policy entry for the
+request's kind and the checkpoint's setting (``unlearn.policy.choose_policy``, read from the checkpoint file's own
+metadata), or the fallback (the registered default method with a tuned file fitting the setting, if any) -- with
+the condensed file always served, and records the line `unlearn` prints (the row's note). Every policy and tuned
+file joins such a cell's digest, so a new policy recomputes it.
+
 A ``forget`` entry ``indices:PATH`` with a relative PATH names an index file under the configs folder (e.g.
 ``indices:experiments/dcu/forget-500.txt``), found wherever the experiment files are (a clone or an installed
 copy), not relative to the working directory; the file's bytes join the cell's digest, so editing it recomputes
@@ -26,7 +33,7 @@ import torch
 from dcforget.config import config_dirs
 from dcforget.errors import ConfigError
 from dcforget.forget import ForgetSpec
-from unlearn.methods import METHODS
+from unlearn.methods import DEFAULT_METHOD, METHODS
 from unlearn.request import kept_class_accuracy, unlearn_request
 
 from ..report import add_reference, lookup, mean_std
@@ -35,15 +42,29 @@ from ..workspace import KINDS, Cell, Experiment, Kind, Workspace
 METRICS = ("retain_acc", "forget_acc", "test_acc", "mia")
 
 
-VARIANT_KEYS = {"method", "options", "remembrance", "offline", "condense", "retain"}
+VARIANT_KEYS = {"method", "options", "remembrance", "offline", "condense", "retain", "policy"}
+
+
+def follows_policy(exp: Experiment, label: str) -> bool:
+    """Whether the ``methods`` entry ``label`` is a ``policy = true`` variant (module docstring)."""
+    variant = exp.spec.get("variants", {}).get(label)
+    return isinstance(variant, dict) and "policy" in variant
 
 
 def resolve_method(exp: Experiment, label: str) -> tuple[str, dict[str, Any]]:
-    """(registered method, the variant's own options) of a ``methods`` entry."""
+    """(registered method, the variant's own options) of a ``methods`` entry; for a ``policy = true`` variant the
+    fallback method (the run resolves the policy: :func:`default_request`)."""
     variant = exp.spec.get("variants", {}).get(label)
     if variant is None:
         METHODS.get(label)
         return label, {}
+    if isinstance(variant, dict) and "policy" in variant:
+        if variant["policy"] is not True or set(variant) != {"policy"}:
+            raise ConfigError(
+                f"experiment {exp.name}: variant {label!r}: policy = true stands alone (the row runs what `unlearn "
+                "--from-condensed FILE` does without --method)"
+            )
+        return DEFAULT_METHOD, {}
     if not isinstance(variant, dict) or not isinstance(variant.get("method"), str):
         raise ConfigError(f'experiment {exp.name}: variant {label!r} needs method = "NAME"')
     stray = sorted(set(variant) - VARIANT_KEYS)
@@ -75,6 +96,36 @@ def variant_retain(exp: Experiment, label: str) -> str:
     """The retain set a ``methods`` entry trains on: a variant's ``retain = "reduced"`` (the condensed file's
     reduced set, ``UnlearnContext.retain``), else the full retain set."""
     return exp.spec.get("variants", {}).get(label, {}).get("retain", "full")
+
+
+def default_request(
+    ws: Workspace, arch: str, seed: int, spec: ForgetSpec, forgotten: list[int] | tuple[int, ...] = ()
+) -> tuple[str, str, dict[str, Any], str]:
+    """(method, retain source, options, the line `unlearn` prints) of a request that names no method, on ``arch``'s
+    original of ``seed`` having forgotten ``forgotten``: the policy entry that fits the checkpoint file's setting, or
+    the fallback with the tuned file that fits it (as ``unlearn.request.UnlearnRequest.prepare``)."""
+    from dcforget.checkpoint import read_checkpoint_meta
+    from unlearn.policy import choose_policy
+    from unlearn.tuned import checkpoint_setting, choose_tuned
+
+    ws.original(arch, seed)  # made (or read back) first: its file carries the setting
+    meta = read_checkpoint_meta(ws.original_path(arch, seed))[0]
+    here = checkpoint_setting(meta, spec)
+    choice = choose_policy(spec, here, list(forgotten))
+    options = choice.options
+    if choice.entry is None:
+        tuned = choose_tuned(choice.method, here, METHODS.get(choice.method).defaults, spec).tuned
+        options = dict(tuned.options) if tuned is not None else {}
+    return choice.method, choice.retain, options, choice.line(here)
+
+
+def policy_inputs() -> str:
+    """A digest of every policy and tuned file under the configs folders: what a ``policy = true`` row may follow."""
+    h = hashlib.sha256()
+    for base in config_dirs():
+        for f in sorted([*Path(base).glob("policy/*/*.json"), *Path(base).glob("tuned/*/*/*.json")]):
+            h.update(f.relative_to(base).as_posix().encode() + b"\0" + f.read_bytes() + b"\0")
+    return h.hexdigest()
 
 
 def method_options(exp: Experiment, preset: dict[str, Any], method: str, arch: str) -> dict[str, Any]:
@@ -198,11 +249,15 @@ def forget_spec(text: str) -> ForgetSpec:
 
 
 def _unlearn_inputs(cell: Cell, exp: Experiment, preset: dict[str, Any]) -> dict[str, Any] | None:
-    """The bytes of an ``indices:`` forget file (the spec's text alone would not notice an edited file)."""
+    """The bytes of an ``indices:`` forget file (the spec's text alone would not notice an edited file), and for a
+    ``policy = true`` row the policy and tuned files it may follow."""
+    out: dict[str, Any] = {}
     path = forget_spec(cell.key["forget"]).path
-    if path is None:
-        return None
-    return {"indices": hashlib.sha256(Path(path).read_bytes()).hexdigest()}
+    if path is not None:
+        out["indices"] = hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    if follows_policy(exp, cell.key["method"]):
+        out["policy"] = policy_inputs()
+    return out or None
 
 
 def _uses(method: str, axis: str) -> bool:
@@ -226,12 +281,16 @@ def _unlearn_run(cell: Cell, exp: Experiment, ws: Workspace) -> dict[str, Any]:
         options["classifier"] = axis("classifier")
     variant = exp.spec.get("variants", {}).get(label, {})
     cs_args["extra"] = variant_artefact_options(variant, "condense", arch)
-    if METHODS.get(method).needs_offline:
+    retain, line = variant_retain(exp, label), None
+    if follows_policy(exp, label):  # what `unlearn --from-condensed FILE` does without --method
+        method, retain, options, line = default_request(ws, arch, 0, forget_spec(spec))
+        condensed = ws.condensed(arch, **cs_args)
+    elif METHODS.get(method).needs_offline:
         source = variant.get("remembrance")  # e.g. "test": the reference's
         off_extra = variant_artefact_options(variant, "offline", arch)
         start, artefacts = ws.offline(arch, axis("ipc"), source, off_extra)
         condensed = ws.condensed(arch, offline=True, ipc=axis("ipc"), source=source, offline_extra=off_extra, **cs_args)
-    elif m.needs_condensed or variant_retain(exp, label) == "reduced":
+    elif m.needs_condensed or retain == "reduced":
         condensed = ws.condensed(arch, **cs_args)
     data = ws.data()
     res = unlearn_request(
@@ -245,11 +304,13 @@ def _unlearn_run(cell: Cell, exp: Experiment, ws: Workspace) -> dict[str, Any]:
         options=options,
         condensed=condensed,
         artefacts=artefacts,
-        retain=variant_retain(exp, label),
+        retain=retain,
     )
     r = res.report
     out = {key: r[key] for key in METRICS}
     out["retain_source"] = r.get("retain_source")
+    if line is not None:
+        out.update(policy=line, policy_method=method)
     out.update(
         seconds=r["time"]["total_s"],
         assembly_s=r["time"]["assembly_s"],
@@ -352,8 +413,11 @@ def _unlearn_rows(exp: Experiment, cells: list[dict[str, Any]]) -> list[dict[str
         if sources:  # which retain set the method trained on (full, or the reduced set of the condensed file)
             row["retain_source"] = "/".join(sorted(sources))
         inv = [c["result"]["inversion"] for c in got if "inversion" in c["result"]]
-        notes_ = ([f"retain: {row['retain_source']}"] if row.get("retain_source") == "reduced" else []) + (
-            ["inversion: " + ", ".join(f"[SSIM {i['ssim']:.3f}]({i['png']})" for i in inv)] if inv else []
+        lines = list(dict.fromkeys(c["result"]["policy"] for c in got if c["result"].get("policy")))
+        notes_ = (
+            lines
+            + ([f"retain: {row['retain_source']}"] if row.get("retain_source") == "reduced" else [])
+            + (["inversion: " + ", ".join(f"[SSIM {i['ssim']:.3f}]({i['png']})" for i in inv)] if inv else [])
         )
         if notes_:
             row["extra"] = "; ".join(notes_)
