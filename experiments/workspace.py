@@ -121,10 +121,11 @@ class Workspace:
         )
         mo = self.overrides.get(arch, {}).get("model_options") or None
         v = self.variant(arch)
+        name = "original.pt" if seed == 0 else f"original-s{seed}.pt"
         return self._cached(
             f"orig/{v}/{seed}",
             lambda: original_model(
-                self.original_path(arch, seed),
+                self.root / v / name,
                 self.data(),
                 arch,
                 cfg,
@@ -135,10 +136,6 @@ class Workspace:
                 quiet=self.quiet,
             ),
         )
-
-    def original_path(self, arch: str, seed: int = 0) -> Path:
-        """The checkpoint file :meth:`original` trains (or reads back) for ``arch`` and ``seed``."""
-        return self.root / self.variant(arch) / ("original.pt" if seed == 0 else f"original-s{seed}.pt")
 
     def retrained(self, arch: str, forget: str, seed: int, options: dict[str, Any] | None = None):
         """Retraining on the retain set of ``forget`` drawn with ``seed``, from the same seed's original's split, as

@@ -34,7 +34,7 @@ def ws(tmp_path, monkeypatch):
 
 def _policy(ws, tmp_path, kind, method, retain, options):
     """A policy file with one ``kind`` entry tuned on the setting of the workspace's original."""
-    here = checkpoint_setting(read_checkpoint_meta(ws.original_path("mlp"))[0])
+    here = checkpoint_setting(read_checkpoint_meta(unlearn_kind.original_file(ws, "mlp"))[0])
     entry = {
         "method": method,
         "retain": retain,
@@ -128,3 +128,11 @@ def test_each_request_of_a_stream_follows_the_policy_with_what_it_already_forgot
     done = [{"key": c.key, "seed": c.seed, "result": kind.run(c, exp, w)} for c in cells]
     rows = [r for r in kind.rows(exp, done) if r["method"] == "default"]
     assert len(rows) == 2 and all("finetune (full retain)" in r["extra"] for r in rows)
+
+
+def test_the_original_file_is_the_one_the_workspace_trains(ws):
+    """``original_file`` names the workspace's checkpoint of each seed (the policy row reads its setting there)."""
+    for seed in (0, 1):
+        ws.original("mlp", seed)
+        meta = read_checkpoint_meta(unlearn_kind.original_file(ws, "mlp", seed))[0]
+        assert meta.seed == seed and meta.arch == "mlp"

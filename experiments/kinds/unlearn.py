@@ -98,6 +98,12 @@ def variant_retain(exp: Experiment, label: str) -> str:
     return exp.spec.get("variants", {}).get(label, {}).get("retain", "full")
 
 
+def original_file(ws: Workspace, arch: str, seed: int = 0) -> Path:
+    """The checkpoint file ``Workspace.original`` trains (or reads back) for ``arch`` and ``seed`` (its names:
+    ``original.pt``, ``original-sN.pt``; kept out of the workspace's code, whose digest keys every cell)."""
+    return ws.root / ws.variant(arch) / ("original.pt" if seed == 0 else f"original-s{seed}.pt")
+
+
 def default_request(
     ws: Workspace, arch: str, seed: int, spec: ForgetSpec, forgotten: list[int] | tuple[int, ...] = ()
 ) -> tuple[str, str, dict[str, Any], str]:
@@ -109,7 +115,7 @@ def default_request(
     from unlearn.tuned import checkpoint_setting, choose_tuned
 
     ws.original(arch, seed)  # made (or read back) first: its file carries the setting
-    meta = read_checkpoint_meta(ws.original_path(arch, seed))[0]
+    meta = read_checkpoint_meta(original_file(ws, arch, seed))[0]
     here = checkpoint_setting(meta, spec)
     choice = choose_policy(spec, here, list(forgotten))
     options = choice.options
