@@ -180,6 +180,8 @@ def _tune_policy_cli(
     methods,
     policy,
     objective,
+    promote,
+    promote_trials,
     benchmark_report,
     preset,
     config_file,
@@ -214,6 +216,7 @@ def _tune_policy_cli(
         POLICY_FORGET,
         check_policy_forget,
         check_policy_output,
+        check_promotion,
         default_candidates,
         tune_policy,
         write_policy,
@@ -222,6 +225,7 @@ def _tune_policy_cli(
     overrides = {"model": arch, "trials": trials, "seeds": seeds, "per_class": per_class, "forget": forget_spec}
     config = resolve_config({"tune": TUNE_DEFAULTS}, preset, config_file, {"tune": overrides})
     t = section(config, "tune", set(TUNE_DEFAULTS))
+    check_promotion(promote or 0, promote_trials or 0, int(t["trials"]))
     forget = forget_spec or POLICY_FORGET[policy]
     spec = ForgetSpec.parse(forget)
     name = dataset.split(":")[0]
@@ -254,6 +258,8 @@ def _tune_policy_cli(
             executor=ex,
             context=context,
             population=t["population"],
+            promote=promote or 0,
+            promote_trials=promote_trials or 0,
         )
     entry["candidates_picked"] = picked
     entry["defaults_digest"] = METHODS.get(entry["method"]).defaults_digest  # the defaults its options ran over
@@ -301,6 +307,19 @@ def _tune_policy_cli(
     help="What a study minimises on validation: ours (|dRA|, |dFA|, |dVA|, |d validation MIA| to retraining, "
     "trials over 0.1x retraining's time infeasible; the default with --policy) or deep-unlearn (Deep Unlearn's "
     "objective10, faithful; the default otherwise).",
+)
+@click.option(
+    "--promote",
+    type=click.IntRange(min=1),
+    default=None,
+    help="With --policy: successive halving. After every study has --trials trials, the N best (feasible first, "
+    "then the norm) resume to --promote-trials trials, and the best is chosen over every study again.",
+)
+@click.option(
+    "--promote-trials",
+    type=click.IntRange(min=2),
+    default=None,
+    help="With --promote: the trials each promoted study resumes to (more than --trials).",
 )
 @click.option(
     "--benchmark-report",
@@ -358,6 +377,8 @@ def tune_cmd(
     skip_existing,
     policy,
     objective,
+    promote,
+    promote_trials,
     benchmark_report,
     preset,
     config_file,
@@ -401,6 +422,8 @@ def tune_cmd(
         if suite or skip_existing:
             raise ConfigError("--policy searches candidates (--method); --suite and --skip-existing do not apply")
         return _tune_policy_cli(**{k: v for k, v in locals().items() if k not in ("suite", "skip_existing")})
+    if promote is not None or promote_trials is not None:
+        raise ConfigError("--promote and --promote-trials go with --policy")
     if bool(methods) == bool(suite):
         raise ConfigError("give --method (repeatable) or --suite, not both" if methods else "give --method or --suite")
     if suite and forget_spec is not None:

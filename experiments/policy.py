@@ -103,21 +103,37 @@ def tune_policy(
     objective: str,
     base_options: dict[str, dict[str, Any]] | None = None,
     log: Callable[[str], None] = lambda _: None,
+    promote: int = 0,
+    promote_trials: int = 0,
     **study: Any,
 ) -> tuple[dict[str, Any], list[StudyResult]]:
     """Tune every candidate with each of its retain sources (``study``: ``tune``'s storage, store, executor, context,
     population), and return (the policy entry of the best, every study's result). The best is the study whose chosen
     trial is feasible (within the time bound, ``ours``) with the smallest norm; with none feasible, the smallest norm,
-    marked ``feasible: false``."""
+    marked ``feasible: false``.
+
+    ``promote`` > 0 is successive halving: after every study has ``trials`` trials, the ``promote`` best studies (by
+    the same order: feasible first, then the norm of the chosen trial) resume to ``promote_trials`` trials each, and
+    the best is chosen over every study again. The search spends its budget where the screen found the most."""
     if kind not in POLICY_KINDS:
         raise ConfigError(f"unknown kind of request {kind!r}; one of {', '.join(POLICY_KINDS)}")
+    check_promotion(promote, promote_trials, trials)
     results: list[StudyResult] = []
+    plan: list[tuple[str, StudySetup, dict[str, Any]]] = []
     for method in candidates:
         base = dict((base_options or {}).get(method, {}))
         for retain in sources(method):
             s = dataclasses.replace(setup, retain=retain, validation=study_validation(method, base))
+            plan.append((method, s, base))
             log(f"policy {kind}: {method} ({retain} retain)")
             results.append(tune(method, s, trials=trials, base_options=base, log=log, objective=objective, **study))
+    if promote:
+        for i in sorted(range(len(results)), key=lambda i: _rank(results[i], i))[:promote]:
+            method, s, base = plan[i]
+            log(f"policy {kind}: {method} ({s.retain} retain) promoted to {promote_trials} trials")
+            results[i] = tune(
+                method, s, trials=promote_trials, base_options=base, log=log, objective=objective, **study
+            )
     rows = [
         {
             "method": r.method,
@@ -159,12 +175,28 @@ def tune_policy(
         "candidates": rows,
         "selection": (
             f"validation only: each candidate x retain source tuned ({trials} trials, NSGA-III, objective "
-            f"{objective}); the study whose chosen trial has the smallest norm"
+            f"{objective})"
+            + (f", the {promote} best of them then to {promote_trials} trials" if promote else "")
+            + "; the study whose chosen trial has the smallest norm"
             + (" among those within the time bound" if objective == "ours" else "")
             + ("" if rows[win]["feasible"] else "; NO candidate met the time bound: the smallest norm overall")
         ),
     }
     return entry, results
+
+
+def check_promotion(promote: int, promote_trials: int, trials: int) -> None:
+    """Successive halving's settings: none, or a number of studies to promote and more trials than the screen's."""
+    if promote < 0 or (promote and promote_trials <= trials) or (promote_trials and not promote):
+        raise ConfigError(
+            f"--promote N goes with --promote-trials M above --trials ({trials}); got N={promote}, M={promote_trials}"
+        )
+
+
+def _rank(result: StudyResult, index: int) -> tuple[bool, float, int]:
+    """A study's place in the search: feasible first, then the norm of its chosen trial (diverged ones last)."""
+    norm = result.best["norm"]
+    return (not result.best.get("feasible", True), norm if math.isfinite(norm) else math.inf, index)
 
 
 def write_policy(

@@ -186,3 +186,33 @@ def test_default_candidates_read_the_leaderboard_not_a_policy_table_beside_it(tm
     names, picked = default_candidates("large", "cifar10", "mlp", path)
     assert names == ["finetune", "salun", "kde", "condensed", "dcu-reference"]
     assert "random table" in picked
+
+
+def test_successive_halving_resumes_the_best_studies_and_chooses_over_all(tmp_path):
+    """--promote N --promote-trials M: every study is screened with --trials, the N best (feasible first, then the
+    norm) resume to M trials, and the entry is the best over every study; bad settings are refused before any work."""
+    res = _tune(tmp_path, "--promote", "1", "--promote-trials", "2")
+    assert res.exit_code == 0, res.output
+    e = json.loads((tmp_path / "cfg" / "policy" / "test" / "synthetic-mlp.json").read_text())["entries"]["small"]
+    rows = e["candidates"]
+    assert sorted(r["trials"] for r in rows) == [1, 2]  # one study promoted, the other left at the screen
+    feasible = [r for r in rows if r["feasible"]] or rows
+    best = min(feasible, key=lambda r: r["norm"])
+    assert (e["method"], e["retain"], e["norm"]) == (best["method"], best["retain"], best["norm"])
+    assert "the 1 best of them then to 2 trials" in e["selection"]
+    for extra, match in (
+        (("--promote", "1"), "--promote N goes with --promote-trials M above --trials"),
+        (("--promote", "1", "--promote-trials", "1"), None),  # click: M >= 2
+        (("--promote", "1", "--promote-trials", "2", "--trials", "2"), "above --trials"),
+    ):
+        out = tmp_path / "refused"
+        r = CliRunner().invoke(
+            experiments_main,
+            ["tune", SPEC, "--model", "mlp", "--policy", "small", "--method", "finetune", "--preset", "smoke",
+             "--per-class", "150", "--seeds", "1", "--study", str(out / "s.journal"), "--store", str(out / "jobs"),
+             "--out", str(out / "cfg"), "-q", *extra],
+        )  # fmt: skip
+        assert r.exit_code == 2 and (match is None or match in r.output), r.output
+        assert not (out / "jobs").exists() and not (out / "cfg").exists()
+    r = CliRunner().invoke(experiments_main, ["tune", SPEC, "--method", "finetune", "--promote", "1"])
+    assert r.exit_code == 2 and "go with --policy" in r.output
