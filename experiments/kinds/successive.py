@@ -38,6 +38,7 @@ from .unlearn import (
     default_request,
     follows_policy,
     method_options,
+    original_setting,
     policy_inputs,
     resolve_method,
     variant_retain,
@@ -91,6 +92,7 @@ def _run(cell: Cell, exp: Experiment, ws: Workspace) -> dict[str, Any]:
         condensed = ws.condensed(arch, offline=True, seed=start)
     elif follows_policy(exp, label) or METHODS.get(method).needs_condensed or retain == "reduced":
         condensed = ws.condensed(arch, seed=start)
+    here = original_setting(ws, arch, start) if follows_policy(exp, label) else None  # read once, asked per request
     forgotten = torch.zeros(n, dtype=torch.bool)
     g = generator(cell.seed * 7919 + 1)
     out: list[dict[str, Any] | None] = []
@@ -108,10 +110,8 @@ def _run(cell: Cell, exp: Experiment, ws: Workspace) -> dict[str, Any]:
             out.append(None)  # retraining is the reference only after the requests named in reference_at
             continue
         chosen, source, options, line = method, retain, None, None
-        if follows_policy(exp, label):  # each request as `unlearn --from-condensed` answers it without --method
-            chosen, source, options, line = default_request(
-                ws, arch, start, ForgetSpec.parse(f"indices:{path}"), previous
-            )
+        if here is not None:  # each request as `unlearn --from-condensed` answers it without --method
+            chosen, source, options, line = default_request(here, ForgetSpec.parse(f"indices:{path}"), previous)
         res = unlearn_request(
             model,
             data,

@@ -104,19 +104,26 @@ def original_file(ws: Workspace, arch: str, seed: int = 0) -> Path:
     return ws.root / ws.variant(arch) / ("original.pt" if seed == 0 else f"original-s{seed}.pt")
 
 
-def default_request(
-    ws: Workspace, arch: str, seed: int, spec: ForgetSpec, forgotten: list[int] | tuple[int, ...] = ()
-) -> tuple[str, str, dict[str, Any], str]:
-    """(method, retain source, options, the line `unlearn` prints) of a request that names no method, on ``arch``'s
-    original of ``seed`` having forgotten ``forgotten``: the policy entry that fits the checkpoint file's setting, or
-    the fallback with the tuned file that fits it (as ``unlearn.request.UnlearnRequest.prepare``)."""
+def original_setting(ws: Workspace, arch: str, seed: int = 0):
+    """The setting (``unlearn.tuned.Setting``) ``arch``'s original of ``seed`` records in its checkpoint file, as
+    `unlearn` reads it; made (or read back) first."""
     from dcforget.checkpoint import read_checkpoint_meta
-    from unlearn.policy import choose_policy
-    from unlearn.tuned import checkpoint_setting, choose_tuned
+    from unlearn.tuned import checkpoint_setting
 
-    ws.original(arch, seed)  # made (or read back) first: its file carries the setting
-    meta = read_checkpoint_meta(original_file(ws, arch, seed))[0]
-    here = checkpoint_setting(meta, spec)
+    ws.original(arch, seed)
+    return checkpoint_setting(read_checkpoint_meta(original_file(ws, arch, seed))[0])
+
+
+def default_request(
+    here, spec: ForgetSpec, forgotten: list[int] | tuple[int, ...] = ()
+) -> tuple[str, str, dict[str, Any], str]:
+    """(method, retain source, options, the line `unlearn` prints) of a request that names no method, on a checkpoint
+    of setting ``here`` (:func:`original_setting`) having forgotten ``forgotten``: the policy entry that fits it, or
+    the fallback with the tuned file that fits it (as ``unlearn.request.UnlearnRequest.prepare``)."""
+    from unlearn.policy import choose_policy
+    from unlearn.tuned import choose_tuned
+
+    here = replace(here, forget_kind=spec.family)
     choice = choose_policy(spec, here, list(forgotten))
     options = choice.options
     if choice.entry is None:
@@ -289,7 +296,7 @@ def _unlearn_run(cell: Cell, exp: Experiment, ws: Workspace) -> dict[str, Any]:
     cs_args["extra"] = variant_artefact_options(variant, "condense", arch)
     retain, line = variant_retain(exp, label), None
     if follows_policy(exp, label):  # what `unlearn --from-condensed FILE` does without --method
-        method, retain, options, line = default_request(ws, arch, 0, forget_spec(spec))
+        method, retain, options, line = default_request(original_setting(ws, arch), forget_spec(spec))
         condensed = ws.condensed(arch, **cs_args)
     elif METHODS.get(method).needs_offline:
         source = variant.get("remembrance")  # e.g. "test": the reference's
