@@ -338,6 +338,32 @@ def distributions(space: Space, train_epochs: int) -> tuple[dict[str, Any], dict
     return dists, fixed
 
 
+def start_points(method: str, dists: dict[str, Any]) -> list[dict[str, Any]]:
+    """Where a study of ``method`` starts: its registered ``starts`` (the registered point unless the method names
+    others), each over the registered defaults and cut to the searched dimensions. A dimension whose value there is
+    not in its range (an ``auto``, or epochs outside the resolved range) is left to the sampler; a point that repeats
+    one before it is dropped."""
+    import optuna.distributions as od
+
+    m = METHODS.get(method)
+    points: list[dict[str, Any]] = []
+    for start in m.starts:
+        values = {**m.defaults, **start}
+        point = {}
+        for name, dist in dists.items():
+            v = values.get(name)
+            if isinstance(dist, od.CategoricalDistribution):
+                inside = name in values and v in dist.choices
+            else:
+                kinds = int if isinstance(dist, od.IntDistribution) else (int, float)
+                inside = isinstance(v, kinds) and not isinstance(v, bool) and dist.low <= v <= dist.high
+            if inside:
+                point[name] = v
+        if point and point not in points:
+            points.append(point)
+    return points
+
+
 def population_size(trials: int) -> int:
     """NSGA-III's generation size for a study of ``trials`` trials: Optuna's (and Deep Unlearn's) 50 where there
     are 100 trials or more; otherwise a quarter of the trials (at least 4), so the budget spans about four
@@ -574,7 +600,8 @@ def tune(
     ``context``: {"root": artefact folder (originals), "data_dir", "device"}. ``base_options``: the method's options
     that the search does not vary (e.g. a preset's); the searched and fixed dimensions override them. Trials are
     asked ``batch`` at a time (default: the executor's workers) and their (trial, seed) runs go to the executor
-    together. ``population``: NSGA-III's generation size (default :func:`population_size` of ``trials``). Returns
+    together. ``population``: NSGA-III's generation size (default :func:`population_size` of ``trials``). A study
+    short of ``trials`` asks the method's start points (:func:`start_points`) first, then the sampler's. Returns
     every trial and the chosen one.
 
     Several drivers may work on one study at once (same storage and store): each trial records the driver that
@@ -667,6 +694,10 @@ def tune(
         for t in again:
             t.set_user_attr("driver", me)
         evaluate(again)
+    starts = start_points(method, dists)
+    if len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))) < trials:
+        for point in starts:  # asked first (a point a trial already holds is not asked again, resumed or not)
+            study.enqueue_trial(point, skip_if_exists=True)
     while True:
         done = len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)))
         if done >= trials:
@@ -706,7 +737,7 @@ def tune(
         describe(m.space),
         fixed,
         computed,
-        {"name": "NSGA-III", "population": population, "seed": sampler_seed, "method_offset": offset},
+        {"name": "NSGA-III", "population": population, "seed": sampler_seed, "method_offset": offset, "starts": starts},
         data_size,
         objective,
         max_time_ratio if objective == "ours" else None,

@@ -21,6 +21,7 @@ from experiments.hpsearch import (
     objectives,
     open_study,
     population_size,  # noqa: E402
+    start_points,
     study_name,
     tune,
     tuned_config,
@@ -103,9 +104,36 @@ def test_a_method_needing_a_condensed_file_is_tuned_with_one(tmp_path):
     setup = StudySetup(
         **{**SETUP.__dict__, "seeds": (0,), "condense": {"condenser": "fdm", "clusters": 3, "options": {"steps": 3}}}
     )
-    res = tune("condensed", setup, trials=2, storage=tmp_path / "s.journal", store=tmp_path / "jobs", context=ctx)
+    kw = dict(storage=tmp_path / "s.journal", store=tmp_path / "jobs", context=ctx)
+    res = tune("condensed", setup, trials=2, **kw)
     assert [t["state"] for t in res.trials] == ["COMPLETE"] * 2
     assert all(t["options"]["epochs"] == 0 for t in res.trials)  # fixed: auto epochs
+    # the study starts at each large-request rule's registered point (then the sampler's draws), and says so
+    starts = start_points("condensed", distributions(METHODS.get("condensed").space, setup.train_epochs)[0])
+    assert [t["params"] for t in res.trials] == starts == res.sampler["starts"]
+    assert [s["large_request"] for s in starts] == ["reset", "keep"]
+    assert [s["forget_match"] for s in starts] == ["mean", "neighbours"]  # what ``auto`` resolves to per rule
+    more = tune("condensed", setup, trials=3, **kw)  # resumed: the start points are not asked again
+    assert more.computed == 1 and more.trials[2]["params"] not in starts
+
+
+def test_start_points_are_registered_values_inside_the_space():
+    """Each start point is the registered defaults (over the method's own ``starts``) cut to the searched
+    dimensions; a value outside its dimension (an ``auto``, epochs over the resolved range) is left to the sampler,
+    and a method cannot name a start over options it does not have."""
+    from unlearn.methods.base import register
+
+    dists = distributions(METHODS.get("neggrad-plus").space, 5)[0]
+    (point,) = start_points("neggrad-plus", dists)
+    d = METHODS.get("neggrad-plus").defaults
+    assert point == {k: d[k] for k in point} and "alpha" in point and "epochs" not in point  # epochs 1..1 here
+    dists = distributions(METHODS.get("condensed").space, 30)[0]
+    assert METHODS.get("condensed").defaults["forget_match"] == "auto"  # not a searched value...
+    assert start_points("condensed", dists)[0]["forget_match"] == "mean"  # ... so the method names it per rule
+    with pytest.raises(ValueError, match="starts"):
+        register("x-start", summary="x", lr=1.0, starts=({"alpha": 1.0},))(lambda ctx: None)
+    with pytest.raises(ValueError, match="starts"):
+        register("x-start", summary="x", lr=1.0, starts=())(lambda ctx: None)
 
 
 def test_a_method_without_a_space_or_a_setup_without_validation_is_refused(tmp_path):
@@ -168,7 +196,9 @@ def test_tune_cli_writes_one_file_per_kind_of_forgetting(tmp_path):
         "population": 4,
         "seed": 0,
         "method_offset": method_seed_offset(doc["method"]),
+        "starts": doc["study"]["sampler"]["starts"],
     }
+    assert len(doc["study"]["sampler"]["starts"]) == 1  # the registered point
     from dcforget.datasets import load_data
 
     trained_on = load_data(spec, None, doc["setup"]["per_class"], seed=0, val_fraction=doc["setup"]["val_fraction"])

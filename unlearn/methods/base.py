@@ -211,6 +211,9 @@ class Method:
     # answers correction requests (labels:FILE, features:...: the samples stay, corrected) instead of removing samples;
     # the request refuses a correction request to any other method, and a removal request to this one
     corrects: bool = False
+    # the points of its space where a search starts (its first trials), each over the registered defaults: the
+    # registered point itself unless the method names others (e.g. one per rule of a searched switch)
+    starts: tuple[dict[str, Any], ...] = ({},)
 
     @property
     def defaults_digest(self) -> str:
@@ -271,6 +274,7 @@ def register(
     reads_validation: bool | Callable[[dict[str, Any]], bool] = False,
     reference: str = "",
     corrects: bool = False,
+    starts: tuple[dict[str, Any], ...] = ({},),
     **defaults: Any,
 ):
     """``validate``: called with the options a user gave (before defaults fill in the rest), for combinations the
@@ -279,8 +283,12 @@ def register(
         ``reads_validation``: the method reads ``ctx.data.val`` (True, or a function of its options); a zero-shot method
         that does must also declare ``auxiliary`` (its view holds no validation split otherwise). ``reference``: the source
     of the method and of its registered defaults (paper, and the authors' code where the paper is silent).
-    ``corrects``: the method answers correction requests (labels:FILE, features:...) and only those."""
+    ``corrects``: the method answers correction requests (labels:FILE, features:...) and only those. ``starts``: where
+    a search of the method starts (its first trials), each point over the registered defaults; only the method's own
+    options, and at least one point."""
     full_space = method_space(defaults, space, shared_space)
+    if not starts or any(set(p) - set(defaults) for p in starts):
+        raise ValueError(f"method {name!r}: starts must be one or more points over the method's own options")
 
     def deco(fn: Callable[[UnlearnContext], Classifier]) -> Callable[[UnlearnContext], Classifier]:
         if auxiliary and not zero_shot:
@@ -305,6 +313,7 @@ def register(
                 reads_validation,
                 reference,
                 corrects,
+                tuple(dict(p) for p in starts),
             )
         )
         return fn

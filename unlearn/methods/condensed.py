@@ -674,6 +674,9 @@ def _share(part: torch.nn.Module, model: torch.nn.Module) -> float:
         "large_request": Choice(("reset", "keep")),  # a policy search picks the large-request rule per setting
         "large_pushes": Float(3.0, 20.0, log=True),
     },
+    # a search starts at each large-request rule's registered point: the forget target its ``auto`` resolves to
+    # (``forget_target``: the mean for the reset rule, the per-image target for the kept rule)
+    starts=({"forget_match": "mean"}, {"large_request": "keep", "forget_match": "neighbours"}),
 )  # epochs stay auto: min_steps sizes the training
 def condensed(ctx: UnlearnContext):
     o = ctx.options
