@@ -28,7 +28,7 @@ from dcforget.errors import ConfigError
 from dcforget.forget import ForgetSpec
 
 from .methods import DEFAULT_METHOD, METHODS
-from .tuned import PRESET_ORDER, Setting, Tuned, ran_names, ran_options, setting_mismatch
+from .tuned import PRESET_ORDER, Setting, Tuned, TunedChoice, choose_tuned, ran_names, ran_options, setting_mismatch
 
 SMALL_REQUEST = 0.01
 """A per-sample request whose new images are at most this share of the training set is ``small`` (the default
@@ -303,6 +303,16 @@ class PolicyChoice:
             "summary": self.entry.summary if self.entry else None,
             "checkpoint_setting": here.to_dict(),
         }
+
+
+def default_options(choice: PolicyChoice, here: Setting, spec: ForgetSpec) -> tuple[dict[str, Any], TunedChoice]:
+    """What a request without ``--method`` runs with, under any options the user gives: the entry's (tuned) options,
+    with no tuned file; or, for the fallback, the options of its file tuned on this setting (``choose_tuned``), none
+    if none fits. With the tuned-file choice the report records."""
+    if choice.entry is not None:
+        return choice.options, TunedChoice(None, None, off=True)
+    tuned = choose_tuned(choice.method, here, METHODS.get(choice.method).defaults, spec)
+    return (dict(tuned.tuned.options) if tuned.tuned is not None else {}), tuned
 
 
 def choose_policy(

@@ -42,7 +42,7 @@ from dcforget.train import evaluate
 
 from .audit import ReducedSetLeakError, audit_served, require_clean
 from .methods import METHODS, Method, UnlearnContext, zero_shot_view
-from .policy import PolicyChoice, choose_policy
+from .policy import PolicyChoice, choose_policy, default_options
 from .reduced import assemble_reduced
 from .tuned import Tuned, TunedChoice, checkpoint_setting, choose_tuned, forced_tuned
 
@@ -451,21 +451,19 @@ class UnlearnRequest:
                 "request (start from the original)"
             )
         here = checkpoint_setting(meta, spec)
-        if policy is not None and policy.entry is not None and self.tuned and self.options_from is None:
-            # the entry's options are tuned ones: under the user's (--untuned: the method's registered defaults)
-            opts = {**policy.options, **opts}
-            if m.validate is not None:
-                m.validate(opts)
-            choice = TunedChoice(None, None, off=True)
-        elif self.options_from is not None:  # forced: checked, used whatever its setting
+        served = None  # tuned options, under the user's own (--untuned: the method's registered defaults)
+        if self.options_from is not None:  # forced: checked, used whatever its setting
             choice = forced_tuned(self.options_from, method, m.defaults, here)
-        elif self.tuned:  # only a file tuned on this checkpoint's setting (the default method's condensed.json too)
-            choice = choose_tuned(method, here, m.defaults, spec)
-        else:
+        elif not self.tuned:
             choice = TunedChoice(None, None, off=True)
+        elif policy is not None:  # the entry's options, or the fallback's file tuned on this setting
+            served, choice = default_options(policy, here, spec)
+        else:  # only a file tuned on this checkpoint's setting
+            choice = choose_tuned(method, here, m.defaults, spec)
         tuned, note = choice.tuned, choice.note
-        if tuned is not None:  # tuned options under the user's own
-            opts = {**tuned.options, **opts}
+        served = served if served is not None else (dict(tuned.options) if tuned is not None else {})
+        if served:
+            opts = {**served, **opts}
             if m.validate is not None:
                 m.validate(opts)
         spec.class_indices(meta.num_classes)  # class numbers against the checkpoint's classes (names: at resolution)

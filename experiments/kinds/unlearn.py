@@ -119,17 +119,12 @@ def default_request(
 ) -> tuple[str, str, dict[str, Any], str]:
     """(method, retain source, options, the line `unlearn` prints) of a request that names no method, on a checkpoint
     of setting ``here`` (:func:`original_setting`) having forgotten ``forgotten``: the policy entry that fits it, or
-    the fallback with the tuned file that fits it (as ``unlearn.request.UnlearnRequest.prepare``)."""
-    from unlearn.policy import choose_policy
-    from unlearn.tuned import choose_tuned
+    the fallback with the tuned file that fits it (``unlearn.policy.default_options``, as ``unlearn`` chooses)."""
+    from unlearn.policy import choose_policy, default_options
 
     here = replace(here, forget_kind=spec.family)
     choice = choose_policy(spec, here, list(forgotten))
-    options = choice.options
-    if choice.entry is None:
-        tuned = choose_tuned(choice.method, here, METHODS.get(choice.method).defaults, spec).tuned
-        options = dict(tuned.options) if tuned is not None else {}
-    return choice.method, choice.retain, options, choice.line(here)
+    return choice.method, choice.retain, default_options(choice, here, spec)[0], choice.line(here)
 
 
 def policy_inputs() -> str:
