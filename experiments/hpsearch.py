@@ -597,24 +597,25 @@ def tune(
 ) -> StudyResult:
     """Run (or resume) the study of ``method`` on ``setup`` until it has ``trials`` complete trials.
 
-    ``context``: {"root": artefact folder (originals), "data_dir", "device"}. ``base_options``: the method's options
-    that the search does not vary (e.g. a preset's); the searched and fixed dimensions override them. Trials are
-    asked ``batch`` at a time (default: the executor's workers) and their (trial, seed) runs go to the executor
-    together. ``population``: NSGA-III's generation size (default :func:`population_size` of ``trials``). A study
-    short of ``trials`` asks the method's start points (:func:`start_points`) first, then the sampler's. Returns
-    every trial and the chosen one.
+        ``context``: {"root": artefact folder (originals), "data_dir", "device"}. ``base_options``: the method's options
+        that the search does not vary (e.g. a preset's); the searched and fixed dimensions override them. Trials are
+        asked ``batch`` at a time (default: the executor's workers) and their (trial, seed) runs go to the executor
+        together. ``population``: NSGA-III's generation size (default :func:`population_size` of ``trials``). A study
+        short of ``trials`` asks the method's start points (:func:`start_points`) before any new draw of the sampler (in
+    a fresh study they are its first trials; in a resumed one they follow the trials it holds). Returns
+        every trial and the chosen one.
 
-    Several drivers may work on one study at once (same storage and store): each trial records the driver that
-    asked it (host, process); a trial left RUNNING is evaluated again only when its driver is gone (on this host)
-    or it started more than ``stale_after_s`` ago (a driver on another host), and a trial another driver finished
-    meanwhile is not told twice. Each driver seeds its sampler with ``sampler_seed`` plus the number of trials the
-    study holds when it starts, so drivers started one after another draw different trials (and plus
-    :func:`method_seed_offset`, so studies of different methods draw different trials).
+        Several drivers may work on one study at once (same storage and store): each trial records the driver that
+        asked it (host, process); a trial left RUNNING is evaluated again only when its driver is gone (on this host)
+        or it started more than ``stale_after_s`` ago (a driver on another host), and a trial another driver finished
+        meanwhile is not told twice. Each driver seeds its sampler with ``sampler_seed`` plus the number of trials the
+        study holds when it starts, so drivers started one after another draw different trials (and plus
+        :func:`method_seed_offset`, so studies of different methods draw different trials).
 
-    ``objective``: ``"deep-unlearn"`` (faithful) or ``"ours"`` (:func:`objectives`); with ``ours`` a trial whose
-    time ratio to retraining (mean over seeds) exceeds ``max_time_ratio`` is infeasible: NSGA-III's constraint, and
-    the chosen trial is the feasible one with the smallest norm (the smallest norm overall, marked
-    ``feasible: false``, when no trial is feasible)."""
+        ``objective``: ``"deep-unlearn"`` (faithful) or ``"ours"`` (:func:`objectives`); with ``ours`` a trial whose
+        time ratio to retraining (mean over seeds) exceeds ``max_time_ratio`` is infeasible: NSGA-III's constraint, and
+        the chosen trial is the feasible one with the smallest norm (the smallest norm overall, marked
+        ``feasible: false``, when no trial is feasible)."""
     if objective not in OBJECTIVE_SETS:
         raise ConfigError(f"unknown objective {objective!r}; one of {', '.join(OBJECTIVE_SETS)}")
     names = OBJECTIVE_SETS[objective]
@@ -694,10 +695,10 @@ def tune(
         for t in again:
             t.set_user_attr("driver", me)
         evaluate(again)
-    starts = start_points(method, dists)
-    if len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))) < trials:
-        for point in starts:  # asked first (a point a trial already holds is not asked again, resumed or not)
-            study.enqueue_trial(point, skip_if_exists=True)
+    done = len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)))
+    for point in start_points(method, dists)[: max(trials - done, 0)]:
+        # asked before any new draw (a point a trial already holds is not asked again, resumed or not)
+        study.enqueue_trial(point, skip_if_exists=True)
     while True:
         done = len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)))
         if done >= trials:
@@ -707,6 +708,9 @@ def tune(
             t.set_user_attr("driver", me)
         evaluate(asked)
         log(f"{method}: {done + len(asked)}/{trials} trials")
+    held = [t.params for t in study.get_trials(deepcopy=False) if "fixed_params" in t.system_attrs]
+    # the start points the study asked (a dimension a point leaves to the sampler may hold any value)
+    starts = [p for p in start_points(method, dists) if any(p.items() <= h.items() for h in held)]
     rows = []
     for t in study.get_trials(deepcopy=True):
         row = {

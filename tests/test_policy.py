@@ -112,6 +112,7 @@ def test_a_policy_is_searched_on_validation_and_unlearn_follows_it(tmp_path, mon
     rep = json.loads((tmp_path / "o1" / "report.json").read_text())
     assert rep["method"] == entry.method and rep["policy"]["file"] == str(path) and not rep["policy"]["fallback"]
     assert rep["retain_source"] == entry.retain and rep["options"]["lr"] == entry.options["lr"]
+    assert "policy entry" in rep["tuned_choice"]["reason"]  # not "--untuned": the user did not turn tuning off
     # a kind of request the policy has no entry for: the fallback, named, with the command that tunes one
     r = run(unlearn_main, [*base, "--forget", "random:0.2", "--out", tmp_path / "o2"])
     assert r.exit_code == 0, r.output

@@ -310,7 +310,7 @@ def default_options(choice: PolicyChoice, here: Setting, spec: ForgetSpec) -> tu
     with no tuned file; or, for the fallback, the options of its file tuned on this setting (``choose_tuned``), none
     if none fits. With the tuned-file choice the report records."""
     if choice.entry is not None:
-        return choice.options, TunedChoice(None, None, off=True)
+        return choice.options, TunedChoice(None, "the policy entry's options are tuned ones: no tuned file is read")
     tuned = choose_tuned(choice.method, here, METHODS.get(choice.method).defaults, spec)
     return (dict(tuned.tuned.options) if tuned.tuned is not None else {}), tuned
 

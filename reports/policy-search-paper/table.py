@@ -50,9 +50,11 @@ def winner_trials(entry: dict) -> list[str]:
     studies = json.loads(path.read_text())["studies"]
     won = next(c for c in entry["candidates"] if (c["method"], c["retain"]) == (entry["method"], entry["retain"]))
 
-    def chose(trials: list[dict]) -> bool:  # holds the entry's trial, with the entry's options
+    def chose(trials: list[dict]) -> bool:  # holds the entry's trial: its number, options and objectives
         return any(
-            t["number"] == won["trial"] and all(entry["options"].get(k) == v for k, v in t["params"].items())
+            t["number"] == won["trial"]
+            and all(entry["options"].get(k) == v for k, v in t["params"].items())
+            and t["objectives"] == [won["objectives"][k] for k in GAPS]
             for t in trials
         )
 
@@ -62,7 +64,7 @@ def winner_trials(entry: dict) -> list[str]:
     out = [
         f"## Every trial of the chosen study (`{name}`, studies.json)",
         "",
-        "Start points (the method's registered points, asked first since this round) are marked; the rest are "
+        "Start points (the method's registered points, asked before any new draw since round 3) are marked; the rest are "
         "NSGA-III's draws. Norm and gaps: mean over the seeds, validation.",
         "",
         "| trial | start point | norm | RA gap | FA gap | VA gap | val MIA gap | time / R | options searched |",
@@ -116,6 +118,8 @@ def render() -> str:
 
 
 if __name__ == "__main__":
+    if sys.argv[1:] not in ([], ["export"]):
+        sys.exit("usage: python reports/policy-search-paper/table.py [export]")
     if sys.argv[1:] == ["export"]:
         export()
     (HERE / "rounds.md").write_text(render())
