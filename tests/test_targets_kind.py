@@ -112,9 +112,9 @@ def test_a_stream_is_compared_where_it_retrained_with_its_own_time_bound_and_fa_
             ],
         },
     )
-    first, third, ulira, near, close = _rows(
-        exp, [{"key": c.key, "result": _run(c, exp, None)} for c in _cells(exp, 2)]
-    )
+    cells = _cells(exp, 2)
+    assert len({c.id for c in cells}) == len(cells) == 4  # one file each: a source and a U-LiRA cell never share one
+    first, third, ulira, near, close = _rows(exp, [{"key": c.key, "result": _run(c, exp, None)} for c in cells])
     assert [first["request"], third["request"]] == [
         "stream, request 1",
         "stream, request 3",

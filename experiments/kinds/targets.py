@@ -79,16 +79,18 @@ def _positive(v: Any) -> bool:
 
 
 def _cells(exp: Experiment, seeds: int) -> list[Cell]:
+    """One cell per source, then one per U-LiRA entry, numbered on from the sources: a cell's file is named by its
+    key's values, so {"source": 2} and {"ulira": 2} would share one file and overwrite each other."""
     n = len(_sources(exp))
     return [Cell(exp.name, {"source": i + 1}, 0) for i in range(n)] + [
-        Cell(exp.name, {"ulira": i + 1}, 0) for i in range(len(exp.spec.get("ulira", [])))
+        Cell(exp.name, {"ulira": n + i + 1}, 0) for i in range(len(exp.spec.get("ulira", [])))
     ]
 
 
 def _entry(cell: Cell, exp: Experiment) -> dict[str, Any]:
     if "source" in cell.key:
         return _sources(exp)[cell.key["source"] - 1]
-    return exp.spec["ulira"][cell.key["ulira"] - 1]
+    return exp.spec["ulira"][cell.key["ulira"] - len(_sources(exp)) - 1]
 
 
 def _inputs(cell: Cell, exp: Experiment, preset: dict[str, Any]) -> str:
