@@ -695,10 +695,18 @@ def tune(
         for t in again:
             t.set_user_attr("driver", me)
         evaluate(again)
+
+    def queued(asked_only: bool) -> list[dict[str, Any]]:  # the start points the study's trials hold
+        return [
+            t.system_attrs["fixed_params"]
+            for t in study.get_trials(deepcopy=False)
+            if "fixed_params" in t.system_attrs and (t.params or not asked_only)
+        ]
+
+    points = start_points(method, dists)
     done = len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)))
-    for point in start_points(method, dists)[: max(trials - done, 0)]:
-        # asked before any new draw (a point a trial already holds is not asked again, resumed or not)
-        study.enqueue_trial(point, skip_if_exists=True)
+    for point in [p for p in points if p not in queued(False)][: max(trials - done, 0)]:
+        study.enqueue_trial(point)  # asked before any new draw; a point the study holds, resumed or not, is not again
     while True:
         done = len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)))
         if done >= trials:
@@ -708,9 +716,7 @@ def tune(
             t.set_user_attr("driver", me)
         evaluate(asked)
         log(f"{method}: {done + len(asked)}/{trials} trials")
-    held = [t.params for t in study.get_trials(deepcopy=False) if "fixed_params" in t.system_attrs]
-    # the start points the study asked (a dimension a point leaves to the sampler may hold any value)
-    starts = [p for p in start_points(method, dists) if any(p.items() <= h.items() for h in held)]
+    starts = [p for p in points if p in queued(True)]  # the start points the study asked
     rows = []
     for t in study.get_trials(deepcopy=True):
         row = {

@@ -117,6 +117,21 @@ def test_a_method_needing_a_condensed_file_is_tuned_with_one(tmp_path):
     assert more.computed == 1 and more.trials[2]["params"] not in starts
 
 
+def test_a_study_short_of_trials_queues_only_the_start_points_it_can_ask(tmp_path):
+    """One trial asks only the first start point (the second is not left waiting); resumed to two, the study asks
+    the second one, not a draw: a point it holds is skipped before the remaining budget is counted."""
+    ctx = {"root": str(tmp_path / "art"), "device": "cpu"}
+    setup = StudySetup(
+        **{**SETUP.__dict__, "seeds": (0,), "condense": {"condenser": "fdm", "clusters": 3, "options": {"steps": 3}}}
+    )
+    kw = dict(storage=tmp_path / "s.journal", store=tmp_path / "jobs", context=ctx)
+    starts = start_points("condensed", distributions(METHODS.get("condensed").space, setup.train_epochs)[0])
+    one = tune("condensed", setup, trials=1, **kw)
+    assert [t["state"] for t in one.trials] == ["COMPLETE"] and one.sampler["starts"] == starts[:1]
+    two = tune("condensed", setup, trials=2, **kw)
+    assert [t["params"] for t in two.trials] == starts == two.sampler["starts"]
+
+
 def test_start_points_are_registered_values_inside_the_space():
     """Each start point is the registered defaults (over the method's own ``starts``) cut to the searched
     dimensions; a value outside its dimension (an ``auto``, epochs over the resolved range) is left to the sampler,
