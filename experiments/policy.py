@@ -60,7 +60,8 @@ def default_candidates(kind: str, dataset: str, model: str, report: str | Path) 
     forget = "class" if kind == "class" else "random"
     # a policy table of the report (its rows labelled "METHOD (full|reduced)", with its own retraining row) ranks
     # the policy's candidates, not the methods: only the leaderboards' tables are read
-    policy_tables = {r.get("experiment") for r in rows if r.get("method") not in METHODS}
+    # (a leaderboard's default row, `policy = true`, runs what `unlearn` picks: neither a method nor a candidate)
+    policy_tables = {r.get("experiment") for r in rows if r.get("method") not in METHODS and not r.get("default")}
     table = [
         r
         for r in rows
@@ -79,7 +80,11 @@ def default_candidates(kind: str, dataset: str, model: str, report: str | Path) 
         return math.sqrt(sum((r[k] - ref[k]) ** 2 for k in ("retain_acc", "forget_acc", "val_acc")))
 
     ranked = sorted(
-        (r for r in table if r["method"] not in ("retrain", *ALWAYS) and METHODS.get(r["method"]).space),
+        (
+            r
+            for r in table
+            if r["method"] in METHODS and r["method"] not in ("retrain", *ALWAYS) and METHODS.get(r["method"]).space
+        ),
         key=lambda r: (dist(r), r["method"]),
     )
     names = list(dict.fromkeys(r["method"] for r in ranked))[:CLOSEST]

@@ -21,7 +21,14 @@ Full against reduced retain: ``policy = "PRESET/DATASET-MODEL"`` (a file under `
 validation split, served the validation split as its own study served it (``halves`` for a method that reads it).
 The entry's studies must have been searched on the experiment's dataset, model and kind of forgetting. Each row is
 then measured on the test split beside retraining in the same run, so the table shows what the validation search's
-choices give on test. ``leave_out = [LABEL, ...]`` drops candidates (the experiment's ``reductions`` says why)."""
+choices give on test. ``leave_out = [LABEL, ...]`` drops candidates (the experiment's ``reductions`` says why).
+
+The default as a user gets it: a ``methods`` entry declared ``[variants.LABEL] policy = true`` (the one kind of
+variant a leaderboard takes, as in the ``unlearn`` kind) runs what `unlearn --from-condensed FILE` does without
+``--method`` on each seed's original -- the policy entry that fits its setting (``configs/policy/``), or the
+fallback -- and records the line `unlearn` prints. The row is measured like any other but never ranked (a
+duplicate of a ranked method would move the others' ranks); the rows say whether a ranked row beats it on both
+RetDev and RTE (``leaderboard_rows``)."""
 
 from __future__ import annotations
 
@@ -44,6 +51,7 @@ from unlearn.tuned import find_tuned
 
 from ..workspace import KINDS, Cell, Experiment, Kind, Workspace
 from .leaderboard_rows import COLUMNS, rows
+from .unlearn import default_request, follows_policy, original_setting, policy_inputs
 
 # retraining and the original untouched ("none"): cell code (they run with the originals' training options, not
 # tuned ones), so defined here, in the cells' digest, and handed to the rows
@@ -106,6 +114,23 @@ def left_out(exp: Experiment, entry: PolicyEntry | None) -> list[str]:
     return out
 
 
+def default_labels(exp: Experiment) -> list[str]:
+    """The ``methods`` entries that run the default as a user gets it (``[variants.LABEL] policy = true``, module
+    docstring), checked: a leaderboard takes no other kind of variant, and such a variant stands alone."""
+    variants = exp.spec.get("variants", {})
+    if not isinstance(variants, dict):
+        raise ConfigError(f"experiment {exp.name}: variants must be a table of [variants.LABEL] tables")
+    for label, v in variants.items():
+        if not isinstance(v, dict) or v != {"policy": True}:
+            raise ConfigError(
+                f"experiment {exp.name}: variant {label!r}: a leaderboard takes only `policy = true` variants, "
+                "standing alone (the row runs what `unlearn --from-condensed FILE` does without --method)"
+            )
+        if label not in exp.spec.get("methods", []):
+            raise ConfigError(f"experiment {exp.name}: variant {label!r} is not one of its methods")
+    return [m for m in exp.spec.get("methods", []) if follows_policy(exp, m)]
+
+
 def labels(exp: Experiment) -> list[str]:
     """The rows' methods: the experiment's ``methods`` (references included), then the policy entry's candidates
     but those it leaves out (``leave_out``)."""
@@ -122,7 +147,10 @@ def _cells(exp: Experiment, seeds: int) -> list[Cell]:
     methods = [m for m in labels(exp) if m not in REFERENCES]
     forget = s.get("forget", "random:0.1")
     spec = ForgetSpec.parse(forget)
+    defaults = default_labels(exp)
     for m in methods:
+        if m in defaults:  # the policy picks the method, and the fallback takes every kind of request
+            continue
         found = _candidate(exp, m)
         check_forget_kind(found[1].method if found else m, spec)
     return [
@@ -142,6 +170,8 @@ def method_options(
         train = {**preset.get("original_train", {}), "epochs": int(preset["original_epochs"])}
         known = METHODS.get(method).defaults
         return {k: v for k, v in train.items() if k in known}, None
+    if follows_policy(exp, method):
+        raise ConfigError(f"experiment {exp.name}: {method!r} follows the policy; its options come with the original")
     found = _candidate(exp, method)
     if found is not None:  # a policy candidate: the options its study chose, nothing over them
         return dict(found[1].options), None
@@ -205,7 +235,12 @@ METRICS = ("retain_acc", "forget_acc", "val_acc", "val_mia", "test_acc", "mia", 
 def _run(cell: Cell, exp: Experiment, ws: Workspace) -> dict[str, Any]:
     k = cell.key
     arch, forget, method = k["model"], k["forget"], k["method"]
-    options, tuned = method_options(exp, ws.preset, method, arch)
+    line = None
+    if follows_policy(exp, method):  # what `unlearn --from-condensed FILE` does without --method on this original
+        name, retain, options, line = default_request(original_setting(ws, arch, cell.seed), ForgetSpec.parse(forget))
+        tuned, validation, found = None, "whole", None
+    else:
+        options, tuned = method_options(exp, ws.preset, method, arch)
     retrain_opts = method_options(exp, ws.preset, "retrain", arch)[0]
     retrained, ref = ws.retrained(arch, forget, cell.seed, retrain_opts)
     classes = ws.data().info.num_classes
@@ -240,12 +275,15 @@ def _run(cell: Cell, exp: Experiment, ws: Workspace) -> dict[str, Any]:
             "tuned": None,
             "test_acc_other": kept_class_accuracy(retrained, ws.data(), split, ws.device),
         }
-    found = _candidate(exp, method)
-    name, retain = (found[1].method, found[1].retain) if found else (method, "full")
-    validation = found[1].validation if found else tuned_validation(tuned)
+    if line is None:
+        found = _candidate(exp, method)
+        name, retain = (found[1].method, found[1].retain) if found else (method, "full")
+        validation = found[1].validation if found else tuned_validation(tuned)
     m = METHODS.get(name)
     start, condensed, artefacts = ws.original(arch, cell.seed), None, None
-    if m.needs_offline:  # DC-U's reference mode: the offline phase of this seed's original, its condensed file
+    if line is not None:  # a request without --method is always served the condensed file
+        condensed = ws.condensed(arch, seed=cell.seed)
+    elif m.needs_offline:  # DC-U's reference mode: the offline phase of this seed's original, its condensed file
         start, artefacts = ws.offline(arch, seed=cell.seed)
         condensed = ws.condensed(arch, offline=True, seed=cell.seed)
     elif m.needs_condensed or retain == "reduced":
@@ -277,6 +315,7 @@ def _run(cell: Cell, exp: Experiment, ws: Workspace) -> dict[str, Any]:
         "options": r["options"],
         "tuned": tuned,
         "policy": f"{exp.spec['policy']}#{found[0].kind}" if found else None,
+        **({"policy_line": line, "policy_method": name} if line is not None else {}),
         "retain_source": retain if m.reads_retain else None,
         "reduced_ratio": (r.get("reduced_set") or {}).get("ratio_to_retain"),
         "method_extra": r.get("method_extra", {}),
@@ -287,6 +326,8 @@ def _inputs(cell: Cell, exp: Experiment, preset: dict[str, Any]) -> dict[str, An
     """What a cell reads besides its settings and code: the options it runs with, tuned files included, so a
     re-tuned method's cells are recomputed by the next run instead of read back."""
     k = cell.key
+    if follows_policy(exp, k["method"]):  # the policy and tuned files it may follow
+        return {"policy": policy_inputs(), "retrain": method_options(exp, preset, "retrain", k["model"])[0]}
     options, tuned = method_options(exp, preset, k["method"], k["model"])
     found = _candidate(exp, k["method"])
     return {

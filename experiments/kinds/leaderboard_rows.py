@@ -35,7 +35,13 @@ method with a degenerate cell on any seed is not ranked in the toolkit's ranking
 
 Pareto front. A ranked row is on the front of RetDev against RTE (``pareto`` = "front") when no other ranked row of
 the table is at least as close to retraining and at least as fast, and strictly better on one of the two (means
-over seeds)."""
+over seeds).
+
+The default as a user gets it (a ``policy = true`` row, experiments/kinds/leaderboard.py) is never ranked: it runs
+one of the ranked methods, or another's options, and a duplicate would move every rank. Its ``pareto`` is "front"
+where no ranked row beats it on both RetDev and RTE, else "beaten by" the rows that do (a degenerate row beats
+nothing, and a degenerate default is not placed); its options column says what it ran (the policy entry or the
+fallback) and its notes the line `unlearn` printed."""
 
 from __future__ import annotations
 
@@ -48,6 +54,7 @@ from dcforget.forget import ForgetSpec
 
 from ..report import mean_std
 from ..workspace import Experiment
+from .unlearn import follows_policy
 
 COLUMNS = (
     ("retain_acc", "RA", ".2f"),
@@ -209,19 +216,47 @@ def _quantile(values: list[float], q: float) -> float:
     return v[lo] + (v[min(lo + 1, len(v) - 1)] - v[lo]) * (pos - lo)
 
 
-def pareto_front(table: dict[str, dict[str, Any]]) -> list[str]:
-    """The rows no other row beats on both RetDev (lower) and RTE (higher): at least as good on both and strictly
-    better on one. Rows without both figures are left out."""
-    pts = {
+def _points(table: dict[str, dict[str, Any]]) -> dict[str, tuple[float, float]]:
+    """(RetDev, RTE) of the rows that have both figures."""
+    return {
         m: (r["retention_deviation"], r["rte"])
         for m, r in table.items()
         if isinstance(r.get("retention_deviation"), float) and isinstance(r.get("rte"), float)
     }
-    return [
-        m
-        for m, (d, t) in pts.items()
-        if not any(d2 <= d and t2 >= t and (d2 < d or t2 > t) for n, (d2, t2) in pts.items() if n != m)
-    ]
+
+
+def beaten_by(point: tuple[float, float], others: dict[str, tuple[float, float]]) -> list[str]:
+    """The rows of ``others`` (RetDev, RTE) that beat ``point`` on both: at least as close to retraining and at
+    least as fast, strictly better on one."""
+    d, t = point
+    return [n for n, (d2, t2) in others.items() if d2 <= d and t2 >= t and (d2 < d or t2 > t)]
+
+
+def pareto_front(table: dict[str, dict[str, Any]]) -> list[str]:
+    """The rows no other row beats on both RetDev (lower) and RTE (higher): at least as good on both and strictly
+    better on one. Rows without both figures are left out."""
+    pts = _points(table)
+    return [m for m, p in pts.items() if not beaten_by(p, {n: q for n, q in pts.items() if n != m})]
+
+
+def _some(beaten: list[str], points: dict[str, tuple[float, float]], shown: int = 3) -> str:
+    """The rows that beat the default, closest to retraining first: all of them up to ``shown``, else a count."""
+    closest = sorted(beaten, key=lambda m: (points[m][0], m))
+    more = f" and {len(closest) - shown} more" if len(closest) > shown else ""
+    return ", ".join(closest[:shown]) + more
+
+
+def _default_options(got: list[dict[str, Any]]) -> tuple[str, str]:
+    """(options column, notes) of a ``policy = true`` row: what its cells ran, from the line `unlearn` printed."""
+    ran = {
+        (c["result"].get("policy_method"), c["result"].get("retain_source"), "fallback:" in c["result"]["policy_line"])
+        for c in got
+    }
+    said = " / ".join(
+        f"{'fallback' if fallback else 'policy entry'}: {method}" + (f" ({retain})" if retain else "")
+        for method, retain, fallback in sorted(ran, key=str)
+    )
+    return said, "; ".join(dict.fromkeys(c["result"]["policy_line"] for c in got))
 
 
 def rows(exp: Experiment, cells: list[dict[str, Any]], references: tuple[str, ...]) -> list[dict[str, Any]]:
@@ -277,11 +312,14 @@ def rows(exp: Experiment, cells: list[dict[str, Any]], references: tuple[str, ..
             row["tuned"] = "reference" if m in references else ("tuned" if files != {None} else "defaults")
             if any(c["result"].get("policy") for c in got):
                 row["tuned"] = "policy (validation)"
+            if follows_policy(exp, m):
+                row["tuned"], row["extra"] = _default_options(got)
+                row["default"] = True
             sources = {c["result"].get("retain_source") for c in got} - {None}
             if len(sources) == 1:
                 row["retain_source"] = sources.pop()
             table.append(row)
-        ranked_all = {r["method"]: r for r in table if r["method"] not in references}
+        ranked_all = {r["method"]: r for r in table if r["method"] not in references and not r.get("default")}
         seeds = sorted(set.intersection(*(set(per_seed[m]) for m in ranked_all))) if ranked_all else []
         # Deep Unlearn's ranking: every method, wrecked ones included
         du_avg, _ = _average_ranks(per_seed, list(ranked_all), seeds)
@@ -300,6 +338,15 @@ def rows(exp: Experiment, cells: list[dict[str, Any]], references: tuple[str, ..
                 r["ranked_seeds"] = len(averages[m])
         for m in pareto_front({m: ranked_all[m] for m in ranked}):
             ranked_all[m]["pareto"] = "front"
+        points = _points({m: ranked_all[m] for m in ranked})
+        for m, point in _points({r["method"]: r for r in table if r.get("default")}).items():
+            # the default as a user gets it, against the ranked rows (module docstring)
+            row, beaten = next(r for r in table if r["method"] == m), beaten_by(point, points)
+            row["pareto"] = (
+                "not placed (degenerate)"
+                if row.get("degenerate")
+                else (f"beaten by {_some(beaten, points)}" if beaten else "front")
+            )
         if ranked and seeds:
             draws = rank_ranges(per_seed, ranked, seeds)
             for m in ranked:
