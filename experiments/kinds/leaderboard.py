@@ -132,12 +132,15 @@ def default_labels(exp: Experiment) -> list[str]:
 
 
 def labels(exp: Experiment) -> list[str]:
-    """The rows' methods: the experiment's ``methods`` (references included), then the policy entry's candidates
-    but those it leaves out (``leave_out``)."""
+    """The rows' methods, in the order a seed's cells run: the experiment's ``methods`` (references included), then
+    the policy entry's candidates but those it leaves out (``leave_out``), then the default as a user gets it (last,
+    so that no first-cell cost of a run, such as a lazy import, lands in its time)."""
     entry = policy_entry(exp)
-    own = list(exp.spec.get("methods", []))
+    defaults = default_labels(exp)
+    own = [m for m in exp.spec.get("methods", []) if m not in defaults]
     gone = set(left_out(exp, entry))
-    return own + [c.label for c in (entry.candidates if entry else ()) if c.label not in own and c.label not in gone]
+    candidates = [c.label for c in (entry.candidates if entry else ()) if c.label not in own and c.label not in gone]
+    return own + candidates + defaults
 
 
 def _cells(exp: Experiment, seeds: int) -> list[Cell]:

@@ -271,7 +271,12 @@ def rows(exp: Experiment, cells: list[dict[str, Any]], references: tuple[str, ..
         }
         table, per_seed = [], {}
         whole_class = ForgetSpec.parse(forget).whole_classes
-        listed = [*references, *[m for m in exp.spec.get("methods", []) if m not in references]]
+        defaults = [m for m in exp.spec.get("methods", []) if follows_policy(exp, m)]  # shown after the references
+        listed = [
+            *references,
+            *defaults,
+            *[m for m in exp.spec.get("methods", []) if m not in (*references, *defaults)],
+        ]
         in_cells = [c["key"]["method"] for c in cells if c["key"]["method"] not in listed]
         for m in listed + list(dict.fromkeys(in_cells)):  # then rows the kind adds (a policy's candidates)
             got = [c for c in cells if c["key"] == {"model": model, "forget": forget, "method": m}]
