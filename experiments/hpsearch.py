@@ -544,10 +544,11 @@ class StudyResult:
     max_time_ratio: float | None = None  # the ``ours`` objective's time bound
 
     def summary(self) -> dict[str, Any]:
-        done = [t for t in self.trials if t["state"] == "COMPLETE"]
+        done = [t for t in self.trials if t["state"] == "COMPLETE" and "repeat_of" not in t]
         finite = sorted(t["norm"] for t in done if math.isfinite(t["norm"]))
         return {
             "trials": len(done),
+            "repeats": sum("repeat_of" in t for t in self.trials),  # redraws of a held point, not counted
             "best_trial": self.best["number"],
             "best_norm": self.best["norm"],
             "diverged_trials": len(done) - len(finite),
@@ -602,8 +603,10 @@ def tune(
         asked ``batch`` at a time (default: the executor's workers) and their (trial, seed) runs go to the executor
         together. ``population``: NSGA-III's generation size (default :func:`population_size` of ``trials``). A study
         short of ``trials`` asks the method's start points (:func:`start_points`) before any new draw of the sampler (in
-    a fresh study they are its first trials; in a resumed one they follow the trials it holds). Returns
-        every trial and the chosen one.
+    a fresh study they are its first trials; in a resumed one they follow the trials it holds). A point the sampler
+        redraws exactly (NSGA-III's crossover can copy a parent) is not run again: the trial is told what the earlier
+        one measured, marked ``repeat_of``, and not counted among the ``trials`` (at most ``trials`` such redraws per
+        call, so that a space the sampler has exhausted ends the search). Returns every trial and the chosen one.
 
         Several drivers may work on one study at once (same storage and store): each trial records the driver that
         asked it (host, process); a trial left RUNNING is evaluated again only when its driver is gone (on this host)
@@ -665,18 +668,37 @@ def tune(
         results = jobs(unlearn_job, specs)
         k = len(setup.seeds)
         for i, t in enumerate(batch_trials):
-            if study._storage.get_trial(t._trial_id).state.is_finished():  # another driver took it over and finished it
-                continue
-            per_seed = results[i * k : (i + 1) * k]
-            objs = [objectives(r, references[s], setup.validation, objective) for r, s in zip(per_seed, setup.seeds)]
-            mean = [sum(o[j] for o in objs) / k for j in range(len(names))]
-            ratio = sum(time_ratio(r, references[s]) for r, s in zip(per_seed, setup.seeds)) / k
-            t.set_user_attr("per_seed", per_seed)
-            t.set_user_attr("options", {**base, **t.params})
-            t.set_user_attr("time_ratio", ratio if math.isfinite(ratio) else None)
-            if objective == "ours":  # NSGA-III's constraint: feasible when <= 0
-                t.set_constraint("time_ratio", (ratio - max_time_ratio) if math.isfinite(ratio) else 1.0)
-            study.tell(t, mean, skip_if_finished=True)
+            tell(t, results[i * k : (i + 1) * k])
+
+    def tell(t, per_seed):
+        if study._storage.get_trial(t._trial_id).state.is_finished():  # another driver took it over and finished it
+            return
+        k = len(per_seed)
+        objs = [objectives(r, references[s], setup.validation, objective) for r, s in zip(per_seed, setup.seeds)]
+        mean = [sum(o[j] for o in objs) / k for j in range(len(names))]
+        ratio = sum(time_ratio(r, references[s]) for r, s in zip(per_seed, setup.seeds)) / k
+        t.set_user_attr("per_seed", per_seed)
+        t.set_user_attr("options", {**base, **t.params})
+        t.set_user_attr("time_ratio", ratio if math.isfinite(ratio) else None)
+        if objective == "ours":  # NSGA-III's constraint: feasible when <= 0
+            t.set_constraint("time_ratio", (ratio - max_time_ratio) if math.isfinite(ratio) else 1.0)
+        study.tell(t, mean, skip_if_finished=True)
+
+    def measured(params: dict[str, Any]):  # the study's complete trial of exactly these parameters, if any
+        return next(
+            (
+                t
+                for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+                if t.params == params and "repeat_of" not in t.user_attrs
+            ),
+            None,
+        )
+
+    def distinct() -> int:  # complete trials that are not repeats of an earlier one
+        return sum(
+            "repeat_of" not in t.user_attrs
+            for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+        )
 
     def abandoned(t) -> bool:
         d = t.user_attrs.get("driver") or {}
@@ -707,15 +729,28 @@ def tune(
     done = len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)))
     for point in [p for p in points if p not in queued(False)][: max(trials - done, 0)]:
         study.enqueue_trial(point)  # asked before any new draw; a point the study holds, resumed or not, is not again
+    repeats = 0
     while True:
-        done = len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)))
+        done = distinct()
         if done >= trials:
             break
-        asked = [study.ask(dists) for _ in range(min(batch, trials - done))]
+        if repeats >= trials:  # a space the sampler has exhausted (or nearly): stop rather than redraw forever
+            log(f"{method}: the sampler redrew points the study holds {repeats} times; {done}/{trials} distinct trials")
+            break
+        asked, fresh = [study.ask(dists) for _ in range(min(batch, trials - done))], []
         for t in asked:
             t.set_user_attr("driver", me)
-        evaluate(asked)
-        log(f"{method}: {done + len(asked)}/{trials} trials")
+            earlier = measured(t.params)
+            if earlier is None or "per_seed" not in earlier.user_attrs:
+                fresh.append(t)
+                continue
+            # NSGA-III's crossover can redraw a point the study holds: told what that trial measured (the same
+            # runs, which the job store would read back), not counted as a trial, and the sampler asked again
+            repeats += 1
+            t.set_user_attr("repeat_of", earlier.number)
+            tell(t, earlier.user_attrs["per_seed"])
+        evaluate(fresh)
+        log(f"{method}: {distinct()}/{trials} trials")
     starts = [p for p in points if p in queued(True)]  # the start points the study asked
     rows = []
     for t in study.get_trials(deepcopy=True):
@@ -726,6 +761,7 @@ def tune(
             "options": t.user_attrs.get("options"),
             "per_seed": t.user_attrs.get("per_seed"),
             "time_ratio": t.user_attrs.get("time_ratio"),
+            **({"repeat_of": t.user_attrs["repeat_of"]} if "repeat_of" in t.user_attrs else {}),
         }
         if t.state == optuna.trial.TrialState.COMPLETE:
             row["objectives"] = dict(zip(names, t.values))
@@ -733,7 +769,7 @@ def tune(
             if objective == "ours":
                 row["feasible"] = row["time_ratio"] is not None and row["time_ratio"] <= max_time_ratio
         rows.append(row)
-    complete = [r for r in rows if r["state"] == "COMPLETE"][:trials] if rows else []
+    complete = [r for r in rows if r["state"] == "COMPLETE" and "repeat_of" not in r][:trials] if rows else []
     if not complete:
         raise ConfigError(f"study of {method!r} has no complete trial")
     feasible = [r for r in complete if r.get("feasible", True)]

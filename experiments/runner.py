@@ -147,7 +147,10 @@ def suite_tuning(suite: str, preset: str, dataset: str, model: str) -> list[tupl
         forget = s["forget"]
         whole = ForgetSpec.parse(forget).family == "class"
         extra = set(s.get("tune_class", []))
+        variants = s.get("variants", {})
         for m in s["methods"]:
+            if m in variants:  # the default as a user gets it (`policy = true`): what a policy or fallback picks
+                continue
             method = METHODS.get(m)
             if not method.space:
                 continue

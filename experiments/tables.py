@@ -144,22 +144,29 @@ def _claim_verdicts(claims: list[dict[str, Any]]) -> str:
 
 
 def leaderboard_summary(report: dict[str, Any]) -> str:
-    """One line per experiment of a benchmark report: methods ranked, degenerate ones, the top 5 by average rank and
-    where Deep Unlearn's claims stand on each ranking."""
+    """One line per experiment of a benchmark report: methods ranked, degenerate ones, the top 5 by average rank,
+    where Deep Unlearn's claims stand on each ranking, and (where the table has one) the default as a user gets it:
+    what it ran and its place against the ranked rows' Pareto front of RetDev against RTE."""
     rows = report["rows"]
     claims_by_exp = report["meta"].get("claims", {})
     if not claims_by_exp:
         raise ConfigError("the report has no leaderboard experiments (no claims in its meta)")
+    defaults = {r["experiment"]: r for r in rows if r.get("default")}
     out = [
-        "| experiment | methods ranked | degenerate (not ranked) | top 5 (average rank) | Deep Unlearn's claims |",
-        "|---|---|---|---|---|",
+        "| experiment | methods ranked | degenerate (not ranked) | top 5 (average rank) | Deep Unlearn's claims |"
+        + (" the default: what it ran, Pareto |" if defaults else ""),
+        "|---|---|---|---|---|" + ("---|" if defaults else ""),
     ]
     for exp, claims in claims_by_exp.items():
         ranked = sorted((r for r in rows if r["experiment"] == exp and "avg_rank" in r), key=lambda r: r["avg_rank"])
         top = ", ".join(f"`{r['method']}` {r['avg_rank']:.1f}" for r in ranked[:5])
         verdicts = _claim_verdicts(claims) or "none checkable (the table lacks the methods they name)"
-        degenerate = sum("degenerate" in r for r in rows if r["experiment"] == exp)
-        out.append(f"| {exp} | {len(ranked)} | {degenerate} | {top} | {verdicts} |")
+        degenerate = sum("degenerate" in r for r in rows if r["experiment"] == exp and not r.get("default"))
+        line = f"| {exp} | {len(ranked)} | {degenerate} | {top} | {verdicts} |"
+        if defaults:
+            d = defaults.get(exp)
+            line += f" {d.get('tuned', '')}: {d.get('pareto', 'not placed (no RTE)')} |" if d else " |"
+        out.append(line)
     return "\n".join(out) + "\n"
 
 

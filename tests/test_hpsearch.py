@@ -132,6 +132,36 @@ def test_a_study_short_of_trials_queues_only_the_start_points_it_can_ask(tmp_pat
     assert [t["params"] for t in two.trials] == starts == two.sampler["starts"]
 
 
+def test_a_point_the_sampler_redraws_is_told_what_it_measured_and_not_counted(tmp_path, monkeypatch):
+    """NSGA-III can redraw a point the study holds: the repeat runs nothing, is told the earlier trial's values,
+    is marked and not counted as a trial; a space with fewer points than trials ends the search instead of redrawing
+    forever."""
+    import experiments.hpsearch as hp
+
+    class TwoPoints:  # finetune with a space of two points
+        def get(self, name):
+            m = METHODS.get(name)
+            return replace(m, space={"lr": Choice((0.01, 0.02)), "epochs": Fixed(1)}) if name == "finetune" else m
+
+    monkeypatch.setattr(hp, "METHODS", TwoPoints())
+    ctx = {"root": str(tmp_path / "art"), "device": "cpu"}
+    setup = StudySetup(**{**SETUP.__dict__, "seeds": (0,)})
+    kw = dict(storage=tmp_path / "s.journal", store=tmp_path / "jobs", context=ctx, base_options={"batch_size": 32})
+    res = tune("finetune", setup, trials=3, **kw)
+    done = [t for t in res.trials if t["state"] == "COMPLETE"]
+    fresh = [t for t in done if "repeat_of" not in t]
+    repeats = [t for t in done if "repeat_of" in t]
+    assert sorted(t["params"]["lr"] for t in fresh) == [0.01, 0.02]  # both points, each run once
+    assert res.computed == 1 + 1 + 2  # the original, its retraining and the two distinct trials: no repeat ran
+    assert len(repeats) == 3 and res.summary()["trials"] == 2 and res.summary()["repeats"] == 3
+    by_number = {t["number"]: t for t in done}
+    for t in repeats:  # told exactly what the trial it repeats measured
+        first = by_number[t["repeat_of"]]
+        assert t["params"] == first["params"] and t["objectives"] == first["objectives"]
+        assert t["per_seed"] == first["per_seed"]
+    assert "repeat_of" not in res.best
+
+
 def test_start_points_are_registered_values_inside_the_space():
     """Each start point is the registered defaults (over the method's own ``starts``) cut to the searched
     dimensions; a value outside its dimension (an ``auto``, epochs over the resolved range) is left to the sampler,

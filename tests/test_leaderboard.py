@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import unlearn.tuned as tuned_mod
-from dcforget.errors import ForgetSpecError
+from dcforget.errors import ConfigError, ForgetSpecError
 from experiments.kinds.leaderboard import REFERENCES, _cells, _run
 from experiments.runner import cell_digest, load_suite
 from experiments.workspace import KINDS, Experiment, Workspace
@@ -654,3 +654,135 @@ def test_a_bad_policy_reference_is_one_config_error(tmp_path, monkeypatch, spec,
     exp = Experiment("lb", {"kind": "leaderboard", "models": ["mlp"], "methods": [], "forget": "random:0.2", **spec})
     with pytest.raises(ConfigError, match=message):
         _cells(exp, 1)
+
+
+def test_the_default_row_is_placed_against_the_ranked_front_and_never_ranked():
+    """A `policy = true` row (the default as a user gets it) is measured like any row but never ranked: the other
+    rows' ranks are those of the table without it; its Pareto column is "front" where no ranked row beats it on both
+    RetDev and RTE, else the rows that do, closest first; a degenerate default is not placed; and a degenerate
+    ranked row beats nothing."""
+
+    def table(default_ra, default_seconds, default_ta=0.5, ind=0.9):
+        cell = _cell("default", 0, default_ra, ind, default_seconds, ta=default_ta)
+        cell["result"].update(policy_line="policy: a large request (...) -> b (full retain) from P", policy_method="b")
+        cells = [
+            _cell("retrain", 0, 1.0, 0.9, 10.0),
+            _cell("a", 0, 0.99, 0.9, 5.0),  # close and slow
+            _cell("b", 0, 0.90, 0.8, 1.0),  # far and fast
+            _cell("wreck", 0, 0.1, 1.0, 0.1, ta=0.1),  # degenerate: fastest, beats nothing
+            cell,
+        ]
+        spec = {"kind": "leaderboard", "models": ["mlp"], "forget": "random:0.1"}
+        exp = Experiment(
+            "lb", {**spec, "methods": ["a", "b", "wreck", "default"], "variants": {"default": {"policy": True}}}
+        )
+        alone = Experiment("lb", {**spec, "methods": ["a", "b", "wreck"]})
+        rows = {r["method"]: r for r in _rows(exp, cells)}
+        without = {r["method"]: r for r in _rows(alone, [c for c in cells if c["key"]["method"] != "default"])}
+        assert [m for m in rows][:3] == ["retrain", "default", "a"]  # shown after the references
+        assert all(rows[m].get("avg_rank") == without[m].get("avg_rank") for m in ("a", "b"))
+        assert "avg_rank" not in rows["default"] and "avg_rank_du" not in rows["default"]
+        assert rows["default"]["tuned"] == "policy entry: b" and rows["default"]["extra"].startswith("policy: a large")
+        return rows["default"]["pareto"]
+
+    assert table(0.90, 1.0) == "front"  # b's twin: not beaten (a tie is not a win)
+    assert table(0.90, 2.0) == "beaten by b"  # as close as b, slower
+    assert table(0.80, 6.0) == "beaten by a, b"  # further than both and slower than both: closest first
+    assert table(0.995, 0.5) == "front"  # closer than a and faster than b
+    assert table(0.1, 0.5, default_ta=0.1) == "not placed (degenerate)"
+    # the same run as b (the same accuracies): placed where b stands, whatever the noise in its time
+    assert table(0.90, 2.0, ind=0.8) == table(0.90, 0.5, ind=0.8) == "front (as b, the same run)"
+
+
+def test_a_leaderboard_takes_only_policy_variants_standing_alone():
+    for variants, message in (
+        ({"default": {"policy": True, "method": "finetune"}}, "only `policy = true` variants"),
+        ({"fast": {"method": "finetune", "options": {"lr": 1.0}}}, "only `policy = true` variants"),
+        ({"other": {"policy": True}}, "not one of its methods"),
+    ):
+        exp = Experiment(
+            "lb",
+            {
+                "kind": "leaderboard",
+                "models": ["mlp"],
+                "forget": "random:0.1",
+                "methods": ["default"],
+                "variants": variants,
+            },
+        )
+        with pytest.raises(ConfigError, match=message):
+            _cells(exp, 1)
+
+
+def test_the_default_row_runs_the_policy_entry_that_fits_each_seeds_original(ws, tmp_path, monkeypatch):
+    """The leaderboard's default row runs what `unlearn --from-condensed FILE` runs without --method: the fallback
+    where no policy fits (said so), the entry's method, retain source and options where one does; a new policy file
+    recomputes that row and no other; it runs last among a seed's cells."""
+    import experiments.kinds.unlearn as unlearn_kind
+    import unlearn.policy as policy_mod
+    from dcforget.checkpoint import read_checkpoint_meta
+    from unlearn.policy import SCHEMA, VERSION
+    from unlearn.tuned import checkpoint_setting
+
+    for mod in (policy_mod, tuned_mod, unlearn_kind):  # only this test's configs folder
+        monkeypatch.setattr(mod, "config_dirs", lambda: [tmp_path / "cfg"])
+    exp = Experiment(
+        "lb",
+        {
+            "kind": "leaderboard",
+            "models": ["mlp"],
+            "forget": "random:0.2",
+            "methods": ["default", "finetune"],
+            "variants": {"default": {"policy": True}},
+        },
+    )
+    kind, w = KINDS.get("leaderboard"), ws.for_experiment(exp)
+    cells = _cells(exp, 1)
+    assert [c.key["method"] for c in cells] == [*REFERENCES, "finetune", "default"]
+    default = cells[-1]
+    before, other = kind.inputs(default, exp, w.preset), kind.inputs(cells[-2], exp, w.preset)
+    out = _run(default, exp, w)
+    assert out["policy_method"] == "condensed" and "fallback: condensed" in out["policy_line"]
+
+    here = checkpoint_setting(read_checkpoint_meta(unlearn_kind.original_file(w, "mlp"))[0])
+    entry = {
+        "method": "finetune",
+        "retain": "reduced",
+        "options": {"epochs": 1, "lr": 0.0123},
+        "tuned_on": {**here.to_dict(), "forget_kind": "large"},
+        "candidates": [],
+        "objective": "ours",
+        "meta": {},
+    }
+    path = tmp_path / "cfg" / "policy" / "custom" / "synthetic-mlp.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"schema": SCHEMA, "version": VERSION, "entries": {"large": entry}}))
+    assert kind.inputs(default, exp, w.preset) != before  # a new policy recomputes the row
+    assert kind.inputs(cells[-2], exp, w.preset) == other
+    out = _run(default, exp, w)
+    assert out["policy_method"] == "finetune" and out["retain_source"] == "reduced"
+    assert out["options"]["lr"] == 0.0123 and out["policy_line"].startswith("policy: a large request")
+    done = [{"key": c.key, "seed": c.seed, "result": _run(c, exp, w)} for c in cells]
+    row = next(r for r in _rows(exp, done) if r["method"] == "default")
+    assert row["tuned"] == "policy entry: finetune (reduced)" and "pareto" in row
+
+
+def test_the_benchmark_summary_says_what_the_default_ran_and_where_it_stands():
+    from experiments.tables import leaderboard_summary
+
+    cell = _cell("default", 0, 0.85, 0.8, 2.0)  # further than b and slower: beaten by it
+    cell["result"].update(policy_line="policy: a large request (...) -> b (full retain) from P", policy_method="b")
+    cells = [_cell("retrain", 0, 1.0, 0.9, 10.0), _cell("a", 0, 0.99, 0.9, 5.0), _cell("b", 0, 0.90, 0.8, 1.0), cell]
+    exp = Experiment(
+        "lb",
+        {
+            "kind": "leaderboard",
+            "models": ["mlp"],
+            "forget": "random:0.1",
+            "methods": ["a", "b", "default"],
+            "variants": {"default": {"policy": True}},
+        },
+    )
+    text = leaderboard_summary({"rows": _rows(exp, cells), "meta": {"claims": {"lb": []}}})
+    assert "the default: what it ran, Pareto" in text and "| policy entry: b: beaten by b |" in text
+    assert "| lb | 2 | 0 |" in text  # the default is neither ranked nor counted

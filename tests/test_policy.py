@@ -113,6 +113,15 @@ def test_a_policy_is_searched_on_validation_and_unlearn_follows_it(tmp_path, mon
     assert rep["method"] == entry.method and rep["policy"]["file"] == str(path) and not rep["policy"]["fallback"]
     assert rep["retain_source"] == entry.retain and rep["options"]["lr"] == entry.options["lr"]
     assert "policy entry" in rep["tuned_choice"]["reason"]  # not "--untuned": the user did not turn tuning off
+    # --untuned without --method reads no entry (a tuned choice of method and options): the registered default
+    r = run(unlearn_main, [*base, "--forget", f"indices:{tmp_path / 'req.txt'}", "--untuned", "--out", tmp_path / "o4"])
+    assert r.exit_code == 0, r.output
+    assert "--untuned: no policy entry or tuned file is read; condensed (the registered default" in r.stderr
+    rep = json.loads((tmp_path / "o4" / "report.json").read_text())
+    assert rep["method"] == "condensed" and rep["policy"]["fallback"] and rep["policy"]["retain"] == "full"
+    registered = METHODS.get("condensed").defaults
+    assert all(rep["options"][k] == registered[k] for k in ("lr", "keep", "forget_ce", "small_lr", "large_request"))
+    assert "tune one" not in r.stderr and "untuned" in rep["tuned_choice"]["reason"]
     # a kind of request the policy has no entry for: the fallback, named, with the command that tunes one
     r = run(unlearn_main, [*base, "--forget", "random:0.2", "--out", tmp_path / "o2"])
     assert r.exit_code == 0, r.output

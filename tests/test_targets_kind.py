@@ -211,3 +211,27 @@ def test_a_delta_of_exactly_the_bound_meets_it_despite_float32_accuracies():
     assert got["met_on_mean"] and not got["met_on_every_seed"] and got["missed_by"] == 0.0
     miss = _check({"forget_acc": [-5.01]}, {"forget_acc": 5.0})["forget_acc"]
     assert not miss["met_on_mean"] and miss["missed_by"] > 0.009
+
+
+def test_a_leaderboard_rows_pareto_placement_is_a_target(tmp_path, monkeypatch):
+    """Where the source row has a Pareto placement (a leaderboard's default row), the target row shows it and is met
+    only on the front; a row without one is judged on its bounds alone."""
+    monkeypatch.chdir(tmp_path)
+    cells = [
+        _cell(0, "retrain", "random:0.1", retain_acc=0.90, forget_acc=0.40, seconds=10.0),
+        _cell(0, "default", "random:0.1", retain_acc=0.90, forget_acc=0.40, seconds=0.5),  # every bound met
+    ]
+
+    def run(pareto):
+        rows = [{"experiment": "e", "model": "mlp", "forget": "random:0.1", "method": "default", "pareto": pareto}]
+        (tmp_path / "rep").mkdir(exist_ok=True)
+        doc = {"meta": {"git": "abc1234"}, "cells": {"e": cells}, "rows": rows if pareto else []}
+        (tmp_path / "rep" / "report.json").write_text(json.dumps(doc))
+        src = dict(setting="s", report="rep", experiment="e", model="mlp", method="default", forget="random:0.1")
+        exp = Experiment("t", {**SPEC, "sources": [{**src, "request": "random"}]})
+        return _rows(exp, [{"key": c.key, "result": _run(c, exp, None)} for c in _cells(exp, 1)])[0]
+
+    front, beaten, none = run("front"), run("beaten by kde"), run(None)
+    assert front["pareto"] == "front" and front["met"] == "yes"
+    assert beaten["pareto"] == "**beaten by kde**" and beaten["met"] == "no"
+    assert "pareto" not in none and none["met"] == "yes"

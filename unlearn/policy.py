@@ -264,6 +264,7 @@ class PolicyChoice:
     why: str  # why the request is of that kind
     entry: PolicyEntry | None
     note: str | None = None  # why no entry was used
+    untuned: bool = False  # --untuned: no entry (a tuned choice of method and options) was read
 
     @property
     def method(self) -> str:
@@ -281,6 +282,11 @@ class PolicyChoice:
         """The one line `unlearn` prints about it."""
         if self.entry is not None:
             return f"policy: a {self.kind} request ({self.why}) -> {self.entry.describe()}"
+        if self.untuned:
+            return (
+                f"policy: a {self.kind} request ({self.why}); --untuned: no policy entry or tuned file is read; "
+                f"{DEFAULT_METHOD} (the registered default, full retain) with its registered options"
+            )
         how = (
             f"experiments tune {here.dataset or 'DATASET'} --model {here.model or 'MODEL'} --policy {self.kind} "
             "--preset cpu|paper --data-dir DIR"
@@ -320,10 +326,15 @@ def choose_policy(
     here: Setting,
     forgotten: Sequence[int] = (),
     roots: list[Path] | None = None,
+    tuned: bool = True,
 ) -> PolicyChoice:
     """The policy entry a request in setting ``here`` follows: the first (best preset first) for its kind of request
-    whose ``tuned_on`` fits the checkpoint (:func:`unlearn.tuned.setting_mismatch`), or the fallback with a note."""
+    whose ``tuned_on`` fits the checkpoint (:func:`unlearn.tuned.setting_mismatch`), or the fallback with a note.
+    ``tuned=False`` (`unlearn --untuned`): no entry, since an entry is a tuned choice of method and options; the
+    registered default with its registered options."""
     kind, why = request_kind(spec, here.train_size, forgotten)
+    if not tuned:
+        return PolicyChoice(kind, why, None, "--untuned: no policy entry or tuned file is read", untuned=True)
     if not here.dataset or not here.model:
         return PolicyChoice(kind, why, None, "the checkpoint does not record its dataset and model")
     files = policy_files(here.dataset, here.model, roots)

@@ -240,8 +240,10 @@ def _run(cell: Cell, exp: Experiment, ws: Workspace) -> dict[str, Any]:
     arch, forget, method = k["model"], k["forget"], k["method"]
     line = None
     if follows_policy(exp, method):  # what `unlearn --from-condensed FILE` does without --method on this original
-        name, retain, options, line = default_request(original_setting(ws, arch, cell.seed), ForgetSpec.parse(forget))
-        tuned, validation, found = None, "whole", None
+        name, retain, options, line, validation, tuned = default_request(
+            original_setting(ws, arch, cell.seed), ForgetSpec.parse(forget)
+        )
+        found = None
     else:
         options, tuned = method_options(exp, ws.preset, method, arch)
     retrain_opts = method_options(exp, ws.preset, "retrain", arch)[0]

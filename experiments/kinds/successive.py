@@ -109,9 +109,11 @@ def _run(cell: Cell, exp: Experiment, ws: Workspace) -> dict[str, Any]:
         if method == "retrain" and c + 1 not in reference_at:
             out.append(None)  # retraining is the reference only after the requests named in reference_at
             continue
-        chosen, source, options, line = method, retain, None, None
+        chosen, source, options, line, validation = method, retain, None, None, "whole"
         if here is not None:  # each request as `unlearn --from-condensed` answers it without --method
-            chosen, source, options, line = default_request(here, ForgetSpec.parse(f"indices:{path}"), previous)
+            chosen, source, options, line, validation, _ = default_request(
+                here, ForgetSpec.parse(f"indices:{path}"), previous
+            )
         res = unlearn_request(
             model,
             data,
@@ -125,6 +127,7 @@ def _run(cell: Cell, exp: Experiment, ws: Workspace) -> dict[str, Any]:
             previous_forget=previous,
             artefacts=artefacts,
             retain=source,
+            validation=validation,
         )
         if method != "retrain":
             model = res.model

@@ -22,7 +22,8 @@ report retrained (a stream retrains at its ``reference_at`` requests only). A U-
 method's AUC must also be at most that.
 
 A target is met on the mean if the mean over seeds is within it, on every seed if each seed's value is; a cell whose
-mean misses, or where a seed misses, lists the per-seed values. Report paths are relative to the working directory
+mean misses, or where a seed misses, lists the per-seed values. Where the source's row has a Pareto placement (a
+leaderboard's rows: RetDev against RTE), the row shows it and is met only on the front. Report paths are relative to the working directory
 (a clone's root)."""
 
 from __future__ import annotations
@@ -226,6 +227,17 @@ def _run(cell: Cell, exp: Experiment, ws: Workspace) -> dict[str, Any]:
         return {"rows": rows}
     if not set(mine) & set(retrain):
         return {"rows": [{**base, "request": e["request"], "missing": "no seed has both the method and retraining"}]}
+    placed = [  # a leaderboard's row says where the method sits against the ranked rows' Pareto front
+        r["pareto"]
+        for r in rep.get("rows", [])
+        if r.get("experiment") == e["experiment"]
+        and r.get("model") == e["model"]
+        and r.get("method") == e["method"]
+        and r.get("forget") == e["forget"]
+        and r.get("pareto")
+    ]
+    if placed:
+        base["pareto"] = placed[0]
     whole = ForgetSpec.parse(e["forget"]).kind == "class"
     if whole and any("test_acc_other" not in r for r in (*mine.values(), *retrain.values())):
         return {
@@ -289,7 +301,11 @@ def _rows(exp: Experiment, results: list[dict[str, Any]]) -> list[dict[str, Any]
                 if "forget_acc_class" in t:
                     row["fa_class"] = _fmt(t["forget_acc_class"], signed=False)
                 row["time"] = _fmt(t["time_ratio"], signed=False)
-                row["met"] = "yes" if all(v["met_on_mean"] for v in t.values() if v["bound"] is not None) else "no"
+                met = all(v["met_on_mean"] for v in t.values() if v["bound"] is not None)
+                if "pareto" in r:
+                    row["pareto"] = r["pareto"] if r["pareto"] == "front" else f"**{r['pareto']}**"
+                    met = met and r["pareto"] == "front"
+                row["met"] = "yes" if met else "no"
                 row["targets"] = t
             rows.append(row)
     return rows
@@ -306,6 +322,7 @@ COLUMNS = (
     ("fa_class", "FA (class)", "s"),
     ("d_test_acc_other", "d TA other", "s"),
     ("time", "time / R", "s"),
+    ("pareto", "Pareto (RetDev vs RTE)", "s"),
     ("met", "all met (mean)", "s"),
 )
 

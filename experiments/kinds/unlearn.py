@@ -26,7 +26,7 @@ import hashlib
 import json
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 
@@ -114,17 +114,30 @@ def original_setting(ws: Workspace, arch: str, seed: int = 0):
     return checkpoint_setting(read_checkpoint_meta(original_file(ws, arch, seed))[0])
 
 
-def default_request(
-    here, spec: ForgetSpec, forgotten: list[int] | tuple[int, ...] = ()
-) -> tuple[str, str, dict[str, Any], str]:
-    """(method, retain source, options, the line `unlearn` prints) of a request that names no method, on a checkpoint
-    of setting ``here`` (:func:`original_setting`) having forgotten ``forgotten``: the policy entry that fits it, or
-    the fallback with the tuned file that fits it (``unlearn.policy.default_options``, as ``unlearn`` chooses)."""
+class DefaultRequest(NamedTuple):
+    """What a request that names no method runs (:func:`default_request`)."""
+
+    method: str
+    retain: str  # the retain source
+    options: dict[str, Any]
+    line: str  # the line `unlearn` prints
+    validation: str  # how the method is served the validation split: its tuned file's study's mode, else "whole"
+    tuned: str | None  # the fallback's tuned file, if one fits (an entry's options are tuned ones: None)
+
+
+def default_request(here, spec: ForgetSpec, forgotten: list[int] | tuple[int, ...] = ()) -> DefaultRequest:
+    """What a request that names no method runs on a checkpoint of setting ``here`` (:func:`original_setting`)
+    having forgotten ``forgotten``: the policy entry that fits it, or the fallback with the tuned file that fits it
+    (``unlearn.policy.default_options``), served the validation split as `unlearn` serves it (a tuned file's study
+    mode; ``whole`` for an entry or no file)."""
     from unlearn.policy import choose_policy, default_options
 
     here = replace(here, forget_kind=spec.family)
     choice = choose_policy(spec, here, list(forgotten))
-    return choice.method, choice.retain, default_options(choice, here, spec)[0], choice.line(here)
+    options, tuned = default_options(choice, here, spec)
+    validation = tuned.tuned.summary.get("validation", "whole") if tuned.tuned is not None else "whole"
+    file = str(tuned.tuned.path) if tuned.tuned is not None else None
+    return DefaultRequest(choice.method, choice.retain, options, choice.line(here), validation, file)
 
 
 def policy_inputs() -> str:
@@ -289,9 +302,9 @@ def _unlearn_run(cell: Cell, exp: Experiment, ws: Workspace) -> dict[str, Any]:
         options["classifier"] = axis("classifier")
     variant = exp.spec.get("variants", {}).get(label, {})
     cs_args["extra"] = variant_artefact_options(variant, "condense", arch)
-    retain, line = variant_retain(exp, label), None
+    retain, line, validation = variant_retain(exp, label), None, "whole"
     if follows_policy(exp, label):  # what `unlearn --from-condensed FILE` does without --method
-        method, retain, options, line = default_request(original_setting(ws, arch), forget_spec(spec))
+        method, retain, options, line, validation, _ = default_request(original_setting(ws, arch), forget_spec(spec))
         condensed = ws.condensed(arch, **cs_args)
     elif METHODS.get(method).needs_offline:
         source = variant.get("remembrance")  # e.g. "test": the reference's
@@ -313,6 +326,7 @@ def _unlearn_run(cell: Cell, exp: Experiment, ws: Workspace) -> dict[str, Any]:
         condensed=condensed,
         artefacts=artefacts,
         retain=retain,
+        validation=validation,
     )
     r = res.report
     out = {key: r[key] for key in METRICS}
