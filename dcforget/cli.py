@@ -154,7 +154,8 @@ SHARED: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
             show_default=True,
             help="Use each method's tuned options for this dataset, model and kind "
             "of forgetting (configs/tuned/, written by `experiments tune`) where "
-            "there are some; --option values override them.",
+            "there are some; --option values override them. --untuned reads no tuned "
+            "file and no policy entry (`unlearn` without --method runs the registered default).",
         ),
     ),
     "option": (

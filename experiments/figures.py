@@ -155,7 +155,8 @@ def _leaderboard_plot(rows: list[dict[str, Any]], path: Path, title: str) -> boo
     indiscernibility of the population MIA (y, higher is better), each point labelled with its method and run-time
     efficiency. Bottom: time as a share of retraining's (x, log, lower is better) against retention deviation
     (y: distance to retraining, lower is better). Mean ± sample std over seeds; the Pareto front (no method better
-    on both) joined by a dashed line."""
+    on both) joined by a dashed line; the default as a user gets it (a ``policy = true`` row) is a black star, off
+    the front's computation (it is never ranked)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -176,10 +177,11 @@ def _leaderboard_plot(rows: list[dict[str, Any]], path: Path, title: str) -> boo
                 r["indiscernibility"],
                 xerr=r.get("retention_deviation_std", 0),
                 yerr=r.get("indiscernibility_std", 0),
-                marker="s" if ref else "o",
+                marker="s" if ref else ("*" if r.get("default") else "o"),
+                markersize=10 if r.get("default") else None,
                 capsize=2,
                 ls="none",
-                color="grey" if ref else None,
+                color="grey" if ref else ("k" if r.get("default") else None),
             )
             rte = f" ({r['rte']:.1f}x)" if "rte" in r else ""
             ax.annotate(
@@ -190,7 +192,8 @@ def _leaderboard_plot(rows: list[dict[str, Any]], path: Path, title: str) -> boo
                 textcoords="offset points",
             )
         methods = [r for r in mine if r["method"] != "none"]
-        front = _front(methods, "retention_deviation", "indiscernibility", True)
+        ranked = [r for r in methods if not r.get("default")]  # the default (a star) is placed, never ranked
+        front = _front(ranked, "retention_deviation", "indiscernibility", True)
         if front:
             ax.plot(
                 [r["retention_deviation"] for r in front],
@@ -206,7 +209,8 @@ def _leaderboard_plot(rows: list[dict[str, Any]], path: Path, title: str) -> boo
         ax.set_title(f"{model}; labels: method (run-time efficiency vs retraining)", fontsize=8)
         timed = [dict(r, time_share=1.0 / r["rte"]) for r in methods if r.get("rte")]
         for r in timed:
-            tx.plot(r["time_share"], r["retention_deviation"], marker="o", ls="none")
+            star = dict(marker="*", markersize=10, color="k") if r.get("default") else dict(marker="o")
+            tx.plot(r["time_share"], r["retention_deviation"], ls="none", **star)
             tx.annotate(
                 r["method"],
                 (r["time_share"], r["retention_deviation"]),
@@ -214,7 +218,7 @@ def _leaderboard_plot(rows: list[dict[str, Any]], path: Path, title: str) -> boo
                 xytext=(3, 3),
                 textcoords="offset points",
             )
-        tfront = _front(timed, "time_share", "retention_deviation", False)
+        tfront = _front([r for r in timed if not r.get("default")], "time_share", "retention_deviation", False)
         if tfront:
             tx.plot(
                 [r["time_share"] for r in tfront],

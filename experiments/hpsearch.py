@@ -689,7 +689,7 @@ def tune(
             (
                 t
                 for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
-                if t.params == params and "repeat_of" not in t.user_attrs
+                if t.params == params and "repeat_of" not in t.user_attrs and "per_seed" in t.user_attrs
             ),
             None,
         )
@@ -726,7 +726,7 @@ def tune(
         ]
 
     points = start_points(method, dists)
-    done = len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)))
+    done = distinct()
     for point in [p for p in points if p not in queued(False)][: max(trials - done, 0)]:
         study.enqueue_trial(point)  # asked before any new draw; a point the study holds, resumed or not, is not again
     repeats = 0
@@ -737,19 +737,30 @@ def tune(
         if repeats >= trials:  # a space the sampler has exhausted (or nearly): stop rather than redraw forever
             log(f"{method}: the sampler redrew points the study holds {repeats} times; {done}/{trials} distinct trials")
             break
-        asked, fresh = [study.ask(dists) for _ in range(min(batch, trials - done))], []
-        for t in asked:
+        fresh, twins = [], []  # twins: (a trial, an earlier trial of this batch with the same parameters)
+        for _ in range(min(batch, trials - done)):
+            if repeats >= trials:
+                break
+            t = study.ask(dists)
             t.set_user_attr("driver", me)
             earlier = measured(t.params)
-            if earlier is None or "per_seed" not in earlier.user_attrs:
+            same = next((f for f in fresh if f.params == t.params), None)
+            if earlier is None and same is None:
                 fresh.append(t)
                 continue
             # NSGA-III's crossover can redraw a point the study holds: told what that trial measured (the same
             # runs, which the job store would read back), not counted as a trial, and the sampler asked again
             repeats += 1
-            t.set_user_attr("repeat_of", earlier.number)
-            tell(t, earlier.user_attrs["per_seed"])
-        evaluate(fresh)
+            if earlier is not None:
+                t.set_user_attr("repeat_of", earlier.number)
+                tell(t, earlier.user_attrs["per_seed"])
+            else:
+                twins.append((t, same))
+        if fresh:
+            evaluate(fresh)
+        for t, same in twins:  # a point drawn twice in one batch: told once its first draw is measured
+            t.set_user_attr("repeat_of", same.number)
+            tell(t, study._storage.get_trial(same._trial_id).user_attrs["per_seed"])
         log(f"{method}: {distinct()}/{trials} trials")
     starts = [p for p in points if p in queued(True)]  # the start points the study asked
     rows = []

@@ -94,6 +94,21 @@ def suite_dir(suite: str) -> Path:
     )
 
 
+def _check_default_labels(name: str, spec: dict[str, Any]) -> None:
+    """A ``policy = true`` variant (the default as a user gets it) is a row label, never a registered method's name:
+    a row labelled ``condensed`` that runs whatever the policy picks would pass for the method everywhere rows are
+    read by method (the policy search's candidates, the targets)."""
+    from unlearn.methods import METHODS
+
+    variants = spec.get("variants", {})
+    for label, v in variants.items() if isinstance(variants, dict) else ():
+        if isinstance(v, dict) and "policy" in v and label in METHODS.names():
+            raise ConfigError(
+                f"experiment {name}: variant {label!r} follows the policy, so it cannot carry a method's name; "
+                'call it "default"'
+            )
+
+
 def load_suite(suite: str, preset: str, only: list[str] | None = None) -> tuple[dict[str, Any], list[Experiment]]:
     if preset not in PRESET_NAMES:
         raise ConfigError(f"unknown preset {preset!r}; choose one of: {', '.join(PRESET_NAMES)}")
@@ -111,6 +126,7 @@ def load_suite(suite: str, preset: str, only: list[str] | None = None) -> tuple[
         spec.update(raw.get("presets", {}).get(preset, {}))
         if spec.get("skip"):
             continue
+        _check_default_labels(name, spec)
         exps.append(Experiment(name, spec))
     if only is not None and (not only or any(not isinstance(o, str) or not o.strip() for o in only)):
         raise ConfigError("--only needs experiment names (a comma list without empty names)")

@@ -35,16 +35,20 @@ def leaderboard(rows: list[dict[str, Any]], exp: str) -> str:
     if not mine:
         raise ConfigError(f"the report has no leaderboard rows for experiment {exp!r}")
     refs = [r for r in mine if r["method"] in ("retrain", "none")]
+    defaults = [r for r in mine if r.get("default")]  # the default as a user gets it: placed, never ranked
     ranked = sorted((r for r in mine if "avg_rank" in r), key=lambda r: r["avg_rank"])
-    rest = sorted((r for r in mine if r not in refs and r not in ranked), key=lambda r: r.get("avg_rank_du", 1e9))
+    rest = sorted(
+        (r for r in mine if r not in refs and r not in defaults and r not in ranked),
+        key=lambda r: r.get("avg_rank_du", 1e9),
+    )
     other = any("test_acc_other" in r for r in mine)  # whole-class tables: TA on the classes kept
     out = [
         "| # | method | RA | FA | TA |" + (" TA other |" if other else "") + " Indisc. | RetDev | RTE | L2 to R | "
-        "avg rank | rank range (time ±20%) | DU rank (all) | degenerate | options |",
-        "|---|---|---|---|---|" + ("---|" if other else "") + "---|---|---|---|---|---|---|---|---|",
+        "avg rank | rank range (time ±20%) | DU rank (all) | degenerate | Pareto | options |",
+        "|---|---|---|---|---|" + ("---|" if other else "") + "---|---|---|---|---|---|---|---|---|---|",
     ]
-    for i, r in enumerate(refs + ranked + rest):
-        pos = "" if r in refs or r in rest else str(i + 1 - len(refs))
+    for i, r in enumerate(refs + defaults + ranked + rest):
+        pos = "" if r in refs or r in defaults or r in rest else str(i + 1 - len(refs) - len(defaults))
         name = {"none": "original (reference)", "retrain": "retrain (reference)"}.get(r["method"], f"`{r['method']}`")
         rte = _pm(r, "rte", f=".2f") + (f" ({r['rte_withheld']} withheld)" if r.get("rte_withheld") else "")
         out.append(
@@ -53,7 +57,7 @@ def leaderboard(rows: list[dict[str, Any]], exp: str) -> str:
             + f"{_pm(r, 'indiscernibility', f='.3f')} | {_pm(r, 'retention_deviation', f='.3f')} | {rte} | "
             f"{_pm(r, 'l2_to_retrain', f='.1f')} | {_pm(r, 'avg_rank', f='.2f')} | "
             f"{r.get('avg_rank_range', '')} | {_pm(r, 'avg_rank_du', f='.2f')} | {r.get('degenerate', '')} | "
-            f"{r.get('tuned', '')} |"
+            f"{r.get('pareto', '')} | {r.get('tuned', '')} |"
         )
     return "\n".join(out) + "\n"
 
@@ -151,7 +155,11 @@ def leaderboard_summary(report: dict[str, Any]) -> str:
     claims_by_exp = report["meta"].get("claims", {})
     if not claims_by_exp:
         raise ConfigError("the report has no leaderboard experiments (no claims in its meta)")
-    defaults = {r["experiment"]: r for r in rows if r.get("default")}
+    defaults: dict[str, list[dict[str, Any]]] = {}  # experiment -> its default rows, one per model
+    for r in rows:
+        if r.get("default"):
+            defaults.setdefault(r["experiment"], []).append(r)
+    models = len({r.get("model") for rs in defaults.values() for r in rs}) > 1
     out = [
         "| experiment | methods ranked | degenerate (not ranked) | top 5 (average rank) | Deep Unlearn's claims |"
         + (" the default: what it ran, Pareto |" if defaults else ""),
@@ -164,8 +172,14 @@ def leaderboard_summary(report: dict[str, Any]) -> str:
         degenerate = sum("degenerate" in r for r in rows if r["experiment"] == exp and not r.get("default"))
         line = f"| {exp} | {len(ranked)} | {degenerate} | {top} | {verdicts} |"
         if defaults:
-            d = defaults.get(exp)
-            line += f" {d.get('tuned', '')}: {d.get('pareto', 'not placed (no RTE)')} |" if d else " |"
+            line += (
+                " "
+                + "; ".join(
+                    (f"{d['model']}: " if models else "") + f"{d.get('tuned', '')}: {d.get('pareto', 'not placed')}"
+                    for d in defaults.get(exp, [])
+                )
+                + " |"
+            )
         out.append(line)
     return "\n".join(out) + "\n"
 

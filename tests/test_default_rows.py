@@ -136,3 +136,13 @@ def test_the_original_file_is_the_one_the_workspace_trains(ws):
         ws.original("mlp", seed)
         meta = read_checkpoint_meta(unlearn_kind.original_file(ws, "mlp", seed))[0]
         assert meta.seed == seed and meta.arch == "mlp"
+
+
+def test_a_policy_variant_never_carries_a_methods_name():
+    """A row that runs whatever the policy picks, labelled `condensed`, would pass for that method wherever rows
+    are read by method: the suite is refused when it is read."""
+    from experiments.runner import _check_default_labels
+
+    _check_default_labels("e", {"variants": {"default": {"policy": True}}})  # the label rows use
+    with pytest.raises(ConfigError, match="cannot carry a method's name"):
+        _check_default_labels("e", {"variants": {"condensed": {"policy": True}}})

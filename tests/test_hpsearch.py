@@ -160,6 +160,14 @@ def test_a_point_the_sampler_redraws_is_told_what_it_measured_and_not_counted(tm
         assert t["params"] == first["params"] and t["objectives"] == first["objectives"]
         assert t["per_seed"] == first["per_seed"]
     assert "repeat_of" not in res.best
+    # asked two at a time: a point drawn twice within one batch is measured once too
+    kw.update(storage=tmp_path / "b.journal")
+    batched = tune("finetune", setup, trials=2, batch=2, sampler_seed=5, **kw)
+    done = [t for t in batched.trials if t["state"] == "COMPLETE"]
+    fresh = [t for t in done if "repeat_of" not in t]
+    assert sorted(t["params"]["lr"] for t in fresh) == [0.01, 0.02] and batched.summary()["trials"] == 2
+    by_number = {t["number"]: t for t in done}
+    assert all(by_number[t["repeat_of"]]["params"] == t["params"] for t in done if "repeat_of" in t)
 
 
 def test_start_points_are_registered_values_inside_the_space():

@@ -662,8 +662,8 @@ def test_the_default_row_is_placed_against_the_ranked_front_and_never_ranked():
     RetDev and RTE, else the rows that do, closest first; a degenerate default is not placed; and a degenerate
     ranked row beats nothing."""
 
-    def table(default_ra, default_seconds, default_ta=0.5, ind=0.9):
-        cell = _cell("default", 0, default_ra, ind, default_seconds, ta=default_ta)
+    def table(default_ra, default_seconds, default_ta=0.5, ind=0.9, run_id="run-1"):
+        cell = _cell("default", 0, default_ra, ind, default_seconds, ta=default_ta, run_id=run_id)
         cell["result"].update(policy_line="policy: a large request (...) -> b (full retain) from P", policy_method="b")
         cells = [
             _cell("retrain", 0, 1.0, 0.9, 10.0),
@@ -690,8 +690,11 @@ def test_the_default_row_is_placed_against_the_ranked_front_and_never_ranked():
     assert table(0.80, 6.0) == "beaten by a, b"  # further than both and slower than both: closest first
     assert table(0.995, 0.5) == "front"  # closer than a and faster than b
     assert table(0.1, 0.5, default_ta=0.1) == "not placed (degenerate)"
-    # the same run as b (the same accuracies): placed where b stands, whatever the noise in its time
+    # the same run as b (the same accuracies): placed where b stands, whatever the noise in its time, and even when
+    # it was recomputed alone in another run (no RTE of its own)
     assert table(0.90, 2.0, ind=0.8) == table(0.90, 0.5, ind=0.8) == "front (as b, the same run)"
+    assert table(0.90, 2.0, ind=0.8, run_id="later") == "front (as b, the same run)"
+    assert table(0.95, 2.0, run_id="later").startswith("not placed (no RTE")  # no twin, no RTE: not placed
 
 
 def test_a_leaderboard_takes_only_policy_variants_standing_alone():

@@ -213,25 +213,31 @@ def test_a_delta_of_exactly_the_bound_meets_it_despite_float32_accuracies():
     assert not miss["met_on_mean"] and miss["missed_by"] > 0.009
 
 
-def test_a_leaderboard_rows_pareto_placement_is_a_target(tmp_path, monkeypatch):
-    """Where the source row has a Pareto placement (a leaderboard's default row), the target row shows it and is met
-    only on the front; a row without one is judged on its bounds alone."""
+def test_a_leaderboard_default_rows_pareto_placement_is_a_target(tmp_path, monkeypatch):
+    """Where the source row is a leaderboard's default row, the target row shows its Pareto placement and is met
+    only on the front (its own, or its twin's); a default row not placed is a miss; another row's placement is not
+    read."""
     monkeypatch.chdir(tmp_path)
     cells = [
         _cell(0, "retrain", "random:0.1", retain_acc=0.90, forget_acc=0.40, seconds=10.0),
         _cell(0, "default", "random:0.1", retain_acc=0.90, forget_acc=0.40, seconds=0.5),  # every bound met
     ]
 
-    def run(pareto):
-        rows = [{"experiment": "e", "model": "mlp", "forget": "random:0.1", "method": "default", "pareto": pareto}]
+    def run(pareto, default=True):
+        row = {"experiment": "e", "model": "mlp", "forget": "random:0.1", "method": "default", "default": default}
+        if pareto is not None:
+            row["pareto"] = pareto
         (tmp_path / "rep").mkdir(exist_ok=True)
-        doc = {"meta": {"git": "abc1234"}, "cells": {"e": cells}, "rows": rows if pareto else []}
+        doc = {"meta": {"git": "abc1234"}, "cells": {"e": cells}, "rows": [row]}
         (tmp_path / "rep" / "report.json").write_text(json.dumps(doc))
         src = dict(setting="s", report="rep", experiment="e", model="mlp", method="default", forget="random:0.1")
         exp = Experiment("t", {**SPEC, "sources": [{**src, "request": "random"}]})
         return _rows(exp, [{"key": c.key, "result": _run(c, exp, None)} for c in _cells(exp, 1)])[0]
 
-    front, beaten, none = run("front"), run("beaten by kde"), run(None)
+    front, twin, beaten, unplaced = run("front"), run("front (as b, the same run)"), run("beaten by kde"), run(None)
     assert front["pareto"] == "front" and front["met"] == "yes"
+    assert twin["pareto"] == "front (as b, the same run)" and twin["met"] == "yes"
     assert beaten["pareto"] == "**beaten by kde**" and beaten["met"] == "no"
-    assert "pareto" not in none and none["met"] == "yes"
+    assert unplaced["pareto"] == "**not placed**" and unplaced["met"] == "no"
+    ranked = run("beaten by kde", default=False)  # a ranked row's own front is not this target
+    assert "pareto" not in ranked and ranked["met"] == "yes"

@@ -41,9 +41,10 @@ The default as a user gets it (a ``policy = true`` row, experiments/kinds/leader
 one of the ranked methods, or another's options, and a duplicate would move every rank. Its ``pareto`` is "front"
 where no ranked row beats it on both RetDev and RTE, else "beaten by" the rows that do (a degenerate row beats
 nothing, and a degenerate default is not placed). Where a ranked row is the same run (the same accuracies on every
-seed: the same method with the same options), the default is placed where that row stands, "(as ROW, the same
-run)": the two rows' times differ by the machine's noise alone, which must not decide the placement. Its options
-column says what it ran (the policy entry or the
+seed both have: the same method with the same options), the default is placed where that row stands, "(as ROW, the
+same run)": the two rows' times differ by the machine's noise alone, which must not decide the placement (and a
+default recomputed alone, its RTE withheld, is still placed). Without a twin and without an RTE it is "not placed",
+which the targets count as a miss. Its options column says what it ran (the policy entry or the
 fallback) and its notes the line `unlearn` printed."""
 
 from __future__ import annotations
@@ -250,19 +251,33 @@ def _some(beaten: list[str], points: dict[str, tuple[float, float]], shown: int 
 
 
 def _twin(default: str, ranked: list[str], per_seed: dict[str, dict[int, dict[str, Any]]]) -> str | None:
-    """The ranked row that is the same run as the default row: on every seed of both, the same retention deviation
-    and indiscernibility (a seeded run of one method with one set of options gives bit-identical accuracies)."""
+    """The ranked row that is the same run as the default row: on every seed both have (at least one), the same
+    retention deviation and indiscernibility (a seeded run of one method with one set of options gives bit-identical
+    accuracies)."""
     mine = per_seed.get(default, {})
     keys = ("retention_deviation", "indiscernibility")
     for m in ranked:
         theirs = per_seed.get(m, {})
-        if (
-            mine
-            and set(theirs) == set(mine)
-            and all(all(mine[s].get(k) == theirs[s].get(k) for k in keys) for s in mine)
-        ):
+        common = set(mine) & set(theirs)
+        if common and all(all(mine[s].get(k) == theirs[s].get(k) for k in keys) for s in common):
             return m
     return None
+
+
+def _placement(row: dict[str, Any], twin: str | None, points: dict[str, tuple[float, float]]) -> str:
+    """Where the default row stands against the ranked rows' (RetDev, RTE) ``points`` (module docstring)."""
+    if row.get("degenerate"):
+        return "not placed (degenerate)"
+    if not points:
+        return "not placed (no ranked row has both RetDev and RTE)"
+    own = _points({row["method"]: row}).get(row["method"])
+    point = points.get(twin, own)  # a twin's point: the same run, timed beside every ranked row
+    if point is None:
+        return "not placed (no RTE: its times and retraining's come from different runs)"
+    beaten = beaten_by(point, {n: q for n, q in points.items() if n != twin})
+    return (f"beaten by {_some(beaten, points)}" if beaten else "front") + (
+        f" (as {twin}, the same run)" if twin in points else ""
+    )
 
 
 def _default_options(got: list[dict[str, Any]]) -> tuple[str, str]:
@@ -370,17 +385,9 @@ def rows(exp: Experiment, cells: list[dict[str, Any]], references: tuple[str, ..
         for m in pareto_front({m: ranked_all[m] for m in ranked}):
             ranked_all[m]["pareto"] = "front"
         points = _points({m: ranked_all[m] for m in ranked})
-        for m, point in _points({r["method"]: r for r in table if r.get("default")}).items():
-            # the default as a user gets it, against the ranked rows (module docstring); where a ranked row is the
-            # same run (its twin), the default stands where the twin does: their times differ by noise alone
-            row, twin = next(r for r in table if r["method"] == m), _twin(m, ranked, per_seed)
-            others = {n: q for n, q in points.items() if n != twin}
-            beaten = beaten_by(points.get(twin, point), others)
-            row["pareto"] = (
-                "not placed (degenerate)"
-                if row.get("degenerate")
-                else (f"beaten by {_some(beaten, points)}" if beaten else "front")
-            ) + (f" (as {twin}, the same run)" if twin in points and not row.get("degenerate") else "")
+        for row in table:  # the default as a user gets it, against the ranked rows (module docstring)
+            if row.get("default"):
+                row["pareto"] = _placement(row, _twin(row["method"], ranked, per_seed), points)
         if ranked and seeds:
             draws = rank_ranges(per_seed, ranked, seeds)
             for m in ranked:

@@ -22,8 +22,9 @@ report retrained (a stream retrains at its ``reference_at`` requests only). A U-
 method's AUC must also be at most that.
 
 A target is met on the mean if the mean over seeds is within it, on every seed if each seed's value is; a cell whose
-mean misses, or where a seed misses, lists the per-seed values. Where the source's row has a Pareto placement (a
-leaderboard's rows: RetDev against RTE), the row shows it and is met only on the front. Report paths are relative to the working directory
+mean misses, or where a seed misses, lists the per-seed values. Where the source row is a leaderboard's default row
+(``policy = true``), its Pareto placement (RetDev against RTE) is shown and the row is met only on the front (a
+default not placed, e.g. without an RTE, is a miss). Report paths are relative to the working directory
 (a clone's root)."""
 
 from __future__ import annotations
@@ -227,14 +228,14 @@ def _run(cell: Cell, exp: Experiment, ws: Workspace) -> dict[str, Any]:
         return {"rows": rows}
     if not set(mine) & set(retrain):
         return {"rows": [{**base, "request": e["request"], "missing": "no seed has both the method and retraining"}]}
-    placed = [  # a leaderboard's row says where the method sits against the ranked rows' Pareto front
-        r["pareto"]
+    placed = [  # a leaderboard's default row says where it sits against the ranked rows' Pareto front
+        r.get("pareto", "not placed")
         for r in rep.get("rows", [])
         if r.get("experiment") == e["experiment"]
         and r.get("model") == e["model"]
         and r.get("method") == e["method"]
         and r.get("forget") == e["forget"]
-        and r.get("pareto")
+        and r.get("default")
     ]
     if placed:
         base["pareto"] = placed[0]
@@ -302,9 +303,10 @@ def _rows(exp: Experiment, results: list[dict[str, Any]]) -> list[dict[str, Any]
                     row["fa_class"] = _fmt(t["forget_acc_class"], signed=False)
                 row["time"] = _fmt(t["time_ratio"], signed=False)
                 met = all(v["met_on_mean"] for v in t.values() if v["bound"] is not None)
-                if "pareto" in r:
-                    row["pareto"] = r["pareto"] if r["pareto"] == "front" else f"**{r['pareto']}**"
-                    met = met and r["pareto"] == "front"
+                if "pareto" in r:  # "front", or "front (as ROW, the same run)": no ranked row beats it
+                    front = r["pareto"].startswith("front")
+                    row["pareto"] = r["pareto"] if front else f"**{r['pareto']}**"
+                    met = met and front
                 row["met"] = "yes" if met else "no"
                 row["targets"] = t
             rows.append(row)
