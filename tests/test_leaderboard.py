@@ -685,9 +685,12 @@ def test_the_default_row_is_placed_against_the_ranked_front_and_never_ranked():
         assert rows["default"]["tuned"] == "policy entry: b" and rows["default"]["extra"].startswith("policy: a large")
         return rows["default"]["pareto"]
 
-    assert table(0.90, 1.0) == "front"  # b's twin: not beaten (a tie is not a win)
-    assert table(0.90, 2.0) == "beaten by b"  # as close as b, slower
-    assert table(0.80, 6.0) == "beaten by a, b"  # further than both and slower than both: closest first
+    # as close as b and as fast at the measured times (a tie is not a win), but b is faster in about half of the
+    # timing draws (every time scaled by a factor in [0.8, 1.2]): not decided
+    tie = table(0.90, 1.0)
+    assert tie.startswith("within timing noise: front at the measured times, beaten in") and "% of timing draws" in tie
+    assert table(0.90, 4.0) == "beaten by b"  # as close as b, slower beyond the noise
+    assert table(0.80, 12.0) == "beaten by a, b"  # further than both and slower than both: closest first
     assert table(0.995, 0.5) == "front"  # closer than a and faster than b
     assert table(0.1, 0.5, default_ta=0.1) == "not placed (degenerate)"
     # the same run as b (the same accuracies): placed where b stands, whatever the noise in its time, and even when
