@@ -159,7 +159,6 @@ def leaderboard_summary(report: dict[str, Any]) -> str:
     for r in rows:
         if r.get("default"):
             defaults.setdefault(r["experiment"], []).append(r)
-    models = len({r.get("model") for rs in defaults.values() for r in rs}) > 1
     out = [
         "| experiment | methods ranked | degenerate (not ranked) | top 5 (average rank) | Deep Unlearn's claims |"
         + (" the default: what it ran, Pareto |" if defaults else ""),
@@ -175,7 +174,8 @@ def leaderboard_summary(report: dict[str, Any]) -> str:
             line += (
                 " "
                 + "; ".join(
-                    (f"{d['model']}: " if models else "") + f"{d.get('tuned', '')}: {d.get('pareto', 'not placed')}"
+                    (f"{d['model']}: " if len(defaults[exp]) > 1 else "")  # the model, where the table has several
+                    + f"{d.get('tuned', '')}: {d.get('pareto', 'not placed')}"
                     for d in defaults.get(exp, [])
                 )
                 + " |"
