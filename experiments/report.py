@@ -234,6 +234,7 @@ def _claim_checks(avg: dict[str, float], top: int) -> dict[str, bool]:
     return out
 
 
+DECIDED = 0.975  # a claim or a placement holds, or fails, in at least this share of the timing-noise draws
 CLAIMS = {
     "msg-ct": "MSG and CT are the best methods (both in the top {top} of Deep Unlearn's 18 by average rank)",
     "ng+": "NG+ ranks above GA and SRL",
@@ -269,7 +270,11 @@ def deep_unlearn_claims(rows: list[dict[str, Any]], top: int = 3) -> list[dict[s
                     ("confirmed" if held else "not confirmed")
                     if share is None
                     else (
-                        "confirmed" if share >= 0.975 else "not confirmed" if share <= 0.025 else "within timing noise"
+                        "confirmed"
+                        if share >= DECIDED
+                        else "not confirmed"
+                        if share <= 1 - DECIDED
+                        else "within timing noise"
                     )
                 )
                 names = ("msg", "ct") if claim == "msg-ct" else ("neggrad-plus", "gradient-ascent", "srl")

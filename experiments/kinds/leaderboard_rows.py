@@ -58,7 +58,7 @@ from typing import Any
 
 from dcforget.forget import ForgetSpec
 
-from ..report import mean_std
+from ..report import DECIDED, mean_std
 from ..workspace import Experiment
 from .unlearn import follows_policy
 
@@ -300,9 +300,9 @@ def _placement(
         hits += bool(rte[me] is not None and beaten_by((point[0], rte[me]), drawn))
     share = hits / draws
     same = f" (as {twin}, the same run)" if twin in points else ""
-    if beaten and share >= 0.975:
+    if beaten and share >= DECIDED:
         return f"beaten by {_some(beaten, points)}{same}"
-    if not beaten and share <= 0.025:
+    if not beaten and share <= 1 - DECIDED:
         return f"front{same}"
     at = f"beaten by {_some(beaten, points)}" if beaten else "front"
     return f"within timing noise: {at} at the measured times, beaten in {100 * share:.0f}% of timing draws{same}"
