@@ -210,6 +210,7 @@ def _tune_policy_cli(
     from dcforget.jobs import make_executor
     from dcforget.provenance import run_meta
     from unlearn.methods import METHODS
+    from unlearn.policy import read_policy, runs_on_plain
     from unlearn.request import check_forget_kind
 
     from .policy import (
@@ -276,6 +277,17 @@ def _tune_policy_cli(
         f"policy {policy}: {entry['method']} ({entry['retain']} retain), norm {entry['norm']:.4f}, "
         f"{', '.join(f'{k}={v}' for k, v in sorted(entry['options'].items()))} -> {path}"
     )
+    written = next(e for e in read_policy(path) if e.kind == policy)
+    plain = runs_on_plain(written)
+    if plain is not written:  # what `unlearn` runs on a checkpoint that did not go through DC-U's offline phase
+        click.echo(
+            "  on a checkpoint without DC-U's offline phase: "
+            + (
+                f"{plain.method} ({plain.retain} retain), norm {plain.summary['norm']:.4f}"
+                if plain is not None
+                else "no candidate within the time bound runs there (`unlearn offline` first)"
+            )
+        )
 
 
 @main.command("tune")

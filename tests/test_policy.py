@@ -128,6 +128,22 @@ def test_a_policy_is_searched_on_validation_and_unlearn_follows_it(tmp_path, mon
     assert "no large entry" in r.stderr and "fallback: condensed" in r.stderr
     assert "experiments tune synthetic --model mlp --policy large" in r.stderr
     assert json.loads((tmp_path / "o2" / "report.json").read_text())["policy"]["fallback"]
+    # a large entry that starts from DC-U's offline phase: on this plain checkpoint its closest runnable candidate
+    doc = json.loads(path.read_text())
+    dcu = {"method": "dcu-reference", "retain": "full", "options": {}, "norm": 0.0, "feasible": True}
+    runnable = [{**r, "feasible": True} for r in rows]  # (whatever this tiny study's times were)
+    large = {**e, **dcu, "defaults": {}, "candidates": [dcu, *runnable]}
+    large["tuned_on"] = {**e["tuned_on"], "forget_kind": "large"}
+    doc["entries"]["large"] = large
+    path.write_text(json.dumps(doc))
+    r = run(unlearn_main, [*base, "--forget", "random:0.2", "--out", tmp_path / "o5"])
+    assert r.exit_code == 0, r.output
+    assert "the entry, dcu-reference (full retain), starts from DC-U's offline phase" in r.stderr
+    rep = json.loads((tmp_path / "o5" / "report.json").read_text())
+    closest = min(rows, key=lambda r: (r["norm"], f"{r['method']} ({r['retain']})"))
+    assert (rep["method"], rep["retain_source"]) == (closest["method"], closest["retain"])
+    assert not rep["policy"]["fallback"]
+    assert rep["policy"]["summary"]["instead_of"] == "dcu-reference (full retain)"
     # a damaged policy file: one error line, nothing written
     path.write_text('{"schema": "dcforget-policy", "version": 1, "entries": {"small": {"method": "nope"}}}')
     r = run(unlearn_main, [*base, "--forget", f"indices:{tmp_path / 'req.txt'}", "--out", tmp_path / "o3"])
@@ -226,3 +242,40 @@ def test_successive_halving_resumes_the_best_studies_and_chooses_over_all(tmp_pa
         assert not (out / "jobs").exists() and not (out / "cfg").exists()
     r = CliRunner().invoke(experiments_main, ["tune", SPEC, "--method", "finetune", "--promote", "1"])
     assert r.exit_code == 2 and "go with --policy" in r.output
+
+
+def test_an_entry_needing_the_offline_phase_gives_way_on_a_plain_checkpoint(tmp_path):
+    """A policy entry whose method starts from DC-U's offline phase (dcu-reference) answers only a checkpoint that
+    went through it; on a plain one its search's closest feasible candidate that runs there answers, and says so."""
+    from unlearn.policy import choose_policy
+    from unlearn.tuned import Setting
+
+    on = {"dataset": "mnist", "model": "mlp", "train_size": 2120, "epochs": 30, "num_classes": 10}
+    cand = lambda m, r, norm, feasible=True, **o: {  # noqa: E731
+        "method": m,
+        "retain": r,
+        "options": o,
+        "norm": norm,
+        "time_ratio": 0.05,
+        "feasible": feasible,
+    }
+    dcu = cand("dcu-reference", "full", 0.08, overture_epochs=3)
+    candidates = [dcu, cand("kde", "full", 0.05, False), cand("ct", "reduced", 0.10), cand("condensed", "full", 0.09)]
+    entry = {**dcu, "tuned_on": {**on, "forget_kind": "large"}, "objective": "ours", "candidates": candidates}
+    doc = {"schema": "dcforget-policy", "version": 1, "preset": "cpu", "entries": {"large": entry}}
+    (tmp_path / "policy" / "cpu").mkdir(parents=True)
+    (tmp_path / "policy" / "cpu" / "mnist-mlp.json").write_text(json.dumps(doc))
+    here = Setting("mnist", "mlp", 2120, 30, num_classes=10)
+    spec = ForgetSpec.parse("random:0.1")
+    offline = choose_policy(spec, here, roots=[tmp_path], offline=True)
+    assert (offline.method, offline.options["overture_epochs"], offline.note) == ("dcu-reference", 3, None)
+    plain = choose_policy(spec, here, roots=[tmp_path])  # kde is closer but over the time bound; ct further
+    assert (plain.method, plain.retain, plain.entry.summary["norm"]) == ("condensed", "full", 0.09)
+    assert plain.entry.summary["instead_of"] == "dcu-reference (full retain)" and not plain.untuned
+    line = plain.line(here)
+    assert "starts from DC-U's offline phase" in line and line.endswith("objective ours over 4 candidate studies]")
+    assert "-> the entry, dcu-reference" in line and "condensed (full retain) from" in line
+    # no candidate that runs without the offline phase: the entry stands (the request then says what it needs)
+    entry["candidates"] = [dcu, cand("condensed", "full", 0.09, False)]
+    (tmp_path / "policy" / "cpu" / "mnist-mlp.json").write_text(json.dumps(doc))
+    assert choose_policy(spec, here, roots=[tmp_path]).method == "dcu-reference"

@@ -263,7 +263,7 @@ class PolicyChoice:
     kind: str
     why: str  # why the request is of that kind
     entry: PolicyEntry | None
-    note: str | None = None  # why no entry was used
+    note: str | None = None  # why no entry was used, or why the entry's search's runner-up answers instead
     untuned: bool = False  # --untuned: no entry (a tuned choice of method and options) was read
 
     @property
@@ -281,7 +281,8 @@ class PolicyChoice:
     def line(self, here: Setting) -> str:
         """The one line `unlearn` prints about it."""
         if self.entry is not None:
-            return f"policy: a {self.kind} request ({self.why}) -> {self.entry.describe()}"
+            instead = f"{self.note}: " if self.note else ""
+            return f"policy: a {self.kind} request ({self.why}) -> {instead}{self.entry.describe()}"
         if self.untuned:
             return (
                 f"policy: a {self.kind} request ({self.why}); --untuned: no policy entry or tuned file is read; "
@@ -321,15 +322,37 @@ def default_options(choice: PolicyChoice, here: Setting, spec: ForgetSpec) -> tu
     return (dict(tuned.tuned.options) if tuned.tuned is not None else {}), tuned
 
 
+def runs_on_plain(entry: PolicyEntry) -> PolicyEntry | None:
+    """What ``entry`` answers on a checkpoint that did not go through DC-U's offline phase: the entry itself where its
+    method does not start from it; else its search's best candidate (smallest validation norm within the time bound)
+    whose method does not, as an entry of the same file (its norm and time ratio in the summary); None if none."""
+    if not METHODS.get(entry.method).needs_offline:
+        return entry
+    runnable = [
+        c for c in entry.candidates if c.feasible and c.norm is not None and not METHODS.get(c.method).needs_offline
+    ]
+    if not runnable:
+        return None
+    c = min(runnable, key=lambda c: (c.norm, c.label))
+    summary = {**entry.summary, "norm": c.norm, "time_ratio": c.time_ratio, "feasible": c.feasible}
+    summary["objectives"] = None  # the entry's; the candidate's own are in the file
+    summary["instead_of"] = f"{entry.method} ({entry.retain} retain)"
+    return replace(entry, method=c.method, retain=c.retain, options=dict(c.options), summary=summary)
+
+
 def choose_policy(
     spec: ForgetSpec,
     here: Setting,
     forgotten: Sequence[int] = (),
     roots: list[Path] | None = None,
     tuned: bool = True,
+    offline: bool = False,
 ) -> PolicyChoice:
     """The policy entry a request in setting ``here`` follows: the first (best preset first) for its kind of request
     whose ``tuned_on`` fits the checkpoint (:func:`unlearn.tuned.setting_mismatch`), or the fallback with a note.
+    An entry whose method starts from DC-U's offline phase (``dcu-reference``) answers only a checkpoint that went
+    through it (``offline``: `unlearn offline` wrote it); on any other, its search's best candidate that runs there
+    answers instead (:func:`runs_on_plain`), and the line says so.
     ``tuned=False`` (`unlearn --untuned`): no entry, since an entry is a tuned choice of method and options; the
     registered default with its registered options."""
     kind, why = request_kind(spec, here.train_size, forgotten)
@@ -348,6 +371,15 @@ def choose_policy(
         on = replace(e.setting, forget_kind=kind) if e.setting is not None else None
         differs = setting_mismatch(on, target)
         if differs is None:
-            return PolicyChoice(kind, why, e)
+            plain = e if offline else runs_on_plain(e)
+            if plain is None or plain is e:  # (none that runs here: the request says what the method needs)
+                return PolicyChoice(kind, why, e)
+            return PolicyChoice(
+                kind,
+                why,
+                plain,
+                f"the entry, {e.method} ({e.retain} retain), starts from DC-U's offline phase and this checkpoint "
+                "did not go through it (`unlearn offline`): its search's closest candidate that runs here",
+            )
         mismatches.append(f"{e.path}: {differs}")
     return PolicyChoice(kind, why, None, f"no entry tuned on this setting ({mismatches[0]})")

@@ -427,7 +427,13 @@ class UnlearnRequest:
             )
         if self.method is None:  # the default: the policy entry for this kind of request and setting, or the fallback
             read = read_checkpoint_meta(self.checkpoint, with_tensors=True)
-            policy = choose_policy(spec, checkpoint_setting(read[0], spec), read[0].forgotten, tuned=self.tuned)
+            policy = choose_policy(
+                spec,
+                checkpoint_setting(read[0], spec),
+                read[0].forgotten,
+                tuned=self.tuned,
+                offline="remembrance_images" in read[2],
+            )
         method = self.method or policy.method
         retain = self.retain or (policy.retain if policy is not None else "full")
         m = METHODS.get(method)
