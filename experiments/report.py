@@ -75,6 +75,17 @@ def render_markdown(meta: dict[str, Any], sections: list[tuple[Experiment, list[
         f"Finished: {meta['finished_utc']}  \n"
     )
     w(f"Preset: {meta['preset_description']}\n\n")
+    runs = meta.get("runs") or []
+    if len(runs) > 1:  # the command above is the last invocation's only
+        w(f"The cells come from {len(runs)} runs (every time ratio divides two times of one run):\n\n")
+        for r in runs:
+            where = (
+                f"`{r['command']}` at {str(r.get('git'))[:12]}, {r.get('machine')}, started {r.get('started_utc')}"
+                if r.get("command")
+                else f"run {r['id'][:12]} (cells written before runs were recorded)"
+            )
+            w(f"- {where}: {r['cells']} cells ({', '.join(r['experiments'])})\n")
+        w("\n")
     if meta.get("figures_note"):
         w(f"({meta['figures_note']})\n\n")
     if meta.get("cells_older_code"):

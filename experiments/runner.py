@@ -422,6 +422,21 @@ def check_out_dir(out: Path, suite: str, preset: str, force: bool) -> None:
         )
 
 
+def cell_runs(records: list[tuple[str, dict[str, Any]]]) -> list[dict[str, Any]]:
+    """The invocations a report's cells come from, earliest first: each with its command, commit, machine and start
+    (as its cells record them; cells written before they did carry only their leaderboard's ``run_id``, or nothing),
+    and how many cells of which experiments it computed. A time ratio always divides two times of one of them."""
+    runs: dict[str, dict[str, Any]] = {}
+    for name, rec in records:
+        info = rec.get("run") if isinstance(rec.get("run"), dict) else None
+        rid = (info or {}).get("id") or (rec.get("result") or {}).get("run_id") or "unrecorded"
+        run = runs.setdefault(str(rid), {"id": str(rid), **(info or {}), "cells": 0, "experiments": []})
+        run["cells"] += 1
+        if name not in run["experiments"]:
+            run["experiments"].append(name)
+    return sorted(runs.values(), key=lambda r: (r.get("started_utc") is None, r.get("started_utc") or "", r["id"]))
+
+
 def reproduce(
     suite: str,
     preset: str,
@@ -496,8 +511,16 @@ def reproduce(
             f"{len(todo)} cell(s) to run ({', '.join(f'{k}={v}' for k, v in executor.describe().items() if v is not None)})"
         )
         where = Path(data_dir) if data_dir is not None else default_data_dir()  # absolute: workers have other cwds
+        run_id = uuid.uuid4().hex
+        run_info = {  # which invocation computed a cell: a report may gather cells of several (`runs` in its meta)
+            "id": run_id,
+            "command": command_line(command),
+            "git": git_hash(),
+            "machine": machine(device),
+            "started_utc": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()),
+        }
         context = {
-            "run": uuid.uuid4().hex,
+            "run": run_id,
             "out": str(out.resolve()),
             "data_dir": str(where.resolve()),
             "device": str(device),
@@ -527,6 +550,7 @@ def reproduce(
                     "settings": want[i],
                     "result": value["result"],
                     "cell_seconds": seconds,
+                    "run": run_info,
                 }
                 path = out / "cells" / exp.name / f"{cell.id}.json"
                 path.parent.mkdir(parents=True, exist_ok=True)
@@ -565,6 +589,7 @@ def reproduce(
         "cells_older_code": older_code,
         "cells_damaged": damaged,
         "cells_diverged": diverged,
+        "runs": cell_runs([(plan[i][0].name, records[i]) for i in sorted(records)]),
         "data_note": (
             f"{p['dataset']}, {p.get('per_class') or 'all'} training images per class (seed 0), of which "
             f"{100 * val_fraction(p):.0f}% per class are held out as the validation split (not retain, "

@@ -78,6 +78,15 @@ def test_rerun_reads_finished_cells_back_and_redoes_only_missing_ones(smoke):
     assert rep["meta"]["cells"] > 24 and rep["meta"]["cells_read_back"] == rep["meta"]["cells"] - 1
     assert {r["experiment"] for r in rep["rows"]} > {"random-forgetting"}
     assert json.loads(gone.read_text())["result"]["forget_acc"] == before["result"]["forget_acc"]  # seeded: same cell
+    # the report names both invocations its cells come from (its own command is the last one's only)
+    first, last = rep["meta"]["runs"]
+    assert (first["cells"], last["cells"]) == (rep["meta"]["cells"] - 1, 1) and last["experiments"] == [
+        "random-forgetting"
+    ]
+    assert last["id"] == json.loads(gone.read_text())["run"]["id"] != before["run"]["id"] == first["id"]
+    assert "--only random-forgetting" in last["command"] and "--only" not in first["command"]
+    md = (out / "report.md").read_text()
+    assert "The cells come from 2 runs" in md and f"at {last['git'][:12]}" in md
 
 
 def test_a_cell_computed_under_other_settings_is_recomputed(smoke):
