@@ -662,9 +662,10 @@ def test_the_default_row_is_placed_against_the_ranked_front_and_never_ranked():
     RetDev and RTE, else the rows that do, closest first; a degenerate default is not placed; and a degenerate
     ranked row beats nothing."""
 
-    def table(default_ra, default_seconds, default_ta=0.5, ind=0.9, run_id="run-1"):
+    def table(default_ra, default_seconds, default_ta=0.5, ind=0.9, run_id="run-1", line=None, tuned="policy entry: b"):
         cell = _cell("default", 0, default_ra, ind, default_seconds, ta=default_ta, run_id=run_id)
-        cell["result"].update(policy_line="policy: a large request (...) -> b (full retain) from P", policy_method="b")
+        line = line or "policy: a large request (...) -> b (full retain) from P"
+        cell["result"].update(policy_line=line, policy_method="b")
         cells = [
             _cell("retrain", 0, 1.0, 0.9, 10.0),
             _cell("a", 0, 0.99, 0.9, 5.0),  # close and slow
@@ -682,8 +683,21 @@ def test_the_default_row_is_placed_against_the_ranked_front_and_never_ranked():
         assert [m for m in rows][:3] == ["retrain", "default", "a"]  # shown after the references
         assert all(rows[m].get("avg_rank") == without[m].get("avg_rank") for m in ("a", "b"))
         assert "avg_rank" not in rows["default"] and "avg_rank_du" not in rows["default"]
-        assert rows["default"]["tuned"] == "policy entry: b" and rows["default"]["extra"].startswith("policy: a large")
+        assert rows["default"]["tuned"] == tuned and rows["default"]["extra"].startswith("policy: a large")
         return rows["default"]["pareto"]
+
+    # an entry that needs DC-U's offline phase gave way to its closest runnable candidate: the options column says so
+    gave_way = (
+        "policy: a large request (...) -> the entry, dcu-reference (full retain), starts from DC-U's offline phase "
+        "and this checkpoint did not go through it (`unlearn offline`): its search's closest candidate that runs "
+        "here: b (full retain) from P"
+    )
+    table(
+        0.995,
+        0.5,
+        line=gave_way,
+        tuned="policy entry dcu-reference, on a plain original its closest runnable candidate: b",
+    )
 
     # as close as b and as fast at the measured times (a tie is not a win), but b is faster in about half of the
     # timing draws (every time scaled by a factor in [0.8, 1.2]): not decided
