@@ -76,8 +76,10 @@ def render_markdown(meta: dict[str, Any], sections: list[tuple[Experiment, list[
     )
     w(f"Preset: {meta['preset_description']}\n\n")
     runs = meta.get("runs") or []
-    if len(runs) > 1:  # the command above is the last invocation's only
-        w(f"The cells come from {len(runs)} runs (every time ratio divides two times of one run):\n\n")
+    # the command above is the last invocation's only (with --report-only, one that computed nothing)
+    if len(runs) > 1 or any(r.get("git") != meta.get("git") for r in runs):
+        n = f"{len(runs)} runs" if len(runs) > 1 else "one run"
+        w(f"The cells come from {n} (every time ratio divides two times of one run):\n\n")
         for r in runs:
             where = (
                 f"`{r['command']}` at {str(r.get('git'))[:12]}, {r.get('machine')}, started {r.get('started_utc')}"

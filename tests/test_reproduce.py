@@ -87,6 +87,12 @@ def test_rerun_reads_finished_cells_back_and_redoes_only_missing_ones(smoke):
     assert "--only random-forgetting" in last["command"] and "--only" not in first["command"]
     md = (out / "report.md").read_text()
     assert "The cells come from 2 runs" in md and f"at {last['git'][:12]}" in md
+    res = CliRunner().invoke(
+        unlearn_main, ["reproduce", "dcu", "--preset", "smoke", "--out", str(out), "--seeds", "1", "--report-only"]
+    )
+    assert res.exit_code == 0, res.output
+    again = json.loads((out / "report.json").read_text())["meta"]["runs"]
+    assert again == rep["meta"]["runs"]  # --report-only computes nothing: the runs are the cells'
 
 
 def test_a_cell_computed_under_other_settings_is_recomputed(smoke):
