@@ -64,10 +64,12 @@ def reproduce_cmd(
 ) -> None:
     """Run the experiments of configs/experiments/SUITE (e.g. `dcu`); resumable: finished cells are read back,
     not recomputed."""
-    prog = Path(sys.argv[0]).name if sys.argv else ""
+    from dcforget.provenance import argv_command
+
+    said = argv_command()  # the console script, or `python -m experiments.cli`, with every flag (--report-only too)
     command = (
-        f"{prog} " + " ".join(shlex.quote(a) for a in sys.argv[1:])
-        if prog in ("unlearn", "experiments")
+        said
+        if said.split(" ", 1)[0] in ("unlearn", "experiments")
         else f"{ctx.command_path} {suite} --preset {preset} --out {out}" + (f" --only {only}" if only else "")
     )
     only_list = [o.strip() for o in only.split(",")] if only is not None else None  # a blank name is refused

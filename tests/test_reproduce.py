@@ -60,7 +60,7 @@ def test_smoke_preset_runs_every_cell_and_reports(smoke):
     assert any((d / "original.pt").exists() and list(d.glob("offline-*.pt")) for d in cnn)
 
 
-def test_rerun_reads_finished_cells_back_and_redoes_only_missing_ones(smoke):
+def test_rerun_reads_finished_cells_back_and_redoes_only_missing_ones(smoke, monkeypatch):
     out, _ = smoke
     cells = sorted((out / "cells").rglob("*.json"))
     assert all(json.loads(c.read_text())["result"] for c in cells)
@@ -87,12 +87,13 @@ def test_rerun_reads_finished_cells_back_and_redoes_only_missing_ones(smoke):
     assert "--only random-forgetting" in last["command"] and "--only" not in first["command"]
     md = (out / "report.md").read_text()
     assert "The cells come from 2 runs" in md and f"at {last['git'][:12]}" in md
-    res = CliRunner().invoke(
-        unlearn_main, ["reproduce", "dcu", "--preset", "smoke", "--out", str(out), "--seeds", "1", "--report-only"]
-    )
+    args = ["reproduce", "dcu", "--preset", "smoke", "--out", str(out), "--seeds", "1", "--report-only"]
+    monkeypatch.setattr("sys.argv", ["/x/experiments/cli.py", *args])  # as `python -m experiments.cli` runs it
+    res = CliRunner().invoke(unlearn_main, args)
     assert res.exit_code == 0, res.output
-    again = json.loads((out / "report.json").read_text())["meta"]["runs"]
-    assert again == rep["meta"]["runs"]  # --report-only computes nothing: the runs are the cells'
+    again = json.loads((out / "report.json").read_text())["meta"]
+    assert again["runs"] == rep["meta"]["runs"]  # --report-only computes nothing: the runs are the cells'
+    assert again["command"] == "experiments " + " ".join(args)  # every flag named, --report-only too
 
 
 def test_a_cell_computed_under_other_settings_is_recomputed(smoke):
