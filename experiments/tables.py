@@ -299,9 +299,18 @@ def source_line(report: dict[str, Any], path: Path, real: Path | None = None, fi
     page = "report.md" if (Path(real or path) / "report.md").is_file() else "report.json"
     seeds = m.get("seeds")
     seeds = f", {len(seeds) if isinstance(seeds, list) else seeds} seed(s)" if isinstance(seeds, (int, list)) else ""
+    runs = m.get("runs") or []
+    cells = ""
+    if len(runs) > 1:
+        cells = f" Its cells come from {len(runs)} runs, listed in the report."
+    elif runs and runs[0].get("command") and runs[0].get("git") != m.get("git"):  # a --report-only report
+        cells = (
+            f" Its cells were computed by `{runs[0]['command']}` at {str(runs[0]['git'])[:12]}, started "
+            f"{runs[0].get('started_utc', '?')}."
+        )
     return (
         f"From [`{Path(path).as_posix()}`]({Path(path).as_posix()}/{page}): `{command_line(m.get('command', ''))}` at "
-        f"{str(m.get('git', 'unknown'))[:12]}{seeds}, finished {m.get('finished_utc', '?')}.\n"
+        f"{str(m.get('git', 'unknown'))[:12]}{seeds}, finished {m.get('finished_utc', '?')}.{cells}\n"
     )
 
 

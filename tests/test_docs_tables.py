@@ -250,3 +250,16 @@ def test_a_ulira_table_shows_the_diagnosis_where_the_report_has_one():
     assert new.splitlines()[-1].endswith("|  |  |  |")  # a variant without one: blank cells, not an error
     old = ulira_table({"attacks": {"condensed": {"auc": 0.7}}})
     assert "shift" not in old and old.splitlines()[-2].count("|") == 6
+
+
+def test_a_source_line_names_the_run_that_computed_a_report_only_reports_cells(tmp_path):
+    from experiments.tables import source_line
+
+    meta = {"command": "experiments reproduce benchmark --preset cpu --out R --report-only", "git": "b" * 40}
+    run = {"id": "1", "command": "experiments reproduce benchmark --preset cpu --out R", "git": "a" * 40}
+    line = source_line({"meta": {**meta, "runs": [{**run, "started_utc": "2026-12-06 23:50:08"}]}}, tmp_path)
+    assert "--report-only` at bbbbbbbbbbbb" in line
+    assert "Its cells were computed by `experiments reproduce benchmark --preset cpu --out R` at aaaaaaaaaaaa" in line
+    assert "cells" not in source_line({"meta": {**meta, "runs": [{**run, "git": "b" * 40}]}}, tmp_path)  # its own
+    two = source_line({"meta": {**meta, "runs": [run, {**run, "id": "2"}]}}, tmp_path)
+    assert "Its cells come from 2 runs, listed in the report." in two
