@@ -66,6 +66,13 @@ def _fmt(row: dict[str, Any], k: str) -> str:
     return f"{row[k]:.2f} ± {std:.2f}" if std is not None and not one_seed else f"{row[k]:.2f}"
 
 
+def other_runs(meta: dict[str, Any]) -> list[dict[str, Any]]:
+    """The runs a report's cells come from (``meta["runs"]``) where they are not just the report's own invocation
+    (whose command the report names): several, or one at another commit (a ``--report-only`` report); else []."""
+    runs = meta.get("runs") or []
+    return runs if len(runs) > 1 or any(r.get("git") != meta.get("git") for r in runs) else []
+
+
 def render_markdown(meta: dict[str, Any], sections: list[tuple[Experiment, list[dict[str, Any]]]]) -> str:
     out = io.StringIO()
     w = out.write
@@ -75,9 +82,8 @@ def render_markdown(meta: dict[str, Any], sections: list[tuple[Experiment, list[
         f"Finished: {meta['finished_utc']}  \n"
     )
     w(f"Preset: {meta['preset_description']}\n\n")
-    runs = meta.get("runs") or []
-    # the command above is the last invocation's only (with --report-only, one that computed nothing)
-    if len(runs) > 1 or any(r.get("git") != meta.get("git") for r in runs):
+    runs = other_runs(meta)
+    if runs:
         n = f"{len(runs)} runs" if len(runs) > 1 else "one run"
         w(f"The cells come from {n} (every time ratio divides two times of one run):\n\n")
         for r in runs:

@@ -17,6 +17,8 @@ from dcforget.errors import ConfigError
 from dcforget.forget import ForgetSpec
 from dcforget.provenance import command_line
 
+from .report import other_runs
+
 
 def _pm(r: dict[str, Any], k: str, scale: float = 1.0, f: str = ".1f") -> str:
     if k not in r:
@@ -299,11 +301,11 @@ def source_line(report: dict[str, Any], path: Path, real: Path | None = None, fi
     page = "report.md" if (Path(real or path) / "report.md").is_file() else "report.json"
     seeds = m.get("seeds")
     seeds = f", {len(seeds) if isinstance(seeds, list) else seeds} seed(s)" if isinstance(seeds, (int, list)) else ""
-    runs = m.get("runs") or []
+    runs = other_runs(m)
     cells = ""
     if len(runs) > 1:
         cells = f" Its cells come from {len(runs)} runs, listed in the report."
-    elif runs and runs[0].get("command") and runs[0].get("git") != m.get("git"):  # a --report-only report
+    elif runs and runs[0].get("command"):  # a --report-only report
         cells = (
             f" Its cells were computed by `{runs[0]['command']}` at {str(runs[0]['git'])[:12]}, started "
             f"{runs[0].get('started_utc', '?')}."
