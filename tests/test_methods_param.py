@@ -272,8 +272,9 @@ def test_bad_options_are_refused_before_any_work(setup, method, opts, message):
 
 
 ARCH_SPEC = "synthetic:classes=4,train=12,test=4,size=32,noise=0.5"  # 32x32: VGG-16 pools five times
-ARCH_RUNS = {  # issue #17's eight, with the smallest options that still run every stage of each
+ARCH_RUNS = {  # issue #17's eight and ASSD, with the smallest options that still run every stage of each
     "ssd": ("random:0.25", {}),
+    "assd": ("random:0.25", {}),  # SSD with its threshold read from the checkpoint (not one of #17's eight)
     "lfssd": ("random:0.25", {}),
     "jit": ("random:0.25", {"n_samples": 2}),
     "unsir": (

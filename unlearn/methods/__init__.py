@@ -2,6 +2,7 @@
 
 from . import (  # noqa: F401  (registration side effects)
     aru,
+    assd,
     bad_teacher,
     cf_k,
     cfw,
