@@ -430,3 +430,21 @@ def test_the_originals_digest_follows_the_training_revision(monkeypatch):
     monkeypatch.setattr(hp, "TRAINING_REVISION", hp.TRAINING_REVISION + 1)
     assert SETUP.artefact_digest() != before and SETUP.digest() == study
     assert replace(SETUP, retain="reduced").artefact_digest() == SETUP.artefact_digest()
+
+
+def test_the_cpu_search_trains_its_originals_as_the_benchmark_does():
+    """A policy searched on float32 originals was measured on the benchmark's bf16 ones and never saw them (the CNN's
+    class entry, reports/policy-search-cpu/bf16-probe): at the cpu preset the search's originals take the benchmark's
+    precision setting, resolved for the same device."""
+    import torch
+
+    from dcforget.config import resolve_config
+    from dcforget.runtime import resolve_bf16
+    from experiments.cli import TUNE_DEFAULTS
+    from experiments.runner import load_suite
+
+    dev = torch.device("cpu")
+    tune = resolve_config({"tune": TUNE_DEFAULTS}, "cpu", None, {"tune": {}}, device=dev)["tune"]
+    bench, _ = load_suite("benchmark", "cpu")
+    assert tune["train"].get("bf16", False) == resolve_bf16(bench, dev)[0]["bf16"]  # the trainer's default: False
+    assert tune["train"]["epochs"] == bench["original_epochs"]
