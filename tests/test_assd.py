@@ -75,7 +75,7 @@ def test_assd_dampens_what_the_adaptive_threshold_selects(setup, arch):
     assert top - 1 <= chosen <= top + 1 + int((~torch.isfinite(ratios) & (ratios > 0)).sum())
 
 
-def test_assd_adapts_where_ssds_fixed_alpha_does_not(setup):
+def test_assd_adapts_where_ssds_fixed_alpha_does_not():
     """Scale one checkpoint's importance ratios (a model whose forget gradients are fainter): a fixed alpha selects
     nothing on the fainter one, the percentile selects as many parameters on both."""
     full = {"w": torch.ones(1000)}
