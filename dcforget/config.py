@@ -25,6 +25,16 @@ def config_dirs() -> list[Path]:
     return [Path(__file__).resolve().parent.parent / "configs", Path(sys.prefix) / "share" / "dcforget" / "configs"]
 
 
+def shown_path(path: str | Path) -> str:
+    """``path`` as reports and messages name it: relative to the working directory where it lies under it (a run
+    from a clone names ``configs/...``, not the clone's absolute location), else absolute."""
+    p = Path(path).resolve()
+    try:
+        return p.relative_to(Path.cwd().resolve()).as_posix()
+    except ValueError:
+        return str(p)
+
+
 def load_toml(path: str | Path) -> dict[str, Any]:
     p = Path(path)
     if p.is_dir():

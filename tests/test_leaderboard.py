@@ -662,10 +662,10 @@ def test_the_default_row_is_placed_against_the_ranked_front_and_never_ranked():
     RetDev and RTE, else the rows that do, closest first; a degenerate default is not placed; and a degenerate
     ranked row beats nothing."""
 
-    def table(default_ra, default_seconds, default_ta=0.5, ind=0.9, run_id="run-1", line=None, tuned="policy entry: b"):
+    def table(default_ra, default_seconds, default_ta=0.5, ind=0.9, run_id="run-1", line=None, source="policy entry"):
         cell = _cell("default", 0, default_ra, ind, default_seconds, ta=default_ta, run_id=run_id)
         line = line or "policy: a large request (...) -> b (full retain) from P"
-        cell["result"].update(policy_line=line, policy_method="b")
+        cell["result"].update(policy_line=line, policy_method="b", policy_source=source)
         cells = [
             _cell("retrain", 0, 1.0, 0.9, 10.0),
             _cell("a", 0, 0.99, 0.9, 5.0),  # close and slow
@@ -683,7 +683,7 @@ def test_the_default_row_is_placed_against_the_ranked_front_and_never_ranked():
         assert [m for m in rows][:3] == ["retrain", "default", "a"]  # shown after the references
         assert all(rows[m].get("avg_rank") == without[m].get("avg_rank") for m in ("a", "b"))
         assert "avg_rank" not in rows["default"] and "avg_rank_du" not in rows["default"]
-        assert rows["default"]["tuned"] == tuned and rows["default"]["extra"].startswith("policy: a large")
+        assert rows["default"]["tuned"] == f"{source}: b" and rows["default"]["extra"].startswith("policy: a large")
         return rows["default"]["pareto"]
 
     # an entry that needs DC-U's offline phase gave way to its closest runnable candidate: the options column says so
@@ -696,7 +696,7 @@ def test_the_default_row_is_placed_against_the_ranked_front_and_never_ranked():
         0.995,
         0.5,
         line=gave_way,
-        tuned="policy entry dcu-reference, on a plain original its closest runnable candidate: b",
+        source="policy entry dcu-reference (full retain), on a plain original its closest runnable candidate",
     )
 
     # as close as b and as fast at the measured times (a tie is not a win), but b is faster in about half of the
@@ -763,6 +763,7 @@ def test_the_default_row_runs_the_policy_entry_that_fits_each_seeds_original(ws,
     before, other = kind.inputs(default, exp, w.preset), kind.inputs(cells[-2], exp, w.preset)
     out = _run(default, exp, w)
     assert out["policy_method"] == "condensed" and "fallback: condensed" in out["policy_line"]
+    assert out["policy_source"] == "fallback"
 
     here = checkpoint_setting(read_checkpoint_meta(unlearn_kind.original_file(w, "mlp"))[0])
     entry = {
@@ -780,7 +781,11 @@ def test_the_default_row_runs_the_policy_entry_that_fits_each_seeds_original(ws,
     assert kind.inputs(default, exp, w.preset) != before  # a new policy recomputes the row
     assert kind.inputs(cells[-2], exp, w.preset) == other
     out = _run(default, exp, w)
-    assert out["policy_method"] == "finetune" and out["retain_source"] == "reduced"
+    assert (
+        out["policy_method"] == "finetune"
+        and out["retain_source"] == "reduced"
+        and out["policy_source"] == "policy entry"
+    )
     assert out["options"]["lr"] == 0.0123 and out["policy_line"].startswith("policy: a large request")
     done = [{"key": c.key, "seed": c.seed, "result": _run(c, exp, w)} for c in cells]
     row = next(r for r in _rows(exp, done) if r["method"] == "default")
@@ -791,7 +796,11 @@ def test_the_benchmark_summary_says_what_the_default_ran_and_where_it_stands():
     from experiments.tables import leaderboard_summary
 
     cell = _cell("default", 0, 0.85, 0.8, 2.0)  # further than b and slower: beaten by it
-    cell["result"].update(policy_line="policy: a large request (...) -> b (full retain) from P", policy_method="b")
+    cell["result"].update(
+        policy_line="policy: a large request (...) -> b (full retain) from P",
+        policy_method="b",
+        policy_source="policy entry",
+    )
     cells = [_cell("retrain", 0, 1.0, 0.9, 10.0), _cell("a", 0, 0.99, 0.9, 5.0), _cell("b", 0, 0.90, 0.8, 1.0), cell]
     exp = Experiment(
         "lb",

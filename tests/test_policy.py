@@ -105,12 +105,17 @@ def test_a_policy_is_searched_on_validation_and_unlearn_follows_it(tmp_path, mon
     assert r.exit_code == 0, r.output
     monkeypatch.setattr(policy_mod, "config_dirs", lambda: [tmp_path / "cfg"])
     (tmp_path / "req.txt").write_text("0\n7\n9\n")
+    monkeypatch.chdir(tmp_path)  # the report names the policy file relative to where the request runs
     base = ["--from-condensed", h5, "--checkpoint", ck, "--quiet"]
     r = run(unlearn_main, [*base, "--forget", f"indices:{tmp_path / 'req.txt'}", "--out", tmp_path / "o1"])
     assert r.exit_code == 0, r.output
     assert f"policy: a small request (3 new images <= 0.01 of the 512 training images) -> {entry.method}" in r.stderr
     rep = json.loads((tmp_path / "o1" / "report.json").read_text())
-    assert rep["method"] == entry.method and rep["policy"]["file"] == str(path) and not rep["policy"]["fallback"]
+    assert (
+        rep["method"] == entry.method
+        and rep["policy"]["file"] == "cfg/policy/test/synthetic-mlp.json"
+        and not rep["policy"]["fallback"]
+    )
     assert rep["retain_source"] == entry.retain and rep["options"]["lr"] == entry.options["lr"]
     assert "policy entry" in rep["tuned_choice"]["reason"]  # not "--untuned": the user did not turn tuning off
     # --untuned without --method reads no entry (a tuned choice of method and options): the registered default
@@ -279,3 +284,13 @@ def test_an_entry_needing_the_offline_phase_gives_way_on_a_plain_checkpoint(tmp_
     entry["candidates"] = [dcu, cand("condensed", "full", 0.09, False)]
     (tmp_path / "policy" / "cpu" / "mnist-mlp.json").write_text(json.dumps(doc))
     assert choose_policy(spec, here, roots=[tmp_path]).method == "dcu-reference"
+
+
+def test_reports_name_a_file_relative_to_where_the_request_runs_else_absolutely(tmp_path, monkeypatch):
+    from dcforget.config import shown_path
+
+    (tmp_path / "run").mkdir()
+    monkeypatch.chdir(tmp_path / "run")
+    assert shown_path(tmp_path / "run" / "configs" / "policy" / "cpu" / "x.json") == "configs/policy/cpu/x.json"
+    assert shown_path("configs/x.json") == "configs/x.json"
+    assert shown_path(tmp_path / "elsewhere.json") == str((tmp_path / "elsewhere.json").resolve())

@@ -23,7 +23,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Sequence
 
-from dcforget.config import config_dirs
+from dcforget.config import config_dirs, shown_path
 from dcforget.errors import ConfigError
 from dcforget.forget import ForgetSpec
 
@@ -102,7 +102,7 @@ class PolicyEntry:
         searched = s.get("candidates_searched")
         over = f" over {searched} candidate studies" if searched else ""
         return (
-            f"{self.method} ({self.retain} retain) from {self.path} [preset {self.preset}; `experiments tune "
+            f"{self.method} ({self.retain} retain) from {shown_path(self.path)} [preset {self.preset}; `experiments tune "
             f"--policy {self.kind}`, objective {s.get('objective')}{over}]"
         )
 
@@ -278,6 +278,17 @@ class PolicyChoice:
     def options(self) -> dict[str, Any]:
         return dict(self.entry.options) if self.entry else {}
 
+    @property
+    def source(self) -> str:
+        """Where what the request runs comes from, in a few words: the fallback, the entry, or the candidate that
+        answers for an entry whose method cannot run on this checkpoint (:func:`runs_on_plain`)."""
+        if self.entry is None:
+            return "fallback"
+        instead = self.entry.summary.get("instead_of")
+        return (
+            f"policy entry {instead}, on a plain original its closest runnable candidate" if instead else "policy entry"
+        )
+
     def line(self, here: Setting) -> str:
         """The one line `unlearn` prints about it."""
         if self.entry is not None:
@@ -301,7 +312,7 @@ class PolicyChoice:
         return {
             "kind": self.kind,
             "why": self.why,
-            "file": str(self.entry.path) if self.entry else None,
+            "file": shown_path(self.entry.path) if self.entry else None,
             "preset": self.entry.preset if self.entry else None,
             "method": self.method,
             "retain": self.retain,
@@ -381,5 +392,5 @@ def choose_policy(
                 f"the entry, {e.method} ({e.retain} retain), starts from DC-U's offline phase and this checkpoint "
                 "did not go through it (`unlearn offline`): its search's closest candidate that runs here",
             )
-        mismatches.append(f"{e.path}: {differs}")
+        mismatches.append(f"{shown_path(e.path)}: {differs}")
     return PolicyChoice(kind, why, None, f"no entry tuned on this setting ({mismatches[0]})")

@@ -23,7 +23,7 @@ import torch
 from dcforget import __version__
 from dcforget.checkpoint import Checkpoint, CheckpointMeta, open_checkpoint, read_checkpoint_meta
 from dcforget.condensed_store import CondensedSet, read_condensed
-from dcforget.config import check_options, parse_options
+from dcforget.config import check_options, parse_options, shown_path
 from dcforget.datasets import Data
 from dcforget.errors import ConfigError, DivergedError, ForgetSpecError
 from dcforget.forget import (
@@ -560,7 +560,7 @@ class PreparedRequest:
             condensed_file=str(r.condensed_file) if r.condensed_file is not None else None,
             tuned=None
             if self.tuned is None
-            else {"file": str(self.tuned.path), "preset": self.tuned.preset, **self.tuned.summary},
+            else {"file": shown_path(self.tuned.path), "preset": self.tuned.preset, **self.tuned.summary},
         )
         if self.policy is not None:  # the request named no method: the policy entry it followed, or the fallback
             res.report["policy"] = self.policy.record(self.setting)

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from dcforget.config import config_dirs
+from dcforget.config import config_dirs, shown_path
 from dcforget.errors import ConfigError
 from dcforget.forget import ForgetSpec
 
@@ -76,7 +76,7 @@ class Tuned:
         norm = s.get("norm")
         shown = f"{norm:.4f}" if isinstance(norm, (int, float)) else "not recorded"
         return (
-            f"tuned options for {self.method} on {self.dataset}/{self.model} from {self.path} (preset "
+            f"tuned options for {self.method} on {self.dataset}/{self.model} from {shown_path(self.path)} (preset "
             f"{self.preset}{cap}{on}: trial {s.get('trial')} of {s.get('trials')}, validation objective norm "
             f"{shown})"
         )
@@ -285,7 +285,7 @@ class TunedChoice:
     def record(self) -> dict[str, Any]:
         """The report's account of the choice."""
         return {
-            "file": str(self.tuned.path) if self.tuned else None,
+            "file": shown_path(self.tuned.path) if self.tuned else None,
             "forced": self.forced,
             "reason": (
                 "tuned options turned off (--untuned)"
@@ -320,7 +320,7 @@ def choose_tuned(
         other = found[0]
         return TunedChoice(
             None,
-            f"tuned options for {method} on {here.dataset}/{here.model} ({other.path}) were "
+            f"tuned options for {method} on {here.dataset}/{here.model} ({shown_path(other.path)}) were "
             f"tuned for {other.forget_kind} forgetting, not {kind} "
             "forgetting: not used; the method's defaults apply",
         )
@@ -330,7 +330,7 @@ def choose_tuned(
             return TunedChoice(t, None)
     return TunedChoice(
         None,
-        f"tuned options for {method} ({same[0].path}) were tuned on another setting: {why[0]}: "
+        f"tuned options for {method} ({shown_path(same[0].path)}) were tuned on another setting: {why[0]}: "
         "not used; the method's registered defaults apply (--options-from FILE forces a file)",
     )
 

@@ -40,7 +40,7 @@ from typing import Any
 
 import torch
 
-from dcforget.config import config_dirs
+from dcforget.config import config_dirs, shown_path
 from dcforget.errors import ConfigError
 from dcforget.forget import ForgetSpec
 from dcforget.provenance import machine
@@ -166,7 +166,7 @@ def _cells(exp: Experiment, seeds: int) -> list[Cell]:
 
 def method_options(
     exp: Experiment, preset: dict[str, Any], method: str, arch: str
-) -> tuple[dict[str, Any], str | None]:
+) -> tuple[dict[str, Any], Path | None]:
     """(options, tuned file or None): the tuned options of ``tuned_on``'s dataset for this preset (the workspace's,
     after ``Workspace.for_experiment``), under the preset's and experiment's ``method_options``."""
     if method in REFERENCES:
@@ -191,10 +191,10 @@ def method_options(
     for source in (preset.get("method_options", {}), exp.spec.get("method_options", {})):
         for scope in ("*", method, f"{method}@{arch}"):
             out.update({k: v for k, v in source.get(scope, {}).items() if k in known})
-    return out, (str(tuned.path) if tuned is not None else None)
+    return out, (tuned.path if tuned is not None else None)
 
 
-def tuned_validation(tuned: str | None) -> str:
+def tuned_validation(tuned: Path | None) -> str:
     """How the tuned file's study served the validation split ("whole", or "halves" for a method that reads it):
     a cell runs the method the way it was tuned, as `unlearn` does."""
     if tuned is None:
@@ -240,7 +240,7 @@ def _run(cell: Cell, exp: Experiment, ws: Workspace) -> dict[str, Any]:
     arch, forget, method = k["model"], k["forget"], k["method"]
     line = None
     if follows_policy(exp, method):  # what `unlearn --from-condensed FILE` does without --method on this original
-        name, retain, options, line, validation, tuned = default_request(
+        name, retain, options, line, validation, tuned, source = default_request(
             original_setting(ws, arch, cell.seed), ForgetSpec.parse(forget)
         )
         found = None
@@ -318,9 +318,9 @@ def _run(cell: Cell, exp: Experiment, ws: Workspace) -> dict[str, Any]:
         "num_classes": classes,
         "test_acc_other": kept_class_accuracy(res.model, ws.data(), res.split, ws.device),
         "options": r["options"],
-        "tuned": tuned,
+        "tuned": shown_path(tuned) if tuned is not None else None,
         "policy": f"{exp.spec['policy']}#{found[0].kind}" if found else None,
-        **({"policy_line": line, "policy_method": name} if line is not None else {}),
+        **({"policy_line": line, "policy_method": name, "policy_source": source} if line is not None else {}),
         "retain_source": retain if m.reads_retain else None,
         "reduced_ratio": (r.get("reduced_set") or {}).get("ratio_to_retain"),
         "method_extra": r.get("method_extra", {}),

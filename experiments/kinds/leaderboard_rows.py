@@ -53,7 +53,6 @@ from __future__ import annotations
 
 import math
 import random
-import re
 import statistics
 from typing import Any
 
@@ -310,30 +309,23 @@ def _placement(
 
 
 def _default_options(got: list[dict[str, Any]]) -> tuple[str, str]:
-    """(options column, notes) of a ``policy = true`` row: what its cells ran, from the line `unlearn` printed."""
-
-    def source(line: str) -> str:
-        if "fallback:" in line:
-            return "fallback"
-        gave_way = re.search(r"the entry, (\S+) \(\w+ retain\), starts from DC-U's offline phase", line)
-        # (unlearn.policy.runs_on_plain: an original has not been through the offline phase)
-        return (
-            f"policy entry {gave_way[1]}, on a plain original its closest runnable candidate"
-            if gave_way
-            else "policy entry"
-        )
+    """(options column, notes) of a ``policy = true`` row: what its cells ran and where it came from, as they
+    recorded it, and the lines `unlearn` printed."""
 
     ran = {
         (
             c["result"].get("policy_method"),
             c["result"].get("retain_source"),
-            source(c["result"].get("policy_line", "")),
+            c["result"].get("policy_source"),
             c["result"].get("tuned") is not None,
         )
         for c in got
     }
     said = " / ".join(
-        f"{where}: {method}" + (f" ({retain})" if retain else "") + (" with its tuned file" if tuned else "")
+        (f"{where}: " if where else "")
+        + f"{method}"
+        + (f" ({retain})" if retain else "")
+        + (" with its tuned file" if tuned else "")
         for method, retain, where, tuned in sorted(ran, key=str)
     )
     return said, "; ".join(dict.fromkeys(c["result"]["policy_line"] for c in got if c["result"].get("policy_line")))

@@ -111,7 +111,7 @@ def _run(cell: Cell, exp: Experiment, ws: Workspace) -> dict[str, Any]:
             continue
         chosen, source, options, line, validation = method, retain, None, None, "whole"
         if here is not None:  # each request as `unlearn --from-condensed` answers it without --method
-            chosen, source, options, line, validation, _ = default_request(
+            chosen, source, options, line, validation, *_ = default_request(
                 here, ForgetSpec.parse(f"indices:{path}"), previous
             )
         res = unlearn_request(

@@ -122,7 +122,8 @@ class DefaultRequest(NamedTuple):
     options: dict[str, Any]
     line: str  # the line `unlearn` prints
     validation: str  # how the method is served the validation split: its tuned file's study's mode, else "whole"
-    tuned: str | None  # the fallback's tuned file, if one fits (an entry's options are tuned ones: None)
+    tuned: Path | None  # the fallback's tuned file, if one fits (an entry's options are tuned ones: None)
+    source: str  # where it comes from, in a few words (unlearn.policy.PolicyChoice.source)
 
 
 def default_request(here, spec: ForgetSpec, forgotten: list[int] | tuple[int, ...] = ()) -> DefaultRequest:
@@ -136,8 +137,8 @@ def default_request(here, spec: ForgetSpec, forgotten: list[int] | tuple[int, ..
     choice = choose_policy(spec, here, list(forgotten))
     options, tuned = default_options(choice, here, spec)
     validation = tuned.tuned.summary.get("validation", "whole") if tuned.tuned is not None else "whole"
-    file = str(tuned.tuned.path) if tuned.tuned is not None else None
-    return DefaultRequest(choice.method, choice.retain, options, choice.line(here), validation, file)
+    file = tuned.tuned.path if tuned.tuned is not None else None
+    return DefaultRequest(choice.method, choice.retain, options, choice.line(here), validation, file, choice.source)
 
 
 def policy_inputs() -> str:
@@ -304,7 +305,7 @@ def _unlearn_run(cell: Cell, exp: Experiment, ws: Workspace) -> dict[str, Any]:
     cs_args["extra"] = variant_artefact_options(variant, "condense", arch)
     retain, line, validation = variant_retain(exp, label), None, "whole"
     if follows_policy(exp, label):  # what `unlearn --from-condensed FILE` does without --method
-        method, retain, options, line, validation, _ = default_request(original_setting(ws, arch), forget_spec(spec))
+        method, retain, options, line, validation, *_ = default_request(original_setting(ws, arch), forget_spec(spec))
         condensed = ws.condensed(arch, **cs_args)
     elif METHODS.get(method).needs_offline:
         source = variant.get("remembrance")  # e.g. "test": the reference's

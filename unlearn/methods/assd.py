@@ -38,7 +38,7 @@ from dcforget.space import Fixed, Float
 
 from .base import UnlearnContext, register
 from .common import require
-from .ssd import ORDERS, ce_loss, dampen, importance_sets, importances
+from .ssd import ORDERS, ce_loss, run_ssd
 
 
 def percentile(share: float) -> float:
@@ -77,25 +77,7 @@ def check(o: dict) -> None:
     order="shuffled",
 )
 def assd(ctx: UnlearnContext) -> nn.Module:
-    o = ctx.options
-    check(o)
-    model = ctx.copy_original()
-    xf, yf = ctx.forget()
-    xr, yr = ctx.retain()
-    bs = int(o["batch_size"])
-    (xf, yf), (xd, yd) = importance_sets(xr, yr, xf, yf, str(o["order"]), ctx.derived_seed("assd-order"))
-    imp_forget = importances(model, xf, yf, bs, ce_loss, "square")
-    imp_full = importances(model, xd, yd, bs, ce_loss, "square")
-    share = len(yf) / len(yd)
-    alpha = threshold(imp_full, imp_forget, share)
-    selected = dampen(model, imp_full, imp_forget, alpha, float(o["lam"]))
-    total = sum(p.numel() for n, p in model.named_parameters() if n in imp_full)
-    ctx.extra.update(
-        alpha=alpha,
-        percentile=percentile(share),
-        selected_parameters=sum(selected.values()),
-        parameters=total,
-        selected_fraction=sum(selected.values()) / max(total, 1),
-        order=str(o["order"]),
-    )
+    check(ctx.options)
+    model = run_ssd(ctx, "assd", ce_loss, "square", threshold)
+    ctx.extra["percentile"] = percentile(ctx.extra["forget_share"])
     return model

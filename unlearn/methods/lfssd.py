@@ -38,4 +38,6 @@ def logit_norm_loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     order="shuffled",
 )
 def lfssd(ctx: UnlearnContext):
-    return run_ssd(ctx, "lfssd", logit_norm_loss, "abs")
+    o = ctx.options
+    check(o, "lfssd")
+    return run_ssd(ctx, "lfssd", logit_norm_loss, "abs", float(o["alpha"]), float(o["exponent"]))

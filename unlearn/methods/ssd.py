@@ -132,11 +132,16 @@ def importance_sets(
     return (xf, yf), (xd, yd)
 
 
-def run_ssd(ctx: UnlearnContext, name: str, loss: ImportanceLoss, power: str) -> nn.Module:
-    """SSD or LFSSD (they differ in the importance's loss and power only)."""
+Threshold = Callable[[dict[str, torch.Tensor], dict[str, torch.Tensor], float], float]
+
+
+def run_ssd(
+    ctx: UnlearnContext, name: str, loss: ImportanceLoss, power: str, alpha: float | Threshold, exponent: float = 1.0
+) -> nn.Module:
+    """SSD and its variants, on options their method has checked: LFSSD differs in the importance's loss and power;
+    ASSD reads ``alpha`` from the checkpoint, ``alpha(I_D, I_Df, share)`` with ``share`` the forget set's share of
+    the full set the passes read (the report's extra records both)."""
     o = ctx.options
-    check(o, name)
-    alpha, lam, exponent = (float(o[k]) for k in ("alpha", "lam", "exponent"))
     model = ctx.copy_original()
     xf, yf = ctx.forget()
     xr, yr = ctx.retain()
@@ -144,7 +149,11 @@ def run_ssd(ctx: UnlearnContext, name: str, loss: ImportanceLoss, power: str) ->
     (xf, yf), (xd, yd) = importance_sets(xr, yr, xf, yf, str(o["order"]), ctx.derived_seed(f"{name}-order"))
     imp_forget = importances(model, xf, yf, bs, loss, power)
     imp_full = importances(model, xd, yd, bs, loss, power)
-    selected = dampen(model, imp_full, imp_forget, alpha, lam, exponent)
+    if callable(alpha):
+        share = len(yf) / len(yd)
+        alpha = alpha(imp_full, imp_forget, share)
+        ctx.extra.update(alpha=alpha, forget_share=share)
+    selected = dampen(model, imp_full, imp_forget, alpha, float(o["lam"]), exponent)
     total = sum(p.numel() for n, p in model.named_parameters() if n in imp_full)
     ctx.extra.update(
         selected_parameters=sum(selected.values()),
@@ -178,4 +187,6 @@ SPACE = {
     order="shuffled",
 )
 def ssd(ctx: UnlearnContext):
-    return run_ssd(ctx, "ssd", ce_loss, "square")
+    o = ctx.options
+    check(o)
+    return run_ssd(ctx, "ssd", ce_loss, "square", float(o["alpha"]), float(o["exponent"]))
