@@ -448,3 +448,26 @@ def test_the_cpu_search_trains_its_originals_as_the_benchmark_does():
     bench, _ = load_suite("benchmark", "cpu")
     assert tune["train"].get("bf16", False) == resolve_bf16(bench, dev)[0]["bf16"]  # the trainer's default: False
     assert tune["train"]["epochs"] == bench["original_epochs"]
+
+
+def test_the_search_times_its_retraining_reference_as_the_benchmark_does():
+    """The search's time bound divides by its retraining's time: that retraining runs in float32 as the benchmark's
+    does (and every method), even where the originals train under bf16 autocast, so a ratio measured in the search
+    is the ratio the benchmark measures."""
+    import torch
+
+    from dcforget.config import resolve_config
+    from experiments.cli import TUNE_DEFAULTS
+    from experiments.hpsearch import StudySetup, retrain_options
+    from experiments.kinds.leaderboard import method_options
+    from experiments.runner import Experiment, load_suite
+
+    dev = torch.device("cpu")
+    tune = resolve_config({"tune": TUNE_DEFAULTS}, "cpu", None, {"tune": {}}, device=dev)["tune"]
+    setup = StudySetup(dataset="cifar10", model="mlp", train={**tune["train"], "bf16": True}, seeds=(0,))
+    searched = retrain_options(setup)
+    bench, _ = load_suite("benchmark", "cpu")
+    exp = Experiment("lb", {"kind": "leaderboard", "models": ["mlp"], "methods": [], "forget": "random:0.1"})
+    benchmarked, _ = method_options(exp, bench, "retrain", "mlp")
+    assert "bf16" not in searched and not benchmarked.get("bf16", False)
+    assert searched["epochs"] == benchmarked["epochs"]
