@@ -309,8 +309,8 @@ def norm(values: list[float]) -> float:
 def retrain_options(setup: StudySetup) -> dict[str, Any]:
     """The retraining reference trains like the originals (same recipe and epochs) and is timed as the benchmark's is:
     in float32, as every method runs. The originals may train under bf16 autocast (``bf16 = "auto"``), but a bf16
-    retraining would be faster than the benchmark's float32 one and tighten the search's time bound (a candidate at
-    0.09x of the benchmark's retraining measured about 0.15x here; reports/policy-search-cpu)."""
+    retraining would be faster than the benchmark's float32 one and tighten the search's time bound (condensed's
+    registered start point fell outside it in the search and inside it in the benchmark; reports/policy-search-cpu)."""
     known = METHODS.get("retrain").defaults
     missing = sorted(
         k
@@ -516,13 +516,16 @@ def study_name(
     method: str, setup: StudySetup, base_options: dict[str, Any] | None = None, objective: str = "deep-unlearn"
 ) -> str:
     """The study's name: the method, the setup, its search space, the fixed options, the digest of the method's
-    registered defaults and the objective (named only when not Deep Unlearn's), so a changed range, default or
-    preset never resumes (and mixes in) an older study's trials."""
+    registered defaults and the objective (named only when not Deep Unlearn's), so a changed range, default,
+    preset or retraining reference never resumes (and mixes in) an older study's trials."""
     what = json.dumps(
         {
             "space": describe(METHODS.get(method).space),
             "base": base_options or {},
             "defaults": METHODS.get(method).defaults_digest,
+            # a study on bf16 originals measured against a bf16 retraining before its reference ran in float32
+            # (retrain_options): a new name, so those studies are never read back; float32 setups keep theirs
+            **({"reference": "float32 retraining"} if setup.train.get("bf16") else {}),
         },
         sort_keys=True,
         default=str,
