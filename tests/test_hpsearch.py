@@ -471,3 +471,12 @@ def test_the_search_times_its_retraining_reference_as_the_benchmark_does():
     benchmarked, _ = method_options(exp, bench, "retrain", "mlp")
     assert "bf16" not in searched and not benchmarked.get("bf16", False)
     assert searched["epochs"] == benchmarked["epochs"]
+
+
+def test_a_study_on_bf16_originals_is_named_for_its_float32_retraining_reference():
+    """Studies on bf16 originals made before the retraining reference ran in float32 must never be read back: the
+    part of the name that is not the setup's digest differs for a bf16 setup and stays as it was for a float32 one."""
+    from experiments.hpsearch import StudySetup, study_name
+
+    tail = lambda bf16: study_name("finetune", StudySetup("cifar10", "mlp", train={"bf16": bf16})).rsplit("-", 1)[1]  # noqa: E731
+    assert tail(True) != tail(False)
