@@ -9,8 +9,8 @@ Ray node finds it by name.
 
 The store (:class:`JobStore`) keys a job by the SHA-256 of its function's qualified name, a version string the
 caller bumps when the function's meaning changes, and the canonical JSON of its spec. A result is a directory
-``ROOT/ab/KEY/`` holding ``result.json`` (the spec, the JSON values, provenance) and ``arrays.npz`` (the arrays,
-read back with ``allow_pickle=False``). It is written in a temporary sibling and renamed into place, so a
+``ROOT/ab/KEY/`` holding ``result.json`` (the spec, the JSON values, provenance: host, the run that computed it)
+and ``arrays.npz`` (the arrays, read back with ``allow_pickle=False``). It is written in a temporary sibling and renamed into place, so a
 crashed or killed job leaves at most a ``.tmp-*`` directory (named by its host and process), which is never read as
 a result and is cleared by the next run once its driver is gone (or after ``STALE_AFTER_S`` where the driver ran
 on another host), so drivers sharing a store never remove each other's writes in progress. Finished jobs are read back, never recomputed. Results are written by the driver (the process that
@@ -57,6 +57,10 @@ EXECUTORS = ("local", "ray")
 STALE_AFTER_S = 6 * 3600.0  # a temporary this old is a dead driver's, whichever host wrote it
 
 log = logging.getLogger(__name__)
+
+THIS_RUN = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:12]}"
+"""This process's run: a store entry records the run that computed it (``run`` in its ``result.json``), so that a
+caller dividing two jobs' times can tell whether both were timed in one run (one driver process on one machine)."""
 
 
 class JobError(DcForgetError):
@@ -140,8 +144,24 @@ class JobStore:
             raise JobError(f"{p} is not a job result of this version")
         return {**doc["values"], **arrays}
 
+    def run_of(self, key: str) -> str | None:
+        """The run that computed the entry (:data:`THIS_RUN` of its driver); None for an entry written before runs
+        were recorded."""
+        try:
+            run = json.loads((self.path(key) / "result.json").read_text()).get("run")
+        except Exception as err:  # noqa: BLE001 - as get(): whatever a damaged file raises
+            raise JobError(f"job result {self.path(key)} cannot be read ({type(err).__name__}: {err})") from None
+        return run if isinstance(run, str) else None
+
     def put(
-        self, key: str, fn: JobFn, spec: dict[str, Any], result: dict[str, Any], seconds: float, version: str = "1"
+        self,
+        key: str,
+        fn: JobFn,
+        spec: dict[str, Any],
+        result: dict[str, Any],
+        seconds: float,
+        version: str = "1",
+        run: str = THIS_RUN,
     ) -> None:
         values, arrays = _split(result)
         final = self.path(key)
@@ -162,6 +182,7 @@ class JobStore:
                 "values": values,
                 "seconds": seconds,
                 "host": socket.gethostname(),
+                "run": run,
                 "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             }
             (tmp / "result.json").write_text(json.dumps(doc, sort_keys=True, allow_nan=True))
@@ -423,6 +444,7 @@ class GridRun:
     reused: int
     seconds: float
     job_seconds: list[float] = field(default_factory=list)
+    runs: list[str | None] = field(default_factory=list)  # the run that computed each result (None: not recorded)
 
 
 def run_jobs(
@@ -434,10 +456,11 @@ def run_jobs(
     version: str = "1",
     context: dict[str, Any] | None = None,
     on_result: Callable[[int], None] | None = None,
+    run: str = THIS_RUN,
 ) -> GridRun:
     """Run every job of ``specs`` that ``store`` does not hold yet on ``executor`` (default: in this process),
     writing each result as it finishes; return all results, read back from the store. ``context`` reaches every
-    job but is not part of its key."""
+    job but is not part of its key; ``run`` is recorded with each result computed now (default: this process)."""
     store = store if isinstance(store, JobStore) else JobStore(store)
     store.clear_stale()
     executor = executor or LocalExecutor()
@@ -465,9 +488,10 @@ def run_jobs(
     job_seconds = []
     for pos, (result, seconds) in executor.map(fn, [specs[i] for i in order], dict(context or {})):
         i = order[pos]
-        store.put(keys[i], fn, specs[i], result, seconds, version)
+        store.put(keys[i], fn, specs[i], result, seconds, version, run)
         job_seconds.append(seconds)
         if on_result is not None:
             on_result(i)
     results = [found[k] if k in found else store.get(k) for k in keys]
-    return GridRun(results, keys, len(order), len(specs) - len(order), time.perf_counter() - t0, job_seconds)
+    runs = [store.run_of(k) for k in keys]
+    return GridRun(results, keys, len(order), len(specs) - len(order), time.perf_counter() - t0, job_seconds, runs)

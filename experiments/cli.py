@@ -584,7 +584,7 @@ def report_cmd(path, markdown, table, ulira, refresh, check) -> None:
 
 
 @main.command("check-tuned")
-@click.argument("files", nargs=-1, required=True, type=click.Path(exists=True))
+@click.argument("files", nargs=-1, required=True)
 @click.option(
     "--store",
     type=click.Path(file_okay=False),
@@ -602,34 +602,50 @@ def report_cmd(path, markdown, table, ulira, refresh, check) -> None:
 @opt("force")
 @with_logging
 def check_tuned_cmd(files, store, data_dir, executor, workers, address, device, quiet, out, force) -> None:
-    """Check that tuned-options files (FILES: files or folders of them) reproduce their study's best trial within
-    noise: each file's options run again under its recorded setup, every seed, from new originals and retrainings.
+    """Check that tuned-options files (FILES: files or folders of them, or policy entries named POLICY.json#KIND)
+    reproduce their study's best trial within noise: each file's options run again under its recorded setup, every
+    seed, from new originals and retrainings; the time over retraining's is reported beside the recorded one.
     Exit 0 when every file is within noise, 1 when one is not."""
     from dcforget.errors import ConfigError, OutputExistsError
     from dcforget.io import atomic_path
     from dcforget.jobs import JobStore, make_executor
     from dcforget.provenance import run_meta
     from unlearn.methods import METHODS
+    from unlearn.policy import POLICY_KINDS, read_policy
     from unlearn.tuned import read_tuned
 
     from .hpsearch import recheck
 
-    paths: list[Path] = []
-    for f in map(Path, files):
-        paths.extend(sorted(f.glob("*.json")) if f.is_dir() else [f])
-    if not paths:
-        raise ConfigError(f"no tuned-options file in {', '.join(files)}")
-    docs = []
-    for p in paths:
+    def tuned_file(p: Path) -> dict:
         try:
             method = json.loads(p.read_text()).get("method")
         except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError):
             method = None  # read_tuned says what is wrong with the file
         read_tuned(p, METHODS.get(method).defaults if isinstance(method, str) else {})  # refuses a bad file
-        doc = json.loads(p.read_text())
+        return json.loads(p.read_text())
+
+    def policy_entry(ref: str) -> dict:
+        where, _, kind = ref.rpartition("#")
+        if kind not in POLICY_KINDS:
+            raise ConfigError(f"{ref}: a policy entry is named POLICY.json#KIND, KIND one of {', '.join(POLICY_KINDS)}")
+        if not any(e.kind == kind for e in read_policy(where)):  # refuses a bad file
+            raise ConfigError(f"{ref}: {where} has no {kind!r} entry")
+        return json.loads(Path(where).read_text())["entries"][kind]
+
+    docs: list[tuple[str, dict]] = []
+    for arg in files:
+        f = Path(arg)
+        if not f.exists() and "#" in arg:
+            docs.append((arg, policy_entry(arg)))
+        elif not f.exists():
+            raise ConfigError(f"{arg} does not exist")
+        else:
+            docs.extend((str(p), tuned_file(p)) for p in (sorted(f.glob("*.json")) if f.is_dir() else [f]))
+    if not docs:
+        raise ConfigError(f"no tuned-options file in {', '.join(files)}")
+    for p, doc in docs:
         if not all(k in doc for k in ("setup", "objectives", "norm")):
-            raise ConfigError(f"tuned options file {p} records no study result (setup, objectives, norm)")
-        docs.append((p, doc))
+            raise ConfigError(f"{p} records no study result (setup, objectives, norm)")
     out_path = Path(out)
     if out_path.exists() and not force:
         raise OutputExistsError(f"{out_path} exists; pass --force to replace it")
@@ -643,10 +659,12 @@ def check_tuned_cmd(files, store, data_dir, executor, workers, address, device, 
             r = recheck(doc, store=store, executor=ex, context=context)
             rows.append({"file": str(p), **r})
             if not quiet:
+                t = r["time_ratio"]
+                recorded = "" if t["recorded"] is None else f", {t['recorded']:.3g}x recorded"
                 click.echo(
                     f"{p}: norm {r['recorded_norm']:.4f} recorded, {r['recomputed_norm']:.4f} recomputed "
                     f"({'within noise' if r['within_noise'] else 'NOT within noise'}; "
-                    f"{r['jobs_computed']} jobs computed)",
+                    f"{r['jobs_computed']} jobs computed); time {t['recomputed']:.3g}x retraining's{recorded}",
                     err=True,
                 )
     report = {

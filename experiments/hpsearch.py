@@ -53,7 +53,7 @@ import torch
 from dcforget.datasets import Data, load_data
 from dcforget.errors import ConfigError, DivergedError
 from dcforget.forget import ForgetSpec
-from dcforget.jobs import STALE_AFTER_S, Executor, GridRun, pid_alive, run_jobs
+from dcforget.jobs import STALE_AFTER_S, THIS_RUN, Executor, GridRun, JobStore, job_key, pid_alive, run_jobs
 from dcforget.space import Choice, Fixed, Float, Int, Space, describe, resolve
 from dcforget.train import TRAINING_REVISION, TrainConfig
 from unlearn.methods import METHODS
@@ -288,11 +288,88 @@ def objectives(
 
 
 def time_ratio(result: dict[str, Any], retrain: dict[str, Any]) -> float:
-    """The run's whole-request time over the same seed's retraining's (both jobs of one study, on one machine);
-    infinity for a diverged run."""
-    if "diverged" in result or not retrain.get("seconds"):
+    """The run's whole-request time over the same seed's retraining's: the retraining timed in the run that timed
+    the method (``result["time_reference"]``, set by :class:`SameRunTimes`) where the result has one, else
+    ``retrain``'s; infinity for a diverged run."""
+    if "diverged" in result:
         return math.inf
-    return float(result["seconds"]) / float(retrain["seconds"])
+    reference = result.get("time_reference") or retrain
+    if not reference.get("seconds"):
+        return math.inf
+    return float(result["seconds"]) / float(reference["seconds"])
+
+
+class SameRunTimes:
+    """Every time ratio of a search divides two times of one run, as the benchmark's do.
+
+    The job store reads a finished job back with the seconds of the run that computed it, so a trial's jobs and the
+    retraining reference may come from different runs (an earlier search whose trials had the same specification,
+    a reference whose options changed, a study resumed in a new process): their ratio would divide times taken
+    hours apart, or on another machine. Here each (trial, seed) result is paired with the retraining of its seed
+    timed in the result's own run: the reference job itself where that run computed it, else a retiming of it that
+    run left in the store (the reference's spec with ``timed_in``). Where neither exists, the result is timed again
+    in this run (its spec with ``timed_in``: a new job, so the store's entries are never replaced) and paired with
+    the retraining timed in this run (computed once per seed and run). A result whose run is not recorded (written
+    before runs were) is timed again too. The pair is recorded with the result (``time_reference``: the
+    retraining's seconds and run; ``run``: the result's); objectives keep reading the reference job's metrics."""
+
+    def __init__(
+        self,
+        jobs: Callable,
+        held: Callable[[dict[str, Any]], bool],
+        reference_specs: dict[int, dict[str, Any]],
+        references: dict[int, dict[str, Any]],
+        run: str,
+    ):
+        self.jobs, self.held, self.run = jobs, held, run
+        self.reference_specs, self.references = reference_specs, references
+        self.timed: dict[tuple[int, str], dict[str, Any]] = {}  # (seed, run) -> the retraining timed in that run
+        self.retimed = 0  # (trial, seed) results timed again in this run
+
+    def _reference_in(self, seed: int, run: str | None) -> dict[str, Any] | None:
+        """The retraining of ``seed`` timed in ``run``, if that run timed one (never computes)."""
+        if run is None:
+            return None
+        if self.references[seed].get("run") == run:
+            return self.references[seed]
+        if (seed, run) not in self.timed:
+            spec = {**self.reference_specs[seed], "timed_in": run}
+            if not self.held(spec):
+                return None
+            [self.timed[(seed, run)]] = self.jobs(unlearn_job, [spec])
+        return self.timed[(seed, run)]
+
+    def _time_here(self, seeds: set[int]) -> None:
+        """Time the retraining of ``seeds`` in this run where it has not been."""
+        todo = sorted(s for s in seeds if self._reference_in(s, self.run) is None)
+        if todo:
+            specs = [{**self.reference_specs[s], "timed_in": self.run} for s in todo]
+            for s, r in zip(todo, self.jobs(unlearn_job, specs)):
+                self.timed[(s, self.run)] = r
+
+    def pair(self, specs: list[dict[str, Any]], results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """``results`` of the (trial, seed) ``specs``, each with the retraining time of its own run."""
+        out, here, unpaired = list(results), set(), []
+        for i, r in enumerate(out):
+            seed = int(specs[i]["seed"])
+            if "diverged" in r:
+                continue
+            if r.get("run") == self.run:
+                here.add(seed)
+            elif self._reference_in(seed, r.get("run")) is None:
+                unpaired.append(i)
+                here.add(seed)
+        if unpaired:
+            again = self.jobs(unlearn_job, [{**specs[i], "timed_in": self.run} for i in unpaired])
+            for i, r in zip(unpaired, again):
+                out[i] = r
+            self.retimed += len(unpaired)
+        self._time_here(here)
+        for i, r in enumerate(out):
+            if "diverged" not in r:
+                ref = self._reference_in(int(specs[i]["seed"]), r.get("run"))
+                out[i] = {**r, "time_reference": {"seconds": ref.get("seconds"), "run": ref["run"]}}
+        return out
 
 
 def study_validation(method: str, base_options: dict[str, Any] | None = None) -> str:
@@ -548,10 +625,12 @@ class StudyResult:
     data_size: dict[str, Any] = field(default_factory=dict)  # the originals' training set: train_size, num_classes
     objective: str = "deep-unlearn"
     max_time_ratio: float | None = None  # the ``ours`` objective's time bound
+    retimed: int = 0  # (trial, seed) results read back from another run and timed again in this one
 
     def summary(self) -> dict[str, Any]:
         done = [t for t in self.trials if t["state"] == "COMPLETE" and "repeat_of" not in t]
         finite = sorted(t["norm"] for t in done if math.isfinite(t["norm"]))
+        timed = [r for t in done for r in t.get("per_seed") or [] if "diverged" not in r]
         return {
             "trials": len(done),
             "repeats": sum("repeat_of" in t for t in self.trials),  # redraws of a held point, not counted
@@ -560,22 +639,60 @@ class StudyResult:
             "diverged_trials": len(done) - len(finite),
             "norms": {"min": finite[0] if finite else None, "median": finite[len(finite) // 2] if finite else None},
             "jobs_computed_this_run": self.computed,
+            "jobs_retimed_this_run": self.retimed,
+            # the trials' time ratios: how many divide two times of one run (SameRunTimes); the others were told
+            # before runs were recorded
+            "time_ratios": {
+                "one_run": sum(map(one_run, timed)),
+                "run_not_recorded": sum(not one_run(r) for r in timed),
+            },
             "objective": self.objective,
             **({"max_time_ratio": self.max_time_ratio} if self.max_time_ratio is not None else {}),
             **({"chosen_feasible": self.best.get("feasible")} if "feasible" in self.best else {}),
         }
 
 
+def one_run(result: dict[str, Any]) -> bool:
+    """Whether a (trial, seed) result's time ratio divides two times of one recorded run."""
+    reference = result.get("time_reference") or {}
+    return result.get("run") is not None and reference.get("run") == result["run"]
+
+
+def times_one_run(trial: dict[str, Any]) -> bool:
+    """Whether every time ratio of a trial (a row of :class:`StudyResult`) divides two times of one recorded run."""
+    return all(one_run(r) for r in trial.get("per_seed") or [] if "diverged" not in r)
+
+
+def reference_spec(setup: StudySetup, seed: int) -> dict[str, Any]:
+    """The job of ``seed``'s retraining reference."""
+    return {"setup": setup.reference.to_dict(), "method": "retrain", "options": retrain_options(setup), "seed": seed}
+
+
 def _references(setup: StudySetup, method: str, jobs: Callable) -> dict[int, dict[str, Any]]:
     """Every seed's original (with the artefacts ``method`` needs) and its retraining, through ``jobs(fn, specs)``
     (which returns the results in order): seed -> retraining's metrics."""
-    sd, ref = setup.to_dict(), setup.reference.to_dict()
+    sd = setup.to_dict()
     jobs(original_job, [{"setup": sd, "seed": s, "methods": sorted({"retrain", method})} for s in setup.seeds])
-    refs = jobs(
-        unlearn_job,
-        [{"setup": ref, "method": "retrain", "options": retrain_options(setup), "seed": s} for s in setup.seeds],
-    )
-    return dict(zip(setup.seeds, refs))
+    return dict(zip(setup.seeds, jobs(unlearn_job, [reference_spec(setup, s) for s in setup.seeds])))
+
+
+def _job_runner(store: str | Path, executor: Executor | None, context: dict[str, Any], run: str):
+    """(jobs(fn, specs) -> results in order, each with the ``run`` that computed it; held(spec) -> whether the store
+    holds that unlearning job; computed() -> jobs computed so far)."""
+    count = [0]
+
+    def jobs(fn, specs):
+        done: GridRun = run_jobs(fn, specs, store, executor=executor, version=JOB_VERSION, context=context, run=run)
+        count[0] += done.computed
+        runs = done.runs or [None] * len(done.results)  # a GridRun made without them: runs not recorded
+        return [{**r, "run": r_run} for r, r_run in zip(done.results, runs, strict=True)]
+
+    held_in = JobStore(store)
+
+    def held(spec):
+        return held_in.has(job_key(unlearn_job, spec, JOB_VERSION))
+
+    return jobs, held, lambda: count[0]
 
 
 def method_seed_offset(method: str) -> int:
@@ -601,6 +718,7 @@ def tune(
     log: Callable[[str], None] = lambda _: None,
     objective: str = "deep-unlearn",
     max_time_ratio: float = MAX_TIME_RATIO,
+    run: str = THIS_RUN,
 ) -> StudyResult:
     """Run (or resume) the study of ``method`` on ``setup`` until it has ``trials`` complete trials.
 
@@ -636,14 +754,7 @@ def tune(
         raise ConfigError(f"NSGA-III's population must be a whole number of at least 2, got {population!r}")
     dists, fixed = distributions(m.space, setup.train_epochs)
     base = {**(base_options or {}), **fixed}
-    computed = 0
-
-    def jobs(fn, specs):
-        nonlocal computed
-        run: GridRun = run_jobs(fn, specs, store, executor=executor, version=JOB_VERSION, context=context)
-        computed += run.computed
-        return run.results
-
+    jobs, held, computed = _job_runner(store, executor, context, run)
     sd = setup.to_dict()
     name = study_name(method, setup, base, objective)
     # opened before any job runs, so a storage that cannot be used costs no training
@@ -661,6 +772,7 @@ def tune(
         objective,
     )
     references = _references(setup, method, jobs)
+    times = SameRunTimes(jobs, held, {s: reference_spec(setup, s) for s in setup.seeds}, references, run)
     data = _data(json.dumps(sd, sort_keys=True), context.get("data_dir"), str(context.get("device", "cpu")))
     data_size = {"train_size": len(data.train), "num_classes": data.info.num_classes}  # what the originals trained on
     batch = max(1, int(batch or getattr(executor, "workers", 1) or 1))
@@ -671,7 +783,7 @@ def tune(
 
     def evaluate(batch_trials):
         specs = [trial_spec(sd, method, {**base, **t.params}, s) for t in batch_trials for s in setup.seeds]
-        results = jobs(unlearn_job, specs)
+        results = times.pair(specs, jobs(unlearn_job, specs))
         k = len(setup.seeds)
         for i, t in enumerate(batch_trials):
             tell(t, results[i * k : (i + 1) * k])
@@ -799,11 +911,12 @@ def tune(
         references,
         describe(m.space),
         fixed,
-        computed,
+        computed(),
         {"name": "NSGA-III", "population": population, "seed": sampler_seed, "method_offset": offset, "starts": starts},
         data_size,
         objective,
         max_time_ratio if objective == "ours" else None,
+        times.retimed,
     )
 
 
@@ -874,6 +987,8 @@ def tuned_config(res: StudyResult, *, preset: str, meta: dict[str, Any]) -> dict
         "defaults": ran_with(res.method, res.best["options"]),
         "objectives": res.best["objectives"],
         "norm": res.best["norm"],
+        "time_ratio": res.best.get("time_ratio"),
+        "time_ratios_one_run": times_one_run(res.best),
         "trial": res.best["number"],
         "setup": res.setup.to_dict(),
         "space": res.space,
@@ -887,7 +1002,12 @@ def tuned_config(res: StudyResult, *, preset: str, meta: dict[str, Any]) -> dict
 
 # ------------------------------------------------------------------------------------------------ the check
 def recheck(
-    doc: dict[str, Any], *, store: str | Path, executor: Executor | None = None, context: dict[str, Any]
+    doc: dict[str, Any],
+    *,
+    store: str | Path,
+    executor: Executor | None = None,
+    context: dict[str, Any],
+    run: str = THIS_RUN,
 ) -> dict[str, Any]:
     """Run a tuned file's chosen options again under its recorded setup (every seed: original, retraining, the
     method) and compare the objectives with the ones the study recorded for that trial. With a fresh ``store``
@@ -895,19 +1015,16 @@ def recheck(
     trial, not that a store remembers it.
 
     Within noise, per objective: |recomputed - recorded| <= max(2 x the standard error over seeds of the
-    recomputed per-seed values, 0.005). The result holds both vectors, the norms and the verdict."""
+    recomputed per-seed values, 0.005). The result holds both vectors, the norms and the verdict, and the method's
+    time over retraining's (mean over seeds; each seed's two times of one run, :class:`SameRunTimes`), beside the
+    study's where the file records it: reported, not judged (a time depends on the machine and its load)."""
     setup = StudySetup.from_dict(doc["setup"])
     method, options = doc["method"], ran_options(doc)
-    computed = 0
-
-    def jobs(fn, specs):
-        nonlocal computed
-        run = run_jobs(fn, specs, store, executor=executor, version=JOB_VERSION, context=context)
-        computed += run.computed
-        return run.results
-
+    jobs, held, computed = _job_runner(store, executor, context, run)
     references = _references(setup, method, jobs)
-    runs = jobs(unlearn_job, [trial_spec(setup.to_dict(), method, options, s) for s in setup.seeds])
+    times = SameRunTimes(jobs, held, {s: reference_spec(setup, s) for s in setup.seeds}, references, run)
+    specs = [trial_spec(setup.to_dict(), method, options, s) for s in setup.seeds]
+    runs = times.pair(specs, jobs(unlearn_job, specs))
     objective = doc.get("objective", "deep-unlearn")  # a policy entry's is ours; a tuned file's Deep Unlearn's
     if objective not in OBJECTIVE_SETS:
         raise ConfigError(f"unknown objective {objective!r}; one of {', '.join(OBJECTIVE_SETS)}")
@@ -945,6 +1062,11 @@ def recheck(
         "recomputed_norm": norm(mean),
         "objectives": rows,
         "within_noise": all(r["within"] for r in rows.values()),
-        "jobs_computed": computed,
+        "jobs_computed": computed(),
+        "jobs_retimed": times.retimed,
+        "time_ratio": {
+            "recorded": doc.get("time_ratio"),
+            "recomputed": sum(time_ratio(r, references[s]) for r, s in zip(runs, setup.seeds)) / k,
+        },
         "per_seed": [dict(zip(names, o)) for o in per_seed],
     }

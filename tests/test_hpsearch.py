@@ -315,13 +315,17 @@ def test_check_tuned_recomputes_a_file_from_new_originals_and_flags_a_forged_one
     (tmp_path / "forged" / "neggrad-plus.json").write_text(json.dumps(forged))
     out = tmp_path / "check.json"
     ok = CliRunner().invoke(
-        experiments_main, ["check-tuned", str(tuned), "--store", str(tmp_path / "fresh"), "--out", str(out), "--quiet"]
+        experiments_main, ["check-tuned", str(tuned), "--store", str(tmp_path / "fresh"), "--out", str(out)]
     )
     assert ok.exit_code == 0, ok.output
     rep = json.loads(out.read_text())
     row = rep["files"][0]
     assert rep["checked"] == 1 and row["within_noise"] and row["jobs_computed"] == 2 + 2 + 2  # all from nothing
     assert row["recomputed_norm"] == pytest.approx(doc["norm"], abs=0.01)
+    # the file records its trial's time ratio, of one run; the check reports its own beside it (not judged)
+    assert doc["time_ratios_one_run"] is True and row["time_ratio"]["recorded"] == doc["time_ratio"] > 0
+    assert row["time_ratio"]["recomputed"] > 0 and row["jobs_retimed"] == 0
+    assert f"{row['time_ratio']['recomputed']:.3g}x retraining's, {doc['time_ratio']:.3g}x recorded" in ok.output
     bad = CliRunner().invoke(
         experiments_main,
         [
@@ -480,3 +484,51 @@ def test_a_study_on_bf16_originals_is_named_for_its_float32_retraining_reference
 
     tail = lambda bf16: study_name("finetune", StudySetup("cifar10", "mlp", train={"bf16": bf16})).rsplit("-", 1)[1]  # noqa: E731
     assert tail(True) != tail(False)
+
+
+def test_every_time_ratio_of_a_search_divides_two_times_of_one_run(tmp_path):
+    """The job store reads a finished job back with the seconds of the run that made it. A search pairs each trial's
+    time with the retraining timed in the same run: the reference job where that run made it, a retiming of it that
+    run stored, or else the trial and the reference are timed again in this run (new jobs; no entry replaced)."""
+    import shutil
+
+    from dcforget.jobs import JobStore, job_key
+    from experiments.hpsearch import reference_spec, unlearn_job
+
+    setup = StudySetup(**{**SETUP.__dict__, "seeds": (0,)})
+    ctx = {"root": str(tmp_path / "art"), "device": "cpu"}
+    store = tmp_path / "jobs"
+
+    def search(run, storage, bf16=False):
+        return tune(
+            "finetune",
+            setup,
+            trials=1,
+            storage=tmp_path / f"{storage}.journal",
+            store=store,
+            context=ctx,
+            base_options={"bf16": bf16},  # another value: other trial jobs (the start point sets the batch size)
+            run=run,
+        )
+
+    def pairs(res):
+        [r] = res.trials[0]["per_seed"]
+        assert res.trials[0]["time_ratio"] == pytest.approx(r["seconds"] / r["time_reference"]["seconds"])
+        return r["run"], r["time_reference"]["run"]
+
+    a = search("a", "first")  # the original, its retraining and the trial, all timed in run a
+    assert a.computed == 3 and pairs(a) == ("a", "a") and a.retimed == 0
+    assert a.summary()["time_ratios"] == {"one_run": 1, "run_not_recorded": 0}
+    again = search("b", "again")  # a new study reads run a's trial back: paired with run a's retraining
+    assert again.computed == 0 and pairs(again) == ("a", "a")
+    other = search("b", "other", bf16=True)  # a trial made now, against a retraining of run a: timed again now
+    assert other.computed == 2 and pairs(other) == ("b", "b") and other.retimed == 0
+    assert search("c", "other-again", bf16=True).computed == 0  # run b's pair read back from the store
+    # without run b's retiming of the reference, run b's trial is timed again in this run, beside a retraining
+    timed_in_b = JobStore(store).path(job_key(unlearn_job, {**reference_spec(setup, 0), "timed_in": "b"}))
+    shutil.rmtree(timed_in_b)
+    kept = sorted(p.name for p in store.glob("*/*"))
+    late = search("d", "late", bf16=True)
+    assert late.computed == 2 and late.retimed == 1 and pairs(late) == ("d", "d")
+    assert set(kept) <= {p.name for p in store.glob("*/*")}  # new jobs beside the old ones, none replaced
+    assert late.summary()["time_ratios"] == {"one_run": 1, "run_not_recorded": 0}

@@ -36,6 +36,23 @@ def test_local_grid_is_stored_and_read_back(tmp_path):
     assert job_key(jobs_fns.square, SPECS[0], "2") != job_key(jobs_fns.square, SPECS[0])
 
 
+def test_each_result_records_the_run_that_computed_it(tmp_path):
+    """A result read back keeps the run that made it (a caller dividing two times can tell whether they are of one
+    run); an entry written before runs were recorded has none."""
+    from dcforget.jobs import THIS_RUN
+
+    first = run_jobs(jobs_fns.square, SPECS[:2], tmp_path, run="a")
+    assert first.runs == ["a", "a"]
+    later = run_jobs(jobs_fns.square, SPECS[:3], tmp_path, run="b")
+    assert later.runs == ["a", "a", "b"] and later.computed == 1
+    assert run_jobs(jobs_fns.square, SPECS[3:], tmp_path).runs == [THIS_RUN]  # by default, this process's run
+    doc_path = JobStore(tmp_path).path(first.keys[0]) / "result.json"
+    doc = json.loads(doc_path.read_text())
+    del doc["run"]
+    doc_path.write_text(json.dumps(doc))
+    assert run_jobs(jobs_fns.square, SPECS[:1], tmp_path).runs == [None]
+
+
 def test_unfinished_result_is_not_a_result(tmp_path):
     run = run_jobs(jobs_fns.square, SPECS[:1], tmp_path)
     store = JobStore(tmp_path)

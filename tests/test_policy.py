@@ -156,6 +156,27 @@ def test_a_policy_is_searched_on_validation_and_unlearn_follows_it(tmp_path, mon
     assert not (tmp_path / "o3").exists()
 
 
+def test_check_tuned_runs_a_policy_entry_again_and_reports_its_time_of_one_run(tmp_path):
+    """`experiments check-tuned POLICY.json#KIND` reruns an entry's choice from new originals and retrainings, like a
+    tuned file; the entry says its time ratios are of one run, and the check reports its own ratio beside it."""
+    res = _tune(tmp_path)
+    assert res.exit_code == 0, res.output
+    path = tmp_path / "cfg" / "policy" / "test" / "synthetic-mlp.json"
+    e = json.loads(path.read_text())["entries"]["small"]
+    assert e["time_ratios_one_run"] is True and all(c["time_ratios_one_run"] for c in e["candidates"])
+    out = tmp_path / "check.json"
+    args = ["check-tuned", f"{path}#small", "--store", str(tmp_path / "fresh"), "--out", str(out), "-q"]
+    r = CliRunner().invoke(experiments_main, args)
+    assert r.exit_code == 0, r.output
+    [row] = json.loads(out.read_text())["files"]
+    assert row["within_noise"] and row["method"] == e["method"] and row["jobs_computed"] == 3  # all from nothing
+    assert row["time_ratio"]["recorded"] == e["time_ratio"] and row["time_ratio"]["recomputed"] > 0
+    for ref, why in ((f"{path}#large", "has no 'large' entry"), (f"{path}#huge", "POLICY.json#KIND")):
+        bad = CliRunner().invoke(experiments_main, ["check-tuned", ref, "--store", str(tmp_path / "x"), "--out", "y"])
+        assert bad.exit_code == 2 and why in bad.output and bad.output.startswith("error: "), bad.output
+    assert not (tmp_path / "x").exists()
+
+
 def test_a_policy_study_refuses_a_forget_spec_of_another_kind(tmp_path):
     res = _tune(tmp_path, "--forget", "random:0.2")
     assert res.exit_code == 2 and "is a large request" in res.output
