@@ -396,6 +396,13 @@ def _check_options(o: dict, parts: dict) -> None:
         raise ConfigError(f"forget_match must be auto, mean, quantiles, neighbours or rank, got {match!r}")
     if match in ("quantiles", "neighbours", "rank") and unit != "val":
         raise ConfigError(f"forget_match={match} reads the validation split's losses: it needs forget_ce_unit=val")
+    if not isinstance(o["drop_rows"], bool):
+        raise ConfigError(f"drop_rows must be true or false, got {o['drop_rows']!r}")
+    we = o["whole_epochs"]
+    if not (isinstance(we, int) and not isinstance(we, bool) and we >= 0):
+        raise ConfigError(f"whole_epochs must be an integer >= 0, got {we!r}")
+    if we == 0 and not o["drop_rows"]:
+        raise ConfigError("whole_epochs=0 trains nothing: it needs drop_rows=true, else the classes stay")
     if o["forget_push"] not in ("auto", "loss", "confidence"):
         raise ConfigError(f"forget_push must be auto, loss or confidence, got {o['forget_push']!r}")
     if o["large_request"] not in ("reset", "keep"):
@@ -412,6 +419,29 @@ def _check_options(o: dict, parts: dict) -> None:
         raise ConfigError(f"forget_batch must be an integer >= 0 (0 = the forget set's share), got {fb!r}")
     if o["forget_draw"] not in ("all", "new"):
         raise ConfigError(f"forget_draw must be all or new, got {o['forget_draw']!r}")
+
+
+DROP_MARGIN = 10.0  # nats: a dropped class's logit sits this far under the lowest the original gives another class
+
+
+def drop_class_rows(ctx: UnlearnContext, model: torch.nn.Module, x: torch.Tensor, clean: torch.Tensor | None) -> dict:
+    """A whole-class request's start (``drop_rows``): the forgotten classes' rows of the output layer are dropped
+    (weights 0, bias ``DROP_MARGIN`` under the lowest logit the original gives any other class on the reduced set
+    ``x``; ``clean``: those logits where the caller has them), so the model starts where the masked distillation
+    leads: its answers are the masked teacher's on every input, and training moves it only where the retain data
+    asks. Only the output layer changes; the features stay the original's until training moves them."""
+    layers = [m for m in model.final.head.modules() if isinstance(m, torch.nn.Linear)]
+    if not layers or layers[-1].bias is None:
+        raise ConfigError("drop_rows needs an output layer (the head's last Linear) with a bias")
+    out = layers[-1]
+    gone = ctx.forgotten_classes().to(out.weight.device)
+    if clean is None:
+        clean = embed(ctx.original, x, device=ctx.device, bf16=bool(ctx.options["bf16"]), logits=True)
+    floor = float(clean[:, ~gone.to(clean.device)].min()) - DROP_MARGIN
+    with torch.no_grad():
+        out.weight[gone] = 0.0
+        out.bias[gone] = floor
+    return {"classes": torch.nonzero(gone).flatten().tolist(), "bias": floor}
 
 
 NEIGHBOURS = 10  # validation images per forget image whose losses set its target (forget_match=neighbours)
@@ -636,6 +666,8 @@ def _share(part: torch.nn.Module, model: torch.nn.Module) -> float:
     distill=1.0,
     temperature=4.0,
     teacher="auto",
+    drop_rows=True,
+    whole_epochs=12,
     freeze_kept=True,
     keep=0.8,
     mask=1.0,
@@ -673,6 +705,7 @@ def _share(part: torch.nn.Module, model: torch.nn.Module) -> float:
         "forget_match": Choice(("mean", "neighbours")),
         "large_request": Choice(("reset", "keep")),  # a policy search picks the large-request rule per setting
         "large_pushes": Float(3.0, 20.0, log=True),
+        "whole_epochs": Int(0, 12),  # a whole-class request's training after its rows are dropped (0: none)
     },
     # a search starts at each large-request rule's registered point: the forget target its ``auto`` resolves to
     # (``forget_target``: the mean for the reset rule, the per-image target for the kept rule)
@@ -752,6 +785,11 @@ def condensed(ctx: UnlearnContext):
     clean = None  # the start model's logits on the un-augmented reduced set, read once for the hinge and the teacher
     if hinge:
         clean = embed(ctx.original, x, device=ctx.device, bf16=bool(o["bf16"]), logits=True)
+    if whole and o["drop_rows"]:
+        ctx.extra["rows_dropped"] = drop_class_rows(ctx, model, x, clean)
+        if not (o["epochs"] or o["steps"] or o["whole_epochs"]):  # the dropped rows alone: nothing trains
+            ctx.extra["epochs"], ctx.extra["steps"] = 0, 0
+            return model
     extra = _distillation(ctx, x, o, teacher, clean)
     if hinge:  # the labels only repair (above): fit trains on the extra loss alone
         extra, label_weight = _label_hinge(clean, y, w, label_weight, extra, o["small_labels"] == "hold"), 0.0
@@ -766,7 +804,9 @@ def condensed(ctx: UnlearnContext):
     batches = math.ceil(len(x) / int(o["batch_size"]))
     if steps:  # a fixed number of optimiser steps, whatever the reduced set's size (e.g. a sweep over K)
         epochs = math.ceil(steps / batches)
-    elif epochs == 0:  # auto: 12 epochs when nothing is reset (whole classes), else 6 and at least min_steps steps
+    elif epochs == 0 and whole:  # auto, whole classes: whole_epochs (0 returned above)
+        epochs = int(o["whole_epochs"])
+    elif epochs == 0:  # auto: 12 epochs when nothing is reset, else 6 and at least min_steps steps
         epochs = 12 if reset == "none" else max(6, math.ceil(int(o["min_steps"]) / batches))
     h = fit(
         model,
