@@ -60,7 +60,7 @@ def test_a_per_sample_request_drops_no_row_and_a_bad_value_is_refused(setup, tmp
 
 def test_whole_epochs_zero_is_the_dropped_rows_alone(setup):
     data, mlp, _ = setup
-    res = _run(setup, "class:1", whole_epochs=0)
+    res = _run(setup, "class:1")  # the registered default: whole_epochs=0
     extra = res.report["method_extra"]
     assert extra["steps"] == 0 and extra["rows_dropped"]["classes"] == [1]
     with torch.no_grad():
@@ -71,5 +71,6 @@ def test_whole_epochs_zero_is_the_dropped_rows_alone(setup):
     for k, v in mlp.state_dict().items():  # nothing but the output layer's class row moved
         moved = (res.model.state_dict()[k] != v).nonzero()
         assert moved.numel() == 0 or k.startswith("final.head") and set(moved[:, 0].tolist()) == {1}, k
-    with pytest.raises(ConfigError, match="needs drop_rows=true"):
-        _run(setup, "class:1", whole_epochs=0, drop_rows=False)
+    with pytest.raises(ConfigError, match="needs drop_rows=true"):  # nothing would train the class away
+        _run(setup, "class:1", drop_rows=False)
+    assert "rows_dropped" not in _run(setup, "class:1", drop_rows=False, whole_epochs=2).report["method_extra"]

@@ -371,12 +371,12 @@ def test_condensed_reset_choices_reinitialise_exactly_those_parts(setup, reset):
         split,
         CPU,
         0,
-        {**METHODS.get("condensed").defaults, "epochs": 1, "lr": 1e-9, "reset": reset},
+        {**METHODS.get("condensed").defaults, "epochs": 1, "lr": 1e-9, "reset": reset, "drop_rows": False},
         quiet=True,
         condensed=cs,
         reduced=assemble_reduced(cs, split.forget, len(data.train)),
     )
-    out = condensed(ctx)  # lr 1e-9: parameters move only by the reset
+    out = condensed(ctx)  # lr 1e-9, no dropped class rows: parameters move only by the reset
     changed = lambda a, b: any(not torch.allclose(p, q, atol=1e-6) for p, q in zip(a.parameters(), b.parameters()))
     expect = {
         "none": (False, False, False),
@@ -435,7 +435,8 @@ def test_condensed_auto_resets_everything_where_the_beginning_holds_most_paramet
     [
         ("random:0.1", {"min_steps": 9}, 9),  # the whole reduced set is one batch: 9 steps need 9 epochs
         ("random:0.1", {"min_steps": 4}, 6),  # 6 epochs already give more
-        ("class:1", {"min_steps": 9}, 12),  # nothing re-initialised (whole class): 12 epochs
+        ("class:1", {"min_steps": 9}, 0),  # whole class: whole_epochs (registered 0: the dropped rows alone)
+        ("class:1", {"min_steps": 9, "whole_epochs": 12}, 12),  # nothing re-initialised: whole_epochs as given
         ("random:0.1", {"min_steps": 9, "epochs": 2}, 2),  # an explicit epoch count is used as given
     ],
 )
@@ -468,8 +469,8 @@ def test_condensed_distillation_masks_forgotten_classes(setup, teacher, ta_share
         device=CPU,
         condensed=cs,
         quiet=True,
-        options={"epochs": 30, "reset": "none", "teacher": teacher},
-    )  # 1 step an epoch here
+        options={"epochs": 30, "reset": "none", "teacher": teacher, "drop_rows": False},
+    )  # 1 step an epoch here; the class rows kept, so only the loss can forget the class
     assert res.report["method_extra"]["teacher"] == teacher
     assert res.report["forget_acc"] <= 0.05
     # the augmented teacher sees DSA-augmented copies of 15 condensed 5-step FDM images on this toy: a lower bar
