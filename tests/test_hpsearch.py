@@ -532,3 +532,8 @@ def test_every_time_ratio_of_a_search_divides_two_times_of_one_run(tmp_path):
     assert late.computed == 2 and late.retimed == 1 and pairs(late) == ("d", "d")
     assert set(kept) <= {p.name for p in store.glob("*/*")}  # new jobs beside the old ones, none replaced
     assert late.summary()["time_ratios"] == {"one_run": 1, "run_not_recorded": 0}
+    # a trial told before runs were recorded (an earlier journal) says so; a diverged seed has no time to pair
+    from experiments.hpsearch import times_one_run
+
+    assert not times_one_run({"per_seed": [{"seconds": 1.0}]})
+    assert times_one_run({"per_seed": [{"diverged": "x"}, late.trials[0]["per_seed"][0]]})
