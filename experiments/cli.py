@@ -274,6 +274,7 @@ def _tune_policy_cli(
         click.echo(
             f"  {row['method']:>14s} ({row['retain']:7s}) norm {row['norm']:.4f}  time "
             f"{'n/a' if ratio is None else f'{ratio:.3f}x'}{'' if row['feasible'] else '  (over the time bound)'}"
+            f"{'' if row.get('time_ratios_one_run') else '  (times of earlier runs, not paired by run)'}"
         )
     click.echo(
         f"policy {policy}: {entry['method']} ({entry['retain']} retain), norm {entry['norm']:.4f}, "

@@ -164,6 +164,7 @@ def test_check_tuned_runs_a_policy_entry_again_and_reports_its_time_of_one_run(t
     path = tmp_path / "cfg" / "policy" / "test" / "synthetic-mlp.json"
     e = json.loads(path.read_text())["entries"]["small"]
     assert e["time_ratios_one_run"] is True and all(c["time_ratios_one_run"] for c in e["candidates"])
+    assert "norm" in res.output and "not paired by run" not in res.output  # every listed ratio is of one run
     out = tmp_path / "check.json"
     args = ["check-tuned", f"{path}#small", "--store", str(tmp_path / "fresh"), "--out", str(out), "-q"]
     r = CliRunner().invoke(experiments_main, args)
