@@ -47,6 +47,25 @@ def tiny():
     return load_data(TINY)
 
 
+MEMORISED = "synthetic:classes=4,train=60,test=20,size=16,noise=2.0"  # 204 training images, memorised (TA far lower)
+
+
+@pytest.fixture(scope="session")
+def memorised_mlp():
+    """(data, mlp, condensed): an MLP that memorised the generated data of ``MEMORISED`` (20 epochs, seed 0) and a
+    5-bucket FDM condensed set of it; the default method's request tests start here."""
+    from condense.build import build_condensed
+    from dcforget.train import TrainConfig, train_on
+
+    data = load_data(MEMORISED)
+    cpu = torch.device("cpu")
+    mlp = train_on(
+        data, "mlp", TrainConfig(epochs=20, batch_size=32, batches="partial"), seed=0, device=cpu, quiet=True
+    ).model
+    cs = build_condensed(data, "fdm", mlp, device=cpu, seed=0, clusters=5, options={"steps": 2}, quiet=True)
+    return data, mlp, cs.condensed
+
+
 @pytest.fixture(scope="session")
 def real_data_dir():
     """The real-data tier's data root: $DCFORGET_DATA_DIR or ./data (scripts/setup.sh unpacks it there)."""

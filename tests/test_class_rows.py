@@ -5,24 +5,16 @@ retain data asks. Per-sample requests never drop a row."""
 import pytest
 import torch
 
-from condense.build import build_condensed
-from dcforget.datasets import load_data
 from dcforget.errors import ConfigError
-from dcforget.train import TrainConfig, as_unit, train_on
+from dcforget.train import as_unit
 from unlearn.request import unlearn_request
 
 CPU = torch.device("cpu")
-SPEC = "synthetic:classes=4,train=60,test=20,size=16,noise=2.0"
 
 
 @pytest.fixture(scope="module")
-def setup():
-    data = load_data(SPEC)
-    mlp = train_on(
-        data, "mlp", TrainConfig(epochs=20, batch_size=32, batches="partial"), seed=0, device=CPU, quiet=True
-    ).model
-    cs = build_condensed(data, "fdm", mlp, device=CPU, seed=0, clusters=5, options={"steps": 2}, quiet=True)
-    return data, mlp, cs.condensed
+def setup(memorised_mlp):
+    return memorised_mlp  # tests/conftest.py
 
 
 def _run(setup, forget, **options):

@@ -5,24 +5,15 @@ requests do not compound: retain accuracy stays with retraining's."""
 import pytest
 import torch
 
-from condense.build import build_condensed
-from dcforget.datasets import load_data
 from dcforget.errors import ConfigError
-from dcforget.train import TrainConfig, train_on
 from unlearn.request import unlearn_request
 
 CPU = torch.device("cpu")
-SPEC = "synthetic:classes=4,train=60,test=20,size=16,noise=2.0"  # 204 training images, memorised (TA far lower)
 
 
 @pytest.fixture(scope="module")
-def setup():
-    data = load_data(SPEC)
-    mlp = train_on(
-        data, "mlp", TrainConfig(epochs=20, batch_size=32, batches="partial"), seed=0, device=CPU, quiet=True
-    ).model
-    cs = build_condensed(data, "fdm", mlp, device=CPU, seed=0, clusters=5, options={"steps": 2}, quiet=True)
-    return data, mlp, cs.condensed
+def setup(memorised_mlp):
+    return memorised_mlp  # tests/conftest.py
 
 
 def _request(model, data, cs, indices, previous=None, method="condensed", tmp=None, **opts):
