@@ -464,3 +464,23 @@ def test_the_paper_preset_index_files_fit_the_experiment():
     for spec, n in zip(files, (500, 5000)):
         idx = read_index_file(forget_spec(spec).path)
         assert len(idx) == n == len(set(idx.tolist())) and 0 <= int(idx.min()) and int(idx.max()) < 42500
+
+
+@pytest.mark.parametrize("preset", ["smoke", "cpu", "paper"])
+def test_every_committed_suite_plans_its_cells_under_every_preset(preset):
+    """Every experiment config a user can run plans its cells: a committed config that refers to what a later change
+    removed (a policy candidate it leaves out that a new search no longer has, a variant, an index file) fails here,
+    not minutes into `experiments reproduce`."""
+    from dcforget.config import load_toml
+    from experiments.runner import KINDS, known_suites, load_suite, suite_dir
+
+    suites = sorted(known_suites())
+    assert {"benchmark", "dcu", "targets"} <= set(suites)
+    planned = 0
+    for suite in suites:
+        if not isinstance(load_toml(suite_dir(suite) / "presets.toml").get(preset), dict):
+            continue
+        _, exps = load_suite(suite, preset)
+        for exp in exps:
+            planned += len(KINDS.get(exp.spec.get("kind", "unlearn")).cells(exp, 1))
+    assert planned > 0
